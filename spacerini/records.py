@@ -1,0 +1,91 @@
+"""Typed frozen records that cross every boundary: :class:`Doc`, :class:`Hit`, :class:`BuildReport`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class Doc:
+    """One document of a corpus.
+
+    Attributes:
+        id: Unique document id (a string).
+        text: The contents that get indexed (the ``--fields`` values joined with ``"\\n"``).
+        fields: Columns kept for display (title, url, ...). JSON-serialisable values.
+        meta: Provenance. For code: repo, path, owner, licence, language, swhid.
+    """
+
+    id: str
+    text: str
+    fields: Mapping[str, Any] = field(default=_EMPTY)
+    meta: Mapping[str, Any] = field(default=_EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """One search result.
+
+    Attributes:
+        docid: The document id.
+        score: The backend's score (BM25 scores are Anserini's, rounded to 4 decimals).
+        rank: 1-based rank within the whole result list (pagination keeps ranks global).
+        snippet: A short passage with query terms wrapped in ``<mark>`` (HTML-escaped otherwise).
+        fields: The stored display fields of the document.
+        meta: The document's provenance record.
+        backend: The backend that produced the hit.
+    """
+
+    docid: str
+    score: float
+    rank: int
+    snippet: str = ""
+    fields: Mapping[str, Any] = field(default=_EMPTY)
+    meta: Mapping[str, Any] = field(default=_EMPTY)
+    backend: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the hit as a plain JSON-serialisable dict."""
+        return {
+            "docid": self.docid,
+            "score": self.score,
+            "rank": self.rank,
+            "snippet": self.snippet,
+            "fields": dict(self.fields),
+            "meta": dict(self.meta),
+            "backend": self.backend,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class BuildReport:
+    """What building one backend did; stored in the manifest.
+
+    Attributes:
+        backend: Registry key of the backend ("bm25", "exact", ...).
+        docs: Number of documents indexed.
+        seconds: Wall-clock build time.
+        params: The parameters the backend was built with (reopening needs them).
+        stats: Backend-specific statistics (terms, postings, bytes, ...).
+    """
+
+    backend: str
+    docs: int
+    seconds: float
+    params: Mapping[str, Any] = field(default=_EMPTY)
+    stats: Mapping[str, Any] = field(default=_EMPTY)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Returns the report as a plain JSON-serialisable dict."""
+        return {
+            "backend": self.backend,
+            "docs": self.docs,
+            "seconds": round(self.seconds, 3),
+            "params": dict(self.params),
+            "stats": dict(self.stats),
+        }
