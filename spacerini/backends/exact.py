@@ -1,0 +1,529 @@
+"""Exact substring search on a byte-level suffix array ("was this exact text in the corpus?").
+
+Layout of the backend folder::
+
+    exact/
+      meta.json            format version, shard table (docs, first doc, bytes per shard)
+      docids.json          the doc ids in corpus order (one JSON list on one line)
+      text_00000.bin       UTF-8 contents of the shard's docs, each followed by a 0xFF byte
+      sa_00000.npy         int32 suffix array of text_00000.bin (pydivsufsort)
+      starts_00000.npy     int64 byte offset of each doc of the shard in text_00000.bin
+
+0xFF never occurs in UTF-8, so it separates documents: a query (always valid UTF-8) never
+matches across a document boundary. A shard holds at most ``max_shard_bytes`` bytes (2 GiB - 1
+by default, the int32 limit), so building needs memory for one shard and its suffix array
+(5 bytes per byte of text), whatever the size of the corpus. Queries memory-map the text and the
+suffix arrays and binary-search them.
+
+Counts are byte-level and include overlapping occurrences. Since UTF-8 is self-synchronising, a
+byte match of a valid UTF-8 query always starts on a character boundary, so byte counts equal
+character counts. Offsets reported to the user are character offsets.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import mmap
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spacerini.backends import DocsFactory
+from spacerini.errors import BundleCorruptError, DocumentTooLargeError, QueryError
+from spacerini.records import BuildReport, Hit
+
+NAME = "exact"
+FORMAT_VERSION = 1
+
+#: The int32 suffix-array limit: no shard may hold more bytes than this.
+MAX_SHARD_BYTES = 2**31 - 1
+#: Longest query accepted (UTF-8 bytes).
+MAX_QUERY_BYTES = 1 << 20
+SEPARATOR = 0xFF
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ExactHit:
+    """One occurrence of an exact string.
+
+    Attributes:
+        docid: The document it occurs in.
+        offset: Character offset of the occurrence in the document's text.
+        snippet: HTML-escaped context with the match wrapped in ``<mark>``.
+        rank: 1-based rank in the global order (document order, then offset).
+    """
+
+    docid: str
+    offset: int
+    snippet: str
+    rank: int
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A maximal span of a query text that occurs verbatim in the corpus.
+
+    Attributes:
+        start: Character offset of the span in the query (inclusive).
+        end: Character offset of the span in the query (exclusive).
+        text: The span's text.
+        count: Occurrences of the span in the corpus.
+        docids: The first few documents (in corpus order) that contain it.
+    """
+
+    start: int
+    end: int
+    text: str
+    count: int
+    docids: tuple[str, ...]
+
+
+# -- build ----------------------------------------------------------------------------------
+def _encode_doc(text: str) -> bytes:
+    # "replace" turns a lone surrogate into one "?" so character offsets stay the same.
+    return text.encode("utf-8", errors="replace")
+
+
+def _write_shard(folder: Path, index: int, text: bytearray, starts: list[int]) -> float:
+    """Writes one shard (text, suffix array, doc starts); returns the seconds spent sorting."""
+    from pydivsufsort import divsufsort
+
+    t0 = time.perf_counter()
+    sa = divsufsort(text)
+    seconds = time.perf_counter() - t0
+    if sa.dtype != np.int32:  # pragma: no cover - guarded by MAX_SHARD_BYTES
+        sa = sa.astype(np.int32)
+    with (folder / f"text_{index:05d}.bin").open("wb") as f:
+        f.write(text)
+    np.save(folder / f"sa_{index:05d}.npy", sa)
+    np.save(folder / f"starts_{index:05d}.npy", np.asarray(starts, dtype=np.int64))
+    return seconds
+
+
+def build(
+    docs_factory: DocsFactory,
+    folder: Path,
+    *,
+    threads: int = 1,
+    progress: bool = True,
+    max_shard_bytes: int = MAX_SHARD_BYTES,
+    **params: Any,
+) -> BuildReport:
+    """Builds the suffix-array shards of the corpus into ``folder``.
+
+    Args:
+        docs_factory: Returns a fresh iterator of docs (called once).
+        folder: An empty folder to write into.
+        threads: Unused (libdivsufsort sorts on one core); accepted for the backend contract.
+        progress: Show a progress bar.
+        max_shard_bytes: Most bytes of text (separators included) per shard; at most 2 GiB - 1.
+        **params: Ignored extra parameters.
+
+    Returns:
+        The build report; ``params`` holds ``max_shard_bytes``, ``stats`` the byte and shard counts.
+
+    Raises:
+        DocumentTooLargeError: A single document is larger than 2 GiB - 1 bytes.
+        ValueError: ``max_shard_bytes`` is not in 1 .. 2 GiB - 1.
+    """
+    from tqdm.auto import tqdm
+
+    if not 1 <= max_shard_bytes <= MAX_SHARD_BYTES:
+        raise ValueError(f"max_shard_bytes must be in 1..{MAX_SHARD_BYTES}, got {max_shard_bytes}")
+    if params:
+        log.debug("exact: ignoring parameters %s", sorted(params))
+    t_start = time.perf_counter()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    shards: list[dict[str, int]] = []
+    sort_seconds = 0.0
+    buf = bytearray()
+    starts: list[int] = []
+    first_doc = 0
+    n_docs = 0
+    total_bytes = 0
+
+    def flush() -> None:
+        nonlocal buf, starts, first_doc, sort_seconds
+        if not starts:
+            return
+        sort_seconds += _write_shard(folder, len(shards), buf, starts)
+        shards.append({"first_doc": first_doc, "docs": len(starts), "bytes": len(buf)})
+        first_doc += len(starts)
+        buf = bytearray()
+        starts = []
+
+    bar = tqdm(desc="exact: docs", unit="doc", disable=not progress)
+    with (folder / "docids.json").open("w", encoding="utf-8") as ids_file:
+        ids_file.write("[")
+        for doc in docs_factory():
+            data = _encode_doc(doc.text)
+            size = len(data) + 1
+            if size > MAX_SHARD_BYTES:
+                raise DocumentTooLargeError(
+                    f"document {doc.id!r} has {len(data)} bytes; the exact backend holds at most "
+                    f"{MAX_SHARD_BYTES - 1} bytes per document: split it (--preprocess chunk)"
+                )
+            if starts and len(buf) + size > max_shard_bytes:
+                flush()
+            starts.append(len(buf))
+            buf += data
+            buf.append(SEPARATOR)
+            ids_file.write(("," if n_docs else "") + json.dumps(doc.id, ensure_ascii=False))
+            n_docs += 1
+            total_bytes += len(data)
+            bar.update(1)
+        ids_file.write("]")
+    flush()
+    bar.close()
+
+    meta = {"format": FORMAT_VERSION, "docs": n_docs, "shards": shards}
+    (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    seconds = time.perf_counter() - t_start
+    log.info("exact: %d docs, %d bytes, %d shards in %.1f s", n_docs, total_bytes, len(shards), seconds)
+    return BuildReport(
+        backend=NAME,
+        docs=n_docs,
+        seconds=seconds,
+        params={"max_shard_bytes": max_shard_bytes},
+        stats={
+            "bytes": total_bytes,
+            "shards": len(shards),
+            "sort_seconds": round(sort_seconds, 3),
+        },
+    )
+
+
+# -- search ---------------------------------------------------------------------------------
+class _Shard:
+    """One memory-mapped shard: text bytes, suffix array and doc starts."""
+
+    def __init__(self, folder: Path, index: int, first_doc: int, docs: int) -> None:
+        path = folder / f"text_{index:05d}.bin"
+        with path.open("rb") as f:
+            self.text = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        self.sa_array = np.load(folder / f"sa_{index:05d}.npy", mmap_mode="r")
+        # A memoryview indexes to plain Python ints, several times faster than numpy scalars.
+        self.sa = memoryview(self.sa_array)
+        self.starts = np.load(folder / f"starts_{index:05d}.npy")
+        self.first_doc = first_doc
+        self.n = len(self.sa_array)
+        if len(self.starts) != docs or self.n != len(self.text):
+            raise BundleCorruptError(f"{path}: shard sizes do not match its suffix array or doc table")
+
+    def range(self, pat: bytes) -> tuple[int, int]:
+        """Returns ``[lo, hi)``: the suffix-array rows whose suffixes start with ``pat``."""
+        text, sa, m = self.text, self.sa, len(pat)
+        lo, hi = 0, self.n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            p = sa[mid]
+            if text[p : p + m] < pat:
+                lo = mid + 1
+            else:
+                hi = mid
+        first = lo
+        hi = self.n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            p = sa[mid]
+            if text[p : p + m] <= pat:
+                lo = mid + 1
+            else:
+                hi = mid
+        return first, lo
+
+    def contains(self, pat: bytes) -> bool:
+        """Returns whether ``pat`` occurs in the shard (one binary search)."""
+        text, sa, m = self.text, self.sa, len(pat)
+        lo, hi = 0, self.n
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            p = sa[mid]
+            if text[p : p + m] < pat:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo == self.n:
+            return False
+        p = sa[lo]
+        return text[p : p + m] == pat
+
+    def positions(self, pat: bytes) -> np.ndarray:
+        """Returns the sorted byte positions of ``pat`` in the shard."""
+        lo, hi = self.range(pat)
+        return np.sort(np.asarray(self.sa_array[lo:hi], dtype=np.int64))
+
+    def doc_of(self, positions: np.ndarray) -> np.ndarray:
+        """Maps byte positions to shard-local doc indexes."""
+        return np.searchsorted(self.starts, positions, side="right") - 1
+
+    def doc_end(self, local: int) -> int:
+        """Byte offset of the separator that ends shard-local doc ``local``."""
+        if local + 1 < len(self.starts):
+            return int(self.starts[local + 1]) - 1
+        return self.n - 1
+
+    def close(self) -> None:
+        self.sa.release()
+        self.text.close()
+
+
+def validate_query(query: str | bytes) -> tuple[str, bytes]:
+    """Checks an exact-search query and returns it as text and as UTF-8 bytes.
+
+    Args:
+        query: The text, or raw bytes that must be UTF-8.
+
+    Returns:
+        ``(text, utf8_bytes)``.
+
+    Raises:
+        QueryError: The query is empty, longer than 1 MiB, holds NUL bytes or is not valid UTF-8.
+    """
+    if isinstance(query, bytes | bytearray | memoryview):
+        raw = bytes(query)
+        if b"\x00" in raw:
+            raise QueryError("query holds NUL bytes: binary input cannot be searched, give UTF-8 text")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise QueryError(
+                f"query is not valid UTF-8 (bad byte at offset {exc.start}): binary input cannot be searched"
+            ) from None
+    elif isinstance(query, str):
+        text = query
+        if "\x00" in text:
+            raise QueryError("query holds NUL characters: binary input cannot be searched, give text")
+        try:
+            raw = text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise QueryError(f"query holds an unencodable character at offset {exc.start}") from None
+    else:
+        raise QueryError(f"query must be str or bytes, not {type(query).__name__}")
+    if not raw:
+        raise QueryError("empty query: give the exact text to look for")
+    if len(raw) > MAX_QUERY_BYTES:
+        raise QueryError(f"query is {len(raw)} bytes long; the exact backend accepts at most {MAX_QUERY_BYTES}")
+    return text, raw
+
+
+class ExactSearcher:
+    """Counts, finds and traces exact strings in the corpus.
+
+    Args:
+        folder: The backend folder written by :func:`build`.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+            self.docids: list[str] = json.loads((folder / "docids.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise BundleCorruptError(f"{folder}: cannot read the exact index: {exc}") from exc
+        if meta.get("format") != FORMAT_VERSION or len(self.docids) != meta.get("docs"):
+            raise BundleCorruptError(f"{folder}: exact index format or doc count does not match")
+        self.shards: list[_Shard] = []
+        try:
+            for i, s in enumerate(meta["shards"]):
+                self.shards.append(_Shard(folder, i, s["first_doc"], s["docs"]))
+        except (OSError, ValueError, KeyError) as exc:
+            self.close()
+            raise BundleCorruptError(f"{folder}: cannot open the exact index shards: {exc}") from exc
+
+    # -- counting ---------------------------------------------------------------------------
+    def count(self, text: str | bytes) -> int:
+        """Returns the occurrences of ``text`` in the corpus (overlapping ones included).
+
+        Raises:
+            QueryError: See :func:`validate_query`.
+        """
+        _, pat = validate_query(text)
+        return self._count(pat)
+
+    def _count(self, pat: bytes) -> int:
+        total = 0
+        for shard in self.shards:
+            lo, hi = shard.range(pat)
+            total += hi - lo
+        return total
+
+    def _contains(self, pat: bytes) -> bool:
+        return any(shard.contains(pat) for shard in self.shards)
+
+    # -- finding ----------------------------------------------------------------------------
+    def find(self, text: str | bytes, *, k: int = 10, offset: int = 0, context: int = 80) -> list[ExactHit]:
+        """Returns occurrences ``offset+1 .. offset+k`` in document order, then offset order.
+
+        Args:
+            text: The exact text.
+            k: Page size.
+            offset: Occurrences to skip.
+            context: Characters of context on each side of the match in the snippet.
+
+        Returns:
+            At most ``k`` hits; use :meth:`count` for the total.
+
+        Raises:
+            QueryError: See :func:`validate_query`; or ``k``/``offset`` are negative.
+        """
+        _, pat = validate_query(text)
+        if k < 0 or offset < 0:
+            raise QueryError("k and offset must not be negative")
+        hits: list[ExactHit] = []
+        skip = offset
+        for shard in self.shards:
+            if len(hits) >= k:
+                break
+            lo, hi = shard.range(pat)
+            if skip >= hi - lo:
+                skip -= hi - lo
+                continue
+            positions = np.sort(np.asarray(shard.sa_array[lo:hi], dtype=np.int64))
+            page = positions[skip : skip + k - len(hits)]
+            skip = 0
+            for pos, local in zip(page.tolist(), shard.doc_of(page).tolist(), strict=True):
+                docid, char_offset, snippet = self._locate(shard, pos, local, len(pat), context)
+                hits.append(ExactHit(docid, char_offset, snippet, offset + len(hits) + 1))
+        return hits
+
+    def _locate(self, shard: _Shard, pos: int, local: int, m: int, context: int) -> tuple[str, int, str]:
+        """Returns ``(docid, char offset, snippet)`` of the match at byte ``pos``."""
+        start = int(shard.starts[local])
+        end = shard.doc_end(local)
+        char_offset = len(shard.text[start:pos].decode("utf-8"))
+        # A UTF-8 character has at most 4 bytes; "ignore" drops a character cut at the window edge.
+        left = shard.text[max(start, pos - 4 * context) : pos].decode("utf-8", errors="ignore")
+        match = shard.text[pos : pos + m].decode("utf-8")
+        right = shard.text[pos + m : min(end, pos + m + 4 * context)].decode("utf-8", errors="ignore")
+        left = left[-context:] if context else ""
+        right = right[:context]
+        snippet = f"{html.escape(left)}<mark>{html.escape(match)}</mark>{html.escape(right)}"
+        return self.docids[shard.first_doc + local], char_offset, snippet
+
+    def search(self, query: str, k: int = 10, offset: int = 0) -> list[Hit]:
+        """Ranks the documents that contain ``query`` verbatim by its number of occurrences.
+
+        Ties keep corpus order. The score is the occurrence count; the snippet shows the first
+        occurrence in the document.
+
+        Raises:
+            QueryError: See :func:`validate_query`; or ``k``/``offset`` are negative.
+        """
+        _, pat = validate_query(query)
+        if k < 0 or offset < 0:
+            raise QueryError("k and offset must not be negative")
+        docs_parts, counts_parts, first_parts, shard_parts = [], [], [], []
+        for si, shard in enumerate(self.shards):
+            positions = shard.positions(pat)
+            if not len(positions):
+                continue
+            local = shard.doc_of(positions)
+            uniq, first, counts = np.unique(local, return_index=True, return_counts=True)
+            docs_parts.append(uniq + shard.first_doc)
+            counts_parts.append(counts)
+            first_parts.append(positions[first])
+            shard_parts.append(np.full(len(uniq), si))
+        if not docs_parts:
+            return []
+        docs = np.concatenate(docs_parts)
+        counts = np.concatenate(counts_parts)
+        firsts = np.concatenate(first_parts)
+        shard_of = np.concatenate(shard_parts)
+        order = np.lexsort((docs, -counts))[offset : offset + k]
+        hits = []
+        for rank, i in enumerate(order.tolist(), start=offset + 1):
+            shard = self.shards[int(shard_of[i])]
+            local = int(docs[i]) - shard.first_doc
+            docid, _, snippet = self._locate(shard, int(firsts[i]), local, len(pat), 40)
+            hits.append(Hit(docid=docid, score=float(counts[i]), rank=rank, snippet=snippet, backend=NAME))
+        return hits
+
+    # -- tracing ----------------------------------------------------------------------------
+    def longest_matches(self, text: str | bytes, *, min_len: int = 20, max_docs: int = 5) -> list[Span]:
+        """Returns the maximal spans of ``text`` that occur verbatim in the corpus.
+
+        For each start position the longest prefix found in the corpus is computed (matching
+        statistics: the match at ``i + 1`` is at least the match at ``i`` minus one, so the work
+        is linear in the query length). A span is kept when it is at least ``min_len``
+        characters long and not contained in the span of an earlier start.
+
+        Args:
+            text: The text to trace (for example a model's output).
+            min_len: Shortest span reported, in characters.
+            max_docs: Documents listed per span.
+
+        Returns:
+            Spans in order of their start, in character offsets of ``text``.
+
+        Raises:
+            QueryError: See :func:`validate_query`; or ``min_len`` < 1.
+        """
+        query, raw = validate_query(text)
+        if min_len < 1:
+            raise QueryError("min_len must be at least 1")
+        arr = np.frombuffer(raw, dtype=np.uint8)
+        # Byte offset of each character, plus the end.
+        bounds = np.append(np.flatnonzero((arr & 0xC0) != 0x80), len(raw)).tolist()
+        n = len(query)
+        spans: list[Span] = []
+        length = 0
+        max_end = 0
+        for i in range(n):
+            length = max(length - 1, 0)
+            b0 = bounds[i]
+            while i + length < n and self._contains(raw[b0 : bounds[i + length + 1]]):
+                length += 1
+            end = i + length
+            if length >= min_len and end > max_end:
+                pat = raw[b0 : bounds[end]]
+                spans.append(Span(i, end, query[i:end], self._count(pat), self._first_docs(pat, max_docs)))
+            max_end = max(max_end, end)
+        return spans
+
+    def _first_docs(self, pat: bytes, limit: int) -> tuple[str, ...]:
+        out: list[str] = []
+        for shard in self.shards:
+            positions = shard.positions(pat)
+            if not len(positions):
+                continue
+            for local in np.unique(shard.doc_of(positions))[: limit - len(out)].tolist():
+                out.append(self.docids[shard.first_doc + local])
+            if len(out) >= limit:
+                break
+        return tuple(out)
+
+    def close(self) -> None:
+        """Unmaps the shards."""
+        for shard in self.shards:
+            shard.close()
+        self.shards = []
+
+    def __enter__(self) -> ExactSearcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open(folder: Path, report: Mapping[str, Any]) -> ExactSearcher:  # noqa: A001 - the backend contract
+    """Opens the exact index in ``folder``.
+
+    Args:
+        folder: The backend folder.
+        report: The backend's manifest entry (unused: the folder describes itself).
+
+    Raises:
+        BundleCorruptError: The files are missing or inconsistent.
+    """
+    return ExactSearcher(Path(folder))

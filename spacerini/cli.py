@@ -1,0 +1,402 @@
+"""The ``spacerini`` command line (also ``python -m spacerini``).
+
+The commands are a contract (see shared/DESIGN.md). Every command calls the Python API and holds
+no logic of its own. Errors are one line on stderr with exit status 2; ``--debug`` shows the
+traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from spacerini.errors import SpaceriniError
+
+EXIT_ERROR = 2
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, ensure_ascii=False, indent=None))
+
+
+def _split(value: str | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return items or None
+
+
+class _Group(click.Group):
+    """Turns every error into one line on stderr (exit 2) unless --debug was given."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KeyboardInterrupt:
+            click.echo("spacerini: interrupted; nothing half-written was kept", err=True)
+            ctx.exit(130)
+        except SpaceriniError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"spacerini: error: {exc}", err=True)
+            ctx.exit(EXIT_ERROR)
+        except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback without --debug
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            click.echo(
+                f"spacerini: error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True
+            )
+            ctx.exit(EXIT_ERROR)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logs.")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+@click.version_option(package_name="spacerini")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
+    """Spacerini: turn a corpus into a search engine you can use and share."""
+    ctx.ensure_object(dict)
+    ctx.obj["debug"] = debug
+    level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for noisy in ("httpx", "urllib3", "filelock", "fsspec", "datasets", "huggingface_hub"):
+        logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
+
+
+def _progress() -> bool:
+    return not os.environ.get("SPACERINI_NO_PROGRESS")
+
+
+# ---------------------------------------------------------------------------------- index
+@cli.command()
+@click.argument("source")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Bundle folder to write.")
+@click.option("--fields", default=None, help="Comma-separated fields joined with a newline into the contents.")
+@click.option("--id-field", default=None, help="Field holding the document id (default: id/docid/_id).")
+@click.option("--backends", default="bm25", show_default=True, help="Comma-separated: bm25,exact,bloom,owners,dense.")
+@click.option("--format", "fmt", default=None, help="Source format: jsonl, json, parquet, csv, tsv, or code.")
+@click.option("--preprocess", default=None, help="Comma-separated preprocessing steps, applied in order.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
+@click.option("--analyzer", default=None, help="BM25 analyzer: en (default), a language code, or code.")
+@click.option("--k1", type=float, default=None, help="BM25 k1 (default 0.9, Anserini's).")
+@click.option("--b", "b", type=float, default=None, help="BM25 b (default 0.4, Anserini's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
+def index(
+    source: str,
+    out: str,
+    fields: str | None,
+    id_field: str | None,
+    backends: str,
+    fmt: str | None,
+    preprocess: str | None,
+    threads: int,
+    analyzer: str | None,
+    k1: float | None,
+    b: float | None,
+    as_json: bool,
+) -> None:
+    """Build a bundle from SOURCE: a file, a folder, a code folder (--format code) or hf:NAME[:CONFIG][@SPLIT]."""
+    from spacerini.bundle import build_bundle
+
+    names = _split(backends) or ["bm25"]
+    params: dict[str, dict[str, Any]] = {}
+    bm25 = {k: v for k, v in {"analyzer": analyzer, "k1": k1, "b": b}.items() if v is not None}
+    if bm25:
+        if "bm25" not in names:
+            raise click.UsageError("--analyzer/--k1/--b apply to the bm25 backend, which is not in --backends")
+        params["bm25"] = bm25
+    steps = _split(preprocess)
+    if steps:
+        from spacerini.errors import BackendNotAvailableError
+
+        raise BackendNotAvailableError(
+            f"preprocessing step {steps[0]!r} is not available in this version; index without --preprocess"
+        )
+    bundle = build_bundle(
+        source,
+        out,
+        backends=names,
+        backend_params=params,
+        format=fmt,
+        id_field=id_field,
+        fields=_split(fields),
+        threads=threads,
+        progress=_progress(),
+    )
+    info = bundle.info()
+    if as_json:
+        _echo_json(info)
+    else:
+        click.echo(f"Built {bundle.path}: {len(bundle):,} documents, backends {', '.join(bundle.backends)}")
+
+
+# --------------------------------------------------------------------------------- search
+@cli.command()
+@click.argument("bundle")
+@click.argument("query", required=False)
+@click.option("--k", default=None, type=int, help="Hits per query (default 10; 1000 with --queries).")
+@click.option("--offset", default=0, show_default=True, type=int, help="Skip this many hits (pagination).")
+@click.option("--backend", default=None, help="bm25 (default), dense, hybrid or exact.")
+@click.option("--queries", type=click.Path(dir_okay=False), help="TSV file of qid<TAB>text for a batch run.")
+@click.option("--output", type=click.Path(dir_okay=False), help="TREC run file to write (with --queries).")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
+@click.option("--run-tag", default="spacerini", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def search(
+    bundle: str,
+    query: str | None,
+    k: int | None,
+    offset: int,
+    backend: str | None,
+    queries: str | None,
+    output: str | None,
+    threads: int,
+    run_tag: str,
+    as_json: bool,
+) -> None:
+    """Search BUNDLE for QUERY, or run a batch of --queries into a TREC --output run."""
+    from spacerini.bundle import open_bundle
+
+    if queries is None and query is None:
+        raise click.UsageError('give a QUERY, or --queries QUERIES.tsv --output RUN.trec')
+    if queries is not None and query is not None:
+        raise click.UsageError("give either a QUERY or --queries, not both")
+    if queries is not None and output is None and not as_json:
+        raise click.UsageError("--queries needs --output RUN.trec (or --json)")
+    b = open_bundle(bundle)
+    if queries is not None:
+        from spacerini.eval import read_queries, write_trec_run
+
+        qs = read_queries(queries)
+        results = b.batch_search(qs, k=k or 1000, backend=backend, threads=threads)
+        if output is not None:
+            n = write_trec_run(results, output, tag=run_tag)
+            if not as_json:
+                click.echo(f"Wrote {n:,} lines for {len(qs):,} queries to {output}", err=True)
+        if as_json:
+            _echo_json({qid: [h.to_dict() for h in hits] for qid, hits in results.items()})
+        return
+    hits = b.search(query or "", k=k or 10, offset=offset, backend=backend)
+    if as_json:
+        _echo_json({"query": query, "k": k or 10, "offset": offset, "hits": [h.to_dict() for h in hits]})
+        return
+    if not hits:
+        click.echo("No results.")
+    for h in hits:
+        title = h.fields.get("title") or h.meta.get("path") or ""
+        click.echo(f"{h.rank:>4}  {h.score:>9.4f}  {h.docid}  {title}".rstrip())
+        click.echo(f"      {_plain(h.snippet)}")
+
+
+def _plain(snippet: str) -> str:
+    import html
+    import re
+
+    text = re.sub(r"</?mark>", "**", snippet)
+    return " ".join(html.unescape(text).split())[:200]
+
+
+# ----------------------------------------------------------------------------------- eval
+@cli.command(name="eval")
+@click.argument("bundle")
+@click.option("--queries", required=True, type=click.Path(dir_okay=False), help="TSV: qid<TAB>text.")
+@click.option("--qrels", required=True, type=click.Path(dir_okay=False), help="TREC qrels file.")
+@click.option("--metrics", default=None, help="Comma-separated ir-measures names (default nDCG@10,AP,R@100).")
+@click.option("--k", default=1000, show_default=True, type=int)
+@click.option("--backend", default=None, help="bm25 (default), dense or hybrid.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
+@click.option("--json", "as_json", is_flag=True)
+def eval_cmd(
+    bundle: str, queries: str, qrels: str, metrics: str | None, k: int, backend: str | None, threads: int, as_json: bool
+) -> None:
+    """Evaluate BUNDLE on --queries against --qrels (nDCG@10, MAP, R@100 by default)."""
+    from spacerini.bundle import open_bundle
+    from spacerini.eval import evaluate, read_qrels, read_queries
+
+    b = open_bundle(bundle)
+    scores = evaluate(
+        b, read_queries(queries), read_qrels(qrels), metrics=metrics, k=k, backend=backend, threads=threads
+    )
+    if as_json:
+        _echo_json(scores)
+        return
+    for name, value in scores.items():
+        label = "MAP" if name == "AP" else name
+        click.echo(f"{label:<10}{value:.4f}")
+
+
+# ------------------------------------------------------------------------- exact / member
+@cli.command()
+@click.argument("bundle")
+@click.argument("text")
+@click.option("--json", "as_json", is_flag=True)
+def count(bundle: str, text: str, as_json: bool) -> None:
+    """Count exact occurrences of TEXT in BUNDLE (overlapping ones included)."""
+    from spacerini.bundle import open_bundle
+
+    n = open_bundle(bundle).searcher("exact").count(text)
+    if as_json:
+        _echo_json({"query": text, "count": n})
+    else:
+        click.echo(n)
+
+
+@cli.command()
+@click.argument("bundle")
+@click.argument("text")
+@click.option("--k", default=10, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--offset", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--json", "as_json", is_flag=True)
+def find(bundle: str, text: str, k: int, offset: int, as_json: bool) -> None:
+    """Find exact occurrences of TEXT: documents, offsets and context."""
+    from dataclasses import asdict
+
+    from spacerini.bundle import open_bundle
+
+    searcher = open_bundle(bundle).searcher("exact")
+    hits = searcher.find(text, k=k, offset=offset)
+    if as_json:
+        _echo_json({"query": text, "count": searcher.count(text), "hits": [asdict(h) for h in hits]})
+        return
+    for h in hits:
+        click.echo(f"{h.rank:>4}  {h.docid}  @{h.offset}  {_plain(h.snippet)}")
+
+
+def _read_text_arg(source: str) -> str:
+    from spacerini.errors import QueryError
+
+    data = sys.stdin.buffer.read() if source == "-" else _read_file_bytes(source)
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise QueryError(f"{source}: not UTF-8 text (byte {exc.start}); pass a text or code file") from exc
+
+
+def _read_file_bytes(path: str) -> bytes:
+    from spacerini.errors import CorpusNotFoundError
+
+    p = Path(path)
+    if not p.is_file():
+        raise CorpusNotFoundError("no such file; pass a file path or - for standard input", path=path)
+    return p.read_bytes()
+
+
+@cli.command()
+@click.argument("bundle")
+@click.argument("source")
+@click.option("--json", "as_json", is_flag=True)
+def member(bundle: str, source: str, as_json: bool) -> None:
+    """Which spans of the text in SOURCE (a file, or - for stdin) are in the corpus."""
+    from spacerini.bundle import open_bundle
+
+    text = _read_text_arg(source)
+    b = open_bundle(bundle)
+    result = b.searcher("bloom").member(text)
+    spans = [{"start": s, "end": e, "text": text[s:e]} for s, e in result.spans]
+    if "exact" in b.backends:
+        exact = b.searcher("exact")
+        for span in spans:
+            span["count"] = exact.count(span["text"]) if span["text"] else 0
+            span["confirmed"] = span["count"] > 0
+            span["docids"] = [h.docid for h in exact.find(span["text"], k=5)] if span["confirmed"] else []
+    out = {"coverage": result.coverage, "spans": spans}
+    if as_json:
+        _echo_json(out)
+        return
+    click.echo(f"coverage: {result.coverage:.1%} of {len(text):,} characters")
+    for span in spans:
+        extra = f"  in {', '.join(span.get('docids', []))}" if span.get("docids") else ""
+        click.echo(f"  [{span['start']}:{span['end']}] {span['text'][:60]!r}{extra}")
+
+
+@cli.command()
+@click.argument("bundle")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def owner(bundle: str, name: str, as_json: bool) -> None:
+    """Am I in the corpus? Repositories and files of owner NAME (case- and typo-tolerant)."""
+    from dataclasses import asdict
+
+    from spacerini.bundle import open_bundle
+
+    result = open_bundle(bundle).searcher("owners").owner(name)
+    data = asdict(result)
+    if as_json:
+        _echo_json(data)
+        return
+    if not result.matches:
+        click.echo(f"No owner matching {name!r} in this corpus.")
+    for m in result.matches:
+        click.echo(f"{m.owner} (match {m.score:.2f}): {sum(c for _, c in m.repos)} files")
+        for repo, c in m.repos[:20]:
+            click.echo(f"  {repo or '(no repo)'}: {c} files")
+    instructions = data.get("optout_instructions")
+    if instructions:
+        click.echo(instructions)
+
+
+# ------------------------------------------------------------------------- info / serve
+@cli.command()
+@click.argument("bundle")
+@click.option("--verify", is_flag=True, help="Check every file's SHA-256.")
+def info(bundle: str, verify: bool) -> None:
+    """Print BUNDLE's manifest summary as JSON."""
+    from spacerini.bundle import open_bundle
+
+    _echo_json(open_bundle(bundle, verify=verify).info())
+
+
+@cli.command()
+@click.argument("bundle")
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True)
+def serve(bundle: str, port: int, host: str) -> None:
+    """Serve BUNDLE as a search page at http://HOST:PORT."""
+    from spacerini.app import serve as serve_app
+    from spacerini.bundle import open_bundle
+
+    serve_app(open_bundle(bundle), host=host, port=port)
+
+
+@cli.command()
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--out", default=None, type=click.Path(file_okay=False), help="Where the demo bundle lives.")
+@click.option("--rebuild", is_flag=True, help="Build the demo bundle again even if it exists.")
+@click.option("--build-only", is_flag=True, help="Build (or check) the bundle, then exit without serving.")
+def demo(port: int, host: str, out: str | None, rebuild: bool, build_only: bool) -> None:
+    """Build the embedded default bundle (Python source on this machine) if needed, then serve it."""
+    from spacerini.app import serve as serve_app
+    from spacerini.demo import demo_bundle
+
+    bundle = demo_bundle(out=out, rebuild=rebuild, progress=_progress())
+    click.echo(f"Demo bundle: {bundle.path} ({len(bundle):,} documents)", err=True)
+    if not build_only:
+        serve_app(bundle, host=host, port=port)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: usage errors too are one line on stderr with exit status 2."""
+    try:
+        cli.main(args=argv, prog_name="spacerini", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("spacerini: interrupted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        hint = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            hint = f" (see `{exc.ctx.command_path} --help`)"
+        click.echo(f"spacerini: error: {exc.format_message()}{hint}", err=True)
+        sys.exit(EXIT_ERROR)

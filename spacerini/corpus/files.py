@@ -1,0 +1,434 @@
+"""Readers for corpus files (JSON lines, JSON arrays, Parquet, CSV, TSV) and folders of them.
+
+Every reader streams: it yields ``(record, path, line)`` one record at a time and never reads a
+whole file into memory (except a JSON array written on one single line, which has no smaller
+unit). Lines are 1-based; Parquet rows are numbered from 1.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import gzip
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from spacerini.corpus.base import LocatedRecords
+from spacerini.errors import CorpusError, EmptyCorpusError, MalformedRecordError
+
+#: File name endings -> format. Longest endings are matched first.
+SUFFIXES: dict[str, str] = {
+    ".jsonl.gz": "jsonl",
+    ".ndjson.gz": "jsonl",
+    ".json.gz": "json",
+    ".csv.gz": "csv",
+    ".tsv.gz": "tsv",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".tsv": "tsv",
+}
+#: The formats a file can be read as (``format=`` overrides the file name).
+FILE_FORMATS: tuple[str, ...] = ("jsonl", "json", "parquet", "csv", "tsv")
+
+_BOM = codecs.BOM_UTF8
+_READ_CHUNK = 1 << 20
+
+
+def format_of(path: Path) -> str | None:
+    """Returns the format a file name implies, or None when it implies none."""
+    name = path.name.lower()
+    for suffix in sorted(SUFFIXES, key=len, reverse=True):
+        if name.endswith(suffix):
+            return SUFFIXES[suffix]
+    return None
+
+
+def _is_gzip(path: Path) -> bool:
+    return path.name.lower().endswith(".gz")
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")  # noqa: SIM115
+
+
+def _decode(line: bytes, path: str, number: int, offset: int) -> str:
+    try:
+        return line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = " of the decompressed data" if path.lower().endswith(".gz") else ""
+        raise MalformedRecordError(
+            f"invalid UTF-8 byte 0x{line[exc.start]:02x} at byte offset {offset + exc.start}{where}; "
+            f"re-encode the file as UTF-8, e.g. iconv -f LATIN1 -t UTF-8 {Path(path).name} > fixed",
+            path=path,
+            line=number,
+        ) from None
+
+
+def _lines(path: Path) -> Iterator[tuple[str, int]]:
+    """Yields (decoded line, 1-based line number) of a text file, checking UTF-8 line by line."""
+    name = str(path)
+    offset = 0
+    try:
+        with _open_binary(path) as handle:
+            for number, raw in enumerate(handle, start=1):
+                if number == 1 and raw.startswith(_BOM):
+                    raw = raw[len(_BOM) :]
+                    offset += len(_BOM)
+                yield _decode(raw, name, number, offset), number
+                offset += len(raw)
+    except (gzip.BadGzipFile, EOFError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
+            raise
+        raise MalformedRecordError(
+            f"cannot read the file ({exc}); check that it is complete and not corrupt", path=name
+        ) from None
+
+
+# -- JSON ---------------------------------------------------------------------------------------
+def _first_byte(path: Path) -> bytes:
+    with _open_binary(path) as handle:
+        head = handle.read(4096)
+        while head:
+            stripped = head.lstrip(b" \t\r\n" + _BOM)
+            if stripped:
+                return stripped[:1]
+            head = handle.read(4096)
+    return b""
+
+
+def read_jsonl(path: Path) -> LocatedRecords:
+    """Streams a JSON-lines file; blank lines are skipped.
+
+    Raises:
+        MalformedRecordError: A line is not valid JSON or not UTF-8.
+    """
+    name = str(path)
+    is_json = format_of(path) == "json"
+    for text, number in _lines(path):
+        if not text.strip():
+            continue
+        try:
+            record = json.loads(text)
+        except json.JSONDecodeError as exc:
+            hint = (
+                "; a .json file must hold one JSON object per line or one top-level JSON array"
+                if is_json
+                else "; each line must be one complete JSON object: fix or remove the line"
+            )
+            raise MalformedRecordError(
+                f"malformed JSON: {exc.msg} (column {exc.colno}){hint}", path=name, line=number
+            ) from None
+        yield record, name, number
+
+
+def read_json_array(path: Path) -> LocatedRecords:
+    """Streams the elements of a file holding one top-level JSON array.
+
+    The file is read in chunks that end at line breaks, and elements are decoded one by one, so
+    memory holds about one chunk plus one element.
+
+    Raises:
+        MalformedRecordError: The JSON is malformed, truncated or not UTF-8.
+    """
+    name = str(path)
+    decoder = json.JSONDecoder()
+    buffer = ""
+    line_base = 1  # line number of buffer[0]
+    byte_offset = 0
+    state = "start"  # start -> value -> comma -> value ... -> end
+    eof = False
+    try:
+        handle = _open_binary(path)
+    except OSError as exc:
+        raise MalformedRecordError(f"cannot read the file ({exc})", path=name) from None
+
+    def fail(message: str, position: int) -> MalformedRecordError:
+        line = line_base + buffer.count("\n", 0, position)
+        return MalformedRecordError(message, path=name, line=line)
+
+    with handle:
+        while True:
+            # Refill when the buffer may hold no complete element.
+            if not eof and len(buffer) < _READ_CHUNK:
+                chunk = handle.read(_READ_CHUNK)
+                if chunk:
+                    chunk += handle.readline()
+                    if byte_offset == 0 and chunk.startswith(_BOM):
+                        chunk = chunk[len(_BOM) :]
+                        byte_offset = len(_BOM)
+                    try:
+                        buffer += chunk.decode("utf-8")
+                    except UnicodeDecodeError as exc:
+                        line = line_base + buffer.count("\n") + chunk.count(b"\n", 0, exc.start)
+                        raise MalformedRecordError(
+                            f"invalid UTF-8 byte 0x{chunk[exc.start]:02x} at byte offset "
+                            f"{byte_offset + exc.start}; re-encode the file as UTF-8, e.g. "
+                            f"iconv -f LATIN1 -t UTF-8 {path.name} > fixed",
+                            path=name,
+                            line=line,
+                        ) from None
+                    byte_offset += len(chunk)
+                else:
+                    eof = True
+            pos = _skip_ws(buffer, 0)
+            if pos == len(buffer):
+                if eof:
+                    if state != "end":
+                        raise fail("truncated JSON array: the closing ']' is missing", pos)
+                    return
+                _consumed = buffer[:pos]
+                line_base += _consumed.count("\n")
+                buffer = buffer[pos:]
+                continue
+            char = buffer[pos]
+            if state == "start":
+                if char != "[":
+                    raise fail("a .json file must hold JSON lines or one top-level JSON array", pos)
+                state, pos = "first", pos + 1
+            elif state == "end":
+                raise fail("extra data after the closing ']' of the JSON array", pos)
+            elif state in ("first", "comma") and char == "]":
+                if state == "comma":
+                    raise fail("malformed JSON: trailing comma before ']'", pos)
+                state, pos = "end", pos + 1
+            elif state == "after":
+                if char == ",":
+                    state, pos = "comma", pos + 1
+                elif char == "]":
+                    state, pos = "end", pos + 1
+                else:
+                    raise fail("malformed JSON: expected ',' or ']' between array elements", pos)
+            else:
+                try:
+                    value, end = decoder.raw_decode(buffer, pos)
+                except json.JSONDecodeError as exc:
+                    if not eof:
+                        # Probably an element cut by the chunk boundary: read more and retry.
+                        more = handle.read(max(_READ_CHUNK, len(buffer)))
+                        if more:
+                            more += handle.readline()
+                            try:
+                                buffer += more.decode("utf-8")
+                            except UnicodeDecodeError as uexc:
+                                line = line_base + buffer.count("\n") + more.count(b"\n", 0, uexc.start)
+                                raise MalformedRecordError(
+                                    f"invalid UTF-8 byte 0x{more[uexc.start]:02x} at byte offset "
+                                    f"{byte_offset + uexc.start}; re-encode the file as UTF-8, e.g. "
+                                    f"iconv -f LATIN1 -t UTF-8 {path.name} > fixed",
+                                    path=name,
+                                    line=line,
+                                ) from None
+                            byte_offset += len(more)
+                        else:
+                            eof = True
+                        continue
+                    raise fail(f"malformed JSON: {exc.msg}", exc.pos) from None
+                line = line_base + buffer.count("\n", 0, pos)
+                yield value, name, line
+                state, pos = "after", end
+            line_base += buffer.count("\n", 0, pos)
+            buffer = buffer[pos:]
+
+
+def _skip_ws(text: str, pos: int) -> int:
+    length = len(text)
+    while pos < length and text[pos] in " \t\r\n":
+        pos += 1
+    return pos
+
+
+def read_json(path: Path) -> LocatedRecords:
+    """Reads a ``.json`` file: one top-level array, or JSON lines."""
+    if _first_byte(path) == b"[":
+        return read_json_array(path)
+    return read_jsonl(path)
+
+
+# -- Parquet ------------------------------------------------------------------------------------
+def read_parquet(path: Path, *, batch_size: int = 1024) -> LocatedRecords:
+    """Streams the rows of a Parquet file batch by batch (rows numbered from 1).
+
+    Raises:
+        MalformedRecordError: The file is not a readable Parquet file.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    name = str(path)
+    try:
+        parquet = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise MalformedRecordError(
+            f"not a readable Parquet file ({exc}); check that it is complete", path=name
+        ) from None
+    row = 0
+    with parquet:
+        try:
+            for batch in parquet.iter_batches(batch_size=batch_size):
+                for record in batch.to_pylist():
+                    row += 1
+                    yield record, name, row
+        except (pa.ArrowInvalid, OSError) as exc:
+            raise MalformedRecordError(
+                f"cannot read row group after row {row} ({exc})", path=name, line=row + 1
+            ) from None
+
+
+def parquet_rows(path: Path) -> int:
+    """Returns the number of rows a Parquet file declares in its footer."""
+    import pyarrow.parquet as pq
+
+    return pq.ParquetFile(path).metadata.num_rows
+
+
+# -- CSV / TSV ----------------------------------------------------------------------------------
+def _raise_field_size_limit() -> None:
+    limit = sys.maxsize
+    while True:
+        try:
+            csv.field_size_limit(limit)
+            return
+        except OverflowError:
+            limit //= 2
+
+
+def read_delimited(path: Path, *, delimiter: str) -> LocatedRecords:
+    """Streams a CSV or TSV file whose first row is a header; records are dicts of strings.
+
+    The line of a record is the line it starts on (the header is line 1).
+
+    Raises:
+        MalformedRecordError: A row has more or fewer cells than the header, a CSV syntax error,
+            or bytes that are not UTF-8.
+    """
+    _raise_field_size_limit()
+    name = str(path)
+    numbers: list[int] = [0]
+
+    def text_lines() -> Iterator[str]:
+        for text, number in _lines(path):
+            numbers[0] = number
+            yield text
+
+    reader = csv.reader(text_lines(), delimiter=delimiter, strict=False)
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise MalformedRecordError(f"malformed header row ({exc})", path=name, line=1) from None
+    duplicates = sorted({column for column in header if header.count(column) > 1})
+    if duplicates:
+        raise MalformedRecordError(
+            f"the header repeats column(s) {', '.join(duplicates)}; column names must be unique",
+            path=name,
+            line=1,
+        )
+    width = len(header)
+    while True:
+        start = numbers[0] + 1
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise MalformedRecordError(
+                f"malformed {'TSV' if delimiter == chr(9) else 'CSV'} row ({exc})", path=name, line=start
+            ) from None
+        if not cells:  # a blank line
+            continue
+        if len(cells) != width:
+            raise MalformedRecordError(
+                f"row has {len(cells)} cells but the header has {width} ({', '.join(header[:8])}); "
+                "quote cells that contain the delimiter or a line break",
+                path=name,
+                line=start,
+            )
+        yield dict(zip(header, cells, strict=True)), name, start
+
+
+# -- dispatch -----------------------------------------------------------------------------------
+def reader_for(fmt: str) -> Callable[[Path], LocatedRecords]:
+    """Returns the record reader of a file format."""
+    if fmt == "jsonl":
+        return read_jsonl
+    if fmt == "json":
+        return read_json
+    if fmt == "parquet":
+        return read_parquet
+    if fmt == "csv":
+        return lambda path: read_delimited(path, delimiter=",")
+    if fmt == "tsv":
+        return lambda path: read_delimited(path, delimiter="\t")
+    raise CorpusError(f"unknown file format {fmt!r}: choose from {', '.join(FILE_FORMATS)}")
+
+
+def list_data_files(folder: Path, *, fmt: str | None = None) -> list[tuple[Path, str]]:
+    """Lists the data files under a folder, recursively, in a deterministic (sorted) order.
+
+    Hidden files and folders (names starting with ".") are ignored.
+
+    Args:
+        folder: The folder to walk.
+        fmt: Read every file as this format, and list only files whose name has no other known
+            format.
+
+    Returns:
+        (path, format) pairs sorted by their path relative to ``folder``.
+
+    Raises:
+        EmptyCorpusError: No data file is found.
+    """
+    found: list[tuple[tuple[str, ...], Path, str]] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for filename in files:
+            if filename.startswith("."):
+                continue
+            path = Path(root, filename)
+            implied = format_of(path)
+            if implied is None or (fmt is not None and implied != fmt and not _compatible(fmt, implied)):
+                continue
+            found.append((path.relative_to(folder).parts, path, fmt or implied))
+    if not found:
+        wanted = sorted(s for s, f in SUFFIXES.items() if fmt is None or f == fmt or _compatible(fmt, f))
+        raise EmptyCorpusError(
+            f"no data files in this folder (looked for {', '.join(wanted)}, hidden files ignored); "
+            "for a folder of source code pass --format code",
+            path=str(folder),
+        )
+    found.sort(key=lambda item: item[0])
+    return [(path, kind) for _, path, kind in found]
+
+
+def _compatible(fmt: str, implied: str) -> bool:
+    return {fmt, implied} == {"json", "jsonl"}
+
+
+def file_records(files: Sequence[tuple[Path, str]]) -> Callable[[], LocatedRecords]:
+    """Returns a factory that streams the records of several files one after another."""
+
+    def records() -> LocatedRecords:
+        for path, fmt in files:
+            yield from reader_for(fmt)(path)
+
+    return records
+
+
+def check_file(path: Path) -> None:
+    """Raises EmptyCorpusError when a file has no bytes at all."""
+    if path.stat().st_size == 0:
+        raise EmptyCorpusError("the file is empty", path=str(path))
+
+
+def describe_files(folder: Path, files: Sequence[tuple[Path, str]]) -> dict[str, Any]:
+    """Returns the manifest entries of a folder source (file count and formats)."""
+    formats = sorted({fmt for _, fmt in files})
+    return {"files": len(files), "file_formats": formats}

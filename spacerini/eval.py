@@ -1,0 +1,169 @@
+"""Evaluation: TREC run files, query/qrels files, and metrics through ir-measures.
+
+Example:
+    >>> from spacerini import open_bundle
+    >>> from spacerini.eval import evaluate, read_queries, read_qrels
+    >>> bundle = open_bundle("my-bundle")  # doctest: +SKIP
+    >>> evaluate(bundle, read_queries("q.tsv"), read_qrels("qrels.txt"))  # doctest: +SKIP
+    {'nDCG@10': 0.61, 'AP': 0.42, 'R@100': 0.88}
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from spacerini.errors import CorpusNotFoundError, EvaluationError, MalformedRecordError
+from spacerini.records import Hit
+
+#: The metrics printed when none are asked for (MAP is ir-measures' "AP").
+DEFAULT_METRICS: tuple[str, ...] = ("nDCG@10", "AP", "R@100")
+
+
+def _lines(path: str | os.PathLike[str]) -> list[str]:
+    p = Path(path)
+    if not p.is_file():
+        raise CorpusNotFoundError("no such file; check the path", path=str(p))
+    raw = p.read_bytes()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise MalformedRecordError(
+            f"invalid UTF-8 at byte {exc.start}: re-encode the file as UTF-8 (e.g. with iconv)", path=str(p), line=line
+        ) from exc
+    lines = text.splitlines()
+    if not any(line.strip() for line in lines):
+        raise EvaluationError(f"{p}: the file is empty")
+    return lines
+
+
+def read_queries(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
+    """Reads a query file: one ``qid<TAB>text`` per line (blank lines are ignored).
+
+    Raises:
+        CorpusNotFoundError: No such file.
+        MalformedRecordError: A line has no tab, an empty qid, or non-UTF-8 bytes.
+        EvaluationError: Empty file or duplicate qids.
+    """
+    out: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    for n, line in enumerate(_lines(path), start=1):
+        if not line.strip():
+            continue
+        qid, sep, text = line.partition("\t")
+        qid = qid.strip()
+        if not sep or not qid:
+            raise MalformedRecordError("expected `qid<TAB>query text`", path=str(path), line=n)
+        if qid in seen:
+            raise MalformedRecordError(f"duplicate query id {qid!r} (first on line {seen[qid]})", path=str(path), line=n)
+        seen[qid] = n
+        out.append((qid, text.strip()))
+    return out
+
+
+def read_qrels(path: str | os.PathLike[str]) -> dict[str, dict[str, int]]:
+    """Reads TREC qrels: ``qid iteration docid relevance`` per line (whitespace-separated).
+
+    Raises:
+        MalformedRecordError: A line does not have 4 columns or its relevance is not an integer.
+    """
+    qrels: dict[str, dict[str, int]] = {}
+    for n, line in enumerate(_lines(path), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 4:
+            raise MalformedRecordError(
+                f"expected 4 columns `qid 0 docid relevance`, found {len(parts)}", path=str(path), line=n
+            )
+        qid, _, docid, rel = parts
+        try:
+            qrels.setdefault(qid, {})[docid] = int(rel)
+        except ValueError as exc:
+            raise MalformedRecordError(f"relevance {rel!r} is not an integer", path=str(path), line=n) from exc
+    return qrels
+
+
+def write_trec_run(results: Mapping[str, Sequence[Hit]], path: str | os.PathLike[str], *, tag: str = "spacerini") -> int:
+    """Writes hits as a TREC run (``qid Q0 docid rank score tag``, Anserini's format).
+
+    Written to a temporary file and renamed, so a crash leaves no half-written run.
+
+    Returns:
+        The number of lines written.
+    """
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp")
+    n = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for qid, hits in results.items():
+            for hit in hits:
+                fh.write(f"{qid} Q0 {hit.docid} {hit.rank} {hit.score:.6f} {tag}\n")
+                n += 1
+    os.replace(tmp, p)
+    return n
+
+
+def parse_metrics(metrics: Sequence[str] | str | None) -> list[Any]:
+    """Parses metric names (``nDCG@10``, ``AP`` or ``MAP``, ``R@100``, ``P@10``, ``RR``...).
+
+    Raises:
+        EvaluationError: A name ir-measures does not know.
+    """
+    import ir_measures
+
+    if metrics is None:
+        metrics = DEFAULT_METRICS
+    if isinstance(metrics, str):
+        metrics = [m for m in metrics.split(",") if m.strip()]
+    parsed = []
+    for name in metrics:
+        name = name.strip()
+        alias = "AP" if name.upper() == "MAP" else name
+        try:
+            parsed.append(ir_measures.parse_measure(alias))
+        except (ValueError, NameError, SyntaxError) as exc:
+            raise EvaluationError(f"unknown metric {name!r}: use ir-measures names such as nDCG@10, AP, R@100") from exc
+    return parsed
+
+
+def evaluate(
+    bundle: Any,
+    queries: Sequence[tuple[str, str]],
+    qrels: Mapping[str, Mapping[str, int]],
+    *,
+    metrics: Sequence[str] | str | None = None,
+    k: int = 1000,
+    backend: str | None = None,
+    threads: int = 1,
+) -> dict[str, float]:
+    """Runs ``queries`` on ``bundle`` and scores the run against ``qrels``.
+
+    Args:
+        bundle: An opened :class:`~spacerini.bundle.Bundle`.
+        queries: ``(qid, text)`` pairs.
+        qrels: ``{qid: {docid: relevance}}``.
+        metrics: ir-measures names; default nDCG@10, AP (MAP) and R@100.
+        k: Depth of the run.
+        backend: Backend to evaluate (default: the bundle's default).
+        threads: Search threads.
+
+    Returns:
+        ``{metric name: mean value}`` in the order asked, with MAP reported as "AP".
+
+    Raises:
+        EvaluationError: No query has judgments.
+    """
+    import ir_measures
+
+    measures = parse_metrics(metrics)
+    judged = [(qid, text) for qid, text in queries if qid in qrels]
+    if not judged:
+        raise EvaluationError("no query id in the queries file has judgments in the qrels: check both files")
+    results = bundle.batch_search(judged, k=k, backend=backend, threads=threads)
+    run = {qid: {h.docid: float(h.score) for h in hits} for qid, hits in results.items()}
+    agg = ir_measures.calc_aggregate(measures, dict(qrels), run)
+    return {str(m): float(agg.get(m, 0.0)) for m in measures}
