@@ -23,8 +23,8 @@ class Doc:
 
     id: str
     text: str
-    fields: Mapping[str, Any] = field(default=_EMPTY)
-    meta: Mapping[str, Any] = field(default=_EMPTY)
+    fields: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
+    meta: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,8 +45,8 @@ class Hit:
     score: float
     rank: int
     snippet: str = ""
-    fields: Mapping[str, Any] = field(default=_EMPTY)
-    meta: Mapping[str, Any] = field(default=_EMPTY)
+    fields: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
+    meta: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
     backend: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,8 +77,8 @@ class BuildReport:
     backend: str
     docs: int
     seconds: float
-    params: Mapping[str, Any] = field(default=_EMPTY)
-    stats: Mapping[str, Any] = field(default=_EMPTY)
+    params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
+    stats: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
         """Returns the report as a plain JSON-serialisable dict."""

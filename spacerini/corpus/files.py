@@ -12,6 +12,7 @@ import csv
 import gzip
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -131,8 +132,8 @@ def read_jsonl(path: Path) -> LocatedRecords:
 def read_json_array(path: Path) -> LocatedRecords:
     """Streams the elements of a file holding one top-level JSON array.
 
-    The file is read in chunks that end at line breaks, and elements are decoded one by one, so
-    memory holds about one chunk plus one element.
+    The file is read in chunks that end at line breaks (so no JSON token is ever cut) and the
+    elements are decoded one by one, so memory holds about one chunk plus one element.
 
     Raises:
         MalformedRecordError: The JSON is malformed, truncated or not UTF-8.
@@ -140,52 +141,59 @@ def read_json_array(path: Path) -> LocatedRecords:
     name = str(path)
     decoder = json.JSONDecoder()
     buffer = ""
-    line_base = 1  # line number of buffer[0]
+    pos = 0  # cursor in buffer
+    mark, mark_line = 0, 1  # buffer[mark] is on line mark_line
     byte_offset = 0
-    state = "start"  # start -> value -> comma -> value ... -> end
     eof = False
+
+    def line_at(index: int) -> int:
+        nonlocal mark, mark_line
+        mark_line += buffer.count("\n", mark, index)
+        mark = index
+        return mark_line
+
+    def refill(at_least: int) -> None:
+        nonlocal buffer, pos, mark, byte_offset, eof
+        line_at(pos)
+        buffer, mark, pos = buffer[pos:], 0, 0
+        chunk = handle.read(max(_READ_CHUNK, at_least))
+        if not chunk:
+            eof = True
+            return
+        chunk += handle.readline()
+        if byte_offset == 0 and chunk.startswith(_BOM):
+            chunk = chunk[len(_BOM) :]
+            byte_offset = len(_BOM)
+        try:
+            text = chunk.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            line = line_at(len(buffer)) + chunk.count(b"\n", 0, exc.start)
+            raise MalformedRecordError(
+                f"invalid UTF-8 byte 0x{chunk[exc.start]:02x} at byte offset {byte_offset + exc.start}; "
+                f"re-encode the file as UTF-8, e.g. iconv -f LATIN1 -t UTF-8 {path.name} > fixed",
+                path=name,
+                line=line,
+            ) from None
+        buffer += text
+        byte_offset += len(chunk)
+
+    def fail(message: str, index: int) -> MalformedRecordError:
+        return MalformedRecordError(message, path=name, line=line_at(index))
+
+    state = "start"  # start -> first -> after -> comma -> after ... -> end
     try:
         handle = _open_binary(path)
     except OSError as exc:
         raise MalformedRecordError(f"cannot read the file ({exc})", path=name) from None
-
-    def fail(message: str, position: int) -> MalformedRecordError:
-        line = line_base + buffer.count("\n", 0, position)
-        return MalformedRecordError(message, path=name, line=line)
-
     with handle:
         while True:
-            # Refill when the buffer may hold no complete element.
-            if not eof and len(buffer) < _READ_CHUNK:
-                chunk = handle.read(_READ_CHUNK)
-                if chunk:
-                    chunk += handle.readline()
-                    if byte_offset == 0 and chunk.startswith(_BOM):
-                        chunk = chunk[len(_BOM) :]
-                        byte_offset = len(_BOM)
-                    try:
-                        buffer += chunk.decode("utf-8")
-                    except UnicodeDecodeError as exc:
-                        line = line_base + buffer.count("\n") + chunk.count(b"\n", 0, exc.start)
-                        raise MalformedRecordError(
-                            f"invalid UTF-8 byte 0x{chunk[exc.start]:02x} at byte offset "
-                            f"{byte_offset + exc.start}; re-encode the file as UTF-8, e.g. "
-                            f"iconv -f LATIN1 -t UTF-8 {path.name} > fixed",
-                            path=name,
-                            line=line,
-                        ) from None
-                    byte_offset += len(chunk)
-                else:
-                    eof = True
-            pos = _skip_ws(buffer, 0)
+            pos = _WS.match(buffer, pos).end()
             if pos == len(buffer):
                 if eof:
                     if state != "end":
                         raise fail("truncated JSON array: the closing ']' is missing", pos)
                     return
-                _consumed = buffer[:pos]
-                line_base += _consumed.count("\n")
-                buffer = buffer[pos:]
+                refill(0)
                 continue
             char = buffer[pos]
             if state == "start":
@@ -194,54 +202,27 @@ def read_json_array(path: Path) -> LocatedRecords:
                 state, pos = "first", pos + 1
             elif state == "end":
                 raise fail("extra data after the closing ']' of the JSON array", pos)
-            elif state in ("first", "comma") and char == "]":
+            elif state == "after":
+                if char not in ",]":
+                    raise fail("malformed JSON: expected ',' or ']' after an array element", pos)
+                state, pos = ("comma" if char == "," else "end"), pos + 1
+            elif char == "]":
                 if state == "comma":
                     raise fail("malformed JSON: trailing comma before ']'", pos)
                 state, pos = "end", pos + 1
-            elif state == "after":
-                if char == ",":
-                    state, pos = "comma", pos + 1
-                elif char == "]":
-                    state, pos = "end", pos + 1
-                else:
-                    raise fail("malformed JSON: expected ',' or ']' between array elements", pos)
             else:
                 try:
                     value, end = decoder.raw_decode(buffer, pos)
                 except json.JSONDecodeError as exc:
-                    if not eof:
-                        # Probably an element cut by the chunk boundary: read more and retry.
-                        more = handle.read(max(_READ_CHUNK, len(buffer)))
-                        if more:
-                            more += handle.readline()
-                            try:
-                                buffer += more.decode("utf-8")
-                            except UnicodeDecodeError as uexc:
-                                line = line_base + buffer.count("\n") + more.count(b"\n", 0, uexc.start)
-                                raise MalformedRecordError(
-                                    f"invalid UTF-8 byte 0x{more[uexc.start]:02x} at byte offset "
-                                    f"{byte_offset + uexc.start}; re-encode the file as UTF-8, e.g. "
-                                    f"iconv -f LATIN1 -t UTF-8 {path.name} > fixed",
-                                    path=name,
-                                    line=line,
-                                ) from None
-                            byte_offset += len(more)
-                        else:
-                            eof = True
+                    if not eof:  # the element may go on in the next chunk: read more, retry
+                        refill(len(buffer))
                         continue
                     raise fail(f"malformed JSON: {exc.msg}", exc.pos) from None
-                line = line_base + buffer.count("\n", 0, pos)
-                yield value, name, line
+                yield value, name, line_at(pos)
                 state, pos = "after", end
-            line_base += buffer.count("\n", 0, pos)
-            buffer = buffer[pos:]
 
 
-def _skip_ws(text: str, pos: int) -> int:
-    length = len(text)
-    while pos < length and text[pos] in " \t\r\n":
-        pos += 1
-    return pos
+_WS = re.compile(r"[ \t\r\n]*")
 
 
 def read_json(path: Path) -> LocatedRecords:
