@@ -516,7 +516,7 @@ class ExactSearcher:
         self.close()
 
 
-def open(folder: Path, report: Mapping[str, Any]) -> ExactSearcher:  # noqa: A001 - the backend contract
+def open(folder: Path, report: Mapping[str, Any]) -> ExactSearcher:
     """Opens the exact index in ``folder``.
 
     Args:

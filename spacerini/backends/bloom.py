@@ -1,0 +1,314 @@
+"""A Data-Portraits-style membership sketch: character n-grams of the corpus in a Bloom filter.
+
+How it works (Marone & Van Durme, "Data Portraits", 2023):
+
+* **Indexing.** Each document is cut into n-grams of ``width`` characters that start at the
+  positions ``0, stride, 2*stride, ...`` of the document (an n-gram must fit in the document,
+  so a document shorter than ``width`` adds nothing). Each n-gram goes into an rbloom filter
+  sized for the number of n-grams and the false-positive rate asked for.
+* **Querying.** Every ``width``-character window of the query (stride 1) is looked up. A
+  window that is found is probably a stored n-gram, and its ``width`` characters are marked as
+  covered; the covered characters merge into spans.
+* **What is guaranteed.** A query span copied from a document that is at least
+  ``width + stride - 1`` characters long contains a whole n-gram on the document's stride grid,
+  so it is always found (a Bloom filter has no false negatives). Shorter copies may be missed.
+  The characters of a copied span before its first and after its last grid-aligned n-gram are
+  not covered (fewer than ``stride`` on each side), so with ``stride <= width`` the coverage of
+  an exact excerpt of length ``L >= width + stride - 1`` is at least ``(L - 2 * (stride - 1)) / L``,
+  not exactly 1.
+* **Normalisation.** None: text is compared character by character, as the exact backend does
+  (so a re-indented copy of code is not found). Both sides run the same code.
+
+Hashing is stable across processes (Python's own ``str`` hash is salted per process, so the
+built-in hash cannot be saved): the n-gram hashes are a polynomial rolling hash of the code
+points modulo 2**64, finished with the splitmix64 mixer, computed with numpy for all windows of
+a text at once. The filter receives these 64-bit integers with ``hash_func=int``, which keeps
+lookups at several million per second.
+
+Folder layout: ``bloom/filter.bloom`` (rbloom's own file format) and ``bloom/meta.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spacerini.backends import DocsFactory
+from spacerini.errors import BundleCorruptError, CorpusError, DependencyMissingError, QueryError
+from spacerini.records import BuildReport
+
+NAME = "bloom"
+FORMAT_VERSION = 1
+#: Identifies the n-gram hash; a bundle built with another one cannot be queried.
+HASH_NAME = "poly64-splitmix64-v1"
+MAX_QUERY_CHARS = 1 << 20
+
+log = logging.getLogger(__name__)
+
+_BASE = np.uint64(0x100000001B3)  # odd, so it has an inverse modulo 2**64
+_BASE_INV = np.uint64(pow(int(_BASE), -1, 2**64))
+
+
+@dataclass(frozen=True, slots=True)
+class MembershipResult:
+    """Which parts of a text are probably in the corpus.
+
+    Attributes:
+        coverage: Fraction of the text's characters covered by n-grams found in the sketch.
+        spans: Merged ``(start, end)`` character spans (end exclusive) probably in the corpus.
+        ngrams_checked: Windows of ``width`` characters looked up (every start position).
+        ngrams_found: Windows found in the sketch.
+    """
+
+    coverage: float
+    spans: tuple[tuple[int, int], ...]
+    ngrams_checked: int
+    ngrams_found: int
+
+
+def _bloom_class() -> Any:
+    try:
+        from rbloom import Bloom
+    except ImportError as exc:  # pragma: no cover - rbloom is a core dependency
+        raise DependencyMissingError("the bloom backend needs rbloom: pip install rbloom") from exc
+    return Bloom
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64 finaliser, vectorised (uint64 arithmetic wraps modulo 2**64)."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * np.uint64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> np.uint64(27))
+    x = x * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def ngram_hashes(text: str, width: int, stride: int = 1) -> np.ndarray:
+    """Returns the 64-bit hashes of the ``width``-character windows of ``text``.
+
+    Windows start at ``0, stride, 2*stride, ...`` and must fit in the text. The hash depends
+    only on the window's characters, not on where it starts.
+
+    Args:
+        text: Any text.
+        width: Window length in characters.
+        stride: Distance between window starts.
+
+    Returns:
+        A uint64 array with one hash per window (empty when the text is shorter than ``width``).
+    """
+    n = len(text)
+    if n < width:
+        return np.empty(0, dtype=np.uint64)
+    codes = np.frombuffer(text.encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32).astype(np.uint64)
+    # Q[i] = sum_{j<i} c[j] * B**j; the window [i, i+w) hashes to (Q[i+w] - Q[i]) * B**-i.
+    with np.errstate(over="ignore"):
+        powers = np.empty(n, dtype=np.uint64)
+        powers[0] = 1
+        if n > 1:
+            powers[1:] = _BASE
+            np.cumprod(powers, out=powers)
+        prefix = np.zeros(n + 1, dtype=np.uint64)
+        np.cumsum((codes + np.uint64(1)) * powers, out=prefix[1:])
+        starts = np.arange(0, n - width + 1, stride)
+        inv = np.empty(n - width + 1, dtype=np.uint64)
+        inv[0] = 1
+        if len(inv) > 1:
+            inv[1:] = _BASE_INV
+            np.cumprod(inv, out=inv)
+        raw = (prefix[starts + width] - prefix[starts]) * inv[starts]
+        return _mix(raw ^ np.uint64(width))
+
+
+def _items(n_chars: int, width: int, stride: int) -> int:
+    return 0 if n_chars < width else (n_chars - width) // stride + 1
+
+
+def build(
+    docs_factory: DocsFactory,
+    folder: Path,
+    *,
+    threads: int = 1,
+    progress: bool = True,
+    width: int = 50,
+    stride: int | None = None,
+    fp_rate: float = 0.001,
+    **params: Any,
+) -> BuildReport:
+    """Builds the n-gram Bloom sketch of the corpus into ``folder`` (two passes over the docs).
+
+    Args:
+        docs_factory: Returns a fresh iterator of docs (called twice: count, then insert).
+        folder: An empty folder to write into.
+        threads: Unused; accepted for the backend contract.
+        progress: Show progress bars.
+        width: N-gram length in characters (Data Portraits used 50).
+        stride: Distance between stored n-grams; ``None`` means ``width`` (non-overlapping).
+        fp_rate: False-positive rate the filter is sized for.
+        **params: Ignored extra parameters.
+
+    Returns:
+        The report; ``params`` holds width, stride, fp_rate, items (n-grams the filter was sized
+        for), bits (filter size) and the hash name.
+
+    Raises:
+        ValueError: A parameter is out of range.
+        CorpusError: ``docs_factory`` gave different docs on the second pass.
+    """
+    from tqdm.auto import tqdm
+
+    stride = width if stride is None else stride
+    if width < 1 or stride < 1:
+        raise ValueError(f"width and stride must be positive, got width={width} stride={stride}")
+    if not 0.0 < fp_rate < 1.0:
+        raise ValueError(f"fp_rate must be between 0 and 1, got {fp_rate}")
+    if params:
+        log.debug("bloom: ignoring parameters %s", sorted(params))
+    t0 = time.perf_counter()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    items = 0
+    chars = 0
+    n_docs = 0
+    for doc in tqdm(docs_factory(), desc="bloom: counting n-grams", unit="doc", disable=not progress):
+        items += _items(len(doc.text), width, stride)
+        chars += len(doc.text)
+        n_docs += 1
+
+    Bloom = _bloom_class()
+    bloom = Bloom(max(items, 1), fp_rate, hash_func=int)
+    added = 0
+    for doc in tqdm(docs_factory(), desc="bloom: adding n-grams", unit="doc", disable=not progress):
+        hashes = ngram_hashes(doc.text, width, stride)
+        if len(hashes):
+            bloom.update(hashes.tolist())
+            added += len(hashes)
+    if added != items:
+        raise CorpusError(f"the corpus changed between the two passes ({items} then {added} n-grams)")
+    bloom.save(str(folder / "filter.bloom"))
+    bits = int(bloom.size_in_bits)
+    meta = {
+        "format": FORMAT_VERSION,
+        "hash": HASH_NAME,
+        "width": width,
+        "stride": stride,
+        "fp_rate": fp_rate,
+        "items": items,
+        "bits": bits,
+    }
+    (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+    seconds = time.perf_counter() - t0
+    log.info("bloom: %d n-grams of %d docs in %d bits (%.1f s)", items, n_docs, bits, seconds)
+    return BuildReport(
+        backend=NAME,
+        docs=n_docs,
+        seconds=seconds,
+        params={"width": width, "stride": stride, "fp_rate": fp_rate, "items": items, "bits": bits, "hash": HASH_NAME},
+        stats={
+            "chars": chars,
+            "bytes": bits // 8,
+            "bits_per_ngram": round(bits / items, 3) if items else 0.0,
+            "approx_items": round(float(bloom.approx_items), 1),
+        },
+    )
+
+
+class BloomSearcher:
+    """Answers "which parts of this text are probably in the corpus?".
+
+    Args:
+        folder: The backend folder written by :func:`build`.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        folder = Path(folder)
+        try:
+            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise BundleCorruptError(f"{folder}: cannot read the bloom sketch's meta.json: {exc}") from exc
+        if meta.get("format") != FORMAT_VERSION or meta.get("hash") != HASH_NAME:
+            raise BundleCorruptError(
+                f"{folder}: bloom sketch format {meta.get('format')}/{meta.get('hash')} is not "
+                f"{FORMAT_VERSION}/{HASH_NAME}: rebuild the bundle"
+            )
+        self.width: int = int(meta["width"])
+        self.stride: int = int(meta["stride"])
+        self.fp_rate: float = float(meta["fp_rate"])
+        self.items: int = int(meta["items"])
+        Bloom = _bloom_class()
+        try:
+            self.bloom = Bloom.load(str(folder / "filter.bloom"), int)
+        except (OSError, ValueError) as exc:
+            raise BundleCorruptError(f"{folder}: cannot load the bloom filter: {exc}") from exc
+        self.bits = int(self.bloom.size_in_bits)
+
+    def contains_hashes(self, hashes: np.ndarray) -> np.ndarray:
+        """Looks up precomputed n-gram hashes; returns a bool array."""
+        return np.fromiter(map(self.bloom.__contains__, hashes.tolist()), dtype=bool, count=len(hashes))
+
+    def member(self, text: str) -> MembershipResult:
+        """Returns which spans of ``text`` are probably in the corpus.
+
+        Args:
+            text: The text to check (for example a file or a model's output).
+
+        Returns:
+            Coverage, merged spans and n-gram counts. A text shorter than ``width`` checks no
+            n-gram and has coverage 0.
+
+        Raises:
+            QueryError: The text is empty, not a string or longer than 1 Mi characters.
+        """
+        if not isinstance(text, str):
+            raise QueryError(f"membership query must be text, not {type(text).__name__}")
+        if not text:
+            raise QueryError("empty text: give the text to check for membership")
+        if len(text) > MAX_QUERY_CHARS:
+            raise QueryError(f"text is {len(text)} characters long; at most {MAX_QUERY_CHARS} are checked")
+        hashes = ngram_hashes(text, self.width)
+        if not len(hashes):
+            return MembershipResult(0.0, (), 0, 0)
+        found = self.contains_hashes(hashes)
+        starts = np.flatnonzero(found)
+        spans: list[tuple[int, int]] = []
+        for s in starts.tolist():
+            e = s + self.width
+            if spans and s <= spans[-1][1]:
+                spans[-1] = (spans[-1][0], e)
+            else:
+                spans.append((s, e))
+        covered = sum(e - s for s, e in spans)
+        return MembershipResult(covered / len(text), tuple(spans), len(hashes), len(starts))
+
+    def close(self) -> None:
+        """Drops the filter."""
+        self.bloom = None
+
+    def __enter__(self) -> BloomSearcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def estimate_bits(items: int, fp_rate: float) -> int:
+    """Bits an optimal Bloom filter needs for ``items`` keys at ``fp_rate`` (``-n ln p / ln² 2``)."""
+    return math.ceil(-items * math.log(fp_rate) / math.log(2) ** 2)
+
+
+def open(folder: Path, report: Mapping[str, Any]) -> BloomSearcher:
+    """Opens the sketch in ``folder``.
+
+    Raises:
+        BundleCorruptError: The files are missing, of another format or unreadable.
+    """
+    return BloomSearcher(Path(folder))

@@ -1,0 +1,205 @@
+"""Hugging Face datasets as corpora: ``hf:NAME[:CONFIG][@SPLIT]``, ``save_to_disk`` folders and
+``datasets.Dataset`` / ``IterableDataset`` objects.
+
+``datasets`` is imported only here, and only when such a source is loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spacerini.corpus.base import LocatedRecords
+from spacerini.errors import CorpusNotFoundError, DependencyMissingError, MalformedRecordError
+
+logger = logging.getLogger(__name__)
+
+_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class HfSpec:
+    """A parsed ``hf:`` source.
+
+    Attributes:
+        name: Dataset name on the Hub, or a local path.
+        config: The configuration (subset), if any.
+        split: The split ("train" unless given).
+    """
+
+    name: str
+    config: str | None
+    split: str
+
+    def __str__(self) -> str:
+        config = f":{self.config}" if self.config else ""
+        return f"hf:{self.name}{config}@{self.split}"
+
+
+def parse_hf(source: str) -> HfSpec:
+    """Parses ``hf:NAME[:CONFIG][@SPLIT]`` (``NAME`` may also be a local path).
+
+    Raises:
+        CorpusNotFoundError: The name is empty.
+    """
+    rest = source[3:] if source.startswith("hf:") else source
+    split = "train"
+    if "@" in rest:
+        head, tail = rest.rsplit("@", 1)
+        if tail and "/" not in tail:
+            rest, split = head, tail
+    config = None
+    is_path = rest.startswith(("/", ".", "~")) or Path(rest).exists()
+    if not is_path and ":" in rest:
+        rest, config = rest.split(":", 1)
+        config = config or None
+    if not rest:
+        raise CorpusNotFoundError(f"no dataset name in {source!r}; use hf:NAME[:CONFIG][@SPLIT]")
+    return HfSpec(rest, config, split)
+
+
+def is_saved_dataset(folder: Path) -> bool:
+    """Whether a folder was written by ``Dataset.save_to_disk`` or ``DatasetDict.save_to_disk``."""
+    return folder.is_dir() and any(
+        (folder / name).is_file() for name in ("state.json", "dataset_info.json", "dataset_dict.json")
+    )
+
+
+def _datasets() -> Any:
+    try:
+        import datasets
+    except ImportError as exc:  # pragma: no cover - datasets is a core dependency
+        raise DependencyMissingError("Hugging Face sources need the 'datasets' package: pip install datasets") from exc
+    return datasets
+
+
+def load_saved(folder: Path, split: str | None) -> tuple[Any, str]:
+    """Opens a ``save_to_disk`` folder; returns the Dataset and the split read.
+
+    Raises:
+        CorpusNotFoundError: The folder cannot be read, or the split is not in a DatasetDict.
+    """
+    datasets = _datasets()
+    try:
+        loaded = datasets.load_from_disk(str(folder))
+    except (FileNotFoundError, ValueError, OSError) as exc:
+        raise CorpusNotFoundError(
+            f"cannot open the saved dataset ({_first_line(exc)}); it should be a folder written by "
+            "Dataset.save_to_disk",
+            path=str(folder),
+        ) from None
+    if isinstance(loaded, datasets.DatasetDict):
+        chosen = split or "train"
+        if chosen not in loaded:
+            raise CorpusNotFoundError(
+                f"no split {chosen!r} in the saved dataset; it has {', '.join(loaded)}: "
+                f"use hf:{folder}@SPLIT",
+                path=str(folder),
+            )
+        return loaded[chosen], chosen
+    return loaded, split or "train"
+
+
+def load_hub(spec: HfSpec) -> Any:
+    """Opens a Hub (or local script/data-folder) dataset in streaming mode.
+
+    Raises:
+        CorpusNotFoundError: The dataset, config or split cannot be found locally or on the Hub.
+    """
+    datasets = _datasets()
+    try:
+        return datasets.load_dataset(spec.name, spec.config, split=spec.split, streaming=True)
+    except Exception as exc:  # datasets raises many kinds; each becomes one clear line
+        raise _not_found(spec, exc) from None
+
+
+def _not_found(spec: HfSpec, exc: BaseException) -> CorpusNotFoundError:
+    text = _first_line(exc)
+    kind = type(exc).__name__
+    if isinstance(exc, ConnectionError | TimeoutError) or kind in {
+        "DatasetNotFoundError",
+        "OfflineModeIsEnabled",
+        "LocalEntryNotFoundError",
+        "RepositoryNotFoundError",
+        "HfHubHTTPError",
+        "ConnectError",
+    } or "Couldn't reach" in text:
+        return CorpusNotFoundError(
+            f"dataset {spec.name!r} not found in the local Hugging Face cache and the Hub is "
+            f"unreachable or does not have it ({kind}: {text}); check the name, download it once "
+            "with network access, or pass a local folder written by Dataset.save_to_disk"
+        )
+    return CorpusNotFoundError(
+        f"cannot load dataset {spec} ({kind}: {text}); check the name, the config after ':' and the "
+        "split after '@'"
+    )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def dataset_total(dataset: Any) -> int | None:
+    """Returns the number of rows of a map-style Dataset, None for a streaming one."""
+    try:
+        return len(dataset)
+    except TypeError:
+        return None
+
+
+def dataset_records(dataset: Any, name: str) -> Callable[[], LocatedRecords]:
+    """Returns a factory that streams the rows of a Dataset or IterableDataset (rows from 1)."""
+
+    def records() -> LocatedRecords:
+        rows: Iterator[dict[str, Any]]
+        if hasattr(dataset, "iter") and dataset_total(dataset) is not None:
+            rows = _unbatch(dataset.iter(batch_size=_BATCH))
+        else:
+            rows = iter(dataset)
+        number = 0
+        while True:
+            try:
+                row = next(rows)
+            except StopIteration:
+                return
+            except (ConnectionError, TimeoutError, OSError) as exc:
+                raise MalformedRecordError(
+                    f"reading stopped after row {number} ({type(exc).__name__}: {_first_line(exc)}); "
+                    "check the network or use a local copy (Dataset.save_to_disk)",
+                    path=name,
+                    line=number + 1,
+                ) from None
+            number += 1
+            yield row, name, number
+
+    return records
+
+
+def _unbatch(batches: Any) -> Iterator[dict[str, Any]]:
+    for batch in batches:
+        columns = list(batch)
+        if not columns:
+            continue
+        values = [batch[column] for column in columns]
+        for row in zip(*values, strict=True):
+            yield dict(zip(columns, row, strict=True))
+
+
+def describe_dataset(dataset: Any) -> str:
+    """Returns a short description of a Dataset object for the manifest."""
+    info = getattr(dataset, "info", None)
+    name = getattr(info, "dataset_name", None) or getattr(info, "builder_name", None) or ""
+    split = getattr(dataset, "split", None)
+    total = dataset_total(dataset)
+    parts = [p for p in (name, str(split) if split else "", f"{total} rows" if total is not None else "streaming") if p]
+    return f"{type(dataset).__name__}({', '.join(parts)})"
+
+
+def is_dataset_object(obj: Any) -> bool:
+    """Whether ``obj`` is a ``datasets.Dataset`` or ``IterableDataset`` (without importing datasets)."""
+    module = type(obj).__module__ or ""
+    return module.startswith("datasets.") and type(obj).__name__ in {"Dataset", "IterableDataset"}

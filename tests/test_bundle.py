@@ -1,0 +1,198 @@
+"""Bundles: manifest, docstore, atomic builds, validation on open."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from spacerini import bundle as bundle_mod
+from spacerini.backends import REGISTRY
+from spacerini.bundle import MANIFEST, build_bundle, check_query, open_bundle
+from spacerini.errors import (
+    BackendNotAvailableError,
+    BundleCorruptError,
+    BundleError,
+    BundleNotFoundError,
+    QueryError,
+)
+from spacerini.records import BuildReport, Doc
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("bundles") / "tiny"
+    return build_bundle(DATA / "tiny.jsonl", out, backends=["bm25"], progress=False)
+
+
+def test_manifest(tiny) -> None:
+    manifest = json.loads((tiny.path / MANIFEST).read_text())
+    assert manifest["format_version"] == 1
+    assert manifest["counts"]["docs"] == 25
+    assert manifest["source"]["source"].endswith("tiny.jsonl")
+    assert set(manifest["backends"]) == {"bm25"}
+    assert manifest["backends"]["bm25"]["docs"] == 25
+    assert "docs/docs.parquet" in manifest["checksums"]
+    assert any(p.startswith("lucene/") for p in manifest["checksums"])
+
+
+def test_docstore_roundtrip(tiny) -> None:
+    lines = [json.loads(x) for x in (DATA / "tiny.jsonl").read_text(encoding="utf-8").splitlines()]
+    docs = list(tiny.iter_docs())
+    assert [d.id for d in docs] == [x["id"] for x in lines]
+    assert docs[24].text == lines[24]["contents"]  # Unicode survives
+    assert tiny.doc("d09").fields["title"] == "Gradio"
+    with pytest.raises(KeyError):
+        tiny.doc("nope")
+
+
+def test_search_enriches_hits(tiny) -> None:
+    hits = tiny.search("Gradio web demo", k=3)
+    assert hits[0].docid == "d09"
+    assert hits[0].fields["title"] == "Gradio"
+    assert "<mark>" in hits[0].snippet
+    assert [h.rank for h in hits] == [1, 2, 3]
+
+
+def test_pagination_is_consistent(tiny) -> None:
+    full = tiny.search("search engine ranking", k=10)
+    page2 = tiny.search("search engine ranking", k=3, offset=3)
+    assert [h.docid for h in page2] == [h.docid for h in full[3:6]]
+    assert [h.rank for h in page2] == [4, 5, 6]
+
+
+@pytest.mark.parametrize("query", ["", "   ", "x" * 100_000, "a\x00b"])
+def test_bad_queries(tiny, query: str) -> None:
+    with pytest.raises(QueryError):
+        tiny.search(query)
+
+
+def test_lucene_syntax_is_plain_text(tiny) -> None:
+    hits = tiny.search('title:(search AND engine) OR "bloom"~2 +-*?\\ [a TO z] {x} ^3 ! && ||')
+    assert any(h.docid == "d07" for h in hits)  # "bloom" still matches as a word
+
+
+def test_missing_backend(tiny) -> None:
+    with pytest.raises(BackendNotAvailableError, match="no 'exact' backend"):
+        tiny.searcher("exact")
+    with pytest.raises(BackendNotAvailableError, match="unknown backend"):
+        build_bundle(DATA / "tiny.jsonl", tiny.path.parent / "x", backends=["nope"])
+
+
+def test_open_errors(tmp_path: Path, tiny) -> None:
+    with pytest.raises(BundleNotFoundError, match="no bundle here"):
+        open_bundle(tmp_path / "missing")
+    (tmp_path / "plain").mkdir()
+    with pytest.raises(BundleNotFoundError, match="not a Spacerini bundle"):
+        open_bundle(tmp_path / "plain")
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny.path, copy)
+    (copy / MANIFEST).write_text("{not json")
+    with pytest.raises(BundleCorruptError, match="unreadable manifest"):
+        open_bundle(copy)
+    shutil.rmtree(copy)
+    shutil.copytree(tiny.path, copy)
+    (copy / "docs" / "docs.parquet").write_bytes(b"truncated")
+    with pytest.raises(BundleCorruptError, match="docs/docs.parquet"):
+        open_bundle(copy)
+
+
+def test_verify_detects_tampering(tmp_path: Path, tiny) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny.path, copy)
+    target = copy / "docs" / "docs.parquet"
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    target.write_bytes(bytes(data))
+    open_bundle(copy)  # sizes still match
+    with pytest.raises(BundleCorruptError, match="SHA-256"):
+        open_bundle(copy, verify=True)
+
+
+def test_refuses_to_overwrite_non_bundle(tmp_path: Path) -> None:
+    target = tmp_path / "precious"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    with pytest.raises(BundleError, match="not a Spacerini bundle"):
+        build_bundle(DATA / "tiny.jsonl", target, progress=False)
+    assert (target / "notes.txt").read_text() == "keep me"
+
+
+def _boom_backend(exc: BaseException):
+    def build(docs_factory, folder: Path, **params) -> BuildReport:
+        (folder / "partial.bin").write_bytes(b"half")
+        for _ in docs_factory():
+            pass
+        raise exc
+
+    return SimpleNamespace(NAME="boom", build=build, open=None)
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt(), RuntimeError("crash")])
+def test_failed_build_keeps_previous_bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, exc) -> None:
+    out = tmp_path / "b"
+    build_bundle(DATA / "tiny.jsonl", out, backends=["bm25"], progress=False)
+    before = (out / MANIFEST).read_text()
+    monkeypatch.setitem(REGISTRY, "boom", "unused")
+    real = bundle_mod.get_backend
+    monkeypatch.setattr(bundle_mod, "get_backend", lambda n: _boom_backend(exc) if n == "boom" else real(n))
+    with pytest.raises(type(exc)):
+        build_bundle(DATA / "tiny.jsonl", out, backends=["bm25", "boom"], progress=False)
+    assert (out / MANIFEST).read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temp folder left
+    assert open_bundle(out).search("Lucene")[0].docid == "d02"
+
+
+def test_rebuild_replaces_atomically(tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    build_bundle(DATA / "tiny.jsonl", out, progress=False)
+    docs = [Doc(id=f"n{i}", text=f"fresh document number {i}") for i in range(3)]
+    rebuilt = build_bundle(docs, out, progress=False)
+    assert len(rebuilt) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_ctrl_c_during_real_build(tmp_path: Path) -> None:
+    """SIGINT to a running `spacerini index` leaves the old bundle intact and no temp folder."""
+    out = tmp_path / "b"
+    build_bundle(DATA / "tiny.jsonl", out, progress=False)
+    before = (out / MANIFEST).read_text()
+    big = tmp_path / "big.jsonl"
+    with big.open("w") as fh:
+        for i in range(60_000):
+            fh.write(json.dumps({"id": f"x{i}", "contents": f"document {i} about search engines and ranking"}) + "\n")
+    env = {**os.environ, "SPACERINI_NO_PROGRESS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "spacerini", "index", str(big), "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(p.name.startswith(".b.building") for p in tmp_path.iterdir()):
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode != 0
+    assert b"Traceback" not in err
+    assert (out / MANIFEST).read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", "big.jsonl"]
+
+
+def test_check_query_limits() -> None:
+    assert check_query("ok") == "ok"
+    with pytest.raises(QueryError, match="10,000"):
+        check_query("y" * 10_001)
+    with pytest.raises(QueryError, match="text"):
+        check_query(b"bytes")  # type: ignore[arg-type]

@@ -1,0 +1,180 @@
+"""The command line contract (shared/DESIGN.md): outputs, --json, and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spacerini.cli import main
+
+DATA = Path(__file__).parent / "data"
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip() and not line.startswith(("INFO", "WARNING"))]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("spacerini: error: ")
+    assert "Traceback" not in err
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("cli") / "tiny"
+    code = subprocess.run(
+        [sys.executable, "-m", "spacerini", "-q", "index", str(DATA / "tiny.jsonl"), "--out", str(out), "--fields", "title,contents"],
+        capture_output=True,
+        text=True,
+    )
+    assert code.returncode == 0, code.stderr
+    return out
+
+
+def test_search_json(bundle_dir: Path, capsys) -> None:
+    code, out, _ = run(["search", str(bundle_dir), "faiss dense vectors", "--k", "3", "--json"], capsys)
+    assert code == 0
+    data = json.loads(out)
+    assert data["hits"][0]["docid"] in {"d04", "d05"}
+    assert len(data["hits"]) == 3
+    assert data["hits"][0]["fields"]["title"] in {"Dense retrieval", "Faiss"}
+
+
+def test_search_text_and_pagination(bundle_dir: Path, capsys) -> None:
+    code, out, _ = run(["search", str(bundle_dir), "search", "--k", "2", "--offset", "2"], capsys)
+    assert code == 0
+    assert out.splitlines()[0].split()[0] == "3"
+
+
+def test_fields_are_joined(bundle_dir: Path, capsys) -> None:
+    # "Stopwords" occurs only in d11's title: --fields title,contents put it in the indexed contents.
+    code, out, _ = run(["search", str(bundle_dir), "REtrieval Conference", "--json"], capsys)
+    assert json.loads(out)["hits"][0]["docid"] == "d14"
+
+
+def test_batch_run_and_eval(bundle_dir: Path, tmp_path: Path, capsys) -> None:
+    run_file = tmp_path / "run.trec"
+    code, _, err = run(
+        ["search", str(bundle_dir), "--queries", str(DATA / "tiny_queries.tsv"), "--output", str(run_file), "--k", "1000"],
+        capsys,
+    )
+    assert code == 0, err
+    lines = run_file.read_text().splitlines()
+    assert lines[0].split()[:4] == ["q1", "Q0", "d01", "1"]
+    assert {line.split()[0] for line in lines} == {"q1", "q2", "q3", "q4", "q5"}
+    code, out, err = run(
+        ["eval", str(bundle_dir), "--queries", str(DATA / "tiny_queries.tsv"), "--qrels", str(DATA / "tiny_qrels.txt"), "--json"],
+        capsys,
+    )
+    assert code == 0, err
+    scores = json.loads(out)
+    assert set(scores) == {"nDCG@10", "AP", "R@100"}
+    assert 0.5 < scores["nDCG@10"] <= 1.0
+    import ir_measures
+
+    qrels = list(ir_measures.read_trec_qrels(str(DATA / "tiny_qrels.txt")))
+    ref = ir_measures.calc_aggregate([ir_measures.nDCG @ 10], qrels, list(ir_measures.read_trec_run(str(run_file))))
+    assert scores["nDCG@10"] == pytest.approx(ref[ir_measures.nDCG @ 10])
+    code, out, _ = run(["eval", str(bundle_dir), "--queries", str(DATA / "tiny_queries.tsv"), "--qrels", str(DATA / "tiny_qrels.txt")], capsys)
+    assert [line.split()[0] for line in out.splitlines()] == ["nDCG@10", "MAP", "R@100"]
+
+
+def test_python_dash_m_and_console_script(bundle_dir: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "spacerini", "search", str(bundle_dir), "Lucene Java", "--json"], capture_output=True, text=True
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["hits"][0]["docid"] == "d02"
+    script = Path(sys.executable).parent / "spacerini"
+    proc = subprocess.run([str(script), "search", str(bundle_dir), ""], capture_output=True, text=True)
+    assert_one_line_error(proc.returncode, proc.stderr, "empty")
+
+
+@pytest.mark.parametrize(
+    ("query", "needle"),
+    [("", "empty"), ("   ", "empty"), ("z" * 100_000, "100,000 characters")],
+)
+def test_bad_query(bundle_dir: Path, capsys, query: str, needle: str) -> None:
+    code, _, err = run(["search", str(bundle_dir), query], capsys)
+    assert_one_line_error(code, err, needle)
+
+
+def test_hostile_query_works(bundle_dir: Path, capsys) -> None:
+    code, out, err = run(["search", str(bundle_dir), 'contents:(bloom AND filter) OR "x"~2 +-*?\\ ^ [a TO b]', "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["hits"][0]["docid"] == "d07"
+
+
+def test_missing_bundle(tmp_path: Path, capsys) -> None:
+    code, _, err = run(["search", str(tmp_path / "nope"), "x"], capsys)
+    assert_one_line_error(code, err, "no bundle here")
+
+
+def test_usage_error_is_one_line(capsys) -> None:
+    code, _, err = run(["search"], capsys)
+    assert_one_line_error(code, err, "BUNDLE")
+
+
+def _write(path: Path, content: bytes | str) -> Path:
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return path
+
+
+BAD_INPUTS = [
+    ("empty.jsonl", "", "empty.jsonl", "no documents"),
+    ("bad.jsonl", '{"id": "a", "contents": "x"}\n{"id": "b", "contents": \n', "bad.jsonl:2", ""),
+    ("noid.jsonl", '{"id": "a", "contents": "x"}\n{"contents": "y"}\n', "noid.jsonl:2", "id"),
+    ("notext.jsonl", '{"id": "a", "contents": "x"}\n{"id": "b", "title": "y"}\n', "notext.jsonl:2", "contents"),
+    ("dup.jsonl", '{"id": "a", "contents": "x"}\n{"id": "b", "contents": "y"}\n{"id": "a", "contents": "z"}\n', "dup.jsonl:3", "duplicate"),
+    ("latin1.jsonl", b'{"id": "a", "contents": "x"}\n{"id": "b", "contents": "caf\xe9"}\n', "latin1.jsonl:2", "UTF-8"),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "where", "needle"), BAD_INPUTS)
+def test_bad_corpus(tmp_path: Path, capsys, name: str, content, where: str, needle: str) -> None:
+    src = _write(tmp_path / name, content)
+    out = tmp_path / "out"
+    code, _, err = run(["index", str(src), "--out", str(out)], capsys)
+    assert_one_line_error(code, err, where, needle)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == [name]  # nothing half-written
+
+
+def test_missing_source(tmp_path: Path, capsys) -> None:
+    code, _, err = run(["index", str(tmp_path / "nope.jsonl"), "--out", str(tmp_path / "o")], capsys)
+    assert_one_line_error(code, err, "nope.jsonl")
+
+
+def test_immense_term_is_a_clear_error(tmp_path: Path, capsys) -> None:
+    """A term past Lucene's 32,766-byte limit is a clear error naming the document, never a silent skip."""
+    src = _write(tmp_path / "huge.jsonl", json.dumps({"id": "big", "contents": "x" * 40_000}) + "\n")
+    out = tmp_path / "out"
+    code, _, err = run(["index", str(src), "--out", str(out), "--analyzer", "whitespace"], capsys)
+    assert_one_line_error(code, err, "big")
+    assert not out.exists()
+
+
+def test_huge_document_is_indexed(tmp_path: Path, capsys) -> None:
+    """A 4 MB document is indexed whole (the standard analyzer splits long tokens), not dropped."""
+    words = " ".join(f"w{i}" for i in range(600_000)) + " needleword"
+    src = _write(tmp_path / "huge.jsonl", json.dumps({"id": "huge", "contents": words}) + "\n" + json.dumps({"id": "small", "contents": "tiny"}) + "\n")
+    out = tmp_path / "out"
+    code, _, err = run(["index", str(src), "--out", str(out)], capsys)
+    assert code == 0, err
+    code, o, _ = run(["search", str(out), "needleword", "--json"], capsys)
+    assert [h["docid"] for h in json.loads(o)["hits"]] == ["huge"]
