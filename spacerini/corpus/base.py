@@ -13,7 +13,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime, time
 from typing import Any
 
-from spacerini.errors import CorpusError, DuplicateIdError, EmptyCorpusError, MalformedRecordError, MissingFieldError
+from spacerini.errors import (
+    CorpusError,
+    DuplicateIdError,
+    EmptyCorpusError,
+    MalformedRecordError,
+    MissingFieldError,
+)
 from spacerini.records import Doc
 
 logger = logging.getLogger(__name__)
@@ -430,6 +436,7 @@ def iterable_records(rows: Iterable[Any], name: str) -> Callable[[], LocatedReco
     kept and replayed; a second full pass raises :class:`CorpusError`.
     """
     if iter(rows) is not rows:  # a re-iterable container
+
         def again() -> LocatedRecords:
             for number, row in enumerate(rows, start=1):
                 yield row, name, number
@@ -453,10 +460,8 @@ def iterable_records(rows: Iterable[Any], name: str) -> Callable[[], LocatedReco
                 "fresh iterator, or a datasets.Dataset",
                 path=name,
             )
-        number = 0
-        for number, row in enumerate(head, start=1):
-            yield row, name, number
-        for number, row in enumerate(rows, start=number + 1):
-            yield row, name, number
+        yield from ((row, name, number) for number, row in enumerate(head, start=1))
+        start = len(head) + 1
+        yield from ((row, name, number) for number, row in enumerate(rows, start=start))
 
     return once

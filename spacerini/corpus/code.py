@@ -180,7 +180,11 @@ def folder_licence(folder: Path) -> tuple[str, str | None]:
         return "unknown", None
     for stem in _LICENCE_FILES:
         for name in names:
-            if name.upper() == stem or name.upper().startswith(stem + ".") or name.upper().startswith(stem + "-"):
+            if (
+                name.upper() == stem
+                or name.upper().startswith(stem + ".")
+                or name.upper().startswith(stem + "-")
+            ):
                 try:
                     text = (folder / name).read_text(encoding="utf-8", errors="replace")
                 except OSError:
@@ -296,4 +300,7 @@ class CodeCorpus(Corpus):
                 "language": language,
                 "swhid": swhid(data),
             }
-            yield Doc(id=rel, text=text, fields={"path": rel, "language": language}, meta=meta), (str(path), None)
+            yield (
+                Doc(id=rel, text=text, fields={"path": rel, "language": language}, meta=meta),
+                (str(path), None),
+            )

@@ -262,11 +262,15 @@ def read_parquet(path: Path, *, batch_size: int = 1024) -> LocatedRecords:
             ) from None
 
 
-def parquet_rows(path: Path) -> int:
-    """Returns the number of rows a Parquet file declares in its footer."""
+def parquet_rows(path: Path) -> int | None:
+    """Returns the number of rows a Parquet file declares in its footer (None if unreadable)."""
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    return pq.ParquetFile(path).metadata.num_rows
+    try:
+        return pq.ParquetFile(path).metadata.num_rows
+    except (pa.ArrowInvalid, OSError):
+        return None
 
 
 # -- CSV / TSV ----------------------------------------------------------------------------------

@@ -72,7 +72,9 @@ def _datasets() -> Any:
     try:
         import datasets
     except ImportError as exc:  # pragma: no cover - datasets is a core dependency
-        raise DependencyMissingError("Hugging Face sources need the 'datasets' package: pip install datasets") from exc
+        raise DependencyMissingError(
+            "Hugging Face sources need the 'datasets' package: pip install datasets"
+        ) from exc
     return datasets
 
 
@@ -119,14 +121,19 @@ def load_hub(spec: HfSpec) -> Any:
 def _not_found(spec: HfSpec, exc: BaseException) -> CorpusNotFoundError:
     text = _first_line(exc)
     kind = type(exc).__name__
-    if isinstance(exc, ConnectionError | TimeoutError) or kind in {
-        "DatasetNotFoundError",
-        "OfflineModeIsEnabled",
-        "LocalEntryNotFoundError",
-        "RepositoryNotFoundError",
-        "HfHubHTTPError",
-        "ConnectError",
-    } or "Couldn't reach" in text:
+    if (
+        isinstance(exc, ConnectionError | TimeoutError)
+        or kind
+        in {
+            "DatasetNotFoundError",
+            "OfflineModeIsEnabled",
+            "LocalEntryNotFoundError",
+            "RepositoryNotFoundError",
+            "HfHubHTTPError",
+            "ConnectError",
+        }
+        or "Couldn't reach" in text
+    ):
         return CorpusNotFoundError(
             f"dataset {spec.name!r} not found in the local Hugging Face cache and the Hub is "
             f"unreachable or does not have it ({kind}: {text}); check the name, download it once "
@@ -195,7 +202,11 @@ def describe_dataset(dataset: Any) -> str:
     name = getattr(info, "dataset_name", None) or getattr(info, "builder_name", None) or ""
     split = getattr(dataset, "split", None)
     total = dataset_total(dataset)
-    parts = [p for p in (name, str(split) if split else "", f"{total} rows" if total is not None else "streaming") if p]
+    parts = [
+        p
+        for p in (name, str(split) if split else "", f"{total} rows" if total is not None else "streaming")
+        if p
+    ]
     return f"{type(dataset).__name__}({', '.join(parts)})"
 
 
