@@ -115,6 +115,9 @@ def build_bundle(
                 writer.add(doc)
         if writer.count == 0:
             raise EmptyCorpusError(f"{source_info.get('source', 'the source')} holds no documents")
+        describe = getattr(corpus, "describe", None)
+        if describe is not None:  # after the pass, so skip counts and inclusions are filled in
+            source_info = describe()
         skipped = getattr(corpus, "skipped", None)
         store = Docstore(tmp / "docs")
         reports: dict[str, Any] = {}

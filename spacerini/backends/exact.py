@@ -22,6 +22,7 @@ character counts. Offsets reported to the user are character offsets.
 
 from __future__ import annotations
 
+import ctypes
 import html
 import json
 import logging
@@ -92,18 +93,42 @@ def _encode_doc(text: str) -> bytes:
     return text.encode("utf-8", errors="replace")
 
 
+def _sort_into(text: bytearray, path: Path) -> None:
+    """Writes the int32 suffix array of ``text`` to the ``.npy`` file ``path``.
+
+    libdivsufsort sorts straight into a memory-mapped ``.npy`` file, which saves the copy and
+    the write of a separate result array (a fifth of the build time); if pydivsufsort's bundled
+    library cannot be reached, its public function is used instead.
+    """
+    n = len(text)
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.int32, shape=(n,))
+    try:
+        from pydivsufsort.dll import libdivsufsort
+    except (ImportError, OSError, StopIteration):  # pragma: no cover - depends on the wheel
+        from pydivsufsort import divsufsort
+
+        out[:] = divsufsort(text)
+    else:
+        inp = (ctypes.c_uint8 * n).from_buffer(text)
+        try:
+            rc = libdivsufsort.divsufsort(
+                inp, out.ctypes.data_as(ctypes.POINTER(ctypes.c_int32)), ctypes.c_int32(n)
+            )
+        finally:
+            del inp  # releases the export of the bytearray
+        if rc != 0:  # pragma: no cover - only on allocation failure
+            raise MemoryError(f"libdivsufsort failed with code {rc} on a shard of {n} bytes")
+    out.flush()
+    del out
+
+
 def _write_shard(folder: Path, index: int, text: bytearray, starts: list[int]) -> float:
     """Writes one shard (text, suffix array, doc starts); returns the seconds spent sorting."""
-    from pydivsufsort import divsufsort
-
     t0 = time.perf_counter()
-    sa = divsufsort(text)
+    _sort_into(text, folder / f"sa_{index:05d}.npy")
     seconds = time.perf_counter() - t0
-    if sa.dtype != np.int32:  # pragma: no cover - guarded by MAX_SHARD_BYTES
-        sa = sa.astype(np.int32)
     with (folder / f"text_{index:05d}.bin").open("wb") as f:
         f.write(text)
-    np.save(folder / f"sa_{index:05d}.npy", sa)
     np.save(folder / f"starts_{index:05d}.npy", np.asarray(starts, dtype=np.int64))
     return seconds
 

@@ -58,7 +58,8 @@ def load_corpus(
 
     Args:
         source: A path (file or folder), ``"hf:NAME[:CONFIG][@SPLIT]"``, a ``datasets.Dataset`` or
-            ``IterableDataset``, an iterable of dicts, or a callable that returns a fresh one.
+            ``IterableDataset`` (or a ``DatasetDict``, whose "train" split is read), an iterable of
+            dicts or of :class:`~spacerini.records.Doc`, or a callable that returns a fresh one.
         format: Force a format ("jsonl", "json", "parquet", "csv", "tsv", "code", "hf") instead
             of guessing from the file names.
         id_field: The id column (default: the first of "id", "docid", "_id", "doc_id" present).
@@ -103,6 +104,8 @@ def load_corpus(
 
     from spacerini.corpus import hf
 
+    if hf.is_dataset_dict(source):
+        source = hf.pick_split(source)
     if hf.is_dataset_object(source):
         name = hf.describe_dataset(source)
         return TableCorpus(

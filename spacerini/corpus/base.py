@@ -67,7 +67,16 @@ class Corpus:
 
     Each ``iter()`` re-reads the source from the start, so memory stays bounded however large the
     corpus is. While iterating, the corpus checks that ids are unique (only the set of ids is
-    kept) and counts what it skipped and why.
+    kept) and counts what it skipped and why. Subclasses implement ``_located_docs``.
+
+    Args:
+        source: See ``source`` below.
+        format: See ``format`` below.
+        id_field: See ``id_field`` below.
+        fields: See ``fields`` below.
+        progress: Show a progress bar on stderr while iterating.
+        total: The number of documents when known cheaply (gives the progress bar an end).
+        extra: More JSON-serialisable entries for :meth:`describe`.
 
     Attributes:
         source: A short description of where the documents come from (stored in the manifest).
@@ -97,7 +106,6 @@ class Corpus:
         self.total = total
         self.skipped: dict[str, int] = {}
         self._extra: dict[str, Any] = dict(extra or {})
-        self._iterations = 0
 
     # -- subclasses implement this ------------------------------------------------------------
     def _located_docs(self) -> Iterator[tuple[Doc, Location]]:
@@ -123,7 +131,6 @@ class Corpus:
         from tqdm import tqdm
 
         self.skipped = {}
-        self._iterations += 1
         seen: set[str] = set()
         count = 0
         with tqdm(
@@ -212,7 +219,9 @@ class FieldMap:
     def __init__(self, id_field: str, fields: Sequence[str]) -> None:
         self.id_field = id_field
         self.fields = tuple(fields)
-        self._skip = {id_field, *self.fields}
+        # Short contents columns such as a title stay displayable; the main text columns do not
+        # (they are Doc.text already, and repeating them would double the docstore).
+        self._skip = {id_field, *(f for f in self.fields if f in CONTENTS_CANDIDATES or len(self.fields) == 1)}
 
     @classmethod
     def resolve(
@@ -229,6 +238,8 @@ class FieldMap:
             MalformedRecordError: The first record is not a mapping.
             MissingFieldError: No id or contents column can be found.
         """
+        if isinstance(first, Doc):
+            return DocPassThrough()
         record = _as_mapping(first, location)
         present = list(record)
         if id_field is None:
@@ -308,6 +319,35 @@ class FieldMap:
             if meta_key is not None:
                 meta[meta_key] = clean
         return Doc(id=doc_id, text="\n".join(parts), fields=display, meta=meta)
+
+
+class DocPassThrough(FieldMap):
+    """Takes :class:`Doc` records from Python as they are (checking only their type and id)."""
+
+    def __init__(self) -> None:
+        super().__init__("id", ("text",))
+
+    def to_doc(self, raw: Any, location: Location) -> Doc:
+        """Returns ``raw`` when it is a Doc with a non-empty string id and string text.
+
+        Raises:
+            MalformedRecordError: ``raw`` is not a Doc, or its id or text is unusable.
+        """
+        if not isinstance(raw, Doc):
+            raise MalformedRecordError(
+                f"record is {_type_name(raw)} but the first record was a Doc; pass only Doc objects or only dicts",
+                path=location[0],
+                line=location[1],
+            )
+        if not isinstance(raw.id, str) or not raw.id.strip():
+            raise MalformedRecordError(
+                f"Doc id {raw.id!r} is not a non-empty string", path=location[0], line=location[1]
+            )
+        if not isinstance(raw.text, str):
+            raise MalformedRecordError(
+                f"Doc text is {_type_name(raw.text)}, not a string", path=location[0], line=location[1]
+            )
+        return raw
 
 
 def _as_mapping(raw: Any, location: Location) -> Mapping[str, Any]:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from spacerini.corpus.base import LocatedRecords
-from spacerini.errors import CorpusNotFoundError, DependencyMissingError, MalformedRecordError
+from spacerini.errors import CorpusError, CorpusNotFoundError, DependencyMissingError
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +174,7 @@ def dataset_records(dataset: Any, name: str) -> Callable[[], LocatedRecords]:
             except StopIteration:
                 return
             except (ConnectionError, TimeoutError, OSError) as exc:
-                raise MalformedRecordError(
+                raise CorpusError(
                     f"reading stopped after row {number} ({type(exc).__name__}: {_first_line(exc)}); "
                     "check the network or use a local copy (Dataset.save_to_disk)",
                     path=name,
@@ -214,3 +214,23 @@ def is_dataset_object(obj: Any) -> bool:
     """Whether ``obj`` is a ``datasets.Dataset`` or ``IterableDataset`` (without importing datasets)."""
     module = type(obj).__module__ or ""
     return module.startswith("datasets.") and type(obj).__name__ in {"Dataset", "IterableDataset"}
+
+
+def is_dataset_dict(obj: Any) -> bool:
+    """Whether ``obj`` is a ``datasets.DatasetDict`` or ``IterableDatasetDict``."""
+    module = type(obj).__module__ or ""
+    return module.startswith("datasets.") and type(obj).__name__ in {"DatasetDict", "IterableDatasetDict"}
+
+
+def pick_split(splits: Any, split: str = "train") -> Any:
+    """Returns one split of a DatasetDict.
+
+    Raises:
+        CorpusNotFoundError: The split is not there.
+    """
+    if split not in splits:
+        raise CorpusNotFoundError(
+            f"no split {split!r} in the {type(splits).__name__}; it has {', '.join(splits)}: pass one "
+            "split, e.g. dataset['test']"
+        )
+    return splits[split]

@@ -1,0 +1,398 @@
+"""Exact re-implementation of Lucene 9's ``BM25Similarity`` and Anserini's ranking, in numpy.
+
+Nothing here touches Java. The sidecar (``bundle/bm25/``) holds the postings of the Lucene index
+in CSR form, as plain ``.npy`` files opened with ``mmap_mode="r"``:
+
+* ``terms.bin`` + ``terms_offsets.npy`` - the vocabulary, UTF-8, sorted by bytes;
+* ``post_offsets.npy`` (int64, V+1) - where each term's postings start;
+* ``post_docs.npy`` (int32) - row numbers (corpus order), ascending within a term;
+* ``post_tfs.npy`` (int32) - term frequencies;
+* ``post_x.npy`` (float32) - ``tf * cache[norm]``, the part of Lucene's BM25 score that does not
+  depend on the query (``cache`` is ``BM25Similarity``'s 256-entry table);
+* ``norms.npy`` (uint8) - Lucene's one-byte norm of each row (``SmallFloat.intToByte4(length)``);
+* ``ids.bin`` + ``ids_offsets.npy`` - the collection ids, and ``id_rank.npy``, each row's rank in
+  the byte order of the ids (the order Lucene's ``SortField(id, STRING_VAL)`` uses for ties);
+* ``meta.json`` - statistics and parameters.
+
+The float arithmetic copies Lucene 9.9 (the version in Anserini 1.7.1) step by step in float32, so
+scores are bit-identical:
+
+* ``idf = (float) Math.log(1 + (docCount - docFreq + 0.5D) / (docFreq + 0.5D))``;
+* ``weight = boost * idf`` where ``boost`` is how often the term occurs in the analyzed query
+  (Anserini's ``BagOfWordsQueryGenerator`` wraps repeated terms in a ``BoostQuery``);
+* ``avgdl = (float) (sumTotalTermFreq / (double) docCount)``;
+* ``cache[i] = 1f / (k1 * ((1 - b) + b * LENGTH_TABLE[i] / avgdl))``;
+* per term ``score = weight - weight / (1f + freq * cache[norm])``;
+* per document the term scores are summed in double and cast to float (Lucene's disjunction
+  scorers all do this). The sum is exact in double for any realistic query, so order is irrelevant.
+
+Anserini's ``SearchCollection`` (and pyserini's ``LuceneSearcher``) then sort by (score desc,
+collection id asc) and run ``ScoreTiesAdjusterReranker``: scores are rounded to 4 decimals and each
+near-tie (a score within ``1e-4f`` of the previous, already adjusted one) loses ``1e-6f * dup``.
+:func:`adjust_ties` reproduces that loop, quirks included.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+_F32 = np.float32
+_ONE = _F32(1.0)
+_E4 = _F32(1e4)
+_TIE = _F32(1e-4)
+_DUP = _F32(1e-6)
+
+
+# -- Lucene's SmallFloat (norm encoding) -----------------------------------------------------------
+def _long_to_int4(i: int) -> int:
+    num_bits = i.bit_length()
+    if num_bits < 4:
+        return i
+    shift = num_bits - 4
+    encoded = (i >> shift) & 0x07
+    return encoded | ((shift + 1) << 3)
+
+
+def _int4_to_long(i: int) -> int:
+    bits = i & 0x07
+    shift = (i >> 3) - 1
+    return bits if shift == -1 else (bits | 0x08) << shift
+
+
+_MAX_INT4 = _long_to_int4(2**31 - 1)
+_NUM_FREE_VALUES = 255 - _MAX_INT4
+
+
+def int_to_byte4(i: int) -> int:
+    """Port of Lucene's ``SmallFloat.intToByte4``; returns the unsigned byte (0..255).
+
+    Args:
+        i: A non-negative int (a field length in tokens).
+    """
+    if i < 0:
+        raise ValueError(f"length must be >= 0, got {i}")
+    if i < _NUM_FREE_VALUES:
+        return i
+    return _NUM_FREE_VALUES + _long_to_int4(i - _NUM_FREE_VALUES)
+
+
+def byte4_to_int(b: int) -> int:
+    """Port of Lucene's ``SmallFloat.byte4ToInt`` for an unsigned byte (0..255)."""
+    b &= 0xFF
+    if b < _NUM_FREE_VALUES:
+        return b
+    return _NUM_FREE_VALUES + _int4_to_long(b - _NUM_FREE_VALUES)
+
+
+#: ``BM25Similarity.LENGTH_TABLE``: the decoded length of each norm byte, as float32.
+LENGTH_TABLE = np.array([byte4_to_int(i) for i in range(256)], dtype=np.float32)
+
+#: Lengths below this encode to themselves; above it, ``int_to_byte4`` is applied element-wise.
+_LENGTH_LUT_SIZE = 1 << 16
+_LENGTH_LUT = np.array([int_to_byte4(i) for i in range(_LENGTH_LUT_SIZE)], dtype=np.uint8)
+
+
+def encode_norms(lengths: np.ndarray) -> np.ndarray:
+    """Vectorised ``SmallFloat.intToByte4`` over an array of lengths."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    out = np.empty(lengths.shape, dtype=np.uint8)
+    small = lengths < _LENGTH_LUT_SIZE
+    out[small] = _LENGTH_LUT[lengths[small]]
+    for pos in np.flatnonzero(~small):
+        out[pos] = int_to_byte4(int(lengths[pos]))
+    return out
+
+
+def norm_cache(k1: float, b: float, avgdl: np.float32) -> np.ndarray:
+    """``BM25Similarity.scorer``'s 256-entry cache, computed in float32 like Java."""
+    k1f, bf = _F32(k1), _F32(b)
+    return (_ONE / (k1f * ((_ONE - bf) + bf * LENGTH_TABLE / _F32(avgdl)))).astype(np.float32)
+
+
+def avg_field_length(sum_total_term_freq: int, doc_count: int) -> np.float32:
+    """``(float) (sumTotalTermFreq / (double) docCount)`` (1 when the field is empty)."""
+    if doc_count <= 0:
+        return _F32(1.0)
+    return _F32(sum_total_term_freq / float(doc_count))
+
+
+def idf(doc_freq: int, doc_count: int) -> np.float32:
+    """``BM25Similarity.idf``: ``(float) Math.log(1 + (docCount - docFreq + 0.5D) / (docFreq + 0.5D))``."""
+    return _F32(math.log(1.0 + (doc_count - doc_freq + 0.5) / (doc_freq + 0.5)))
+
+
+def adjust_ties(scores: np.ndarray) -> np.ndarray:
+    """Anserini's ``ScoreTiesAdjusterReranker`` on scores already in rank order (float32).
+
+    Each score becomes ``Math.round(s * 1e4f) / 1e4f``; a score that is not more than ``1e-4f``
+    below the previous (adjusted) one is lowered by ``1e-6f * dup`` where ``dup`` counts the run.
+
+    Args:
+        scores: Raw float32 scores, best first.
+
+    Returns:
+        The adjusted float32 scores.
+    """
+    s = np.asarray(scores, dtype=np.float32)
+    if s.size == 0:
+        return s.copy()
+    # Math.round(float) == floor(x + 0.5) computed exactly; int -> float -> divide, all as Java does.
+    rounded = np.floor((s * _E4).astype(np.float64) + 0.5).astype(np.float32) / _E4
+    out = rounded.astype(np.float32)
+    if out.size < 2:
+        return out
+    # Outside a run, "previous" is just the rounded value, so runs can only start where this holds.
+    starts = np.flatnonzero(~((out[:-1] - out[1:]) > _TIE)) + 1
+    i_end = -1
+    n = out.size
+    for start in starts.tolist():
+        if start <= i_end:
+            continue
+        dup = 0
+        i = start
+        while i < n:
+            if out[i - 1] - rounded[i] > _TIE:
+                break
+            dup += 1
+            out[i] = rounded[i] - _DUP * _F32(dup)
+            i += 1
+        i_end = i
+    return out
+
+
+# -- the sidecar -----------------------------------------------------------------------------------
+class SidecarWriter:
+    """Accumulates per-document term vectors (in row order) and writes the CSR sidecar.
+
+    Args:
+        folder: Where to write (``bundle/bm25``); created if missing.
+        k1: BM25 k1.
+        b: BM25 b.
+    """
+
+    def __init__(self, folder: Path, *, k1: float, b: float) -> None:
+        self.folder = Path(folder)
+        self.k1 = float(k1)
+        self.b = float(b)
+        self._vocab: dict[str, int] = {}
+        self._tids: list[np.ndarray] = []
+        self._tfs: list[np.ndarray] = []
+        self._rows: list[np.ndarray] = []
+        self._lengths: list[int] = []
+        self._ids: list[bytes] = []
+
+    @property
+    def rows(self) -> int:
+        """Rows added so far."""
+        return len(self._lengths)
+
+    def add(self, docid: str, terms: Sequence[str], tfs: Sequence[int]) -> None:
+        """Adds the next row: its id and its term vector (terms may be empty)."""
+        row = len(self._lengths)
+        self._ids.append(docid.encode("utf-8"))
+        vocab = self._vocab
+        setdefault = vocab.setdefault
+        tids = [setdefault(t, len(vocab)) for t in terms]
+        tf_arr = np.asarray(tfs, dtype=np.int32)
+        self._lengths.append(int(tf_arr.sum()) if tf_arr.size else 0)
+        if tids:
+            self._tids.append(np.asarray(tids, dtype=np.int32))
+            self._tfs.append(tf_arr)
+            self._rows.append(np.full(len(tids), row, dtype=np.int32))
+
+    def write(self, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Writes all files and returns the statistics stored in ``meta.json``."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        n = len(self._lengths)
+        lengths = np.asarray(self._lengths, dtype=np.int64)
+        norms = encode_norms(lengths)
+        doc_count = int(np.count_nonzero(lengths))
+        sum_ttf = int(lengths.sum())
+        avgdl = avg_field_length(sum_ttf, doc_count)
+        cache = norm_cache(self.k1, self.b, avgdl)
+
+        # Vocabulary sorted by UTF-8 bytes (the order Lucene's terms dictionary uses).
+        terms_b = [t.encode("utf-8") for t in self._vocab]
+        order = sorted(range(len(terms_b)), key=terms_b.__getitem__)
+        remap = np.empty(len(order), dtype=np.int32)
+        remap[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int32)
+        sorted_terms = [terms_b[i] for i in order]
+        self._save_blob("terms", sorted_terms)
+
+        if self._tids:
+            tids = remap[np.concatenate(self._tids)]
+            tfs = np.concatenate(self._tfs)
+            rows = np.concatenate(self._rows)
+        else:
+            tids = np.zeros(0, dtype=np.int32)
+            tfs = np.zeros(0, dtype=np.int32)
+            rows = np.zeros(0, dtype=np.int32)
+        self._tids, self._tfs, self._rows = [], [], []
+        perm = np.argsort(tids, kind="stable")  # rows were added in order: stays ascending per term
+        tids, tfs, rows = tids[perm], tfs[perm], rows[perm]
+        offsets = np.zeros(len(sorted_terms) + 1, dtype=np.int64)
+        np.cumsum(np.bincount(tids, minlength=len(sorted_terms)), out=offsets[1:])
+        x = (tfs.astype(np.float32) * cache[norms[rows]]).astype(np.float32)
+
+        np.save(self.folder / "post_offsets.npy", offsets)
+        np.save(self.folder / "post_docs.npy", rows.astype(np.int32))
+        np.save(self.folder / "post_tfs.npy", tfs.astype(np.int32))
+        np.save(self.folder / "post_x.npy", x)
+        np.save(self.folder / "norms.npy", norms)
+        np.save(self.folder / "lengths.npy", lengths.astype(np.int64))
+        self._save_blob("ids", self._ids)
+        id_order = sorted(range(n), key=self._ids.__getitem__)
+        id_rank = np.empty(n, dtype=np.int32)
+        id_rank[np.asarray(id_order, dtype=np.int64)] = np.arange(n, dtype=np.int32)
+        np.save(self.folder / "id_rank.npy", id_rank)
+        meta = {
+            "format": FORMAT_VERSION,
+            "k1": self.k1,
+            "b": self.b,
+            "rows": n,
+            "doc_count": doc_count,
+            "sum_total_term_freq": sum_ttf,
+            "avgdl": float(avgdl),
+            "terms": len(sorted_terms),
+            "postings": int(rows.size),
+        }
+        if extra:
+            meta.update(extra)
+        (self.folder / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        return meta
+
+    def _save_blob(self, name: str, items: list[bytes]) -> None:
+        offsets = np.zeros(len(items) + 1, dtype=np.int64)
+        if items:
+            np.cumsum(np.fromiter((len(x) for x in items), dtype=np.int64, count=len(items)), out=offsets[1:])
+        (self.folder / f"{name}.bin").write_bytes(b"".join(items))
+        np.save(self.folder / f"{name}_offsets.npy", offsets)
+
+
+class _Blob:
+    """A read-only sequence of byte strings stored as one blob plus offsets (both mmapped)."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        self.offsets = np.load(folder / f"{name}_offsets.npy", mmap_mode="r", allow_pickle=False)
+        path = folder / f"{name}.bin"
+        if path.stat().st_size:
+            self.blob: np.ndarray | bytes = np.memmap(path, dtype=np.uint8, mode="r")
+        else:
+            self.blob = b""
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> bytes:
+        start, end = int(self.offsets[i]), int(self.offsets[i + 1])
+        return bytes(self.blob[start:end])
+
+
+class ExactScorer:
+    """Scores bag-of-words queries on the sidecar exactly as Lucene + Anserini would.
+
+    Args:
+        folder: The sidecar folder written by :class:`SidecarWriter`.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        folder = Path(folder)
+        self.meta: dict[str, Any] = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+
+        def load(name: str) -> np.ndarray:
+            return np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
+
+        self.offsets = load("post_offsets")
+        self.docs = load("post_docs")
+        self.x = load("post_x")
+        self.id_rank = load("id_rank")
+        self._terms = _Blob(folder, "terms")
+        self._ids = _Blob(folder, "ids")
+        self.rows = int(self.meta["rows"])
+        self.doc_count = int(self.meta["doc_count"])
+
+    # -- lookups ----------------------------------------------------------------------------------
+    def term_id(self, term: str) -> int:
+        """Returns the id of ``term`` in the vocabulary, or -1 (binary search on UTF-8 bytes)."""
+        key = term.encode("utf-8")
+        terms = self._terms
+        lo, hi = 0, len(terms)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if terms[mid] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(terms) and terms[lo] == key:
+            return lo
+        return -1
+
+    def doc_freq(self, term: str) -> int:
+        """Returns the number of rows containing ``term``."""
+        tid = self.term_id(term)
+        return 0 if tid < 0 else int(self.offsets[tid + 1] - self.offsets[tid])
+
+    def docid(self, row: int) -> str:
+        """Returns the collection id of ``row``."""
+        return self._ids[row].decode("utf-8")
+
+    # -- scoring ----------------------------------------------------------------------------------
+    def score(self, term_counts: Iterable[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray]:
+        """Scores every matching row.
+
+        Args:
+            term_counts: (analyzed term, occurrences in the analyzed query) pairs, distinct terms.
+
+        Returns:
+            (rows, float32 scores) of the rows that match at least one term, rows ascending.
+        """
+        parts_docs: list[np.ndarray] = []
+        parts_scores: list[np.ndarray] = []
+        total = 0
+        for term, count in term_counts:
+            tid = self.term_id(term)
+            if tid < 0:
+                continue
+            start, end = int(self.offsets[tid]), int(self.offsets[tid + 1])
+            weight = _F32(count) * idf(end - start, self.doc_count)
+            x = self.x[start:end]
+            parts_scores.append(weight - weight / (_ONE + x))
+            parts_docs.append(self.docs[start:end])
+            total += end - start
+        if not parts_docs:
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        if len(parts_docs) == 1:
+            return np.asarray(parts_docs[0], dtype=np.int32), parts_scores[0].astype(np.float32)
+        docs = np.concatenate(parts_docs)
+        scores = np.concatenate(parts_scores)
+        if total * 4 >= self.rows:
+            acc = np.bincount(docs, weights=scores, minlength=self.rows)
+            rows = np.flatnonzero(acc)  # every per-term score is > 0, so matches are exactly the non-zeros
+            return rows.astype(np.int32), acc[rows].astype(np.float32)
+        rows, inverse = np.unique(docs, return_inverse=True)
+        acc = np.bincount(inverse, weights=scores, minlength=rows.size)
+        return rows.astype(np.int32), acc.astype(np.float32)
+
+    def top(self, rows: np.ndarray, scores: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Returns the best ``n`` (rows, tie-adjusted float32 scores) in Anserini's order.
+
+        The order is raw score descending, then collection id ascending (byte order); the scores
+        returned are those of :func:`adjust_ties`.
+        """
+        if n <= 0 or rows.size == 0:
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
+        if rows.size > n:
+            # Keep everything tied with the n-th best score so ids can break the tie.
+            kth = np.partition(scores, rows.size - n)[rows.size - n]
+            keep = scores >= kth
+            rows, scores = rows[keep], scores[keep]
+        order = np.lexsort((self.id_rank[rows], -scores))[:n]
+        return rows[order], adjust_ties(scores[order])

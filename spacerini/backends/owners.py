@@ -1,0 +1,257 @@
+"""The owner index: "Am I in this corpus?".
+
+Built from each doc's ``meta["owner"]`` (a name, or a list of names for co-owners) and
+``meta["repo"]``: owner -> repo -> doc ids, stored as ``owners/owners.json``. Docs without an
+owner are counted but not listed.
+
+Lookups tolerate case, accents, punctuation and small typos: names are compared on a
+normalised key (NFKD without combining marks, case-folded, runs of non-alphanumerics turned
+into one space) with :class:`difflib.SequenceMatcher`. A case-insensitive exact match scores
+1.0 and ranks first; an equal normalised key scores 0.99; a query that is one whole word of a
+longer name (a surname) scores 0.85; anything else scores the similarity ratio.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+import re
+import time
+import unicodedata
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spacerini.backends import DocsFactory
+from spacerini.errors import BundleCorruptError, QueryError
+from spacerini.records import BuildReport
+
+NAME = "owners"
+FORMAT_VERSION = 1
+NO_REPO = "(no repo)"
+DEFAULT_OPTOUT = (
+    "To have your files removed, run `spacerini optout BUNDLE --owner NAME` (it rebuilds the bundle "
+    "without them) or contact the maintainer of this bundle."
+)
+
+log = logging.getLogger(__name__)
+_NON_ALNUM = re.compile(r"[\W_]+", re.UNICODE)
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerMatch:
+    """One owner whose name matches the query.
+
+    Attributes:
+        owner: The owner's name as stored.
+        score: 1.0 for a case-insensitive exact match, lower for looser ones.
+        docs: Number of documents of this owner.
+        repos: ``(repo, doc count)`` pairs, most documents first.
+        files: The owner's doc ids (the first ``limit``, by repo order then corpus order).
+    """
+
+    owner: str
+    score: float
+    docs: int
+    repos: tuple[tuple[str, int], ...]
+    files: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class OwnerResult:
+    """The answer to "Am I in this corpus?".
+
+    Attributes:
+        query: The name asked for.
+        matches: Matching owners, best first (empty when nobody matches).
+        total_docs: Documents of all matching owners together.
+        optout_instructions: How to have one's files removed (set when the bundle was built).
+    """
+
+    query: str
+    matches: tuple[OwnerMatch, ...]
+    total_docs: int
+    optout_instructions: str
+
+
+def normalise(name: str) -> str:
+    """Returns the comparison key of a name: no accents, case-folded, words split by one space."""
+    decomposed = unicodedata.normalize("NFKD", name)
+    stripped = "".join(c for c in decomposed if not unicodedata.combining(c))
+    return _NON_ALNUM.sub(" ", stripped.casefold()).strip()
+
+
+def _owners_of(meta: Mapping[str, Any]) -> list[str]:
+    value = meta.get("owner")
+    if value is None:
+        return []
+    names: Iterable[Any] = value if isinstance(value, list | tuple) else [value]
+    return [str(n).strip() for n in names if str(n).strip()]
+
+
+def build(
+    docs_factory: DocsFactory,
+    folder: Path,
+    *,
+    threads: int = 1,
+    progress: bool = True,
+    optout_instructions: str = DEFAULT_OPTOUT,
+    **params: Any,
+) -> BuildReport:
+    """Builds the owner index into ``folder``.
+
+    Args:
+        docs_factory: Returns a fresh iterator of docs (called once).
+        folder: An empty folder to write into.
+        threads: Unused; accepted for the backend contract.
+        progress: Show a progress bar.
+        optout_instructions: Text shown with every answer, saying how to opt out.
+        **params: Ignored extra parameters.
+
+    Returns:
+        The report; ``stats`` counts owners, repos and docs without an owner.
+    """
+    from tqdm.auto import tqdm
+
+    if params:
+        log.debug("owners: ignoring parameters %s", sorted(params))
+    t0 = time.perf_counter()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    owners: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    n_docs = 0
+    unowned = 0
+    for doc in tqdm(docs_factory(), desc="owners: docs", unit="doc", disable=not progress):
+        n_docs += 1
+        names = _owners_of(doc.meta)
+        if not names:
+            unowned += 1
+            continue
+        repo = str(doc.meta.get("repo") or NO_REPO)
+        for name in dict.fromkeys(names):
+            owners[name][repo].append(doc.id)
+    data = {
+        "format": FORMAT_VERSION,
+        "optout_instructions": optout_instructions,
+        "owners": {name: dict(repos) for name, repos in sorted(owners.items())},
+    }
+    (folder / "owners.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+    seconds = time.perf_counter() - t0
+    repos = len({repo for r in owners.values() for repo in r})
+    log.info("owners: %d owners, %d repos, %d docs without owner", len(owners), repos, unowned)
+    return BuildReport(
+        backend=NAME,
+        docs=n_docs,
+        seconds=seconds,
+        params={"optout_instructions": optout_instructions},
+        stats={"owners": len(owners), "repos": repos, "unowned_docs": unowned},
+    )
+
+
+class _Entry:
+    __slots__ = ("name", "folded", "key", "words", "repos", "docs")
+
+    def __init__(self, name: str, repos: dict[str, list[str]]) -> None:
+        self.name = name
+        self.folded = name.casefold()
+        self.key = normalise(name)
+        self.words = frozenset(self.key.split())
+        self.repos = repos
+        self.docs = sum(len(ids) for ids in repos.values())
+
+
+class OwnersSearcher:
+    """Looks up owners by name.
+
+    Args:
+        folder: The backend folder written by :func:`build`.
+    """
+
+    def __init__(self, folder: Path) -> None:
+        folder = Path(folder)
+        try:
+            data = json.loads((folder / "owners.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise BundleCorruptError(f"{folder}: cannot read owners.json: {exc}") from exc
+        if data.get("format") != FORMAT_VERSION:
+            raise BundleCorruptError(f"{folder}: owners.json format {data.get('format')} is not {FORMAT_VERSION}")
+        self.optout_instructions: str = data["optout_instructions"]
+        self.entries = [_Entry(name, repos) for name, repos in data["owners"].items()]
+
+    @property
+    def owners(self) -> list[str]:
+        """All owner names, sorted."""
+        return [e.name for e in self.entries]
+
+    def _score(self, folded: str, key: str, entry: _Entry, matcher: difflib.SequenceMatcher) -> float:
+        if folded == entry.folded:
+            return 1.0
+        if key == entry.key:
+            return 0.99
+        matcher.set_seq1(entry.key)
+        ratio = matcher.ratio() if matcher.real_quick_ratio() > 0.5 and matcher.quick_ratio() > 0.5 else 0.0
+        if len(key) >= 4 and key in entry.words:
+            ratio = max(ratio, 0.85)
+        return round(ratio, 4)
+
+    def owner(self, name: str, *, limit: int = 100, cutoff: float = 0.8, max_matches: int = 10) -> OwnerResult:
+        """Finds the owners whose name is ``name`` or close to it.
+
+        Args:
+            name: The name to look up (case, accents and small typos do not matter).
+            limit: Doc ids listed per owner.
+            cutoff: Lowest score kept (0..1).
+            max_matches: Most owners returned.
+
+        Returns:
+            The matches, best first, with the opt-out instructions.
+
+        Raises:
+            QueryError: ``name`` is empty or has no letters or digits.
+        """
+        if not isinstance(name, str) or not name.strip():
+            raise QueryError("give an owner name to look up")
+        key = normalise(name)
+        if not key:
+            raise QueryError(f"owner name {name!r} has no letters or digits")
+        if limit < 0 or max_matches < 0:
+            raise QueryError("limit and max_matches must not be negative")
+        folded = name.strip().casefold()
+        matcher = difflib.SequenceMatcher(None, autojunk=False)
+        matcher.set_seq2(key)
+        scored = []
+        for entry in self.entries:
+            score = self._score(folded, key, entry, matcher)
+            if score >= cutoff:
+                scored.append((score, entry))
+        scored.sort(key=lambda se: (-se[0], -se[1].docs, se[1].name))
+        matches = []
+        for score, entry in scored[:max_matches]:
+            repos = sorted(((r, len(ids)) for r, ids in entry.repos.items()), key=lambda rc: (-rc[1], rc[0]))
+            files: list[str] = []
+            for repo, _ in repos:
+                if len(files) >= limit:
+                    break
+                files.extend(entry.repos[repo][: limit - len(files)])
+            matches.append(OwnerMatch(entry.name, score, entry.docs, tuple(repos), tuple(files)))
+        return OwnerResult(
+            query=name,
+            matches=tuple(matches),
+            total_docs=sum(m.docs for m in matches),
+            optout_instructions=self.optout_instructions,
+        )
+
+    def close(self) -> None:
+        """Nothing to release; present for symmetry with the other searchers."""
+
+
+def open(folder: Path, report: Mapping[str, Any]) -> OwnersSearcher:
+    """Opens the owner index in ``folder``.
+
+    Raises:
+        BundleCorruptError: owners.json is missing or unreadable.
+    """
+    return OwnersSearcher(Path(folder))

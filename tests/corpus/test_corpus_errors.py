@@ -1,0 +1,293 @@
+"""Bad input: one clear error naming the file, the line and what to do."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+from pathlib import Path
+
+import pytest
+
+from spacerini.corpus import load_corpus
+from spacerini.errors import (
+    CorpusError,
+    CorpusNotFoundError,
+    DuplicateIdError,
+    EmptyCorpusError,
+    MalformedRecordError,
+    MissingFieldError,
+)
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+GOOD = b'{"id": "a", "text": "first"}\n{"id": "b", "text": "second"}\n'
+LATIN1_JSONL = GOOD + '{"id": "c", "text": "café"}\n'.encode("latin-1")
+LATIN1_CSV = b"id,text\na,ok\nb,caf\xe9\n"
+LATIN1_ARRAY = b'[\n  {"id": "a", "text": "x"},\n  {"id": "b", "text": "caf\xe9"}\n]\n'
+
+# (file name, bytes, error class, line, words the message must hold)
+CASES = [
+    (
+        "malformed.jsonl",
+        GOOD + b'{"id": "c", "text": "oops"\n',
+        MalformedRecordError,
+        3,
+        ["malformed JSON", "delimiter"],
+    ),
+    ("list.jsonl", GOOD + b"\n[1, 2]\n", MalformedRecordError, 4, ["a list, not an object"]),
+    (
+        "no_id.jsonl",
+        GOOD + b'{"text": "x", "title": "t"}\n',
+        MissingFieldError,
+        3,
+        ["no id field 'id'", "text, title", "--id-field"],
+    ),
+    (
+        "no_id_first.jsonl",
+        b'{"name": "a", "text": "x"}\n',
+        MissingFieldError,
+        1,
+        ["no id field", "id, docid, _id, doc_id", "name, text", "--id-field"],
+    ),
+    (
+        "no_contents.jsonl",
+        GOOD + GOOD.replace(b'"a"', b'"c"').replace(b'"b"', b'"d"') + b'{"id": "e", "body": "x"}\n',
+        MissingFieldError,
+        5,
+        ["no contents field 'text'", "id, body", "--fields"],
+    ),
+    (
+        "no_contents_first.jsonl",
+        b'{"id": "a", "abstract": "x", "year": 2000}\n',
+        MissingFieldError,
+        1,
+        ["no contents field", "contents, text, content, body", "--fields", "text columns here: abstract"],
+    ),
+    ("empty_id.jsonl", GOOD + b'{"id": "  ", "text": "x"}\n', MalformedRecordError, 3, ["empty id"]),
+    ("null_id.jsonl", b'{"id": null, "text": "x"}\n', MissingFieldError, 1, ["null", "--id-field"]),
+    (
+        "list_id.jsonl",
+        GOOD + b'{"id": [1], "text": "x"}\n',
+        MalformedRecordError,
+        3,
+        ["id field 'id' is a list"],
+    ),
+    (
+        "nonstring.jsonl",
+        GOOD + b'{"id": "c", "text": ["not", "a", "string"]}\n',
+        MalformedRecordError,
+        3,
+        ["contents field 'text' is a list, not a string", "--fields"],
+    ),
+    (
+        "number_text.jsonl",
+        b'{"id": "c", "text": 12}\n',
+        MalformedRecordError,
+        1,
+        ["contents field 'text' is a number (12), not a string"],
+    ),
+    (
+        "latin1.jsonl",
+        LATIN1_JSONL,
+        MalformedRecordError,
+        3,
+        ["invalid UTF-8 byte 0xe9", f"byte offset {LATIN1_JSONL.index(0xE9)};", "iconv"],
+    ),
+    (
+        "duplicate.jsonl",
+        GOOD + b'{"id": "c", "text": "x"}\n{"id": "a", "text": "again"}\n',
+        DuplicateIdError,
+        4,
+        ["duplicate id 'a'", "first at {path}:1"],
+    ),
+    (
+        "int_duplicate.jsonl",
+        b'{"id": 1, "text": "x"}\n{"id": "1", "text": "y"}\n',
+        DuplicateIdError,
+        2,
+        ["duplicate id '1'", "first at {path}:1"],
+    ),
+    (
+        "bad_row.csv",
+        b'id,text\na,"one\ntwo"\nb,fine\nc,too,many\n',
+        MalformedRecordError,
+        5,
+        ["row has 3 cells but the header has 2"],
+    ),
+    (
+        "latin1.csv",
+        LATIN1_CSV,
+        MalformedRecordError,
+        3,
+        [f"byte offset {LATIN1_CSV.index(0xE9)};", "iconv"],
+    ),
+    ("dupe_header.tsv", b"id\ttext\tid\na\tb\tc\n", MalformedRecordError, 1, ["repeats column(s) id"]),
+    (
+        "array.json",
+        b'[\n  {"id": "a", "text": "x"},\n  {"id": "b", "text": "y"},\n  {"id": "c" "text": "z"}\n]\n',
+        MalformedRecordError,
+        4,
+        ["malformed JSON", "delimiter"],
+    ),
+    (
+        "truncated.json",
+        b'[\n  {"id": "a", "text": "x"},\n  {"id": "b", "text": "y"}\n',
+        MalformedRecordError,
+        4,
+        ["truncated JSON array"],
+    ),
+    (
+        "latin1_array.json",
+        LATIN1_ARRAY,
+        MalformedRecordError,
+        3,
+        ["invalid UTF-8", f"byte offset {LATIN1_ARRAY.index(0xE9)};", "iconv"],
+    ),
+    (
+        "object.json",
+        b'{\n  "data": [{"id": "a", "text": "x"}]\n}\n',
+        MalformedRecordError,
+        1,
+        ["one top-level JSON array"],
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "content", "error", "line", "words"), CASES, ids=[c[0] for c in CASES])
+def test_bad_file(
+    tmp_path: Path, name: str, content: bytes, error: type[CorpusError], line: int, words: list[str]
+) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(error) as caught:
+        list(load_corpus(path, progress=False))
+    message = str(caught.value)
+    assert message.startswith(f"{path}:{line}: "), message
+    assert caught.value.path == str(path) and caught.value.line == line
+    for word in words:
+        assert word.format(path=path) in message, message
+    assert "\n" not in message
+
+
+def test_bad_gz_line_and_decompressed_offset(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl.gz"
+    path.write_bytes(gzip.compress(GOOD + b'{"id": "c", "text": "caf\xe9"}\n'))
+    with pytest.raises(MalformedRecordError, match=r"bad\.jsonl\.gz:3: .*decompressed"):
+        list(load_corpus(path, progress=False))
+
+
+def test_parquet_row_numbers(tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "rows.parquet"
+    table = pa.table({"id": ["a", "b", None, "d"], "text": ["w", "x", "y", "z"]})
+    pq.write_table(table, path, row_group_size=2)
+    with pytest.raises(MissingFieldError) as caught:
+        list(load_corpus(path, progress=False))
+    assert str(caught.value).startswith(f"{path}:3: id field 'id' is null")
+
+
+def test_duplicate_ids_across_files_of_a_folder() -> None:
+    folder = DATA / "corpus_dupes"
+    with pytest.raises(DuplicateIdError) as caught:
+        list(load_corpus(folder, progress=False))
+    assert str(caught.value).startswith(
+        f"{folder / 'b.jsonl'}:3: duplicate id 'x3' (first at {folder / 'a.jsonl'}:3)"
+    )
+
+
+def test_errors_found_late_still_stop_the_stream(tmp_path: Path) -> None:
+    path = tmp_path / "late.jsonl"
+    path.write_bytes(GOOD * 1 + b"".join(b'{"id": "n%d", "text": "t"}\n' % i for i in range(50)) + b"{oops\n")
+    seen = []
+    with pytest.raises(MalformedRecordError, match=r"late\.jsonl:53: "):
+        for doc in load_corpus(path, progress=False):
+            seen.append(doc.id)
+    assert len(seen) == 52
+
+
+def test_missing_file_and_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.jsonl"
+    with pytest.raises(CorpusNotFoundError, match=r"nope\.jsonl: no such file") as caught:
+        load_corpus(missing)
+    assert isinstance(caught.value, FileNotFoundError)
+    with pytest.raises(CorpusNotFoundError, match=r"gone: no such file or folder"):
+        load_corpus(tmp_path / "gone", format="code")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty.jsonl"
+    path.write_bytes(b"")
+    with pytest.raises(EmptyCorpusError, match=r"empty\.jsonl: the file is empty"):
+        load_corpus(path)
+    blank = tmp_path / "blank.jsonl"
+    blank.write_bytes(b"\n\n  \n")
+    with pytest.raises(EmptyCorpusError, match=r"blank\.jsonl: holds no records"):
+        load_corpus(blank)
+    header_only = tmp_path / "header.csv"
+    header_only.write_bytes(b"id,text\n")
+    with pytest.raises(EmptyCorpusError, match=r"header\.csv"):
+        load_corpus(header_only)
+
+
+def test_empty_folders(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("nothing here")
+    (tmp_path / ".hidden.jsonl").write_text('{"id": "a", "text": "x"}\n')
+    with pytest.raises(EmptyCorpusError) as caught:
+        load_corpus(tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{tmp_path}: no data files")
+    for suffix in (".jsonl", ".json", ".parquet", ".csv", ".tsv", ".jsonl.gz"):
+        assert suffix in message
+    (tmp_path / "empty.jsonl").write_bytes(b"\n")
+    with pytest.raises(EmptyCorpusError, match=str(tmp_path)):
+        load_corpus(tmp_path)
+
+
+def test_empty_dataset_from_python() -> None:
+    with pytest.raises(EmptyCorpusError, match="holds no records"):
+        load_corpus([])
+
+
+def test_unsupported_extension(tmp_path: Path) -> None:
+    path = tmp_path / "docs.txt"
+    path.write_text('{"id": "a", "text": "x"}\n')
+    with pytest.raises(CorpusError, match=r"docs\.txt: unsupported file type \.txt: .*--format"):
+        load_corpus(path)
+
+
+def test_unknown_options() -> None:
+    with pytest.raises(CorpusError, match="unknown format 'xml'"):
+        load_corpus(DATA / "corpus_docs.jsonl", format="xml")
+    with pytest.raises(CorpusError, match="only to format='code'"):
+        load_corpus(DATA / "corpus_docs.jsonl", owner="me")
+    with pytest.raises(CorpusError, match="cannot load a corpus from a int"):
+        load_corpus(3)  # type: ignore[arg-type]
+
+
+def test_explicit_id_field_absent(tmp_path: Path) -> None:
+    path = tmp_path / "docs.jsonl"
+    path.write_bytes(GOOD)
+    with pytest.raises(MissingFieldError, match=r"docs\.jsonl:1: no id field 'pid'; the record has id, text"):
+        load_corpus(path, id_field="pid")
+
+
+def test_corrupt_parquet_and_gzip(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 this is not parquet")
+    with pytest.raises(MalformedRecordError, match=r"bad\.parquet: not a readable Parquet file"):
+        load_corpus(bad)
+    packed = tmp_path / "cut.jsonl.gz"
+    packed.write_bytes(gzip.compress(GOOD * 100)[:60])
+    with pytest.raises(MalformedRecordError, match=r"cut\.jsonl\.gz: cannot read the file"):
+        list(load_corpus(packed, progress=False))
+
+
+def test_folder_error_names_the_inner_file(tmp_path: Path) -> None:
+    shutil.copytree(DATA / "corpus_folder", tmp_path / "corpus")
+    broken = tmp_path / "corpus" / "part-b" / "one.jsonl"
+    broken.write_bytes(broken.read_bytes() + b"not json\n")
+    with pytest.raises(MalformedRecordError) as caught:
+        list(load_corpus(tmp_path / "corpus", progress=False))
+    assert str(caught.value).startswith(f"{broken}:4: malformed JSON")
