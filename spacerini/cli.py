@@ -85,6 +85,8 @@ def _progress() -> bool:
 @click.option("--id-field", default=None, help="Field holding the document id (default: id/docid/_id).")
 @click.option("--backends", default="bm25", show_default=True, help="Comma-separated: bm25,exact,bloom,owners,dense.")
 @click.option("--format", "fmt", default=None, help="Source format: jsonl, json, parquet, csv, tsv, or code.")
+@click.option("--owner", default=None, help="Owner recorded for every file of a code folder (--format code).")
+@click.option("--max-file-bytes", default=None, type=click.IntRange(1), help="Skip (and count) larger code files.")
 @click.option("--preprocess", default=None, help="Comma-separated preprocessing steps, applied in order.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--analyzer", default=None, help="BM25 analyzer: en (default), a language code, or code.")
@@ -98,6 +100,8 @@ def index(
     id_field: str | None,
     backends: str,
     fmt: str | None,
+    owner: str | None,
+    max_file_bytes: int | None,
     preprocess: str | None,
     threads: int,
     analyzer: str | None,
@@ -122,17 +126,13 @@ def index(
         raise BackendNotAvailableError(
             f"preprocessing step {steps[0]!r} is not available in this version; index without --preprocess"
         )
-    bundle = build_bundle(
-        source,
-        out,
-        backends=names,
-        backend_params=params,
-        format=fmt,
-        id_field=id_field,
-        fields=_split(fields),
-        threads=threads,
-        progress=_progress(),
+    from spacerini.corpus import load_corpus
+
+    code_options = {k: v for k, v in {"owner": owner, "max_file_bytes": max_file_bytes}.items() if v is not None}
+    corpus = load_corpus(
+        source, format=fmt, id_field=id_field, fields=_split(fields), progress=_progress(), **code_options
     )
+    bundle = build_bundle(corpus, out, backends=names, backend_params=params, threads=threads, progress=_progress())
     info = bundle.info()
     if as_json:
         _echo_json(info)
