@@ -55,7 +55,9 @@ def make_analyzer(language: str, *, pretokenized: bool) -> Any:
         return autoclass("io.anserini.analysis.DefaultEnglishAnalyzer").fromArguments("porter", False, None)
     known = language_analyzers()
     if language not in known:
-        raise BundleError(f"unknown analyzer language {language!r}: use en, code or one of {', '.join(known)}")
+        raise BundleError(
+            f"unknown analyzer language {language!r}: use en, code or one of {', '.join(known)}"
+        )
     return autoclass("io.anserini.analysis.AnalyzerMap").getLanguageSpecificAnalyzer(language)
 
 
@@ -142,7 +144,10 @@ def run_index_collection(
     PrintStream = autoclass("java.io.PrintStream")
 
     jargs = Args()
-    Parser(jargs).parseArgument(args)
+    jlist = autoclass("java.util.ArrayList")()
+    for arg in args:
+        jlist.add(arg)
+    Parser(jargs).parseArgument(jnius.cast("java.util.Collection", jlist))
     old_err = System.err
     captured = BAOS()
     System.setErr(PrintStream(captured, True))
@@ -189,7 +194,11 @@ def run_index_collection(
 def _writer_of(jnius: Any, indexer: Any) -> Any:
     """Reads the protected ``writer`` field of an ``AbstractIndexer`` (for progress only)."""
     try:
-        field = autoclass("java.lang.Class").forName("io.anserini.index.AbstractIndexer").getDeclaredField("writer")
+        field = (
+            autoclass("java.lang.Class")
+            .forName("io.anserini.index.AbstractIndexer")
+            .getDeclaredField("writer")
+        )
         field.setAccessible(True)
         return jnius.cast("org.apache.lucene.index.IndexWriter", field.get(indexer))
     except Exception:  # noqa: BLE001 - progress is cosmetic

@@ -135,11 +135,13 @@ class PythonSourceCorpus(Corpus):
         distributions: Sequence[str] | None,
         include_stdlib: bool,
         progress: bool,
+        max_package_bytes: int = 1_000_000,
     ) -> None:
-        if max_bytes <= 0 or max_file_bytes <= 0:
-            raise CorpusError("max_bytes and max_file_bytes must be positive")
+        if max_bytes <= 0 or max_file_bytes <= 0 or max_package_bytes <= 0:
+            raise CorpusError("max_bytes, max_file_bytes and max_package_bytes must be positive")
         self.max_bytes = max_bytes
         self.max_file_bytes = max_file_bytes
+        self.max_package_bytes = max_package_bytes
         self.include_stdlib = include_stdlib
         self.distribution_names = None if distributions is None else sorted(distributions)
         self._distributions = _select_distributions(distributions)
@@ -154,6 +156,7 @@ class PythonSourceCorpus(Corpus):
                 "python": platform.python_version(),
                 "max_bytes": max_bytes,
                 "max_file_bytes": max_file_bytes,
+                "max_package_bytes": max_package_bytes,
                 "include_stdlib": include_stdlib,
                 "distributions": self.distribution_names,
             },
@@ -187,6 +190,7 @@ class PythonSourceCorpus(Corpus):
         total = 0
         for provenance, files in self._sources():
             package = provenance["package"]
+            package_total = 0
             for rel, path in files:
                 data, text, reason = read_code_file(path, max_file_bytes=self.max_file_bytes)
                 if data is None or text is None:
@@ -195,6 +199,12 @@ class PythonSourceCorpus(Corpus):
                 if total + len(data) > self.max_bytes:
                     self._log_included(total, capped=True)
                     return
+                if package_total + len(data) > self.max_package_bytes:
+                    # Keep big packages from crowding out the rest: later files of this package
+                    # are left out (counted, not silently) and the next package starts.
+                    self._skip("package_cap")
+                    continue
+                package_total += len(data)
                 total += len(data)
                 self.included[package] = self.included.get(package, 0) + 1
                 meta = {
@@ -228,8 +238,9 @@ class PythonSourceCorpus(Corpus):
 
 def python_source_corpus(
     *,
-    max_bytes: int = 40_000_000,
+    max_bytes: int = 80_000_000,
     max_file_bytes: int = 200_000,
+    max_package_bytes: int = 1_000_000,
     distributions: Sequence[str] | None = None,
     include_stdlib: bool = True,
     progress: bool = True,
@@ -246,6 +257,9 @@ def python_source_corpus(
         max_bytes: Stop adding files once this many bytes are included (keeps the demo build to a
             few minutes on 2 cores).
         max_file_bytes: Skip (and count as "too_large") files larger than this.
+        max_package_bytes: Take at most this many bytes from one package (the standard library
+            included), so that every installed package is represented; the rest are counted as
+            "package_cap".
         distributions: Only these distributions (names as installed); None for all of them.
         include_stdlib: Whether to include the standard library.
         progress: Show a progress bar while iterating.
@@ -259,6 +273,7 @@ def python_source_corpus(
     return PythonSourceCorpus(
         max_bytes=max_bytes,
         max_file_bytes=max_file_bytes,
+        max_package_bytes=max_package_bytes,
         distributions=distributions,
         include_stdlib=include_stdlib,
         progress=progress,

@@ -65,7 +65,7 @@ def test_distributions_only() -> None:
 
 
 def test_stdlib_then_distributions_deterministic() -> None:
-    corpus = python_source_corpus(max_bytes=100_000_000, distributions=["tqdm"], progress=False)
+    corpus = python_source_corpus(max_bytes=100_000_000, max_package_bytes=100_000_000, distributions=["tqdm"], progress=False)
     first = [(d.id, d.meta["swhid"]) for d in corpus]
     second = [(d.id, d.meta["swhid"]) for d in corpus]
     assert first == second

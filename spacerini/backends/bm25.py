@@ -1,0 +1,669 @@
+"""Lucene BM25 backend: a plain Anserini index plus an exact numpy scorer with Anserini's rankings.
+
+What ``build`` writes into the bundle folder:
+
+* ``lucene/`` - an Anserini 1.7.1 index built by ``io.anserini.index.IndexCollection`` (run
+  in-process through pyjnius) from JSONL shards (``{"id", "contents"}``) with ``-storePositions
+  -storeDocvectors -storeRaw``. Plain pyserini ``LuceneSearcher(bundle/lucene)`` opens it.
+* ``bm25/`` - a sidecar holding the same postings in CSR ``.npy`` files (see
+  :mod:`spacerini.backends._bm25_scorer`).
+
+Design choices, and why:
+
+* **Rankings identical to Anserini.** ``SearchCollection`` and pyserini's ``LuceneSearcher`` score
+  with Lucene 9.9's ``BM25Similarity``, order by (score, collection id) and round ties with
+  ``ScoreTiesAdjusterReranker``. The sidecar scorer redoes each float32 step (norm bytes, the
+  256-entry cache, idf, per-term score, double sum, tie rounding), so docids, order and scores
+  are the same. ``tests/backends/test_bm25.py`` checks this against a raw ``SearchCollection`` run.
+* **Why a sidecar.** Lucene through pyjnius costs about 4.5 ms per query, mostly in JNI calls.
+  The sidecar needs one JNI call per query (analysis) and a few vectorised numpy operations, and
+  it is memory-mapped, so memory stays flat.
+* **Where the sidecar's postings come from.** They are read back from the index's stored term
+  vectors (one ``IndexReaderUtils.getDocumentVector`` call per document, in a thread pool: pyjnius
+  releases the GIL in Java). Re-analysing the text in Python would double the analysis work
+  (measured: analysis is most of the indexing CPU), and the term vectors are by construction what
+  Lucene indexed, including its token-length splits.
+* **Analyzers.** ``"en"`` (default): Anserini's ``DefaultEnglishAnalyzer`` (Porter stemming,
+  Lucene's English stopwords). Any language in Anserini's ``AnalyzerMap`` (``"de"``, ``"fr"``, ``"zh"``,
+  ...): that Lucene analyzer (``-language xx``). ``"code"``: identifiers are split in Python
+  (``getUserName`` / ``get_user_name`` give the whole identifier and ``get``, ``user``, ``name``,
+  lowercased; numbers and other words are kept whole) and indexed with ``-pretokenized`` (Lucene's
+  ``WhitespaceAnalyzer``); queries get the same split. Plain pyserini reproduces ``"code"`` rankings
+  only if the caller pre-splits queries with :func:`code_tokens` and sets a whitespace analyzer.
+* **Limits.** A document id longer than Lucene's 32,766-byte term limit, or a text longer than the
+  JSON parser's 20,000,000-character limit, raises :class:`DocumentTooLargeError` naming the id
+  before Lucene starts. Anserini's analyzers cut tokens at 255 characters, so a long token never
+  trips Lucene's term limit; it is indexed in pieces. ``IndexCollection`` logs and skips documents
+  it cannot index: its counters are checked against what was written, and any difference raises
+  :class:`BundleError` with the missing ids instead of losing documents silently. Documents
+  whose contents are blank are skipped by Anserini by design (``empty`` in the stats); they can
+  never match.
+* ``scorer="lucene"`` (at ``open``) searches through Anserini's ``SimpleSearcher`` (the class
+  pyserini's ``LuceneSearcher`` wraps) instead of the sidecar, for comparison.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import logging
+import queue
+import re
+import shutil
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from spacerini.backends._bm25_scorer import ExactScorer, SidecarWriter
+from spacerini.errors import (
+    BundleCorruptError,
+    BundleError,
+    DocumentTooLargeError,
+    DuplicateIdError,
+    EmptyCorpusError,
+    QueryError,
+)
+from spacerini.records import BuildReport, Doc, Hit
+
+logger = logging.getLogger(__name__)
+
+NAME = "bm25"
+
+#: Lucene's ``IndexWriter.MAX_TERM_LENGTH`` in UTF-8 bytes (the id is indexed as one term).
+MAX_ID_BYTES = 32766
+#: Jackson's default ``StreamReadConstraints.maxStringLength`` (Anserini parses the JSONL with it).
+MAX_TEXT_CHARS = 20_000_000
+#: Lucene's ``IndexSearcher.getMaxClauseCount()``: a query may hold at most this many distinct terms.
+MAX_QUERY_TERMS = 1024
+
+LUCENE_DIR = "lucene"
+SIDECAR_DIR = "bm25"
+_JSONL_DIR = ".bm25-jsonl"
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+# Java's String.trim() strips code points <= U+0020; Anserini skips contents that trim to "".
+_JAVA_TRIM = "".join(chr(c) for c in range(33))
+
+_WORD = re.compile(r"\w+")
+_PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_A-Za-z]+")
+
+
+def code_tokens(text: str) -> str:
+    """Splits identifiers for the ``"code"`` analyzer; returns space-separated lowercase tokens.
+
+    Each word (``\\w+``) gives itself, lowercased, followed by its parts when it has several
+    (camelCase, snake_case, letter/digit boundaries): ``parseHTTPResponse_v2`` gives
+    ``parsehttpresponse_v2 parse http response v 2``.
+
+    Args:
+        text: Source code or any text.
+    """
+    out: list[str] = []
+    for word in _WORD.findall(text):
+        out.append(word.lower())
+        parts = _PARTS.findall(word)
+        if len(parts) > 1:
+            out.extend(p.lower() for p in parts)
+    return " ".join(out)
+
+
+# -- build -------------------------------------------------------------------------------------------
+def _check_params(analyzer: str, k1: float, b: float, threads: int, memory_buffer: int) -> None:
+    if not isinstance(analyzer, str) or not analyzer:
+        raise BundleError(f"analyzer must be a non-empty string, got {analyzer!r}")
+    if not (k1 >= 0) or not (0 <= b <= 1):
+        raise BundleError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
+    if threads < 1:
+        raise BundleError(f"threads must be >= 1, got {threads}")
+    if memory_buffer < 16:
+        raise BundleError(f"memory_buffer must be at least 16 (MB), got {memory_buffer}")
+
+
+def build(
+    docs_factory: Callable[[], Iterator[Doc]],
+    folder: Path,
+    *,
+    threads: int = 1,
+    progress: bool = True,
+    analyzer: str = "en",
+    k1: float = 0.9,
+    b: float = 0.4,
+    memory_buffer: int = 512,
+) -> BuildReport:
+    """Indexes the documents with Anserini and writes the exact-scorer sidecar.
+
+    Args:
+        docs_factory: Returns a fresh iterator over the documents (iterated once here).
+        folder: The bundle folder being built; ``lucene/`` and ``bm25/`` are created in it.
+        threads: Indexing threads (also the number of JSONL shards) and sidecar threads.
+        progress: Show progress bars.
+        analyzer: ``"en"``, ``"code"`` or a language code Anserini supports (``"de"``, ``"zh"``, ...).
+        k1: BM25 k1 (Anserini's default 0.9).
+        b: BM25 b (Anserini's default 0.4).
+        memory_buffer: Lucene's indexing RAM buffer in MB; keep it well under the JVM heap.
+
+    Returns:
+        The build report (params are what :func:`open` needs).
+
+    Raises:
+        DocumentTooLargeError: A document id or text exceeds a Lucene/Anserini limit.
+        DuplicateIdError: Two documents share an id.
+        EmptyCorpusError: There are no documents.
+        BundleError: Bad parameters, or Anserini did not index every document.
+    """
+    from tqdm.auto import tqdm
+
+    from spacerini.backends import _bm25_lucene as jl
+
+    _check_params(analyzer, k1, b, threads, memory_buffer)
+    started = time.perf_counter()
+    folder = Path(folder)
+    lucene_dir, side_dir, jsonl_dir = folder / LUCENE_DIR, folder / SIDECAR_DIR, folder / _JSONL_DIR
+    for path in (lucene_dir, side_dir):
+        if path.exists() and any(path.iterdir()):
+            raise BundleError(f"{path} is not empty: build into a fresh folder")
+    pretokenized = analyzer == "code"
+    language = "en" if pretokenized else analyzer
+    java_analyzer = jl.make_analyzer(language, pretokenized=pretokenized)  # fails early on a bad language
+    del java_analyzer
+
+    ids: list[str] = []
+    empty_rows = 0
+    try:
+        jsonl_dir.mkdir(parents=True, exist_ok=True)
+        shards = [
+            (jsonl_dir / f"part{i:03d}.jsonl").open("w", encoding="utf-8")
+            for i in range(threads)
+        ]
+        seen: set[str] = set()
+        try:
+            bar = tqdm(desc="bm25: writing JSONL", unit=" docs", disable=not progress)
+            for row, doc in enumerate(docs_factory()):
+                _check_doc(doc)
+                if doc.id in seen:
+                    raise DuplicateIdError(f"document id {doc.id!r} occurs twice: ids must be unique")
+                seen.add(doc.id)
+                contents = code_tokens(doc.text) if pretokenized else doc.text
+                if not contents.strip(_JAVA_TRIM):
+                    empty_rows += 1
+                record = json.dumps({"id": doc.id, "contents": contents}, ensure_ascii=False)
+                shards[row % threads].write(record + "\n")
+                ids.append(doc.id)
+                bar.update(1)
+            bar.close()
+        finally:
+            for handle in shards:
+                handle.close()
+        del seen
+        if not ids:
+            raise EmptyCorpusError("no documents to index")
+
+        args = jl.index_args(
+            jsonl_dir, lucene_dir, threads=threads, language=language, pretokenized=pretokenized,
+            memory_buffer=memory_buffer,
+        )  # fmt: skip
+        bar = tqdm(total=len(ids), desc="bm25: Lucene indexing", unit=" docs", disable=not progress)
+
+        def on_progress(count: int) -> None:
+            bar.update(max(0, count - bar.n))
+
+        try:
+            counters = jl.run_index_collection(args, on_progress=on_progress)
+        except Exception as exc:  # noqa: BLE001 - JNI raises many kinds
+            raise BundleError(f"Anserini IndexCollection failed: {exc}") from exc
+        bar.update(max(0, counters["indexed"] - bar.n))
+        bar.close()
+    finally:
+        shutil.rmtree(jsonl_dir, ignore_errors=True)
+    _check_counters(counters, written=len(ids), empty=empty_rows, lucene_dir=lucene_dir, ids=ids)
+
+    stats = _write_sidecar(
+        lucene_dir, side_dir, ids, k1=k1, b=b, threads=threads, progress=progress,
+        extra={"analyzer": analyzer},
+    )  # fmt: skip
+    stats.update(
+        {"indexed": counters["indexed"], "empty": counters["empty"], "lucene_bytes": _du(lucene_dir)}
+    )
+    stats["sidecar_bytes"] = _du(side_dir)
+    params = {"analyzer": analyzer, "k1": float(k1), "b": float(b), "memory_buffer": int(memory_buffer)}
+    return BuildReport(
+        backend=NAME, docs=len(ids), seconds=time.perf_counter() - started, params=params, stats=stats
+    )
+
+
+def _check_doc(doc: Doc) -> None:
+    size = len(doc.id.encode("utf-8", "surrogatepass"))
+    if not doc.id:
+        raise DocumentTooLargeError("a document has an empty id: Lucene cannot index it")
+    if size > MAX_ID_BYTES:
+        raise DocumentTooLargeError(
+            f"document id {doc.id[:60]!r}... is {size:,} UTF-8 bytes; Lucene's limit for a term is "
+            f"{MAX_ID_BYTES:,}: use shorter ids (for example a hash of the long one)"
+        )
+    if len(doc.text) > MAX_TEXT_CHARS:
+        raise DocumentTooLargeError(
+            f"document {doc.id!r} has {len(doc.text):,} characters; Anserini's JSON reader stops at "
+            f"{MAX_TEXT_CHARS:,}: split long documents into chunks (--preprocess chunk)"
+        )
+
+
+def _check_counters(
+    counters: Mapping[str, int], *, written: int, empty: int, lucene_dir: Path, ids: list[str]
+) -> None:
+    ok = (
+        counters["indexed"] + counters["empty"] == written
+        and counters["empty"] == empty
+        and counters["max_doc"] == counters["indexed"]
+        and counters["errors"] == counters["skipped"] == counters["unindexable"] == 0
+    )
+    if ok:
+        return
+    from spacerini.backends import _bm25_lucene as jl
+
+    missing: list[str] = []
+    reader = jl.open_reader(lucene_dir)
+    try:
+        convert = jl.autoclass("io.anserini.index.IndexReaderUtils").convertDocidToLuceneDocid
+        for docid in ids:
+            if convert(reader, docid) < 0:
+                missing.append(docid)
+                if len(missing) >= 5:
+                    break
+    finally:
+        reader.close()
+    raise BundleError(
+        f"Anserini indexed {counters['indexed']:,} of {written:,} documents (empty {counters['empty']:,}, "
+        f"expected empty {empty:,}; errors {counters['errors']:,}, skipped {counters['skipped']:,}, "
+        f"unindexable {counters['unindexable']:,}); not indexed, for example: {missing!r}. "
+        "Check those documents for oversized or malformed text."
+    )
+
+
+def _write_sidecar(
+    lucene_dir: Path, side_dir: Path, ids: list[str], *, k1: float, b: float, threads: int, progress: bool,
+    extra: dict[str, Any],
+) -> dict[str, Any]:  # fmt: skip
+    from tqdm.auto import tqdm
+
+    from spacerini.backends import _bm25_lucene as jl
+
+    writer = SidecarWriter(side_dir, k1=k1, b=b)
+    reader = jl.open_reader(lucene_dir)
+    try:
+        vectors = jl.TermVectorReader(reader)
+        chunks = [ids[i : i + 256] for i in range(0, len(ids), 256)]
+        bar = tqdm(total=len(ids), desc="bm25: sidecar", unit=" docs", disable=not progress)
+        for chunk, result in zip(
+            chunks, _ordered_map(lambda c: [vectors.vector(d) for d in c], chunks, threads), strict=True
+        ):
+            for docid, (terms, tfs) in zip(chunk, result, strict=True):
+                writer.add(docid, terms, tfs)
+            bar.update(len(chunk))
+        bar.close()
+        lucene_stats = _lucene_field_stats(reader)
+    finally:
+        reader.close()
+    meta = writer.write(extra=extra)
+    if (lucene_stats["doc_count"], lucene_stats["sum_total_term_freq"]) != (
+        meta["doc_count"],
+        meta["sum_total_term_freq"],
+    ):
+        raise BundleError(
+            f"the sidecar disagrees with Lucene's statistics ({meta['doc_count']}/{meta['sum_total_term_freq']} vs "
+            f"{lucene_stats['doc_count']}/{lucene_stats['sum_total_term_freq']}): rebuild the bundle"
+        )
+    return {k: meta[k] for k in ("doc_count", "sum_total_term_freq", "avgdl", "terms", "postings")}
+
+
+def _lucene_field_stats(reader: Any) -> dict[str, int]:
+    """Lucene's own collection statistics of the ``contents`` field."""
+    from spacerini.backends import _bm25_lucene as jl
+
+    searcher = jl.autoclass("org.apache.lucene.search.IndexSearcher")(reader)
+    stats = searcher.collectionStatistics("contents")
+    if stats is None:
+        return {"doc_count": 0, "sum_total_term_freq": 0}
+    return {"doc_count": int(stats.docCount()), "sum_total_term_freq": int(stats.sumTotalTermFreq())}
+
+
+def _du(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _ordered_map(fn: Callable[[_T], _R], items: Sequence[_T], threads: int) -> Iterator[_R]:
+    """Maps ``fn`` over ``items`` with ``threads`` threads, yielding results in order.
+
+    Worker threads detach from the JVM when they finish (pyjnius attaches them on first use).
+    """
+    if threads <= 1 or len(items) <= 1:
+        for item in items:
+            yield fn(item)
+        return
+    results: dict[int, Any] = {}
+    errors: list[BaseException] = []
+    cond = threading.Condition()
+    tasks: queue.Queue[int | None] = queue.Queue()
+    for i in range(len(items)):
+        tasks.put(i)
+    workers = min(threads, len(items))
+    for _ in range(workers):
+        tasks.put(None)
+
+    def work() -> None:
+        try:
+            while True:
+                i = tasks.get()
+                if i is None or errors:
+                    return
+                try:
+                    value: Any = fn(items[i])
+                except BaseException as exc:  # noqa: BLE001 - re-raised in the caller
+                    with cond:
+                        errors.append(exc)
+                        cond.notify_all()
+                    return
+                with cond:
+                    results[i] = value
+                    cond.notify_all()
+        finally:
+            _detach()
+
+    pool = [threading.Thread(target=work, daemon=True) for _ in range(workers)]
+    for t in pool:
+        t.start()
+    try:
+        for i in range(len(items)):
+            with cond:
+                while i not in results and not errors:
+                    cond.wait()
+                if errors:
+                    raise errors[0]
+                value = results.pop(i)
+            yield value
+    finally:
+        errors.append(StopIteration())  # stops idle workers early if the caller bails out
+        for t in pool:
+            t.join()
+
+
+def _detach() -> None:
+    import sys
+
+    jnius = sys.modules.get("jnius")
+    if jnius is not None:
+        try:
+            jnius.detach()
+        except Exception:  # noqa: BLE001 - never attached
+            pass
+
+
+# -- search --------------------------------------------------------------------------------------------
+def open(folder: Path, report: Mapping[str, Any], *, scorer: str = "exact") -> BM25Searcher:  # noqa: A001
+    """Opens what :func:`build` wrote.
+
+    Args:
+        folder: The bundle folder (holding ``lucene/`` and ``bm25/``).
+        report: The backend's manifest entry (``BuildReport.to_dict()``).
+        scorer: ``"exact"`` (the numpy sidecar) or ``"lucene"`` (Anserini's ``SimpleSearcher``).
+
+    Raises:
+        BundleCorruptError: Files are missing.
+    """
+    return BM25Searcher(folder, report, scorer=scorer)
+
+
+class BM25Searcher:
+    """BM25 search with Anserini's rankings.
+
+    Args:
+        folder: The bundle folder (holding ``lucene/`` and ``bm25/``).
+        report: The backend's manifest entry; its ``params`` name the analyzer, k1 and b.
+        scorer: ``"exact"`` or ``"lucene"``.
+
+    Raises:
+        BundleCorruptError: The index or the sidecar is missing.
+        BundleError: Unknown scorer.
+    """
+
+    def __init__(self, folder: Path, report: Mapping[str, Any], *, scorer: str = "exact") -> None:
+        from spacerini.backends import _bm25_lucene as jl
+
+        folder = Path(folder)
+        params = dict(report.get("params") or {})
+        self.analyzer_name: str = str(params.get("analyzer", "en"))
+        self.k1 = float(params.get("k1", 0.9))
+        self.b = float(params.get("b", 0.4))
+        self.lucene_dir = folder / LUCENE_DIR
+        self.sidecar_dir = folder / SIDECAR_DIR
+        if scorer not in ("exact", "lucene"):
+            raise BundleError(f"unknown scorer {scorer!r}: use 'exact' or 'lucene'")
+        self.scorer = scorer
+        self._pretokenized = self.analyzer_name == "code"
+        self._java = jl.JavaAnalyzer(
+            jl.make_analyzer(
+                "en" if self._pretokenized else self.analyzer_name, pretokenized=self._pretokenized
+            )
+        )
+        self._exact: ExactScorer | None = None
+        self._lucene: Any = None
+        if scorer == "exact":
+            if not (self.sidecar_dir / "meta.json").is_file():
+                raise BundleCorruptError(
+                    f"{self.sidecar_dir}/meta.json is missing: rebuild the bundle's bm25 index"
+                )
+            try:
+                self._exact = ExactScorer(self.sidecar_dir)
+            except (OSError, ValueError, KeyError) as exc:
+                raise BundleCorruptError(
+                    f"cannot read the bm25 sidecar in {self.sidecar_dir}: {exc}"
+                ) from exc
+            if (self._exact.meta.get("k1"), self._exact.meta.get("b")) != (self.k1, self.b):
+                raise BundleCorruptError("the bm25 sidecar was built with other k1/b than the manifest says")
+        else:
+            if not self.lucene_dir.is_dir():
+                raise BundleCorruptError(f"{self.lucene_dir} is missing: rebuild the bundle's bm25 index")
+            simple = jl.autoclass("io.anserini.search.SimpleSearcher")(str(self.lucene_dir))
+            simple.set_bm25(self.k1, self.b)
+            simple.set_analyzer(
+                jl.make_analyzer(
+                    "en" if self._pretokenized else self.analyzer_name, pretokenized=self._pretokenized
+                )
+            )
+            self._lucene = simple
+        self._marker_ok: bool | None = None
+
+    # -- analysis ------------------------------------------------------------------------------------
+    def _prepare(self, text: str) -> str:
+        return code_tokens(text) if self._pretokenized else text
+
+    def analyze(self, text: str) -> list[str]:
+        """Returns the terms of ``text`` after the index's analysis (what a query searches for)."""
+        return self._java.analyze(self._prepare(text))
+
+    def _term_counts(self, query: str) -> list[tuple[str, int]]:
+        counts = Counter(self.analyze(query))
+        if len(counts) > MAX_QUERY_TERMS:
+            raise QueryError(
+                f"the query has {len(counts):,} distinct terms after analysis; Lucene allows at most "
+                f"{MAX_QUERY_TERMS:,}: shorten it"
+            )
+        return list(counts.items())
+
+    # -- search --------------------------------------------------------------------------------------
+    def search(self, query: str, k: int = 10, offset: int = 0) -> list[Hit]:
+        """Returns hits ``offset+1 .. offset+k`` for ``query`` (bag of words; Lucene syntax is text).
+
+        Raises:
+            QueryError: The query is empty, ``k``/``offset`` are invalid, or it has too many terms.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise QueryError("the query is empty: type some words to search for")
+        if k < 0 or offset < 0:
+            raise QueryError(f"k and offset must be >= 0, got k={k}, offset={offset}")
+        if k == 0:
+            return []
+        return self._ranked(query, offset + k)[offset:]
+
+    def _ranked(self, query: str, n: int) -> list[Hit]:
+        if self._exact is not None:
+            rows, scores = self._exact.score(self._term_counts(query))
+            rows, scores = self._exact.top(rows, scores, n)
+            docid = self._exact.docid
+            return [
+                Hit(docid=docid(int(r)), score=float(s), rank=i + 1, backend=NAME)
+                for i, (r, s) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True))
+            ]
+        return self._lucene_ranked(query, n)
+
+    def _lucene_ranked(self, query: str, n: int) -> list[Hit]:
+        import jnius
+
+        self._term_counts(query)  # same QueryError as the exact scorer
+        try:
+            results = self._lucene.search(self._prepare(query), n)
+        except jnius.JavaException as exc:
+            raise QueryError(f"Lucene rejected the query: {exc}") from exc
+        return [
+            Hit(docid=str(r.docid), score=float(r.score), rank=i + 1, backend=NAME)
+            for i, r in enumerate(results)
+        ]
+
+    def batch_search(
+        self, queries: Sequence[tuple[str, str]], *, k: int = 1000, threads: int = 1
+    ) -> dict[str, list[Hit]]:
+        """Searches many queries; returns ``{qid: hits}`` (queries with no terms map to ``[]``).
+
+        Args:
+            queries: (qid, text) pairs.
+            k: Hits per query.
+            threads: Worker threads (analysis in Java and most numpy work release the GIL).
+
+        Raises:
+            QueryError: A query is empty or has too many terms.
+        """
+        if k < 0:
+            raise QueryError(f"k must be >= 0, got {k}")
+        for qid, text in queries:
+            if not isinstance(text, str) or not text.strip():
+                raise QueryError(f"query {qid!r} is empty")
+        out: dict[str, list[Hit]] = {}
+        chunk = max(1, min(64, len(queries) // (threads * 4) or 1))
+        batches = [list(queries[i : i + chunk]) for i in range(0, len(queries), chunk)]
+        for batch, hits in zip(
+            batches,
+            _ordered_map(lambda qs: [self._ranked(t, k) if k else [] for _, t in qs], batches, threads),
+            strict=True,
+        ):
+            for (qid, _), result in zip(batch, hits, strict=True):
+                out[qid] = result
+        return out
+
+    # -- snippets ------------------------------------------------------------------------------------
+    def snippet(self, query: str, text: str, *, width: int = 240) -> str:
+        """Returns an HTML-escaped window of ``text`` around the densest run of query-term matches.
+
+        Matched words are wrapped in ``<mark>``; a word matches when one of its analyzed terms is
+        a query term. Candidate words are analyzed in one JNI call.
+
+        Args:
+            query: The query.
+            text: The document text.
+            width: Target window size in characters.
+        """
+        qterms = set(self.analyze(query)) if query and query.strip() else set()
+        spans = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+        matched: list[tuple[int, int]] = []
+        if qterms and spans:
+            words = sorted({text[s:e] for s, e in spans})
+            terms_of = self._analyze_words(words)
+            hit_words = {w for w in words if not qterms.isdisjoint(terms_of.get(w, ()))}
+            matched = [(s, e) for s, e in spans if text[s:e] in hit_words]
+        return _render_snippet(text, matched, width)
+
+    def _analyze_words(self, words: list[str]) -> dict[str, list[str]]:
+        if self._pretokenized:
+            return {
+                w: self._java.analyze(code_tokens(w)) if len(w) > 255 else code_tokens(w).split()
+                for w in words
+            }
+        marker = "7777777777"
+        words = [w for w in words if marker not in w]
+        if self._marker_ok is None:
+            self._marker_ok = self._java.analyze(f"a {marker} b").count(marker) == 1
+        if self._marker_ok:
+            tokens = self._java.analyze(f" {marker} ".join(words))
+            groups: list[list[str]] = [[]]
+            for tok in tokens:
+                if tok == marker:
+                    groups.append([])
+                else:
+                    groups[-1].append(tok)
+            if len(groups) == len(words):
+                return dict(zip(words, groups, strict=True))
+        return {w: self._java.analyze(w) for w in words[:2000]}
+
+    def close(self) -> None:
+        """Releases the mmapped sidecar and the Lucene searcher."""
+        self._exact = None
+        if self._lucene is not None:
+            try:
+                self._lucene.close()
+            finally:
+                self._lucene = None
+
+    def __enter__(self) -> BM25Searcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _render_snippet(text: str, matched: list[tuple[int, int]], width: int) -> str:
+    width = max(20, int(width))
+    if not matched:
+        cut = text[:width]
+        return html.escape(cut) + ("…" if len(text) > width else "")
+    # Densest window: most matches whose span fits in `width` characters.
+    best_i, best_j, j = 0, 0, 0
+    for i in range(len(matched)):
+        j = max(j, i)
+        while j + 1 < len(matched) and matched[j + 1][1] - matched[i][0] <= width:
+            j += 1
+        if j - i > best_j - best_i:
+            best_i, best_j = i, j
+    first, last = matched[best_i][0], matched[best_j][1]
+    slack = max(0, width - (last - first))
+    start = max(0, first - slack // 2)
+    end = min(len(text), max(last, start + width))
+    if end - start < width:
+        start = max(0, end - width)
+    # Do not cut words in half at the edges.
+    while start > 0 and start < first and text[start - 1].isalnum() and text[start].isalnum():
+        start += 1
+    while end < len(text) and end > last and text[end - 1].isalnum() and text[end].isalnum():
+        end -= 1
+    parts: list[str] = ["…"] if start > 0 else []
+    pos = start
+    for s, e in matched:
+        if s < start or e > end:
+            continue
+        parts.append(html.escape(text[pos:s]))
+        parts.append("<mark>" + html.escape(text[s:e]) + "</mark>")
+        pos = e
+    parts.append(html.escape(text[pos:end]))
+    if end < len(text):
+        parts.append("…")
+    return "".join(parts)
+
+
+# -- TREC runs ---------------------------------------------------------------------------------------
+def trec_lines(results: Mapping[str, Sequence[Hit]], *, tag: str = "Anserini") -> Iterable[str]:
+    """Yields TREC run lines formatted like Anserini's ``SearchCollection`` (``%s Q0 %s %d %f %s``)."""
+    for qid, hits in results.items():
+        for hit in hits:
+            yield f"{qid} Q0 {hit.docid} {hit.rank} {hit.score:f} {tag}"
