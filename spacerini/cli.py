@@ -388,7 +388,7 @@ def demo(port: int, host: str, out: str | None, rebuild: bool, build_only: bool)
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: usage errors too are one line on stderr with exit status 2."""
     try:
-        cli.main(args=argv, prog_name="spacerini", standalone_mode=False)
+        rc = cli.main(args=argv, prog_name="spacerini", standalone_mode=False)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:
@@ -400,3 +400,4 @@ def main(argv: list[str] | None = None) -> None:
             hint = f" (see `{exc.ctx.command_path} --help`)"
         click.echo(f"spacerini: error: {exc.format_message()}{hint}", err=True)
         sys.exit(EXIT_ERROR)
+    sys.exit(rc if isinstance(rc, int) else 0)
