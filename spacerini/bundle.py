@@ -67,6 +67,8 @@ def build_bundle(
     format: str | None = None,
     id_field: str | None = None,
     fields: Sequence[str] | None = None,
+    preprocess: Sequence[str] | str | None = None,
+    preprocess_options: Mapping[str, Mapping[str, Any]] | None = None,
     threads: int = 1,
     progress: bool = True,
 ) -> Bundle:
@@ -83,6 +85,9 @@ def build_bundle(
         format: Source format override (``"code"`` for a folder of source code).
         id_field: The record field holding the document id.
         fields: The record fields joined with "\\n" into the indexed contents.
+        preprocess: Steps applied in order before indexing, e.g. ``["dedup", "pii"]`` (see
+            :mod:`spacerini.preprocess`); their reports go into the manifest.
+        preprocess_options: Per-step options, e.g. ``{"near-dedup": {"threshold": 0.85}}``.
         threads: Threads for backends that can use them.
         progress: Show progress bars.
 
@@ -103,6 +108,7 @@ def build_bundle(
     if out_path.exists() and not (out_path / MANIFEST).is_file():
         if out_path.is_file() or any(out_path.iterdir()):
             raise BundleError(f"{out_path} exists and is not a Spacerini bundle: choose another --out or remove it")
+    steps = _make_steps(preprocess, preprocess_options)  # bad names fail before any work is done
     corpus, source_info = _as_docs(source, format=format, id_field=id_field, fields=fields, progress=progress)
 
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -110,8 +116,13 @@ def build_bundle(
     tmp.mkdir()
     try:
         started = time.perf_counter()
+        docs: Iterable[Doc] = corpus
+        if steps:
+            from spacerini.preprocess import apply
+
+            docs = apply(corpus, steps)
         with DocstoreWriter(tmp / "docs") as writer:
-            for doc in corpus:
+            for doc in docs:
                 writer.add(doc)
         if writer.count == 0:
             raise EmptyCorpusError(f"{source_info.get('source', 'the source')} holds no documents")
@@ -139,7 +150,7 @@ def build_bundle(
             "skipped": dict(skipped) if skipped else {},
             "backends": reports,
             "build_seconds": round(time.perf_counter() - started, 3),
-            "preprocess": [],
+            "preprocess": _step_reports(steps),
             "audit_log": [],
         }
         manifest["checksums"] = _checksums(tmp)
@@ -149,6 +160,24 @@ def build_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return open_bundle(out_path)
+
+
+def _make_steps(names: Sequence[str] | str | None, options: Mapping[str, Mapping[str, Any]] | None) -> list[Any]:
+    if not names:
+        if options:
+            raise BackendNotAvailableError("preprocess options given without --preprocess steps")
+        return []
+    from spacerini.preprocess import make_steps
+
+    return make_steps(names, **dict(options or {}))
+
+
+def _step_reports(steps: Sequence[Any]) -> list[dict[str, Any]]:
+    if not steps:
+        return []
+    from spacerini.preprocess import reports
+
+    return reports(steps)
 
 
 def _check_backends(backends: Sequence[str] | str) -> list[str]:

@@ -87,7 +87,19 @@ def _progress() -> bool:
 @click.option("--format", "fmt", default=None, help="Source format: jsonl, json, parquet, csv, tsv, or code.")
 @click.option("--owner", default=None, help="Owner recorded for every file of a code folder (--format code).")
 @click.option("--max-file-bytes", default=None, type=click.IntRange(1), help="Skip (and count) larger code files.")
-@click.option("--preprocess", default=None, help="Comma-separated preprocessing steps, applied in order.")
+@click.option(
+    "--preprocess",
+    default=None,
+    help="Comma-separated steps applied in order: dedup, near-dedup, pii, licence, quality, language, optout.",
+)
+@click.option(
+    "--preprocess-opt",
+    "preprocess_opts",
+    multiple=True,
+    metavar="STEP.OPTION=VALUE",
+    help="Step option, repeatable, e.g. near-dedup.threshold=0.85 or pii.mode=display.",
+)
+@click.option("--optout", "optout_file", default=None, type=click.Path(dir_okay=False), help="File of ids to leave out (one per line).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--analyzer", default=None, help="BM25 analyzer: en (default), a language code, or code.")
 @click.option("--k1", type=float, default=None, help="BM25 k1 (default 0.9, Anserini's).")
@@ -103,6 +115,8 @@ def index(
     owner: str | None,
     max_file_bytes: int | None,
     preprocess: str | None,
+    preprocess_opts: tuple[str, ...],
+    optout_file: str | None,
     threads: int,
     analyzer: str | None,
     k1: float | None,
@@ -119,20 +133,32 @@ def index(
         if "bm25" not in names:
             raise click.UsageError("--analyzer/--k1/--b apply to the bm25 backend, which is not in --backends")
         params["bm25"] = bm25
-    steps = _split(preprocess)
-    if steps:
-        from spacerini.errors import BackendNotAvailableError
+    steps = _split(preprocess) or []
+    step_options: dict[str, Any] = {}
+    if preprocess_opts:
+        from spacerini.preprocess import parse_step_options
 
-        raise BackendNotAvailableError(
-            f"preprocessing step {steps[0]!r} is not available in this version; index without --preprocess"
-        )
+        step_options = parse_step_options(preprocess_opts)
+    if optout_file is not None:
+        if "optout" not in steps:
+            steps.insert(0, "optout")
+        step_options.setdefault("optout", {})["ids_file"] = optout_file
     from spacerini.corpus import load_corpus
 
     code_options = {k: v for k, v in {"owner": owner, "max_file_bytes": max_file_bytes}.items() if v is not None}
     corpus = load_corpus(
         source, format=fmt, id_field=id_field, fields=_split(fields), progress=_progress(), **code_options
     )
-    bundle = build_bundle(corpus, out, backends=names, backend_params=params, threads=threads, progress=_progress())
+    bundle = build_bundle(
+        corpus,
+        out,
+        backends=names,
+        backend_params=params,
+        preprocess=steps,
+        preprocess_options=step_options,
+        threads=threads,
+        progress=_progress(),
+    )
     info = bundle.info()
     if as_json:
         _echo_json(info)

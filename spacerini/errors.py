@@ -59,6 +59,10 @@ class DocumentTooLargeError(CorpusError):
     """A document exceeds a limit of an index (for example Lucene's term or field limits)."""
 
 
+class PreprocessError(SpaceriniError, ValueError):
+    """A preprocessing step was named or configured wrongly."""
+
+
 # -- bundle ---------------------------------------------------------------------------------
 class BundleError(SpaceriniError):
     """A bundle cannot be built or opened."""

@@ -196,3 +196,24 @@ def test_check_query_limits() -> None:
         check_query("y" * 10_001)
     with pytest.raises(QueryError, match="text"):
         check_query(b"bytes")  # type: ignore[arg-type]
+
+
+def test_preprocess_steps_run_before_indexing(tmp_path: Path) -> None:
+    docs = [
+        Doc(id="a", text="contact jane.doe@acme-corp.io for the release notes"),
+        Doc(id="b", text="contact jane.doe@acme-corp.io for the release notes"),  # exact duplicate
+        Doc(id="c", text="an unrelated document about suffix arrays"),
+    ]
+    b = build_bundle(docs, tmp_path / "b", backends=["bm25", "exact"], preprocess=["dedup", "pii"], progress=False)
+    assert [d.id for d in b.iter_docs()] == ["a", "c"]
+    assert b.searcher("exact").count("jane.doe@acme-corp.io") == 0
+    assert b.searcher("exact").count("<EMAIL>") == 1
+    steps = b.manifest["preprocess"]
+    assert [s["name"] for s in steps] == ["dedup", "pii"]
+    assert steps[0]["removed"] == 1
+
+
+def test_unknown_preprocess_step_fails_first(tmp_path: Path) -> None:
+    with pytest.raises(BackendNotAvailableError, match="nope"):
+        build_bundle(DATA / "tiny.jsonl", tmp_path / "b", preprocess=["nope"], progress=False)
+    assert not (tmp_path / "b").exists()
