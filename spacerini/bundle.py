@@ -134,7 +134,7 @@ def build_bundle(
         reports: dict[str, Any] = {}
         for name in names:
             module = get_backend(name)
-            folder = tmp / name
+            folder = tmp / backend_folder(module, name)
             folder.mkdir()
             logger.info("building %s over %d documents", name, writer.count)
             report = module.build(
@@ -160,6 +160,11 @@ def build_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return open_bundle(out_path)
+
+
+def backend_folder(module: Any, name: str) -> str:
+    """The bundle sub-folder a backend owns: its ``FOLDER`` (bm25 owns ``lucene/``) or its name."""
+    return str(getattr(module, "FOLDER", name))
 
 
 def _make_steps(names: Sequence[str] | str | None, options: Mapping[str, Mapping[str, Any]] | None) -> list[Any]:
@@ -378,7 +383,8 @@ class Bundle:
             searcher = self._searchers.get(backend)
             if searcher is None:
                 module = get_backend(backend)
-                searcher = module.open(self.path / backend, self.manifest["backends"][backend])
+                folder = self.path / backend_folder(module, backend)
+                searcher = module.open(folder, self.manifest["backends"][backend])
                 self._searchers[backend] = searcher
             return searcher
 

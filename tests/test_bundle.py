@@ -61,7 +61,7 @@ def test_search_enriches_hits(tiny) -> None:
     assert hits[0].docid == "d09"
     assert hits[0].fields["title"] == "Gradio"
     assert "<mark>" in hits[0].snippet
-    assert [h.rank for h in hits] == [1, 2, 3]
+    assert len(hits) == 2 and [h.rank for h in hits] == [1, 2]  # only d09 and d08 mention these words
 
 
 def test_pagination_is_consistent(tiny) -> None:

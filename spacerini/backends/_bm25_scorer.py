@@ -26,17 +26,20 @@ scores are bit-identical:
 * per document the term scores are summed in double and cast to float (Lucene's disjunction
   scorers all do this). The sum is exact in double for any realistic query, so order is irrelevant.
 
-Anserini's ``SearchCollection`` (and pyserini's ``LuceneSearcher``) then sort by (score desc,
-collection id asc) and run ``ScoreTiesAdjusterReranker``: scores are rounded to 4 decimals and each
-near-tie (a score within ``1e-4f`` of the previous, already adjusted one) loses ``1e-6f * dup``.
+Anserini's ``SearchCollection`` (and pyserini's ``LuceneSearcher``) then sort by (raw score desc,
+collection id asc) and run ``ScoreTiesAdjusterReranker``: scores are rounded to 4 decimals (in
+double) and each near-tie (a score within ``1e-4f`` of the previous, already adjusted one) loses
+``1e-6f * dup``. The order is that of the raw scores: rounding never reorders hits.
 :func:`adjust_ties` reproduces that loop, quirks included.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
-from collections.abc import Iterable, Sequence
+import threading
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +49,6 @@ FORMAT_VERSION = 1
 
 _F32 = np.float32
 _ONE = _F32(1.0)
-_E4 = _F32(1e4)
 _TIE = _F32(1e-4)
 _DUP = _F32(1e-6)
 
@@ -132,8 +134,10 @@ def idf(doc_freq: int, doc_count: int) -> np.float32:
 def adjust_ties(scores: np.ndarray) -> np.ndarray:
     """Anserini's ``ScoreTiesAdjusterReranker`` on scores already in rank order (float32).
 
-    Each score becomes ``Math.round(s * 1e4f) / 1e4f``; a score that is not more than ``1e-4f``
-    below the previous (adjusted) one is lowered by ``1e-6f * dup`` where ``dup`` counts the run.
+    Each score becomes ``(float) (Math.round(s * 1e4) / 1e4)`` (in double, as the 1.7.1 bytecode
+    does; older sources show float arithmetic, which rounds differently near .5); a score that is not
+    more than ``1e-4f`` below the previous (adjusted) one is then lowered by ``1e-6f * dup`` in float,
+    where ``dup`` counts the run.
 
     Args:
         scores: Raw float32 scores, best first.
@@ -144,9 +148,10 @@ def adjust_ties(scores: np.ndarray) -> np.ndarray:
     s = np.asarray(scores, dtype=np.float32)
     if s.size == 0:
         return s.copy()
-    # Math.round(float) == floor(x + 0.5) computed exactly; int -> float -> divide, all as Java does.
-    rounded = np.floor((s * _E4).astype(np.float64) + 0.5).astype(np.float32) / _E4
-    out = rounded.astype(np.float32)
+    # Anserini 1.7.1's bytecode: (float) (Math.round((double) s * 1e4) / 1e4). The double product is
+    # far below 2^52, so x + 0.5 is exact and floor() gives Math.round(double)'s half-up result.
+    rounded = (np.floor(s.astype(np.float64) * 1e4 + 0.5) / 1e4).astype(np.float32)
+    out = rounded.copy()
     if out.size < 2:
         return out
     # Outside a run, "previous" is just the rounded value, so runs can only start where this holds.
@@ -166,6 +171,11 @@ def adjust_ties(scores: np.ndarray) -> np.ndarray:
             i += 1
         i_end = i
     return out
+
+
+def term_hash(term: bytes) -> int:
+    """64-bit BLAKE2b hash of a term's UTF-8 bytes (the vocabulary's lookup key)."""
+    return int.from_bytes(hashlib.blake2b(term, digest_size=8).digest(), "little")
 
 
 # -- the sidecar -----------------------------------------------------------------------------------
@@ -196,20 +206,43 @@ class SidecarWriter:
 
     def add(self, docid: str, terms: Sequence[str], tfs: Sequence[int]) -> None:
         """Adds the next row: its id and its term vector (terms may be empty)."""
-        row = len(self._lengths)
-        self._ids.append(docid.encode("utf-8"))
-        vocab = self._vocab
-        setdefault = vocab.setdefault
-        tids = [setdefault(t, len(vocab)) for t in terms]
-        tf_arr = np.asarray(tfs, dtype=np.int32)
-        self._lengths.append(int(tf_arr.sum()) if tf_arr.size else 0)
-        if tids:
-            self._tids.append(np.asarray(tids, dtype=np.int32))
-            self._tfs.append(tf_arr)
-            self._rows.append(np.full(len(tids), row, dtype=np.int32))
+        self.add_chunk([docid], list(terms), np.asarray(tfs, dtype=np.int32), np.asarray([len(terms)]))
 
-    def write(self, *, extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Writes all files and returns the statistics stored in ``meta.json``."""
+    def add_chunk(self, docids: Sequence[str], terms: list[str], tfs: np.ndarray, counts: np.ndarray) -> None:
+        """Adds consecutive rows at once.
+
+        Args:
+            docids: The rows' collection ids, in order.
+            terms: The rows' terms, concatenated (each row's terms distinct).
+            tfs: The matching term frequencies (int32).
+            counts: How many terms each row has.
+        """
+        first = len(self._lengths)
+        self._ids.extend(d.encode("utf-8", "surrogatepass") for d in docids)
+        vocab = self._vocab
+        new = set(terms).difference(vocab)
+        if new:
+            vocab.update(zip(sorted(new), range(len(vocab), len(vocab) + len(new)), strict=True))
+        counts = np.asarray(counts, dtype=np.int64)
+        tfs = np.asarray(tfs, dtype=np.int32)
+        local = np.repeat(np.arange(counts.size, dtype=np.int32), counts)
+        lengths = np.bincount(local, weights=tfs, minlength=counts.size).astype(np.int64)
+        self._lengths.extend(lengths.tolist())
+        if terms:
+            self._tids.append(np.fromiter(map(vocab.__getitem__, terms), dtype=np.int32, count=len(terms)))
+            self._tfs.append(tfs)
+            self._rows.append(local + np.int32(first))
+
+    def write(
+        self, *, extra: dict[str, Any] | None = None, log: Callable[[float], float] = math.log
+    ) -> dict[str, Any]:
+        """Writes all files and returns the statistics stored in ``meta.json``.
+
+        Args:
+            extra: More entries for ``meta.json``.
+            log: The natural logarithm used for idf; pass Java's ``Math.log`` to be bit-exact with
+                Lucene even where it and the C library disagree in the last place.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
         n = len(self._lengths)
         lengths = np.asarray(self._lengths, dtype=np.int64)
@@ -226,6 +259,10 @@ class SidecarWriter:
         remap[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int32)
         sorted_terms = [terms_b[i] for i in order]
         self._save_blob("terms", sorted_terms)
+        hashes = np.fromiter(map(term_hash, sorted_terms), dtype=np.uint64, count=len(sorted_terms))
+        by_hash = np.argsort(hashes, kind="stable")
+        np.save(self.folder / "terms_hash.npy", hashes[by_hash])
+        np.save(self.folder / "terms_hash_ids.npy", by_hash.astype(np.int32))
 
         if self._tids:
             tids = remap[np.concatenate(self._tids)]
@@ -241,11 +278,22 @@ class SidecarWriter:
         offsets = np.zeros(len(sorted_terms) + 1, dtype=np.int64)
         np.cumsum(np.bincount(tids, minlength=len(sorted_terms)), out=offsets[1:])
         x = (tfs.astype(np.float32) * cache[norms[rows]]).astype(np.float32)
+        dfs = np.diff(offsets)
+        unique_dfs = np.unique(dfs)
+        idf_of = np.array(
+            [np.float32(log(1.0 + (doc_count - int(df) + 0.5) / (int(df) + 0.5))) for df in unique_dfs],
+            dtype=np.float32,
+        )
+        term_idf = idf_of[np.searchsorted(unique_dfs, dfs)] if dfs.size else np.zeros(0, dtype=np.float32)
+        weight = np.repeat(term_idf, dfs)
+        score1 = (weight - weight / (_ONE + x)).astype(np.float32)  # the whole score of a boost-1 term
 
         np.save(self.folder / "post_offsets.npy", offsets)
         np.save(self.folder / "post_docs.npy", rows.astype(np.int32))
         np.save(self.folder / "post_tfs.npy", tfs.astype(np.int32))
         np.save(self.folder / "post_x.npy", x)
+        np.save(self.folder / "post_s1.npy", score1)
+        np.save(self.folder / "terms_idf.npy", term_idf.astype(np.float32))
         np.save(self.folder / "norms.npy", norms)
         np.save(self.folder / "lengths.npy", lengths.astype(np.int64))
         self._save_blob("ids", self._ids)
@@ -277,14 +325,20 @@ class SidecarWriter:
         np.save(self.folder / f"{name}_offsets.npy", offsets)
 
 
+def _load(path: Path) -> np.ndarray:
+    """Memory-maps an ``.npy`` file as a plain ndarray view (memmap slicing is slow)."""
+    array = np.load(path, mmap_mode="r", allow_pickle=False)
+    return array.view(np.ndarray) if isinstance(array, np.memmap) else array
+
+
 class _Blob:
     """A read-only sequence of byte strings stored as one blob plus offsets (both mmapped)."""
 
     def __init__(self, folder: Path, name: str) -> None:
-        self.offsets = np.load(folder / f"{name}_offsets.npy", mmap_mode="r", allow_pickle=False)
+        self.offsets = _load(folder / f"{name}_offsets.npy")
         path = folder / f"{name}.bin"
         if path.stat().st_size:
-            self.blob: np.ndarray | bytes = np.memmap(path, dtype=np.uint8, mode="r")
+            self.blob: np.ndarray | bytes = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
         else:
             self.blob = b""
 
@@ -307,32 +361,33 @@ class ExactScorer:
         folder = Path(folder)
         self.meta: dict[str, Any] = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
 
-        def load(name: str) -> np.ndarray:
-            return np.load(folder / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-
-        self.offsets = load("post_offsets")
-        self.docs = load("post_docs")
-        self.x = load("post_x")
-        self.id_rank = load("id_rank")
+        self.offsets = _load(folder / "post_offsets.npy")
+        self.docs = _load(folder / "post_docs.npy")
+        self.x = _load(folder / "post_x.npy")
+        self.s1 = _load(folder / "post_s1.npy")
+        self.idf = _load(folder / "terms_idf.npy")
+        self.id_rank = _load(folder / "id_rank.npy")
+        self._hashes = _load(folder / "terms_hash.npy")
+        self._hash_ids = _load(folder / "terms_hash_ids.npy")
         self._terms = _Blob(folder, "terms")
         self._ids = _Blob(folder, "ids")
+        self._id_list: list[str] | None = None
+        self._id_lock = threading.Lock()
         self.rows = int(self.meta["rows"])
         self.doc_count = int(self.meta["doc_count"])
 
     # -- lookups ----------------------------------------------------------------------------------
     def term_id(self, term: str) -> int:
-        """Returns the id of ``term`` in the vocabulary, or -1 (binary search on UTF-8 bytes)."""
-        key = term.encode("utf-8")
-        terms = self._terms
-        lo, hi = 0, len(terms)
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if terms[mid] < key:
-                lo = mid + 1
-            else:
-                hi = mid
-        if lo < len(terms) and terms[lo] == key:
-            return lo
+        """Returns the id of ``term`` in the vocabulary, or -1."""
+        key = term.encode("utf-8", "surrogatepass")
+        h = np.uint64(term_hash(key))
+        hashes = self._hashes
+        i = int(np.searchsorted(hashes, h))
+        while i < hashes.size and hashes[i] == h:
+            tid = int(self._hash_ids[i])
+            if self._terms[tid] == key:
+                return tid
+            i += 1
         return -1
 
     def doc_freq(self, term: str) -> int:
@@ -340,9 +395,23 @@ class ExactScorer:
         tid = self.term_id(term)
         return 0 if tid < 0 else int(self.offsets[tid + 1] - self.offsets[tid])
 
+    #: Up to this many rows, all ids are decoded once into a list (fast hits for large k).
+    ID_CACHE_ROWS = 2_000_000
+
     def docid(self, row: int) -> str:
         """Returns the collection id of ``row``."""
-        return self._ids[row].decode("utf-8")
+        return self._ids[row].decode("utf-8", "surrogatepass")
+
+    def docids(self, rows: Sequence[int]) -> list[str]:
+        """Returns the collection ids of ``rows``."""
+        if self._id_list is None and self.rows <= self.ID_CACHE_ROWS:
+            with self._id_lock:
+                if self._id_list is None:
+                    self._id_list = [self.docid(i) for i in range(self.rows)]
+        if self._id_list is not None:
+            ids = self._id_list
+            return [ids[r] for r in rows]
+        return [self.docid(r) for r in rows]
 
     # -- scoring ----------------------------------------------------------------------------------
     def score(self, term_counts: Iterable[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -354,29 +423,33 @@ class ExactScorer:
         Returns:
             (rows, float32 scores) of the rows that match at least one term, rows ascending.
         """
-        parts_docs: list[np.ndarray] = []
-        parts_scores: list[np.ndarray] = []
-        total = 0
+        found: list[tuple[int, int, int, int]] = []
         for term, count in term_counts:
             tid = self.term_id(term)
-            if tid < 0:
-                continue
-            start, end = int(self.offsets[tid]), int(self.offsets[tid + 1])
-            weight = _F32(count) * idf(end - start, self.doc_count)
-            x = self.x[start:end]
-            parts_scores.append(weight - weight / (_ONE + x))
-            parts_docs.append(self.docs[start:end])
-            total += end - start
-        if not parts_docs:
+            if tid >= 0:
+                found.append((int(self.offsets[tid]), int(self.offsets[tid + 1]), count, tid))
+        if not found:
             return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
-        if len(parts_docs) == 1:
-            return np.asarray(parts_docs[0], dtype=np.int32), parts_scores[0].astype(np.float32)
-        docs = np.concatenate(parts_docs)
-        scores = np.concatenate(parts_scores)
-        if total * 4 >= self.rows:
-            acc = np.bincount(docs, weights=scores, minlength=self.rows)
-            rows = np.flatnonzero(acc)  # every per-term score is > 0, so matches are exactly the non-zeros
+
+        def term_scores(start: int, end: int, count: int, tid: int) -> np.ndarray:
+            if count == 1:
+                return self.s1[start:end]  # precomputed: weight == idf
+            weight = _F32(count) * self.idf[tid]
+            return weight - weight / (_ONE + self.x[start:end])
+
+        if len(found) == 1:
+            start, end, count, tid = found[0]
+            return self.docs[start:end], np.asarray(term_scores(start, end, count, tid), dtype=np.float32)
+        total = sum(end - start for start, end, _, _ in found)
+        if total * 8 >= self.rows:
+            # Dense: Lucene sums a document's term scores in double; the sum is exact, so order is free.
+            acc = np.zeros(self.rows, dtype=np.float64)
+            for start, end, count, tid in found:
+                acc[self.docs[start:end]] += term_scores(start, end, count, tid)
+            rows = np.flatnonzero(acc)  # every term score is > 0: the matches are the non-zeros
             return rows.astype(np.int32), acc[rows].astype(np.float32)
+        docs = np.concatenate([self.docs[start:end] for start, end, _, _ in found])
+        scores = np.concatenate([term_scores(*f) for f in found])
         rows, inverse = np.unique(docs, return_inverse=True)
         acc = np.bincount(inverse, weights=scores, minlength=rows.size)
         return rows.astype(np.int32), acc.astype(np.float32)

