@@ -8,6 +8,7 @@ HTML-escaped (only ``<mark>`` highlighting is added), and the app serves no file
 from __future__ import annotations
 
 import html
+import json
 import logging
 from typing import Any
 
@@ -73,12 +74,17 @@ def build_app(bundle: Any) -> Any:
         label = f"Page {page}"
         return render_hits(hits), page, label
 
-    def api_search(query: str, backend: str = "", k: int = 10, offset: int = 0) -> list[dict[str, Any]]:
+    def api_search(query: str, backend: str = "", k: int = 10, offset: int = 0) -> str:
+        """Returns the hits as a JSON string.
+
+        A string rather than a JSON component: gradio_client treats any dict with a "path" key
+        (which code provenance has) as a file to download.
+        """
         try:
             hits = bundle.search(query, k=int(k), offset=int(offset), backend=backend or default)
         except SpaceriniError as exc:
             raise gr.Error(str(exc)) from exc
-        return [h.to_dict() for h in hits]
+        return json.dumps({"query": query, "k": int(k), "offset": int(offset), "hits": [h.to_dict() for h in hits]})
 
     title = f"Spacerini · {bundle.path.name}"
     with gr.Blocks(title=title, analytics_enabled=False) as app:
@@ -106,7 +112,7 @@ def build_app(bundle: Any) -> Any:
         api_b = gr.Textbox(visible=False)
         api_k = gr.Number(visible=False, value=10, precision=0)
         api_o = gr.Number(visible=False, value=0, precision=0)
-        api_out = gr.JSON(visible=False)
+        api_out = gr.Textbox(visible=False)
         api_btn = gr.Button(visible=False)
         api_btn.click(api_search, [api_q, api_b, api_k, api_o], api_out, api_name="search")
     app.queue(default_concurrency_limit=CONCURRENCY, max_size=256)

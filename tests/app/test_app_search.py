@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 from pathlib import Path
 
@@ -39,19 +40,23 @@ def test_search_endpoint_over_loopback(tmp_path: Path) -> None:
 
     from spacerini.app import serve
 
-    docs = [Doc(id=f"d{i}", text=f"alpha document {i} " + ("beta " * (i % 5))) for i in range(30)]
+    docs = [
+        Doc(id=f"d{i}", text=f"alpha document {i} " + ("beta " * (i % 5)), meta={"path": f"/etc/file{i}"})
+        for i in range(30)
+    ]
     docs.append(Doc(id="evil", text="beta <script>alert('x')</script> beta"))
     bundle = build_bundle(docs, tmp_path / "b", progress=False)
     port = _free_port()
     app = serve(bundle, port=port, block=False)
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False)
-        page1 = client.predict("beta", "", 5, 0, api_name="/search")
-        page2 = client.predict("beta", "", 5, 5, api_name="/search")
+        page1 = json.loads(client.predict("beta", "", 5, 0, api_name="/search"))["hits"]
+        page2 = json.loads(client.predict("beta", "", 5, 5, api_name="/search"))["hits"]
         assert [h["rank"] for h in page1] == [1, 2, 3, 4, 5]
         assert [h["rank"] for h in page2] == [6, 7, 8, 9, 10]
         ids = [h["docid"] for h in page1 + page2]
         assert ids == [h.docid for h in bundle.search("beta", k=10)]
+        assert page1[0]["meta"]["path"].startswith("/etc/file")  # provenance comes back as data, not a file
         evil = bundle.search("script alert", k=1)[0]
         assert evil.docid == "evil" and "<script>" not in evil.snippet
         with pytest.raises(Exception, match="empty"):
