@@ -71,6 +71,7 @@ def build_bundle(
     preprocess_options: Mapping[str, Mapping[str, Any]] | None = None,
     threads: int = 1,
     progress: bool = True,
+    carry_over: Mapping[str, Any] | None = None,
 ) -> Bundle:
     """Builds a bundle from a corpus, atomically.
 
@@ -90,6 +91,8 @@ def build_bundle(
         preprocess_options: Per-step options, e.g. ``{"near-dedup": {"threshold": 0.85}}``.
         threads: Threads for backends that can use them.
         progress: Show progress bars.
+        carry_over: Manifest entries kept from a bundle being rebuilt (``source``,
+            ``preprocess``, ``audit_log``), used by :func:`optout`.
 
     Returns:
         The opened bundle.
@@ -153,6 +156,10 @@ def build_bundle(
             "preprocess": _step_reports(steps),
             "audit_log": [],
         }
+        if carry_over:
+            manifest["source"] = carry_over.get("source", manifest["source"])
+            manifest["preprocess"] = [*carry_over.get("preprocess", []), *manifest["preprocess"]]
+            manifest["audit_log"] = list(carry_over.get("audit_log", []))
         manifest["checksums"] = _checksums(tmp)
         _write_json(tmp / MANIFEST, manifest)
         _swap_into_place(tmp, out_path)
@@ -160,6 +167,75 @@ def build_bundle(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return open_bundle(out_path)
+
+
+def optout(
+    path: str | os.PathLike[str],
+    *,
+    owners: Sequence[str] | None = None,
+    ids: Iterable[str] | None = None,
+    threads: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Removes opted-out owners' documents and listed ids from every backend of a bundle.
+
+    The bundle is rebuilt from its own docstore without those documents, with the same backends
+    and parameters, and swapped in atomically; afterwards no search, count, find, membership or
+    owner query returns them. The manifest's ``audit_log`` records the removal (how many names,
+    ids and documents, never who).
+
+    Args:
+        path: The bundle folder.
+        owners: Owner names, matched case-insensitively against ``meta["owner"]``.
+        ids: Document ids.
+        threads: Threads for the rebuild.
+        progress: Show progress bars.
+
+    Returns:
+        The audit entry that was recorded.
+
+    Raises:
+        PreprocessError: Neither owners nor ids were given.
+        BundleNotFoundError: No bundle at ``path``.
+    """
+    import inspect
+
+    from spacerini.preprocess import apply, make_steps
+
+    old = open_bundle(path)
+    steps = make_steps(["optout"], optout={"owners": list(owners or []), "ids": list(ids or [])})
+    params: dict[str, dict[str, Any]] = {}
+    for name, report in old.manifest["backends"].items():
+        accepted = inspect.signature(get_backend(name).build).parameters
+        params[name] = {k: v for k, v in (report.get("params") or {}).items() if k in accepted}
+    removed_before = len(old)
+    docs = apply(old.iter_docs(), steps)
+    entry: dict[str, Any] = {
+        "action": "optout",
+        "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        **{k: v for k, v in steps[0].report().get("params", {}).items() if k in ("owners", "ids")},
+    }
+    carry = {
+        "source": old.manifest.get("source"),
+        "preprocess": list(old.manifest.get("preprocess", [])),
+        "audit_log": [*old.manifest.get("audit_log", []), entry],
+    }
+    new = build_bundle(
+        docs,  # a one-pass iterator: the loader keeps the record it peeks at
+        old.path,
+        backends=old.backends,
+        backend_params=params,
+        threads=threads,
+        progress=progress,
+        carry_over=carry,
+    )
+    old.close()
+    entry["removed"] = removed_before - len(new)
+    # Record the final count in the manifest (the entry was written before the count was known).
+    manifest = dict(new.manifest)
+    manifest["audit_log"] = [*carry["audit_log"][:-1], entry]
+    _write_json(new.path / MANIFEST, manifest)
+    return entry
 
 
 def backend_folder(module: Any, name: str) -> str:

@@ -371,6 +371,30 @@ def owner(bundle: str, name: str, as_json: bool) -> None:
         click.echo(instructions)
 
 
+@cli.command(name="optout")
+@click.argument("bundle")
+@click.option("--owner", "owners", multiple=True, help="Owner whose documents are removed (repeatable).")
+@click.option("--ids", "ids_file", type=click.Path(dir_okay=False), help="File of document ids to remove, one per line.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
+@click.option("--json", "as_json", is_flag=True)
+def optout_cmd(bundle: str, owners: tuple[str, ...], ids_file: str | None, threads: int, as_json: bool) -> None:
+    """Remove an owner's documents (--owner NAME) or listed ids (--ids FILE) from every backend of BUNDLE."""
+    from spacerini.bundle import optout
+
+    if not owners and ids_file is None:
+        raise click.UsageError("give --owner NAME and/or --ids FILE")
+    ids: set[str] = set()
+    if ids_file is not None:
+        from spacerini.preprocess import read_optout_file
+
+        ids = read_optout_file(ids_file)
+    entry = optout(bundle, owners=list(owners), ids=sorted(ids), threads=threads, progress=_progress())
+    if as_json:
+        _echo_json(entry)
+    else:
+        click.echo(f"Removed {entry['removed']:,} documents from {bundle}; recorded in its audit log.")
+
+
 # ------------------------------------------------------------------------- info / serve
 @cli.command()
 @click.argument("bundle")

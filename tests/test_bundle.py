@@ -217,3 +217,27 @@ def test_unknown_preprocess_step_fails_first(tmp_path: Path) -> None:
     with pytest.raises(BackendNotAvailableError, match="nope"):
         build_bundle(DATA / "tiny.jsonl", tmp_path / "b", preprocess=["nope"], progress=False)
     assert not (tmp_path / "b").exists()
+
+
+def test_optout_removes_owner_everywhere(tmp_path: Path) -> None:
+    from spacerini.bundle import optout
+
+    docs = [
+        Doc(id="a1", text="def alpha_helper(): return 'planted alpha text'", meta={"owner": "Alice Example", "repo": "alice/tools"}),
+        Doc(id="a2", text="alpha helper utilities by alice", meta={"owner": "alice example", "repo": "alice/more"}),
+        Doc(id="b1", text="def beta_helper(): return 'bob text about helpers'", meta={"owner": "Bob", "repo": "bob/lib"}),
+    ]
+    path = tmp_path / "b"
+    build_bundle(docs, path, backends=["bm25", "exact", "bloom", "owners"], backend_params={"bloom": {"width": 10}}, progress=False)
+    entry = optout(path, owners=["ALICE EXAMPLE"], progress=False)
+    assert entry["removed"] == 2 and entry["owners"] == 1
+    b = open_bundle(path)
+    assert [d.id for d in b.iter_docs()] == ["b1"]
+    assert [h.docid for h in b.search("helper alpha", k=10)] == ["b1"]
+    assert b.searcher("exact").count("planted alpha") == 0
+    assert b.searcher("bloom").member("'planted alpha text'").coverage == 0.0
+    assert not b.searcher("owners").owner("Alice Example").matches
+    assert b.searcher("owners").owner("Bob").matches
+    assert b.manifest["backends"]["bloom"]["params"]["width"] == 10  # rebuilt with the same parameters
+    assert b.manifest["audit_log"][-1]["removed"] == 2
+    assert "Alice" not in (path / MANIFEST).read_text()  # who asked is not recorded
