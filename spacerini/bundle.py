@@ -424,6 +424,8 @@ class Bundle:
         self.manifest: Mapping[str, Any] = MappingProxyType(dict(manifest))
         self._searchers: dict[str, Any] = {}
         self._lock = threading.Lock()
+        #: Options for hybrid search (``method="rrf"|"weighted"``, ``alpha``, ``depth``, ``rrf_k``).
+        self.hybrid_params: dict[str, Any] = {}
         self._docstore: Docstore | None = None
 
     def __repr__(self) -> str:
@@ -450,6 +452,16 @@ class Bundle:
         Raises:
             BackendNotAvailableError: The bundle was built without it.
         """
+        if backend == "hybrid":
+            with self._lock:
+                searcher = self._searchers.get("hybrid")
+            if searcher is None:
+                from spacerini.backends.hybrid import open_hybrid
+
+                searcher = open_hybrid(self, **self.hybrid_params)  # opens bm25 and dense first
+                with self._lock:
+                    searcher = self._searchers.setdefault("hybrid", searcher)
+            return searcher
         if backend not in self.manifest["backends"]:
             raise BackendNotAvailableError(
                 f"{self.path}: this bundle has no {backend!r} backend (it has {', '.join(self.backends)}); "
@@ -468,7 +480,7 @@ class Bundle:
         """The ranked backend used when none is named: bm25, else the first ranked one."""
         for name in RANKED_BACKENDS:
             if name in self.manifest["backends"]:
-                return name
+                return name  # "hybrid" is never in the manifest: it is built from bm25 + dense
         raise BackendNotAvailableError(f"{self.path}: this bundle has no ranked backend (bm25, dense or exact)")
 
     def doc(self, docid: str) -> Doc:

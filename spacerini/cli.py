@@ -104,6 +104,8 @@ def _progress() -> bool:
 @click.option("--analyzer", default=None, help="BM25 analyzer: en (default), a language code, or code.")
 @click.option("--k1", type=float, default=None, help="BM25 k1 (default 0.9, Anserini's).")
 @click.option("--b", "b", type=float, default=None, help="BM25 b (default 0.4, Anserini's).")
+@click.option("--encoder", default=None, help="Dense encoder: all-MiniLM-L6-v2 (default, offline), a local path or a cached name.")
+@click.option("--dense-index", default=None, type=click.Choice(["auto", "flat", "ivf", "hnsw"]), help="Faiss index type.")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 def index(
     source: str,
@@ -121,6 +123,8 @@ def index(
     analyzer: str | None,
     k1: float | None,
     b: float | None,
+    encoder: str | None,
+    dense_index: str | None,
     as_json: bool,
 ) -> None:
     """Build a bundle from SOURCE: a file, a folder, a code folder (--format code) or hf:NAME[:CONFIG][@SPLIT]."""
@@ -133,6 +137,11 @@ def index(
         if "bm25" not in names:
             raise click.UsageError("--analyzer/--k1/--b apply to the bm25 backend, which is not in --backends")
         params["bm25"] = bm25
+    dense = {k: v for k, v in {"encoder": encoder, "index": dense_index}.items() if v is not None}
+    if dense:
+        if "dense" not in names:
+            raise click.UsageError("--encoder/--dense-index apply to the dense backend, which is not in --backends")
+        params["dense"] = dense
     steps = _split(preprocess) or []
     step_options: dict[str, Any] = {}
     if preprocess_opts:
@@ -177,6 +186,8 @@ def index(
 @click.option("--output", type=click.Path(dir_okay=False), help="TREC run file to write (with --queries).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--run-tag", default="spacerini", show_default=True)
+@click.option("--hybrid-method", default=None, type=click.Choice(["rrf", "weighted"]), help="Fusion for --backend hybrid.")
+@click.option("--alpha", default=None, type=click.FloatRange(0, 1), help="BM25 weight for --hybrid-method weighted.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def search(
     bundle: str,
@@ -188,6 +199,8 @@ def search(
     output: str | None,
     threads: int,
     run_tag: str,
+    hybrid_method: str | None,
+    alpha: float | None,
     as_json: bool,
 ) -> None:
     """Search BUNDLE for QUERY, or run a batch of --queries into a TREC --output run."""
@@ -200,6 +213,7 @@ def search(
     if queries is not None and output is None and not as_json:
         raise click.UsageError("--queries needs --output RUN.trec (or --json)")
     b = open_bundle(bundle)
+    _hybrid_options(b, hybrid_method, alpha)
     if queries is not None:
         from spacerini.eval import read_queries, write_trec_run
 
@@ -224,6 +238,14 @@ def search(
         click.echo(f"      {_plain(h.snippet)}")
 
 
+def _hybrid_options(bundle: Any, method: str | None, alpha: float | None) -> None:
+    if method is not None:
+        bundle.hybrid_params["method"] = method
+    if alpha is not None:
+        bundle.hybrid_params["alpha"] = alpha
+        bundle.hybrid_params.setdefault("method", "weighted")
+
+
 def _plain(snippet: str) -> str:
     import html
     import re
@@ -241,15 +263,27 @@ def _plain(snippet: str) -> str:
 @click.option("--k", default=1000, show_default=True, type=int)
 @click.option("--backend", default=None, help="bm25 (default), dense or hybrid.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
+@click.option("--hybrid-method", default=None, type=click.Choice(["rrf", "weighted"]), help="Fusion for --backend hybrid.")
+@click.option("--alpha", default=None, type=click.FloatRange(0, 1), help="BM25 weight for --hybrid-method weighted.")
 @click.option("--json", "as_json", is_flag=True)
 def eval_cmd(
-    bundle: str, queries: str, qrels: str, metrics: str | None, k: int, backend: str | None, threads: int, as_json: bool
+    bundle: str,
+    queries: str,
+    qrels: str,
+    metrics: str | None,
+    k: int,
+    backend: str | None,
+    threads: int,
+    hybrid_method: str | None,
+    alpha: float | None,
+    as_json: bool,
 ) -> None:
     """Evaluate BUNDLE on --queries against --qrels (nDCG@10, MAP, R@100 by default)."""
     from spacerini.bundle import open_bundle
     from spacerini.eval import evaluate, read_qrels, read_queries
 
     b = open_bundle(bundle)
+    _hybrid_options(b, hybrid_method, alpha)
     scores = evaluate(
         b, read_queries(queries), read_qrels(qrels), metrics=metrics, k=k, backend=backend, threads=threads
     )

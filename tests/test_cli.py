@@ -184,3 +184,24 @@ def test_huge_document_is_indexed(tmp_path: Path, capsys) -> None:
     assert code == 0, err
     code, o, _ = run(["search", str(out), "needleword", "--json"], capsys)
     assert [h["docid"] for h in json.loads(o)["hits"]] == ["huge"]
+
+
+def test_dense_and_hybrid_from_the_cli(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "dense"
+    code, _, err = run(
+        ["index", str(DATA / "tiny.jsonl"), "--out", str(out), "--backends", "bm25,dense", "--dense-index", "flat"], capsys
+    )
+    assert code == 0, err
+    for backend in ("dense", "hybrid"):
+        code, o, err = run(["search", str(out), "vector similarity search library", "--backend", backend, "--json"], capsys)
+        assert code == 0, err
+        assert "d05" in [h["docid"] for h in json.loads(o)["hits"][:3]]
+    code, o, err = run(
+        ["eval", str(out), "--queries", str(DATA / "tiny_queries.tsv"), "--qrels", str(DATA / "tiny_qrels.txt"),
+         "--backend", "hybrid", "--hybrid-method", "weighted", "--alpha", "0.3", "--json"],
+        capsys,
+    )
+    assert code == 0, err
+    assert set(json.loads(o)) == {"nDCG@10", "AP", "R@100"}
+    code, _, err = run(["search", str(tmp_path / "nope"), "x", "--backend", "hybrid"], capsys)
+    assert_one_line_error(code, err, "no bundle")

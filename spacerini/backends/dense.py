@@ -1,0 +1,590 @@
+"""Dense retrieval: sentence-encoder passages in a Faiss index, on CPU or GPU.
+
+What ``build`` writes into the bundle's ``dense/`` folder:
+
+* ``index.faiss`` - the Faiss index of L2-normalised passage vectors, inner-product metric (so
+  scores are cosine similarities), written with ``faiss.write_index`` (no pickle);
+* ``passage_doc.npy`` - int32, the document ordinal (docstore row) of each passage, in index order;
+* ``ids.json`` - the document ids in docstore row order;
+* ``dense.json`` - the build parameters (the same ones the manifest stores).
+
+Design choices, and why:
+
+* **Passages.** Documents are cut into passages of ``passage_tokens`` tokens (default 256,
+  clipped to what the encoder reads) sharing ``overlap`` tokens (default 32), with the encoder's
+  own tokenizer, so nothing past the model's window is silently truncated. A document's score is
+  its best passage's score. Documents with no tokens get no passage and can never match.
+* **Index kind** (``index=``): ``"flat"`` (``IndexFlatIP``, exact), ``"ivf"`` (``IndexIVFFlat``,
+  ``nlist`` defaults to 4·√passages, at most passages/39 so k-means has enough points, searched
+  with ``nprobe``, default 32) or ``"hnsw"`` (``IndexHNSWFlat``, ``M=32``, ``efConstruction=80``,
+  searched with ``ef_search``, default 128). ``"auto"`` (default) picks flat below 50,000
+  passages (exact, and a scan of 50k 384-d vectors takes a few ms) and HNSW above. HNSW over IVF
+  because its recall holds up when clusters overlap: on clustered 384-d vectors
+  (``benchmarks/dense_bench.py``) HNSW kept recall@10 >= 0.98 at efSearch 64-128 as the clusters
+  were made to overlap more, while IVF at nprobe=32 fell from 0.96 to 0.78. HNSW needs no
+  training and adds in streaming chunks; it builds slower than IVF, but far faster than the
+  encoding before it. Faiss has no GPU HNSW, so choose ``"ivf"`` to search on a GPU.
+* **Resumable encoding.** Encoding is the slow part, so vectors are checkpointed to disk in
+  chunks of ``chunk_docs`` documents. The bundle builds into a fresh temporary folder each time,
+  so the checkpoints live in ``<checkpoint_dir>/<key>`` (``checkpoint_dir`` defaults to
+  ``$SPACERINI_CACHE/dense-checkpoints``, ``SPACERINI_CACHE`` to ``~/.cache/spacerini``), where
+  ``key`` hashes the encoder, the passage parameters and a corpus
+  fingerprint (SHA-256 over ids and text lengths). A rerun after a crash or Ctrl-C encodes only
+  the chunks that are missing. The folder is removed after a successful build.
+* **Devices.** :func:`spacerini.device.best_device` picks the encoder's device. With faiss-gpu and
+  a CUDA device, flat and IVF indexes are built and searched on GPU 0 through
+  ``StandardGpuResources`` / ``index_cpu_to_gpu`` and saved back as CPU indexes, so a bundle
+  built on a GPU opens on a CPU. (The GPU path is written but has not been run on a GPU yet.)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from spacerini.backends import DocsFactory
+from spacerini.encoders import DEFAULT_ENCODER, Encoder, load_encoder, model_path
+from spacerini.errors import BundleCorruptError, DependencyMissingError, EmptyCorpusError, QueryError
+from spacerini.records import BuildReport, Hit
+
+logger = logging.getLogger(__name__)
+
+NAME = "dense"
+INDEX_FILE = "index.faiss"
+PASSAGE_DOC_FILE = "passage_doc.npy"
+IDS_FILE = "ids.json"
+PARAMS_FILE = "dense.json"
+INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
+#: Below this many passages, ``index="auto"`` builds an exact flat index.
+AUTO_FLAT_MAX = 50_000
+_CHECKPOINT_VERSION = 1
+
+
+# ------------------------------------------------------------------------------------- build
+def build(
+    docs_factory: DocsFactory,
+    folder: Path,
+    *,
+    threads: int = 1,
+    progress: bool = True,
+    encoder: str = DEFAULT_ENCODER,
+    index: str = "auto",
+    passage_tokens: int = 256,
+    overlap: int = 32,
+    batch_size: int = 32,
+    chunk_docs: int = 1024,
+    hnsw_m: int = 32,
+    ef_construction: int = 80,
+    ef_search: int = 128,
+    nlist: int | None = None,
+    nprobe: int = 32,
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    device: str | None = None,
+) -> BuildReport:
+    """Encodes every document's passages and writes a Faiss index into ``folder``.
+
+    Args:
+        docs_factory: Returns a fresh iterator of docs in docstore order (called twice).
+        folder: An empty folder to write into.
+        threads: Faiss threads for building the index (the encoder uses torch's own pool).
+        progress: Show a progress bar.
+        encoder: Encoder name or folder (see :func:`spacerini.encoders.model_path`).
+        index: ``"auto"``, ``"flat"``, ``"ivf"`` or ``"hnsw"``.
+        passage_tokens: Passage length in tokens; clipped to the encoder's input size.
+        overlap: Tokens shared by consecutive passages of a document.
+        batch_size: Encoder batch size.
+        chunk_docs: Documents per checkpoint chunk.
+        hnsw_m: HNSW graph degree ``M``.
+        ef_construction: HNSW ``efConstruction``.
+        ef_search: HNSW ``efSearch`` used at search time (stored; can be overridden at open).
+        nlist: IVF lists; ``None`` means ``4 * sqrt(passages)``.
+        nprobe: IVF lists probed at search time (stored; can be overridden at open).
+        checkpoint_dir: Parent folder of the chunk checkpoints; they go into a subfolder named
+            by a hash of the encoder, the passage parameters and the corpus fingerprint, which
+            is removed after a successful build. ``None`` means ``$SPACERINI_CACHE/dense-checkpoints``.
+        device: Torch device for the encoder; ``None`` picks the best one.
+
+    Returns:
+        The build report; its params are what :func:`open` needs.
+
+    Raises:
+        ValueError: A parameter is out of range.
+        EmptyCorpusError: ``docs_factory`` yields no documents.
+        DependencyMissingError: faiss, sentence-transformers or the encoder is missing.
+    """
+    started = time.perf_counter()
+    _check_build_params(index, passage_tokens, overlap, batch_size, chunk_docs, hnsw_m, ef_construction, ef_search, nlist, nprobe)
+    faiss = _import_faiss()
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    ids, fingerprint = _fingerprint(docs_factory)
+    if not ids:
+        raise EmptyCorpusError("the dense backend got no documents")
+    enc = load_encoder(encoder, device=device)
+    passage_tokens = min(passage_tokens, enc.max_tokens)
+    if overlap >= passage_tokens:
+        raise ValueError(f"overlap ({overlap}) must be below passage_tokens ({passage_tokens}, the encoder's limit)")
+    key = _checkpoint_key(encoder, passage_tokens, overlap, chunk_docs, fingerprint)
+    # Always a key-named subfolder: only it is ever deleted, never a folder the caller named.
+    ckpt = (Path(checkpoint_dir) if checkpoint_dir is not None else _cache_root() / "dense-checkpoints") / key
+    ckpt.mkdir(parents=True, exist_ok=True)
+
+    encode_started = time.perf_counter()
+    chunks, resumed, empty = _encode_chunks(
+        docs_factory, enc, ckpt, n_docs=len(ids), passage_tokens=passage_tokens, overlap=overlap,
+        batch_size=batch_size, chunk_docs=chunk_docs, progress=progress,
+    )
+    encode_seconds = time.perf_counter() - encode_started
+    n_passages = sum(int(np.load(vec, mmap_mode="r").shape[0]) for vec, _ in chunks)
+    if n_passages == 0:
+        raise EmptyCorpusError("no document has any text to encode for the dense backend")
+
+    kind = index if index != "auto" else ("flat" if n_passages < AUTO_FLAT_MAX else "hnsw")
+    if kind == "ivf":
+        nlist = nlist or default_nlist(n_passages)
+    index_started = time.perf_counter()
+    with _faiss_threads(faiss, threads):
+        cpu_index = _build_index(
+            faiss, kind, chunks, dim=enc.dim, n_passages=n_passages, hnsw_m=hnsw_m,
+            ef_construction=ef_construction, nlist=nlist, progress=progress,
+        )
+    index_seconds = time.perf_counter() - index_started
+
+    faiss.write_index(cpu_index, str(folder / INDEX_FILE))
+    passage_doc = np.concatenate([np.load(docs_path) for _, docs_path in chunks]).astype(np.int32, copy=False)
+    np.save(folder / PASSAGE_DOC_FILE, passage_doc)
+    (folder / IDS_FILE).write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")
+    params: dict[str, Any] = {
+        "encoder": encoder,
+        "dim": enc.dim,
+        "metric": "inner_product",
+        "normalized": True,
+        "index": kind,
+        "index_requested": index,
+        "passage_tokens": passage_tokens,
+        "overlap": overlap,
+        "batch_size": batch_size,
+        "chunk_docs": chunk_docs,
+    }
+    if kind == "hnsw":
+        params.update(hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search)
+    if kind == "ivf":
+        params.update(nlist=nlist, nprobe=nprobe)
+    (folder / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+    shutil.rmtree(ckpt, ignore_errors=True)
+
+    seconds = time.perf_counter() - started
+    stats = {
+        "passages": n_passages,
+        "empty_docs": empty,
+        "resumed_chunks": resumed,
+        "encode_seconds": round(encode_seconds, 3),
+        "index_seconds": round(index_seconds, 3),
+        "docs_per_second": round(len(ids) / encode_seconds, 1) if encode_seconds > 0 else None,
+        "device": enc.device,
+        "faiss_gpus": _gpus_for(kind),
+        "index_bytes": (folder / INDEX_FILE).stat().st_size,
+    }
+    logger.info("dense: %d docs, %d passages, %s index in %.1fs", len(ids), n_passages, kind, seconds)
+    return BuildReport(backend=NAME, docs=len(ids), seconds=seconds, params=params, stats=stats)
+
+
+def default_nlist(n_passages: int) -> int:
+    """IVF lists for ``n_passages`` vectors: 4·√n, but at least 39 training points per list."""
+    return max(1, min(n_passages // 39, int(round(4 * math.sqrt(n_passages)))))
+
+
+def _check_build_params(
+    index: str, passage_tokens: int, overlap: int, batch_size: int, chunk_docs: int, hnsw_m: int,
+    ef_construction: int, ef_search: int, nlist: int | None, nprobe: int,
+) -> None:
+    if index not in INDEX_KINDS:
+        raise ValueError(f"index must be one of {', '.join(INDEX_KINDS)}, not {index!r}")
+    for name, value in (
+        ("passage_tokens", passage_tokens), ("batch_size", batch_size), ("chunk_docs", chunk_docs),
+        ("hnsw_m", hnsw_m), ("ef_construction", ef_construction), ("ef_search", ef_search), ("nprobe", nprobe),
+    ):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+    if not isinstance(overlap, int) or not 0 <= overlap < passage_tokens:
+        raise ValueError(f"overlap must be an integer in [0, passage_tokens), not {overlap!r}")
+    if nlist is not None and (not isinstance(nlist, int) or nlist < 1):
+        raise ValueError(f"nlist must be a positive integer, not {nlist!r}")
+
+
+def _import_faiss() -> Any:
+    try:
+        import faiss
+    except ImportError as exc:
+        raise DependencyMissingError("dense search needs faiss: pip install 'spacerini[dense]' (or faiss-gpu)") from exc
+    return faiss
+
+
+def _cache_root() -> Path:
+    root = os.environ.get("SPACERINI_CACHE")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "spacerini"
+
+
+def _fingerprint(docs_factory: DocsFactory) -> tuple[list[str], str]:
+    """Returns the doc ids in order and a SHA-256 over ids and text lengths."""
+    ids: list[str] = []
+    digest = hashlib.sha256()
+    for doc in docs_factory():
+        ids.append(doc.id)
+        digest.update(doc.id.encode("utf-8", "surrogatepass"))
+        digest.update(b"\0%d\n" % len(doc.text))
+    return ids, digest.hexdigest()
+
+
+def _checkpoint_key(encoder: str, passage_tokens: int, overlap: int, chunk_docs: int, fingerprint: str) -> str:
+    source = model_path(encoder)
+    # A local folder is identified by its name and config, not by where this machine keeps it.
+    config = Path(source) / "config.json"
+    ident = Path(source).name + ":" + (hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else source)
+    blob = json.dumps(
+        [_CHECKPOINT_VERSION, ident, passage_tokens, overlap, chunk_docs, fingerprint], sort_keys=True
+    ).encode()
+    return hashlib.sha256(blob).hexdigest()[:24]
+
+
+def _chunk_paths(ckpt: Path, number: int) -> tuple[Path, Path]:
+    return ckpt / f"chunk_{number:07d}.vec.npy", ckpt / f"chunk_{number:07d}.doc.npy"
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as fh:
+        np.save(fh, array)
+    os.replace(tmp, path)
+
+
+def _encode_chunks(
+    docs_factory: DocsFactory, enc: Encoder, ckpt: Path, *, n_docs: int, passage_tokens: int, overlap: int,
+    batch_size: int, chunk_docs: int, progress: bool,
+) -> tuple[list[tuple[Path, Path]], int, int]:
+    """Encodes chunk after chunk, skipping chunks already checkpointed.
+
+    Returns:
+        The (vectors, passage->doc) file pairs in order, the number of chunks reused and the
+        number of documents without passages.
+    """
+    n_chunks = (n_docs + chunk_docs - 1) // chunk_docs
+    done = {number for number in range(n_chunks) if all(p.is_file() for p in _chunk_paths(ckpt, number))}
+    if done:
+        logger.info("dense: resuming, %d of %d chunks already encoded in %s", len(done), n_chunks, ckpt)
+    empty = 0
+    bar = tqdm(total=n_docs, desc="dense: encoding", unit=" docs", disable=not progress)
+    try:
+        texts: list[str] = []
+        owners: list[int] = []
+        for ordinal, doc in enumerate(docs_factory()):
+            number = ordinal // chunk_docs
+            if number in done:
+                if ordinal % chunk_docs == 0:
+                    bar.update(min(chunk_docs, n_docs - ordinal))
+                continue
+            passages = enc.split(doc.text, max_tokens=passage_tokens, overlap=overlap)
+            if not passages:
+                empty += 1
+            texts.extend(passages)
+            owners.extend([ordinal] * len(passages))
+            if ordinal % chunk_docs == chunk_docs - 1 or ordinal == n_docs - 1:
+                vectors = enc.encode(texts, batch_size=batch_size)
+                vec_path, doc_path = _chunk_paths(ckpt, number)
+                _save_npy(doc_path, np.asarray(owners, dtype=np.int32))
+                _save_npy(vec_path, vectors)  # written last: its presence marks the chunk done
+                bar.update(ordinal % chunk_docs + 1)
+                texts, owners = [], []
+        bar.close()
+    except BaseException:
+        bar.close()
+        raise
+    if done:
+        empty += sum(_empty_in_chunk(ckpt, number, chunk_docs, n_docs) for number in done)
+    return [_chunk_paths(ckpt, number) for number in range(n_chunks)], len(done), empty
+
+
+def _empty_in_chunk(ckpt: Path, number: int, chunk_docs: int, n_docs: int) -> int:
+    owners = np.load(_chunk_paths(ckpt, number)[1])
+    size = min(chunk_docs, n_docs - number * chunk_docs)
+    return size - len(np.unique(owners))
+
+
+def _gpus_for(kind: str) -> int:
+    from spacerini.device import faiss_gpus
+
+    return faiss_gpus() if kind in ("flat", "ivf") else 0
+
+
+def _iter_vectors(chunks: Sequence[tuple[Path, Path]]) -> Iterator[np.ndarray]:
+    for vec_path, _ in chunks:
+        vectors = np.load(vec_path)
+        if len(vectors):
+            yield vectors
+
+
+def _build_index(
+    faiss: Any, kind: str, chunks: Sequence[tuple[Path, Path]], *, dim: int, n_passages: int, hnsw_m: int,
+    ef_construction: int, nlist: int | None, progress: bool,
+) -> Any:
+    """Builds a CPU index (on GPU 0 first for flat/IVF when faiss-gpu sees a GPU)."""
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+    else:
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, int(nlist or 1), faiss.METRIC_INNER_PRODUCT)
+        index.own_fields = True
+        quantizer.this.disown()
+    gpu_res = None
+    if _gpus_for(kind) > 0:
+        gpu_res = faiss.StandardGpuResources()
+        index = faiss.index_cpu_to_gpu(gpu_res, 0, index)
+    if kind == "ivf":
+        index.train(_training_sample(chunks, n_passages, want=min(n_passages, max(64 * int(nlist or 1), 10_000))))
+    bar = tqdm(total=n_passages, desc=f"dense: {kind} index", unit=" vec", disable=not progress)
+    for vectors in _iter_vectors(chunks):
+        index.add(vectors)
+        bar.update(len(vectors))
+    bar.close()
+    if gpu_res is not None:
+        index = faiss.index_gpu_to_cpu(index)
+    return index
+
+
+def _training_sample(chunks: Sequence[tuple[Path, Path]], n_passages: int, *, want: int) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    picked = np.sort(rng.choice(n_passages, size=want, replace=False))
+    parts = []
+    start = 0
+    for vec_path, _ in chunks:
+        vectors = np.load(vec_path, mmap_mode="r")
+        stop = start + len(vectors)
+        lo, hi = np.searchsorted(picked, [start, stop])
+        if hi > lo:
+            parts.append(np.asarray(vectors[picked[lo:hi] - start], dtype=np.float32))
+        start = stop
+    return np.ascontiguousarray(np.concatenate(parts))
+
+
+class _faiss_threads:  # noqa: N801 - used as a context manager, like a function
+    def __init__(self, faiss: Any, threads: int) -> None:
+        self._faiss = faiss
+        self._threads = max(1, int(threads))
+        self._old = 0
+
+    def __enter__(self) -> None:
+        self._old = self._faiss.omp_get_max_threads()
+        self._faiss.omp_set_num_threads(self._threads)
+
+    def __exit__(self, *exc: object) -> None:
+        self._faiss.omp_set_num_threads(self._old)
+
+
+# -------------------------------------------------------------------------------------- open
+def open(  # noqa: A001 - the backend contract names it open
+    folder: Path,
+    report: Mapping[str, Any],
+    *,
+    device: str | None = None,
+    nprobe: int | None = None,
+    ef_search: int | None = None,
+) -> DenseSearcher:
+    """Opens the dense index in ``folder``.
+
+    Args:
+        folder: The bundle's ``dense/`` folder.
+        report: The backend's manifest entry (its ``params`` name the encoder and index).
+        device: Torch device for the query encoder; ``None`` picks the best one.
+        nprobe: Override the stored IVF ``nprobe``.
+        ef_search: Override the stored HNSW ``efSearch``.
+
+    Raises:
+        BundleCorruptError: Files are missing or disagree with each other.
+    """
+    return DenseSearcher(Path(folder), report, device=device, nprobe=nprobe, ef_search=ef_search)
+
+
+class DenseSearcher:
+    """Searches a dense index; a document scores as its best passage (cosine similarity).
+
+    The query encoder loads on the first search. Thread-safe for searching.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        report: Mapping[str, Any],
+        *,
+        device: str | None = None,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+    ) -> None:
+        faiss = _import_faiss()
+        params = dict(report.get("params", {}))
+        if not params and (folder / PARAMS_FILE).is_file():
+            params = json.loads((folder / PARAMS_FILE).read_text(encoding="utf-8"))
+        self.params = params
+        self.folder = folder
+        self._device = device
+        try:
+            self._index = faiss.read_index(str(folder / INDEX_FILE))
+            self._passage_doc = np.load(folder / PASSAGE_DOC_FILE)
+            self._ids: list[str] = json.loads((folder / IDS_FILE).read_text(encoding="utf-8"))
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise BundleCorruptError(f"{folder}: cannot read the dense index ({exc}); rebuild the bundle") from exc
+        ntotal = int(self._index.ntotal)
+        if ntotal != len(self._passage_doc):
+            raise BundleCorruptError(
+                f"{folder}: the index holds {ntotal} vectors but {PASSAGE_DOC_FILE} maps {len(self._passage_doc)}; rebuild the bundle"
+            )
+        if ntotal and int(self._passage_doc.max()) >= len(self._ids):
+            raise BundleCorruptError(f"{folder}: {PASSAGE_DOC_FILE} points past {IDS_FILE}; rebuild the bundle")
+        if "dim" in params and int(params["dim"]) != int(self._index.d):
+            raise BundleCorruptError(f"{folder}: index dimension {self._index.d} != manifest dim {params['dim']}")
+        self.kind = params.get("index", "flat")
+        if self.kind == "ivf":
+            faiss.extract_index_ivf(self._index).nprobe = int(nprobe or params.get("nprobe", 32))
+        if self.kind == "hnsw":
+            self._index.hnsw.efSearch = int(ef_search or params.get("ef_search", 128))
+        self._gpu_lock: threading.Lock | None = None
+        self._gpu_res: Any = None
+        if _gpus_for(self.kind) > 0:
+            self._gpu_res = faiss.StandardGpuResources()
+            self._index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self._index)
+            self._gpu_lock = threading.Lock()  # StandardGpuResources is not thread-safe
+        self._encoder: Encoder | None = None
+        self._encoder_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"DenseSearcher({str(self.folder)!r}, index={self.kind!r}, passages={self._index.ntotal})"
+
+    @property
+    def encoder(self) -> Encoder:
+        """The query encoder (loaded on first use)."""
+        with self._encoder_lock:
+            if self._encoder is None:
+                self._encoder = load_encoder(self.params.get("encoder", DEFAULT_ENCODER), device=self._device)
+                if self._encoder.dim != int(self._index.d):
+                    raise BundleCorruptError(
+                        f"{self.folder}: encoder {self._encoder.name!r} gives {self._encoder.dim}-d vectors, "
+                        f"the index holds {self._index.d}-d ones"
+                    )
+            return self._encoder
+
+    def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
+        """Encodes queries into unit vectors with the index's encoder."""
+        return self.encoder.encode(list(queries), batch_size=int(self.params.get("batch_size", 32)))
+
+    def search(self, query: str, k: int = 10, offset: int = 0) -> list[Hit]:
+        """Returns hits ``offset+1 .. offset+k`` (docid, cosine score of the best passage, global rank).
+
+        Raises:
+            QueryError: The query is empty, or k/offset are out of range.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise QueryError("the query is empty: type some words to search for")
+        if k < 1 or offset < 0:
+            raise QueryError(f"need k >= 1 and offset >= 0, got k={k}, offset={offset}")
+        return self.search_vectors(self.encode_queries([query]), offset + k)[0][offset:]
+
+    def batch_search(
+        self, queries: Sequence[tuple[str, str]], *, k: int = 1000, threads: int = 1
+    ) -> dict[str, list[Hit]]:
+        """Searches many ``(qid, text)`` queries; returns ``{qid: hits}``.
+
+        Args:
+            queries: (qid, text) pairs.
+            k: Hits per query.
+            threads: Unused; torch and Faiss use their own thread pools.
+
+        Raises:
+            QueryError: A query is empty or ``k`` is not positive.
+        """
+        del threads
+        if k < 1:
+            raise QueryError(f"k must be >= 1, got {k}")
+        for qid, text in queries:
+            if not isinstance(text, str) or not text.strip():
+                raise QueryError(f"query {qid!r} is empty")
+        if not queries:
+            return {}
+        vectors = self.encode_queries([text for _, text in queries])
+        out: dict[str, list[Hit]] = {}
+        block = 256
+        for start in range(0, len(queries), block):
+            results = self.search_vectors(vectors[start : start + block], k)
+            for (qid, _), hits in zip(queries[start : start + block], results, strict=True):
+                out[qid] = hits
+        return out
+
+    def search_vectors(self, vectors: np.ndarray, n: int) -> list[list[Hit]]:
+        """Returns the top ``n`` documents for each query vector (rows of ``vectors``)."""
+        ntotal = int(self._index.ntotal)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if ntotal == 0 or len(vectors) == 0:
+            return [[] for _ in range(len(vectors))]
+        # Passages of one doc can fill the top of the list, so fetch more until n docs are seen.
+        fetch = min(ntotal, max(2 * n, n + 16))
+        results: list[list[Hit] | None] = [None] * len(vectors)
+        pending = list(range(len(vectors)))
+        while pending:
+            scores, rows = self._faiss_search(vectors[pending], fetch)
+            still = []
+            for i, qi in enumerate(pending):
+                ranked = self._aggregate(scores[i], rows[i], n)
+                if len(ranked) < n and fetch < ntotal:
+                    still.append(qi)
+                else:
+                    results[qi] = ranked
+            pending = still
+            fetch = min(ntotal, fetch * 4)
+        return [r or [] for r in results]
+
+    def _faiss_search(self, vectors: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
+        if self._gpu_lock is not None:
+            with self._gpu_lock:
+                return self._index.search(vectors, fetch)
+        return self._index.search(vectors, fetch)
+
+    def _aggregate(self, scores: np.ndarray, rows: np.ndarray, n: int) -> list[Hit]:
+        best: dict[int, float] = {}
+        for score, row in zip(scores.tolist(), rows.tolist(), strict=True):
+            if row < 0:
+                continue
+            ordinal = int(self._passage_doc[row])
+            if ordinal not in best:
+                best[ordinal] = score
+                if len(best) >= n:
+                    break
+        ordered = sorted(best.items(), key=lambda item: (-item[1], item[0]))
+        return [
+            Hit(docid=self._ids[ordinal], score=round(float(score), 6), rank=rank, backend=NAME)
+            for rank, (ordinal, score) in enumerate(ordered, start=1)
+        ]
+
+    def close(self) -> None:
+        """Drops the reference to the encoder (it stays cached for the process) and GPU resources."""
+        self._encoder = None
+        self._gpu_res = None
+
+    def __enter__(self) -> DenseSearcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
