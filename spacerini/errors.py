@@ -76,6 +76,10 @@ class BundleCorruptError(BundleError, ValueError):
     """The bundle's manifest or files are missing, unreadable or fail their checksums."""
 
 
+class BackendParameterError(BundleError, ValueError):
+    """A backend was given an unknown parameter or a value out of range."""
+
+
 class BackendNotAvailableError(BundleError, LookupError):
     """The bundle was built without the backend asked for, or the backend is unknown."""
 

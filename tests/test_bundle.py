@@ -241,3 +241,13 @@ def test_optout_removes_owner_everywhere(tmp_path: Path) -> None:
     assert b.manifest["backends"]["bloom"]["params"]["width"] == 10  # rebuilt with the same parameters
     assert b.manifest["audit_log"][-1]["removed"] == 2
     assert "Alice" not in (path / MANIFEST).read_text()  # who asked is not recorded
+
+
+def test_unknown_backend_parameter_is_an_error(tmp_path: Path) -> None:
+    from spacerini.errors import BackendParameterError
+
+    for backend in ("exact", "bloom", "owners"):
+        with pytest.raises(BackendParameterError, match="widht"):
+            build_bundle(DATA / "tiny.jsonl", tmp_path / backend, backends=[backend],
+                         backend_params={backend: {"widht": 3}}, progress=False)
+        assert not (tmp_path / backend).exists()

@@ -16,12 +16,13 @@ Backends are registered here by string key and imported only when used.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, runtime_checkable
 
-from spacerini.errors import BackendNotAvailableError
+from spacerini.errors import BackendNotAvailableError, BackendParameterError, BundleCorruptError
 from spacerini.records import BuildReport, Doc, Hit
 
 #: Registry key -> module path. Order is the default build order.
@@ -76,6 +77,28 @@ def get_backend(name: str) -> ModuleType:
         if exc.name == module:
             raise BackendNotAvailableError(f"backend {name!r} is not implemented in this version") from exc
         raise
+
+
+def reject_unknown_params(backend: str, params: Mapping[str, Any]) -> None:
+    """Raises for parameters a backend does not know: a typo must never be silently ignored.
+
+    Raises:
+        BackendParameterError: ``params`` is not empty.
+    """
+    if params:
+        raise BackendParameterError(f"backend {backend!r} has no parameter(s) {', '.join(sorted(params))}")
+
+
+def read_json(folder: Path, name: str, *, what: str) -> Any:
+    """Reads a backend's JSON file, turning a missing or broken file into one clear error.
+
+    Raises:
+        BundleCorruptError: The file is missing or not valid JSON.
+    """
+    try:
+        return json.loads((Path(folder) / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise BundleCorruptError(f"{folder}: cannot read {what} ({name}): {exc}; rebuild the bundle") from exc
 
 
 def iter_batches(docs: Iterable[Doc], size: int) -> Iterator[list[Doc]]:

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from spacerini.backends import DocsFactory
+from spacerini.backends import DocsFactory, read_json, reject_unknown_params
 from spacerini.errors import BundleCorruptError, CorpusError, DependencyMissingError, QueryError
 from spacerini.records import BuildReport
 
@@ -153,7 +153,7 @@ def build(
         width: N-gram length in characters (Data Portraits used 50).
         stride: Distance between stored n-grams; ``None`` means ``width`` (non-overlapping).
         fp_rate: False-positive rate the filter is sized for.
-        **params: Ignored extra parameters.
+        **params: Unknown parameters are an error.
 
     Returns:
         The report; ``params`` holds width, stride, fp_rate, items (n-grams the filter was sized
@@ -170,8 +170,7 @@ def build(
         raise ValueError(f"width and stride must be positive, got width={width} stride={stride}")
     if not 0.0 < fp_rate < 1.0:
         raise ValueError(f"fp_rate must be between 0 and 1, got {fp_rate}")
-    if params:
-        log.debug("bloom: ignoring parameters %s", sorted(params))
+    reject_unknown_params(NAME, params)
     t0 = time.perf_counter()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -231,10 +230,7 @@ class BloomSearcher:
 
     def __init__(self, folder: Path) -> None:
         folder = Path(folder)
-        try:
-            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise BundleCorruptError(f"{folder}: cannot read the bloom sketch's meta.json: {exc}") from exc
+        meta = read_json(folder, "meta.json", what="the bloom sketch's parameters")
         if meta.get("format") != FORMAT_VERSION or meta.get("hash") != HASH_NAME:
             raise BundleCorruptError(
                 f"{folder}: bloom sketch format {meta.get('format')}/{meta.get('hash')} is not "

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from spacerini.backends import DocsFactory
+from spacerini.backends import DocsFactory, read_json, reject_unknown_params
 from spacerini.errors import BundleCorruptError, DocumentTooLargeError, QueryError
 from spacerini.records import BuildReport, Hit
 
@@ -150,7 +150,7 @@ def build(
         threads: Unused (libdivsufsort sorts on one core); accepted for the backend contract.
         progress: Show a progress bar.
         max_shard_bytes: Most bytes of text (separators included) per shard; at most 2 GiB - 1.
-        **params: Ignored extra parameters.
+        **params: Unknown parameters are an error.
 
     Returns:
         The build report; ``params`` holds ``max_shard_bytes``, ``stats`` the byte and shard counts.
@@ -163,8 +163,7 @@ def build(
 
     if not 1 <= max_shard_bytes <= MAX_SHARD_BYTES:
         raise ValueError(f"max_shard_bytes must be in 1..{MAX_SHARD_BYTES}, got {max_shard_bytes}")
-    if params:
-        log.debug("exact: ignoring parameters %s", sorted(params))
+    reject_unknown_params(NAME, params)
     t_start = time.perf_counter()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -351,11 +350,8 @@ class ExactSearcher:
 
     def __init__(self, folder: Path) -> None:
         folder = Path(folder)
-        try:
-            meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-            self.docids: list[str] = json.loads((folder / "docids.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise BundleCorruptError(f"{folder}: cannot read the exact index: {exc}") from exc
+        meta = read_json(folder, "meta.json", what="the exact index's parameters")
+        self.docids: list[str] = read_json(folder, "docids.json", what="the exact index's document ids")
         if meta.get("format") != FORMAT_VERSION or len(self.docids) != meta.get("docs"):
             raise BundleCorruptError(f"{folder}: exact index format or doc count does not match")
         self.shards: list[_Shard] = []

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spacerini.backends import DocsFactory
+from spacerini.backends import DocsFactory, read_json, reject_unknown_params
 from spacerini.errors import BundleCorruptError, QueryError
 from spacerini.records import BuildReport
 
@@ -109,15 +109,14 @@ def build(
         threads: Unused; accepted for the backend contract.
         progress: Show a progress bar.
         optout_instructions: Text shown with every answer, saying how to opt out.
-        **params: Ignored extra parameters.
+        **params: Unknown parameters are an error.
 
     Returns:
         The report; ``stats`` counts owners, repos and docs without an owner.
     """
     from tqdm.auto import tqdm
 
-    if params:
-        log.debug("owners: ignoring parameters %s", sorted(params))
+    reject_unknown_params(NAME, params)
     t0 = time.perf_counter()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -172,10 +171,7 @@ class OwnersSearcher:
 
     def __init__(self, folder: Path) -> None:
         folder = Path(folder)
-        try:
-            data = json.loads((folder / "owners.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise BundleCorruptError(f"{folder}: cannot read owners.json: {exc}") from exc
+        data = read_json(folder, "owners.json", what="the owner index")
         if data.get("format") != FORMAT_VERSION:
             raise BundleCorruptError(f"{folder}: owners.json format {data.get('format')} is not {FORMAT_VERSION}")
         self.optout_instructions: str = data["optout_instructions"]
