@@ -469,6 +469,127 @@ def demo(port: int, host: str, out: str | None, rebuild: bool, build_only: bool)
         serve_app(bundle, host=host, port=port)
 
 
+# ---------------------------------------------------------------------------------- model
+@cli.group()
+def model() -> None:
+    """The bundled StarCoder-style code model: generate, trace, info, train."""
+
+
+@model.command(name="generate")
+@click.argument("prompt")
+@click.option("--suffix", default=None, help="Code after the cursor: fill in the middle (FIM).")
+@click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(1, 4096))
+@click.option("--temperature", default=0.8, show_default=True, type=click.FloatRange(0, 10))
+@click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--seed", default=None, type=int, help="Make sampling deterministic.")
+@click.option("--model", "model_name", default=None, help="A causal LM name (local cache) or path instead of the shipped one.")
+@click.option("--json", "as_json", is_flag=True)
+def model_generate(
+    prompt: str,
+    suffix: str | None,
+    max_new_tokens: int,
+    temperature: float,
+    top_p: float,
+    seed: int | None,
+    model_name: str | None,
+    as_json: bool,
+) -> None:
+    """Continue PROMPT (or infill between PROMPT and --suffix)."""
+    from spacerini.model import generate
+
+    text = generate(
+        prompt,
+        suffix=suffix,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        seed=seed,
+        model=model_name,
+    )
+    if as_json:
+        _echo_json({"prompt": prompt, "suffix": suffix, "completion": text})
+    else:
+        click.echo(prompt + text + (suffix or ""))
+
+
+@model.command(name="info")
+@click.option("--model", "model_name", default=None, help="A causal LM name (local cache) or path.")
+@click.option("--json", "as_json", is_flag=True)
+def model_info_cmd(model_name: str | None, as_json: bool) -> None:
+    """Architecture, parameter count and FIM support of the model."""
+    from spacerini.model import model_info
+
+    info = model_info(model_name)
+    if as_json:
+        _echo_json(info)
+    else:
+        for key, value in info.items():
+            click.echo(f"{key:<14}{value}")
+
+
+@model.command(name="trace")
+@click.argument("bundle")
+@click.argument("source")
+@click.option("--min-len", default=32, show_default=True, type=click.IntRange(1), help="Shortest span reported (characters).")
+@click.option("--json", "as_json", is_flag=True)
+def model_trace(bundle: str, source: str, min_len: int, as_json: bool) -> None:
+    """Trace the code in SOURCE (a file, or - for stdin) back to BUNDLE's documents, with licences."""
+    from dataclasses import asdict
+
+    from spacerini.bundle import open_bundle
+    from spacerini.model import render_trace, trace
+
+    result = trace(open_bundle(bundle), _read_text_arg(source), min_len=min_len)
+    if as_json:
+        _echo_json(asdict(result))
+    else:
+        click.echo(render_trace(result))
+
+
+@model.command(name="train")
+@click.option("--bundle", "bundle_path", required=True, type=click.Path(file_okay=False), help="Bundle to train on.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Model and checkpoint folder.")
+@click.option("--steps", default=1000, show_default=True, type=click.IntRange(1))
+@click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
+@click.option("--seq-len", default=512, show_default=True, type=click.IntRange(16))
+@click.option("--lr", default=1e-3, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--no-resume", is_flag=True, help="Start again instead of resuming from the last checkpoint.")
+@click.option("--time-limit", default=None, type=float, help="Stop (with a checkpoint) after this many seconds.")
+@click.option("--json", "as_json", is_flag=True)
+def model_train(
+    bundle_path: str,
+    out_dir: str,
+    steps: int,
+    batch_size: int,
+    seq_len: int,
+    lr: float,
+    seed: int,
+    no_resume: bool,
+    time_limit: float | None,
+    as_json: bool,
+) -> None:
+    """Train (or resume training) the code model on a bundle's documents, with FIM."""
+    from spacerini.model import train
+
+    report = train(
+        bundle_path,
+        out_dir,
+        steps=steps,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        lr=lr,
+        seed=seed,
+        resume=not no_resume,
+        progress=_progress(),
+        time_limit=time_limit,
+    )
+    if as_json:
+        _echo_json(report)
+    else:
+        click.echo(f"Trained to step {report.get('step', '?')}; model saved in {out_dir}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: usage errors too are one line on stderr with exit status 2."""
     try:
