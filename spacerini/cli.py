@@ -507,7 +507,7 @@ def model_generate(
         model=model_name,
     )
     if as_json:
-        _echo_json({"prompt": prompt, "suffix": suffix, "completion": text})
+        _echo_json({"prompt": prompt, "suffix": suffix, "text": text})
     else:
         click.echo(prompt + text + (suffix or ""))
 
@@ -534,14 +534,12 @@ def model_info_cmd(model_name: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def model_trace(bundle: str, source: str, min_len: int, as_json: bool) -> None:
     """Trace the code in SOURCE (a file, or - for stdin) back to BUNDLE's documents, with licences."""
-    from dataclasses import asdict
-
     from spacerini.bundle import open_bundle
     from spacerini.model import render_trace, trace
 
     result = trace(open_bundle(bundle), _read_text_arg(source), min_len=min_len)
     if as_json:
-        _echo_json(asdict(result))
+        _echo_json(result.to_dict())
     else:
         click.echo(render_trace(result))
 

@@ -98,5 +98,13 @@ class JavaError(SpaceriniError, RuntimeError):
     """The Java runtime that Lucene needs cannot be started."""
 
 
+class ModelError(SpaceriniError, ValueError):
+    """A model cannot be loaded or used as asked (not found offline, no FIM tokens, bad options)."""
+
+
+class TrainingError(SpaceriniError, RuntimeError):
+    """Training cannot start or continue (bad options, unusable checkpoint, no data)."""
+
+
 class EvaluationError(SpaceriniError, ValueError):
     """Queries or qrels for an evaluation are malformed or do not match."""

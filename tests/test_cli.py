@@ -205,3 +205,28 @@ def test_dense_and_hybrid_from_the_cli(tmp_path: Path, capsys) -> None:
     assert set(json.loads(o)) == {"nDCG@10", "AP", "R@100"}
     code, _, err = run(["search", str(tmp_path / "nope"), "x", "--backend", "hybrid"], capsys)
     assert_one_line_error(code, err, "no bundle")
+
+
+def test_model_commands(tmp_path: Path, capsys) -> None:
+    code, out, err = run(["model", "info", "--json"], capsys)
+    assert code == 0, err
+    info = json.loads(out)
+    assert info["model_type"] == "gpt_bigcode" and info["multi_query"] and info["fim_supported"]
+    assert info["parameters"] <= 10_000_000
+    args = ["model", "generate", "def add(a, b):", "--seed", "3", "--max-new-tokens", "8", "--json"]
+    first = run(args, capsys)
+    second = run(args, capsys)
+    assert first[0] == 0 and first[1] == second[1]  # same seed, same text
+    code, out, err = run(["model", "generate", "def f(x):\n", "--suffix", "\n    return y\n", "--seed", "0", "--max-new-tokens", "8", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["suffix"] == "\n    return y\n"
+    # Tracing: a corpus excerpt inside noise is found with its document.
+    out_dir = tmp_path / "b"
+    code, _, err = run(["index", str(DATA / "tiny.jsonl"), "--out", str(out_dir), "--backends", "bm25,exact"], capsys)
+    assert code == 0, err
+    excerpt = "A suffix array is a sorted array of all suffixes of a string"
+    src = _write(tmp_path / "gen.py", f"zq1 xv9 {excerpt} kk2 ww0\n")
+    code, out, err = run(["model", "trace", str(out_dir), str(src), "--json"], capsys)
+    assert code == 0, err
+    spans = json.loads(out)["spans"]
+    assert any(excerpt in s["text"] and s["sources"][0]["docid"] == "d06" for s in spans)

@@ -1,0 +1,461 @@
+"""Training the small StarCoder-style model on a bundle's documents.
+
+Documents stream from the bundle's docstore (a shuffle buffer mixes them, an optional
+``doc_fraction`` samples them), are tokenized, joined with ``<|endoftext|>`` and cut into
+sequences of ``seq_len`` tokens; the FIM transformation (:mod:`spacerini.model.fim`) is applied
+to each document of each sequence. Training uses AdamW with linear warm-up and a cosine decay.
+Every ``checkpoint_every`` steps a checkpoint is written::
+
+    OUT/checkpoints/step-0000200/
+        model.safetensors   weights (safetensors, never pickle)
+        optimizer.pt        optimizer tensors (read back with torch.load(weights_only=True))
+        state.json          step, losses, seed, config
+
+A run started again with ``resume=True`` continues from the last checkpoint: the data stream
+is a function of the seed, so the sequences already seen are skipped and the step counter,
+the learning-rate schedule and the optimizer state continue where they were. The finished
+model (config, weights, tokenizer, generation config) is saved in ``OUT`` itself, in the
+layout that ``AutoModelForCausalLM.from_pretrained(OUT)`` reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from spacerini.model.errors import TrainingError
+from spacerini.model.fim import FimTokens, apply_fim
+from spacerini.model.tokenizer import EOS, FIM_MIDDLE, FIM_PAD, FIM_PREFIX, FIM_SUFFIX
+
+logger = logging.getLogger(__name__)
+
+#: The shipped architecture: GPTBigCode with multi-query attention, ~5M parameters.
+DEFAULT_CONFIG: Mapping[str, Any] = {
+    "n_embd": 256,
+    "n_layer": 4,
+    "n_head": 4,
+    "n_inner": 1024,
+    "n_positions": 512,
+    "multi_query": True,
+    "activation_function": "gelu_pytorch_tanh",
+    "resid_pdrop": 0.0,
+    "embd_pdrop": 0.0,
+    "attn_pdrop": 0.0,
+}
+#: Share of documents held out of training (chosen by a hash of the doc id) for evaluation.
+HELDOUT_FRACTION = 0.01
+CHECKPOINTS = "checkpoints"
+
+
+def _unit_hash(*parts: object) -> float:
+    digest = hashlib.sha1("\x1f".join(map(str, parts)).encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def is_heldout(docid: str, *, fraction: float = HELDOUT_FRACTION) -> bool:
+    """Returns whether ``docid`` belongs to the held-out evaluation documents (a fixed hash split)."""
+    return _unit_hash("heldout", docid) < fraction
+
+
+def iter_training_texts(
+    bundle: Any, *, seed: int, epoch: int = 0, doc_fraction: float = 1.0, shuffle_buffer: int = 256
+) -> Iterator[str]:
+    """Streams the training documents' texts of one epoch, held-out documents left out.
+
+    Args:
+        bundle: An opened bundle.
+        seed: Seed of the sampling and the shuffle.
+        epoch: The epoch (changes the sample and the order).
+        doc_fraction: Keep each document with this probability (a hash of seed, epoch, doc id).
+        shuffle_buffer: Documents held to shuffle the stream locally (1: corpus order).
+
+    Yields:
+        Document texts.
+    """
+    rng = random.Random(f"{seed}:{epoch}")
+    buffer: list[str] = []
+    for doc in bundle.iter_docs():
+        if not doc.text or is_heldout(doc.id):
+            continue
+        if doc_fraction < 1.0 and _unit_hash(seed, epoch, doc.id) >= doc_fraction:
+            continue
+        if len(buffer) < shuffle_buffer:
+            buffer.append(doc.text)
+            continue
+        i = rng.randrange(len(buffer))
+        yield buffer[i]
+        buffer[i] = doc.text
+    rng.shuffle(buffer)
+    yield from buffer
+
+
+def iter_sequences(
+    bundle: Any,
+    tokenizer: Any,
+    *,
+    seq_len: int,
+    seed: int,
+    doc_fraction: float = 1.0,
+    fim_rate: float = 0.5,
+    spm_rate: float = 0.5,
+    shuffle_buffer: int = 256,
+    epochs: int | None = None,
+) -> Iterator[np.ndarray]:
+    """Streams packed, FIM-transformed training sequences of ``seq_len`` tokens.
+
+    The stream depends only on its arguments, so a resumed run can skip what it has seen.
+
+    Args:
+        bundle: An opened bundle.
+        tokenizer: A fast tokenizer with StarCoder's special tokens.
+        seq_len: Tokens per sequence.
+        seed: Seed of sampling, order and FIM.
+        doc_fraction: Share of documents used per epoch.
+        fim_rate: FIM probability per document.
+        spm_rate: SPM probability given FIM.
+        shuffle_buffer: Documents held for shuffling.
+        epochs: Stop after this many passes (None: never stop).
+
+    Yields:
+        int64 arrays of length ``seq_len``.
+
+    Raises:
+        TrainingError: An epoch yields no tokens (empty bundle or everything held out).
+    """
+    backend = tokenizer.backend_tokenizer
+    vocab = tokenizer.get_vocab()
+    fim = FimTokens(vocab[FIM_PREFIX], vocab[FIM_MIDDLE], vocab[FIM_SUFFIX], vocab[FIM_PAD], vocab[EOS])
+
+    def encode(text: str) -> list[int]:
+        return backend.encode(text, add_special_tokens=False).ids
+
+    def decode(ids: Any) -> str:
+        return backend.decode(ids, skip_special_tokens=False)
+
+    rng = np.random.default_rng(seed)
+    buf: list[int] = []
+    epoch = 0
+    while epochs is None or epoch < epochs:
+        produced = False
+        batch: list[str] = []
+        texts = iter_training_texts(bundle, seed=seed, epoch=epoch, doc_fraction=doc_fraction, shuffle_buffer=shuffle_buffer)
+        for text in texts:
+            batch.append(text)
+            if len(batch) < 16:
+                continue
+            for enc in backend.encode_batch(batch, add_special_tokens=False):
+                buf.extend(enc.ids)
+                buf.append(fim.eod)
+            batch = []
+            while len(buf) >= seq_len:
+                produced = True
+                seq = np.asarray(buf[:seq_len], dtype=np.int64)
+                del buf[:seq_len]
+                yield apply_fim(seq, rng, encode=encode, decode=decode, tokens=fim, fim_rate=fim_rate, spm_rate=spm_rate)
+        for enc in backend.encode_batch(batch, add_special_tokens=False):
+            buf.extend(enc.ids)
+            buf.append(fim.eod)
+        while len(buf) >= seq_len:
+            produced = True
+            seq = np.asarray(buf[:seq_len], dtype=np.int64)
+            del buf[:seq_len]
+            yield apply_fim(seq, rng, encode=encode, decode=decode, tokens=fim, fim_rate=fim_rate, spm_rate=spm_rate)
+        if not produced and not buf:
+            raise TrainingError("the bundle yields no training tokens (is it empty, or is every document held out?)")
+        epoch += 1
+
+
+def lr_at(step: int, *, lr: float, steps: int, warmup_steps: int, min_lr_ratio: float = 0.1) -> float:
+    """The learning rate at ``step`` (0-based): linear warm-up, then cosine decay to ``min_lr_ratio * lr``."""
+    if warmup_steps > 0 and step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    span = max(1, steps - warmup_steps)
+    progress = min(1.0, (step - warmup_steps) / span)
+    return lr * (min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def _texts_for_tokenizer(bundle: Any, *, seed: int, max_bytes: int) -> Iterator[str]:
+    total = 0
+    for doc in bundle.iter_docs():
+        if not doc.text or is_heldout(doc.id):
+            continue
+        # Spread the sample over the whole corpus rather than its first packages.
+        if _unit_hash("tok", seed, doc.id) >= 0.5:
+            continue
+        yield doc.text
+        total += len(doc.text)
+        if total >= max_bytes:
+            return
+
+
+def _load_or_train_tokenizer(bundle: Any, out: Path, *, vocab_size: int, seq_len: int, seed: int, max_bytes: int) -> Any:
+    from transformers import AutoTokenizer
+
+    from spacerini.model.tokenizer import save_tokenizer, train_tokenizer
+
+    if (out / "tokenizer.json").is_file():
+        logger.info("using the tokenizer in %s", out)
+        return AutoTokenizer.from_pretrained(str(out), local_files_only=True)
+    t0 = time.perf_counter()
+    tok = train_tokenizer(_texts_for_tokenizer(bundle, seed=seed, max_bytes=max_bytes), vocab_size=vocab_size, max_length=seq_len)
+    logger.info("trained a %d-token BPE tokenizer in %.1f s", len(tok), time.perf_counter() - t0)
+    save_tokenizer(tok, out)
+    return tok
+
+
+def _checkpoints(out: Path) -> list[Path]:
+    folder = out / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if p.name.startswith("step-") and (p / "state.json").is_file())
+
+
+def _save_checkpoint(out: Path, model: Any, optimizer: Any, state: dict[str, Any], *, keep: int) -> Path:
+    import torch
+    from safetensors.torch import save_model
+
+    folder = out / CHECKPOINTS / f"step-{state['step']:07d}"
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_model(model, str(tmp / "model.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps(state, indent=1), encoding="utf-8")
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(tmp, folder)
+    for old in _checkpoints(out)[:-keep] if keep > 0 else []:
+        shutil.rmtree(old, ignore_errors=True)
+    logger.info("checkpoint at step %d: %s", state["step"], folder)
+    return folder
+
+
+def _load_checkpoint(folder: Path, model: Any, optimizer: Any, device: Any) -> dict[str, Any]:
+    import torch
+    from safetensors.torch import load_model
+
+    try:
+        state = json.loads((folder / "state.json").read_text(encoding="utf-8"))
+        load_model(model, str(folder / "model.safetensors"), device=str(device))
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", map_location=device, weights_only=True))
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise TrainingError(f"{folder}: cannot resume from this checkpoint ({exc}); remove it or pass resume=False") from exc
+    return state
+
+
+def build_model(tokenizer: Any, *, config: Mapping[str, Any] | None = None, seq_len: int = 512) -> Any:
+    """Returns a freshly initialised ``GPTBigCodeForCausalLM`` for ``tokenizer``.
+
+    Args:
+        tokenizer: The tokenizer (its size sets the vocabulary).
+        config: Overrides of :data:`DEFAULT_CONFIG`.
+        seq_len: Training context; ``n_positions`` is raised to it when smaller.
+    """
+    from transformers import GPTBigCodeConfig, GPTBigCodeForCausalLM
+
+    options = {**DEFAULT_CONFIG, **(config or {})}
+    options["n_positions"] = max(int(options["n_positions"]), seq_len)
+    eos = tokenizer.convert_tokens_to_ids(EOS)
+    cfg = GPTBigCodeConfig(vocab_size=len(tokenizer), bos_token_id=eos, eos_token_id=eos, **options)
+    return GPTBigCodeForCausalLM(cfg)
+
+
+def train(
+    bundle_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    steps: int = 1000,
+    batch_size: int = 8,
+    seq_len: int = 512,
+    lr: float = 1e-3,
+    seed: int = 0,
+    resume: bool = True,
+    progress: bool = True,
+    warmup_steps: int | None = None,
+    weight_decay: float = 0.1,
+    grad_clip: float = 1.0,
+    fim_rate: float = 0.5,
+    spm_rate: float = 0.5,
+    doc_fraction: float = 1.0,
+    vocab_size: int = 8192,
+    tokenizer_max_bytes: int = 20_000_000,
+    config: Mapping[str, Any] | None = None,
+    checkpoint_every: int = 200,
+    keep_checkpoints: int = 2,
+    device: str | None = None,
+    threads: int | None = None,
+    time_limit: float | None = None,
+) -> dict[str, Any]:
+    """Trains (or continues training) the StarCoder-style model on a bundle.
+
+    Args:
+        bundle_path: The bundle whose documents are the training data.
+        out_dir: Where the tokenizer, checkpoints and the finished model go.
+        steps: Total optimizer steps (a resumed run counts the steps already done).
+        batch_size: Sequences per step.
+        seq_len: Tokens per sequence (the context trained on).
+        lr: Peak learning rate.
+        seed: Seed of initialisation, data order and FIM.
+        resume: Continue from the last checkpoint in ``out_dir`` when there is one.
+        progress: Show a progress bar.
+        warmup_steps: Linear warm-up steps (default: 5% of ``steps``).
+        weight_decay: AdamW weight decay of the matrices (not of biases, norms or embeddings).
+        grad_clip: Gradient-norm clip.
+        fim_rate: FIM probability per document.
+        spm_rate: SPM probability given FIM.
+        doc_fraction: Share of documents used per epoch (samples a large corpus).
+        vocab_size: Vocabulary of a newly trained tokenizer.
+        tokenizer_max_bytes: Characters of text the tokenizer is trained on.
+        config: Overrides of :data:`DEFAULT_CONFIG` (``n_embd``, ``n_layer``, ...).
+        checkpoint_every: Steps between checkpoints (the last step always gets one).
+        keep_checkpoints: Checkpoints kept (older ones are removed).
+        device: Torch device (default: :func:`spacerini.model.device.choose_device`).
+        threads: CPU threads for torch (default: torch's own).
+        time_limit: Stop (with a checkpoint) after this many seconds of training.
+
+    Returns:
+        A JSON-serialisable report: steps, tokens, losses, seconds, tokens/s, parameters, device.
+
+    Raises:
+        TrainingError: Bad options, no data or an unusable checkpoint.
+        BundleNotFoundError: No bundle at ``bundle_path``.
+    """
+    import torch
+    from tqdm.auto import tqdm
+    from transformers import GenerationConfig
+
+    from spacerini.bundle import open_bundle
+    from spacerini.model.device import choose_device
+
+    if steps < 1 or batch_size < 1 or seq_len < 8 or lr <= 0 or checkpoint_every < 1:
+        raise TrainingError("steps, batch_size and checkpoint_every must be >= 1, seq_len >= 8 and lr > 0")
+    if not (0 <= fim_rate <= 1 and 0 <= spm_rate <= 1 and 0 < doc_fraction <= 1):
+        raise TrainingError("fim_rate and spm_rate must be in [0, 1] and doc_fraction in (0, 1]")
+    bundle = open_bundle(bundle_path)
+    if threads:
+        torch.set_num_threads(threads)
+    dev = choose_device(device)
+    out = Path(out_dir).expanduser()
+    out.mkdir(parents=True, exist_ok=True)
+    warmup = max(1, steps // 20) if warmup_steps is None else warmup_steps
+
+    torch.manual_seed(seed)
+    tokenizer = _load_or_train_tokenizer(bundle, out, vocab_size=vocab_size, seq_len=seq_len, seed=seed, max_bytes=tokenizer_max_bytes)
+    model = build_model(tokenizer, config=config, seq_len=seq_len).to(dev)
+    n_params = sum(p.numel() for p in model.parameters())
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "wte" not in n and "wpe" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "wte" not in n and "wpe" not in n)]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=lr,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+    )
+
+    start_step, losses, resumed_from = 0, [], None
+    previous = _checkpoints(out) if resume else []
+    if previous:
+        state = _load_checkpoint(previous[-1], model, optimizer, dev)
+        if state.get("seed") != seed or state.get("batch_size") != batch_size or state.get("seq_len") != seq_len:
+            raise TrainingError(
+                f"{previous[-1]}: the checkpoint was trained with seed/batch_size/seq_len "
+                f"{state.get('seed')}/{state.get('batch_size')}/{state.get('seq_len')}; resume with the same values or resume=False"
+            )
+        start_step, losses, resumed_from = int(state["step"]), list(state.get("losses", [])), str(previous[-1])
+        logger.info("resuming from %s at step %d", previous[-1], start_step)
+    elif not resume and (out / CHECKPOINTS).is_dir():
+        shutil.rmtree(out / CHECKPOINTS)
+
+    stream = iter_sequences(
+        bundle, tokenizer, seq_len=seq_len, seed=seed, doc_fraction=doc_fraction, fim_rate=fim_rate, spm_rate=spm_rate
+    )
+    for _ in range(start_step * batch_size):  # the sequences a resumed run has already seen
+        next(stream)
+    pad_id = tokenizer.convert_tokens_to_ids(FIM_PAD)
+    use_amp = dev.type == "cuda"
+    model.train()
+    bar = tqdm(total=steps, initial=start_step, desc="train", unit="step", disable=not progress)
+    t0 = time.perf_counter()
+    step = start_step
+    state: dict[str, Any] = {}
+    last_ckpt = resumed_from
+    tokens_this_run = 0
+    while step < steps:
+        batch = torch.from_numpy(np.stack([next(stream) for _ in range(batch_size)])).to(dev)
+        labels = batch.masked_fill(batch == pad_id, -100)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, lr=lr, steps=steps, warmup_steps=warmup)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+            loss = model(input_ids=batch, labels=labels).loss
+        if not torch.isfinite(loss):
+            raise TrainingError(f"loss became {loss.item()} at step {step + 1}: lower the learning rate")
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        tokens_this_run += batch.numel()
+        losses.append(round(float(loss.item()), 4))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+        out_of_time = time_limit is not None and time.perf_counter() - t0 >= time_limit
+        if step % checkpoint_every == 0 or step == steps or out_of_time:
+            state = {
+                "step": step,
+                "steps": steps,
+                "seed": seed,
+                "batch_size": batch_size,
+                "seq_len": seq_len,
+                "lr": lr,
+                "losses": losses,
+                "config": model.config.to_diff_dict() if hasattr(model.config, "to_diff_dict") else {},
+            }
+            last_ckpt = str(_save_checkpoint(out, model, optimizer, state, keep=keep_checkpoints))
+        if out_of_time:
+            logger.warning("stopping at step %d: time limit of %.0f s reached", step, time_limit)
+            break
+    bar.close()
+    seconds = time.perf_counter() - t0
+
+    model.eval()
+    model.save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    eos = tokenizer.convert_tokens_to_ids(EOS)
+    GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos).save_pretrained(str(out))
+    tail = losses[-50:]
+    report = {
+        "bundle": str(bundle.path),
+        "out_dir": str(out),
+        "start_step": start_step,
+        "steps": step,
+        "batch_size": batch_size,
+        "seq_len": seq_len,
+        "lr": lr,
+        "seed": seed,
+        "fim_rate": fim_rate,
+        "spm_rate": spm_rate,
+        "doc_fraction": doc_fraction,
+        "tokens_this_run": tokens_this_run,
+        "tokens_total": step * batch_size * seq_len,
+        "seconds": round(seconds, 2),
+        "tokens_per_second": round(tokens_this_run / seconds, 1) if seconds > 0 else None,
+        "final_loss": losses[-1] if losses else None,
+        "mean_loss_last_50": round(sum(tail) / len(tail), 4) if tail else None,
+        "parameters": n_params,
+        "device": str(dev),
+        "resumed_from": resumed_from,
+        "checkpoint": last_ckpt,
+    }
+    (out / "training_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    logger.info("trained to step %d in %.1f s (loss %.3f)", step, seconds, report["final_loss"] or float("nan"))
+    return report

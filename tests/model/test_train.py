@@ -1,0 +1,86 @@
+"""A tiny training run: checkpoints, resume, and the saved model loads with transformers."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from spacerini.model.errors import TrainingError
+from spacerini.model.training import is_heldout, iter_sequences, lr_at, train
+
+TINY = {"n_embd": 32, "n_layer": 1, "n_head": 2, "n_inner": 64, "n_positions": 64}
+OPTIONS = dict(batch_size=2, seq_len=32, lr=3e-3, seed=7, progress=False, config=TINY, vocab_size=400,
+               checkpoint_every=2, threads=1, warmup_steps=1)
+
+
+def test_lr_schedule_warms_up_then_decays_by_cosine() -> None:
+    lrs = [lr_at(s, lr=1.0, steps=100, warmup_steps=10) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert lrs[10] == pytest.approx(1.0)
+    assert lrs[55] == pytest.approx(0.1 + 0.9 * 0.5, abs=1e-9)  # half-way through the decay
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:], strict=False))
+    assert lrs[-1] == pytest.approx(0.1, abs=0.01)
+
+
+def test_sequences_have_the_length_and_are_reproducible(tiny_bundle, tiny_tokenizer) -> None:
+    a = iter_sequences(tiny_bundle, tiny_tokenizer, seq_len=32, seed=1)
+    b = iter_sequences(tiny_bundle, tiny_tokenizer, seq_len=32, seed=1)
+    first = [next(a).tolist() for _ in range(40)]
+    assert first == [next(b).tolist() for _ in range(40)]
+    assert {len(s) for s in first} == {32}
+    # Without FIM the stream is the corpus text itself, documents ended by <|endoftext|>.
+    plain = iter_sequences(tiny_bundle, tiny_tokenizer, seq_len=32, seed=1, fim_rate=0.0, epochs=1, shuffle_buffer=1)
+    text = tiny_tokenizer.decode([t for s in plain for t in s.tolist()])
+    docs = [d.text for d in tiny_bundle.iter_docs() if not is_heldout(d.id)]
+    assert text == "<|endoftext|>".join(docs)[: len(text)]
+
+
+def test_train_checkpoints_and_resumes(tiny_bundle, tmp_path) -> None:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "run"
+    # time_limit=0 stops (with a checkpoint) after the first step, like an interrupted run.
+    first = train(tiny_bundle.path, out, steps=5, time_limit=0.0, **OPTIONS)
+    assert first["steps"] == 1 and first["start_step"] == 0 and first["resumed_from"] is None
+    assert math.isfinite(first["final_loss"])
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000001"]
+    assert {p.name for p in (out / "checkpoints" / "step-0000001").iterdir()} == {
+        "model.safetensors", "optimizer.pt", "state.json"
+    }
+    second = train(tiny_bundle.path, out, steps=5, **OPTIONS)
+    assert second["start_step"] == 1 and second["steps"] == 5
+    assert second["resumed_from"].endswith("step-0000001")
+    # Every 2 steps and at the end; only the last two are kept.
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000004", "step-0000005"]
+    state = json.loads((out / "checkpoints" / "step-0000005" / "state.json").read_text())
+    assert state["step"] == 5 and len(state["losses"]) == 5
+    assert all(math.isfinite(x) for x in state["losses"])
+
+    # One uninterrupted run of 5 steps has the same losses and weights as 1 + 4 resumed steps.
+    straight = train(tiny_bundle.path, tmp_path / "straight", steps=5, **OPTIONS)
+    straight_state = json.loads((tmp_path / "straight" / "checkpoints" / "step-0000005" / "state.json").read_text())
+    assert straight_state["losses"] == pytest.approx(state["losses"], rel=1e-4)
+    assert straight["final_loss"] == pytest.approx(second["final_loss"], rel=1e-4)
+    model = AutoModelForCausalLM.from_pretrained(out, local_files_only=True)
+    again = AutoModelForCausalLM.from_pretrained(tmp_path / "straight", local_files_only=True)
+    for (name, p), (_, q) in zip(model.state_dict().items(), again.state_dict().items(), strict=True):
+        assert p.shape == q.shape and (p - q).abs().max().item() < 1e-4, name
+    assert model.config.model_type == "gpt_bigcode" and model.config.multi_query
+    tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    assert tok.convert_tokens_to_ids("<fim_middle>") == 2 and tok.eos_token == "<|endoftext|>"
+
+
+def test_resume_with_other_settings_is_refused(tiny_bundle, tmp_path) -> None:
+    out = tmp_path / "run"
+    train(tiny_bundle.path, out, steps=2, **OPTIONS)
+    with pytest.raises(TrainingError, match="seed"):
+        train(tiny_bundle.path, out, steps=4, **{**OPTIONS, "seed": 8})
+
+
+def test_bad_options_are_refused(tiny_bundle, tmp_path) -> None:
+    with pytest.raises(TrainingError):
+        train(tiny_bundle.path, tmp_path / "x", steps=0, **OPTIONS)
+    with pytest.raises(TrainingError):
+        train(tiny_bundle.path, tmp_path / "x", steps=2, fim_rate=1.5, **OPTIONS)
