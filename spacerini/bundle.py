@@ -350,7 +350,7 @@ def open_bundle(path: str | os.PathLike[str], *, verify: bool = False) -> Bundle
     """Opens and validates a bundle.
 
     Args:
-        path: The bundle folder.
+        path: The bundle folder, or ``hf:OWNER/NAME`` for a bundle pushed to a dataset repo.
         verify: Also check every file's SHA-256 (slow on big bundles); sizes are always checked.
 
     Raises:
@@ -358,6 +358,10 @@ def open_bundle(path: str | os.PathLike[str], *, verify: bool = False) -> Bundle
         BundleCorruptError: The manifest is unreadable, from a newer format, or files are
             missing, truncated or (with ``verify``) altered.
     """
+    if str(path).startswith("hf:"):
+        from spacerini.deploy import resolve_hf_bundle
+
+        path = resolve_hf_bundle(str(path))
     root = Path(path).expanduser()
     if not root.exists():
         _recover_interrupted_swap(root)

@@ -444,12 +444,64 @@ def info(bundle: str, verify: bool) -> None:
 @click.argument("bundle")
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True)
-def serve(bundle: str, port: int, host: str) -> None:
-    """Serve BUNDLE as a search page at http://HOST:PORT."""
+@click.option("--no-redact", is_flag=True, help="Show PII as stored (it is redacted on display by default).")
+@click.option("--flags", "flags_path", default=None, type=click.Path(dir_okay=False), help="JSONL file for flagged results.")
+def serve(bundle: str, port: int, host: str, no_redact: bool, flags_path: str | None) -> None:
+    """Serve BUNDLE as a search app at http://HOST:PORT."""
     from spacerini.app import serve as serve_app
     from spacerini.bundle import open_bundle
 
-    serve_app(open_bundle(bundle), host=host, port=port)
+    serve_app(open_bundle(bundle), host=host, port=port, redact_pii=not no_redact, flags_path=flags_path)
+
+
+@cli.command()
+@click.argument("bundle")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Space folder to write.")
+@click.option("--title", default=None)
+@click.option("--emoji", default="🔎", show_default=True)
+@click.option("--bundle-repo", default=None, help="Dataset repo OWNER/NAME the Space downloads the bundle from.")
+@click.option("--no-redact", is_flag=True, help="Do not redact PII on display in the Space.")
+@click.option("--force", is_flag=True, help="Replace an existing Space folder.")
+def space(bundle: str, out: str, title: str | None, emoji: str, bundle_repo: str | None, no_redact: bool, force: bool) -> None:
+    """Render a ready Hugging Face Space folder (README front matter, app.py, requirements) for BUNDLE."""
+    from spacerini.deploy import render_space
+
+    path = render_space(
+        bundle, out, title=title, emoji=emoji, bundle_repo=bundle_repo, redact_pii=not no_redact, overwrite=force
+    )
+    click.echo(f"Space folder written to {path}")
+
+
+@cli.command()
+@click.argument("bundle")
+@click.option("--space", "space_id", required=True, help="OWNER/NAME of the Space to create or update.")
+@click.option("--private", is_flag=True)
+def deploy(bundle: str, space_id: str, private: bool) -> None:
+    """Create (or update) a Hugging Face Space serving BUNDLE (token from HF_TOKEN or `hf auth login`)."""
+    from spacerini.deploy import deploy as deploy_space
+
+    click.echo(deploy_space(bundle, space_id, private=private))
+
+
+@cli.command()
+@click.argument("bundle")
+@click.option("--repo", "repo_id", required=True, help="Dataset repo OWNER/NAME.")
+@click.option("--private", is_flag=True)
+def push(bundle: str, repo_id: str, private: bool) -> None:
+    """Upload BUNDLE as a dataset repo; open it anywhere with open_bundle("hf:OWNER/NAME")."""
+    from spacerini.deploy import push as push_bundle
+
+    click.echo(push_bundle(bundle, repo_id, private=private))
+
+
+@cli.command()
+@click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--host", default="127.0.0.1", show_default=True)
+def builder(port: int, host: str) -> None:
+    """A no-code page: pick a dataset or upload a file, build a bundle, try it, download or deploy a Space."""
+    from spacerini.app.builder import serve_builder
+
+    serve_builder(host=host, port=port)
 
 
 @cli.command()

