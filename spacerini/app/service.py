@@ -18,6 +18,7 @@ from typing import Any
 from spacerini.app.flags import FlagStore, default_flags_path
 from spacerini.app.render import redact_snippet, redact_value
 from spacerini.errors import BackendNotAvailableError, QueryError
+from spacerini.model.tracing import union_length
 
 logger = logging.getLogger(__name__)
 
@@ -212,7 +213,7 @@ class AppService:
                 span["sources"] = [src for x in inside for src in x["sources"]][:5]
                 span["count"] = max((x["count"] for x in inside), default=0)
         else:
-            covered = _union([(s["start"], s["end"]) for s in result["exact_spans"]])
+            covered = union_length([(s["start"], s["end"]) for s in result["exact_spans"]])
             result.update(method="exact", coverage=covered / len(text), spans=result["exact_spans"])
         return result
 
@@ -294,12 +295,3 @@ def _top(counter: Counter[str]) -> list[list[Any]]:
     return head
 
 
-def _union(intervals: list[tuple[int, int]]) -> int:
-    total, cur_s, cur_e = 0, -1, -1
-    for s, e in sorted(intervals):
-        if s > cur_e:
-            total += max(0, cur_e - cur_s)
-            cur_s, cur_e = s, e
-        else:
-            cur_e = max(cur_e, e)
-    return total + max(0, cur_e - cur_s)

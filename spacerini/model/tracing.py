@@ -103,7 +103,8 @@ def _source(bundle: Any, docid: str) -> Source:
     )
 
 
-def _union_length(intervals: list[tuple[int, int]]) -> int:
+def union_length(intervals: list[tuple[int, int]]) -> int:
+    """Number of positions covered by the union of half-open ``(start, end)`` intervals."""
     total, cur_s, cur_e = 0, -1, -1
     for s, e in sorted(intervals):
         if s > cur_e:
@@ -166,7 +167,7 @@ def trace(
     if bloom and "bloom" in bundle.backends:
         member = bundle.searcher("bloom").member(text)
         bloom_coverage, bloom_spans = member.coverage, tuple(tuple(s) for s in member.spans)
-    covered = _union_length([(s.start, s.end) for s in spans])
+    covered = union_length([(s.start, s.end) for s in spans])
     return TraceResult(
         chars=len(text),
         spans=tuple(spans),
