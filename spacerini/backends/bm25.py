@@ -104,6 +104,8 @@ _R = TypeVar("_R")
 _JAVA_TRIM = "".join(chr(c) for c in range(33))
 
 _WORD = re.compile(r"\w+")
+#: Characters of a long document scanned for a snippet (around the first possible match).
+SNIPPET_SCAN_CHARS = 20_000
 _PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_A-Za-z]+")
 
 
@@ -658,14 +660,32 @@ class BM25Searcher:
             width: Target window size in characters.
         """
         qterms = set(self.analyze(query)) if query and query.strip() else set()
-        spans = [(m.start(), m.end()) for m in _WORD.finditer(text)]
         matched: list[tuple[int, int]] = []
-        if qterms and spans:
-            words = sorted({text[s:e] for s, e in spans})
-            terms_of = self._analyze_words(words)
-            hit_words = {w for w in words if not qterms.isdisjoint(terms_of.get(w, ()))}
-            matched = [(s, e) for s, e in spans if text[s:e] in hit_words]
-        return _render_snippet(text, matched, width)
+        base = 0
+        if len(text) > SNIPPET_SCAN_CHARS and qterms:
+            # Long documents: look for the window only near the first place a query term could
+            # match, so a snippet's cost stays bounded whatever the document's size.
+            first = re.search("|".join(re.escape(t[:2]) for t in qterms), text, re.IGNORECASE)
+            base = max(0, (first.start() if first else 0) - SNIPPET_SCAN_CHARS // 4)
+            text = text[base : base + SNIPPET_SCAN_CHARS]
+        if qterms:
+            words = set(_WORD.findall(text))  # distinct words, found in C
+            if not self._pretokenized:
+                # Only words that could analyze to a query term go through the JVM: analysis
+                # lowercases and stems suffixes, so a term's first two characters appear in any
+                # word it comes from.
+                keys = {t[:2] for t in qterms}
+                words = {w for w in words if any(k in w.lower() for k in keys)}
+            terms_of = self._analyze_words(sorted(words))
+            hit_words = [w for w in words if not qterms.isdisjoint(terms_of.get(w, ()))]
+            if hit_words:
+                alternatives = "|".join(map(re.escape, sorted(hit_words, key=len, reverse=True)))
+                whole_words = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+                matched = [(m.start(), m.end()) for m in whole_words.finditer(text)]
+        snippet = _render_snippet(text, matched, width)
+        if base and not snippet.startswith("…"):
+            snippet = "…" + snippet
+        return snippet
 
     def _analyze_words(self, words: list[str]) -> dict[str, list[str]]:
         if self._pretokenized:

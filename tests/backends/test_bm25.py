@@ -401,3 +401,12 @@ def test_unknown_language_is_rejected(tmp_path):
 
 def test_idf_sanity():
     assert math.isclose(float(idf(1, 204)), math.log(1 + 203.5 / 1.5), rel_tol=1e-6)
+
+
+def test_snippet_of_a_long_document_is_bounded_and_highlights(built) -> None:
+    _, _, searcher = built
+    filler = "lorem ipsum dolor sit amet " * 4000  # ~108k characters before the match
+    text = filler + "the ranking functions are ranked here " + filler
+    snippet = searcher.snippet("ranking", text)
+    assert "<mark>ranking</mark>" in snippet and "<mark>ranked</mark>" in snippet
+    assert snippet.startswith("…") and len(snippet) < 1_000
