@@ -244,8 +244,8 @@ class _Shard:
         if len(self.starts) != docs or self.n != len(self.text):
             raise BundleCorruptError(f"{path}: shard sizes do not match its suffix array or doc table")
 
-    def range(self, pat: bytes) -> tuple[int, int]:
-        """Returns ``[lo, hi)``: the suffix-array rows whose suffixes start with ``pat``."""
+    def _lower_bound(self, pat: bytes) -> int:
+        """Returns the first suffix-array row whose suffix is not below ``pat``."""
         text, sa, m = self.text, self.sa, len(pat)
         lo, hi = 0, self.n
         while lo < hi:
@@ -255,7 +255,12 @@ class _Shard:
                 lo = mid + 1
             else:
                 hi = mid
-        first = lo
+        return lo
+
+    def range(self, pat: bytes) -> tuple[int, int]:
+        """Returns ``[lo, hi)``: the suffix-array rows whose suffixes start with ``pat``."""
+        text, sa, m = self.text, self.sa, len(pat)
+        first = lo = self._lower_bound(pat)
         hi = self.n
         while lo < hi:
             mid = (lo + hi) >> 1
@@ -268,19 +273,11 @@ class _Shard:
 
     def contains(self, pat: bytes) -> bool:
         """Returns whether ``pat`` occurs in the shard (one binary search)."""
-        text, sa, m = self.text, self.sa, len(pat)
-        lo, hi = 0, self.n
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            p = sa[mid]
-            if text[p : p + m] < pat:
-                lo = mid + 1
-            else:
-                hi = mid
+        lo = self._lower_bound(pat)
         if lo == self.n:
             return False
-        p = sa[lo]
-        return text[p : p + m] == pat
+        p = self.sa[lo]
+        return self.text[p : p + len(pat)] == pat
 
     def positions(self, pat: bytes) -> np.ndarray:
         """Returns the sorted byte positions of ``pat`` in the shard."""
