@@ -283,26 +283,15 @@ def _as_docs(
 
     if isinstance(source, Corpus):
         return source, source.describe()
-    if isinstance(source, (str, os.PathLike)) or _is_hf_dataset(source):
-        corpus = load_corpus(source, format=format, id_field=id_field, fields=fields, progress=progress)
-        return corpus, corpus.describe()
-    # An iterable of Doc (or dicts) from Python.
+    # A path, an hf: spec, a datasets object, or an iterable of Doc/dicts from Python.
     corpus = load_corpus(source, format=format, id_field=id_field, fields=fields, progress=progress)
     return corpus, corpus.describe()
-
-
-def _is_hf_dataset(obj: Any) -> bool:
-    return type(obj).__module__.startswith("datasets.")
 
 
 def _checksums(folder: Path) -> dict[str, dict[str, Any]]:
     sums: dict[str, dict[str, Any]] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        h = hashlib.sha256()
-        with path.open("rb") as fh:
-            for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                h.update(chunk)
-        sums[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": h.hexdigest()}
+        sums[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": _checksums_of(path)}
     return sums
 
 
