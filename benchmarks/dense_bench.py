@@ -2,252 +2,198 @@
 
 Measured in the same run:
 
-* **Encoding.** ``spacerini.backends.dense.build`` (split, encode, checkpoint, flat index) vs
-  plain sentence-transformers ``model.encode`` with the same model (the packaged
-  all-MiniLM-L6-v2) and batch size, on the same texts. The texts are code functions of at most
-  254 tokens, so each is one passage and both sides do the same model work (goal: ratio >= 1.0).
-  The docs/s of the whole code corpus (long functions split into passages) is reported as well.
-* **ANN.** 100k clustered synthetic 384-d unit vectors (a 1,000-component Gaussian mixture in a
-  48-d latent space, randomly projected to 384-d plus isotropic noise, so neighbourhoods overlap
-  as in real embeddings rather than being trivially separable): recall@10 of HNSW (the ``auto``
-  choice above 50k passages; sweep of ``efSearch``) and IVF (sweep of ``nprobe``; skip with
-  ``--no-ivf``) against exact flat search, and QPS ratio against flat. Goal: recall >= 0.95 at
-  >= 5x flat QPS. Every index searches the same 1,000 queries as one batch (flat's best case:
-  one BLAS matrix product); ``single_query_qps`` also times 200 queries one at a time, as the
-  app sends them.
-* **Retrieval quality.** A CodeSearchNet-style collection built from the Python standard library
-  on this machine: each document is one function's source *with its docstring removed*, and
-  each query is the first sentence of that docstring, with the function as its only relevant
-  document. It is public, packaged with every Python, needs no network, and the qrels come
-  mechanically from the source; removing the docstring keeps the task from being a trivial
-  string match, as CodeSearchNet does. nDCG@10 (ir-measures) of bm25 (``analyzer="code"``),
-  dense, and hybrid (RRF and weighted). The bm25 parts are skipped, with the reason printed, if
-  the bm25 backend cannot run here.
+* **Encoding** (``--parts encoding``). ``spacerini.backends.dense.build`` end to end (split,
+  encode, checkpoint, flat index) on ``--encode-docs`` standard-library functions of every
+  length, against plain sentence-transformers ``model.encode`` with the same model object (the
+  packaged all-MiniLM-L6-v2: same weights, device and torch threads), the same batch size and
+  ``normalize_embeddings=True``, given **the same texts: our passages** (each document split
+  with ``Encoder.split`` beforehand, outside the peer's timing), so both do the same model work
+  and the peer gets no splitting cost. Trials alternate peer, ours, peer, ours, ... and the
+  ratio is median(peer seconds) / median(our seconds) over ``--trials`` of each (goal >= 1.0).
+* **ANN** (``--parts ann``). 100k 384-d vectors + 1,000 held-out queries
+  (``benchmarks/dense_ann.py`` describes both sets: ``text`` = mean MiniLM input embeddings of
+  real text lines, ``gaussian`` = clustered synthetic): the index ``index="auto"`` builds at that
+  size, with the parameters it stores, against exact flat search (same Faiss threads; batched
+  1,000 queries; interleaved timings, median of 3). Goal: recall@10 >= 0.95 at >= 5x flat's QPS.
+  ``benchmarks/dense_ann.py`` runs the full sweep these defaults were chosen from.
+* **Retrieval quality** (``--parts quality``). Collections from ``benchmarks/dense_collections.py``
+  (``manpages``: installed manual pages, query = the NAME line's description; ``stdlib``:
+  functions without docstrings, query = the docstring's first sentence). nDCG@10 (ir-measures)
+  on the test queries of bm25, dense, hybrid RRF (k=60) and hybrid weighted (alpha=0.5, and
+  alpha chosen on the dev queries only from 0.0, 0.1, ..., 1.0). bm25 uses the ``en``
+  analyzer on man pages and the ``code`` analyzer on code. The bm25 parts are skipped, with
+  the reason printed, if the bm25 backend cannot run here.
 
-Prints one JSON line. Usage: ``python benchmarks/dense_bench.py [--docs 1200] [--queries 200]``.
+Prints one JSON line. Usage: ``python benchmarks/dense_bench.py [--parts encoding,ann,quality]``.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
-import random
+import statistics
 import sys
-import sysconfig
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import dense_ann  # noqa: E402
+import dense_collections  # noqa: E402
 
 from spacerini.backends import dense  # noqa: E402
 from spacerini.backends.hybrid import HybridSearcher  # noqa: E402
 from spacerini.encoders import load_encoder  # noqa: E402
 from spacerini.records import Doc  # noqa: E402
 
-SKIP_DIRS = {"test", "tests", "idlelib", "lib2to3", "turtledemo", "site-packages", "ensurepip", "tkinter", "pydoc_data"}
 
-
-def stdlib_functions(limit: int, seed: int = 0) -> list[tuple[Doc, str]]:
-    """(doc with the docstring removed, first docstring sentence) for stdlib functions."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    items: list[tuple[Doc, str]] = []
-    seen_queries: set[str] = set()
-    for path in sorted(root.rglob("*.py")):
-        rel = path.relative_to(root)
-        if SKIP_DIRS & set(rel.parts[:-1]) or rel.name.startswith("test_"):
-            continue
-        try:
-            source = path.read_text(encoding="utf-8")
-            tree = ast.parse(source)
-        except (SyntaxError, UnicodeDecodeError, ValueError):
-            continue
-        lines = source.splitlines(keepends=True)
-        for node in ast.walk(tree):
-            if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or node.name.startswith("_"):
-                continue
-            doc = ast.get_docstring(node)
-            if not doc or not node.body or not isinstance(node.body[0], ast.Expr):
-                continue
-            sentence = doc.strip().split("\n\n")[0].replace("\n", " ").split(". ")[0].strip().rstrip(".")
-            if len(sentence.split()) < 5 or sentence in seen_queries:
-                continue
-            ds = node.body[0]
-            start, end = node.lineno - 1, node.end_lineno or node.lineno
-            body = lines[start : ds.lineno - 1] + lines[(ds.end_lineno or ds.lineno) : end]
-            text = "".join(body).strip()
-            if len(text.splitlines()) < 3:
-                continue
-            seen_queries.add(sentence)
-            items.append((Doc(id=f"{rel.as_posix()}:{node.name}:{node.lineno}", text=text), sentence))
-    random.Random(seed).shuffle(items)
-    return items[:limit]
-
-
-def bench_encoding(docs: list[Doc], *, n: int, batch_size: int) -> dict[str, object]:
+def bench_encoding(docs: list[Doc], *, batch_size: int, trials: int) -> dict[str, object]:
     enc = load_encoder()
-    short = [d for d in docs if enc.count_tokens(d.text) <= enc.max_tokens][:n]
-    texts = [d.text for d in short]
+    passage_tokens, overlap = enc.max_tokens, 32  # what dense.build uses by default for MiniLM
+    passages = [p for doc in docs for p in enc.split(doc.text, max_tokens=passage_tokens, overlap=overlap)]
     model = enc._model  # the same SentenceTransformer object: same weights, device and threads
-    model.encode(texts[:batch_size], batch_size=batch_size)  # warm-up
+    model.encode(passages[:batch_size], batch_size=batch_size)  # warm-up
     plain, ours = [], []
+    vectors = None
     with tempfile.TemporaryDirectory() as tmp:
-        for attempt in range(2):  # alternate, keep the best of each, to damp noise from other load
+        for attempt in range(trials):
             started = time.perf_counter()
-            model.encode(texts, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
+            vectors = model.encode(passages, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
             plain.append(time.perf_counter() - started)
             started = time.perf_counter()
-            dense.build(lambda: iter(short), Path(tmp) / f"e{attempt}", progress=False, batch_size=batch_size,
-                        checkpoint_dir=Path(tmp) / f"ck{attempt}", index="flat")
+            report = dense.build(lambda: iter(docs), Path(tmp) / f"e{attempt}", progress=False, batch_size=batch_size,
+                                 checkpoint_dir=Path(tmp) / f"ck{attempt}", index="flat", passage_tokens=passage_tokens,
+                                 overlap=overlap)
             ours.append(time.perf_counter() - started)
+        import faiss
+
+        index = faiss.read_index(str(Path(tmp) / "e0" / dense.INDEX_FILE))
+        same = float(np.abs(index.reconstruct_n(0, index.ntotal) - vectors).max())
     return {
-        "texts": len(texts),
+        "docs": len(docs),
+        "passages": len(passages),
         "batch_size": batch_size,
-        "plain_st_docs_per_s": round(len(texts) / min(plain), 1),
-        "spacerini_docs_per_s": round(len(texts) / min(ours), 1),
-        "ratio": round(min(plain) / min(ours), 3),
+        "trials": trials,
+        "plain_st_seconds": [round(x, 2) for x in plain],
+        "spacerini_seconds": [round(x, 2) for x in ours],
+        "plain_st_docs_per_s": round(len(docs) / statistics.median(plain), 2),
+        "spacerini_docs_per_s": round(len(docs) / statistics.median(ours), 2),
+        "ratio": round(statistics.median(plain) / statistics.median(ours), 3),
+        "max_abs_vector_diff": same,
+        "index_passages": report.stats["passages"],
     }
 
 
-def synthetic(n: int, *, dim: int = 384, latent: int = 48, clusters: int = 1000, spread: float = 1.2, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    centers = rng.normal(size=(clusters, latent)).astype(np.float32)
-    z = centers[rng.integers(0, clusters, size=n)] + spread * rng.normal(size=(n, latent)).astype(np.float32)
-    proj = rng.normal(size=(latent, dim)).astype(np.float32) / np.sqrt(latent)
-    x = z @ proj + 0.1 * rng.normal(size=(n, dim)).astype(np.float32)
-    return np.ascontiguousarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
-
-
-def bench_ann(n: int, *, ivf_too: bool) -> dict[str, object]:
-    import faiss
-
-    data = synthetic(n + 1000)
-    vectors, queries = data[:n], data[n:]
-    flat = faiss.IndexFlatIP(vectors.shape[1])
-    flat.add(vectors)
-    flat.search(queries[:10], 10)
-    started = time.perf_counter()
-    _, exact = flat.search(queries, 10)
-    flat_s = time.perf_counter() - started
-    out: dict[str, object] = {"vectors": n, "dim": int(vectors.shape[1]), "queries": len(queries),
-                              "flat_qps": round(len(queries) / flat_s, 1)}
-
-    def measure(index: object) -> tuple[float, float]:
-        started = time.perf_counter()
-        _, got = index.search(queries, 10)  # type: ignore[attr-defined]
-        seconds = time.perf_counter() - started
-        recall = float(np.mean([len(set(got[i]) & set(exact[i])) / 10 for i in range(len(queries))]))
-        return round(recall, 4), round(flat_s / seconds, 2)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        chunks = []
-        for number, start in enumerate(range(0, n, 20_000)):
-            vec_path, doc_path = dense._chunk_paths(Path(tmp), number)
-            dense._save_npy(vec_path, vectors[start : start + 20_000])
-            dense._save_npy(doc_path, np.arange(start, min(n, start + 20_000), dtype=np.int32))
-            chunks.append((vec_path, doc_path))
-        started = time.perf_counter()
-        with dense._faiss_threads(faiss, os.cpu_count() or 1):
-            graph = dense._build_index(faiss, "hnsw", chunks, dim=vectors.shape[1], n_passages=n, hnsw_m=32,
-                                       ef_construction=80, nlist=None, progress=False)
-        out["hnsw_build_s"] = round(time.perf_counter() - started, 1)
-        hsweep = {}
-        for ef in (32, 64, 128, 256):
-            graph.hnsw.efSearch = ef
-            recall, ratio = measure(graph)
-            hsweep[str(ef)] = {"recall_at_10": recall, "qps_ratio_vs_flat": ratio}
-        out["hnsw_by_ef_search"] = hsweep
-        # One query at a time, as the app searches: flat loses its batched-BLAS advantage.
-        graph.hnsw.efSearch = 128
-        single = {}
-        for name, index in (("flat", flat), ("hnsw_ef128", graph)):
-            started = time.perf_counter()
-            for i in range(200):
-                index.search(queries[i : i + 1], 10)
-            single[name] = round(200 / (time.perf_counter() - started), 1)
-        out["single_query_qps"] = single
-        if ivf_too:
-            nlist = dense.default_nlist(n)
-            started = time.perf_counter()
-            with dense._faiss_threads(faiss, os.cpu_count() or 1):
-                ivf = dense._build_index(faiss, "ivf", chunks, dim=vectors.shape[1], n_passages=n, hnsw_m=32,
-                                         ef_construction=80, nlist=nlist, progress=False)
-            out["ivf_build_s"] = round(time.perf_counter() - started, 1)
-            out["ivf_nlist"] = nlist
-            sweep = {}
-            for nprobe in (8, 16, 32, 64):
-                faiss.extract_index_ivf(ivf).nprobe = nprobe
-                recall, ratio = measure(ivf)
-                sweep[str(nprobe)] = {"recall_at_10": recall, "qps_ratio_vs_flat": ratio}
-            out["ivf_by_nprobe"] = sweep
-            out["ivf_default_nprobe"] = 32
-        out["hnsw_default_ef_search"] = 128
+def bench_ann(n: int, *, sets: list[str], threads: int) -> dict[str, object]:
+    """The ``auto`` index at ``n`` vectors, with the parameters ``dense.build`` stores."""
+    kind, params = dense.auto_index(n)
+    out: dict[str, object] = {"auto_index": kind, "auto_params": params}
+    for name in sets:
+        make = dense_ann.text_vectors if name == "text" else dense_ann.gaussian_vectors
+        data = make(n + 1000)
+        if kind == "ivf":
+            config = {"kind": kind, "nlist": params["nlist"], "nprobes": [params["nprobe"]]}
+        else:
+            config = {"kind": kind, "m": params["hnsw_m"], "ef_construction": params["ef_construction"],
+                      "ef_searchs": [params["ef_search"]]}
+        out[name] = dense_ann.sweep(data[:n], data[n:], [config], threads=threads, trials=3)["rows"][0]
     return out
 
 
-def ndcg10(run: dict[str, list], qrels: dict[str, str]) -> float:
+def ndcg10(run: dict[str, list], qrels: dict[str, str], qids: list[str]) -> float:
     import ir_measures
     from ir_measures import nDCG
 
-    qrel_list = [ir_measures.Qrel(qid, docid, 1) for qid, docid in qrels.items()]
-    scored = [ir_measures.ScoredDoc(qid, hit.docid, float(hit.score)) for qid, hits in run.items() for hit in hits]
+    qrel_list = [ir_measures.Qrel(qid, qrels[qid], 1) for qid in qids]
+    scored = [ir_measures.ScoredDoc(qid, hit.docid, float(hit.score)) for qid in qids for hit in run.get(qid, [])]
     return round(float(ir_measures.calc_aggregate([nDCG @ 10], qrel_list, scored)[nDCG @ 10]), 4)
 
 
-def bench_quality(items: list[tuple[Doc, str]], *, n_queries: int) -> dict[str, object]:
-    docs = [doc for doc, _ in items]
-    queries = [(f"q{i}", sentence) for i, (_, sentence) in enumerate(items[:n_queries])]
-    qrels = {f"q{i}": doc.id for i, (doc, _) in enumerate(items[:n_queries])}
-    out: dict[str, object] = {"collection": "python-stdlib functions (docstring removed) / first docstring sentence",
-                              "docs": len(docs), "queries": len(queries)}
+def bench_quality(collection: dense_collections.Collection, *, analyzer: str) -> dict[str, object]:
+    docs, dev, test, qrels = collection.docs, collection.dev, collection.test, collection.qrels
+    test_ids = [qid for qid, _ in test]
+    out: dict[str, object] = {"collection": collection.name, "docs": len(docs), "dev_queries": len(dev),
+                              "test_queries": len(test)}
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
         report = dense.build(lambda: iter(docs), Path(tmp) / "dense", progress=False, checkpoint_dir=Path(tmp) / "ck")
         out["dense_build_docs_per_s"] = round(len(docs) / (time.perf_counter() - started), 1)
         out["dense_passages"] = report.stats["passages"]
         dense_searcher = dense.open(Path(tmp) / "dense", report.to_dict())
-        started = time.perf_counter()
-        dense_run = dense_searcher.batch_search(queries, k=100)
-        out["dense_query_qps"] = round(len(queries) / (time.perf_counter() - started), 1)
-        out["ndcg@10_dense"] = ndcg10(dense_run, qrels)
+        dense_runs = dense_searcher.batch_search(dev + test, k=100)
+        out["ndcg@10_dense"] = ndcg10(dense_runs, qrels, test_ids)
         try:
             from spacerini.backends import bm25
 
             bm25_report = bm25.build(lambda: iter(docs), Path(tmp) / "bm25", threads=os.cpu_count() or 1,
-                                     progress=False, analyzer="code")
+                                     progress=False, analyzer=analyzer)
             bm25_searcher = bm25.open(Path(tmp) / "bm25", bm25_report.to_dict())
-            bm25_run = bm25_searcher.batch_search(queries, k=100)
+            bm25_runs = bm25_searcher.batch_search(dev + test, k=100)
         except Exception as exc:  # noqa: BLE001 - report any reason the peer cannot run, and go on
             out["bm25_skipped"] = f"{type(exc).__name__}: {exc}"[:300]
             return out
-        out["ndcg@10_bm25"] = ndcg10(bm25_run, qrels)
-        for method in ("rrf", "weighted"):
-            hybrid = HybridSearcher(bm25_searcher, dense_searcher, method=method, depth=100)
-            out[f"ndcg@10_hybrid_{method}"] = ndcg10(hybrid.batch_search(queries, k=100), qrels)
+        out["ndcg@10_bm25"] = ndcg10(bm25_runs, qrels, test_ids)
+
+        def fused(method: str, alpha: float, queries: list[tuple[str, str]]) -> dict[str, list]:
+            hybrid = HybridSearcher(bm25_searcher, dense_searcher, method=method, depth=100, alpha=alpha)
+            return {qid: hybrid.fuse(bm25_runs.get(qid, []), dense_runs.get(qid, []), 100) for qid, _ in queries}
+
+        out["ndcg@10_hybrid_rrf"] = ndcg10(fused("rrf", 0.5, test), qrels, test_ids)
+        out["ndcg@10_hybrid_weighted_a0.5"] = ndcg10(fused("weighted", 0.5, test), qrels, test_ids)
+        if dev:
+            dev_ids = [qid for qid, _ in dev]
+            grid = {round(a / 10, 1): ndcg10(fused("weighted", a / 10, dev), qrels, dev_ids) for a in range(11)}
+            best = max(grid, key=lambda a: (grid[a], -abs(a - 0.5)))
+            out["dev_ndcg@10_by_alpha"] = grid
+            out["alpha_from_dev"] = best
+            out["ndcg@10_hybrid_weighted_dev_alpha"] = ndcg10(fused("weighted", best, test), qrels, test_ids)
+        # The fused lists above come from the same runs as search(); check one query end to end.
+        qid, text = test[0]
+        direct = HybridSearcher(bm25_searcher, dense_searcher, method="rrf", depth=100).search(text, k=10)
+        out["fusion_matches_search"] = [h.docid for h in direct] == [h.docid for h in fused("rrf", 0.5, [(qid, text)])[qid][:10]]
         bm25_searcher.close()
     return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--docs", type=int, default=1200, help="functions in the quality collection")
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--encode-texts", type=int, default=384)
+    parser.add_argument("--parts", default="encoding,ann,quality")
+    parser.add_argument("--collections", default="manpages,stdlib")
+    parser.add_argument("--encode-docs", type=int, default=160)
+    parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--vectors", type=int, default=100_000)
-    parser.add_argument("--no-ivf", action="store_true", help="skip the IVF sweep")
+    parser.add_argument("--ann-sets", default="text,gaussian")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="Faiss threads (flat and ANN alike)")
+    parser.add_argument("--man-docs", type=int, default=1000)
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
 
     started = time.perf_counter()
-    items = stdlib_functions(args.docs)
-    result: dict[str, object] = {"bench": "dense", "cpus": os.cpu_count(), "python": sys.version.split()[0]}
-    result["encoding"] = bench_encoding([doc for doc, _ in items], n=args.encode_texts, batch_size=args.batch_size)
-    result["ann"] = bench_ann(args.vectors, ivf_too=not args.no_ivf)
-    result["quality"] = bench_quality(items, n_queries=args.queries)
+    result: dict[str, Any] = {"bench": "dense", "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    if "encoding" in parts:
+        docs = dense_collections.stdlib_functions(docs=args.encode_docs, seed=1).docs
+        result["encoding"] = bench_encoding(docs, batch_size=args.batch_size, trials=args.trials)
+    if "ann" in parts:
+        result["ann"] = bench_ann(args.vectors, sets=args.ann_sets.split(","), threads=args.threads)
+    if "quality" in parts:
+        for name in args.collections.split(","):
+            if name == "manpages":
+                try:
+                    collection = dense_collections.manpages(docs=args.man_docs)
+                except FileNotFoundError as exc:
+                    result["quality_manpages"] = {"skipped": str(exc)}
+                    continue
+                result["quality_manpages"] = bench_quality(collection, analyzer="en")
+            else:
+                collection = dense_collections.stdlib_functions(docs=1200, queries=300, dev=100)
+                result["quality_stdlib"] = bench_quality(collection, analyzer="code")
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(json.dumps(result))
 
