@@ -681,21 +681,21 @@ class BM25Searcher:
     def _iter_ranked(
         self, queries: Sequence[tuple[str, str]], k: int, threads: int
     ) -> Iterator[tuple[str, list[str], list[float]]]:
-        """Yields (qid, ids, scores) in order; Java analysis runs ahead in ``threads - 1`` threads."""
+        """Yields (qid, ids, scores) in order; batches are analyzed (Java) and ranked (numpy, which
+        releases the GIL in its sorts and sums) in ``threads`` worker threads."""
         exact = self._exact
         if exact is None:
             raise BundleError("the searcher is closed")
         chunk = max(1, min(128, len(queries) // (threads * 4) or 1))
         batches = [list(queries[i : i + chunk]) for i in range(0, len(queries), chunk)]
 
-        def analyze(batch: list[tuple[str, str]]) -> list[list[tuple[str, int]]]:
+        def rank(batch: list[tuple[str, str]]) -> list[tuple[list[str], list[float]]]:
             texts = [self._prepare(t) for _, t in batch]
             terms = self._batch.analyze_many(texts) if len(texts) > 1 else [self._java.analyze(texts[0])]
-            return [self._count_terms(t) for t in terms]
+            return exact.rank_many([self._count_terms(t) for t in terms], k)
 
-        analyzed = _ordered_map(analyze, batches, max(2, threads - 1) if threads > 1 else 1)
-        for batch, term_counts in zip(batches, analyzed, strict=True):
-            for (qid, _), (ids, scores) in zip(batch, exact.rank_many(term_counts, k), strict=True):
+        for batch, ranked in zip(batches, _ordered_map(rank, batches, threads), strict=True):
+            for (qid, _), (ids, scores) in zip(batch, ranked, strict=True):
                 yield qid, ids, scores
 
     # -- snippets ------------------------------------------------------------------------------------
