@@ -51,18 +51,24 @@ class DeployError(SpaceriniError, RuntimeError):
 def templates_dir() -> Path:
     """The folder holding the Space templates (``templates/`` at the project root).
 
+    Looked up in order: ``$SPACERINI_TEMPLATES``, the source tree (editable installs) and
+    ``<sys.prefix>/share/spacerini/templates`` (where a wheel installs them).
+
     Raises:
         DeployError: The templates are not installed.
     """
     explicit = os.environ.get("SPACERINI_TEMPLATES")
     candidates = [Path(explicit)] if explicit else []
     here = Path(__file__).resolve().parent
-    candidates += [here / "templates", here.parents[1] / "templates"]
+    candidates += [here / "templates", here.parents[1] / "templates"]  # package data, source tree
+    candidates += [Path(sys.prefix) / "share" / "spacerini" / "templates"]  # wheel installs (data_files)
     for folder in candidates:
         if all((folder / name).is_file() for name in TEMPLATE_FILES):
             return folder
     raise DeployError(
-        "the Space templates are missing (looked in " + ", ".join(str(c) for c in candidates) + "): reinstall spacerini"
+        "the Space templates are missing (looked in "
+        + ", ".join(str(c) for c in candidates)
+        + "): reinstall spacerini"
     )
 
 
@@ -201,10 +207,14 @@ def render_space(
             "with bundle_repo=OWNER/NAME (`spacerini deploy` does both)"
         )
     if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
-        raise DeployError(f"{out} exists and is not empty: choose another folder or pass overwrite=True (--force)")
+        raise DeployError(
+            f"{out} exists and is not empty: choose another folder or pass overwrite=True (--force)"
+        )
     sdk_version = sdk_version or installed_version("gradio")
     if not sdk_version:
-        raise DeployError("gradio is not installed, so the Space's sdk_version is unknown: pip install gradio")
+        raise DeployError(
+            "gradio is not installed, so the Space's sdk_version is unknown: pip install gradio"
+        )
     name = title or bundle.path.name
     values = {
         "title": _yaml_str(name[:60]),
@@ -293,7 +303,9 @@ def _token(token: str | None) -> str:
 
 def _check_online() -> None:
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        raise DeployError("the Hugging Face Hub is switched off here (HF_HUB_OFFLINE is set): unset it to deploy or push")
+        raise DeployError(
+            "the Hugging Face Hub is switched off here (HF_HUB_OFFLINE is set): unset it to deploy or push"
+        )
 
 
 @contextmanager
@@ -307,7 +319,9 @@ def _hub_errors(what: str, token: str | None) -> Iterator[None]:
         message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         if token:
             message = message.replace(token, "***")
-        raise DeployError(f"{what} failed: {message} (check the network, the repo name and the token's write access)") from None
+        raise DeployError(
+            f"{what} failed: {message} (check the network, the repo name and the token's write access)"
+        ) from None
 
 
 def push(
@@ -419,7 +433,10 @@ def deploy(
         if bundle_repo is not None:
             push(bundle.path, bundle_repo, private=private, token=token)
             if private:
-                logger.warning("the bundle repo %s is private: add a read token as the Space secret HF_TOKEN", bundle_repo)
+                logger.warning(
+                    "the bundle repo %s is private: add a read token as the Space secret HF_TOKEN",
+                    bundle_repo,
+                )
         from huggingface_hub import HfApi
 
         api = HfApi(token=token)
@@ -435,7 +452,9 @@ def deploy(
     return f"https://huggingface.co/spaces/{space_id}"
 
 
-def resolve_hf_bundle(spec: str, *, token: str | None = None, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+def resolve_hf_bundle(
+    spec: str, *, token: str | None = None, cache_dir: str | os.PathLike[str] | None = None
+) -> Path:
     """Downloads (or finds in the local cache) a bundle stored as a dataset repo.
 
     Args:
