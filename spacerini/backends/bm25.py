@@ -66,6 +66,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -104,8 +105,18 @@ _R = TypeVar("_R")
 _JAVA_TRIM = "".join(chr(c) for c in range(33))
 
 _WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class _SnippetKeys:
+    """Patterns for the key prefixes of a query's terms: anywhere in a text, and whole lines."""
+
+    anywhere: re.Pattern[str]
+    lines: re.Pattern[str]
+
+
 #: Characters of a long document scanned for a snippet (around the first possible match).
-SNIPPET_SCAN_CHARS = 20_000
+SNIPPET_SCAN_CHARS = 2_500
 _PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_A-Za-z]+")
 
 
@@ -547,6 +558,9 @@ class BM25Searcher:
             )
             self._lucene = simple
         self._marker_ok: bool | None = None
+        self._query_cache: dict[str, tuple[frozenset[str], _SnippetKeys | None]] = {}
+        self._word_cache: dict[str, list[str]] = {}
+        self._highlight_cache: dict[frozenset[str], re.Pattern[str]] = {}
 
     # -- analysis ------------------------------------------------------------------------------------
     def _prepare(self, text: str) -> str:
@@ -703,40 +717,88 @@ class BM25Searcher:
         """Returns an HTML-escaped window of ``text`` around the densest run of query-term matches.
 
         Matched words are wrapped in ``<mark>``; a word matches when one of its analyzed terms is
-        a query term. Candidate words are analyzed in one JNI call.
+        a query term. Words are analyzed once per searcher (a bounded cache), and only words
+        that could analyze to a query term are looked at, so after warm-up a snippet makes no
+        JNI call and costs a few regex passes over at most ``SNIPPET_SCAN_CHARS`` characters.
 
         Args:
             query: The query.
             text: The document text.
             width: Target window size in characters.
         """
-        qterms = set(self.analyze(query)) if query and query.strip() else set()
+        qterms, keys = self._snippet_query(query) if query and query.strip() else (frozenset(), None)
         matched: list[tuple[int, int]] = []
         base = 0
         if len(text) > SNIPPET_SCAN_CHARS and qterms:
             # Long documents: look for the window only near the first place a query term could
             # match, so a snippet's cost stays bounded whatever the document's size.
-            first = re.search("|".join(re.escape(t[:2]) for t in qterms), text, re.IGNORECASE)
+            first = keys.anywhere.search(text) if keys is not None else None
             base = max(0, (first.start() if first else 0) - SNIPPET_SCAN_CHARS // 4)
             text = text[base : base + SNIPPET_SCAN_CHARS]
         if qterms:
             words = set(_WORD.findall(text))  # distinct words, found in C
-            if not self._pretokenized:
-                # Only words that could analyze to a query term go through the JVM: analysis
-                # lowercases and stems suffixes, so a term's first two characters appear in any
-                # word it comes from.
-                keys = {t[:2] for t in qterms}
-                words = {w for w in words if any(k in w.lower() for k in keys)}
-            terms_of = self._analyze_words(sorted(words))
-            hit_words = [w for w in words if not qterms.isdisjoint(terms_of.get(w, ()))]
+            if keys is not None:
+                # Only words holding a key can analyze to a query term: one regex pass over the
+                # distinct words, one per line, picks them in C.
+                words = set(keys.lines.findall("\n".join(words)))
+            terms_of = self._word_terms(words)
+            hit_words = {w for w in words if not qterms.isdisjoint(terms_of[w])}
             if hit_words:
-                alternatives = "|".join(map(re.escape, sorted(hit_words, key=len, reverse=True)))
-                whole_words = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
-                matched = [(m.start(), m.end()) for m in whole_words.finditer(text)]
+                matched = [m.span() for m in self._highlighter(frozenset(hit_words)).finditer(text)]
         snippet = _render_snippet(text, matched, width)
         if base and not snippet.startswith("…"):
             snippet = "…" + snippet
         return snippet
+
+    #: Distinct words whose analysis is kept for snippets (the cache empties when full).
+    WORD_CACHE = 200_000
+
+    def _snippet_query(self, query: str) -> tuple[frozenset[str], _SnippetKeys | None]:
+        """The query's terms, and patterns finding the words that could analyze to one of them.
+
+        Analysis lowercases and strips suffixes, so a word that analyzes to a term holds the
+        term's first characters: two of them (three for English stems of four or more, whose
+        Porter steps only rewrite the last character). The patterns are ``None`` for the code
+        analyzer, whose words are cheap to split in Python.
+        """
+        cached = self._query_cache.get(query)
+        if cached is not None:
+            return cached
+        qterms = frozenset(self.analyze(query))
+        keys = None
+        if qterms and not self._pretokenized:
+            prefix = {t[:3] if self.analyzer_name == "en" and len(t) >= 4 else t[:2] for t in qterms}
+            alternatives = "|".join(sorted(map(re.escape, prefix)))
+            keys = _SnippetKeys(
+                anywhere=re.compile(alternatives, re.IGNORECASE),
+                lines=re.compile(rf"^.*(?:{alternatives}).*$", re.IGNORECASE | re.MULTILINE),
+            )
+        if len(self._query_cache) >= 1024:
+            self._query_cache.clear()
+        self._query_cache[query] = (qterms, keys)
+        return qterms, keys
+
+    def _highlighter(self, hit_words: frozenset[str]) -> re.Pattern[str]:
+        """A compiled pattern matching any of ``hit_words`` as a whole word (cached per word set)."""
+        pattern = self._highlight_cache.get(hit_words)
+        if pattern is None:
+            alternatives = "|".join(map(re.escape, sorted(hit_words, key=len, reverse=True)))
+            pattern = re.compile(rf"(?<!\w)(?:{alternatives})(?!\w)")
+            if len(self._highlight_cache) >= 4096:
+                self._highlight_cache.clear()
+            self._highlight_cache[hit_words] = pattern
+        return pattern
+
+    def _word_terms(self, words: set[str]) -> dict[str, list[str]]:
+        """Each word's analyzed terms, from the cache or from one JNI call for the missing ones."""
+        cache = self._word_cache
+        missing = sorted(w for w in words if w not in cache)
+        if missing:
+            fresh = self._analyze_words(missing)
+            if len(cache) + len(fresh) > self.WORD_CACHE:
+                cache.clear()
+            cache.update(fresh)
+        return {w: cache.get(w, ()) for w in words}
 
     def _analyze_words(self, words: list[str]) -> dict[str, list[str]]:
         if self._pretokenized:

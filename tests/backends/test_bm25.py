@@ -466,3 +466,25 @@ def test_without_the_helper_the_sidecar_falls_back_to_term_vectors(tmp_path, mon
     with bm25.open(folder, report.to_dict()) as searcher:
         hits = searcher.search("information retrieval", k=5)
     assert hits and report.stats["postings"] > 0
+
+
+def test_snippet_marks_exactly_the_words_that_analyze_to_a_query_term(built):
+    """The key-prefix filter and the word cache lose nothing: every visible word whose analysis
+    meets the query's terms is marked, and nothing else is (reference: one JNI call per word)."""
+    import html as _html
+    import re as _re
+
+    _, _, searcher = built
+    docs = list(_docs(CORPUS)())[:60]
+    checked = 0
+    for _, query in _queries()[:12]:
+        qterms = set(searcher.analyze(query))
+        for doc in docs:
+            snippet = searcher.snippet(query, doc.text)
+            marked = {_html.unescape(m) for m in _re.findall(r"<mark>(.*?)</mark>", snippet)}
+            visible = _html.unescape(_re.sub(r"</?mark>", "", snippet)).strip("…")
+            for word in set(_re.findall(r"\w+", visible)):
+                hits = not qterms.isdisjoint(searcher.analyze(word))
+                assert (word in marked) == hits, (query, doc.id, word)
+                checked += hits
+    assert checked > 20
