@@ -20,9 +20,9 @@ Three ways in, all measured in the same run against the same server:
   connection for every call and keeps a heartbeat and an event stream per client, so this
   figure includes a heavy client on the same 2 cores.
 
-Each is also measured with one client alone (the work per query without queueing), and
-``/stats`` (cached, no search) is measured over the two REST paths as the peer: the cost of the
-path itself.
+Each is also measured with one client alone (the work per query without queueing). Peers:
+``/stats`` (cached, no search) over the two REST paths, the cost of the path itself; and the
+JSON route with ``snippets=false``, the cost of search without the BM25 snippets.
 
 Goals: p95 <= 150 ms with 0 errors under 16 clients; RSS growth <= 5 % over 10,000 queries
 after warm-up. Every phase is bounded in time; if a phase's queries do not fit, the number that
@@ -81,15 +81,17 @@ def free_port() -> int:
 
 # ------------------------------------------------------------------------------ load driver
 def check_answer(answer: dict[str, Any], endpoint: str) -> None:
-    if endpoint == "search" and not isinstance(answer.get("hits"), list):
+    if endpoint.startswith("search") and not isinstance(answer.get("hits"), list):
         raise RuntimeError(f"bad answer: {str(answer)[:200]}")
     if endpoint == "stats" and not isinstance(answer.get("docs"), int):
         raise RuntimeError(f"bad answer: {str(answer)[:200]}")
 
 
 async def call_json(client: Any, base: str, endpoint: str, q: str) -> None:
-    params = {"q": q, "backend": "bm25", "k": "10", "offset": "0"} if endpoint == "search" else None
-    r = await client.get(f"{base}api/{endpoint}", params=params)
+    params = {"q": q, "backend": "bm25", "k": "10", "offset": "0"} if endpoint.startswith("search") else None
+    if endpoint == "search_nosnippets":
+        params = {**(params or {}), "snippets": "false"}
+    r = await client.get(f"{base}api/{endpoint.removesuffix('_nosnippets')}", params=params)
     if r.status_code != 200:
         raise RuntimeError(f"HTTP {r.status_code}: {r.text[:200]}")
     check_answer(r.json(), endpoint)
@@ -187,7 +189,7 @@ def drive_main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("base")
     ap.add_argument("mode", choices=("json", "gradio", "gradio_client"))
-    ap.add_argument("endpoint", choices=("search", "stats"))
+    ap.add_argument("endpoint", choices=("search", "search_nosnippets", "stats"))
     ap.add_argument("clients", type=int)
     ap.add_argument("total", type=int)
     ap.add_argument("budget", type=float)
@@ -283,6 +285,7 @@ def main() -> None:
         phases["gradio_search"] = phase(base, "gradio", "search", c, side, sb, 1_000_000)
         phases["gradio_client_search"] = phase(base, "gradio_client", "search", c, side // 2, sb, 2_000_000)
         rss2 = server.memory_info().rss
+        phases["json_search_no_snippets"] = phase(base, "json", "search_nosnippets", c, side * 2, sb / 2, 6_000_000)
         phases["json_stats"] = phase(base, "json", "stats", c, side, sb / 2, 0)
         phases["gradio_stats"] = phase(base, "gradio", "stats", c, side // 2, sb / 2, 0)
         phases["one_client_json_search"] = phase(base, "json", "search", 1, 200, sb / 2, 3_000_000)

@@ -12,7 +12,9 @@
 
 Every capability is also a named API endpoint (``/search``, ``/count``, ``/find``, ``/member``,
 ``/owner``, ``/trace``, ``/stats``) answering a JSON *string*: gradio_client treats any dict
-with a ``"path"`` key (which code provenance has) as a file to download.
+with a ``"path"`` key (which code provenance has) as a file to download. :func:`serve` also
+mounts plain JSON routes (``GET /api/search?q=...``, see :mod:`spacerini.app.jsonapi`) on the
+same server: one round trip per call, without Gradio's queue and event stream.
 
 The app holds no search logic (see :class:`~spacerini.app.service.AppService`), HTML-escapes all
 document text (only ``<mark>`` highlighting and http(s) links are added), redacts PII on
@@ -38,9 +40,11 @@ __all__ = ["build_app", "serve", "render_hits", "AppService", "PAGE_SIZE", "CONC
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 10
-#: Requests served at once; further ones queue (keeps memory and JVM use bounded).
+#: Requests served at once; further ones queue (keeps memory and JVM use bounded). Applies to
+#: Gradio's queue and, separately, to the JSON routes.
 CONCURRENCY = 4
-#: Requests waiting in the queue before new ones are turned away.
+#: Requests waiting in the queue before new ones are turned away (Gradio's queue and the JSON
+#: routes each).
 QUEUE_SIZE = 256
 #: Sessions whose UI state is kept (oldest dropped first). Gradio keeps a copy of the page config
 #: per session (~0.2 MB here) and every bare REST call opens a new session, so the default of
@@ -48,6 +52,11 @@ QUEUE_SIZE = 256
 SESSION_CAPACITY = 512
 #: Longest query typed into a search box (the bundle checks the same limit).
 MAX_QUERY_CHARS = 10_000
+#: Gradio's queue summarises its last ``GRADIO_ANALYTICS_MAX_EVENTS`` events (10,000 by default)
+#: in a pandas DataFrame after *every* event, for its monitoring page: under load that was most
+#: of the server's time (tens of ms per call, growing with the events kept). Unless these
+#: variables are set, the app keeps the last 1,000 events and summarises them every 1,000.
+QUEUE_ANALYTICS_ENV = {"GRADIO_ANALYTICS_MAX_EVENTS": "1000", "GRADIO_ANALYTICS_CACHE_FREQUENCY": "1000"}
 
 CSS = """
 .sp-hit { border-bottom: 1px solid #ddd; padding: .4em 0; }
@@ -115,9 +124,22 @@ def build_app(bundle: Any, *, redact_pii: bool = True, flags_path: str | os.Path
                 _trace_tab(gr, svc)
             _stats_tab(gr, svc)
         _api(gr, svc, caps)
-    app.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    _queue(app)
     app.spacerini_service = svc  # for tests and embedding
     return app
+
+
+def _queue(app: Any) -> None:
+    """Queues ``app`` with the app's limits; Gradio reads its analytics settings from the
+    environment when the queue is made, so :data:`QUEUE_ANALYTICS_ENV` is set just for that."""
+    added = [k for k in QUEUE_ANALYTICS_ENV if k not in os.environ]
+    for key in added:
+        os.environ[key] = QUEUE_ANALYTICS_ENV[key]
+    try:
+        app.queue(default_concurrency_limit=CONCURRENCY, max_size=QUEUE_SIZE)
+    finally:
+        for key in added:
+            os.environ.pop(key, None)
 
 
 # -------------------------------------------------------------------------------------- tabs
@@ -264,35 +286,65 @@ def _size(n: int) -> str:
 
 # --------------------------------------------------------------------------------------- api
 def _api(gr: Any, svc: AppService, caps: list[str]) -> None:
-    """Named API endpoints returning JSON strings."""
+    """Named API endpoints returning JSON strings.
 
-    def dumps(fn: Callable[..., dict[str, Any]]) -> Callable[..., str]:
-        return _guard(lambda *a: json.dumps(fn(*a), ensure_ascii=False))
+    They are ``gr.api`` endpoints, typed by their signatures, not hidden components: every
+    Gradio session (each bare REST call opens one) copies the config of every component, so
+    fewer components make each call cheaper.
+    """
 
-    def endpoint(name: str, fn: Callable[..., dict[str, Any]], inputs: list[Any]) -> None:
-        out = gr.Textbox(visible=False)
-        btn = gr.Button(visible=False)
-        btn.click(dumps(fn), inputs, out, api_name=name)
+    def endpoint(fn: Callable[..., str], name: str) -> None:
+        gr.api(_guard(fn), api_name=name, api_description=(fn.__doc__ or "").strip() or None)
 
-    def text() -> Any:
-        return gr.Textbox(visible=False)
+    def dumps(value: dict[str, Any]) -> str:
+        return json.dumps(value, ensure_ascii=False)
 
-    def number(value: int) -> Any:
-        return gr.Number(visible=False, value=value, precision=0)
+    if "search" in caps:
 
-    with gr.Row(visible=False):
-        if "search" in caps:
-            endpoint("search", svc.search, [text(), text(), number(10), number(0)])
-        if "exact" in caps:
-            endpoint("count", svc.count, [text()])
-            endpoint("find", svc.find, [text(), number(10), number(0)])
-        if "member" in caps:
-            endpoint("member", svc.member, [text()])
-        if "owner" in caps:
-            endpoint("owner", svc.owner, [text(), number(100)])
-        if "trace" in caps:
-            endpoint("trace", svc.trace, [text(), number(32)])
-        endpoint("stats", lambda: svc.stats(), [])
+        def search(query: str, backend: str = "", k: int = 10, offset: int = 0) -> str:
+            """Ranked search: hits with snippets, stored fields and provenance (a JSON string)."""
+            return dumps(svc.search(query, backend, k, offset))
+
+        endpoint(search, "search")
+    if "exact" in caps:
+
+        def count(text: str) -> str:
+            """Exact occurrences of a text (a JSON string)."""
+            return dumps(svc.count(text))
+
+        def find(text: str, k: int = 10, offset: int = 0) -> str:
+            """The count and one page of exact occurrences with provenance (a JSON string)."""
+            return dumps(svc.find(text, k, offset))
+
+        endpoint(count, "count")
+        endpoint(find, "find")
+    if "member" in caps:
+
+        def member(text: str) -> str:
+            """Which spans of a text are in the corpus, with their sources (a JSON string)."""
+            return dumps(svc.member(text))
+
+        endpoint(member, "member")
+    if "owner" in caps:
+
+        def owner(name: str, limit: int = 100) -> str:
+            """"Am I in the corpus?": an owner's repos and files, and how to opt out (a JSON string)."""
+            return dumps(svc.owner(name, limit))
+
+        endpoint(owner, "owner")
+    if "trace" in caps:
+
+        def trace(text: str, min_len: int = 32) -> str:
+            """Traces a text back to the documents that hold its spans (a JSON string)."""
+            return dumps(svc.trace(text, min_len))
+
+        endpoint(trace, "trace")
+
+    def stats() -> str:
+        """Counts, sizes, licence and language breakdowns, preprocessing reports (a JSON string)."""
+        return dumps(svc.stats())
+
+    endpoint(stats, "stats")
 
 
 # ------------------------------------------------------------------------------------- serve
@@ -318,14 +370,19 @@ def serve(
         flags_path: JSONL file for "flag this result" reports.
 
     Returns:
-        The launched ``gr.Blocks``.
+        The launched ``gr.Blocks``; its JSON routes' :class:`~spacerini.app.jsonapi.Limiter` is
+        ``app.spacerini_limiter``.
     """
+    from spacerini.app.jsonapi import Limiter, json_api_routes
+
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     try:
         bundle.searcher(bundle.default_backend())  # start the JVM and map the index before the first request
     except SpaceriniError:
         pass  # a bundle without a ranked backend still serves its other tabs
     app = build_app(bundle, redact_pii=redact_pii, flags_path=flags_path)
+    app.spacerini_limiter = Limiter(CONCURRENCY, QUEUE_SIZE)
+    routes = json_api_routes(app.spacerini_service, limiter=app.spacerini_limiter)
     logger.info("serving %s on http://%s:%d", bundle.path, host, port)
     app.launch(
         server_name=host,
@@ -341,5 +398,6 @@ def serve(
         state_session_capacity=SESSION_CAPACITY,
         quiet=not block,
         css=CSS,
+        app_kwargs={"routes": routes},
     )
     return app

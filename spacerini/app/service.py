@@ -10,8 +10,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
-from collections import Counter
-from collections.abc import Mapping
+import threading
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,9 @@ MAX_MEMBER_CHARS = 100_000
 MEMBER_MIN_LEN = 32
 #: Categories shown in a breakdown plot before the rest is grouped as "(other)".
 TOP_CATEGORIES = 15
+#: Documents whose redacted display fields and provenance are kept (their redaction does not
+#: depend on the query, so a document shown again costs nothing; ~1 KB each).
+DISPLAY_CACHE_DOCS = 4_096
 
 
 def has_trace() -> bool:
@@ -45,6 +49,40 @@ def has_trace() -> bool:
     except Exception:  # noqa: BLE001 - a broken optional module just hides the tab
         logger.warning("spacerini.model is present but not importable; the Trace tab is hidden", exc_info=True)
         return False
+
+
+class LRUCache:
+    """A small thread-safe least-recently-used map with a fixed capacity.
+
+    Args:
+        capacity: Entries kept; the least recently used one is dropped first.
+    """
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = max(1, int(capacity))
+        self._data: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get_or_make(self, key: Any, make: Callable[[], Any]) -> Any:
+        """Returns the value for ``key``, calling ``make()`` (outside the lock) on a miss."""
+        with self._lock:
+            if key in self._data:
+                self._data.move_to_end(key)
+                self.hits += 1
+                return self._data[key]
+            self.misses += 1
+        value = make()
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.capacity:
+                self._data.popitem(last=False)
+        return value
 
 
 def _int(value: Any, name: str, lo: int, hi: int) -> int:
@@ -72,6 +110,9 @@ class AppService:
         self.redact_pii = redact_pii
         self.flags = FlagStore(Path(flags_path) if flags_path else default_flags_path(bundle.path), bundle_path=bundle.path)
         self._stats: dict[str, Any] | None = None
+        # docid -> (fields, meta) as shown: redacted when redact_pii is set. Shared by every
+        # answer, so the values are treated as read-only.
+        self._display = LRUCache(DISPLAY_CACHE_DOCS)
 
     # -- what the bundle can do -------------------------------------------------------------
     @property
@@ -108,16 +149,38 @@ class AppService:
             raise BackendNotAvailableError(f"this bundle has no {backend} backend, so {what} is not available")
         return self.bundle.searcher(backend)
 
+    def _redacted(self, fields: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        if self.redact_pii:
+            return redact_value(dict(fields)), redact_value(dict(meta))
+        return dict(fields), dict(meta)
+
+    def _shown(self, docid: str, fields: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A document's display fields and provenance, redacted when asked (cached per document)."""
+        return self._display.get_or_make(docid, lambda: self._redacted(fields, meta))
+
     def _meta(self, docid: str) -> dict[str, Any]:
+        def make() -> tuple[dict[str, Any], dict[str, Any]]:
+            doc = self.bundle.doc(docid)
+            return self._redacted(doc.fields, doc.meta)
+
         try:
-            meta = dict(self.bundle.doc(docid).meta)
+            return dict(self._display.get_or_make(docid, make)[1])
         except KeyError:
             return {}
-        return redact_value(meta) if self.redact_pii else meta
 
     # -- capabilities -----------------------------------------------------------------------
-    def search(self, query: str, backend: str = "", k: int = 10, offset: int = 0) -> dict[str, Any]:
+    def search(
+        self, query: str, backend: str = "", k: int = 10, offset: int = 0, *, snippets: bool = True
+    ) -> dict[str, Any]:
         """Ranked search: hits with snippets, stored fields and provenance.
+
+        Args:
+            query: Free text.
+            backend: A ranked backend (default: the bundle's default).
+            k: Page size, 1 to ``MAX_K``.
+            offset: Hits skipped, 0 to ``MAX_OFFSET``.
+            snippets: Add highlighted snippets (most of a BM25 query's cost; API clients that
+                only need ids, scores and provenance can skip them).
 
         Raises:
             QueryError: Bad query, k or offset.
@@ -130,14 +193,14 @@ class AppService:
             raise BackendNotAvailableError(
                 f"backend {name!r} is not available here: choose from {', '.join(self.ranked_backends)}"
             )
-        hits = self.bundle.search(query, k=k, offset=offset, backend=name)
+        hits = self.bundle.search(query, k=k, offset=offset, backend=name, snippets=snippets)
         out = []
         for h in hits:
             d = h.to_dict()
+            fields, meta = self._shown(h.docid, h.fields, h.meta)
+            d["fields"], d["meta"] = dict(fields), dict(meta)  # shallow copies: the cached values stay untouched
             if self.redact_pii:
                 d["snippet"] = redact_snippet(d["snippet"])
-                d["fields"] = redact_value(d["fields"])
-                d["meta"] = redact_value(d["meta"])
             out.append(d)
         return {"query": query, "backend": name, "k": k, "offset": offset, "hits": out}
 

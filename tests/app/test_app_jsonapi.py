@@ -1,0 +1,177 @@
+"""The plain JSON routes beside the Gradio app, their limits, and the app's load-related settings."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import threading
+from typing import Any
+
+import httpx
+import pytest
+
+from spacerini.app.jsonapi import Busy, Limiter, json_api_routes
+from spacerini.app.service import AppService, LRUCache
+
+
+# ----------------------------------------------------------------------------- over loopback
+@pytest.mark.slow
+def test_search_route_matches_the_bundle_and_the_gradio_endpoint(app_server: str, app_bundle: Any) -> None:
+    from gradio_client import Client
+
+    r = httpx.get(app_server + "api/search", params={"q": "parser helper", "backend": "bm25", "k": 5, "offset": 5}, timeout=30)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    answer = r.json()
+    ref = app_bundle.search("parser helper", k=5, offset=5)
+    assert [h["docid"] for h in answer["hits"]] == [h.docid for h in ref]
+    assert [h["rank"] for h in answer["hits"]] == [6, 7, 8, 9, 10]
+    assert [h["score"] for h in answer["hits"]] == pytest.approx([h.score for h in ref])
+    via_gradio = json.loads(Client(app_server, verbose=False).predict("parser helper", "bm25", 5, 5, api_name="/search"))
+    assert via_gradio == answer
+    default = httpx.get(app_server + "api/search", params={"q": "parser helper"}, timeout=30).json()
+    assert default["backend"] == "bm25" and default["k"] == 10 and len(default["hits"]) == 10
+
+
+@pytest.mark.slow
+def test_other_routes_answer_like_the_service(app_server: str, app_bundle: Any) -> None:
+    assert httpx.get(app_server + "api/count", params={"q": "json.load"}, timeout=30).json() == {"query": "json.load", "count": 9}
+    found = httpx.get(app_server + "api/find", params={"q": "json.load", "k": 4, "offset": 4}, timeout=30).json()
+    assert found["count"] == 9 and [h["rank"] for h in found["hits"]] == [5, 6, 7, 8]
+    owner = httpx.get(app_server + "api/owner", params={"name": "Alan Turing", "limit": 5}, timeout=30).json()
+    assert owner["matches"][0]["docs"] == 12 and len(owner["matches"][0]["files"]) == 5
+    assert httpx.get(app_server + "api/stats", timeout=30).json()["docs"] == len(app_bundle)
+
+
+@pytest.mark.slow
+def test_bad_and_oversize_queries_are_refused(app_server: str) -> None:
+    cases = [
+        ("api/search", {"q": "x" * 10_001}, "limit is 10,000"),
+        ("api/search", {"q": "   "}, "empty"),
+        ("api/search", {"q": "parser", "k": "1000"}, "k must be between 1 and 100"),
+        ("api/search", {"q": "parser", "k": "ten"}, "k must be an integer"),
+        ("api/search", {"q": "parser", "offset": "99999999"}, "offset must be between"),
+        ("api/search", {"q": "parser", "backend": "dense"}, "not available"),
+        ("api/count", {"q": "y" * 10_001}, "limit is 10,000"),
+        ("api/owner", {"name": "z" * 201}, "at most 200 characters"),
+    ]
+    for route, params, message in cases:
+        r = httpx.get(app_server + route, params=params, timeout=30)
+        assert r.status_code == 400, (route, params, r.status_code)
+        assert message in r.json()["error"] and "Traceback" not in r.text
+    assert httpx.get(app_server + "api/member", timeout=10).status_code == 404  # long texts stay on Gradio's endpoint
+
+
+# ------------------------------------------------------------------------------ concurrency
+def test_limiter_runs_at_most_n_and_refuses_beyond_the_wait_line() -> None:
+    release = threading.Event()
+    started = threading.Semaphore(0)
+    running: list[int] = []
+    peak = [0]
+    lock = threading.Lock()
+
+    def work(i: int) -> int:
+        with lock:
+            running.append(i)
+            peak[0] = max(peak[0], len(running))
+        started.release()
+        release.wait(10)
+        with lock:
+            running.remove(i)
+        return i
+
+    async def scenario() -> tuple[list[Any], Limiter]:
+        limiter = Limiter(2, 1)
+        tasks = [asyncio.create_task(limiter.run(work, i)) for i in range(3)]  # 2 run, 1 waits
+        await asyncio.to_thread(started.acquire)
+        await asyncio.to_thread(started.acquire)
+        await asyncio.sleep(0.05)
+        assert limiter.running == 2 and limiter.waiting == 1
+        with pytest.raises(Busy, match="busy"):
+            await limiter.run(work, 99)
+        release.set()
+        return await asyncio.gather(*tasks), limiter
+
+    results, limiter = asyncio.run(scenario())
+    assert results == [0, 1, 2] and peak[0] == 2 and limiter.refused == 1
+    assert limiter.running == 0 and limiter.waiting == 0
+
+
+def test_a_busy_server_answers_503(app_bundle: Any, tmp_path: Any) -> None:
+    from fastapi import FastAPI
+
+    svc = AppService(app_bundle, flags_path=tmp_path / "flags.jsonl")
+    release = threading.Event()
+    entered = threading.Event()
+    real_stats = svc.stats
+
+    def slow_stats() -> dict[str, Any]:
+        entered.set()
+        release.wait(10)
+        return real_stats()
+
+    svc.stats = slow_stats  # type: ignore[method-assign]
+    app = FastAPI(routes=json_api_routes(svc, limiter=Limiter(1, 0)))
+
+    async def scenario() -> tuple[int, int, str]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            first = asyncio.create_task(client.get("/api/stats"))
+            await asyncio.to_thread(entered.wait, 10)
+            refused = await client.get("/api/stats")
+            release.set()
+            return (await first).status_code, refused.status_code, refused.headers.get("retry-after", "")
+
+    assert asyncio.run(scenario()) == (200, 503, "1")
+
+
+def test_serve_bounds_the_queue_and_the_json_routes(app_bundle: Any, tmp_path: Any) -> None:
+    from spacerini.app import CONCURRENCY, QUEUE_SIZE, build_app
+
+    before = {k: os.environ.get(k) for k in ("GRADIO_ANALYTICS_MAX_EVENTS", "GRADIO_ANALYTICS_CACHE_FREQUENCY")}
+    app = build_app(app_bundle, flags_path=tmp_path / "flags.jsonl")
+    assert app._queue.max_size == QUEUE_SIZE and app._queue.default_concurrency_limit == CONCURRENCY
+    # Gradio's per-event analytics summary is bounded and no longer recomputed after every event.
+    assert app._queue.ANALYTICS_MAX_EVENTS <= 1_000 and app._queue.ANAYLTICS_CACHE_FREQUENCY >= 100
+    assert {k: os.environ.get(k) for k in before} == before  # the settings did not leak into the process
+
+
+# ----------------------------------------------------------------------------- display cache
+def test_lru_cache_keeps_the_most_recent() -> None:
+    cache = LRUCache(2)
+    calls: list[str] = []
+
+    def make(key: str) -> Any:
+        return lambda: calls.append(key) or key.upper()
+
+    assert cache.get_or_make("a", make("a")) == "A"
+    assert cache.get_or_make("b", make("b")) == "B"
+    assert cache.get_or_make("a", make("a")) == "A"  # hit: "a" is now the most recent
+    cache.get_or_make("c", make("c"))  # evicts "b"
+    cache.get_or_make("b", make("b"))
+    assert calls == ["a", "b", "c", "b"] and len(cache) == 2 and (cache.hits, cache.misses) == (1, 4)
+
+
+def test_cached_display_values_are_not_shared_with_callers(app_bundle: Any, tmp_path: Any) -> None:
+    svc = AppService(app_bundle, flags_path=tmp_path / "flags.jsonl")
+    first = svc.search("script alert", "", 10, 0)
+    evil = next(h for h in first["hits"] if h["docid"] == "evil")
+    assert "bob.smith@gmail.com" not in evil["snippet"]  # redacted on display
+    evil["meta"]["owner"] = "changed"
+    evil["fields"]["note"] = "changed"
+    again = next(h for h in svc.search("script alert", "", 10, 0)["hits"] if h["docid"] == "evil")
+    assert again["meta"]["owner"] == "Mallory" and again["fields"]["note"] == "<script>alert(3)</script>"
+    assert svc._display.hits >= 1
+    plain = AppService(app_bundle, redact_pii=False, flags_path=tmp_path / "flags.jsonl")
+    assert [h["fields"] for h in plain.search("parser helper", "", 10, 0)["hits"]] == [
+        dict(h.fields) for h in app_bundle.search("parser helper", k=10)
+    ]
+
+
+@pytest.mark.slow
+def test_search_route_can_skip_snippets(app_server: str, app_bundle: Any) -> None:
+    r = httpx.get(app_server + "api/search", params={"q": "parser helper", "snippets": "false"}, timeout=30).json()
+    assert [h["docid"] for h in r["hits"]] == [h.docid for h in app_bundle.search("parser helper", k=10)]
+    assert all(h["snippet"] == "" for h in r["hits"]) and r["hits"][0]["meta"]["path"].startswith("src/")
+    with_snippets = httpx.get(app_server + "api/search", params={"q": "parser helper"}, timeout=30).json()
+    assert all("<mark>" in h["snippet"] for h in with_snippets["hits"])
