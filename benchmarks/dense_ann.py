@@ -151,10 +151,10 @@ def sweep(vectors: np.ndarray, queries: np.ndarray, configs: list[dict[str, Any]
 
 
 DEFAULT_CONFIGS: list[dict[str, Any]] = [
-    {"kind": "hnsw", "m": 16, "ef_construction": 200, "ef_searchs": [16, 24, 32, 48, 64, 96]},
+    {"kind": "hnsw", "m": 16, "ef_construction": 200, "ef_searchs": [16, 24, 32, 48, 64, 96, 128]},
     {"kind": "hnsw", "m": 32, "ef_construction": 80, "ef_searchs": [16, 24, 32, 48, 64, 96, 128]},
     {"kind": "hnsw", "m": 32, "ef_construction": 200, "ef_searchs": [16, 24, 32, 48, 64, 96]},
-    {"kind": "hnsw_sq8", "m": 32, "ef_construction": 200, "ef_searchs": [16, 24, 32, 48, 64]},
+    {"kind": "hnsw_sq8", "m": 16, "ef_construction": 200, "ef_searchs": [64, 96, 128]},
     {"kind": "ivf", "nlist": 1265, "nprobes": [8, 16, 32, 64]},
 ]
 

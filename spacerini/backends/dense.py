@@ -16,14 +16,16 @@ Design choices, and why:
   its best passage's score. Documents with no tokens get no passage and can never match.
 * **Index kind** (``index=``): ``"flat"`` (``IndexFlatIP``, exact), ``"ivf"`` (``IndexIVFFlat``,
   ``nlist`` defaults to 4·√passages, at most passages/39 so k-means has enough points, searched
-  with ``nprobe``, default 32) or ``"hnsw"`` (``IndexHNSWFlat``, ``M=32``, ``efConstruction=80``,
-  searched with ``ef_search``, default 128). ``"auto"`` (default) picks flat below 50,000
-  passages (exact, and a scan of 50k 384-d vectors takes a few ms) and HNSW above. HNSW over IVF
-  because its recall holds up when clusters overlap: on clustered 384-d vectors
-  (``benchmarks/dense_bench.py``) HNSW kept recall@10 >= 0.98 at efSearch 64-128 as the clusters
-  were made to overlap more, while IVF at nprobe=32 fell from 0.96 to 0.78. HNSW needs no
-  training and adds in streaming chunks; it builds slower than IVF, but far faster than the
-  encoding before it. Faiss has no GPU HNSW, so choose ``"ivf"`` to search on a GPU.
+  with ``nprobe``, default 32) or ``"hnsw"`` (``IndexHNSWFlat``, :data:`HNSW_DEFAULTS`:
+  ``M=16``, ``efConstruction=200``, ``efSearch=96``). ``"auto"`` (default, :func:`auto_index`)
+  picks flat below 50,000 passages (exact, and a scan of 50k 384-d vectors takes a few ms) and
+  HNSW with those defaults above. The defaults come from ``benchmarks/dense_ann.py`` at 100k
+  vectors (batched queries, same Faiss threads as flat): on sentence vectors of real text,
+  ``M=16, efConstruction=200`` reached recall@10 0.953 at efSearch 96 and 6.0x flat's QPS, where
+  ``M=32`` needed efSearch 64-96 for the same recall at 3.5-5.5x, and ``efConstruction=80``
+  needed efSearch 128 (3.8x). HNSW over IVF because its recall holds up when clusters overlap.
+  HNSW needs no training and adds in streaming chunks; it builds slower than IVF, but far faster
+  than the encoding before it. Faiss has no GPU HNSW, so choose ``"ivf"`` to search on a GPU.
 * **Resumable encoding.** Encoding is the slow part, so vectors are checkpointed to disk in
   chunks of ``chunk_docs`` documents. The bundle builds into a fresh temporary folder each time,
   so the checkpoints live in ``<checkpoint_dir>/<key>`` (``checkpoint_dir`` defaults to
@@ -69,6 +71,11 @@ PARAMS_FILE = "dense.json"
 INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
 #: Below this many passages, ``index="auto"`` builds an exact flat index.
 AUTO_FLAT_MAX = 50_000
+#: HNSW build and search parameters used unless given; chosen with ``benchmarks/dense_ann.py``
+#: (see the module docstring and benchmarks/RESULTS.md).
+HNSW_DEFAULTS: dict[str, int] = {"hnsw_m": 16, "ef_construction": 200, "ef_search": 96}
+#: IVF lists probed per query unless given.
+IVF_DEFAULT_NPROBE = 32
 _CHECKPOINT_VERSION = 1
 
 
@@ -85,11 +92,11 @@ def build(
     overlap: int = 32,
     batch_size: int = 32,
     chunk_docs: int = 1024,
-    hnsw_m: int = 32,
-    ef_construction: int = 80,
-    ef_search: int = 128,
+    hnsw_m: int | None = None,
+    ef_construction: int | None = None,
+    ef_search: int | None = None,
     nlist: int | None = None,
-    nprobe: int = 32,
+    nprobe: int | None = None,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     device: str | None = None,
 ) -> BuildReport:
@@ -106,11 +113,13 @@ def build(
         overlap: Tokens shared by consecutive passages of a document.
         batch_size: Encoder batch size.
         chunk_docs: Documents per checkpoint chunk.
-        hnsw_m: HNSW graph degree ``M``.
-        ef_construction: HNSW ``efConstruction``.
-        ef_search: HNSW ``efSearch`` used at search time (stored; can be overridden at open).
+        hnsw_m: HNSW graph degree ``M``; ``None`` means :data:`HNSW_DEFAULTS`.
+        ef_construction: HNSW ``efConstruction``; ``None`` means :data:`HNSW_DEFAULTS`.
+        ef_search: HNSW ``efSearch`` used at search time (stored; can be overridden at open);
+            ``None`` means :data:`HNSW_DEFAULTS`.
         nlist: IVF lists; ``None`` means ``4 * sqrt(passages)``.
-        nprobe: IVF lists probed at search time (stored; can be overridden at open).
+        nprobe: IVF lists probed at search time (stored; can be overridden at open); ``None``
+            means :data:`IVF_DEFAULT_NPROBE`.
         checkpoint_dir: Parent folder of the chunk checkpoints; they go into a subfolder named
             by a hash of the encoder, the passage parameters and the corpus fingerprint, which
             is removed after a successful build. ``None`` means ``$SPACERINI_CACHE/dense-checkpoints``.
@@ -125,6 +134,10 @@ def build(
         DependencyMissingError: faiss, sentence-transformers or the encoder is missing.
     """
     started = time.perf_counter()
+    hnsw_m = HNSW_DEFAULTS["hnsw_m"] if hnsw_m is None else hnsw_m
+    ef_construction = HNSW_DEFAULTS["ef_construction"] if ef_construction is None else ef_construction
+    ef_search = HNSW_DEFAULTS["ef_search"] if ef_search is None else ef_search
+    nprobe = IVF_DEFAULT_NPROBE if nprobe is None else nprobe
     _check_build_params(index, passage_tokens, overlap, batch_size, chunk_docs, hnsw_m, ef_construction, ef_search, nlist, nprobe)
     faiss = _import_faiss()
     folder = Path(folder)
@@ -152,7 +165,7 @@ def build(
     if n_passages == 0:
         raise EmptyCorpusError("no document has any text to encode for the dense backend")
 
-    kind = index if index != "auto" else ("flat" if n_passages < AUTO_FLAT_MAX else "hnsw")
+    kind = index if index != "auto" else auto_index(n_passages)[0]
     if kind == "ivf":
         nlist = nlist or default_nlist(n_passages)
     index_started = time.perf_counter()
@@ -200,6 +213,16 @@ def build(
     }
     logger.info("dense: %d docs, %d passages, %s index in %.1fs", len(ids), n_passages, kind, seconds)
     return BuildReport(backend=NAME, docs=len(ids), seconds=seconds, params=params, stats=stats)
+
+
+def auto_index(n_passages: int) -> tuple[str, dict[str, int]]:
+    """The index kind, and its default parameters, that ``index="auto"`` builds for ``n_passages``.
+
+    Flat (exact) below :data:`AUTO_FLAT_MAX` passages, HNSW with :data:`HNSW_DEFAULTS` above.
+    """
+    if n_passages < AUTO_FLAT_MAX:
+        return "flat", {}
+    return "hnsw", dict(HNSW_DEFAULTS)
 
 
 def default_nlist(n_passages: int) -> int:
@@ -289,25 +312,25 @@ def _encode_chunks(
     bar = tqdm(total=n_docs, desc="dense: encoding", unit=" docs", disable=not progress)
     try:
         texts: list[str] = []
-        owners: list[int] = []
+        first = 0
         for ordinal, doc in enumerate(docs_factory()):
             number = ordinal // chunk_docs
             if number in done:
                 if ordinal % chunk_docs == 0:
                     bar.update(min(chunk_docs, n_docs - ordinal))
                 continue
-            passages = enc.split(doc.text, max_tokens=passage_tokens, overlap=overlap)
-            if not passages:
-                empty += 1
-            texts.extend(passages)
-            owners.extend([ordinal] * len(passages))
+            if not texts:
+                first = ordinal
+            texts.append(doc.text)
             if ordinal % chunk_docs == chunk_docs - 1 or ordinal == n_docs - 1:
-                vectors = enc.encode(texts, batch_size=batch_size)
+                vectors, counts = enc.encode_docs(texts, max_tokens=passage_tokens, overlap=overlap, batch_size=batch_size)
+                empty += int(np.count_nonzero(counts == 0))
+                owners = np.repeat(np.arange(first, first + len(texts), dtype=np.int32), counts)
                 vec_path, doc_path = _chunk_paths(ckpt, number)
-                _save_npy(doc_path, np.asarray(owners, dtype=np.int32))
+                _save_npy(doc_path, owners)
                 _save_npy(vec_path, vectors)  # written last: its presence marks the chunk done
-                bar.update(ordinal % chunk_docs + 1)
-                texts, owners = [], []
+                bar.update(len(texts))
+                texts = []
         bar.close()
     except BaseException:
         bar.close()
@@ -341,16 +364,7 @@ def _build_index(
     ef_construction: int, nlist: int | None, progress: bool,
 ) -> Any:
     """Builds a CPU index (on GPU 0 first for flat/IVF when faiss-gpu sees a GPU)."""
-    if kind == "flat":
-        index = faiss.IndexFlatIP(dim)
-    elif kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = ef_construction
-    else:
-        quantizer = faiss.IndexFlatIP(dim)
-        index = faiss.IndexIVFFlat(quantizer, dim, int(nlist or 1), faiss.METRIC_INNER_PRODUCT)
-        index.own_fields = True
-        quantizer.this.disown()
+    index = make_index(faiss, kind, dim, hnsw_m=hnsw_m, ef_construction=ef_construction, nlist=nlist or 1)
     gpu_res = None
     if _gpus_for(kind) > 0:
         gpu_res = faiss.StandardGpuResources()
@@ -365,6 +379,36 @@ def _build_index(
     if gpu_res is not None:
         index = faiss.index_gpu_to_cpu(index)
     return index
+
+
+def make_index(
+    faiss: Any, kind: str, dim: int, *, hnsw_m: int = 32, ef_construction: int = 200, nlist: int = 1
+) -> Any:
+    """An empty inner-product Faiss index of ``kind`` (``flat``, ``ivf``, ``hnsw`` or ``hnsw_sq8``)."""
+    if kind == "flat":
+        return faiss.IndexFlatIP(dim)
+    if kind in ("hnsw", "hnsw_sq8"):
+        if kind == "hnsw":
+            index = faiss.IndexHNSWFlat(dim, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        else:
+            index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = ef_construction
+        return index
+    if kind == "ivf":
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, int(nlist), faiss.METRIC_INNER_PRODUCT)
+        index.own_fields = True
+        quantizer.this.disown()
+        return index
+    raise ValueError(f"unknown index kind {kind!r}")
+
+
+def set_search_param(faiss: Any, index: Any, kind: str, value: int) -> None:
+    """Sets the search-time knob of ``index``: ``efSearch`` for HNSW, ``nprobe`` for IVF; flat has none."""
+    if kind == "ivf":
+        faiss.extract_index_ivf(index).nprobe = int(value)
+    elif kind in ("hnsw", "hnsw_sq8"):
+        index.hnsw.efSearch = int(value)
 
 
 def _training_sample(chunks: Sequence[tuple[Path, Path]], n_passages: int, *, want: int) -> np.ndarray:
@@ -459,9 +503,9 @@ class DenseSearcher:
             raise BundleCorruptError(f"{folder}: index dimension {self._index.d} != manifest dim {params['dim']}")
         self.kind = params.get("index", "flat")
         if self.kind == "ivf":
-            faiss.extract_index_ivf(self._index).nprobe = int(nprobe or params.get("nprobe", 32))
+            faiss.extract_index_ivf(self._index).nprobe = int(nprobe or params.get("nprobe", IVF_DEFAULT_NPROBE))
         if self.kind == "hnsw":
-            self._index.hnsw.efSearch = int(ef_search or params.get("ef_search", 128))
+            self._index.hnsw.efSearch = int(ef_search or params.get("ef_search", HNSW_DEFAULTS["ef_search"]))
         self._gpu_lock: threading.Lock | None = None
         self._gpu_res: Any = None
         if _gpus_for(self.kind) > 0:

@@ -231,7 +231,7 @@ def test_ann_recall_against_flat(kind: str, floor: float, tmp_path: Path) -> Non
 
 
 class _CountingEncoder:
-    """Wraps the real encoder, counts encode calls, and can fail after ``fail_after`` calls."""
+    """Wraps the real encoder, counts encode_docs calls (one per chunk), and can fail after ``fail_after`` calls."""
 
     def __init__(self, inner: encoders.Encoder, fail_after: int | None = None) -> None:
         self.inner = inner
@@ -241,11 +241,11 @@ class _CountingEncoder:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def encode(self, texts: list[str], *, batch_size: int = 32) -> np.ndarray:
+    def encode_docs(self, texts: list[str], **options: Any) -> tuple[np.ndarray, np.ndarray]:
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise KeyboardInterrupt("simulated Ctrl-C")
         self.calls += 1
-        return self.inner.encode(texts, batch_size=batch_size)
+        return self.inner.encode_docs(texts, **options)
 
 
 def test_resume_skips_encoded_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -361,3 +361,22 @@ def test_bundle_integration(tmp_path: Path) -> None:
     # The named checkpoint folder is kept (only its key-named subfolder is removed).
     assert (tmp_path / "ck").is_dir() and not any((tmp_path / "ck").iterdir())
     bundle.close()
+
+
+def test_auto_index_uses_the_benchmarked_hnsw_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert dense.auto_index(dense.AUTO_FLAT_MAX - 1) == ("flat", {})
+    assert dense.auto_index(dense.AUTO_FLAT_MAX) == ("hnsw", dense.HNSW_DEFAULTS)
+    monkeypatch.setattr(dense, "AUTO_FLAT_MAX", 5)  # so a tiny corpus takes the large-corpus branch
+    report = dense.build(_factory(DOCS[:12]), tmp_path / "h", progress=False, checkpoint_dir=tmp_path / "ck")
+    params = report.params
+    assert params["index"] == "hnsw" and params["index_requested"] == "auto"
+    assert {key: params[key] for key in dense.HNSW_DEFAULTS} == dense.HNSW_DEFAULTS
+    searcher = dense.open(tmp_path / "h", report.to_dict())
+    assert searcher._index.hnsw.efSearch == dense.HNSW_DEFAULTS["ef_search"]
+    assert searcher._index.hnsw.efConstruction == dense.HNSW_DEFAULTS["ef_construction"]
+    assert dense.open(tmp_path / "h", report.to_dict(), ef_search=7)._index.hnsw.efSearch == 7
+    # Explicit parameters win over the defaults and are stored.
+    custom = dense.build(_factory(DOCS[:12]), tmp_path / "c", index="hnsw", hnsw_m=8, ef_search=20, progress=False,
+                         checkpoint_dir=tmp_path / "ck").params
+    assert (custom["hnsw_m"], custom["ef_search"]) == (8, 20)
+    assert dense.open(tmp_path / "c", {"params": custom})._index.hnsw.efSearch == 20
