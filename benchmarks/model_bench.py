@@ -10,6 +10,8 @@ Measured in one run, on the demo-corpus bundle the shipped model was trained on:
   corpus (exact backend count), next to the same share for held-out human-written code (spans
   found in another file than their own) as the natural rate of shared boilerplate;
 * generation speed in tokens/s on this machine's CPU (or GPU when there is one);
+* the training figures the model folder records (``training_report.json``: steps, tokens,
+  training minutes, final loss), when it has them;
 * trace latency of a 1 KB snippet (goal: p50 <= 200 ms), for a corpus excerpt (one long span
   with sources), for generated code and for random text (the slowest case: every position
   misses after a few characters).
@@ -131,6 +133,19 @@ def span_share(exact, texts: list[str], *, width: int = 50, exclude_self: bool =
     return (found / total if total else 0.0), total
 
 
+def training_figures(model_dir: Path) -> dict | None:
+    """The training run's figures from ``model_dir/training_report.json`` (None when absent)."""
+    path = model_dir / "training_report.json"
+    if not path.is_file():
+        return None
+    report = json.loads(path.read_text(encoding="utf-8"))
+    keys = ("steps", "batch_size", "seq_len", "lr", "tokens_total", "seconds_total", "final_loss", "mean_loss_last_50")
+    figures = {k: report[k] for k in keys if k in report}
+    if "seconds_total" in figures:
+        figures["minutes_total"] = round(figures["seconds_total"] / 60, 1)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", default=str(OUT / "model-demo-bundle"))
@@ -144,7 +159,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from spacerini.model.generation import generate, load_model, model_info
+    from spacerini.model.generation import default_model_path, generate, load_model, model_info
     from spacerini.model.tracing import trace
 
     bundle = open_or_build(Path(args.bundle))
@@ -194,6 +209,7 @@ def main() -> None:
         "model": {k: info[k] for k in ("architecture", "parameters", "vocab_size", "context", "multi_query")},
         "device": str(device),
         "threads": args.threads,
+        "training": training_figures(Path(args.model) if args.model else default_model_path()),
         "corpus_docs": len(bundle),
         "corpus_bytes": bundle.manifest["counts"]["text_bytes"],
         **ppl,

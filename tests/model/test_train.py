@@ -84,3 +84,36 @@ def test_bad_options_are_refused(tiny_bundle, tmp_path) -> None:
         train(tiny_bundle.path, tmp_path / "x", steps=0, **OPTIONS)
     with pytest.raises(TrainingError):
         train(tiny_bundle.path, tmp_path / "x", steps=2, fim_rate=1.5, **OPTIONS)
+
+
+def test_thread_tuner_picks_the_faster_count_and_measures_again() -> None:
+    from spacerini.model.training import ThreadTuner
+
+    tuner = ThreadTuner(2, trial_steps=2, period=3)
+    used = []
+    for _ in range(14):
+        n = tuner.threads_for_next_step()
+        used.append(n)
+        # 1 thread is faster in the first cycle, 2 threads in the next ones.
+        slow = 2 if len(used) <= 7 else 1
+        tuner.record(n, 1.0 if n == slow else 0.5)
+    # A cycle: 2 trial steps per count, then 3 steps with the winner.
+    assert used[:7] == [1, 1, 2, 2, 1, 1, 1]
+    assert used[7:14] == [1, 1, 2, 2, 2, 2, 2]
+    assert ThreadTuner(1).threads_for_next_step() == 1
+
+
+def test_adaptive_threads_train_and_report_cumulative_time(tiny_bundle, tmp_path) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        first = train(tiny_bundle.path, tmp_path / "run", steps=2, **{**OPTIONS, "threads": 2}, adapt_threads=True)
+        state = json.loads((tmp_path / "run" / "checkpoints" / "step-0000002" / "state.json").read_text())
+        second = train(tiny_bundle.path, tmp_path / "run", steps=4, **{**OPTIONS, "threads": 2}, adapt_threads=True)
+    finally:
+        torch.set_num_threads(before)
+    assert first["steps"] == 2 and second["steps"] == 4 and math.isfinite(second["final_loss"])
+    # The training time so far travels in the checkpoint and adds up over resumed runs.
+    assert 0 < state["train_seconds"] <= first["seconds_total"]
+    assert second["seconds_total"] == pytest.approx(state["train_seconds"] + second["seconds"], abs=0.011)
