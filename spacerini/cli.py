@@ -637,7 +637,7 @@ def model_train(
     if as_json:
         _echo_json(report)
     else:
-        click.echo(f"Trained to step {report.get('step', '?')}; model saved in {out_dir}")
+        click.echo(f"Trained to step {report.get('steps', '?')}; model saved in {out_dir}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -752,7 +752,7 @@ class BM25Searcher:
         return snippet
 
     #: Distinct words whose analysis is kept for snippets (the cache empties when full).
-    WORD_CACHE = 50_000
+    WORD_CACHE = 20_000
 
     def _snippet_query(self, query: str) -> tuple[frozenset[str], _SnippetKeys | None]:
         """The query's terms, and patterns finding the words that could analyze to one of them.
@@ -774,7 +774,7 @@ class BM25Searcher:
                 anywhere=re.compile(alternatives, re.IGNORECASE),
                 lines=re.compile(rf"^.*(?:{alternatives}).*$", re.IGNORECASE | re.MULTILINE),
             )
-        if len(self._query_cache) >= 1024:
+        if len(self._query_cache) >= 128:
             self._query_cache.clear()
         self._query_cache[query] = (qterms, keys)
         return qterms, keys
