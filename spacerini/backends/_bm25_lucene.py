@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -412,3 +412,42 @@ def _split_blob(blob: bytes, lengths: np.ndarray) -> list[bytes]:
         raise BundleError("the postings dump is truncated: rebuild the bundle")
     starts = (ends - lengths).tolist()
     return [blob[s:e] for s, e in zip(starts, ends.tolist(), strict=True)]
+
+
+class TokenMatcher:
+    """Finds, in Java, the tokens of a text whose analyzed term is one of a query's terms.
+
+    The analysis runs outside Python's GIL (``io.spacerini.Snippets`` in the helper jar) and only
+    the matching tokens' offsets cross JNI, which keeps snippets cheap for a server that answers
+    many queries at once.
+
+    Args:
+        analyzer: The index's Lucene ``Analyzer``.
+
+    Raises:
+        jnius.JavaException: The helper jar is not on the class path.
+    """
+
+    def __init__(self, analyzer: Any) -> None:
+        jnius = _jnius()
+        autoclass("io.spacerini.Snippets")  # fails early when the jar is missing
+
+        class _Snippets(jnius.JavaClass, metaclass=jnius.MetaJavaClass):
+            __javaclass__ = "io/spacerini/Snippets"
+            matches = jnius.JavaStaticMethod(
+                "(Lorg/apache/lucene/analysis/Analyzer;Ljava/lang/String;[Ljava/lang/String;)[I"
+            )
+
+        self._analyzer = analyzer
+        self._snippets = _Snippets
+
+    def spans(self, text: str, terms: Iterable[str]) -> list[tuple[int, int]] | None:
+        """Returns the (start, end) character offsets of the matching tokens, in order.
+
+        Returns ``None`` when the text holds characters outside the Basic Multilingual Plane
+        (Java's offsets count UTF-16 units there, Python's count code points).
+        """
+        if not text.isascii() and max(text) > "\uffff":
+            return None
+        flat = list(self._snippets.matches(self._analyzer, text, list(terms)))
+        return list(zip(flat[0::2], flat[1::2], strict=True))

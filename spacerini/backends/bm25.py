@@ -525,11 +525,18 @@ class BM25Searcher:
             raise BundleError(f"unknown scorer {scorer!r}: use 'exact' or 'lucene'")
         self.scorer = scorer
         self._pretokenized = self.analyzer_name == "code"
-        self._java = jl.JavaAnalyzer(
-            jl.make_analyzer(
-                "en" if self._pretokenized else self.analyzer_name, pretokenized=self._pretokenized
-            )
+        java_analyzer = jl.make_analyzer(
+            "en" if self._pretokenized else self.analyzer_name, pretokenized=self._pretokenized
         )
+        self._java = jl.JavaAnalyzer(java_analyzer)
+        # Snippet matches come from the analyzer's own token offsets, found in Java (outside the
+        # GIL); the code analyzer rewrites text before Lucene sees it, so it keeps the word path.
+        self._matcher: jl.TokenMatcher | None = None
+        if not self._pretokenized:
+            try:
+                self._matcher = jl.TokenMatcher(java_analyzer)
+            except Exception:  # noqa: BLE001 - no helper jar: the Python word path is used
+                logger.info("Spacerini's helper jar is not loaded; snippets use the Python word path")
         self._batch = jl.BatchAnalyzer(self._java)
         self._exact: ExactScorer | None = None
         self._lucene: Any = None
@@ -715,10 +722,12 @@ class BM25Searcher:
     def snippet(self, query: str, text: str, *, width: int = 240) -> str:
         """Returns an HTML-escaped window of ``text`` around the densest run of query-term matches.
 
-        Matched words are wrapped in ``<mark>``; a word matches when one of its analyzed terms is
-        a query term. Words are analyzed once per searcher (a bounded cache), and only words
-        that could analyze to a query term are looked at, so after warm-up a snippet makes no
-        JNI call and costs a few regex passes over at most ``SNIPPET_SCAN_CHARS`` characters.
+        Matches are wrapped in ``<mark>``. With the helper jar (the usual case), a match is a token
+        of the index's analyzer whose term is a query term, found in Java with its exact offsets.
+        Otherwise (and for the ``code`` analyzer) a ``\\w+`` word matches when one of its analyzed
+        terms is a query term; words are analyzed once per searcher (a bounded cache), and only
+        words that could analyze to a query term are looked at. Either way at most
+        ``SNIPPET_SCAN_CHARS`` characters are scanned.
 
         Args:
             query: The query.
@@ -734,7 +743,10 @@ class BM25Searcher:
             first = keys.anywhere.search(text) if keys is not None else None
             base = max(0, (first.start() if first else 0) - SNIPPET_SCAN_CHARS // 4)
             text = text[base : base + SNIPPET_SCAN_CHARS]
-        if qterms:
+        spans = self._matcher.spans(text, qterms) if qterms and self._matcher is not None else None
+        if spans is not None:
+            matched = spans
+        elif qterms:
             words = set(_WORD.findall(text))  # distinct words, found in C
             if keys is not None:
                 # Only words holding a key can analyze to a query term: one regex pass over the

@@ -468,13 +468,18 @@ def test_without_the_helper_the_sidecar_falls_back_to_term_vectors(tmp_path, mon
     assert hits and report.stats["postings"] > 0
 
 
-def test_snippet_marks_exactly_the_words_that_analyze_to_a_query_term(built):
-    """The key-prefix filter and the word cache lose nothing: every visible word whose analysis
-    meets the query's terms is marked, and nothing else is (reference: one JNI call per word)."""
+@pytest.mark.parametrize("path", ["java-tokens", "python-words"])
+def test_snippet_marks_exactly_the_words_that_analyze_to_a_query_term(built, monkeypatch, path):
+    """Neither the Java token matcher nor the Python path (key-prefix filter, word cache) loses
+    or adds a match: every visible word whose analysis meets the query's terms is marked, and
+    nothing else is (reference: one JNI call per word)."""
     import html as _html
     import re as _re
 
     _, _, searcher = built
+    assert searcher._matcher is not None, "the helper jar should give the Java token matcher"
+    if path == "python-words":
+        monkeypatch.setattr(searcher, "_matcher", None)
     docs = list(_docs(CORPUS)())[:60]
     checked = 0
     for _, query in _queries()[:12]:
