@@ -15,7 +15,6 @@ Every call here goes through pyjnius. Measured facts that shaped it:
 from __future__ import annotations
 
 import logging
-import re
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
@@ -29,9 +28,6 @@ from spacerini.errors import BundleError
 from spacerini.java import autoclass, ensure_jvm
 
 logger = logging.getLogger(__name__)
-
-#: Characters outside the Basic Multilingual Plane (two UTF-16 units in Java, one in Python).
-_NON_BMP = re.compile("[\U00010000-\U0010FFFF]")
 
 #: Token separator used when a token list crosses JNI as one string (never inside a token).
 SEP = "\u0001"
@@ -452,7 +448,7 @@ class TokenMatcher:
         Returns ``None`` when the text holds characters outside the Basic Multilingual Plane
         (Java's offsets count UTF-16 units there, Python's count code points).
         """
-        if not text.isascii() and _NON_BMP.search(text):
+        if not text.isascii() and max(text) > "\uffff":
             return None
         jtext: Any = text
         if len(text) > JavaAnalyzer.BYTES_THRESHOLD:  # long texts cross as UTF-8 bytes (faster)

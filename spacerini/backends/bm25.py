@@ -118,7 +118,7 @@ class _SnippetKeys:
 #: Characters of a long document scanned for a snippet (around the first possible match).
 SNIPPET_SCAN_CHARS = 2_500
 #: Characters analyzed (in Java) when that window holds no match.
-SNIPPET_FULL_CHARS = 20_000
+SNIPPET_FULL_CHARS = 200_000
 _PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_A-Za-z]+")
 
 

@@ -503,10 +503,3 @@ def test_snippet_finds_a_real_match_past_a_prefix_only_window(built):
     text = head + "here the ranking functions rank documents " + "lorem ipsum " * 100
     snippet = searcher.snippet("ranking", text)
     assert "<mark>ranking</mark>" in snippet and "<mark>rank</mark>" in snippet
-
-
-def test_snippet_offsets_stay_right_around_characters_outside_the_bmp(built):
-    """Java counts UTF-16 units; a text with an emoji falls back to the Python word path."""
-    _, _, searcher = built
-    snippet = searcher.snippet("ranking", "😀😀 the ranking of 😀 documents")
-    assert "<mark>ranking</mark>" in snippet
