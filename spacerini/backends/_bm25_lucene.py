@@ -440,7 +440,6 @@ class TokenMatcher:
 
         self._analyzer = analyzer
         self._snippets = _Snippets
-        self._string = autoclass("java.lang.String")
 
     def spans(self, text: str, terms: Iterable[str]) -> list[tuple[int, int]] | None:
         """Returns the (start, end) character offsets of the matching tokens, in order.
@@ -450,8 +449,5 @@ class TokenMatcher:
         """
         if not text.isascii() and max(text) > "\uffff":
             return None
-        jtext: Any = text
-        if len(text) > JavaAnalyzer.BYTES_THRESHOLD:  # long texts cross as UTF-8 bytes (faster)
-            jtext = self._string(text.encode("utf-8", "surrogatepass"), "UTF-8")
-        flat = list(self._snippets.matches(self._analyzer, jtext, list(terms)))
+        flat = list(self._snippets.matches(self._analyzer, text, list(terms)))
         return list(zip(flat[0::2], flat[1::2], strict=True))

@@ -117,8 +117,6 @@ class _SnippetKeys:
 
 #: Characters of a long document scanned for a snippet (around the first possible match).
 SNIPPET_SCAN_CHARS = 2_500
-#: Characters analyzed (in Java) when that window holds no match.
-SNIPPET_FULL_CHARS = 200_000
 _PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_A-Za-z]+")
 
 
@@ -739,7 +737,6 @@ class BM25Searcher:
         qterms, keys = self._snippet_query(query) if query and query.strip() else (frozenset(), None)
         matched: list[tuple[int, int]] = []
         base = 0
-        whole = text
         if len(text) > SNIPPET_SCAN_CHARS and qterms:
             # Long documents: look for the window only near the first place a query term could
             # match, so a snippet's cost stays bounded whatever the document's size.
@@ -747,13 +744,6 @@ class BM25Searcher:
             base = max(0, (first.start() if first else 0) - SNIPPET_SCAN_CHARS // 4)
             text = text[base : base + SNIPPET_SCAN_CHARS]
         spans = self._matcher.spans(text, qterms) if qterms and self._matcher is not None else None
-        if spans == [] and text is not whole:
-            # Nothing there (the first possible match was only a prefix, as "jso" in
-            # "json_dumps"): analyze the document's first SNIPPET_FULL_CHARS in Java instead.
-            wider = whole[:SNIPPET_FULL_CHARS]
-            wide_spans = self._matcher.spans(wider, qterms) if self._matcher is not None else None
-            if wide_spans:
-                text, spans, base = wider, wide_spans, 0
         if spans is not None:
             matched = spans
         elif qterms:

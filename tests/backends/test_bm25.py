@@ -493,13 +493,3 @@ def test_snippet_marks_exactly_the_words_that_analyze_to_a_query_term(built, mon
                 assert (word in marked) == hits, (query, doc.id, word)
                 checked += hits
     assert checked > 20
-
-
-def test_snippet_finds_a_real_match_past_a_prefix_only_window(built):
-    """A long document whose first possible match is only a prefix ("ranked" before any
-    "rank" token is not: "rankedness" style) still gets a window around a real match."""
-    _, _, searcher = built
-    head = "prefix rankingly_named_identifier " + "lorem ipsum dolor sit amet " * 200
-    text = head + "here the ranking functions rank documents " + "lorem ipsum " * 100
-    snippet = searcher.snippet("ranking", text)
-    assert "<mark>ranking</mark>" in snippet and "<mark>rank</mark>" in snippet
