@@ -273,10 +273,6 @@ class SidecarWriter:
         """Rows added so far."""
         return len(self._lengths)
 
-    def add(self, docid: str, terms: Sequence[str], tfs: Sequence[int]) -> None:
-        """Adds the next row: its id and its term vector (terms may be empty)."""
-        self.add_chunk([docid], list(terms), np.asarray(tfs, dtype=np.int32), np.asarray([len(terms)]))
-
     def add_chunk(self, docids: Sequence[str], terms: list[str], tfs: np.ndarray, counts: np.ndarray) -> None:
         """Adds consecutive rows at once.
 

@@ -24,17 +24,18 @@ Design choices, and why:
   of each query's n-th score), sorts once by (query, score, id) and tie-adjusts all lists in one
   vectorised pass, so per-query numpy overhead vanishes; ``search`` is a batch of one. Term ids
   are cached (bounded dict). Measured on 11k Python files, k=10: 2-4x the old per-query loop.
-* **Threads.** Scoring runs in the calling thread: its numpy calls are short and hold the GIL, and
-  two scoring threads measured slower than one on 2 cores. ``threads > 1`` runs the Java analysis
-  of the next chunks ahead in worker threads (pyjnius releases the GIL in Java).
+* **Threads.** ``threads > 1`` analyzes and ranks chunks of queries in worker threads: pyjnius
+  releases the GIL in Java, and numpy in its large sums and sorts.
 * **Hits cost more than scoring at large k.** ``Hit`` is a frozen slotted dataclass; hits are
   built through its slot descriptors (~3x faster than ``Hit(...)``, equal results), yet at
   k=1000 building 1000 objects per query still dominates: TREC runs use ``batch_search_pairs``.
-* **Where the sidecar's postings come from.** They are read back from the index's stored term
-  vectors (one ``IndexReaderUtils.getDocumentVector`` call per document, in a thread pool: pyjnius
-  releases the GIL in Java). Re-analysing the text in Python would double the analysis work
-  (measured: analysis is most of the indexing CPU), and the term vectors are by construction what
-  Lucene indexed, including its token-length splits.
+* **Where the sidecar's postings come from.** They are read out of the Lucene index itself, so
+  they are by construction what Lucene indexed (token-length splits included), in one pass over
+  its terms dictionary by Spacerini's Java helper (``spacerini/jars/PostingsDump.java``), which
+  writes flat int32 files that numpy reads. Without the helper jar, they are read back from the
+  stored term vectors instead (one ``IndexReaderUtils.getDocumentVector`` call per document,
+  ~2 ms each); both give byte-identical sidecars. Re-analysing the text in Python would double the
+  analysis work (measured: analysis is most of the indexing CPU).
 * **Analyzers.** ``"en"`` (default): Anserini's ``DefaultEnglishAnalyzer`` (Porter stemming,
   Lucene's English stopwords). Any language in Anserini's ``AnalyzerMap`` (``"de"``, ``"fr"``, ``"zh"``,
   ...): that Lucene analyzer (``-language xx``). ``"code"``: identifiers are split in Python
@@ -564,7 +565,6 @@ class BM25Searcher:
                 )
             )
             self._lucene = simple
-        self._marker_ok: bool | None = None
         self._query_cache: dict[str, tuple[frozenset[str], _SnippetKeys | None]] = {}
         self._word_cache: dict[str, list[str]] = {}
 
@@ -648,10 +648,8 @@ class BM25Searcher:
         Args:
             queries: (qid, text) pairs.
             k: Hits per query.
-            threads: Threads. With the sidecar, ``threads > 1`` analyzes the next chunks of queries
-                in Java (which releases the GIL) while this thread scores the current one; scoring
-                itself stays in one thread (its many short numpy calls hold the GIL, and measured
-                on 2 cores, two scoring threads were slower than one).
+            threads: Worker threads that analyze (Java) and rank (numpy) chunks of queries; both
+                release the GIL for most of their work.
 
         Raises:
             QueryError: A query is empty or has too many terms.
@@ -703,16 +701,11 @@ class BM25Searcher:
     ) -> Iterator[tuple[str, list[str], list[float]]]:
         """Yields (qid, ids, scores) in order; batches are analyzed (Java) and ranked (numpy, which
         releases the GIL in its sorts and sums) in ``threads`` worker threads."""
-        exact = self._exact
-        if exact is None:
-            raise BundleError("the searcher is closed")
         chunk = max(1, min(128, len(queries) // (threads * 4) or 1))
         batches = [list(queries[i : i + chunk]) for i in range(0, len(queries), chunk)]
 
         def rank(batch: list[tuple[str, str]]) -> list[tuple[list[str], list[float]]]:
-            texts = [self._prepare(t) for _, t in batch]
-            terms = self._batch.analyze_many(texts) if len(texts) > 1 else [self._java.analyze(texts[0])]
-            return exact.rank_many([self._count_terms(t) for t in terms], k)
+            return self._pairs_many([t for _, t in batch], k)
 
         for batch, ranked in zip(batches, _ordered_map(rank, batches, threads), strict=True):
             for (qid, _), (ids, scores) in zip(batch, ranked, strict=True):
@@ -808,21 +801,7 @@ class BM25Searcher:
                 w: self._java.analyze(code_tokens(w)) if len(w) > 255 else code_tokens(w).split()
                 for w in words
             }
-        marker = "7777777777"
-        words = [w for w in words if marker not in w]
-        if self._marker_ok is None:
-            self._marker_ok = self._java.analyze(f"a {marker} b").count(marker) == 1
-        if self._marker_ok:
-            tokens = self._java.analyze(f" {marker} ".join(words))
-            groups: list[list[str]] = [[]]
-            for tok in tokens:
-                if tok == marker:
-                    groups.append([])
-                else:
-                    groups[-1].append(tok)
-            if len(groups) == len(words):
-                return dict(zip(words, groups, strict=True))
-        return {w: self._java.analyze(w) for w in words[:2000]}
+        return dict(zip(words, self._batch.analyze_many(words), strict=True))
 
     def close(self) -> None:
         """Releases the mmapped sidecar and the Lucene searcher."""
