@@ -68,6 +68,16 @@ def open_ours(corpus: Path, threads: int):
     return folder, bm25.open(folder, report)
 
 
+def latencies_ms(search, texts: list[str]) -> list[float]:
+    """Times ``search(text)`` for each text, one at a time; returns sorted milliseconds."""
+    out = []
+    for text in texts:
+        start = time.perf_counter()
+        search(text)
+        out.append((time.perf_counter() - start) * 1000)
+    return sorted(out)
+
+
 def time_batch(fn, repeat: int = 1) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -104,12 +114,7 @@ def main() -> None:
     ours_1000 = time_batch(lambda: ours.batch_search(queries, k=1000, threads=args.threads), repeat=1)
     pairs_k = time_batch(lambda: ours.batch_search_pairs(queries, k=args.k, threads=args.threads), repeat=2)
     pairs_1000 = time_batch(lambda: ours.batch_search_pairs(queries, k=1000, threads=args.threads), repeat=1)
-    lat = []
-    for _, text in queries:
-        start = time.perf_counter()
-        ours.search(text, k=10)
-        lat.append((time.perf_counter() - start) * 1000)
-    lat.sort()
+    lat = latencies_ms(lambda text: ours.search(text, k=10), [t for _, t in queries])
     result.update(
         {
             "ours_qps": round(len(queries) / ours_s, 1),
@@ -137,11 +142,7 @@ def main() -> None:
         if [(h.docid, round(h.score, 4)) for h in mine[qid]]
         != [(h.docid, round(h.score, 4)) for h in theirs[qid]]
     )
-    lucene_lat = []
-    for text in qtexts[:300]:
-        start = time.perf_counter()
-        lucene.search(text, k=10)
-        lucene_lat.append((time.perf_counter() - start) * 1000)
+    lucene_lat = latencies_ms(lambda text: lucene.search(text, k=10), qtexts[:300])
     lucene.close()
     result.update(
         {
