@@ -20,10 +20,12 @@ import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from spacerini.errors import BackendNotAvailableError, BackendParameterError, BundleCorruptError
+from spacerini.errors import BackendNotAvailableError, BackendParameterError, BundleCorruptError, QueryError
 from spacerini.records import BuildReport, Doc, Hit
+
+_T = TypeVar("_T")
 
 #: Registry key -> module path. Order is the default build order.
 REGISTRY: dict[str, str] = {
@@ -101,13 +103,26 @@ def read_json(folder: Path, name: str, *, what: str) -> Any:
         raise BundleCorruptError(f"{folder}: cannot read {what} ({name}): {exc}; rebuild the bundle") from exc
 
 
-def iter_batches(docs: Iterable[Doc], size: int) -> Iterator[list[Doc]]:
-    """Yields lists of at most ``size`` docs."""
-    batch: list[Doc] = []
-    for doc in docs:
-        batch.append(doc)
+def iter_batches(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
+    """Yields lists of at most ``size`` items, in order."""
+    batch: list[_T] = []
+    for item in items:
+        batch.append(item)
         if len(batch) >= size:
             yield batch
             batch = []
     if batch:
         yield batch
+
+
+def check_batch(queries: Iterable[tuple[str, str]], k: int, *, min_k: int = 1) -> None:
+    """The checks every searcher's ``batch_search`` makes before searching.
+
+    Raises:
+        QueryError: ``k`` is below ``min_k`` or a query is empty.
+    """
+    if k < min_k:
+        raise QueryError(f"k must be >= {min_k}, got {k}")
+    for qid, text in queries:
+        if not isinstance(text, str) or not text.strip():
+            raise QueryError(f"query {qid!r} is empty")

@@ -71,6 +71,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from spacerini.backends import check_batch
 from spacerini.backends._bm25_scorer import ExactScorer, SidecarWriter, write_sidecar
 from spacerini.errors import (
     BundleCorruptError,
@@ -654,7 +655,7 @@ class BM25Searcher:
         Raises:
             QueryError: A query is empty or has too many terms.
         """
-        self._check_batch(queries, k)
+        check_batch(queries, k, min_k=0)
         if self._exact is None:
             out: dict[str, list[Hit]] = {}
             chunk = max(1, min(128, len(queries) // (threads * 4) or 1))
@@ -679,7 +680,7 @@ class BM25Searcher:
         Raises:
             QueryError: A query is empty or has too many terms.
         """
-        self._check_batch(queries, k)
+        check_batch(queries, k, min_k=0)
         if self._exact is None:
             hits = self.batch_search(queries, k=k, threads=threads)
             return {q: [(h.docid, h.score) for h in hs] for q, hs in hits.items()}
@@ -687,14 +688,6 @@ class BM25Searcher:
             qid: list(zip(ids, scores, strict=True))
             for qid, ids, scores in self._iter_ranked(queries, k, threads)
         }
-
-    @staticmethod
-    def _check_batch(queries: Sequence[tuple[str, str]], k: int) -> None:
-        if k < 0:
-            raise QueryError(f"k must be >= 0, got {k}")
-        for qid, text in queries:
-            if not isinstance(text, str) or not text.strip():
-                raise QueryError(f"query {qid!r} is empty")
 
     def _iter_ranked(
         self, queries: Sequence[tuple[str, str]], k: int, threads: int

@@ -56,7 +56,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from spacerini.backends import DocsFactory
+from spacerini.backends import DocsFactory, check_batch, read_json
 from spacerini.encoders import DEFAULT_ENCODER, Encoder, load_encoder, model_path
 from spacerini.errors import BundleCorruptError, DependencyMissingError, EmptyCorpusError, QueryError
 from spacerini.records import BuildReport, Hit
@@ -156,28 +156,32 @@ def build(
     ckpt.mkdir(parents=True, exist_ok=True)
 
     encode_started = time.perf_counter()
-    chunks, resumed, empty = _encode_chunks(
+    chunks, resumed = _encode_chunks(
         docs_factory, enc, ckpt, n_docs=len(ids), passage_tokens=passage_tokens, overlap=overlap,
         batch_size=batch_size, chunk_docs=chunk_docs, progress=progress,
     )
     encode_seconds = time.perf_counter() - encode_started
-    n_passages = sum(int(np.load(vec, mmap_mode="r").shape[0]) for vec, _ in chunks)
+    # One row per passage, naming its document: the passage count and the documents without a
+    # passage follow from it.
+    passage_doc = np.concatenate([np.load(docs_path) for _, docs_path in chunks]).astype(np.int32, copy=False)
+    n_passages = len(passage_doc)
+    empty = len(ids) - len(np.unique(passage_doc))
     if n_passages == 0:
         raise EmptyCorpusError("no document has any text to encode for the dense backend")
 
     kind = index if index != "auto" else auto_index(n_passages)[0]
     if kind == "ivf":
         nlist = nlist or default_nlist(n_passages)
+    gpus = _gpus_for(kind)
     index_started = time.perf_counter()
     with _faiss_threads(faiss, threads):
         cpu_index = _build_index(
             faiss, kind, chunks, dim=enc.dim, n_passages=n_passages, hnsw_m=hnsw_m,
-            ef_construction=ef_construction, nlist=nlist, progress=progress,
+            ef_construction=ef_construction, nlist=nlist, gpus=gpus, progress=progress,
         )
     index_seconds = time.perf_counter() - index_started
 
     faiss.write_index(cpu_index, str(folder / INDEX_FILE))
-    passage_doc = np.concatenate([np.load(docs_path) for _, docs_path in chunks]).astype(np.int32, copy=False)
     np.save(folder / PASSAGE_DOC_FILE, passage_doc)
     (folder / IDS_FILE).write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")
     params: dict[str, Any] = {
@@ -208,7 +212,7 @@ def build(
         "index_seconds": round(index_seconds, 3),
         "docs_per_second": round(len(ids) / encode_seconds, 1) if encode_seconds > 0 else None,
         "device": enc.device,
-        "faiss_gpus": _gpus_for(kind),
+        "faiss_gpus": gpus,
         "index_bytes": (folder / INDEX_FILE).stat().st_size,
     }
     logger.info("dense: %d docs, %d passages, %s index in %.1fs", len(ids), n_passages, kind, seconds)
@@ -297,18 +301,16 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def _encode_chunks(
     docs_factory: DocsFactory, enc: Encoder, ckpt: Path, *, n_docs: int, passage_tokens: int, overlap: int,
     batch_size: int, chunk_docs: int, progress: bool,
-) -> tuple[list[tuple[Path, Path]], int, int]:
+) -> tuple[list[tuple[Path, Path]], int]:
     """Encodes chunk after chunk, skipping chunks already checkpointed.
 
     Returns:
-        The (vectors, passage->doc) file pairs in order, the number of chunks reused and the
-        number of documents without passages.
+        The (vectors, passage->doc) file pairs in order, and the number of chunks reused.
     """
     n_chunks = (n_docs + chunk_docs - 1) // chunk_docs
     done = {number for number in range(n_chunks) if all(p.is_file() for p in _chunk_paths(ckpt, number))}
     if done:
         logger.info("dense: resuming, %d of %d chunks already encoded in %s", len(done), n_chunks, ckpt)
-    empty = 0
     bar = tqdm(total=n_docs, desc="dense: encoding", unit=" docs", disable=not progress)
     try:
         texts: list[str] = []
@@ -324,7 +326,6 @@ def _encode_chunks(
             texts.append(doc.text)
             if ordinal % chunk_docs == chunk_docs - 1 or ordinal == n_docs - 1:
                 vectors, counts = enc.encode_docs(texts, max_tokens=passage_tokens, overlap=overlap, batch_size=batch_size)
-                empty += int(np.count_nonzero(counts == 0))
                 owners = np.repeat(np.arange(first, first + len(texts), dtype=np.int32), counts)
                 vec_path, doc_path = _chunk_paths(ckpt, number)
                 _save_npy(doc_path, owners)
@@ -335,15 +336,7 @@ def _encode_chunks(
     except BaseException:
         bar.close()
         raise
-    if done:
-        empty += sum(_empty_in_chunk(ckpt, number, chunk_docs, n_docs) for number in done)
-    return [_chunk_paths(ckpt, number) for number in range(n_chunks)], len(done), empty
-
-
-def _empty_in_chunk(ckpt: Path, number: int, chunk_docs: int, n_docs: int) -> int:
-    owners = np.load(_chunk_paths(ckpt, number)[1])
-    size = min(chunk_docs, n_docs - number * chunk_docs)
-    return size - len(np.unique(owners))
+    return [_chunk_paths(ckpt, number) for number in range(n_chunks)], len(done)
 
 
 def _gpus_for(kind: str) -> int:
@@ -361,12 +354,12 @@ def _iter_vectors(chunks: Sequence[tuple[Path, Path]]) -> Iterator[np.ndarray]:
 
 def _build_index(
     faiss: Any, kind: str, chunks: Sequence[tuple[Path, Path]], *, dim: int, n_passages: int, hnsw_m: int,
-    ef_construction: int, nlist: int | None, progress: bool,
+    ef_construction: int, nlist: int | None, gpus: int, progress: bool,
 ) -> Any:
-    """Builds a CPU index (on GPU 0 first for flat/IVF when faiss-gpu sees a GPU)."""
+    """Builds a CPU index (on GPU 0 first when ``gpus`` > 0: flat/IVF with faiss-gpu)."""
     index = make_index(faiss, kind, dim, hnsw_m=hnsw_m, ef_construction=ef_construction, nlist=nlist or 1)
     gpu_res = None
-    if _gpus_for(kind) > 0:
+    if gpus > 0:
         gpu_res = faiss.StandardGpuResources()
         index = faiss.index_cpu_to_gpu(gpu_res, 0, index)
     if kind == "ivf":
@@ -482,14 +475,14 @@ class DenseSearcher:
         faiss = _import_faiss()
         params = dict(report.get("params", {}))
         if not params and (folder / PARAMS_FILE).is_file():
-            params = json.loads((folder / PARAMS_FILE).read_text(encoding="utf-8"))
+            params = read_json(folder, PARAMS_FILE, what="the dense index parameters")
         self.params = params
         self.folder = folder
         self._device = device
+        self._ids: list[str] = read_json(folder, IDS_FILE, what="the dense document ids")
         try:
             self._index = faiss.read_index(str(folder / INDEX_FILE))
             self._passage_doc = np.load(folder / PASSAGE_DOC_FILE)
-            self._ids: list[str] = json.loads((folder / IDS_FILE).read_text(encoding="utf-8"))
         except (OSError, RuntimeError, ValueError) as exc:
             raise BundleCorruptError(f"{folder}: cannot read the dense index ({exc}); rebuild the bundle") from exc
         ntotal = int(self._index.ntotal)
@@ -503,9 +496,11 @@ class DenseSearcher:
             raise BundleCorruptError(f"{folder}: index dimension {self._index.d} != manifest dim {params['dim']}")
         self.kind = params.get("index", "flat")
         if self.kind == "ivf":
-            faiss.extract_index_ivf(self._index).nprobe = int(nprobe or params.get("nprobe", IVF_DEFAULT_NPROBE))
-        if self.kind == "hnsw":
-            self._index.hnsw.efSearch = int(ef_search or params.get("ef_search", HNSW_DEFAULTS["ef_search"]))
+            set_search_param(faiss, self._index, self.kind, nprobe or params.get("nprobe", IVF_DEFAULT_NPROBE))
+        elif self.kind == "hnsw":
+            set_search_param(
+                faiss, self._index, self.kind, ef_search or params.get("ef_search", HNSW_DEFAULTS["ef_search"])
+            )
         self._gpu_lock: threading.Lock | None = None
         self._gpu_res: Any = None
         if _gpus_for(self.kind) > 0:
@@ -561,11 +556,7 @@ class DenseSearcher:
             QueryError: A query is empty or ``k`` is not positive.
         """
         del threads
-        if k < 1:
-            raise QueryError(f"k must be >= 1, got {k}")
-        for qid, text in queries:
-            if not isinstance(text, str) or not text.strip():
-                raise QueryError(f"query {qid!r} is empty")
+        check_batch(queries, k)
         if not queries:
             return {}
         vectors = self.encode_queries([text for _, text in queries])
@@ -608,10 +599,10 @@ class DenseSearcher:
 
     def _aggregate(self, scores: np.ndarray, rows: np.ndarray, n: int) -> list[Hit]:
         best: dict[int, float] = {}
-        for score, row in zip(scores.tolist(), rows.tolist(), strict=True):
+        owners = self._passage_doc[rows].tolist()  # rows of -1 (no result) are skipped below
+        for score, row, ordinal in zip(scores.tolist(), rows.tolist(), owners, strict=True):
             if row < 0:
                 continue
-            ordinal = int(self._passage_doc[row])
             if ordinal not in best:
                 best[ordinal] = score
                 if len(best) >= n:

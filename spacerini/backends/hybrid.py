@@ -20,9 +20,10 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from spacerini.backends import check_batch
 from spacerini.errors import BackendNotAvailableError, QueryError
 from spacerini.records import Hit
 
@@ -43,12 +44,10 @@ def rrf_fuse(runs: Sequence[Sequence[Hit]], *, rrf_k: float = 60.0) -> list[tupl
         ``(docid, fused score)`` pairs, best first.
     """
     fused: dict[str, float] = {}
-    best_rank: dict[str, int] = {}
     for run in runs:
         for hit in run:
             fused[hit.docid] = fused.get(hit.docid, 0.0) + 1.0 / (rrf_k + hit.rank)
-            best_rank[hit.docid] = min(best_rank.get(hit.docid, hit.rank), hit.rank)
-    return _ordered(fused, best_rank)
+    return _ordered(fused, runs)
 
 
 def weighted_fuse(a: Sequence[Hit], b: Sequence[Hit], *, alpha: float = 0.5) -> list[tuple[str, float]]:
@@ -63,13 +62,10 @@ def weighted_fuse(a: Sequence[Hit], b: Sequence[Hit], *, alpha: float = 0.5) -> 
         ``(docid, fused score)`` pairs, best first.
     """
     fused: dict[str, float] = {}
-    best_rank: dict[str, int] = {}
     for run, weight in ((a, alpha), (b, 1.0 - alpha)):
         for docid, norm in _minmax(run).items():
             fused[docid] = fused.get(docid, 0.0) + weight * norm
-        for hit in run:
-            best_rank[hit.docid] = min(best_rank.get(hit.docid, hit.rank), hit.rank)
-    return _ordered(fused, best_rank)
+    return _ordered(fused, (a, b))
 
 
 def _minmax(run: Sequence[Hit]) -> dict[str, float]:
@@ -82,7 +78,12 @@ def _minmax(run: Sequence[Hit]) -> dict[str, float]:
     return {hit.docid: (hit.score - low) / (high - low) for hit in run}
 
 
-def _ordered(fused: Mapping[str, float], best_rank: Mapping[str, int]) -> list[tuple[str, float]]:
+def _ordered(fused: Mapping[str, float], runs: Iterable[Sequence[Hit]]) -> list[tuple[str, float]]:
+    """Fused scores best first; ties go to the best rank in any run, then to the docid."""
+    best_rank: dict[str, int] = {}
+    for run in runs:
+        for hit in run:
+            best_rank[hit.docid] = min(best_rank.get(hit.docid, hit.rank), hit.rank)
     return sorted(fused.items(), key=lambda item: (-item[1], best_rank[item[0]], item[0]))
 
 
@@ -155,11 +156,7 @@ class HybridSearcher:
         Raises:
             QueryError: ``k`` is not positive, a query is empty, or both searchers reject one.
         """
-        if k < 1:
-            raise QueryError(f"k must be >= 1, got {k}")
-        for qid, text in queries:
-            if not isinstance(text, str) or not text.strip():
-                raise QueryError(f"query {qid!r} is empty")
+        check_batch(queries, k)
         depth = max(self.depth, k)
         runs_a, errors_a = _batch(self.a, queries, depth, threads)
         runs_b, errors_b = _batch(self.b, queries, depth, threads)

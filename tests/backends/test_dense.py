@@ -208,7 +208,8 @@ def test_ann_recall_against_flat(kind: str, floor: float, tmp_path: Path) -> Non
         chunks.append((vec_path, doc_path))
     nlist = dense.default_nlist(n)
     index = dense._build_index(
-        faiss, kind, chunks, dim=dim, n_passages=n, hnsw_m=32, ef_construction=80, nlist=nlist, progress=False
+        faiss, kind, chunks, dim=dim, n_passages=n, hnsw_m=32, ef_construction=80, nlist=nlist, gpus=0,
+        progress=False,
     )
     folder = tmp_path / kind
     folder.mkdir()
