@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from spacerini.backends import iter_batches
 from spacerini.model.errors import TrainingError
 from spacerini.model.fim import FimTokens, apply_fim
 from spacerini.model.tokenizer import EOS, FIM_MIDDLE, FIM_PAD, FIM_PREFIX, FIM_SUFFIX
@@ -150,29 +151,16 @@ def iter_sequences(
     epoch = 0
     while epochs is None or epoch < epochs:
         produced = False
-        batch: list[str] = []
         texts = iter_training_texts(bundle, seed=seed, epoch=epoch, doc_fraction=doc_fraction, shuffle_buffer=shuffle_buffer)
-        for text in texts:
-            batch.append(text)
-            if len(batch) < 16:
-                continue
+        for batch in iter_batches(texts, 16):
             for enc in backend.encode_batch(batch, add_special_tokens=False):
                 buf.extend(enc.ids)
                 buf.append(fim.eod)
-            batch = []
             while len(buf) >= seq_len:
                 produced = True
                 seq = np.asarray(buf[:seq_len], dtype=np.int64)
                 del buf[:seq_len]
                 yield apply_fim(seq, rng, encode=encode, decode=decode, tokens=fim, fim_rate=fim_rate, spm_rate=spm_rate)
-        for enc in backend.encode_batch(batch, add_special_tokens=False):
-            buf.extend(enc.ids)
-            buf.append(fim.eod)
-        while len(buf) >= seq_len:
-            produced = True
-            seq = np.asarray(buf[:seq_len], dtype=np.int64)
-            del buf[:seq_len]
-            yield apply_fim(seq, rng, encode=encode, decode=decode, tokens=fim, fim_rate=fim_rate, spm_rate=spm_rate)
         if not produced and not buf:
             raise TrainingError("the bundle yields no training tokens (is it empty, or is every document held out?)")
         epoch += 1
