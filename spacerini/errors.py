@@ -108,3 +108,15 @@ class TrainingError(SpaceriniError, RuntimeError):
 
 class EvaluationError(SpaceriniError, ValueError):
     """Queries or qrels for an evaluation are malformed or do not match."""
+
+
+def one_line(exc: BaseException, *, secret: str | None = None) -> str:
+    """The first line of ``exc``'s message (its type name when it has none), ``secret`` masked.
+
+    Args:
+        exc: The exception to show.
+        secret: A value (a token) that must never be shown; it becomes ``***``.
+    """
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    return line.replace(secret, "***") if secret else line

@@ -33,7 +33,8 @@ from typing import Any
 
 from spacerini.app.render import render_hits
 from spacerini.app.service import MAX_MEMBER_CHARS, AppService
-from spacerini.errors import SpaceriniError
+from spacerini.bundle import MAX_QUERY_CHARS  # the longest query a search box takes
+from spacerini.errors import SpaceriniError, one_line
 
 __all__ = ["build_app", "serve", "render_hits", "AppService", "PAGE_SIZE", "CONCURRENCY"]
 
@@ -50,8 +51,6 @@ QUEUE_SIZE = 256
 #: per session (~0.2 MB here) and every bare REST call opens a new session, so the default of
 #: 10,000 would let memory grow by ~2 GB under API traffic.
 SESSION_CAPACITY = 512
-#: Longest query typed into a search box (the bundle checks the same limit).
-MAX_QUERY_CHARS = 10_000
 #: Gradio's queue summarises its last ``GRADIO_ANALYTICS_MAX_EVENTS`` events (10,000 by default)
 #: in a pandas DataFrame after *every* event, for its monitoring page: under load that was most
 #: of the server's time (tens of ms per call, growing with the events kept). Unless these
@@ -66,11 +65,6 @@ mark { background: #ffe066; }
 """
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turns a SpaceriniError into ``gr.Error`` with its one-line message."""
     import functools
@@ -82,7 +76,7 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except SpaceriniError as exc:
-            raise gr.Error(_one_line(exc)) from exc
+            raise gr.Error(one_line(exc)) from exc
 
     return wrapper
 

@@ -184,7 +184,8 @@ def build_builder_app(
     """
     import gradio as gr
 
-    from spacerini.app import _guard, _one_line, render_hits
+    from spacerini.app import _guard, render_hits
+    from spacerini.errors import one_line
 
     builder = Builder(work_dir, max_upload_bytes=max_upload_bytes)
     bundles: dict[str, Any] = {}
@@ -225,7 +226,7 @@ def build_builder_app(
         try:
             url = builder.deploy(current(key), space_id, token, private=private, title=title or None)
         except SpaceriniError as exc:
-            return f"Deployment failed: {_one_line(exc)}"
+            return f"Deployment failed: {one_line(exc)}"
         return f"Deployed: [{url}]({url})"
 
     with gr.Blocks(title="Spacerini builder", analytics_enabled=False) as app:

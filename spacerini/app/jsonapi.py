@@ -27,7 +27,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from spacerini.errors import SpaceriniError
+from spacerini.errors import SpaceriniError, one_line
 
 __all__ = ["Busy", "Limiter", "json_api_routes"]
 
@@ -80,11 +80,6 @@ class Limiter:
             self._slots.release()
 
 
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def json_api_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list[Any]:
     """The JSON routes for ``svc``, to pass to FastAPI (``routes=``) or include in a router.
 
@@ -106,9 +101,9 @@ def json_api_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list
         try:
             return JSONResponse(await limiter.run(fn, *args))
         except Busy as exc:
-            return JSONResponse({"error": _one_line(exc)}, status_code=503, headers={"Retry-After": "1"})
+            return JSONResponse({"error": one_line(exc)}, status_code=503, headers={"Retry-After": "1"})
         except SpaceriniError as exc:
-            return JSONResponse({"error": _one_line(exc)}, status_code=400)
+            return JSONResponse({"error": one_line(exc)}, status_code=400)
         except Exception:  # noqa: BLE001 - logged here; the client gets no traceback
             logger.exception("JSON API call failed")
             return JSONResponse({"error": "internal error"}, status_code=500)

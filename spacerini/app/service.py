@@ -13,11 +13,13 @@ import logging
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from spacerini.app.flags import FlagStore, default_flags_path
 from spacerini.app.render import redact_snippet, redact_value
+from spacerini.bundle import RANKED_BACKENDS
 from spacerini.errors import BackendNotAvailableError, QueryError
 from spacerini.model.tracing import union_length
 
@@ -119,12 +121,9 @@ class AppService:
     def ranked_backends(self) -> list[str]:
         """Ranked backends offered by the search tab, default first."""
         have = set(self.bundle.backends)
-        out = [b for b in ("bm25", "dense") if b in have]
         if {"bm25", "dense"} <= have:
-            out.append("hybrid")
-        if "exact" in have:
-            out.append("exact")
-        return out
+            have.add("hybrid")
+        return [b for b in RANKED_BACKENDS if b in have]
 
     @property
     def capabilities(self) -> list[str]:
@@ -196,9 +195,8 @@ class AppService:
         hits = self.bundle.search(query, k=k, offset=offset, backend=name, snippets=snippets)
         out = []
         for h in hits:
-            d = h.to_dict()
             fields, meta = self._shown(h.docid, h.fields, h.meta)
-            d["fields"], d["meta"] = dict(fields), dict(meta)  # shallow copies: the cached values stay untouched
+            d = replace(h, fields=fields, meta=meta).to_dict()  # shallow copies: the cached values stay untouched
             if self.redact_pii:
                 d["snippet"] = redact_snippet(d["snippet"])
             out.append(d)
@@ -242,10 +240,7 @@ class AppService:
             QueryError: Empty, or longer than ``MAX_MEMBER_CHARS``.
             BackendNotAvailableError: Neither bloom nor exact is in the bundle.
         """
-        if not isinstance(text, str) or not text.strip():
-            raise QueryError("paste some text or code to check")
-        if len(text) > MAX_MEMBER_CHARS:
-            raise QueryError(f"the text is {len(text):,} characters long; the app checks at most {MAX_MEMBER_CHARS:,}")
+        _check_text(text, "check")
         have = set(self.bundle.backends)
         if not have & {"bloom", "exact"}:
             raise BackendNotAvailableError("this bundle has neither a bloom nor an exact backend: membership is not available")
@@ -304,10 +299,7 @@ class AppService:
 
     def trace(self, text: str, min_len: int = 32) -> dict[str, Any]:
         """Traces ``text`` back to the documents that hold its spans (``spacerini.model.trace``)."""
-        if not isinstance(text, str) or not text.strip():
-            raise QueryError("paste some text or code to trace")
-        if len(text) > MAX_MEMBER_CHARS:
-            raise QueryError(f"the text is {len(text):,} characters long; the app traces at most {MAX_MEMBER_CHARS:,}")
+        _check_text(text, "trace")
         from spacerini.model import trace
 
         result = trace(self.bundle, text, min_len=_int(min_len, "min_len", 8, 10_000)).to_dict()
@@ -358,3 +350,9 @@ def _top(counter: Counter[str]) -> list[list[Any]]:
     return head
 
 
+def _check_text(text: Any, verb: str) -> None:
+    """Membership and trace input: a non-empty string of at most ``MAX_MEMBER_CHARS``."""
+    if not isinstance(text, str) or not text.strip():
+        raise QueryError(f"paste some text or code to {verb}")
+    if len(text) > MAX_MEMBER_CHARS:
+        raise QueryError(f"the text is {len(text):,} characters long; the app {verb}s at most {MAX_MEMBER_CHARS:,}")

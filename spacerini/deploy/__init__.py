@@ -29,7 +29,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from spacerini.errors import BundleNotFoundError, SpaceriniError
+from spacerini.bundle import MANIFEST
+from spacerini.errors import BundleNotFoundError, SpaceriniError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def templates_dir() -> Path:
     explicit = os.environ.get("SPACERINI_TEMPLATES")
     candidates = [Path(explicit)] if explicit else []
     here = Path(__file__).resolve().parent
-    candidates += [here / "templates", here.parents[1] / "templates"]  # package data, source tree
+    candidates += [here.parents[1] / "templates"]  # the source tree (editable installs)
     candidates += [Path(sys.prefix) / "share" / "spacerini" / "templates"]  # wheel installs (data_files)
     for folder in candidates:
         if all((folder / name).is_file() for name in TEMPLATE_FILES):
@@ -123,7 +124,12 @@ def pinned_requirements(*, spacerini_requirement: str | None = None) -> list[str
 def bundle_bytes(bundle: Any) -> int:
     """The bundle's size on disk (its checksummed files plus the manifest)."""
     size = sum(int(v.get("size", 0)) for v in bundle.manifest.get("checksums", {}).values())
-    return size + (Path(bundle.path) / "spacerini.json").stat().st_size
+    return size + (Path(bundle.path) / MANIFEST).stat().st_size
+
+
+def _bundle_files(bundle: Any) -> list[str]:
+    """The bundle's own files, relative to it: the manifest and every checksummed file."""
+    return [MANIFEST, *bundle.manifest.get("checksums", {})]
 
 
 def _fill(template: str, values: Mapping[str, str]) -> str:
@@ -261,7 +267,7 @@ def render_space(
 def _copy_bundle(bundle: Any, dest: Path) -> None:
     """Copies only the bundle's own files (manifest + checksummed files); hard-links when possible."""
     root = Path(bundle.path)
-    files = ["spacerini.json", *bundle.manifest.get("checksums", {})]
+    files = _bundle_files(bundle)
     for rel in files:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -316,9 +322,7 @@ def _hub_errors(what: str, token: str | None) -> Iterator[None]:
     except SpaceriniError:
         raise
     except Exception as exc:  # noqa: BLE001 - hub, HTTP and network errors all end here
-        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        if token:
-            message = message.replace(token, "***")
+        message = one_line(exc, secret=token)
         raise DeployError(
             f"{what} failed: {message} (check the network, the repo name and the token's write access)"
         ) from None
@@ -356,7 +360,7 @@ def push(
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
-    files = ["spacerini.json", *bundle.manifest.get("checksums", {})]
+    files = _bundle_files(bundle)
     with _hub_errors(f"pushing {bundle.path} to the dataset repo {repo_id}", token):
         api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
         api.upload_folder(
@@ -483,9 +487,7 @@ def resolve_hf_bundle(
             repo_id, repo_type="dataset", revision=revision or None, token=token, cache_dir=cache_dir
         )
     except Exception as exc:  # noqa: BLE001 - offline, missing, private: one clear line
-        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        if token:
-            message = message.replace(token, "***")
+        message = one_line(exc, secret=token)
         raise BundleNotFoundError(
             f"{spec}: cannot download the bundle ({message}); check the name, the network (HF_HUB_OFFLINE) and the token"
         ) from None
