@@ -27,6 +27,14 @@ class Doc:
     meta: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
 
 
+def owner_names(value: Any) -> list[str]:
+    """The owner names an ``owner`` entry holds: one name, or a list of co-owners."""
+    if value is None:
+        return []
+    names = value if isinstance(value, list | tuple) else [value]
+    return [str(n).strip() for n in names if str(n).strip()]
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     """One search result.

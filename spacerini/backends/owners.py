@@ -20,14 +20,14 @@ import re
 import time
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from spacerini.backends import DocsFactory, read_json, reject_unknown_params
 from spacerini.errors import BundleCorruptError, QueryError
-from spacerini.records import BuildReport
+from spacerini.records import BuildReport, owner_names
 
 NAME = "owners"
 FORMAT_VERSION = 1
@@ -84,14 +84,6 @@ def normalise(name: str) -> str:
     return _NON_ALNUM.sub(" ", stripped.casefold()).strip()
 
 
-def _owners_of(meta: Mapping[str, Any]) -> list[str]:
-    value = meta.get("owner")
-    if value is None:
-        return []
-    names: Iterable[Any] = value if isinstance(value, list | tuple) else [value]
-    return [str(n).strip() for n in names if str(n).strip()]
-
-
 def build(
     docs_factory: DocsFactory,
     folder: Path,
@@ -125,7 +117,7 @@ def build(
     unowned = 0
     for doc in tqdm(docs_factory(), desc="owners: docs", unit="doc", disable=not progress):
         n_docs += 1
-        names = _owners_of(doc.meta)
+        names = owner_names(doc.meta.get("owner"))
         if not names:
             unowned += 1
             continue

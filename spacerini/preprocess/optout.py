@@ -15,7 +15,7 @@ from typing import Any
 
 from spacerini.errors import CorpusError, CorpusNotFoundError
 from spacerini.preprocess.base import BaseStep, StepOptionError, as_names
-from spacerini.records import Doc
+from spacerini.records import Doc, owner_names
 
 
 def read_optout_file(path: str | os.PathLike[str]) -> set[str]:
@@ -49,10 +49,11 @@ def read_optout_file(path: str | os.PathLike[str]) -> set[str]:
     return ids
 
 
-def owner_of(doc: Doc) -> str | None:
-    """Returns a document's owner (``meta["owner"]``, else ``fields["owner"]``), or None."""
-    owner = (doc.meta.get("owner") if doc.meta else None) or (doc.fields.get("owner") if doc.fields else None)
-    return owner if isinstance(owner, str) and owner else None
+def owners_of(doc: Doc) -> list[str]:
+    """A document's owners (``meta["owner"]``, else ``fields["owner"]``): one name or co-owners."""
+    return owner_names(doc.meta.get("owner") if doc.meta else None) or owner_names(
+        doc.fields.get("owner") if doc.fields else None
+    )
 
 
 class OptOut(BaseStep):
@@ -110,8 +111,7 @@ class OptOut(BaseStep):
             self._removed("id", doc)
             return None
         if self.owners:
-            owner = owner_of(doc)
-            if owner is not None and owner.casefold() in self.owners:
+            if any(owner.casefold() in self.owners for owner in owners_of(doc)):
                 self._removed("owner", doc)
                 return None
         return doc

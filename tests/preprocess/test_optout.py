@@ -32,6 +32,12 @@ def test_owners_case_insensitive() -> None:
     assert "alice" not in json.dumps(report).lower()
 
 
+def test_a_co_owner_opting_out_removes_the_shared_document() -> None:
+    """Owners are one name or a list, as the owners index reads them; any listed owner counts."""
+    docs = [Doc("s1", "x", meta={"owner": ["Alice", "Bob"]}), Doc("s2", "x", meta={"owner": ["Carol"]})]
+    assert [d.id for d in OptOut(owners=["bob"])(iter(docs))] == ["s2"]
+
+
 def test_ids_from_file_and_owners_together(tmp_path: Path) -> None:
     listing = tmp_path / "optout.txt"
     listing.write_text("# requests of 2024\n\nn1\n  b2  \nmissing-id\n", encoding="utf-8")
