@@ -149,7 +149,9 @@ def index(
 
         step_options = parse_step_options(preprocess_opts)
     if optout_file is not None:
-        if "optout" not in steps:
+        from spacerini.preprocess import canonical_name
+
+        if "optout" not in {canonical_name(s) for s in steps}:  # "opt-out", "opt_out" too
             steps.insert(0, "optout")
         step_options.setdefault("optout", {})["ids_file"] = optout_file
     from spacerini.corpus import load_corpus

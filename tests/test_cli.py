@@ -230,3 +230,18 @@ def test_model_commands(tmp_path: Path, capsys) -> None:
     assert code == 0, err
     spans = json.loads(out)["spans"]
     assert any(excerpt in s["text"] and s["sources"][0]["docid"] == "d06" for s in spans)
+
+
+def test_optout_file_with_the_step_named_by_an_alias(tmp_path: Path, capsys) -> None:
+    """``--preprocess opt-out --optout FILE`` runs the one opt-out step, with the file's ids."""
+    ids = tmp_path / "optout.txt"
+    ids.write_text("d01\n", encoding="utf-8")
+    out = tmp_path / "b"
+    code, _, err = run(
+        ["-q", "index", str(DATA / "tiny.jsonl"), "--out", str(out), "--preprocess", "opt-out", "--optout", str(ids)],
+        capsys,
+    )
+    assert code == 0, err
+    manifest = json.loads((out / "spacerini.json").read_text(encoding="utf-8"))
+    assert "d01" not in (out / "spacerini.json").read_text(encoding="utf-8")
+    assert manifest["counts"]["docs"] == len((DATA / "tiny.jsonl").read_text().splitlines()) - 1

@@ -122,7 +122,7 @@ def make_steps(names: Sequence[str] | str, **options: Mapping[str, Any]) -> list
         raise StepOptionError(f"preprocess step(s) named twice: {', '.join(duplicated)}")
     per_step: dict[str, dict[str, Any]] = {}
     for raw, value in options.items():
-        key = canonical_name(raw.replace("_", "-") if raw.replace("_", "-") in REGISTRY else raw)
+        key = canonical_name(raw)
         if not isinstance(value, Mapping):
             raise StepOptionError(f"options for preprocess step {raw!r} must be a dict of keyword options, got {value!r}")
         per_step.setdefault(key, {}).update(value)

@@ -22,6 +22,7 @@ Each drops documents and counts why; none rewrites text.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
@@ -90,6 +91,7 @@ _MISSING = frozenset({"", "unknown", "none", "null", "n/a", "noassertion", "unli
 _LICENCE_WORD = re.compile(r"\s*\b(?:licen[cs]e|software licen[cs]e)\b\s*", re.IGNORECASE)
 
 
+@functools.lru_cache(maxsize=4096)  # a pure function of a few distinct strings, called per document
 def normalise_licence(value: str) -> str:
     """Returns the SPDX id for a licence name or id, or the value stripped when it is unknown.
 
