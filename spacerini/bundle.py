@@ -35,7 +35,7 @@ from types import MappingProxyType
 from typing import Any
 
 from spacerini import __version__
-from spacerini.backends import REGISTRY, get_backend
+from spacerini.backends import REGISTRY, build_params, check_params, get_backend
 from spacerini.docstore import Docstore, DocstoreWriter
 from spacerini.errors import (
     BackendNotAvailableError,
@@ -108,6 +108,8 @@ def build_bundle(
     unknown = set(params) - set(names)
     if unknown:
         raise BackendNotAvailableError(f"parameters given for backends not being built: {', '.join(sorted(unknown))}")
+    for name, given in params.items():
+        check_params(name, given)  # a typo fails here, before any document is read
     if out_path.exists() and not (out_path / MANIFEST).is_file():
         if out_path.is_file() or any(out_path.iterdir()):
             raise BundleError(f"{out_path} exists and is not a Spacerini bundle: choose another --out or remove it")
@@ -198,15 +200,13 @@ def optout(
         PreprocessError: Neither owners nor ids were given.
         BundleNotFoundError: No bundle at ``path``.
     """
-    import inspect
-
     from spacerini.preprocess import apply, make_steps
 
     old = open_bundle(path)
     steps = make_steps(["optout"], optout={"owners": list(owners or []), "ids": list(ids or [])})
     params: dict[str, dict[str, Any]] = {}
     for name, report in old.manifest["backends"].items():
-        accepted = inspect.signature(get_backend(name).build).parameters
+        accepted = build_params(name)
         params[name] = {k: v for k, v in (report.get("params") or {}).items() if k in accepted}
     removed_before = len(old)
     docs = apply(old.iter_docs(), steps)

@@ -246,7 +246,7 @@ def test_optout_removes_owner_everywhere(tmp_path: Path) -> None:
 def test_unknown_backend_parameter_is_an_error(tmp_path: Path) -> None:
     from spacerini.errors import BackendParameterError
 
-    for backend in ("exact", "bloom", "owners"):
+    for backend in ("bm25", "dense", "exact", "bloom", "owners"):
         with pytest.raises(BackendParameterError, match="widht"):
             build_bundle(DATA / "tiny.jsonl", tmp_path / backend, backends=[backend],
                          backend_params={backend: {"widht": 3}}, progress=False)

@@ -3,9 +3,10 @@
 A backend module exposes:
 
 * ``NAME: str`` - its registry key;
-* ``build(docs: Iterable[Doc], folder: Path, *, threads: int = 1, progress: bool = True, **params)
+* ``build(docs: Iterable[Doc], folder: Path, *, threads: int = 1, progress: bool = True, **options)
   -> BuildReport`` - writes the index into ``folder`` (an empty, temporary folder of the bundle
-  being built). ``docs`` can be iterated again by calling ``docs_factory()`` if a backend needs
+  being built). Its options are named keyword arguments; the bundle checks what a user gives
+  against the signature (:func:`check_params`) before reading any document. ``docs`` can be iterated again by calling ``docs_factory()`` if a backend needs
   two passes, so backends receive a zero-argument callable returning a fresh iterator;
 * ``open(folder: Path, report: Mapping) -> Searcher`` - reopens what ``build`` wrote; ``report`` is
   the backend's entry of the manifest (its params and stats).
@@ -16,6 +17,7 @@ Backends are registered here by string key and imported only when used.
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -81,14 +83,25 @@ def get_backend(name: str) -> ModuleType:
         raise
 
 
-def reject_unknown_params(backend: str, params: Mapping[str, Any]) -> None:
-    """Raises for parameters a backend does not know: a typo must never be silently ignored.
+#: Arguments of every backend's ``build`` that the bundle passes itself: not backend parameters.
+_BUILD_ARGS = frozenset({"docs_factory", "folder", "threads", "progress"})
+
+
+def build_params(name: str) -> frozenset[str]:
+    """The parameters backend ``name``'s ``build`` takes (its keyword options, read off its signature)."""
+    accepted = inspect.signature(get_backend(name).build).parameters
+    return frozenset(accepted) - _BUILD_ARGS
+
+
+def check_params(name: str, params: Mapping[str, Any]) -> None:
+    """Raises for parameters backend ``name`` does not know: a typo must never be silently ignored.
 
     Raises:
-        BackendParameterError: ``params`` is not empty.
+        BackendParameterError: A key of ``params`` is not one of :func:`build_params`.
     """
-    if params:
-        raise BackendParameterError(f"backend {backend!r} has no parameter(s) {', '.join(sorted(params))}")
+    unknown = set(params) - build_params(name)
+    if unknown:
+        raise BackendParameterError(f"backend {name!r} has no parameter(s) {', '.join(sorted(unknown))}")
 
 
 def read_json(folder: Path, name: str, *, what: str) -> Any:

@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from spacerini.backends import DocsFactory, read_json, reject_unknown_params
+from spacerini.backends import DocsFactory, read_json
 from spacerini.errors import BundleCorruptError, CorpusError, DependencyMissingError, QueryError
 from spacerini.records import BuildReport
 
@@ -141,7 +141,6 @@ def build(
     width: int = 50,
     stride: int | None = None,
     fp_rate: float = 0.001,
-    **params: Any,
 ) -> BuildReport:
     """Builds the n-gram Bloom sketch of the corpus into ``folder`` (two passes over the docs).
 
@@ -153,7 +152,6 @@ def build(
         width: N-gram length in characters (Data Portraits used 50).
         stride: Distance between stored n-grams; ``None`` means ``width`` (non-overlapping).
         fp_rate: False-positive rate the filter is sized for.
-        **params: Unknown parameters are an error.
 
     Returns:
         The report; ``params`` holds width, stride, fp_rate, items (n-grams the filter was sized
@@ -170,7 +168,6 @@ def build(
         raise ValueError(f"width and stride must be positive, got width={width} stride={stride}")
     if not 0.0 < fp_rate < 1.0:
         raise ValueError(f"fp_rate must be between 0 and 1, got {fp_rate}")
-    reject_unknown_params(NAME, params)
     t0 = time.perf_counter()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from spacerini.backends import DocsFactory, read_json, reject_unknown_params
+from spacerini.backends import DocsFactory, read_json
 from spacerini.errors import BundleCorruptError, DocumentTooLargeError, QueryError
 from spacerini.records import BuildReport, Hit
 
@@ -140,7 +140,6 @@ def build(
     threads: int = 1,
     progress: bool = True,
     max_shard_bytes: int = MAX_SHARD_BYTES,
-    **params: Any,
 ) -> BuildReport:
     """Builds the suffix-array shards of the corpus into ``folder``.
 
@@ -150,7 +149,6 @@ def build(
         threads: Unused (libdivsufsort sorts on one core); accepted for the backend contract.
         progress: Show a progress bar.
         max_shard_bytes: Most bytes of text (separators included) per shard; at most 2 GiB - 1.
-        **params: Unknown parameters are an error.
 
     Returns:
         The build report; ``params`` holds ``max_shard_bytes``, ``stats`` the byte and shard counts.
@@ -163,7 +161,6 @@ def build(
 
     if not 1 <= max_shard_bytes <= MAX_SHARD_BYTES:
         raise ValueError(f"max_shard_bytes must be in 1..{MAX_SHARD_BYTES}, got {max_shard_bytes}")
-    reject_unknown_params(NAME, params)
     t_start = time.perf_counter()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spacerini.backends import DocsFactory, read_json, reject_unknown_params
+from spacerini.backends import DocsFactory, read_json
 from spacerini.errors import BundleCorruptError, QueryError
 from spacerini.records import BuildReport, owner_names
 
@@ -91,7 +91,6 @@ def build(
     threads: int = 1,
     progress: bool = True,
     optout_instructions: str = DEFAULT_OPTOUT,
-    **params: Any,
 ) -> BuildReport:
     """Builds the owner index into ``folder``.
 
@@ -101,14 +100,12 @@ def build(
         threads: Unused; accepted for the backend contract.
         progress: Show a progress bar.
         optout_instructions: Text shown with every answer, saying how to opt out.
-        **params: Unknown parameters are an error.
 
     Returns:
         The report; ``stats`` counts owners, repos and docs without an owner.
     """
     from tqdm.auto import tqdm
 
-    reject_unknown_params(NAME, params)
     t0 = time.perf_counter()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
