@@ -41,12 +41,14 @@ Design choices, and why:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import math
 import os
 import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -151,57 +153,54 @@ def build(
     if overlap >= passage_tokens:
         raise ValueError(f"overlap ({overlap}) must be below passage_tokens ({passage_tokens}, the encoder's limit)")
     key = _checkpoint_key(encoder, passage_tokens, overlap, chunk_docs, fingerprint)
-    # Always a key-named subfolder: only it is ever deleted, never a folder the caller named.
-    ckpt = (Path(checkpoint_dir) if checkpoint_dir is not None else _cache_root() / "dense-checkpoints") / key
-    ckpt.mkdir(parents=True, exist_ok=True)
-
-    encode_started = time.perf_counter()
-    chunks, resumed = _encode_chunks(
-        docs_factory, enc, ckpt, n_docs=len(ids), passage_tokens=passage_tokens, overlap=overlap,
-        batch_size=batch_size, chunk_docs=chunk_docs, progress=progress,
-    )
-    encode_seconds = time.perf_counter() - encode_started
-    # One row per passage, naming its document: the passage count and the documents without a
-    # passage follow from it.
-    passage_doc = np.concatenate([np.load(docs_path) for _, docs_path in chunks]).astype(np.int32, copy=False)
-    n_passages = len(passage_doc)
-    empty = len(ids) - len(np.unique(passage_doc))
-    if n_passages == 0:
-        raise EmptyCorpusError("no document has any text to encode for the dense backend")
-
-    kind = index if index != "auto" else auto_index(n_passages)[0]
-    if kind == "ivf":
-        nlist = nlist or default_nlist(n_passages)
-    gpus = _gpus_for(kind)
-    index_started = time.perf_counter()
-    with _faiss_threads(faiss, threads):
-        cpu_index = _build_index(
-            faiss, kind, chunks, dim=enc.dim, n_passages=n_passages, hnsw_m=hnsw_m,
-            ef_construction=ef_construction, nlist=nlist, gpus=gpus, progress=progress,
+    parent = Path(checkpoint_dir) if checkpoint_dir is not None else _cache_root() / "dense-checkpoints"
+    with _checkpoint_folder(parent, key) as ckpt:
+        encode_started = time.perf_counter()
+        chunks, resumed = _encode_chunks(
+            docs_factory, enc, ckpt, n_docs=len(ids), passage_tokens=passage_tokens, overlap=overlap,
+            batch_size=batch_size, chunk_docs=chunk_docs, progress=progress,
         )
-    index_seconds = time.perf_counter() - index_started
+        encode_seconds = time.perf_counter() - encode_started
+        # One row per passage, naming its document: the passage count and the documents without a
+        # passage follow from it.
+        passage_doc = np.concatenate([np.load(docs_path) for _, docs_path in chunks]).astype(np.int32, copy=False)
+        n_passages = len(passage_doc)
+        empty = len(ids) - len(np.unique(passage_doc))
+        if n_passages == 0:
+            raise EmptyCorpusError("no document has any text to encode for the dense backend")
 
-    faiss.write_index(cpu_index, str(folder / INDEX_FILE))
-    np.save(folder / PASSAGE_DOC_FILE, passage_doc)
-    (folder / IDS_FILE).write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")
-    params: dict[str, Any] = {
-        "encoder": encoder,
-        "dim": enc.dim,
-        "metric": "inner_product",
-        "normalized": True,
-        "index": kind,
-        "index_requested": index,
-        "passage_tokens": passage_tokens,
-        "overlap": overlap,
-        "batch_size": batch_size,
-        "chunk_docs": chunk_docs,
-    }
-    if kind == "hnsw":
-        params.update(hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search)
-    if kind == "ivf":
-        params.update(nlist=nlist, nprobe=nprobe)
-    (folder / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
-    shutil.rmtree(ckpt, ignore_errors=True)
+        kind = index if index != "auto" else auto_index(n_passages)[0]
+        if kind == "ivf":
+            nlist = nlist or default_nlist(n_passages)
+        gpus = _gpus_for(kind)
+        index_started = time.perf_counter()
+        with _faiss_threads(faiss, threads):
+            cpu_index = _build_index(
+                faiss, kind, chunks, dim=enc.dim, n_passages=n_passages, hnsw_m=hnsw_m,
+                ef_construction=ef_construction, nlist=nlist, gpus=gpus, progress=progress,
+            )
+        index_seconds = time.perf_counter() - index_started
+
+        faiss.write_index(cpu_index, str(folder / INDEX_FILE))
+        np.save(folder / PASSAGE_DOC_FILE, passage_doc)
+        (folder / IDS_FILE).write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")
+        params: dict[str, Any] = {
+            "encoder": encoder,
+            "dim": enc.dim,
+            "metric": "inner_product",
+            "normalized": True,
+            "index": kind,
+            "index_requested": index,
+            "passage_tokens": passage_tokens,
+            "overlap": overlap,
+            "batch_size": batch_size,
+            "chunk_docs": chunk_docs,
+        }
+        if kind == "hnsw":
+            params.update(hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search)
+        if kind == "ivf":
+            params.update(nlist=nlist, nprobe=nprobe)
+        (folder / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
 
     seconds = time.perf_counter() - started
     stats = {
@@ -285,6 +284,42 @@ def _checkpoint_key(encoder: str, passage_tokens: int, overlap: int, chunk_docs:
         [_CHECKPOINT_VERSION, ident, passage_tokens, overlap, chunk_docs, fingerprint], sort_keys=True
     ).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
+
+
+@contextlib.contextmanager
+def _checkpoint_folder(parent: Path, key: str) -> Iterator[Path]:
+    """The folder a build checkpoints its chunks in, removed when the build succeeds.
+
+    It is ``parent/key`` (only that key-named subfolder is ever deleted, never a folder the
+    caller named), held under ``parent/key.lock`` for the whole build, so an interrupted build
+    resumes from it. A second build of the same corpus with the same settings, started while
+    the first runs, cannot share it: it logs a warning and checkpoints into a private folder
+    of its own, removed however the build ends.
+    """
+    from filelock import FileLock, Timeout
+
+    parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(parent / f"{key}.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        private = Path(tempfile.mkdtemp(prefix=f"{key}-", dir=parent))
+        logger.warning(
+            "dense: another build of this corpus holds %s; this one checkpoints into %s and cannot be "
+            "resumed if interrupted", parent / key, private,
+        )
+        try:
+            yield private
+        finally:
+            shutil.rmtree(private, ignore_errors=True)
+        return
+    try:
+        ckpt = parent / key
+        ckpt.mkdir(exist_ok=True)
+        yield ckpt
+        shutil.rmtree(ckpt, ignore_errors=True)
+    finally:
+        lock.release()
 
 
 def _chunk_paths(ckpt: Path, number: int) -> tuple[Path, Path]:

@@ -258,7 +258,7 @@ def test_resume_skips_encoded_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(dense, "load_encoder", lambda *a, **k: failing)
     with pytest.raises(KeyboardInterrupt):
         dense.build(_factory(docs), tmp_path / "a", progress=False, chunk_docs=10)
-    (ckpt,) = (tmp_path / "cache" / "dense-checkpoints").iterdir()
+    (ckpt,) = [p for p in (tmp_path / "cache" / "dense-checkpoints").iterdir() if p.is_dir()]
     assert len(list(ckpt.glob("chunk_*.vec.npy"))) == 2
 
     counting = _CountingEncoder(real)
@@ -286,6 +286,38 @@ def test_resume_skips_encoded_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(dense, "load_encoder", lambda *a, **k: again)
     dense.build(_factory(docs), tmp_path / "e", progress=False, chunk_docs=10)
     assert again.calls == 3
+
+
+def test_concurrent_build_of_the_same_corpus_keeps_its_own_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A build that finds the shared checkpoint folder locked neither reads nor removes it."""
+    from filelock import FileLock
+
+    docs = DOCS[:12]
+    parent = tmp_path / "ck"
+    real = encoders.load_encoder()
+    failing = _CountingEncoder(real, fail_after=1)
+    monkeypatch.setattr(dense, "load_encoder", lambda *a, **k: failing)
+    with pytest.raises(KeyboardInterrupt):
+        dense.build(_factory(docs), tmp_path / "a", progress=False, chunk_docs=5, checkpoint_dir=parent)
+    (shared,) = [p for p in parent.iterdir() if p.is_dir()]
+    before = sorted(p.name for p in shared.iterdir())
+    assert before == ["chunk_0000000.doc.npy", "chunk_0000000.vec.npy"]
+
+    counting = _CountingEncoder(real)
+    monkeypatch.setattr(dense, "load_encoder", lambda *a, **k: counting)
+    with FileLock(str(parent / f"{shared.name}.lock")), caplog.at_level("WARNING", logger="spacerini"):
+        report = dense.build(_factory(docs), tmp_path / "b", progress=False, chunk_docs=5, checkpoint_dir=parent)
+    assert counting.calls == 3 and report.stats["resumed_chunks"] == 0  # it did not use the held folder
+    assert sorted(p.name for p in shared.iterdir()) == before  # nor touch it
+    assert [p for p in parent.iterdir() if p.is_dir()] == [shared]  # and its private folder is gone
+    assert "another build of this corpus" in caplog.text
+
+    resumed = _CountingEncoder(real)
+    monkeypatch.setattr(dense, "load_encoder", lambda *a, **k: resumed)
+    dense.build(_factory(docs), tmp_path / "c", progress=False, chunk_docs=5, checkpoint_dir=parent)
+    assert resumed.calls == 2 and not shared.exists()  # the lock is free again: it resumes
 
 
 def test_encoder_never_reaches_the_network(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -359,8 +391,10 @@ def test_bundle_integration(tmp_path: Path) -> None:
     assert hits[0].docid == "long.appendix"
     assert hits[0].backend == "dense" and hits[0].snippet
     assert bundle.manifest["backends"]["dense"]["params"]["encoder"] == "all-MiniLM-L6-v2"
-    # The named checkpoint folder is kept (only its key-named subfolder is removed).
-    assert (tmp_path / "ck").is_dir() and not any((tmp_path / "ck").iterdir())
+    # The named checkpoint folder is kept (only its key-named subfolder is removed; the empty
+    # lock file that guards it stays, as in the Hugging Face cache).
+    assert (tmp_path / "ck").is_dir()
+    assert [p.suffix for p in (tmp_path / "ck").iterdir()] == [".lock"]
     bundle.close()
 
 
