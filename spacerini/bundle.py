@@ -39,6 +39,7 @@ from spacerini.backends import REGISTRY, build_params, check_params, get_backend
 from spacerini.docstore import Docstore, DocstoreWriter
 from spacerini.errors import (
     BackendNotAvailableError,
+    BackendParameterError,
     BundleCorruptError,
     BundleError,
     BundleNotFoundError,
@@ -419,6 +420,7 @@ class Bundle:
         self._lock = threading.Lock()
         #: Options for hybrid search (``method="rrf"|"weighted"``, ``alpha``, ``depth``, ``rrf_k``).
         self.hybrid_params: dict[str, Any] = {}
+        self._open_params: dict[str, dict[str, Any]] = {}
         self._docstore: Docstore | None = None
 
     def __repr__(self) -> str:
@@ -465,9 +467,36 @@ class Bundle:
             if searcher is None:
                 module = get_backend(backend)
                 folder = self.path / backend_folder(module, backend)
-                searcher = module.open(folder, self.manifest["backends"][backend])
+                searcher = module.open(folder, self.manifest["backends"][backend], **self._open_params.get(backend, {}))
                 self._searchers[backend] = searcher
             return searcher
+
+    def configure(self, backend: str, **params: Any) -> None:
+        """Sets search-time options of ``backend``, used from its next search on.
+
+        They are the keyword options of the backend's ``open``, e.g.
+        ``bundle.configure("dense", ef_search=256)`` or ``bundle.configure("dense", nprobe=64)``;
+        ``None`` values are ignored. A searcher already open is closed and reopened with them.
+
+        Raises:
+            BackendParameterError: ``backend`` has no such option.
+        """
+        from spacerini.backends import open_params
+
+        params = {key: value for key, value in params.items() if value is not None}
+        unknown = set(params) - open_params(backend)
+        if unknown:
+            raise BackendParameterError(
+                f"backend {backend!r} has no search option(s) {', '.join(sorted(unknown))}"
+                f" (it has: {', '.join(sorted(open_params(backend))) or 'none'})"
+            )
+        with self._lock:
+            self._open_params[backend] = {**self._open_params.get(backend, {}), **params}
+            stale = [self._searchers.pop(name) for name in (backend, "hybrid") if name in self._searchers]
+        for searcher in stale:
+            close: Callable[[], None] | None = getattr(searcher, "close", None)
+            if close is not None:
+                close()
 
     def default_backend(self) -> str:
         """The ranked backend used when none is named: bm25, else the first ranked one."""

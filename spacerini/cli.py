@@ -105,7 +105,18 @@ def _progress() -> bool:
 @click.option("--k1", type=float, default=None, help="BM25 k1 (default 0.9, Anserini's).")
 @click.option("--b", "b", type=float, default=None, help="BM25 b (default 0.4, Anserini's).")
 @click.option("--encoder", default=None, help="Dense encoder: all-MiniLM-L6-v2 (default, offline), a local path or a cached name.")
-@click.option("--dense-index", default=None, type=click.Choice(["auto", "flat", "ivf", "hnsw"]), help="Faiss index type.")
+@click.option(
+    "--dense-index", default=None, type=click.Choice(["auto", "flat", "ivf", "hnsw"]),
+    help="Faiss index type (default auto: flat below 50,000 passages, HNSW above).",
+)
+@click.option("--passage-tokens", default=None, type=click.IntRange(1), help="Dense passage length in tokens (default 256, clipped to the encoder's).")
+@click.option("--overlap", default=None, type=click.IntRange(0), help="Tokens shared by consecutive passages (default 32).")
+@click.option("--hnsw-m", default=None, type=click.IntRange(2, 512), help="HNSW graph degree M (default 16).")
+@click.option("--ef-construction", default=None, type=click.IntRange(1), help="HNSW efConstruction (default 200).")
+@click.option("--ef-search", default=None, type=click.IntRange(1), help="HNSW efSearch stored for search time (default 96).")
+@click.option("--nlist", default=None, type=click.IntRange(1), help="IVF lists (default 4*sqrt(passages)).")
+@click.option("--nprobe", default=None, type=click.IntRange(1), help="IVF lists probed, stored for search time (default 32).")
+@click.option("--device", default=None, help="Torch device for the dense encoder, e.g. cpu or cuda (default: the best one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 def index(
     source: str,
@@ -125,6 +136,14 @@ def index(
     b: float | None,
     encoder: str | None,
     dense_index: str | None,
+    passage_tokens: int | None,
+    overlap: int | None,
+    hnsw_m: int | None,
+    ef_construction: int | None,
+    ef_search: int | None,
+    nlist: int | None,
+    nprobe: int | None,
+    device: str | None,
     as_json: bool,
 ) -> None:
     """Build a bundle from SOURCE: a file, a folder, a code folder (--format code) or hf:NAME[:CONFIG][@SPLIT]."""
@@ -137,10 +156,16 @@ def index(
         if "bm25" not in names:
             raise click.UsageError("--analyzer/--k1/--b apply to the bm25 backend, which is not in --backends")
         params["bm25"] = bm25
-    dense = {k: v for k, v in {"encoder": encoder, "index": dense_index}.items() if v is not None}
+    dense_options = {
+        "encoder": encoder, "index": dense_index, "passage_tokens": passage_tokens, "overlap": overlap,
+        "hnsw_m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search, "nlist": nlist,
+        "nprobe": nprobe, "device": device,
+    }
+    dense = {k: v for k, v in dense_options.items() if v is not None}
     if dense:
         if "dense" not in names:
-            raise click.UsageError("--encoder/--dense-index apply to the dense backend, which is not in --backends")
+            flags = "/".join("--" + ("dense-index" if k == "index" else k.replace("_", "-")) for k in dense)
+            raise click.UsageError(f"{flags} apply to the dense backend, which is not in --backends")
         params["dense"] = dense
     steps = _split(preprocess) or []
     step_options: dict[str, Any] = {}
@@ -190,6 +215,8 @@ def index(
 @click.option("--run-tag", default="spacerini", show_default=True)
 @click.option("--hybrid-method", default=None, type=click.Choice(["rrf", "weighted"]), help="Fusion for --backend hybrid.")
 @click.option("--alpha", default=None, type=click.FloatRange(0, 1), help="BM25 weight for --hybrid-method weighted.")
+@click.option("--ef-search", default=None, type=click.IntRange(1), help="Dense HNSW efSearch (overrides the bundle's).")
+@click.option("--nprobe", default=None, type=click.IntRange(1), help="Dense IVF nprobe (overrides the bundle's).")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def search(
     bundle: str,
@@ -203,6 +230,8 @@ def search(
     run_tag: str,
     hybrid_method: str | None,
     alpha: float | None,
+    ef_search: int | None,
+    nprobe: int | None,
     as_json: bool,
 ) -> None:
     """Search BUNDLE for QUERY, or run a batch of --queries into a TREC --output run."""
@@ -215,7 +244,7 @@ def search(
     if queries is not None and output is None and not as_json:
         raise click.UsageError("--queries needs --output RUN.trec (or --json)")
     b = open_bundle(bundle)
-    _hybrid_options(b, hybrid_method, alpha)
+    _search_options(b, hybrid_method, alpha, ef_search, nprobe)
     if queries is not None:
         from spacerini.eval import read_queries, write_trec_run
 
@@ -240,7 +269,11 @@ def search(
         click.echo(f"      {_plain(h.snippet)}")
 
 
-def _hybrid_options(bundle: Any, method: str | None, alpha: float | None) -> None:
+def _search_options(bundle: Any, method: str | None, alpha: float | None, ef_search: int | None, nprobe: int | None) -> None:
+    if ef_search is not None or nprobe is not None:
+        if "dense" not in bundle.backends:
+            raise click.UsageError(f"--ef-search/--nprobe apply to the dense backend, which {bundle.path} was built without")
+        bundle.configure("dense", ef_search=ef_search, nprobe=nprobe)
     if method is not None:
         bundle.hybrid_params["method"] = method
     if alpha is not None:
@@ -267,6 +300,8 @@ def _plain(snippet: str) -> str:
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--hybrid-method", default=None, type=click.Choice(["rrf", "weighted"]), help="Fusion for --backend hybrid.")
 @click.option("--alpha", default=None, type=click.FloatRange(0, 1), help="BM25 weight for --hybrid-method weighted.")
+@click.option("--ef-search", default=None, type=click.IntRange(1), help="Dense HNSW efSearch (overrides the bundle's).")
+@click.option("--nprobe", default=None, type=click.IntRange(1), help="Dense IVF nprobe (overrides the bundle's).")
 @click.option("--json", "as_json", is_flag=True)
 def eval_cmd(
     bundle: str,
@@ -278,6 +313,8 @@ def eval_cmd(
     threads: int,
     hybrid_method: str | None,
     alpha: float | None,
+    ef_search: int | None,
+    nprobe: int | None,
     as_json: bool,
 ) -> None:
     """Evaluate BUNDLE on --queries against --qrels (nDCG@10, MAP, R@100 by default)."""
@@ -285,7 +322,7 @@ def eval_cmd(
     from spacerini.eval import evaluate, read_qrels, read_queries
 
     b = open_bundle(bundle)
-    _hybrid_options(b, hybrid_method, alpha)
+    _search_options(b, hybrid_method, alpha, ef_search, nprobe)
     scores = evaluate(
         b, read_queries(queries), read_qrels(qrels), metrics=metrics, k=k, backend=backend, threads=threads
     )

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from spacerini.cli import main
+from spacerini.errors import BackendParameterError
 
 DATA = Path(__file__).parent / "data"
 
@@ -205,6 +206,40 @@ def test_dense_and_hybrid_from_the_cli(tmp_path: Path, capsys) -> None:
     assert set(json.loads(o)) == {"nDCG@10", "AP", "R@100"}
     code, _, err = run(["search", str(tmp_path / "nope"), "x", "--backend", "hybrid"], capsys)
     assert_one_line_error(code, err, "no bundle")
+
+
+def test_dense_index_options_from_the_cli(tmp_path: Path, capsys) -> None:
+    from spacerini.bundle import open_bundle
+
+    out = tmp_path / "hnsw"
+    code, _, err = run(
+        ["index", str(DATA / "tiny.jsonl"), "--out", str(out), "--backends", "bm25,dense", "--dense-index", "hnsw",
+         "--hnsw-m", "8", "--ef-construction", "40", "--ef-search", "20", "--passage-tokens", "64", "--overlap", "8",
+         "--device", "cpu"],
+        capsys,
+    )
+    assert code == 0, err
+    bundle = open_bundle(out)
+    params = bundle.manifest["backends"]["dense"]["params"]
+    assert {k: params[k] for k in ("index", "hnsw_m", "ef_construction", "ef_search", "passage_tokens", "overlap")} == {
+        "index": "hnsw", "hnsw_m": 8, "ef_construction": 40, "ef_search": 20, "passage_tokens": 64, "overlap": 8,
+    }
+    assert bundle.searcher("dense")._index.hnsw.efSearch == 20
+    bundle.configure("dense", ef_search=77)  # what `search --ef-search 77` does
+    assert bundle.searcher("dense")._index.hnsw.efSearch == 77
+    with pytest.raises(BackendParameterError, match="no search option"):
+        bundle.configure("dense", ef_serch=5)
+    bundle.close()
+    code, o, err = run(["search", str(out), "vector similarity search library", "--backend", "dense", "--ef-search", "64", "--json"], capsys)
+    assert code == 0, err
+    assert "d05" in [h["docid"] for h in json.loads(o)["hits"][:3]]
+
+    code, _, err = run(["index", str(DATA / "tiny.jsonl"), "--out", str(tmp_path / "x"), "--hnsw-m", "8"], capsys)
+    assert_one_line_error(code, err, "--hnsw-m apply to the dense backend")
+    code, _, err = run(["index", str(DATA / "tiny.jsonl"), "--out", str(tmp_path / "bm25")], capsys)
+    assert code == 0, err
+    code, _, err = run(["search", str(tmp_path / "bm25"), "x", "--nprobe", "4"], capsys)
+    assert_one_line_error(code, err, "--ef-search/--nprobe apply to the dense backend")
 
 
 def test_model_commands(tmp_path: Path, capsys) -> None:

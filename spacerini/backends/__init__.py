@@ -104,6 +104,12 @@ def check_params(name: str, params: Mapping[str, Any]) -> None:
         raise BackendParameterError(f"backend {name!r} has no parameter(s) {', '.join(sorted(unknown))}")
 
 
+def open_params(name: str) -> frozenset[str]:
+    """The search-time options backend ``name``'s ``open`` takes (e.g. dense ``ef_search``)."""
+    accepted = inspect.signature(get_backend(name).open).parameters
+    return frozenset(key for key, p in accepted.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+
+
 def read_json(folder: Path, name: str, *, what: str) -> Any:
     """Reads a backend's JSON file, turning a missing or broken file into one clear error.
 
