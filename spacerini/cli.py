@@ -106,16 +106,16 @@ def _progress() -> bool:
 @click.option("--b", "b", type=float, default=None, help="BM25 b (default 0.4, Anserini's).")
 @click.option("--encoder", default=None, help="Dense encoder: all-MiniLM-L6-v2 (default, offline), a local path or a cached name.")
 @click.option(
-    "--dense-index", default=None, type=click.Choice(["auto", "flat", "ivf", "hnsw"]),
-    help="Faiss index type (default auto: flat below 50,000 passages, HNSW above).",
+    "--dense-index", default=None, type=click.Choice(["auto", "flat", "ivf", "ivfpq", "hnsw"]),
+    help="Faiss index type (default auto: flat below 50,000 passages, ivfpq above).",
 )
 @click.option("--passage-tokens", default=None, type=click.IntRange(1), help="Dense passage length in tokens (default 256, clipped to the encoder's).")
 @click.option("--overlap", default=None, type=click.IntRange(0), help="Tokens shared by consecutive passages (default 32).")
 @click.option("--hnsw-m", default=None, type=click.IntRange(2, 512), help="HNSW graph degree M (default 16).")
 @click.option("--ef-construction", default=None, type=click.IntRange(1), help="HNSW efConstruction (default 200).")
 @click.option("--ef-search", default=None, type=click.IntRange(1), help="HNSW efSearch stored for search time (default 96).")
-@click.option("--nlist", default=None, type=click.IntRange(1), help="IVF lists (default 4*sqrt(passages)).")
-@click.option("--nprobe", default=None, type=click.IntRange(1), help="IVF lists probed, stored for search time (default 32).")
+@click.option("--nlist", default=None, type=click.IntRange(1), help="IVF lists for ivf/ivfpq (default 4*sqrt(passages)).")
+@click.option("--nprobe", default=None, type=click.IntRange(1), help="IVF lists probed, stored for search time (default 32 for ivf, nlist/8 for ivfpq).")
 @click.option("--device", default=None, help="Torch device for the dense encoder, e.g. cpu or cuda (default: the best one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 def index(

@@ -14,18 +14,22 @@ Design choices, and why:
   clipped to what the encoder reads) sharing ``overlap`` tokens (default 32), with the encoder's
   own tokenizer, so nothing past the model's window is silently truncated. A document's score is
   its best passage's score. Documents with no tokens get no passage and can never match.
-* **Index kind** (``index=``): ``"flat"`` (``IndexFlatIP``, exact), ``"ivf"`` (``IndexIVFFlat``,
+* **Index kind** (``index=``): ``"flat"`` (``IndexFlatIP``, exact); ``"ivf"`` (``IndexIVFFlat``,
   ``nlist`` defaults to 4·√passages, at most passages/39 so k-means has enough points, searched
-  with ``nprobe``, default 32) or ``"hnsw"`` (``IndexHNSWFlat``, :data:`HNSW_DEFAULTS`:
-  ``M=16``, ``efConstruction=200``, ``efSearch=96``). ``"auto"`` (default, :func:`auto_index`)
-  picks flat below 50,000 passages (exact, and a scan of 50k 384-d vectors takes a few ms) and
-  HNSW with those defaults above. The defaults come from ``benchmarks/dense_ann.py`` at 100k
-  vectors (batched queries, same Faiss threads as flat): on sentence vectors of real text,
-  ``M=16, efConstruction=200`` reached recall@10 0.953 at efSearch 96 and 6.0x flat's QPS, where
-  ``M=32`` needed efSearch 64-96 for the same recall at 3.5-5.5x, and ``efConstruction=80``
-  needed efSearch 128 (3.8x). HNSW over IVF because its recall holds up when clusters overlap.
-  HNSW needs no training and adds in streaming chunks; it builds slower than IVF, but far faster
-  than the encoding before it. Faiss has no GPU HNSW, so choose ``"ivf"`` to search on a GPU.
+  with ``nprobe``, default 32); ``"ivfpq"`` (``IVF{nlist},PQ{dim/2}x4fs,RFlat``: the same lists
+  over 4-bit product-quantized codes scanned with SIMD "fast-scan" lookups, probing ``nlist/8``
+  lists, whose best ``refine_factor·k`` candidates (default 4) are re-ranked with the exact
+  vectors, so scores stay exact cosines); or ``"hnsw"`` (``IndexHNSWFlat``,
+  :data:`HNSW_DEFAULTS`: ``M=16``, ``efConstruction=200``, ``efSearch=96``). ``"auto"``
+  (default, :func:`auto_index`) picks flat below 50,000 passages (exact, and a scan of 50k
+  384-d vectors takes a few ms) and ``ivfpq`` above. That choice comes from
+  ``benchmarks/dense_ann.py`` at 100k vectors (1,000 batched queries, same Faiss threads as
+  flat): on the full all-MiniLM-L6-v2 encodings of 101k text lines, ``ivfpq`` reached recall@10
+  0.97 at about 7x flat's QPS, and on a harder clustered synthetic set 0.98 at 7x, where HNSW
+  needed efSearch 64 for 0.95 at 5x on the text and missed 0.95 at 3x on the synthetic set. It
+  also trains and builds in seconds where HNSW with ``efConstruction=200`` takes minutes.
+  Below :data:`IVFPQ_MIN_PASSAGES` an ``ivfpq`` request builds flat (with a warning). Faiss has
+  no GPU HNSW or GPU fast-scan, so choose ``"flat"`` or ``"ivf"`` to search on a GPU.
 * **Resumable encoding.** Encoding is the slow part, so vectors are checkpointed to disk in
   chunks of ``chunk_docs`` documents. The bundle builds into a fresh temporary folder each time,
   so the checkpoints live in ``<checkpoint_dir>/<key>`` (``checkpoint_dir`` defaults to
@@ -58,7 +62,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from spacerini.backends import DocsFactory, check_batch, read_json
+from spacerini.backends import DocsFactory, _dense_tune, check_batch, read_json
 from spacerini.encoders import DEFAULT_ENCODER, Encoder, load_encoder, model_path
 from spacerini.errors import BundleCorruptError, DependencyMissingError, EmptyCorpusError, QueryError
 from spacerini.records import BuildReport, Hit
@@ -70,14 +74,24 @@ INDEX_FILE = "index.faiss"
 PASSAGE_DOC_FILE = "passage_doc.npy"
 IDS_FILE = "ids.json"
 PARAMS_FILE = "dense.json"
-INDEX_KINDS = ("auto", "flat", "ivf", "hnsw")
+INDEX_KINDS = ("auto", "flat", "ivf", "ivfpq", "hnsw")
 #: Below this many passages, ``index="auto"`` builds an exact flat index.
 AUTO_FLAT_MAX = 50_000
-#: HNSW build and search parameters used unless given; chosen with ``benchmarks/dense_ann.py``
-#: (see the module docstring and benchmarks/RESULTS.md).
+#: HNSW build and search parameters used unless given.
 HNSW_DEFAULTS: dict[str, int] = {"hnsw_m": 16, "ef_construction": 200, "ef_search": 96}
-#: IVF lists probed per query unless given.
+#: IVF lists probed per query unless given (``index="ivf"``).
 IVF_DEFAULT_NPROBE = 32
+#: ``index="ivfpq"``: the share of its lists a query probes (nprobe = nlist / 12) and how many
+#: times ``k`` candidates the exact vectors re-rank; chosen with ``benchmarks/dense_ann.py`` (see
+#: the module docstring and benchmarks/RESULTS.md).
+IVFPQ_PROBE_SHARE = 12
+IVFPQ_REFINE_FACTOR = 4
+#: Fewer passages than this cannot train 4-bit product quantizers well: ``ivfpq`` builds flat.
+IVFPQ_MIN_PASSAGES = 1_000
+#: Recall@10 that ``build`` tunes the ANN search knobs to, unless they are given.
+DEFAULT_TARGET_RECALL = 0.95
+#: Smaller indexes keep the fixed defaults: a sample of a few hundred passages measures little.
+TUNE_MIN_PASSAGES = 1_000
 _CHECKPOINT_VERSION = 1
 
 
@@ -99,6 +113,8 @@ def build(
     ef_search: int | None = None,
     nlist: int | None = None,
     nprobe: int | None = None,
+    refine_factor: int | None = None,
+    target_recall: float | None = DEFAULT_TARGET_RECALL,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     device: str | None = None,
 ) -> BuildReport:
@@ -110,7 +126,7 @@ def build(
         threads: Faiss threads for building the index (the encoder uses torch's own pool).
         progress: Show a progress bar.
         encoder: Encoder name or folder (see :func:`spacerini.encoders.model_path`).
-        index: ``"auto"``, ``"flat"``, ``"ivf"`` or ``"hnsw"``.
+        index: ``"auto"``, ``"flat"``, ``"ivf"``, ``"ivfpq"`` or ``"hnsw"``.
         passage_tokens: Passage length in tokens; clipped to the encoder's input size.
         overlap: Tokens shared by consecutive passages of a document.
         batch_size: Encoder batch size.
@@ -119,9 +135,17 @@ def build(
         ef_construction: HNSW ``efConstruction``; ``None`` means :data:`HNSW_DEFAULTS`.
         ef_search: HNSW ``efSearch`` used at search time (stored; can be overridden at open);
             ``None`` means :data:`HNSW_DEFAULTS`.
-        nlist: IVF lists; ``None`` means ``4 * sqrt(passages)``.
+        nlist: IVF lists (``ivf``, ``ivfpq``); ``None`` means :func:`default_nlist`.
         nprobe: IVF lists probed at search time (stored; can be overridden at open); ``None``
-            means :data:`IVF_DEFAULT_NPROBE`.
+            means :data:`IVF_DEFAULT_NPROBE` for ``ivf`` and ``nlist / 8`` for ``ivfpq``.
+        refine_factor: ``ivfpq`` re-ranks ``refine_factor * k`` quantized candidates with the
+            exact vectors (stored; can be overridden at open); ``None`` means
+            :data:`IVFPQ_REFINE_FACTOR`.
+        target_recall: For ``ivf``, ``ivfpq`` and ``hnsw``, the search knobs not given above
+            (``nprobe`` and ``refine_factor``, or ``ef_search``) are tuned after the build to the
+            cheapest setting whose recall@10 against exact search reaches this on 1,000 sampled
+            passages (see :mod:`spacerini.backends._dense_tune`); ``None``, or an index of fewer
+            than :data:`TUNE_MIN_PASSAGES` passages, uses the fixed defaults.
         checkpoint_dir: Parent folder of the chunk checkpoints; they go into a subfolder named
             by a hash of the encoder, the passage parameters and the corpus fingerprint, which
             is removed after a successful build. ``None`` means ``$SPACERINI_CACHE/dense-checkpoints``.
@@ -138,9 +162,10 @@ def build(
     started = time.perf_counter()
     hnsw_m = HNSW_DEFAULTS["hnsw_m"] if hnsw_m is None else hnsw_m
     ef_construction = HNSW_DEFAULTS["ef_construction"] if ef_construction is None else ef_construction
-    ef_search = HNSW_DEFAULTS["ef_search"] if ef_search is None else ef_search
-    nprobe = IVF_DEFAULT_NPROBE if nprobe is None else nprobe
-    _check_build_params(index, passage_tokens, overlap, batch_size, chunk_docs, hnsw_m, ef_construction, ef_search, nlist, nprobe)
+    _check_build_params(
+        index, passage_tokens, overlap, batch_size, chunk_docs, hnsw_m, ef_construction, ef_search, nlist, nprobe,
+        refine_factor, target_recall,
+    )
     faiss = _import_faiss()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -170,14 +195,22 @@ def build(
             raise EmptyCorpusError("no document has any text to encode for the dense backend")
 
         kind = index if index != "auto" else auto_index(n_passages)[0]
-        if kind == "ivf":
+        if kind == "ivfpq" and n_passages < IVFPQ_MIN_PASSAGES:
+            logger.warning(
+                "dense: %d passages are too few to train an ivfpq index (it needs %d); building an exact flat index",
+                n_passages, IVFPQ_MIN_PASSAGES,
+            )
+            kind = "flat"
+        if kind in ("ivf", "ivfpq"):
             nlist = nlist or default_nlist(n_passages)
         gpus = _gpus_for(kind)
         index_started = time.perf_counter()
         with _faiss_threads(faiss, threads):
-            cpu_index = _build_index(
+            cpu_index, knobs, tuned = build_index(
                 faiss, kind, chunks, dim=enc.dim, n_passages=n_passages, hnsw_m=hnsw_m,
                 ef_construction=ef_construction, nlist=nlist, gpus=gpus, progress=progress,
+                knobs={"ef_search": ef_search, "nprobe": nprobe, "refine_factor": refine_factor},
+                target_recall=target_recall,
             )
         index_seconds = time.perf_counter() - index_started
 
@@ -197,9 +230,12 @@ def build(
             "chunk_docs": chunk_docs,
         }
         if kind == "hnsw":
-            params.update(hnsw_m=hnsw_m, ef_construction=ef_construction, ef_search=ef_search)
-        if kind == "ivf":
-            params.update(nlist=nlist, nprobe=nprobe)
+            params.update(hnsw_m=hnsw_m, ef_construction=ef_construction)
+        if kind in ("ivf", "ivfpq"):
+            params.update(nlist=nlist)
+        params.update(knobs)
+        if tuned is not None:
+            params.update(target_recall=target_recall, tuned_recall=tuned.recall, tune_queries=tuned.queries)
         (folder / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
 
     seconds = time.perf_counter() - started
@@ -221,11 +257,30 @@ def build(
 def auto_index(n_passages: int) -> tuple[str, dict[str, int]]:
     """The index kind, and its default parameters, that ``index="auto"`` builds for ``n_passages``.
 
-    Flat (exact) below :data:`AUTO_FLAT_MAX` passages, HNSW with :data:`HNSW_DEFAULTS` above.
+    Flat (exact) below :data:`AUTO_FLAT_MAX` passages, ``ivfpq`` (see the module docstring) above.
     """
     if n_passages < AUTO_FLAT_MAX:
         return "flat", {}
-    return "hnsw", dict(HNSW_DEFAULTS)
+    nlist = default_nlist(n_passages)
+    return "ivfpq", {"nlist": nlist, "nprobe": default_nprobe("ivfpq", nlist), "refine_factor": IVFPQ_REFINE_FACTOR}
+
+
+def default_knobs(kind: str, nlist: int) -> dict[str, int]:
+    """The search knobs of ``kind`` used unless given or raised by tuning."""
+    if kind == "hnsw":
+        return {"ef_search": HNSW_DEFAULTS["ef_search"]}
+    if kind == "ivfpq":
+        return {"nprobe": default_nprobe(kind, nlist), "refine_factor": IVFPQ_REFINE_FACTOR}
+    if kind == "ivf":
+        return {"nprobe": default_nprobe(kind, nlist)}
+    return {}
+
+
+def default_nprobe(kind: str, nlist: int) -> int:
+    """Lists probed per query unless given: :data:`IVF_DEFAULT_NPROBE` for ``ivf``, nlist/12 for ``ivfpq``."""
+    if kind == "ivfpq":
+        return max(1, min(nlist, int(round(nlist / IVFPQ_PROBE_SHARE))))
+    return min(nlist, IVF_DEFAULT_NPROBE)
 
 
 def default_nlist(n_passages: int) -> int:
@@ -235,20 +290,26 @@ def default_nlist(n_passages: int) -> int:
 
 def _check_build_params(
     index: str, passage_tokens: int, overlap: int, batch_size: int, chunk_docs: int, hnsw_m: int,
-    ef_construction: int, ef_search: int, nlist: int | None, nprobe: int,
+    ef_construction: int, ef_search: int | None, nlist: int | None, nprobe: int | None,
+    refine_factor: int | None, target_recall: float | None,
 ) -> None:
     if index not in INDEX_KINDS:
         raise ValueError(f"index must be one of {', '.join(INDEX_KINDS)}, not {index!r}")
     for name, value in (
         ("passage_tokens", passage_tokens), ("batch_size", batch_size), ("chunk_docs", chunk_docs),
-        ("hnsw_m", hnsw_m), ("ef_construction", ef_construction), ("ef_search", ef_search), ("nprobe", nprobe),
+        ("hnsw_m", hnsw_m), ("ef_construction", ef_construction),
     ):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, not {value!r}")
     if not isinstance(overlap, int) or not 0 <= overlap < passage_tokens:
         raise ValueError(f"overlap must be an integer in [0, passage_tokens), not {overlap!r}")
-    if nlist is not None and (not isinstance(nlist, int) or nlist < 1):
-        raise ValueError(f"nlist must be a positive integer, not {nlist!r}")
+    if target_recall is not None and (
+        isinstance(target_recall, bool) or not isinstance(target_recall, (int, float)) or not 0 < target_recall <= 1
+    ):
+        raise ValueError(f"target_recall must be in (0, 1] or None, not {target_recall!r}")
+    for name, maybe in (("nlist", nlist), ("nprobe", nprobe), ("ef_search", ef_search), ("refine_factor", refine_factor)):
+        if maybe is not None and (not isinstance(maybe, int) or maybe < 1):
+            raise ValueError(f"{name} must be a positive integer, not {maybe!r}")
 
 
 def _import_faiss() -> Any:
@@ -387,6 +448,39 @@ def _iter_vectors(chunks: Sequence[tuple[Path, Path]]) -> Iterator[np.ndarray]:
             yield vectors
 
 
+def build_index(
+    faiss: Any, kind: str, chunks: Sequence[tuple[Path, Path]], *, dim: int, n_passages: int, hnsw_m: int,
+    ef_construction: int, nlist: int | None, gpus: int, progress: bool, knobs: Mapping[str, int | None],
+    target_recall: float | None,
+) -> tuple[Any, dict[str, int], _dense_tune.Tuned | None]:
+    """Builds the CPU index of ``kind`` from the chunk files and settles its search knobs.
+
+    Knobs given in ``knobs`` are kept; the others start at :func:`default_knobs` and, for an
+    index of at least :data:`TUNE_MIN_PASSAGES` passages with a ``target_recall``, are raised by
+    :func:`spacerini.backends._dense_tune.tune` until the sampled recall@10 reaches it.
+
+    Returns:
+        The index (knobs applied), the knobs to store, and the tuning record (``None`` if none ran).
+    """
+    index = _build_index(
+        faiss, kind, chunks, dim=dim, n_passages=n_passages, hnsw_m=hnsw_m, ef_construction=ef_construction,
+        nlist=nlist, gpus=gpus, progress=progress,
+    )
+    defaults = default_knobs(kind, nlist or 1)
+    chosen = {key: knobs.get(key) or value for key, value in defaults.items()}
+    tuned = None
+    given = any(knobs.get(key) is not None for key in defaults)
+    if target_recall is not None and defaults and not given and n_passages >= TUNE_MIN_PASSAGES:
+        tuned = _dense_tune.tune(
+            faiss, index, kind, chunks, n_passages=n_passages, target=target_recall,
+            set_knobs=lambda idx, values: apply_knobs(faiss, idx, kind, values), floor=defaults,
+        )
+        chosen.update(tuned.params)
+    if chosen:
+        apply_knobs(faiss, index, kind, chosen)
+    return index, chosen, tuned
+
+
 def _build_index(
     faiss: Any, kind: str, chunks: Sequence[tuple[Path, Path]], *, dim: int, n_passages: int, hnsw_m: int,
     ef_construction: int, nlist: int | None, gpus: int, progress: bool,
@@ -397,8 +491,9 @@ def _build_index(
     if gpus > 0:
         gpu_res = faiss.StandardGpuResources()
         index = faiss.index_cpu_to_gpu(gpu_res, 0, index)
-    if kind == "ivf":
-        index.train(_training_sample(chunks, n_passages, want=min(n_passages, max(64 * int(nlist or 1), 10_000))))
+    if kind in ("ivf", "ivfpq"):
+        want = min(n_passages, max(64 * int(nlist or 1), 10_000))
+        index.train(_dense_tune.gather_rows(chunks, _dense_tune.sample_rows(n_passages, want)))
     bar = tqdm(total=n_passages, desc=f"dense: {kind} index", unit=" vec", disable=not progress)
     for vectors in _iter_vectors(chunks):
         index.add(vectors)
@@ -412,7 +507,7 @@ def _build_index(
 def make_index(
     faiss: Any, kind: str, dim: int, *, hnsw_m: int = 32, ef_construction: int = 200, nlist: int = 1
 ) -> Any:
-    """An empty inner-product Faiss index of ``kind`` (``flat``, ``ivf``, ``hnsw`` or ``hnsw_sq8``)."""
+    """An empty inner-product Faiss index of ``kind`` (``flat``, ``ivf``, ``ivfpq``, ``hnsw`` or ``hnsw_sq8``)."""
     if kind == "flat":
         return faiss.IndexFlatIP(dim)
     if kind in ("hnsw", "hnsw_sq8"):
@@ -422,6 +517,11 @@ def make_index(
             index = faiss.IndexHNSWSQ(dim, faiss.ScalarQuantizer.QT_8bit, hnsw_m, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = ef_construction
         return index
+    if kind == "ivfpq":
+        # Two dimensions per 4-bit sub-quantizer (one when the dimension is odd), scanned with
+        # SIMD lookups, then the top candidates re-ranked with the exact vectors.
+        sub = dim // 2 if dim % 2 == 0 else dim
+        return faiss.index_factory(dim, f"IVF{int(nlist)},PQ{sub}x4fs,RFlat", faiss.METRIC_INNER_PRODUCT)
     if kind == "ivf":
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, int(nlist), faiss.METRIC_INNER_PRODUCT)
@@ -431,27 +531,22 @@ def make_index(
     raise ValueError(f"unknown index kind {kind!r}")
 
 
-def set_search_param(faiss: Any, index: Any, kind: str, value: int) -> None:
-    """Sets the search-time knob of ``index``: ``efSearch`` for HNSW, ``nprobe`` for IVF; flat has none."""
-    if kind == "ivf":
+def set_search_param(faiss: Any, index: Any, kind: str, value: int, *, refine_factor: int | None = None) -> None:
+    """Sets the search-time knobs of ``index``: ``efSearch`` for HNSW, ``nprobe`` for IVF (and the
+    re-ranking factor for ``ivfpq``); flat has none."""
+    if kind == "ivfpq":
+        faiss.extract_index_ivf(index).nprobe = int(value)
+        if refine_factor is not None:
+            faiss.downcast_index(index).k_factor = float(refine_factor)
+    elif kind == "ivf":
         faiss.extract_index_ivf(index).nprobe = int(value)
     elif kind in ("hnsw", "hnsw_sq8"):
         index.hnsw.efSearch = int(value)
 
 
-def _training_sample(chunks: Sequence[tuple[Path, Path]], n_passages: int, *, want: int) -> np.ndarray:
-    rng = np.random.default_rng(0)
-    picked = np.sort(rng.choice(n_passages, size=want, replace=False))
-    parts = []
-    start = 0
-    for vec_path, _ in chunks:
-        vectors = np.load(vec_path, mmap_mode="r")
-        stop = start + len(vectors)
-        lo, hi = np.searchsorted(picked, [start, stop])
-        if hi > lo:
-            parts.append(np.asarray(vectors[picked[lo:hi] - start], dtype=np.float32))
-        start = stop
-    return np.ascontiguousarray(np.concatenate(parts))
+def apply_knobs(faiss: Any, index: Any, kind: str, knobs: Mapping[str, int]) -> None:
+    """Applies tuned search knobs (``nprobe``/``refine_factor`` or ``ef_search``) to ``index``."""
+    set_search_param(faiss, index, kind, knobs.get("nprobe") or knobs["ef_search"], refine_factor=knobs.get("refine_factor"))
 
 
 class _faiss_threads:  # noqa: N801 - used as a context manager, like a function
@@ -476,6 +571,7 @@ def open(  # noqa: A001 - the backend contract names it open
     device: str | None = None,
     nprobe: int | None = None,
     ef_search: int | None = None,
+    refine_factor: int | None = None,
 ) -> DenseSearcher:
     """Opens the dense index in ``folder``.
 
@@ -485,11 +581,14 @@ def open(  # noqa: A001 - the backend contract names it open
         device: Torch device for the query encoder; ``None`` picks the best one.
         nprobe: Override the stored IVF ``nprobe``.
         ef_search: Override the stored HNSW ``efSearch``.
+        refine_factor: Override the stored ``ivfpq`` re-ranking factor.
 
     Raises:
         BundleCorruptError: Files are missing or disagree with each other.
     """
-    return DenseSearcher(Path(folder), report, device=device, nprobe=nprobe, ef_search=ef_search)
+    return DenseSearcher(
+        Path(folder), report, device=device, nprobe=nprobe, ef_search=ef_search, refine_factor=refine_factor
+    )
 
 
 class DenseSearcher:
@@ -506,6 +605,7 @@ class DenseSearcher:
         device: str | None = None,
         nprobe: int | None = None,
         ef_search: int | None = None,
+        refine_factor: int | None = None,
     ) -> None:
         faiss = _import_faiss()
         params = dict(report.get("params", {}))
@@ -530,8 +630,12 @@ class DenseSearcher:
         if "dim" in params and int(params["dim"]) != int(self._index.d):
             raise BundleCorruptError(f"{folder}: index dimension {self._index.d} != manifest dim {params['dim']}")
         self.kind = params.get("index", "flat")
-        if self.kind == "ivf":
-            set_search_param(faiss, self._index, self.kind, nprobe or params.get("nprobe", IVF_DEFAULT_NPROBE))
+        if self.kind in ("ivf", "ivfpq"):
+            nlist = int(faiss.extract_index_ivf(self._index).nlist)
+            set_search_param(
+                faiss, self._index, self.kind, nprobe or params.get("nprobe") or default_nprobe(self.kind, nlist),
+                refine_factor=refine_factor or params.get("refine_factor", IVFPQ_REFINE_FACTOR),
+            )
         elif self.kind == "hnsw":
             set_search_param(
                 faiss, self._index, self.kind, ef_search or params.get("ef_search", HNSW_DEFAULTS["ef_search"])
