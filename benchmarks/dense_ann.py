@@ -21,8 +21,10 @@ product), with the same number of Faiss OpenMP threads as flat. Timings are inte
 (flat, candidate, flat, candidate, ...) and the median of ``--trials`` is used for each, so a
 burst of load from other processes on the shared machine hits both sides.
 
-Usage: ``python benchmarks/dense_ann.py [--vectors 100000] [--sets text,gaussian]``; prints
-one JSON object. ``benchmarks/dense_bench.py`` runs the default configuration as its ANN part.
+Usage: ``python benchmarks/dense_ann.py [--vectors 100000] [--sets minilm,text,gaussian] [--no-sweep]``;
+prints one JSON object. Besides the sweep, each set gets an ``auto_default`` row: the index
+``dense.build`` makes by default at this size, tuned to its target recall on its own passages
+(``dense.build_index``), then measured on the held-out queries. ``benchmarks/dense_bench.py`` runs the default configuration as its ANN part.
 """
 
 from __future__ import annotations
@@ -129,6 +131,30 @@ def _timed(call: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
+def _flat(vectors: np.ndarray, queries: np.ndarray) -> tuple[Any, np.ndarray]:
+    import faiss
+
+    flat = faiss.IndexFlatIP(vectors.shape[1])
+    flat.add(vectors)
+    flat.search(queries[:10], 10)
+    _, exact = flat.search(queries, 10)
+    return flat, exact
+
+
+def measure(index: Any, flat: Any, queries: np.ndarray, exact: np.ndarray, *, trials: int) -> dict[str, Any]:
+    """Recall@10 of ``index`` against ``exact``, and its QPS against flat's, timed interleaved."""
+    index.search(queries[:10], 10)
+    _, got = index.search(queries, 10)
+    recall = float(np.mean([len(set(got[i].tolist()) & set(exact[i].tolist())) / 10 for i in range(len(queries))]))
+    flat_times, times = [], []
+    for _ in range(trials):
+        flat_times.append(_timed(lambda: flat.search(queries, 10)))
+        times.append(_timed(lambda: index.search(queries, 10)))
+    return {"recall_at_10": round(recall, 4), "qps": round(len(queries) / statistics.median(times), 1),
+            "flat_qps": round(len(queries) / statistics.median(flat_times), 1),
+            "qps_ratio_vs_flat": round(statistics.median(flat_times) / statistics.median(times), 2)}
+
+
 def sweep(vectors: np.ndarray, queries: np.ndarray, configs: list[dict[str, Any]], *, threads: int, trials: int) -> dict[str, Any]:
     """Builds each configured index and measures recall@10 and QPS against flat, interleaved."""
     import faiss
@@ -137,16 +163,13 @@ def sweep(vectors: np.ndarray, queries: np.ndarray, configs: list[dict[str, Any]
 
     faiss.omp_set_num_threads(threads)
     dim = vectors.shape[1]
-    flat = faiss.IndexFlatIP(dim)
-    flat.add(vectors)
-    flat.search(queries[:10], 10)
-    _, exact = flat.search(queries, 10)
+    flat, exact = _flat(vectors, queries)
     rows = []
     for config in configs:
         kind = config["kind"]
         started = time.perf_counter()
-        if kind == "ivf":
-            index = dense.make_index(faiss, "ivf", dim, nlist=config["nlist"])
+        if kind in ("ivf", "ivfpq"):
+            index = dense.make_index(faiss, kind, dim, nlist=config["nlist"])
             index.train(vectors[np.random.default_rng(0).choice(len(vectors), min(len(vectors), 64 * config["nlist"]), replace=False)])
         else:
             index = dense.make_index(faiss, kind, dim, hnsw_m=config["m"], ef_construction=config["ef_construction"])
@@ -154,32 +177,60 @@ def sweep(vectors: np.ndarray, queries: np.ndarray, configs: list[dict[str, Any]
                 index.train(vectors)
         index.add(vectors)
         build_s = time.perf_counter() - started
-        knob = "nprobe" if kind == "ivf" else "ef_search"
+        knob = "ef_search" if kind.startswith("hnsw") else "nprobe"
         for value in config[knob + "s"]:
-            dense.set_search_param(faiss, index, kind, value)
-            index.search(queries[:10], 10)
-            _, got = index.search(queries, 10)
-            recall = float(np.mean([len(set(got[i].tolist()) & set(exact[i].tolist())) / 10 for i in range(len(queries))]))
-            flat_times, times = [], []
-            for _ in range(trials):
-                flat_times.append(_timed(lambda: flat.search(queries, 10)))
-                times.append(_timed(lambda index=index: index.search(queries, 10)))
-            row = {key: value for key, value in config.items() if not key.endswith("s") or key == "ef_constructions"}
-            row.update({knob: value, "build_s": round(build_s, 1), "recall_at_10": round(recall, 4),
-                        "qps": round(len(queries) / statistics.median(times), 1),
-                        "flat_qps": round(len(queries) / statistics.median(flat_times), 1),
-                        "qps_ratio_vs_flat": round(statistics.median(flat_times) / statistics.median(times), 2)})
-            rows.append(row)
-            print(json.dumps(row), file=sys.stderr, flush=True)
+            for factor in config.get("refine_factors", [None]):
+                dense.set_search_param(faiss, index, kind, value, refine_factor=factor)
+                row = {key: value for key, value in config.items() if not key.endswith("s") or key == "ef_constructions"}
+                row.update({knob: value, "build_s": round(build_s, 1)})
+                if factor is not None:
+                    row["refine_factor"] = factor
+                row.update(measure(index, flat, queries, exact, trials=trials))
+                rows.append(row)
+                print(json.dumps(row), file=sys.stderr, flush=True)
     return {"vectors": len(vectors), "dim": dim, "queries": len(queries), "threads": threads, "trials": trials, "rows": rows}
 
 
+def auto_default(vectors: np.ndarray, queries: np.ndarray, *, threads: int, trials: int) -> dict[str, Any]:
+    """What ``dense.build`` does by default at this size (``index="auto"``, tuned to its target
+    recall on its own passages), measured on the held-out ``queries``."""
+    import tempfile
+
+    import faiss
+
+    from spacerini.backends import dense
+
+    faiss.omp_set_num_threads(threads)
+    n = len(vectors)
+    kind, _ = dense.auto_index(n)
+    flat, exact = _flat(vectors, queries)
+    with tempfile.TemporaryDirectory() as tmp:
+        chunks = []
+        for number, start in enumerate(range(0, n, 10_000)):
+            vec_path, doc_path = dense._chunk_paths(Path(tmp), number)
+            dense._save_npy(vec_path, vectors[start : start + 10_000])
+            dense._save_npy(doc_path, np.arange(start, min(n, start + 10_000), dtype=np.int32))
+            chunks.append((vec_path, doc_path))
+        started = time.perf_counter()
+        nlist = dense.default_nlist(n) if kind in ("ivf", "ivfpq") else None
+        index, knobs, tuned = dense.build_index(
+            faiss, kind, chunks, dim=vectors.shape[1], n_passages=n, hnsw_m=dense.HNSW_DEFAULTS["hnsw_m"],
+            ef_construction=dense.HNSW_DEFAULTS["ef_construction"], nlist=nlist, gpus=0, progress=False, knobs={},
+            target_recall=dense.DEFAULT_TARGET_RECALL,
+        )
+        build_s = time.perf_counter() - started
+    row: dict[str, Any] = {"index": kind, "nlist": nlist, **knobs, "build_and_tune_s": round(build_s, 1),
+                           "target_recall": dense.DEFAULT_TARGET_RECALL,
+                           "sampled_recall": tuned.recall if tuned else None}
+    row.update(measure(index, flat, queries, exact, trials=trials))
+    return row
+
+
 DEFAULT_CONFIGS: list[dict[str, Any]] = [
-    {"kind": "hnsw", "m": 16, "ef_construction": 200, "ef_searchs": [16, 24, 32, 48, 64, 96, 128]},
-    {"kind": "hnsw", "m": 32, "ef_construction": 80, "ef_searchs": [16, 24, 32, 48, 64, 96, 128]},
-    {"kind": "hnsw", "m": 32, "ef_construction": 200, "ef_searchs": [16, 24, 32, 48, 64, 96]},
-    {"kind": "hnsw_sq8", "m": 16, "ef_construction": 200, "ef_searchs": [64, 96, 128]},
-    {"kind": "ivf", "nlist": 1265, "nprobes": [8, 16, 32, 64]},
+    {"kind": "ivfpq", "nlist": 1265, "nprobes": [48, 64, 96, 105, 128, 158], "refine_factors": [4, 8, 16]},
+    {"kind": "hnsw", "m": 16, "ef_construction": 200, "ef_searchs": [32, 48, 64, 96, 128]},
+    {"kind": "hnsw", "m": 32, "ef_construction": 80, "ef_searchs": [32, 48, 64, 96]},
+    {"kind": "ivf", "nlist": 1265, "nprobes": [16, 32, 64]},
 ]
 
 
@@ -190,6 +241,7 @@ def main() -> None:
     parser.add_argument("--sets", default="minilm,text,gaussian")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--trials", type=int, default=3)
+    parser.add_argument("--no-sweep", action="store_true", help="Only the auto default (what dense.build does).")
     args = parser.parse_args()
     out: dict[str, Any] = {"bench": "dense_ann"}
     for name in args.sets.split(","):
@@ -197,8 +249,11 @@ def main() -> None:
         started = time.perf_counter()
         data = make(args.vectors + args.queries)
         prep = time.perf_counter() - started
-        result = sweep(data[: args.vectors], data[args.vectors :], DEFAULT_CONFIGS, threads=args.threads, trials=args.trials)
+        configs = [] if args.no_sweep else DEFAULT_CONFIGS
+        result = sweep(data[: args.vectors], data[args.vectors :], configs, threads=args.threads, trials=args.trials)
         result["prepare_s"] = round(prep, 1)
+        result["auto_default"] = auto_default(data[: args.vectors], data[args.vectors :], threads=args.threads, trials=args.trials)
+        print(json.dumps({name: result["auto_default"]}), file=sys.stderr, flush=True)
         out[name] = result
     print(json.dumps(out))
 

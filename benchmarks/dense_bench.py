@@ -104,16 +104,11 @@ def bench_encoding(docs: list[Doc], *, batch_size: int, trials: int) -> dict[str
 
 
 def bench_ann(n: int, *, sets: list[str], threads: int) -> dict[str, object]:
-    """The ``auto`` index at ``n`` vectors, with the parameters ``dense.build`` stores."""
-    kind, params = dense.auto_index(n)
-    out: dict[str, object] = {"auto_index": kind, "auto_params": params}
+    """The ``auto`` index at ``n`` vectors, built and tuned as ``dense.build`` does, on held-out queries."""
+    out: dict[str, object] = {}
     for name in sets:
-        make = dense_ann.text_vectors if name == "text" else dense_ann.gaussian_vectors
-        data = make(n + 1000)
-        # auto_index builds HNSW at benchmark sizes (flat, below AUTO_FLAT_MAX, needs no sweep)
-        config = {"kind": kind, "m": params["hnsw_m"], "ef_construction": params["ef_construction"],
-                  "ef_searchs": [params["ef_search"]]}
-        out[name] = dense_ann.sweep(data[:n], data[n:], [config], threads=threads, trials=3)["rows"][0]
+        data = dense_ann.VECTOR_SETS[name](n + 1000)
+        out[name] = dense_ann.auto_default(data[:n], data[n:], threads=threads, trials=3)
     return out
 
 
@@ -180,7 +175,7 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--vectors", type=int, default=100_000)
-    parser.add_argument("--ann-sets", default="text,gaussian")
+    parser.add_argument("--ann-sets", default="minilm,text,gaussian")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="Faiss threads (flat and ANN alike)")
     parser.add_argument("--man-docs", type=int, default=1000)
     args = parser.parse_args()
