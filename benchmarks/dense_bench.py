@@ -3,8 +3,10 @@
 Measured in the same run:
 
 * **Encoding** (``--parts encoding``). ``spacerini.backends.dense.build`` end to end (split,
-  encode, checkpoint, flat index) on ``--encode-docs`` standard-library functions of every
-  length, against plain sentence-transformers ``model.encode`` with the same model object (the
+  encode, checkpoint, flat index) on two corpora (``--encode-corpus``): ``stdlib``,
+  ``--encode-docs`` standard-library functions of every length (long ones split into several
+  passages), and ``lines``, ``--encode-lines`` short comment/docstring lines (6-40 words, one
+  passage each), against plain sentence-transformers ``model.encode`` with the same model object (the
   packaged all-MiniLM-L6-v2: same weights, device and torch threads), the same batch size and
   ``normalize_embeddings=True``, given **the same texts: our passages** (each document split
   with ``Encoder.split`` beforehand, outside the peer's timing), so both do the same model work
@@ -171,7 +173,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="encoding,ann,quality")
     parser.add_argument("--collections", default="manpages,stdlib")
-    parser.add_argument("--encode-docs", type=int, default=160)
+    parser.add_argument("--encode-corpus", default="stdlib,lines", help="stdlib functions, and/or short text lines")
+    parser.add_argument("--encode-docs", type=int, default=160, help="stdlib functions to encode")
+    parser.add_argument("--encode-lines", type=int, default=4000, help="text lines to encode")
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--vectors", type=int, default=100_000)
@@ -184,8 +188,12 @@ def main() -> None:
     started = time.perf_counter()
     result: dict[str, Any] = {"bench": "dense", "cpus": os.cpu_count(), "python": sys.version.split()[0]}
     if "encoding" in parts:
-        docs = dense_collections.stdlib_functions(docs=args.encode_docs, seed=1).docs
-        result["encoding"] = bench_encoding(docs, batch_size=args.batch_size, trials=args.trials)
+        for corpus in args.encode_corpus.split(","):
+            if corpus == "stdlib":
+                docs = dense_collections.stdlib_functions(docs=args.encode_docs, seed=1).docs
+            else:  # short natural-language lines (comments and docstrings), one per document
+                docs = [Doc(id=f"l{i}", text=line) for i, line in enumerate(dense_ann.text_lines(args.encode_lines, seed=2))]
+            result[f"encoding_{corpus}"] = bench_encoding(docs, batch_size=args.batch_size, trials=args.trials)
     if "ann" in parts:
         result["ann"] = bench_ann(args.vectors, sets=args.ann_sets.split(","), threads=args.threads)
     if "quality" in parts:

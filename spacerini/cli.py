@@ -113,9 +113,13 @@ def _progress() -> bool:
 @click.option("--overlap", default=None, type=click.IntRange(0), help="Tokens shared by consecutive passages (default 32).")
 @click.option("--hnsw-m", default=None, type=click.IntRange(2, 512), help="HNSW graph degree M (default 16).")
 @click.option("--ef-construction", default=None, type=click.IntRange(1), help="HNSW efConstruction (default 200).")
-@click.option("--ef-search", default=None, type=click.IntRange(1), help="HNSW efSearch stored for search time (default 96).")
+@click.option("--ef-search", default=None, type=click.IntRange(1), help="HNSW efSearch at search time (default: tuned, from 32).")
 @click.option("--nlist", default=None, type=click.IntRange(1), help="IVF lists for ivf/ivfpq (default 4*sqrt(passages)).")
-@click.option("--nprobe", default=None, type=click.IntRange(1), help="IVF lists probed, stored for search time (default 32 for ivf, nlist/8 for ivfpq).")
+@click.option("--nprobe", default=None, type=click.IntRange(1), help="IVF lists probed at search time (default: tuned, from 32 for ivf or nlist/12 for ivfpq).")
+@click.option(
+    "--target-recall", default=None, type=click.FloatRange(0, 1, min_open=True),
+    help="Recall@10 the ANN search knobs not given are tuned to after the build (default 0.95).",
+)
 @click.option("--device", default=None, help="Torch device for the dense encoder, e.g. cpu or cuda (default: the best one).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 def index(
@@ -143,6 +147,7 @@ def index(
     ef_search: int | None,
     nlist: int | None,
     nprobe: int | None,
+    target_recall: float | None,
     device: str | None,
     as_json: bool,
 ) -> None:
@@ -159,7 +164,7 @@ def index(
     dense_options = {
         "encoder": encoder, "index": dense_index, "passage_tokens": passage_tokens, "overlap": overlap,
         "hnsw_m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search, "nlist": nlist,
-        "nprobe": nprobe, "device": device,
+        "nprobe": nprobe, "target_recall": target_recall, "device": device,
     }
     dense = {k: v for k, v in dense_options.items() if v is not None}
     if dense:

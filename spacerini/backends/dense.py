@@ -15,21 +15,29 @@ Design choices, and why:
   own tokenizer, so nothing past the model's window is silently truncated. A document's score is
   its best passage's score. Documents with no tokens get no passage and can never match.
 * **Index kind** (``index=``): ``"flat"`` (``IndexFlatIP``, exact); ``"ivf"`` (``IndexIVFFlat``,
-  ``nlist`` defaults to 4·√passages, at most passages/39 so k-means has enough points, searched
-  with ``nprobe``, default 32); ``"ivfpq"`` (``IVF{nlist},PQ{dim/2}x4fs,RFlat``: the same lists
-  over 4-bit product-quantized codes scanned with SIMD "fast-scan" lookups, probing ``nlist/8``
-  lists, whose best ``refine_factor·k`` candidates (default 4) are re-ranked with the exact
-  vectors, so scores stay exact cosines); or ``"hnsw"`` (``IndexHNSWFlat``,
-  :data:`HNSW_DEFAULTS`: ``M=16``, ``efConstruction=200``, ``efSearch=96``). ``"auto"``
-  (default, :func:`auto_index`) picks flat below 50,000 passages (exact, and a scan of 50k
-  384-d vectors takes a few ms) and ``ivfpq`` above. That choice comes from
-  ``benchmarks/dense_ann.py`` at 100k vectors (1,000 batched queries, same Faiss threads as
-  flat): on the full all-MiniLM-L6-v2 encodings of 101k text lines, ``ivfpq`` reached recall@10
-  0.97 at about 7x flat's QPS, and on a harder clustered synthetic set 0.98 at 7x, where HNSW
-  needed efSearch 64 for 0.95 at 5x on the text and missed 0.95 at 3x on the synthetic set. It
-  also trains and builds in seconds where HNSW with ``efConstruction=200`` takes minutes.
-  Below :data:`IVFPQ_MIN_PASSAGES` an ``ivfpq`` request builds flat (with a warning). Faiss has
-  no GPU HNSW or GPU fast-scan, so choose ``"flat"`` or ``"ivf"`` to search on a GPU.
+  ``nlist`` defaults to 4·√passages, at most passages/39 so k-means has enough points);
+  ``"ivfpq"`` (``IVF{nlist},PQ{dim/2}x4fs,RFlat``: the same lists over 4-bit product-quantized
+  codes scanned with SIMD "fast-scan" lookups, whose best ``refine_factor·k`` candidates are
+  re-ranked with the exact vectors, so scores stay exact cosines); or ``"hnsw"``
+  (``IndexHNSWFlat``, ``M=16``, ``efConstruction=200``). ``"auto"`` (default,
+  :func:`auto_index`) picks flat below 50,000 passages (exact, and a scan of 50k 384-d vectors
+  takes a few ms) and ``ivfpq`` above. Faiss has no GPU HNSW or GPU fast-scan, so choose
+  ``"flat"`` or ``"ivf"`` to search on a GPU.
+* **Search knobs, tuned.** ``nprobe`` (and ``refine_factor``) or ``efSearch`` start at the
+  defaults of :func:`default_knobs` (``ivfpq``: nlist/12 lists, 4x re-ranking; ``ivf``: 32
+  lists; ``hnsw``: efSearch 32), which reach recall@10 0.96 on held-out queries over 100k full
+  all-MiniLM-L6-v2 encodings of text lines. After the build, :mod:`._dense_tune` samples 1,000
+  stored passages as queries and raises the knobs until their recall@10 against exact search
+  reaches ``target_recall`` (0.95), keeping the fastest setting that does: harder vector sets
+  get a wider search instead of a silent recall loss. The chosen knobs and the sampled recall
+  are stored in the manifest; ``open(..., nprobe=, ef_search=, refine_factor=)`` (CLI
+  ``--nprobe``/``--ef-search``) overrides them at search time.
+* **Why ivfpq.** ``benchmarks/dense_ann.py`` at 100k vectors, 1,000 batched held-out queries,
+  same Faiss threads as flat (benchmarks/RESULTS.md): the default as built and tuned reached
+  recall@10 0.962 at 7.1x flat's QPS on MiniLM encodings and 0.965 at 7.3x on a harder clustered
+  synthetic set, where HNSW (M=16, efConstruction=200) needed efSearch 32 for 0.96 at 5.6x on
+  the first and efSearch 96 for 0.96 at only 1.9x on the second. It also trains and builds in
+  seconds where that HNSW takes a minute or more.
 * **Resumable encoding.** Encoding is the slow part, so vectors are checkpointed to disk in
   chunks of ``chunk_docs`` documents. The bundle builds into a fresh temporary folder each time,
   so the checkpoints live in ``<checkpoint_dir>/<key>`` (``checkpoint_dir`` defaults to
@@ -78,12 +86,12 @@ INDEX_KINDS = ("auto", "flat", "ivf", "ivfpq", "hnsw")
 #: Below this many passages, ``index="auto"`` builds an exact flat index.
 AUTO_FLAT_MAX = 50_000
 #: HNSW build and search parameters used unless given.
-HNSW_DEFAULTS: dict[str, int] = {"hnsw_m": 16, "ef_construction": 200, "ef_search": 96}
+HNSW_DEFAULTS: dict[str, int] = {"hnsw_m": 16, "ef_construction": 200, "ef_search": 32}
 #: IVF lists probed per query unless given (``index="ivf"``).
 IVF_DEFAULT_NPROBE = 32
 #: ``index="ivfpq"``: the share of its lists a query probes (nprobe = nlist / 12) and how many
-#: times ``k`` candidates the exact vectors re-rank; chosen with ``benchmarks/dense_ann.py`` (see
-#: the module docstring and benchmarks/RESULTS.md).
+#: times ``k`` candidates the exact vectors re-rank, before tuning; chosen with
+#: ``benchmarks/dense_ann.py`` (see the module docstring and benchmarks/RESULTS.md).
 IVFPQ_PROBE_SHARE = 12
 IVFPQ_REFINE_FACTOR = 4
 #: Fewer passages than this cannot train 4-bit product quantizers well: ``ivfpq`` builds flat.
@@ -134,12 +142,12 @@ def build(
         hnsw_m: HNSW graph degree ``M``; ``None`` means :data:`HNSW_DEFAULTS`.
         ef_construction: HNSW ``efConstruction``; ``None`` means :data:`HNSW_DEFAULTS`.
         ef_search: HNSW ``efSearch`` used at search time (stored; can be overridden at open);
-            ``None`` means :data:`HNSW_DEFAULTS`.
+            ``None`` means tuned (see ``target_recall``) from :data:`HNSW_DEFAULTS`.
         nlist: IVF lists (``ivf``, ``ivfpq``); ``None`` means :func:`default_nlist`.
         nprobe: IVF lists probed at search time (stored; can be overridden at open); ``None``
-            means :data:`IVF_DEFAULT_NPROBE` for ``ivf`` and ``nlist / 8`` for ``ivfpq``.
+            means tuned (see ``target_recall``) from :func:`default_knobs`.
         refine_factor: ``ivfpq`` re-ranks ``refine_factor * k`` quantized candidates with the
-            exact vectors (stored; can be overridden at open); ``None`` means
+            exact vectors (stored; can be overridden at open); ``None`` means tuned from
             :data:`IVFPQ_REFINE_FACTOR`.
         target_recall: For ``ivf``, ``ivfpq`` and ``hnsw``, the search knobs not given above
             (``nprobe`` and ``refine_factor``, or ``ef_search``) are tuned after the build to the

@@ -450,6 +450,43 @@ def test_device_choice(monkeypatch: pytest.MonkeyPatch) -> None:
         assert best_device() in ("cpu", "mps")
 
 
+def test_gpu_wiring_with_a_stand_in_for_faiss_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With a GPU reported, flat indexes are built and searched through Faiss's GPU calls and saved as
+    CPU indexes. faiss-cpu has no GPU API, so identity stand-ins record the calls: this checks the
+    wiring, not CUDA (no GPU has been available to this project)."""
+    import faiss
+
+    calls: list[str] = []
+
+    class Resources:
+        def __init__(self) -> None:
+            calls.append("resources")
+
+    def to_gpu(res: Any, device: int, index: Any) -> Any:
+        assert isinstance(res, Resources) and device == 0
+        calls.append("to_gpu")
+        return index
+
+    def to_cpu(index: Any) -> Any:
+        calls.append("to_cpu")
+        return index
+
+    monkeypatch.setattr(faiss, "StandardGpuResources", Resources, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", to_gpu, raising=False)
+    monkeypatch.setattr(faiss, "index_gpu_to_cpu", to_cpu, raising=False)
+    monkeypatch.setattr(dense, "_gpus_for", lambda kind: 1 if kind in ("flat", "ivf") else 0)
+    report = dense.build(_factory(DOCS[:12]), tmp_path / "g", index="flat", progress=False, checkpoint_dir=tmp_path / "ck")
+    assert report.stats["faiss_gpus"] == 1 and calls == ["resources", "to_gpu", "to_cpu"]
+    calls.clear()
+    searcher = dense.open(tmp_path / "g", report.to_dict())
+    assert calls == ["resources", "to_gpu"] and searcher._gpu_lock is not None
+    monkeypatch.setattr(dense, "_gpus_for", lambda kind: 0)
+    cpu = dense.open(tmp_path / "g", report.to_dict())
+    assert cpu._gpu_lock is None
+    query = "lighthouse keeper"
+    assert [(h.docid, h.score) for h in searcher.search(query, k=5)] == [(h.docid, h.score) for h in cpu.search(query, k=5)]
+
+
 def test_bundle_integration(tmp_path: Path) -> None:
     from spacerini.bundle import build_bundle
 
