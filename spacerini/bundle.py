@@ -72,7 +72,7 @@ def build_bundle(
     preprocess_options: Mapping[str, Mapping[str, Any]] | None = None,
     threads: int = 1,
     progress: bool = True,
-    carry_over: Mapping[str, Any] | None = None,
+    finish_manifest: Callable[[dict[str, Any]], None] | None = None,
 ) -> Bundle:
     """Builds a bundle from a corpus, atomically.
 
@@ -92,8 +92,9 @@ def build_bundle(
         preprocess_options: Per-step options, e.g. ``{"near-dedup": {"threshold": 0.85}}``.
         threads: Threads for backends that can use them.
         progress: Show progress bars.
-        carry_over: Manifest entries kept from a bundle being rebuilt (``source``,
-            ``preprocess``, ``audit_log``), used by :func:`optout`.
+        finish_manifest: Called with the manifest, after every document is indexed and just
+            before it is written, to amend it in place; :func:`optout` carries the rebuilt
+            bundle's history over and records how many documents it removed.
 
     Returns:
         The opened bundle.
@@ -159,10 +160,8 @@ def build_bundle(
             "preprocess": _step_reports(steps),
             "audit_log": [],
         }
-        if carry_over:
-            manifest["source"] = carry_over.get("source", manifest["source"])
-            manifest["preprocess"] = [*carry_over.get("preprocess", []), *manifest["preprocess"]]
-            manifest["audit_log"] = list(carry_over.get("audit_log", []))
+        if finish_manifest is not None:
+            finish_manifest(manifest)
         manifest["checksums"] = _checksums(tmp)
         _write_json(tmp / MANIFEST, manifest)
         _swap_into_place(tmp, out_path)
@@ -209,33 +208,31 @@ def optout(
     for name, report in old.manifest["backends"].items():
         accepted = build_params(name)
         params[name] = {k: v for k, v in (report.get("params") or {}).items() if k in accepted}
-    removed_before = len(old)
     docs = apply(old.iter_docs(), steps)
     entry: dict[str, Any] = {
         "action": "optout",
         "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **{k: v for k, v in steps[0].report().get("params", {}).items() if k in ("owners", "ids")},
     }
-    carry = {
-        "source": old.manifest.get("source"),
-        "preprocess": list(old.manifest.get("preprocess", [])),
-        "audit_log": [*old.manifest.get("audit_log", []), entry],
-    }
-    new = build_bundle(
+    before = dict(old.manifest)
+
+    def carry_over(manifest: dict[str, Any]) -> None:
+        # The rebuilt bundle keeps its history; every document has passed the step by now.
+        entry["removed"] = int(steps[0].report()["removed"])
+        manifest["source"] = before.get("source", manifest["source"])
+        manifest["preprocess"] = [*before.get("preprocess", []), *manifest["preprocess"]]
+        manifest["audit_log"] = [*before.get("audit_log", []), entry]
+
+    build_bundle(
         docs,  # a one-pass iterator: the loader keeps the record it peeks at
         old.path,
         backends=old.backends,
         backend_params=params,
         threads=threads,
         progress=progress,
-        carry_over=carry,
-    )
+        finish_manifest=carry_over,
+    ).close()
     old.close()
-    entry["removed"] = removed_before - len(new)
-    # Record the final count in the manifest (the entry was written before the count was known).
-    manifest = dict(new.manifest)
-    manifest["audit_log"] = [*carry["audit_log"][:-1], entry]
-    _write_json(new.path / MANIFEST, manifest)
     return entry
 
 
