@@ -29,6 +29,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -46,7 +47,7 @@ from spacerini.errors import (
     EmptyCorpusError,
     QueryError,
 )
-from spacerini.records import Doc, Hit
+from spacerini.records import Doc, Hit, licence_and_language
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ MANIFEST = "spacerini.json"
 FORMAT_VERSION = 1
 #: Longest query accepted, in characters. Longer ones get a QueryError (one clear line).
 MAX_QUERY_CHARS = 10_000
+#: Licence and language categories counted in the manifest; rarer ones are summed as "(other)".
+MAX_CATEGORIES = 200
 DEFAULT_BACKENDS: tuple[str, ...] = ("bm25",)
 RANKED_BACKENDS = ("bm25", "dense", "hybrid", "exact")
 
@@ -128,9 +131,14 @@ def build_bundle(
             from spacerini.preprocess import apply
 
             docs = apply(corpus, steps)
+        licences: Counter[str] = Counter()
+        languages: Counter[str] = Counter()
         with DocstoreWriter(tmp / "docs") as writer:
             for doc in docs:
                 writer.add(doc)
+                licence, language = licence_and_language(doc.meta, doc.fields)
+                licences[licence] += 1
+                languages[language] += 1
         if writer.count == 0:
             raise EmptyCorpusError(f"{source_info.get('source', 'the source')} holds no documents")
         describe = getattr(corpus, "describe", None)
@@ -153,7 +161,12 @@ def build_bundle(
             "spacerini_version": __version__,
             "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             "source": source_info,
-            "counts": {"docs": writer.count, "text_bytes": writer.text_bytes},
+            "counts": {
+                "docs": writer.count,
+                "text_bytes": writer.text_bytes,
+                "licences": _capped(licences),
+                "languages": _capped(languages),
+            },
             "skipped": dict(skipped) if skipped else {},
             "backends": reports,
             "build_seconds": round(time.perf_counter() - started, 3),
@@ -234,6 +247,16 @@ def optout(
     ).close()
     old.close()
     return entry
+
+
+def _capped(counter: Counter[str], most: int = MAX_CATEGORIES) -> dict[str, int]:
+    """The ``most`` commonest categories and their counts, the rest summed under ``"(other)"``."""
+    items = counter.most_common()
+    kept = dict(items[:most])
+    rest = sum(n for _, n in items[most:])
+    if rest:
+        kept["(other)"] = kept.get("(other)", 0) + rest
+    return kept
 
 
 def backend_folder(module: Any, name: str) -> str:

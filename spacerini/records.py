@@ -35,6 +35,13 @@ def owner_names(value: Any) -> list[str]:
     return [str(n).strip() for n in names if str(n).strip()]
 
 
+def licence_and_language(meta: Mapping[str, Any], fields: Mapping[str, Any]) -> tuple[str, str]:
+    """A document's licence and language, from its provenance or stored fields (``"unknown"`` if neither says)."""
+    licence = meta.get("licence") or meta.get("license") or fields.get("licence") or fields.get("license")
+    language = meta.get("language") or fields.get("language") or fields.get("lang")
+    return str(licence or "unknown"), str(language or "unknown")
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     """One search result.

@@ -251,3 +251,12 @@ def test_unknown_backend_parameter_is_an_error(tmp_path: Path) -> None:
             build_bundle(DATA / "tiny.jsonl", tmp_path / backend, backends=[backend],
                          backend_params={backend: {"widht": 3}}, progress=False)
         assert not (tmp_path / backend).exists()
+
+
+def test_manifest_category_counts_are_capped() -> None:
+    from collections import Counter
+
+    from spacerini.bundle import _capped
+
+    assert _capped(Counter({"MIT": 5, "GPL": 3, "BSD": 2, "X": 1}), most=2) == {"MIT": 5, "GPL": 3, "(other)": 3}
+    assert _capped(Counter({"MIT": 1}), most=2) == {"MIT": 1}

@@ -22,6 +22,7 @@ from spacerini.app.render import redact_snippet, redact_value
 from spacerini.bundle import RANKED_BACKENDS
 from spacerini.errors import BackendNotAvailableError, QueryError
 from spacerini.model.tracing import union_length
+from spacerini.records import licence_and_language
 
 logger = logging.getLogger(__name__)
 
@@ -318,13 +319,16 @@ class AppService:
         if self._stats is not None:
             return self._stats
         manifest = self.bundle.manifest
-        licences: Counter[str] = Counter()
-        languages: Counter[str] = Counter()
-        for row in self.bundle.docstore.iter_meta(columns=("fields", "meta")):
-            meta = json.loads(row["meta"]) if row["meta"] else {}
-            fields = json.loads(row["fields"]) if row["fields"] else {}
-            licences[str(meta.get("licence") or meta.get("license") or fields.get("licence") or fields.get("license") or "unknown")] += 1
-            languages[str(meta.get("language") or fields.get("language") or fields.get("lang") or "unknown")] += 1
+        counts = manifest.get("counts", {})
+        licences: Counter[str] = Counter(counts.get("licences") or {})
+        languages: Counter[str] = Counter(counts.get("languages") or {})
+        if "licences" not in counts:  # a bundle from before the build counted them: scan once
+            for row in self.bundle.docstore.iter_meta(columns=("fields", "meta")):
+                meta = json.loads(row["meta"]) if row["meta"] else {}
+                fields = json.loads(row["fields"]) if row["fields"] else {}
+                licence, language = licence_and_language(meta, fields)
+                licences[licence] += 1
+                languages[language] += 1
         disk = sum(int(v.get("size", 0)) for v in manifest.get("checksums", {}).values())
         self._stats = {
             "docs": len(self.bundle),
@@ -342,9 +346,11 @@ class AppService:
 
 
 def _top(counter: Counter[str]) -> list[list[Any]]:
+    counter = Counter(counter)
+    other = counter.pop("(other)", 0)  # the manifest already sums its rarest categories
     items = counter.most_common()
     head = [[k, v] for k, v in items[:TOP_CATEGORIES]]
-    rest = sum(v for _, v in items[TOP_CATEGORIES:])
+    rest = other + sum(v for _, v in items[TOP_CATEGORIES:])
     if rest:
         head.append(["(other)", rest])
     return head

@@ -107,6 +107,35 @@ def test_stats_count_licences_and_languages(svc: AppService) -> None:
     assert s["bundle_bytes"] > s["text_bytes"] > 0
 
 
+def test_stats_come_from_the_manifest_without_a_scan(
+    app_bundle: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The build counts licences and languages, so a Space with millions of documents starts at once."""
+    counts = app_bundle.manifest["counts"]
+    docs = app_docs()
+    assert counts["licences"]["MIT"] == sum(1 for d in docs if d.meta["licence"] == "MIT")
+    assert sum(counts["languages"].values()) == len(docs)
+
+    def no_scan(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the docstore was scanned")
+
+    monkeypatch.setattr(type(app_bundle.docstore), "iter_meta", no_scan)
+    fresh = AppService(app_bundle, flags_path=tmp_path / "flags.jsonl")
+    assert dict(fresh.stats()["licences"])["MIT"] == counts["licences"]["MIT"]
+
+
+def test_top_categories_fold_the_rest_into_other() -> None:
+    from collections import Counter
+
+    from spacerini.app.service import TOP_CATEGORIES, _top
+
+    counter = Counter({f"l{i}": 100 - i for i in range(TOP_CATEGORIES + 3)})
+    counter["(other)"] = 7  # what the manifest sums beyond its own cap
+    top = _top(counter)
+    assert len(top) == TOP_CATEGORIES + 1 and top[-1][0] == "(other)"
+    assert top[-1][1] == 7 + sum(100 - i for i in range(TOP_CATEGORIES, TOP_CATEGORIES + 3))
+
+
 def test_pii_is_redacted_on_display_only(svc: AppService, app_bundle: Any, tmp_path: Path) -> None:
     hit = svc.search("bob smith contact", "bm25", 1, 0)["hits"][0]
     assert hit["docid"] == "evil"
