@@ -45,9 +45,7 @@ def first_record(source: str | os.PathLike[str]) -> dict[str, Any]:
 
     text = str(source)
     if text.startswith("hf:"):
-        spec = hf.parse_hf(text)
-        local = Path(spec.name).expanduser()
-        dataset = hf.load_saved(local, spec.split if "@" in text else None)[0] if hf.is_saved_dataset(local) else hf.load_hub(spec)
+        spec, dataset, _, _ = hf.open_source(text)
         records = hf.dataset_records(dataset, str(spec))()
     else:
         path = Path(text)

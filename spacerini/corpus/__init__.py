@@ -161,15 +161,9 @@ def _load_path(
 
     text = str(source)
     if format == "hf" or text.startswith("hf:"):
-        spec = hf.parse_hf(text)
-        local = Path(spec.name).expanduser()
-        if hf.is_saved_dataset(local):
-            return _saved_dataset(
-                local, spec.split if "@" in text else None, text, id_field, fields, progress
-            )
-        if (spec.name.startswith(("/", ".", "~"))) and not local.exists():
-            raise CorpusNotFoundError("no such folder", path=spec.name)
-        dataset = hf.load_hub(spec)
+        spec, dataset, saved, split = hf.open_source(text)
+        if saved is not None:
+            return _saved_dataset(dataset, saved, split, text, id_field, fields, progress)
         return TableCorpus(
             hf.dataset_records(dataset, str(spec)),
             source=str(spec),
@@ -197,7 +191,8 @@ def _load_path(
         )
     if path.is_dir():
         if hf.is_saved_dataset(path):
-            return _saved_dataset(path, None, text, id_field, fields, progress)
+            dataset, split = hf.load_saved(path, None)
+            return _saved_dataset(dataset, path, split, text, id_field, fields, progress)
         listed = files.list_data_files(path, fmt=format)
         kinds = sorted({kind for _, kind in listed})
         total = None
@@ -239,8 +234,9 @@ def _load_path(
 
 
 def _saved_dataset(
+    dataset: Any,
     folder: Path,
-    split: str | None,
+    chosen: str,
     text: str,
     id_field: str | None,
     fields: Sequence[str] | None,
@@ -248,7 +244,6 @@ def _saved_dataset(
 ) -> Corpus:
     from spacerini.corpus import hf
 
-    dataset, chosen = hf.load_saved(folder, split)
     return TableCorpus(
         hf.dataset_records(dataset, text),
         source=text,

@@ -105,6 +105,25 @@ def load_saved(folder: Path, split: str | None) -> tuple[Any, str]:
     return loaded, split or "train"
 
 
+def open_source(text: str) -> tuple[HfSpec, Any, Path | None, str]:
+    """Opens an ``hf:`` source: a ``save_to_disk`` folder, or a dataset on the Hub (or its cache).
+
+    Returns:
+        The parsed spec, the dataset, the saved folder (``None`` for a Hub dataset) and the split.
+
+    Raises:
+        CorpusNotFoundError: A local folder that does not exist, or a dataset that cannot be opened.
+    """
+    spec = parse_hf(text)
+    local = Path(spec.name).expanduser()
+    if is_saved_dataset(local):
+        dataset, split = load_saved(local, spec.split if "@" in text else None)
+        return spec, dataset, local, split
+    if spec.name.startswith(("/", ".", "~")) and not local.exists():
+        raise CorpusNotFoundError("no such folder", path=spec.name)
+    return spec, load_hub(spec), None, spec.split
+
+
 def load_hub(spec: HfSpec) -> Any:
     """Opens a Hub (or local script/data-folder) dataset in streaming mode.
 
