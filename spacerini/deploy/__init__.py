@@ -29,7 +29,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from spacerini.bundle import MANIFEST
+from spacerini.bundle import MANIFEST, Bundle
 from spacerini.errors import BundleNotFoundError, SpaceriniError, one_line
 
 logger = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def _yaml_str(value: str) -> str:
 
 
 def render_space(
-    bundle_path: str | os.PathLike[str],
+    bundle_path: str | os.PathLike[str] | Bundle,
     out_dir: str | os.PathLike[str],
     *,
     title: str | None = None,
@@ -174,7 +174,7 @@ def render_space(
     It is written to a temporary folder beside ``out_dir`` and renamed into place when complete.
 
     Args:
-        bundle_path: The bundle folder.
+        bundle_path: The bundle folder (or an open :class:`~spacerini.bundle.Bundle`).
         out_dir: The Space folder to create (must not exist, or be empty, unless ``overwrite``).
         title: Space title (default: the bundle folder's name).
         emoji: Space emoji.
@@ -197,9 +197,8 @@ def render_space(
             id or colour, or ``out_dir`` exists.
     """
     from spacerini import __version__
-    from spacerini.bundle import open_bundle
 
-    bundle = open_bundle(bundle_path)
+    bundle = _opened(bundle_path)
     out = Path(out_dir).expanduser().resolve()
     if bundle_repo is not None:
         check_repo_id(bundle_repo)
@@ -328,8 +327,15 @@ def _hub_errors(what: str, token: str | None) -> Iterator[None]:
         ) from None
 
 
+def _opened(bundle: str | os.PathLike[str] | Bundle) -> Bundle:
+    """``bundle`` itself if it is an open bundle, else the bundle opened (and validated) at that path."""
+    from spacerini.bundle import open_bundle
+
+    return bundle if isinstance(bundle, Bundle) else open_bundle(bundle)
+
+
 def push(
-    bundle_path: str | os.PathLike[str],
+    bundle_path: str | os.PathLike[str] | Bundle,
     repo_id: str,
     *,
     private: bool = False,
@@ -351,12 +357,14 @@ def push(
     Raises:
         DeployError: Offline, no token, or the Hub refused.
     """
-    from spacerini.bundle import open_bundle
-
     check_repo_id(repo_id)
-    bundle = open_bundle(bundle_path)
+    bundle = _opened(bundle_path)
     _check_online()
-    token = _token(token)
+    return _upload_bundle(bundle, repo_id, private=private, token=_token(token), revision=revision)
+
+
+def _upload_bundle(bundle: Bundle, repo_id: str, *, private: bool, token: str, revision: str | None) -> str:
+    """Uploads the bundle's own files to the dataset repo ``repo_id`` (checks already done)."""
     from huggingface_hub import HfApi
 
     api = HfApi(token=token)
@@ -376,7 +384,7 @@ def push(
 
 
 def deploy(
-    bundle_path: str | os.PathLike[str],
+    bundle_path: str | os.PathLike[str] | Bundle,
     space_id: str,
     *,
     private: bool = False,
@@ -414,17 +422,15 @@ def deploy(
     Raises:
         DeployError: Offline, no token, a bad repo id, or the Hub refused.
     """
-    from spacerini.bundle import open_bundle
-
     check_repo_id(space_id)
-    bundle = open_bundle(bundle_path)
+    bundle = _opened(bundle_path)
     _check_online()
     token = _token(token)
     if bundle_repo is None and bundle_bytes(bundle) > max_bundle_bytes:
         bundle_repo = f"{space_id}-bundle"
     with tempfile.TemporaryDirectory(prefix="spacerini-space-") as tmp:
         folder = render_space(
-            bundle.path,
+            bundle,
             Path(tmp) / "space",
             title=title,
             emoji=emoji,
@@ -435,7 +441,7 @@ def deploy(
             space_id=space_id,
         )
         if bundle_repo is not None:
-            push(bundle.path, bundle_repo, private=private, token=token)
+            _upload_bundle(bundle, bundle_repo, private=private, token=token, revision=None)  # render_space checked the id
             if private:
                 logger.warning(
                     "the bundle repo %s is private: add a read token as the Space secret HF_TOKEN",
