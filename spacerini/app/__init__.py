@@ -137,6 +137,37 @@ def _queue(app: Any) -> None:
 
 
 # -------------------------------------------------------------------------------------- tabs
+class _Pager:
+    """A row with the tab's main button, ◀ Previous, Next ▶ and a page label, plus the page state."""
+
+    def __init__(self, gr: Any, prefix: str, go_label: str, *, go_id: str) -> None:
+        with gr.Row():
+            self.go = gr.Button(go_label, variant="primary", elem_id=go_id)
+            self.prev = gr.Button("◀ Previous", elem_id=f"{prefix}-prev", size="sm")
+            self.next = gr.Button("Next ▶", elem_id=f"{prefix}-next", size="sm")
+            self.label = gr.Markdown("Page 1", elem_id=f"{prefix}-page")
+        self.page = gr.State(1)
+
+    def wire(self, run: Callable[..., Any], inputs: list[Any], outputs: list[Any], *, submit: Any) -> None:
+        """``run(*inputs, page)``: page 1 on the button or Enter in ``submit``, then the next and
+        previous pages (page 1 at least)."""
+
+        def first(*values: Any) -> Any:
+            return run(*values, 1)
+
+        def step(delta: int) -> Callable[..., Any]:
+            def turn(*values: Any) -> Any:
+                *args, page = values
+                return run(*args, max(1, int(page or 1) + delta))
+
+            return turn
+
+        for trigger in (self.go.click, submit.submit):
+            trigger(_guard(first), inputs, outputs, api_visibility="private")
+        self.next.click(_guard(step(1)), [*inputs, self.page], outputs, api_visibility="private")
+        self.prev.click(_guard(step(-1)), [*inputs, self.page], outputs, api_visibility="private")
+
+
 def _search_tab(gr: Any, svc: AppService) -> None:
     ranked = svc.ranked_backends
 
@@ -158,12 +189,7 @@ def _search_tab(gr: Any, svc: AppService) -> None:
                 label="Query", placeholder="Search the corpus…", scale=5, max_length=MAX_QUERY_CHARS, elem_id="sp-query"
             )
             backend = gr.Dropdown(choices=ranked, value=ranked[0], label="Backend", scale=1, elem_id="sp-backend")
-        with gr.Row():
-            go = gr.Button("Search", variant="primary", elem_id="sp-search")
-            prev_btn = gr.Button("◀ Previous", elem_id="sp-prev", size="sm")
-            next_btn = gr.Button("Next ▶", elem_id="sp-next", size="sm")
-            page_label = gr.Markdown("Page 1", elem_id="sp-page")
-        page = gr.State(1)
+        pager = _Pager(gr, "sp", "Search", go_id="sp-search")
         results = gr.HTML(elem_id="sp-results")
         with gr.Accordion("Flag a result", open=False, elem_id="sp-flag-box"):
             with gr.Row():
@@ -173,12 +199,7 @@ def _search_tab(gr: Any, svc: AppService) -> None:
                 reason = gr.Dropdown(choices=list(REASONS), value=REASONS[0], label="Reason", allow_custom_value=True)
                 flag_btn = gr.Button("Flag this result", elem_id="sp-flag")
             flag_out = gr.Markdown(elem_id="sp-flag-status")
-        outs = [results, page, page_label, flag_id]
-        first = _guard(lambda q, b: run(q, b, 1))
-        go.click(first, [query, backend], outs, api_visibility="private")
-        query.submit(first, [query, backend], outs, api_visibility="private")
-        next_btn.click(_guard(lambda q, b, p: run(q, b, p + 1)), [query, backend, page], outs, api_visibility="private")
-        prev_btn.click(_guard(lambda q, b, p: run(q, b, max(1, p - 1))), [query, backend, page], outs, api_visibility="private")
+        pager.wire(run, [query, backend], [results, pager.page, pager.label, flag_id], submit=query)
         flag_btn.click(_guard(flag), [query, flag_id, reason], flag_out, api_visibility="private")
 
 
@@ -193,17 +214,9 @@ def _exact_tab(gr: Any, svc: AppService) -> None:
 
     with gr.Tab("Exact", id="exact"):
         text = gr.Textbox(label="Exact text (substring, whitespace and case included)", max_length=MAX_QUERY_CHARS, elem_id="sp-exact-query")
-        with gr.Row():
-            go = gr.Button("Count and find", variant="primary", elem_id="sp-exact-go")
-            prev_btn = gr.Button("◀ Previous", elem_id="sp-exact-prev", size="sm")
-            next_btn = gr.Button("Next ▶", elem_id="sp-exact-next", size="sm")
-            label = gr.Markdown("Page 1", elem_id="sp-exact-page")
-        page = gr.State(1)
+        pager = _Pager(gr, "sp-exact", "Count and find", go_id="sp-exact-go")
         out = gr.HTML(elem_id="sp-exact-results")
-        go.click(_guard(lambda t: run(t, 1)), [text], [out, page, label], api_visibility="private")
-        text.submit(_guard(lambda t: run(t, 1)), [text], [out, page, label], api_visibility="private")
-        next_btn.click(_guard(lambda t, p: run(t, p + 1)), [text, page], [out, page, label], api_visibility="private")
-        prev_btn.click(_guard(lambda t, p: run(t, max(1, p - 1))), [text, page], [out, page, label], api_visibility="private")
+        pager.wire(run, [text], [out, pager.page, pager.label], submit=text)
 
 
 def _member_tab(gr: Any, svc: AppService) -> None:

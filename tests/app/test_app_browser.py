@@ -137,6 +137,26 @@ def test_exact_count(page: Any) -> None:
     shot(page, "exact")
 
 
+def test_exact_paginates(page: Any, app_bundle: Any) -> None:
+    text = "return "
+    total = app_bundle.searcher("exact").count(text)
+    assert total > 10
+    tab(page, "Exact")
+    fill(page, "sp-exact-query", text)
+    page.keyboard.press("Enter")  # Enter runs it like the button
+    wait_results(page, "#sp-exact-results", text)
+    assert page.locator("#sp-exact-results .sp-hit").count() == 10
+    page.click("#sp-exact-next")
+    wait_results(page, "#sp-exact-results", text, 2)
+    assert "Page 2" in page.locator("#sp-exact-page").inner_text()
+    assert page.locator("#sp-exact-results .sp-hit").count() == min(10, total - 10)
+    page.click("#sp-exact-prev")
+    wait_results(page, "#sp-exact-results", text, 1)
+    page.click("#sp-exact-prev")  # never below page 1
+    page.wait_for_timeout(300)
+    wait_results(page, "#sp-exact-results", text, 1)
+
+
 def test_membership_highlighting(page: Any) -> None:
     tab(page, "Membership")
     novel = "# my own words, nowhere in that corpus, zqx\n"
