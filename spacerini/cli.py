@@ -7,6 +7,7 @@ traceback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -43,6 +44,12 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("spacerini: interrupted; nothing half-written was kept", err=True)
             ctx.exit(130)
+        except BrokenPipeError:
+            # The reader went away (`spacerini search ... | head`): stop quietly, as Unix tools do,
+            # and keep Python from reporting the pipe again when it flushes stdout at exit.
+            with contextlib.suppress(AttributeError, ValueError, OSError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            ctx.exit(141)
         except SpaceriniError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise

@@ -242,6 +242,20 @@ def test_dense_index_options_from_the_cli(tmp_path: Path, capsys) -> None:
     assert_one_line_error(code, err, "--ef-search/--nprobe apply to the dense backend")
 
 
+def test_closed_pipe_ends_quietly(bundle_dir: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`spacerini search ... | head`: the reader leaving is no error (exit 141, nothing on stderr)."""
+    import click
+
+    def closed(*args: object, **kwargs: object) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(click, "echo", closed)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["search", str(bundle_dir), "json"])
+    assert exit_info.value.code == 141
+    assert capsys.readouterr().err == ""
+
+
 def test_model_commands(tmp_path: Path, capsys) -> None:
     code, out, err = run(["model", "info", "--json"], capsys)
     assert code == 0, err
