@@ -657,6 +657,12 @@ def model_trace(bundle: str, source: str, min_len: int, as_json: bool) -> None:
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--no-resume", is_flag=True, help="Start again instead of resuming from the last checkpoint.")
 @click.option("--time-limit", default=None, type=float, help="Stop (with a checkpoint) after this many seconds.")
+@click.option("--device", default=None, help="Torch device, e.g. cpu or cuda (default: the best one).")
+@click.option("--threads", default=None, type=click.IntRange(1, 256), help="CPU threads for torch (default: torch's own).")
+@click.option(
+    "--adapt-threads", is_flag=True,
+    help="On a CPU, keep choosing between 1 and --threads threads by timing steps (for shared machines).",
+)
 @click.option("--json", "as_json", is_flag=True)
 def model_train(
     bundle_path: str,
@@ -668,6 +674,9 @@ def model_train(
     seed: int,
     no_resume: bool,
     time_limit: float | None,
+    device: str | None,
+    threads: int | None,
+    adapt_threads: bool,
     as_json: bool,
 ) -> None:
     """Train (or resume training) the code model on a bundle's documents, with FIM."""
@@ -684,6 +693,9 @@ def model_train(
         resume=not no_resume,
         progress=_progress(),
         time_limit=time_limit,
+        device=device,
+        threads=threads,
+        adapt_threads=adapt_threads,
     )
     if as_json:
         _echo_json(report)

@@ -256,6 +256,28 @@ def test_closed_pipe_ends_quietly(bundle_dir: Path, capsys, monkeypatch: pytest.
     assert capsys.readouterr().err == ""
 
 
+def test_model_train_passes_its_options(bundle_dir: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import spacerini.model
+
+    seen: dict[str, object] = {}
+
+    def fake_train(bundle: str, out: str, **options: object) -> dict[str, object]:
+        seen.update(options, bundle=bundle, out=out)
+        return {"steps": options["steps"]}
+
+    monkeypatch.setattr(spacerini.model, "train", fake_train)
+    code, out, err = run(
+        ["model", "train", "--bundle", str(bundle_dir), "--out", str(tmp_path / "m"), "--steps", "3",
+         "--threads", "2", "--adapt-threads", "--device", "cpu", "--time-limit", "9"],
+        capsys,
+    )
+    assert code == 0, err
+    assert "Trained to step 3" in out
+    assert (seen["threads"], seen["adapt_threads"], seen["device"], seen["time_limit"]) == (2, True, "cpu", 9.0)
+    code, _, err = run(["model", "train", "--bundle", str(bundle_dir), "--out", str(tmp_path / "m"), "--threads", "0"], capsys)
+    assert code == 2 and "--threads" in err
+
+
 def test_model_commands(tmp_path: Path, capsys) -> None:
     code, out, err = run(["model", "info", "--json"], capsys)
     assert code == 0, err
