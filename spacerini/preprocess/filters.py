@@ -168,6 +168,28 @@ def doc_language(doc: Doc) -> str | None:
     return None
 
 
+class _Tally:
+    """Counts labels for a step's report: the first ``cap`` distinct ones by name, any later new
+    ones together under ``"(other)"``, so garbage metadata cannot grow it without bound."""
+
+    def __init__(self, cap: int = 200) -> None:
+        self.cap = cap
+        self.counts: dict[str, int] = {}
+        self.other = 0
+
+    def add(self, label: str) -> None:
+        if label in self.counts or len(self.counts) < self.cap:
+            self.counts[label] = self.counts.get(label, 0) + 1
+        else:
+            self.other += 1
+
+    def report(self) -> dict[str, int]:
+        ordered = dict(sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        if self.other:
+            ordered["(other)"] = ordered.get("(other)", 0) + self.other
+        return ordered
+
+
 class LicenceFilter(BaseStep):
     """Keeps documents whose licence is on an allow-list ("licence", alias "license").
 
@@ -188,17 +210,15 @@ class LicenceFilter(BaseStep):
         self.allowed = tuple(normalise_licence(n) for n in names) if names else PERMISSIVE_LICENCES
         self.missing = check_choice(missing, ("auto", "keep", "drop"), what="licence missing")
         self.params = {"allowed": list(self.allowed), "missing": self.missing}
-        self._seen: dict[str, int] = {}
+        self._seen = _Tally()
 
     def _reset(self) -> None:
-        self._seen = {}
+        self._seen = _Tally()
 
     def _process(self, doc: Doc) -> Doc | None:
         meta = doc.meta or {}
         value = meta.get("licence", meta.get("license"))
-        label = "unknown" if value is None else normalise_licence(str(value))
-        if len(self._seen) < 200 or label in self._seen:
-            self._seen[label] = self._seen.get(label, 0) + 1
+        self._seen.add("unknown" if value is None else normalise_licence(str(value)))
         verdict = licence_allowed(None if value is None else str(value), self.allowed)
         if verdict is None:
             drop = self.missing == "drop" or (self.missing == "auto" and is_code(doc))
@@ -212,7 +232,7 @@ class LicenceFilter(BaseStep):
         return doc
 
     def _extra_report(self) -> dict[str, Any]:
-        return {"licences_seen": dict(sorted(self._seen.items(), key=lambda kv: (-kv[1], kv[0])))}
+        return {"licences_seen": self._seen.report()}
 
 
 class LanguageFilter(BaseStep):
@@ -238,16 +258,14 @@ class LanguageFilter(BaseStep):
         self.languages = frozenset(n.lower() for n in names)
         self.keep_unknown = bool(keep_unknown)
         self.params = {"languages": list(names), "keep_unknown": self.keep_unknown}
-        self._seen: dict[str, int] = {}
+        self._seen = _Tally()
 
     def _reset(self) -> None:
-        self._seen = {}
+        self._seen = _Tally()
 
     def _process(self, doc: Doc) -> Doc | None:
         language = doc_language(doc)
-        label = language or "unknown"
-        if len(self._seen) < 200 or label in self._seen:
-            self._seen[label] = self._seen.get(label, 0) + 1
+        self._seen.add(language or "unknown")
         if language is None:
             if self.keep_unknown:
                 return doc
@@ -259,7 +277,7 @@ class LanguageFilter(BaseStep):
         return doc
 
     def _extra_report(self) -> dict[str, Any]:
-        return {"languages_seen": dict(sorted(self._seen.items(), key=lambda kv: (-kv[1], kv[0])))}
+        return {"languages_seen": self._seen.report()}
 
 
 #: StarCoder's auto-generated markers, looked for (case-insensitively) in the first lines.

@@ -144,3 +144,12 @@ def test_line_stats() -> None:
     assert (average, longest) == (3.0, 4) and alnum == 6 / 8
     assert line_stats("")[2] == 0.0
     assert line_stats("é1 !")[2] == 0.5
+
+
+def test_seen_tally_is_capped_and_sums_the_rest() -> None:
+    from spacerini.preprocess.filters import _Tally
+
+    tally = _Tally(cap=2)
+    for label in ["MIT", "GPL", "MIT", "BSD", "Zlib", "GPL", "MIT"]:
+        tally.add(label)
+    assert tally.report() == {"MIT": 3, "GPL": 2, "(other)": 2}
