@@ -730,7 +730,9 @@ class DenseSearcher:
             still = []
             for i, qi in enumerate(pending):
                 ranked = self._aggregate(scores[i], rows[i], n)
-                if len(ranked) < n and fetch < ntotal:
+                # Ask again for more passages only if the index had more to give: a row of -1
+                # means it returned every candidate it had (the IVF lists probed ran out).
+                if len(ranked) < n and fetch < ntotal and rows[i][-1] >= 0:
                     still.append(qi)
                 else:
                     results[qi] = ranked
