@@ -111,14 +111,19 @@ _WORD = re.compile(r"\w+")
 
 @dataclass(frozen=True)
 class _SnippetKeys:
-    """Patterns for the key prefixes of a query's terms: anywhere in a text, and whole lines."""
+    """The key prefixes of a query's terms (lowercase), and patterns finding them anywhere in a
+    text and in whole lines."""
 
+    prefixes: tuple[str, ...]
     anywhere: re.Pattern[str]
     lines: re.Pattern[str]
 
 
 #: Characters of a long document scanned for a snippet (around the first possible match).
 SNIPPET_SCAN_CHARS = 2_500
+#: When that window shows no match, words of the whole document that begin with a key prefix
+#: are analyzed (this many at most per prefix) to find where a real match is.
+SNIPPET_RESCUE_WORDS = 256
 _PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_A-Za-z]+")
 
 
@@ -721,33 +726,87 @@ class BM25Searcher:
             width: Target window size in characters.
         """
         qterms, keys = self._snippet_query(query) if query and query.strip() else (frozenset(), None)
-        matched: list[tuple[int, int]] = []
         base = 0
+        whole = text
         if len(text) > SNIPPET_SCAN_CHARS and qterms:
             # Long documents: look for the window only near the first place a query term could
             # match, so a snippet's cost stays bounded whatever the document's size.
             first = keys.anywhere.search(text) if keys is not None else None
             base = max(0, (first.start() if first else 0) - SNIPPET_SCAN_CHARS // 4)
             text = text[base : base + SNIPPET_SCAN_CHARS]
-        spans = self._matcher.spans(text, qterms) if qterms and self._matcher is not None else None
-        if spans is not None:
-            matched = spans
-        elif qterms:
-            words = set(_WORD.findall(text))  # distinct words, found in C
-            if keys is not None:
-                # Only words holding a key can analyze to a query term: one regex pass over the
-                # distinct words, one per line, picks them in C.
-                words = set(keys.lines.findall("\n".join(words)))
-            terms_of = self._word_terms(words)
-            hit_words = {w for w in words if not qterms.isdisjoint(terms_of[w])}
-            if hit_words:
-                # A whole \w+ word in hit_words: one C-level scan, a set lookup per word (cheaper
-                # than compiling an alternation per document).
-                matched = [m.span() for m in _WORD.finditer(text) if m.group() in hit_words]
+        matched = self._snippet_matches(text, qterms, keys) if qterms else []
+        if not matched and keys is not None and len(whole) > SNIPPET_SCAN_CHARS:
+            # The first key prefix was no match (inside a longer token such as json_b64encode):
+            # look for a word that really analyzes to a query term, and open the window there.
+            where = self._first_matching_word(whole, qterms, keys)
+            if where is not None:
+                base = max(0, where - SNIPPET_SCAN_CHARS // 4)
+                text = whole[base : base + SNIPPET_SCAN_CHARS]
+                matched = self._snippet_matches(text, qterms, keys)
         snippet = _render_snippet(text, matched, width)
         if base and not snippet.startswith("…"):
             snippet = "…" + snippet
         return snippet
+
+    def _snippet_matches(
+        self, text: str, qterms: frozenset[str], keys: _SnippetKeys | None
+    ) -> list[tuple[int, int]]:
+        """The (start, end) of every match of a query term in ``text`` (see :meth:`snippet`)."""
+        spans = self._matcher.spans(text, qterms) if self._matcher is not None else None
+        if spans is not None:
+            return spans
+        words = set(_WORD.findall(text))  # distinct words, found in C
+        if keys is not None:
+            # Only words holding a key can analyze to a query term: one regex pass over the
+            # distinct words, one per line, picks them in C.
+            words = set(keys.lines.findall("\n".join(words)))
+        terms_of = self._word_terms(words)
+        hit_words = {w for w in words if not qterms.isdisjoint(terms_of[w])}
+        if not hit_words:
+            return []
+        # A whole \w+ word in hit_words: one C-level scan, a set lookup per word (cheaper than
+        # compiling an alternation per document).
+        return [m.span() for m in _WORD.finditer(text) if m.group() in hit_words]
+
+    def _first_matching_word(self, text: str, qterms: frozenset[str], keys: _SnippetKeys) -> int | None:
+        """Where the first ``\\w+`` word that begins with a key prefix and analyzes to a query term
+        starts (looking at :data:`SNIPPET_RESCUE_WORDS` such words per prefix at most), or ``None``.
+
+        ``str.find`` on the lowercased text finds the prefixes (a regex over a long document costs
+        ~50x more); an occurrence inside a word is skipped; words are analyzed 16 at a time
+        (cached), so a real match near the start costs little.
+        """
+        low = text.lower()
+        if len(low) != len(text):  # a character whose lowercase is longer would shift offsets
+            return None
+        best: int | None = None
+        for prefix in keys.prefixes:
+            hit: int | None = None
+            start = taken = looked = 0
+            batch: list[tuple[int, str]] = []
+            while hit is None and taken < SNIPPET_RESCUE_WORDS and looked < 16 * SNIPPET_RESCUE_WORDS:
+                at = low.find(prefix, start)
+                if at < 0 or (best is not None and at > best):
+                    break
+                start, looked = at + 1, looked + 1
+                if at and (low[at - 1].isalnum() or low[at - 1] == "_"):
+                    continue  # inside a word
+                word = _WORD.match(text, at)
+                if word is None:
+                    continue
+                batch.append((at, word.group()))
+                taken += 1
+                if len(batch) == 16:
+                    hit, batch = self._first_hit(batch, qterms), []
+            if hit is None and batch:
+                hit = self._first_hit(batch, qterms)
+            if hit is not None and (best is None or hit < best):
+                best = hit
+        return best
+
+    def _first_hit(self, words: list[tuple[int, str]], qterms: frozenset[str]) -> int | None:
+        terms_of = self._word_terms({word for _, word in words})
+        return next((at for at, word in words if not qterms.isdisjoint(terms_of[word])), None)
 
     #: Distinct words whose analysis is kept for snippets (the cache empties when full).
     WORD_CACHE = 20_000
@@ -769,6 +828,7 @@ class BM25Searcher:
             prefix = {t[:3] if self.analyzer_name == "en" and len(t) >= 4 else t[:2] for t in qterms}
             alternatives = "|".join(sorted(map(re.escape, prefix)))
             keys = _SnippetKeys(
+                prefixes=tuple(sorted({p.lower() for p in prefix})),
                 anywhere=re.compile(alternatives, re.IGNORECASE),
                 lines=re.compile(rf"^.*(?:{alternatives}).*$", re.IGNORECASE | re.MULTILINE),
             )

@@ -412,6 +412,19 @@ def test_snippet_of_a_long_document_is_bounded_and_highlights(built) -> None:
     assert snippet.startswith("…") and len(snippet) < 1_000
 
 
+def test_snippet_of_a_long_document_skips_a_prefix_inside_an_identifier(built) -> None:
+    """The first place a term's prefix appears can be inside a longer token (``json_b64encode``
+    is one token for the en analyzer); the window moves on to a real match rather than show none."""
+    _, _, searcher = built
+    filler = "lorem ipsum dolor sit amet " * 400  # ~10k characters
+    text = "x = json_b64encode(data)\n" + filler + "then parse the json reply\n" + filler
+    snippet = searcher.snippet("json", text)
+    assert "<mark>json</mark>" in snippet and snippet.startswith("…")
+    # A document whose only "match" is inside the identifier shows its opening, unmarked.
+    plain = searcher.snippet("json", "x = json_b64encode(data)\n" + filler)
+    assert "<mark>" not in plain and plain.startswith("x = json_b64encode")
+
+
 # -- the sidecar: Java helper dump vs term vectors ---------------------------------------------------
 def test_helper_jar_matches_its_java_source():
     """The committed jar was built from the committed source (`make java` rebuilds both)."""
