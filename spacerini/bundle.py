@@ -47,7 +47,7 @@ from spacerini.errors import (
     EmptyCorpusError,
     QueryError,
 )
-from spacerini.records import Doc, Hit, licence_and_language
+from spacerini.records import Doc, Hit, licence_and_language, top_counts
 
 logger = logging.getLogger(__name__)
 
@@ -164,8 +164,8 @@ def build_bundle(
             "counts": {
                 "docs": writer.count,
                 "text_bytes": writer.text_bytes,
-                "licences": _capped(licences),
-                "languages": _capped(languages),
+                "licences": top_counts(licences, MAX_CATEGORIES),
+                "languages": top_counts(languages, MAX_CATEGORIES),
             },
             "skipped": dict(skipped) if skipped else {},
             "backends": reports,
@@ -247,16 +247,6 @@ def optout(
     ).close()
     old.close()
     return entry
-
-
-def _capped(counter: Counter[str], most: int = MAX_CATEGORIES) -> dict[str, int]:
-    """The ``most`` commonest categories and their counts, the rest summed under ``"(other)"``."""
-    items = counter.most_common()
-    kept = dict(items[:most])
-    rest = sum(n for _, n in items[most:])
-    if rest:
-        kept["(other)"] = kept.get("(other)", 0) + rest
-    return kept
 
 
 def backend_folder(module: Any, name: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -40,6 +41,19 @@ def licence_and_language(meta: Mapping[str, Any], fields: Mapping[str, Any]) -> 
     licence = meta.get("licence") or meta.get("license") or fields.get("licence") or fields.get("license")
     language = meta.get("language") or fields.get("language") or fields.get("lang")
     return str(licence or "unknown"), str(language or "unknown")
+
+
+def top_counts(counts: Mapping[str, int], most: int) -> dict[str, int]:
+    """The ``most`` commonest categories, commonest first, then the rest summed as ``"(other)"``
+    (with any ``"(other)"`` already in ``counts``, e.g. a manifest's own rest)."""
+    rest = Counter(counts)
+    other = rest.pop("(other)", 0)
+    items = rest.most_common()
+    kept = dict(items[:most])
+    other += sum(n for _, n in items[most:])
+    if other:
+        kept["(other)"] = other
+    return kept
 
 
 @dataclass(frozen=True, slots=True)

@@ -256,7 +256,7 @@ def test_unknown_backend_parameter_is_an_error(tmp_path: Path) -> None:
 def test_manifest_category_counts_are_capped() -> None:
     from collections import Counter
 
-    from spacerini.bundle import _capped
+    from spacerini.records import top_counts
 
-    assert _capped(Counter({"MIT": 5, "GPL": 3, "BSD": 2, "X": 1}), most=2) == {"MIT": 5, "GPL": 3, "(other)": 3}
-    assert _capped(Counter({"MIT": 1}), most=2) == {"MIT": 1}
+    assert top_counts(Counter({"MIT": 5, "GPL": 3, "BSD": 2, "X": 1}), most=2) == {"MIT": 5, "GPL": 3, "(other)": 3}
+    assert top_counts(Counter({"MIT": 1}), most=2) == {"MIT": 1}

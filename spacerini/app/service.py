@@ -22,7 +22,7 @@ from spacerini.app.render import redact_snippet, redact_value
 from spacerini.bundle import RANKED_BACKENDS
 from spacerini.errors import BackendNotAvailableError, QueryError
 from spacerini.model.tracing import union_length
-from spacerini.records import licence_and_language
+from spacerini.records import licence_and_language, top_counts
 
 logger = logging.getLogger(__name__)
 
@@ -346,14 +346,7 @@ class AppService:
 
 
 def _top(counter: Counter[str]) -> list[list[Any]]:
-    counter = Counter(counter)
-    other = counter.pop("(other)", 0)  # the manifest already sums its rarest categories
-    items = counter.most_common()
-    head = [[k, v] for k, v in items[:TOP_CATEGORIES]]
-    rest = other + sum(v for _, v in items[TOP_CATEGORIES:])
-    if rest:
-        head.append(["(other)", rest])
-    return head
+    return [[k, v] for k, v in top_counts(counter, TOP_CATEGORIES).items()]
 
 
 def _check_text(text: Any, verb: str) -> None:
