@@ -638,16 +638,12 @@ class DenseSearcher:
         if "dim" in params and int(params["dim"]) != int(self._index.d):
             raise BundleCorruptError(f"{folder}: index dimension {self._index.d} != manifest dim {params['dim']}")
         self.kind = params.get("index", "flat")
-        if self.kind in ("ivf", "ivfpq"):
-            nlist = int(faiss.extract_index_ivf(self._index).nlist)
-            set_search_param(
-                faiss, self._index, self.kind, nprobe or params.get("nprobe") or default_nprobe(self.kind, nlist),
-                refine_factor=refine_factor or params.get("refine_factor", IVFPQ_REFINE_FACTOR),
-            )
-        elif self.kind == "hnsw":
-            set_search_param(
-                faiss, self._index, self.kind, ef_search or params.get("ef_search", HNSW_DEFAULTS["ef_search"])
-            )
+        nlist = int(faiss.extract_index_ivf(self._index).nlist) if self.kind in ("ivf", "ivfpq") else 1
+        # Each knob: the override given here, else the stored (tuned) value, else the default.
+        given = {"nprobe": nprobe, "ef_search": ef_search, "refine_factor": refine_factor}
+        knobs = {key: given[key] or params.get(key) or value for key, value in default_knobs(self.kind, nlist).items()}
+        if knobs:
+            apply_knobs(faiss, self._index, self.kind, knobs)
         self._gpu_lock: threading.Lock | None = None
         self._gpu_res: Any = None
         if _gpus_for(self.kind) > 0:
