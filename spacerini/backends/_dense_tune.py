@@ -158,21 +158,19 @@ def tune(
     best_seen: tuple[float, dict[str, int]] = (-1.0, {})
     for fixed, knob, ladder in families:
         lo, hi = 0, len(ladder) - 1
-        top = measure({**fixed, knob: ladder[hi]})
-        if top > best_seen[0]:
-            best_seen = (top, {**fixed, knob: ladder[hi]})
-        if top < target:
+        recalls = {hi: measure({**fixed, knob: ladder[hi]})}  # ladder position -> sampled recall
+        if recalls[hi] > best_seen[0]:
+            best_seen = (recalls[hi], {**fixed, knob: ladder[hi]})
+        if recalls[hi] < target:
             continue  # even the widest search of this family misses the target
         while lo < hi:  # smallest ladder value reaching the target (recall grows with it)
             mid = (lo + hi) // 2
-            if measure({**fixed, knob: ladder[mid]}) >= target:
+            recalls[mid] = measure({**fixed, knob: ladder[mid]})
+            if recalls[mid] >= target:
                 hi = mid
             else:
                 lo = mid + 1
-        knobs = {**fixed, knob: ladder[hi]}
-        set_knobs(index, knobs)
-        recall = _recall(index, queries, rows, kth, k)
-        reaching.append((knobs, recall))
+        reaching.append(({**fixed, knob: ladder[hi]}, recalls[hi]))  # measured in the search above
     if not reaching:
         recall, knobs = best_seen
         logger.warning(
