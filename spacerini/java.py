@@ -96,7 +96,15 @@ def ensure_jvm(*, heap: str | None = None) -> None:
 
         if not jnius_config.vm_running:
             heap = heap or os.environ.get("SPACERINI_JVM_HEAP", DEFAULT_HEAP)
-            jnius_config.add_options(f"-Xmx{heap}", "-Xss4m", "-XX:+UseSerialGC", "-Dlog4j2.level=WARN")
+            # -Xrs: the JVM installs no SIGINT/SIGTERM/SIGHUP handlers of its own. Without it, Ctrl-C
+            # after the JVM has started runs Java's shutdown and exits 130 at once, skipping Python's
+            # clean-up (the half-built bundle folder was left behind).
+            options = [f"-Xmx{heap}", "-Xss4m", "-XX:+UseSerialGC", "-Xrs", "-Dlog4j2.level=WARN"]
+            if _java_feature_version(home) >= 24:
+                # Lucene's MMapDirectory calls sun.misc.Unsafe::invokeCleaner, which Java 24+ warns
+                # about on stderr (four lines on every build) unless this access is allowed.
+                options.append("--sun-misc-unsafe-memory-access=allow")
+            jnius_config.add_options(*options)
             jnius_config.add_classpath(str(jar))
             if helpers_jar().is_file():
                 jnius_config.add_classpath(str(helpers_jar()))
@@ -112,6 +120,17 @@ def ensure_jvm(*, heap: str | None = None) -> None:
         _quiet_java_logging()
         logger.debug("JVM started from %s with %s", home, jar)
         _STARTED = True
+
+
+def _java_feature_version(home: Path) -> int:
+    """The feature version (21, 25, ...) named in ``home/release``; 0 when it cannot be read."""
+    try:
+        for line in (home / "release").read_text(encoding="utf-8").splitlines():
+            if line.startswith("JAVA_VERSION="):
+                return int(line.split("=", 1)[1].strip().strip('"').split(".")[0])
+    except (OSError, ValueError):
+        pass
+    return 0
 
 
 def _quiet_java_logging() -> None:

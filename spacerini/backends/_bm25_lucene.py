@@ -259,13 +259,20 @@ def run_index_collection(
 
         thread = threading.Thread(target=target, name="anserini-index", daemon=True)
         thread.start()
-        while thread.is_alive():
-            thread.join(0.5)
-            if on_progress is not None and writer is not None and thread.is_alive():
-                try:
-                    on_progress(int(writer.getDocStats().maxDoc))
-                except Exception:  # noqa: BLE001 - the writer closes at the end of run()
-                    writer = None
+        progress_writer = writer
+        try:
+            while thread.is_alive():
+                thread.join(0.5)
+                if on_progress is not None and progress_writer is not None and thread.is_alive():
+                    try:
+                        on_progress(int(progress_writer.getDocStats().maxDoc))
+                    except Exception:  # noqa: BLE001 - the writer closes at the end of run()
+                        progress_writer = None
+        except BaseException:
+            # Ctrl-C or SIGTERM while Java indexes: stop Java writing before the caller deletes
+            # the folder, or new segment files could appear in it after the delete.
+            _abort(writer, thread)
+            raise
         if failure:
             raise failure[0]
         counters = indexer.getCounters()
@@ -284,6 +291,16 @@ def run_index_collection(
     finally:
         reader.close()
     return result
+
+
+def _abort(writer: Any, thread: threading.Thread, *, wait: float = 30.0) -> None:
+    """Rolls ``writer`` back (Java's indexer threads then fail fast) and waits for ``thread``."""
+    if writer is not None:
+        try:
+            writer.rollback()
+        except Exception:  # noqa: BLE001 - it may already be closed
+            logger.debug("IndexWriter.rollback failed", exc_info=True)
+    thread.join(wait)
 
 
 def _writer_of(jnius: Any, indexer: Any) -> Any:
