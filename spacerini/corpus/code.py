@@ -12,7 +12,9 @@ import logging
 import os
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from spacerini.corpus.base import Corpus, Location
 from spacerini.errors import CorpusError, CorpusNotFoundError
@@ -234,12 +236,205 @@ def walk_sorted(folder: Path, *, skip_dirs: frozenset[str] = frozenset()) -> Ite
             yield Path(entry.path)
 
 
-class CodeCorpus(Corpus):
-    """One document per code file of a folder (the folder is one repository).
+# ------------------------------------------------------------------------------ repositories
+@dataclass(frozen=True)
+class Repo:
+    """One repository of a code folder: where it is, and what its files are recorded with.
+
+    Attributes:
+        root: The repository's folder.
+        rel: Its path below the corpus folder, POSIX style ("" for the corpus folder itself).
+        name: The repository name recorded in ``meta["repo"]``.
+        owner: Its owner (None when unknown).
+        licence: The licence its licence file names ("unknown" without one).
+        licence_file: That file's name, or None.
+    """
+
+    root: Path
+    rel: str
+    name: str
+    owner: str | None
+    licence: str
+    licence_file: str | None
+
+    def describe(self) -> dict[str, Any]:
+        """The JSON-serialisable description kept in the bundle manifest."""
+        return {
+            "repo": self.name,
+            "path": self.rel,
+            "owner": self.owner,
+            "licence": self.licence,
+            "licence_file": self.licence_file,
+        }
+
+
+def is_git_root(folder: Path) -> bool:
+    """Whether ``folder`` is the top of a git work tree (a ``.git`` folder, or file for submodules)."""
+    return (folder / ".git").exists()
+
+
+def _git_dir(root: Path) -> Path | None:
+    git = root / ".git"
+    if git.is_dir():
+        return git
+    try:  # submodules and worktrees: a file "gitdir: PATH"
+        text = git.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    match = re.match(r"\s*gitdir:\s*(.+?)\s*$", text)
+    return (root / match.group(1)).resolve() if match else None
+
+
+def owner_from_url(url: str) -> str | None:
+    """The owner in a git remote URL: ``OWNER`` of ``https://host/OWNER/NAME(.git)`` or ``git@host:OWNER/NAME``.
+
+    Returns:
+        The owner (``group/subgroup`` for nested groups), or None for a local path or file URL.
+    """
+    url = url.strip()
+    scheme = re.match(r"^([A-Za-z][\w+.-]*)://(?:[^@/]+@)?[^/]+/(.*)$", url)
+    if scheme:
+        if scheme.group(1).lower() == "file":
+            return None
+        path = scheme.group(2)
+    else:
+        scp = re.match(r"^(?:[^@/:]+@)?[^/:]+:(?!//)(.*)$", url)  # git@github.com:OWNER/NAME.git
+        if scp is None:
+            return None
+        path = scp.group(1)
+    parts = [part for part in path.strip("/").split("/") if part]
+    if len(parts) < 2:
+        return None
+    return "/".join(parts[:-1]) or None
+
+
+def git_remote_owner(root: Path) -> str | None:
+    """The owner named by the URL of a git repository's ``origin`` remote (else its first remote).
 
     Args:
-        folder: The repository folder.
-        owner: The owner recorded in every document's meta (None when unknown).
+        root: The work tree's top folder (holding ``.git``).
+
+    Returns:
+        The owner, or None when there is no remote or its URL names none.
+    """
+    git_dir = _git_dir(root)
+    if git_dir is None:
+        return None
+    try:
+        text = (git_dir / "config").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    urls: dict[str, str] = {}
+    remote: str | None = None
+    for line in text.splitlines():
+        line = line.strip()
+        section = re.match(r'^\[\s*remote\s+"([^"]*)"\s*\]', line)
+        if section:
+            remote = section.group(1)
+            continue
+        if line.startswith("["):
+            remote = None
+            continue
+        value = re.match(r"^url\s*=\s*(.+)$", line, re.IGNORECASE)
+        if remote is not None and value:
+            urls.setdefault(remote, value.group(1).strip().strip('"'))
+    for name in ("origin", *urls):
+        if name in urls:
+            owner = owner_from_url(urls[name])
+            if owner:
+                return owner
+    return None
+
+
+def _person(value: Any) -> str | None:
+    """A person's name from package metadata: ``"Name <mail> (url)"`` or ``{"name": ...}``."""
+    if isinstance(value, dict):
+        value = value.get("name") or value.get("email")
+    if not isinstance(value, str):
+        return None
+    name = re.sub(r"\s*[<(].*$", "", value).strip()
+    return name or (value.strip() or None)
+
+
+def package_author(root: Path) -> str | None:
+    """The first author named by a folder's ``pyproject.toml``, ``setup.cfg`` or ``package.json``.
+
+    Returns:
+        The author's name, or None when no metadata names one (or it cannot be parsed).
+    """
+    import json
+    import tomllib
+
+    try:
+        data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        data = {}
+    project = data.get("project")
+    tool = data.get("tool")
+    poetry = tool.get("poetry") if isinstance(tool, dict) else None
+    for authors in (
+        project.get("authors") if isinstance(project, dict) else None,
+        poetry.get("authors") if isinstance(poetry, dict) else None,
+    ):
+        if isinstance(authors, list):
+            for author in authors:
+                name = _person(author)
+                if name:
+                    return name
+    try:
+        import configparser
+
+        config = configparser.ConfigParser(interpolation=None, strict=False)
+        config.read_string((root / "setup.cfg").read_text(encoding="utf-8"))
+        name = _person(config.get("metadata", "author", fallback=None))
+        if name:
+            return name
+    except (OSError, UnicodeDecodeError, configparser.Error):
+        pass
+    try:
+        package = json.loads((root / "package.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        package = {}
+    if isinstance(package, dict):
+        for author in (package.get("author"), *(package.get("contributors") or [])[:1]):
+            name = _person(author)
+            if name:
+                return name
+    return None
+
+
+def repo_at(root: Path, rel: str, *, name: str, owner: str | None) -> Repo:
+    """Describes the repository whose top folder is ``root``.
+
+    Args:
+        root: The repository's folder.
+        rel: Its path below the corpus folder ("" for the corpus folder itself).
+        name: The name to record.
+        owner: An owner that overrides detection (``--owner``); else the git remote's owner, else
+            the first author of the package metadata.
+    """
+    licence, licence_file = folder_licence(root)
+    if owner is None:
+        owner = (git_remote_owner(root) if is_git_root(root) else None) or package_author(root)
+    return Repo(root=root, rel=rel, name=name, owner=owner, licence=licence, licence_file=licence_file)
+
+
+class CodeCorpus(Corpus):
+    """One document per code file of a folder holding one repository or many.
+
+    The folder is one repository when it is a git work tree or holds a licence file. Otherwise
+    each sub-folder that is a git work tree (at any depth) or, directly below the folder, holds a
+    licence file is its own repository, with its own licence and owner; files outside all of them
+    belong to the folder itself. A git work tree inside a repository (a submodule) is its own
+    repository too.
+
+    A document's id is its path below the folder; ``meta["path"]`` and ``fields["path"]`` are
+    its path inside its repository (the same thing for a single repository).
+
+    Args:
+        folder: The repository folder, or a folder of repositories.
+        owner: The owner recorded for every file (default: each repository's git remote owner,
+            else its package metadata's first author, else None).
         max_file_bytes: Files larger than this are skipped (and counted as "too_large").
         progress: Show a progress bar while iterating.
 
@@ -263,10 +458,13 @@ class CodeCorpus(Corpus):
         if max_file_bytes <= 0:
             raise CorpusError(f"max_file_bytes must be positive, got {max_file_bytes}")
         self.folder = folder
-        self.repo = folder.resolve().name
         self.owner = owner
         self.max_file_bytes = max_file_bytes
-        self.licence, self.licence_file = folder_licence(folder)
+        self.top = repo_at(folder, "", name=folder.resolve().name, owner=owner)
+        self.repo = self.top.name
+        self.licence, self.licence_file = self.top.licence, self.top.licence_file
+        #: The repositories met so far (the folder's own first), by their path below the folder.
+        self.repos: dict[str, Repo] = {}
         super().__init__(
             source=source or str(folder),
             format="code",
@@ -275,15 +473,48 @@ class CodeCorpus(Corpus):
             progress=progress,
             extra={
                 "repo": self.repo,
-                "owner": owner,
+                "owner": self.top.owner,
                 "licence": self.licence,
                 "licence_file": self.licence_file,
                 "max_file_bytes": max_file_bytes,
             },
         )
 
+    def describe(self) -> dict[str, Any]:
+        """The manifest description; ``repos`` lists each repository that holds documents."""
+        description = super().describe()
+        description["repos"] = [repo.describe() for repo in self.repos.values()]
+        return description
+
+    def _files(self) -> Iterator[tuple[Path, Repo]]:
+        """Each file below the folder (sorted, hidden entries skipped) with the repository holding it."""
+        top_is_repo = is_git_root(self.folder) or self.top.licence_file is not None
+
+        def walk(folder: Path, repo: Repo, depth: int) -> Iterator[tuple[Path, Repo]]:
+            try:
+                entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+            except OSError:
+                return
+            for entry in entries:
+                if entry.name.startswith("."):
+                    continue
+                path = Path(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    inner = repo
+                    if is_git_root(path) or (
+                        depth == 0 and not top_is_repo and folder_licence(path)[1] is not None
+                    ):
+                        rel = path.relative_to(self.folder).as_posix()
+                        inner = repo_at(path, rel, name=rel, owner=self.owner)
+                    yield from walk(path, inner, depth + 1)
+                elif entry.is_file(follow_symlinks=False):
+                    yield path, repo
+
+        yield from walk(self.folder, self.top, 0)
+
     def _located_docs(self) -> Iterator[tuple[Doc, Location]]:
-        for path in walk_sorted(self.folder):
+        self.repos = {}
+        for path, repo in self._files():
             language = language_of(path)
             if language is None:
                 continue
@@ -292,15 +523,17 @@ class CodeCorpus(Corpus):
             if data is None or text is None:
                 self._skip(reason)
                 continue
+            self.repos.setdefault(repo.rel, repo)
+            in_repo = path.relative_to(repo.root).as_posix()
             meta = {
-                "repo": self.repo,
-                "path": rel,
-                "owner": self.owner,
-                "licence": self.licence,
+                "repo": repo.name,
+                "path": in_repo,
+                "owner": repo.owner,
+                "licence": repo.licence,
                 "language": language,
                 "swhid": swhid(data),
             }
             yield (
-                Doc(id=rel, text=text, fields={"path": rel, "language": language}, meta=meta),
+                Doc(id=rel, text=text, fields={"path": in_repo, "language": language}, meta=meta),
                 (str(path), None),
             )

@@ -165,3 +165,118 @@ def test_language_of() -> None:
     assert language_of(Path("x.ts")) == "TypeScript"
     assert language_of(Path("Dockerfile")) == "Dockerfile"
     assert language_of(Path("notes.txt")) is None
+
+
+# --------------------------------------------------------------- a folder of many repositories
+MIT = (REPO / "LICENSE").read_text()
+APACHE = "                                 Apache License\n                           Version 2.0, January 2004\n"
+
+
+def _tree(root: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+
+
+def _git_repo(folder: Path, remote: str | None) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["git", "init", "-q", str(folder)], check=True)
+    if remote is not None:
+        subprocess.run(["git", "-C", str(folder), "remote", "add", "origin", remote], check=True)
+
+
+@pytest.fixture
+def repos(tmp_path: Path) -> Path:
+    root = tmp_path / "repos"
+    _git_repo(root / "alpha", "https://github.com/alice/alpha.git")
+    _git_repo(root / "beta", "git@gitlab.com:bob-org/tools/beta.git")
+    _tree(
+        root,
+        {
+            "alpha/LICENSE": MIT,
+            "alpha/src/a.py": "def alpha():\n    return 1\n",
+            # A submodule: .git is a file pointing into the parent's .git/modules.
+            "alpha/vendor/sub/.git": "gitdir: ../../.git/modules/sub\n",
+            "alpha/.git/modules/sub/config": '[core]\n\tbare = false\n[remote "origin"]\n\turl = https://github.com/zed/sub\n',
+            "alpha/vendor/sub/s.c": "int s;\n",
+            "beta/LICENSE.txt": APACHE,
+            "beta/package.json": '{"author": "Bob Someone <bob@example.org>"}',
+            "beta/b.js": "export const b = 2;\n",
+            "gamma/COPYING": "SPDX-License-Identifier: BSD-3-Clause\n",
+            "gamma/pyproject.toml": '[project]\nname = "gamma"\nauthors = [{name = "Carol", email = "c@example.org"}]\n',
+            "gamma/g.py": "G = 3\n",
+            "loose/setup.cfg": "[metadata]\nauthor = Dan\n",
+            "loose/l.py": "L = 4\n",
+            "top.py": "TOP = 5\n",
+        },
+    )
+    return root
+
+
+def test_each_repository_of_a_folder_is_its_own_repo(repos: Path) -> None:
+    corpus = load_corpus(repos, format="code", progress=False)
+    docs = {d.id: d for d in corpus}
+    assert sorted(docs) == [
+        "alpha/src/a.py", "alpha/vendor/sub/s.c", "beta/b.js", "gamma/g.py", "gamma/pyproject.toml", "loose/l.py",
+        "top.py",
+    ]
+    provenance = {i: (d.meta["repo"], d.meta["path"], d.meta["owner"], d.meta["licence"]) for i, d in docs.items()}
+    assert provenance == {
+        "alpha/src/a.py": ("alpha", "src/a.py", "alice", "MIT"),
+        "alpha/vendor/sub/s.c": ("alpha/vendor/sub", "s.c", "zed", "unknown"),
+        "beta/b.js": ("beta", "b.js", "bob-org/tools", "Apache-2.0"),  # the git remote wins over package.json
+        "gamma/g.py": ("gamma", "g.py", "Carol", "BSD-3-Clause"),  # a licence file, no git: pyproject's author
+        "gamma/pyproject.toml": ("gamma", "pyproject.toml", "Carol", "BSD-3-Clause"),
+        "loose/l.py": ("repos", "loose/l.py", None, "unknown"),  # neither: part of the folder itself
+        "top.py": ("repos", "top.py", None, "unknown"),
+    }
+    assert docs["gamma/g.py"].fields == {"path": "g.py", "language": "Python"}
+    repos_described = {r["repo"]: r for r in corpus.describe()["repos"]}
+    assert sorted(repos_described) == ["alpha", "alpha/vendor/sub", "beta", "gamma", "repos"]
+    assert repos_described["beta"] == {
+        "repo": "beta", "path": "beta", "owner": "bob-org/tools", "licence": "Apache-2.0", "licence_file": "LICENSE.txt",
+    }
+
+
+def test_owner_option_overrides_every_repository(repos: Path) -> None:
+    owners = {d.meta["owner"] for d in load_corpus(repos, format="code", owner="someone", progress=False)}
+    assert owners == {"someone"}
+
+
+def test_a_folder_with_a_licence_stays_one_repository(repos: Path) -> None:
+    (repos / "LICENSE").write_text(MIT, encoding="utf-8")
+    docs = {d.id: d.meta for d in load_corpus(repos, format="code", progress=False)}
+    # Git work trees are still their own; gamma (a licence file only) is now part of the folder.
+    assert docs["gamma/g.py"]["repo"] == "repos" and docs["gamma/g.py"]["licence"] == "MIT"
+    assert docs["alpha/src/a.py"]["repo"] == "alpha" and docs["top.py"]["licence"] == "MIT"
+
+
+def test_single_git_repository_owner_from_its_remote(tmp_path: Path) -> None:
+    repo = tmp_path / "proj"
+    _git_repo(repo, "ssh://git@github.com/owner-x/proj.git")
+    _tree(repo, {"main.py": "x = 1\n", "sub/LICENSE": MIT, "sub/s.py": "s = 2\n"})
+    docs = {d.id: d.meta for d in load_corpus(repo, format="code", progress=False)}
+    assert {i: (m["repo"], m["path"], m["owner"]) for i, m in docs.items()} == {
+        "main.py": ("proj", "main.py", "owner-x"),
+        "sub/s.py": ("proj", "sub/s.py", "owner-x"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("url", "owner"),
+    [
+        ("https://github.com/alice/alpha.git", "alice"),
+        ("https://user@github.com/alice/alpha", "alice"),
+        ("git@github.com:alice/alpha.git", "alice"),
+        ("ssh://git@host:2222/group/sub/name.git", "group/sub"),
+        ("/srv/git/alpha.git", None),
+        ("../alpha", None),
+        ("file:///srv/git/alpha.git", None),
+        ("https://github.com/alpha", None),
+    ],
+)
+def test_owner_from_url(url: str, owner: str | None) -> None:
+    from spacerini.corpus.code import owner_from_url
+
+    assert owner_from_url(url) == owner
