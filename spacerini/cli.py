@@ -74,6 +74,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     """Spacerini: turn a corpus into a search engine you can use and share."""
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    ctx.obj["quiet"] = quiet
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     for noisy in ("httpx", "urllib3", "filelock", "fsspec", "datasets", "huggingface_hub", "faiss"):
@@ -81,6 +82,11 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
 
 
 def _progress() -> bool:
+    """Whether to show progress bars: not with -q/--quiet, nor when SPACERINI_NO_PROGRESS is set."""
+    ctx = click.get_current_context(silent=True)
+    root = ctx.find_root() if ctx is not None else None
+    if root is not None and root.obj and root.obj.get("quiet"):
+        return False
     return not os.environ.get("SPACERINI_NO_PROGRESS")
 
 

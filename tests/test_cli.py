@@ -316,3 +316,24 @@ def test_optout_file_with_the_step_named_by_an_alias(tmp_path: Path, capsys) -> 
     manifest = json.loads((out / "spacerini.json").read_text(encoding="utf-8"))
     assert '"d01"' not in (out / "spacerini.json").read_text(encoding="utf-8")  # never the id itself
     assert manifest["counts"]["docs"] == len((DATA / "tiny.jsonl").read_text().splitlines()) - 1
+
+
+def _index_stderr(tmp_path: Path, *global_flags: str) -> str:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if k != "SPACERINI_NO_PROGRESS"}
+    done = subprocess.run(
+        [sys.executable, "-m", "spacerini", *global_flags, "index", str(DATA / "tiny.jsonl"), "--out", str(tmp_path / "b"),
+         "--backends", "bm25,exact,bloom,owners"],
+        capture_output=True, text=True, env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Built ")
+    return done.stderr
+
+
+def test_quiet_hides_every_progress_bar(tmp_path: Path) -> None:
+    """``-q`` prints nothing on stderr: no loading, "writing JSONL", "Lucene indexing" or other bars."""
+    loud = _index_stderr(tmp_path / "loud")
+    assert "bm25: writing JSONL" in loud and "bm25: Lucene indexing" in loud and "loading " in loud
+    assert _index_stderr(tmp_path / "quiet", "-q") == ""
