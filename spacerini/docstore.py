@@ -108,11 +108,15 @@ class Docstore:
     """
 
     def __init__(self, folder: Path, *, cache_groups: int = 8) -> None:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
         self.path = folder / FILENAME
         try:
-            self._file = pq.ParquetFile(self.path, memory_map=True)
+            # One memory map for the docstore's life: every reader below reads these bytes, so a
+            # docstore keeps reading its own generation after a newer bundle replaced the file.
+            self._buffer = pa.memory_map(str(self.path), "r").read_buffer()
+            self._file = pq.ParquetFile(pa.BufferReader(self._buffer))
         except (OSError, ValueError) as exc:
             raise BundleCorruptError(f"{self.path}: cannot read the docstore ({exc}); rebuild the bundle") from exc
         meta = self._file.metadata
@@ -131,12 +135,16 @@ class Docstore:
     def __len__(self) -> int:
         return self._len
 
-    def iter_docs(self, *, batch_size: int = ROW_GROUP) -> Iterator[Doc]:
-        """Yields every document in corpus order, reading one batch at a time."""
+    def _reader(self) -> Any:
+        """A reader of its own over the docstore's memory map (a stream needs its own position)."""
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        reader = pq.ParquetFile(self.path, memory_map=True)
-        for batch in reader.iter_batches(batch_size=batch_size):
+        return pq.ParquetFile(pa.BufferReader(self._buffer))
+
+    def iter_docs(self, *, batch_size: int = ROW_GROUP) -> Iterator[Doc]:
+        """Yields every document in corpus order, reading one batch at a time."""
+        for batch in self._reader().iter_batches(batch_size=batch_size):
             cols = batch.to_pydict()
             for docid, text, fields, meta in zip(cols["id"], cols["text"], cols["fields"], cols["meta"], strict=True):
                 yield _to_doc(docid, text, fields, meta)
@@ -201,7 +209,7 @@ class Docstore:
 
     def iter_meta(self, *, columns: tuple[str, ...] = ("id", "fields", "meta")) -> Iterator[dict[str, Any]]:
         """Yields plain dicts of the light columns (no text), for statistics."""
-        for batch in self._file.iter_batches(columns=list(columns)):
+        for batch in self._reader().iter_batches(columns=list(columns)):
             cols = batch.to_pydict()
             for i in range(batch.num_rows):
                 yield {c: cols[c][i] for c in columns}

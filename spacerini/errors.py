@@ -84,6 +84,14 @@ class BackendNotAvailableError(BundleError, LookupError):
     """The bundle was built without the backend asked for, or the backend is unknown."""
 
 
+class BundleLockedError(BundleError, TimeoutError):
+    """Another command is changing the bundle (building or opting out) and ``--no-wait`` was given."""
+
+
+class OwnerNotFoundError(BundleError, LookupError):
+    """An opt-out named owners or ids of which the bundle holds no document."""
+
+
 # -- queries --------------------------------------------------------------------------------
 class QueryError(SpaceriniError, ValueError):
     """A query is empty, too long or otherwise unusable."""
@@ -120,3 +128,24 @@ def one_line(exc: BaseException, *, secret: str | None = None) -> str:
     text = str(exc).strip()
     line = text.splitlines()[0] if text else type(exc).__name__
     return line.replace(secret, "***") if secret else line
+
+
+# -- app ------------------------------------------------------------------------------------
+class RateLimitedError(SpaceriniError, RuntimeError):
+    """A client sent more reports or requests than the app takes in a while; it may try later.
+
+    Args:
+        message: What was refused and when to try again.
+        retry_after: Seconds until the client may try again.
+    """
+
+    def __init__(self, message: str, *, retry_after: int = 60) -> None:
+        self.retry_after = max(1, int(retry_after))
+        super().__init__(message)
+
+
+class RequestNotFoundError(SpaceriniError, KeyError):
+    """No opt-out request has the id given."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return Exception.__str__(self)
