@@ -126,7 +126,51 @@ def read_jsonl(path: Path) -> LocatedRecords:
             raise MalformedRecordError(
                 f"malformed JSON: {exc.msg} (column {exc.colno}){hint}", path=name, line=number
             ) from None
+        _check_surrogates(record, text, name, number)
         yield record, name, number
+
+
+#: A JSON escape of a UTF-16 surrogate; only these can put a lone surrogate into decoded JSON.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def _surrogate_path(value: Any, where: str = "") -> str | None:
+    """The key path (``contents``, ``meta.title``, ``tags[2]``) of a string holding a lone surrogate."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return where or "the value"
+        return None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _surrogate_path(key, where) or _surrogate_path(item, f"{where}.{key}" if where else str(key))
+            if found:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _surrogate_path(item, f"{where}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def _check_surrogates(record: Any, text: str, path: str, line: int | None) -> None:
+    """Rejects a record whose JSON escapes decode to a lone UTF-16 surrogate (not encodable as UTF-8).
+
+    Raises:
+        MalformedRecordError: Such a string, with the field that holds it.
+    """
+    if not _SURROGATE_ESCAPE.search(text):
+        return
+    where = _surrogate_path(record)
+    if where is not None:
+        raise MalformedRecordError(
+            f"field {where!r} holds a lone UTF-16 surrogate (a \\uD800-\\uDFFF escape without its pair), "
+            "which is not text that UTF-8 can store: fix the escape or remove the line",
+            path=path,
+            line=line,
+        )
 
 
 def read_json_array(path: Path) -> LocatedRecords:
@@ -218,6 +262,7 @@ def read_json_array(path: Path) -> LocatedRecords:
                         refill(len(buffer))
                         continue
                     raise fail(f"malformed JSON: {exc.msg}", exc.pos) from None
+                _check_surrogates(value, buffer[pos:end], name, line_at(pos))
                 yield value, name, line_at(pos)
                 state, pos = "after", end
 

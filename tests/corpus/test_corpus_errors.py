@@ -150,6 +150,27 @@ CASES = [
         1,
         ["one top-level JSON array"],
     ),
+    (
+        "lone_surrogate.jsonl",
+        GOOD + b'{"id": "c", "text": "x\\ud800y"}\n',
+        MalformedRecordError,
+        3,
+        ["field 'text'", "lone UTF-16 surrogate", "fix the escape or remove the line"],
+    ),
+    (
+        "lone_low_surrogate_in_meta.jsonl",
+        b'{"id": "a", "text": "ok", "meta": {"tags": ["t", "\\uDC00"]}}\n',
+        MalformedRecordError,
+        1,
+        ["field 'meta.tags[1]'", "lone UTF-16 surrogate"],
+    ),
+    (
+        "lone_surrogate_array.json",
+        b'[\n  {"id": "a", "text": "x"},\n  {"id": "b",\n   "text": "\\ud83d"}\n]\n',
+        MalformedRecordError,
+        3,
+        ["field 'text'", "lone UTF-16 surrogate"],
+    ),
 ]
 
 
@@ -291,3 +312,11 @@ def test_folder_error_names_the_inner_file(tmp_path: Path) -> None:
     with pytest.raises(MalformedRecordError) as caught:
         list(load_corpus(tmp_path / "corpus", progress=False))
     assert str(caught.value).startswith(f"{broken}:4: malformed JSON")
+
+
+def test_surrogate_pairs_are_text(tmp_path: Path) -> None:
+    """A valid escaped pair (an emoji) is one character, not an error."""
+    path = tmp_path / "emoji.jsonl"
+    path.write_bytes(GOOD + b'{"id": "c", "text": "smile \\ud83d\\ude00"}\n')
+    docs = list(load_corpus(path, progress=False))
+    assert docs[-1].text == "smile \U0001f600"
