@@ -337,3 +337,32 @@ def test_quiet_hides_every_progress_bar(tmp_path: Path) -> None:
     loud = _index_stderr(tmp_path / "loud")
     assert "bm25: writing JSONL" in loud and "bm25: Lucene indexing" in loud and "loading " in loud
     assert _index_stderr(tmp_path / "quiet", "-q") == ""
+
+
+def _flags_of(command: str) -> set[str]:
+    from spacerini.cli import cli
+
+    return {opt for param in cli.commands[command].params for opt in getattr(param, "opts", [])}
+
+
+def test_too_large_document_advice_works(tmp_path: Path, capsys, monkeypatch) -> None:
+    """The too-large-document error (a 50 MB text is past Anserini's 20M characters) names only flags
+    that exist, and following its advice builds the bundle. The limit is lowered to keep the test small."""
+    import re
+
+    from spacerini.backends import bm25
+
+    monkeypatch.setattr(bm25, "MAX_TEXT_CHARS", 1_000)
+    backends = "bm25"
+    src = _write(
+        tmp_path / "huge.jsonl",
+        json.dumps({"id": "big", "contents": "word " * 400}) + "\n" + json.dumps({"id": "small", "contents": "tiny"}) + "\n",
+    )
+    code, _, err = run(["-q", "index", str(src), "--out", str(tmp_path / "out"), "--backends", backends], capsys)
+    assert_one_line_error(code, err, "'big'", "--optout FILE")
+    flags = set(re.findall(r"(?<![\w-])--[a-z][\w-]*", err))
+    assert flags and flags <= _flags_of("index"), flags
+    ids = _write(tmp_path / "ids.txt", "big\n")
+    code, out, err = run(["-q", "index", str(src), "--out", str(tmp_path / "out"), "--backends", backends, "--optout", str(ids)], capsys)
+    assert code == 0, err
+    assert "1 documents" in out

@@ -285,7 +285,8 @@ def _check_doc(doc: Doc) -> None:
     if len(doc.text) > MAX_TEXT_CHARS:
         raise DocumentTooLargeError(
             f"document {doc.id!r} has {len(doc.text):,} characters; Anserini's JSON reader stops at "
-            f"{MAX_TEXT_CHARS:,}: split long documents into chunks (--preprocess chunk)"
+            f"{MAX_TEXT_CHARS:,}: split it into records with ids of their own in the source, or leave it out "
+            "with `spacerini index ... --optout FILE` (FILE holding its id, one per line)"
         )
 
 
