@@ -224,9 +224,11 @@ def index(
 @cli.command()
 @click.argument("bundle")
 @click.argument("query", required=False)
-@click.option("--k", default=None, type=int, help="Hits per query (default 10; 1000 with --queries).")
+@click.option("--k", default=None, type=click.IntRange(1), help="Hits per query (default 10; 1000 with --queries).")
 @click.option("--offset", default=0, show_default=True, type=int, help="Skip this many hits (pagination).")
-@click.option("--backend", default=None, help="bm25 (default), dense, hybrid or exact.")
+@click.option(
+    "--backend", default=None, type=click.Choice(["bm25", "dense", "hybrid", "exact"]), help="bm25 (default), dense, hybrid or exact."
+)
 @click.option("--queries", type=click.Path(dir_okay=False), help="TSV file of qid<TAB>text for a batch run.")
 @click.option("--output", type=click.Path(dir_okay=False), help="TREC run file to write (with --queries).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
@@ -261,6 +263,8 @@ def search(
         raise click.UsageError("give either a QUERY or --queries, not both")
     if queries is not None and output is None and not as_json:
         raise click.UsageError("--queries needs --output RUN.trec (or --json)")
+    if output is not None:
+        _check_writable(output)  # before the batch runs, not after
     b = open_bundle(bundle)
     _search_options(b, hybrid_method, alpha, ef_search, nprobe)
     if queries is not None:
@@ -269,7 +273,10 @@ def search(
         qs = read_queries(queries)
         results = b.batch_search(qs, k=k or 1000, backend=backend, threads=threads)
         if output is not None:
-            n = write_trec_run(results, output, tag=run_tag)
+            try:
+                n = write_trec_run(results, output, tag=run_tag)
+            except OSError as exc:  # the run goes through a temporary file: name the user's path
+                raise click.FileError(output, hint=f"{exc.strerror or exc}; choose a file in a folder you can write to") from None
             if not as_json:
                 click.echo(f"Wrote {n:,} lines for {len(qs):,} queries to {output}", err=True)
         if as_json:
@@ -285,6 +292,16 @@ def search(
         title = h.fields.get("title") or h.meta.get("path") or ""
         click.echo(f"{h.rank:>4}  {h.score:>9.4f}  {h.docid}  {title}".rstrip())
         click.echo(f"      {_plain(h.snippet)}")
+
+
+def _check_writable(path: str) -> None:
+    """Fails early, naming ``path``, when a file cannot be written there."""
+    target = Path(path).expanduser()
+    folder = target.parent
+    if not folder.is_dir():
+        raise click.FileError(path, hint=f"no such folder {folder}; create it or choose another place")
+    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
+        raise click.FileError(path, hint="permission denied; choose a file in a folder you can write to")
 
 
 def _search_options(bundle: Any, method: str | None, alpha: float | None, ef_search: int | None, nprobe: int | None) -> None:

@@ -366,3 +366,58 @@ def test_too_large_document_advice_works(tmp_path: Path, capsys, monkeypatch) ->
     code, out, err = run(["-q", "index", str(src), "--out", str(tmp_path / "out"), "--backends", backends, "--optout", str(ids)], capsys)
     assert code == 0, err
     assert "1 documents" in out
+
+
+def test_search_backend_must_be_a_search_backend(bundle_dir: Path, capsys) -> None:
+    """An unknown --backend is an error listing the valid ones, never advice to build an invalid backend."""
+    code, _, err = run(["search", str(bundle_dir), "x", "--backend", "lucene"], capsys)
+    assert_one_line_error(code, err, "'lucene'", "'bm25', 'dense', 'hybrid', 'exact'")
+    assert "--backends" not in err
+
+
+@pytest.mark.parametrize("k", ["0", "-3"])
+def test_search_k_below_one_is_an_error(bundle_dir: Path, capsys, k: str) -> None:
+    code, out, err = run(["search", str(bundle_dir), "search", "--k", k], capsys)
+    assert_one_line_error(code, err, "--k", k)
+    assert out == ""
+
+
+def test_run_to_an_unwritable_place_names_the_given_path(bundle_dir: Path, tmp_path: Path, capsys, monkeypatch) -> None:
+    queries = _write(tmp_path / "q.tsv", "q1\tsearch\n")
+    missing = tmp_path / "no" / "such" / "run.trec"
+    code, _, err = run(["search", str(bundle_dir), "--queries", str(queries), "--output", str(missing)], capsys)
+    assert_one_line_error(code, err, str(missing), "no such folder")
+    assert ".tmp" not in err and not missing.parent.exists()
+    code, _, err = run(["search", str(bundle_dir), "--queries", str(queries), "--output", str(tmp_path)], capsys)
+    assert_one_line_error(code, err, str(tmp_path), "is a directory")
+
+    import spacerini.eval
+
+    def refuse(results, path, *, tag):  # the disk refuses the temporary file after the batch ran
+        raise PermissionError(13, "Permission denied", str(Path(path).with_name(".run.trec.tmp")))
+
+    monkeypatch.setattr(spacerini.eval, "write_trec_run", refuse)
+    target = tmp_path / "run.trec"
+    code, _, err = run(["search", str(bundle_dir), "--queries", str(queries), "--output", str(target)], capsys)
+    assert_one_line_error(code, err, str(target), "Permission denied")
+    assert ".tmp" not in err
+
+
+def test_optout_ids_from_a_pipe(bundle_dir: Path, tmp_path: Path, capsys) -> None:
+    """``--ids <(printf 'd01\\n')`` passes /dev/fd/N, a pipe: it is read as a file, not refused as a folder."""
+    import os
+    import shutil
+
+    from spacerini.bundle import open_bundle
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundle_dir, copy)
+    read, write = os.pipe()
+    os.write(write, b"d01\n")
+    os.close(write)
+    try:
+        code, _, err = run(["-q", "optout", str(copy), "--ids", f"/dev/fd/{read}"], capsys)
+    finally:
+        os.close(read)
+    assert code == 0, err
+    assert len(open_bundle(copy)) == len(open_bundle(bundle_dir)) - 1

@@ -35,7 +35,7 @@ def read_optout_file(path: str | os.PathLike[str]) -> set[str]:
     file = Path(path).expanduser()
     if not file.exists():
         raise CorpusNotFoundError("no such opt-out file (one id per line)", path=str(path))
-    if not file.is_file():
+    if file.is_dir():  # a pipe (`--ids <(...)`, /dev/fd/N) or a FIFO is read like a file
         raise CorpusError("the opt-out list must be a file with one id per line, not a folder", path=str(path))
     ids: set[str] = set()
     try:
