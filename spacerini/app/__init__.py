@@ -65,8 +65,14 @@ mark { background: #ffe066; }
 """
 
 
+#: What a visitor sees when something unexpected fails (the details go to the server log).
+INTERNAL_ERROR = "internal error: the request failed; the details are in the server log"
+
+
 def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turns a SpaceriniError into ``gr.Error`` with its one-line message."""
+    """Turns a SpaceriniError into ``gr.Error`` with its one-line message (HTML-escaped: Gradio
+    renders it as HTML) and one log line; any other exception into :data:`INTERNAL_ERROR`, its
+    traceback logged once. Gradio prints no traceback of its own for either."""
     import functools
 
     import gradio as gr
@@ -76,13 +82,34 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except SpaceriniError as exc:
-            raise gr.Error(one_line(exc)) from exc
+            message = one_line(exc)
+            logger.info("refused %s: %s", fn.__name__, message[:300])
+            raise gr.Error(html.escape(message), print_exception=False) from None
+        except Exception:  # noqa: BLE001 - logged here; the visitor sees no Python text
+            logger.exception("%s failed", fn.__name__)
+            raise gr.Error(INTERNAL_ERROR, print_exception=False) from None
 
     return wrapper
 
 
-def build_app(bundle: Any, *, redact_pii: bool = True, flags_path: str | os.PathLike[str] | None = None) -> Any:
+def _with_request(fn: Callable[..., Any], gr: Any) -> Callable[..., Any]:
+    """Marks ``fn``'s ``request`` parameter as ``gr.Request`` so that Gradio passes the request
+    (the annotations here are strings that Gradio cannot resolve, since ``gr`` is imported late)."""
+    fn.__annotations__["request"] = gr.Request
+    return fn
+
+
+def build_app(
+    bundle: Any,
+    *,
+    redact_pii: bool = True,
+    flags_path: str | os.PathLike[str] | None = None,
+    requests_path: str | os.PathLike[str] | None = None,
+) -> Any:
     """Builds the Gradio app for ``bundle``.
+
+    Its ``launch`` refuses uploads and serves no files (see
+    :class:`~spacerini.app.jsonapi.NoFilesMiddleware`).
 
     Args:
         bundle: An opened :class:`~spacerini.bundle.Bundle`.
@@ -90,13 +117,19 @@ def build_app(bundle: Any, *, redact_pii: bool = True, flags_path: str | os.Path
             shows or returns (the stored documents are not changed).
         flags_path: JSONL file for "flag this result" reports (default: a per-bundle file in
             the user-data folder; never inside the bundle).
+        requests_path: JSONL file for opt-out requests (default: beside the bundle).
 
     Returns:
         A ``gr.Blocks`` app, queued with ``CONCURRENCY`` workers.
     """
     import gradio as gr
 
-    svc = AppService(bundle, redact_pii=redact_pii, flags_path=Path(flags_path) if flags_path else None)
+    svc = AppService(
+        bundle,
+        redact_pii=redact_pii,
+        flags_path=Path(flags_path) if flags_path else None,
+        requests_path=Path(requests_path) if requests_path else None,
+    )
     caps = svc.capabilities
     title = f"Spacerini · {bundle.path.name}"
 
@@ -120,7 +153,25 @@ def build_app(bundle: Any, *, redact_pii: bool = True, flags_path: str | os.Path
         _api(gr, svc, caps)
     _queue(app)
     app.spacerini_service = svc  # for tests and embedding
+    app.launch = _launch_without_files(app.launch)
     return app
+
+
+def _launch_without_files(launch: Callable[..., Any]) -> Callable[..., Any]:
+    """``launch`` with :class:`~spacerini.app.jsonapi.NoFilesMiddleware` added to the server."""
+    import functools
+
+    from starlette.middleware import Middleware
+
+    from spacerini.app.jsonapi import NoFilesMiddleware
+
+    @functools.wraps(launch)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
+        app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(NoFilesMiddleware)]
+        return launch(*args, app_kwargs=app_kwargs, **kwargs)
+
+    return wrapper
 
 
 def _queue(app: Any) -> None:
@@ -179,9 +230,13 @@ def _search_tab(gr: Any, svc: AppService) -> None:
         ids = [h.docid for h in hits]
         return html_out, page, f"Page {page}", gr.update(choices=ids, value=ids[0] if ids else None)
 
-    def flag(query: str, docid: str, reason: str) -> str:
-        rec = svc.flag(query, docid or "", reason)
+    from spacerini.app.flags import client_key
+
+    def flag(query: str, docid: str, reason: str, request: Any = None) -> str:
+        rec = svc.flag(query, docid or "", reason, client=client_key(request))
         return f"Thank you: result {html.escape(rec['docid'])} was flagged ({html.escape(rec['reason'])})."
+
+    _with_request(flag, gr)
 
     with gr.Tab("Search", id="search"):
         with gr.Row():
@@ -234,15 +289,35 @@ def _member_tab(gr: Any, svc: AppService) -> None:
 
 
 def _owner_tab(gr: Any, svc: AppService) -> None:
+    from spacerini.app.flags import client_key
     from spacerini.app.render import render_owner
+    from spacerini.app.requests import MAX_CONTACT_CHARS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, OPTOUT_HOWTO
+
+    def ask(name: str, contact: str, note: str, request: Any = None) -> str:
+        rec = svc.optout_request(name, contact, note, client=client_key(request))
+        return (
+            f"Thank you: your request **{html.escape(rec['id'])}** was filed and is pending. "
+            "Keep this id to ask the operator about it."
+        )
+
+    _with_request(ask, gr)
 
     with gr.Tab("Am I in the corpus?", id="owner"):
         gr.Markdown("Type an owner or author name (case, accents and small typos do not matter).")
-        name = gr.Textbox(label="Owner name", max_length=200, elem_id="sp-owner-name")
+        name = gr.Textbox(label="Owner name", max_length=MAX_NAME_CHARS, elem_id="sp-owner-name")
         go = gr.Button("Look up", variant="primary", elem_id="sp-owner-go")
         out = gr.HTML(elem_id="sp-owner-results")
         go.click(_guard(lambda n: render_owner(svc.owner(n))), [name], out, api_visibility="private")
         name.submit(_guard(lambda n: render_owner(svc.owner(n))), [name], out, api_visibility="private")
+        with gr.Accordion("Ask for removal", open=False, elem_id="sp-optout-box"):
+            gr.Markdown(OPTOUT_HOWTO, elem_id="sp-optout-howto")
+            with gr.Row():
+                who = gr.Textbox(label="Your name or handle (as in the corpus)", max_length=MAX_NAME_CHARS, elem_id="sp-optout-name")
+                contact = gr.Textbox(label="How to reach you (email or profile)", max_length=MAX_CONTACT_CHARS, elem_id="sp-optout-contact")
+            note = gr.Textbox(label="Note (optional)", lines=2, max_length=MAX_MESSAGE_CHARS, elem_id="sp-optout-note")
+            send = gr.Button("Request removal", elem_id="sp-optout-go")
+            status = gr.Markdown(elem_id="sp-optout-status")
+        send.click(_guard(ask), [who, contact, note], status, api_visibility="private")
 
 
 def _trace_tab(gr: Any, svc: AppService) -> None:
@@ -338,7 +413,14 @@ def _api(gr: Any, svc: AppService, caps: list[str]) -> None:
             """"Am I in the corpus?": an owner's repos and files, and how to opt out (a JSON string)."""
             return dumps(svc.owner(name, limit))
 
+        def optout_request(name: str, contact: str, message: str = "", request: Any = None) -> str:
+            """Files a request to remove an owner's documents: its id and status (a JSON string)."""
+            from spacerini.app.flags import client_key
+
+            return dumps(svc.optout_request(name, contact, message, client=client_key(request)))
+
         endpoint(owner, "owner")
+        endpoint(_with_request(optout_request, gr), "optout_request")
     if "trace" in caps:
 
         def trace(text: str, min_len: int = 32) -> str:
@@ -363,10 +445,13 @@ def serve(
     block: bool = True,
     redact_pii: bool = True,
     flags_path: str | os.PathLike[str] | None = None,
+    requests_path: str | os.PathLike[str] | None = None,
 ) -> Any:
     """Warms the bundle's default searcher, then launches the app.
 
-    The server serves no files: ``allowed_paths`` is empty and the bundle folder is blocked.
+    The server serves no files and takes no uploads (:class:`~spacerini.app.jsonapi.NoFilesMiddleware`;
+    also ``allowed_paths`` is empty and the bundle folder is blocked), and shows visitors only
+    its own one-line error messages.
 
     Args:
         bundle: An opened bundle.
@@ -375,6 +460,7 @@ def serve(
         block: Block until interrupted (False returns the running app, for tests).
         redact_pii: Redact PII on display (see :func:`build_app`).
         flags_path: JSONL file for "flag this result" reports.
+        requests_path: JSONL file for opt-out requests (default: beside the bundle).
 
     Returns:
         The launched ``gr.Blocks``; its JSON routes' :class:`~spacerini.app.jsonapi.Limiter` is
@@ -387,7 +473,8 @@ def serve(
         bundle.searcher(bundle.default_backend())  # start the JVM and map the index before the first request
     except SpaceriniError:
         pass  # a bundle without a ranked backend still serves its other tabs
-    app = build_app(bundle, redact_pii=redact_pii, flags_path=flags_path)
+    _log_to_stderr()
+    app = build_app(bundle, redact_pii=redact_pii, flags_path=flags_path, requests_path=requests_path)
     app.spacerini_limiter = Limiter(CONCURRENCY, QUEUE_SIZE)
     routes = json_api_routes(app.spacerini_service, limiter=app.spacerini_limiter)
     logger.info("serving %s on http://%s:%d", bundle.path, host, port)
@@ -395,7 +482,7 @@ def serve(
         server_name=host,
         server_port=port,
         prevent_thread_lock=not block,
-        show_error=True,
+        show_error=False,  # only gr.Error messages (ours, one line each) reach the visitor
         share=False,
         ssr_mode=False,
         max_file_size="1mb",
@@ -408,3 +495,15 @@ def serve(
         app_kwargs={"routes": routes},
     )
     return app
+
+
+def _log_to_stderr() -> None:
+    """Shows the app's INFO lines (refused calls, reports) on stderr when nothing set up logging
+    (a Space runs ``app.py`` directly)."""
+    root = logging.getLogger()
+    ours = logging.getLogger("spacerini")
+    if not root.handlers and not ours.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        ours.addHandler(handler)
+        ours.setLevel(logging.INFO)

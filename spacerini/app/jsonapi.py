@@ -10,26 +10,39 @@ JSON object (the same dict the named endpoint returns as a string):
 * ``GET /api/count?q=TEXT``: :meth:`~spacerini.app.service.AppService.count`;
 * ``GET /api/find?q=TEXT&k=10&offset=0``: :meth:`~spacerini.app.service.AppService.find`;
 * ``GET /api/owner?name=NAME&limit=100``: :meth:`~spacerini.app.service.AppService.owner`;
-* ``GET /api/stats``: :meth:`~spacerini.app.service.AppService.stats`.
+* ``GET /api/stats``: :meth:`~spacerini.app.service.AppService.stats`;
+* ``POST /api/optout-request`` with a JSON body ``{"name", "contact", "message"}`` (owners
+  backend): :meth:`~spacerini.app.service.AppService.optout_request`, its id and status.
 
 The limits are the app's: query length, ``k`` and ``offset`` are checked by the service (and the
 bundle), a route exists only when the bundle has the backend, at most ``concurrency`` calls run
 at once and at most ``max_waiting`` wait for a turn; a call beyond that is refused at once with
-``503`` and ``Retry-After``. Bad input answers ``400`` with ``{"error": "one line"}``; an
+``503`` and ``Retry-After``. Bad input answers ``400`` with ``{"error": "one line"}`` (and writes
+one log line), a client over its allowance of opt-out requests ``429`` with ``Retry-After``; an
 unexpected failure answers ``500`` without a traceback.
+
+:class:`NoFilesMiddleware` guards the whole server (Gradio's routes too): the app has no upload
+or file component, so Gradio's upload, file and proxy routes answer ``403``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
-from collections.abc import Callable
+import re
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from spacerini.errors import SpaceriniError, one_line
+from starlette.requests import Request  # resolved by FastAPI from this module's globals
 
-__all__ = ["Busy", "Limiter", "json_api_routes"]
+from spacerini.errors import QueryError, RateLimitedError, SpaceriniError, one_line
+
+__all__ = ["Busy", "Limiter", "NoFilesMiddleware", "json_api_routes"]
+
+#: Largest JSON body a POST route reads, in bytes.
+MAX_BODY_BYTES = 16_384
 
 logger = logging.getLogger(__name__)
 
@@ -102,16 +115,23 @@ def json_api_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list
             return JSONResponse(await limiter.run(fn, *args))
         except Busy as exc:
             return JSONResponse({"error": one_line(exc)}, status_code=503, headers={"Retry-After": "1"})
+        except RateLimitedError as exc:
+            logger.info("refused %s: %s", _name(fn), one_line(exc))
+            return JSONResponse({"error": one_line(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
         except SpaceriniError as exc:
+            logger.info("refused %s: %s", _name(fn), one_line(exc)[:300])
             return JSONResponse({"error": one_line(exc)}, status_code=400)
         except Exception:  # noqa: BLE001 - logged here; the client gets no traceback
             logger.exception("JSON API call failed")
             return JSONResponse({"error": "internal error"}, status_code=500)
 
-    # Numbers arrive as strings so that the service gives its own one-line range errors.
+    # Numbers arrive as strings so that the service gives its own one-line range errors. Each
+    # route says response_model=None: its return annotation is a string FastAPI cannot resolve,
+    # which made /openapi.json fail.
+    get = functools.partial(router.get, response_model=None)
     if "search" in caps:
 
-        @router.get("/search")
+        @get("/search")
         async def search(
             q: str = "", backend: str = "", k: str = "10", offset: str = "0", snippets: bool = True
         ) -> JSONResponse:
@@ -119,22 +139,99 @@ def json_api_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list
 
     if "exact" in caps:
 
-        @router.get("/count")
+        @get("/count")
         async def count(q: str = "") -> JSONResponse:
             return await answer(svc.count, q)
 
-        @router.get("/find")
+        @get("/find")
         async def find(q: str = "", k: str = "10", offset: str = "0") -> JSONResponse:
             return await answer(svc.find, q, k, offset)
 
     if "owner" in caps:
+        from spacerini.app.flags import client_key
 
-        @router.get("/owner")
+        @get("/owner")
         async def owner(name: str = "", limit: str = "100") -> JSONResponse:
             return await answer(svc.owner, name, limit)
 
-    @router.get("/stats")
+        @router.post("/optout-request", response_model=None)
+        async def optout_request(request: Request) -> JSONResponse:
+            try:
+                body = await _json_body(request)
+            except QueryError as exc:
+                logger.info("refused optout_request: %s", one_line(exc))
+                return JSONResponse({"error": one_line(exc)}, status_code=400)
+            fields = [body.get(k, "") for k in ("name", "contact", "message")]
+            return await answer(functools.partial(svc.optout_request, client=client_key(request)), *fields)
+
+    @get("/stats")
     async def stats() -> JSONResponse:
         return await answer(svc.stats)
 
     return list(router.routes)
+
+
+def _name(fn: Any) -> str:
+    return str(getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "call"))
+
+
+async def _json_body(request: Any) -> dict[str, Any]:
+    """A POST's JSON object, read up to :data:`MAX_BODY_BYTES`.
+
+    Raises:
+        QueryError: Too large, not JSON, or not an object.
+    """
+    data = b""
+    async for chunk in request.stream():
+        data += chunk
+        if len(data) > MAX_BODY_BYTES:
+            raise QueryError(f"the request body is larger than {MAX_BODY_BYTES:,} bytes")
+    try:
+        body = json.loads(data or b"{}")
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise QueryError("the request body is not JSON: send {\"name\": ..., \"contact\": ...}") from None
+    if not isinstance(body, dict):
+        raise QueryError("the request body must be a JSON object")
+    return body
+
+
+# ------------------------------------------------------------------------------ no files
+#: Gradio routes that take uploads or serve files or other servers' content; the app has no
+#: upload or file component, so none of them has a use here.
+_FILE_ROUTES = re.compile(r"^/(?:gradio_api/)?(?:upload|file=|file/|proxy=)")
+
+
+class NoFilesMiddleware:
+    """Answers ``403`` to Gradio's upload, file and proxy routes (an ASGI middleware).
+
+    Without it a public app takes anonymous uploads (``POST /gradio_api/upload``) and serves them
+    back with their absolute temporary path (``GET /gradio_api/file=/tmp/gradio/...``).
+
+    Args:
+        app: The ASGI app to guard.
+    """
+
+    def __init__(self, app: Callable[..., Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: MutableMapping[str, Any], receive: Any, send: Any) -> None:
+        if scope.get("type") == "http" and self.refused(str(scope.get("path", "")), str(scope.get("root_path", ""))):
+            body = json.dumps({"error": "this app takes no uploads and serves no files"}).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 403,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
+            return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def refused(path: str, root_path: str = "") -> bool:
+        """True for a path (under ``root_path``) of an upload, file or proxy route."""
+        path = re.sub("/{2,}", "/", path)
+        if root_path and path.startswith(root_path.rstrip("/") + "/"):
+            path = path[len(root_path.rstrip("/")) :]
+        return bool(_FILE_ROUTES.match(path))

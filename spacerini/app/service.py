@@ -14,11 +14,33 @@ import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any
 
-from spacerini.app.flags import FlagStore, default_flags_path
+from spacerini.app.flags import (
+    FLAGS_PER_CLIENT,
+    FLAGS_PER_WINDOW,
+    MAX_DOCID_CHARS,
+    MAX_FLAG_QUERY_CHARS,
+    MAX_REASON_CHARS,
+    RATE_WINDOW_S,
+    FlagStore,
+    HubSync,
+    RateLimiter,
+    checked_text,
+    default_flags_path,
+    persistent_destination,
+)
 from spacerini.app.render import redact_snippet, redact_value
+from spacerini.app.requests import (
+    MAX_CONTACT_CHARS,
+    MAX_MESSAGE_CHARS,
+    MAX_NAME_CHARS,
+    REQUESTS_PER_CLIENT,
+    REQUESTS_PER_WINDOW,
+    OptoutRequestStore,
+    default_requests_path,
+)
 from spacerini.bundle import RANKED_BACKENDS
 from spacerini.errors import BackendNotAvailableError, QueryError
 from spacerini.model.tracing import union_length
@@ -106,12 +128,40 @@ class AppService:
         redact_pii: Redact PII (emails, keys, passwords, public IPs) in everything shown.
         flags_path: Where "flag this result" reports go (default:
             :func:`~spacerini.app.flags.default_flags_path`; never inside the bundle).
+        requests_path: Where opt-out requests go (default:
+            :func:`~spacerini.app.requests.default_requests_path`; never inside the bundle).
     """
 
-    def __init__(self, bundle: Any, *, redact_pii: bool = True, flags_path: str | Path | None = None) -> None:
+    def __init__(
+        self,
+        bundle: Any,
+        *,
+        redact_pii: bool = True,
+        flags_path: str | Path | None = None,
+        requests_path: str | Path | None = None,
+    ) -> None:
         self.bundle = bundle
         self.redact_pii = redact_pii
-        self.flags = FlagStore(Path(flags_path) if flags_path else default_flags_path(bundle.path), bundle_path=bundle.path)
+        dest = persistent_destination()
+        self.flags = FlagStore(Path(flags_path) if flags_path else default_flags_path(bundle.path, dest), bundle_path=bundle.path)
+        self.requests = OptoutRequestStore(
+            Path(requests_path) if requests_path else default_requests_path(bundle.path, dest), bundle_path=bundle.path
+        )
+        self.hub: HubSync | None = None
+        if dest is not None and dest.dataset:
+            files = {self.flags.path: "flags", self.requests.path: "optout-requests"}
+            hub = self.hub = HubSync(dest.dataset, token=dest.token, files=files)
+            self.flags.on_change.append(lambda: hub.changed(self.flags.path))
+            self.requests.on_change.append(lambda: hub.changed(self.requests.path))
+        # (per client, all clients together) for reports and for requests
+        self.flag_limits = (
+            RateLimiter(FLAGS_PER_CLIENT, RATE_WINDOW_S, what="reports"),
+            RateLimiter(FLAGS_PER_WINDOW, RATE_WINDOW_S, what="reports from everyone"),
+        )
+        self.request_limits = (
+            RateLimiter(REQUESTS_PER_CLIENT, RATE_WINDOW_S, what="opt-out requests"),
+            RateLimiter(REQUESTS_PER_WINDOW, RATE_WINDOW_S, what="opt-out requests from everyone"),
+        )
         self._stats: dict[str, Any] | None = None
         # docid -> (fields, meta) as shown: redacted when redact_pii is set. Shared by every
         # answer, so the values are treated as read-only.
@@ -156,7 +206,7 @@ class AppService:
 
     def _shown(self, docid: str, fields: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """A document's display fields and provenance, redacted when asked (cached per document)."""
-        return self._display.get_or_make(docid, lambda: self._redacted(fields, meta))
+        return self._display.get_or_make((self.bundle.generation, docid), lambda: self._redacted(fields, meta))
 
     def _meta(self, docid: str) -> dict[str, Any]:
         def make() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -164,7 +214,7 @@ class AppService:
             return self._redacted(doc.fields, doc.meta)
 
         try:
-            return dict(self._display.get_or_make(docid, make)[1])
+            return dict(self._display.get_or_make((self.bundle.generation, docid), make)[1])
         except KeyError:
             return {}
 
@@ -309,14 +359,45 @@ class AppService:
                 span["sources"] = [redact_value(s) for s in span["sources"]]
         return result
 
-    def flag(self, query: str, docid: str, reason: str) -> dict[str, Any]:
-        """Records a "flag this result" report."""
+    def flag(self, query: str, docid: str, reason: str, *, client: str = "local") -> dict[str, Any]:
+        """Records a "flag this result" report about a document of the bundle.
+
+        Raises:
+            QueryError: No such document, or a field is too long.
+            RateLimitedError: ``client`` (or everyone together) sent too many reports lately.
+        """
+        # Checked before counting, so that a mistake does not use up the client's allowance.
+        docid = checked_text(docid, "document id", MAX_DOCID_CHARS)
+        checked_text(query, "flagged query", MAX_FLAG_QUERY_CHARS)
+        checked_text(reason, "reason", MAX_REASON_CHARS)
+        if not docid:
+            raise QueryError("pick a result to flag (its document id)")
+        try:
+            self.bundle.doc(docid)
+        except KeyError:
+            raise QueryError(f"this corpus has no document {docid[:100]!r}: pick a result to flag") from None
+        _limit(self.flag_limits, client)
         return self.flags.add(query=query, docid=docid, reason=reason)
+
+    def optout_request(self, name: str, contact: str, message: str = "", *, client: str = "local") -> dict[str, Any]:
+        """Files an opt-out request (pending until an operator applies it); returns its id and status.
+
+        Raises:
+            QueryError: The name or contact is empty, or a field is too long.
+            RateLimitedError: ``client`` (or everyone together) filed too many requests lately.
+        """
+        checked_text(name, "name or handle", MAX_NAME_CHARS, required=True)
+        checked_text(contact, "contact", MAX_CONTACT_CHARS, required=True)
+        checked_text(message, "note", MAX_MESSAGE_CHARS)
+        _limit(self.request_limits, client)
+        rec = self.requests.add(name=name, contact=contact, message=message)
+        return {"id": rec["id"], "status": rec["status"], "at": rec["at"]}
 
     # -- statistics -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Document count, sizes, licence and language breakdowns, preprocessing reports (cached)."""
-        if self._stats is not None:
+        generation = self.bundle.generation  # a new generation (a rebuild, an opt-out) is counted anew
+        if self._stats is not None and self._stats.get("generation") == generation:
             return self._stats
         manifest = self.bundle.manifest
         counts = manifest.get("counts", {})
@@ -331,18 +412,45 @@ class AppService:
                 languages[language] += 1
         disk = sum(int(v.get("size", 0)) for v in manifest.get("checksums", {}).values())
         self._stats = {
+            "generation": generation,
             "docs": len(self.bundle),
             "text_bytes": int(manifest.get("counts", {}).get("text_bytes", 0)),
             "bundle_bytes": disk,
             "backends": list(self.bundle.backends),
             "created": manifest.get("created"),
-            "source": manifest.get("source"),
+            "source": public_manifest(manifest.get("source")),
             "licences": _top(licences),
             "languages": _top(languages),
-            "preprocess": list(manifest.get("preprocess", [])),
-            "audit_log": list(manifest.get("audit_log", [])),
+            "preprocess": public_manifest(list(manifest.get("preprocess", []))),
+            "audit_log": public_manifest(list(manifest.get("audit_log", []))),
         }
         return self._stats
+
+
+def public_manifest(value: Any) -> Any:
+    """``value`` (a manifest or part of one) without the build machine's paths: every absolute
+    local path becomes its last component (``/home/me/corpus.jsonl`` -> ``corpus.jsonl``)."""
+    if isinstance(value, Mapping):
+        return {k: public_manifest(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [public_manifest(v) for v in value]
+    if isinstance(value, str) and _is_local_path(value):
+        return PurePath(value).name or value
+    return value
+
+
+def _is_local_path(text: str) -> bool:
+    if "\n" in text or len(text) > 4_096:
+        return False
+    if text.startswith(("~/", "file://")):
+        return True
+    return PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute()
+
+
+def _limit(limiters: tuple[Any, ...], client: str) -> None:
+    per_client, everyone = limiters
+    per_client.check(client)
+    everyone.check("*")
 
 
 def _top(counter: Counter[str]) -> list[list[Any]]:
