@@ -483,10 +483,27 @@ def owner(bundle: str, name: str, as_json: bool) -> None:
 @click.argument("bundle")
 @click.option("--owner", "owners", multiple=True, help="Owner whose documents are removed (repeatable).")
 @click.option("--ids", "ids_file", type=click.Path(dir_okay=False), help="File of document ids to remove, one per line.")
+@click.option(
+    "--requests", "list_requests", is_flag=True, expose_value=False, callback=lambda c, p, v: _keep(c, p, v),
+    help="List the opt-out requests filed in the app (pending ones; with --json, all).",
+)
+@click.option(
+    "--apply", "apply_ids", default=None, expose_value=False, callback=lambda c, p, v: _keep(c, p, v),
+    help="Apply these filed requests (comma-separated ids): remove each requester's documents.",
+)
+@click.option(
+    "--requests-file", default=None, type=click.Path(dir_okay=False), expose_value=False,
+    callback=lambda c, p, v: _keep(c, p, v), help="The request store (default: beside BUNDLE).",
+)
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--json", "as_json", is_flag=True)
 def optout_cmd(bundle: str, owners: tuple[str, ...], ids_file: str | None, threads: int, as_json: bool) -> None:
-    """Remove an owner's documents (--owner NAME) or listed ids (--ids FILE) from every backend of BUNDLE."""
+    """Remove an owner's documents (--owner NAME) or listed ids (--ids FILE) from every backend of BUNDLE.
+
+    --requests lists the opt-out requests people filed in the app; --apply ID[,ID] applies them.
+    """
+    if _optout_requests(bundle, threads=threads, as_json=as_json):
+        return
     from spacerini.bundle import optout
 
     if not owners and ids_file is None:
@@ -501,6 +518,68 @@ def optout_cmd(bundle: str, owners: tuple[str, ...], ids_file: str | None, threa
         _echo_json(entry)
     else:
         click.echo(f"Removed {entry['removed']:,} documents from {bundle}; recorded in its audit log.")
+
+
+def _keep(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+    """Keeps an option's value in ``ctx.meta`` (options that the command reads with
+    :func:`_optout_requests` rather than as parameters)."""
+    ctx.meta[f"spacerini.{param.name}"] = value
+
+
+def _optout_requests(bundle: str, *, threads: int, as_json: bool) -> bool:
+    """``optout --requests`` / ``--apply``: lists or applies filed requests; False when neither
+    was given."""
+    meta = click.get_current_context().meta
+    listing, apply_ids = meta.get("spacerini.list_requests"), meta.get("spacerini.apply_ids")
+    if not listing and apply_ids is None:
+        return False
+    from spacerini.app.flags import persistent_destination
+    from spacerini.app.requests import (
+        OptoutRequestStore,
+        apply_requests,
+        default_requests_path,
+        requests_table,
+    )
+
+    path = meta.get("spacerini.requests_file") or default_requests_path(Path(bundle), persistent_destination())
+    store = OptoutRequestStore(Path(path), bundle_path=Path(bundle))
+    if apply_ids is not None:
+        results = apply_requests(bundle, _split(apply_ids) or [], store=store, threads=threads, progress=_progress())
+        if as_json:
+            _echo_json(results)
+        for r in [] if as_json else results:
+            detail = f"{r['removed']:,} documents removed" if r["status"] == "applied" else r.get("error", "")
+            click.echo(f"{r['id']}: {r['status']} ({detail})")
+        return True
+    if as_json:
+        _echo_json(store.read())
+        return True
+    pending = store.pending()
+    if not pending:
+        click.echo(f"No pending opt-out requests in {store.path}.")
+        return True
+    click.echo(requests_table(pending))
+    click.echo(f"{len(pending)} pending; apply with: spacerini optout {bundle} --apply ID[,ID]")
+    return True
+
+
+@cli.command()
+@click.argument("bundle")
+@click.option("--flags", "flags_path", default=None, type=click.Path(dir_okay=False), help="The report file (default: the app's).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON list of the reports.")
+def flags(bundle: str, flags_path: str | None, as_json: bool) -> None:
+    """List the results people flagged in the app serving BUNDLE (oldest first)."""
+    from spacerini.app.flags import FlagStore, default_flags_path, flags_table, persistent_destination
+
+    path = Path(flags_path) if flags_path else default_flags_path(Path(bundle), persistent_destination())
+    records = FlagStore(path, bundle_path=Path(bundle)).read()
+    if as_json:
+        _echo_json(records)
+    elif not records:
+        click.echo(f"No flagged results in {path}.")
+    else:
+        click.echo(flags_table(records))
+        click.echo(f"{len(records)} reports in {path}")
 
 
 # ------------------------------------------------------------------------- info / serve

@@ -14,7 +14,7 @@ import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
 
 from spacerini.app.flags import (
@@ -418,24 +418,35 @@ class AppService:
             "bundle_bytes": disk,
             "backends": list(self.bundle.backends),
             "created": manifest.get("created"),
-            "source": public_manifest(manifest.get("source")),
+            "source": strip_paths(manifest.get("source")),
             "licences": _top(licences),
             "languages": _top(languages),
-            "preprocess": public_manifest(list(manifest.get("preprocess", []))),
-            "audit_log": public_manifest(list(manifest.get("audit_log", []))),
+            "preprocess": strip_paths(list(manifest.get("preprocess", []))),
+            "audit_log": strip_paths(list(manifest.get("audit_log", []))),
         }
         return self._stats
 
 
-def public_manifest(value: Any) -> Any:
-    """``value`` (a manifest or part of one) without the build machine's paths: every absolute
-    local path becomes its last component (``/home/me/corpus.jsonl`` -> ``corpus.jsonl``)."""
+#: Manifest sections that may name files of the build machine (the corpus, an opt-out list).
+PATH_SECTIONS = ("source", "preprocess", "audit_log")
+
+
+def public_manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``manifest`` without the build machine's paths in :data:`PATH_SECTIONS`; the
+    backends' parameters are kept as they are (the app needs them)."""
+    return {k: strip_paths(v) if k in PATH_SECTIONS else v for k, v in manifest.items()}
+
+
+def strip_paths(value: Any) -> Any:
+    """``value`` with every absolute local path replaced by its last component
+    (``/home/me/corpus.jsonl`` -> ``corpus.jsonl``), in nested dicts and lists too."""
     if isinstance(value, Mapping):
-        return {k: public_manifest(v) for k, v in value.items()}
+        return {k: strip_paths(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [public_manifest(v) for v in value]
+        return [strip_paths(v) for v in value]
     if isinstance(value, str) and _is_local_path(value):
-        return PurePath(value).name or value
+        windows = "\\" in value and PureWindowsPath(value).is_absolute()
+        return (PureWindowsPath(value) if windows else PurePosixPath(value)).name or value
     return value
 
 

@@ -264,12 +264,24 @@ def render_space(
 
 
 def _copy_bundle(bundle: Any, dest: Path) -> None:
-    """Copies only the bundle's own files (manifest + checksummed files); hard-links when possible."""
+    """Copies only the bundle's own files (manifest + checksummed files); hard-links when possible.
+
+    The manifest is written anew without the build machine's paths (a Space is public), never
+    linked: the bundle's own manifest stays as it is.
+    """
+    import json
+
+    from spacerini.app.service import public_manifest
+
     root = Path(bundle.path)
     files = _bundle_files(bundle)
     for rel in files:
         target = dest / rel
         target.parent.mkdir(parents=True, exist_ok=True)
+        if rel == MANIFEST:
+            manifest = json.loads((root / rel).read_text(encoding="utf-8"))
+            target.write_text(json.dumps(public_manifest(manifest), indent=2, ensure_ascii=False), encoding="utf-8")
+            continue
         try:
             os.link(root / rel, target)
         except OSError:
