@@ -187,6 +187,9 @@ def _build_locked(
             module = get_backend(name)
             folder = tmp / backend_folder(module, name)
             folder.mkdir()
+            if writer.count == 0:  # an opt-out removed everything: see spacerini.backends.empty
+                reports[name] = {"params": dict(params.get(name, {})), "stats": {"docs": 0}, "empty": True}
+                continue
             logger.info("building %s over %d documents", name, writer.count)
             report = module.build(
                 store.iter_docs, folder, threads=threads, progress=progress, **params.get(name, {})
@@ -309,7 +312,9 @@ def optout(
                 manifest["preprocess"] = list(before.get("preprocess", []))
                 manifest["audit_log"] = [*before.get("audit_log", []), entry]
 
-            docs = (doc for doc in old.iter_docs() if doc.id not in removed)
+            docs = _StoredDocs(
+                (doc for doc in old.iter_docs() if doc.id not in removed), before.get("source") or {}
+            )
             _build_locked(
                 docs, root, backends=old.backends, backend_params=params, format=None, id_field=None,
                 fields=None, preprocess=None, preprocess_options=None, threads=threads, progress=progress,
@@ -386,12 +391,27 @@ def _check_backends(backends: Sequence[str] | str) -> list[str]:
     return names
 
 
+class _StoredDocs:
+    """Docs that come from a bundle's own docstore (an opt-out's rebuild): indexed as they are,
+    without the loader's checks, which they passed when the bundle was first built."""
+
+    def __init__(self, docs: Iterable[Doc], source: Mapping[str, Any]) -> None:
+        self._docs = docs
+        self._source = dict(source)
+
+    def __iter__(self) -> Iterator[Doc]:
+        return iter(self._docs)
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._source)
+
+
 def _as_docs(
     source: Any, *, format: str | None, id_field: str | None, fields: Sequence[str] | None, progress: bool
 ) -> tuple[Iterable[Doc], dict[str, Any]]:
     from spacerini.corpus import Corpus, load_corpus
 
-    if isinstance(source, Corpus):
+    if isinstance(source, Corpus | _StoredDocs):
         return source, source.describe()
     # A path, an hf: spec, a datasets object, or an iterable of Doc/dicts from Python.
     corpus = load_corpus(source, format=format, id_field=id_field, fields=fields, progress=progress)
@@ -474,6 +494,11 @@ def lock_path(bundle: str | os.PathLike[str]) -> Path:
 def bundle_lock(bundle: str | os.PathLike[str], *, wait: bool = True) -> Iterator[None]:
     """Holds a bundle's exclusive lock: every command that changes the bundle takes it.
 
+    The lock is an ``flock`` on ``.NAME.lock`` beside the bundle, so it is released by the
+    kernel when its holder dies, even by ``kill -9``. Its holder deletes the file before it
+    unlocks, so no lock file outlives the command; a waiter that then finds it locked a deleted
+    file tries again on the path (the usual lock-file protocol; ``filelock`` keeps the file instead).
+
     Args:
         bundle: The bundle folder (it need not exist yet).
         wait: Wait for the holder to finish (logging once that it waits), or raise at once.
@@ -481,27 +506,42 @@ def bundle_lock(bundle: str | os.PathLike[str], *, wait: bool = True) -> Iterato
     Raises:
         BundleLockedError: ``wait`` is False and another command holds the lock.
     """
-    from filelock import FileLock, Timeout
+    import fcntl
 
     from spacerini.errors import BundleLockedError
 
     path = lock_path(bundle)
     path.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path), thread_local=False)
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        if not wait:
-            raise BundleLockedError(
-                f"{Path(bundle)}: another spacerini command is changing this bundle; "
-                "try again when it has finished, or leave out --no-wait to wait for it"
-            ) from None
-        logger.warning("%s: another spacerini command is changing this bundle; waiting for it to finish", bundle)
-        lock.acquire()
+    said = False
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not wait:
+                os.close(fd)
+                raise BundleLockedError(
+                    f"{Path(bundle)}: another spacerini command is changing this bundle; "
+                    "try again when it has finished, or leave out --no-wait to wait for it"
+                ) from None
+            if not said:
+                logger.warning("%s: another spacerini command is changing this bundle; waiting for it to finish", bundle)
+                said = True
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        held = os.fstat(fd)
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            now = None
+        if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+            break
+        os.close(fd)  # the holder we waited for deleted this file: lock the path anew
     try:
         yield
     finally:
-        lock.release()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)  # closing the last descriptor releases the flock
 
 
 def remove_stale(bundle: str | os.PathLike[str], *, locked: bool = False) -> list[Path]:
@@ -749,6 +789,10 @@ class BundleSnapshot:
             )
         with self._lock:
             searcher = self._searchers.get(backend)
+            if searcher is None and self.manifest["backends"][backend].get("empty"):
+                from spacerini.backends.empty import EmptySearcher
+
+                searcher = self._searchers[backend] = EmptySearcher(backend, self.manifest["backends"][backend])
             if searcher is None:
                 module = get_backend(backend)
                 folder = self.path / backend_folder(module, backend)

@@ -30,8 +30,8 @@ DATA = Path(__file__).parent / "data"
 
 
 def _left(folder: Path) -> list[str]:
-    """What is in ``folder`` besides bundle lock files (``.NAME.lock`` stays, as lock files do)."""
-    return sorted(p.name for p in folder.iterdir() if not p.name.endswith(".lock"))
+    """Everything in ``folder``: no temporary folder and no lock file may outlive a build."""
+    return sorted(p.name for p in folder.iterdir())
 
 
 @pytest.fixture(scope="module")
