@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -41,9 +42,10 @@ class _Group(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
-        except KeyboardInterrupt:
-            click.echo("spacerini: interrupted; nothing half-written was kept", err=True)
-            ctx.exit(130)
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            click.echo(f"spacerini: interrupted ({signal.Signals(signum).name}); nothing half-written was kept", err=True)
+            ctx.exit(128 + int(signum))
         except BrokenPipeError:
             # The reader went away (`spacerini search ... | head`): stop quietly, as Unix tools do,
             # and keep Python from reporting the pipe again when it flushes stdout at exit.
@@ -134,6 +136,7 @@ def _progress() -> bool:
     help="Recall@10 the ANN search knobs not given are tuned to after the build (default 0.95).",
 )
 @click.option("--device", default=None, help="Torch device for the dense encoder, e.g. cpu or cuda (default: the best one).")
+@click.option("--no-wait", is_flag=True, help="Fail at once if another command is changing the bundle (default: wait for it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 def index(
     source: str,
@@ -162,6 +165,7 @@ def index(
     nprobe: int | None,
     target_recall: float | None,
     device: str | None,
+    no_wait: bool,
     as_json: bool,
 ) -> None:
     """Build a bundle from SOURCE: a file, a folder, a code folder (--format code) or hf:NAME[:CONFIG][@SPLIT]."""
@@ -212,6 +216,7 @@ def index(
         preprocess_options=step_options,
         threads=threads,
         progress=_progress(),
+        wait=not no_wait,
     )
     info = bundle.info()
     if as_json:
@@ -496,8 +501,11 @@ def owner(bundle: str, name: str, as_json: bool) -> None:
     callback=lambda c, p, v: _keep(c, p, v), help="The request store (default: beside BUNDLE).",
 )
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
+@click.option("--no-wait", is_flag=True, help="Fail at once if another command is changing the bundle (default: wait for it).")
 @click.option("--json", "as_json", is_flag=True)
-def optout_cmd(bundle: str, owners: tuple[str, ...], ids_file: str | None, threads: int, as_json: bool) -> None:
+def optout_cmd(
+    bundle: str, owners: tuple[str, ...], ids_file: str | None, threads: int, no_wait: bool, as_json: bool
+) -> None:
     """Remove an owner's documents (--owner NAME) or listed ids (--ids FILE) from every backend of BUNDLE.
 
     --requests lists the opt-out requests people filed in the app; --apply ID[,ID] applies them.
@@ -513,7 +521,9 @@ def optout_cmd(bundle: str, owners: tuple[str, ...], ids_file: str | None, threa
         from spacerini.preprocess import read_optout_file
 
         ids = read_optout_file(ids_file)
-    entry = optout(bundle, owners=list(owners), ids=sorted(ids), threads=threads, progress=_progress())
+    entry = optout(
+        bundle, owners=list(owners), ids=sorted(ids), threads=threads, progress=_progress(), wait=not no_wait
+    )
     if as_json:
         _echo_json(entry)
     else:
@@ -805,8 +815,29 @@ def model_train(
         click.echo(f"Trained to step {report.get('steps', '?')}; model saved in {out_dir}")
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP, raised like Ctrl-C so that a build removes its temporary folder."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated(signum)
+
+
+def _handle_termination() -> None:
+    """SIGTERM and SIGHUP unwind like Ctrl-C (clean-up runs) instead of killing the process."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        with contextlib.suppress(ValueError, OSError):  # not the main thread, or no such signal
+            if signal.getsignal(sig) == signal.SIG_DFL:
+                signal.signal(sig, _raise_terminated)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: usage errors too are one line on stderr with exit status 2."""
+    _handle_termination()
     try:
         rc = cli.main(args=argv, prog_name="spacerini", standalone_mode=False)
     except click.exceptions.Exit as exc:
