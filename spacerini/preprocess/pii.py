@@ -13,32 +13,47 @@ Kinds (the tags of BigCode's StarPII / StarCoder redaction):
   number unless "ip", "dns", "server", "host" or "addr" appears nearby, and a dotted quad
   right after "version"/"v"/"==" is a version too.
 * ``KEY``: secrets with a known shape (AWS access key ids, GitHub/GitLab/Slack/Stripe/Google/
-  Hugging Face/OpenAI tokens, JSON Web Tokens, PEM private key blocks) and any string of at
-  least 16 characters with high Shannon entropy assigned to a name that says key, secret,
-  token, auth or credential. Digests assigned to names like ``sha256``/``checksum`` are not
-  secrets; unlike detect-secrets' context-free entropy plugin, a hash with no telling name is
-  not reported (so lock files and test vectors stay intact).
+  Hugging Face/OpenAI tokens, JSON Web Tokens, PEM private key blocks), 40-character AWS secret
+  access keys on a line that says "aws" or "secret", the token of an ``Authorization: Bearer``
+  (or ``Token``) header, and any string of at least 16 characters with high Shannon entropy
+  assigned, quoted or not, to a name that says key, secret, token, auth or credential. Digests
+  assigned to names like ``sha256``/``checksum`` are not secrets; unlike detect-secrets'
+  context-free entropy plugin, a hash with no telling name is not reported (so lock files and
+  test vectors stay intact). Known shapes filled with one repeated character
+  (``ghp_XXXX...``) are placeholders.
 * ``PASSWORD``: quoted values assigned to (or compared with) a name containing password,
-  passwd, passphrase or pwd, in code, JSON and YAML; bare values in ``.env``/YAML/INI lines
-  (``DB_PASSWORD=...``, ``password: ...``); and the password of ``scheme://user:pass@host``
-  URLs. Placeholders (``""``, ``***``, ``<password>``, ``${VAR}``, ``changeme``...) are skipped,
-  and "password" in prose is not a password.
+  passwd, passphrase or pwd (or ending in ``pass``: ``SMTP_PASS``), in code, JSON and YAML;
+  bare values in ``.env``/YAML/INI lines (``DB_PASSWORD=...``, ``password: ...``,
+  ``password = ...``) and in ``NAME=value`` words anywhere (``PGPASSWORD=... psql``,
+  ``docker run -e MYSQL_ROOT_PASSWORD=...``, ``--password=...``); the password of
+  ``scheme://user:pass@host`` URLs; command-line passwords (``mysql -pSECRET``,
+  ``curl -u user:pass``, ``sshpass -p``, ``docker login -p``); and the credentials of an
+  ``Authorization: Basic`` header (unless they decode to a placeholder, ``user:password``).
+  Placeholders (``""``, ``***``, ``<password>``, ``${VAR}``, ``$VAR``, ``changeme``...) are
+  skipped, and "password" in prose is not a password.
 * ``NAME``: people's names, only with an optional token-classification model
   (:class:`NameDetector`, StarPII-compatible labels); full names only, as StarCoder did.
+* ``PHONE``: telephone numbers, off by default (name it in ``kinds`` to turn it on):
+  international numbers written with ``+`` and North American numbers written
+  ``(415) 201-5550`` or ``415-201-5550``. The fictional 555-0100 to 555-0199 numbers are
+  documentation and are skipped.
 
-Redaction (:func:`redact`) replaces EMAIL, KEY, PASSWORD and NAME spans with ``<EMAIL>``,
-``<KEY>``, ``<PASSWORD>`` and ``<NAME>``, and an IP address with a documentation address of
+Redaction (:func:`redact`) replaces EMAIL, KEY, PASSWORD, NAME and PHONE spans with
+``<EMAIL>``, ``<KEY>``, ``<PASSWORD>``, ``<NAME>`` and ``<PHONE>``, and an IP address with a documentation address of
 the same family (RFC 5737 / RFC 3849), the same address always getting the same stand-in
 within a text. StarCoder used private-range stand-ins; documentation ranges are never
 reported, so redacting twice changes nothing.
 
-The :class:`PiiStep` ("pii") redacts at index time (``mode="index"``), or only counts
-(``mode="display"``) and leaves redaction to whoever shows the text (the app calls
-:func:`redact`).
+The :class:`PiiStep` ("pii") redacts at index time (``mode="index"``) every string of a record:
+the text, the display fields and the provenance (``meta``: owner emails, passwords in repository
+URLs), keeping the ``id`` and ``swhid`` identifiers; or it only counts (``mode="display"``) and
+leaves redaction to whoever shows the record (the app calls :func:`redact` on texts and
+:func:`redact_record` on fields and provenance).
 """
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import itertools
 import logging
@@ -61,12 +76,21 @@ IP_ADDRESS = "IP_ADDRESS"
 KEY = "KEY"
 PASSWORD = "PASSWORD"
 NAME = "NAME"
+PHONE = "PHONE"
 #: Every kind, in the order overlaps are resolved (earlier wins on a tie in length).
-KINDS: tuple[str, ...] = (KEY, PASSWORD, EMAIL, IP_ADDRESS, NAME)
-#: Kinds the rule-based detectors find (NAME needs a model).
+KINDS: tuple[str, ...] = (KEY, PASSWORD, EMAIL, IP_ADDRESS, NAME, PHONE)
+#: Kinds the rule-based detectors find by default (NAME needs a model).
 RULE_KINDS: tuple[str, ...] = (KEY, PASSWORD, EMAIL, IP_ADDRESS)
+#: Rule-based kinds that are off unless named in ``kinds``.
+OPTIONAL_KINDS: tuple[str, ...] = (PHONE,)
+#: The kinds looked for when none are named (NAME only with a names model).
+DEFAULT_KINDS: tuple[str, ...] = (*RULE_KINDS, NAME)
+#: Keys whose values are identifiers, not personal data: :func:`redact_record` keeps them.
+IDENTIFIER_KEYS: frozenset[str] = frozenset({"id", "swhid"})
 
-PLACEHOLDERS: dict[str, str] = {EMAIL: "<EMAIL>", KEY: "<KEY>", PASSWORD: "<PASSWORD>", NAME: "<NAME>"}
+PLACEHOLDERS: dict[str, str] = {
+    EMAIL: "<EMAIL>", KEY: "<KEY>", PASSWORD: "<PASSWORD>", NAME: "<NAME>", PHONE: "<PHONE>",
+}  # fmt: skip
 #: Stand-ins for IP addresses: documentation ranges (RFC 5737, RFC 3849), used in turn.
 IPV4_STANDINS: tuple[str, ...] = ("192.0.2.1", "198.51.100.1", "203.0.113.1", "192.0.2.2", "198.51.100.2")
 IPV6_STANDINS: tuple[str, ...] = ("2001:db8::1", "2001:db8::2", "2001:db8::3", "2001:db8::4", "2001:db8::5")
@@ -108,17 +132,26 @@ class _Text:
     Running every detector's regex over all of a file is slow (a few MB/s); cheap substring
     searches (C speed) find the lines that could hold a match, and the regexes run on those
     lines only. Matches therefore never cross a line break (values in the patterns cannot).
+    The lines found for a set of needles are kept: several detectors share their needles.
     """
 
-    __slots__ = ("text", "lowered")
+    __slots__ = ("text", "lowered", "_lines")
 
     def __init__(self, text: str) -> None:
         self.text = text
         lowered = text.lower()
         self.lowered = lowered if len(lowered) == len(text) else None  # some characters lower to two
+        self._lines: dict[tuple[tuple[str, ...], bool], list[tuple[int, int]]] = {}
 
     def lines_with(self, needles: Iterable[str], *, lower: bool = True) -> list[tuple[int, int]]:
         """Returns the (start, end) of each line holding one of ``needles``, in order."""
+        key = (tuple(needles), lower)
+        known = self._lines.get(key)
+        if known is None:
+            known = self._lines[key] = self._find_lines(key[0], lower=lower)
+        return known
+
+    def _find_lines(self, needles: tuple[str, ...], *, lower: bool) -> list[tuple[int, int]]:
         text = self.text
         haystack = self.lowered if lower else text
         if haystack is None:
@@ -153,7 +186,7 @@ _EMAIL = re.compile(
     r"(?![\w\-@]|\.[A-Za-z0-9])"
 )
 _RESERVED_DOMAINS = ("example.com", "example.org", "example.net", "example", "test", "invalid", "localhost")
-_URL_USER = re.compile(r"://[^\s/@:]*:$")
+_URL_USERINFO = re.compile(r"://[^\s/@:]*:[^\s/@]*$")
 _FILE_SUFFIXES = frozenset({"png", "jpg", "jpeg", "gif", "svg", "webp", "bmp", "ico", "tif", "tiff"})
 
 
@@ -167,7 +200,7 @@ def _emails(doc: _Text) -> Iterable[PiiSpan]:
         if domain.rsplit(".", 1)[1] in _FILE_SUFFIXES:
             continue
         start, end = match.span(1)
-        if text[start - 1 : start] == ":" and _URL_USER.search(text, max(0, start - 100), start):
+        if _URL_USERINFO.search(text, max(0, start - 200), start):
             continue  # the password and host of scheme://user:password@host
         if text[end : end + 1] == ":" and end + 1 < len(text) and not text[end + 1].isspace():
             continue  # git@github.com:owner/repo.git
@@ -182,7 +215,7 @@ _IPV6 = re.compile(r"(?<![\w:.])((?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4})(?![
 _IPV4_CANDIDATE = re.compile(r"\.\d{1,3}\.\d{1,3}\.\d")
 _IPV6_FULL = re.compile(r":[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}:")
 _VERSION_BEFORE = re.compile(
-    r"(?:\b(?:version|ver|release|v|sections?|specs?|rfc)|§|==|>=|<=|~=|@)\s*:?\s*[\"']?$", re.IGNORECASE
+    r"(?:\b(?:version|ver|release|v|sections?|specs?|rfc)|§|==|>=|<=|~=|[A-Za-z]/)\s*:?\s*[\"']?$", re.IGNORECASE
 )
 _IP_CONTEXT = re.compile(r"\b(?:ip|ips|ipv4|dns|server|host|hostname|addr|address)\b", re.IGNORECASE)
 
@@ -255,8 +288,16 @@ _SECRET_NAME = (
     r"(?:[_\-]?(?:key|value|string|str|id|b64|base64|hex))?s?(?![\w])"
 )
 _ASSIGNED_SECRET = re.compile(
-    rf"(?i)(?<![\w])({_SECRET_NAME})[\"']?\s*(?::\s*[\w\[\]., ]{{1,30}}?\s*)?(?:=|:|=>|:=)\s*"
-    r"(?:[rRbBuU]?(?P<q>[\"'`]))(?P<value>[A-Za-z0-9+/=_\-.~:]{16,})(?P=q)"
+    rf"(?i)(?<![\w])({_SECRET_NAME})[\"']?[ \t]*(?::[ \t]*[\w\[\]., ]{{1,30}}?[ \t]*)?(?:=|:|=>|:=)[ \t]*"
+    r"(?:(?:[rRbBuU]?(?P<q>[\"'`]))(?P<value>[A-Za-z0-9+/=_\-.~:]{16,})(?P=q)"
+    # Unquoted (.env, YAML, INI, ~/.aws/credentials, prose): not a call, an index or an attribute.
+    r"|(?P<bare>[A-Za-z0-9+/=_\-.~]{16,})(?![\w+/=\-.~(\[]))"
+)
+#: A 40-character AWS secret access key (base64 alphabet), looked for on lines saying aws/secret.
+_AWS_SECRET = re.compile(r"(?<![A-Za-z0-9/+=])([A-Za-z0-9/+]{40})(?![A-Za-z0-9/+=])")
+_AUTHORIZATION = re.compile(
+    r"(?i)\b(?:proxy-)?authorization\b[\"'\]]*[ \t]*[:=,]?[ \t]*[\"'`]?(?P<scheme>basic|bearer|token)[ \t]+"
+    r"(?P<value>[A-Za-z0-9+/=_\-.~]{8,})"
 )
 _NOT_SECRET_NAME = re.compile(r"(?i)(?:sha\d*|md5|hash|digest|checksum|commit|etag|uuid|nonce|id)$")
 
@@ -293,6 +334,22 @@ _KEY_NEEDLES = (
     "sk_", "rk_", "AIza", "hf_", "sk-", "eyJ",
 )  # fmt: skip
 _SECRET_NEEDLES = ("key", "secret", "token", "credential")
+_KEY_PREFIX = re.compile(r"^(?:github_pat_|[a-z]{2,5}[_\-](?:(?:live|test|proj|ant)[_\-])?|AKIA|ASIA|ABIA|ACCA|AIza)")
+
+
+def _is_filler(value: str) -> bool:
+    """Returns True for a known key shape filled with one character (``ghp_XXXX...``)."""
+    body = _KEY_PREFIX.sub("", value)
+    return len(set(body.lower())) <= 2
+
+
+def _is_aws_secret(value: str) -> bool:
+    """Returns True when a 40-character base64 word looks like an AWS secret, not a hash or a path."""
+    if all(c in "0123456789abcdefABCDEF" for c in value):
+        return False  # a SHA-1
+    if not (any(c.isupper() for c in value) and any(c.islower() for c in value) and any(c.isdigit() for c in value)):
+        return False
+    return looks_random(value)
 
 
 def _keys(doc: _Text) -> Iterable[PiiSpan]:
@@ -301,17 +358,42 @@ def _keys(doc: _Text) -> Iterable[PiiSpan]:
         for match in _PRIVATE_KEY.finditer(text):
             yield PiiSpan(match.start(), match.end(), KEY, match.group(0))
     for match in doc.finditer(_KNOWN_KEYS, _KEY_NEEDLES, lower=False):
-        yield PiiSpan(match.start(1), match.end(1), KEY, match.group(1))
+        if not _is_filler(match.group(1)):
+            yield PiiSpan(match.start(1), match.end(1), KEY, match.group(1))
     for match in doc.finditer(_ASSIGNED_SECRET, _SECRET_NEEDLES):
         name = match.group(1)
-        value = match.group("value")
+        group = "value" if match.group("value") is not None else "bare"
+        value = match.group(group)
         if _NOT_SECRET_NAME.search(name) or not looks_random(value):
             continue
-        yield PiiSpan(match.start("value"), match.end("value"), KEY, value)
+        yield PiiSpan(match.start(group), match.end(group), KEY, value)
+    for match in doc.finditer(_AWS_SECRET, ("aws", "secret")):
+        if _is_aws_secret(match.group(1)):
+            yield PiiSpan(match.start(1), match.end(1), KEY, match.group(1))
+    for match in doc.finditer(_AUTHORIZATION, ("authorization",)):
+        yield from _authorization(match)
+
+
+def _authorization(match: re.Match[str]) -> Iterable[PiiSpan]:
+    """The secret of an ``Authorization`` header: a bearer token (KEY) or basic credentials (PASSWORD)."""
+    value = match.group("value")
+    if _is_placeholder(value) or _is_filler(value):
+        return
+    span = (match.start("value"), match.end("value"))
+    if match.group("scheme").lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (ValueError, UnicodeDecodeError):
+            decoded = None
+        if decoded is not None and ":" in decoded and _is_placeholder(decoded.split(":", 1)[1]):
+            return  # user:password, user:<password>
+        yield PiiSpan(*span, PASSWORD, value)
+    elif len(value) >= 12 and any(c.isdigit() for c in value) and any(c.isalpha() for c in value):
+        yield PiiSpan(*span, KEY, value)
 
 
 # ---------------------------------------------------------------------------------- passwords
-_PASSWORD_NAME = r"[\w.\-]*?(?:password|passwd|passphrase|pwd)[\w.\-]*"
+_PASSWORD_NAME = r"[\w.\-]*?(?:password|passwd|passphrase|pwd|(?<![A-Za-z0-9])pass(?![A-Za-z0-9_]))[\w.\-]*"
 _QUOTED_PASSWORD = re.compile(
     rf"(?i)(?<![\w])({_PASSWORD_NAME})[\"']?\s*(?::\s*[\w\[\]., ]{{1,30}}?\s*)?(?:==|=|:|=>|:=)\s*"
     r"(?:[rRbBuUfF]?(?P<q>[\"'`]))(?P<value>[^\"'`\n\\]{1,200})(?P=q)"
@@ -320,8 +402,39 @@ _PASSWORD_ARGUMENT = re.compile(
     r"(?i)(?P<k>[\"'])((?:[\w\-]*[_\-])?(?:password|passwd|passphrase|pwd))(?P=k)\s*,\s*(?P<q>[\"'])(?P<value>[^\"'`\n\\]{1,200})(?P=q)"
 )
 _BARE_PASSWORD = re.compile(
-    rf"(?im)^[ \t]*(?:export[ \t]+)?(?:-[ \t]+)?({_PASSWORD_NAME})(?:[ \t]*:[ \t]*|=)"
+    rf"(?im)^[ \t]*(?:export[ \t]+|set[ \t]+)?(?:-[ \t]+)?({_PASSWORD_NAME})[ \t]*[:=][ \t]*"
     r"(?P<value>[^\s\"'`#;(){}\[\],]{1,200})[ \t]*(?:[#;].*)?$"
+)
+#: ``NAME=value`` anywhere in a line: shell (``PGPASSWORD=... psql``, ``-e X_PASSWORD=...``), flags, queries.
+_INLINE_PASSWORD = re.compile(
+    rf"(?i)(?<![\w.$])({_PASSWORD_NAME})=(?P<value>[^\s\"'`;&|<>(){{}}\[\],]{{1,200}})(?P<after>.?)"
+)
+#: Passwords given on a command line, each with the words that must be on its line.
+_COMMAND_PASSWORDS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
+    # mysql -pSECRET (attached: "-p dbname" asks for the password and names a database)
+    (
+        re.compile(
+            r"(?<![\w\-])(?i:mysql|mysqldump|mysqladmin|mysqlimport|mysqlshow|mysqlcheck|mariadb|mariadb-dump)\b"
+            r"[^\n]*?[ \t]-p(?P<q>['\"]?)(?P<value>[^\s'\"]+)(?P=q)(?![^\s'\"])"
+        ),
+        ("mysql", "mariadb"),
+    ),
+    # curl -u user:pass, curl --user user:pass
+    (
+        re.compile(
+            r"(?<![\w\-])curl\b[^\n]*?[ \t](?:-u|--user)(?:[ \t]+|=)(?P<q>['\"]?)[^\s:'\"]*:(?P<value>[^\s'\"]+)"
+            r"(?P=q)(?![^\s'\"])"
+        ),
+        ("curl",),
+    ),
+    # sshpass -p SECRET, docker/podman/helm login -p SECRET
+    (
+        re.compile(
+            r"(?<![\w\-])(?:sshpass|(?:docker|podman|helm registry|buildah|skopeo) login)\b[^\n]*?[ \t]"
+            r"(?:-p|--password)(?:[ \t]+|=)(?P<q>['\"]?)(?P<value>[^\s'\"]+)(?P=q)(?![^\s'\"])"
+        ),
+        ("sshpass", " login"),
+    ),
 )
 _NOT_PASSWORD_NAME = re.compile(
     r"(?i)(?:label|prompt|field|hint|message|msg|placeholder|text|help|title|error|regex|pattern|policy|hash|"
@@ -331,8 +444,8 @@ _NOT_PASSWORD_NAME = re.compile(
 )
 _URL_PASSWORD = re.compile(r"(?i)\b[a-z][a-z0-9+.\-]{1,20}://[^\s:/@\"']{1,64}:(?P<value>[^\s:/@\"']{1,128})@[\w\-.\[]")
 _PLACEHOLDER = re.compile(
-    r"(?i)^(?:\*+|x+|\.+|-+|_+|<[^>]*>|\$\{?[\w.]+\}?|\{\{.*\}\}|%\(?\w+\)?s?|%s|\{\w*\}|"
-    r"(?:your|my|the|some|enter|example|sample|dummy|fake|test|new|old)[_\-]?\w*|"
+    r"(?i)^(?:\*+|x+|\.+|-+|_+|<[^>]*>|\$\{?[\w.]+\}?|\{\{.*\}\}|%\(\w+\)[sd]?|%[sd]|%\w+%|\{\w*\}|"
+    r"(?:your|my|the|some|enter|example|sample|dummy|fake|test|new|old)[_\-]?[A-Za-z_\-]*|"
     r"password\d*|passwd|pass|pwd|secret|changeme|change[_\-]?me|none|null|nil|true|false|undefined|"
     r"required|optional|str|string|bytes|int|env|yes|no|on|off|os\..*|self\..*|\w+\(.*|\w+\[.*)$"
 )
@@ -362,10 +475,48 @@ def _passwords(doc: _Text) -> Iterable[PiiSpan]:
         if value.replace("_", "").isalpha() or re.fullmatch(r"[A-Za-z_]\w*(?:\.\w+)+", value):
             continue  # a type, a variable or an attribute (password: str, password: args.pw)
         yield PiiSpan(match.start("value"), match.end("value"), PASSWORD, value)
+    for match in doc.finditer(_INLINE_PASSWORD, _PASSWORD_NEEDLES):
+        value, after = match.group("value"), match.group("after")
+        if _NOT_PASSWORD_NAME.search(match.group(1)) or _is_placeholder(value) or after in ("(", "["):
+            continue
+        if value.replace("_", "").isalpha() or (value.isidentifier() and after in (",", ")")):
+            continue  # a variable passed on (login(user=user, password=pw))
+        if re.fullmatch(r"[A-Za-z_]\w*(?:\.\w+)+", value):
+            continue  # an attribute
+        yield PiiSpan(match.start("value"), match.end("value"), PASSWORD, value)
+    for pattern, needles in _COMMAND_PASSWORDS:
+        for match in doc.finditer(pattern, needles):
+            value = match.group("value")
+            if not _is_placeholder(value):
+                yield PiiSpan(match.start("value"), match.end("value"), PASSWORD, value)
     for match in doc.finditer(_URL_PASSWORD, ("://",), lower=False):
         value = match.group("value")
         if not _is_placeholder(value):
             yield PiiSpan(match.start("value"), match.end("value"), PASSWORD, value)
+
+
+# ------------------------------------------------------------------------------------- phones
+#: Where a phone number may be: a "+" and a digit, or a group of four digits after - or . (NANP).
+_PHONE_CANDIDATE = re.compile(r"\+\d|[\-.]\d{4}(?!\d)")
+_PHONE = re.compile(
+    r"(?<![\w+\-./=#])(?<!\d:)("
+    r"\+\d{1,3}(?:[ \-.]?\(\d{1,4}\))?(?:[ \-.]?\d{1,5}){2,5}"  # +44 20 7946 0958, +1 (415) 201-5550
+    r"|\(\d{3}\)[ \-.]?\d{3}[\-.]\d{4}"  # (415) 201-5550
+    r"|\d{3}[\-.]\d{3}[\-.]\d{4}"  # 415-201-5550
+    r")(?![\w]|[\-./]\d)"
+)
+_FICTIONAL_PHONE = re.compile(r"555\D?01\d\d$")
+
+
+def _phones(doc: _Text) -> Iterable[PiiSpan]:
+    text = doc.text
+    lines = sorted({doc.line_of(m.start()) for m in _PHONE_CANDIDATE.finditer(text)})
+    for match in (m for start, end in lines for m in _PHONE.finditer(text, start, end)):
+        value = match.group(1)
+        digits = sum(c.isdigit() for c in value)
+        if not 9 <= digits <= 15 or _FICTIONAL_PHONE.search(value):
+            continue
+        yield PiiSpan(match.start(1), match.end(1), PHONE, value)
 
 
 # ------------------------------------------------------------------------------------ merging
@@ -374,6 +525,7 @@ _RULES: dict[str, Callable[[_Text], Iterable[PiiSpan]]] = {
     PASSWORD: _passwords,
     EMAIL: _emails,
     IP_ADDRESS: _ips,
+    PHONE: _phones,
 }
 
 
@@ -398,8 +550,8 @@ def find_pii(
 
     Args:
         text: The text to scan.
-        kinds: The kinds to look for (default: all rule-based kinds, plus NAME when ``names``
-            is given).
+        kinds: The kinds to look for (default: :data:`DEFAULT_KINDS`, the rule-based kinds but
+            PHONE, plus NAME when ``names`` is given; PHONE only when named).
         names: A :class:`NameDetector` (or any callable returning NAME spans) for people's names.
 
     Returns:
@@ -411,7 +563,7 @@ def find_pii(
     wanted = _check_kinds(kinds)
     spans: list[PiiSpan] = []
     scanned = _Text(text)
-    for kind in RULE_KINDS:
+    for kind in (*RULE_KINDS, *OPTIONAL_KINDS):
         if kind in wanted:
             spans.extend(_RULES[kind](scanned))
     if names is not None and NAME in wanted:
@@ -421,7 +573,7 @@ def find_pii(
 
 def _check_kinds(kinds: Sequence[str] | str | None) -> frozenset[str]:
     if kinds is None:
-        return frozenset(KINDS)
+        return frozenset(DEFAULT_KINDS)
     wanted = as_names(kinds, what="pii kinds") or ()
     unknown = sorted(set(wanted) - set(KINDS))
     if unknown:

@@ -1,0 +1,158 @@
+"""Benchmark of the PII detector: precision/recall per kind and per context, and throughput.
+
+Measured in the same run:
+
+* precision, recall and F1 of :func:`spacerini.preprocess.pii.find_pii` per kind (KEY, PASSWORD,
+  EMAIL, IP_ADDRESS, and PHONE, which is off by default and named here) on the labelled set
+  ``tests/data/pii_labelled.jsonl`` (made by ``tests/data/pii_make_labelled.py``), and per
+  context (AWS secret, ``mysql -p``, ``Authorization`` header, version string, ...); with
+  ``--against REV`` the detector of that revision is scored on the same set too;
+* MB/s of ``find_pii`` (default kinds) on Python standard-library source, held in memory; with
+  ``--against REV`` the ``pii.py`` of that git revision is loaded from ``git show`` and timed in
+  the same process, interleaved, so both figures share the machine's load. The number of spans
+  each finds on that source is printed too: the standard library holds next to no real
+  secrets, so what is found there is mostly false alarms.
+
+Prints a Markdown table and one JSON line. Usage:
+``python benchmarks/pii_bench.py [--mb 4] [--repeats 3] [--against HEAD~1]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from types import ModuleType
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from spacerini.preprocess import pii  # noqa: E402
+
+LABELLED = ROOT / "tests" / "data" / "pii_labelled.jsonl"
+SCORED_KINDS = (pii.KEY, pii.PASSWORD, pii.EMAIL, pii.IP_ADDRESS, pii.PHONE)
+
+
+def stdlib_texts(limit_chars: int) -> list[str]:
+    """Reads standard-library .py files (sorted, tests included) up to ``limit_chars`` characters."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    texts: list[str] = []
+    total = 0
+    for path in sorted(root.rglob("*.py")):
+        if "site-packages" in path.parts:
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        texts.append(text)
+        total += len(text)
+        if total >= limit_chars:
+            break
+    return texts
+
+
+def module_at(revision: str) -> ModuleType:
+    """Loads ``spacerini/preprocess/pii.py`` as it was at a git revision, as a separate module."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:spacerini/preprocess/pii.py"], cwd=ROOT, check=True, capture_output=True, text=True
+    ).stdout
+    folder = Path(tempfile.mkdtemp(prefix="pii_bench_"))
+    path = folder / "pii_before.py"
+    path.write_text(source, encoding="utf-8")
+    spec = importlib.util.spec_from_file_location("pii_before", path)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pii_before"] = module  # dataclasses look their module up while the class is made
+    spec.loader.exec_module(module)
+    return module
+
+
+def time_find(module: ModuleType, texts: list[str]) -> tuple[float, Counter[str]]:
+    """Returns the seconds ``module.find_pii`` takes over ``texts`` and the kinds it found."""
+    find = module.find_pii
+    found: Counter[str] = Counter()
+    started = time.perf_counter()
+    for text in texts:
+        found.update(s.kind for s in find(text))
+    return time.perf_counter() - started, found
+
+
+def score_by_context(rows: list[dict]) -> dict[str, dict[str, float | int]]:
+    """Scores each context of the labelled set on its own (all scored kinds together)."""
+    contexts: dict[str, list[dict]] = {}
+    for row in rows:
+        contexts.setdefault(row.get("context", "?"), []).append(row)
+    return {name: pii.score_labelled(group, kinds=SCORED_KINDS)["all"] for name, group in sorted(contexts.items())}
+
+
+def main() -> None:
+    """Runs the benchmark and prints the tables and one JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=float, default=4.0, help="MB of standard-library source to time on")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per version (best is kept)")
+    parser.add_argument("--against", help="a git revision whose pii.py is timed in the same run")
+    args = parser.parse_args()
+
+    rows = [json.loads(line) for line in LABELLED.read_text(encoding="utf-8").splitlines() if line.strip()]
+    positives = sum(len(r["spans"]) for r in rows)
+    negatives = sum(1 for r in rows if not r["spans"])
+    kinds = pii.score_labelled(rows, kinds=SCORED_KINDS)
+    contexts = score_by_context(rows)
+
+    texts = stdlib_texts(int(args.mb * 1_000_000))
+    chars = sum(len(t) for t in texts)
+    versions = {"now": pii}
+    if args.against:
+        versions[f"at {args.against}"] = module_at(args.against)
+    before = None
+    if args.against:
+        old = versions[f"at {args.against}"]
+        before = old.score_labelled(rows, kinds=tuple(k for k in SCORED_KINDS if k in old.KINDS))
+    best = {name: float("inf") for name in versions}
+    found: dict[str, Counter[str]] = {}
+    for _ in range(args.repeats):
+        for name, module in versions.items():
+            seconds, found[name] = time_find(module, texts)
+            best[name] = min(best[name], seconds)
+    speed = {name: round(chars / 1e6 / seconds, 2) for name, seconds in best.items()}
+
+    print(f"labelled set: {len(rows)} texts, {positives} labelled spans, {negatives} texts with none")
+    head = "| kind | tp | fp | fn | precision | recall | F1 |"
+    if before is not None:
+        head += f" precision / recall at {args.against} |"
+    print(f"\n{head}\n|{'---|' * (head.count('|') - 1)}")
+    for kind, s in kinds.items():
+        line = f"| {kind} | {s['tp']} | {s['fp']} | {s['fn']} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} |"
+        if before is not None:
+            old_scores = before.get(kind)
+            line += " (not a kind) |" if old_scores is None else f" {old_scores['precision']:.3f} / {old_scores['recall']:.3f} |"
+        print(line)
+    print("\n| context | texts | tp | fp | fn |\n|---|---|---|---|---|")
+    sizes = Counter(r.get("context", "?") for r in rows)
+    for name, s in contexts.items():
+        print(f"| {name} | {sizes[name]} | {s['tp']} | {s['fp']} | {s['fn']} |")
+    print(f"\nfind_pii on {chars / 1e6:.2f} MB of standard-library source ({len(texts)} files), best of {args.repeats}:")
+    for name in versions:
+        print(f"  {name}: {speed[name]} MB/s, spans found {dict(sorted(found[name].items()))}")
+    print(
+        json.dumps(
+            {
+                "texts": len(rows), "positives": positives, "negatives": negatives, "kinds": kinds,
+                "contexts": contexts, "kinds_before": before, "mb": round(chars / 1e6, 2), "mb_per_s": speed,
+                "stdlib_spans": {k: dict(v) for k, v in found.items()},
+            }
+        )
+    )  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
