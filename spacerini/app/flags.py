@@ -19,10 +19,12 @@ requests hold contact details).
 
 from __future__ import annotations
 
+import atexit
 import datetime as _dt
 import hashlib
 import json
 import logging
+import math
 import os
 import tempfile
 import threading
@@ -210,7 +212,7 @@ class RateLimiter:
             while len(self._seen) > self.max_clients:
                 self._seen.popitem(last=False)
             if len(times) >= self.limit:
-                wait = int(times[0] + self.window - t) + 1
+                wait = max(1, math.ceil(times[0] + self.window - t))
                 raise RateLimitedError(
                     f"too many {self.what}: at most {self.limit} per {self.window:g} seconds; try again in {wait} s",
                     retry_after=wait,
@@ -352,6 +354,7 @@ class HubSync:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="spacerini-hub-sync", daemon=True)
                 self._thread.start()
+                atexit.register(self.close)  # the last reports go up when the Space stops
 
     def _loop(self) -> None:
         while not self._stop.wait(self.every):
@@ -396,9 +399,12 @@ class HubSync:
 
     def close(self) -> None:
         """Stops the uploader thread after a last upload."""
+        if self._stop.is_set():
+            return
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
+            atexit.unregister(self.close)
         self.sync()
 
 
