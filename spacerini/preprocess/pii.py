@@ -621,6 +621,52 @@ def _replacement(span: PiiSpan, standins: dict[str, str]) -> str:
     return known
 
 
+def redact_record(value: Any, *, kinds: Sequence[str] | None = None) -> Any:
+    """Redacts every string in a value (a text, or lists, tuples and dicts of them, nested).
+
+    For display-time redaction of what a record holds besides its text: display fields and
+    provenance (``Doc.fields``, ``Doc.meta``, an owners list, a search hit's ``meta``).
+
+    Args:
+        value: A string, a list/tuple/dict holding strings at any depth, or anything else
+            (returned as is).
+        kinds: The kinds to redact (default: :data:`DEFAULT_KINDS`; NAME needs a model, so the
+            rule-based ones).
+
+    Returns:
+        The value with each string passed through :func:`redact`: dicts keep their keys, and
+        the values under :data:`IDENTIFIER_KEYS` (``id``, ``swhid``) are kept as they are;
+        lists stay lists and tuples become plain tuples. The same object comes back when
+        nothing was found.
+
+    Raises:
+        StepOptionError: An unknown kind was named.
+    """
+    wanted = tuple(k for k in KINDS if k in _check_kinds(kinds))
+    return _redact_value(value, lambda text: find_pii(text, kinds=wanted), Counter())
+
+
+def _redact_value(value: Any, find: Callable[[str], list[PiiSpan]], counts: Counter[str]) -> Any:
+    """Redacts the strings in ``value`` with the spans ``find`` returns, adding the kinds to ``counts``."""
+    if isinstance(value, str):
+        spans = find(value) if value else []
+        if not spans:
+            return value
+        counts.update(span.kind for span in spans)
+        return redact(value, spans)
+    if isinstance(value, Mapping):
+        redacted = {
+            key: item if key in IDENTIFIER_KEYS else _redact_value(item, find, counts) for key, item in value.items()
+        }
+        return value if all(redacted[key] is value[key] for key in redacted) else redacted
+    if isinstance(value, list | tuple):
+        items = [_redact_value(item, find, counts) for item in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return items if isinstance(value, list) else tuple(items)
+    return value
+
+
 # -------------------------------------------------------------------------------------- names
 #: Entity labels that mean a person's name (StarPII's NAME; generic NER's PER/PERSON).
 NAME_LABELS: frozenset[str] = frozenset({"NAME", "PER", "PERSON"})
@@ -730,14 +776,21 @@ def entities_to_spans(
 class PiiStep(BaseStep):
     """Finds PII in each document and redacts it at index time, or only counts it ("pii").
 
+    Every string of a record is scanned: ``Doc.text``, the values of ``Doc.fields`` and of
+    ``Doc.meta`` (the provenance: owner, repository URL...), nested lists and dicts included.
+    Keys are kept, and so are the values under :data:`IDENTIFIER_KEYS` (``id``, ``swhid``).
+    The report counts the spans of each kind across all of them.
+
     Args:
-        mode: "index" redacts ``Doc.text`` (and string display fields) before indexing;
-            "display" leaves the text as is and records the mode, so the app redacts with
-            :func:`redact` when it shows a document.
-        kinds: The kinds to handle (default: all rule-based kinds, plus NAME with a names model).
+        mode: "index" redacts the text, the display fields and the provenance before indexing;
+            "display" leaves the record as is and records the mode, so the app redacts with
+            :func:`redact` and :func:`redact_record` when it shows a document.
+        kinds: The kinds to handle (default: :data:`DEFAULT_KINDS`, NAME only with a names
+            model; PHONE only when named).
         names_model: A local token-classification model (name in the local cache, or folder)
             for people's names; or a callable returning NAME spans.
-        fields: Also redact string values of ``Doc.fields`` in "index" mode.
+        fields: Also scan (and in "index" mode redact) ``Doc.fields``; the text and the
+            provenance are always scanned.
 
     Raises:
         StepOptionError: Bad mode or kinds.
@@ -782,24 +835,15 @@ class PiiStep(BaseStep):
         return find_pii(text, kinds=tuple(self.kinds), names=self.names)
 
     def _process(self, doc: Doc) -> Doc | None:
-        spans = self._find(doc.text)
-        new_fields = None
-        if self.mode == "index" and self.fields and doc.fields:
-            new_fields = {}
-            for key, value in doc.fields.items():
-                if isinstance(value, str) and value:
-                    field_spans = self._find(value)
-                    if field_spans:
-                        spans_count = Counter(s.kind for s in field_spans)
-                        self._found.update(spans_count)
-                        value = redact(value, field_spans)
-                new_fields[key] = value
-            if all(new_fields[k] is doc.fields[k] for k in doc.fields):
-                new_fields = None
-        if not spans and new_fields is None:
+        find = self._find
+        counts: Counter[str] = Counter()
+        spans = find(doc.text)
+        counts.update(span.kind for span in spans)
+        fields = _redact_value(doc.fields, find, counts) if self.fields and doc.fields else doc.fields
+        meta = _redact_value(doc.meta, find, counts) if doc.meta else doc.meta
+        if not counts:
             return doc
         self._docs_with_pii += 1
-        counts = Counter(s.kind for s in spans)
         self._found.update(counts)
         for kind in counts:
             self._example(kind, doc.id)
@@ -809,8 +853,10 @@ class PiiStep(BaseStep):
         changes: dict[str, Any] = {}
         if spans:
             changes["text"] = redact(doc.text, spans)
-        if new_fields is not None:
-            changes["fields"] = new_fields
+        if fields is not doc.fields:
+            changes["fields"] = fields
+        if meta is not doc.meta:
+            changes["meta"] = meta
         return replace(doc, **changes)
 
     def _changed_docs(self) -> int:
