@@ -21,7 +21,7 @@ def client(app_server: str) -> Any:
 
 def test_every_capability_is_a_named_endpoint(client: Any, app_bundle: Any) -> None:
     names = set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
-    assert {"/search", "/count", "/find", "/member", "/owner", "/stats"} <= names
+    assert {"/search", "/count", "/find", "/member", "/owner", "/optout_request", "/stats"} <= names
     hits = json.loads(client.predict("parser helper", "bm25", 5, 5, api_name="/search"))["hits"]
     assert [h["docid"] for h in hits] == [h.docid for h in app_bundle.search("parser helper", k=5, offset=5)]
     assert json.loads(client.predict("json.load", api_name="/count")) == {"query": "json.load", "count": 9}
@@ -58,3 +58,14 @@ def test_hostile_document_is_escaped_in_the_page_api(client: Any) -> None:
     hit = next(h for h in json.loads(client.predict("script alert", "", 10, 0, api_name="/search"))["hits"] if h["docid"] == "evil")
     assert "<script>" not in hit["snippet"] and "<img" not in hit["snippet"]
     assert hit["fields"]["note"] == "<script>alert(3)</script>"  # data stays data; the page escapes it
+
+
+def test_optout_request_endpoint_files_a_pending_request(client: Any, app_bundle: Any) -> None:
+    from spacerini.app.requests import OptoutRequestStore, default_requests_path
+
+    filed = json.loads(client.predict("Grace Hopper", "grace@example.org", "", api_name="/optout_request"))
+    assert filed["status"] == "pending" and filed["id"].startswith("r-")
+    store = OptoutRequestStore(default_requests_path(app_bundle.path), bundle_path=app_bundle.path)
+    assert store.get(filed["id"])["name"] == "Grace Hopper"
+    with pytest.raises(Exception, match="the contact is empty"):
+        client.predict("Grace Hopper", "", "", api_name="/optout_request")

@@ -182,6 +182,41 @@ def test_am_i_in_the_corpus(page: Any) -> None:
     shot(page, "owner")
 
 
+def test_ask_for_removal(page: Any, app_bundle: Any) -> None:
+    from spacerini.app.requests import OptoutRequestStore, default_requests_path
+
+    tab(page, "Am I in the corpus?")
+    page.get_by_text("Ask for removal").click()
+    assert "file a request" in page.locator("#sp-optout-howto").inner_text()
+    fill(page, "sp-optout-name", "Ada Lovelace")
+    fill(page, "sp-optout-contact", "ada@example.org")
+    fill(page, "sp-optout-note", "<b>please</b> remove repo0")
+    page.click("#sp-optout-go")
+    page.wait_for_function("document.querySelector('#sp-optout-status').innerText.includes('pending')")
+    shown = page.locator("#sp-optout-status").inner_text()
+    store = OptoutRequestStore(default_requests_path(app_bundle.path), bundle_path=app_bundle.path)
+    mine = [r for r in store.read() if r["contact"] == "ada@example.org"]
+    assert len(mine) == 1 and mine[0]["id"] in shown and mine[0]["status"] == "pending"
+    assert mine[0]["message"] == "<b>please</b> remove repo0"
+    shot(page, "optout-request")
+    fill(page, "sp-optout-contact", "")
+    page.click("#sp-optout-go")  # a refusal is one line in Gradio's error toast, no Python text
+    page.wait_for_selector("text=the contact is empty")
+    assert "Traceback" not in page.content()
+
+
+def test_no_upload_or_file_requests_fail_in_the_page(page: Any, app_server: str) -> None:
+    """The page itself needs none of the routes that NoFilesMiddleware refuses."""
+    refused: list[str] = []
+    page.on("response", lambda r: refused.append(r.url) if r.status == 403 else None)
+    page.goto(app_server)
+    page.wait_for_selector("#sp-search")
+    search(page, "parser helper")
+    tab(page, "Stats")
+    page.wait_for_selector("#sp-licences canvas, #sp-licences svg", timeout=20_000)
+    assert refused == []
+
+
 def test_stats_tab(page: Any) -> None:
     tab(page, "Stats")
     page.wait_for_selector("#sp-stats-summary")
