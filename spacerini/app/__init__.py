@@ -6,19 +6,21 @@
   (repo, path, licence, SWHID) with links, pagination, and "flag this result";
 * **Exact**: occurrence count and paginated snippets (exact backend);
 * **Membership**: which spans of a pasted text are in the corpus, with their sources;
-* **Am I in the corpus?**: an owner's repos and files, and how to opt out (owners backend);
+* **Am I in the corpus?**: an owner's repos and files, how to opt out, and a form that files an
+  opt-out request (pending until the operator applies it: ``spacerini optout BUNDLE --requests``);
 * **Trace**: attribution of generated code (exact backend, when ``spacerini.model`` is present);
 * **Stats**: counts, sizes, licence and language breakdowns, preprocessing reports.
 
 Every capability is also a named API endpoint (``/search``, ``/count``, ``/find``, ``/member``,
-``/owner``, ``/trace``, ``/stats``) answering a JSON *string*: gradio_client treats any dict
+``/owner``, ``/optout_request``, ``/trace``, ``/stats``) answering a JSON *string*: gradio_client treats any dict
 with a ``"path"`` key (which code provenance has) as a file to download. :func:`serve` also
 mounts plain JSON routes (``GET /api/search?q=...``, see :mod:`spacerini.app.jsonapi`) on the
 same server: one round trip per call, without Gradio's queue and event stream.
 
 The app holds no search logic (see :class:`~spacerini.app.service.AppService`), HTML-escapes all
 document text (only ``<mark>`` highlighting and http(s) links are added), redacts PII on
-display unless told not to, and serves no files.
+display unless told not to, serves no files and takes no uploads. Visitors see only the app's
+own one-line error messages; reports and requests are bounded and rate-limited per client.
 """
 
 from __future__ import annotations
