@@ -11,7 +11,9 @@ Measured in the same run:
   ``--against REV`` the ``pii.py`` of that git revision is loaded from ``git show`` and timed in
   the same process, interleaved, so both figures share the machine's load. The number of spans
   each finds on that source is printed too: the standard library holds next to no real
-  secrets, so what is found there is mostly false alarms.
+  secrets, so what is found there is mostly false alarms. ``find_pii`` with PHONE turned on,
+  and the "pii" step (index mode) on the same files as Docs with a code-like ``meta`` (path,
+  owner, licence, language: the step now scans the provenance too), are timed as well.
 
 Prints a Markdown table and one JSON line. Usage:
 ``python benchmarks/pii_bench.py [--mb 4] [--repeats 3] [--against HEAD~1]``.
@@ -35,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from spacerini.preprocess import pii  # noqa: E402
+from spacerini.records import Doc  # noqa: E402
 
 LABELLED = ROOT / "tests" / "data" / "pii_labelled.jsonl"
 SCORED_KINDS = (pii.KEY, pii.PASSWORD, pii.EMAIL, pii.IP_ADDRESS, pii.PHONE)
@@ -86,12 +89,22 @@ def time_find(module: ModuleType, texts: list[str]) -> tuple[float, Counter[str]
     return time.perf_counter() - started, found
 
 
+def time_step(module: ModuleType, docs: list[Doc]) -> float:
+    """Returns the seconds ``module.PiiStep(mode="index")`` takes over ``docs``."""
+    step = module.PiiStep(mode="index")
+    started = time.perf_counter()
+    for _ in step(docs):
+        pass
+    return time.perf_counter() - started
+
+
 def score_by_context(rows: list[dict]) -> dict[str, dict[str, float | int]]:
     """Scores each context of the labelled set on its own (all scored kinds together)."""
     contexts: dict[str, list[dict]] = {}
     for row in rows:
         contexts.setdefault(row.get("context", "?"), []).append(row)
-    return {name: pii.score_labelled(group, kinds=SCORED_KINDS)["all"] for name, group in sorted(contexts.items())}
+    scores = {name: pii.score_labelled(group, kinds=SCORED_KINDS)["all"] for name, group in sorted(contexts.items())}
+    return {name: {k: s[k] for k in ("tp", "fp", "fn")} for name, s in scores.items()}
 
 
 def main() -> None:
@@ -117,13 +130,27 @@ def main() -> None:
     if args.against:
         old = versions[f"at {args.against}"]
         before = old.score_labelled(rows, kinds=tuple(k for k in SCORED_KINDS if k in old.KINDS))
+    docs = [
+        Doc(f"lib/{i}.py", text, meta={"path": f"Lib/{i}.py", "owner": "python", "licence": "PSF-2.0", "language": "Python"})
+        for i, text in enumerate(texts)
+    ]
     best = {name: float("inf") for name in versions}
+    best_step = dict(best)
+    best_phone = float("inf")
     found: dict[str, Counter[str]] = {}
+    with_phone = (*pii.RULE_KINDS, pii.PHONE)
     for _ in range(args.repeats):
         for name, module in versions.items():
             seconds, found[name] = time_find(module, texts)
             best[name] = min(best[name], seconds)
+            best_step[name] = min(best_step[name], time_step(module, docs))
+        started = time.perf_counter()
+        for text in texts:
+            pii.find_pii(text, kinds=with_phone)
+        best_phone = min(best_phone, time.perf_counter() - started)
     speed = {name: round(chars / 1e6 / seconds, 2) for name, seconds in best.items()}
+    step_speed = {name: round(chars / 1e6 / seconds, 2) for name, seconds in best_step.items()}
+    phone_speed = round(chars / 1e6 / best_phone, 2)
 
     print(f"labelled set: {len(rows)} texts, {positives} labelled spans, {negatives} texts with none")
     head = "| kind | tp | fp | fn | precision | recall | F1 |"
@@ -142,12 +169,16 @@ def main() -> None:
         print(f"| {name} | {sizes[name]} | {s['tp']} | {s['fp']} | {s['fn']} |")
     print(f"\nfind_pii on {chars / 1e6:.2f} MB of standard-library source ({len(texts)} files), best of {args.repeats}:")
     for name in versions:
-        print(f"  {name}: {speed[name]} MB/s, spans found {dict(sorted(found[name].items()))}")
+        print(
+            f"  {name}: find_pii {speed[name]} MB/s, spans found {dict(sorted(found[name].items()))}; "
+            f"pii step {step_speed[name]} MB/s"
+        )
+    print(f"  now, find_pii with PHONE on: {phone_speed} MB/s")
     print(
         json.dumps(
             {
                 "texts": len(rows), "positives": positives, "negatives": negatives, "kinds": kinds,
-                "contexts": contexts, "kinds_before": before, "mb": round(chars / 1e6, 2), "mb_per_s": speed,
+                "contexts": contexts, "kinds_before": before, "mb": round(chars / 1e6, 2), "mb_per_s": speed, "step_mb_per_s": step_speed, "phone_mb_per_s": phone_speed,
                 "stdlib_spans": {k: dict(v) for k, v in found.items()},
             }
         )

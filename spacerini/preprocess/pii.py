@@ -135,20 +135,21 @@ class _Text:
     The lines found for a set of needles are kept: several detectors share their needles.
     """
 
-    __slots__ = ("text", "lowered", "_lines")
+    __slots__ = ("text", "lowered", "_lines", "_one_line")
 
     def __init__(self, text: str) -> None:
         self.text = text
         lowered = text.lower()
         self.lowered = lowered if len(lowered) == len(text) else None  # some characters lower to two
         self._lines: dict[tuple[tuple[str, ...], bool], list[tuple[int, int]]] = {}
+        self._one_line = "\n" not in text  # short fields (owners, paths, URLs): no line search
 
-    def lines_with(self, needles: Iterable[str], *, lower: bool = True) -> list[tuple[int, int]]:
+    def lines_with(self, needles: tuple[str, ...], *, lower: bool = True) -> list[tuple[int, int]]:
         """Returns the (start, end) of each line holding one of ``needles``, in order."""
-        key = (tuple(needles), lower)
+        key = (needles, lower)
         known = self._lines.get(key)
         if known is None:
-            known = self._lines[key] = self._find_lines(key[0], lower=lower)
+            known = self._lines[key] = self._find_lines(needles, lower=lower)
         return known
 
     def _find_lines(self, needles: tuple[str, ...], *, lower: bool) -> list[tuple[int, int]]:
@@ -156,6 +157,8 @@ class _Text:
         haystack = self.lowered if lower else text
         if haystack is None:
             return [(0, len(text))]
+        if self._one_line:
+            return [(0, len(text))] if any(needle in haystack for needle in needles) else []
         spans: dict[int, int] = {}
         for needle in needles:
             index = haystack.find(needle)
@@ -173,7 +176,9 @@ class _Text:
         end = self.text.find("\n", index)
         return start, len(self.text) if end == -1 else end
 
-    def finditer(self, pattern: re.Pattern[str], needles: Iterable[str], *, lower: bool = True) -> Iterable[re.Match[str]]:
+    def finditer(
+        self, pattern: re.Pattern[str], needles: tuple[str, ...], *, lower: bool = True
+    ) -> Iterable[re.Match[str]]:
         """Yields the matches of ``pattern`` on the lines holding one of ``needles``."""
         for start, end in self.lines_with(needles, lower=lower):
             yield from pattern.finditer(self.text, start, end)
@@ -773,6 +778,11 @@ def entities_to_spans(
 
 
 # --------------------------------------------------------------------------------------- step
+#: Field and provenance values up to this many characters have their spans remembered (per pass)...
+_KNOWN_CHARS = 256
+#: ... up to this many distinct values, then the memory starts afresh.
+_KNOWN_VALUES = 50_000
+
 class PiiStep(BaseStep):
     """Finds PII in each document and redacts it at index time, or only counts it ("pii").
 
@@ -824,23 +834,37 @@ class PiiStep(BaseStep):
             "fields": self.fields,
             "placeholders": {**PLACEHOLDERS, IP_ADDRESS: "documentation addresses"},
         }
+        self._kinds = tuple(k for k in KINDS if k in self.kinds)
         self._found: Counter[str] = Counter()
         self._docs_with_pii = 0
+        self._known: dict[str, list[PiiSpan]] = {}
 
     def _reset(self) -> None:
         self._found = Counter()
         self._docs_with_pii = 0
+        self._known: dict[str, list[PiiSpan]] = {}
 
     def _find(self, text: str) -> list[PiiSpan]:
-        return find_pii(text, kinds=tuple(self.kinds), names=self.names)
+        return find_pii(text, kinds=self._kinds, names=self.names)
+
+    def _find_short(self, text: str) -> list[PiiSpan]:
+        """:meth:`_find` for field and provenance values, which repeat (owners, licences, languages)."""
+        if len(text) > _KNOWN_CHARS:
+            return self._find(text)
+        known = self._known.get(text)
+        if known is None:
+            if len(self._known) >= _KNOWN_VALUES:
+                self._known.clear()
+            known = self._known[text] = self._find(text)
+        return known
 
     def _process(self, doc: Doc) -> Doc | None:
-        find = self._find
         counts: Counter[str] = Counter()
-        spans = find(doc.text)
+        spans = self._find(doc.text)
         counts.update(span.kind for span in spans)
-        fields = _redact_value(doc.fields, find, counts) if self.fields and doc.fields else doc.fields
-        meta = _redact_value(doc.meta, find, counts) if doc.meta else doc.meta
+        short = self._find_short
+        fields = _redact_value(doc.fields, short, counts) if self.fields and doc.fields else doc.fields
+        meta = _redact_value(doc.meta, short, counts) if doc.meta else doc.meta
         if not counts:
             return doc
         self._docs_with_pii += 1
