@@ -86,7 +86,7 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
         except SpaceriniError as exc:
             message = one_line(exc)
             logger.info("refused %s: %s", fn.__name__, message[:300])
-            raise gr.Error(html.escape(message), print_exception=False) from None
+            raise gr.Error(html.escape(message, quote=False), print_exception=False) from None
         except Exception:  # noqa: BLE001 - logged here; the visitor sees no Python text
             logger.exception("%s failed", fn.__name__)
             raise gr.Error(INTERNAL_ERROR, print_exception=False) from None

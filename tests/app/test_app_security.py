@@ -175,6 +175,8 @@ def test_error_messages_are_escaped(client: Any) -> None:
         client.predict("parser", "<img src=x onerror=alert(1)>", 5, 0, api_name="/search")
     message = str(info.value)
     assert "not available" in message and "<img" not in message and "&lt;img" in message
+    with pytest.raises(Exception, match="backend 'dense' is not available"):  # quotes stay readable
+        client.predict("parser", "dense", 5, 0, api_name="/search")
 
 
 @pytest.mark.slow
