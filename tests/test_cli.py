@@ -421,3 +421,10 @@ def test_optout_ids_from_a_pipe(bundle_dir: Path, tmp_path: Path, capsys) -> Non
         os.close(read)
     assert code == 0, err
     assert len(open_bundle(copy)) == len(open_bundle(bundle_dir)) - 1
+
+
+def test_lone_surrogate_is_one_line_naming_file_and_line(tmp_path: Path, capsys) -> None:
+    src = _write(tmp_path / "s.jsonl", '{"id":"ok","contents":"fine"}\n{"id":"a","contents":"x\\ud800y"}\n')
+    code, _, err = run(["-q", "index", str(src), "--out", str(tmp_path / "b")], capsys)
+    assert_one_line_error(code, err, f"{src}:2:", "'contents'", "lone UTF-16 surrogate")
+    assert not (tmp_path / "b").exists()
