@@ -530,6 +530,17 @@ def optout_cmd(
         click.echo(f"Removed {entry['removed']:,} documents from {bundle}; recorded in its audit log.")
 
 
+def _bundle_dir(bundle: str) -> Path:
+    """BUNDLE as a path, checked to be a bundle (so that a typo is an error, not an empty list)."""
+    from spacerini.bundle import MANIFEST
+    from spacerini.errors import BundleNotFoundError
+
+    root = Path(bundle)
+    if not (root / MANIFEST).is_file():
+        raise BundleNotFoundError(f"{root}: not a Spacerini bundle ({MANIFEST} is missing)")
+    return root
+
+
 def _keep(ctx: click.Context, param: click.Parameter, value: Any) -> None:
     """Keeps an option's value in ``ctx.meta`` (options that the command reads with
     :func:`_optout_requests` rather than as parameters)."""
@@ -551,7 +562,7 @@ def _optout_requests(bundle: str, *, threads: int, as_json: bool) -> bool:
         requests_table,
     )
 
-    path = meta.get("spacerini.requests_file") or default_requests_path(Path(bundle), persistent_destination())
+    path = meta.get("spacerini.requests_file") or default_requests_path(_bundle_dir(bundle), persistent_destination())
     store = OptoutRequestStore(Path(path), bundle_path=Path(bundle))
     if apply_ids is not None:
         results = apply_requests(bundle, _split(apply_ids) or [], store=store, threads=threads, progress=_progress())
@@ -581,7 +592,7 @@ def flags(bundle: str, flags_path: str | None, as_json: bool) -> None:
     """List the results people flagged in the app serving BUNDLE (oldest first)."""
     from spacerini.app.flags import FlagStore, default_flags_path, flags_table, persistent_destination
 
-    path = Path(flags_path) if flags_path else default_flags_path(Path(bundle), persistent_destination())
+    path = Path(flags_path) if flags_path else default_flags_path(_bundle_dir(bundle), persistent_destination())
     records = FlagStore(path, bundle_path=Path(bundle)).read()
     if as_json:
         _echo_json(records)

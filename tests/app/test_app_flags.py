@@ -104,6 +104,8 @@ def test_flags_command_prints_a_table_and_json(svc: AppService, app_bundle: Any)
     assert as_json.exit_code == 0 and [r["docid"] for r in json.loads(as_json.output)] == ["f01", "evil"]
     empty = runner.invoke(cli, ["flags", str(app_bundle.path), "--flags", str(svc.flags.path.parent / "none.jsonl")])
     assert empty.exit_code == 0 and "No flagged results" in empty.output
+    typo = runner.invoke(cli, ["flags", str(svc.flags.path.parent / "no-such-bundle")])
+    assert typo.exit_code == 2 and "not a Spacerini bundle" in typo.output
 
 
 # ------------------------------------------------------------------------------ on a Space
