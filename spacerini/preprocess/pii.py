@@ -26,7 +26,7 @@ Kinds (the tags of BigCode's StarPII / StarCoder redaction):
   bare values in ``.env``/YAML/INI lines (``DB_PASSWORD=...``, ``password: ...``,
   ``password = ...``) and in ``NAME=value`` words anywhere (``PGPASSWORD=... psql``,
   ``docker run -e MYSQL_ROOT_PASSWORD=...``, ``--password=...``); the password of
-  ``scheme://user:pass@host`` URLs; command-line passwords (``mysql -pSECRET``,
+  ``scheme://user:pass@host`` URLs; ``.netrc`` entries; command-line passwords (``mysql -pSECRET``,
   ``curl -u user:pass``, ``sshpass -p``, ``docker login -p``); and the credentials of an
   ``Authorization: Basic`` header (unless they decode to a placeholder, ``user:password``).
   Placeholders (``""``, ``***``, ``<password>``, ``${VAR}``, ``$VAR``, ``changeme``...) are
@@ -408,8 +408,10 @@ _PASSWORD_ARGUMENT = re.compile(
 )
 _BARE_PASSWORD = re.compile(
     rf"(?im)^[ \t]*(?:export[ \t]+|set[ \t]+)?(?:-[ \t]+)?({_PASSWORD_NAME})[ \t]*[:=][ \t]*"
-    r"(?P<value>[^\s\"'`#;(){}\[\],]{1,200})[ \t]*(?:[#;].*)?$"
-)
+    r"(?P<value>[^\s\"'`#;(){}\[\],][^\s\"'`;(){}\[\],]{0,199})[ \t]*(?:[#;].*)?$"
+)  # "#" starts a comment only after a space (YAML, .env): "Kx8#mQ2v" is one value
+#: ``password VALUE`` in a .netrc entry (``machine HOST login USER password VALUE``, one line or several).
+_NETRC_PASSWORD = re.compile(r"(?im)(?:^|[ \t])password[ \t]+(?P<value>[^\s\"'`]{1,200})[ \t]*$")
 #: ``NAME=value`` anywhere in a line: shell (``PGPASSWORD=... psql``, ``-e X_PASSWORD=...``), flags, queries.
 _INLINE_PASSWORD = re.compile(
     rf"(?i)(?<![\w.$])({_PASSWORD_NAME})=(?P<value>[^\s\"'`;&|<>(){{}}\[\],]{{1,200}})(?P<after>.?)"
@@ -489,6 +491,11 @@ def _passwords(doc: _Text) -> Iterable[PiiSpan]:
         if re.fullmatch(r"[A-Za-z_]\w*(?:\.\w+)+", value):
             continue  # an attribute
         yield PiiSpan(match.start("value"), match.end("value"), PASSWORD, value)
+    if "machine" in doc.text:
+        for match in doc.finditer(_NETRC_PASSWORD, ("password",)):
+            value = match.group("value")
+            if not _is_placeholder(value) and not value.isalpha():
+                yield PiiSpan(match.start("value"), match.end("value"), PASSWORD, value)
     for pattern, needles in _COMMAND_PASSWORDS:
         for match in doc.finditer(pattern, needles):
             value = match.group("value")

@@ -247,6 +247,8 @@ AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
         ("DB_PASSWORD=Tr0ub4dor&3", [(PASSWORD, "Tr0ub4dor&3")]),
         ("password: s3cr3t-Passw0rd", [(PASSWORD, "s3cr3t-Passw0rd")]),
         ("[client]\npassword = Maple2024!\n", [(PASSWORD, "Maple2024!")]),
+        ("db:\n  password: Kx8#mQ2vLp  # prod\n", [(PASSWORD, "Kx8#mQ2vLp")]),
+        ("machine api.acme.io\n  login ci\n  password 7f3c9a1e-55b2\n", [(PASSWORD, "7f3c9a1e-55b2")]),
         ("mysql -u root -pS3cretPass db", [(PASSWORD, "S3cretPass")]),
         ("curl -u deploy:Zq9xW2vB https://ci.acme.io/job", [(PASSWORD, "Zq9xW2vB")]),
         ("PGPASSWORD=Qx7-ab12 psql -h db -U app", [(PASSWORD, "Qx7-ab12")]),
