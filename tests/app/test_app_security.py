@@ -203,3 +203,16 @@ def test_unexpected_errors_show_a_generic_message_logged_once(
     assert len(logged) == 1
     out, err = capfd.readouterr()
     assert (out + err).count("Traceback") <= 1  # ours, through logging (if a handler prints it); not Gradio's too
+
+
+@pytest.mark.slow
+def test_gradio_endpoints_rate_limit_by_client_address(server: tuple[str, Any], client: Any) -> None:
+    from spacerini.app.requests import REQUESTS_PER_CLIENT
+
+    svc = server[1].spacerini_service
+    for _ in range(REQUESTS_PER_CLIENT):
+        client.predict("Ada Lovelace", "ada@example.org", "", api_name="/optout_request")
+    with pytest.raises(Exception, match="too many opt-out requests"):
+        client.predict("Ada Lovelace", "ada@example.org", "", api_name="/optout_request")
+    assert list(svc.request_limits[0]._seen) == ["127.0.0.1"]  # Gradio passed the request: keyed by address
+    assert len(svc.requests.read()) == REQUESTS_PER_CLIENT
