@@ -175,3 +175,24 @@ def test_search_route_can_skip_snippets(app_server: str, app_bundle: Any) -> Non
     assert all(h["snippet"] == "" for h in r["hits"]) and r["hits"][0]["meta"]["path"].startswith("src/")
     with_snippets = httpx.get(app_server + "api/search", params={"q": "parser helper"}, timeout=30).json()
     assert all("<mark>" in h["snippet"] for h in with_snippets["hits"])
+
+
+def test_a_refused_json_call_logs_one_line(app_bundle: Any, tmp_path: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    from fastapi import FastAPI
+
+    svc = AppService(app_bundle, flags_path=tmp_path / "flags.jsonl", requests_path=tmp_path / "requests.jsonl")
+    app = FastAPI(routes=json_api_routes(svc, limiter=Limiter(1, 1)))
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.get("/api/search", params={"q": "parser", "k": "ten"})
+
+    with caplog.at_level(logging.INFO, logger="spacerini"):
+        r = asyncio.run(call())
+    assert r.status_code == 400 and r.json() == {"error": "k must be an integer, not 'ten'"}
+    ours = [rec for rec in caplog.records if rec.name.startswith("spacerini")]
+    assert [rec.getMessage() for rec in ours] == ["refused search: k must be an integer, not 'ten'"]
+    assert ours[0].exc_info is None
