@@ -782,6 +782,11 @@ class BundleSnapshot:
                 with self._lock:
                     searcher = self._searchers.setdefault("hybrid", searcher)
             return searcher
+        if backend not in self.manifest["backends"] and backend not in REGISTRY:
+            raise BackendNotAvailableError(
+                f"unknown backend {backend!r}: this bundle has {', '.join(self.backends)}"
+                + (" (and hybrid)" if {"bm25", "dense"} <= set(self.backends) else "")
+            )
         if backend not in self.manifest["backends"]:
             raise BackendNotAvailableError(
                 f"{self.path}: this bundle has no {backend!r} backend (it has {', '.join(self.backends)}); "
@@ -843,7 +848,14 @@ class BundleSnapshot:
         return self.docstore.get(docid)
 
     def search(
-        self, query: str, *, k: int = 10, offset: int = 0, backend: str | None = None, snippets: bool = True
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        offset: int = 0,
+        backend: str | None = None,
+        snippets: bool = True,
+        snippet_text: Callable[[Doc], str] | None = None,
     ) -> list[Hit]:
         """Ranked search with stored fields, provenance and highlighted snippets.
 
@@ -853,6 +865,8 @@ class BundleSnapshot:
             offset: Number of hits to skip (pagination); ranks stay global.
             backend: ``"bm25"`` (default when present), ``"dense"``, ``"hybrid"`` or ``"exact"``.
             snippets: Add a highlighted snippet to each hit.
+            snippet_text: The text a hit's snippet is cut from (default: the document's text);
+                the service passes the redacted text, so that no secret is cut in half.
 
         Raises:
             QueryError: Empty, too long, or bad k/offset.
@@ -863,7 +877,7 @@ class BundleSnapshot:
         name = backend or self.default_backend()
         searcher = self.searcher(name)
         hits = searcher.search(query, k=k, offset=offset)
-        return [self._enrich(hit, query, searcher, snippets=snippets) for hit in hits]
+        return [self._enrich(hit, query, searcher, snippets=snippets, snippet_text=snippet_text) for hit in hits]
 
     def batch_search(
         self,
@@ -890,15 +904,20 @@ class BundleSnapshot:
             return batch(list(queries), k=k, threads=threads)
         return {qid: (searcher.search(text, k=k) if text.strip() else []) for qid, text in queries}
 
-    def _enrich(self, hit: Hit, query: str, searcher: Any, *, snippets: bool) -> Hit:
+    def _enrich(
+        self, hit: Hit, query: str, searcher: Any, *, snippets: bool, snippet_text: Callable[[Doc], str] | None
+    ) -> Hit:
         try:
             doc = self.docstore.get(hit.docid)
         except KeyError:
             return hit
         snippet = hit.snippet
+        if snippet_text is not None:
+            snippet = ""  # a backend's own snippet (exact's) was cut from the raw text
         if snippets and not snippet:
+            text = doc.text if snippet_text is None else snippet_text(doc)
             make = getattr(searcher, "snippet", None)
-            snippet = make(query, doc.text) if make is not None else plain_snippet(doc.text)
+            snippet = make(query, text) if make is not None else plain_snippet(text)
         return Hit(
             docid=hit.docid,
             score=hit.score,

@@ -287,16 +287,45 @@ def search(
         if as_json:
             _echo_json({qid: [h.to_dict() for h in hits] for qid, hits in results.items()})
         return
-    hits = b.search(query or "", k=k or 10, offset=offset, backend=backend)
+    page = _service(b).search(query or "", backend=backend or "", k=k or 10, offset=offset)
     if as_json:
-        _echo_json({"query": query, "k": k or 10, "offset": offset, "hits": [h.to_dict() for h in hits]})
+        _echo_json(page)
         return
-    if not hits:
+    if not page["hits"]:
         click.echo("No results.")
-    for h in hits:
-        title = h.fields.get("title") or h.meta.get("path") or ""
-        click.echo(f"{h.rank:>4}  {h.score:>9.4f}  {h.docid}  {title}".rstrip())
-        click.echo(f"      {_plain(h.snippet)}")
+    for h in page["hits"]:
+        _echo_hit(h["rank"], h["docid"], h.get("fields") or {}, h.get("meta") or {}, h["snippet"], score=h["score"])
+
+
+def _service(bundle: Any) -> Any:
+    """The one service the app uses too: it redacts on display for a bundle built with
+    ``--preprocess pii --preprocess-opt pii.mode=display``, and refuses PII queries there."""
+    from spacerini.app.service import AppService
+    from spacerini.display import pii_display_mode
+
+    return AppService(bundle, redact_pii=pii_display_mode(bundle.manifest), max_k=10_000, max_offset=100_000)
+
+
+def _echo_hit(
+    rank: int, docid: str, fields: Any, meta: Any, snippet: str, *, score: float | None = None, where: str = ""
+) -> None:
+    """One hit as text: rank, score, docid (once), title, then provenance and the snippet."""
+    title = fields.get("title") or ""
+    path = meta.get("path") or ""
+    head = f"{rank:>4}  " + (f"{score:>9.4f}  " if score is not None else "") + f"{docid}{where}"
+    if title and title not in (docid, path):
+        head += f"  {title}"
+    click.echo(head.rstrip())
+    provenance = []
+    repo = meta.get("repo")
+    if repo or (path and path != docid):
+        provenance.append(f"{repo or ''}{':' if repo and path else ''}{path if path != docid or repo else ''}")
+    for key in ("licence", "swhid"):
+        if meta.get(key):
+            provenance.append(str(meta[key]))
+    if provenance:
+        click.echo(f"      {'  '.join(provenance)}")
+    click.echo(f"      {_plain(snippet)}")
 
 
 def _check_writable(path: str) -> None:
@@ -383,11 +412,11 @@ def count(bundle: str, text: str, as_json: bool) -> None:
     """Count exact occurrences of TEXT in BUNDLE (overlapping ones included)."""
     from spacerini.bundle import open_bundle
 
-    n = open_bundle(bundle).searcher("exact").count(text)
+    result = _service(open_bundle(bundle)).count(text)
     if as_json:
-        _echo_json({"query": text, "count": n})
+        _echo_json(result)
     else:
-        click.echo(n)
+        click.echo(result["count"])
 
 
 @cli.command()
@@ -398,17 +427,16 @@ def count(bundle: str, text: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def find(bundle: str, text: str, k: int, offset: int, as_json: bool) -> None:
     """Find exact occurrences of TEXT: documents, offsets and context."""
-    from dataclasses import asdict
-
     from spacerini.bundle import open_bundle
 
-    searcher = open_bundle(bundle).searcher("exact")
-    hits = searcher.find(text, k=k, offset=offset)
+    page = _service(open_bundle(bundle)).find(text, k, offset)
     if as_json:
-        _echo_json({"query": text, "count": searcher.count(text), "hits": [asdict(h) for h in hits]})
+        _echo_json(page)
         return
-    for h in hits:
-        click.echo(f"{h.rank:>4}  {h.docid}  @{h.offset}  {_plain(h.snippet)}")
+    if not page["hits"]:
+        click.echo("No occurrences.")
+    for h in page["hits"]:
+        _echo_hit(h["rank"], h["docid"], {}, h.get("meta") or {}, h["snippet"], where=f" @{h['offset']}")
 
 
 def _read_text_arg(source: str) -> str:

@@ -31,7 +31,7 @@ from spacerini.app.flags import (
     default_flags_path,
     persistent_destination,
 )
-from spacerini.app.render import redact_snippet, redact_value
+from spacerini.app.render import redact_snippet
 from spacerini.app.requests import (
     MAX_CONTACT_CHARS,
     MAX_MESSAGE_CHARS,
@@ -42,6 +42,7 @@ from spacerini.app.requests import (
     default_requests_path,
 )
 from spacerini.bundle import RANKED_BACKENDS
+from spacerini.display import exact_snippet, redacted_record, redacted_text, refuse_pii_query
 from spacerini.errors import BackendNotAvailableError, QueryError
 from spacerini.model.tracing import union_length
 from spacerini.records import licence_and_language, top_counts
@@ -61,6 +62,8 @@ TOP_CATEGORIES = 15
 #: Documents whose redacted display fields and provenance are kept (their redaction does not
 #: depend on the query, so a document shown again costs nothing; ~1 KB each).
 DISPLAY_CACHE_DOCS = 4_096
+#: Redacted document texts kept for snippets (a page of hits is shown again when paging).
+DISPLAY_CACHE_TEXTS = 256
 
 
 def has_trace() -> bool:
@@ -130,6 +133,8 @@ class AppService:
             :func:`~spacerini.app.flags.default_flags_path`; never inside the bundle).
         requests_path: Where opt-out requests go (default:
             :func:`~spacerini.app.requests.default_requests_path`; never inside the bundle).
+        max_k: Largest page served (the CLI, for one operator, allows more than a public app).
+        max_offset: Deepest offset served.
     """
 
     def __init__(
@@ -139,9 +144,13 @@ class AppService:
         redact_pii: bool = True,
         flags_path: str | Path | None = None,
         requests_path: str | Path | None = None,
+        max_k: int = MAX_K,
+        max_offset: int = MAX_OFFSET,
     ) -> None:
         self.bundle = bundle
         self.redact_pii = redact_pii
+        self.max_k = max_k
+        self.max_offset = max_offset
         dest = persistent_destination()
         self.flags = FlagStore(Path(flags_path) if flags_path else default_flags_path(bundle.path, dest), bundle_path=bundle.path)
         self.requests = OptoutRequestStore(
@@ -166,6 +175,8 @@ class AppService:
         # docid -> (fields, meta) as shown: redacted when redact_pii is set. Shared by every
         # answer, so the values are treated as read-only.
         self._display = LRUCache(DISPLAY_CACHE_DOCS)
+        # (generation, docid) -> the document's redacted text, which snippets are cut from.
+        self._texts = LRUCache(DISPLAY_CACHE_TEXTS)
 
     # -- what the bundle can do -------------------------------------------------------------
     @property
@@ -201,12 +212,16 @@ class AppService:
 
     def _redacted(self, fields: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         if self.redact_pii:
-            return redact_value(dict(fields)), redact_value(dict(meta))
+            return redacted_record(dict(fields)), redacted_record(dict(meta))
         return dict(fields), dict(meta)
 
     def _shown(self, docid: str, fields: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """A document's display fields and provenance, redacted when asked (cached per document)."""
         return self._display.get_or_make((self.bundle.generation, docid), lambda: self._redacted(fields, meta))
+
+    def _display_text(self, doc: Any) -> str:
+        """A document's text with PII redacted, to cut snippets from (cached per generation)."""
+        return self._texts.get_or_make((self.bundle.generation, doc.id), lambda: redacted_text(doc.text))
 
     def _meta(self, docid: str) -> dict[str, Any]:
         def make() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -227,8 +242,8 @@ class AppService:
         Args:
             query: Free text.
             backend: A ranked backend (default: the bundle's default).
-            k: Page size, 1 to ``MAX_K``.
-            offset: Hits skipped, 0 to ``MAX_OFFSET``.
+            k: Page size, 1 to ``max_k``.
+            offset: Hits skipped, 0 to ``max_offset``.
             snippets: Add highlighted snippets (most of a BM25 query's cost; API clients that
                 only need ids, scores and provenance can skip them).
 
@@ -236,21 +251,21 @@ class AppService:
             QueryError: Bad query, k or offset.
             BackendNotAvailableError: The backend is not in the bundle.
         """
-        k = _int(k, "k", 1, MAX_K)
-        offset = _int(offset, "offset", 0, MAX_OFFSET)
+        k = _int(k, "k", 1, self.max_k)
+        offset = _int(offset, "offset", 0, self.max_offset)
         name = backend or self.bundle.default_backend()
         if name not in self.ranked_backends:
             raise BackendNotAvailableError(
                 f"backend {name!r} is not available here: choose from {', '.join(self.ranked_backends)}"
             )
-        hits = self.bundle.search(query, k=k, offset=offset, backend=name, snippets=snippets)
+        hits = self.bundle.search(
+            query, k=k, offset=offset, backend=name, snippets=snippets,
+            snippet_text=self._display_text if self.redact_pii else None,
+        )  # fmt: skip
         out = []
         for h in hits:
             fields, meta = self._shown(h.docid, h.fields, h.meta)
-            d = replace(h, fields=fields, meta=meta).to_dict()  # shallow copies: the cached values stay untouched
-            if self.redact_pii:
-                d["snippet"] = redact_snippet(d["snippet"])
-            out.append(d)
+            out.append(replace(h, fields=fields, meta=meta).to_dict())  # shallow copies: the cached values stay untouched
         return {"query": query, "backend": name, "k": k, "offset": offset, "hits": out}
 
     def hits(self, result: Mapping[str, Any]) -> list[Any]:
@@ -264,6 +279,8 @@ class AppService:
         from spacerini.bundle import check_query
 
         text = check_query(text)
+        if self.redact_pii:
+            refuse_pii_query(text, verb="count")
         return {"query": text, "count": int(self._need("exact", "exact counting").count(text))}
 
     def find(self, text: str, k: int = 10, offset: int = 0) -> dict[str, Any]:
@@ -271,12 +288,23 @@ class AppService:
         from spacerini.bundle import check_query
 
         text = check_query(text)
-        k = _int(k, "k", 1, MAX_K)
-        offset = _int(offset, "offset", 0, MAX_OFFSET)
+        if self.redact_pii:
+            refuse_pii_query(text, verb="find")
+        k = _int(k, "k", 1, self.max_k)
+        offset = _int(offset, "offset", 0, self.max_offset)
         exact = self._need("exact", "exact search")
         hits = []
         for h in exact.find(text, k=k, offset=offset):
-            snippet = redact_snippet(h.snippet) if self.redact_pii else h.snippet
+            snippet = h.snippet
+            if self.redact_pii:  # redact the document around the match, then cut the window
+                try:
+                    doc_text = self.bundle.doc(h.docid).text
+                except KeyError:
+                    doc_text = None
+                if doc_text is not None:
+                    snippet = exact_snippet(doc_text, h.offset, h.offset + len(text))
+                else:
+                    snippet = redact_snippet(h.snippet)
             hits.append({"rank": h.rank, "docid": h.docid, "offset": h.offset, "snippet": snippet, "meta": self._meta(h.docid)})
         return {"query": text, "count": int(exact.count(text)), "k": k, "offset": offset, "hits": hits}
 
@@ -338,9 +366,10 @@ class AppService:
             for docid in m.files:
                 meta = self._meta(docid)
                 files.append({"docid": docid, "path": meta.get("path", ""), "repo": meta.get("repo", "")})
-            matches.append(
-                {"owner": m.owner, "score": m.score, "docs": m.docs, "repos": [list(r) for r in m.repos], "files": files}
-            )
+            owner, repos = m.owner, [list(r) for r in m.repos]
+            if self.redact_pii:  # an owner may be an email address, a repo URL may hold a password
+                owner, repos = redacted_record(owner), redacted_record(repos)
+            matches.append({"owner": owner, "score": m.score, "docs": m.docs, "repos": repos, "files": files})
         return {
             "query": res.query,
             "matches": matches,
@@ -356,7 +385,7 @@ class AppService:
         result = trace(self.bundle, text, min_len=_int(min_len, "min_len", 8, 10_000)).to_dict()
         if self.redact_pii:
             for span in result["spans"]:
-                span["sources"] = [redact_value(s) for s in span["sources"]]
+                span["sources"] = [redacted_record(s) for s in span["sources"]]
         return result
 
     def flag(self, query: str, docid: str, reason: str, *, client: str = "local") -> dict[str, Any]:

@@ -1,0 +1,113 @@
+"""Display-time PII redaction, done once for every front end (the service calls it).
+
+Two rules keep a secret from leaking through what is shown:
+
+* **Redact before cutting.** A snippet is a window of a document. Cutting first and redacting
+  the window misses a key cut in half at the window's edge (the rest of it no longer looks like
+  a key). So a BM25 snippet is cut from the redacted document, and an exact-match snippet is
+  assembled from the document's text with every PII span found in a wider window replaced
+  whole, even one that only starts or ends inside what is shown.
+* **A query is not an oracle.** In display mode, a count or find whose query is itself PII
+  (a key, a password, an email...) is refused: answering "3 occurrences" would confirm the
+  secret is in the corpus without ever showing it.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Mapping
+from dataclasses import replace
+from typing import Any
+
+from spacerini.errors import QueryError
+
+#: Characters scanned on each side of an exact-match window, so that a PII span that reaches
+#: into the window is found whole (PEM blocks, the longest, are a few KB).
+MARGIN = 4096
+
+
+def redacted_text(text: str) -> str:
+    """``text`` with emails, keys, passwords and public IP addresses replaced (StarPII-style)."""
+    from spacerini.preprocess.pii import redact
+
+    return redact(text)
+
+
+def redacted_record(value: Any) -> Any:
+    """Every string in a record's fields or provenance redacted (ids and SWHIDs kept)."""
+    from spacerini.preprocess.pii import redact_record
+
+    return redact_record(value)
+
+
+def refuse_pii_query(query: str, *, verb: str) -> None:
+    """Refuses a count/find whose query is itself personal or secret information.
+
+    Raises:
+        QueryError: The query holds PII (its kinds are named, never its text).
+    """
+    from spacerini.preprocess.pii import find_pii
+
+    kinds = sorted({span.kind for span in find_pii(query)})
+    if kinds:
+        raise QueryError(
+            f"this query holds personal or secret information ({', '.join(kinds)}); "
+            f"this corpus does not {verb} such text, so that it cannot confirm it is there"
+        )
+
+
+def exact_snippet(text: str, start: int, end: int, *, context: int = 80, redact: bool = True) -> str:
+    """An escaped snippet of ``text`` around the match ``[start, end)``, match in ``<mark>``.
+
+    Args:
+        text: The whole document text.
+        start: The match's first character.
+        end: One past the match's last character.
+        context: Characters shown on each side of the match.
+        redact: Replace PII; a span that reaches into the window is replaced whole.
+
+    Returns:
+        HTML-escaped text (as the exact backend escapes it); the only markup is ``<mark>``
+        around (the visible part of) the match.
+    """
+    lo, hi = max(0, start - context), min(len(text), end + context)
+    spans: list[Any] = []
+    if redact:
+        from spacerini.preprocess.pii import find_pii
+
+        wlo, whi = max(0, lo - MARGIN), min(len(text), hi + MARGIN)
+        for span in find_pii(text[wlo:whi]):
+            if span.end + wlo > lo and span.start + wlo < hi:
+                spans.append(replace(span, start=span.start + wlo, end=span.end + wlo))
+    out: list[str] = []
+
+    def plain(a: int, b: int) -> None:
+        for x, y, marked in ((a, min(b, start), False), (max(a, start), min(b, end), True), (max(a, end), b, False)):
+            if x < y:
+                piece = html.escape(text[x:y])
+                out.append(f"<mark>{piece}</mark>" if marked else piece)
+
+    pos = lo
+    if spans:
+        from spacerini.preprocess.pii import redact as redact_span
+
+        for span in spans:
+            if span.start > pos:
+                plain(pos, span.start)
+            whole = text[span.start : span.end]
+            piece = html.escape(redact_span(whole, [replace(span, start=0, end=len(whole))]), quote=True)
+            out.append(f"<mark>{piece}</mark>" if span.start < end and span.end > start else piece)
+            pos = max(pos, span.end)
+    if pos < hi:
+        plain(pos, hi)
+    return "".join(out)
+
+
+def pii_display_mode(manifest: Mapping[str, Any]) -> bool:
+    """True when the bundle was built with ``--preprocess pii`` in ``display`` mode (redact on show)."""
+    for step in manifest.get("preprocess") or []:
+        if isinstance(step, Mapping) and step.get("name") == "pii":
+            params = step.get("params") or {}
+            if (step.get("mode") or params.get("mode")) == "display":
+                return True
+    return False
