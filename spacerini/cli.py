@@ -303,7 +303,9 @@ def _service(bundle: Any) -> Any:
     from spacerini.app.service import AppService
     from spacerini.display import pii_display_mode
 
-    return AppService(bundle, redact_pii=pii_display_mode(bundle.manifest), max_k=10_000, max_offset=100_000)
+    return AppService(
+        bundle, redact_pii=pii_display_mode(bundle.manifest), max_k=10_000, max_offset=100_000, max_text=50_000_000
+    )
 
 
 def _echo_hit(
@@ -467,23 +469,14 @@ def member(bundle: str, source: str, as_json: bool) -> None:
     from spacerini.bundle import open_bundle
 
     text = _read_text_arg(source)
-    b = open_bundle(bundle)
-    result = b.searcher("bloom").member(text)
-    spans = [{"start": s, "end": e, "text": text[s:e]} for s, e in result.spans]
-    if "exact" in b.backends:
-        exact = b.searcher("exact")
-        for span in spans:
-            span["count"] = exact.count(span["text"]) if span["text"] else 0
-            span["confirmed"] = span["count"] > 0
-            span["docids"] = [h.docid for h in exact.find(span["text"], k=5)] if span["confirmed"] else []
-    out = {"coverage": result.coverage, "spans": spans}
+    result = _service(open_bundle(bundle)).member(text)
     if as_json:
-        _echo_json(out)
+        _echo_json(result)
         return
-    click.echo(f"coverage: {result.coverage:.1%} of {len(text):,} characters")
-    for span in spans:
-        extra = f"  in {', '.join(span.get('docids', []))}" if span.get("docids") else ""
-        click.echo(f"  [{span['start']}:{span['end']}] {span['text'][:60]!r}{extra}")
+    click.echo(f"coverage: {result['coverage']:.1%} of {len(text):,} characters ({result['method']})")
+    for span in result["spans"]:
+        sources = ", ".join(src["docid"] for src in span.get("sources", []))
+        click.echo(f"  [{span['start']}:{span['end']}] {span['text'][:60]!r}" + (f"  in {sources}" if sources else ""))
 
 
 @cli.command()
@@ -492,24 +485,20 @@ def member(bundle: str, source: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def owner(bundle: str, name: str, as_json: bool) -> None:
     """Am I in the corpus? Repositories and files of owner NAME (case- and typo-tolerant)."""
-    from dataclasses import asdict
-
     from spacerini.bundle import open_bundle
 
-    result = open_bundle(bundle).searcher("owners").owner(name)
-    data = asdict(result)
+    result = _service(open_bundle(bundle)).owner(name, 1_000)
     if as_json:
-        _echo_json(data)
+        _echo_json(result)
         return
-    if not result.matches:
+    if not result["matches"]:
         click.echo(f"No owner matching {name!r} in this corpus.")
-    for m in result.matches:
-        click.echo(f"{m.owner} (match {m.score:.2f}): {sum(c for _, c in m.repos)} files")
-        for repo, c in m.repos[:20]:
+    for m in result["matches"]:
+        click.echo(f"{m['owner']} (match {m['score']:.2f}): {m['docs']} files")
+        for repo, c in m["repos"][:20]:
             click.echo(f"  {repo or '(no repo)'}: {c} files")
-    instructions = data.get("optout_instructions")
-    if instructions:
-        click.echo(instructions)
+    if result.get("optout_instructions"):
+        click.echo(result["optout_instructions"])
 
 
 @cli.command(name="optout")

@@ -135,6 +135,7 @@ class AppService:
             :func:`~spacerini.app.requests.default_requests_path`; never inside the bundle).
         max_k: Largest page served (the CLI, for one operator, allows more than a public app).
         max_offset: Deepest offset served.
+        max_text: Longest text checked for membership or traced, in characters.
     """
 
     def __init__(
@@ -146,11 +147,13 @@ class AppService:
         requests_path: str | Path | None = None,
         max_k: int = MAX_K,
         max_offset: int = MAX_OFFSET,
+        max_text: int = MAX_MEMBER_CHARS,
     ) -> None:
         self.bundle = bundle
         self.redact_pii = redact_pii
         self.max_k = max_k
         self.max_offset = max_offset
+        self.max_text = max_text
         dest = persistent_destination()
         self.flags = FlagStore(Path(flags_path) if flags_path else default_flags_path(bundle.path, dest), bundle_path=bundle.path)
         self.requests = OptoutRequestStore(
@@ -319,7 +322,7 @@ class AppService:
             QueryError: Empty, or longer than ``MAX_MEMBER_CHARS``.
             BackendNotAvailableError: Neither bloom nor exact is in the bundle.
         """
-        _check_text(text, "check")
+        _check_text(text, "check", self.max_text)
         have = set(self.bundle.backends)
         if not have & {"bloom", "exact"}:
             raise BackendNotAvailableError("this bundle has neither a bloom nor an exact backend: membership is not available")
@@ -379,7 +382,7 @@ class AppService:
 
     def trace(self, text: str, min_len: int = 32) -> dict[str, Any]:
         """Traces ``text`` back to the documents that hold its spans (``spacerini.model.trace``)."""
-        _check_text(text, "trace")
+        _check_text(text, "trace", self.max_text)
         from spacerini.model import trace
 
         result = trace(self.bundle, text, min_len=_int(min_len, "min_len", 8, 10_000)).to_dict()
@@ -497,9 +500,9 @@ def _top(counter: Counter[str]) -> list[list[Any]]:
     return [[k, v] for k, v in top_counts(counter, TOP_CATEGORIES).items()]
 
 
-def _check_text(text: Any, verb: str) -> None:
-    """Membership and trace input: a non-empty string of at most ``MAX_MEMBER_CHARS``."""
+def _check_text(text: Any, verb: str, limit: int = MAX_MEMBER_CHARS) -> None:
+    """Membership and trace input: a non-empty string of at most ``limit`` characters."""
     if not isinstance(text, str) or not text.strip():
         raise QueryError(f"paste some text or code to {verb}")
-    if len(text) > MAX_MEMBER_CHARS:
-        raise QueryError(f"the text is {len(text):,} characters long; the app {verb}s at most {MAX_MEMBER_CHARS:,}")
+    if len(text) > limit:
+        raise QueryError(f"the text is {len(text):,} characters long; this service {verb}s at most {limit:,}")
