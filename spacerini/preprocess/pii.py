@@ -39,10 +39,10 @@ Kinds (the tags of BigCode's StarPII / StarCoder redaction):
   documentation and are skipped.
 
 Redaction (:func:`redact`) replaces EMAIL, KEY, PASSWORD, NAME and PHONE spans with
-``<EMAIL>``, ``<KEY>``, ``<PASSWORD>``, ``<NAME>`` and ``<PHONE>``, and an IP address with a documentation address of
-the same family (RFC 5737 / RFC 3849), the same address always getting the same stand-in
-within a text. StarCoder used private-range stand-ins; documentation ranges are never
-reported, so redacting twice changes nothing.
+``<EMAIL>``, ``<KEY>``, ``<PASSWORD>``, ``<NAME>`` and ``<PHONE>``, and an IP address with a
+documentation address of the same family (RFC 5737 / RFC 3849), the same address always
+getting the same stand-in within a text. StarCoder used private-range stand-ins; documentation
+ranges are never reported, so redacting twice changes nothing.
 
 The :class:`PiiStep` ("pii") redacts at index time (``mode="index"``) every string of a record:
 the text, the display fields and the provenance (``meta``: owner emails, passwords in repository
@@ -342,8 +342,26 @@ _SECRET_NEEDLES = ("key", "secret", "token", "credential")
 _KEY_PREFIX = re.compile(r"^(?:github_pat_|[a-z]{2,5}[_\-](?:(?:live|test|proj|ant)[_\-])?|AKIA|ASIA|ABIA|ACCA|AIza)")
 
 
+_NAME_PART = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+
+
+def _looks_like_a_name(value: str) -> bool:
+    """Returns True for an identifier made of words (``Ed25519PrivateKey``, ``load_token_v2``).
+
+    Its letter runs average four letters or more and each run of three or more has a vowel; in
+    a generated token, digits and case changes cut the runs to one or two letters, and longer
+    runs of random letters soon lack a vowel.
+    """
+    if not value.isidentifier():
+        return False
+    words = [part for part in _NAME_PART.findall(value) if not part.isdigit()]
+    if not words or sum(map(len, words)) < 4 * len(words):
+        return False
+    return all(len(word) < 3 or any(c in "aeiouyAEIOUY" for c in word) for word in words)
+
+
 def _is_filler(value: str) -> bool:
-    """Returns True for a known key shape filled with one character (``ghp_XXXX...``)."""
+    """Returns True for a known key shape filled with one or two characters (``ghp_XXXX...``)."""
     body = _KEY_PREFIX.sub("", value)
     return len(set(body.lower())) <= 2
 
@@ -354,7 +372,7 @@ def _is_aws_secret(value: str) -> bool:
         return False  # a SHA-1
     if not (any(c.isupper() for c in value) and any(c.islower() for c in value) and any(c.isdigit() for c in value)):
         return False
-    return looks_random(value)
+    return looks_random(value) and not _looks_like_a_name(value)
 
 
 def _keys(doc: _Text) -> Iterable[PiiSpan]:
@@ -371,6 +389,8 @@ def _keys(doc: _Text) -> Iterable[PiiSpan]:
         value = match.group(group)
         if _NOT_SECRET_NAME.search(name) or not looks_random(value):
             continue
+        if group == "bare" and _looks_like_a_name(value):
+            continue  # a type or a variable (key: Ed25519PrivateKey, token = load_token_v2)
         yield PiiSpan(match.start(group), match.end(group), KEY, value)
     for match in doc.finditer(_AWS_SECRET, ("aws", "secret")):
         if _is_aws_secret(match.group(1)):

@@ -266,6 +266,10 @@ AWS_SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
         ("commit 9f86d081884c7d659a2feaa0c55ad015a3bf4f1b secret fix", []),
         ("GITHUB_TOKEN=ghp_XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX", []),
         ("client.connect(host, user=user, password=pw1)", []),
+        ("def sign(key: Ed25519PrivateKey | Ed448PrivateKey) -> bytes:", []),
+        ("token = load_access_token_v2", []),
+        ('__all__ = ["V1OrganizationExternalKeysPostRequestAws"]', []),  # 40 characters, "aws" on the line
+        ("SECRET=kqzp3wmd8laxvbt2", [(KEY, "kqzp3wmd8laxvbt2")]),
     ],
 )
 def test_credentials_found(text: str, expected: list[tuple[str, str]]) -> None:
