@@ -46,14 +46,6 @@ def bundle_path() -> Path:
     return HERE / "bundle"
 
 
-def flags_path() -> str:
-    """Where "flag this result" reports go: $SPACERINI_FLAGS, the Space's persistent /data, or here."""
-    if os.environ.get("SPACERINI_FLAGS"):
-        return os.environ["SPACERINI_FLAGS"]
-    data = Path("/data")
-    return str(data / "spacerini-flags.jsonl" if data.is_dir() and os.access(data, os.W_OK) else HERE / "flags.jsonl")
-
-
 def main() -> None:
     from spacerini.app import serve
     from spacerini.bundle import open_bundle
@@ -63,7 +55,9 @@ def main() -> None:
         host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
         port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         redact_pii=REDACT_PII,
-        flags_path=flags_path(),
+        # None lets Spacerini choose, as `spacerini flags` does: $SPACERINI_FLAGS, else the Space's
+        # persistent /data, else a Hub dataset named in $SPACERINI_FLAGS_DATASET.
+        flags_path=os.environ.get("SPACERINI_FLAGS") or None,
     )
 
 

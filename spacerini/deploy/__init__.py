@@ -469,16 +469,20 @@ def _upload_bundle(bundle: Bundle, repo_id: str, *, private: bool, token: str, r
 
     api = HfApi(token=token)
     files = _bundle_files(bundle)
-    with _hub_errors(f"pushing {bundle.path} to the dataset repo {repo_id}", token):
-        api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
-        api.upload_folder(
-            repo_id=repo_id,
-            folder_path=str(bundle.path),
-            repo_type="dataset",
-            revision=revision,
-            allow_patterns=files,
-            commit_message=f"Spacerini bundle: {len(bundle):,} documents ({', '.join(bundle.backends)})",
-        )
+    # A staging copy (hard links, and a manifest without the build machine's paths), so that
+    # what is published is what a rendered Space holds; beside the bundle, for the hard links.
+    with tempfile.TemporaryDirectory(prefix=f".{Path(bundle.path).name}.push-", dir=Path(bundle.path).parent) as staging:
+        _copy_bundle(bundle, Path(staging))
+        with _hub_errors(f"pushing {bundle.path} to the dataset repo {repo_id}", token):
+            api.create_repo(repo_id, repo_type="dataset", private=private, exist_ok=True)
+            api.upload_folder(
+                repo_id=repo_id,
+                folder_path=staging,
+                repo_type="dataset",
+                revision=revision,
+                allow_patterns=files,
+                commit_message=f"Spacerini bundle: {len(bundle):,} documents ({', '.join(bundle.backends)})",
+            )
     logger.info("pushed %s to datasets/%s", bundle.path, repo_id)
     return f"https://huggingface.co/datasets/{repo_id}"
 

@@ -104,7 +104,10 @@ class Recorder:
         if allow is not None:
             files = [f for f in files if f in allow]
         contents = b"".join((folder / f).read_bytes() for f in files)
-        self.calls.append(("upload_folder", {**kwargs, "files": files, "has_token": self.token.encode() in contents}))
+        manifest = next(((folder / f).read_text() for f in files if f.endswith("spacerini.json")), "")
+        self.calls.append(
+            ("upload_folder", {**kwargs, "files": files, "has_token": self.token.encode() in contents, "manifest": manifest})
+        )
         if self.fail_upload:
             raise OSError(f"connection refused (Authorization: Bearer {self.token})")
 
@@ -231,3 +234,18 @@ def test_no_source_tree_is_a_clear_error(app_bundle: Any, tmp_path: Path, monkey
     with pytest.raises(DeployError, match="spacerini_requirement="):
         render_space(app_bundle.path, tmp_path / "space")
     assert not (tmp_path / "space").exists()
+
+
+def test_push_publishes_a_manifest_without_build_paths(tmp_path: Path, hub: type[Recorder]) -> None:
+    from spacerini.bundle import build_bundle
+    from spacerini.deploy import push
+
+    corpus = Path(__file__).resolve().parents[1] / "data" / "tiny.jsonl"
+    bundle = build_bundle(corpus, tmp_path / "b", progress=False)
+    assert str(corpus.parent) in (bundle.path / "spacerini.json").read_text()  # the bundle's own keeps it
+    push(bundle.path, "me/tiny-bundle", token=TOKEN)
+    (_, _), (upload, u) = hub.calls
+    assert u["manifest"]
+    assert upload == "upload_folder" and "spacerini.json" in u["files"]
+    assert str(corpus.parent) not in u["manifest"] and str(tmp_path) not in u["manifest"]
+    assert not list(tmp_path.glob(".b.push-*"))  # the staging copy is gone
