@@ -17,8 +17,13 @@ Measured in the same run:
   and the "pii" step (index mode) on the same files as Docs with a code-like ``meta`` (path,
   owner, licence, language: the step now scans the provenance too), are timed as well.
 
+With ``--against REV --compare-on FOLDER`` both versions also run on the text files under a
+folder (e.g. ``.venv/lib/python3.11/site-packages``, shuffled with seed 0, up to
+``--compare-mb``), and the spans only one of them finds are printed: new false alarms (or
+new finds) on real code.
+
 Prints a Markdown table and one JSON line. Usage:
-``python benchmarks/pii_bench.py [--mb 4] [--repeats 3] [--against HEAD~1]``.
+``python benchmarks/pii_bench.py [--mb 4] [--repeats 3] [--against HEAD~1 [--compare-on DIR]]``.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import random
 import subprocess
 import sys
 import sysconfig
@@ -106,6 +112,36 @@ def time_step(module: ModuleType, docs: list[Doc]) -> float:
     return time.perf_counter() - started
 
 
+COMPARED_SUFFIXES = frozenset({".py", ".md", ".txt", ".cfg", ".ini", ".yaml", ".yml", ".json", ".sh", ".toml", ".js"})
+
+
+def compare_on(folder: Path, limit_chars: int, now: ModuleType, before: ModuleType) -> dict:
+    """Runs both detectors on the text files under ``folder``; returns counts and the spans only one found."""
+    paths = sorted(p for p in folder.rglob("*") if p.suffix in COMPARED_SUFFIXES and p.is_file())
+    random.Random(0).shuffle(paths)
+    total = 0
+    counts: dict[str, Counter[str]] = {"now": Counter(), "before": Counter()}
+    only: dict[str, list[list[str]]] = {"now": [], "before": []}
+    for path in paths:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (UnicodeDecodeError, OSError):
+            continue
+        if len(text) > 2_000_000:
+            continue
+        total += len(text)
+        found_now = {(s.kind, s.text) for s in now.find_pii(text)}
+        found_before = {(s.kind, s.text) for s in before.find_pii(text)}
+        counts["now"].update(kind for kind, _ in found_now)
+        counts["before"].update(kind for kind, _ in found_before)
+        name = path.relative_to(folder).as_posix()
+        only["now"].extend([name, kind, value] for kind, value in sorted(found_now - found_before))
+        only["before"].extend([name, kind, value] for kind, value in sorted(found_before - found_now))
+        if total >= limit_chars:
+            break
+    return {"mb": round(total / 1e6, 2), "counts": {k: dict(v) for k, v in counts.items()}, "only": only}
+
+
 def score_by_context(rows: list[dict]) -> dict[str, dict[str, float | int]]:
     """Scores each context of the labelled set on its own (all scored kinds together)."""
     contexts: dict[str, list[dict]] = {}
@@ -121,7 +157,11 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=4.0, help="MB of standard-library source to time on")
     parser.add_argument("--repeats", type=int, default=3, help="timed passes per version (best is kept)")
     parser.add_argument("--against", help="a git revision whose pii.py is timed in the same run")
+    parser.add_argument("--compare-on", type=Path, help="a folder of text files to run both versions on")
+    parser.add_argument("--compare-mb", type=float, default=60.0, help="MB of that folder to read")
     args = parser.parse_args()
+    if args.compare_on and not args.against:
+        parser.error("--compare-on needs --against")
 
     rows = read_jsonl(LABELLED)
     heldout = read_jsonl(HELDOUT)
@@ -193,12 +233,20 @@ def main() -> None:
             f"pii step {step_speed[name]} MB/s"
         )
     print(f"  now, find_pii with PHONE on: {phone_speed} MB/s")
+    compared = None
+    if args.compare_on:
+        compared = compare_on(args.compare_on, int(args.compare_mb * 1e6), pii, versions[f"at {args.against}"])
+        print(f"\nboth versions on {compared['mb']} MB under {args.compare_on}: {compared['counts']}")
+        for side, rows_only in compared["only"].items():
+            print(f"  found only {side}: {len(rows_only)}")
+            for name, kind, value in rows_only[:50]:
+                print(f"    {name}: {kind} {value[:80]!r}")
     print(
         json.dumps(
             {
                 "texts": len(rows), "positives": positives, "negatives": negatives, "kinds": kinds,
                 "contexts": contexts, "kinds_before": before, "heldout": heldout_now, "heldout_before": heldout_before, "mb": round(chars / 1e6, 2), "mb_per_s": speed, "step_mb_per_s": step_speed, "phone_mb_per_s": phone_speed,
-                "stdlib_spans": {k: dict(v) for k, v in found.items()},
+                "stdlib_spans": {k: dict(v) for k, v in found.items()}, "compared": compared,
             }
         )
     )  # fmt: skip
