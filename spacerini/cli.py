@@ -506,28 +506,38 @@ def owner(bundle: str, name: str, as_json: bool) -> None:
 @click.option("--owner", "owners", multiple=True, help="Owner whose documents are removed (repeatable).")
 @click.option("--ids", "ids_file", type=click.Path(dir_okay=False), help="File of document ids to remove, one per line.")
 @click.option(
-    "--requests", "list_requests", is_flag=True, expose_value=False, callback=lambda c, p, v: _keep(c, p, v),
+    "--requests", "list_requests", is_flag=True,
     help="List the opt-out requests filed in the app (pending ones; with --json, all).",
 )
 @click.option(
-    "--apply", "apply_ids", default=None, expose_value=False, callback=lambda c, p, v: _keep(c, p, v),
+    "--apply", "apply_ids", default=None,
     help="Apply these filed requests (comma-separated ids): remove each requester's documents.",
 )
 @click.option(
-    "--requests-file", default=None, type=click.Path(dir_okay=False), expose_value=False,
-    callback=lambda c, p, v: _keep(c, p, v), help="The request store (default: beside BUNDLE).",
+    "--requests-file", default=None, type=click.Path(dir_okay=False), help="The request store (default: beside BUNDLE).",
 )
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--no-wait", is_flag=True, help="Fail at once if another command is changing the bundle (default: wait for it).")
 @click.option("--json", "as_json", is_flag=True)
 def optout_cmd(
-    bundle: str, owners: tuple[str, ...], ids_file: str | None, threads: int, no_wait: bool, as_json: bool
+    bundle: str,
+    owners: tuple[str, ...],
+    ids_file: str | None,
+    list_requests: bool,
+    apply_ids: str | None,
+    requests_file: str | None,
+    threads: int,
+    no_wait: bool,
+    as_json: bool,
 ) -> None:
     """Remove an owner's documents (--owner NAME) or listed ids (--ids FILE) from every backend of BUNDLE.
 
     --requests lists the opt-out requests people filed in the app; --apply ID[,ID] applies them.
     """
-    if _optout_requests(bundle, threads=threads, as_json=as_json):
+    if list_requests or apply_ids is not None:
+        _optout_requests(
+            bundle, apply_ids=apply_ids, requests_file=requests_file, threads=threads, wait=not no_wait, as_json=as_json
+        )
         return
     from spacerini.bundle import optout
 
@@ -558,19 +568,10 @@ def _bundle_dir(bundle: str) -> Path:
     return root
 
 
-def _keep(ctx: click.Context, param: click.Parameter, value: Any) -> None:
-    """Keeps an option's value in ``ctx.meta`` (options that the command reads with
-    :func:`_optout_requests` rather than as parameters)."""
-    ctx.meta[f"spacerini.{param.name}"] = value
-
-
-def _optout_requests(bundle: str, *, threads: int, as_json: bool) -> bool:
-    """``optout --requests`` / ``--apply``: lists or applies filed requests; False when neither
-    was given."""
-    meta = click.get_current_context().meta
-    listing, apply_ids = meta.get("spacerini.list_requests"), meta.get("spacerini.apply_ids")
-    if not listing and apply_ids is None:
-        return False
+def _optout_requests(
+    bundle: str, *, apply_ids: str | None, requests_file: str | None, threads: int, wait: bool, as_json: bool
+) -> None:
+    """``optout --requests`` lists filed requests; ``--apply ID[,ID]`` applies them."""
     from spacerini.app.flags import persistent_destination
     from spacerini.app.requests import (
         OptoutRequestStore,
@@ -579,26 +580,29 @@ def _optout_requests(bundle: str, *, threads: int, as_json: bool) -> bool:
         requests_table,
     )
 
-    path = meta.get("spacerini.requests_file") or default_requests_path(_bundle_dir(bundle), persistent_destination())
+    path = requests_file or default_requests_path(_bundle_dir(bundle), persistent_destination())
     store = OptoutRequestStore(Path(path), bundle_path=Path(bundle))
     if apply_ids is not None:
-        results = apply_requests(bundle, _split(apply_ids) or [], store=store, threads=threads, progress=_progress())
+        results = apply_requests(
+            bundle, _split(apply_ids) or [], store=store, threads=threads, progress=_progress(), wait=wait
+        )
         if as_json:
             _echo_json(results)
         for r in [] if as_json else results:
             detail = f"{r['removed']:,} documents removed" if r["status"] == "applied" else r.get("error", "")
             click.echo(f"{r['id']}: {r['status']} ({detail})")
-        return True
+        if any(r["status"] != "applied" for r in results):  # an owner not found, or a failure: say so in the exit status
+            click.get_current_context().exit(EXIT_ERROR)
+        return
     if as_json:
         _echo_json(store.read())
-        return True
+        return
     pending = store.pending()
     if not pending:
         click.echo(f"No pending opt-out requests in {store.path}.")
-        return True
+        return
     click.echo(requests_table(pending))
     click.echo(f"{len(pending)} pending; apply with: spacerini optout {bundle} --apply ID[,ID]")
-    return True
 
 
 @cli.command()
