@@ -904,6 +904,26 @@ class BundleSnapshot:
             return batch(list(queries), k=k, threads=threads)
         return {qid: (searcher.search(text, k=k) if text.strip() else []) for qid, text in queries}
 
+    def batch_search_pairs(
+        self, queries: Sequence[tuple[str, str]], *, k: int = 1000, backend: str | None = None, threads: int = 1
+    ) -> dict[str, list[tuple[str, float]]]:
+        """Like :meth:`batch_search`, as ``(docid, score)`` pairs in rank order: what a TREC run
+        needs, without building a :class:`Hit` per result (most of the cost at k=1000).
+
+        Raises:
+            QueryError: A query is too long, or k is not positive.
+        """
+        name = backend or self.default_backend()
+        pairs = getattr(self.searcher(name), "batch_search_pairs", None)
+        if pairs is None:
+            hits = self.batch_search(queries, k=k, backend=name, threads=threads)
+            return {qid: [(h.docid, h.score) for h in hs] for qid, hs in hits.items()}
+        _check_page(k, 0)
+        for qid, text in queries:
+            if len(text) > MAX_QUERY_CHARS:
+                raise QueryError(f"query {qid!r} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
+        return pairs(list(queries), k=k, threads=threads)
+
     def _enrich(
         self, hit: Hit, query: str, searcher: Any, *, snippets: bool, snippet_text: Callable[[Doc], str] | None
     ) -> Hit:
@@ -1136,6 +1156,10 @@ class Bundle:
     def batch_search(self, queries: Sequence[tuple[str, str]], **options: Any) -> dict[str, list[Hit]]:
         """Many queries at once (see :meth:`BundleSnapshot.batch_search`) on one generation."""
         return self._call("batch_search", queries, **options)
+
+    def batch_search_pairs(self, queries: Sequence[tuple[str, str]], **options: Any) -> dict[str, list[tuple[str, float]]]:
+        """``(docid, score)`` pairs for many queries (see :meth:`BundleSnapshot.batch_search_pairs`)."""
+        return self._call("batch_search_pairs", queries, **options)
 
     def iter_docs(self) -> Iterator[Doc]:
         """Streams every stored document of the generation in use, in corpus order."""

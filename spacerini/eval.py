@@ -11,7 +11,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -87,10 +87,31 @@ def read_qrels(path: str | os.PathLike[str]) -> dict[str, dict[str, int]]:
     return qrels
 
 
-def write_trec_run(results: Mapping[str, Sequence[Hit]], path: str | os.PathLike[str], *, tag: str = "spacerini") -> int:
-    """Writes hits as a TREC run (``qid Q0 docid rank score tag``, Anserini's format).
+def trec_lines(
+    results: Mapping[str, Sequence[Hit] | Sequence[tuple[str, float]]], *, tag: str = "spacerini"
+) -> Iterator[str]:
+    """Yields TREC run lines exactly as Anserini's ``SearchCollection`` formats them
+    (``%s Q0 %s %d %f %s``: ranks from 1 in the order given, six decimals).
 
-    Written to a temporary file and renamed, so a crash leaves no half-written run.
+    Args:
+        results: ``{qid: hits}`` (:class:`~spacerini.records.Hit`), or ``{qid: (docid, score)
+            pairs}`` from a ``batch_search_pairs``, in rank order.
+        tag: The run tag (last column).
+    """
+    for qid, hits in results.items():
+        for rank, hit in enumerate(hits, start=1):
+            docid, score = (hit.docid, hit.score) if isinstance(hit, Hit) else hit
+            yield f"{qid} Q0 {docid} {rank} {score:f} {tag}"
+
+
+def write_trec_run(
+    results: Mapping[str, Sequence[Hit] | Sequence[tuple[str, float]]],
+    path: str | os.PathLike[str],
+    *,
+    tag: str = "spacerini",
+) -> int:
+    """Writes a TREC run (:func:`trec_lines`), to a temporary file renamed into place, so a
+    crash leaves no half-written run.
 
     Returns:
         The number of lines written.
@@ -98,12 +119,15 @@ def write_trec_run(results: Mapping[str, Sequence[Hit]], path: str | os.PathLike
     p = Path(path)
     tmp = p.with_name(f".{p.name}.tmp")
     n = 0
-    with tmp.open("w", encoding="utf-8") as fh:
-        for qid, hits in results.items():
-            for hit in hits:
-                fh.write(f"{qid} Q0 {hit.docid} {hit.rank} {hit.score:.6f} {tag}\n")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            for line in trec_lines(results, tag=tag):
+                fh.write(line + "\n")
                 n += 1
-    os.replace(tmp, p)
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return n
 
 

@@ -952,14 +952,7 @@ def _render_snippet(text: str, matched: list[tuple[int, int]], width: int) -> st
 def trec_lines(
     results: Mapping[str, Sequence[Hit] | Sequence[tuple[str, float]]], *, tag: str = "Anserini"
 ) -> Iterable[str]:
-    """Yields TREC run lines formatted like Anserini's ``SearchCollection`` (``%s Q0 %s %d %f %s``).
+    """:func:`spacerini.eval.trec_lines` with Anserini's default run tag (one writer for both)."""
+    from spacerini.eval import trec_lines as lines
 
-    Args:
-        results: ``{qid: hits}`` from :meth:`BM25Searcher.batch_search`, or ``{qid: (docid, score)
-            pairs}`` from :meth:`BM25Searcher.batch_search_pairs`, in rank order.
-        tag: The run tag (last column).
-    """
-    for qid, hits in results.items():
-        for rank, hit in enumerate(hits, start=1):
-            docid, score = (hit.docid, hit.score) if isinstance(hit, Hit) else hit
-            yield f"{qid} Q0 {docid} {rank} {score:f} {tag}"
+    return lines(results, tag=tag)
