@@ -704,7 +704,7 @@ class BundleSnapshot:
     """One generation of a bundle: its manifest, docstore and searchers, opened on first use.
 
     Every answer computed on one snapshot comes from one generation: a searcher that it opens
-    after a newer generation was swapped in is refused (:class:`_StaleGeneration`), and the
+    after a newer generation was swapped in is refused (:class:`StaleGenerationError`), and the
     :class:`Bundle` that owns it retries on the new one. Thread-safe for searching.
     """
 
@@ -743,7 +743,7 @@ class BundleSnapshot:
             close: Callable[[], None] | None = getattr(opened, "close", None)
             if close is not None:
                 close()
-            raise _StaleGeneration(self.path)
+            raise StaleGenerationError(self.path)
         return opened
 
     def __len__(self) -> int:
@@ -978,8 +978,11 @@ class BundleSnapshot:
 
 
 
-class _StaleGeneration(BundleError):
-    """A snapshot was asked to open files after a newer generation replaced them (retried)."""
+class StaleGenerationError(BundleError):
+    """A snapshot was asked to open files after a newer generation replaced them.
+
+    :class:`Bundle` and :class:`~spacerini.service.Service` retry on the new generation.
+    """
 
     def __init__(self, path: Path) -> None:
         super().__init__(f"{path}: the bundle changed while it was being read; try again")
@@ -1095,7 +1098,7 @@ class Bundle:
             try:
                 with self.pin() as snap:
                     return getattr(snap, method)(*args, **kwargs)
-            except _StaleGeneration:
+            except StaleGenerationError:
                 if attempt:
                     raise
                 self.reload()

@@ -24,7 +24,9 @@ EXIT_ERROR = 2
 
 
 def _echo_json(data: Any) -> None:
-    click.echo(json.dumps(data, ensure_ascii=False, indent=None))
+    from spacerini.records import to_json
+
+    click.echo(json.dumps(to_json(data), ensure_ascii=False, indent=None))
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -303,10 +305,10 @@ def search(
 def _service(bundle: Any) -> Any:
     """The one service the app uses too: it redacts on display for a bundle built with
     ``--preprocess pii --preprocess-opt pii.mode=display``, and refuses PII queries there."""
-    from spacerini.app.service import AppService
     from spacerini.display import pii_display_mode
+    from spacerini.service import Service
 
-    return AppService(
+    return Service(
         bundle, redact_pii=pii_display_mode(bundle.manifest), max_k=10_000, max_offset=100_000, max_text=50_000_000
     )
 

@@ -118,3 +118,193 @@ class BuildReport:
             "params": dict(self.params),
             "stats": dict(self.stats),
         }
+
+
+# ---------------------------------------------------------------------------- service answers
+def to_json(value: Any) -> Any:
+    """A record (or any value holding records) as plain JSON data: dicts, lists, scalars."""
+    if isinstance(value, Answer):
+        return value.to_dict()
+    if hasattr(value, "__dataclass_fields__"):
+        return {name: to_json(getattr(value, name)) for name in value.__dataclass_fields__}
+    if isinstance(value, Mapping):
+        return {str(k): to_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_json(v) for v in value]
+    return value
+
+
+class Answer(Mapping[str, Any]):
+    """Base of the typed answers of :mod:`spacerini.service`, shared by every front end.
+
+    An answer is a frozen dataclass with typed attributes (``page.hits[0].docid``). It also
+    reads like its JSON form (``page["hits"][0]["docid"]``), which is what the JSON API sends,
+    the Gradio endpoints return and the HTML renderers take, so that each front end renders one
+    shape: :meth:`to_dict`.
+    """
+
+    __slots__ = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: nested records become dicts, tuples become lists."""
+        return {name: to_json(getattr(self, name)) for name in self.__dataclass_fields__}  # type: ignore[attr-defined]
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self.__dataclass_fields__:  # type: ignore[attr-defined]
+            raise KeyError(key)
+        return to_json(getattr(self, key))
+
+    def __iter__(self) -> Any:
+        return iter(self.__dataclass_fields__)  # type: ignore[attr-defined]
+
+    def __len__(self) -> int:
+        return len(self.__dataclass_fields__)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True, eq=False)
+class SearchPage(Answer):
+    """One page of ranked hits, with display fields and provenance as shown (redacted or not)."""
+
+    query: str
+    backend: str
+    k: int
+    offset: int
+    hits: tuple[Hit, ...]
+    generation: int = 1
+
+
+@dataclass(frozen=True, eq=False)
+class CountResult(Answer):
+    """Exact occurrences of a text (overlapping ones included)."""
+
+    query: str
+    count: int
+    generation: int = 1
+
+
+@dataclass(frozen=True, eq=False)
+class Occurrence(Answer):
+    """One exact occurrence: its document, character offset and an escaped snippet with ``<mark>``."""
+
+    rank: int
+    docid: str
+    offset: int
+    snippet: str
+    meta: Mapping[str, Any]
+
+
+@dataclass(frozen=True, eq=False)
+class FindPage(Answer):
+    """The total count of a text and one page of its occurrences."""
+
+    query: str
+    count: int
+    k: int
+    offset: int
+    hits: tuple[Occurrence, ...]
+    generation: int = 1
+
+
+@dataclass(frozen=True, eq=False)
+class Source(Answer):
+    """A document that holds a span: its id and provenance as shown."""
+
+    docid: str
+    meta: Mapping[str, Any]
+
+
+@dataclass(frozen=True, eq=False)
+class MemberSpan(Answer):
+    """A span of the checked text found in the corpus, with how often and where (when known)."""
+
+    start: int
+    end: int
+    text: str
+    count: int = 0
+    sources: tuple[Source, ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Membership(Answer):
+    """Which spans of a text are in the corpus ("was this text in the training data?").
+
+    ``method`` is ``"bloom sketch"`` (probable spans, exact sources attached where the bundle
+    has the exact backend) or ``"exact"`` (verbatim spans of at least the minimum length).
+    """
+
+    chars: int
+    method: str
+    coverage: float
+    spans: tuple[MemberSpan, ...]
+    exact_spans: tuple[MemberSpan, ...]
+    ngrams_checked: int | None = None
+    ngrams_found: int | None = None
+    generation: int = 1
+
+
+@dataclass(frozen=True, eq=False)
+class OwnedFile(Answer):
+    """A file of an owner: document id, path and repo (as shown)."""
+
+    docid: str
+    path: str
+    repo: str
+
+
+@dataclass(frozen=True, eq=False)
+class OwnerMatch(Answer):
+    """An owner whose name matches, with their repos (name, files) and the first files."""
+
+    owner: str
+    score: float
+    docs: int
+    repos: tuple[tuple[str, int], ...]
+    files: tuple[OwnedFile, ...]
+
+
+@dataclass(frozen=True, eq=False)
+class OwnerResult(Answer):
+    """"Am I in the corpus?": the matching owners, best first, and how to ask for removal."""
+
+    query: str
+    matches: tuple[OwnerMatch, ...]
+    total_docs: int
+    optout_instructions: str
+    generation: int = 1
+
+
+@dataclass(frozen=True, eq=False)
+class Stats(Answer):
+    """What a bundle holds: counts, sizes, breakdowns, preprocessing reports and the audit log."""
+
+    generation: int
+    docs: int
+    text_bytes: int
+    bundle_bytes: int
+    backends: tuple[str, ...]
+    created: str | None
+    source: Any
+    licences: tuple[tuple[str, int], ...]
+    languages: tuple[tuple[str, int], ...]
+    preprocess: Any
+    audit_log: Any
+
+
+@dataclass(frozen=True, eq=False)
+class FlagReceipt(Answer):
+    """A "flag this result" report as recorded."""
+
+    at: str
+    bundle: str
+    query: str
+    docid: str
+    reason: str
+
+
+@dataclass(frozen=True, eq=False)
+class RequestReceipt(Answer):
+    """An opt-out request as filed: its id (to quote to the operator), status and time."""
+
+    id: str
+    status: str
+    at: str

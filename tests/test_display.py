@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from spacerini.app.service import AppService
 from spacerini.bundle import build_bundle
 from spacerini.display import exact_snippet, pii_display_mode, refuse_pii_query
 from spacerini.errors import QueryError
 from spacerini.records import Doc
+from spacerini.service import Service
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 FILLER = "# configuration for the nightly export job, see the runbook for details\n" * 3
@@ -22,7 +22,7 @@ def _fragments(secret: str, n: int = 8) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def svc(tmp_path_factory: pytest.TempPathFactory) -> AppService:
+def svc(tmp_path_factory: pytest.TempPathFactory) -> Service:
     out = tmp_path_factory.mktemp("display") / "b"
     docs = [
         Doc(id="cfg", text=FILLER + f'aws_secret_access_key = "{SECRET}"\nregion = eu-west-1\n'),
@@ -33,10 +33,10 @@ def svc(tmp_path_factory: pytest.TempPathFactory) -> AppService:
         ),
     ]
     bundle = build_bundle(docs, out, backends=["bm25", "exact", "owners"], progress=False)
-    return AppService(bundle, flags_path=tmp_path_factory.mktemp("flags") / "flags.jsonl")
+    return Service(bundle, flags_path=tmp_path_factory.mktemp("flags") / "flags.jsonl")
 
 
-def test_find_redacts_a_secret_cut_by_the_snippet_window(svc: AppService) -> None:
+def test_find_redacts_a_secret_cut_by_the_snippet_window(svc: Service) -> None:
     page = svc.find("aws_secret_access_key", 10, 0)
     assert page["count"] == 1
     snippet = page["hits"][0]["snippet"]
@@ -47,23 +47,23 @@ def test_find_redacts_a_secret_cut_by_the_snippet_window(svc: AppService) -> Non
     assert any(f in raw for f in _fragments(SECRET))
 
 
-def test_search_snippets_are_cut_from_the_redacted_text(svc: AppService) -> None:
+def test_search_snippets_are_cut_from_the_redacted_text(svc: Service) -> None:
     hits = svc.search("aws secret access key region", k=5)["hits"]
     assert hits and hits[0]["docid"] == "cfg"
     assert not [f for f in _fragments(SECRET) if f in hits[0]["snippet"]]
 
 
-def test_a_query_that_is_itself_a_secret_gets_a_refusal(svc: AppService) -> None:
+def test_a_query_that_is_itself_a_secret_gets_a_refusal(svc: Service) -> None:
     for verb, call in (("count", svc.count), ("find", svc.find)):
         with pytest.raises(QueryError, match=f"does not {verb} such text"):
             call(f'aws_secret_access_key = "{SECRET}"')
     with pytest.raises(QueryError, match="EMAIL"):
         svc.count("jane.roe@fastmail.fm")
-    raw = AppService(svc.bundle, redact_pii=False, flags_path=svc.flags.path)
+    raw = Service(svc.bundle, redact_pii=False, flags_path=svc.flags.path)
     assert raw.count(SECRET)["count"] == 1  # an operator who turned redaction off sees it
 
 
-def test_owner_answers_redact_emails_and_url_passwords(svc: AppService) -> None:
+def test_owner_answers_redact_emails_and_url_passwords(svc: Service) -> None:
     answer = svc.owner("jane roe fastmail fm")
     shown = repr(answer)
     assert "jane.roe@fastmail.fm" not in shown and "hunter2pass" not in shown

@@ -17,7 +17,7 @@ with a ``"path"`` key (which code provenance has) as a file to download. :func:`
 mounts plain JSON routes (``GET /api/search?q=...``, see :mod:`spacerini.app.jsonapi`) on the
 same server: one round trip per call, without Gradio's queue and event stream.
 
-The app holds no search logic (see :class:`~spacerini.app.service.AppService`), HTML-escapes all
+The app holds no search logic (see :class:`~spacerini.service.Service`), HTML-escapes all
 document text (only ``<mark>`` highlighting and http(s) links are added), redacts PII on
 display unless told not to, serves no files and takes no uploads. Visitors see only the app's
 own one-line error messages; reports and requests are bounded and rate-limited per client.
@@ -31,14 +31,17 @@ import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from spacerini.app.render import render_hits
-from spacerini.app.service import MAX_MEMBER_CHARS, AppService
 from spacerini.bundle import MAX_QUERY_CHARS  # the longest query a search box takes
 from spacerini.errors import SpaceriniError, one_line
+from spacerini.records import to_json
 
-__all__ = ["build_app", "serve", "render_hits", "AppService", "PAGE_SIZE", "CONCURRENCY"]
+if TYPE_CHECKING:  # spacerini.service imports the app's stores (spacerini.app.flags/requests)
+    from spacerini.service import Service
+
+__all__ = ["build_app", "serve", "render_hits", "PAGE_SIZE", "CONCURRENCY"]
 
 logger = logging.getLogger(__name__)
 
@@ -126,7 +129,9 @@ def build_app(
     """
     import gradio as gr
 
-    svc = AppService(
+    from spacerini.service import Service
+
+    svc = Service(
         bundle,
         redact_pii=redact_pii,
         flags_path=Path(flags_path) if flags_path else None,
@@ -221,7 +226,7 @@ class _Pager:
         self.prev.click(_guard(step(-1)), [*inputs, self.page], outputs, api_visibility="private")
 
 
-def _search_tab(gr: Any, svc: AppService) -> None:
+def _search_tab(gr: Any, svc: Service) -> None:
     ranked = svc.ranked_backends
 
     def run(query: str, backend: str, page: int) -> tuple[str, int, str, Any]:
@@ -260,7 +265,7 @@ def _search_tab(gr: Any, svc: AppService) -> None:
         flag_btn.click(_guard(flag), [query, flag_id, reason], flag_out, api_visibility="private")
 
 
-def _exact_tab(gr: Any, svc: AppService) -> None:
+def _exact_tab(gr: Any, svc: Service) -> None:
     from spacerini.app.render import render_exact
 
     def run(text: str, page: int) -> tuple[str, int, str]:
@@ -276,7 +281,7 @@ def _exact_tab(gr: Any, svc: AppService) -> None:
         pager.wire(run, [text], [out, pager.page, pager.label], submit=text)
 
 
-def _member_tab(gr: Any, svc: AppService) -> None:
+def _member_tab(gr: Any, svc: Service) -> None:
     from spacerini.app.render import render_member
 
     def run(text: str) -> str:
@@ -284,13 +289,13 @@ def _member_tab(gr: Any, svc: AppService) -> None:
 
     with gr.Tab("Membership", id="member"):
         gr.Markdown("Paste text or code: the spans found in the corpus are highlighted, with the documents that hold them.")
-        text = gr.Textbox(label="Text or code", lines=10, max_length=MAX_MEMBER_CHARS, elem_id="sp-member-text")
+        text = gr.Textbox(label="Text or code", lines=10, max_length=svc.max_text, elem_id="sp-member-text")
         go = gr.Button("Check", variant="primary", elem_id="sp-member-go")
         out = gr.HTML(elem_id="sp-member-results")
         go.click(_guard(run), [text], out, api_visibility="private")
 
 
-def _owner_tab(gr: Any, svc: AppService) -> None:
+def _owner_tab(gr: Any, svc: Service) -> None:
     from spacerini.app.flags import client_key
     from spacerini.app.render import render_owner
     from spacerini.app.requests import MAX_CONTACT_CHARS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, OPTOUT_HOWTO
@@ -322,19 +327,19 @@ def _owner_tab(gr: Any, svc: AppService) -> None:
         send.click(_guard(ask), [who, contact, note], status, api_visibility="private")
 
 
-def _trace_tab(gr: Any, svc: AppService) -> None:
+def _trace_tab(gr: Any, svc: Service) -> None:
     from spacerini.app.render import render_trace
 
     with gr.Tab("Trace", id="trace"):
         gr.Markdown("Paste generated code: each verbatim span is traced to the corpus files (and licences) that hold it.")
-        text = gr.Textbox(label="Code", lines=10, max_length=MAX_MEMBER_CHARS, elem_id="sp-trace-text")
+        text = gr.Textbox(label="Code", lines=10, max_length=svc.max_text, elem_id="sp-trace-text")
         min_len = gr.Slider(8, 200, value=32, step=1, label="Shortest span (characters)")
         go = gr.Button("Trace", variant="primary", elem_id="sp-trace-go")
         out = gr.HTML(elem_id="sp-trace-results")
-        go.click(_guard(lambda t, m: render_trace(svc.trace(t, int(m)), t)), [text, min_len], out, api_visibility="private")
+        go.click(_guard(lambda t, m: render_trace(to_json(svc.trace(t, int(m))), t)), [text, min_len], out, api_visibility="private")
 
 
-def _stats_tab(gr: Any, svc: AppService) -> None:
+def _stats_tab(gr: Any, svc: Service) -> None:
     import pandas as pd
 
     with gr.Tab("Stats", id="stats"):
@@ -369,7 +374,7 @@ def _size(n: int) -> str:
 
 
 # --------------------------------------------------------------------------------------- api
-def _api(gr: Any, svc: AppService, caps: list[str]) -> None:
+def _api(gr: Any, svc: Service, caps: list[str]) -> None:
     """Named API endpoints returning JSON strings.
 
     They are ``gr.api`` endpoints, typed by their signatures, not hidden components: every
@@ -380,8 +385,8 @@ def _api(gr: Any, svc: AppService, caps: list[str]) -> None:
     def endpoint(fn: Callable[..., str], name: str) -> None:
         gr.api(_guard(fn), api_name=name, api_description=(fn.__doc__ or "").strip() or None)
 
-    def dumps(value: dict[str, Any]) -> str:
-        return json.dumps(value, ensure_ascii=False)
+    def dumps(value: Any) -> str:
+        return json.dumps(to_json(value), ensure_ascii=False)
 
     if "search" in caps:
 

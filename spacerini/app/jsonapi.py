@@ -6,13 +6,13 @@ stream, with a session per caller. These routes answer the same capabilities in 
 JSON object (the same dict the named endpoint returns as a string):
 
 * ``GET /api/search?q=TEXT&backend=bm25&k=10&offset=0`` (``&snippets=false``: no snippets):
-  :meth:`~spacerini.app.service.AppService.search`;
-* ``GET /api/count?q=TEXT``: :meth:`~spacerini.app.service.AppService.count`;
-* ``GET /api/find?q=TEXT&k=10&offset=0``: :meth:`~spacerini.app.service.AppService.find`;
-* ``GET /api/owner?name=NAME&limit=100``: :meth:`~spacerini.app.service.AppService.owner`;
-* ``GET /api/stats``: :meth:`~spacerini.app.service.AppService.stats`;
+  :meth:`~spacerini.service.Service.search`;
+* ``GET /api/count?q=TEXT``: :meth:`~spacerini.service.Service.count`;
+* ``GET /api/find?q=TEXT&k=10&offset=0``: :meth:`~spacerini.service.Service.find`;
+* ``GET /api/owner?name=NAME&limit=100``: :meth:`~spacerini.service.Service.owner`;
+* ``GET /api/stats``: :meth:`~spacerini.service.Service.stats`;
 * ``POST /api/optout-request`` with a JSON body ``{"name", "contact", "message"}`` (owners
-  backend): :meth:`~spacerini.app.service.AppService.optout_request`, its id and status.
+  backend): :meth:`~spacerini.service.Service.optout_request`, its id and status.
 
 The limits are the app's: query length, ``k`` and ``offset`` are checked by the service (and the
 bundle), a route exists only when the bundle has the backend, at most ``concurrency`` calls run
@@ -38,6 +38,7 @@ from typing import Any
 from starlette.requests import Request  # resolved by FastAPI from this module's globals
 
 from spacerini.errors import QueryError, RateLimitedError, SpaceriniError, one_line
+from spacerini.records import to_json
 
 __all__ = ["Busy", "Limiter", "NoFilesMiddleware", "json_api_routes"]
 
@@ -97,7 +98,7 @@ def json_api_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list
     """The JSON routes for ``svc``, to pass to FastAPI (``routes=``) or include in a router.
 
     Args:
-        svc: The app's :class:`~spacerini.app.service.AppService`.
+        svc: The app's :class:`~spacerini.service.Service`.
         limiter: Bounds the calls running and waiting (shared by every route).
         prefix: Path prefix of the routes.
 
@@ -112,7 +113,7 @@ def json_api_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list
 
     async def answer(fn: Callable[..., Any], *args: Any) -> JSONResponse:
         try:
-            return JSONResponse(await limiter.run(fn, *args))
+            return JSONResponse(to_json(await limiter.run(fn, *args)))
         except Busy as exc:
             return JSONResponse({"error": one_line(exc)}, status_code=503, headers={"Retry-After": "1"})
         except RateLimitedError as exc:

@@ -285,7 +285,7 @@ def _copy_bundle(bundle: Any, dest: Path) -> None:
     """
     import json
 
-    from spacerini.app.service import public_manifest
+    from spacerini.service import public_manifest
 
     root = Path(bundle.path)
     files = _bundle_files(bundle)

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from spacerini.errors import BackendNotAvailableError
+from spacerini.records import Answer
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,8 +60,8 @@ class TracedSpan:
 
 
 @dataclass(frozen=True, slots=True)
-class TraceResult:
-    """The outcome of :func:`trace`.
+class TraceResult(Answer):
+    """The outcome of :func:`trace` (the service's answer to a trace: it reads like its JSON too).
 
     Attributes:
         chars: Length of the traced text in characters.

@@ -24,7 +24,7 @@ def test_every_capability_is_a_named_endpoint(client: Any, app_bundle: Any) -> N
     assert {"/search", "/count", "/find", "/member", "/owner", "/optout_request", "/stats"} <= names
     hits = json.loads(client.predict("parser helper", "bm25", 5, 5, api_name="/search"))["hits"]
     assert [h["docid"] for h in hits] == [h.docid for h in app_bundle.search("parser helper", k=5, offset=5)]
-    assert json.loads(client.predict("json.load", api_name="/count")) == {"query": "json.load", "count": 9}
+    assert json.loads(client.predict("json.load", api_name="/count")) == {"query": "json.load", "count": 9, "generation": 1}
     found = json.loads(client.predict("json.load", 4, 4, api_name="/find"))
     assert found["count"] == 9 and [h["rank"] for h in found["hits"]] == [5, 6, 7, 8]
     assert found["hits"][0]["meta"]["path"].startswith("src/")  # provenance comes back as data, not a file

@@ -22,14 +22,14 @@ from spacerini.app.flags import (
     client_key,
     persistent_destination,
 )
-from spacerini.app.service import AppService
 from spacerini.cli import cli
 from spacerini.errors import QueryError, RateLimitedError
+from spacerini.service import Service
 
 
 @pytest.fixture
-def svc(app_bundle: Any, tmp_path: Path) -> AppService:
-    return AppService(app_bundle, flags_path=tmp_path / "flags.jsonl", requests_path=tmp_path / "requests.jsonl")
+def svc(app_bundle: Any, tmp_path: Path) -> Service:
+    return Service(app_bundle, flags_path=tmp_path / "flags.jsonl", requests_path=tmp_path / "requests.jsonl")
 
 
 def lines(path: Path) -> list[dict[str, Any]]:
@@ -37,7 +37,7 @@ def lines(path: Path) -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------- what is taken
-def test_flags_are_rate_limited_per_client(svc: AppService) -> None:
+def test_flags_are_rate_limited_per_client(svc: Service) -> None:
     for i in range(FLAGS_PER_CLIENT):
         svc.flag("parser", f"f{i:02d}", "other", client="10.0.0.1")
     with pytest.raises(RateLimitedError, match=f"at most {FLAGS_PER_CLIENT} per 60 seconds") as info:
@@ -60,7 +60,7 @@ def test_rate_limiter_window_slides_and_memory_is_bounded() -> None:
     assert len(limiter._seen) == 3 and "a" not in limiter._seen
 
 
-def test_flags_are_size_bounded_and_about_documents_of_the_bundle(svc: AppService) -> None:
+def test_flags_are_size_bounded_and_about_documents_of_the_bundle(svc: Service) -> None:
     cases = [
         (("q" * (MAX_FLAG_QUERY_CHARS + 1), "f01", "other"), "limit is 2,000"),
         (("parser", "f01", "r" * (MAX_REASON_CHARS + 1)), "limit is 500"),
@@ -89,7 +89,7 @@ def test_client_key_trusts_forwarded_for_only_behind_the_space_proxy(monkeypatch
 
 
 # ----------------------------------------------------------------------------- operators
-def test_flags_command_prints_a_table_and_json(svc: AppService, app_bundle: Any) -> None:
+def test_flags_command_prints_a_table_and_json(svc: Service, app_bundle: Any) -> None:
     svc.flag("json load", "f01", "licence problem", client="x")
     svc.flag("multi\nline\tquery", "evil", "personal information", client="y")
     runner = CliRunner()
@@ -151,7 +151,7 @@ def test_a_space_without_storage_uploads_reports_to_the_dataset(
     monkeypatch.delenv("SPACERINI_OPTOUT_REQUESTS", raising=False)
     monkeypatch.setattr(flags_mod, "SPACE_DATA_DIR", tmp_path / "no-data")
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    svc = AppService(app_bundle)
+    svc = Service(app_bundle)
     assert svc.hub is not None and svc.hub.dataset == "me/search-flags"
     assert tmp_path / "tmp" / "spacerini-stores" in svc.flags.path.parents
     api = svc.hub._api = RecordingApi(fail=1)
@@ -178,7 +178,7 @@ def test_a_space_with_storage_keeps_reports_in_data(app_bundle: Any, tmp_path: P
     monkeypatch.delenv("SPACERINI_FLAGS", raising=False)
     monkeypatch.delenv("SPACERINI_OPTOUT_REQUESTS", raising=False)
     monkeypatch.setattr(flags_mod, "SPACE_DATA_DIR", tmp_path / "data")
-    svc = AppService(app_bundle)
+    svc = Service(app_bundle)
     assert svc.hub is None
     svc.flag("parser", "f02", "other", client="a")
     assert tmp_path / "data" / "spacerini" in svc.flags.path.parents and lines(svc.flags.path)[0]["docid"] == "f02"

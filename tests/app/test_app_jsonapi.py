@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from spacerini.app.jsonapi import Busy, Limiter, json_api_routes
-from spacerini.app.service import AppService, LRUCache
+from spacerini.service import LRUCache, Service
 
 
 # ----------------------------------------------------------------------------- over loopback
@@ -35,7 +35,7 @@ def test_search_route_matches_the_bundle_and_the_gradio_endpoint(app_server: str
 
 @pytest.mark.slow
 def test_other_routes_answer_like_the_service(app_server: str, app_bundle: Any) -> None:
-    assert httpx.get(app_server + "api/count", params={"q": "json.load"}, timeout=30).json() == {"query": "json.load", "count": 9}
+    assert httpx.get(app_server + "api/count", params={"q": "json.load"}, timeout=30).json() == {"query": "json.load", "count": 9, "generation": 1}
     found = httpx.get(app_server + "api/find", params={"q": "json.load", "k": 4, "offset": 4}, timeout=30).json()
     assert found["count"] == 9 and [h["rank"] for h in found["hits"]] == [5, 6, 7, 8]
     owner = httpx.get(app_server + "api/owner", params={"name": "Alan Turing", "limit": 5}, timeout=30).json()
@@ -100,7 +100,7 @@ def test_limiter_runs_at_most_n_and_refuses_beyond_the_wait_line() -> None:
 def test_a_busy_server_answers_503(app_bundle: Any, tmp_path: Any) -> None:
     from fastapi import FastAPI
 
-    svc = AppService(app_bundle, flags_path=tmp_path / "flags.jsonl")
+    svc = Service(app_bundle, flags_path=tmp_path / "flags.jsonl")
     release = threading.Event()
     entered = threading.Event()
     real_stats = svc.stats
@@ -153,7 +153,7 @@ def test_lru_cache_keeps_the_most_recent() -> None:
 
 
 def test_cached_display_values_are_not_shared_with_callers(app_bundle: Any, tmp_path: Any) -> None:
-    svc = AppService(app_bundle, flags_path=tmp_path / "flags.jsonl")
+    svc = Service(app_bundle, flags_path=tmp_path / "flags.jsonl")
     first = svc.search("script alert", "", 10, 0)
     evil = next(h for h in first["hits"] if h["docid"] == "evil")
     assert "bob.smith@gmail.com" not in evil["snippet"]  # redacted on display
@@ -162,7 +162,7 @@ def test_cached_display_values_are_not_shared_with_callers(app_bundle: Any, tmp_
     again = next(h for h in svc.search("script alert", "", 10, 0)["hits"] if h["docid"] == "evil")
     assert again["meta"]["owner"] == "Mallory" and again["fields"]["note"] == "<script>alert(3)</script>"
     assert svc._display.hits >= 1
-    plain = AppService(app_bundle, redact_pii=False, flags_path=tmp_path / "flags.jsonl")
+    plain = Service(app_bundle, redact_pii=False, flags_path=tmp_path / "flags.jsonl")
     assert [h["fields"] for h in plain.search("parser helper", "", 10, 0)["hits"]] == [
         dict(h.fields) for h in app_bundle.search("parser helper", k=10)
     ]
@@ -182,7 +182,7 @@ def test_a_refused_json_call_logs_one_line(app_bundle: Any, tmp_path: Any, caplo
 
     from fastapi import FastAPI
 
-    svc = AppService(app_bundle, flags_path=tmp_path / "flags.jsonl", requests_path=tmp_path / "requests.jsonl")
+    svc = Service(app_bundle, flags_path=tmp_path / "flags.jsonl", requests_path=tmp_path / "requests.jsonl")
     app = FastAPI(routes=json_api_routes(svc, limiter=Limiter(1, 1)))
 
     async def call() -> httpx.Response:

@@ -22,14 +22,14 @@ from spacerini.app.requests import (
     apply_requests,
     default_requests_path,
 )
-from spacerini.app.service import AppService
 from spacerini.cli import cli
 from spacerini.errors import BundleError, QueryError, RateLimitedError, RequestNotFoundError
+from spacerini.service import Service
 
 
 @pytest.fixture
-def svc(app_bundle: Any, tmp_path: Path) -> AppService:
-    return AppService(app_bundle, flags_path=tmp_path / "flags.jsonl", requests_path=tmp_path / "requests.jsonl")
+def svc(app_bundle: Any, tmp_path: Path) -> Service:
+    return Service(app_bundle, flags_path=tmp_path / "flags.jsonl", requests_path=tmp_path / "requests.jsonl")
 
 
 # ---------------------------------------------------------------------------------- store
@@ -52,7 +52,7 @@ def test_requests_are_stored_pending_beside_the_bundle(app_bundle: Any, tmp_path
         store.get("r-nope")
 
 
-def test_service_bounds_and_rate_limits_requests(svc: AppService) -> None:
+def test_service_bounds_and_rate_limits_requests(svc: Service) -> None:
     cases = [
         (("", "me@example.org"), "name or handle is empty"),
         (("Ada", "  "), "contact is empty"),
@@ -72,7 +72,7 @@ def test_service_bounds_and_rate_limits_requests(svc: AppService) -> None:
 
 
 # ------------------------------------------------------------------------------- JSON API
-def test_json_route_files_a_request(svc: AppService) -> None:
+def test_json_route_files_a_request(svc: Service) -> None:
     from fastapi import FastAPI
 
     app = FastAPI(routes=json_api_routes(svc, limiter=Limiter(2, 8)))
@@ -138,7 +138,7 @@ def test_operator_lists_and_applies_requests_with_the_cli(tmp_path: Path) -> Non
     bundle = build_bundle(app_docs(), tmp_path / "bundle", backends=["exact", "owners"], progress=False)
     store_path = tmp_path / "bundle.optout-requests.jsonl"
     assert default_requests_path(bundle.path) == store_path.resolve()
-    svc = AppService(bundle, flags_path=tmp_path / "flags.jsonl")
+    svc = Service(bundle, flags_path=tmp_path / "flags.jsonl")
     turing = svc.optout_request("Alan Turing", "alan@example.org", "all my files", client="a")["id"]
     ghost = svc.optout_request("Nobody Here", "n@example.org", client="b")["id"]
     assert store_path.exists() and not list(Path(bundle.path).rglob("*.jsonl"))

@@ -116,9 +116,9 @@ def _has_local_path(value: Any, root: str) -> bool:
 def test_stats_and_rendered_manifest_carry_no_build_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from app_fixtures import app_docs
 
-    from spacerini.app.service import AppService
     from spacerini.bundle import build_bundle
     from spacerini.deploy import render_space
+    from spacerini.service import Service
 
     corpus = tmp_path / "private" / "corpus.jsonl"
     corpus.parent.mkdir()
@@ -138,7 +138,7 @@ def test_stats_and_rendered_manifest_carry_no_build_paths(tmp_path: Path, monkey
     root = str(tmp_path / "private")
     assert _has_local_path(bundle.manifest, root)  # what the bundle itself records, for its builder
 
-    stats = AppService(bundle, flags_path=tmp_path / "f.jsonl").stats()
+    stats = Service(bundle, flags_path=tmp_path / "f.jsonl").stats()
     assert not _has_local_path(stats, root), stats
     assert stats["source"]["source"] == "corpus.jsonl" and stats["docs"] == 11
     assert stats["preprocess"][0]["params"]["ids_file"] == "optout-ids.txt"

@@ -21,23 +21,23 @@ from spacerini.app.render import (
     render_member,
     render_owner,
 )
-from spacerini.app.service import AppService
 from spacerini.errors import BackendNotAvailableError, BundleError, QueryError
 from spacerini.records import Hit
+from spacerini.service import Service
 
 
 @pytest.fixture(scope="module")
-def svc(app_bundle: Any, tmp_path_factory: pytest.TempPathFactory) -> AppService:
-    return AppService(app_bundle, flags_path=tmp_path_factory.mktemp("svc") / "flags.jsonl")
+def svc(app_bundle: Any, tmp_path_factory: pytest.TempPathFactory) -> Service:
+    return Service(app_bundle, flags_path=tmp_path_factory.mktemp("svc") / "flags.jsonl")
 
 
-def test_capabilities_follow_the_backends(svc: AppService) -> None:
+def test_capabilities_follow_the_backends(svc: Service) -> None:
     assert svc.ranked_backends == ["bm25", "exact"]
     assert svc.capabilities[:4] == ["search", "exact", "member", "owner"]
     assert svc.capabilities[-1] == "stats"
 
 
-def test_search_matches_the_bundle_and_pages(svc: AppService, app_bundle: Any) -> None:
+def test_search_matches_the_bundle_and_pages(svc: Service, app_bundle: Any) -> None:
     ref = [h.docid for h in app_bundle.search("parser helper", k=10)]
     page1 = svc.search("parser helper", "bm25", 5, 0)["hits"]
     page2 = svc.search("parser helper", "bm25", 5, 5)["hits"]
@@ -54,7 +54,7 @@ def test_search_matches_the_bundle_and_pages(svc: AppService, app_bundle: Any) -
         svc.search("parser", "", 1000, 0)
 
 
-def test_count_and_find_agree_with_str_count(svc: AppService) -> None:
+def test_count_and_find_agree_with_str_count(svc: Service) -> None:
     texts = [d.text for d in app_docs()]
     for needle in ("json.load", "parse_tokens('item 1", "self.capacity"):
         expected = sum(t.count(needle) for t in texts)
@@ -67,7 +67,7 @@ def test_count_and_find_agree_with_str_count(svc: AppService) -> None:
     assert page["hits"][0]["meta"]["path"].startswith("src/module_")
 
 
-def test_member_spans_and_sources(svc: AppService) -> None:
+def test_member_spans_and_sources(svc: Service) -> None:
     novel = "zzzz qqqq wwww this part is not in the corpus at all, really not "
     known = "def fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n"
     res = svc.member(novel + known)
@@ -86,7 +86,7 @@ def test_member_spans_and_sources(svc: AppService) -> None:
         svc.member("x" * 100_001)
 
 
-def test_owner_lookup(svc: AppService) -> None:
+def test_owner_lookup(svc: Service) -> None:
     res = svc.owner("grace hoper")
     assert res["matches"][0]["owner"] == "Grace Hopper"
     assert res["matches"][0]["docs"] == 12
@@ -96,7 +96,7 @@ def test_owner_lookup(svc: AppService) -> None:
     assert svc.owner("Nobody Atall")["matches"] == []
 
 
-def test_stats_count_licences_and_languages(svc: AppService) -> None:
+def test_stats_count_licences_and_languages(svc: Service) -> None:
     s = svc.stats()
     docs = app_docs()
     assert s["docs"] == len(docs)
@@ -120,14 +120,14 @@ def test_stats_come_from_the_manifest_without_a_scan(
         raise AssertionError("the docstore was scanned")
 
     monkeypatch.setattr(type(app_bundle.docstore), "iter_meta", no_scan)
-    fresh = AppService(app_bundle, flags_path=tmp_path / "flags.jsonl")
+    fresh = Service(app_bundle, flags_path=tmp_path / "flags.jsonl")
     assert dict(fresh.stats()["licences"])["MIT"] == counts["licences"]["MIT"]
 
 
 def test_top_categories_fold_the_rest_into_other() -> None:
     from collections import Counter
 
-    from spacerini.app.service import TOP_CATEGORIES, _top
+    from spacerini.service import TOP_CATEGORIES, _top
 
     counter = Counter({f"l{i}": 100 - i for i in range(TOP_CATEGORIES + 3)})
     counter["(other)"] = 7  # what the manifest sums beyond its own cap
@@ -136,14 +136,14 @@ def test_top_categories_fold_the_rest_into_other() -> None:
     assert top[-1][1] == 7 + sum(100 - i for i in range(TOP_CATEGORIES, TOP_CATEGORIES + 3))
 
 
-def test_pii_is_redacted_on_display_only(svc: AppService, app_bundle: Any, tmp_path: Path) -> None:
+def test_pii_is_redacted_on_display_only(svc: Service, app_bundle: Any, tmp_path: Path) -> None:
     hit = svc.search("bob smith contact", "bm25", 1, 0)["hits"][0]
     assert hit["docid"] == "evil"
     assert "bob.smith@gmail.com" not in json.dumps(hit) and "&lt;EMAIL&gt;" in hit["snippet"]
     assert "bob.smith@gmail.com" in app_bundle.doc("evil").text  # the stored document is untouched
-    raw = AppService(app_bundle, redact_pii=False, flags_path=tmp_path / "f.jsonl")
+    raw = Service(app_bundle, redact_pii=False, flags_path=tmp_path / "f.jsonl")
     assert "bob.smith@gmail.com" in re.sub("</?mark>", "", raw.search("bob smith contact", "bm25", 1, 0)["hits"][0]["snippet"])
-    assert "gmail" not in json.dumps(svc.find("bob.smith", 5, 0))
+    assert "gmail" not in json.dumps(svc.find("bob.smith", 5, 0).to_dict())
 
 
 def test_redact_snippet_keeps_highlighting() -> None:
@@ -158,7 +158,7 @@ def _tags(markup: str) -> set[str]:
     return {m.lower() for m in re.findall(r"<\s*([a-zA-Z][a-zA-Z0-9]*)", markup)}
 
 
-def test_rendering_escapes_hostile_documents(svc: AppService) -> None:
+def test_rendering_escapes_hostile_documents(svc: Service) -> None:
     allowed = {"div", "p", "b", "code", "small", "span", "pre", "mark", "i", "a", "ul", "li", "h4", "details", "summary"}
     hits = svc.hits(svc.search("script alert parser", "bm25", 10, 0))
     assert any(h.docid == "evil" for h in hits)
@@ -208,12 +208,12 @@ def test_default_flags_path_is_outside_the_bundle(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
     path = default_flags_path(app_bundle.path)
     assert path.parent == tmp_path / "spacerini" / "flags" and path.suffix == ".jsonl"
-    svc = AppService(app_bundle)
+    svc = Service(app_bundle)
     svc.flag("parser", "f01", "licence problem")
     assert json.loads(path.read_text())["docid"] == "f01"
 
 
-def test_trace_uses_the_model_package(svc: AppService, app_bundle: Any) -> None:
+def test_trace_uses_the_model_package(svc: Service, app_bundle: Any) -> None:
     pytest.importorskip("spacerini.model")
     assert "trace" in svc.capabilities
     code = "x = 1\ndef fibonacci(n):\n    a, b = 0, 1\n    for _ in range(n):\n        a, b = b, a + b\n"

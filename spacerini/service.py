@@ -1,8 +1,21 @@
-"""What the app can do with a bundle, as plain functions returning JSON-ready dicts.
+"""The one use-case layer: every front end (CLI, Gradio tabs and named endpoints, JSON API,
+Space) asks :class:`Service` and renders the typed answers it returns (:mod:`spacerini.records`:
+:class:`~spacerini.records.SearchPage`, :class:`~spacerini.records.CountResult`,
+:class:`~spacerini.records.FindPage`, :class:`~spacerini.records.Membership`,
+:class:`~spacerini.records.OwnerResult`, :class:`~spacerini.records.Stats`,
+:class:`~spacerini.records.FlagReceipt`, :class:`~spacerini.records.RequestReceipt`, and
+:class:`~spacerini.model.tracing.TraceResult` for traces).
 
-The Gradio app and its API endpoints are thin wrappers over :class:`AppService`; it calls the
-same Python API as the CLI (``Bundle.search``, the exact/bloom/owners searchers,
-``spacerini.model.trace``) and adds only paging limits and display-time PII redaction.
+What must hold on every path is done here, once: limits on queries and pages, display-time PII
+redaction (snippets redacted before they are cut, provenance redacted, PII queries refused; see
+:mod:`spacerini.display`), and one bundle generation per answer.
+
+Example:
+    >>> from spacerini import open_bundle
+    >>> from spacerini.service import Service
+    >>> svc = Service(open_bundle("my-bundle"))  # doctest: +SKIP
+    >>> page = svc.search("parser", k=5)  # doctest: +SKIP
+    >>> page.hits[0].docid, page["hits"][0]["docid"]  # typed, or as its JSON  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -15,7 +28,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import Any
+from typing import Any, TypeVar
 
 from spacerini.app.flags import (
     FLAGS_PER_CLIENT,
@@ -45,9 +58,26 @@ from spacerini.bundle import RANKED_BACKENDS
 from spacerini.display import exact_snippet, redacted_record, redacted_text, refuse_pii_query
 from spacerini.errors import BackendNotAvailableError, QueryError
 from spacerini.model.tracing import union_length
-from spacerini.records import licence_and_language, top_counts
+from spacerini.records import (
+    CountResult,
+    FindPage,
+    FlagReceipt,
+    Membership,
+    MemberSpan,
+    Occurrence,
+    OwnedFile,
+    OwnerMatch,
+    OwnerResult,
+    RequestReceipt,
+    SearchPage,
+    Source,
+    Stats,
+    licence_and_language,
+    top_counts,
+)
 
 logger = logging.getLogger(__name__)
+_A = TypeVar("_A")
 
 #: Largest page the app serves.
 MAX_K = 100
@@ -123,7 +153,7 @@ def _int(value: Any, name: str, lo: int, hi: int) -> int:
     return number
 
 
-class AppService:
+class Service:
     """The app's capabilities over one bundle.
 
     Args:
@@ -174,7 +204,7 @@ class AppService:
             RateLimiter(REQUESTS_PER_CLIENT, RATE_WINDOW_S, what="opt-out requests"),
             RateLimiter(REQUESTS_PER_WINDOW, RATE_WINDOW_S, what="opt-out requests from everyone"),
         )
-        self._stats: dict[str, Any] | None = None
+        self._stats: Stats | None = None
         # docid -> (fields, meta) as shown: redacted when redact_pii is set. Shared by every
         # answer, so the values are treated as read-only.
         self._display = LRUCache(DISPLAY_CACHE_DOCS)
@@ -208,38 +238,58 @@ class AppService:
         caps.append("stats")
         return caps
 
-    def _need(self, backend: str, what: str) -> Any:
-        if backend not in self.bundle.backends:
+    def _pinned(self, answer: Callable[[Any], _A]) -> _A:
+        """Runs ``answer(snapshot)`` on one generation of the bundle: every searcher, document
+        and cache entry it reads is of that generation, and a switch in between is retried."""
+        pin = getattr(self.bundle, "pin", None)
+        if pin is None:  # a plain object with the Bundle API (tests, custom front ends)
+            return answer(self.bundle)
+        from spacerini.bundle import StaleGenerationError
+
+        for attempt in (0, 1):
+            try:
+                with pin() as snap:
+                    return answer(snap)
+            except StaleGenerationError:
+                if attempt:
+                    raise
+                self.bundle.reload()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _need(snap: Any, backend: str, what: str) -> Any:
+        if backend not in snap.backends:
             raise BackendNotAvailableError(f"this bundle has no {backend} backend, so {what} is not available")
-        return self.bundle.searcher(backend)
+        return snap.searcher(backend)
 
     def _redacted(self, fields: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         if self.redact_pii:
             return redacted_record(dict(fields)), redacted_record(dict(meta))
         return dict(fields), dict(meta)
 
-    def _shown(self, docid: str, fields: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-        """A document's display fields and provenance, redacted when asked (cached per document)."""
-        return self._display.get_or_make((self.bundle.generation, docid), lambda: self._redacted(fields, meta))
+    def _shown(self, snap: Any, docid: str, fields: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A document's display fields and provenance, redacted when asked (cached per generation)."""
+        return self._display.get_or_make((_generation(snap), docid), lambda: self._redacted(fields, meta))
 
-    def _display_text(self, doc: Any) -> str:
-        """A document's text with PII redacted, to cut snippets from (cached per generation)."""
-        return self._texts.get_or_make((self.bundle.generation, doc.id), lambda: redacted_text(doc.text))
+    def _display_text(self, snap: Any) -> Callable[[Any], str]:
+        """The text snippets are cut from: the document's, PII redacted (cached per generation)."""
+        generation = _generation(snap)
+        return lambda doc: self._texts.get_or_make((generation, doc.id), lambda: redacted_text(doc.text))
 
-    def _meta(self, docid: str) -> dict[str, Any]:
+    def _meta(self, snap: Any, docid: str) -> dict[str, Any]:
         def make() -> tuple[dict[str, Any], dict[str, Any]]:
-            doc = self.bundle.doc(docid)
+            doc = snap.doc(docid)
             return self._redacted(doc.fields, doc.meta)
 
         try:
-            return dict(self._display.get_or_make((self.bundle.generation, docid), make)[1])
+            return dict(self._display.get_or_make((_generation(snap), docid), make)[1])
         except KeyError:
             return {}
 
     # -- capabilities -----------------------------------------------------------------------
     def search(
         self, query: str, backend: str = "", k: int = 10, offset: int = 0, *, snippets: bool = True
-    ) -> dict[str, Any]:
+    ) -> SearchPage:
         """Ranked search: hits with snippets, stored fields and provenance.
 
         Args:
@@ -256,38 +306,52 @@ class AppService:
         """
         k = _int(k, "k", 1, self.max_k)
         offset = _int(offset, "offset", 0, self.max_offset)
-        name = backend or self.bundle.default_backend()
-        if name not in self.ranked_backends:
-            raise BackendNotAvailableError(
-                f"backend {name!r} is not available here: choose from {', '.join(self.ranked_backends)}"
-            )
-        hits = self.bundle.search(
-            query, k=k, offset=offset, backend=name, snippets=snippets,
-            snippet_text=self._display_text if self.redact_pii else None,
-        )  # fmt: skip
-        out = []
-        for h in hits:
-            fields, meta = self._shown(h.docid, h.fields, h.meta)
-            out.append(replace(h, fields=fields, meta=meta).to_dict())  # shallow copies: the cached values stay untouched
-        return {"query": query, "backend": name, "k": k, "offset": offset, "hits": out}
 
-    def hits(self, result: Mapping[str, Any]) -> list[Any]:
-        """Turns a :meth:`search` result back into Hit records (for rendering)."""
-        from spacerini.records import Hit
+        def answer(snap: Any) -> SearchPage:
+            name = backend or snap.default_backend()
+            if name not in self.ranked_backends:
+                raise BackendNotAvailableError(
+                    f"backend {name!r} is not available here: choose from {', '.join(self.ranked_backends)}"
+                )
+            hits = snap.search(
+                query, k=k, offset=offset, backend=name, snippets=snippets,
+                snippet_text=self._display_text(snap) if self.redact_pii else None,
+            )  # fmt: skip
+            shown = []
+            for h in hits:
+                fields, meta = self._shown(snap, h.docid, h.fields, h.meta)
+                shown.append(replace(h, fields=fields, meta=meta))  # the cached values stay untouched
+            return SearchPage(query, name, k, offset, tuple(shown), _generation(snap))
 
-        return [Hit(**h) for h in result["hits"]]
+        return self._pinned(answer)
 
-    def count(self, text: str) -> dict[str, Any]:
-        """Exact occurrences of ``text`` (overlapping ones included)."""
+    def hits(self, result: SearchPage) -> list[Any]:
+        """The hits of a :meth:`search` page (for rendering)."""
+        return list(result.hits)
+
+    def count(self, text: str) -> CountResult:
+        """Exact occurrences of ``text`` (overlapping ones included).
+
+        Raises:
+            QueryError: Bad text, or (when redacting) text that is itself PII.
+        """
         from spacerini.bundle import check_query
 
         text = check_query(text)
         if self.redact_pii:
             refuse_pii_query(text, verb="count")
-        return {"query": text, "count": int(self._need("exact", "exact counting").count(text))}
+        return self._pinned(
+            lambda snap: CountResult(text, int(self._need(snap, "exact", "exact counting").count(text)), _generation(snap))
+        )
 
-    def find(self, text: str, k: int = 10, offset: int = 0) -> dict[str, Any]:
-        """The total count and one page of exact occurrences with snippets and provenance."""
+    def find(self, text: str, k: int = 10, offset: int = 0) -> FindPage:
+        """The total count and one page of exact occurrences with snippets and provenance.
+
+        Snippets are cut after redaction (see :mod:`spacerini.display`).
+
+        Raises:
+            QueryError: Bad text, k or offset, or (when redacting) text that is itself PII.
+        """
         from spacerini.bundle import check_query
 
         text = check_query(text)
@@ -295,103 +359,114 @@ class AppService:
             refuse_pii_query(text, verb="find")
         k = _int(k, "k", 1, self.max_k)
         offset = _int(offset, "offset", 0, self.max_offset)
-        exact = self._need("exact", "exact search")
-        hits = []
-        for h in exact.find(text, k=k, offset=offset):
-            snippet = h.snippet
-            if self.redact_pii:  # redact the document around the match, then cut the window
-                try:
-                    doc_text = self.bundle.doc(h.docid).text
-                except KeyError:
-                    doc_text = None
-                if doc_text is not None:
-                    snippet = exact_snippet(doc_text, h.offset, h.offset + len(text))
-                else:
-                    snippet = redact_snippet(h.snippet)
-            hits.append({"rank": h.rank, "docid": h.docid, "offset": h.offset, "snippet": snippet, "meta": self._meta(h.docid)})
-        return {"query": text, "count": int(exact.count(text)), "k": k, "offset": offset, "hits": hits}
 
-    def member(self, text: str) -> dict[str, Any]:
+        def answer(snap: Any) -> FindPage:
+            exact = self._need(snap, "exact", "exact search")
+            hits = []
+            for h in exact.find(text, k=k, offset=offset):
+                snippet = h.snippet
+                if self.redact_pii:  # redact the document around the match, then cut the window
+                    try:
+                        snippet = exact_snippet(snap.doc(h.docid).text, h.offset, h.offset + len(text))
+                    except KeyError:
+                        snippet = redact_snippet(h.snippet)
+                hits.append(Occurrence(h.rank, h.docid, h.offset, snippet, self._meta(snap, h.docid)))
+            return FindPage(text, int(exact.count(text)), k, offset, tuple(hits), _generation(snap))
+
+        return self._pinned(answer)
+
+    def member(self, text: str) -> Membership:
         """Which spans of ``text`` are in the corpus, with their sources when the bundle has exact.
 
         With a Bloom sketch the spans are the sketch's (probable) spans; with the exact backend
         the maximal verbatim spans of at least ``MEMBER_MIN_LEN`` characters are listed with the
-        first documents that hold them (and, without a sketch, highlighted).
+        first documents that hold them (and, without a sketch, are the spans).
 
         Raises:
-            QueryError: Empty, or longer than ``MAX_MEMBER_CHARS``.
+            QueryError: Empty, or longer than ``max_text``.
             BackendNotAvailableError: Neither bloom nor exact is in the bundle.
         """
         _check_text(text, "check", self.max_text)
-        have = set(self.bundle.backends)
-        if not have & {"bloom", "exact"}:
-            raise BackendNotAvailableError("this bundle has neither a bloom nor an exact backend: membership is not available")
-        result: dict[str, Any] = {"chars": len(text), "spans": [], "exact_spans": []}
-        if "exact" in have:
-            for span in self.bundle.searcher("exact").longest_matches(text, min_len=MEMBER_MIN_LEN, max_docs=5):
-                result["exact_spans"].append(
-                    {
-                        "start": span.start,
-                        "end": span.end,
-                        "text": span.text,
-                        "count": span.count,
-                        "sources": [{"docid": d, "meta": self._meta(d)} for d in span.docids],
-                    }
-                )
-        if "bloom" in have:
-            m = self.bundle.searcher("bloom").member(text)
-            result.update(
-                method="bloom sketch",
-                coverage=m.coverage,
-                ngrams_checked=m.ngrams_checked,
-                ngrams_found=m.ngrams_found,
-                spans=[{"start": s, "end": e, "text": text[s:e]} for s, e in m.spans],
-            )
-            # Attach exact sources to the sketch spans they overlap.
-            for span in result["spans"]:
-                inside = [x for x in result["exact_spans"] if x["start"] < span["end"] and x["end"] > span["start"]]
-                span["sources"] = [src for x in inside for src in x["sources"]][:5]
-                span["count"] = max((x["count"] for x in inside), default=0)
-        else:
-            covered = union_length([(s["start"], s["end"]) for s in result["exact_spans"]])
-            result.update(method="exact", coverage=covered / len(text), spans=result["exact_spans"])
-        return result
 
-    def owner(self, name: str, limit: int = 100) -> dict[str, Any]:
-        """"Am I in the corpus?": matching owners with their repos and files, and how to opt out."""
+        def answer(snap: Any) -> Membership:
+            have = set(snap.backends)
+            if not have & {"bloom", "exact"}:
+                raise BackendNotAvailableError(
+                    "this bundle has neither a bloom nor an exact backend: membership is not available"
+                )
+            exact_spans: list[MemberSpan] = []
+            if "exact" in have:
+                for span in snap.searcher("exact").longest_matches(text, min_len=MEMBER_MIN_LEN, max_docs=5):
+                    sources = tuple(Source(d, self._meta(snap, d)) for d in span.docids)
+                    exact_spans.append(MemberSpan(span.start, span.end, span.text, span.count, sources))
+            if "bloom" not in have:
+                covered = union_length([(s.start, s.end) for s in exact_spans])
+                return Membership(
+                    len(text), "exact", covered / len(text), tuple(exact_spans), tuple(exact_spans),
+                    generation=_generation(snap),
+                )  # fmt: skip
+            m = snap.searcher("bloom").member(text)
+            spans = []
+            for start, end in m.spans:  # exact sources attached to the sketch spans they overlap
+                inside = [x for x in exact_spans if x.start < end and x.end > start]
+                sources = tuple(src for x in inside for src in x.sources)[:5]
+                spans.append(MemberSpan(start, end, text[start:end], max((x.count for x in inside), default=0), sources))
+            return Membership(
+                len(text), "bloom sketch", m.coverage, tuple(spans), tuple(exact_spans),
+                m.ngrams_checked, m.ngrams_found, _generation(snap),
+            )  # fmt: skip
+
+        return self._pinned(answer)
+
+    def owner(self, name: str, limit: int = 100) -> OwnerResult:
+        """"Am I in the corpus?": matching owners with their repos and files, and how to opt out.
+
+        Raises:
+            QueryError: No name, a name over 200 characters, or a bad limit.
+        """
         limit = _int(limit, "limit", 1, 1_000)
         if isinstance(name, str) and len(name) > 200:
             raise QueryError("an owner name is at most 200 characters long")
-        res = self._need("owners", "owner lookup").owner(name, limit=limit)
-        matches = []
-        for m in res.matches:
-            files = []
-            for docid in m.files:
-                meta = self._meta(docid)
-                files.append({"docid": docid, "path": meta.get("path", ""), "repo": meta.get("repo", "")})
-            owner, repos = m.owner, [list(r) for r in m.repos]
-            if self.redact_pii:  # an owner may be an email address, a repo URL may hold a password
-                owner, repos = redacted_record(owner), redacted_record(repos)
-            matches.append({"owner": owner, "score": m.score, "docs": m.docs, "repos": repos, "files": files})
-        return {
-            "query": res.query,
-            "matches": matches,
-            "total_docs": res.total_docs,
-            "optout_instructions": res.optout_instructions,
-        }
 
-    def trace(self, text: str, min_len: int = 32) -> dict[str, Any]:
-        """Traces ``text`` back to the documents that hold its spans (``spacerini.model.trace``)."""
+        def answer(snap: Any) -> OwnerResult:
+            res = self._need(snap, "owners", "owner lookup").owner(name, limit=limit)
+            matches = []
+            for m in res.matches:
+                files = []
+                for docid in m.files:
+                    meta = self._meta(snap, docid)
+                    files.append(OwnedFile(docid, str(meta.get("path", "")), str(meta.get("repo", ""))))
+                owner, repos = m.owner, [(r, c) for r, c in m.repos]
+                if self.redact_pii:  # an owner may be an email address, a repo URL may hold a password
+                    owner = redacted_record(owner)
+                    repos = [(redacted_record(r), c) for r, c in repos]
+                matches.append(OwnerMatch(owner, m.score, m.docs, tuple(repos), tuple(files)))
+            return OwnerResult(res.query, tuple(matches), res.total_docs, res.optout_instructions, _generation(snap))
+
+        return self._pinned(answer)
+
+    def trace(self, text: str, min_len: int = 32) -> Any:
+        """Traces ``text`` back to the documents that hold its spans (``spacerini.model.trace``).
+
+        Returns:
+            A :class:`spacerini.model.tracing.TraceResult`, its sources redacted when redacting.
+        """
         _check_text(text, "trace", self.max_text)
+        min_len = _int(min_len, "min_len", 8, 10_000)
         from spacerini.model import trace
 
-        result = trace(self.bundle, text, min_len=_int(min_len, "min_len", 8, 10_000)).to_dict()
-        if self.redact_pii:
-            for span in result["spans"]:
-                span["sources"] = [redacted_record(s) for s in span["sources"]]
-        return result
+        def answer(snap: Any) -> Any:
+            result = trace(snap, text, min_len=min_len)
+            if not self.redact_pii:
+                return result
+            spans = tuple(
+                replace(span, sources=tuple(_redacted_source(src) for src in span.sources)) for span in result.spans
+            )
+            return replace(result, spans=spans)
 
-    def flag(self, query: str, docid: str, reason: str, *, client: str = "local") -> dict[str, Any]:
+        return self._pinned(answer)
+
+    def flag(self, query: str, docid: str, reason: str, *, client: str = "local") -> FlagReceipt:
         """Records a "flag this result" report about a document of the bundle.
 
         Raises:
@@ -409,9 +484,10 @@ class AppService:
         except KeyError:
             raise QueryError(f"this corpus has no document {docid[:100]!r}: pick a result to flag") from None
         _limit(self.flag_limits, client)
-        return self.flags.add(query=query, docid=docid, reason=reason)
+        rec = self.flags.add(query=query, docid=docid, reason=reason)
+        return FlagReceipt(rec["at"], rec["bundle"], rec["query"], rec["docid"], rec["reason"])
 
-    def optout_request(self, name: str, contact: str, message: str = "", *, client: str = "local") -> dict[str, Any]:
+    def optout_request(self, name: str, contact: str, message: str = "", *, client: str = "local") -> RequestReceipt:
         """Files an opt-out request (pending until an operator applies it); returns its id and status.
 
         Raises:
@@ -423,40 +499,58 @@ class AppService:
         checked_text(message, "note", MAX_MESSAGE_CHARS)
         _limit(self.request_limits, client)
         rec = self.requests.add(name=name, contact=contact, message=message)
-        return {"id": rec["id"], "status": rec["status"], "at": rec["at"]}
+        return RequestReceipt(rec["id"], rec["status"], rec["at"])
 
     # -- statistics -------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
-        """Document count, sizes, licence and language breakdowns, preprocessing reports (cached)."""
-        generation = self.bundle.generation  # a new generation (a rebuild, an opt-out) is counted anew
-        if self._stats is not None and self._stats.get("generation") == generation:
-            return self._stats
-        manifest = self.bundle.manifest
-        counts = manifest.get("counts", {})
-        licences: Counter[str] = Counter(counts.get("licences") or {})
-        languages: Counter[str] = Counter(counts.get("languages") or {})
-        if "licences" not in counts:  # a bundle from before the build counted them: scan once
-            for row in self.bundle.docstore.iter_meta(columns=("fields", "meta")):
-                meta = json.loads(row["meta"]) if row["meta"] else {}
-                fields = json.loads(row["fields"]) if row["fields"] else {}
-                licence, language = licence_and_language(meta, fields)
-                licences[licence] += 1
-                languages[language] += 1
-        disk = sum(int(v.get("size", 0)) for v in manifest.get("checksums", {}).values())
-        self._stats = {
-            "generation": generation,
-            "docs": len(self.bundle),
-            "text_bytes": int(manifest.get("counts", {}).get("text_bytes", 0)),
-            "bundle_bytes": disk,
-            "backends": list(self.bundle.backends),
-            "created": manifest.get("created"),
-            "source": strip_paths(manifest.get("source")),
-            "licences": _top(licences),
-            "languages": _top(languages),
-            "preprocess": strip_paths(list(manifest.get("preprocess", []))),
-            "audit_log": strip_paths(list(manifest.get("audit_log", []))),
-        }
-        return self._stats
+    def stats(self) -> Stats:
+        """Document count, sizes, licence and language breakdowns, preprocessing reports and the
+        audit log, without the build machine's paths (computed once per generation)."""
+
+        def answer(snap: Any) -> Stats:
+            cached = self._stats
+            if cached is not None and cached.generation == _generation(snap):
+                return cached
+            manifest = snap.manifest
+            counts = manifest.get("counts", {})
+            licences: Counter[str] = Counter(counts.get("licences") or {})
+            languages: Counter[str] = Counter(counts.get("languages") or {})
+            if "licences" not in counts:  # a bundle from before the build counted them: scan once
+                for row in snap.docstore.iter_meta(columns=("fields", "meta")):
+                    meta = json.loads(row["meta"]) if row["meta"] else {}
+                    fields = json.loads(row["fields"]) if row["fields"] else {}
+                    licence, language = licence_and_language(meta, fields)
+                    licences[licence] += 1
+                    languages[language] += 1
+            stats = self._stats = Stats(
+                generation=_generation(snap),
+                docs=len(snap),
+                text_bytes=int(counts.get("text_bytes", 0)),
+                bundle_bytes=sum(int(v.get("size", 0)) for v in manifest.get("checksums", {}).values()),
+                backends=tuple(snap.backends),
+                created=manifest.get("created"),
+                source=strip_paths(manifest.get("source")),
+                licences=_top(licences),
+                languages=_top(languages),
+                preprocess=strip_paths(list(manifest.get("preprocess", []))),
+                audit_log=strip_paths(list(manifest.get("audit_log", []))),
+            )
+            return stats
+
+        return self._pinned(answer)
+
+
+def _generation(snap: Any) -> int:
+    return int(getattr(snap, "generation", 1))
+
+
+def _redacted_source(source: Any) -> Any:
+    """A traced span's source with its provenance strings redacted (the document id kept)."""
+    changes = {
+        name: redacted_record(value)
+        for name in source.__dataclass_fields__
+        if name != "docid" and isinstance(value := getattr(source, name), str)
+    }
+    return replace(source, **changes)
 
 
 #: Manifest sections that may name files of the build machine (the corpus, an opt-out list).
@@ -496,8 +590,8 @@ def _limit(limiters: tuple[Any, ...], client: str) -> None:
     everyone.check("*")
 
 
-def _top(counter: Counter[str]) -> list[list[Any]]:
-    return [[k, v] for k, v in top_counts(counter, TOP_CATEGORIES).items()]
+def _top(counter: Counter[str]) -> tuple[tuple[str, int], ...]:
+    return tuple((k, v) for k, v in top_counts(counter, TOP_CATEGORIES).items())
 
 
 def _check_text(text: Any, verb: str, limit: int = MAX_MEMBER_CHARS) -> None:
