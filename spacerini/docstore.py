@@ -83,8 +83,17 @@ class DocstoreWriter:
     def __enter__(self) -> DocstoreWriter:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        # A failure or Ctrl-C mid-add can leave the pending columns uneven: writing them would
+        # raise an Arrow error in place of the real one. The file is discarded with its folder.
+        self._rows = {"id": [], "text": [], "fields": [], "meta": []}
+        try:
+            self._writer.close()
+        except Exception:  # noqa: BLE001 - the original exception is what the caller must see
+            pass
 
 
 def _to_doc(docid: str, text: str, fields: str | None, meta: str | None) -> Doc:

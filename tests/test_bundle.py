@@ -29,6 +29,14 @@ from spacerini.records import BuildReport, Doc
 DATA = Path(__file__).parent / "data"
 
 
+def default_signals() -> None:
+    """In the child: default dispositions for the signals the tests send. A test runner started
+    in the background of a script inherits SIGINT ignored, and Python keeps an ignored SIGINT
+    ignored (no KeyboardInterrupt), so a Ctrl-C test would see the build finish instead."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def _left(folder: Path) -> list[str]:
     """Everything in ``folder``: no temporary folder and no lock file may outlive a build."""
     return sorted(p.name for p in folder.iterdir())
@@ -182,6 +190,7 @@ def test_ctrl_c_during_real_build(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
+        preexec_fn=default_signals,
     )
     deadline = time.time() + 60
     while time.time() < deadline and not any(p.name.startswith(".b.building") for p in tmp_path.iterdir()):
@@ -265,3 +274,14 @@ def test_manifest_category_counts_are_capped() -> None:
 
     assert top_counts(Counter({"MIT": 5, "GPL": 3, "BSD": 2, "X": 1}), most=2) == {"MIT": 5, "GPL": 3, "(other)": 3}
     assert top_counts(Counter({"MIT": 1}), most=2) == {"MIT": 1}
+
+
+def test_an_interrupted_docstore_write_raises_the_interrupt(tmp_path: Path) -> None:
+    """Ctrl-C between two columns of one add must surface as the interrupt, not an Arrow error."""
+    from spacerini.docstore import DocstoreWriter
+
+    with pytest.raises(KeyboardInterrupt):
+        with DocstoreWriter(tmp_path / "docs") as writer:
+            writer.add(Doc(id="a", text="complete"))
+            writer._rows["id"].append("b")  # the state an interrupt inside add() leaves
+            raise KeyboardInterrupt

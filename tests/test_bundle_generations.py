@@ -17,6 +17,13 @@ from spacerini.errors import BundleLockedError, OwnerNotFoundError
 from spacerini.records import Doc
 
 ENV = {**os.environ, "SPACERINI_NO_PROGRESS": "1"}
+
+
+def default_signals() -> None:
+    """In the child: default dispositions for the signals the tests send (a runner started in
+    the background of a script inherits SIGINT ignored, which Python keeps ignored)."""
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 BACKENDS = ["bm25", "exact", "owners"]
 
 
@@ -33,8 +40,9 @@ def _docs(n: int = 40, *, word: str = "search") -> list[Doc]:
 
 def _cli(*args: str) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, "-m", "spacerini", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV
-    )
+        [sys.executable, "-m", "spacerini", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV,
+        preexec_fn=default_signals,
+    )  # fmt: skip
 
 
 def _ids(path: Path) -> set[str]:
