@@ -114,7 +114,8 @@ def _progress() -> bool:
     "preprocess_opts",
     multiple=True,
     metavar="STEP.OPTION=VALUE",
-    help="Step option, repeatable, e.g. near-dedup.threshold=0.85 or pii.mode=display.",
+    help="Step option, repeatable, e.g. near-dedup.threshold=0.85, pii.mode=display (redact when shown, not when"
+    " indexed) or pii.kinds=EMAIL,KEY,PASSWORD,IP_ADDRESS,PHONE (phone numbers only when named).",
 )
 @click.option("--optout", "optout_file", default=None, type=click.Path(dir_okay=False), help="File of ids to leave out (one per line).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))

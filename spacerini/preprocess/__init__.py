@@ -52,6 +52,7 @@ __all__ = [
     "parse_step_options",
     "read_optout_file",
     "redact",
+    "redact_record",
     "reports",
 ]
 
@@ -197,7 +198,7 @@ def parse_step_options(items: Iterable[str]) -> dict[str, dict[str, Any]]:
 
 def __getattr__(name: str) -> Any:
     # Light re-exports: the PII and opt-out helpers the app and the CLI call directly.
-    if name in ("find_pii", "redact"):
+    if name in ("find_pii", "redact", "redact_record"):
         from spacerini.preprocess import pii
 
         return getattr(pii, name)
