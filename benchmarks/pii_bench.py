@@ -34,7 +34,6 @@ import json
 import random
 import subprocess
 import sys
-import sysconfig
 import tempfile
 import time
 from collections import Counter
@@ -53,22 +52,11 @@ SCORED_KINDS = (pii.KEY, pii.PASSWORD, pii.EMAIL, pii.IP_ADDRESS, pii.PHONE)
 
 
 def stdlib_texts(limit_chars: int) -> list[str]:
-    """Reads standard-library .py files (sorted, tests included) up to ``limit_chars`` characters."""
-    root = Path(sysconfig.get_paths()["stdlib"])
-    texts: list[str] = []
-    total = 0
-    for path in sorted(root.rglob("*.py")):
-        if "site-packages" in path.parts:
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        texts.append(text)
-        total += len(text)
-        if total >= limit_chars:
-            break
-    return texts
+    """Standard-library .py sources up to ``limit_chars`` characters (the preprocessing benchmark's set)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from preprocess_bench import stdlib_docs
+
+    return [doc.text for doc in stdlib_docs(limit_chars)]
 
 
 def module_at(revision: str) -> ModuleType:
