@@ -52,8 +52,8 @@ import dense_ann  # noqa: E402
 import dense_collections  # noqa: E402
 
 from spacerini.backends import dense  # noqa: E402
-from spacerini.backends.hybrid import HybridSearcher  # noqa: E402
 from spacerini.encoders import load_encoder  # noqa: E402
+from spacerini.fusion import HybridSearcher  # noqa: E402
 from spacerini.records import Doc  # noqa: E402
 
 

@@ -38,6 +38,7 @@ from typing import Any
 
 from spacerini import __version__
 from spacerini.backends import REGISTRY, build_params, check_params, get_backend
+from spacerini.display import plain_snippet
 from spacerini.docstore import Docstore, DocstoreWriter
 from spacerini.errors import (
     BackendNotAvailableError,
@@ -618,7 +619,7 @@ def open_bundle(path: str | os.PathLike[str], *, verify: bool = False) -> Bundle
             missing, truncated or (with ``verify``) altered.
     """
     if str(path).startswith("hf:"):
-        from spacerini.deploy import resolve_hf_bundle
+        from spacerini.hub import resolve_hf_bundle
 
         path = resolve_hf_bundle(str(path))
     root = Path(path).expanduser()
@@ -776,7 +777,7 @@ class BundleSnapshot:
             with self._lock:
                 searcher = self._searchers.get("hybrid")
             if searcher is None:
-                from spacerini.backends.hybrid import open_hybrid
+                from spacerini.fusion import open_hybrid
 
                 searcher = open_hybrid(self, **self.hybrid_params)  # opens bm25 and dense first
                 with self._lock:
@@ -1210,11 +1211,3 @@ def _check_page(k: int, offset: int) -> None:
         raise QueryError(f"k must be an integer between 1 and 10000, not {k!r}")
     if not isinstance(offset, int) or offset < 0 or offset > 100_000:
         raise QueryError(f"offset must be an integer between 0 and 100000, not {offset!r}")
-
-
-def plain_snippet(text: str, *, width: int = 240) -> str:
-    """The first ``width`` characters of ``text``, HTML-escaped, for backends without highlighting."""
-    import html
-
-    cut = text[:width]
-    return html.escape(cut) + ("…" if len(text) > width else "")

@@ -111,3 +111,9 @@ def pii_display_mode(manifest: Mapping[str, Any]) -> bool:
             if (step.get("mode") or params.get("mode")) == "display":
                 return True
     return False
+
+
+def plain_snippet(text: str, *, width: int = 240) -> str:
+    """The first ``width`` characters of ``text``, HTML-escaped, for backends without highlighting."""
+    cut = text[:width]
+    return html.escape(cut) + ("…" if len(text) > width else "")

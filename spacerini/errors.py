@@ -92,6 +92,10 @@ class OwnerNotFoundError(BundleError, LookupError):
     """An opt-out named owners or ids of which the bundle holds no document."""
 
 
+class DeployError(BundleError, RuntimeError):
+    """A Space or bundle cannot be rendered, pushed or deployed (offline, no token, hub error)."""
+
+
 # -- queries --------------------------------------------------------------------------------
 class QueryError(SpaceriniError, ValueError):
     """A query is empty, too long or otherwise unusable."""

@@ -5,7 +5,8 @@
   ``wheels/`` and the bundle);
 * :func:`deploy` creates the Space and uploads that folder in one commit;
 * :func:`push` uploads a bundle as a dataset repo (used for bundles too big for a Space repo);
-* :func:`resolve_hf_bundle` downloads an ``hf:OWNER/NAME`` bundle and returns its local folder.
+* :func:`resolve_hf_bundle` (from :mod:`spacerini.hub`) downloads an ``hf:OWNER/NAME`` bundle
+  and returns its local folder.
 
 Nothing is half-pushed: the Space is rendered into a temporary folder and validated first, and
 each upload is one commit. A token is taken from the argument, ``HF_TOKEN`` or the
@@ -38,7 +39,22 @@ from pathlib import Path
 from typing import Any
 
 from spacerini.bundle import MANIFEST, Bundle
-from spacerini.errors import BundleNotFoundError, SpaceriniError, one_line
+from spacerini.errors import DeployError, SpaceriniError, one_line
+from spacerini.hub import check_repo_id, resolve_hf_bundle
+
+__all__ = [
+    "DeployError",
+    "bundle_bytes",
+    "check_repo_id",
+    "deploy",
+    "installed_version",
+    "pinned_requirements",
+    "push",
+    "render_space",
+    "resolve_hf_bundle",
+    "spacerini_wheel",
+    "templates_dir",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,11 +67,6 @@ TEMPLATE_FILES = ("README.md", "app.py", "requirements.txt", "packages.txt")
 WHEELS_DIR = "wheels"
 #: Wheels with a local version (``+cpu``) are found on this index.
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
-
-
-class DeployError(SpaceriniError, RuntimeError):
-    """A Space or bundle cannot be rendered, pushed or deployed (offline, no token, hub error)."""
 
 
 # ------------------------------------------------------------------------------------- render
@@ -376,17 +387,6 @@ def spacerini_wheel() -> Path:
 
 
 # --------------------------------------------------------------------------------------- hub
-def check_repo_id(repo_id: str) -> str:
-    """Checks an ``OWNER/NAME`` repo id.
-
-    Raises:
-        DeployError: It is not of that form.
-    """
-    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id) or ".." in repo_id:
-        raise DeployError(f"{repo_id!r} is not a Hugging Face repo id: use OWNER/NAME")
-    return repo_id
-
-
 def _token(token: str | None) -> str:
     if token:
         return token
@@ -565,41 +565,3 @@ def deploy(
             )
     logger.info("deployed https://huggingface.co/spaces/%s", space_id)
     return f"https://huggingface.co/spaces/{space_id}"
-
-
-def resolve_hf_bundle(
-    spec: str, *, token: str | None = None, cache_dir: str | os.PathLike[str] | None = None
-) -> Path:
-    """Downloads (or finds in the local cache) a bundle stored as a dataset repo.
-
-    Args:
-        spec: ``hf:OWNER/NAME`` or ``hf:OWNER/NAME@REVISION``.
-        token: Token for private repos (default: ``HF_TOKEN`` or the saved login).
-        cache_dir: The Hugging Face cache to use.
-
-    Returns:
-        The local folder holding the bundle (pass it to ``open_bundle``).
-
-    Raises:
-        BundleNotFoundError: Bad spec, or the repo cannot be downloaded (nor found in the cache
-            when offline).
-    """
-    if not isinstance(spec, str) or not spec.startswith("hf:"):
-        raise BundleNotFoundError(f"{spec!r} is not a Hub bundle: use hf:OWNER/NAME[@REVISION]")
-    repo_id, _, revision = spec[3:].partition("@")
-    try:
-        check_repo_id(repo_id)
-    except DeployError as exc:
-        raise BundleNotFoundError(f"{spec}: {exc}") from None
-    from huggingface_hub import snapshot_download
-
-    try:
-        folder = snapshot_download(
-            repo_id, repo_type="dataset", revision=revision or None, token=token, cache_dir=cache_dir
-        )
-    except Exception as exc:  # noqa: BLE001 - offline, missing, private: one clear line
-        message = one_line(exc, secret=token)
-        raise BundleNotFoundError(
-            f"{spec}: cannot download the bundle ({message}); check the name, the network (HF_HUB_OFFLINE) and the token"
-        ) from None
-    return Path(folder)

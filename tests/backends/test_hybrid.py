@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from spacerini.backends.hybrid import HybridSearcher, open_hybrid, rrf_fuse, weighted_fuse
 from spacerini.errors import BackendNotAvailableError, QueryError
+from spacerini.fusion import HybridSearcher, open_hybrid, rrf_fuse, weighted_fuse
 from spacerini.records import Hit
 
 

@@ -1,4 +1,4 @@
-"""Hybrid search: fuse the ranked lists of any two searchers.
+"""Hybrid search: fuse the ranked lists of any two searchers (above the backends, not one of them).
 
 Two fusion methods:
 
@@ -13,7 +13,7 @@ Each searcher is asked for ``max(depth, offset + k)`` hits. Ties are broken by t
 document reached in either list, then by doc id, so results are deterministic.
 
 Example:
-    >>> from spacerini.backends.hybrid import HybridSearcher
+    >>> from spacerini.fusion import HybridSearcher
     >>> hybrid = HybridSearcher(bm25_searcher, dense_searcher, method="rrf")  # doctest: +SKIP
     >>> hybrid.search("neural ranking", k=5)  # doctest: +SKIP
 """
@@ -170,7 +170,7 @@ class HybridSearcher:
             make = getattr(searcher, "snippet", None)
             if make is not None:
                 return make(query, text, width=width)
-        from spacerini.bundle import plain_snippet
+        from spacerini.display import plain_snippet
 
         return plain_snippet(text, width=width)
 

@@ -1,0 +1,65 @@
+"""Bundles kept on the Hugging Face Hub as dataset repos: ``hf:OWNER/NAME[@REVISION]``.
+
+This sits beside the bundle rather than inside it: :func:`spacerini.bundle.open_bundle` asks it
+to turn an ``hf:`` spec into a local folder, and :mod:`spacerini.deploy` pushes bundles there;
+neither the bundle nor this module imports the other's package at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from spacerini.errors import BundleNotFoundError, DeployError, one_line
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+
+
+def check_repo_id(repo_id: str) -> str:
+    """Checks an ``OWNER/NAME`` repo id.
+
+    Raises:
+        DeployError: It is not of that form.
+    """
+    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id) or ".." in repo_id:
+        raise DeployError(f"{repo_id!r} is not a Hugging Face repo id: use OWNER/NAME")
+    return repo_id
+
+
+def resolve_hf_bundle(
+    spec: str, *, token: str | None = None, cache_dir: str | os.PathLike[str] | None = None
+) -> Path:
+    """Downloads (or finds in the local cache) a bundle stored as a dataset repo.
+
+    Args:
+        spec: ``hf:OWNER/NAME`` or ``hf:OWNER/NAME@REVISION``.
+        token: Token for private repos (default: ``HF_TOKEN`` or the saved login).
+        cache_dir: The Hugging Face cache to use.
+
+    Returns:
+        The local folder holding the bundle (pass it to ``open_bundle``).
+
+    Raises:
+        BundleNotFoundError: Bad spec, or the repo cannot be downloaded (nor found in the cache
+            when offline).
+    """
+    if not isinstance(spec, str) or not spec.startswith("hf:"):
+        raise BundleNotFoundError(f"{spec!r} is not a Hub bundle: use hf:OWNER/NAME[@REVISION]")
+    repo_id, _, revision = spec[3:].partition("@")
+    try:
+        check_repo_id(repo_id)
+    except DeployError as exc:
+        raise BundleNotFoundError(f"{spec}: {exc}") from None
+    from huggingface_hub import snapshot_download
+
+    try:
+        folder = snapshot_download(
+            repo_id, repo_type="dataset", revision=revision or None, token=token, cache_dir=cache_dir
+        )
+    except Exception as exc:  # noqa: BLE001 - offline, missing, private: one clear line
+        message = one_line(exc, secret=token)
+        raise BundleNotFoundError(
+            f"{spec}: cannot download the bundle ({message}); check the name, the network (HF_HUB_OFFLINE) and the token"
+        ) from None
+    return Path(folder)
