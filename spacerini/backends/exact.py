@@ -28,15 +28,16 @@ import json
 import logging
 import mmap
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from spacerini.backends import DocsFactory, read_json
-from spacerini.errors import BundleCorruptError, DocumentTooLargeError, QueryError
+from spacerini.errors import BackendParameterError, BundleCorruptError, DocumentTooLargeError, QueryError
 from spacerini.records import BuildReport, Hit
 
 NAME = "exact"
@@ -340,22 +341,37 @@ class ExactSearcher:
     """Counts, finds and traces exact strings in the corpus.
 
     Args:
-        folder: The backend folder written by :func:`build`.
+        folder: The backend folder written by :func:`build`, or the folders of a bundle's
+            shards in corpus order (each built by :func:`build` over its contiguous range of
+            documents): their suffix-array shards are read as one corpus, with global document
+            numbers, so every answer equals the one of a single folder built over all documents.
     """
 
-    def __init__(self, folder: Path) -> None:
-        folder = Path(folder)
-        meta = read_json(folder, "meta.json", what="the exact index's parameters")
-        self.docids: list[str] = read_json(folder, "docids.json", what="the exact index's document ids")
-        if meta.get("format") != FORMAT_VERSION or len(self.docids) != meta.get("docs"):
-            raise BundleCorruptError(f"{folder}: exact index format or doc count does not match")
+    def __init__(self, folder: Path | Sequence[Path]) -> None:
+        folders = [Path(folder)] if isinstance(folder, str | PathLike) else [Path(f) for f in folder]
+        self.docids: list[str] = []
         self.shards: list[_Shard] = []
+        #: Documents of each folder read, in order.
+        self.folder_docs: list[int] = []
+        for path in folders:
+            self._add_folder(path)
+
+    def _add_folder(self, folder: Path) -> None:
+        """Appends the shards of one backend folder, numbering its docs after those already read."""
+        meta = read_json(folder, "meta.json", what="the exact index's parameters")
+        docids = read_json(folder, "docids.json", what="the exact index's document ids")
+        if meta.get("format") != FORMAT_VERSION or not isinstance(docids, list) or len(docids) != meta.get("docs"):
+            self.close()
+            raise BundleCorruptError(f"{folder}: exact index format or doc count does not match")
+        base = len(self.docids)
         try:
             for i, s in enumerate(meta["shards"]):
-                self.shards.append(_Shard(folder, i, s["first_doc"], s["docs"]))
-        except (OSError, ValueError, KeyError) as exc:
+                self.shards.append(_Shard(folder, i, base + s["first_doc"], s["docs"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
             self.close()
             raise BundleCorruptError(f"{folder}: cannot open the exact index shards: {exc}") from exc
+        self.docids.extend(docids)
+        self.folder_docs.append(len(docids))
 
     # -- counting ---------------------------------------------------------------------------
     def count(self, text: str | bytes) -> int:
@@ -543,3 +559,45 @@ def open(folder: Path, report: Mapping[str, Any]) -> ExactSearcher:
         BundleCorruptError: The files are missing or inconsistent.
     """
     return ExactSearcher(Path(folder))
+
+
+def open_shards(
+    folders: Sequence[Path], reports: Sequence[Mapping[str, Any]], **open_options: Any
+) -> ExactSearcher:
+    """Opens the exact indexes of a sharded bundle as one index over the whole corpus.
+
+    Shard ``i`` holds the documents with global row numbers ``first_doc_i .. first_doc_i +
+    docs_i - 1``, in corpus order, and its folder was written by :func:`build` over just those
+    documents. Every answer (``count``, ``find``, ``search``, ``longest_matches``) equals the
+    one of an index built over all documents at once: counts sum over shards, occurrences come
+    in global document order then offset order, ties in ``search`` keep corpus order.
+
+    Args:
+        folders: The shards' backend folders, in corpus order.
+        reports: The shards' manifest entries (``BuildReport.to_dict()``), in the same order.
+            An entry marked ``"empty"`` (a shard left with no documents) is skipped; where an
+            entry gives ``docs``, it must match the folder's.
+        **open_options: None are accepted (the exact backend has no search-time options).
+
+    Returns:
+        One searcher over all shards.
+
+    Raises:
+        BackendParameterError: An open option is given.
+        BundleCorruptError: ``folders`` and ``reports`` differ in length, a folder is missing or
+            inconsistent, or its doc count differs from its report's.
+    """
+    if open_options:
+        raise BackendParameterError(f"backend {NAME!r} has no open option(s) {', '.join(sorted(open_options))}")
+    if len(folders) != len(reports):
+        raise BundleCorruptError(f"{len(folders)} exact shard folders but {len(reports)} shard reports")
+    kept = [(Path(f), r) for f, r in zip(folders, reports, strict=True) if not r.get("empty")]
+    searcher = ExactSearcher([folder for folder, _ in kept])
+    # A shard list out of order or out of date shows as a doc count that differs from the report's.
+    for (folder, report), docs in zip(kept, searcher.folder_docs, strict=True):
+        if report.get("docs") is not None and report.get("docs") != docs:
+            searcher.close()
+            raise BundleCorruptError(
+                f"{folder}: the shard report says {report.get('docs')} documents, the exact index holds {docs}"
+            )
+    return searcher
