@@ -26,6 +26,10 @@ a text at once. The filter receives these 64-bit integers with ``hash_func=int``
 lookups at several million per second.
 
 Folder layout: ``bloom/filter.bloom`` (rbloom's own file format) and ``bloom/meta.json``.
+
+Shards: a filter's size depends only on the n-grams it is sized for (``capacity``) and the
+false-positive rate, so shards built with the whole corpus's capacity merge by OR
+(:func:`merge_shards`) into exactly the sketch of an unsharded build.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,8 +46,14 @@ from typing import Any
 import numpy as np
 
 from spacerini.backends import DocsFactory, read_json
-from spacerini.errors import BundleCorruptError, CorpusError, DependencyMissingError, QueryError
-from spacerini.records import BuildReport
+from spacerini.errors import (
+    BackendParameterError,
+    BundleCorruptError,
+    CorpusError,
+    DependencyMissingError,
+    QueryError,
+)
+from spacerini.records import BuildReport, Doc
 
 NAME = "bloom"
 FORMAT_VERSION = 1
@@ -141,8 +151,14 @@ def build(
     width: int = 50,
     stride: int | None = None,
     fp_rate: float = 0.001,
+    capacity: int | None = None,
 ) -> BuildReport:
     """Builds the n-gram Bloom sketch of the corpus into ``folder`` (two passes over the docs).
+
+    The filter's size depends only on ``capacity`` and ``fp_rate``. The shards of a sharded
+    bundle are therefore all built with ``capacity`` set to the n-grams of the whole corpus
+    (:func:`count_ngrams` over all documents) and the same width, stride and rate; their
+    sketches then merge (:func:`merge_shards`) into the very sketch of an unsharded build.
 
     Args:
         docs_factory: Returns a fresh iterator of docs (called twice: count, then insert).
@@ -152,13 +168,16 @@ def build(
         width: N-gram length in characters (Data Portraits used 50).
         stride: Distance between stored n-grams; ``None`` means ``width`` (non-overlapping).
         fp_rate: False-positive rate the filter is sized for.
+        capacity: N-grams the filter is sized for; ``None`` means the n-grams of these docs.
+            It must not be below them (the false-positive rate would exceed ``fp_rate``).
 
     Returns:
-        The report; ``params`` holds width, stride, fp_rate, items (n-grams the filter was sized
-        for), bits (filter size) and the hash name.
+        The report; ``params`` holds width, stride, fp_rate, items (n-grams added), bits (filter
+        size), the hash name and, when given, capacity.
 
     Raises:
         ValueError: A parameter is out of range.
+        BackendParameterError: ``capacity`` is below the n-grams of the docs.
         CorpusError: ``docs_factory`` gave different docs on the second pass.
     """
     from tqdm.auto import tqdm
@@ -168,6 +187,8 @@ def build(
         raise ValueError(f"width and stride must be positive, got width={width} stride={stride}")
     if not 0.0 < fp_rate < 1.0:
         raise ValueError(f"fp_rate must be between 0 and 1, got {fp_rate}")
+    if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 0):
+        raise ValueError(f"capacity must be a non-negative integer, got {capacity!r}")
     t0 = time.perf_counter()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -180,8 +201,14 @@ def build(
         chars += len(doc.text)
         n_docs += 1
 
+    if capacity is not None and capacity < items:
+        raise BackendParameterError(
+            f"bloom capacity {capacity} is below the {items} n-grams of the documents: give the n-grams "
+            "of the whole corpus (spacerini.backends.bloom.count_ngrams)"
+        )
+    sized_for = max(items if capacity is None else capacity, 1)
     Bloom = _bloom_class()
-    bloom = Bloom(max(items, 1), fp_rate, hash_func=int)
+    bloom = Bloom(sized_for, fp_rate, hash_func=int)
     added = 0
     for doc in tqdm(docs_factory(), desc="bloom: adding n-grams", unit="doc", disable=not progress):
         hashes = ngram_hashes(doc.text, width, stride)
@@ -190,8 +217,18 @@ def build(
             added += len(hashes)
     if added != items:
         raise CorpusError(f"the corpus changed between the two passes ({items} then {added} n-grams)")
+    _write(folder, bloom, width=width, stride=stride, fp_rate=fp_rate, items=items, capacity=sized_for)
+    seconds = time.perf_counter() - t0
+    log.info("bloom: %d n-grams of %d docs in %d bits (%.1f s)", items, n_docs, int(bloom.size_in_bits), seconds)
+    return _report(
+        bloom, docs=n_docs, seconds=seconds, chars=chars, width=width, stride=stride, fp_rate=fp_rate, items=items,
+        capacity=capacity,
+    )
+
+
+def _write(folder: Path, bloom: Any, *, width: int, stride: int, fp_rate: float, items: int, capacity: int) -> None:
+    """Saves the filter and its ``meta.json`` (the same bytes for a merged sketch as for a built one)."""
     bloom.save(str(folder / "filter.bloom"))
-    bits = int(bloom.size_in_bits)
     meta = {
         "format": FORMAT_VERSION,
         "hash": HASH_NAME,
@@ -199,16 +236,35 @@ def build(
         "stride": stride,
         "fp_rate": fp_rate,
         "items": items,
-        "bits": bits,
+        "bits": int(bloom.size_in_bits),
+        "capacity": capacity,
     }
     (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
-    seconds = time.perf_counter() - t0
-    log.info("bloom: %d n-grams of %d docs in %d bits (%.1f s)", items, n_docs, bits, seconds)
+
+
+def _report(
+    bloom: Any,
+    *,
+    docs: int,
+    seconds: float,
+    chars: int,
+    width: int,
+    stride: int,
+    fp_rate: float,
+    items: int,
+    capacity: int | None,
+) -> BuildReport:
+    bits = int(bloom.size_in_bits)
+    params: dict[str, Any] = {
+        "width": width, "stride": stride, "fp_rate": fp_rate, "items": items, "bits": bits, "hash": HASH_NAME,
+    }
+    if capacity is not None:
+        params["capacity"] = capacity
     return BuildReport(
         backend=NAME,
-        docs=n_docs,
+        docs=docs,
         seconds=seconds,
-        params={"width": width, "stride": stride, "fp_rate": fp_rate, "items": items, "bits": bits, "hash": HASH_NAME},
+        params=params,
         stats={
             "chars": chars,
             "bytes": bits // 8,
@@ -216,6 +272,115 @@ def build(
             "approx_items": round(float(bloom.approx_items), 1),
         },
     )
+
+
+def count_ngrams(docs: Iterable[Doc], *, width: int = 50, stride: int | None = None) -> int:
+    """Returns the n-grams :func:`build` stores for ``docs``: the ``capacity`` of a sharded build.
+
+    Only the documents' lengths matter, so this is one cheap pass over the whole corpus.
+
+    Args:
+        docs: The documents (all shards' documents, for the capacity of a sharded build).
+        width: N-gram length, as given to :func:`build`.
+        stride: Distance between stored n-grams, as given to :func:`build` (``None``: ``width``).
+
+    Returns:
+        The number of n-grams.
+
+    Raises:
+        ValueError: ``width`` or ``stride`` is not positive.
+    """
+    stride = width if stride is None else stride
+    if width < 1 or stride < 1:
+        raise ValueError(f"width and stride must be positive, got width={width} stride={stride}")
+    return sum(_items(len(doc.text), width, stride) for doc in docs)
+
+
+def merge_shards(
+    folders: Sequence[Path], out: Path, reports: Sequence[Mapping[str, Any] | BuildReport]
+) -> BuildReport:
+    """ORs the sketches of a bundle's shards into one sketch in ``out``.
+
+    Every shard must have been built by :func:`build` with the same ``width``, ``stride``,
+    ``fp_rate`` and ``capacity`` (the n-grams of the whole corpus, :func:`count_ngrams`), so
+    that the filters have the same size and hashing. The merged ``filter.bloom`` and
+    ``meta.json`` are then byte-identical to those of an unsharded build of the same corpus,
+    and the report equals its report (but for ``seconds``; ``params`` names ``capacity`` only
+    where it differs from the n-grams added, as it would for an unsharded build given it).
+
+    Args:
+        folders: The shards' backend folders.
+        out: The folder to write the merged sketch into (created if missing).
+        reports: The shards' build reports (or their manifest entries), in the order of
+            ``folders``. An entry marked ``"empty"`` (a shard left with no documents) is skipped.
+
+    Returns:
+        The merged sketch's report.
+
+    Raises:
+        BackendParameterError: The shards were built with different parameters or filter sizes.
+        BundleCorruptError: ``folders`` and ``reports`` differ in length, none holds a sketch,
+            or a sketch is missing, of another format, or disagrees with its ``meta.json``.
+    """
+    t0 = time.perf_counter()
+    if len(folders) != len(reports):
+        raise BundleCorruptError(f"{len(folders)} bloom shard folders but {len(reports)} shard reports")
+    dicts = [r.to_dict() if isinstance(r, BuildReport) else dict(r) for r in reports]
+    kept = [(Path(f), r) for f, r in zip(folders, dicts, strict=True) if not r.get("empty")]
+    if not kept:
+        raise BundleCorruptError("no bloom shard holds a sketch: nothing to merge")
+    Bloom = _bloom_class()
+    merged: Any = None
+    first: dict[str, Any] = {}
+    items = docs = chars = 0
+    for folder, report in kept:
+        meta = _read_meta(folder)
+        shape = {key: meta.get(key) for key in ("width", "stride", "fp_rate", "capacity", "bits")}
+        if not first:
+            first = shape
+        elif shape != first:
+            raise BackendParameterError(
+                f"{folder}: bloom shard built with {shape}, the first shard with {first}: build every shard "
+                "with the same width, stride, fp_rate and capacity (the n-grams of the whole corpus)"
+            )
+        try:
+            bloom = Bloom.load(str(folder / "filter.bloom"), int)
+        except (OSError, ValueError) as exc:
+            raise BundleCorruptError(f"{folder}: cannot load the bloom filter: {exc}") from exc
+        if int(bloom.size_in_bits) != meta.get("bits"):
+            raise BundleCorruptError(f"{folder}: filter.bloom has {bloom.size_in_bits} bits, meta.json says {meta.get('bits')}")
+        if merged is None:
+            merged = bloom
+        else:
+            try:
+                merged |= bloom
+            except ValueError as exc:  # the number of hash functions differs
+                raise BackendParameterError(f"{folder}: bloom shard cannot be merged: {exc}") from exc
+        items += int(meta["items"])
+        docs += int(report.get("docs") or 0)
+        chars += int((report.get("stats") or {}).get("chars") or 0)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    width, stride, fp_rate, capacity = first["width"], first["stride"], first["fp_rate"], first["capacity"]
+    if capacity is None:  # shards of an older build: the filter was sized for its own n-grams
+        capacity = max(items, 1)
+    _write(out, merged, width=width, stride=stride, fp_rate=fp_rate, items=items, capacity=capacity)
+    seconds = time.perf_counter() - t0
+    log.info("bloom: merged %d shards, %d n-grams in %d bits (%.1f s)", len(kept), items, merged.size_in_bits, seconds)
+    return _report(
+        merged, docs=docs, seconds=seconds, chars=chars, width=width, stride=stride, fp_rate=fp_rate, items=items,
+        capacity=None if capacity == max(items, 1) else capacity,
+    )
+
+
+def _read_meta(folder: Path) -> dict[str, Any]:
+    meta = read_json(folder, "meta.json", what="the bloom sketch's parameters")
+    if meta.get("format") != FORMAT_VERSION or meta.get("hash") != HASH_NAME:
+        raise BundleCorruptError(
+            f"{folder}: bloom sketch format {meta.get('format')}/{meta.get('hash')} is not "
+            f"{FORMAT_VERSION}/{HASH_NAME}: rebuild the bundle"
+        )
+    return meta
 
 
 class BloomSearcher:
@@ -227,12 +392,7 @@ class BloomSearcher:
 
     def __init__(self, folder: Path) -> None:
         folder = Path(folder)
-        meta = read_json(folder, "meta.json", what="the bloom sketch's parameters")
-        if meta.get("format") != FORMAT_VERSION or meta.get("hash") != HASH_NAME:
-            raise BundleCorruptError(
-                f"{folder}: bloom sketch format {meta.get('format')}/{meta.get('hash')} is not "
-                f"{FORMAT_VERSION}/{HASH_NAME}: rebuild the bundle"
-            )
+        meta = _read_meta(folder)
         self.width: int = int(meta["width"])
         self.stride: int = int(meta["stride"])
         self.fp_rate: float = float(meta["fp_rate"])
