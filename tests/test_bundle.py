@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from spacerini import bundle as bundle_mod
+from spacerini.bundle import build as bundle_mod
 from spacerini.backends import REGISTRY
 from spacerini.bundle import MANIFEST, build_bundle, check_query, open_bundle
 from spacerini.errors import (

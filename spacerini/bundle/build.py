@@ -1,0 +1,262 @@
+"""Building a bundle: the corpus through the preprocessing steps into every backend, atomically."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from spacerini import __version__
+from spacerini.backends import REGISTRY, check_params, get_backend
+from spacerini.bundle.manifest import (
+    DEFAULT_BACKENDS,
+    FORMAT_VERSION,
+    MANIFEST,
+    MAX_CATEGORIES,
+    _checksums,
+    _previous_generation,
+    _write_json,
+    backend_folder,
+)
+from spacerini.bundle.open import Bundle, open_bundle
+from spacerini.bundle.publish import _BUILDING, _discard, _swap_into_place, bundle_lock, remove_stale
+from spacerini.docstore import Docstore, DocstoreWriter
+from spacerini.errors import (
+    BackendNotAvailableError,
+    BundleError,
+    EmptyCorpusError,
+)
+from spacerini.records import Doc, licence_and_language, top_counts
+
+logger = logging.getLogger(__name__)
+
+
+# ------------------------------------------------------------------------------------- build
+def build_bundle(
+    source: Any,
+    out: str | os.PathLike[str],
+    *,
+    backends: Sequence[str] = DEFAULT_BACKENDS,
+    backend_params: Mapping[str, Mapping[str, Any]] | None = None,
+    format: str | None = None,
+    id_field: str | None = None,
+    fields: Sequence[str] | None = None,
+    preprocess: Sequence[str] | str | None = None,
+    preprocess_options: Mapping[str, Mapping[str, Any]] | None = None,
+    threads: int = 1,
+    progress: bool = True,
+    wait: bool = True,
+    finish_manifest: Callable[[dict[str, Any]], None] | None = None,
+) -> Bundle:
+    """Builds a bundle from a corpus, atomically.
+
+    The build holds the bundle's exclusive lock (``.NAME.lock`` beside it) from start to
+    finish, so two commands that change one bundle never interleave; each build writes a new
+    generation (``manifest["generation"]``), which open :class:`Bundle` objects and running apps
+    pick up within :data:`RELOAD_SECONDS`.
+
+    Args:
+        source: A path or ``hf:`` spec (see :func:`spacerini.corpus.load_corpus`), a
+            :class:`~spacerini.corpus.Corpus`, a ``datasets`` dataset, or an iterable of
+            :class:`~spacerini.records.Doc`.
+        out: The bundle folder. An existing bundle there is replaced only once the new one is
+            complete; an existing folder that is not a bundle is never touched.
+        backends: Registry keys of the backends to build, e.g. ``["bm25", "exact"]``.
+        backend_params: Per-backend keyword options, e.g. ``{"bm25": {"k1": 1.2}}``.
+        format: Source format override (``"code"`` for a folder of source code).
+        id_field: The record field holding the document id.
+        fields: The record fields joined with "\\n" into the indexed contents.
+        preprocess: Steps applied in order before indexing, e.g. ``["dedup", "pii"]`` (see
+            :mod:`spacerini.preprocess`); their reports go into the manifest.
+        preprocess_options: Per-step options, e.g. ``{"near-dedup": {"threshold": 0.85}}``.
+        threads: Threads for backends that can use them.
+        progress: Show progress bars.
+        wait: When another command is changing the bundle, wait for it (saying so in the log);
+            when False, raise :class:`~spacerini.errors.BundleLockedError` at once.
+        finish_manifest: Called with the manifest, after every document is indexed and just
+            before it is written, to amend it in place; :func:`optout` carries the rebuilt
+            bundle's history over and records how many documents it removed.
+
+    Returns:
+        The opened bundle.
+
+    Raises:
+        BundleError: ``out`` exists and is not a bundle.
+        CorpusError: The source cannot be read (one clear line naming file and line).
+        BackendNotAvailableError: An unknown backend was named.
+        BundleLockedError: ``wait`` is False and another command holds the bundle's lock.
+    """
+    out_path = Path(out).expanduser().resolve()
+    with bundle_lock(out_path, wait=wait):
+        return _build_locked(
+            source, out_path, backends=backends, backend_params=backend_params, format=format,
+            id_field=id_field, fields=fields, preprocess=preprocess, preprocess_options=preprocess_options,
+            threads=threads, progress=progress, finish_manifest=finish_manifest,
+        )  # fmt: skip
+
+
+def _build_locked(
+    source: Any,
+    out_path: Path,
+    *,
+    backends: Sequence[str],
+    backend_params: Mapping[str, Mapping[str, Any]] | None,
+    format: str | None,
+    id_field: str | None,
+    fields: Sequence[str] | None,
+    preprocess: Sequence[str] | str | None,
+    preprocess_options: Mapping[str, Mapping[str, Any]] | None,
+    threads: int,
+    progress: bool,
+    finish_manifest: Callable[[dict[str, Any]], None] | None,
+    allow_empty: bool = False,
+) -> Bundle:
+    """:func:`build_bundle` once the caller holds the bundle's lock."""
+    remove_stale(out_path, locked=True)
+    names = _check_backends(backends)
+    params = {k: dict(v) for k, v in (backend_params or {}).items()}
+    unknown = set(params) - set(names)
+    if unknown:
+        raise BackendNotAvailableError(f"parameters given for backends not being built: {', '.join(sorted(unknown))}")
+    for name, given in params.items():
+        check_params(name, given)  # a typo fails here, before any document is read
+    if out_path.exists() and not (out_path / MANIFEST).is_file():
+        if out_path.is_file() or any(out_path.iterdir()):
+            raise BundleError(f"{out_path} exists and is not a Spacerini bundle: choose another --out or remove it")
+    steps = _make_steps(preprocess, preprocess_options)  # bad names fail before any work is done
+    corpus, source_info = _as_docs(source, format=format, id_field=id_field, fields=fields, progress=progress)
+
+    generation = _previous_generation(out_path) + 1
+    tmp = out_path.parent / f".{out_path.name}{_BUILDING}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        started = time.perf_counter()
+        docs: Iterable[Doc] = corpus
+        if steps:
+            from spacerini.preprocess import apply
+
+            docs = apply(corpus, steps)
+        licences: Counter[str] = Counter()
+        languages: Counter[str] = Counter()
+        with DocstoreWriter(tmp / "docs") as writer:
+            for doc in docs:
+                writer.add(doc)
+                licence, language = licence_and_language(doc.meta, doc.fields)
+                licences[licence] += 1
+                languages[language] += 1
+        if writer.count == 0 and not allow_empty:
+            raise EmptyCorpusError(f"{source_info.get('source', 'the source')} holds no documents")
+        describe = getattr(corpus, "describe", None)
+        if describe is not None:  # after the pass, so skip counts and inclusions are filled in
+            source_info = describe()
+        skipped = getattr(corpus, "skipped", None)
+        store = Docstore(tmp / "docs")
+        reports: dict[str, Any] = {}
+        for name in names:
+            module = get_backend(name)
+            folder = tmp / backend_folder(module, name)
+            folder.mkdir()
+            if writer.count == 0:  # an opt-out removed everything: see spacerini.backends.empty
+                reports[name] = {"params": dict(params.get(name, {})), "stats": {"docs": 0}, "empty": True}
+                continue
+            logger.info("building %s over %d documents", name, writer.count)
+            report = module.build(
+                store.iter_docs, folder, threads=threads, progress=progress, **params.get(name, {})
+            )
+            reports[name] = report.to_dict()
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "generation": generation,
+            "spacerini_version": __version__,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "source": source_info,
+            "counts": {
+                "docs": writer.count,
+                "text_bytes": writer.text_bytes,
+                "licences": top_counts(licences, MAX_CATEGORIES),
+                "languages": top_counts(languages, MAX_CATEGORIES),
+            },
+            "skipped": dict(skipped) if skipped else {},
+            "backends": reports,
+            "build_seconds": round(time.perf_counter() - started, 3),
+            "preprocess": _step_reports(steps),
+            "audit_log": [],
+        }
+        if finish_manifest is not None:
+            finish_manifest(manifest)
+        manifest["checksums"] = _checksums(tmp)
+        _write_json(tmp / MANIFEST, manifest)
+        previous = _swap_into_place(tmp, out_path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if previous is not None:
+        _discard(previous, out_path)
+    return open_bundle(out_path)
+
+
+def _make_steps(names: Sequence[str] | str | None, options: Mapping[str, Mapping[str, Any]] | None) -> list[Any]:
+    if not names:
+        if options:
+            raise BackendNotAvailableError("preprocess options given without --preprocess steps")
+        return []
+    from spacerini.preprocess import make_steps
+
+    return make_steps(names, **dict(options or {}))
+
+
+def _step_reports(steps: Sequence[Any]) -> list[dict[str, Any]]:
+    if not steps:
+        return []
+    from spacerini.preprocess import reports
+
+    return reports(steps)
+
+
+def _check_backends(backends: Sequence[str] | str) -> list[str]:
+    if isinstance(backends, str):
+        backends = [b for b in backends.split(",") if b.strip()]
+    names = []
+    for name in backends:
+        name = name.strip()
+        if name not in REGISTRY:
+            raise BackendNotAvailableError(f"unknown backend {name!r}: choose from {', '.join(REGISTRY)}")
+        if name not in names:
+            names.append(name)
+    if not names:
+        raise BackendNotAvailableError(f"no backend chosen: choose from {', '.join(REGISTRY)}")
+    return names
+
+
+class _StoredDocs:
+    """Docs that come from a bundle's own docstore (an opt-out's rebuild): indexed as they are,
+    without the loader's checks, which they passed when the bundle was first built."""
+
+    def __init__(self, docs: Iterable[Doc], source: Mapping[str, Any]) -> None:
+        self._docs = docs
+        self._source = dict(source)
+
+    def __iter__(self) -> Iterator[Doc]:
+        return iter(self._docs)
+
+    def describe(self) -> dict[str, Any]:
+        return dict(self._source)
+
+
+def _as_docs(
+    source: Any, *, format: str | None, id_field: str | None, fields: Sequence[str] | None, progress: bool
+) -> tuple[Iterable[Doc], dict[str, Any]]:
+    from spacerini.corpus import Corpus, load_corpus
+
+    if isinstance(source, Corpus | _StoredDocs):
+        return source, source.describe()
+    # A path, an hf: spec, a datasets object, or an iterable of Doc/dicts from Python.
+    corpus = load_corpus(source, format=format, id_field=id_field, fields=fields, progress=progress)
+    return corpus, corpus.describe()

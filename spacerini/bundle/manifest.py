@@ -1,0 +1,118 @@
+"""The manifest (``spacerini.json``): constants, checksums, reading and validating it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from spacerini import __version__
+from spacerini.errors import (
+    BundleCorruptError,
+    BundleNotFoundError,
+)
+
+logger = logging.getLogger(__name__)
+
+
+MANIFEST = "spacerini.json"
+FORMAT_VERSION = 1
+#: Longest query accepted, in characters. Longer ones get a QueryError (one clear line).
+MAX_QUERY_CHARS = 10_000
+#: Licence and language categories counted in the manifest; rarer ones are summed as "(other)".
+MAX_CATEGORIES = 200
+DEFAULT_BACKENDS: tuple[str, ...] = ("bm25",)
+RANKED_BACKENDS = ("bm25", "dense", "hybrid", "exact")
+
+
+def backend_folder(module: Any, name: str) -> str:
+    """The bundle sub-folder a backend owns: its ``FOLDER`` (bm25 owns ``lucene/``) or its name."""
+    return str(getattr(module, "FOLDER", name))
+
+
+def _checksums(folder: Path) -> dict[str, dict[str, Any]]:
+    sums: dict[str, dict[str, Any]] = {}
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        sums[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": _checksums_of(path)}
+    return sums
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _previous_generation(root: Path) -> int:
+    """The generation of the bundle at ``root`` (0 when there is none, 1 for older bundles)."""
+    try:
+        manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return 0
+    return int(manifest.get("generation", 1)) if isinstance(manifest, dict) else 0
+
+
+def _read_manifest(root: Path, *, verify: bool = False) -> tuple[dict[str, Any], tuple[int, ...]]:
+    """Reads and validates ``root``'s manifest; returns it with the stat key of the file read."""
+    manifest_path = root / MANIFEST
+    try:
+        with manifest_path.open("rb") as fh:
+            st = os.fstat(fh.fileno())
+            raw = fh.read()
+    except FileNotFoundError:
+        raise BundleNotFoundError(
+            f"{root}: not a Spacerini bundle ({MANIFEST} is missing); build one with `spacerini index SOURCE --out {root}`"
+        ) from None
+    except IsADirectoryError:
+        raise BundleCorruptError(f"{manifest_path}: unreadable manifest (a folder); rebuild the bundle") from None
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BundleCorruptError(f"{manifest_path}: unreadable manifest ({exc}); rebuild the bundle") from exc
+    if not isinstance(manifest, dict) or "backends" not in manifest or "checksums" not in manifest:
+        raise BundleCorruptError(f"{manifest_path}: manifest lacks 'backends' or 'checksums'; rebuild the bundle")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise BundleCorruptError(
+            f"{manifest_path}: bundle format {version!r} is not supported by spacerini {__version__}; upgrade spacerini"
+        )
+    _check_files(root, manifest["checksums"], verify=verify)
+    return manifest, _stat_key(st)
+
+
+def _stat_key(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def _manifest_key(root: Path) -> tuple[int, ...] | None:
+    try:
+        return _stat_key(os.stat(root / MANIFEST))
+    except OSError:
+        return None
+
+
+def _check_files(root: Path, checksums: Mapping[str, Any], *, verify: bool) -> None:
+    for rel, info in checksums.items():
+        p = root / rel
+        if not p.is_file():
+            raise BundleCorruptError(f"{root}: file {rel} is missing; rebuild the bundle")
+        if p.stat().st_size != info.get("size"):
+            raise BundleCorruptError(
+                f"{root}: file {rel} has {p.stat().st_size} bytes, the manifest says {info.get('size')}; rebuild the bundle"
+            )
+        if verify:
+            actual = _checksums_of(p)
+            if actual != info.get("sha256"):
+                raise BundleCorruptError(f"{root}: file {rel} fails its SHA-256 checksum; rebuild the bundle")
+
+
+def _checksums_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()

@@ -1,0 +1,574 @@
+"""Opening a bundle: validation, and the generation-following :class:`Bundle` and its snapshots."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from spacerini.backends import REGISTRY, get_backend
+from spacerini.bundle.manifest import (
+    MAX_QUERY_CHARS,
+    RANKED_BACKENDS,
+    _manifest_key,
+    _read_manifest,
+    backend_folder,
+)
+from spacerini.bundle.publish import _recover_interrupted_swap, remove_stale
+from spacerini.display import plain_snippet
+from spacerini.docstore import Docstore
+from spacerini.errors import (
+    BackendNotAvailableError,
+    BackendParameterError,
+    BundleError,
+    BundleNotFoundError,
+    QueryError,
+)
+from spacerini.records import Doc, Hit
+
+logger = logging.getLogger(__name__)
+
+
+# -------------------------------------------------------------------------------------- open
+def open_bundle(path: str | os.PathLike[str], *, verify: bool = False) -> Bundle:
+    """Opens and validates a bundle.
+
+    Args:
+        path: The bundle folder, or ``hf:OWNER/NAME`` for a bundle pushed to a dataset repo.
+        verify: Also check every file's SHA-256 (slow on big bundles); sizes are always checked.
+
+    Raises:
+        BundleNotFoundError: No folder or no manifest at ``path``.
+        BundleCorruptError: The manifest is unreadable, from a newer format, or files are
+            missing, truncated or (with ``verify``) altered.
+    """
+    if str(path).startswith("hf:"):
+        from spacerini.hub import resolve_hf_bundle
+
+        path = resolve_hf_bundle(str(path))
+    root = Path(path).expanduser()
+    if not root.exists():
+        _recover_interrupted_swap(root)
+    if not root.is_dir():
+        raise BundleNotFoundError(f"{root}: no bundle here; build one with `spacerini index SOURCE --out {root}`")
+    remove_stale(root)
+    manifest, key = _read_manifest(root, verify=verify)
+    return Bundle(root, manifest, key=key)
+
+
+class BundleSnapshot:
+    """One generation of a bundle: its manifest, docstore and searchers, opened on first use.
+
+    Every answer computed on one snapshot comes from one generation: a searcher that it opens
+    after a newer generation was swapped in is refused (:class:`StaleGenerationError`), and the
+    :class:`Bundle` that owns it retries on the new one. Thread-safe for searching.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        manifest: Mapping[str, Any],
+        *,
+        key: tuple[int, ...] | None = None,
+        hybrid_params: dict[str, Any] | None = None,
+        open_params: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.path = path
+        self.manifest: Mapping[str, Any] = MappingProxyType(dict(manifest))
+        self.key = key
+        self._searchers: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        #: Options for hybrid search (``method="rrf"|"weighted"``, ``alpha``, ``depth``, ``rrf_k``).
+        self.hybrid_params: dict[str, Any] = {} if hybrid_params is None else hybrid_params
+        self._open_params: dict[str, dict[str, Any]] = {} if open_params is None else open_params
+        self._docstore: Docstore | None = None
+        self.users = 0
+        self.retired_at: float | None = None
+
+    def __repr__(self) -> str:
+        return f"BundleSnapshot({str(self.path)!r}, generation={self.generation}, docs={len(self)})"
+
+    @property
+    def generation(self) -> int:
+        """The generation number in the manifest (1 for bundles built before generations)."""
+        return int(self.manifest.get("generation", 1))
+
+    def _check_current(self, opened: Any) -> Any:
+        """Returns ``opened`` if the files it read are still this generation's, else closes it and raises."""
+        if self.key is not None and _manifest_key(self.path) != self.key:
+            close: Callable[[], None] | None = getattr(opened, "close", None)
+            if close is not None:
+                close()
+            raise StaleGenerationError(self.path)
+        return opened
+
+    def __len__(self) -> int:
+        return int(self.manifest["counts"]["docs"])
+
+    @property
+    def backends(self) -> list[str]:
+        """The backends this bundle was built with."""
+        return list(self.manifest["backends"])
+
+    def _get_docstore(self) -> Docstore:
+        return self.docstore
+
+    @property
+    def docstore(self) -> Docstore:
+        """The Parquet docstore."""
+        if self._docstore is None:
+            with self._lock:
+                if self._docstore is None:
+                    self._docstore = self._check_current(Docstore(self.path / "docs"))
+        return self._docstore
+
+    def searcher(self, backend: str) -> Any:
+        """Returns the (cached) searcher of ``backend``.
+
+        Raises:
+            BackendNotAvailableError: The bundle was built without it.
+        """
+        if backend == "hybrid":
+            with self._lock:
+                searcher = self._searchers.get("hybrid")
+            if searcher is None:
+                from spacerini.fusion import open_hybrid
+
+                searcher = open_hybrid(self, **self.hybrid_params)  # opens bm25 and dense first
+                with self._lock:
+                    searcher = self._searchers.setdefault("hybrid", searcher)
+            return searcher
+        if backend not in self.manifest["backends"] and backend not in REGISTRY:
+            raise BackendNotAvailableError(
+                f"unknown backend {backend!r}: this bundle has {', '.join(self.backends)}"
+                + (" (and hybrid)" if {"bm25", "dense"} <= set(self.backends) else "")
+            )
+        if backend not in self.manifest["backends"]:
+            raise BackendNotAvailableError(
+                f"{self.path}: this bundle has no {backend!r} backend (it has {', '.join(self.backends)}); "
+                f"rebuild with `spacerini index ... --backends {','.join([*self.backends, backend])}`"
+            )
+        with self._lock:
+            searcher = self._searchers.get(backend)
+            if searcher is None and self.manifest["backends"][backend].get("empty"):
+                from spacerini.backends.empty import EmptySearcher
+
+                searcher = self._searchers[backend] = EmptySearcher(backend, self.manifest["backends"][backend])
+            if searcher is None:
+                module = get_backend(backend)
+                folder = self.path / backend_folder(module, backend)
+                searcher = module.open(folder, self.manifest["backends"][backend], **self._open_params.get(backend, {}))
+                self._searchers[backend] = self._check_current(searcher)
+            return searcher
+
+    def configure(self, backend: str, **params: Any) -> None:
+        """Sets search-time options of ``backend``, used from its next search on.
+
+        They are the keyword options of the backend's ``open``, e.g.
+        ``bundle.configure("dense", ef_search=256)`` or ``bundle.configure("dense", nprobe=64)``;
+        ``None`` values are ignored. A searcher already open is closed and reopened with them.
+
+        Raises:
+            BackendParameterError: ``backend`` has no such option.
+        """
+        from spacerini.backends import open_params
+
+        params = {key: value for key, value in params.items() if value is not None}
+        unknown = set(params) - open_params(backend)
+        if unknown:
+            raise BackendParameterError(
+                f"backend {backend!r} has no search option(s) {', '.join(sorted(unknown))}"
+                f" (it has: {', '.join(sorted(open_params(backend))) or 'none'})"
+            )
+        with self._lock:
+            self._open_params[backend] = {**self._open_params.get(backend, {}), **params}
+            stale = [self._searchers.pop(name) for name in (backend, "hybrid") if name in self._searchers]
+        for searcher in stale:
+            close: Callable[[], None] | None = getattr(searcher, "close", None)
+            if close is not None:
+                close()
+
+    def default_backend(self) -> str:
+        """The ranked backend used when none is named: bm25, else the first ranked one."""
+        for name in RANKED_BACKENDS:
+            if name in self.manifest["backends"]:
+                return name  # "hybrid" is never in the manifest: it is built from bm25 + dense
+        raise BackendNotAvailableError(f"{self.path}: this bundle has no ranked backend (bm25, dense or exact)")
+
+    def doc(self, docid: str) -> Doc:
+        """Returns the stored document ``docid``.
+
+        Raises:
+            KeyError: No such document.
+        """
+        return self.docstore.get(docid)
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        offset: int = 0,
+        backend: str | None = None,
+        snippets: bool = True,
+        snippet_text: Callable[[Doc], str] | None = None,
+    ) -> list[Hit]:
+        """Ranked search with stored fields, provenance and highlighted snippets.
+
+        Args:
+            query: Free text. Lucene syntax is treated as plain words.
+            k: Number of hits to return (page size).
+            offset: Number of hits to skip (pagination); ranks stay global.
+            backend: ``"bm25"`` (default when present), ``"dense"``, ``"hybrid"`` or ``"exact"``.
+            snippets: Add a highlighted snippet to each hit.
+            snippet_text: The text a hit's snippet is cut from (default: the document's text);
+                the service passes the redacted text, so that no secret is cut in half.
+
+        Raises:
+            QueryError: Empty, too long, or bad k/offset.
+            BackendNotAvailableError: The bundle lacks the backend.
+        """
+        query = check_query(query)
+        _check_page(k, offset)
+        name = backend or self.default_backend()
+        searcher = self.searcher(name)
+        hits = searcher.search(query, k=k, offset=offset)
+        return [self._enrich(hit, query, searcher, snippets=snippets, snippet_text=snippet_text) for hit in hits]
+
+    def batch_search(
+        self,
+        queries: Sequence[tuple[str, str]],
+        *,
+        k: int = 1000,
+        backend: str | None = None,
+        threads: int = 1,
+        progress: bool = False,
+    ) -> dict[str, list[Hit]]:
+        """Searches many ``(qid, text)`` queries; hits carry docid, score and rank only.
+
+        Raises:
+            QueryError: A query is too long, or k is not positive.
+        """
+        _check_page(k, 0)
+        for qid, text in queries:
+            if len(text) > MAX_QUERY_CHARS:
+                raise QueryError(f"query {qid!r} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
+        name = backend or self.default_backend()
+        searcher = self.searcher(name)
+        batch = getattr(searcher, "batch_search", None)
+        if batch is not None:
+            return batch(list(queries), k=k, threads=threads)
+        return {qid: (searcher.search(text, k=k) if text.strip() else []) for qid, text in queries}
+
+    def batch_search_pairs(
+        self, queries: Sequence[tuple[str, str]], *, k: int = 1000, backend: str | None = None, threads: int = 1
+    ) -> dict[str, list[tuple[str, float]]]:
+        """Like :meth:`batch_search`, as ``(docid, score)`` pairs in rank order: what a TREC run
+        needs, without building a :class:`Hit` per result (most of the cost at k=1000).
+
+        Raises:
+            QueryError: A query is too long, or k is not positive.
+        """
+        name = backend or self.default_backend()
+        pairs = getattr(self.searcher(name), "batch_search_pairs", None)
+        if pairs is None:
+            hits = self.batch_search(queries, k=k, backend=name, threads=threads)
+            return {qid: [(h.docid, h.score) for h in hs] for qid, hs in hits.items()}
+        _check_page(k, 0)
+        for qid, text in queries:
+            if len(text) > MAX_QUERY_CHARS:
+                raise QueryError(f"query {qid!r} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
+        return pairs(list(queries), k=k, threads=threads)
+
+    def _enrich(
+        self, hit: Hit, query: str, searcher: Any, *, snippets: bool, snippet_text: Callable[[Doc], str] | None
+    ) -> Hit:
+        try:
+            doc = self.docstore.get(hit.docid)
+        except KeyError:
+            return hit
+        snippet = hit.snippet
+        if snippet_text is not None:
+            snippet = ""  # a backend's own snippet (exact's) was cut from the raw text
+        if snippets and not snippet:
+            text = doc.text if snippet_text is None else snippet_text(doc)
+            make = getattr(searcher, "snippet", None)
+            snippet = make(query, text) if make is not None else plain_snippet(text)
+        return Hit(
+            docid=hit.docid,
+            score=hit.score,
+            rank=hit.rank,
+            snippet=snippet,
+            fields=doc.fields,
+            meta=doc.meta,
+            backend=hit.backend,
+        )
+
+    def iter_docs(self) -> Iterator[Doc]:
+        """Streams every stored document in corpus order."""
+        return self.docstore.iter_docs()
+
+    def info(self) -> dict[str, Any]:
+        """A JSON-serialisable summary: path, generation, counts, source, backends and their params."""
+        return {
+            "path": str(self.path),
+            "format_version": self.manifest.get("format_version"),
+            "generation": self.generation,
+            "created": self.manifest.get("created"),
+            "source": self.manifest.get("source"),
+            "counts": self.manifest.get("counts"),
+            "backends": {
+                name: {"params": rep.get("params", {}), "stats": rep.get("stats", {}), "seconds": rep.get("seconds")}
+                for name, rep in self.manifest["backends"].items()
+            },
+        }
+
+    def close(self) -> None:
+        """Closes every opened searcher."""
+        with self._lock:
+            for searcher in self._searchers.values():
+                close: Callable[[], None] | None = getattr(searcher, "close", None)
+                if close is not None:
+                    close()
+            self._searchers.clear()
+
+
+
+class StaleGenerationError(BundleError):
+    """A snapshot was asked to open files after a newer generation replaced them.
+
+    :class:`Bundle` and :class:`~spacerini.service.Service` retry on the new generation.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path}: the bundle changed while it was being read; try again")
+
+
+#: How often (seconds) an open :class:`Bundle` checks whether a new generation was published.
+RELOAD_SECONDS = 0.5
+#: How long a replaced snapshot stays open for answers in flight before it is closed.
+RETIRE_SECONDS = 30.0
+
+
+class Bundle:
+    """An opened bundle that follows its generations: searches always see one complete version.
+
+    Each change to the bundle on disk (a rebuild, an opt-out) publishes a new generation. A
+    ``Bundle`` notices it within :data:`RELOAD_SECONDS` of the next call (or at once with
+    :meth:`reload`) and switches every backend together: a call that started on the old
+    generation finishes on it, and no answer mixes two. Use :func:`open_bundle` rather than
+    this constructor. Thread-safe for searching.
+
+    Example:
+        >>> bundle = open_bundle("my-bundle")  # doctest: +SKIP
+        >>> with bundle.pin() as snapshot:  # several calls answered by one generation
+        ...     hits = snapshot.search("ranking")
+        ...     doc = snapshot.doc(hits[0].docid)
+    """
+
+    def __init__(self, path: Path, manifest: Mapping[str, Any], *, key: tuple[int, ...] | None = None) -> None:
+        self.path = path
+        #: Options for hybrid search (``method="rrf"|"weighted"``, ``alpha``, ``depth``, ``rrf_k``).
+        self.hybrid_params: dict[str, Any] = {}
+        self._open_params: dict[str, dict[str, Any]] = {}
+        self._lock = threading.Lock()
+        self._current = self._snapshot(manifest, key)
+        self._retired: list[BundleSnapshot] = []
+        self._checked = time.monotonic()
+
+    def _snapshot(self, manifest: Mapping[str, Any], key: tuple[int, ...] | None) -> BundleSnapshot:
+        return BundleSnapshot(
+            self.path, manifest, key=key, hybrid_params=self.hybrid_params, open_params=self._open_params
+        )
+
+    def __repr__(self) -> str:
+        return f"Bundle({str(self.path)!r}, generation={self.generation}, docs={len(self)}, backends={self.backends})"
+
+    # -- generations ------------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Switches to the generation on disk now, if it is newer than the one in use.
+
+        Returns:
+            True when a new generation was loaded.
+
+        Raises:
+            BundleNotFoundError, BundleCorruptError: The bundle on disk cannot be opened; the
+                generation in use stays.
+        """
+        with self._lock:
+            self._checked = time.monotonic()
+            if _manifest_key(self.path) == self._current.key:
+                return False
+        manifest, key = _read_manifest(self.path)
+        with self._lock:
+            if key == self._current.key:
+                return False
+            old, self._current = self._current, self._snapshot(manifest, key)
+            old.retired_at = time.monotonic()
+            self._retired.append(old)
+            logger.info("%s: now serving generation %s (was %s)", self.path, self._current.generation, old.generation)
+        self._close_retired()
+        return True
+
+    def _maybe_reload(self) -> None:
+        if time.monotonic() - self._checked < RELOAD_SECONDS:
+            return
+        try:
+            self.reload()
+        except BundleError as exc:  # keep answering from the generation in use
+            logger.warning("%s: cannot load the new version yet (%s)", self.path, exc)
+
+    def _close_retired(self, *, force: bool = False) -> None:
+        now = time.monotonic()
+        with self._lock:
+            done = [
+                s for s in self._retired
+                if force or (s.users == 0 and s.retired_at is not None and now - s.retired_at >= RETIRE_SECONDS)
+            ]  # fmt: skip
+            self._retired = [s for s in self._retired if s not in done]
+        for snap in done:
+            snap.close()
+
+    @contextlib.contextmanager
+    def pin(self) -> Iterator[BundleSnapshot]:
+        """The current generation, kept open (and unchanged) for the ``with`` block."""
+        self._maybe_reload()
+        with self._lock:
+            snap = self._current
+            snap.users += 1
+        try:
+            yield snap
+        finally:
+            with self._lock:
+                snap.users -= 1
+            if self._retired:
+                self._close_retired()
+
+    def current(self) -> BundleSnapshot:
+        """The generation in use, after checking for a newer one (see :meth:`pin` to hold it)."""
+        self._maybe_reload()
+        return self._current
+
+    def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        for attempt in (0, 1):
+            try:
+                with self.pin() as snap:
+                    return getattr(snap, method)(*args, **kwargs)
+            except StaleGenerationError:
+                if attempt:
+                    raise
+                self.reload()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @property
+    def generation(self) -> int:
+        """The generation in use (``manifest["generation"]``; 1 for bundles built before them)."""
+        return self.current().generation
+
+    @property
+    def manifest(self) -> Mapping[str, Any]:
+        """The manifest of the generation in use."""
+        return self.current().manifest
+
+    # -- the snapshot's API, on the current generation ----------------------------------------
+    def __len__(self) -> int:
+        return len(self.current())
+
+    @property
+    def backends(self) -> list[str]:
+        """The backends this bundle was built with."""
+        return self.current().backends
+
+    @property
+    def docstore(self) -> Docstore:
+        """The Parquet docstore of the generation in use."""
+        return self._call("_get_docstore")
+
+    def searcher(self, backend: str) -> Any:
+        """Returns the (cached) searcher of ``backend`` in the generation in use.
+
+        Raises:
+            BackendNotAvailableError: The bundle was built without it.
+        """
+        return self._call("searcher", backend)
+
+    def configure(self, backend: str, **params: Any) -> None:
+        """Sets search-time options of ``backend`` (see :meth:`BundleSnapshot.configure`)."""
+        self.current().configure(backend, **params)
+
+    def default_backend(self) -> str:
+        """The ranked backend used when none is named: bm25, else the first ranked one."""
+        return self.current().default_backend()
+
+    def doc(self, docid: str) -> Doc:
+        """Returns the stored document ``docid``.
+
+        Raises:
+            KeyError: No such document.
+        """
+        return self._call("doc", docid)
+
+    def search(self, query: str, **options: Any) -> list[Hit]:
+        """Ranked search (see :meth:`BundleSnapshot.search`) on one generation."""
+        return self._call("search", query, **options)
+
+    def batch_search(self, queries: Sequence[tuple[str, str]], **options: Any) -> dict[str, list[Hit]]:
+        """Many queries at once (see :meth:`BundleSnapshot.batch_search`) on one generation."""
+        return self._call("batch_search", queries, **options)
+
+    def batch_search_pairs(self, queries: Sequence[tuple[str, str]], **options: Any) -> dict[str, list[tuple[str, float]]]:
+        """``(docid, score)`` pairs for many queries (see :meth:`BundleSnapshot.batch_search_pairs`)."""
+        return self._call("batch_search_pairs", queries, **options)
+
+    def iter_docs(self) -> Iterator[Doc]:
+        """Streams every stored document of the generation in use, in corpus order."""
+        with self.pin() as snap:
+            yield from snap.iter_docs()
+
+    def info(self) -> dict[str, Any]:
+        """A JSON-serialisable summary: path, generation, counts, source, backends and their params."""
+        return self.current().info()
+
+    def close(self) -> None:
+        """Closes every opened searcher, of this generation and of replaced ones."""
+        self._current.close()
+        self._close_retired(force=True)
+
+    def __enter__(self) -> Bundle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def check_query(query: Any) -> str:
+    """Validates a free-text query and returns it.
+
+    Raises:
+        QueryError: Not a string, empty/whitespace, or longer than ``MAX_QUERY_CHARS``.
+    """
+    if not isinstance(query, str):
+        raise QueryError(f"the query must be text, not {type(query).__name__}")
+    if not query.strip():
+        raise QueryError("the query is empty: type some words to search for")
+    if len(query) > MAX_QUERY_CHARS:
+        raise QueryError(
+            f"the query is {len(query):,} characters long; the limit is {MAX_QUERY_CHARS:,}: shorten it "
+            "(to test whether a long text is in the corpus, use `spacerini member`)"
+        )
+    if "\x00" in query:
+        raise QueryError("the query holds NUL bytes: pass text, not binary data")
+    return query
+
+
+def _check_page(k: int, offset: int) -> None:
+    if not isinstance(k, int) or k < 1 or k > 10_000:
+        raise QueryError(f"k must be an integer between 1 and 10000, not {k!r}")
+    if not isinstance(offset, int) or offset < 0 or offset > 100_000:
+        raise QueryError(f"offset must be an integer between 0 and 100000, not {offset!r}")

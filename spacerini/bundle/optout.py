@@ -1,0 +1,146 @@
+"""Opt-out: remove owners' documents and listed ids from every backend of a bundle, audited."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from spacerini.backends import build_params
+from spacerini.bundle.build import _build_locked, _StoredDocs
+from spacerini.bundle.open import Bundle, open_bundle
+from spacerini.bundle.publish import bundle_lock
+
+logger = logging.getLogger(__name__)
+
+
+def optout(
+    path: str | os.PathLike[str],
+    *,
+    owners: Sequence[str] | None = None,
+    ids: Iterable[str] | None = None,
+    request_id: str | None = None,
+    threads: int = 1,
+    progress: bool = True,
+    wait: bool = True,
+) -> dict[str, Any]:
+    """Removes opted-out owners' documents and listed ids from every backend of a bundle.
+
+    Under the bundle's lock, the docstore is read and the bundle is rebuilt from it without
+    those documents, with the same backends and parameters, and swapped in atomically; the old
+    tree is deleted before this returns. Afterwards no search, count, find, membership or owner
+    query returns them, and running apps switch to the new generation. The manifest's
+    ``audit_log`` records the removal: how many names and ids, the request id, and the SHA-256
+    of each removed document id, never a name or a text. An owner who owns every document can
+    be removed: the result is an empty bundle.
+
+    Args:
+        path: The bundle folder.
+        owners: Owner names, matched as the owner lookup matches them (case, accents and runs
+            of whitespace or punctuation do not matter: "Jane  Doe" is "jane doe").
+        ids: Document ids.
+        request_id: The removal request this applies (recorded in the audit log).
+        threads: Threads for the rebuild.
+        progress: Show progress bars.
+        wait: Wait for another command changing the bundle (else raise BundleLockedError).
+
+    Returns:
+        The audit entry that was recorded.
+
+    Raises:
+        PreprocessError: Neither owners nor ids were given.
+        BundleNotFoundError: No bundle at ``path``.
+        OwnerNotFoundError: No document matches any owner or id given; nothing was changed.
+        BundleLockedError: ``wait`` is False and another command holds the lock.
+    """
+    from spacerini.errors import OwnerNotFoundError, PreprocessError
+
+    wanted_owners = {_owner_key(o) for o in owners or () if _owner_key(o)}
+    wanted_ids = {str(i).strip() for i in ids or () if str(i).strip()}
+    if not wanted_owners and not wanted_ids:
+        raise PreprocessError("opt-out needs at least one owner name or document id")
+    root = Path(path).expanduser().resolve()
+    with bundle_lock(root, wait=wait):
+        old = open_bundle(root)  # read under the lock: a concurrent opt-out has finished by now
+        try:
+            removed, owners_found = _optout_matches(old, wanted_owners, wanted_ids)
+            if not removed:
+                what = " or ".join(
+                    part for part in (
+                        f"owner(s) {', '.join(sorted(wanted_owners))}" if wanted_owners else "",
+                        f"{len(wanted_ids):,} listed id(s)" if wanted_ids else "",
+                    ) if part
+                )  # fmt: skip
+                raise OwnerNotFoundError(
+                    f"{root}: no document of {what} is in this bundle; nothing was changed "
+                    "(owner names are matched as `spacerini owner` matches them)"
+                )
+            missing = wanted_owners - owners_found
+            if missing:
+                logger.warning("%d owner name(s) given have no document in %s", len(missing), root)
+            params: dict[str, dict[str, Any]] = {}
+            for name, report in old.manifest["backends"].items():
+                accepted = build_params(name)
+                params[name] = {k: v for k, v in (report.get("params") or {}).items() if k in accepted}
+            entry: dict[str, Any] = {
+                "action": "optout",
+                "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                "request_id": request_id,
+                "owners": len(wanted_owners),
+                "owners_not_found": len(missing),
+                "ids": len(wanted_ids),
+                "ids_not_found": len(wanted_ids - removed),
+                "removed": len(removed),
+                "removed_id_sha256": sorted(hashlib.sha256(d.encode("utf-8", "surrogatepass")).hexdigest() for d in removed),
+            }
+            before = dict(old.manifest)
+
+            def carry_over(manifest: dict[str, Any]) -> None:
+                manifest["source"] = before.get("source", manifest["source"])
+                manifest["preprocess"] = list(before.get("preprocess", []))
+                manifest["audit_log"] = [*before.get("audit_log", []), entry]
+
+            docs = _StoredDocs(
+                (doc for doc in old.iter_docs() if doc.id not in removed), before.get("source") or {}
+            )
+            _build_locked(
+                docs, root, backends=old.backends, backend_params=params, format=None, id_field=None,
+                fields=None, preprocess=None, preprocess_options=None, threads=threads, progress=progress,
+                finish_manifest=carry_over, allow_empty=True,
+            ).close()  # fmt: skip
+        finally:
+            old.close()
+    return entry
+
+
+def _owner_key(name: Any) -> str:
+    """An owner name as the owner lookup compares it (:func:`spacerini.backends.owners.normalise`)."""
+    from spacerini.backends.owners import normalise
+
+    return normalise(str(name))
+
+
+def _optout_matches(bundle: Bundle, owners: set[str], ids: set[str]) -> tuple[set[str], set[str]]:
+    """The ids of the documents an opt-out removes, and which of ``owners`` own any document."""
+    from spacerini.records import owner_names
+
+    removed: set[str] = set()
+    found: set[str] = set()
+    for row in bundle.docstore.iter_meta():
+        docid = row["id"]
+        if docid in ids:
+            removed.add(docid)
+        if owners:
+            meta = json.loads(row["meta"]) if row["meta"] else {}
+            fields = json.loads(row["fields"]) if row["fields"] else {}
+            names = owner_names(meta.get("owner")) or owner_names(fields.get("owner"))
+            hit = {_owner_key(n) for n in names} & owners
+            if hit:
+                found |= hit
+                removed.add(docid)
+    return removed, found
