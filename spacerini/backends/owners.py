@@ -20,13 +20,13 @@ import re
 import time
 import unicodedata
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from spacerini.backends import DocsFactory, read_json
-from spacerini.errors import BundleCorruptError, QueryError
+from spacerini.errors import BackendParameterError, BundleCorruptError, QueryError
 from spacerini.records import BuildReport, owner_names
 
 NAME = "owners"
@@ -121,6 +121,19 @@ def build(
         repo = str(doc.meta.get("repo") or NO_REPO)
         for name in dict.fromkeys(names):
             owners[name][repo].append(doc.id)
+    return _write(folder, owners, optout_instructions, docs=n_docs, unowned=unowned, t0=t0)
+
+
+def _write(
+    folder: Path,
+    owners: Mapping[str, Mapping[str, list[str]]],
+    optout_instructions: str,
+    *,
+    docs: int,
+    unowned: int,
+    t0: float,
+) -> BuildReport:
+    """Writes ``owners.json`` (owners sorted, repos in corpus order) and returns the report."""
     data = {
         "format": FORMAT_VERSION,
         "optout_instructions": optout_instructions,
@@ -132,11 +145,79 @@ def build(
     log.info("owners: %d owners, %d repos, %d docs without owner", len(owners), repos, unowned)
     return BuildReport(
         backend=NAME,
-        docs=n_docs,
+        docs=docs,
         seconds=seconds,
         params={"optout_instructions": optout_instructions},
         stats={"owners": len(owners), "repos": repos, "unowned_docs": unowned},
     )
+
+
+def merge_shards(
+    folders: Sequence[Path], out: Path, reports: Sequence[Mapping[str, Any] | BuildReport]
+) -> BuildReport:
+    """Reduces the owner indexes of a bundle's shards into one owner index in ``out``.
+
+    Shard ``i`` holds a contiguous range of documents in corpus order, so concatenating each
+    owner's doc ids per repo shard after shard keeps corpus order, and a repo's first shard
+    keeps its place among the owner's repos: ``owners.json`` is byte-identical to the one an
+    unsharded build of the same corpus writes, and the report equals its report (but for
+    ``seconds``).
+
+    Args:
+        folders: The shards' backend folders, in corpus order.
+        out: The folder to write the merged index into (created if missing).
+        reports: The shards' build reports (or their manifest entries), in the order of
+            ``folders``; their ``docs`` and ``stats.unowned_docs`` are summed. An entry marked
+            ``"empty"`` (a shard left with no documents) is skipped.
+
+    Returns:
+        The merged index's report.
+
+    Raises:
+        BackendParameterError: The shards were built with different opt-out instructions.
+        BundleCorruptError: ``folders`` and ``reports`` differ in length, none holds an index, an
+            index is missing or of another format, or a report lacks its counts.
+    """
+    t0 = time.perf_counter()
+    if len(folders) != len(reports):
+        raise BundleCorruptError(f"{len(folders)} owners shard folders but {len(reports)} shard reports")
+    dicts = [r.to_dict() if isinstance(r, BuildReport) else dict(r) for r in reports]
+    kept = [(Path(f), r) for f, r in zip(folders, dicts, strict=True) if not r.get("empty")]
+    if not kept:
+        raise BundleCorruptError("no owners shard holds an index: nothing to merge")
+    owners: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
+    instructions: str | None = None
+    docs = unowned = 0
+    for folder, report in kept:
+        data = _read_index(folder)
+        if instructions is None:
+            instructions = data["optout_instructions"]
+        elif data["optout_instructions"] != instructions:
+            raise BackendParameterError(
+                f"{folder}: owners shard built with other opt-out instructions than the first shard: "
+                "build every shard with the same optout_instructions"
+            )
+        for name, repos in data["owners"].items():
+            for repo, ids in repos.items():
+                owners[name][repo].extend(ids)
+        try:
+            docs += int(report["docs"])
+            unowned += int(report["stats"]["unowned_docs"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleCorruptError(f"{folder}: the shard report lacks its doc counts ({exc})") from exc
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return _write(out, owners, str(instructions), docs=docs, unowned=unowned, t0=t0)
+
+
+def _read_index(folder: Path) -> dict[str, Any]:
+    data = read_json(folder, "owners.json", what="the owner index")
+    if not isinstance(data, dict) or data.get("format") != FORMAT_VERSION:
+        found = data.get("format") if isinstance(data, dict) else type(data).__name__
+        raise BundleCorruptError(f"{folder}: owners.json format {found} is not {FORMAT_VERSION}")
+    if not isinstance(data.get("owners"), dict) or not isinstance(data.get("optout_instructions"), str):
+        raise BundleCorruptError(f"{folder}: owners.json lacks its owners or opt-out instructions")
+    return data
 
 
 class _Entry:
@@ -159,10 +240,7 @@ class OwnersSearcher:
     """
 
     def __init__(self, folder: Path) -> None:
-        folder = Path(folder)
-        data = read_json(folder, "owners.json", what="the owner index")
-        if data.get("format") != FORMAT_VERSION:
-            raise BundleCorruptError(f"{folder}: owners.json format {data.get('format')} is not {FORMAT_VERSION}")
+        data = _read_index(Path(folder))
         self.optout_instructions: str = data["optout_instructions"]
         self.entries = [_Entry(name, repos) for name, repos in data["owners"].items()]
 
