@@ -46,6 +46,7 @@ import json
 import math
 import threading
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -452,8 +453,116 @@ class _Blob:
         return bytes(self.blob[start:end])
 
 
+@dataclass(frozen=True)
+class Vocabulary:
+    """A sidecar's vocabulary as arrays: what a shard contributes to the global document frequencies.
+
+    Attributes:
+        hashes: :func:`term_hash` of each term, ascending (uint64).
+        hash_ids: The term id (vocabulary index) of each entry of ``hashes`` (int32).
+        doc_freqs: Each term's document frequency, in vocabulary order (int64).
+        blob: The terms' UTF-8 bytes, concatenated in vocabulary order (uint8).
+        offsets: Where each term starts in ``blob``, plus the end (int64, V+1).
+    """
+
+    hashes: np.ndarray
+    hash_ids: np.ndarray
+    doc_freqs: np.ndarray
+    blob: np.ndarray
+    offsets: np.ndarray
+
+    def term(self, tid: int) -> bytes:
+        """The UTF-8 bytes of term ``tid``."""
+        return bytes(self.blob[int(self.offsets[tid]) : int(self.offsets[tid + 1])])
+
+
+def merge_doc_freqs(vocabs: Sequence[Vocabulary]) -> list[np.ndarray]:
+    """Sums document frequencies over shards by term: each shard's terms get their global df.
+
+    Terms are matched by their 64-bit hash (sorted arrays, one ``np.unique`` over all shards), and
+    every match is then checked byte for byte, vectorised. Should two different terms share a
+    hash, the exact (slower, per-term) merge by bytes runs instead, so the result never depends
+    on the hash.
+
+    Args:
+        vocabs: Each shard's :class:`Vocabulary`.
+
+    Returns:
+        Per shard, the global document frequency of each of its terms, in its vocabulary order
+        (int64).
+    """
+    if not vocabs:
+        return []
+    hashes = np.concatenate([v.hashes for v in vocabs])
+    if hashes.size == 0:
+        return [np.zeros(0, dtype=np.int64) for _ in vocabs]
+    dfs = np.concatenate([v.doc_freqs[v.hash_ids] for v in vocabs]).astype(np.int64)
+    sizes = [v.hashes.size for v in vocabs]
+    _, first, inverse = np.unique(hashes, return_index=True, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    # The sum of counts below 2**53 is exact in float64.
+    total = np.bincount(inverse, weights=dfs.astype(np.float64)).astype(np.int64)
+    if not _same_terms(vocabs, np.arange(hashes.size), first[inverse]):
+        return _merge_doc_freqs_by_bytes(vocabs)
+    out: list[np.ndarray] = []
+    start = 0
+    for vocab, size in zip(vocabs, sizes, strict=True):
+        global_df = np.zeros(vocab.doc_freqs.size, dtype=np.int64)
+        global_df[vocab.hash_ids] = total[inverse[start : start + size]]
+        out.append(global_df)
+        start += size
+    return out
+
+
+def _same_terms(vocabs: Sequence[Vocabulary], left: np.ndarray, right: np.ndarray) -> bool:
+    """Whether entry ``left[i]`` and entry ``right[i]`` (indices into all shards' hash-ordered
+    entries, concatenated) are the same term, for every ``i``."""
+    check = left != right
+    left, right = left[check], right[check]
+    if left.size == 0:
+        return True
+    blob = (
+        np.concatenate([v.blob for v in vocabs])
+        if any(v.blob.size for v in vocabs)
+        else np.zeros(0, np.uint8)
+    )
+    starts_parts, ends_parts = [], []
+    base = 0
+    for v in vocabs:
+        starts_parts.append(v.offsets[:-1][v.hash_ids] + base)
+        ends_parts.append(v.offsets[1:][v.hash_ids] + base)
+        base += int(v.offsets[-1])
+    starts = np.concatenate(starts_parts).astype(np.int64)
+    lengths = np.concatenate(ends_parts).astype(np.int64) - starts
+    if not np.array_equal(lengths[left], lengths[right]):
+        return False
+    sizes = lengths[left]
+    total = int(sizes.sum())
+    if total == 0:
+        return True
+    within = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return bool(
+        np.array_equal(
+            blob[np.repeat(starts[left], sizes) + within], blob[np.repeat(starts[right], sizes) + within]
+        )
+    )
+
+
+def _merge_doc_freqs_by_bytes(vocabs: Sequence[Vocabulary]) -> list[np.ndarray]:
+    """:func:`merge_doc_freqs` with a dict keyed by each term's bytes (the reference; per term)."""
+    total: dict[bytes, int] = {}
+    for vocab in vocabs:
+        for tid, df in enumerate(vocab.doc_freqs.tolist()):
+            term = vocab.term(tid)
+            total[term] = total.get(term, 0) + df
+    return [np.array([total[v.term(tid)] for tid in range(v.doc_freqs.size)], dtype=np.int64) for v in vocabs]
+
+
 class ExactScorer:
     """Scores bag-of-words queries on the sidecar exactly as Lucene + Anserini would.
+
+    By default it scores with the sidecar's own statistics; :meth:`use_global_stats` makes it
+    score one shard of a larger collection with that collection's statistics instead.
 
     Args:
         folder: The sidecar folder written by :class:`SidecarWriter`.
@@ -461,6 +570,7 @@ class ExactScorer:
 
     def __init__(self, folder: Path) -> None:
         folder = Path(folder)
+        self.folder = folder
         self.meta: dict[str, Any] = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
 
         self.offsets = _load(folder / "post_offsets.npy")
@@ -478,6 +588,81 @@ class ExactScorer:
         self._term_cache: dict[str, int] = {}
         self.rows = int(self.meta["rows"])
         self.doc_count = int(self.meta["doc_count"])
+
+    # -- global statistics (shards) -------------------------------------------------------------
+    def vocabulary(self) -> Vocabulary:
+        """This sidecar's vocabulary and document frequencies (read from its files, mmapped)."""
+        blob = self._terms.blob
+        return Vocabulary(
+            hashes=self._hashes,
+            hash_ids=self._hash_ids,
+            doc_freqs=np.diff(self.offsets),
+            blob=blob if isinstance(blob, np.ndarray) else np.zeros(0, dtype=np.uint8),
+            offsets=self._terms.offsets,
+        )
+
+    def use_global_stats(
+        self,
+        *,
+        doc_count: int,
+        sum_total_term_freq: int,
+        doc_freqs: np.ndarray,
+        log: Callable[[float], float] = math.log,
+    ) -> bool:
+        """Scores from now on with a whole collection's statistics, this sidecar being one shard.
+
+        Lucene's BM25 reads three collection statistics: ``docCount`` and ``sumTotalTermFreq``
+        (through avgdl, in the 256-entry norm cache) and each term's ``docFreq`` (in idf). A shard's
+        document lengths, norms and term frequencies are its own whatever the split, so with the
+        collection's statistics every per-term score is the float32 a single index computes:
+        ``post_x`` is recomputed with the collection's cache, ``terms_idf`` and ``post_s1`` with
+        its idf (in memory; the files stay as built). Arrays whose values would not change stay
+        memory-mapped.
+
+        Args:
+            doc_count: Documents with at least one term, in the whole collection.
+            sum_total_term_freq: Terms in the whole collection.
+            doc_freqs: The collection's document frequency of each of this sidecar's terms, in
+                vocabulary order (see :func:`merge_doc_freqs`).
+            log: The natural logarithm for idf (Java's ``Math.log`` for bit-exact scores).
+
+        Returns:
+            Whether any array changed (``False`` when the statistics are this sidecar's own).
+        """
+        doc_freqs = np.asarray(doc_freqs, dtype=np.int64)
+        local_dfs = np.diff(self.offsets)
+        if doc_freqs.shape != local_dfs.shape:
+            raise ValueError(f"{doc_freqs.size} document frequencies for {local_dfs.size} terms")
+        k1, b = float(self.meta["k1"]), float(self.meta["b"])
+        cache = norm_cache(k1, b, avg_field_length(sum_total_term_freq, doc_count))
+        own = norm_cache(k1, b, avg_field_length(int(self.meta["sum_total_term_freq"]), self.doc_count))
+        x = self.x
+        if not np.array_equal(cache, own):
+            norms = _load(self.folder / "norms.npy")
+            tfs = _load(self.folder / "post_tfs.npy")
+            x = (tfs.astype(np.float32) * cache[norms[self.docs]]).astype(np.float32)
+        unique_dfs = np.unique(doc_freqs)
+        idf_of = np.array(
+            [
+                np.float32(log(1.0 + (doc_count - int(df) + 0.5) / (int(df) + 0.5)))
+                for df in unique_dfs.tolist()
+            ],
+            dtype=np.float32,
+        )
+        term_idf = (
+            idf_of[np.searchsorted(unique_dfs, doc_freqs)]
+            if doc_freqs.size
+            else np.zeros(0, dtype=np.float32)
+        )
+        if x is self.x and np.array_equal(term_idf, self.idf):
+            self.doc_count = int(doc_count)
+            return False
+        weight = np.repeat(term_idf, local_dfs)
+        # The same float32 steps as write_sidecar's post_s1.
+        self.s1 = (weight - weight / (_ONE + x)).astype(np.float32)
+        self.x, self.idf = x, term_idf
+        self.doc_count = int(doc_count)
+        return True
 
     # -- lookups ----------------------------------------------------------------------------------
     #: Term ids are cached for this many distinct terms (the cache is emptied when full).
@@ -618,9 +803,56 @@ class ExactScorer:
             out.extend(self._rank_chunk(queries[first : first + chunk], n))
         return out
 
+    def rank_raw_many(
+        self, queries: Sequence[Sequence[tuple[str, int]]], n: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Like :meth:`rank_many`, but flat and before the tie adjustment (for merging shards).
+
+        Args:
+            queries: Per query, (analyzed term, occurrences) pairs, distinct terms.
+            n: Hits wanted per query.
+
+        Returns:
+            ``(bounds, rows, scores)``: query ``i``'s hits are ``rows[bounds[i]:bounds[i + 1]]``
+            (int32 rows of this sidecar) with their raw float32 scores, in Anserini's order (raw
+            score descending, then :attr:`id_rank` ascending), at most ``n`` per query.
+        """
+        nq = len(queries)
+        if n <= 0 or not queries:
+            return (
+                np.zeros(nq + 1, dtype=np.int64),
+                np.zeros(0, dtype=np.int32),
+                np.zeros(0, dtype=np.float32),
+            )
+        chunk = max(1, self.DENSE_CELLS // max(1, self.rows))
+        bounds: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
+        rows: list[np.ndarray] = []
+        scores: list[np.ndarray] = []
+        done = 0
+        for first in range(0, nq, chunk):
+            part_rows, part_scores, cuts = self._raw_chunk(queries[first : first + chunk], n)
+            bounds.append(np.asarray(cuts[1:], dtype=np.int64) + done)
+            done += cuts[-1]
+            rows.append(part_rows)
+            scores.append(part_scores)
+        return (
+            np.concatenate(bounds),
+            np.concatenate(rows).astype(np.int32, copy=False),
+            np.concatenate(scores).astype(np.float32, copy=False),
+        )
+
     def _rank_chunk(
         self, queries: Sequence[Sequence[tuple[str, int]]], n: int
     ) -> list[tuple[list[str], list[float]]]:
+        rows, scores, cuts = self._raw_chunk(queries, n)
+        ids = self.docids(rows)
+        adjusted = adjust_ties_segments(scores, cuts).tolist()
+        return [(ids[a:b], adjusted[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+    def _raw_chunk(
+        self, queries: Sequence[Sequence[tuple[str, int]]], n: int
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Ranks a chunk of queries: (rows, raw scores) in Anserini's order and each query's bounds."""
         offsets, idf_, x, s1, docs_all = self.offsets, self.idf, self.x, self.s1, self.docs
         rows = self.rows
         doc_parts: list[np.ndarray] = []
@@ -643,7 +875,7 @@ class ExactScorer:
                 lengths.append(end - start)
         nq = len(queries)
         if not doc_parts:
-            return [([], []) for _ in range(nq)]
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32), [0] * (nq + 1)
         key = np.concatenate(doc_parts).astype(np.int64)
         key += np.repeat(np.asarray(qkeys, dtype=np.int64), lengths)
         weights = np.concatenate(score_parts)
@@ -683,7 +915,4 @@ class ExactScorer:
             sizes = np.minimum(sizes, n)
             bounds = np.zeros(nq + 1, dtype=np.int64)
             np.cumsum(sizes, out=bounds[1:])
-        cuts = bounds.tolist()
-        ids = self.docids(cand_rows[order])
-        adjusted = adjust_ties_segments(scores[order], cuts).tolist()
-        return [(ids[a:b], adjusted[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        return cand_rows[order], scores[order], bounds.tolist()
