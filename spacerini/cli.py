@@ -139,6 +139,8 @@ def _progress() -> bool:
     help="Recall@10 the ANN search knobs not given are tuned to after the build (default 0.95).",
 )
 @click.option("--device", default=None, help="Torch device for the dense encoder, e.g. cpu or cuda (default: the best one).")
+@click.option("--shards", default=None, type=click.IntRange(1), help="Split the corpus into N contiguous shards (answers equal the unsharded ones).")
+@click.option("--shard-size", default=None, help="Or split by size: documents (50000) or bytes of text (2GB, 512MiB).")
 @click.option("--no-wait", is_flag=True, help="Fail at once if another command is changing the bundle (default: wait for it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 def index(
@@ -168,6 +170,8 @@ def index(
     nprobe: int | None,
     target_recall: float | None,
     device: str | None,
+    shards: int | None,
+    shard_size: str | None,
     no_wait: bool,
     as_json: bool,
 ) -> None:
@@ -220,12 +224,16 @@ def index(
         threads=threads,
         progress=_progress(),
         wait=not no_wait,
+        shards=shards,
+        shard_size=shard_size,
     )
     info = bundle.info()
     if as_json:
         _echo_json(info)
     else:
-        click.echo(f"Built {bundle.path}: {len(bundle):,} documents, backends {', '.join(bundle.backends)}")
+        layout = info.get("shards") or []
+        in_shards = f" in {len(layout)} shards" if len(layout) > 1 else ""
+        click.echo(f"Built {bundle.path}: {len(bundle):,} documents{in_shards}, backends {', '.join(bundle.backends)}")
 
 
 # --------------------------------------------------------------------------------- search

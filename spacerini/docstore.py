@@ -151,12 +151,44 @@ class Docstore:
 
         return pq.ParquetFile(pa.BufferReader(self._buffer))
 
-    def iter_docs(self, *, batch_size: int = ROW_GROUP) -> Iterator[Doc]:
-        """Yields every document in corpus order, reading one batch at a time."""
-        for batch in self._reader().iter_batches(batch_size=batch_size):
+    def iter_docs(self, *, batch_size: int = ROW_GROUP, start: int = 0, stop: int | None = None) -> Iterator[Doc]:
+        """Yields the documents of rows ``start .. stop - 1`` (default: all) in corpus order.
+
+        Only the row groups that hold those rows are read (a shard of a sharded bundle reads
+        its own range), one batch at a time.
+        """
+        stop = self._len if stop is None else min(stop, self._len)
+        if start <= 0 and stop >= self._len:
+            groups: list[int] | None = None
+            first_row = 0
+        else:
+            import bisect
+
+            if start >= stop:
+                return
+            g0 = bisect.bisect_right(self._group_starts, start) - 1
+            g1 = bisect.bisect_right(self._group_starts, stop - 1) - 1
+            groups = list(range(g0, g1 + 1))
+            first_row = self._group_starts[g0]
+        reader = self._reader()
+        row = first_row
+        for batch in reader.iter_batches(batch_size=batch_size, row_groups=groups):
             cols = batch.to_pydict()
             for docid, text, fields, meta in zip(cols["id"], cols["text"], cols["fields"], cols["meta"], strict=True):
-                yield _to_doc(docid, text, fields, meta)
+                if start <= row < stop:
+                    yield _to_doc(docid, text, fields, meta)
+                row += 1
+                if row >= stop:
+                    return
+
+    def text_lengths(self) -> list[int]:
+        """The UTF-8 byte length of every document's text, in corpus order (for sizing shards)."""
+        import pyarrow.compute as pc
+
+        lengths: list[int] = []
+        for batch in self._reader().iter_batches(columns=["text"]):
+            lengths.extend(pc.binary_length(pc.cast(batch.column(0), "large_binary")).to_pylist())
+        return lengths
 
     def ids(self) -> list[str]:
         """Returns all document ids in corpus order (loaded once, then cached)."""

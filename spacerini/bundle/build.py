@@ -27,6 +27,8 @@ from spacerini.bundle.manifest import (
 )
 from spacerini.bundle.open import Bundle, open_bundle
 from spacerini.bundle.publish import _BUILDING, _discard, _swap_into_place, bundle_lock, remove_stale
+from spacerini.bundle.shards import FANOUT, MERGED, build_sharded
+from spacerini.bundle.shards import plan as plan_shards
 from spacerini.docstore import Docstore, DocstoreWriter
 from spacerini.errors import (
     BackendNotAvailableError,
@@ -53,6 +55,8 @@ def build_bundle(
     threads: int = 1,
     progress: bool = True,
     wait: bool = True,
+    shards: int | None = None,
+    shard_size: str | int | None = None,
     finish_manifest: Callable[[dict[str, Any]], None] | None = None,
 ) -> Bundle:
     """Builds a bundle from a corpus, atomically.
@@ -80,6 +84,9 @@ def build_bundle(
         progress: Show progress bars.
         wait: When another command is changing the bundle, wait for it (saying so in the log);
             when False, raise :class:`~spacerini.errors.BundleLockedError` at once.
+        shards: Split the corpus into this many contiguous shards (see
+            :mod:`spacerini.bundle.shards`); every answer equals the unsharded one.
+        shard_size: Or split it by size: documents (``50000``) or bytes of text (``"2GB"``).
         finish_manifest: Called with the manifest, after every document is indexed and just
             before it is written, to amend it in place; :func:`optout` carries the rebuilt
             bundle's history over and records how many documents it removed.
@@ -98,7 +105,8 @@ def build_bundle(
         return _build_locked(
             source, out_path, backends=backends, backend_params=backend_params, format=format,
             id_field=id_field, fields=fields, preprocess=preprocess, preprocess_options=preprocess_options,
-            threads=threads, progress=progress, finish_manifest=finish_manifest,
+            threads=threads, progress=progress, finish_manifest=finish_manifest, shards=shards,
+            shard_size=shard_size,
         )  # fmt: skip
 
 
@@ -117,6 +125,8 @@ def _build_locked(
     progress: bool,
     finish_manifest: Callable[[dict[str, Any]], None] | None,
     allow_empty: bool = False,
+    shards: int | None = None,
+    shard_size: str | int | None = None,
 ) -> Bundle:
     """:func:`build_bundle` once the caller holds the bundle's lock."""
     remove_stale(out_path, locked=True)
@@ -158,14 +168,22 @@ def _build_locked(
             source_info = describe()
         skipped = getattr(corpus, "skipped", None)
         store = Docstore(tmp / "docs")
+        layout = plan_shards(store, shards=shards, shard_size=shard_size)
         reports: dict[str, Any] = {}
         for name in names:
             module = get_backend(name)
             folder = tmp / backend_folder(module, name)
-            folder.mkdir()
             if writer.count == 0:  # an opt-out removed everything: see spacerini.backends.empty
+                folder.mkdir()
                 reports[name] = {"params": dict(params.get(name, {})), "stats": {"docs": 0}, "empty": True}
                 continue
+            if len(layout) > 1 and name in FANOUT | MERGED:
+                reports[name] = build_sharded(
+                    name, module, store, layout, tmp, backend_folder(module, name), params.get(name, {}),
+                    threads=threads, progress=progress,
+                )  # fmt: skip
+                continue
+            folder.mkdir()
             logger.info("building %s over %d documents", name, writer.count)
             report = module.build(
                 store.iter_docs, folder, threads=threads, progress=progress, **params.get(name, {})
@@ -185,6 +203,7 @@ def _build_locked(
             },
             "skipped": dict(skipped) if skipped else {},
             "backends": reports,
+            "shards": [shard.to_dict() for shard in layout],
             "build_seconds": round(time.perf_counter() - started, 3),
             "preprocess": _step_reports(steps),
             "audit_log": [],

@@ -21,6 +21,7 @@ from spacerini.bundle.manifest import (
     backend_folder,
 )
 from spacerini.bundle.publish import _recover_interrupted_swap, remove_stale
+from spacerini.bundle.shards import open_fanout
 from spacerini.display import plain_snippet
 from spacerini.docstore import Docstore
 from spacerini.errors import (
@@ -162,8 +163,12 @@ class BundleSnapshot:
                 searcher = self._searchers[backend] = EmptySearcher(backend, self.manifest["backends"][backend])
             if searcher is None:
                 module = get_backend(backend)
-                folder = self.path / backend_folder(module, backend)
-                searcher = module.open(folder, self.manifest["backends"][backend], **self._open_params.get(backend, {}))
+                report = self.manifest["backends"][backend]
+                options = self._open_params.get(backend, {})
+                if report.get("shards"):  # fanned out over the bundle's shards
+                    searcher = open_fanout(module, self.path, backend_folder(module, backend), report, **options)
+                else:
+                    searcher = module.open(self.path / backend_folder(module, backend), report, **options)
                 self._searchers[backend] = self._check_current(searcher)
             return searcher
 
@@ -320,6 +325,7 @@ class BundleSnapshot:
             "path": str(self.path),
             "format_version": self.manifest.get("format_version"),
             "generation": self.generation,
+            "shards": list(self.manifest.get("shards") or [{"id": 0, "first_doc": 0, "docs": len(self), "folder": ""}]),
             "created": self.manifest.get("created"),
             "source": self.manifest.get("source"),
             "counts": self.manifest.get("counts"),

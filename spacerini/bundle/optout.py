@@ -112,6 +112,7 @@ def optout(
                 docs, root, backends=old.backends, backend_params=params, format=None, id_field=None,
                 fields=None, preprocess=None, preprocess_options=None, threads=threads, progress=progress,
                 finish_manifest=carry_over, allow_empty=True,
+                shards=len(before.get("shards") or []) or None,
             ).close()  # fmt: skip
         finally:
             old.close()

@@ -1,0 +1,197 @@
+"""Shards: a bundle's documents split into contiguous ranges of docstore rows, one index each.
+
+Every answer of an N-shard bundle equals the 1-shard answer; how each backend gets there:
+
+* **fan-out** (``bm25``, ``exact``): each shard keeps its own index under
+  ``shards/NNNNN/<folder>``, and the backend's ``open_shards`` answers over all of them (BM25
+  with the collection's global statistics, merged by score then Anserini's tie-break; exact
+  counts summed and occurrences merged in corpus order);
+* **merge** (``bloom``, ``owners``): each shard is built, then reduced into the one folder an
+  unsharded build writes (Bloom sketches of equal size and hashing ORed, byte-identical; owner
+  indexes grouped by owner), and the shard folders are dropped;
+* **whole** (``dense``): built once over all documents (a codec trained once and shared by
+  shards is the next step).
+
+A 1-shard bundle keeps the plain layout (``lucene/`` at the top, which plain pyserini opens).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from spacerini.docstore import Docstore
+from spacerini.errors import BackendParameterError
+from spacerini.records import Doc
+
+logger = logging.getLogger(__name__)
+
+#: Backends whose shards stay separate and are searched together.
+FANOUT = frozenset({"bm25", "exact"})
+#: Backends whose shard indexes reduce into one unsharded index.
+MERGED = frozenset({"bloom", "owners"})
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(docs?|b|kb|mb|gb|tb|kib|mib|gib|tib)?\s*$", re.IGNORECASE)
+_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+
+
+@dataclass(frozen=True)
+class Shard:
+    """One shard: rows ``first_doc .. first_doc + docs - 1`` of the docstore, indexed in ``folder``."""
+
+    id: int
+    first_doc: int
+    docs: int
+    folder: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest entry."""
+        return {"id": self.id, "first_doc": self.first_doc, "docs": self.docs, "folder": self.folder}
+
+
+def parse_shard_size(value: str | int) -> tuple[int, str]:
+    """Reads ``--shard-size``: ``"50000"`` or ``"50000 docs"`` (documents), ``"2GB"``, ``"512MiB"``.
+
+    Returns:
+        ``(amount, "docs" | "bytes")``.
+
+    Raises:
+        BackendParameterError: Not a positive size.
+    """
+    if isinstance(value, int):
+        amount, unit = value, "docs"
+    else:
+        match = _SIZE.match(str(value))
+        if not match:
+            raise BackendParameterError(
+                f"--shard-size {value!r} is not a size: give documents (50000) or bytes (2GB, 512MiB)"
+            )
+        number, suffix = match.group(1), (match.group(2) or "docs").lower()
+        if suffix.startswith("doc"):
+            amount, unit = int(float(number)), "docs"
+        else:
+            amount, unit = int(float(number) * _UNITS[suffix]), "bytes"
+    if amount < 1:
+        raise BackendParameterError(f"--shard-size must be positive, not {value!r}")
+    return amount, unit
+
+
+def plan(store: Docstore, *, shards: int | None = None, shard_size: str | int | None = None) -> list[Shard]:
+    """Splits the docstore's rows into contiguous shards.
+
+    Args:
+        store: The docstore (its row count and, for byte sizes, its text lengths).
+        shards: How many shards (at most one per document).
+        shard_size: Documents or bytes of text per shard (see :func:`parse_shard_size`).
+
+    Returns:
+        The shards in corpus order; one shard (``folder == ""``, the plain layout) when neither
+        is given or the corpus fits in one.
+
+    Raises:
+        BackendParameterError: Both, or a bad value, were given.
+    """
+    total = len(store)
+    if shards is not None and shard_size is not None:
+        raise BackendParameterError("give --shards or --shard-size, not both")
+    if shards is not None and shards < 1:
+        raise BackendParameterError(f"--shards must be at least 1, not {shards}")
+    bounds: list[tuple[int, int]]
+    if shard_size is not None:
+        amount, unit = parse_shard_size(shard_size)
+        if unit == "docs":
+            bounds = [(start, min(amount, total - start)) for start in range(0, total, amount)]
+        else:
+            bounds, start, size = [], 0, 0
+            for row, length in enumerate(store.text_lengths()):
+                if size and size + length > amount:
+                    bounds.append((start, row - start))
+                    start, size = row, 0
+                size += length
+            if total > start:
+                bounds.append((start, total - start))
+    else:
+        n = max(1, min(shards or 1, total))
+        base, extra = divmod(total, n)
+        bounds, start = [], 0
+        for i in range(n):
+            count = base + (1 if i < extra else 0)
+            bounds.append((start, count))
+            start += count
+    bounds = bounds or [(0, total)]
+    if len(bounds) == 1:
+        return [Shard(0, 0, total, "")]
+    return [Shard(i, first, count, f"shards/{i:05d}") for i, (first, count) in enumerate(bounds)]
+
+
+def shard_docs(store: Docstore, shard: Shard) -> Callable[[], Iterator[Doc]]:
+    """A docs factory over one shard's rows (backends may iterate it twice)."""
+    return lambda: store.iter_docs(start=shard.first_doc, stop=shard.first_doc + shard.docs)
+
+
+def build_sharded(
+    name: str,
+    module: Any,
+    store: Docstore,
+    layout: Sequence[Shard],
+    root: Path,
+    folder_name: str,
+    params: Mapping[str, Any],
+    *,
+    threads: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """Builds backend ``name`` over the shards of a bundle being built in ``root``.
+
+    Returns:
+        The backend's manifest entry: for a fan-out backend, ``params``, summed ``stats`` and the
+        per-shard reports under ``shards``; for a merged one, the merged index's report.
+    """
+    params = dict(params)
+    if name == "bloom" and params.get("capacity") is None:
+        # Every shard's filter must have the size of the whole corpus's, so that they OR together
+        # into the unsharded sketch.
+        params["capacity"] = module.count_ngrams(
+            store.iter_docs(), width=int(params.get("width", 50)), stride=params.get("stride")
+        )
+    folders: list[Path] = []
+    reports: list[dict[str, Any]] = []
+    for shard in layout:
+        folder = root / shard.folder / folder_name
+        folder.mkdir(parents=True)
+        logger.info("building %s shard %d/%d (%d documents)", name, shard.id + 1, len(layout), shard.docs)
+        report = module.build(shard_docs(store, shard), folder, threads=threads, progress=progress, **params)
+        folders.append(folder)
+        reports.append({**report.to_dict(), "docs": shard.docs})
+    if name in MERGED:
+        merged = module.merge_shards(folders, root / folder_name, reports)
+        for folder in folders:
+            shutil.rmtree(folder)
+        return merged.to_dict() if hasattr(merged, "to_dict") else dict(merged)
+    return {
+        "params": dict(reports[0].get("params") or params),
+        "stats": _summed(report.get("stats") or {} for report in reports),
+        "seconds": round(sum(float(report.get("seconds") or 0) for report in reports), 3),
+        "shards": reports,
+    }
+
+
+def _summed(stats: Any) -> dict[str, Any]:
+    """Per-shard statistics summed where they are counts (other values are left out)."""
+    total: dict[str, Any] = {}
+    for entry in stats:
+        for key, value in entry.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+def open_fanout(module: Any, root: Path, folder_name: str, report: Mapping[str, Any], **options: Any) -> Any:
+    """Opens a fan-out backend's shards as one searcher (its ``open_shards``)."""
+    layout = report["shards"]
+    folders = [root / str(entry.get("folder") or f"shards/{i:05d}") / folder_name for i, entry in enumerate(layout)]
+    return module.open_shards(folders, layout, **options)
