@@ -141,6 +141,9 @@ def _progress() -> bool:
 @click.option("--device", default=None, help="Torch device for the dense encoder, e.g. cpu or cuda (default: the best one).")
 @click.option("--shards", default=None, type=click.IntRange(1), help="Split the corpus into N contiguous shards (answers equal the unsharded ones).")
 @click.option("--shard-size", default=None, help="Or split by size: documents (50000) or bytes of text (2GB, 512MiB).")
+@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]), help="Where shard indexes are built (ray: the [distributed] extra).")
+@click.option("--ray-address", default=None, help="Ray cluster to join with --engine ray (default: start one on this machine).")
+@click.option("--memory-budget", default=None, help="Memory each Ray worker may use, e.g. 2GB (--engine ray).")
 @click.option("--no-wait", is_flag=True, help="Fail at once if another command is changing the bundle (default: wait for it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the manifest summary as JSON.")
 def index(
@@ -172,6 +175,9 @@ def index(
     device: str | None,
     shards: int | None,
     shard_size: str | None,
+    engine: str,
+    ray_address: str | None,
+    memory_budget: str | None,
     no_wait: bool,
     as_json: bool,
 ) -> None:
@@ -226,6 +232,9 @@ def index(
         wait=not no_wait,
         shards=shards,
         shard_size=shard_size,
+        engine=engine,
+        ray_address=ray_address,
+        memory_budget=memory_budget,
     )
     info = bundle.info()
     if as_json:

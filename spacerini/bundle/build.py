@@ -32,6 +32,7 @@ from spacerini.bundle.shards import plan as plan_shards
 from spacerini.docstore import Docstore, DocstoreWriter
 from spacerini.errors import (
     BackendNotAvailableError,
+    BackendParameterError,
     BundleError,
     EmptyCorpusError,
 )
@@ -57,6 +58,9 @@ def build_bundle(
     wait: bool = True,
     shards: int | None = None,
     shard_size: str | int | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    memory_budget: str | int | None = None,
     finish_manifest: Callable[[dict[str, Any]], None] | None = None,
 ) -> Bundle:
     """Builds a bundle from a corpus, atomically.
@@ -87,6 +91,10 @@ def build_bundle(
         shards: Split the corpus into this many contiguous shards (see
             :mod:`spacerini.bundle.shards`); every answer equals the unsharded one.
         shard_size: Or split it by size: documents (``50000``) or bytes of text (``"2GB"``).
+        engine: Where shard indexes are built: ``"local"`` (this process) or ``"ray"`` (a Ray
+            cluster, the ``[distributed]`` extra; see :mod:`spacerini.distributed`).
+        ray_address: The Ray cluster to join (default: Ray starts embedded on this machine).
+        memory_budget: Memory each Ray worker may use, e.g. ``"2GB"``.
         finish_manifest: Called with the manifest, after every document is indexed and just
             before it is written, to amend it in place; :func:`optout` carries the rebuilt
             bundle's history over and records how many documents it removed.
@@ -106,7 +114,7 @@ def build_bundle(
             source, out_path, backends=backends, backend_params=backend_params, format=format,
             id_field=id_field, fields=fields, preprocess=preprocess, preprocess_options=preprocess_options,
             threads=threads, progress=progress, finish_manifest=finish_manifest, shards=shards,
-            shard_size=shard_size,
+            shard_size=shard_size, engine=engine, ray_address=ray_address, memory_budget=memory_budget,
         )  # fmt: skip
 
 
@@ -127,8 +135,13 @@ def _build_locked(
     allow_empty: bool = False,
     shards: int | None = None,
     shard_size: str | int | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    memory_budget: str | int | None = None,
 ) -> Bundle:
     """:func:`build_bundle` once the caller holds the bundle's lock."""
+    if engine not in ("local", "ray"):
+        raise BackendParameterError(f"unknown engine {engine!r}: choose local or ray")
     remove_stale(out_path, locked=True)
     names = _check_backends(backends)
     params = {k: dict(v) for k, v in (backend_params or {}).items()}
@@ -180,7 +193,8 @@ def _build_locked(
             if len(layout) > 1 and name in FANOUT | MERGED:
                 reports[name] = build_sharded(
                     name, module, store, layout, tmp, backend_folder(module, name), params.get(name, {}),
-                    threads=threads, progress=progress,
+                    threads=threads, progress=progress, engine=engine, ray_address=ray_address,
+                    memory_budget=memory_budget,
                 )  # fmt: skip
                 continue
             folder.mkdir()

@@ -20,14 +20,13 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from spacerini.docstore import Docstore
 from spacerini.errors import BackendParameterError
-from spacerini.records import Doc
 
 logger = logging.getLogger(__name__)
 
@@ -128,9 +127,66 @@ def plan(store: Docstore, *, shards: int | None = None, shard_size: str | int | 
     return [Shard(i, first, count, f"shards/{i:05d}") for i, (first, count) in enumerate(bounds)]
 
 
-def shard_docs(store: Docstore, shard: Shard) -> Callable[[], Iterator[Doc]]:
-    """A docs factory over one shard's rows (backends may iterate it twice)."""
-    return lambda: store.iter_docs(start=shard.first_doc, stop=shard.first_doc + shard.docs)
+@dataclass(frozen=True)
+class ShardTask:
+    """One backend over one shard: everything a worker needs, as plain values (no open objects).
+
+    A local engine runs it in this process; the Ray engine (:mod:`spacerini.distributed`)
+    ships it to a worker, which opens the docstore from the shared folder itself.
+    """
+
+    backend: str
+    docstore: str
+    first_doc: int
+    docs: int
+    out: str
+    params: Mapping[str, Any]
+
+    def run(self, *, threads: int = 1, progress: bool = False) -> dict[str, Any]:
+        """Builds the shard's index into ``out`` and returns the backend's report (a dict)."""
+        from spacerini.backends import get_backend
+
+        store = Docstore(Path(self.docstore))
+        module = get_backend(self.backend)
+        stop = self.first_doc + self.docs
+        report = module.build(
+            lambda: store.iter_docs(start=self.first_doc, stop=stop), Path(self.out),
+            threads=threads, progress=progress, **dict(self.params),
+        )  # fmt: skip
+        return {**report.to_dict(), "docs": self.docs}
+
+
+def run_tasks(
+    tasks: Sequence[ShardTask],
+    *,
+    engine: str = "local",
+    threads: int = 1,
+    progress: bool = True,
+    ray_address: str | None = None,
+    memory_budget: str | int | None = None,
+) -> list[dict[str, Any]]:
+    """Runs shard tasks on an engine and returns their reports in task order.
+
+    Args:
+        tasks: The tasks.
+        engine: ``"local"`` (this process, one task after another, each with ``threads``) or
+            ``"ray"`` (tasks on a Ray cluster, see :mod:`spacerini.distributed`).
+        threads: Threads per task.
+        progress: Progress bars (local engine).
+        ray_address: The Ray cluster to join (default: start one embedded on this machine).
+        memory_budget: Memory each Ray worker may use, e.g. ``"2GB"``.
+
+    Raises:
+        BackendParameterError: An unknown engine.
+        DependencyMissingError: ``engine="ray"`` without the ``[distributed]`` extra.
+    """
+    if engine == "local":
+        return [task.run(threads=threads, progress=progress) for task in tasks]
+    if engine == "ray":
+        from spacerini.distributed import run_tasks as run_on_ray
+
+        return run_on_ray(tasks, address=ray_address, memory_budget=memory_budget, threads=threads)
+    raise BackendParameterError(f"unknown engine {engine!r}: choose local or ray")
 
 
 def build_sharded(
@@ -144,6 +200,9 @@ def build_sharded(
     *,
     threads: int,
     progress: bool,
+    engine: str = "local",
+    ray_address: str | None = None,
+    memory_budget: str | int | None = None,
 ) -> dict[str, Any]:
     """Builds backend ``name`` over the shards of a bundle being built in ``root``.
 
@@ -159,14 +218,16 @@ def build_sharded(
             store.iter_docs(), width=int(params.get("width", 50)), stride=params.get("stride")
         )
     folders: list[Path] = []
-    reports: list[dict[str, Any]] = []
+    tasks: list[ShardTask] = []
     for shard in layout:
         folder = root / shard.folder / folder_name
         folder.mkdir(parents=True)
-        logger.info("building %s shard %d/%d (%d documents)", name, shard.id + 1, len(layout), shard.docs)
-        report = module.build(shard_docs(store, shard), folder, threads=threads, progress=progress, **params)
         folders.append(folder)
-        reports.append({**report.to_dict(), "docs": shard.docs})
+        tasks.append(ShardTask(name, str(root / "docs"), shard.first_doc, shard.docs, str(folder), params))
+    logger.info("building %s over %d shards (%s engine)", name, len(layout), engine)
+    reports = run_tasks(
+        tasks, engine=engine, threads=threads, progress=progress, ray_address=ray_address, memory_budget=memory_budget
+    )
     if name in MERGED:
         merged = module.merge_shards(folders, root / folder_name, reports)
         for folder in folders:
