@@ -647,6 +647,24 @@ def flags(bundle: str, flags_path: str | None, as_json: bool) -> None:
         click.echo(f"{len(records)} reports in {path}")
 
 
+@cli.command()
+@click.argument("bundle")
+@click.option("--no-wait", is_flag=True, help="Fail at once if another command is changing the bundle (default: wait for it).")
+@click.option("--json", "as_json", is_flag=True)
+def merge(bundle: str, no_wait: bool, as_json: bool) -> None:
+    """Merge a sharded BUNDLE's BM25 shards into one Lucene index (plain pyserini opens bundle/lucene)."""
+    from spacerini.bundle.merge import merge_bm25
+
+    entry = merge_bm25(bundle, wait=not no_wait, progress=_progress())
+    if as_json:
+        _echo_json(entry)
+    else:
+        click.echo(
+            f"Merged {entry['stats']['merged_from_shards']} BM25 shards of {bundle} into one Lucene index "
+            f"({entry['docs']:,} documents)"
+        )
+
+
 # ------------------------------------------------------------------------- info / serve
 @cli.command()
 @click.argument("bundle")

@@ -133,8 +133,21 @@ def _java_feature_version(home: Path) -> int:
     return 0
 
 
+#: java.util.logging keeps loggers by weak reference: the ones quietened are held here.
+_QUIET_LOGGERS: list[Any] = []
+
+
 def _quiet_java_logging() -> None:
-    """Lowers Anserini/Lucene log4j output to warnings so progress bars stay readable."""
+    """Lowers Anserini/Lucene log4j output to warnings so progress bars stay readable, and
+    silences Lucene's java.util.logging notice that Java 22+ could use a newer MMapDirectory."""
+    try:
+        import jnius
+
+        jul = jnius.autoclass("java.util.logging.Logger").getLogger("org.apache.lucene.store.MMapDirectory")
+        jul.setLevel(jnius.autoclass("java.util.logging.Level").SEVERE)
+        _QUIET_LOGGERS.append(jul)
+    except Exception:  # noqa: BLE001 - logging is cosmetic
+        logger.debug("could not lower Lucene's MMapDirectory log level", exc_info=True)
     try:
         import jnius
 

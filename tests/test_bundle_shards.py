@@ -132,3 +132,30 @@ def test_plan_and_size_parsing() -> None:
     assert [s.docs for s in plan(_Store(), shards=9)] == [1, 1, 1, 1, 1]  # at most one shard per document
     with pytest.raises(BackendParameterError, match="not both"):
         plan(_Store(), shards=2, shard_size=2)
+
+
+def test_merge_writes_one_lucene_index_that_answers_the_same(tmp_path: Path, bundles: dict) -> None:
+    import shutil
+
+    out = tmp_path / "m"
+    shutil.copytree(bundles[7].path, out)
+    queries = read_queries(DATA / "bm25_queries.tsv")
+    before = list(trec_lines(open_bundle(out).batch_search_pairs(queries, k=1000)))
+    runner = CliRunner()
+    done = runner.invoke(cli, ["merge", str(out)])
+    assert done.exit_code == 0, done.output
+    merged = open_bundle(out, verify=True)
+    assert merged.generation == 2 and "shards" not in merged.manifest["backends"]["bm25"]
+    assert (out / "lucene").is_dir() and not list((out / "shards").glob("*/lucene"))
+    assert list(trec_lines(merged.batch_search_pairs(queries, k=1000))) == before
+    assert merged.searcher("exact").count("search engine") == bundles[1].searcher("exact").count("search engine")
+    again = runner.invoke(cli, ["merge", str(out)])
+    assert again.exit_code == 2 and "nothing to merge" in again.output
+    from spacerini.java import ensure_jvm
+
+    ensure_jvm()
+    from pyserini.search.lucene import LuceneSearcher  # plain pyserini opens the merged index
+
+    plain = LuceneSearcher(str(out / "lucene"))
+    reference = bundles[1].search("search engine ranking", k=10, snippets=False)
+    assert [h.docid for h in plain.search("search engine ranking", k=10)] == [h.docid for h in reference]
