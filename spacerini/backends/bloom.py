@@ -296,6 +296,23 @@ def count_ngrams(docs: Iterable[Doc], *, width: int = 50, stride: int | None = N
     return sum(_items(len(doc.text), width, stride) for doc in docs)
 
 
+def prepare_shards(docs_factory: DocsFactory, work: Path, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings every shard of a sharded build shares: ``capacity``, the whole corpus's n-grams.
+
+    Every shard's filter then has the size of the unsharded one, so :func:`merge_shards` ORs
+    them into the very sketch an unsharded build writes. A ``capacity`` given is kept.
+
+    Args:
+        docs_factory: All documents of the corpus, in order.
+        work: A scratch folder (unused).
+        params: The build options given.
+    """
+    params = dict(params)
+    if params.get("capacity") is None:
+        params["capacity"] = count_ngrams(docs_factory(), width=int(params.get("width", 50)), stride=params.get("stride"))
+    return params
+
+
 def merge_shards(
     folders: Sequence[Path], out: Path, reports: Sequence[Mapping[str, Any] | BuildReport]
 ) -> BuildReport:

@@ -27,7 +27,7 @@ from spacerini.bundle.manifest import (
 )
 from spacerini.bundle.open import Bundle, open_bundle
 from spacerini.bundle.publish import _BUILDING, _discard, _swap_into_place, bundle_lock, remove_stale
-from spacerini.bundle.shards import FANOUT, MERGED, build_sharded
+from spacerini.bundle.shards import build_sharded, is_shardable
 from spacerini.bundle.shards import plan as plan_shards
 from spacerini.docstore import Docstore, DocstoreWriter
 from spacerini.errors import (
@@ -190,7 +190,7 @@ def _build_locked(
                 folder.mkdir()
                 reports[name] = {"params": dict(params.get(name, {})), "stats": {"docs": 0}, "empty": True}
                 continue
-            if len(layout) > 1 and name in FANOUT | MERGED:
+            if len(layout) > 1 and is_shardable(module):
                 reports[name] = build_sharded(
                     name, module, store, layout, tmp, backend_folder(module, name), params.get(name, {}),
                     threads=threads, progress=progress, engine=engine, ray_address=ray_address,

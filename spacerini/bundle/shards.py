@@ -2,6 +2,10 @@
 
 Every answer of an N-shard bundle equals the 1-shard answer; how each backend gets there:
 
+Which of these a backend is follows from what it offers: ``open_shards`` (fan-out) or
+``merge_shards`` (merge), with an optional ``prepare_shards(docs_factory, work_folder, params)``
+that computes corpus-wide settings every shard build must share.
+
 * **fan-out** (``bm25``, ``exact``): each shard keeps its own index under
   ``shards/NNNNN/<folder>``, and the backend's ``open_shards`` answers over all of them (BM25
   with the collection's global statistics, merged by score then Anserini's tie-break; exact
@@ -30,10 +34,21 @@ from spacerini.errors import BackendParameterError
 
 logger = logging.getLogger(__name__)
 
-#: Backends whose shards stay separate and are searched together.
-FANOUT = frozenset({"bm25", "exact"})
-#: Backends whose shard indexes reduce into one unsharded index.
-MERGED = frozenset({"bloom", "owners"})
+
+
+def is_fanout(module: Any) -> bool:
+    """A backend whose shards stay separate and are searched together (it has ``open_shards``)."""
+    return callable(getattr(module, "open_shards", None))
+
+
+def is_merged(module: Any) -> bool:
+    """A backend whose shard indexes reduce into one unsharded index (it has ``merge_shards``)."""
+    return callable(getattr(module, "merge_shards", None)) and not is_fanout(module)
+
+
+def is_shardable(module: Any) -> bool:
+    """A backend that can be built shard by shard (else it is built once over all documents)."""
+    return is_fanout(module) or is_merged(module)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(docs?|b|kb|mb|gb|tb|kib|mib|gib|tib)?\s*$", re.IGNORECASE)
 _UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12, "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 
@@ -211,12 +226,11 @@ def build_sharded(
         per-shard reports under ``shards``; for a merged one, the merged index's report.
     """
     params = dict(params)
-    if name == "bloom" and params.get("capacity") is None:
-        # Every shard's filter must have the size of the whole corpus's, so that they OR together
-        # into the unsharded sketch.
-        params["capacity"] = module.count_ngrams(
-            store.iter_docs(), width=int(params.get("width", 50)), stride=params.get("stride")
-        )
+    prepare = getattr(module, "prepare_shards", None)
+    work = root / "shards" / f"_prepare-{name}"
+    if prepare is not None:  # corpus-wide settings every shard must share (a Bloom size, a trained codec)
+        work.mkdir(parents=True)
+        params = dict(prepare(store.iter_docs, work, params))
     folders: list[Path] = []
     tasks: list[ShardTask] = []
     for shard in layout:
@@ -228,11 +242,12 @@ def build_sharded(
     reports = run_tasks(
         tasks, engine=engine, threads=threads, progress=progress, ray_address=ray_address, memory_budget=memory_budget
     )
-    if name in MERGED:
+    if is_merged(module):
         merged = module.merge_shards(folders, root / folder_name, reports)
-        for folder in folders:
-            shutil.rmtree(folder)
+        for folder in [*folders, work]:
+            shutil.rmtree(folder, ignore_errors=True)
         return merged.to_dict() if hasattr(merged, "to_dict") else dict(merged)
+    shutil.rmtree(work, ignore_errors=True)
     return {
         "params": dict(reports[0].get("params") or params),
         "stats": _summed(report.get("stats") or {} for report in reports),
