@@ -558,7 +558,154 @@ def _merge_doc_freqs_by_bytes(vocabs: Sequence[Vocabulary]) -> list[np.ndarray]:
     return [np.array([total[v.term(tid)] for tid in range(v.doc_freqs.size)], dtype=np.int64) for v in vocabs]
 
 
-class ExactScorer:
+#: ``(sidecar, its first row, term id, start, end)``: one term's postings in one sidecar.
+_Span = tuple["ExactScorer", int, int, int, int]
+
+
+class _Ranker:
+    """Batch ranking shared by one sidecar (:class:`ExactScorer`) and several (:class:`ShardedScorer`).
+
+    Subclasses provide ``rows``, ``id_rank`` (each row's rank in the byte order of the collection
+    ids), ``docids`` and ``_sources``: the ``(ExactScorer, first row)`` pairs whose postings
+    are ranked together.
+    """
+
+    rows: int
+    id_rank: np.ndarray
+
+    #: Postings spans are cached for this many distinct terms (the cache is emptied when full).
+    SPAN_CACHE = 100_000
+
+    def docids(self, rows: Sequence[int] | np.ndarray) -> list[str]:
+        """Returns the collection ids of ``rows``."""
+        raise NotImplementedError
+
+    def _find_spans(self, term: str) -> tuple[_Span, ...]:
+        raise NotImplementedError
+
+    def _spans(self, term: str) -> tuple[_Span, ...]:
+        """Where ``term``'s postings are: ``(sidecar, its first row, term id, start, end)`` per
+        sidecar holding it (cached: a query costs one dict lookup per term)."""
+        cache = self._span_cache
+        found = cache.get(term)
+        if found is None:
+            found = self._find_spans(term)
+            if len(cache) >= self.SPAN_CACHE:
+                cache.clear()  # a race here only costs a lookup: dict ops are atomic
+            cache[term] = found
+        return found
+
+    #: Batch scoring accumulates at most this many (query, row) cells densely at once.
+    DENSE_CELLS = 1 << 21
+    #: A batch is scored densely when its postings times this cover all its (query, row) cells.
+    DENSE_RATIO = 8
+
+    def rank_many(
+        self, queries: Sequence[Sequence[tuple[str, int]]], n: int
+    ) -> list[tuple[list[str], list[float]]]:
+        """Scores and ranks many queries with a few numpy operations per batch.
+
+        Equivalent to :meth:`score` then :meth:`top` for each query (same rows, order and scores),
+        but the per-query work is spread over whole-batch arrays: the postings of all queries are
+        concatenated with a query index, summed per (query, row) in double (``np.bincount`` over
+        ``query * rows + row``, densely when the batch's postings cover at least 1/8 of its cells,
+        else after ``np.unique``), cut to each query's ``n`` best (ties with the ``n``-th kept),
+        sorted once by (query, score desc, id rank) and tie-adjusted per query.
+
+        Args:
+            queries: Per query, (analyzed term, occurrences) pairs, distinct terms.
+            n: Hits wanted per query.
+
+        Returns:
+            Per query, (collection ids, tie-adjusted scores) best first.
+        """
+        if n <= 0 or not queries:
+            return [([], []) for _ in queries]
+        chunk = max(1, self.DENSE_CELLS // max(1, self.rows))
+        out: list[tuple[list[str], list[float]]] = []
+        for first in range(0, len(queries), chunk):
+            out.extend(self._rank_chunk(queries[first : first + chunk], n))
+        return out
+
+    def _rank_chunk(
+        self, queries: Sequence[Sequence[tuple[str, int]]], n: int
+    ) -> list[tuple[list[str], list[float]]]:
+        rows, scores, cuts = self._raw_chunk(queries, n)
+        ids = self.docids(rows)
+        adjusted = adjust_ties_segments(scores, cuts).tolist()
+        return [(ids[a:b], adjusted[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+    def _raw_chunk(
+        self, queries: Sequence[Sequence[tuple[str, int]]], n: int
+    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """Ranks a chunk of queries: (rows, raw scores) in Anserini's order and each query's bounds.
+
+        The postings come from every sidecar that :meth:`_spans` names: rows are numbered across
+        them (a shard's row + its first row), as if they were one index.
+        """
+        rows = self.rows
+        spans = self._spans
+        doc_parts: list[np.ndarray] = []
+        score_parts: list[np.ndarray] = []
+        qkeys: list[int] = []
+        lengths: list[int] = []
+        for qi, term_counts in enumerate(queries):
+            for term, count in term_counts:
+                for source, base, tid, start, end in spans(term):
+                    doc_parts.append(source.docs[start:end])
+                    if count == 1:
+                        score_parts.append(source.s1[start:end])  # precomputed: weight == idf
+                    else:
+                        weight = _F32(count) * source.idf[tid]
+                        score_parts.append(weight - weight / (_ONE + source.x[start:end]))
+                    qkeys.append(qi * rows + base)
+                    lengths.append(end - start)
+        nq = len(queries)
+        if not doc_parts:
+            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32), [0] * (nq + 1)
+        key = np.concatenate(doc_parts).astype(np.int64)
+        key += np.repeat(np.asarray(qkeys, dtype=np.int64), lengths)
+        weights = np.concatenate(score_parts)
+        if key.size * self.DENSE_RATIO >= nq * rows:
+            # Dense: Lucene sums a row's term scores in double; the sum is exact, so order is free.
+            acc = np.bincount(key, weights=weights, minlength=nq * rows).astype(np.float32).reshape(nq, rows)
+            # Every term score is > 0, so matches are the cells > 0. The n-th best score of every
+            # step-th row is a lower bound of the n-th best of all rows: the cells above it hold the
+            # n best with their ties, and only about step * n of them per query; the sort below cuts.
+            threshold = np.full(nq, np.finfo(np.float32).smallest_subnormal, dtype=np.float32)
+            step = max(1, min(8, rows // (4 * n)))
+            sample = acc[:, ::step]
+            m = sample.shape[1]
+            if n < m:
+                np.maximum(threshold, np.partition(sample, m - n, axis=1)[:, m - n], out=threshold)
+            qs, cand_rows = np.nonzero(acc >= threshold[:, None])
+            scores = acc[qs, cand_rows]
+        else:
+            keys, inverse = np.unique(key, return_inverse=True)
+            scores = np.bincount(inverse, weights=weights, minlength=keys.size).astype(np.float32)
+            qs = keys // rows
+            cand_rows = keys - qs * rows
+        # Order by (query, score desc, id rank). Scores are positive float32, whose bit patterns order
+        # like their values, so (score desc, id rank) fits one int64; a stable sort by query follows
+        # (a radix sort for int16). 4x faster than np.lexsort on the three keys.
+        key2 = (np.int64(0x7FFFFFFF) - scores.view(np.int32).astype(np.int64)) << 32
+        key2 |= self.id_rank[cand_rows]
+        order = np.argsort(key2)
+        qtype = np.int16 if nq <= np.iinfo(np.int16).max else np.int64
+        order = order[np.argsort(qs[order].astype(qtype), kind="stable")]
+        qs = qs[order]
+        bounds = np.searchsorted(qs, np.arange(nq + 1))
+        sizes = np.diff(bounds)
+        if int(sizes.max()) > n:  # keep each query's n best
+            pos = np.arange(qs.size) - np.repeat(bounds[:-1], sizes)
+            order = order[pos < n]
+            sizes = np.minimum(sizes, n)
+            bounds = np.zeros(nq + 1, dtype=np.int64)
+            np.cumsum(sizes, out=bounds[1:])
+        return cand_rows[order], scores[order], bounds.tolist()
+
+
+class ExactScorer(_Ranker):
     """Scores bag-of-words queries on the sidecar exactly as Lucene + Anserini would.
 
     By default it scores with the sidecar's own statistics; :meth:`use_global_stats` makes it
@@ -588,6 +735,7 @@ class ExactScorer:
         self._term_cache: dict[str, int] = {}
         self.rows = int(self.meta["rows"])
         self.doc_count = int(self.meta["doc_count"])
+        self._span_cache: dict[str, tuple[_Span, ...]] = {}
 
     # -- global statistics (shards) -------------------------------------------------------------
     def vocabulary(self) -> Vocabulary:
@@ -690,6 +838,12 @@ class ExactScorer:
             i += 1
         return -1
 
+    def _find_spans(self, term: str) -> tuple[_Span, ...]:
+        tid = self.term_id(term)
+        if tid < 0:
+            return ()
+        return ((self, 0, tid, int(self.offsets[tid]), int(self.offsets[tid + 1])),)
+
     def doc_freq(self, term: str) -> int:
         """Returns the number of rows containing ``term``."""
         tid = self.term_id(term)
@@ -771,148 +925,83 @@ class ExactScorer:
         order = np.lexsort((self.id_rank[rows], -scores))[:n]
         return rows[order], adjust_ties(scores[order])
 
+
+class ShardedScorer(_Ranker):
+    """Ranks over several sidecars (shards) as one index whose rows are theirs, shard after shard.
+
+    Each shard must already score with the collection's statistics
+    (:meth:`ExactScorer.use_global_stats`). A batch then gathers every query term's postings from
+    every shard (rows offset by the shard's first row) and ranks them in the same numpy
+    operations as one sidecar does, with ties broken by each id's rank among all shards' ids: so
+    the hits, their order and their scores are those of one index over all the documents. The
+    shards hold no document in common: their per-document sums never mix.
+
+    Args:
+        shards: The shards' scorers, in row order.
+
+    Raises:
+        ValueError: There is no shard, too many rows, or two shards hold the same collection id.
+    """
+
     #: Batch scoring accumulates at most this many (query, row) cells densely at once.
-    DENSE_CELLS = 1 << 21
+    DENSE_CELLS = ExactScorer.DENSE_CELLS
     #: A batch is scored densely when its postings times this cover all its (query, row) cells.
-    DENSE_RATIO = 8
+    DENSE_RATIO = ExactScorer.DENSE_RATIO
 
-    def rank_many(
-        self, queries: Sequence[Sequence[tuple[str, int]]], n: int
-    ) -> list[tuple[list[str], list[float]]]:
-        """Scores and ranks many queries with a few numpy operations per batch.
+    def __init__(self, shards: Sequence[ExactScorer]) -> None:
+        if not shards:
+            raise ValueError("no shards")
+        self.shards = list(shards)
+        sizes = np.array([s.rows for s in self.shards], dtype=np.int64)
+        self.bases = np.zeros(len(self.shards) + 1, dtype=np.int64)
+        np.cumsum(sizes, out=self.bases[1:])
+        self.rows = int(self.bases[-1])
+        if self.rows >= 2**31:
+            raise ValueError(f"{self.rows:,} rows: ranks and rows are int32")
+        self.doc_count = int(sum(s.doc_count for s in self.shards))
+        self._span_cache: dict[str, tuple[_Span, ...]] = {}
+        self._ids, self.id_rank = _global_id_ranks(self.shards)
 
-        Equivalent to :meth:`score` then :meth:`top` for each query (same rows, order and scores),
-        but the per-query work is spread over whole-batch arrays: the postings of all queries are
-        concatenated with a query index, summed per (query, row) in double (``np.bincount`` over
-        ``query * rows + row``, densely when the batch's postings cover at least 1/8 of its cells,
-        else after ``np.unique``), cut to each query's ``n`` best (ties with the ``n``-th kept),
-        sorted once by (query, score desc, id rank) and tie-adjusted per query.
-
-        Args:
-            queries: Per query, (analyzed term, occurrences) pairs, distinct terms.
-            n: Hits wanted per query.
-
-        Returns:
-            Per query, (collection ids, tie-adjusted scores) best first.
-        """
-        if n <= 0 or not queries:
-            return [([], []) for _ in queries]
-        chunk = max(1, self.DENSE_CELLS // max(1, self.rows))
-        out: list[tuple[list[str], list[float]]] = []
-        for first in range(0, len(queries), chunk):
-            out.extend(self._rank_chunk(queries[first : first + chunk], n))
-        return out
-
-    def rank_raw_many(
-        self, queries: Sequence[Sequence[tuple[str, int]]], n: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Like :meth:`rank_many`, but flat and before the tie adjustment (for merging shards).
-
-        Args:
-            queries: Per query, (analyzed term, occurrences) pairs, distinct terms.
-            n: Hits wanted per query.
-
-        Returns:
-            ``(bounds, rows, scores)``: query ``i``'s hits are ``rows[bounds[i]:bounds[i + 1]]``
-            (int32 rows of this sidecar) with their raw float32 scores, in Anserini's order (raw
-            score descending, then :attr:`id_rank` ascending), at most ``n`` per query.
-        """
-        nq = len(queries)
-        if n <= 0 or not queries:
-            return (
-                np.zeros(nq + 1, dtype=np.int64),
-                np.zeros(0, dtype=np.int32),
-                np.zeros(0, dtype=np.float32),
-            )
-        chunk = max(1, self.DENSE_CELLS // max(1, self.rows))
-        bounds: list[np.ndarray] = [np.zeros(1, dtype=np.int64)]
-        rows: list[np.ndarray] = []
-        scores: list[np.ndarray] = []
-        done = 0
-        for first in range(0, nq, chunk):
-            part_rows, part_scores, cuts = self._raw_chunk(queries[first : first + chunk], n)
-            bounds.append(np.asarray(cuts[1:], dtype=np.int64) + done)
-            done += cuts[-1]
-            rows.append(part_rows)
-            scores.append(part_scores)
-        return (
-            np.concatenate(bounds),
-            np.concatenate(rows).astype(np.int32, copy=False),
-            np.concatenate(scores).astype(np.float32, copy=False),
+    def _find_spans(self, term: str) -> tuple[_Span, ...]:
+        return tuple(
+            (shard, base, tid, start, end)
+            for shard, base in zip(self.shards, self.bases[:-1].tolist(), strict=True)
+            for _, _, tid, start, end in shard._spans(term)
         )
 
-    def _rank_chunk(
-        self, queries: Sequence[Sequence[tuple[str, int]]], n: int
-    ) -> list[tuple[list[str], list[float]]]:
-        rows, scores, cuts = self._raw_chunk(queries, n)
-        ids = self.docids(rows)
-        adjusted = adjust_ties_segments(scores, cuts).tolist()
-        return [(ids[a:b], adjusted[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    def docids(self, rows: Sequence[int] | np.ndarray) -> list[str]:
+        """Returns the collection ids of ``rows`` (numbered across the shards)."""
+        return self._ids[np.asarray(rows, dtype=np.int64)].tolist()
 
-    def _raw_chunk(
-        self, queries: Sequence[Sequence[tuple[str, int]]], n: int
-    ) -> tuple[np.ndarray, np.ndarray, list[int]]:
-        """Ranks a chunk of queries: (rows, raw scores) in Anserini's order and each query's bounds."""
-        offsets, idf_, x, s1, docs_all = self.offsets, self.idf, self.x, self.s1, self.docs
-        rows = self.rows
-        doc_parts: list[np.ndarray] = []
-        score_parts: list[np.ndarray] = []
-        qkeys: list[int] = []
-        lengths: list[int] = []
-        for qi, term_counts in enumerate(queries):
-            for term, count in term_counts:
-                tid = self.term_id(term)
-                if tid < 0:
-                    continue
-                start, end = int(offsets[tid]), int(offsets[tid + 1])
-                doc_parts.append(docs_all[start:end])
-                if count == 1:
-                    score_parts.append(s1[start:end])  # precomputed: weight == idf
-                else:
-                    weight = _F32(count) * idf_[tid]
-                    score_parts.append(weight - weight / (_ONE + x[start:end]))
-                qkeys.append(qi * rows)
-                lengths.append(end - start)
-        nq = len(queries)
-        if not doc_parts:
-            return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32), [0] * (nq + 1)
-        key = np.concatenate(doc_parts).astype(np.int64)
-        key += np.repeat(np.asarray(qkeys, dtype=np.int64), lengths)
-        weights = np.concatenate(score_parts)
-        if key.size * self.DENSE_RATIO >= nq * rows:
-            # Dense: Lucene sums a row's term scores in double; the sum is exact, so order is free.
-            acc = np.bincount(key, weights=weights, minlength=nq * rows).astype(np.float32).reshape(nq, rows)
-            # Every term score is > 0, so matches are the cells > 0. The n-th best score of every
-            # step-th row is a lower bound of the n-th best of all rows: the cells above it hold the
-            # n best with their ties, and only about step * n of them per query; the sort below cuts.
-            threshold = np.full(nq, np.finfo(np.float32).smallest_subnormal, dtype=np.float32)
-            step = max(1, min(8, rows // (4 * n)))
-            sample = acc[:, ::step]
-            m = sample.shape[1]
-            if n < m:
-                np.maximum(threshold, np.partition(sample, m - n, axis=1)[:, m - n], out=threshold)
-            qs, cand_rows = np.nonzero(acc >= threshold[:, None])
-            scores = acc[qs, cand_rows]
-        else:
-            keys, inverse = np.unique(key, return_inverse=True)
-            scores = np.bincount(inverse, weights=weights, minlength=keys.size).astype(np.float32)
-            qs = keys // rows
-            cand_rows = keys - qs * rows
-        # Order by (query, score desc, id rank). Scores are positive float32, whose bit patterns order
-        # like their values, so (score desc, id rank) fits one int64; a stable sort by query follows
-        # (a radix sort for int16). 4x faster than np.lexsort on the three keys.
-        key2 = (np.int64(0x7FFFFFFF) - scores.view(np.int32).astype(np.int64)) << 32
-        key2 |= self.id_rank[cand_rows]
-        order = np.argsort(key2)
-        qtype = np.int16 if nq <= np.iinfo(np.int16).max else np.int64
-        order = order[np.argsort(qs[order].astype(qtype), kind="stable")]
-        qs = qs[order]
-        bounds = np.searchsorted(qs, np.arange(nq + 1))
-        sizes = np.diff(bounds)
-        if int(sizes.max()) > n:  # keep each query's n best
-            pos = np.arange(qs.size) - np.repeat(bounds[:-1], sizes)
-            order = order[pos < n]
-            sizes = np.minimum(sizes, n)
-            bounds = np.zeros(nq + 1, dtype=np.int64)
-            np.cumsum(sizes, out=bounds[1:])
-        return cand_rows[order], scores[order], bounds.tolist()
+
+def _global_id_ranks(shards: Sequence[ExactScorer]) -> tuple[np.ndarray, np.ndarray]:
+    """All shards' ids (object array, shard after shard) and each one's rank in byte order.
+
+    Lucene breaks ties by the id's ``BytesRef`` (UTF-8 bytes, unsigned); Python orders ``str`` by
+    code point, which is the same order (surrogates included, as ``surrogatepass`` encodes them).
+    Each shard's ids come sorted by its own ``id_rank``, so the concatenation is one sorted run
+    per shard, which Python's sort merges.
+
+    Raises:
+        ValueError: Two shards hold the same id.
+    """
+    runs: list[str] = []
+    where: list[np.ndarray] = []
+    id_lists: list[np.ndarray] = []
+    base = 0
+    for shard in shards:
+        ids = np.empty(shard.rows, dtype=object)
+        ids[:] = [shard.docid(i) for i in range(shard.rows)]
+        id_lists.append(ids)
+        by_id = np.argsort(shard.id_rank, kind="stable")
+        runs.extend(ids[by_id].tolist())
+        where.append(by_id.astype(np.int64) + base)
+        base += shard.rows
+    order = sorted(range(len(runs)), key=runs.__getitem__)
+    for i, j in zip(order, order[1:], strict=False):
+        if runs[i] == runs[j]:
+            raise ValueError(f"document id {runs[i]!r} is in two shards")
+    rank = np.empty(base, dtype=np.int32)
+    if base:
+        rank[np.concatenate(where)[np.asarray(order, dtype=np.int64)]] = np.arange(base, dtype=np.int32)
+    return np.concatenate(id_lists), rank

@@ -68,7 +68,6 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from itertools import pairwise
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -1016,53 +1015,51 @@ def _open_shard_scorer(folder: Path, report: Mapping[str, Any]) -> tuple[ExactSc
 
 
 def open_shards(
-    folders: Sequence[Path], reports: Sequence[Mapping[str, Any]], *, scorer: str = "exact", threads: int = 1
+    folders: Sequence[Path], reports: Sequence[Mapping[str, Any]], *, scorer: str = "exact"
 ) -> ShardedBM25Searcher:
     """Opens the bm25 folders of a bundle's shards as one searcher with the collection's statistics.
 
-    Every answer equals that of one index built over all the shards' documents (same docids,
-    order and scores): see :class:`ShardedBM25Searcher`.
+    Every answer equals that of one index built over all the shards' documents, in shard order
+    (same docids, order and scores): see :class:`ShardedBM25Searcher`.
 
     Args:
         folders: Each shard's bm25 folder (what :func:`build` wrote), in shard order.
         reports: Each shard's manifest entry (``BuildReport.to_dict()``), in the same order.
         scorer: Only ``"exact"``: Anserini's own searcher cannot score a shard with statistics
             other than its index's.
-        threads: Threads that rank the shards of one batch of queries at the same time (1: in
-            turn, in the calling thread).
 
     Raises:
         BundleCorruptError: A shard is missing or unreadable, the shards were built with different
             analyzers or BM25 parameters, or two shards hold the same document id.
-        BundleError: No shards, a different number of folders and reports, or a bad option.
+        BundleError: No shards, a different number of folders and reports, or another scorer.
     """
-    return ShardedBM25Searcher(folders, reports, scorer=scorer, threads=threads)
+    return ShardedBM25Searcher(folders, reports, scorer=scorer)
 
 
 class ShardedBM25Searcher(BM25Searcher):
     """BM25 search over shards, with the answers of one index over all their documents.
 
-    How the global statistics make it exact: Lucene's BM25 reads ``docCount``,
-    ``sumTotalTermFreq`` (through avgdl) and each term's ``docFreq`` from the whole index; a
-    document's length, norm byte and term frequencies do not depend on the split. The shards'
-    counts are summed once here (document frequencies by term, see
-    :func:`~spacerini.backends._bm25_scorer.merge_doc_freqs`) and each shard's scorer recomputes
-    its per-posting float32 factors with them
-    (:meth:`~spacerini.backends._bm25_scorer.ExactScorer.use_global_stats`), so each shard scores
-    its documents bit for bit as the single index would. The ties are broken by the collection
-    id's byte order over all shards: each shard's id ranks are replaced by global ranks. A query
-    then fans out: each shard gives its best ``n`` by (raw score, global id rank), the union holds
-    the global best ``n``, which are sorted the same way, cut, and tie-adjusted
-    (``ScoreTiesAdjusterReranker``) on the merged list, as Anserini adjusts its single list.
+    Why the answers are the same: Lucene's BM25 reads ``docCount``, ``sumTotalTermFreq``
+    (through avgdl) and each term's ``docFreq`` from the whole index, while a document's length,
+    norm byte and term frequencies do not depend on the split. The shards' counts are summed once
+    here (document frequencies by term:
+    :func:`~spacerini.backends._bm25_scorer.merge_doc_freqs`), and each shard's scorer recomputes
+    its float32 per-posting factors with them
+    (:meth:`~spacerini.backends._bm25_scorer.ExactScorer.use_global_stats`), so every per-term
+    score is the single index's, bit for bit. A batch of queries then gathers each term's postings
+    from every shard and ranks them together, as one sidecar ranks its own
+    (:class:`~spacerini.backends._bm25_scorer.ShardedScorer`): one sum per document, one sort by
+    (raw score, id byte order over all shards), one ``ScoreTiesAdjusterReranker`` pass over the
+    merged list. Ranking the shards together rather than merging per-shard top lists costs about
+    what one index costs: no shard computes ``k`` hits that the merge throws away.
 
-    Analysis and snippets are those of :class:`BM25Searcher` (on the first shard's analyzer, which
-    every shard shares).
+    Analysis and snippets are :class:`BM25Searcher`'s, with the first shard's analyzer (all
+    shards share one); ``batch_search(threads=...)`` ranks chunks of queries in worker threads.
 
     Args:
         folders: Each shard's bm25 folder.
         reports: Each shard's manifest entry.
         scorer: ``"exact"``.
-        threads: Threads ranking the shards of one batch at once.
 
     Raises:
         BundleCorruptError: See :func:`open_shards`.
@@ -1070,14 +1067,10 @@ class ShardedBM25Searcher(BM25Searcher):
     """
 
     def __init__(
-        self,
-        folders: Sequence[Path],
-        reports: Sequence[Mapping[str, Any]],
-        *,
-        scorer: str = "exact",
-        threads: int = 1,
+        self, folders: Sequence[Path], reports: Sequence[Mapping[str, Any]], *, scorer: str = "exact"
     ) -> None:
-        import numpy as np
+        from spacerini.backends import _bm25_lucene as jl
+        from spacerini.backends._bm25_scorer import ShardedScorer, merge_doc_freqs
 
         folders = [Path(f) for f in folders]
         reports = list(reports)
@@ -1087,8 +1080,6 @@ class ShardedBM25Searcher(BM25Searcher):
             raise BundleError(f"{len(folders)} shard folders but {len(reports)} reports")
         if scorer != "exact":
             raise BundleError(f"sharded bm25 search needs scorer='exact', got {scorer!r}")
-        if not isinstance(threads, int) or threads < 1:
-            raise BundleError(f"threads must be an int >= 1, got {threads!r}")
         opened = [_open_shard_scorer(f, r) for f, r in zip(folders, reports, strict=True)]
         for (_, params), folder in zip(opened[1:], folders[1:], strict=True):
             if params != opened[0][1]:
@@ -1096,143 +1087,24 @@ class ShardedBM25Searcher(BM25Searcher):
                     f"the bm25 shards were built differently: {folders[0]} with {opened[0][1]}, "
                     f"{folder} with {params}; rebuild them with one analyzer, k1 and b"
                 )
+        shards = [s for s, _ in opened]
         super().__init__(folders[0], reports[0], scorer="exact")
         self.shard_dirs = folders
-        self._shards: list[ExactScorer] = [s for s, _ in opened]
-        self._threads = threads
-        self._pool: Any = None
-        if threads > 1 and len(folders) > 1:
-            from concurrent.futures import ThreadPoolExecutor
-
-            self._pool = ThreadPoolExecutor(
-                max_workers=min(threads, len(folders)), thread_name_prefix="bm25-shard"
+        self.doc_count = sum(s.doc_count for s in shards)
+        self.sum_total_term_freq = sum(int(s.meta["sum_total_term_freq"]) for s in shards)
+        log = jl.java_log()  # Lucene's idf uses Java's Math.log
+        for shard, dfs in zip(shards, merge_doc_freqs([s.vocabulary() for s in shards]), strict=True):
+            shard.use_global_stats(
+                doc_count=self.doc_count, sum_total_term_freq=self.sum_total_term_freq, doc_freqs=dfs, log=log
             )
         try:
-            self._set_global_stats()
-        except BaseException:
+            # The ranking interface BM25Searcher uses (rank_many, docids, rows) over all shards.
+            self._exact = ShardedScorer(shards)  # type: ignore[assignment]
+        except ValueError as exc:
             self.close()
-            raise
-        self._exact = self._shards[0]  # the parent's "exact scorer open" checks see a scorer
-        sizes = np.asarray([s.rows for s in self._shards], dtype=np.int64)
-        self._bases = np.concatenate([np.zeros(1, dtype=np.int64), np.cumsum(sizes)])
-        self.rows = int(self._bases[-1])
-        self.doc_count = int(self._doc_count)
-
-    def _set_global_stats(self) -> None:
-        """Sums the shards' statistics and gives every shard scorer the collection's."""
-        import numpy as np
-
-        from spacerini.backends import _bm25_lucene as jl
-        from spacerini.backends._bm25_scorer import merge_doc_freqs
-
-        shards = self._shards
-        total_rows = sum(s.rows for s in shards)
-        if total_rows >= 2**31:
-            raise BundleError(f"{total_rows:,} documents: the sharded scorer keys ids with 31 bits")
-        self._doc_count = sum(s.doc_count for s in shards)
-        self._sum_ttf = sum(int(s.meta["sum_total_term_freq"]) for s in shards)
-        global_dfs = merge_doc_freqs([s.vocabulary() for s in shards])
-        log = jl.java_log()
-        for shard, dfs in zip(shards, global_dfs, strict=True):
-            shard.use_global_stats(
-                doc_count=self._doc_count, sum_total_term_freq=self._sum_ttf, doc_freqs=dfs, log=log
-            )
-        # Ties break by collection id (Lucene's BytesRef order, which for str is code point order):
-        # each shard's rows get their rank among all shards' ids. Every shard's ids come in its own
-        # byte order, so the concatenation is a few sorted runs, which Python's sort merges.
-        runs: list[str] = []
-        where: list[np.ndarray] = []
-        id_lists: list[np.ndarray] = []
-        base = 0
-        for shard in shards:
-            ids = np.empty(shard.rows, dtype=object)
-            ids[:] = shard.docids(np.arange(shard.rows))
-            id_lists.append(ids)
-            by_id = np.argsort(shard.id_rank, kind="stable")
-            runs.extend(ids[by_id].tolist())
-            where.append(by_id.astype(np.int64) + base)
-            base += shard.rows
-        position = np.concatenate(where) if where else np.zeros(0, dtype=np.int64)
-        order = sorted(range(len(runs)), key=runs.__getitem__)
-        sorted_ids = [runs[i] for i in order]
-        for a, b_ in pairwise(sorted_ids):
-            if a == b_:
-                raise BundleCorruptError(f"document id {a!r} is in two bm25 shards: ids must be unique")
-        rank = np.empty(base, dtype=np.int64)
-        rank[position[np.asarray(order, dtype=np.int64)]] = np.arange(base, dtype=np.int64)
-        start = 0
-        for shard in shards:
-            shard.id_rank = rank[start : start + shard.rows].astype(np.int32)
-            start += shard.rows
-        self._ids = np.concatenate(id_lists) if id_lists else np.empty(0, dtype=object)
-
-    def _pairs_many(self, queries: list[str], n: int) -> list[tuple[list[str], list[float]]]:
-        """Analyzes ``queries`` (one JNI call), ranks them on every shard and merges the lists."""
-        import numpy as np
-
-        from spacerini.backends._bm25_scorer import adjust_ties_segments
-
-        if self._exact is None:
-            raise BundleError("the searcher is closed")
-        if len(queries) == 1:
-            term_lists = [self.analyze(queries[0])]
-        else:
-            term_lists = self._batch.analyze_many([self._prepare(q) for q in queries])
-        counts = [self._count_terms(terms) for terms in term_lists]
-        nq = len(queries)
-        if n <= 0 or nq == 0:
-            return [([], []) for _ in queries]
-
-        def rank(shard: ExactScorer) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-            return shard.rank_raw_many(counts, n)
-
-        if self._pool is not None:
-            ranked = list(self._pool.map(rank, self._shards))
-        else:
-            ranked = [rank(shard) for shard in self._shards]
-        qs_parts, rows_parts, score_parts, rank_parts = [], [], [], []
-        for shard, base, (bounds, rows, scores) in zip(
-            self._shards, self._bases[:-1].tolist(), ranked, strict=True
-        ):
-            if rows.size == 0:
-                continue
-            qs_parts.append(np.repeat(np.arange(nq, dtype=np.int64), np.diff(bounds)))
-            rows_parts.append(rows.astype(np.int64) + base)
-            score_parts.append(scores)
-            rank_parts.append(shard.id_rank[rows])
-        if not rows_parts:
-            return [([], []) for _ in queries]
-        qs = np.concatenate(qs_parts)
-        gidx = np.concatenate(rows_parts)
-        scores = np.concatenate(score_parts)
-        if len(rows_parts) > 1:
-            # The order of ExactScorer._raw_chunk: (raw score desc, id rank) in one int64 key (positive
-            # float32 bit patterns order like their values), then a stable sort by query.
-            key = (np.int64(0x7FFFFFFF) - scores.view(np.int32).astype(np.int64)) << 32
-            key |= np.concatenate(rank_parts).astype(np.int64)
-            order = np.argsort(key)
-            order = order[np.argsort(qs[order], kind="stable")]
-            qs, gidx, scores = qs[order], gidx[order], scores[order]
-        bounds = np.searchsorted(qs, np.arange(nq + 1))
-        sizes = np.diff(bounds)
-        if int(sizes.max()) > n:
-            keep = (np.arange(qs.size) - np.repeat(bounds[:-1], sizes)) < n
-            gidx, scores = gidx[keep], scores[keep]
-            sizes = np.minimum(sizes, n)
-            bounds = np.zeros(nq + 1, dtype=np.int64)
-            np.cumsum(sizes, out=bounds[1:])
-        cuts = bounds.tolist()
-        ids = self._ids[gidx].tolist()
-        adjusted = adjust_ties_segments(scores, cuts).tolist()
-        return [(ids[a:b], adjusted[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-
-    def close(self) -> None:
-        """Releases the shards' sidecars, the fan-out threads and the analyzer."""
-        pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.shutdown(wait=True)
-        self._shards = []
-        super().close()
+            raise BundleCorruptError(
+                f"cannot search the bm25 shards together: {exc}; ids must be unique"
+            ) from exc
 
     def __enter__(self) -> ShardedBM25Searcher:
         return self

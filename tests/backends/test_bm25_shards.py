@@ -196,13 +196,13 @@ def _shard_docs(parts: int, shard: int) -> list[Doc]:
 
 def test_a_term_in_one_shard_and_shards_without_a_match(en, en_searchers):
     searcher = en_searchers[3]
-    shards = searcher._shards
+    shards = searcher._exact.shards
     # Terms that only the middle shard holds (looked up in each shard's own vocabulary).
     vocab = shards[1].vocabulary()
     only_middle = []
     for tid in range(vocab.doc_freqs.size):
         term = vocab.term(tid).decode()
-        if term.isalpha() and all(s.term_id(term) < 0 for s in (shards[0], shards[2])):
+        if term.isalpha() and all(s.doc_freq(term) == 0 for s in (shards[0], shards[2])):
             only_middle.append(term)
     assert len(only_middle) >= 2
     term = only_middle[0]
@@ -211,15 +211,14 @@ def test_a_term_in_one_shard_and_shards_without_a_match(en, en_searchers):
         assert got, query
         assert got == en_searchers[0].search(query, k=50), query
         assert got == en_searchers[7].search(query, k=50), query
-    # Shards 0 and 2 match nothing for the term alone; the merged list is the middle shard's.
-    counts = [searcher._count_terms(searcher.analyze(term))]
-    bounds = [s.rank_raw_many(counts, 10)[0] for s in shards]
-    assert [int(b[-1]) for b in bounds] == [0, int(bounds[1][-1]), 0] and int(bounds[1][-1]) > 0
+    # Shards 0 and 2 match nothing for the term alone: every hit is the middle shard's.
     in_middle = {d.id for d in _shard_docs(3, 1)}
-    assert {h.docid for h in searcher.search(term, k=50)} <= in_middle
+    hits = searcher.search(term, k=50)
+    assert {h.docid for h in hits} <= in_middle
+    assert len(hits) == shards[1].doc_freq(term) == en_searchers[0]._exact.doc_freq(term)
     # Its idf is the collection's: the middle shard alone gives another score.
     with bm25.open(en[3][0][1], en[3][1][1]) as alone:
-        assert alone.search(term, k=1)[0].score != searcher.search(term, k=1)[0].score
+        assert alone.search(term, k=1)[0].score != hits[0].score
 
 
 def test_query_errors_equal_unsharded(en_searchers):
@@ -266,22 +265,36 @@ def test_bad_shard_lists_are_refused(en, tmp_path):
         bm25.open_shards(folders, reports[:2])
     with pytest.raises(BundleError, match="exact"):
         bm25.open_shards(folders, reports, scorer="lucene")
-    with pytest.raises(BundleCorruptError, match="two bm25 shards"):
+    with pytest.raises(BundleCorruptError, match="is in two shards"):
         bm25.open_shards([folders[0], folders[0]], [reports[0], reports[0]])
     with pytest.raises(BundleCorruptError, match="missing"):
         bm25.open_shards([*folders[:2], tmp_path / "nowhere"], reports)
 
 
-def test_fan_out_threads_give_the_same_answers(en, en_searchers):
+def test_worker_threads_give_the_same_answers(en_searchers):
     topics = _queries()
-    with bm25.open_shards(*en[7], threads=3) as threaded:
-        assert threaded._pool is not None
-        assert threaded.batch_search_pairs(topics, k=100, threads=2) == en_searchers[0].batch_search_pairs(
-            topics, k=100
-        )
-        for _, text in topics[:10]:
-            if threaded.analyze(text):
-                assert threaded.search(text, k=10) == en_searchers[0].search(text, k=10)
+    want = en_searchers[0].batch_search_pairs(topics, k=100)
+    for threads in (2, 3):
+        assert en_searchers[7].batch_search_pairs(topics, k=100, threads=threads) == want
+        assert _lines(en_searchers[7].batch_search(topics, k=100, threads=threads)) == _lines(want)
+
+
+@pytest.mark.parametrize("mode", ["dense", "sparse", "chunked"])
+def test_every_ranking_path_equals_unsharded(en_searchers, monkeypatch, mode):
+    """The dense (bincount over all cells), sparse (np.unique) and chunked paths over shards."""
+    sharded = en_searchers[7]._exact
+    if mode == "dense":
+        monkeypatch.setattr(sharded, "DENSE_RATIO", 10**9)
+    elif mode == "sparse":
+        monkeypatch.setattr(sharded, "DENSE_RATIO", 0)
+    else:
+        monkeypatch.setattr(sharded, "DENSE_CELLS", sharded.rows * 3)
+    texts = [t for _, t in _queries()]
+    texts += [d.text[:300] for d in _read_docs(CORPUS)][:40]  # long queries, many ties
+    counts = [en_searchers[0]._count_terms(en_searchers[0].analyze(t)) for t in texts]
+    single = en_searchers[0]._exact
+    for n in (1, 3, 10, 1000):
+        assert sharded.rank_many(counts, n) == single.rank_many(counts, n), n
 
 
 def test_snippets_and_analysis_equal_unsharded(en_searchers):
