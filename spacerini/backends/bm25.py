@@ -51,6 +51,14 @@ Design choices, and why:
   :class:`BundleError` with the missing ids instead of losing documents silently. Documents
   whose contents are blank are skipped by Anserini by design (``empty`` in the stats); they can
   never match.
+* **Shards.** Each shard of a bundle (a contiguous range of docstore rows) gets an ordinary bm25
+  folder from :func:`build`, which plain pyserini opens on its own. :func:`open_shards` searches
+  them together with the collection's statistics (``docCount``, ``sumTotalTermFreq`` and each
+  term's ``docFreq``, summed over the shards at open: :func:`shard_stats` shows what each
+  contributes), ranking all shards' postings in one pass, so every answer equals that of one
+  index over all the documents: same docids, order and scores
+  (``tests/backends/test_bm25_shards.py`` checks 1, 3 and 7 shards against raw ``SearchCollection``).
+  Each shard's per-posting factors are recomputed in memory at open (8 bytes per posting).
 * ``scorer="lucene"`` (at ``open``) searches through Anserini's ``SimpleSearcher`` (the class
   pyserini's ``LuceneSearcher`` wraps) instead of the sidecar, for comparison.
 """
