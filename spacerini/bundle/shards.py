@@ -257,12 +257,15 @@ def build_sharded(
 
 
 def _summed(stats: Any) -> dict[str, Any]:
-    """Per-shard statistics summed where they are counts (other values are left out)."""
+    """Per-shard statistics summed where they are counts (integers); ratios such as BM25's
+    ``avgdl`` do not add up and are derived again from the sums where possible."""
     total: dict[str, Any] = {}
     for entry in stats:
         for key, value in entry.items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
+            if isinstance(value, int) and not isinstance(value, bool):
                 total[key] = total.get(key, 0) + value
+    if total.get("doc_count") and "sum_total_term_freq" in total:
+        total["avgdl"] = total["sum_total_term_freq"] / total["doc_count"]
     return total
 
 
