@@ -256,13 +256,17 @@ def build_sharded(
     }
 
 
+#: Counts that do not add up over shards: a term in two shards is one term of the corpus.
+_NOT_ADDITIVE = frozenset({"terms", "vocabulary"})
+
+
 def _summed(stats: Any) -> dict[str, Any]:
     """Per-shard statistics summed where they are counts (integers); ratios such as BM25's
     ``avgdl`` do not add up and are derived again from the sums where possible."""
     total: dict[str, Any] = {}
     for entry in stats:
         for key, value in entry.items():
-            if isinstance(value, int) and not isinstance(value, bool):
+            if isinstance(value, int) and not isinstance(value, bool) and key not in _NOT_ADDITIVE:
                 total[key] = total.get(key, 0) + value
     if total.get("doc_count") and "sum_total_term_freq" in total:
         total["avgdl"] = total["sum_total_term_freq"] / total["doc_count"]
