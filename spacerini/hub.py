@@ -7,11 +7,17 @@ neither the bundle nor this module imports the other's package at import time.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import re
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from spacerini.errors import BundleNotFoundError, DeployError, one_line
+
+logger = logging.getLogger(__name__)
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 
@@ -63,3 +69,64 @@ def resolve_hf_bundle(
             f"{spec}: cannot download the bundle ({message}); check the name, the network (HF_HUB_OFFLINE) and the token"
         ) from None
     return Path(folder)
+
+
+def point(link: Path, target: Path) -> None:
+    """Makes ``link`` a symlink to ``target`` in one step (a new link renamed over the old one)."""
+    tmp = link.with_name(f".{link.name}.{os.getpid()}-{threading.get_ident()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target, tmp, target_is_directory=True)
+    os.replace(tmp, link)
+
+
+def follow_hub_bundle(
+    spec: str,
+    link: str | os.PathLike[str],
+    *,
+    interval: float = 300.0,
+    stop: threading.Event | None = None,
+    resolve: Callable[[str], Path] = resolve_hf_bundle,
+) -> Path:
+    """Keeps ``link`` pointing at the newest revision of a Hub bundle, for a Space that serves it.
+
+    The bundle is downloaded now and ``link`` (a symlink) points at it; then a daemon thread asks
+    the Hub every ``interval`` seconds and, when a new revision was pushed (an opt-out, a
+    rebuild), downloads it and repoints ``link`` atomically. A :class:`~spacerini.bundle.Bundle`
+    opened at ``link`` notices the new manifest within its reload interval and switches every
+    backend at once, as it does when a bundle on disk is rebuilt; answers in flight finish on the
+    old revision, whose files stay in the Hub cache.
+
+    Args:
+        spec: ``hf:OWNER/NAME`` (no ``@REVISION``: a pinned revision never changes).
+        link: Where the symlink lives (open the bundle there).
+        interval: Seconds between checks.
+        stop: Set it to end the thread.
+        resolve: Downloads a spec to a local folder (tests pass a stand-in).
+
+    Returns:
+        ``link``.
+
+    Raises:
+        BundleNotFoundError: The first download failed.
+    """
+    link = Path(link)
+    current = Path(resolve(spec))
+    point(link, current)
+    done = stop or threading.Event()
+
+    def watch() -> None:
+        nonlocal current
+        while not done.wait(interval):
+            try:
+                newest = Path(resolve(spec))
+            except BundleNotFoundError as exc:  # offline for a while: keep serving what we have
+                logger.warning("cannot check %s for a new revision: %s", spec, exc)
+                continue
+            if newest != current:
+                logger.info("%s: new revision at %s", spec, newest)
+                point(link, newest)
+                current = newest
+
+    threading.Thread(target=watch, name="spacerini-hub-follow", daemon=True).start()
+    return link

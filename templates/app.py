@@ -38,11 +38,14 @@ install_spacerini()
 
 
 def bundle_path() -> Path:
-    """The local bundle folder, downloaded from the dataset repo on first start when needed."""
+    """The local bundle folder: ./bundle, or a link that follows the dataset repo's newest
+    revision (checked every $SPACERINI_REFRESH_SECONDS, default 300), so that an opt-out pushed
+    there reaches this Space without a restart."""
     if BUNDLE_REPO:
-        from spacerini.deploy import resolve_hf_bundle
+        from spacerini.hub import follow_hub_bundle
 
-        return resolve_hf_bundle("hf:" + BUNDLE_REPO)
+        interval = float(os.environ.get("SPACERINI_REFRESH_SECONDS", "300"))
+        return follow_hub_bundle("hf:" + BUNDLE_REPO, HERE / "bundle-live", interval=interval)
     return HERE / "bundle"
 
 
