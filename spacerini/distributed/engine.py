@@ -32,7 +32,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -115,8 +115,9 @@ def session(*, address: str | None = None, threads: int = 1) -> Iterator[None]:
     """Keeps a Ray connection open for the block, so several :func:`run_tasks` calls share it.
 
     Args:
-        address: The cluster to join (``"HOST:PORT"``, ``"auto"``); ``None`` starts Ray embedded
-            on this machine with ``threads`` CPUs and stops it when the block ends.
+        address: The cluster to join (``"HOST:PORT"``, ``"auto"``); ``None`` joins the cluster
+            that ``RAY_ADDRESS`` names, if set, and otherwise starts Ray embedded on this machine
+            with ``threads`` CPUs and stops it when the block ends.
         threads: CPUs of an embedded Ray (ignored when joining a cluster).
 
     Raises:
@@ -127,6 +128,7 @@ def session(*, address: str | None = None, threads: int = 1) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
+    address = address or os.environ.get("RAY_ADDRESS") or None
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address is None:
         options.update(
@@ -204,7 +206,8 @@ def run_tasks(
                     results[i] = _result(ray, ref, tasks[i], budget)
         except BaseException:
             for ref in pending:
-                ray.cancel(ref, force=True)
+                with suppress(Exception):  # a task whose node is gone cannot be cancelled; it is lost anyway
+                    ray.cancel(ref, force=True)
             raise
         finally:
             attempts = [_read_attempts(task) for task in tasks]
@@ -214,9 +217,10 @@ def run_tasks(
     _LAST_NODES[:] = [r["node"] for r in records]
     per_node = Counter(node[:12] for node in _LAST_NODES)
     logger.info(
-        "ray: %d %s tasks in %.1f s on %d nodes (%s)%s",
+        "ray: %d %s tasks in %.1f s on %d nodes (%s); %.1f s of it inside tasks, summed%s",
         len(records), tasks[0].backend, time.perf_counter() - started, len(per_node),
         ", ".join(f"{node}: {count}" for node, count in sorted(per_node.items())),
+        sum(r["seconds"] for r in records),
         f"; {retried} retried after a lost worker or node" if retried else "",
     )  # fmt: skip
     return [r["report"] for r in records]
@@ -328,6 +332,7 @@ def _run_shard(task: ShardTask, budget: int | None) -> dict[str, Any]:
     """Body of the Ray task: empties ``task.out``, builds the shard under the memory watchdog."""
     import ray
 
+    started = time.perf_counter()
     node = ray.get_runtime_context().get_node_id()
     marker = _marker(task)
     try:
@@ -350,7 +355,7 @@ def _run_shard(task: ShardTask, budget: int | None) -> dict[str, Any]:
         return {"error": "BundleError", "message": _over_budget(task, exc.args[0], budget or 0, killed=False)}
     except SpaceriniError as exc:
         return {"error": type(exc).__name__, "message": one_line(exc), "node": node}
-    return {"report": report, "node": node, "pid": os.getpid()}
+    return {"report": report, "node": node, "pid": os.getpid(), "seconds": time.perf_counter() - started}
 
 
 def _empty(folder: Path) -> None:
