@@ -13,6 +13,7 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +95,45 @@ def _progress() -> bool:
     return not os.environ.get("SPACERINI_NO_PROGRESS")
 
 
+def _backend_options(*, search: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Adds one flag per backend option that declares one (:mod:`spacerini.backends.options`)."""
+    from spacerini.backends.options import cli_flags
+
+    def decorate(command: Callable[..., Any]) -> Callable[..., Any]:
+        for flag in reversed(cli_flags(search=search)):
+            kind: Any = click.STRING
+            if flag.choices:
+                kind = click.Choice(list(flag.choices))
+            elif flag.type is int:
+                kind = click.IntRange(flag.minimum, flag.maximum)
+            elif flag.type is float:
+                kind = click.FloatRange(flag.minimum, flag.maximum)
+            command = click.option(flag.flag, f"opt__{flag.backend}__{flag.name}", default=None, type=kind, help=flag.help)(
+                command
+            )
+        return command
+
+    return decorate
+
+
+def _backend_params(flags: dict[str, Any], names: list[str]) -> dict[str, dict[str, Any]]:
+    """Groups the backend-option flags given by backend; flags of a backend not built are an error."""
+    from spacerini.backends.options import cli_flags
+
+    flag_of = {(f.backend, f.name): f.flag for f in cli_flags()}
+    params: dict[str, dict[str, Any]] = {}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        _, backend, name = key.split("__", 2)
+        params.setdefault(backend, {})[name] = value
+    for backend, given in params.items():
+        if backend not in names:
+            shown = "/".join(flag_of[(backend, name)] for name in given)
+            raise click.UsageError(f"{shown} apply to the {backend} backend, which is not in --backends")
+    return params
+
+
 # ---------------------------------------------------------------------------------- index
 @cli.command()
 @click.argument("source")
@@ -119,26 +159,7 @@ def _progress() -> bool:
 )
 @click.option("--optout", "optout_file", default=None, type=click.Path(dir_okay=False), help="File of ids to leave out (one per line).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
-@click.option("--analyzer", default=None, help="BM25 analyzer: en (default), a language code, or code.")
-@click.option("--k1", type=float, default=None, help="BM25 k1 (default 0.9, Anserini's).")
-@click.option("--b", "b", type=float, default=None, help="BM25 b (default 0.4, Anserini's).")
-@click.option("--encoder", default=None, help="Dense encoder: all-MiniLM-L6-v2 (default, offline), a local path or a cached name.")
-@click.option(
-    "--dense-index", default=None, type=click.Choice(["auto", "flat", "ivf", "ivfpq", "hnsw"]),
-    help="Faiss index type (default auto: flat below 50,000 passages, ivfpq above).",
-)
-@click.option("--passage-tokens", default=None, type=click.IntRange(1), help="Dense passage length in tokens (default 256, clipped to the encoder's).")
-@click.option("--overlap", default=None, type=click.IntRange(0), help="Tokens shared by consecutive passages (default 32).")
-@click.option("--hnsw-m", default=None, type=click.IntRange(2, 512), help="HNSW graph degree M (default 16).")
-@click.option("--ef-construction", default=None, type=click.IntRange(1), help="HNSW efConstruction (default 200).")
-@click.option("--ef-search", default=None, type=click.IntRange(1), help="HNSW efSearch at search time (default: tuned, from 32).")
-@click.option("--nlist", default=None, type=click.IntRange(1), help="IVF lists for ivf/ivfpq (default 4*sqrt(passages)).")
-@click.option("--nprobe", default=None, type=click.IntRange(1), help="IVF lists probed at search time (default: tuned, from 32 for ivf or nlist/12 for ivfpq).")
-@click.option(
-    "--target-recall", default=None, type=click.FloatRange(0, 1, min_open=True),
-    help="Recall@10 the ANN search knobs not given are tuned to after the build (default 0.95).",
-)
-@click.option("--device", default=None, help="Torch device for the dense encoder, e.g. cpu or cuda (default: the best one).")
+@_backend_options()
 @click.option("--shards", default=None, type=click.IntRange(1), help="Split the corpus into N contiguous shards (answers equal the unsharded ones).")
 @click.option("--shard-size", default=None, help="Or split by size: documents (50000) or bytes of text (2GB, 512MiB).")
 @click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]), help="Where shard indexes are built (ray: the [distributed] extra).")
@@ -159,20 +180,6 @@ def index(
     preprocess_opts: tuple[str, ...],
     optout_file: str | None,
     threads: int,
-    analyzer: str | None,
-    k1: float | None,
-    b: float | None,
-    encoder: str | None,
-    dense_index: str | None,
-    passage_tokens: int | None,
-    overlap: int | None,
-    hnsw_m: int | None,
-    ef_construction: int | None,
-    ef_search: int | None,
-    nlist: int | None,
-    nprobe: int | None,
-    target_recall: float | None,
-    device: str | None,
     shards: int | None,
     shard_size: str | None,
     engine: str,
@@ -180,28 +187,13 @@ def index(
     memory_budget: str | None,
     no_wait: bool,
     as_json: bool,
+    **backend_flags: Any,
 ) -> None:
     """Build a bundle from SOURCE: a file, a folder, a code folder (--format code) or hf:NAME[:CONFIG][@SPLIT]."""
     from spacerini.bundle import build_bundle
 
     names = _split(backends) or ["bm25"]
-    params: dict[str, dict[str, Any]] = {}
-    bm25 = {k: v for k, v in {"analyzer": analyzer, "k1": k1, "b": b}.items() if v is not None}
-    if bm25:
-        if "bm25" not in names:
-            raise click.UsageError("--analyzer/--k1/--b apply to the bm25 backend, which is not in --backends")
-        params["bm25"] = bm25
-    dense_options = {
-        "encoder": encoder, "index": dense_index, "passage_tokens": passage_tokens, "overlap": overlap,
-        "hnsw_m": hnsw_m, "ef_construction": ef_construction, "ef_search": ef_search, "nlist": nlist,
-        "nprobe": nprobe, "target_recall": target_recall, "device": device,
-    }
-    dense = {k: v for k, v in dense_options.items() if v is not None}
-    if dense:
-        if "dense" not in names:
-            flags = "/".join("--" + ("dense-index" if k == "index" else k.replace("_", "-")) for k in dense)
-            raise click.UsageError(f"{flags} apply to the dense backend, which is not in --backends")
-        params["dense"] = dense
+    params = _backend_params(backend_flags, names)
     steps = _split(preprocess) or []
     step_options: dict[str, Any] = {}
     if preprocess_opts:
@@ -260,8 +252,7 @@ def index(
 @click.option("--run-tag", default="spacerini", show_default=True)
 @click.option("--hybrid-method", default=None, type=click.Choice(["rrf", "weighted"]), help="Fusion for --backend hybrid.")
 @click.option("--alpha", default=None, type=click.FloatRange(0, 1), help="BM25 weight for --hybrid-method weighted.")
-@click.option("--ef-search", default=None, type=click.IntRange(1), help="Dense HNSW efSearch (overrides the bundle's).")
-@click.option("--nprobe", default=None, type=click.IntRange(1), help="Dense IVF nprobe (overrides the bundle's).")
+@_backend_options(search=True)
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def search(
     bundle: str,
@@ -275,9 +266,8 @@ def search(
     run_tag: str,
     hybrid_method: str | None,
     alpha: float | None,
-    ef_search: int | None,
-    nprobe: int | None,
     as_json: bool,
+    **backend_flags: Any,
 ) -> None:
     """Search BUNDLE for QUERY, or run a batch of --queries into a TREC --output run."""
     from spacerini.bundle import open_bundle
@@ -291,7 +281,7 @@ def search(
     if output is not None:
         _check_writable(output)  # before the batch runs, not after
     b = open_bundle(bundle)
-    _search_options(b, hybrid_method, alpha, ef_search, nprobe)
+    _search_options(b, hybrid_method, alpha, backend_flags)
     if queries is not None:
         from spacerini.eval import read_queries, write_trec_run
 
@@ -363,11 +353,20 @@ def _check_writable(path: str) -> None:
         raise click.FileError(path, hint="permission denied; choose a file in a folder you can write to")
 
 
-def _search_options(bundle: Any, method: str | None, alpha: float | None, ef_search: int | None, nprobe: int | None) -> None:
-    if ef_search is not None or nprobe is not None:
-        if "dense" not in bundle.backends:
-            raise click.UsageError(f"--ef-search/--nprobe apply to the dense backend, which {bundle.path} was built without")
-        bundle.configure("dense", ef_search=ef_search, nprobe=nprobe)
+def _search_options(bundle: Any, method: str | None, alpha: float | None, flags: dict[str, Any]) -> None:
+    from spacerini.backends.options import cli_flags
+
+    flag_of = {(f.backend, f.name): f.flag for f in cli_flags(search=True)}
+    given: dict[str, dict[str, Any]] = {}
+    for key, value in flags.items():
+        if value is not None:
+            _, backend, name = key.split("__", 2)
+            given.setdefault(backend, {})[name] = value
+    for backend, options in given.items():
+        if backend not in bundle.backends:
+            shown = "/".join(flag_of[(backend, name)] for name in options)
+            raise click.UsageError(f"{shown} apply to the {backend} backend, which {bundle.path} was built without")
+        bundle.configure(backend, **options)
     if method is not None:
         bundle.hybrid_params["method"] = method
     if alpha is not None:
@@ -394,8 +393,7 @@ def _plain(snippet: str) -> str:
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--hybrid-method", default=None, type=click.Choice(["rrf", "weighted"]), help="Fusion for --backend hybrid.")
 @click.option("--alpha", default=None, type=click.FloatRange(0, 1), help="BM25 weight for --hybrid-method weighted.")
-@click.option("--ef-search", default=None, type=click.IntRange(1), help="Dense HNSW efSearch (overrides the bundle's).")
-@click.option("--nprobe", default=None, type=click.IntRange(1), help="Dense IVF nprobe (overrides the bundle's).")
+@_backend_options(search=True)
 @click.option("--json", "as_json", is_flag=True)
 def eval_cmd(
     bundle: str,
@@ -407,16 +405,15 @@ def eval_cmd(
     threads: int,
     hybrid_method: str | None,
     alpha: float | None,
-    ef_search: int | None,
-    nprobe: int | None,
     as_json: bool,
+    **backend_flags: Any,
 ) -> None:
     """Evaluate BUNDLE on --queries against --qrels (nDCG@10, MAP, R@100 by default)."""
     from spacerini.bundle import open_bundle
     from spacerini.eval import evaluate, read_qrels, read_queries
 
     b = open_bundle(bundle)
-    _search_options(b, hybrid_method, alpha, ef_search, nprobe)
+    _search_options(b, hybrid_method, alpha, backend_flags)
     scores = evaluate(
         b, read_queries(queries), read_qrels(qrels), metrics=metrics, k=k, backend=backend, threads=threads
     )

@@ -239,7 +239,7 @@ def test_dense_index_options_from_the_cli(tmp_path: Path, capsys) -> None:
     code, _, err = run(["index", str(DATA / "tiny.jsonl"), "--out", str(tmp_path / "bm25")], capsys)
     assert code == 0, err
     code, _, err = run(["search", str(tmp_path / "bm25"), "x", "--nprobe", "4"], capsys)
-    assert_one_line_error(code, err, "--ef-search/--nprobe apply to the dense backend")
+    assert_one_line_error(code, err, "--nprobe apply to the dense backend")
 
 
 def test_closed_pipe_ends_quietly(bundle_dir: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,14 +17,13 @@ Backends are registered here by string key and imported only when used.
 from __future__ import annotations
 
 import importlib
-import inspect
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from spacerini.errors import BackendNotAvailableError, BackendParameterError, BundleCorruptError, QueryError
+from spacerini.errors import BackendNotAvailableError, BundleCorruptError, QueryError
 from spacerini.records import BuildReport, Doc, Hit
 
 _T = TypeVar("_T")
@@ -83,31 +82,29 @@ def get_backend(name: str) -> ModuleType:
         raise
 
 
-#: Arguments of every backend's ``build`` that the bundle passes itself: not backend parameters.
-_BUILD_ARGS = frozenset({"docs_factory", "folder", "threads", "progress"})
-
-
 def build_params(name: str) -> frozenset[str]:
-    """The parameters backend ``name``'s ``build`` takes (its keyword options, read off its signature)."""
-    accepted = inspect.signature(get_backend(name).build).parameters
-    return frozenset(accepted) - _BUILD_ARGS
+    """The build options of backend ``name`` (its options dataclass, :mod:`spacerini.backends.options`)."""
+    from spacerini.backends.options import build_option_names
+
+    return build_option_names(name)
 
 
 def check_params(name: str, params: Mapping[str, Any]) -> None:
-    """Raises for parameters backend ``name`` does not know: a typo must never be silently ignored.
+    """Checks build options before any document is read: a typo must never be silently ignored.
 
     Raises:
-        BackendParameterError: A key of ``params`` is not one of :func:`build_params`.
+        BackendParameterError: An unknown option, a wrong type or a value out of range.
     """
-    unknown = set(params) - build_params(name)
-    if unknown:
-        raise BackendParameterError(f"backend {name!r} has no parameter(s) {', '.join(sorted(unknown))}")
+    from spacerini.backends.options import check_build_options
+
+    check_build_options(name, params)
 
 
 def open_params(name: str) -> frozenset[str]:
-    """The search-time options backend ``name``'s ``open`` takes (e.g. dense ``ef_search``)."""
-    accepted = inspect.signature(get_backend(name).open).parameters
-    return frozenset(key for key, p in accepted.items() if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    """The search-time options backend ``name`` takes (e.g. dense ``ef_search``)."""
+    from spacerini.backends.options import search_option_names
+
+    return search_option_names(name)
 
 
 def read_json(folder: Path, name: str, *, what: str) -> Any:

@@ -26,7 +26,6 @@ from spacerini.display import plain_snippet
 from spacerini.docstore import Docstore
 from spacerini.errors import (
     BackendNotAvailableError,
-    BackendParameterError,
     BundleError,
     BundleNotFoundError,
     QueryError,
@@ -180,17 +179,12 @@ class BundleSnapshot:
         ``None`` values are ignored. A searcher already open is closed and reopened with them.
 
         Raises:
-            BackendParameterError: ``backend`` has no such option.
+            BackendParameterError: ``backend`` has no such option, or a value is out of range.
         """
-        from spacerini.backends import open_params
+        from spacerini.backends.options import check_search_options
 
         params = {key: value for key, value in params.items() if value is not None}
-        unknown = set(params) - open_params(backend)
-        if unknown:
-            raise BackendParameterError(
-                f"backend {backend!r} has no search option(s) {', '.join(sorted(unknown))}"
-                f" (it has: {', '.join(sorted(open_params(backend))) or 'none'})"
-            )
+        check_search_options(backend, params)  # names, types and ranges, as the CLI flags declare them
         with self._lock:
             self._open_params[backend] = {**self._open_params.get(backend, {}), **params}
             stale = [self._searchers.pop(name) for name in (backend, "hybrid") if name in self._searchers]
