@@ -99,6 +99,7 @@ class DenseOptions:
     )  # fmt: skip
     checkpoint_dir: str | None = _opt(None, "Where encoding checkpoints are kept.")
     device: str | None = _opt(None, "Torch device for the dense encoder, e.g. cpu or cuda (default: the best one).", flag="--device")
+    shard_plan: str | None = _opt(None, "Set by a sharded build (prepare_shards): the corpus-wide plan and codec.")
 
 
 @dataclass(frozen=True)
