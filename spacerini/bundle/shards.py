@@ -246,7 +246,11 @@ def build_sharded(
         merged = module.merge_shards(folders, root / folder_name, reports)
         for folder in [*folders, work]:
             shutil.rmtree(folder, ignore_errors=True)
-        return merged.to_dict() if hasattr(merged, "to_dict") else dict(merged)
+        entry = merged.to_dict() if hasattr(merged, "to_dict") else dict(merged)
+        # The build's cost is the shards' builds plus the merge, not the merge alone.
+        entry["merge_seconds"] = entry.get("seconds")
+        entry["seconds"] = round(sum(float(r.get("seconds") or 0) for r in reports) + float(entry.get("seconds") or 0), 3)
+        return entry
     shutil.rmtree(work, ignore_errors=True)
     return {
         "params": dict(reports[0].get("params") or params),
