@@ -11,8 +11,13 @@ Long documents are split into token-bounded, overlapping passages with the model
 Encoding runs the sentence-transformers modules directly on batches that this module builds, for
 speed, not through ``SentenceTransformer.encode``: each document is tokenized once (the ids of a
 one-passage document are reused rather than tokenized again for the model), and batches are
-formed longest first by exact token count rather than by character count, so they carry less
-padding. The vectors are the same as ``encode``'s (to float rounding, ~1e-7;
+formed by exact token count rather than by character count, so they carry less padding. Each
+sequence is padded to its length rounded up to :data:`WIDTH_STEP` tokens and a batch never
+mixes widths, so a vector is a function of its own tokens only: the forward pass of a row does
+not depend on the other rows of an equal-width batch (measured on CPU torch, any thread count),
+while a wider padding changes its last bits. Chunked, resumed and sharded dense builds therefore
+encode every passage to the same bits, and a query searched alone or in a batch gets the same
+vector. The vectors are the same as ``encode``'s (to float rounding, ~1e-7;
 ``tests/test_encoders.py`` checks). Models whose first module is not a Hugging Face transformer
 with a fast tokenizer go through ``encode`` unchanged.
 
@@ -41,6 +46,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ENCODER = "all-MiniLM-L6-v2"
 _DEFAULT_ALIASES = frozenset({"default", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"})
+
+#: Sequences are padded to a multiple of this many tokens, and a batch holds one padded width
+#: only (see the module docstring): at most 7 padding tokens a row, and few partial batches.
+WIDTH_STEP = 8
 
 _CACHE: dict[tuple[str, str], Encoder] = {}
 _CACHE_LOCK = threading.Lock()
@@ -241,12 +250,33 @@ class Encoder:
                 ids_list[i] = ids
         return self.encode_ids(ids_list, batch_size=batch_size), counts
 
+    def passage_counts(self, texts: Sequence[str], *, max_tokens: int, overlap: int) -> np.ndarray:
+        """How many passages :meth:`encode_docs` cuts each text into, without encoding any.
+
+        One tokenizer pass: a fraction of the cost of encoding.
+
+        Args:
+            texts: The documents.
+            max_tokens: Passage length in tokens (without special tokens).
+            overlap: Tokens shared by consecutive passages of a document.
+
+        Returns:
+            An int64 array, one count per text (0 for a text with no tokens).
+
+        Raises:
+            ValueError: ``overlap`` is negative or not below ``max_tokens``.
+        """
+        split = self._split_many(texts, max_tokens=max_tokens, overlap=overlap)
+        return np.fromiter((len(parts) for parts in split), dtype=np.int64, count=len(split))
+
     def encode_ids(self, ids: Sequence[Sequence[int]], *, batch_size: int = 32) -> np.ndarray:
         """Encodes token-id sequences that already hold the model's special tokens.
 
-        The sequences are batched longest first by their exact token counts, so a batch pads to
-        almost nothing (sentence-transformers sorts by characters, a rougher proxy), and each
-        batch is padded straight into an integer array: there is no second tokenizer pass.
+        Each sequence is padded to its token count rounded up to :data:`WIDTH_STEP` (at most the
+        model's ``max_seq_length``), and a batch holds sequences of one padded width only, widest
+        first: a batch pads to at most 7 tokens a row (sentence-transformers sorts by characters,
+        a rougher proxy), and a sequence's vector does not depend on what else is encoded with
+        it. Each batch is padded straight into an integer array: there is no second tokenizer pass.
 
         Args:
             ids: One token-id sequence per text, special tokens included, at most the model's
@@ -263,15 +293,24 @@ class Encoder:
         if n == 0:
             return out
         lengths = np.fromiter((len(seq) for seq in ids), dtype=np.int64, count=n)
-        order = np.argsort(-lengths, kind="stable")
+        padded = np.maximum(lengths, np.minimum(-(-lengths // WIDTH_STEP) * WIDTH_STEP, self._max_seq_length))
+        widths = np.maximum(1, padded)
+        order = np.argsort(-widths, kind="stable")
+        # Batches: at most batch_size rows of one width each, cut from the widest-first order.
+        bounds = [0, *(np.flatnonzero(np.diff(widths[order])) + 1).tolist(), n]
+        step = max(1, int(batch_size))
+        batches = [
+            (start, min(start + step, hi)) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True)
+            for start in range(lo, hi, step)
+        ]
         pad_id = self._tokenizer.pad_token_id
         pad_id = 0 if pad_id is None else int(pad_id)
         left = getattr(self._tokenizer, "padding_side", "right") == "left"
         device = self._model.device
         with torch.inference_mode():
-            for start in range(0, n, max(1, int(batch_size))):
-                rows = order[start : start + batch_size]
-                width = max(1, int(lengths[rows[0]]))
+            for start, stop in batches:
+                rows = order[start:stop]
+                width = int(widths[rows[0]])
                 input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
                 mask = np.zeros((len(rows), width), dtype=np.int64)
                 for r, row in enumerate(rows.tolist()):

@@ -45,6 +45,29 @@ Design choices, and why:
   ``key`` hashes the encoder, the passage parameters and a corpus
   fingerprint (SHA-256 over ids and text lengths). A rerun after a crash or Ctrl-C encodes only
   the chunks that are missing. The folder is removed after a successful build.
+* **Shards** (exact: a sharded build answers as the unsharded one does).
+  :func:`prepare_shards` runs once over the whole corpus before the shard builds. It decides
+  the index kind, ``nlist`` and the passage length from the whole corpus's passage count (one
+  tokenizer pass, no encoding), exactly as an unsharded build decides them, and for ``ivf`` and
+  ``ivfpq`` trains the codec once: it encodes only the documents that hold the passages an
+  unsharded build trains on (the same seeded sample of global passage rows), trains on those
+  vectors and writes the empty trained index's ``faiss.serialize_index`` bytes into a file (no
+  pickle). Each shard's ``build(..., shard_plan=...)`` encodes its own passages
+  (the expensive part), adds them to a copy of that codec with shard-local ids (a shard does not
+  know where it starts), and keeps its vector chunk files. :func:`merge_shards` then merges the
+  shards in corpus order: IVF inverted lists with ``merge_from``, each shard's ids shifted by the
+  passages before it (``ivfpq``: the fast-scan lists and the re-ranking vectors separately), or,
+  for ``flat`` and ``hnsw``, an index built from the shards' stored vectors exactly as an
+  unsharded build builds it, in the same ``add`` batches (an HNSW graph cannot be merged and
+  depends on those batches: it is built once, at merge time, from the stored vectors; nothing
+  is encoded again). Doc ordinals are shifted the same way, and the knobs are tuned on the
+  merged index as an unsharded build tunes them. A passage's vector depends on its own tokens
+  only (see :mod:`spacerini.encoders`), so the shards hold the very vectors of an unsharded
+  build: flat, IVF and (one Faiss thread) HNSW indexes come out byte-identical (``ivfpq``:
+  identical entries, only the padding of fast-scan blocks differs), with the same ids, scores
+  and tuned ``nprobe`` (``ivfpq`` picks among the refine factors reaching the target by timing,
+  in either build). Encoders without a fast tokenizer go through sentence-transformers' own
+  batching, whose vectors may differ in the last bits between sharded and unsharded builds.
 * **Devices.** :func:`spacerini.device.best_device` picks the encoder's device. With faiss-gpu and
   a CUDA device, flat and IVF indexes are built and searched on GPU 0 through
   ``StandardGpuResources`` / ``index_cpu_to_gpu`` and saved back as CPU indexes, so a bundle
@@ -55,6 +78,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -63,14 +87,14 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from spacerini.backends import DocsFactory, _dense_tune, check_batch, read_json
+from spacerini.backends import DocsFactory, _dense_tune, check_batch, iter_batches, read_json
 from spacerini.encoders import DEFAULT_ENCODER, Encoder, load_encoder, model_path
 from spacerini.errors import BundleCorruptError, DependencyMissingError, EmptyCorpusError, QueryError
 from spacerini.records import BuildReport, Hit
@@ -101,6 +125,13 @@ DEFAULT_TARGET_RECALL = 0.95
 #: Smaller indexes keep the fixed defaults: a sample of a few hundred passages measures little.
 TUNE_MIN_PASSAGES = 1_000
 _CHECKPOINT_VERSION = 1
+#: Files :func:`prepare_shards` writes into its work folder for the shard builds.
+PLAN_FILE = "dense-plan.json"
+CODEC_FILE = "dense-codec.faiss"
+#: A shard folder keeps its passage vectors here (chunk files) for :func:`merge_shards`.
+SHARD_CHUNKS = "chunks"
+_PLAN_VERSION = 1
+_IVF_KINDS = ("ivf", "ivfpq")
 
 
 # ------------------------------------------------------------------------------------- build
@@ -125,8 +156,13 @@ def build(
     target_recall: float | None = DEFAULT_TARGET_RECALL,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     device: str | None = None,
+    shard_plan: str | None = None,
 ) -> BuildReport:
     """Encodes every document's passages and writes a Faiss index into ``folder``.
+
+    With ``shard_plan`` (from :func:`prepare_shards`) it builds one shard of a sharded bundle
+    instead: ``docs_factory`` yields that shard's documents, and ``folder`` gets the shard's part
+    of the shared index and its vector chunks, which :func:`merge_shards` merges.
 
     Args:
         docs_factory: Returns a fresh iterator of docs in docstore order (called twice).
@@ -158,14 +194,19 @@ def build(
             by a hash of the encoder, the passage parameters and the corpus fingerprint, which
             is removed after a successful build. ``None`` means ``$SPACERINI_CACHE/dense-checkpoints``.
         device: Torch device for the encoder; ``None`` picks the best one.
+        shard_plan: The plan file :func:`prepare_shards` wrote (its returned params name it):
+            the index kind, ``nlist`` and the trained codec decided from the whole corpus. The
+            shard's passages get shard-local ids; :func:`merge_shards` makes them global.
 
     Returns:
-        The build report; its params are what :func:`open` needs.
+        The build report; its params are what :func:`open` needs (for a shard: what
+        :func:`merge_shards` needs).
 
     Raises:
         ValueError: A parameter is out of range.
         EmptyCorpusError: ``docs_factory`` yields no documents.
         DependencyMissingError: faiss, sentence-transformers or the encoder is missing.
+        BundleCorruptError: ``shard_plan`` is missing, unreadable or made for other settings.
     """
     started = time.perf_counter()
     hnsw_m = HNSW_DEFAULTS["hnsw_m"] if hnsw_m is None else hnsw_m
@@ -178,13 +219,16 @@ def build(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
 
+    plan = _read_plan(Path(shard_plan)) if shard_plan is not None else None
     ids, fingerprint = _fingerprint(docs_factory)
-    if not ids:
+    if not ids and plan is None:
         raise EmptyCorpusError("the dense backend got no documents")
     enc = load_encoder(encoder, device=device)
     passage_tokens = min(passage_tokens, enc.max_tokens)
     if overlap >= passage_tokens:
         raise ValueError(f"overlap ({overlap}) must be below passage_tokens ({passage_tokens}, the encoder's limit)")
+    if plan is not None:
+        _check_plan(plan, Path(str(shard_plan)), encoder=encoder, dim=enc.dim, index=index, passage_tokens=passage_tokens, overlap=overlap)
     key = _checkpoint_key(encoder, passage_tokens, overlap, chunk_docs, fingerprint)
     parent = Path(checkpoint_dir) if checkpoint_dir is not None else _cache_root() / "dense-checkpoints"
     with _checkpoint_folder(parent, key) as ckpt:
@@ -196,21 +240,36 @@ def build(
         encode_seconds = time.perf_counter() - encode_started
         # One row per passage, naming its document: the passage count and the documents without a
         # passage follow from it.
-        passage_doc = np.concatenate([np.load(docs_path) for _, docs_path in chunks]).astype(np.int32, copy=False)
+        passage_doc = _passage_doc(chunks)
         n_passages = len(passage_doc)
         empty = len(ids) - len(np.unique(passage_doc))
+        if plan is not None:
+            params = _params_record(
+                encoder=encoder, dim=enc.dim, kind=plan["index"], index_requested=index, passage_tokens=passage_tokens,
+                overlap=overlap, batch_size=batch_size, chunk_docs=chunk_docs, hnsw_m=hnsw_m,
+                ef_construction=ef_construction, nlist=plan["nlist"],
+            )
+            params["shard"] = {
+                "plan": plan["id"], "corpus_docs": plan["docs"], "corpus_passages": plan["passages"],
+                "knobs": {"ef_search": ef_search, "nprobe": nprobe, "refine_factor": refine_factor},
+                "target_recall": target_recall,
+            }
+            index_seconds = _write_shard(
+                faiss, folder, plan, Path(str(shard_plan)), chunks, ids, params, threads=threads, progress=progress
+            )
+            encode_seconds = time.perf_counter() - encode_started - index_seconds
+            stats = {
+                "passages": n_passages, "empty_docs": empty, "resumed_chunks": resumed,
+                "encode_seconds": round(encode_seconds, 3), "index_seconds": round(index_seconds, 3),
+                "device": enc.device,
+            }
+            seconds = time.perf_counter() - started
+            logger.info("dense: shard of %d docs, %d passages (%s) in %.1fs", len(ids), n_passages, params["index"], seconds)
+            return BuildReport(backend=NAME, docs=len(ids), seconds=seconds, params=params, stats=stats)
         if n_passages == 0:
             raise EmptyCorpusError("no document has any text to encode for the dense backend")
 
-        kind = index if index != "auto" else auto_index(n_passages)[0]
-        if kind == "ivfpq" and n_passages < IVFPQ_MIN_PASSAGES:
-            logger.warning(
-                "dense: %d passages are too few to train an ivfpq index (it needs %d); building an exact flat index",
-                n_passages, IVFPQ_MIN_PASSAGES,
-            )
-            kind = "flat"
-        if kind in ("ivf", "ivfpq"):
-            nlist = nlist or default_nlist(n_passages)
+        kind, nlist = _resolve_kind(index, n_passages, nlist)
         gpus = _gpus_for(kind)
         index_started = time.perf_counter()
         with _faiss_threads(faiss, threads):
@@ -225,22 +284,11 @@ def build(
         faiss.write_index(cpu_index, str(folder / INDEX_FILE))
         np.save(folder / PASSAGE_DOC_FILE, passage_doc)
         (folder / IDS_FILE).write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")
-        params: dict[str, Any] = {
-            "encoder": encoder,
-            "dim": enc.dim,
-            "metric": "inner_product",
-            "normalized": True,
-            "index": kind,
-            "index_requested": index,
-            "passage_tokens": passage_tokens,
-            "overlap": overlap,
-            "batch_size": batch_size,
-            "chunk_docs": chunk_docs,
-        }
-        if kind == "hnsw":
-            params.update(hnsw_m=hnsw_m, ef_construction=ef_construction)
-        if kind in ("ivf", "ivfpq"):
-            params.update(nlist=nlist)
+        params = _params_record(
+            encoder=encoder, dim=enc.dim, kind=kind, index_requested=index, passage_tokens=passage_tokens,
+            overlap=overlap, batch_size=batch_size, chunk_docs=chunk_docs, hnsw_m=hnsw_m,
+            ef_construction=ef_construction, nlist=nlist,
+        )
         params.update(knobs)
         if tuned is not None:
             params.update(target_recall=target_recall, tuned_recall=tuned.recall, tune_queries=tuned.queries)
@@ -294,6 +342,50 @@ def default_nprobe(kind: str, nlist: int) -> int:
 def default_nlist(n_passages: int) -> int:
     """IVF lists for ``n_passages`` vectors: 4·√n, but at least 39 training points per list."""
     return max(1, min(n_passages // 39, int(round(4 * math.sqrt(n_passages)))))
+
+
+def _resolve_kind(index: str, n_passages: int, nlist: int | None) -> tuple[str, int | None]:
+    """The index kind and ``nlist`` a build of ``n_passages`` passages makes when asked for ``index``."""
+    kind = index if index != "auto" else auto_index(n_passages)[0]
+    if kind == "ivfpq" and n_passages < IVFPQ_MIN_PASSAGES:
+        logger.warning(
+            "dense: %d passages are too few to train an ivfpq index (it needs %d); building an exact flat index",
+            n_passages, IVFPQ_MIN_PASSAGES,
+        )
+        kind = "flat"
+    if kind in _IVF_KINDS:
+        nlist = nlist or default_nlist(n_passages)
+    return kind, nlist
+
+
+def _params_record(
+    *, encoder: str, dim: int, kind: str, index_requested: str, passage_tokens: int, overlap: int, batch_size: int,
+    chunk_docs: int, hnsw_m: int, ef_construction: int, nlist: int | None,
+) -> dict[str, Any]:
+    """The build parameters stored in ``dense.json`` and the manifest (before the search knobs)."""
+    params: dict[str, Any] = {
+        "encoder": encoder,
+        "dim": dim,
+        "metric": "inner_product",
+        "normalized": True,
+        "index": kind,
+        "index_requested": index_requested,
+        "passage_tokens": passage_tokens,
+        "overlap": overlap,
+        "batch_size": batch_size,
+        "chunk_docs": chunk_docs,
+    }
+    if kind == "hnsw":
+        params.update(hnsw_m=hnsw_m, ef_construction=ef_construction)
+    if kind in _IVF_KINDS:
+        params.update(nlist=nlist)
+    return params
+
+
+def _passage_doc(chunks: Sequence[tuple[Path, Path]]) -> np.ndarray:
+    """The document ordinal of each passage, over the chunk files in order."""
+    parts = [np.load(doc_path) for _, doc_path in chunks]
+    return np.concatenate(parts).astype(np.int32, copy=False) if parts else np.zeros(0, dtype=np.int32)
 
 
 def _check_build_params(
@@ -474,6 +566,17 @@ def build_index(
         faiss, kind, chunks, dim=dim, n_passages=n_passages, hnsw_m=hnsw_m, ef_construction=ef_construction,
         nlist=nlist, gpus=gpus, progress=progress,
     )
+    knobs_out, tuned = _settle_knobs(
+        faiss, index, kind, chunks, n_passages=n_passages, nlist=nlist, knobs=knobs, target_recall=target_recall
+    )
+    return index, knobs_out, tuned
+
+
+def _settle_knobs(
+    faiss: Any, index: Any, kind: str, chunks: Sequence[tuple[Path, Path]], *, n_passages: int, nlist: int | None,
+    knobs: Mapping[str, int | None], target_recall: float | None,
+) -> tuple[dict[str, int], _dense_tune.Tuned | None]:
+    """Keeps the knobs given, tunes the others (see :func:`build_index`) and applies them to ``index``."""
     defaults = default_knobs(kind, nlist or 1)
     chosen = {key: knobs.get(key) or value for key, value in defaults.items()}
     tuned = None
@@ -486,30 +589,70 @@ def build_index(
         chosen.update(tuned.params)
     if chosen:
         apply_knobs(faiss, index, kind, chosen)
-    return index, chosen, tuned
+    return chosen, tuned
 
 
 def _build_index(
     faiss: Any, kind: str, chunks: Sequence[tuple[Path, Path]], *, dim: int, n_passages: int, hnsw_m: int,
-    ef_construction: int, nlist: int | None, gpus: int, progress: bool,
+    ef_construction: int, nlist: int | None, gpus: int, progress: bool, batches: Iterable[np.ndarray] | None = None,
 ) -> Any:
-    """Builds a CPU index (on GPU 0 first when ``gpus`` > 0: flat/IVF with faiss-gpu)."""
+    """Builds a CPU index (on GPU 0 first when ``gpus`` > 0: flat/IVF with faiss-gpu).
+
+    The vectors come from ``chunks``, one ``add`` per chunk, or from ``batches`` when given.
+    """
     index = make_index(faiss, kind, dim, hnsw_m=hnsw_m, ef_construction=ef_construction, nlist=nlist or 1)
     gpu_res = None
     if gpus > 0:
         gpu_res = faiss.StandardGpuResources()
         index = faiss.index_cpu_to_gpu(gpu_res, 0, index)
-    if kind in ("ivf", "ivfpq"):
-        want = min(n_passages, max(64 * int(nlist or 1), 10_000))
-        index.train(_dense_tune.gather_rows(chunks, _dense_tune.sample_rows(n_passages, want)))
-    bar = tqdm(total=n_passages, desc=f"dense: {kind} index", unit=" vec", disable=not progress)
-    for vectors in _iter_vectors(chunks):
-        index.add(vectors)
-        bar.update(len(vectors))
-    bar.close()
+    if kind in _IVF_KINDS:
+        index.train(_dense_tune.gather_rows(chunks, training_rows(n_passages, nlist or 1)))
+    _add_chunks(
+        index, chunks if batches is None else batches, desc=f"dense: {kind} index", total=n_passages, progress=progress
+    )
     if gpu_res is not None:
         index = faiss.index_gpu_to_cpu(index)
     return index
+
+
+def training_rows(n_passages: int, nlist: int) -> np.ndarray:
+    """The passage rows (sorted, global) an IVF codec of ``nlist`` lists trains on: a seeded sample
+    of ``max(64·nlist, 10,000)`` rows, all of them in smaller corpora."""
+    return _dense_tune.sample_rows(n_passages, min(n_passages, max(64 * int(nlist), 10_000)))
+
+
+def _add_chunks(
+    index: Any, chunks: Sequence[tuple[Path, Path]] | Iterable[np.ndarray], *, desc: str, total: int, progress: bool
+) -> None:
+    """Adds the chunk files' vectors (or the given vector batches) to ``index``, one ``add`` each."""
+    bar = tqdm(total=total, desc=desc, unit=" vec", disable=not progress)
+    for vectors in _iter_vectors(chunks) if isinstance(chunks, Sequence) else chunks:
+        index.add(vectors)
+        bar.update(len(vectors))
+    bar.close()
+
+
+def _global_batches(
+    chunks: Sequence[tuple[Path, Path]], passage_doc: np.ndarray, chunk_docs: int
+) -> Iterator[np.ndarray]:
+    """The shards' vectors regrouped into the batches an unsharded build adds: one per non-empty
+    chunk of ``chunk_docs`` documents (an HNSW graph depends on how its vertices were batched)."""
+    cuts = np.searchsorted(passage_doc, np.arange(chunk_docs, int(passage_doc[-1]) + 1, chunk_docs)).tolist()
+    bounds = [0, *cuts, len(passage_doc)]
+    stream = _iter_vectors(chunks)
+    pending = np.zeros((0, 0), dtype=np.float32)
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if hi == lo:
+            continue
+        parts, have = [], 0
+        while have < hi - lo:
+            if not len(pending):
+                pending = next(stream)
+            take = pending[: hi - lo - have]
+            parts.append(take)
+            have += len(take)
+            pending = pending[len(take) :]
+        yield np.ascontiguousarray(np.concatenate(parts))
 
 
 def make_index(
@@ -569,6 +712,383 @@ class _faiss_threads:  # noqa: N801 - used as a context manager, like a function
 
     def __exit__(self, *exc: object) -> None:
         self._faiss.omp_set_num_threads(self._old)
+
+
+# ------------------------------------------------------------------------------------ shards
+def prepare_shards(
+    docs_factory: DocsFactory,
+    work_folder: Path,
+    params: Mapping[str, Any],
+    *,
+    threads: int = 1,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Decides, once for the whole corpus, what every shard build of a sharded bundle shares.
+
+    The index kind, ``nlist`` and passage length are decided from the whole corpus's passage
+    count exactly as an unsharded :func:`build` decides them (one tokenizer pass; ``flat`` and
+    ``hnsw`` asked for by name need none). For ``ivf`` and ``ivfpq`` the codec is trained once
+    on the passages an unsharded build trains on (:func:`training_rows`): only the documents
+    holding them are encoded, and the trained, empty index is written into ``work_folder``.
+
+    Args:
+        docs_factory: Returns a fresh iterator of all documents in corpus order (called twice
+            for ``ivf``/``ivfpq``, once for ``auto``).
+        work_folder: A scratch folder the shard builds can read (kept until the merge is done).
+        params: The backend's build options (those of :func:`build`).
+        threads: Faiss threads for training (as in an unsharded build's).
+        progress: Show progress bars.
+
+    Returns:
+        ``params`` plus ``shard_plan``: the plan file every shard's :func:`build` reads.
+
+    Raises:
+        ValueError: An unknown option, or one out of range.
+        EmptyCorpusError: No document has any text to encode.
+        DependencyMissingError: faiss, sentence-transformers or the encoder is missing.
+    """
+    options = _build_options(params)
+    hnsw_m = options["hnsw_m"] or HNSW_DEFAULTS["hnsw_m"]
+    ef_construction = options["ef_construction"] or HNSW_DEFAULTS["ef_construction"]
+    index, nlist = options["index"], options["nlist"]
+    _check_build_params(
+        index, options["passage_tokens"], options["overlap"], options["batch_size"], options["chunk_docs"], hnsw_m,
+        ef_construction, options["ef_search"], nlist, options["nprobe"], options["refine_factor"],
+        options["target_recall"],
+    )
+    faiss = _import_faiss()
+    work_folder = Path(work_folder)
+    work_folder.mkdir(parents=True, exist_ok=True)
+    enc = load_encoder(options["encoder"], device=options["device"])
+    passage_tokens = min(options["passage_tokens"], enc.max_tokens)
+    overlap = options["overlap"]
+    if overlap >= passage_tokens:
+        raise ValueError(f"overlap ({overlap}) must be below passage_tokens ({passage_tokens}, the encoder's limit)")
+    counts: np.ndarray | None = None
+    kind = index
+    if index not in ("flat", "hnsw"):
+        counts = _passage_counts(docs_factory, enc, passage_tokens, overlap, options["chunk_docs"], progress)
+        if len(counts) == 0:
+            raise EmptyCorpusError("the dense backend got no documents")
+        if int(counts.sum()) == 0:
+            raise EmptyCorpusError("no document has any text to encode for the dense backend")
+        kind, nlist = _resolve_kind(index, int(counts.sum()), nlist)
+    codec = None
+    if kind in _IVF_KINDS and counts is not None:
+        sample = _training_sample(docs_factory, enc, counts, nlist or 1, options, passage_tokens, progress)
+        trained = make_index(faiss, kind, enc.dim, nlist=nlist or 1)
+        gpu_res = None
+        if _gpus_for(kind) > 0:
+            gpu_res = faiss.StandardGpuResources()
+            trained = faiss.index_cpu_to_gpu(gpu_res, 0, trained)
+        with _faiss_threads(faiss, threads):
+            trained.train(sample)
+        if gpu_res is not None:
+            trained = faiss.index_gpu_to_cpu(trained)
+        codec = CODEC_FILE
+        (work_folder / CODEC_FILE).write_bytes(faiss.serialize_index(trained).tobytes())
+    plan: dict[str, Any] = {
+        "version": _PLAN_VERSION,
+        "encoder": options["encoder"],
+        "dim": enc.dim,
+        "index_requested": index,
+        "index": kind,
+        "nlist": nlist if kind in _IVF_KINDS else None,
+        "passage_tokens": passage_tokens,
+        "overlap": overlap,
+        "docs": None if counts is None else len(counts),
+        "passages": None if counts is None else int(counts.sum()),
+        "codec": codec,
+    }
+    text = json.dumps(plan, indent=2, sort_keys=True) + "\n"
+    plan_path = work_folder / PLAN_FILE
+    plan_path.write_text(text, encoding="utf-8")
+    logger.info(
+        "dense: shard plan: %s index%s over %s passages", kind, f" ({nlist} lists, codec trained)" if codec else "",
+        plan["passages"] if plan["passages"] is not None else "(uncounted)",
+    )
+    return {**dict(params), "shard_plan": str(plan_path)}
+
+
+def merge_shards(
+    folders: Sequence[Path],
+    out: Path,
+    reports: Sequence[Mapping[str, Any] | BuildReport],
+    *,
+    threads: int = 1,
+    progress: bool = True,
+) -> BuildReport:
+    """Merges the dense shards of a sharded bundle into the one index an unsharded build writes.
+
+    Shard ``i`` holds a contiguous range of documents in corpus order, each passage with a
+    shard-local id: the merge shifts passage ids and doc ordinals by what the shards before it
+    hold. ``ivf``/``ivfpq`` shards (parts of one trained codec) merge their inverted lists with
+    ``merge_from``; ``flat`` and ``hnsw`` indexes are built from the shards' stored vectors, as
+    an unsharded build builds them. The knobs not given are then tuned on the merged index as an
+    unsharded build tunes them (:func:`build_index`).
+
+    Args:
+        folders: The shards' backend folders, in corpus order.
+        out: The folder to write the merged index into (created if missing).
+        reports: The shards' build reports (or their manifest entries), in the order of
+            ``folders``. An entry marked ``"empty"`` (a shard left with no documents) is skipped.
+        threads: Faiss threads for building and tuning (as in an unsharded build's).
+        progress: Show progress bars.
+
+    Returns:
+        The merged index's report: its params equal an unsharded build's.
+
+    Raises:
+        ValueError: ``reports`` and ``folders`` differ in length, or the shards come from
+            different plans or do not add up to the corpus their plan counted.
+        EmptyCorpusError: No shard has any passage.
+        BundleCorruptError: A shard folder is missing files or was not built with a plan.
+    """
+    started = time.perf_counter()
+    faiss = _import_faiss()
+    if len(reports) != len(folders):
+        raise ValueError(f"{len(folders)} shard folders but {len(reports)} reports")
+    dicts = [report.to_dict() if isinstance(report, BuildReport) else dict(report) for report in reports]
+    kept = [(Path(folder), report) for folder, report in zip(folders, dicts, strict=True) if not report.get("empty")]
+    if not kept:
+        raise EmptyCorpusError("the dense backend got no documents")
+    records = [read_json(folder, PARAMS_FILE, what="the dense shard parameters") for folder, _ in kept]
+    for (folder, _), record in zip(kept, records, strict=True):
+        if not isinstance(record.get("shard"), dict):
+            raise BundleCorruptError(f"{folder}: not a dense shard (build it with the params prepare_shards returns)")
+    first = records[0]
+    setting = first["shard"]
+    base = {key: value for key, value in first.items() if key != "shard"}
+    for (folder, _), record in zip(kept, records, strict=True):
+        if record["shard"] != setting or {k: v for k, v in record.items() if k != "shard"} != base:
+            raise ValueError(f"{folder}: this dense shard was built from another plan or with other options than {kept[0][0]}")
+    ids: list[str] = []
+    chunks: list[tuple[Path, Path]] = []
+    doc_parts: list[np.ndarray] = []
+    for folder, _ in kept:
+        shard_chunks = _shard_chunks(folder)
+        doc_parts.append(_passage_doc(shard_chunks) + np.int32(len(ids)))
+        chunks.extend(shard_chunks)
+        ids.extend(read_json(folder, IDS_FILE, what="the dense document ids"))
+    passage_doc = np.concatenate(doc_parts).astype(np.int32, copy=False)
+    n_passages = len(passage_doc)
+    for what, want, got in (("documents", setting["corpus_docs"], len(ids)), ("passages", setting["corpus_passages"], n_passages)):
+        if want is not None and want != got:
+            raise ValueError(f"the dense shards hold {got} {what}, but their plan counted {want} in the corpus")
+    if n_passages == 0:
+        raise EmptyCorpusError("no document has any text to encode for the dense backend")
+    kind, nlist = base["index"], base.get("nlist")
+    gpus = _gpus_for(kind)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    with _faiss_threads(faiss, threads):
+        if kind in _IVF_KINDS:
+            index = _merge_ivf(faiss, [folder / INDEX_FILE for folder, _ in kept])
+        else:
+            index = _build_index(
+                faiss, kind, chunks, dim=int(base["dim"]), n_passages=n_passages, hnsw_m=int(base.get("hnsw_m") or 1),
+                ef_construction=int(base.get("ef_construction") or 1), nlist=None, gpus=gpus, progress=progress,
+                batches=_global_batches(chunks, passage_doc, int(base["chunk_docs"])),
+            )
+        if int(index.ntotal) != n_passages:
+            raise BundleCorruptError(f"the dense shard indexes hold {index.ntotal} vectors, their chunks {n_passages}")
+        knobs, tuned = _settle_knobs(
+            faiss, index, kind, chunks, n_passages=n_passages, nlist=nlist, knobs=setting["knobs"],
+            target_recall=setting["target_recall"],
+        )
+    faiss.write_index(index, str(out / INDEX_FILE))
+    np.save(out / PASSAGE_DOC_FILE, passage_doc)
+    (out / IDS_FILE).write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")
+    params = dict(base)
+    params.update(knobs)
+    if tuned is not None:
+        params.update(target_recall=setting["target_recall"], tuned_recall=tuned.recall, tune_queries=tuned.queries)
+    (out / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+    merge_seconds = time.perf_counter() - started
+    shard_stats = [dict(report.get("stats") or {}) for _, report in kept]
+    encode_seconds = sum(float(stats.get("encode_seconds") or 0) for stats in shard_stats)
+    stats = {
+        "passages": n_passages,
+        "empty_docs": len(ids) - len(np.unique(passage_doc)),
+        "resumed_chunks": sum(int(stats.get("resumed_chunks") or 0) for stats in shard_stats),
+        "encode_seconds": round(encode_seconds, 3),
+        "index_seconds": round(merge_seconds + sum(float(stats.get("index_seconds") or 0) for stats in shard_stats), 3),
+        "docs_per_second": round(len(ids) / encode_seconds, 1) if encode_seconds > 0 else None,
+        "device": shard_stats[0].get("device"),
+        "faiss_gpus": gpus,
+        "index_bytes": (out / INDEX_FILE).stat().st_size,
+        "shards": len(kept),
+        "merge_seconds": round(merge_seconds, 3),
+    }
+    seconds = merge_seconds + sum(float(report.get("seconds") or 0) for _, report in kept)
+    logger.info("dense: merged %d shards: %d docs, %d passages, %s index", len(kept), len(ids), n_passages, kind)
+    return BuildReport(backend=NAME, docs=len(ids), seconds=seconds, params=params, stats=stats)
+
+
+def _build_options(params: Mapping[str, Any]) -> dict[str, Any]:
+    """``params`` over :func:`build`'s keyword defaults; unknown names are refused."""
+    defaults = {
+        name: parameter.default for name, parameter in inspect.signature(build).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("threads", "progress", "shard_plan")
+    }
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown dense build option(s): {', '.join(unknown)}")
+    return {**defaults, **params}
+
+
+def _passage_counts(
+    docs_factory: DocsFactory, enc: Encoder, passage_tokens: int, overlap: int, chunk_docs: int, progress: bool
+) -> np.ndarray:
+    """Passages per document over the whole corpus (tokenized, not encoded)."""
+    parts: list[np.ndarray] = []
+    bar = tqdm(desc="dense: counting passages", unit=" docs", disable=not progress)
+    for batch in iter_batches((doc.text for doc in docs_factory()), chunk_docs):
+        parts.append(enc.passage_counts(batch, max_tokens=passage_tokens, overlap=overlap))
+        bar.update(len(batch))
+    bar.close()
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+
+def _training_sample(
+    docs_factory: DocsFactory, enc: Encoder, counts: np.ndarray, nlist: int, options: Mapping[str, Any],
+    passage_tokens: int, progress: bool,
+) -> np.ndarray:
+    """The vectors of :func:`training_rows`, encoding only the documents that hold those passages.
+
+    A passage's vector depends on its own tokens only, so these are the vectors an unsharded
+    build trains on.
+    """
+    rows = training_rows(int(counts.sum()), nlist)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    owners = np.searchsorted(starts, rows, side="right") - 1  # the document of each sampled row
+    wanted = np.unique(owners)
+    out = np.zeros((len(rows), enc.dim), dtype=np.float32)
+    texts: list[str] = []
+    ordinals: list[int] = []
+    filled = 0
+
+    def flush() -> None:
+        nonlocal filled
+        vectors, _ = enc.encode_docs(
+            texts, max_tokens=passage_tokens, overlap=int(options["overlap"]), batch_size=int(options["batch_size"])
+        )
+        local = np.concatenate([[0], np.cumsum(counts[ordinals])])  # each doc's first row in ``vectors``
+        lo, hi = np.searchsorted(owners, [ordinals[0], ordinals[-1] + 1])
+        picked = local[np.searchsorted(ordinals, owners[lo:hi])] + (rows[lo:hi] - starts[owners[lo:hi]])
+        out[lo:hi] = vectors[picked]
+        filled += hi - lo
+        bar.update(len(texts))
+        texts.clear()
+        ordinals.clear()
+
+    bar = tqdm(total=len(wanted), desc="dense: encoding the training sample", unit=" docs", disable=not progress)
+    want = set(wanted.tolist())
+    for ordinal, doc in enumerate(docs_factory()):
+        if ordinal in want:
+            texts.append(doc.text)
+            ordinals.append(ordinal)
+            if len(texts) >= int(options["chunk_docs"]):
+                flush()
+    if texts:
+        flush()
+    bar.close()
+    if filled != len(rows):
+        raise ValueError(f"the corpus changed while the dense shard plan was made ({filled} of {len(rows)} sample rows)")
+    return out
+
+
+def _read_plan(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        plan = json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise BundleCorruptError(f"{path}: cannot read the dense shard plan ({exc})") from exc
+    if not isinstance(plan, dict) or plan.get("version") != _PLAN_VERSION:
+        raise BundleCorruptError(f"{path}: not a dense shard plan of version {_PLAN_VERSION}")
+    return {**plan, "id": hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]}
+
+
+def _check_plan(
+    plan: Mapping[str, Any], path: Path, *, encoder: str, dim: int, index: str, passage_tokens: int, overlap: int
+) -> None:
+    """Refuses a shard build whose options differ from the ones the plan was made with."""
+    given = {"encoder": encoder, "dim": dim, "index_requested": index, "passage_tokens": passage_tokens, "overlap": overlap}
+    differ = [f"{key}={value!r} (plan: {plan.get(key)!r})" for key, value in given.items() if plan.get(key) != value]
+    if differ:
+        raise BundleCorruptError(f"{path}: this shard build's options differ from its plan's: {', '.join(differ)}")
+
+
+def _write_shard(
+    faiss: Any, folder: Path, plan: Mapping[str, Any], plan_path: Path, chunks: Sequence[tuple[Path, Path]],
+    ids: Sequence[str], params: Mapping[str, Any], *, threads: int, progress: bool,
+) -> float:
+    """Writes a shard: its part of the shared IVF codec (shard-local ids), ids, params and vector chunks.
+
+    Returns:
+        The seconds spent adding vectors to the codec.
+    """
+    started = time.perf_counter()
+    kind = plan["index"]
+    if kind in _IVF_KINDS:
+        codec_path = plan_path.parent / str(plan["codec"])
+        try:
+            index = faiss.deserialize_index(np.frombuffer(codec_path.read_bytes(), dtype=np.uint8))
+        except (OSError, RuntimeError) as exc:
+            raise BundleCorruptError(f"{codec_path}: cannot read the trained dense codec ({exc})") from exc
+        gpu_res = None
+        if _gpus_for(kind) > 0:
+            gpu_res = faiss.StandardGpuResources()
+            index = faiss.index_cpu_to_gpu(gpu_res, 0, index)
+        total = sum(len(np.load(doc_path, mmap_mode="r")) for _, doc_path in chunks)
+        with _faiss_threads(faiss, threads):
+            _add_chunks(index, chunks, desc=f"dense: {kind} shard", total=total, progress=progress)
+        if gpu_res is not None:
+            index = faiss.index_gpu_to_cpu(index)
+        faiss.write_index(index, str(folder / INDEX_FILE))
+    seconds = time.perf_counter() - started
+    (folder / IDS_FILE).write_text(json.dumps(list(ids), ensure_ascii=False), encoding="utf-8")
+    (folder / PARAMS_FILE).write_text(json.dumps(params, indent=2) + "\n", encoding="utf-8")
+    # Moved last, so that a build interrupted before this point resumes from its checkpoints.
+    (folder / SHARD_CHUNKS).mkdir(exist_ok=True)
+    for pair in chunks:
+        for path in pair:
+            shutil.move(str(path), str(folder / SHARD_CHUNKS / path.name))
+    return seconds
+
+
+def _shard_chunks(folder: Path) -> list[tuple[Path, Path]]:
+    """A shard's (vectors, passage->doc) chunk files, in order."""
+    vectors = sorted((folder / SHARD_CHUNKS).glob("chunk_*.vec.npy"))
+    pairs = [(path, path.with_name(path.name.replace(".vec.npy", ".doc.npy"))) for path in vectors]
+    if not (folder / SHARD_CHUNKS).is_dir() or any(not doc.is_file() for _, doc in pairs):
+        raise BundleCorruptError(f"{folder}: the dense shard's vector chunks are missing")
+    return pairs
+
+
+def _merge_ivf(faiss: Any, paths: Sequence[Path]) -> Any:
+    """One IVF index from shard indexes of one trained codec, ids shifted to follow each other.
+
+    ``ivfpq`` (a refine index over fast-scan IVF lists) has no ``merge_from`` of its own: its
+    IVF lists and its exact re-ranking vectors merge separately.
+    """
+    try:
+        # read_index returns the concrete class, which owns the index: keep that object alive
+        # (a downcast of a temporary would point at freed memory).
+        merged = faiss.read_index(str(paths[0]))
+        for path in paths[1:]:
+            other = faiss.read_index(str(path))
+            into = merged
+            if hasattr(into, "refine_index"):
+                base = faiss.downcast_index(into.base_index)
+                base.merge_from(faiss.downcast_index(other.base_index), base.ntotal)
+                faiss.downcast_index(into.refine_index).merge_from(faiss.downcast_index(other.refine_index), 0)
+                into.ntotal = base.ntotal
+            else:
+                into.merge_from(other, into.ntotal)
+    except RuntimeError as exc:
+        raise BundleCorruptError(f"cannot merge the dense shard indexes ({exc})") from exc
+    return merged
 
 
 # -------------------------------------------------------------------------------------- open
