@@ -159,3 +159,16 @@ def test_merge_writes_one_lucene_index_that_answers_the_same(tmp_path: Path, bun
     plain = LuceneSearcher(str(out / "lucene"))
     reference = bundles[1].search("search engine ranking", k=10, snippets=False)
     assert [h.docid for h in plain.search("search engine ranking", k=10)] == [h.docid for h in reference]
+
+
+def test_a_sharded_dense_bundle_answers_as_the_unsharded_one(tmp_path: Path) -> None:
+    docs = _docs()[:60]
+    params = {"dense": {"index": "flat"}}
+    one = build_bundle(docs, tmp_path / "d1", backends=["dense"], backend_params=params, progress=False)
+    three = build_bundle(docs, tmp_path / "d3", backends=["dense"], backend_params=params, shards=3, progress=False)
+    assert len(three.info()["shards"]) == 3 and not list((three.path / "shards").glob("*/dense"))
+    assert filecmp.cmp(one.path / "dense" / "index.faiss", three.path / "dense" / "index.faiss", shallow=False)
+    for query in ("search engine ranking", "river apple"):
+        a = [(h.docid, round(h.score, 6)) for h in one.search(query, k=10, backend="dense")]
+        b = [(h.docid, round(h.score, 6)) for h in three.search(query, k=10, backend="dense")]
+        assert a == b and a

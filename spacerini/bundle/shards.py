@@ -10,11 +10,12 @@ that computes corpus-wide settings every shard build must share.
   ``shards/NNNNN/<folder>``, and the backend's ``open_shards`` answers over all of them (BM25
   with the collection's global statistics, merged by score then Anserini's tie-break; exact
   counts summed and occurrences merged in corpus order);
-* **merge** (``bloom``, ``owners``): each shard is built, then reduced into the one folder an
-  unsharded build writes (Bloom sketches of equal size and hashing ORed, byte-identical; owner
-  indexes grouped by owner), and the shard folders are dropped;
-* **whole** (``dense``): built once over all documents (a codec trained once and shared by
-  shards is the next step).
+* **merge** (``bloom``, ``owners``, ``dense``): each shard is built, then reduced into the one
+  folder an unsharded build writes (Bloom sketches of equal size and hashing ORed, byte-identical;
+  owner indexes grouped by owner; dense shards encoded against one codec trained once on the
+  unsharded build's sample, their IVF lists merged with global ids, flat and HNSW built from the
+  shards' vectors), and the shard folders are dropped;
+* **whole**: a backend that offers neither is built once over all documents.
 
 A 1-shard bundle keeps the plain layout (``lucene/`` at the top, which plain pyserini opens).
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -230,7 +231,7 @@ def build_sharded(
     work = root / "shards" / f"_prepare-{name}"
     if prepare is not None:  # corpus-wide settings every shard must share (a Bloom size, a trained codec)
         work.mkdir(parents=True)
-        params = dict(prepare(store.iter_docs, work, params))
+        params = dict(prepare(store.iter_docs, work, params, **_accepted(prepare, threads=threads, progress=progress)))
     folders: list[Path] = []
     tasks: list[ShardTask] = []
     for shard in layout:
@@ -243,7 +244,8 @@ def build_sharded(
         tasks, engine=engine, threads=threads, progress=progress, ray_address=ray_address, memory_budget=memory_budget
     )
     if is_merged(module):
-        merged = module.merge_shards(folders, root / folder_name, reports)
+        merge = module.merge_shards
+        merged = merge(folders, root / folder_name, reports, **_accepted(merge, threads=threads, progress=progress))
         for folder in [*folders, work]:
             shutil.rmtree(folder, ignore_errors=True)
         entry = merged.to_dict() if hasattr(merged, "to_dict") else dict(merged)
@@ -262,6 +264,14 @@ def build_sharded(
 
 #: Counts that do not add up over shards: a term in two shards is one term of the corpus.
 _NOT_ADDITIVE = frozenset({"terms", "vocabulary"})
+
+
+def _accepted(function: Callable[..., Any], **options: Any) -> dict[str, Any]:
+    """The keyword ``options`` that ``function`` takes (dense's merge takes threads, bloom's does not)."""
+    import inspect
+
+    accepted = inspect.signature(function).parameters
+    return {key: value for key, value in options.items() if key in accepted}
 
 
 def _summed(stats: Any) -> dict[str, Any]:
