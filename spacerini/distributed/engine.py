@@ -115,9 +115,9 @@ def session(*, address: str | None = None, threads: int = 1) -> Iterator[None]:
     """Keeps a Ray connection open for the block, so several :func:`run_tasks` calls share it.
 
     Args:
-        address: The cluster to join (``"HOST:PORT"``, ``"auto"``); ``None`` joins the cluster
-            that ``RAY_ADDRESS`` names, if set, and otherwise starts Ray embedded on this machine
-            with ``threads`` CPUs and stops it when the block ends.
+        address: The cluster to join (``"HOST:PORT"``, ``"auto"``); ``None`` starts Ray embedded on
+            this machine with ``threads`` CPUs, and stops it when the block ends. It is always a new
+            instance: one that other processes run here (``ray start``, a test's cluster) is not joined.
         threads: CPUs of an embedded Ray (ignored when joining a cluster).
 
     Raises:
@@ -128,14 +128,13 @@ def session(*, address: str | None = None, threads: int = 1) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    address = address or os.environ.get("RAY_ADDRESS") or None
     options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
     if address is None:
         options.update(
             num_cpus=max(1, threads), object_store_memory=EMBEDDED_OBJECT_STORE, include_dashboard=False
         )
     try:
-        ray.init(address=address, **options)
+        ray.init(address=address or "local", **options)
     except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
         where = f"join the Ray cluster at {address}" if address else "start Ray on this machine"
         raise BundleError(f"cannot {where}: {one_line(exc)}") from exc
