@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import logging
 import os
@@ -183,26 +184,16 @@ def _build_locked(
         store = Docstore(tmp / "docs")
         layout = plan_shards(store, shards=shards, shard_size=shard_size)
         reports: dict[str, Any] = {}
-        for name in names:
-            module = get_backend(name)
-            folder = tmp / backend_folder(module, name)
-            if writer.count == 0:  # an opt-out removed everything: see spacerini.backends.empty
-                folder.mkdir()
-                reports[name] = {"params": dict(params.get(name, {})), "stats": {"docs": 0}, "empty": True}
-                continue
-            if len(layout) > 1 and is_shardable(module):
-                reports[name] = build_sharded(
-                    name, module, store, layout, tmp, backend_folder(module, name), params.get(name, {}),
-                    threads=threads, progress=progress, engine=engine, ray_address=ray_address,
-                    memory_budget=memory_budget,
-                )  # fmt: skip
-                continue
-            folder.mkdir()
-            logger.info("building %s over %d documents", name, writer.count)
-            report = module.build(
-                store.iter_docs, folder, threads=threads, progress=progress, **params.get(name, {})
-            )
-            reports[name] = report.to_dict()
+        engine_session: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
+        if engine == "ray" and len(layout) > 1:  # one Ray start (and warm workers) for every backend
+            from spacerini.distributed import session
+
+            engine_session = session(address=ray_address, threads=threads)
+        with engine_session:
+            _build_backends(
+                names, params, store, layout, tmp, writer.count, reports, threads=threads, progress=progress,
+                engine=engine, ray_address=ray_address, memory_budget=memory_budget,
+            )  # fmt: skip
         manifest = {
             "format_version": FORMAT_VERSION,
             "generation": generation,
@@ -233,6 +224,43 @@ def _build_locked(
     if previous is not None:
         _discard(previous, out_path)
     return open_bundle(out_path)
+
+
+def _build_backends(
+    names: Sequence[str],
+    params: Mapping[str, Mapping[str, Any]],
+    store: Docstore,
+    layout: Sequence[Any],
+    tmp: Path,
+    count: int,
+    reports: dict[str, Any],
+    *,
+    threads: int,
+    progress: bool,
+    engine: str,
+    ray_address: str | None,
+    memory_budget: str | int | None,
+) -> None:
+    """Builds every backend into ``tmp`` (shard by shard where the bundle has shards) and fills
+    ``reports`` with their manifest entries."""
+    for name in names:
+        module = get_backend(name)
+        folder = tmp / backend_folder(module, name)
+        if count == 0:  # an opt-out removed everything: see spacerini.backends.empty
+            folder.mkdir()
+            reports[name] = {"params": dict(params.get(name, {})), "stats": {"docs": 0}, "empty": True}
+            continue
+        if len(layout) > 1 and is_shardable(module):
+            reports[name] = build_sharded(
+                name, module, store, layout, tmp, backend_folder(module, name), params.get(name, {}),
+                threads=threads, progress=progress, engine=engine, ray_address=ray_address,
+                memory_budget=memory_budget,
+            )  # fmt: skip
+            continue
+        folder.mkdir()
+        logger.info("building %s over %d documents", name, count)
+        report = module.build(store.iter_docs, folder, threads=threads, progress=progress, **params.get(name, {}))
+        reports[name] = report.to_dict()
 
 
 def _make_steps(names: Sequence[str] | str | None, options: Mapping[str, Mapping[str, Any]] | None) -> list[Any]:
