@@ -99,7 +99,12 @@ def ensure_jvm(*, heap: str | None = None) -> None:
             # -Xrs: the JVM installs no SIGINT/SIGTERM/SIGHUP handlers of its own. Without it, Ctrl-C
             # after the JVM has started runs Java's shutdown and exits 130 at once, skipping Python's
             # clean-up (the half-built bundle folder was left behind).
-            options = [f"-Xmx{heap}", "-Xss4m", "-XX:+UseSerialGC", "-Xrs", "-Dlog4j2.level=WARN"]
+            # The heap shrinks back after a full GC (at most 20 % free is kept committed), so that
+            # Lucene's indexing buffers do not stay in the process's RSS for the backends built next.
+            options = [
+                f"-Xmx{heap}", "-Xms64m", "-Xss4m", "-XX:+UseSerialGC", "-XX:MinHeapFreeRatio=10",
+                "-XX:MaxHeapFreeRatio=20", "-Xrs", "-Dlog4j2.level=WARN",
+            ]  # fmt: skip
             if _java_feature_version(home) >= 24:
                 # Lucene's MMapDirectory calls sun.misc.Unsafe::invokeCleaner, which Java 24+ warns
                 # about on stderr (four lines on every build) unless this access is allowed.
@@ -156,6 +161,19 @@ def _quiet_java_logging() -> None:
         configurator.setRootLevel(level.ERROR)
     except Exception:  # noqa: BLE001 - logging is cosmetic
         logger.debug("could not lower Java log level", exc_info=True)
+
+
+def release_heap() -> None:
+    """Asks the JVM (when one runs) for a full collection, which returns the free heap to the OS.
+
+    Called after a Lucene build, before the next backend's memory-hungry step (a suffix array).
+    """
+    if not _STARTED:
+        return
+    try:
+        autoclass("java.lang.System").gc()
+    except Exception:  # noqa: BLE001 - memory hygiene only
+        logger.debug("System.gc() failed", exc_info=True)
 
 
 @cache

@@ -276,6 +276,9 @@ def build(
         "sidecar": round(time.perf_counter() - t_indexed, 3),
     }
     params = {"analyzer": analyzer, "k1": float(k1), "b": float(b), "memory_buffer": int(memory_buffer)}
+    from spacerini.java import release_heap
+
+    release_heap()  # Lucene's indexing buffers leave the RSS before the next backend builds
     return BuildReport(
         backend=NAME, docs=len(ids), seconds=time.perf_counter() - started, params=params, stats=stats
     )
