@@ -83,7 +83,7 @@ def our_jvm_flags() -> list[str]:
 def run_peer(
     corpus: Path, threads: int, memory_buffer: int, heap: str, jvm_flags: list[str] | None = None
 ) -> tuple[float, int]:
-    from spacerini.backends import _bm25_lucene as jl
+    from spacerini.backends.bm25 import lucene as jl
     from spacerini.java import anserini_jar, java_home
 
     work = Path(tempfile.mkdtemp(prefix="bm25-peer-", dir=OUT))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from spacerini.backends import bm25
-from spacerini.backends._bm25_scorer import (
+from spacerini.backends.bm25.scorer import (
     LENGTH_TABLE,
     adjust_ties,
     adjust_ties_segments,
@@ -444,7 +444,7 @@ def test_helper_jar_matches_its_java_source():
 
 @pytest.mark.parametrize("corpus", ["en", "code"])
 def test_sidecar_from_postings_dump_equals_sidecar_from_term_vectors(built, built_code, tmp_path, corpus):
-    from spacerini.backends import _bm25_lucene as jl
+    from spacerini.backends.bm25 import lucene as jl
 
     folder, report, _ = built if corpus == "en" else built_code
     reader = jl.open_reader(folder)
@@ -471,7 +471,7 @@ def test_sidecar_from_postings_dump_equals_sidecar_from_term_vectors(built, buil
 
 
 def test_without_the_helper_the_sidecar_falls_back_to_term_vectors(tmp_path, monkeypatch):
-    from spacerini.backends import _bm25_lucene as jl
+    from spacerini.backends.bm25 import lucene as jl
 
     monkeypatch.setattr(jl, "dump_postings", lambda reader, **kw: None)
     folder = tmp_path / "b"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from spacerini.backends import bm25
-from spacerini.backends._bm25_scorer import (
+from spacerini.backends.bm25.scorer import (
     Vocabulary,
     _merge_doc_freqs_by_bytes,
     merge_doc_freqs,

@@ -197,7 +197,7 @@ def test_ann_tuned_to_target_recall(kind: str, tmp_path: Path) -> None:
     """Build-time tuning picks the smallest search setting reaching the target; held-out queries agree."""
     import faiss
 
-    from spacerini.backends import _dense_tune
+    from spacerini.backends.dense import tune as _dense_tune
 
     rng = np.random.default_rng(7)
     n, dim = 20_000, 64

@@ -6,7 +6,7 @@ What ``build`` writes into the bundle folder:
   in-process through pyjnius) from JSONL shards (``{"id", "contents"}``) with ``-storePositions
   -storeDocvectors -storeRaw``. Plain pyserini ``LuceneSearcher(bundle/lucene)`` opens it.
 * ``spacerini-bm25/`` (inside ``lucene/``, where Lucene ignores it) - a sidecar holding the same
-  postings in CSR ``.npy`` files (see :mod:`spacerini.backends._bm25_scorer`).
+  postings in CSR ``.npy`` files (see :mod:`spacerini.backends.bm25.scorer`).
 
 Design choices, and why:
 
@@ -80,7 +80,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from spacerini.backends import check_batch
-from spacerini.backends._bm25_scorer import ExactScorer, SidecarWriter, write_sidecar
+from spacerini.backends.bm25.scorer import ExactScorer, SidecarWriter, write_sidecar
 from spacerini.errors import (
     BundleCorruptError,
     BundleError,
@@ -200,7 +200,7 @@ def build(
     """
     from tqdm.auto import tqdm
 
-    from spacerini.backends import _bm25_lucene as jl
+    from spacerini.backends.bm25 import lucene as jl
 
     _check_params(analyzer, k1, b, threads, memory_buffer)
     started = time.perf_counter()
@@ -312,7 +312,7 @@ def _check_counters(
     )
     if ok:
         return
-    from spacerini.backends import _bm25_lucene as jl
+    from spacerini.backends.bm25 import lucene as jl
 
     missing: list[str] = []
     reader = jl.open_reader(lucene_dir)
@@ -338,7 +338,7 @@ def _write_sidecar(
     lucene_dir: Path, side_dir: Path, ids: list[str], *, k1: float, b: float, threads: int, progress: bool,
     extra: dict[str, Any],
 ) -> dict[str, Any]:  # fmt: skip
-    from spacerini.backends import _bm25_lucene as jl
+    from spacerini.backends.bm25 import lucene as jl
 
     reader = jl.open_reader(lucene_dir)
     try:
@@ -401,7 +401,7 @@ def _sidecar_from_vectors(
     """Writes the sidecar from term vectors read over JNI (without the helper jar: ~2 ms per doc)."""
     from tqdm.auto import tqdm
 
-    from spacerini.backends import _bm25_lucene as jl
+    from spacerini.backends.bm25 import lucene as jl
 
     writer = SidecarWriter(side_dir, k1=k1, b=b)
     reader = jl.open_reader(lucene_dir)
@@ -422,7 +422,7 @@ def _sidecar_from_vectors(
 
 def _lucene_field_stats(reader: Any) -> dict[str, int]:
     """Lucene's own collection statistics of the ``contents`` field."""
-    from spacerini.backends import _bm25_lucene as jl
+    from spacerini.backends.bm25 import lucene as jl
 
     searcher = jl.autoclass("org.apache.lucene.search.IndexSearcher")(reader)
     stats = searcher.collectionStatistics("contents")
@@ -531,7 +531,7 @@ class BM25Searcher:
     """
 
     def __init__(self, folder: Path, report: Mapping[str, Any], *, scorer: str = "exact") -> None:
-        from spacerini.backends import _bm25_lucene as jl
+        from spacerini.backends.bm25 import lucene as jl
 
         folder = Path(folder)
         params = dict(report.get("params") or {})
@@ -982,7 +982,7 @@ def shard_stats(folder: Path, report: Mapping[str, Any]) -> dict[str, Any]:
         ``doc_count`` (documents with at least one term: Lucene's ``docCount``),
         ``sum_total_term_freq`` and ``sum_doc_freq`` (Lucene's field statistics), ``terms``
         (vocabulary size) and ``vocabulary``, a
-        :class:`~spacerini.backends._bm25_scorer.Vocabulary` (term hashes, per-term document
+        :class:`~spacerini.backends.bm25.scorer.Vocabulary` (term hashes, per-term document
         frequencies and the terms' bytes, memory-mapped) that :func:`open_shards` sums by term.
 
     Raises:
@@ -1054,12 +1054,12 @@ class ShardedBM25Searcher(BM25Searcher):
     (through avgdl) and each term's ``docFreq`` from the whole index, while a document's length,
     norm byte and term frequencies do not depend on the split. The shards' counts are summed once
     here (document frequencies by term:
-    :func:`~spacerini.backends._bm25_scorer.merge_doc_freqs`), and each shard's scorer recomputes
+    :func:`~spacerini.backends.bm25.scorer.merge_doc_freqs`), and each shard's scorer recomputes
     its float32 per-posting factors with them
-    (:meth:`~spacerini.backends._bm25_scorer.ExactScorer.use_global_stats`), so every per-term
+    (:meth:`~spacerini.backends.bm25.scorer.ExactScorer.use_global_stats`), so every per-term
     score is the single index's, bit for bit. A batch of queries then gathers each term's postings
     from every shard and ranks them together, as one sidecar ranks its own
-    (:class:`~spacerini.backends._bm25_scorer.ShardedScorer`): one sum per document, one sort by
+    (:class:`~spacerini.backends.bm25.scorer.ShardedScorer`): one sum per document, one sort by
     (raw score, id byte order over all shards), one ``ScoreTiesAdjusterReranker`` pass over the
     merged list. Ranking the shards together rather than merging per-shard top lists costs about
     what one index costs: no shard computes ``k`` hits that the merge throws away.
@@ -1080,8 +1080,8 @@ class ShardedBM25Searcher(BM25Searcher):
     def __init__(
         self, folders: Sequence[Path], reports: Sequence[Mapping[str, Any]], *, scorer: str = "exact"
     ) -> None:
-        from spacerini.backends import _bm25_lucene as jl
-        from spacerini.backends._bm25_scorer import ShardedScorer, merge_doc_freqs
+        from spacerini.backends.bm25 import lucene as jl
+        from spacerini.backends.bm25.scorer import ShardedScorer, merge_doc_freqs
 
         folders = [Path(f) for f in folders]
         reports = list(reports)

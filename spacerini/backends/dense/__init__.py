@@ -26,7 +26,7 @@ Design choices, and why:
 * **Search knobs, tuned.** ``nprobe`` (and ``refine_factor``) or ``efSearch`` start at the
   defaults of :func:`default_knobs` (``ivfpq``: nlist/12 lists, 4x re-ranking; ``ivf``: 32
   lists; ``hnsw``: efSearch 32), which reach recall@10 0.96 on held-out queries over 100k full
-  all-MiniLM-L6-v2 encodings of text lines. After the build, :mod:`._dense_tune` samples 1,000
+  all-MiniLM-L6-v2 encodings of text lines. After the build, :mod:`.tune` samples 1,000
   stored passages as queries and raises the knobs until their recall@10 against exact search
   reaches ``target_recall`` (0.95), keeping the fastest setting that does: harder vector sets
   get a wider search instead of a silent recall loss. The chosen knobs and the sampled recall
@@ -94,7 +94,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from spacerini.backends import DocsFactory, _dense_tune, check_batch, iter_batches, read_json
+from spacerini.backends import DocsFactory, check_batch, iter_batches, read_json
+from spacerini.backends.dense import tune as _dense_tune
 from spacerini.encoders import DEFAULT_ENCODER, Encoder, load_encoder, model_path
 from spacerini.errors import BundleCorruptError, DependencyMissingError, EmptyCorpusError, QueryError
 from spacerini.records import BuildReport, Hit
@@ -188,7 +189,7 @@ def build(
         target_recall: For ``ivf``, ``ivfpq`` and ``hnsw``, the search knobs not given above
             (``nprobe`` and ``refine_factor``, or ``ef_search``) are tuned after the build to the
             cheapest setting whose recall@10 against exact search reaches this on 1,000 sampled
-            passages (see :mod:`spacerini.backends._dense_tune`); ``None``, or an index of fewer
+            passages (see :mod:`spacerini.backends.dense.tune`); ``None``, or an index of fewer
             than :data:`TUNE_MIN_PASSAGES` passages, uses the fixed defaults.
         checkpoint_dir: Parent folder of the chunk checkpoints; they go into a subfolder named
             by a hash of the encoder, the passage parameters and the corpus fingerprint, which
@@ -557,7 +558,7 @@ def build_index(
 
     Knobs given in ``knobs`` are kept; the others start at :func:`default_knobs` and, for an
     index of at least :data:`TUNE_MIN_PASSAGES` passages with a ``target_recall``, are raised by
-    :func:`spacerini.backends._dense_tune.tune` until the sampled recall@10 reaches it.
+    :func:`spacerini.backends.dense.tune.tune` until the sampled recall@10 reaches it.
 
     Returns:
         The index (knobs applied), the knobs to store, and the tuning record (``None`` if none ran).
