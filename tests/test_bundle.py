@@ -14,9 +14,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from spacerini.bundle import build as bundle_mod
 from spacerini.backends import REGISTRY
 from spacerini.bundle import MANIFEST, build_bundle, check_query, open_bundle
+from spacerini.bundle import build as bundle_mod
 from spacerini.errors import (
     BackendNotAvailableError,
     BundleCorruptError,
