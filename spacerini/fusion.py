@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from spacerini.backends import check_batch
+from spacerini.backends import BatchSearcher, Snippeter, check_batch
 from spacerini.errors import BackendNotAvailableError, QueryError
 from spacerini.records import Hit
 
@@ -167,9 +167,8 @@ class HybridSearcher:
     def snippet(self, query: str, text: str, *, width: int = 240) -> str:
         """A highlighted snippet from the first searcher that makes them (BM25 does), else plain text."""
         for searcher in (self.a, self.b):
-            make = getattr(searcher, "snippet", None)
-            if make is not None:
-                return make(query, text, width=width)
+            if isinstance(searcher, Snippeter):
+                return searcher.snippet(query, text, width=width)
         from spacerini.display import plain_snippet
 
         return plain_snippet(text, width=width)
@@ -189,10 +188,9 @@ def _batch(
     searcher: Any, queries: Sequence[tuple[str, str]], depth: int, threads: int
 ) -> tuple[dict[str, list[Hit]], dict[str, QueryError]]:
     """Runs a batch; returns the hits and, per query the searcher rejected, its error."""
-    batch = getattr(searcher, "batch_search", None)
-    if batch is not None:
+    if isinstance(searcher, BatchSearcher):
         try:
-            return batch(list(queries), k=depth, threads=threads), {}
+            return searcher.batch_search(list(queries), k=depth, threads=threads), {}
         except QueryError:
             pass  # one rejected query fails a whole batch: go one query at a time
     out: dict[str, list[Hit]] = {}

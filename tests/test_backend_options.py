@@ -49,3 +49,30 @@ def test_cli_flags_come_from_the_options() -> None:
     assert {"--analyzer", "--k1", "--b", "--encoder", "--dense-index", "--nprobe", "--ef-search"} <= set(flags)
     assert flags["--dense-index"].choices == ("auto", "flat", "ivf", "ivfpq", "hnsw")
     assert {f.flag for f in cli_flags(search=True)} == {"--nprobe", "--ef-search"}
+
+
+def test_each_backend_searcher_offers_its_declared_capabilities(tmp_path) -> None:  # noqa: ANN001
+    from pathlib import Path
+
+    from spacerini.backends import (
+        BatchSearcher,
+        ExactText,
+        MembershipSketch,
+        OwnerIndex,
+        RankedSearcher,
+        Snippeter,
+    )
+    from spacerini.bundle import build_bundle
+
+    data = Path(__file__).parent / "data" / "tiny.jsonl"
+    bundle = build_bundle(data, tmp_path / "b", backends=["bm25", "exact", "bloom", "owners"], progress=False)
+    expected = {
+        "bm25": (BatchSearcher, Snippeter),
+        "exact": (RankedSearcher, ExactText),
+        "bloom": (MembershipSketch,),
+        "owners": (OwnerIndex,),
+    }
+    for name, capabilities in expected.items():
+        searcher = bundle.searcher(name)
+        assert all(isinstance(searcher, cap) for cap in capabilities), name
+    assert not isinstance(bundle.searcher("bloom"), RankedSearcher)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -42,14 +42,72 @@ DocsFactory = Callable[[], Iterator[Doc]]
 
 @runtime_checkable
 class Searcher(Protocol):
-    """What ``open`` returns for a ranked backend."""
+    """What every backend's ``open`` returns: something that holds files and can let them go."""
+
+    def close(self) -> None:
+        """Releases files and native resources."""
+        ...
+
+
+@runtime_checkable
+class RankedSearcher(Searcher, Protocol):
+    """Capability: ranked search (bm25, dense, exact; hybrid fusion on top)."""
 
     def search(self, query: str, k: int = 10, offset: int = 0) -> list[Hit]:
         """Returns hits ``offset+1 .. offset+k`` for ``query`` (docid, score, rank; no display fields)."""
         ...
 
-    def close(self) -> None:
-        """Releases files and native resources."""
+
+@runtime_checkable
+class BatchSearcher(RankedSearcher, Protocol):
+    """Capability: many ranked queries at once (faster than one ``search`` each)."""
+
+    def batch_search(self, queries: Sequence[tuple[str, str]], *, k: int = 10, threads: int = 1) -> dict[str, list[Hit]]:
+        """Returns ``{qid: hits}`` for ``(qid, text)`` queries."""
+        ...
+
+
+@runtime_checkable
+class Snippeter(Protocol):
+    """Capability: highlighted snippets cut around a query's matches."""
+
+    def snippet(self, query: str, text: str, *, width: int = 240) -> str:
+        """Returns an escaped window of ``text`` with ``<mark>`` around the matches."""
+        ...
+
+
+@runtime_checkable
+class ExactText(Searcher, Protocol):
+    """Capability: exact text (count, find, longest verbatim matches): the exact backend."""
+
+    def count(self, text: str | bytes) -> int:
+        """Occurrences of ``text`` (overlapping ones included)."""
+        ...
+
+    def find(self, text: str | bytes, *, k: int = 10, offset: int = 0, context: int = 80) -> list[Any]:
+        """One page of occurrences, in corpus order."""
+        ...
+
+    def longest_matches(self, text: str | bytes, *, min_len: int = 20, max_docs: int = 5) -> list[Any]:
+        """The maximal spans of ``text`` found verbatim in the corpus."""
+        ...
+
+
+@runtime_checkable
+class MembershipSketch(Searcher, Protocol):
+    """Capability: probable membership of a text's n-grams: the bloom backend."""
+
+    def member(self, text: str) -> Any:
+        """Which spans of ``text`` are probably in the corpus."""
+        ...
+
+
+@runtime_checkable
+class OwnerIndex(Searcher, Protocol):
+    """Capability: "Am I in the corpus?": the owners backend."""
+
+    def owner(self, name: str, *, limit: int = 100, cutoff: float = 0.8, max_matches: int = 10) -> Any:
+        """The owners whose names match, with their repos and files."""
         ...
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from spacerini.backends import REGISTRY, get_backend
+from spacerini.backends import REGISTRY, BatchSearcher, Snippeter, get_backend
 from spacerini.bundle.manifest import (
     MAX_QUERY_CHARS,
     RANKED_BACKENDS,
@@ -260,9 +260,8 @@ class BundleSnapshot:
                 raise QueryError(f"query {qid!r} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
         name = backend or self.default_backend()
         searcher = self.searcher(name)
-        batch = getattr(searcher, "batch_search", None)
-        if batch is not None:
-            return batch(list(queries), k=k, threads=threads)
+        if isinstance(searcher, BatchSearcher):
+            return searcher.batch_search(list(queries), k=k, threads=threads)
         return {qid: (searcher.search(text, k=k) if text.strip() else []) for qid, text in queries}
 
     def batch_search_pairs(
@@ -297,8 +296,7 @@ class BundleSnapshot:
             snippet = ""  # a backend's own snippet (exact's) was cut from the raw text
         if snippets and not snippet:
             text = doc.text if snippet_text is None else snippet_text(doc)
-            make = getattr(searcher, "snippet", None)
-            snippet = make(query, text) if make is not None else plain_snippet(text)
+            snippet = searcher.snippet(query, text) if isinstance(searcher, Snippeter) else plain_snippet(text)
         return Hit(
             docid=hit.docid,
             score=hit.score,
