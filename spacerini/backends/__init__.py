@@ -3,9 +3,10 @@
 A backend module exposes:
 
 * ``NAME: str`` - its registry key;
-* ``build(docs: Iterable[Doc], folder: Path, *, threads: int = 1, progress: bool = True, **options)
+* ``build(docs_factory, folder: Path, *, progress: bool = True, [threads: int = 1,] **options)
   -> BuildReport`` - writes the index into ``folder`` (an empty, temporary folder of the bundle
-  being built). Its options are named keyword arguments; the bundle checks what a user gives
+  being built). Only a backend that uses threads takes ``threads`` (:func:`run_build` gives it
+  to those); its options are declared in :mod:`spacerini.backends.options`. Its options are named keyword arguments; the bundle checks what a user gives
   against the signature (:func:`check_params`) before reading any document. ``docs`` can be iterated again by calling ``docs_factory()`` if a backend needs
   two passes, so backends receive a zero-argument callable returning a fresh iterator;
 * ``open(folder: Path, report: Mapping) -> Searcher`` - reopens what ``build`` wrote; ``report`` is
@@ -138,6 +139,18 @@ def get_backend(name: str) -> ModuleType:
         if exc.name == module:
             raise BackendNotAvailableError(f"backend {name!r} is not implemented in this version") from exc
         raise
+
+
+def run_build(
+    module: Any, docs_factory: DocsFactory, folder: Path, *, threads: int, progress: bool, **params: Any
+) -> BuildReport:
+    """Calls ``module.build``, giving ``threads`` only to backends that use threads (a backend
+    that would ignore them does not take them)."""
+    import inspect
+
+    if "threads" in inspect.signature(module.build).parameters:
+        params["threads"] = threads
+    return module.build(docs_factory, folder, progress=progress, **params)
 
 
 def build_params(name: str) -> frozenset[str]:

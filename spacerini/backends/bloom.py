@@ -146,7 +146,6 @@ def build(
     docs_factory: DocsFactory,
     folder: Path,
     *,
-    threads: int = 1,
     progress: bool = True,
     width: int = 50,
     stride: int | None = None,
@@ -163,7 +162,6 @@ def build(
     Args:
         docs_factory: Returns a fresh iterator of docs (called twice: count, then insert).
         folder: An empty folder to write into.
-        threads: Unused; accepted for the backend contract.
         progress: Show progress bars.
         width: N-gram length in characters (Data Portraits used 50).
         stride: Distance between stored n-grams; ``None`` means ``width`` (non-overlapping).

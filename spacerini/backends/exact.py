@@ -138,7 +138,6 @@ def build(
     docs_factory: DocsFactory,
     folder: Path,
     *,
-    threads: int = 1,
     progress: bool = True,
     max_shard_bytes: int = MAX_SHARD_BYTES,
 ) -> BuildReport:
@@ -147,7 +146,6 @@ def build(
     Args:
         docs_factory: Returns a fresh iterator of docs (called once).
         folder: An empty folder to write into.
-        threads: Unused (libdivsufsort sorts on one core); accepted for the backend contract.
         progress: Show a progress bar.
         max_shard_bytes: Most bytes of text (separators included) per shard; at most 2 GiB - 1.
 

@@ -88,7 +88,6 @@ def build(
     docs_factory: DocsFactory,
     folder: Path,
     *,
-    threads: int = 1,
     progress: bool = True,
     optout_instructions: str = DEFAULT_OPTOUT,
 ) -> BuildReport:
@@ -97,7 +96,6 @@ def build(
     Args:
         docs_factory: Returns a fresh iterator of docs (called once).
         folder: An empty folder to write into.
-        threads: Unused; accepted for the backend contract.
         progress: Show a progress bar.
         optout_instructions: Text shown with every answer, saying how to opt out.
 

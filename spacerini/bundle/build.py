@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from spacerini import __version__
-from spacerini.backends import REGISTRY, check_params, get_backend
+from spacerini.backends import REGISTRY, check_params, get_backend, run_build
 from spacerini.bundle.manifest import (
     DEFAULT_BACKENDS,
     FORMAT_VERSION,
@@ -259,7 +259,7 @@ def _build_backends(
             continue
         folder.mkdir()
         logger.info("building %s over %d documents", name, count)
-        report = module.build(store.iter_docs, folder, threads=threads, progress=progress, **params.get(name, {}))
+        report = run_build(module, store.iter_docs, folder, threads=threads, progress=progress, **params.get(name, {}))
         reports[name] = report.to_dict()
 
 

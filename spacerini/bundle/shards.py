@@ -160,13 +160,13 @@ class ShardTask:
 
     def run(self, *, threads: int = 1, progress: bool = False) -> dict[str, Any]:
         """Builds the shard's index into ``out`` and returns the backend's report (a dict)."""
-        from spacerini.backends import get_backend
+        from spacerini.backends import get_backend, run_build
 
         store = Docstore(Path(self.docstore))
         module = get_backend(self.backend)
         stop = self.first_doc + self.docs
-        report = module.build(
-            lambda: store.iter_docs(start=self.first_doc, stop=stop), Path(self.out),
+        report = run_build(
+            module, lambda: store.iter_docs(start=self.first_doc, stop=stop), Path(self.out),
             threads=threads, progress=progress, **dict(self.params),
         )  # fmt: skip
         return {**report.to_dict(), "docs": self.docs}
