@@ -8,7 +8,6 @@ import logging
 import os
 import shutil
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -21,13 +20,11 @@ from spacerini.bundle.manifest import (
     FORMAT_VERSION,
     MANIFEST,
     MAX_CATEGORIES,
-    _checksums,
     _previous_generation,
-    _write_json,
     backend_folder,
 )
 from spacerini.bundle.open import Bundle, open_bundle
-from spacerini.bundle.publish import _BUILDING, _discard, _swap_into_place, bundle_lock, remove_stale
+from spacerini.bundle.publish import building_folder, bundle_lock, publish, remove_stale
 from spacerini.bundle.shards import build_sharded, is_shardable
 from spacerini.bundle.shards import plan as plan_shards
 from spacerini.docstore import Docstore, DocstoreWriter
@@ -158,8 +155,7 @@ def _build_locked(
     corpus, source_info = _as_docs(source, format=format, id_field=id_field, fields=fields, progress=progress)
 
     generation = _previous_generation(out_path) + 1
-    tmp = out_path.parent / f".{out_path.name}{_BUILDING}{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
+    tmp = building_folder(out_path)
     try:
         started = time.perf_counter()
         docs: Iterable[Doc] = corpus
@@ -215,14 +211,10 @@ def _build_locked(
         }
         if finish_manifest is not None:
             finish_manifest(manifest)
-        manifest["checksums"] = _checksums(tmp)
-        _write_json(tmp / MANIFEST, manifest)
-        previous = _swap_into_place(tmp, out_path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if previous is not None:
-        _discard(previous, out_path)
+    publish(tmp, out_path, manifest)
     return open_bundle(out_path)
 
 

@@ -13,13 +13,12 @@ import logging
 import os
 import shutil
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from spacerini.bundle.manifest import MANIFEST, _checksums, _previous_generation, _write_json, backend_folder
+from spacerini.bundle.manifest import MANIFEST, _previous_generation, backend_folder
 from spacerini.bundle.open import open_bundle
-from spacerini.bundle.publish import _BUILDING, _discard, _swap_into_place, bundle_lock, remove_stale
+from spacerini.bundle.publish import building_folder, bundle_lock, publish, remove_stale
 from spacerini.errors import BundleError
 
 logger = logging.getLogger(__name__)
@@ -65,7 +64,7 @@ def merge_bm25(path: str | os.PathLike[str], *, wait: bool = True, progress: boo
         folder_name = backend_folder(get_backend("bm25"), "bm25")
         layout = manifest.get("shards") or []
         shard_dirs = [root / str(entry.get("folder") or f"shards/{i:05d}") / folder_name for i, entry in enumerate(layout)]
-        tmp = root.parent / f".{root.name}{_BUILDING}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        tmp = building_folder(root)
         started = time.perf_counter()
         try:
             skip = {d.resolve() for d in shard_dirs}
@@ -87,22 +86,18 @@ def merge_bm25(path: str | os.PathLike[str], *, wait: bool = True, progress: boo
             }
             manifest["backends"] = {**manifest["backends"], "bm25": entry}
             manifest["generation"] = _previous_generation(root) + 1
-            manifest["checksums"] = _checksums(tmp)
-            _write_json(tmp / MANIFEST, manifest)
-            previous = _swap_into_place(tmp, root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        if previous is not None:
-            _discard(previous, root)
+        publish(tmp, root, manifest)
     logger.info("merged %d BM25 shards of %s into one Lucene index", len(shard_dirs), root)
     return entry
 
 
 def _link_tree(src: Path, dest: Path, *, skip: set[Path]) -> None:
-    """Copies ``src`` to ``dest`` with hard links (files are immutable once built), leaving out
+    """Copies ``src`` into ``dest`` with hard links (files are immutable once built), leaving out
     the folders in ``skip`` and the manifest, which is written anew."""
-    dest.mkdir()
+    dest.mkdir(exist_ok=True)
     for entry in sorted(src.iterdir()):
         if entry.resolve() in skip or entry.name == MANIFEST:
             continue

@@ -11,8 +11,9 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
-from spacerini.bundle.manifest import MANIFEST
+from spacerini.bundle.manifest import MANIFEST, _checksums, _write_json
 from spacerini.errors import (
     BundleError,
 )
@@ -189,3 +190,29 @@ def _recover_interrupted_swap(root: Path) -> None:
     if olds and (olds[-1] / MANIFEST).is_file():
         logger.warning("recovering %s from an interrupted swap", root)
         os.rename(olds[-1], root)
+
+
+def building_folder(target: Path) -> Path:
+    """A fresh temporary folder beside ``target`` for its next version (``.NAME.building-PID-*``):
+    :func:`remove_stale` recognises it if this process dies."""
+    folder = target.parent / f".{target.name}{_BUILDING}{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    return folder
+
+
+def publish(tree: Path, target: Path, manifest: dict[str, Any]) -> None:
+    """Publishes a finished tree as ``target``'s new version, atomically.
+
+    The manifest is written last, with the checksums of every file, then the tree is swapped
+    into place and the previous version deleted (see :func:`_discard`). On failure the tree is
+    removed and ``target`` is left as it was.
+    """
+    try:
+        manifest["checksums"] = _checksums(tree)
+        _write_json(tree / MANIFEST, manifest)
+        previous = _swap_into_place(tree, target)
+    except BaseException:
+        shutil.rmtree(tree, ignore_errors=True)
+        raise
+    if previous is not None:
+        _discard(previous, target)
