@@ -8,11 +8,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from build_helpers import wait_until_indexing, write_big_corpus
 
 from spacerini.backends import REGISTRY
 from spacerini.bundle import MANIFEST, build_bundle, check_query, open_bundle
@@ -180,10 +180,7 @@ def test_ctrl_c_during_real_build(tmp_path: Path) -> None:
     out = tmp_path / "b"
     build_bundle(DATA / "tiny.jsonl", out, progress=False)
     before = (out / MANIFEST).read_text()
-    big = tmp_path / "big.jsonl"
-    with big.open("w") as fh:
-        for i in range(60_000):
-            fh.write(json.dumps({"id": f"x{i}", "contents": f"document {i} about search engines and ranking"}) + "\n")
+    big = write_big_corpus(tmp_path / "big.jsonl")
     env = {**os.environ, "SPACERINI_NO_PROGRESS": "1"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "spacerini", "index", str(big), "--out", str(out)],
@@ -192,10 +189,7 @@ def test_ctrl_c_during_real_build(tmp_path: Path) -> None:
         env=env,
         preexec_fn=default_signals,
     )
-    deadline = time.time() + 60
-    while time.time() < deadline and not any(p.name.startswith(".b.building") for p in tmp_path.iterdir()):
-        time.sleep(0.05)
-    time.sleep(1.0)
+    wait_until_indexing(tmp_path)  # well inside the build, whatever the machine's load
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode != 0

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from build_helpers import wait_until_indexing, write_big_corpus
 
 from spacerini.bundle import MANIFEST, RELOAD_SECONDS, build_bundle, bundle_lock, open_bundle, optout
 from spacerini.errors import BundleLockedError, OwnerNotFoundError
@@ -145,15 +146,9 @@ def test_stale_folders_of_dead_builds_are_removed(bundle_path: Path, tmp_path: P
 
 
 def test_kill_9_during_a_build_is_cleaned_up_by_the_next_open(bundle_path: Path, tmp_path: Path) -> None:
-    big = tmp_path / "big.jsonl"
-    with big.open("w") as fh:
-        for i in range(60_000):
-            fh.write(json.dumps({"id": f"x{i}", "contents": f"document {i} about search engines and ranking"}) + "\n")
+    big = write_big_corpus(tmp_path / "big.jsonl")
     proc = _cli("index", str(big), "--out", str(bundle_path))
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob(".b.building-*")):
-        time.sleep(0.05)
-    time.sleep(0.5)
+    wait_until_indexing(tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     assert list(tmp_path.glob(".b.building-*"))  # kill -9 runs no clean-up ...
@@ -164,16 +159,10 @@ def test_kill_9_during_a_build_is_cleaned_up_by_the_next_open(bundle_path: Path,
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_sigterm_and_sighup_clean_up(bundle_path: Path, tmp_path: Path, sig: signal.Signals) -> None:
-    big = tmp_path / "big.jsonl"
-    with big.open("w") as fh:
-        for i in range(60_000):
-            fh.write(json.dumps({"id": f"x{i}", "contents": f"document {i} about search engines"}) + "\n")
+    big = write_big_corpus(tmp_path / "big.jsonl")
     before = (bundle_path / MANIFEST).read_text()
     proc = _cli("index", str(big), "--out", str(bundle_path))
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(tmp_path.glob(".b.building-*")):
-        time.sleep(0.05)
-    time.sleep(1.0)
+    wait_until_indexing(tmp_path)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + sig
