@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from bm25_data import CODE, CODE_QUERIES, CORPUS, QUERIES
 
 from spacerini.backends import bm25
 from spacerini.backends.bm25.scorer import (
@@ -20,22 +21,6 @@ from spacerini.errors import BundleCorruptError, BundleError, QueryError
 from spacerini.eval import trec_lines
 from spacerini.records import Doc
 
-DATA = Path(__file__).resolve().parents[1] / "data"
-CORPUS = DATA / "bm25_corpus.jsonl"
-CODE = DATA / "bm25_code.jsonl"
-QUERIES = DATA / "bm25_queries.tsv"
-CODE_QUERIES = [
-    ("c01", "user name"),
-    ("c02", "getUserName"),
-    ("c03", "HTTP response parse"),
-    ("c04", "parse_http_response"),
-    ("c05", "self cache bincount"),
-    ("c06", "json json write"),
-    ("c07", "x return"),
-    ("c08", "a" * 300),
-    ("c09", "v2 init"),
-    ("c10", "user_id userId"),
-]
 SPLITS = (1, 3, 7)
 
 
