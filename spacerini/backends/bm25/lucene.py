@@ -262,6 +262,7 @@ def run_index_collection(
     old_err = System.err
     captured = BAOS()
     System.setErr(PrintStream(captured, True))
+    interrupted = False
     try:
         indexer = IndexCollection(jargs)
         writer = _writer_of(jnius, indexer)
@@ -287,6 +288,7 @@ def run_index_collection(
         except BaseException:
             # Ctrl-C or SIGTERM while Java indexes: stop Java writing before the caller deletes
             # the folder, or new segment files could appear in it after the delete.
+            interrupted = True
             _abort(writer, thread)
             raise
         if failure:
@@ -297,10 +299,16 @@ def run_index_collection(
             for name in ("indexed", "empty", "skipped", "unindexable", "errors")
         }
     finally:
-        System.setErr(old_err)
         text = captured.toString()
-        if "Exception" in text or "ERROR" in text:
-            logger.warning("Anserini IndexCollection reported on stderr:\n%s", text.strip()[:4000])
+        if interrupted:
+            # The rolled-back writer makes Java's indexing threads print stack traces for a while
+            # yet; Java's stderr stays captured (the process is on its way out), so that an
+            # interrupted build ends with one line, not pages of Java.
+            logger.debug("IndexCollection interrupted; Java reported:\n%s", text.strip()[:4000])
+        else:
+            System.setErr(old_err)
+            if "Exception" in text or "ERROR" in text:
+                logger.warning("Anserini IndexCollection reported on stderr:\n%s", text.strip()[:4000])
     reader = open_reader(Path(args[args.index("-index") + 1]))
     try:
         result["max_doc"] = int(reader.maxDoc())
