@@ -25,7 +25,6 @@ import random
 import re
 import shutil
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
@@ -41,16 +40,10 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 
 def stdlib_paragraphs(limit: int) -> list[Doc]:
     """The first ``limit`` paragraphs (at least 40 characters) of the stdlib's ``.py`` files, sorted by path."""
-    root = Path(sysconfig.get_paths()["stdlib"])
+    from preprocess_bench import stdlib_sources
+
     docs: list[Doc] = []
-    for path in sorted(root.rglob("*.py")):
-        if "site-packages" in path.parts:
-            continue
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (UnicodeDecodeError, OSError):
-            continue
-        rel = path.relative_to(root).as_posix()
+    for rel, text in stdlib_sources():
         for n, para in enumerate(_BLANK.split(text)):
             if len(para.strip()) >= 40:
                 docs.append(Doc(f"{rel}#{n}", para))

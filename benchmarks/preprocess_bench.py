@@ -20,6 +20,7 @@ import json
 import sys
 import sysconfig
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,11 +34,10 @@ from spacerini.records import Doc  # noqa: E402
 LABELLED = ROOT / "tests" / "data" / "preprocess_pii_labelled.jsonl"
 
 
-def stdlib_docs(limit_chars: int) -> list[Doc]:
-    """Reads standard-library .py files (sorted, tests included) up to ``limit_chars`` characters."""
+def stdlib_sources() -> Iterator[tuple[str, str]]:
+    """(path relative to the stdlib, text) of this interpreter's standard-library .py files, sorted
+    by path, tests included, unreadable ones skipped: the Python-source corpus of the benchmarks."""
     root = Path(sysconfig.get_paths()["stdlib"])
-    docs: list[Doc] = []
-    total = 0
     for path in sorted(root.rglob("*.py")):
         if "site-packages" in path.parts:
             continue
@@ -45,7 +45,14 @@ def stdlib_docs(limit_chars: int) -> list[Doc]:
             text = path.read_text(encoding="utf-8")
         except (UnicodeDecodeError, OSError):
             continue
-        rel = path.relative_to(root).as_posix()
+        yield path.relative_to(root).as_posix(), text
+
+
+def stdlib_docs(limit_chars: int) -> list[Doc]:
+    """Reads standard-library .py files (see :func:`stdlib_sources`) up to ``limit_chars`` characters."""
+    docs: list[Doc] = []
+    total = 0
+    for rel, text in stdlib_sources():
         meta = {"path": rel, "language": "Python", "licence": "PSF-2.0", "owner": rel.split("/", 1)[0]}
         docs.append(Doc(rel, text, meta=meta))
         total += len(text)
