@@ -24,6 +24,8 @@ _LAZY: dict[str, str] = {
     "build_bundle": "spacerini.bundle",
     "open_bundle": "spacerini.bundle",
     "Bundle": "spacerini.bundle",
+    "open_bundles": "spacerini.corpora",
+    "Corpora": "spacerini.corpora",
     "evaluate": "spacerini.eval",
     "errors": "spacerini.errors",
 }
@@ -37,6 +39,8 @@ __all__ = [
     "build_bundle",
     "open_bundle",
     "Bundle",
+    "open_bundles",
+    "Corpora",
     "evaluate",
     "errors",
 ]
@@ -44,6 +48,7 @@ __all__ = [
 if TYPE_CHECKING:  # pragma: no cover
     from spacerini import errors
     from spacerini.bundle import Bundle, build_bundle, open_bundle
+    from spacerini.corpora import Corpora, open_bundles
     from spacerini.corpus import load_corpus
     from spacerini.eval import evaluate
     from spacerini.records import BuildReport, Doc, Hit

@@ -101,6 +101,10 @@ class QueryError(SpaceriniError, ValueError):
     """A query is empty, too long or otherwise unusable."""
 
 
+class UsageError(SpaceriniError, ValueError):
+    """A command or call was given options that do not fit together (e.g. two corpora with one name)."""
+
+
 # -- environment ----------------------------------------------------------------------------
 class DependencyMissingError(SpaceriniError, ImportError):
     """An optional package is missing; the message names the extra to install."""

@@ -308,3 +308,48 @@ class RequestReceipt(Answer):
     id: str
     status: str
     at: str
+
+
+# -- several corpora (spacerini.corpora) ----------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class CorpusInfo(Answer):
+    """One corpus of a multi-corpus app: its name, size, backends, what it answers and its generation."""
+
+    name: str
+    docs: int
+    backends: tuple[str, ...]
+    capabilities: tuple[str, ...]
+    generation: int
+
+
+@dataclass(frozen=True, eq=False)
+class CorpusColumn(Answer):
+    """One corpus's answers in a :class:`Comparison`.
+
+    ``count`` (exact occurrences), ``top_hit`` (the first ranked hit, from ``backend``),
+    ``coverage`` (membership, 0 to 1), ``owner_docs`` and ``owners`` (owner lookup) are ``None``
+    (or empty) when the corpus cannot answer: ``missing`` then says which backend it lacks, or
+    ``errors`` why it refused (one line each, keyed by the answer's name).
+    """
+
+    name: str
+    generation: int
+    count: int | None
+    top_hit: Any
+    backend: str | None
+    coverage: float | None
+    owner_docs: int | None
+    owners: tuple[str, ...]
+    missing: Mapping[str, str]
+    errors: Mapping[str, str]
+
+
+@dataclass(frozen=True, eq=False)
+class Comparison(Answer):
+    """One question asked of every corpus: ``query`` counted and searched, ``text`` checked for
+    membership, ``owner`` looked up; one :class:`CorpusColumn` per corpus, in display order."""
+
+    query: str
+    text: str
+    owner: str
+    corpora: tuple[CorpusColumn, ...]

@@ -1,0 +1,103 @@
+"""Several corpora in one collection (spacerini.corpora): per-corpus calls and the side-by-side compare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from spacerini.errors import QueryError, UsageError
+
+QUERIES = ["search engine", "document", "river", "the", "index search", "apple", "zzz-not-there"]
+
+
+def _halves(tmp: Path) -> tuple[Path, Path, Path]:
+    rows = [json.loads(line) for line in Path("tests/data/bm25_corpus.jsonl").read_text().splitlines()]
+    whole, first, second = tmp / "whole.jsonl", tmp / "a.jsonl", tmp / "b.jsonl"
+    half = len(rows) // 2
+    for path, part in ((whole, rows), (first, rows[:half]), (second, rows[half:])):
+        path.write_text("".join(json.dumps(r) + "\n" for r in part), encoding="utf-8")
+    return whole, first, second
+
+
+@pytest.fixture(scope="module")
+def corpora_paths(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    from spacerini.bundle import build_bundle
+
+    tmp = tmp_path_factory.mktemp("corpora")
+    whole, first, second = _halves(tmp)
+    out = {}
+    for name, src, backends in (
+        ("whole", whole, ["bm25", "exact"]),
+        ("a", first, ["bm25", "exact", "bloom"]),
+        ("b", second, ["exact"]),
+        ("c", second, ["bloom"]),  # no ranked backend, no exact counts: its columns say so
+    ):
+        build_bundle(src, tmp / name, backends=backends, progress=False)
+        out[name] = tmp / name
+    return out
+
+
+def test_counts_of_two_halves_add_up_to_the_whole(corpora_paths: dict[str, Path]) -> None:
+    from spacerini.corpora import open_bundles
+
+    corpora = open_bundles([corpora_paths["a"], corpora_paths["b"], corpora_paths["whole"]])
+    assert corpora.names == ["a", "b", "whole"]
+    assert corpora.default == "a"
+    docs = [r.docs for r in corpora.corpora()]
+    assert docs[0] + docs[1] == docs[2] == 204
+    for q in QUERIES:
+        cmp = corpora.compare(q)
+        counts = {c.name: c.count for c in cmp.corpora}
+        assert counts["a"] + counts["b"] == counts["whole"], q
+        # each column equals asking that corpus alone
+        assert counts["b"] == corpora.count(q, corpus="b").count
+        texts = [json.loads(line)["contents"] for line in Path("tests/data/bm25_corpus.jsonl").read_text().splitlines()]
+        assert counts["whole"] == sum(t.startswith(q, i) for t in texts for i in range(len(t))), q
+
+
+def test_a_corpus_without_a_backend_says_so_and_the_others_answer(corpora_paths: dict[str, Path]) -> None:
+    from spacerini.corpora import open_bundles
+
+    corpora = open_bundles([corpora_paths["a"], corpora_paths["c"]], names={str(corpora_paths["c"]): "Second half"})
+    rows = Path("tests/data/bm25_corpus.jsonl").read_text().splitlines()
+    passage = json.loads(rows[-1])["contents"][:300]  # a document of the second half
+    cmp = corpora.compare("search engine", text=passage)
+    a, b = cmp.corpora
+    assert cmp.text == passage and cmp.owner == "search engine"
+    assert b.name == "Second half"
+    assert b.missing["top_hit"] == "no ranked backend" and b.top_hit is None
+    assert b.missing["count"] == "no exact backend" and b.count is None
+    assert a.count == corpora.count("search engine", corpus="a").count > 0
+    assert "owner" in a.missing and "owner" in b.missing
+    assert a.top_hit is not None and a.backend == "bm25"
+    assert a.top_hit.docid == corpora.search("search engine", k=1, corpus="a").hits[0].docid
+    assert b.coverage == corpora.member(passage, corpus="Second half").coverage > 0.9
+    assert a.coverage == corpora.member(passage, corpus="a").coverage < b.coverage
+    as_json = json.loads(json.dumps(cmp.to_dict()))
+    assert [c["name"] for c in as_json["corpora"]] == ["a", "Second half"]
+    assert as_json["corpora"][0]["top_hit"]["docid"] == a.top_hit.docid
+
+
+def test_names_and_errors(corpora_paths: dict[str, Path]) -> None:
+    from spacerini.corpora import open_bundles, parse_names
+
+    corpora = open_bundles([corpora_paths["a"], corpora_paths["a"]])
+    assert corpora.names == ["a", "a-2"]
+    with pytest.raises(QueryError, match="no corpus named 'nope': choose from a, a-2"):
+        corpora.count("x", corpus="nope")
+    with pytest.raises(QueryError, match="empty"):
+        corpora.compare("   ")
+    with pytest.raises(UsageError, match="not valid"):
+        open_bundles({"<script>": corpora_paths["a"]})
+    with pytest.raises(UsageError, match="two corpora are named"):
+        open_bundles([corpora_paths["a"], corpora_paths["b"]],
+                     names={str(corpora_paths["a"]): "X", str(corpora_paths["b"]): "X"})  # fmt: skip
+    paths: list[Any] = [str(corpora_paths["a"]), str(corpora_paths["b"])]
+    assert parse_names(["b=Pile", f"{paths[0]}=C4"], paths) == {paths[1]: "Pile", paths[0]: "C4"}
+    with pytest.raises(UsageError, match="write BUNDLE=label"):
+        parse_names(["b"], paths)
+    with pytest.raises(UsageError, match="is not one of the bundles"):
+        parse_names(["c=x"], paths)
