@@ -3,7 +3,8 @@
 Gradio's named endpoints (``/search``, ``/count``...) go through its queue: a call is a POST
 that joins the queue and a second request that reads the answer from a server-sent event
 stream, with a session per caller. These routes answer the same capabilities in one GET with a
-JSON object (the same dict the named endpoint returns as a string):
+JSON object (the same dict the named endpoint returns as a string). Each takes ``&corpus=NAME``
+when the app serves several corpora (default: the first):
 
 * ``GET /api/search?q=TEXT&backend=bm25&k=10&offset=0`` (``&snippets=false``: no snippets):
   :meth:`~spacerini.service.Service.search`;
@@ -11,6 +12,8 @@ JSON object (the same dict the named endpoint returns as a string):
 * ``GET /api/find?q=TEXT&k=10&offset=0``: :meth:`~spacerini.service.Service.find`;
 * ``GET /api/owner?name=NAME&limit=100``: :meth:`~spacerini.service.Service.owner`;
 * ``GET /api/stats``: :meth:`~spacerini.service.Service.stats`;
+* ``GET /api/corpora``: the corpora served (name, documents, backends, generation);
+* ``GET /api/compare?q=TEXT``: every corpus side by side (:meth:`~spacerini.corpora.Corpora.compare`);
 * ``POST /api/optout-request`` with a JSON body ``{"name", "contact", "message"}`` (owners
   backend): :meth:`~spacerini.service.Service.optout_request`, its id and status.
 
@@ -97,8 +100,15 @@ class Limiter:
 def json_api_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list[Any]:
     """The JSON routes for ``svc``, to pass to FastAPI (``routes=``) or include in a router.
 
+    Every route takes ``&corpus=NAME`` (default: the first corpus); a route exists when at
+    least one corpus can answer it, and asking a corpus that cannot answers ``400`` naming the
+    backend it lacks. ``GET /api/corpora`` lists the corpora and ``GET /api/compare?q=TEXT``
+    (``&text=`` for membership, ``&owner=`` for the owner lookup, both defaulting to ``q``)
+    asks all of them (:meth:`~spacerini.corpora.Corpora.compare`).
+
     Args:
-        svc: The app's :class:`~spacerini.service.Service`.
+        svc: The app's :class:`~spacerini.service.Service`, or a
+            :class:`~spacerini.corpora.Corpora` of several.
         limiter: Bounds the calls running and waiting (shared by every route).
         prefix: Path prefix of the routes.
 
@@ -108,8 +118,9 @@ def json_api_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list
     from fastapi import APIRouter
     from fastapi.responses import JSONResponse
 
+    corpora = as_corpora(svc)
     router = APIRouter(prefix=prefix)
-    caps = svc.capabilities
+    caps = {cap for name in corpora for cap in corpora[name].capabilities}
 
     async def answer(fn: Callable[..., Any], *args: Any) -> JSONResponse:
         try:
@@ -126,6 +137,16 @@ def json_api_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list
             logger.exception("JSON API call failed")
             return JSONResponse({"error": "internal error"}, status_code=500)
 
+    def on(corpus: str, method: str, **kwargs: Any) -> Callable[..., Any]:
+        """``Service.method`` of ``corpus``, looked up when the call runs (so that a bad name
+        answers 400 like any other bad input)."""
+
+        def call(*args: Any) -> Any:
+            return functools.partial(getattr(corpora.service(corpus), method), **kwargs)(*args)
+
+        call.__name__ = method
+        return call
+
     # Numbers arrive as strings so that the service gives its own one-line range errors. Each
     # route says response_model=None: its return annotation is a string FastAPI cannot resolve,
     # which made /openapi.json fail.
@@ -134,42 +155,60 @@ def json_api_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list
 
         @get("/search")
         async def search(
-            q: str = "", backend: str = "", k: str = "10", offset: str = "0", snippets: bool = True
+            q: str = "", backend: str = "", k: str = "10", offset: str = "0", snippets: bool = True, corpus: str = ""
         ) -> JSONResponse:
-            return await answer(functools.partial(svc.search, snippets=snippets), q, backend, k, offset)
+            return await answer(on(corpus, "search", snippets=snippets), q, backend, k, offset)
 
     if "exact" in caps:
 
         @get("/count")
-        async def count(q: str = "") -> JSONResponse:
-            return await answer(svc.count, q)
+        async def count(q: str = "", corpus: str = "") -> JSONResponse:
+            return await answer(on(corpus, "count"), q)
 
         @get("/find")
-        async def find(q: str = "", k: str = "10", offset: str = "0") -> JSONResponse:
-            return await answer(svc.find, q, k, offset)
+        async def find(q: str = "", k: str = "10", offset: str = "0", corpus: str = "") -> JSONResponse:
+            return await answer(on(corpus, "find"), q, k, offset)
 
     if "owner" in caps:
         from spacerini.app.flags import client_key
 
         @get("/owner")
-        async def owner(name: str = "", limit: str = "100") -> JSONResponse:
-            return await answer(svc.owner, name, limit)
+        async def owner(name: str = "", limit: str = "100", corpus: str = "") -> JSONResponse:
+            return await answer(on(corpus, "owner"), name, limit)
 
         @router.post("/optout-request", response_model=None)
-        async def optout_request(request: Request) -> JSONResponse:
+        async def optout_request(request: Request, corpus: str = "") -> JSONResponse:
             try:
                 body = await _json_body(request)
             except QueryError as exc:
                 logger.info("refused optout_request: %s", one_line(exc))
                 return JSONResponse({"error": one_line(exc)}, status_code=400)
             fields = [body.get(k, "") for k in ("name", "contact", "message")]
-            return await answer(functools.partial(svc.optout_request, client=client_key(request)), *fields)
+            return await answer(on(corpus, "optout_request", client=client_key(request)), *fields)
 
     @get("/stats")
-    async def stats() -> JSONResponse:
-        return await answer(svc.stats)
+    async def stats(corpus: str = "") -> JSONResponse:
+        return await answer(on(corpus, "stats"))
+
+    @get("/corpora")
+    async def corpora_list() -> JSONResponse:
+        return await answer(lambda: {"default": corpora.default, "corpora": corpora.corpora()})
+
+    @get("/compare")
+    async def compare(q: str = "", text: str = "", owner: str = "", backend: str = "") -> JSONResponse:
+        return await answer(functools.partial(corpora.compare, text=text or None, owner=owner or None, backend=backend), q)
 
     return list(router.routes)
+
+
+def as_corpora(svc: Any) -> Any:
+    """``svc`` as a :class:`~spacerini.corpora.Corpora` (one service becomes a collection of one,
+    named after its bundle's folder)."""
+    from spacerini.corpora import Corpora, _default_name
+
+    if isinstance(svc, Corpora):
+        return svc
+    return Corpora({_default_name(getattr(svc.bundle, "path", "corpus")): svc})
 
 
 def _name(fn: Any) -> str:
