@@ -679,12 +679,20 @@ def info(bundle: str, verify: bool) -> None:
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--no-redact", is_flag=True, help="Show PII as stored (it is redacted on display by default).")
 @click.option("--flags", "flags_path", default=None, type=click.Path(dir_okay=False), help="JSONL file for flagged results.")
-def serve(bundle: str, port: int, host: str, no_redact: bool, flags_path: str | None) -> None:
+@click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]), help="Where a sharded bundle's BM25 and exact shards are searched (ray: in Ray actors; the [distributed] extra).")
+@click.option("--ray-address", default=None, help="Ray cluster to join with --engine ray (default: start one on this machine).")
+def serve(
+    bundle: str, port: int, host: str, no_redact: bool, flags_path: str | None, engine: str, ray_address: str | None
+) -> None:
     """Serve BUNDLE as a search app at http://HOST:PORT."""
     from spacerini.app import serve as serve_app
     from spacerini.bundle import open_bundle
 
-    serve_app(open_bundle(bundle), host=host, port=port, redact_pii=not no_redact, flags_path=flags_path)
+    opened = open_bundle(bundle, engine=engine, ray_address=ray_address)
+    try:
+        serve_app(opened, host=host, port=port, redact_pii=not no_redact, flags_path=flags_path)
+    finally:
+        opened.close()  # kills the shard actors and stops a Ray that --engine ray started here
 
 
 @cli.command()

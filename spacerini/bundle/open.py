@@ -26,6 +26,7 @@ from spacerini.display import plain_snippet
 from spacerini.docstore import Docstore
 from spacerini.errors import (
     BackendNotAvailableError,
+    BackendParameterError,
     BundleError,
     BundleNotFoundError,
     QueryError,
@@ -36,17 +37,31 @@ logger = logging.getLogger(__name__)
 
 
 # -------------------------------------------------------------------------------------- open
-def open_bundle(path: str | os.PathLike[str], *, verify: bool = False) -> Bundle:
+def open_bundle(
+    path: str | os.PathLike[str],
+    *,
+    verify: bool = False,
+    engine: str | Any = "local",
+    ray_address: str | None = None,
+) -> Bundle:
     """Opens and validates a bundle.
 
     Args:
         path: The bundle folder, or ``hf:OWNER/NAME`` for a bundle pushed to a dataset repo.
         verify: Also check every file's SHA-256 (slow on big bundles); sizes are always checked.
+        engine: Where a sharded bundle's shards are searched: ``"local"`` (in this process) or
+            ``"ray"`` (BM25 and exact shards in Ray actors, with the same answers; see
+            :mod:`spacerini.distributed.serve`), or a
+            :class:`~spacerini.distributed.serve.RayServing` to use. :meth:`Bundle.close`
+            kills the actors and stops a Ray it started.
+        ray_address: The Ray cluster to join with ``engine="ray"`` (default: start Ray on this machine).
 
     Raises:
         BundleNotFoundError: No folder or no manifest at ``path``.
         BundleCorruptError: The manifest is unreadable, from a newer format, or files are
             missing, truncated or (with ``verify``) altered.
+        BackendParameterError: An unknown engine, or ``ray_address`` without ``engine="ray"``.
+        DependencyMissingError: ``engine="ray"`` without the ``[distributed]`` extra.
     """
     if str(path).startswith("hf:"):
         from spacerini.hub import resolve_hf_bundle
@@ -59,7 +74,17 @@ def open_bundle(path: str | os.PathLike[str], *, verify: bool = False) -> Bundle
         raise BundleNotFoundError(f"{root}: no bundle here; build one with `spacerini index SOURCE --out {root}`")
     remove_stale(root)
     manifest, key = _read_manifest(root, verify=verify)
-    return Bundle(root, manifest, key=key)
+    if engine == "local":
+        if ray_address is not None:
+            raise BackendParameterError("--ray-address needs --engine ray")
+        return Bundle(root, manifest, key=key)
+    if engine == "ray":
+        from spacerini.distributed.serve import RayServing
+
+        engine = RayServing(address=ray_address)
+    elif isinstance(engine, str) or not callable(getattr(engine, "open_fanout", None)):
+        raise BackendParameterError(f"unknown engine {engine!r}: choose local or ray")
+    return Bundle(root, manifest, key=key, engine=engine)
 
 
 class BundleSnapshot:
@@ -78,6 +103,7 @@ class BundleSnapshot:
         key: tuple[int, ...] | None = None,
         hybrid_params: dict[str, Any] | None = None,
         open_params: dict[str, dict[str, Any]] | None = None,
+        engine: Any = None,
     ) -> None:
         self.path = path
         self.manifest: Mapping[str, Any] = MappingProxyType(dict(manifest))
@@ -88,6 +114,7 @@ class BundleSnapshot:
         self.hybrid_params: dict[str, Any] = {} if hybrid_params is None else hybrid_params
         self._open_params: dict[str, dict[str, Any]] = {} if open_params is None else open_params
         self._docstore: Docstore | None = None
+        self._engine = engine  # opens fan-out shards elsewhere (Ray actors); None: in this process
         self.users = 0
         self.retired_at: float | None = None
 
@@ -164,7 +191,11 @@ class BundleSnapshot:
                 module = get_backend(backend)
                 report = self.manifest["backends"][backend]
                 options = self._open_params.get(backend, {})
-                if report.get("shards"):  # fanned out over the bundle's shards
+                if report.get("shards") and self._engine is not None:  # shards served by the engine
+                    searcher = self._engine.open_fanout(
+                        module, self.path, backend_folder(module, backend), report, key=self.key, **options
+                    )
+                elif report.get("shards"):  # fanned out over the bundle's shards
                     searcher = open_fanout(module, self.path, backend_folder(module, backend), report, **options)
                 else:
                     searcher = module.open(self.path / backend_folder(module, backend), report, **options)
@@ -370,8 +401,12 @@ class Bundle:
         ...     doc = snapshot.doc(hits[0].docid)
     """
 
-    def __init__(self, path: Path, manifest: Mapping[str, Any], *, key: tuple[int, ...] | None = None) -> None:
+    def __init__(
+        self, path: Path, manifest: Mapping[str, Any], *, key: tuple[int, ...] | None = None, engine: Any = None
+    ) -> None:
         self.path = path
+        #: Where fan-out shards are searched (a :class:`~spacerini.distributed.serve.RayServing`), or None.
+        self.engine = engine
         #: Options for hybrid search (``method="rrf"|"weighted"``, ``alpha``, ``depth``, ``rrf_k``).
         self.hybrid_params: dict[str, Any] = {}
         self._open_params: dict[str, dict[str, Any]] = {}
@@ -382,8 +417,9 @@ class Bundle:
 
     def _snapshot(self, manifest: Mapping[str, Any], key: tuple[int, ...] | None) -> BundleSnapshot:
         return BundleSnapshot(
-            self.path, manifest, key=key, hybrid_params=self.hybrid_params, open_params=self._open_params
-        )
+            self.path, manifest, key=key, hybrid_params=self.hybrid_params, open_params=self._open_params,
+            engine=self.engine,
+        )  # fmt: skip
 
     def __repr__(self) -> str:
         return f"Bundle({str(self.path)!r}, generation={self.generation}, docs={len(self)}, backends={self.backends})"
@@ -534,9 +570,11 @@ class Bundle:
         return self.current().info()
 
     def close(self) -> None:
-        """Closes every opened searcher, of this generation and of replaced ones."""
+        """Closes every opened searcher, of this generation and of replaced ones, and the engine."""
         self._current.close()
         self._close_retired(force=True)
+        if self.engine is not None:
+            self.engine.close()
 
     def __enter__(self) -> Bundle:
         return self

@@ -287,8 +287,17 @@ def _summed(stats: Any) -> dict[str, Any]:
     return total
 
 
+def fanout_folders(root: Path, folder_name: str, report: Mapping[str, Any]) -> list[Path]:
+    """The backend folder of each shard of a fan-out backend, in shard order.
+
+    Args:
+        root: The bundle folder.
+        folder_name: The backend's folder inside a shard (``lucene``, ``exact``).
+        report: The backend's manifest entry (its ``shards`` list).
+    """
+    return [root / str(entry.get("folder") or f"shards/{i:05d}") / folder_name for i, entry in enumerate(report["shards"])]
+
+
 def open_fanout(module: Any, root: Path, folder_name: str, report: Mapping[str, Any], **options: Any) -> Any:
     """Opens a fan-out backend's shards as one searcher (its ``open_shards``)."""
-    layout = report["shards"]
-    folders = [root / str(entry.get("folder") or f"shards/{i:05d}") / folder_name for i, entry in enumerate(layout)]
-    return module.open_shards(folders, layout, **options)
+    return module.open_shards(fanout_folders(root, folder_name, report), report["shards"], **options)
