@@ -12,6 +12,11 @@ in CSR form, as plain ``.npy`` files opened with ``mmap_mode="r"``:
 * ``norms.npy`` (uint8) - Lucene's one-byte norm of each row (``SmallFloat.intToByte4(length)``);
 * ``ids.bin`` + ``ids_offsets.npy`` - the collection ids, and ``id_rank.npy``, each row's rank in
   the byte order of the ids (the order Lucene's ``SortField(id, STRING_VAL)`` uses for ties);
+* ``range_offsets.npy``, ``range_ids.npy``, ``range_starts.npy``, ``range_max_x.npy`` (format 2) -
+  per term with at least :data:`RANGE_MIN_DF` postings, one entry per range of ``2**range_bits``
+  rows holding some of them: the range, where its postings start and their largest ``x``. The
+  compiled kernel (:mod:`spacerini.backends.bm25.kernel`) skips ranges with them; a format-1
+  sidecar (without them) gets the same table computed in memory at its first search;
 * ``meta.json`` - statistics and parameters.
 
 The float arithmetic copies Lucene 9.9 (the version in Anserini 1.7.1) step by step in float32, so
@@ -43,8 +48,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,7 +59,14 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
+#: 2: the range table (``range_*.npy``) is stored; 1 (still read): it is computed at first search.
+FORMAT_VERSION = 2
+#: Rows per range of the pruning table: ``2**RANGE_BITS``.
+RANGE_BITS = 10
+#: Terms with fewer postings get no stored range entries: the kernel scans their postings instead.
+RANGE_MIN_DF = 1024
+
+logger = logging.getLogger(__name__)
 
 _F32 = np.float32
 _ONE = _F32(1.0)
@@ -398,13 +412,21 @@ def write_sidecar(
     np.save(folder / "terms_idf.npy", term_idf.astype(np.float32))
     np.save(folder / "norms.npy", norms)
     np.save(folder / "lengths.npy", lengths)
+    kernel = _kernel()
+    ranges: dict[str, int] = {}
+    if kernel is not None:
+        table = kernel.range_table(offsets, rows.astype(np.int32), x, RANGE_BITS, RANGE_MIN_DF)
+        for name, array in zip(_RANGE_FILES, table, strict=True):
+            np.save(folder / f"{name}.npy", array)
+        ranges = {"range_bits": RANGE_BITS, "range_min_df": RANGE_MIN_DF}
     _save_blob(folder, "ids", ids)
     id_order = sorted(range(n), key=ids.__getitem__)
     id_rank = np.empty(n, dtype=np.int32)
     id_rank[np.asarray(id_order, dtype=np.int64)] = np.arange(n, dtype=np.int32)
     np.save(folder / "id_rank.npy", id_rank)
     meta = {
-        "format": FORMAT_VERSION,
+        "format": FORMAT_VERSION if ranges else 1,
+        **ranges,
         "k1": float(k1),
         "b": float(b),
         "rows": n,
@@ -418,6 +440,31 @@ def write_sidecar(
         meta.update(extra)
     (folder / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return meta
+
+
+_RANGE_FILES = ("range_offsets", "range_ids", "range_starts", "range_max_x")
+_KERNEL: list[Any] = []
+
+
+def _kernel() -> Any:
+    """The compiled kernel module, or ``None`` when numba cannot be imported (the numpy path ranks)."""
+    if not _KERNEL:
+        try:
+            from spacerini.backends.bm25 import kernel
+        except ImportError as exc:  # pragma: no cover - numba is a dependency
+            logger.warning("numba is not available (%s): BM25 ranks with the slower numpy path", exc)
+            kernel = None
+        _KERNEL.append(kernel)
+    return _KERNEL[0]
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view (the kernel is compiled once for read-only arrays, mmapped or not)."""
+    if not array.flags.writeable:
+        return array
+    view = array.view()
+    view.flags.writeable = False
+    return view
 
 
 def _save_blob(folder: Path, name: str, items: Sequence[bytes]) -> None:
@@ -621,11 +668,66 @@ class _Ranker:
         """
         if n <= 0 or not queries:
             return [([], []) for _ in queries]
+        kernel = _kernel() if self.use_kernel else None
+        if kernel is not None:
+            n = min(n, max(1, self.rows))
+            chunk = max(1, self.HEAP_CELLS // n)
+            out_k: list[tuple[list[str], list[float]]] = []
+            for first in range(0, len(queries), chunk):
+                out_k.extend(self._rank_chunk_kernel(kernel, queries[first : first + chunk], n))
+            return out_k
         chunk = max(1, self.DENSE_CELLS // max(1, self.rows))
         out: list[tuple[list[str], list[float]]] = []
         for first in range(0, len(queries), chunk):
             out.extend(self._rank_chunk(queries[first : first + chunk], n))
         return out
+
+    #: Rank with the compiled kernel (:mod:`~spacerini.backends.bm25.kernel`) when numba is
+    #: available; ``False``: the numpy path (the reference the kernel is tested against).
+    use_kernel = True
+    #: Skip row ranges whose score bound is below the n-th best score (exact either way).
+    prune = True
+    #: One kernel call keeps at most this many (query, hit) heap cells.
+    HEAP_CELLS = 1 << 20
+
+    def _rank_chunk_kernel(
+        self, kernel: Any, queries: Sequence[Sequence[tuple[str, int]]], n: int
+    ) -> list[tuple[list[str], list[float]]]:
+        """Ranks a chunk of queries with the compiled kernel: one call per sidecar, then one to sort."""
+        nq = len(queries)
+        spans = self._spans
+        # Per sidecar: its first row and, per query term found in it, (query, tid, start, end,
+        # weight, once).
+        found: dict[int, tuple[ExactScorer, int, list[tuple[int, int, int, int, float, int]]]] = {}
+        for qi, term_counts in enumerate(queries):
+            for term, count in term_counts:
+                for source, base, tid, start, end in spans(term):
+                    entry = found.get(id(source))
+                    if entry is None:
+                        entry = found[id(source)] = (source, base, [])
+                    weight = source.idf[tid] if count == 1 else _F32(count) * source.idf[tid]
+                    entry[2].append((qi, tid, start, end, float(weight), int(count == 1)))
+        keys = np.empty((nq, n), dtype=np.int64)
+        heap_rows = np.empty((nq, n), dtype=np.int64)
+        sizes = np.zeros(nq, dtype=np.int64)
+        id_rank = _read_only(self.id_rank)
+        for source, base, terms in sorted(found.values(), key=lambda e: e[1]):
+            qs, tids, starts, ends, weights, once = zip(*terms, strict=True)
+            q_ptr = np.zeros(nq + 1, dtype=np.int64)
+            np.cumsum(np.bincount(np.asarray(qs, dtype=np.int64), minlength=nq), out=q_ptr[1:])
+            table = source.range_table()
+            kernel.rank_source(
+                _read_only(source.docs), _read_only(source.s1), _read_only(source.x),
+                *(_read_only(a) for a in table[:4]), table[4], table[5], base, id_rank,
+                q_ptr, np.asarray(tids, dtype=np.int64), np.asarray(starts, dtype=np.int64),
+                np.asarray(ends, dtype=np.int64), np.asarray(weights, dtype=np.float32),
+                np.asarray(once, dtype=np.uint8), keys, heap_rows, sizes, self.prune,
+            )  # fmt: skip
+        rows, _, adjusted, bounds = kernel.finish(keys, heap_rows, sizes)
+        ids = self.docids(rows)
+        scores = adjusted.tolist()
+        cuts = bounds.tolist()
+        return [(ids[a:b], scores[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
     def _rank_chunk(
         self, queries: Sequence[Sequence[tuple[str, int]]], n: int
@@ -736,6 +838,46 @@ class ExactScorer(_Ranker):
         self.rows = int(self.meta["rows"])
         self.doc_count = int(self.meta["doc_count"])
         self._span_cache: dict[str, tuple[_Span, ...]] = {}
+        self._ranges: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int] | None = None
+        self._own_x = True  # False once use_global_stats has recomputed x
+        self._range_lock = threading.Lock()
+
+    def range_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+        """The pruning table of the compiled kernel (see :func:`~spacerini.backends.bm25.kernel.range_table`).
+
+        Read from the sidecar (format 2) when its ``x`` factors are the ones in use; otherwise
+        (a format-1 sidecar, or a shard scored with a collection's statistics) computed once, in
+        one pass over the postings, and kept in memory.
+
+        Returns:
+            ``(entry_offsets, range_ids, starts, max_x, bits, ranges)``.
+        """
+        table = self._ranges
+        if table is None:
+            with self._range_lock:
+                if self._ranges is None:
+                    self._ranges = self._load_ranges()
+                table = self._ranges
+        return table
+
+    def _load_ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+        folder = self.folder
+        stored = "range_bits" in self.meta and all((folder / f"{n}.npy").is_file() for n in _RANGE_FILES)
+        if self._own_x and stored:
+            bits = int(self.meta["range_bits"])
+            arrays = tuple(_load(folder / f"{n}.npy") for n in _RANGE_FILES)
+        else:
+            kernel = _kernel()
+            if kernel is None:
+                raise RuntimeError("the range table needs numba")
+            bits = RANGE_BITS
+            started = time.perf_counter()
+            arrays = kernel.range_table(self.offsets, _read_only(self.docs), _read_only(self.x), bits, RANGE_MIN_DF)
+            logger.info(
+                "bm25: computed the range table of %s in %.2f s", folder, time.perf_counter() - started
+            )
+        n_ranges = (self.rows + (1 << bits) - 1) >> bits
+        return (*arrays, bits, n_ranges)  # type: ignore[return-value]
 
     # -- global statistics (shards) -------------------------------------------------------------
     def vocabulary(self) -> Vocabulary:
@@ -808,6 +950,9 @@ class ExactScorer(_Ranker):
         weight = np.repeat(term_idf, local_dfs)
         # The same float32 steps as write_sidecar's post_s1.
         self.s1 = (weight - weight / (_ONE + x)).astype(np.float32)
+        if x is not self.x:
+            self._own_x = False  # the stored range table's max_x no longer holds
+            self._ranges = None
         self.x, self.idf = x, term_idf
         self.doc_count = int(doc_count)
         return True

@@ -1,0 +1,155 @@
+"""The compiled BM25 kernel against the numpy reference: same ids, order and float32 scores.
+
+The corpora are random sidecars (no Java needed) built to be full of ties: few distinct lengths
+and term frequencies, so many rows score exactly alike, and ids whose byte order is unrelated to
+the row order, so the tie-break by id matters. Small ranges (16 rows) make the pruning skip a lot.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from spacerini.backends.bm25 import scorer as sc
+from spacerini.backends.bm25.scorer import ExactScorer, ShardedScorer, merge_doc_freqs, write_sidecar
+
+
+def _corpus(rng: np.random.Generator, rows: int, terms: int) -> dict:
+    """Random postings: Zipf-like document frequencies, tf in 1..3, a few row lengths."""
+    vocab = [f"t{i:05d}".encode() for i in range(terms)]
+    dfs = np.minimum(rows, (rows / (1 + np.arange(terms)) ** 0.9 * rng.uniform(0.3, 1.0, terms)).astype(int) + 1)
+    tids, docs, tfs = [], [], []
+    for t, df in enumerate(dfs.tolist()):
+        chosen = np.sort(rng.choice(rows, size=df, replace=False))
+        tids.append(np.full(df, t, dtype=np.int32))
+        docs.append(chosen.astype(np.int32))
+        tfs.append(rng.choice([1, 1, 1, 2, 3], size=df).astype(np.int32))
+    tids_a, docs_a, tfs_a = np.concatenate(tids), np.concatenate(docs), np.concatenate(tfs)
+    # Lengths: the sum of the tfs plus padding from a few values, so norms repeat (ties).
+    lengths = np.bincount(docs_a, weights=tfs_a, minlength=rows).astype(np.int64)
+    lengths += rng.choice([0, 5, 40], size=rows)
+    ids = [f"d{v}".encode() for v in rng.permutation(rows * 7)[:rows].tolist()]
+    return {"ids": ids, "lengths": lengths, "terms": vocab, "tids": tids_a, "tfs": tfs_a, "rows": docs_a}
+
+
+def _write(folder, corpus: dict, lo: int, hi: int) -> None:
+    keep = (corpus["rows"] >= lo) & (corpus["rows"] < hi)
+    write_sidecar(
+        folder, k1=0.9, b=0.4, ids=corpus["ids"][lo:hi], lengths=corpus["lengths"][lo:hi],
+        terms=corpus["terms"], tids=corpus["tids"][keep], tfs=corpus["tfs"][keep],
+        rows=corpus["rows"][keep] - lo,
+    )  # fmt: skip
+
+
+def _queries(rng: np.random.Generator, terms: int, count: int) -> list[list[tuple[str, int]]]:
+    out = []
+    for _ in range(count):
+        size = int(rng.integers(1, 7))
+        # Mostly frequent terms (long postings), some rare and some unknown ones.
+        picked = {int(min(terms + 5, rng.zipf(1.3) - 1)) for _ in range(size)}
+        out.append([(f"t{t:05d}", int(rng.choice([1, 1, 1, 2, 3]))) for t in sorted(picked)])
+    return out
+
+
+@pytest.fixture(scope="module")
+def sidecars(tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setattr(sc, "RANGE_BITS", 4)
+    mp.setattr(sc, "RANGE_MIN_DF", 8)
+    try:
+        rng = np.random.default_rng(11)
+        corpus = _corpus(rng, rows=3000, terms=400)
+        root = tmp_path_factory.mktemp("kernel")
+        _write(root / "one", corpus, 0, 3000)
+        cuts = [0, 700, 701, 2100, 3000]
+        for i, (lo, hi) in enumerate(zip(cuts[:-1], cuts[1:], strict=True)):
+            _write(root / f"shard{i}", corpus, lo, hi)
+        queries = _queries(rng, 400, 300)
+        yield root, len(cuts) - 1, queries
+    finally:
+        mp.undo()
+
+
+def _reference(scorer, queries, n):
+    scorer.use_kernel = False
+    try:
+        return scorer.rank_many(queries, n)
+    finally:
+        del scorer.use_kernel
+
+
+@pytest.mark.parametrize("n", [1, 10, 100, 1000])
+def test_kernel_equals_numpy_reference(sidecars, n):
+    root, _, queries = sidecars
+    scorer = ExactScorer(root / "one")
+    assert scorer.meta["format"] == 2 and scorer.meta["range_bits"] == 4
+    want = _reference(scorer, queries, n)
+    assert sum(1 for ids, _ in want if ids) > 0.9 * len(queries)  # not all empty
+    for prune in (True, False):
+        scorer.prune = prune
+        assert scorer.rank_many(queries, n) == want, prune
+    # ... and one query at a time (the reference the numpy batch path is tested against).
+    for counts, (ids, scores) in zip(queries[:60], want[:60], strict=True):
+        rows, raw = scorer.score(counts)
+        rows, adjusted = scorer.top(rows, raw, n)
+        assert (ids, scores) == (scorer.docids(rows), adjusted.tolist())
+
+
+def test_ties_are_common_in_the_random_corpus(sidecars):
+    """The corpus really tests the tie-break: many top lists hold equal raw scores."""
+    root, _, queries = sidecars
+    scorer = ExactScorer(root / "one")
+    tied = 0
+    for counts in queries[:100]:
+        _, raw = scorer.score(counts)
+        top = np.sort(raw)[::-1][:100]
+        tied += int(np.unique(top).size < top.size)
+    assert tied > 50
+
+
+@pytest.mark.parametrize("n", [1, 10, 100, 1000])
+def test_sharded_kernel_equals_single_index(sidecars, n):
+    root, shards, queries = sidecars
+    single = ExactScorer(root / "one")
+    parts = [ExactScorer(root / f"shard{i}") for i in range(shards)]
+    doc_count = sum(p.doc_count for p in parts)
+    total_tf = sum(int(p.meta["sum_total_term_freq"]) for p in parts)
+    for part, dfs in zip(parts, merge_doc_freqs([p.vocabulary() for p in parts]), strict=True):
+        part.use_global_stats(doc_count=doc_count, sum_total_term_freq=total_tf, doc_freqs=dfs, log=math.log)
+    sharded = ShardedScorer(parts)
+    want = _reference(single, queries, n)
+    assert sharded.rank_many(queries, n) == want
+    assert _reference(sharded, queries, n) == want
+
+
+def test_format_1_sidecar_computes_the_same_range_table(sidecars, tmp_path):
+    """An old sidecar (no range files) ranks the same, with the table computed in memory."""
+    root, _, queries = sidecars
+    new = ExactScorer(root / "one")
+    old_dir = tmp_path / "old"
+    old_dir.mkdir()
+    for path in (root / "one").iterdir():
+        if not path.name.startswith("range_"):
+            (old_dir / path.name).write_bytes(path.read_bytes())
+    meta = (old_dir / "meta.json").read_text()
+    (old_dir / "meta.json").write_text(meta.replace('"format": 2', '"format": 1'))
+    old = ExactScorer(old_dir)
+    stored, computed = new.range_table(), old.range_table()
+    assert stored[4:] == computed[4:] == (4, 188)
+    for a, b in zip(stored[:4], computed[:4], strict=True):
+        assert np.array_equal(a, b)
+    assert old.rank_many(queries, 10) == new.rank_many(queries, 10)
+
+
+def test_kernel_from_threads_gives_the_same_answers(sidecars):
+    from concurrent.futures import ThreadPoolExecutor
+
+    root, _, queries = sidecars
+    scorer = ExactScorer(root / "one")
+    want = scorer.rank_many(queries, 10)
+    with ThreadPoolExecutor(2) as pool:
+        parts = list(pool.map(lambda i: scorer.rank_many(queries[i::4], 10), range(4)))
+    for i, part in enumerate(parts):
+        assert part == want[i::4]
