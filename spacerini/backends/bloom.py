@@ -34,6 +34,7 @@ false-positive rate, so shards built with the whole corpus's capacity merge by O
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -60,11 +61,19 @@ FORMAT_VERSION = 1
 #: Identifies the n-gram hash; a bundle built with another one cannot be queried.
 HASH_NAME = "poly64-splitmix64-v1"
 MAX_QUERY_CHARS = 1 << 20
+#: Bytes of each shard's filter that :func:`merge_shards` reads at a time.
+MERGE_CHUNK = 8 * 2**20
+#: Shard files :func:`merge_shards` keeps open at once (more are ORed in further passes).
+MAX_OPEN_SHARDS = 64
+#: rbloom's file starts with the number of hash functions (8 bytes, little-endian); the filter's
+#: bytes follow (checked in the tests against rbloom itself).
+_HEADER = 8
 
 log = logging.getLogger(__name__)
 
 _BASE = np.uint64(0x100000001B3)  # odd, so it has an inverse modulo 2**64
 _BASE_INV = np.uint64(pow(int(_BASE), -1, 2**64))
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,14 +228,20 @@ def build(
     seconds = time.perf_counter() - t0
     log.info("bloom: %d n-grams of %d docs in %d bits (%.1f s)", items, n_docs, int(bloom.size_in_bits), seconds)
     return _report(
-        bloom, docs=n_docs, seconds=seconds, chars=chars, width=width, stride=stride, fp_rate=fp_rate, items=items,
-        capacity=capacity,
-    )
+        bits=int(bloom.size_in_bits), approx_items=float(bloom.approx_items), docs=n_docs, seconds=seconds,
+        chars=chars, width=width, stride=stride, fp_rate=fp_rate, items=items, capacity=capacity,
+    )  # fmt: skip
 
 
 def _write(folder: Path, bloom: Any, *, width: int, stride: int, fp_rate: float, items: int, capacity: int) -> None:
     """Saves the filter and its ``meta.json`` (the same bytes for a merged sketch as for a built one)."""
     bloom.save(str(folder / "filter.bloom"))
+    _write_meta(
+        folder, width=width, stride=stride, fp_rate=fp_rate, items=items, bits=int(bloom.size_in_bits), capacity=capacity
+    )
+
+
+def _write_meta(folder: Path, *, width: int, stride: int, fp_rate: float, items: int, bits: int, capacity: int) -> None:
     meta = {
         "format": FORMAT_VERSION,
         "hash": HASH_NAME,
@@ -234,15 +249,16 @@ def _write(folder: Path, bloom: Any, *, width: int, stride: int, fp_rate: float,
         "stride": stride,
         "fp_rate": fp_rate,
         "items": items,
-        "bits": int(bloom.size_in_bits),
+        "bits": bits,
         "capacity": capacity,
     }
     (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
 def _report(
-    bloom: Any,
     *,
+    bits: int,
+    approx_items: float,
     docs: int,
     seconds: float,
     chars: int,
@@ -252,7 +268,6 @@ def _report(
     items: int,
     capacity: int | None,
 ) -> BuildReport:
-    bits = int(bloom.size_in_bits)
     params: dict[str, Any] = {
         "width": width, "stride": stride, "fp_rate": fp_rate, "items": items, "bits": bits, "hash": HASH_NAME,
     }
@@ -267,7 +282,7 @@ def _report(
             "chars": chars,
             "bytes": bits // 8,
             "bits_per_ngram": round(bits / items, 3) if items else 0.0,
-            "approx_items": round(float(bloom.approx_items), 1),
+            "approx_items": round(float(approx_items), 1),
         },
     )
 
@@ -314,7 +329,7 @@ def prepare_shards(docs_factory: DocsFactory, work: Path, params: Mapping[str, A
 def merge_shards(
     folders: Sequence[Path], out: Path, reports: Sequence[Mapping[str, Any] | BuildReport]
 ) -> BuildReport:
-    """ORs the sketches of a bundle's shards into one sketch in ``out``.
+    """ORs the sketches of a bundle's shards into one sketch in ``out``, a chunk at a time.
 
     Every shard must have been built by :func:`build` with the same ``width``, ``stride``,
     ``fp_rate`` and ``capacity`` (the n-grams of the whole corpus, :func:`count_ngrams`), so
@@ -322,6 +337,11 @@ def merge_shards(
     ``meta.json`` are then byte-identical to those of an unsharded build of the same corpus,
     and the report equals its report (but for ``seconds``; ``params`` names ``capacity`` only
     where it differs from the n-grams added, as it would for an unsharded build given it).
+
+    No filter is loaded whole: the shards' files are read :data:`MERGE_CHUNK` bytes at a time
+    and ORed into the output file (rbloom's file is its number of hash functions, then the
+    filter's bytes), so the memory the merge needs does not grow with the filter, which has
+    the whole corpus's size.
 
     Args:
         folders: The shards' backend folders.
@@ -333,7 +353,8 @@ def merge_shards(
         The merged sketch's report.
 
     Raises:
-        BackendParameterError: The shards were built with different parameters or filter sizes.
+        BackendParameterError: The shards were built with different parameters, filter sizes
+            or numbers of hash functions.
         BundleCorruptError: ``folders`` and ``reports`` differ in length, none holds a sketch,
             or a sketch is missing, of another format, or disagrees with its ``meta.json``.
     """
@@ -344,9 +365,8 @@ def merge_shards(
     kept = [(Path(f), r) for f, r in zip(folders, dicts, strict=True) if not r.get("empty")]
     if not kept:
         raise BundleCorruptError("no bloom shard holds a sketch: nothing to merge")
-    Bloom = _bloom_class()
-    merged: Any = None
     first: dict[str, Any] = {}
+    header = b""
     items = docs = chars = 0
     for folder, report in kept:
         meta = _read_meta(folder)
@@ -358,34 +378,108 @@ def merge_shards(
                 f"{folder}: bloom shard built with {shape}, the first shard with {first}: build every shard "
                 "with the same width, stride, fp_rate and capacity (the n-grams of the whole corpus)"
             )
-        try:
-            bloom = Bloom.load(str(folder / "filter.bloom"), int)
-        except (OSError, ValueError) as exc:
-            raise BundleCorruptError(f"{folder}: cannot load the bloom filter: {exc}") from exc
-        if int(bloom.size_in_bits) != meta.get("bits"):
-            raise BundleCorruptError(f"{folder}: filter.bloom has {bloom.size_in_bits} bits, meta.json says {meta.get('bits')}")
-        if merged is None:
-            merged = bloom
-        else:
-            try:
-                merged |= bloom
-            except ValueError as exc:  # the number of hash functions differs
-                raise BackendParameterError(f"{folder}: bloom shard cannot be merged: {exc}") from exc
+        hashes = _check_file(folder / "filter.bloom", meta)
+        if not header:
+            header = hashes
+        elif hashes != header:
+            raise BackendParameterError(
+                f"{folder}: bloom shard uses {int.from_bytes(hashes, 'little')} hash functions, the first "
+                f"shard {int.from_bytes(header, 'little')}: its filter cannot be merged"
+            )
         items += int(meta["items"])
         docs += int(report.get("docs") or 0)
         chars += int((report.get("stats") or {}).get("chars") or 0)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    bits = int(first["bits"])
+    ones = _or_files([folder / "filter.bloom" for folder, _ in kept], out / "filter.bloom", header, bits // 8)
     width, stride, fp_rate, capacity = first["width"], first["stride"], first["fp_rate"], first["capacity"]
     if capacity is None:  # shards of an older build: the filter was sized for its own n-grams
         capacity = max(items, 1)
-    _write(out, merged, width=width, stride=stride, fp_rate=fp_rate, items=items, capacity=capacity)
+    _write_meta(out, width=width, stride=stride, fp_rate=fp_rate, items=items, bits=bits, capacity=capacity)
     seconds = time.perf_counter() - t0
-    log.info("bloom: merged %d shards, %d n-grams in %d bits (%.1f s)", len(kept), items, merged.size_in_bits, seconds)
+    log.info("bloom: merged %d shards, %d n-grams in %d bits (%.1f s)", len(kept), items, bits, seconds)
     return _report(
-        merged, docs=docs, seconds=seconds, chars=chars, width=width, stride=stride, fp_rate=fp_rate, items=items,
+        bits=bits, approx_items=_approx_items(ones, bits, int.from_bytes(header, "little")), docs=docs,
+        seconds=seconds, chars=chars, width=width, stride=stride, fp_rate=fp_rate, items=items,
         capacity=None if capacity == max(items, 1) else capacity,
-    )
+    )  # fmt: skip
+
+
+def _check_file(path: Path, meta: Mapping[str, Any]) -> bytes:
+    """Returns the header (the number of hash functions) of a shard's ``filter.bloom``, once its
+    size agrees with the ``bits`` of its ``meta.json``."""
+    bits = meta.get("bits")
+    try:
+        size = path.stat().st_size
+        with path.open("rb") as fh:
+            header = fh.read(_HEADER)
+    except OSError as exc:
+        raise BundleCorruptError(f"{path.parent}: cannot read the bloom filter: {exc}") from exc
+    if not isinstance(bits, int) or bits % 8 or size != _HEADER + bits // 8:
+        raise BundleCorruptError(
+            f"{path.parent}: filter.bloom has {max(size - _HEADER, 0) * 8} bits, meta.json says {bits}"
+        )
+    if int.from_bytes(header, "little") < 1:
+        raise BundleCorruptError(f"{path.parent}: filter.bloom has no hash functions: rebuild the bundle")
+    return header
+
+
+def _or_files(paths: Sequence[Path], out: Path, header: bytes, size: int) -> int:
+    """Writes ``header`` and the OR of the ``size`` filter bytes of ``paths`` to ``out``.
+
+    Reads every file :data:`MERGE_CHUNK` bytes at a time; with more than :data:`MAX_OPEN_SHARDS`
+    files, later groups are ORed into ``out`` in further passes (so few files are open at once).
+
+    Returns:
+        The bits set in the merged filter.
+    """
+    acc = np.empty(min(MERGE_CHUNK, max(size, 1)), dtype=np.uint8)
+    buf = bytearray(len(acc))
+    view = memoryview(buf)
+    ones = 0
+    groups = [paths[i : i + MAX_OPEN_SHARDS] for i in range(0, len(paths), MAX_OPEN_SHARDS)]
+    with out.open("wb") as fh:
+        fh.write(header)
+        fh.truncate(_HEADER + size)
+    for g, group in enumerate(groups):
+        with contextlib.ExitStack() as stack:
+            files = [stack.enter_context(path.open("rb")) for path in group]
+            target = stack.enter_context(out.open("r+b"))
+            for fh in files:
+                fh.seek(_HEADER)
+            ones = 0
+            for offset in range(0, size, len(acc)):
+                n = min(len(acc), size - offset)
+                part = acc[:n]
+                target.seek(_HEADER + offset)
+                if g:  # OR into what the earlier groups wrote
+                    _read_exactly(target, view[:n], out)
+                    part[:] = np.frombuffer(buf, dtype=np.uint8, count=n)
+                else:
+                    part[:] = 0
+                for src in files:
+                    _read_exactly(src, view[:n], Path(src.name))
+                    np.bitwise_or(part, np.frombuffer(buf, dtype=np.uint8, count=n), out=part)
+                target.seek(_HEADER + offset)
+                target.write(part.data)
+                ones += int(_POPCOUNT[part].sum(dtype=np.int64))
+    return ones
+
+
+def _read_exactly(fh: Any, into: memoryview, path: Path) -> None:
+    got = fh.readinto(into)
+    if got != len(into):
+        raise BundleCorruptError(f"{path.parent}: filter.bloom ended early (it changed while being merged)")
+
+
+def _approx_items(ones: int, bits: int, hashes: int) -> float:
+    """rbloom's ``approx_items`` of a filter with ``ones`` of its ``bits`` set (the same float)."""
+    if ones == 0:
+        return 0.0
+    if ones >= bits:
+        return math.inf
+    return -(bits / hashes) * math.log(1 - ones / bits)
 
 
 def _read_meta(folder: Path) -> dict[str, Any]:

@@ -159,3 +159,42 @@ def test_capacity_option(tmp_path):
         bloom.build(lambda: iter(DOCS), tmp_path / "small", progress=False, capacity=items - 1)
     with pytest.raises(ValueError, match="capacity"):
         bloom.build(lambda: iter(DOCS), tmp_path / "neg", progress=False, capacity=-1)
+
+
+def test_the_merge_streams_in_chunks_and_passes_and_equals_rbloom_or(tmp_path, monkeypatch):
+    """Chunks of an odd size and two shard files open at a time (four passes over seven shards) give
+    the unsharded file, and rbloom's own ``|`` of the shards' filters gives the same bits."""
+    from rbloom import Bloom
+
+    capacity = bloom.count_ngrams(DOCS)
+    bloom.build(lambda: iter(DOCS), tmp_path / "whole", progress=False)
+    folders, reports = build_shards(tmp_path, 7, capacity=capacity)
+    whole = (tmp_path / "whole" / "filter.bloom").read_bytes()
+    assert len(whole) > 3 * 500
+    monkeypatch.setattr(bloom, "MERGE_CHUNK", 500 - 7)
+    monkeypatch.setattr(bloom, "MAX_OPEN_SHARDS", 2)
+    merged = bloom.merge_shards(folders, tmp_path / "merged", reports)
+    assert (tmp_path / "merged" / "filter.bloom").read_bytes() == whole
+    reference = Bloom.load(str(folders[0] / "filter.bloom"), int)
+    for folder in folders[1:]:
+        reference |= Bloom.load(str(folder / "filter.bloom"), int)
+    reference.save(str(tmp_path / "reference.bloom"))
+    assert (tmp_path / "reference.bloom").read_bytes() == whole
+    assert merged.stats["approx_items"] == round(reference.approx_items, 1)
+
+
+def test_shard_files_with_other_hash_counts_or_cut_short_do_not_merge(tmp_path):
+    capacity = bloom.count_ngrams(DOCS)
+    folders, reports = build_shards(tmp_path, 3, capacity=capacity)
+    path = folders[1] / "filter.bloom"
+    data = bytearray(path.read_bytes())
+    hashes = int.from_bytes(data[:8], "little")
+    path.write_bytes((hashes + 1).to_bytes(8, "little") + data[8:])
+    with pytest.raises(BackendParameterError, match=f"{hashes + 1} hash functions, the first shard {hashes}"):
+        bloom.merge_shards(folders, tmp_path / "out1", reports)
+    path.write_bytes(bytes(data[:-1]))
+    with pytest.raises(BundleCorruptError, match="filter.bloom has .* bits, meta.json says"):
+        bloom.merge_shards(folders, tmp_path / "out2", reports)
+    path.unlink()
+    with pytest.raises(BundleCorruptError, match="cannot read the bloom filter"):
+        bloom.merge_shards(folders, tmp_path / "out3", reports)
