@@ -13,14 +13,19 @@ longer name (a surname) scores 0.85; anything else scores the similarity ratio.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import heapq
+import itertools
 import json
 import logging
+import os
 import re
+import tempfile
 import time
 import unicodedata
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,15 +143,21 @@ def _write(
         "owners": {name: dict(repos) for name, repos in sorted(owners.items())},
     }
     (folder / "owners.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    seconds = time.perf_counter() - t0
     repos = len({repo for r in owners.values() for repo in r})
     log.info("owners: %d owners, %d repos, %d docs without owner", len(owners), repos, unowned)
+    return _report(
+        optout_instructions, docs=docs, owners=len(owners), repos=repos, unowned=unowned,
+        seconds=time.perf_counter() - t0,
+    )  # fmt: skip
+
+
+def _report(instructions: str, *, docs: int, owners: int, repos: int, unowned: int, seconds: float) -> BuildReport:
     return BuildReport(
         backend=NAME,
         docs=docs,
         seconds=seconds,
-        params={"optout_instructions": optout_instructions},
-        stats={"owners": len(owners), "repos": repos, "unowned_docs": unowned},
+        params={"optout_instructions": instructions},
+        stats={"owners": owners, "repos": repos, "unowned_docs": unowned},
     )
 
 
@@ -160,6 +171,13 @@ def merge_shards(
     keeps its place among the owner's repos: ``owners.json`` is byte-identical to the one an
     unsharded build of the same corpus writes, and the report equals its report (but for
     ``seconds``).
+
+    The reduce is an external merge, so its memory does not grow with the corpus: each shard's
+    index (one shard's size) is rewritten in turn as a sorted run on disk (an owner's repos with
+    the places of their id lists, already JSON), then the runs are merged by owner name
+    (:func:`heapq.merge`) and ``owners.json`` is written owner by owner, each id list copied from
+    its run without being parsed. Only one owner's repo names are held at a time; the repos
+    are counted by a second merge of each shard's sorted repo names.
 
     Args:
         folders: The shards' backend folders, in corpus order.
@@ -183,29 +201,126 @@ def merge_shards(
     kept = [(Path(f), r) for f, r in zip(folders, dicts, strict=True) if not r.get("empty")]
     if not kept:
         raise BundleCorruptError("no owners shard holds an index: nothing to merge")
-    owners: dict[str, dict[str, list[str]]] = defaultdict(lambda: defaultdict(list))
-    instructions: str | None = None
-    docs = unowned = 0
-    for folder, report in kept:
-        data = _read_index(folder)
-        if instructions is None:
-            instructions = data["optout_instructions"]
-        elif data["optout_instructions"] != instructions:
-            raise BackendParameterError(
-                f"{folder}: owners shard built with other opt-out instructions than the first shard: "
-                "build every shard with the same optout_instructions"
-            )
-        for name, repos in data["owners"].items():
-            for repo, ids in repos.items():
-                owners[name][repo].extend(ids)
-        try:
-            docs += int(report["docs"])
-            unowned += int(report["stats"]["unowned_docs"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleCorruptError(f"{folder}: the shard report lacks its doc counts ({exc})") from exc
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    return _write(out, owners, str(instructions), docs=docs, unowned=unowned, t0=t0)
+    instructions: str | None = None
+    docs = unowned = 0
+    with tempfile.TemporaryDirectory(prefix=".owners-merge-", dir=out.parent) as scratch:
+        runs: list[_Run] = []
+        for i, (folder, report) in enumerate(kept):
+            data = _read_index(folder)
+            if instructions is None:
+                instructions = data["optout_instructions"]
+            elif data["optout_instructions"] != instructions:
+                raise BackendParameterError(
+                    f"{folder}: owners shard built with other opt-out instructions than the first shard: "
+                    "build every shard with the same optout_instructions"
+                )
+            try:
+                docs += int(report["docs"])
+                unowned += int(report["stats"]["unowned_docs"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise BundleCorruptError(f"{folder}: the shard report lacks its doc counts ({exc})") from exc
+            runs.append(_Run.write(Path(scratch) / f"{i:06d}", data["owners"]))
+            del data
+        with contextlib.ExitStack() as stack:
+            for run in runs:
+                stack.enter_context(run)
+            n_owners = _write_merged(out / "owners.json", str(instructions), runs)
+            repos = _count_distinct(heapq.merge(*(run.repos() for run in runs)))
+    seconds = time.perf_counter() - t0
+    log.info("owners: merged %d shards: %d owners, %d repos, %d docs without owner", len(kept), n_owners, repos, unowned)
+    return _report(str(instructions), docs=docs, owners=n_owners, repos=repos, unowned=unowned, seconds=seconds)
+
+
+class _Run:
+    """One shard's owner index as a sorted run on disk, for :func:`merge_shards`.
+
+    ``index`` holds a JSON line per owner, in name order: ``[name, [[repo, offset, length], ...]]``
+    with the repos in the shard's order; ``data`` holds each repo's doc ids at those byte places,
+    as the inside of the JSON list ``owners.json`` writes (``"a", "b"``). ``repos`` holds the
+    shard's distinct repo names, sorted, a JSON line each.
+    """
+
+    def __init__(self, stem: Path) -> None:
+        self.stem = stem
+        self._data: Any = None
+
+    @classmethod
+    def write(cls, stem: Path, owners: Mapping[str, Mapping[str, list[str]]]) -> _Run:
+        names: set[str] = set()
+        with Path(f"{stem}.index").open("w", encoding="utf-8") as index, Path(f"{stem}.data").open("wb") as data:
+            offset = 0
+            for name in sorted(owners):
+                places = []
+                for repo, ids in owners[name].items():
+                    piece = json.dumps(ids, ensure_ascii=False)[1:-1].encode("utf-8")
+                    data.write(piece)
+                    places.append([repo, offset, len(piece)])
+                    offset += len(piece)
+                    names.add(repo)
+                index.write(json.dumps([name, places], ensure_ascii=False) + "\n")
+        with Path(f"{stem}.repos").open("w", encoding="utf-8") as fh:
+            fh.writelines(json.dumps(repo, ensure_ascii=False) + "\n" for repo in sorted(names))
+        return cls(stem)
+
+    def __enter__(self) -> _Run:
+        self._data = Path(f"{self.stem}.data").open("rb")  # noqa: SIM115 - closed by __exit__
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._data.close()
+
+    def owners(self, order: int) -> Iterator[tuple[str, int, list[list[Any]]]]:
+        """``(name, order, places)`` per owner, in name order (``order`` sorts equal names by shard)."""
+        with Path(f"{self.stem}.index").open(encoding="utf-8") as fh:
+            for line in fh:
+                name, places = json.loads(line)
+                yield name, order, places
+
+    def repos(self) -> Iterator[str]:
+        with Path(f"{self.stem}.repos").open(encoding="utf-8") as fh:
+            for line in fh:
+                yield json.loads(line)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return os.pread(self._data.fileno(), length, offset)
+
+
+def _write_merged(path: Path, instructions: str, runs: Sequence[_Run]) -> int:
+    """Writes ``owners.json`` from the runs, as :func:`_write` would from the whole index; returns
+    the number of owners."""
+    head = json.dumps({"format": FORMAT_VERSION, "optout_instructions": instructions, "owners": {}}, ensure_ascii=False)
+    if not head.endswith("{}}"):  # pragma: no cover - json.dumps's layout
+        raise AssertionError(head)
+    merged = heapq.merge(*(run.owners(i) for i, run in enumerate(runs)), key=lambda owner: owner[:2])
+    count = 0
+    with path.open("wb") as fh:
+        fh.write(head[:-2].encode("utf-8"))
+        for name, group in itertools.groupby(merged, key=lambda owner: owner[0]):
+            # A repo keeps the place of its first shard; its ids follow shard after shard.
+            pieces: dict[str, list[tuple[int, int, int]]] = {}
+            for _, order, places in group:
+                for repo, offset, length in places:
+                    pieces.setdefault(repo, []).append((order, offset, length))
+            fh.write((", " if count else "").encode() + json.dumps(name, ensure_ascii=False).encode("utf-8") + b": {")
+            for r, (repo, places) in enumerate(pieces.items()):
+                fh.write((", " if r else "").encode() + json.dumps(repo, ensure_ascii=False).encode("utf-8") + b": [")
+                for p, (order, offset, length) in enumerate(places):
+                    fh.write((b", " if p else b"") + runs[order].read(offset, length))
+                fh.write(b"]")
+            fh.write(b"}")
+            count += 1
+        fh.write(b"}}")
+    return count
+
+
+def _count_distinct(names: Iterator[str]) -> int:
+    count, last = 0, None
+    for name in names:
+        if name != last:
+            count, last = count + 1, name
+    return count
 
 
 def _read_index(folder: Path) -> dict[str, Any]:

@@ -139,3 +139,35 @@ def test_empty_shard_entries_are_skipped(tmp_path):
     )
     assert (merged.docs, merged.stats) == (whole.docs, whole.stats)
     assert (tmp_path / "merged" / "owners.json").read_bytes() == (tmp_path / "whole" / "owners.json").read_bytes()
+
+
+def test_the_external_merge_equals_the_unsharded_index_on_awkward_names_and_leaves_no_runs(tmp_path):
+    """Many shards, owners only in some of them, names and ids that JSON escapes or that sort
+    around each other (a prefix, case, astral characters): the same bytes as the unsharded build,
+    and the merge's scratch runs are gone afterwards, also when it fails."""
+    rng = random.Random(3)
+    names = ["a", "ab", "a b", "A", "Zoë", "zoe", 'quote"d', "back\\slash", "tab\tname", "🐍 snake", "東京", "x" * 300]
+    repos = ["r/1", "r/2", 'we"ird/\\repo', "日本/リポ", "🐍/py", "z"]
+    docs = []
+    for i in range(900):
+        meta: dict = {}
+        if rng.random() < 0.9:
+            # Owners come and go in stretches, so several are absent from whole shards.
+            pool = names[(i // 150) % 4 :: 2] if rng.random() < 0.7 else names
+            meta["owner"] = rng.sample(pool, rng.randint(1, 2))
+            if rng.random() < 0.8:
+                meta["repo"] = rng.choice(repos[: 2 + i // 200])
+        docs.append(Doc(id=f"d{i}\n\"{'é' * (i % 3)}🐍", text="x", meta=meta))
+    whole = owners.build(lambda: iter(docs), tmp_path / "whole", progress=False)
+    folders, reports = build_shards(tmp_path / "shards", 11, docs)
+    per_shard = [json.loads((f / "owners.json").read_text())["owners"] for f in folders]
+    assert min(sum(name in shard for shard in per_shard) for name in names) < 11  # some owner skips shards
+    merged = owners.merge_shards(folders, tmp_path / "out" / "merged", reports)
+    assert (tmp_path / "out" / "merged" / "owners.json").read_bytes() == (tmp_path / "whole" / "owners.json").read_bytes()
+    assert (merged.docs, merged.params, merged.stats) == (whole.docs, whole.params, whole.stats)
+    assert merged.stats["repos"] == len(repos) + 1  # and NO_REPO
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["merged"]
+    (folders[5] / "owners.json").write_text("{not json", encoding="utf-8")
+    with pytest.raises(BundleCorruptError):
+        owners.merge_shards(folders, tmp_path / "out" / "again", reports)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["again", "merged"]
