@@ -156,21 +156,35 @@ def _build_locked(
 
     generation = _previous_generation(out_path) + 1
     tmp = building_folder(out_path)
+    ray_session = contextlib.ExitStack()
     try:
         started = time.perf_counter()
-        docs: Iterable[Doc] = corpus
-        if steps:
-            from spacerini.preprocess import apply
-
-            docs = apply(corpus, steps)
         licences: Counter[str] = Counter()
         languages: Counter[str] = Counter()
+        if engine == "ray":  # one Ray start for reading, preprocessing and every backend
+            from spacerini.distributed import session
+
+            ray_session.enter_context(session(address=ray_address, threads=threads))
         with DocstoreWriter(tmp / "docs") as writer:
-            for doc in docs:
+
+            def add(doc: Doc) -> None:
                 writer.add(doc)
                 licence, language = licence_and_language(doc.meta, doc.fields)
                 licences[licence] += 1
                 languages[language] += 1
+
+            if engine == "ray":  # reading and preprocessing on Ray Data: see spacerini.distributed.data
+                from spacerini.distributed.data import ingest
+
+                ingest(source, corpus, steps, format=format, add=add)
+            else:
+                docs: Iterable[Doc] = corpus
+                if steps:
+                    from spacerini.preprocess import apply
+
+                    docs = apply(corpus, steps)
+                for doc in docs:
+                    add(doc)
         if writer.count == 0 and not allow_empty:
             raise EmptyCorpusError(f"{source_info.get('source', 'the source')} holds no documents")
         describe = getattr(corpus, "describe", None)
@@ -214,6 +228,8 @@ def _build_locked(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        ray_session.close()
     publish(tmp, out_path, manifest)
     return open_bundle(out_path)
 
