@@ -1,5 +1,6 @@
 """Hugging Face Space entry point, rendered by `spacerini space`: serves a Spacerini bundle."""
 
+import json
 import os
 from pathlib import Path
 
@@ -10,6 +11,8 @@ BUNDLE_REPO = "{{bundle_repo}}" or None
 #: Redact personal information on display.
 REDACT_PII = "{{redact_pii}}" != "False"
 HERE = Path(__file__).resolve().parent
+#: Corpora served side by side, in order ([{"name", "path"}]); none: the one bundle.
+CORPORA = json.loads((HERE / "corpora.json").read_text(encoding="utf-8")) if (HERE / "corpora.json").is_file() else []
 
 
 def install_spacerini() -> None:
@@ -53,8 +56,14 @@ def main() -> None:
     from spacerini.app import serve
     from spacerini.bundle import open_bundle
 
+    if CORPORA:
+        from spacerini.corpora import open_bundles
+
+        served = open_bundles({c["name"]: HERE / c["path"] for c in CORPORA}, redact_pii=REDACT_PII)
+    else:
+        served = open_bundle(bundle_path())
     serve(
-        open_bundle(bundle_path()),
+        served,
         host=os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0"),
         port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         redact_pii=REDACT_PII,

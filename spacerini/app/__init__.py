@@ -111,13 +111,16 @@ def build_app(
     flags_path: str | os.PathLike[str] | None = None,
     requests_path: str | os.PathLike[str] | None = None,
 ) -> Any:
-    """Builds the Gradio app for ``bundle``.
+    """Builds the Gradio app for ``bundle``, or for several corpora side by side.
 
     Its ``launch`` refuses uploads and serves no files (see
-    :class:`~spacerini.app.jsonapi.NoFilesMiddleware`).
+    :class:`~spacerini.app.jsonapi.NoFilesMiddleware`). With several corpora each tab has a
+    corpus selector (default: the first corpus) and a **Compare** tab asks all of them at once.
 
     Args:
-        bundle: An opened :class:`~spacerini.bundle.Bundle`.
+        bundle: An opened :class:`~spacerini.bundle.Bundle`, or a
+            :class:`~spacerini.corpora.Corpora` (whose services carry their own redaction and
+            report files: ``redact_pii``, ``flags_path`` and ``requests_path`` are then unused).
         redact_pii: Redact emails, keys, passwords and public IP addresses in everything the app
             shows or returns (the stored documents are not changed).
         flags_path: JSONL file for "flag this result" reports (default: a per-bundle file in
@@ -129,39 +132,70 @@ def build_app(
     """
     import gradio as gr
 
+    from spacerini.corpora import Corpora
     from spacerini.service import Service
 
-    svc = Service(
-        bundle,
-        redact_pii=redact_pii,
-        flags_path=Path(flags_path) if flags_path else None,
-        requests_path=Path(requests_path) if requests_path else None,
-    )
-    caps = svc.capabilities
-    title = f"Spacerini · {bundle.path.name}"
+    if isinstance(bundle, Corpora):
+        corpora = bundle
+    else:
+        from spacerini.app.jsonapi import as_corpora
+
+        corpora = as_corpora(
+            Service(
+                bundle,
+                redact_pii=redact_pii,
+                flags_path=Path(flags_path) if flags_path else None,
+                requests_path=Path(requests_path) if requests_path else None,
+            )
+        )
+    svc = corpora.service()
+    caps = [c for c in _CAPS if any(c in corpora[name].capabilities for name in corpora)]
+    title = f"Spacerini · {', '.join(corpora.names)}"
+    redacting = [name for name in corpora if corpora[name].redact_pii]
 
     with gr.Blocks(title=title, analytics_enabled=False) as app:
-        gr.Markdown(
-            f"## {html.escape(title)}\n{len(bundle):,} documents · backends: {', '.join(bundle.backends)}"
-            + (" · PII redacted on display" if redact_pii else "")
-        )
+        gr.Markdown(f"## {html.escape(title)}\n" + " · ".join(_summary(name, corpora[name]) for name in corpora) + (
+            " · PII redacted on display" if len(redacting) == len(corpora) else
+            f" · PII redacted on display in {', '.join(html.escape(n) for n in redacting)}" if redacting else ""
+        ))  # fmt: skip
         with gr.Tabs():
+            if len(corpora) > 1:
+                _compare_tab(gr, corpora)
             if "search" in caps:
-                _search_tab(gr, svc)
+                _search_tab(gr, corpora)
             if "exact" in caps:
-                _exact_tab(gr, svc)
+                _exact_tab(gr, corpora)
             if "member" in caps:
-                _member_tab(gr, svc)
+                _member_tab(gr, corpora)
             if "owner" in caps:
-                _owner_tab(gr, svc)
+                _owner_tab(gr, corpora)
             if "trace" in caps:
-                _trace_tab(gr, svc)
-            _stats_tab(gr, svc)
-        _api(gr, svc, caps)
+                _trace_tab(gr, corpora)
+            _stats_tab(gr, corpora)
+        _api(gr, corpora, caps)
     _queue(app)
-    app.spacerini_service = svc  # for tests and embedding
+    app.spacerini_service = svc  # the default corpus's, for tests and embedding
+    app.spacerini_corpora = corpora
     app.launch = _launch_without_files(app.launch)
     return app
+
+
+#: The tabs' capabilities, in tab order (a tab is shown when any corpus has it).
+_CAPS = ("search", "exact", "member", "owner", "trace", "stats")
+
+
+def _summary(name: str, svc: Any) -> str:
+    bundle = svc.bundle
+    return f"**{html.escape(name)}**: {len(bundle):,} documents ({', '.join(bundle.backends)})"
+
+
+def _corpus_picker(gr: Any, corpora: Any, prefix: str, cap: str | None = None) -> Any:
+    """The tab's corpus selector: hidden with one corpus; lists the corpora that can answer the tab."""
+    names = [n for n in corpora if cap is None or cap in corpora[n].capabilities] or corpora.names
+    return gr.Dropdown(
+        choices=names, value=names[0], label="Corpus", visible=len(corpora) > 1, elem_id=f"{prefix}-corpus",
+        scale=1, min_width=160,
+    )  # fmt: skip
 
 
 def _launch_without_files(launch: Callable[..., Any]) -> Callable[..., Any]:
@@ -226,12 +260,13 @@ class _Pager:
         self.prev.click(_guard(step(-1)), [*inputs, self.page], outputs, api_visibility="private")
 
 
-def _search_tab(gr: Any, svc: Service) -> None:
-    ranked = svc.ranked_backends
-
-    def run(query: str, backend: str, page: int) -> tuple[str, int, str, Any]:
+def _search_tab(gr: Any, corpora: Any) -> None:
+    def run(corpus: str, query: str, backend: str, page: int) -> tuple[str, int, str, Any]:
+        svc = corpora.service(corpus)
         page = max(1, int(page or 1))
-        result = svc.search(query, backend or ranked[0], PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        if backend not in svc.ranked_backends:  # the corpus changed under a backend it lacks
+            backend = ""
+        result = svc.search(query, backend, PAGE_SIZE, (page - 1) * PAGE_SIZE)
         hits = svc.hits(result)
         html_out = render_hits(hits, total_hint=f"{result['backend']} · page {page}", query=query, page=page)
         ids = [h.docid for h in hits]
@@ -239,14 +274,16 @@ def _search_tab(gr: Any, svc: Service) -> None:
 
     from spacerini.app.flags import client_key
 
-    def flag(query: str, docid: str, reason: str, request: Any = None) -> str:
-        rec = svc.flag(query, docid or "", reason, client=client_key(request))
+    def flag(corpus: str, query: str, docid: str, reason: str, request: Any = None) -> str:
+        rec = corpora.service(corpus).flag(query, docid or "", reason, client=client_key(request))
         return f"Thank you: result {html.escape(rec['docid'])} was flagged ({html.escape(rec['reason'])})."
 
     _with_request(flag, gr)
 
     with gr.Tab("Search", id="search"):
         with gr.Row():
+            corpus = _corpus_picker(gr, corpora, "sp", "search")
+            ranked = corpora.service(corpus.value).ranked_backends
             query = gr.Textbox(
                 label="Query", placeholder="Search the corpus…", scale=5, max_length=MAX_QUERY_CHARS, elem_id="sp-query"
             )
@@ -261,47 +298,59 @@ def _search_tab(gr: Any, svc: Service) -> None:
                 reason = gr.Dropdown(choices=list(REASONS), value=REASONS[0], label="Reason", allow_custom_value=True)
                 flag_btn = gr.Button("Flag this result", elem_id="sp-flag")
             flag_out = gr.Markdown(elem_id="sp-flag-status")
-        pager.wire(run, [query, backend], [results, pager.page, pager.label, flag_id], submit=query)
-        flag_btn.click(_guard(flag), [query, flag_id, reason], flag_out, api_visibility="private")
+        pager.wire(run, [corpus, query, backend], [results, pager.page, pager.label, flag_id], submit=query)
+        flag_btn.click(_guard(flag), [corpus, query, flag_id, reason], flag_out, api_visibility="private")
+
+        def backends_of(name: str) -> Any:
+            choices = corpora.service(name).ranked_backends
+            return gr.update(choices=choices, value=choices[0])
+
+        corpus.change(_guard(backends_of), [corpus], [backend], api_visibility="private")
 
 
-def _exact_tab(gr: Any, svc: Service) -> None:
+def _exact_tab(gr: Any, corpora: Any) -> None:
     from spacerini.app.render import render_exact
 
-    def run(text: str, page: int) -> tuple[str, int, str]:
+    def run(corpus: str, text: str, page: int) -> tuple[str, int, str]:
         page = max(1, int(page or 1))
-        result = svc.find(text, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+        result = corpora.service(corpus).find(text, PAGE_SIZE, (page - 1) * PAGE_SIZE)
         html_out = render_exact(result["count"], result["hits"], page=page, page_size=PAGE_SIZE, query=text)
         return html_out, page, f"Page {page}"
 
     with gr.Tab("Exact", id="exact"):
-        text = gr.Textbox(label="Exact text (substring, whitespace and case included)", max_length=MAX_QUERY_CHARS, elem_id="sp-exact-query")
+        with gr.Row():
+            corpus = _corpus_picker(gr, corpora, "sp-exact", "exact")
+            text = gr.Textbox(
+                label="Exact text (substring, whitespace and case included)", max_length=MAX_QUERY_CHARS,
+                elem_id="sp-exact-query", scale=5,
+            )  # fmt: skip
         pager = _Pager(gr, "sp-exact", "Count and find", go_id="sp-exact-go")
         out = gr.HTML(elem_id="sp-exact-results")
-        pager.wire(run, [text], [out, pager.page, pager.label], submit=text)
+        pager.wire(run, [corpus, text], [out, pager.page, pager.label], submit=text)
 
 
-def _member_tab(gr: Any, svc: Service) -> None:
+def _member_tab(gr: Any, corpora: Any) -> None:
     from spacerini.app.render import render_member
 
-    def run(text: str) -> str:
-        return render_member(text, svc.member(text))
+    def run(corpus: str, text: str) -> str:
+        return render_member(text, corpora.service(corpus).member(text))
 
     with gr.Tab("Membership", id="member"):
         gr.Markdown("Paste text or code: the spans found in the corpus are highlighted, with the documents that hold them.")
-        text = gr.Textbox(label="Text or code", lines=10, max_length=svc.max_text, elem_id="sp-member-text")
+        corpus = _corpus_picker(gr, corpora, "sp-member", "member")
+        text = gr.Textbox(label="Text or code", lines=10, max_length=_max_text(corpora), elem_id="sp-member-text")
         go = gr.Button("Check", variant="primary", elem_id="sp-member-go")
         out = gr.HTML(elem_id="sp-member-results")
-        go.click(_guard(run), [text], out, api_visibility="private")
+        go.click(_guard(run), [corpus, text], out, api_visibility="private")
 
 
-def _owner_tab(gr: Any, svc: Service) -> None:
+def _owner_tab(gr: Any, corpora: Any) -> None:
     from spacerini.app.flags import client_key
     from spacerini.app.render import render_owner
     from spacerini.app.requests import MAX_CONTACT_CHARS, MAX_MESSAGE_CHARS, MAX_NAME_CHARS, OPTOUT_HOWTO
 
-    def ask(name: str, contact: str, note: str, request: Any = None) -> str:
-        rec = svc.optout_request(name, contact, note, client=client_key(request))
+    def ask(corpus: str, name: str, contact: str, note: str, request: Any = None) -> str:
+        rec = corpora.service(corpus).optout_request(name, contact, note, client=client_key(request))
         return (
             f"Thank you: your request **{html.escape(rec['id'])}** was filed and is pending. "
             "Keep this id to ask the operator about it."
@@ -311,11 +360,17 @@ def _owner_tab(gr: Any, svc: Service) -> None:
 
     with gr.Tab("Am I in the corpus?", id="owner"):
         gr.Markdown("Type an owner or author name (case, accents and small typos do not matter).")
-        name = gr.Textbox(label="Owner name", max_length=MAX_NAME_CHARS, elem_id="sp-owner-name")
+        with gr.Row():
+            corpus = _corpus_picker(gr, corpora, "sp-owner", "owner")
+            name = gr.Textbox(label="Owner name", max_length=MAX_NAME_CHARS, elem_id="sp-owner-name", scale=5)
         go = gr.Button("Look up", variant="primary", elem_id="sp-owner-go")
         out = gr.HTML(elem_id="sp-owner-results")
-        go.click(_guard(lambda n: render_owner(svc.owner(n))), [name], out, api_visibility="private")
-        name.submit(_guard(lambda n: render_owner(svc.owner(n))), [name], out, api_visibility="private")
+
+        def look_up(corpus: str, n: str) -> str:
+            return render_owner(corpora.service(corpus).owner(n))
+
+        go.click(_guard(look_up), [corpus, name], out, api_visibility="private")
+        name.submit(_guard(look_up), [corpus, name], out, api_visibility="private")
         with gr.Accordion("Ask for removal", open=False, elem_id="sp-optout-box"):
             gr.Markdown(OPTOUT_HOWTO, elem_id="sp-optout-howto")
             with gr.Row():
@@ -324,44 +379,91 @@ def _owner_tab(gr: Any, svc: Service) -> None:
             note = gr.Textbox(label="Note (optional)", lines=2, max_length=MAX_MESSAGE_CHARS, elem_id="sp-optout-note")
             send = gr.Button("Request removal", elem_id="sp-optout-go")
             status = gr.Markdown(elem_id="sp-optout-status")
-        send.click(_guard(ask), [who, contact, note], status, api_visibility="private")
+        send.click(_guard(ask), [corpus, who, contact, note], status, api_visibility="private")
 
 
-def _trace_tab(gr: Any, svc: Service) -> None:
+def _trace_tab(gr: Any, corpora: Any) -> None:
     from spacerini.app.render import render_trace
+
+    def run(corpus: str, text: str, min_len: float) -> str:
+        return render_trace(to_json(corpora.service(corpus).trace(text, int(min_len))), text)
 
     with gr.Tab("Trace", id="trace"):
         gr.Markdown("Paste generated code: each verbatim span is traced to the corpus files (and licences) that hold it.")
-        text = gr.Textbox(label="Code", lines=10, max_length=svc.max_text, elem_id="sp-trace-text")
+        corpus = _corpus_picker(gr, corpora, "sp-trace", "trace")
+        text = gr.Textbox(label="Code", lines=10, max_length=_max_text(corpora), elem_id="sp-trace-text")
         min_len = gr.Slider(8, 200, value=32, step=1, label="Shortest span (characters)")
         go = gr.Button("Trace", variant="primary", elem_id="sp-trace-go")
         out = gr.HTML(elem_id="sp-trace-results")
-        go.click(_guard(lambda t, m: render_trace(to_json(svc.trace(t, int(m))), t)), [text, min_len], out, api_visibility="private")
+        go.click(_guard(run), [corpus, text, min_len], out, api_visibility="private")
 
 
-def _stats_tab(gr: Any, svc: Service) -> None:
+def _max_text(corpora: Any) -> int:
+    return max(corpora[name].max_text for name in corpora)
+
+
+def _compare_tab(gr: Any, corpora: Any) -> None:
+    from spacerini.app.compare import counts_frame, render_comparison
+
+    def run(query: str, text: str, owner: str) -> tuple[Any, str]:
+        result = to_json(corpora.compare(query, text=text or None, owner=owner or None))
+        return counts_frame(result), render_comparison(result)
+
+    with gr.Tab("Compare", id="compare"):
+        gr.Markdown(
+            "One question for every corpus: the exact count, the top hit, the membership coverage of a "
+            "pasted text and the owner lookup, side by side."
+        )
+        query = gr.Textbox(label="Query (counted exactly and searched)", max_length=MAX_QUERY_CHARS, elem_id="sp-compare-query")
+        with gr.Accordion("Membership text and owner (default: the query)", open=False):
+            text = gr.Textbox(label="Text or code to check", lines=4, max_length=_max_text(corpora), elem_id="sp-compare-text")
+            owner = gr.Textbox(label="Owner name", max_length=200, elem_id="sp-compare-owner")
+        go = gr.Button("Compare", variant="primary", elem_id="sp-compare-go")
+        import pandas as pd
+
+        chart = gr.BarPlot(
+            pd.DataFrame({"corpus": corpora.names, "count": [0] * len(corpora)}), x="corpus", y="count",
+            title="Exact count per corpus", elem_id="sp-compare-counts",
+        )  # fmt: skip
+        table = gr.HTML(elem_id="sp-compare-table")
+        go.click(_guard(run), [query, text, owner], [chart, table], api_visibility="private")
+        query.submit(_guard(run), [query, text, owner], [chart, table], api_visibility="private")
+
+
+def _stats_tab(gr: Any, corpora: Any) -> None:
+    with gr.Tab("Stats", id="stats"):
+        if len(corpora) == 1:
+            _stats_panel(gr, corpora.service(), "")
+            return
+        with gr.Tabs(elem_id="sp-stats-corpus"):  # the corpus selector of this tab
+            for i, name in enumerate(corpora):
+                with gr.Tab(name, id=f"stats-{i}"):
+                    _stats_panel(gr, corpora[name], "" if i == 0 else f"-{i}")
+
+
+def _stats_panel(gr: Any, svc: Service, suffix: str) -> None:
+    """One corpus's stats; element ids end in ``suffix`` (empty for the default corpus)."""
     import pandas as pd
 
-    with gr.Tab("Stats", id="stats"):
-        s = svc.stats()
-        gr.Markdown(
-            f"**{s['docs']:,}** documents · **{_size(s['text_bytes'])}** of text · bundle **{_size(s['bundle_bytes'])}** "
-            f"on disk · backends: {', '.join(s['backends'])} · built {s['created'] or '?'}",
-            elem_id="sp-stats-summary",
-        )
-        with gr.Row():
-            lic = pd.DataFrame(s["licences"], columns=["licence", "docs"])
-            lang = pd.DataFrame(s["languages"], columns=["language", "docs"])
-            gr.BarPlot(lic, x="licence", y="docs", title="Licences", sort="-y", x_label_angle=-30, elem_id="sp-licences")
-            gr.BarPlot(lang, x="language", y="docs", title="Languages", sort="-y", x_label_angle=-30, elem_id="sp-languages")
-        with gr.Accordion("Preprocessing report", open=bool(s["preprocess"])):
-            if s["preprocess"]:
-                gr.JSON(s["preprocess"], elem_id="sp-preprocess")
-            else:
-                gr.Markdown("No preprocessing steps were applied when this bundle was built.")
-        if s["audit_log"]:
-            with gr.Accordion("Audit log (opt-outs)", open=False):
-                gr.JSON(s["audit_log"])
+    s = svc.stats()
+    gr.Markdown(
+        f"**{s['docs']:,}** documents · **{_size(s['text_bytes'])}** of text · bundle **{_size(s['bundle_bytes'])}** "
+        f"on disk · backends: {', '.join(s['backends'])} · built {s['created'] or '?'}",
+        elem_id=f"sp-stats-summary{suffix}",
+    )
+    with gr.Row():
+        lic = pd.DataFrame(s["licences"], columns=["licence", "docs"])
+        lang = pd.DataFrame(s["languages"], columns=["language", "docs"])
+        gr.BarPlot(lic, x="licence", y="docs", title="Licences", sort="-y", x_label_angle=-30, elem_id=f"sp-licences{suffix}")
+        gr.BarPlot(lang, x="language", y="docs", title="Languages", sort="-y", x_label_angle=-30, elem_id=f"sp-languages{suffix}")
+    with gr.Accordion("Preprocessing report", open=bool(s["preprocess"])):
+        if s["preprocess"]:
+            gr.JSON(s["preprocess"], elem_id=f"sp-preprocess{suffix}")
+        else:
+            gr.Markdown("No preprocessing steps were applied when this bundle was built.")
+    if s["audit_log"]:
+        with gr.Accordion("Audit log (opt-outs)", open=False):
+            gr.JSON(s["audit_log"])
 
 
 def _size(n: int) -> str:
@@ -374,12 +476,13 @@ def _size(n: int) -> str:
 
 
 # --------------------------------------------------------------------------------------- api
-def _api(gr: Any, svc: Service, caps: list[str]) -> None:
+def _api(gr: Any, corpora: Any, caps: list[str]) -> None:
     """Named API endpoints returning JSON strings.
 
     They are ``gr.api`` endpoints, typed by their signatures, not hidden components: every
     Gradio session (each bare REST call opens one) copies the config of every component, so
-    fewer components make each call cheaper.
+    fewer components make each call cheaper. Each takes a last ``corpus`` parameter (default:
+    the first corpus); ``/corpora`` lists the corpora and ``/compare`` asks all of them.
     """
 
     def endpoint(fn: Callable[..., str], name: str) -> None:
@@ -388,59 +491,70 @@ def _api(gr: Any, svc: Service, caps: list[str]) -> None:
     def dumps(value: Any) -> str:
         return json.dumps(to_json(value), ensure_ascii=False)
 
+    svc = corpora.service
     if "search" in caps:
 
-        def search(query: str, backend: str = "", k: int = 10, offset: int = 0) -> str:
+        def search(query: str, backend: str = "", k: int = 10, offset: int = 0, corpus: str = "") -> str:
             """Ranked search: hits with snippets, stored fields and provenance (a JSON string)."""
-            return dumps(svc.search(query, backend, k, offset))
+            return dumps(svc(corpus).search(query, backend, k, offset))
 
         endpoint(search, "search")
     if "exact" in caps:
 
-        def count(text: str) -> str:
+        def count(text: str, corpus: str = "") -> str:
             """Exact occurrences of a text (a JSON string)."""
-            return dumps(svc.count(text))
+            return dumps(svc(corpus).count(text))
 
-        def find(text: str, k: int = 10, offset: int = 0) -> str:
+        def find(text: str, k: int = 10, offset: int = 0, corpus: str = "") -> str:
             """The count and one page of exact occurrences with provenance (a JSON string)."""
-            return dumps(svc.find(text, k, offset))
+            return dumps(svc(corpus).find(text, k, offset))
 
         endpoint(count, "count")
         endpoint(find, "find")
     if "member" in caps:
 
-        def member(text: str) -> str:
+        def member(text: str, corpus: str = "") -> str:
             """Which spans of a text are in the corpus, with their sources (a JSON string)."""
-            return dumps(svc.member(text))
+            return dumps(svc(corpus).member(text))
 
         endpoint(member, "member")
     if "owner" in caps:
 
-        def owner(name: str, limit: int = 100) -> str:
+        def owner(name: str, limit: int = 100, corpus: str = "") -> str:
             """"Am I in the corpus?": an owner's repos and files, and how to opt out (a JSON string)."""
-            return dumps(svc.owner(name, limit))
+            return dumps(svc(corpus).owner(name, limit))
 
-        def optout_request(name: str, contact: str, message: str = "", request: Any = None) -> str:
+        def optout_request(name: str, contact: str, message: str = "", corpus: str = "", request: Any = None) -> str:
             """Files a request to remove an owner's documents: its id and status (a JSON string)."""
             from spacerini.app.flags import client_key
 
-            return dumps(svc.optout_request(name, contact, message, client=client_key(request)))
+            return dumps(svc(corpus).optout_request(name, contact, message, client=client_key(request)))
 
         endpoint(owner, "owner")
         endpoint(_with_request(optout_request, gr), "optout_request")
     if "trace" in caps:
 
-        def trace(text: str, min_len: int = 32) -> str:
+        def trace(text: str, min_len: int = 32, corpus: str = "") -> str:
             """Traces a text back to the documents that hold its spans (a JSON string)."""
-            return dumps(svc.trace(text, min_len))
+            return dumps(svc(corpus).trace(text, min_len))
 
         endpoint(trace, "trace")
 
-    def stats() -> str:
+    def stats(corpus: str = "") -> str:
         """Counts, sizes, licence and language breakdowns, preprocessing reports (a JSON string)."""
-        return dumps(svc.stats())
+        return dumps(svc(corpus).stats())
+
+    def corpora_list() -> str:
+        """The corpora served: name, documents, backends, generation (a JSON string)."""
+        return dumps({"default": corpora.default, "corpora": corpora.corpora()})
+
+    def compare(query: str, text: str = "", owner: str = "", backend: str = "") -> str:
+        """Every corpus side by side: exact count, top hit, membership coverage, owner lookup (a JSON string)."""
+        return dumps(corpora.compare(query, text=text or None, owner=owner or None, backend=backend))
 
     endpoint(stats, "stats")
+    endpoint(corpora_list, "corpora")
+    endpoint(compare, "compare")
 
 
 # ------------------------------------------------------------------------------------- serve
@@ -461,7 +575,8 @@ def serve(
     its own one-line error messages.
 
     Args:
-        bundle: An opened bundle.
+        bundle: An opened bundle, or a :class:`~spacerini.corpora.Corpora` of several
+            (:func:`spacerini.open_bundles`), served side by side in one app and one process.
         host: Interface to listen on (loopback by default; ``0.0.0.0`` on a Space).
         port: TCP port.
         block: Block until interrupted (False returns the running app, for tests).
@@ -474,17 +589,20 @@ def serve(
         ``app.spacerini_limiter``.
     """
     from spacerini.app.jsonapi import Limiter, json_api_routes
+    from spacerini.corpora import Corpora
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    try:
-        bundle.searcher(bundle.default_backend())  # start the JVM and map the index before the first request
-    except SpaceriniError:
-        pass  # a bundle without a ranked backend still serves its other tabs
+    bundles = [bundle[name].bundle for name in bundle] if isinstance(bundle, Corpora) else [bundle]
+    for each in bundles:
+        try:
+            each.searcher(each.default_backend())  # start the JVM and map the index before the first request
+        except SpaceriniError:
+            pass  # a bundle without a ranked backend still serves its other tabs
     _log_to_stderr()
     app = build_app(bundle, redact_pii=redact_pii, flags_path=flags_path, requests_path=requests_path)
     app.spacerini_limiter = Limiter(CONCURRENCY, QUEUE_SIZE)
-    routes = json_api_routes(app.spacerini_service, limiter=app.spacerini_limiter)
-    logger.info("serving %s on http://%s:%d", bundle.path, host, port)
+    routes = json_api_routes(app.spacerini_corpora, limiter=app.spacerini_limiter)
+    logger.info("serving %s on http://%s:%d", ", ".join(str(b.path) for b in bundles), host, port)
     app.launch(
         server_name=host,
         server_port=port,
@@ -494,7 +612,7 @@ def serve(
         ssr_mode=False,
         max_file_size="1mb",
         allowed_paths=[],
-        blocked_paths=[str(Path(bundle.path).resolve())],
+        blocked_paths=[str(Path(b.path).resolve()) for b in bundles],
         footer_links=["api"],
         state_session_capacity=SESSION_CAPACITY,
         quiet=not block,

