@@ -96,14 +96,14 @@ class Chunk:
 
 
 # ----------------------------------------------------------------------------------- planning
-def plan_chunks(source: Any, corpus: Any, *, format: str | None, chunk_bytes: int = CHUNK_BYTES) -> list[Chunk] | None:
+def plan_chunks(source: Any, corpus: Any, *, format: str | None, chunk_bytes: int | None = None) -> list[Chunk] | None:
     """Cuts an opened corpus source into chunks Ray Data reads in parallel.
 
     Args:
         source: What the user gave (a path or ``hf:`` spec).
         corpus: The corpus :func:`~spacerini.corpus.load_corpus` opened from it.
         format: The format override given, if any.
-        chunk_bytes: Bytes per chunk of a JSON-lines file.
+        chunk_bytes: Bytes per chunk of a JSON-lines file (default :data:`CHUNK_BYTES`).
 
     Returns:
         The chunks in corpus order, or None when the source must be read on the driver (a Hub
@@ -129,6 +129,7 @@ def plan_chunks(source: Any, corpus: Any, *, format: str | None, chunk_bytes: in
     else:
         listed = [(path, format or files.format_of(path) or "")]
     chunks: list[Chunk] = []
+    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
     for file, fmt in listed:
         for piece in _file_chunks(file, fmt, chunk_bytes):
             chunks.append(Chunk(len(chunks), *piece))
@@ -363,7 +364,7 @@ class RayIngest:
         steps: The preprocess steps, in order; their state is filled in so that their
             ``report()`` equals the local one.
         format: The ``--format`` override.
-        chunk_bytes: Bytes per chunk of a JSON-lines file.
+        chunk_bytes: Bytes per chunk of a JSON-lines file (default :data:`CHUNK_BYTES`).
         runtime_env: Ray runtime environment of the tasks (default: this checkout importable).
     """
 
@@ -374,14 +375,14 @@ class RayIngest:
         steps: Sequence[Any],
         *,
         format: str | None = None,
-        chunk_bytes: int = CHUNK_BYTES,
+        chunk_bytes: int | None = None,
         runtime_env: dict[str, Any] | None = None,
     ) -> None:
         self.source = source
         self.corpus = corpus
         self.steps = list(steps)
         self.format = format
-        self.chunk_bytes = chunk_bytes
+        self.chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
         if runtime_env is None:
             from spacerini.distributed.engine import _worker_env
 
@@ -502,39 +503,38 @@ class RayIngest:
         return self._near_dedup(ds, step)
 
     def _exact_dedup(self, ds: Any, step: Any) -> Any:
+        from ray.data.aggregate import Count, Sum
+
         started = time.perf_counter()
-        hashed = ds.map_batches(
+        kept = ds.map_batches(
             _hash_batch, batch_format="pyarrow", fn_kwargs={"step": step}, runtime_env=self.runtime_env
-        ).materialize()
-        docs_in = hashed.count()
-        chars = int(hashed.sum("chars") or 0) if docs_in else 0
-        kept = hashed.groupby("hash").map_groups(
-            _keep_first, batch_format="pyarrow", runtime_env=self.runtime_env
-        ).materialize()
-        docs_out = kept.count()
-        clusters = kept.filter(expr="removed_first >= 0")
-        total = clusters.count()
-        top = clusters.sort("removed_first").take(_cluster_cap()) if total else []
+        ).groupby("hash").map_groups(_keep_first, batch_format="pyarrow", runtime_env=self.runtime_env).materialize()
+        totals = kept.aggregate(Count(), Sum("size"), Sum("chars"), Sum("has_cluster"))
+        docs_out, docs_in = totals["count()"], int(totals["sum(size)"] or 0)
+        # The first clusters by their first removal: each block's first ones, then the first of those.
+        cap = _cluster_cap()
+        firsts = kept.map_batches(_first_clusters, batch_format="pyarrow", fn_kwargs={"cap": cap}).take_all()
+        top = sorted(firsts, key=lambda row: row["removed_first"])[:cap]
         step._reset_counts()
         step._reset()
-        step.docs_in, step.docs_out, step.bytes_in = docs_in, docs_out, chars
-        _fill_clusters(step, [json.loads(row["cluster"]) for row in top], total, reason="exact_duplicate",
-                       removed=docs_in - docs_out)  # fmt: skip
+        step.docs_in, step.docs_out, step.bytes_in = docs_in, docs_out, int(totals["sum(chars)"] or 0)
+        _fill_clusters(step, [json.loads(row["cluster"]) for row in top], int(totals["sum(has_cluster)"] or 0),
+                       reason="exact_duplicate", removed=docs_in - docs_out)  # fmt: skip
         step._seen = _Sized(docs_out)
         step.seconds = time.perf_counter() - started
         return kept.select_columns(list(DOC_COLUMNS))
 
     def _near_dedup(self, ds: Any, step: Any) -> Any:
+        from ray.data.aggregate import Count, Sum
+
         started = time.perf_counter()
-        docs_in = ds.count()
-        chars = int(ds.map_batches(_chars_batch, batch_format="pyarrow").sum("chars") or 0) if docs_in else 0
         sketched = ds.map_batches(
             _sketch_batch, batch_format="pyarrow", fn_kwargs={"step": step}, runtime_env=self.runtime_env
         ).materialize()
-        empty = sketched.filter(expr="distinct == 0").count()
-        entries = sketched.filter(expr="distinct > 0")
-        total_entries = entries.count()
-        buckets = entries.groupby("band").map_groups(
+        totals = sketched.aggregate(Count(), Sum("first"), Sum("chars"), Sum("no_tokens"))
+        docs_in, empty = int(totals["sum(first)"] or 0), int(totals["sum(no_tokens)"] or 0)
+        total_entries = totals["count()"] - empty
+        buckets = sketched.filter(expr="no_tokens == 0").groupby("band").map_groups(
             _bucket_pairs, batch_format="pyarrow", fn_kwargs={"threshold": step.threshold, "verify": step.verify},
             runtime_env=self.runtime_env,
         ).take_all()  # fmt: skip
@@ -546,6 +546,7 @@ class RayIngest:
         buckets_kept = _bucket_count(total_entries, members, distinct, result)
         # The ids the report names: kept documents of the first clusters, removed ones and examples.
         wanted = _near_report_keys(result)
+        chars = int(totals["sum(chars)"] or 0)
         names = {}
         if wanted:
             wanted_array = np.array(sorted(wanted), dtype=np.int64)
@@ -591,6 +592,7 @@ def _quiet_ray_data() -> None:
     context.enable_progress_bars = False
     context.execution_options.preserve_order = True
     context.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
 
 
 def _doc_table(columns: dict[str, list[Any]]) -> Any:
@@ -783,6 +785,9 @@ def _keep_first(group: Any) -> Any:
     order = pc.sort_indices(group, sort_keys=[("key", "ascending")])
     group = group.take(order)
     kept = group.slice(0, 1).select(list(DOC_COLUMNS))
+    kept = kept.append_column("size", pa.array([group.num_rows], type=pa.int64())).append_column(
+        "chars", pa.array([pc.sum(group.column("chars")).as_py() or 0], type=pa.int64())
+    ).append_column("has_cluster", pa.array([int(group.num_rows > 1)], type=pa.int64()))
     first, cluster = -1, ""
     if group.num_rows > 1:
         keys = group.column("key").to_pylist()
@@ -795,6 +800,15 @@ def _keep_first(group: Any) -> Any:
     return kept.append_column("removed_first", pa.array([first], type=pa.int64())).append_column(
         "cluster", pa.array([cluster], type=pa.string())
     )
+
+
+def _first_clusters(batch: Any, cap: int) -> Any:
+    """Ray Data UDF: the ``cap`` clusters of a block whose first removal comes first."""
+    import pyarrow.compute as pc
+
+    found = batch.filter(pc.greater_equal(batch.column("removed_first"), 0))
+    order = pc.sort_indices(found, sort_keys=[("removed_first", "ascending")])
+    return found.take(order).slice(0, cap).select(["removed_first", "cluster"])
 
 
 def _fill_clusters(step: Any, clusters: Sequence[dict[str, Any]], total: int, *, reason: str, removed: int) -> None:
@@ -816,41 +830,31 @@ def _fill_clusters(step: Any, clusters: Sequence[dict[str, Any]], total: int, *,
 
 
 # -------------------------------------------------------------------------------- near dedup
-def _chars_batch(batch: Any) -> Any:
-    import pyarrow as pa
-
-    return pa.table({"chars": pa.array([len(t) for t in batch.column("text").to_pylist()], type=pa.int64())})
-
-
 def _sketch_batch(batch: Any, step: Any) -> Any:
     """Ray Data UDF: one row per (document, distinct LSH band key), with the document's signature;
-    a document without tokens gets one row with ``distinct == 0``."""
+    a document without tokens gets one row with ``no_tokens == 1``. The first row of each
+    document carries its length in characters and ``first == 1`` (for the step's counts)."""
     import pyarrow as pa
 
     hasher = step.hasher
-    bands: list[int] = []
-    keys: list[int] = []
-    sigs: list[bytes] = []
-    distinct: list[int] = []
+    out: dict[str, list[Any]] = {name: [] for name in ("band", "key", "signature", "distinct", "first", "chars", "no_tokens")}
+
+    def row(*values: Any) -> None:
+        for name, value in zip(out, values, strict=True):
+            out[name].append(value)
+
     for key, text in zip(batch.column("key").to_pylist(), batch.column("text").to_pylist(), strict=True):
         signature = hasher.signature(text)
         if np.array_equal(signature, hasher.empty):
-            bands.append(0)
-            keys.append(key)
-            sigs.append(b"")
-            distinct.append(0)
+            row(0, key, b"", 0, 1, len(text), 1)
             continue
         band_keys = list(dict.fromkeys(step.band_keys(signature)))
         raw = signature.tobytes() if step.verify else b""
-        for band in band_keys:
-            bands.append(band)
-            keys.append(key)
-            sigs.append(raw)
-            distinct.append(len(band_keys))
-    return pa.table({
-        "band": pa.array(bands, type=pa.uint64()), "key": pa.array(keys, type=pa.int64()),
-        "signature": pa.array(sigs, type=pa.binary()), "distinct": pa.array(distinct, type=pa.int64()),
-    })  # fmt: skip
+        for i, band in enumerate(band_keys):
+            row(band, key, raw, len(band_keys), int(i == 0), len(text) if i == 0 else 0, 0)
+    types = {"band": pa.uint64(), "key": pa.int64(), "signature": pa.binary(), "distinct": pa.int64(),
+             "first": pa.int64(), "chars": pa.int64(), "no_tokens": pa.int64()}  # fmt: skip
+    return pa.table({name: pa.array(values, type=types[name]) for name, values in out.items()})
 
 
 def _bucket_pairs(group: Any, threshold: float, verify: bool) -> Any:

@@ -1,0 +1,226 @@
+"""Reading and preprocessing on Ray Data (``--engine ray``) give the bundle the local build gives.
+
+The near-dedup replay is checked against :class:`~spacerini.preprocess.dedup.NearDedup` on random
+corpora without Ray (the Ray Data functions run here on pyarrow tables). The builds run on one
+embedded Ray (two CPUs) that the module starts and always shuts down; they are marked slow.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from click.testing import CliRunner
+
+from spacerini.bundle import build_bundle, open_bundle
+from spacerini.distributed import data
+from spacerini.errors import CorpusError
+from spacerini.preprocess.dedup import NearDedup
+from spacerini.records import Doc
+
+WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma".split()
+
+
+# ------------------------------------------------------------------- the replay (no Ray needed)
+def _random_corpus(rng: random.Random, size: int) -> list[str]:
+    texts: list[str] = []
+    for _ in range(size):
+        choice = rng.random()
+        if texts and choice < 0.35:  # a near copy of an earlier text: a few words changed
+            words = rng.choice(texts).split()
+            for _ in range(rng.randint(0, 3)):
+                if words:
+                    words[rng.randrange(len(words))] = rng.choice(WORDS)
+            texts.append(" ".join(words))
+        elif choice < 0.4:
+            texts.append(rng.choice(["", "...", "  "]))  # no tokens
+        else:
+            texts.append(" ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 30))))
+    return texts
+
+
+def _distributed_near_dedup(step: NearDedup, texts: list[str]) -> tuple[set[int], dict[str, Any]]:
+    """The Ray path's functions on plain tables: sketch, group by band, bucket pairs, replay."""
+    keys = [(i // 4) << data.KEY_SHIFT | (i % 4) for i in range(len(texts))]  # in order, not dense
+    batch = pa.table({"key": pa.array(keys, type=pa.int64()), "text": texts})
+    sketched = pa.concat_tables([data._sketch_batch(batch.slice(s, 7), step) for s in range(0, len(texts), 7)])
+    entries = sketched.filter(pc.equal(sketched.column("no_tokens"), 0))
+    rows: list[dict[str, Any]] = []
+    for band in set(entries.column("band").to_pylist()):
+        group = entries.filter(pc.equal(entries.column("band"), pa.scalar(band, pa.uint64())))
+        rows.extend(data._bucket_pairs(group, step.threshold, step.verify).to_pylist())
+    members = [np.frombuffer(r["members"], dtype=np.int64) for r in rows]
+    distinct = [np.frombuffer(r["distinct_keys"], dtype=np.int64) for r in rows]
+    dropped = data.replay_near_dedup([np.frombuffer(r["pairs"], dtype=np.int64).reshape(-1, 2) for r in rows])
+    empty = int(pc.sum(sketched.column("no_tokens")).as_py() or 0)
+    stats = {
+        "buckets": data._bucket_count(entries.num_rows, members, distinct, dropped),
+        "kept_indexed": len(texts) - empty - len(dropped),
+        "no_tokens": empty,
+        "matches": {keys.index(k): keys.index(m) for k, m in dropped.items()},
+    }
+    return {keys.index(k) for k in dropped}, stats
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_the_near_dedup_replay_decides_as_the_sequential_step(seed: int) -> None:
+    rng = random.Random(seed)
+    threshold, verify = rng.choice([0.5, 0.7, 0.85]), rng.random() < 0.6
+    texts = _random_corpus(rng, rng.randint(1, 60))
+    step = NearDedup(threshold=threshold, num_perm=64, ngram=2, verify=verify)
+    kept = [d.id for d in step([Doc(str(i), t) for i, t in enumerate(texts)])]
+    local = step.report()
+    dropped, stats = _distributed_near_dedup(step, texts)
+    assert sorted(set(range(len(texts))) - dropped) == sorted(int(i) for i in kept)
+    assert stats["buckets"] == local["buckets"]
+    assert stats["kept_indexed"] == local["kept_indexed"]
+    assert stats["no_tokens"] == local["no_tokens"]
+    expected = {int(r): int(c["kept"]) for c in local["clusters"] for r in c["removed"]}
+    assert stats["matches"] == expected
+
+
+def test_the_replay_keeps_a_document_whose_only_match_was_dropped() -> None:
+    # 1 matches 0 and is dropped; 2 matches only 1, which is gone, so 2 is kept; 3 matches 1 and 2.
+    pairs = np.array([[0, 1], [1, 2], [1, 3], [2, 3], [1, 3]])
+    assert data.replay_near_dedup(pairs) == {1: 0, 3: 2}
+    assert data.replay_near_dedup([]) == {}
+
+
+# ------------------------------------------------------------------------- builds on Ray
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def embedded_ray() -> Iterator[None]:
+    """One embedded Ray (two CPUs, a small object store) for the module; the builds join it."""
+    ray.init(num_cpus=2, object_store_memory=200 * 10**6, include_dashboard=False, log_to_driver=False)
+    try:
+        yield
+    finally:
+        ray.shutdown()
+
+
+def _rows(count: int = 80) -> list[dict[str, Any]]:
+    rng = random.Random(7)
+    rows: list[dict[str, Any]] = []
+    for i in range(count):
+        text = " ".join(rng.choice(WORDS) for _ in range(40))
+        if i % 9 == 4:
+            text = rows[i - 2]["text"]  # exact copy
+        elif i % 7 == 5:
+            words = rows[i - 3]["text"].split()
+            words[5] = "omega"
+            text = " ".join(words)  # near copy
+        if i % 6 == 1:
+            text += f" write to person{i}@example.org or 10.{i}.3.4"
+        rows.append({"id": f"doc{i:03d}", "text": text, "title": f"Title {i}", "owner": f"owner{i % 4}",
+                     "licence": ["mit", "apache-2.0", "gpl-3.0", None][i % 4], "stars": i * 1.5})  # fmt: skip
+    return rows
+
+
+def _write_jsonl(folder: Path, rows: list[dict[str, Any]], parts: int = 2) -> Path:
+    folder.mkdir(parents=True)
+    size = -(-len(rows) // parts)
+    for p in range(parts):
+        chunk = rows[p * size : (p + 1) * size]
+        (folder / f"part{p}.jsonl").write_text("".join(json.dumps(r) + "\n" + ("\n" if i % 5 == 0 else "") for i, r in enumerate(chunk)))
+    return folder
+
+
+def _bundle_view(path: Path) -> tuple[list[tuple[Any, ...]], list[dict[str, Any]], dict[str, Any]]:
+    bundle = open_bundle(path)
+    docs = [(d.id, d.text, dict(d.fields), dict(d.meta)) for d in bundle.iter_docs()]
+    manifest = json.loads((path / "spacerini.json").read_text())
+    reports = [{k: v for k, v in r.items() if k != "seconds"} for r in manifest["preprocess"]]
+    return docs, reports, {"counts": manifest["counts"], "source": manifest["source"]}
+
+
+def _same_bundles(local: Path, distributed: Path, queries: tuple[str, ...] = ("alpha gamma", "omega", "EMAIL")) -> None:
+    assert _bundle_view(distributed) == _bundle_view(local)
+    a, b = open_bundle(local), open_bundle(distributed)
+    for query in queries:
+        assert [(h.docid, h.score) for h in b.search(query, k=20)] == [(h.docid, h.score) for h in a.search(query, k=20)]
+
+
+@pytest.mark.slow
+def test_a_jsonl_folder_read_in_many_chunks_gives_the_local_bundle(
+    embedded_ray: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _write_jsonl(tmp_path / "src", _rows())
+    monkeypatch.setattr(data, "CHUNK_BYTES", 3000)  # several chunks per file, cut at line ends
+    steps = ["pii", "dedup", "near-dedup", "licence"]
+    options = {"near-dedup": {"threshold": 0.8}, "licence": {"missing": "keep"}}
+    build_bundle(str(source), tmp_path / "local", backends=["bm25"], preprocess=steps, preprocess_options=options, progress=False)
+    build_bundle(str(source), tmp_path / "ray", backends=["bm25"], preprocess=steps, preprocess_options=options,
+                 progress=False, engine="ray", shards=2)  # fmt: skip
+    chunks = data.plan_chunks(str(source), None, format=None) or []
+    assert chunks == []  # only an opened TableCorpus is cut (others are read on the driver)
+    from spacerini.corpus import load_corpus
+
+    chunks = data.plan_chunks(str(source), load_corpus(str(source), progress=False), format=None) or []
+    assert len(chunks) > 4 and {c.kind for c in chunks} == {"lines"}
+    _same_bundles(tmp_path / "local", tmp_path / "ray")
+    reports = _bundle_view(tmp_path / "ray")[1]
+    assert [r["removed"] for r in reports][:3] != [0, 0, 0] and reports[0]["changed"] > 0  # the corpus tests something
+
+
+@pytest.mark.slow
+def test_a_parquet_file_read_by_row_groups_gives_the_local_bundle(embedded_ray: None, tmp_path: Path) -> None:
+    source = tmp_path / "corpus.parquet"
+    pq.write_table(pa.Table.from_pylist(_rows(60)), source, row_group_size=7)
+    steps = ["optout", "dedup", "pii", "near-dedup"]  # pii after dedup: the hashes see the raw text
+    options = {"optout": {"owners": ["owner3"]}, "near-dedup": {"threshold": 0.7, "verify": False}}
+    build_bundle(str(source), tmp_path / "local", backends=["bm25"], preprocess=steps, preprocess_options=options, progress=False)
+    build_bundle(str(source), tmp_path / "ray", backends=["bm25"], preprocess=steps, preprocess_options=options,
+                 progress=False, engine="ray", shards=2)  # fmt: skip
+    _same_bundles(tmp_path / "local", tmp_path / "ray")
+
+
+def _error(source: Path, **options: Any) -> str:
+    with pytest.raises(CorpusError) as caught:
+        build_bundle(str(source), source.parent / f"out-{options.get('engine', 'local')}", backends=["exact"],
+                     progress=False, **options)  # fmt: skip
+    return str(caught.value)
+
+
+@pytest.mark.slow
+def test_bad_records_fail_with_the_local_line(embedded_ray: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(data, "CHUNK_BYTES", 500)
+    lines = [json.dumps(r) for r in _rows(30)]
+    cases = {
+        "malformed": lines[:20] + ['{"id": "x", "text": "cut'] + lines[20:],
+        "duplicate": lines[:25] + [json.dumps({"id": "doc003", "text": "again"})] + lines[25:],
+        "missing": lines[:18] + [json.dumps({"id": "y"})] + lines[18:],
+    }
+    for name, content in cases.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "a.jsonl").write_text("\n".join(content) + "\n")
+        local = _error(folder / "a.jsonl")
+        assert _error(folder / "a.jsonl", engine="ray") == local, name
+        assert "\n" not in local and ":" in local
+    broken = tmp_path / "latin1.jsonl"
+    broken.write_bytes("\n".join(lines[:22]).encode() + b'\n{"id": "z", "text": "caf\xe9"}\n')
+    assert _error(broken, engine="ray") == _error(broken)
+
+
+@pytest.mark.slow
+def test_the_cli_indexes_on_ray_with_dedup_and_near_dedup(embedded_ray: None, tmp_path: Path) -> None:
+    from spacerini.cli import cli
+
+    source = _write_jsonl(tmp_path / "src", _rows(50), parts=1) / "part0.jsonl"
+    runner = CliRunner()
+    for engine in ("local", "ray"):
+        result = runner.invoke(cli, ["index", str(source), "--out", str(tmp_path / engine), "--backends", "bm25",
+                                     "--engine", engine, "--shards", "2", "--preprocess", "dedup,near-dedup"])  # fmt: skip
+        assert result.exit_code == 0, result.output
+    _same_bundles(tmp_path / "local", tmp_path / "ray")
+    assert [r["removed"] > 0 for r in _bundle_view(tmp_path / "ray")[1]] == [True, True]
