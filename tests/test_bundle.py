@@ -15,7 +15,7 @@ import pytest
 from build_helpers import wait_until_indexing, write_big_corpus
 
 from spacerini.backends import REGISTRY
-from spacerini.bundle import MANIFEST, build_bundle, check_query, open_bundle
+from spacerini.bundle import FORMAT_VERSION, MANIFEST, build_bundle, check_query, open_bundle
 from spacerini.bundle import build as bundle_mod
 from spacerini.errors import (
     BackendNotAvailableError,
@@ -50,12 +50,12 @@ def tiny(tmp_path_factory: pytest.TempPathFactory):
 
 def test_manifest(tiny) -> None:
     manifest = json.loads((tiny.path / MANIFEST).read_text())
-    assert manifest["format_version"] == 1
+    assert manifest["format_version"] == FORMAT_VERSION == 2
     assert manifest["counts"]["docs"] == 25
     assert manifest["source"]["source"].endswith("tiny.jsonl")
     assert set(manifest["backends"]) == {"bm25"}
     assert manifest["backends"]["bm25"]["docs"] == 25
-    assert "docs/docs.parquet" in manifest["checksums"]
+    assert "docs/records.zst" in manifest["checksums"] and "docs/docstore.json" in manifest["checksums"]
     assert any(p.startswith("lucene/") for p in manifest["checksums"])
 
 
@@ -115,15 +115,15 @@ def test_open_errors(tmp_path: Path, tiny) -> None:
         open_bundle(copy)
     shutil.rmtree(copy)
     shutil.copytree(tiny.path, copy)
-    (copy / "docs" / "docs.parquet").write_bytes(b"truncated")
-    with pytest.raises(BundleCorruptError, match="docs/docs.parquet"):
+    (copy / "docs" / "records.zst").write_bytes(b"truncated")
+    with pytest.raises(BundleCorruptError, match="docs/records.zst"):
         open_bundle(copy)
 
 
 def test_verify_detects_tampering(tmp_path: Path, tiny) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(tiny.path, copy)
-    target = copy / "docs" / "docs.parquet"
+    target = copy / "docs" / "records.zst"
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))
@@ -272,11 +272,11 @@ def test_manifest_category_counts_are_capped() -> None:
 
 
 def test_an_interrupted_docstore_write_raises_the_interrupt(tmp_path: Path) -> None:
-    """Ctrl-C between two columns of one add must surface as the interrupt, not an Arrow error."""
+    """Ctrl-C in the middle of one add must surface as the interrupt, not an error of the half-added record."""
     from spacerini.docstore import DocstoreWriter
 
     with pytest.raises(KeyboardInterrupt):
         with DocstoreWriter(tmp_path / "docs") as writer:
             writer.add(Doc(id="a", text="complete"))
-            writer._rows["id"].append("b")  # the state an interrupt inside add() leaves
+            writer._lengths.append(1)  # the state an interrupt inside add() leaves: a header without its record
             raise KeyboardInterrupt

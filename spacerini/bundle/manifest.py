@@ -20,7 +20,9 @@ logger = logging.getLogger(__name__)
 
 
 MANIFEST = "spacerini.json"
-FORMAT_VERSION = 1
+#: 2: the docstore is block-compressed records with an id index (see :mod:`spacerini.docstore`);
+#: bundles of format 1 (a Parquet docstore) are still read.
+FORMAT_VERSION = 2
 #: Longest query accepted, in characters. Longer ones get a QueryError (one clear line).
 MAX_QUERY_CHARS = 10_000
 #: Licence and language categories counted in the manifest; rarer ones are summed as "(other)".
@@ -35,9 +37,23 @@ def backend_folder(module: Any, name: str) -> str:
 
 
 def _checksums(folder: Path) -> dict[str, dict[str, Any]]:
+    """Size and SHA-256 of every file under ``folder``.
+
+    A docstore hashes its files while writing them and records the sums: they are taken for
+    the files whose size matches, so publishing does not read them a second time.
+    """
+    from spacerini.docstore import written_checksums
+
+    known = {f"docs/{name}": info for name, info in written_checksums(folder / "docs").items()}
     sums: dict[str, dict[str, Any]] = {}
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        sums[path.relative_to(folder).as_posix()] = {"size": path.stat().st_size, "sha256": _checksums_of(path)}
+        rel = path.relative_to(folder).as_posix()
+        size = path.stat().st_size
+        recorded = known.get(rel)
+        if recorded is not None and recorded.get("size") == size and isinstance(recorded.get("sha256"), str):
+            sums[rel] = {"size": size, "sha256": recorded["sha256"]}
+        else:
+            sums[rel] = {"size": size, "sha256": _checksums_of(path)}
     return sums
 
 

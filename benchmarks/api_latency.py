@@ -1,0 +1,336 @@
+"""The public API: ``Bundle.search(k=10)`` with fields, open time, RSS growth, docstore lookups.
+
+Against raw pyserini ``LuceneSearcher`` (warm JVM) doing what the API does: ``search(q, k=10)``
+and ``doc(docid).raw()`` for every hit, on the same Lucene index and the same queries.
+
+Two corpora, each built once into ``benchmarks/out/api_latency/`` (bm25 only):
+
+* ``debian``: >= 100k paragraphs of Debian docs and man pages (``debian_corpus.py``), with
+  ``title`` and ``section`` fields;
+* ``python``: the Python files of this machine (``bm25_ingest.default_corpus``).
+
+Each measure runs in a fresh subprocess (so that a process holds only what it measures), ours and
+the peer interleaved, three rounds, medians reported:
+
+* ``latency``: after 500 warm-up queries, p50/p99 of ``Bundle.search(q, k=10)`` over the
+  queries, with ``snippets=False`` and ``snippets=True`` alternating query by query; the peer
+  likewise (``search`` + ``raw()`` of the 10 hits);
+* ``open``: seconds from a fresh interpreter to ``open_bundle`` returning, and to the first
+  answer (JVM start and searcher open included); the peer: ``LuceneSearcher(index)`` and its
+  first search + raw;
+* ``docstore``: the docstore alone: ``get`` of the 10 hits of each query, format 2 vs the
+  format 1 Parquet store of the same documents (written here as the old writer did);
+* ``rss`` (once, not interleaved): RSS of a process holding only the bundle, after 5,000
+  warm-up searches and after each further 5,000, up to ``--rss-searches`` (50,000).
+
+Usage: .venv/bin/python benchmarks/api_latency.py [--corpus debian|python|both] [--queries 2000]
+       [--rounds 3] [--rss-searches 50000]
+Prints one JSON line per corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+OUT = ROOT / "benchmarks" / "out" / "api_latency"
+WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]{2,}")
+
+
+# ---------------------------------------------------------------------------------- set-up
+def corpus_path(name: str) -> Path:
+    if name == "debian":
+        import debian_corpus
+
+        return debian_corpus.build(100_000)
+    from bm25_ingest import default_corpus
+
+    return default_corpus(11_000)
+
+
+def bundle_path(name: str) -> Path:
+    """Builds (once) the bm25 bundle of corpus ``name``."""
+    from spacerini.bundle import FORMAT_VERSION, build_bundle
+
+    out = OUT / f"{name}_bundle"
+    manifest = out / "spacerini.json"
+    if manifest.exists() and json.loads(manifest.read_text())["format_version"] == FORMAT_VERSION:
+        return out
+    OUT.mkdir(parents=True, exist_ok=True)
+    build_bundle(corpus_path(name), out, backends=["bm25"], fields=["contents"], progress=False)
+    return out
+
+
+def make_queries(name: str, n: int, seed: int = 0) -> list[str]:
+    """1-4 words drawn from random documents of the corpus (always-matching queries)."""
+    rng = random.Random(seed)
+    texts = [json.loads(line)["contents"][:5000] for line in corpus_path(name).open(encoding="utf-8")]
+    queries: list[str] = []
+    while len(queries) < n:
+        words = WORD.findall(rng.choice(texts))
+        if words:
+            queries.append(" ".join(rng.choice(words) for _ in range(rng.randint(1, 4))))
+    return queries
+
+
+def parquet_copy(bundle: Path) -> Path:
+    """The bundle's documents in the format 1 layout (one zstd Parquet file, 2,048-row groups)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from spacerini.docstore import Docstore
+
+    folder = bundle.parent / f"{bundle.name}_docs_v1"
+    path = folder / "docs.parquet"
+    if path.exists():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    schema = pa.schema([("id", pa.string()), ("text", pa.large_string()), ("fields", pa.string()), ("meta", pa.string())])
+    writer = pq.ParquetWriter(path.with_suffix(".tmp"), schema, compression="zstd")
+    rows: dict[str, list[Any]] = {c: [] for c in schema.names}
+
+    def flush() -> None:
+        writer.write_table(pa.table(rows, schema=schema), row_group_size=2048)
+        for values in rows.values():
+            values.clear()
+
+    for doc in Docstore(bundle / "docs").iter_docs():
+        rows["id"].append(doc.id)
+        rows["text"].append(doc.text)
+        rows["fields"].append(json.dumps(dict(doc.fields), ensure_ascii=False))
+        rows["meta"].append(json.dumps(dict(doc.meta), ensure_ascii=False))
+        if len(rows["id"]) == 2048:
+            flush()
+    if rows["id"]:
+        flush()
+    writer.close()
+    path.with_suffix(".tmp").rename(path)
+    return folder
+
+
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+# ---------------------------------------------------------------------------- subprocesses
+def role_open(bundle: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    from spacerini.bundle import open_bundle
+
+    b = open_bundle(bundle)
+    t1 = time.perf_counter()
+    b.search("list directory contents", k=10)
+    t2 = time.perf_counter()
+    return {"open_s": t1 - t0, "first_answer_s": t2 - t0}
+
+
+def role_peer_open(bundle: str) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    from spacerini.java import ensure_jvm
+
+    ensure_jvm()
+    os.environ.setdefault("OPENAI_API_KEY", "unused")
+    from pyserini.search.lucene import LuceneSearcher
+
+    searcher = LuceneSearcher(str(Path(bundle) / "lucene"))
+    t1 = time.perf_counter()
+    for hit in searcher.search("list directory contents", k=10):
+        searcher.doc(hit.docid).raw()
+    t2 = time.perf_counter()
+    return {"open_s": t1 - t0, "first_answer_s": t2 - t0}
+
+
+def role_latency(bundle: str, queries: list[str]) -> dict[str, Any]:
+    from spacerini.bundle import open_bundle
+
+    b = open_bundle(bundle)
+    for q in queries[:500]:
+        b.search(q, k=10, snippets=True)
+    plain, snip = [], []
+    for i, q in enumerate(queries):
+        order = (False, True) if i % 2 else (True, False)
+        for snippets in order:
+            start = time.perf_counter()
+            hits = b.search(q, k=10, snippets=snippets)
+            ms = (time.perf_counter() - start) * 1000
+            (snip if snippets else plain).append(ms)
+    assert hits and hits[0].fields, "hits carry no fields"
+    return {
+        "p50_ms": statistics.median(plain), "p99_ms": pct(plain, 0.99),
+        "snippets_p50_ms": statistics.median(snip), "snippets_p99_ms": pct(snip, 0.99),
+    }  # fmt: skip
+
+
+def role_peer_latency(bundle: str, queries: list[str]) -> dict[str, Any]:
+    from spacerini.java import ensure_jvm
+
+    ensure_jvm()
+    os.environ.setdefault("OPENAI_API_KEY", "unused")
+    from pyserini.search.lucene import LuceneSearcher
+
+    searcher = LuceneSearcher(str(Path(bundle) / "lucene"))
+
+    def one(q: str) -> None:
+        for hit in searcher.search(q, k=10):
+            searcher.doc(hit.docid).raw()
+
+    for q in queries[:500]:
+        one(q)
+    times = []
+    for q in queries:
+        start = time.perf_counter()
+        one(q)
+        times.append((time.perf_counter() - start) * 1000)
+    return {"p50_ms": statistics.median(times), "p99_ms": pct(times, 0.99)}
+
+
+def role_docstore(bundle: str, queries: list[str]) -> dict[str, Any]:
+    """ms per top-10 of docstore lookups, format 2 vs format 1, on the ids BM25 returns."""
+    from spacerini.bundle import open_bundle
+    from spacerini.docstore import Docstore
+
+    b = open_bundle(bundle)
+    tops = [[h.docid for h in b.search(q, k=10, snippets=False)] for q in queries[:1000]]
+    t0 = time.perf_counter()
+    new = Docstore(Path(bundle) / "docs")
+    new_open = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    old = Docstore(parquet_copy(Path(bundle)))
+    old.get(tops[0][0])  # the old store builds its id map on the first lookup
+    old_open = time.perf_counter() - t0
+    out: dict[str, Any] = {"v2_open_ms": new_open * 1000, "v1_open_and_first_get_ms": old_open * 1000}
+    for name, store in (("v2", new), ("v1", old)):
+        times = []
+        for ids in tops:
+            start = time.perf_counter()
+            store.get_many(ids)
+            times.append((time.perf_counter() - start) * 1000)
+        out[f"{name}_top10_p50_ms"] = statistics.median(times)
+        out[f"{name}_top10_p99_ms"] = pct(times, 0.99)
+    return out
+
+
+def role_rss(bundle: str, queries: list[str], searches: int) -> dict[str, Any]:
+    import gc
+
+    import psutil
+
+    from spacerini.bundle import open_bundle
+
+    proc = psutil.Process()
+    b = open_bundle(bundle)
+    n = len(queries)
+    for i in range(5000):
+        b.search(queries[i % n], k=10, snippets=bool(i % 2))
+    gc.collect()
+    base = proc.memory_info().rss
+    trace = []
+    start = time.perf_counter()
+    for i in range(searches):
+        b.search(queries[(i * 7 + 3) % n], k=10, snippets=bool(i % 2))
+        if (i + 1) % 5000 == 0:
+            trace.append(round(proc.memory_info().rss / 2**20, 1))
+    gc.collect()
+    end = proc.memory_info().rss
+    return {
+        "searches": searches, "seconds": round(time.perf_counter() - start, 1),
+        "rss_after_warmup_mb": round(base / 2**20, 1), "rss_end_mb": round(end / 2**20, 1),
+        "growth_pct": round(100 * (end - base) / base, 2), "trace_mb": trace,
+    }  # fmt: skip
+
+
+ROLES = {"open": role_open, "peer_open": role_peer_open}
+
+
+def child(role: str, bundle: Path, queries: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    """Runs one role in a fresh interpreter; returns its JSON answer."""
+    payload = json.dumps({"role": role, "bundle": str(bundle), "queries": queries, **extra})
+    proc = subprocess.run(
+        [sys.executable, __file__, "--child"], input=payload, capture_output=True, text=True, check=False,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise SystemExit(f"{role} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def run_child() -> None:
+    args = json.loads(sys.stdin.read())
+    role, bundle, queries = args["role"], args["bundle"], args["queries"]
+    if role in ROLES:
+        out = ROLES[role](bundle)
+    elif role == "latency":
+        out = role_latency(bundle, queries)
+    elif role == "peer_latency":
+        out = role_peer_latency(bundle, queries)
+    elif role == "docstore":
+        out = role_docstore(bundle, queries)
+    else:
+        out = role_rss(bundle, queries, args["searches"])
+    print(json.dumps(out))
+
+
+# ------------------------------------------------------------------------------------ main
+def med(runs: list[dict[str, Any]]) -> dict[str, float]:
+    return {key: round(statistics.median(r[key] for r in runs), 3) for key in runs[0]}
+
+
+def bench(name: str, *, n_queries: int, rounds: int, rss_searches: int) -> dict[str, Any]:
+    bundle = bundle_path(name)
+    parquet_copy(bundle)
+    queries = make_queries(name, n_queries + 500)
+    docs = json.loads((bundle / "spacerini.json").read_text())["counts"]["docs"]
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in ("open", "peer_open", "latency", "peer_latency", "docstore")}
+    for r in range(rounds):
+        pairs = [("open", None), ("peer_open", None), ("latency", queries), ("peer_latency", queries)]
+        if r % 2:
+            pairs = [pairs[1], pairs[0], pairs[3], pairs[2]]
+        for role, qs in pairs:
+            runs[role].append(child(role, bundle, qs))
+        runs["docstore"].append(child("docstore", bundle, queries))
+    result: dict[str, Any] = {
+        "benchmark": "api_latency", "corpus": name, "docs": docs, "queries": n_queries, "rounds": rounds,
+        "load_average": os.getloadavg(),
+    }  # fmt: skip
+    for key, values in runs.items():
+        result[key] = med(values)
+    result["latency_vs_peer_p50"] = round(result["latency"]["p50_ms"] / result["peer_latency"]["p50_ms"], 2)
+    result["docstore_v1_over_v2_p50"] = round(
+        result["docstore"]["v1_top10_p50_ms"] / result["docstore"]["v2_top10_p50_ms"], 1
+    )
+    if rss_searches:
+        result["rss"] = child("rss", bundle, queries, searches=rss_searches)
+    result["load_average_end"] = os.getloadavg()
+    return result
+
+
+def main() -> None:
+    if "--child" in sys.argv:
+        run_child()
+        return
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", choices=["debian", "python", "both"], default="both")
+    parser.add_argument("--queries", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rss-searches", type=int, default=50_000)
+    args = parser.parse_args()
+    for name in ["debian", "python"] if args.corpus == "both" else [args.corpus]:
+        result = bench(name, n_queries=args.queries, rounds=args.rounds, rss_searches=args.rss_searches)
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,215 @@
+"""The docstore: round trips of awkward documents, random access against sequential reads, the
+id index, checksums written while writing, and format 1 (Parquet) bundles still opening."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import shutil
+from pathlib import Path
+from types import MappingProxyType
+
+import pytest
+
+from spacerini.bundle import MANIFEST, build_bundle, open_bundle
+from spacerini.docstore import (
+    BLOCKS,
+    META,
+    RECORDS,
+    Docstore,
+    DocstoreWriter,
+    ParquetDocstore,
+    written_checksums,
+)
+from spacerini.errors import BundleCorruptError
+from spacerini.records import Doc
+
+DATA = Path(__file__).parent / "data"
+OLD_BUNDLE = DATA / "bundle_v1"  # built by spacerini before format 2 (docs/docs.parquet)
+
+
+def _awkward_docs() -> list[Doc]:
+    """Documents that break naive stores: surrogates, empties, a huge one, odd ids."""
+    rng = random.Random(7)
+    words = ["alpha", "βήτα", "гамма", "デルタ", "🙂", "x" * 40, "\x00nul", "tab\tand\nnewline"]
+    docs = [
+        Doc(id="surrogate-\udcff", text="lone \udc80 surrogate \ud800 too", fields=MappingProxyType({"k": "\udcfe"})),
+        Doc(id="empty", text=""),
+        Doc(id="", text="an empty id"),
+        Doc(id="line\nbreak id", text="ids with a line break still round-trip"),
+        Doc(id="ünïcödé/日本語#1", text="unicode id", meta=MappingProxyType({"owner": "Zoë", "n": 3, "x": [1, 2]})),
+        Doc(id="huge", text=" ".join(rng.choice(words) for _ in range(400_000))),  # ~5 MB, many blocks' worth
+    ]
+    for i in range(300):
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(0, 120)))
+        fields = MappingProxyType({"title": f"t{i}", "year": 2000 + i}) if i % 3 else MappingProxyType({})
+        docs.append(Doc(id=f"d{i:04d}", text=text, fields=fields))
+    return docs
+
+
+@pytest.fixture(scope="module")
+def store_docs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Docstore, list[Doc], DocstoreWriter]:
+    folder = tmp_path_factory.mktemp("store") / "docs"
+    docs = _awkward_docs()
+    with DocstoreWriter(folder, block_bytes=1024) as writer:  # small blocks: many block edges
+        for doc in docs:
+            writer.add(doc)
+    return Docstore(folder), docs, writer
+
+
+def test_round_trip_by_row_and_sequential(store_docs) -> None:
+    store, docs, writer = store_docs
+    assert len(store) == len(docs) == writer.count
+    assert writer.text_bytes == sum(len(d.text.encode("utf-8", "surrogatepass")) for d in docs)
+    assert json.loads((store.path.parent / META).read_text())["blocks"] > 20
+    assert list(store.iter_docs()) == docs
+    for row in range(len(docs)):  # random access equals sequential iteration, on every row
+        assert store.by_row(row) == docs[row]
+    assert store.by_row(0).fields["k"] == "\udcfe"
+    assert store.by_row(4).meta["x"] == [1, 2]
+    with pytest.raises(IndexError):
+        store.by_row(len(docs))
+    with pytest.raises(IndexError):
+        store.by_row(-1)
+
+
+def test_iter_docs_ranges(store_docs) -> None:
+    store, docs, _ = store_docs
+    rng = random.Random(1)
+    for _ in range(30):
+        start, stop = sorted(rng.sample(range(len(docs) + 1), 2))
+        assert list(store.iter_docs(start=start, stop=stop)) == docs[start:stop]
+    assert list(store.iter_docs(start=5, stop=5)) == []
+    assert list(store.iter_docs(start=len(docs) - 1, stop=10**9)) == docs[-1:]
+
+
+def test_lookup_by_id(store_docs) -> None:
+    store, docs, _ = store_docs
+    order = list(range(len(docs)))
+    random.Random(3).shuffle(order)
+    for row in order:
+        doc = docs[row]
+        assert store.row_of(doc.id) == row
+        assert store.get(doc.id) == doc
+        assert doc.id in store
+    assert store.get_many([docs[9].id, docs[2].id]) == [docs[9], docs[2]]
+    for missing in ("nope", "d9999", "surrogate-", "line"):
+        assert missing not in store
+        with pytest.raises(KeyError):
+            store.get(missing)
+        with pytest.raises(KeyError):
+            store.row_of(missing)
+    assert 3 not in store
+
+
+def test_ids_lengths_and_meta(store_docs) -> None:
+    store, docs, _ = store_docs
+    assert store.ids() == [d.id for d in docs]  # one id holds a line break: read from the records
+    assert store.text_lengths() == [len(d.text.encode("utf-8", "surrogatepass")) for d in docs]
+    rows = list(store.iter_meta())
+    assert [r["id"] for r in rows] == [d.id for d in docs]
+    assert [json.loads(r["fields"]) for r in rows] == [dict(d.fields) for d in docs]
+    assert [json.loads(r["meta"]) for r in rows] == [dict(d.meta) for d in docs]
+    assert list(store.iter_meta(columns=("meta",)))[4] == {"meta": json.dumps(dict(docs[4].meta), ensure_ascii=False)}
+
+
+def test_newline_free_ids_come_from_the_id_file(tmp_path: Path) -> None:
+    docs = [Doc(id=f"é{i}", text=f"text {i}") for i in range(50)]
+    with DocstoreWriter(tmp_path / "docs") as writer:
+        for doc in docs:
+            writer.add(doc)
+    assert json.loads((tmp_path / "docs" / META).read_text())["ids_newline_free"] is True
+    assert Docstore(tmp_path / "docs").ids() == [d.id for d in docs]
+
+
+def test_duplicate_ids_resolve_to_the_last_row_as_before(tmp_path: Path) -> None:
+    with DocstoreWriter(tmp_path / "docs") as writer:
+        for i, text in enumerate(["first", "other", "second"]):
+            writer.add(Doc(id="other" if i == 1 else "dup", text=text))
+    store = Docstore(tmp_path / "docs")
+    assert store.row_of("dup") == 2 and store.get("dup").text == "second"
+
+
+def test_lz4_codec_and_empty_store(tmp_path: Path) -> None:
+    docs = _awkward_docs()[:40]
+    with DocstoreWriter(tmp_path / "lz4", codec="lz4_raw", block_bytes=512) as writer:
+        for doc in docs:
+            writer.add(doc)
+    store = Docstore(tmp_path / "lz4")
+    assert [store.by_row(i) for i in range(len(docs))] == docs == list(store.iter_docs())
+    with DocstoreWriter(tmp_path / "empty"):
+        pass
+    empty = Docstore(tmp_path / "empty")
+    assert len(empty) == 0 and list(empty.iter_docs()) == [] and empty.ids() == [] and empty.text_lengths() == []
+    assert "x" not in empty and list(empty.iter_meta()) == []
+
+
+def test_checksums_are_hashed_while_writing(store_docs) -> None:
+    store, _, writer = store_docs
+    folder = store.path.parent
+    sums = writer.checksums
+    assert set(sums) == {p.name for p in folder.iterdir()}
+    for name, info in sums.items():
+        data = (folder / name).read_bytes()
+        assert info == {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+    assert written_checksums(folder) == {name: info for name, info in sums.items() if name != META}
+
+
+def test_bundle_takes_written_checksums_and_verify_still_reads(tmp_path: Path) -> None:
+    bundle = build_bundle(DATA / "tiny.jsonl", tmp_path / "b", backends=["exact"], progress=False)
+    manifest = json.loads((bundle.path / MANIFEST).read_text())
+    docs = bundle.path / "docs"
+    for name in (RECORDS, META, BLOCKS):
+        assert manifest["checksums"][f"docs/{name}"]["sha256"] == hashlib.sha256((docs / name).read_bytes()).hexdigest()
+    open_bundle(bundle.path, verify=True)
+    data = bytearray((docs / BLOCKS).read_bytes())
+    data[-1] ^= 0x01
+    (docs / BLOCKS).write_bytes(bytes(data))
+    with pytest.raises(BundleCorruptError, match="SHA-256"):
+        open_bundle(bundle.path, verify=True)
+
+
+def test_corrupt_store_is_one_clear_error(store_docs, tmp_path: Path) -> None:
+    store, _, _ = store_docs
+    copy = tmp_path / "docs"
+    shutil.copytree(store.path.parent, copy)
+    (copy / META).write_text("{}")
+    with pytest.raises(BundleCorruptError, match="cannot read the docstore"):
+        Docstore(copy)
+    shutil.rmtree(copy)
+    shutil.copytree(store.path.parent, copy)
+    (copy / RECORDS).write_bytes((copy / RECORDS).read_bytes()[:-10])
+    with pytest.raises(BundleCorruptError, match="does not match"):
+        Docstore(copy)
+    (copy / RECORDS).unlink()
+    with pytest.raises(BundleCorruptError, match="cannot read the docstore"):
+        Docstore(copy)
+
+
+def test_store_keeps_reading_its_files_after_they_are_replaced(store_docs, tmp_path: Path) -> None:
+    store, docs, _ = store_docs
+    copy = tmp_path / "docs"
+    shutil.copytree(store.path.parent, copy)
+    opened = Docstore(copy)
+    shutil.rmtree(copy)  # a newer generation replaced and deleted the folder
+    assert opened.get(docs[123].id) == docs[123]
+    assert list(opened.iter_docs(start=100, stop=110)) == docs[100:110]
+
+
+def test_format_1_bundle_still_opens(tmp_path: Path) -> None:
+    copy = tmp_path / "old"
+    shutil.copytree(OLD_BUNDLE, copy)
+    bundle = open_bundle(copy, verify=True)
+    assert bundle.info()["format_version"] == 1
+    store = bundle.docstore
+    assert isinstance(store, ParquetDocstore) and isinstance(store, Docstore)
+    lines = [json.loads(x) for x in (DATA / "corpus_docs.jsonl").read_text(encoding="utf-8").splitlines() if x]
+    docs = list(store.iter_docs())
+    assert [d.id for d in docs] == [x["id"] for x in lines] == store.ids()
+    assert [store.by_row(i) for i in range(len(docs))] == docs
+    assert store.get("d4").fields["title"] == "Title 4: Delta" and store.row_of("d4") == 3 and "d4" in store
+    assert "nope" not in store
+    assert store.text_lengths() == [len(x["contents"].encode()) for x in lines]
+    hits = bundle.search("charlie", backend="exact", k=3)
+    assert hits and hits[0].fields.get("title", "").startswith("Title")
