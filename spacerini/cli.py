@@ -662,6 +662,70 @@ def merge(bundle: str, no_wait: bool, as_json: bool) -> None:
         )
 
 
+# ---------------------------------------------------------------------------------- audit
+@cli.command()
+@click.argument("bundle")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder for report.html, PNG charts and analysis.json.")
+@click.option("--top-k", default=20, show_default=True, type=click.IntRange(0, 10_000), help="N-grams listed per n (1..3).")
+@click.option("--skip", default=None, help="Comma-separated sections to leave out: pii, near-dup, ngrams.")
+@click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
+def analyze(bundle: str, out: str, top_k: int, skip: str | None, as_json: bool) -> None:
+    """Report what is in BUNDLE: sizes, lengths, top n-grams, duplicates, PII, breakdowns (DIR/report.html)."""
+    from spacerini.audit.analyze import analyze as run_analysis
+    from spacerini.audit.analyze import write_report
+
+    _check_writable(out)
+    analysis, lengths = run_analysis(bundle, top_k=top_k, skip=skip, progress=_progress(), keep_lengths=True)
+    path = write_report(analysis, lengths, out, title=f"Corpus report: {Path(bundle).name}")
+    if as_json:
+        _echo_json(analysis.to_dict())
+        return
+    q = analysis.quality
+    click.echo(f"{analysis.docs:,} documents, {analysis.bytes:,} bytes, {analysis.tokens:,} tokens")
+    for kind in ("exact", "near"):
+        rep = analysis.duplicates.get(kind, {})
+        if "docs_pct" in rep:
+            click.echo(f"{kind} duplicates: {rep['docs_pct']}% of documents, {rep['bytes_pct']}% of bytes in {rep['clusters']:,} clusters")
+    if analysis.pii:
+        click.echo(f"PII: {analysis.pii['docs_with_pii']:,} documents; " + (", ".join(f"{k} {v:,}" for k, v in analysis.pii["found"].items()) or "none found"))
+    click.echo(f"empty: {q['empty_docs']:,}, very short: {q['short_docs']:,}, boilerplate: {100 * q['boilerplate_share']:.2f}% of bytes")
+    click.echo(f"Report: {path}")
+
+
+@cli.command()
+@click.argument("bundle")
+@click.argument("testset")
+@click.option("--field", default="text", show_default=True, help="Test set column holding the text to check.")
+@click.option("--id-field", default=None, help="Test set id column (default: id, qid, ... else the row number).")
+@click.option("--ngram", default=13, show_default=True, type=click.IntRange(1, 100), help="Words per n-gram.")
+@click.option("--min-overlap", default=0.5, show_default=True, type=click.FloatRange(0, 1, min_open=True), help="Overlap at which an example is contaminated.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="Check only the first N examples.")
+@click.option("--out", "out", default=None, type=click.Path(file_okay=False), help="Also write contamination.json/.html and overlap.png here.")
+@click.option("--json", "as_json", is_flag=True, help='Print {"examples": [...], "summary": {...}}.')
+def contamination(
+    bundle: str, testset: str, field: str, id_field: str | None, ngram: int, min_overlap: float, limit: int | None,
+    out: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Which examples of TESTSET (JSONL/CSV/Parquet file or hf:NAME) appear verbatim in BUNDLE (needs the exact backend)."""
+    from spacerini.audit.contamination import contamination as check
+    from spacerini.audit.contamination import write_report
+
+    if out:
+        _check_writable(out)
+    report = check(bundle, testset, field=field, id_field=id_field, ngram=ngram, min_overlap=min_overlap, limit=limit, progress=_progress())
+    path = write_report(report, out) if out else None
+    if as_json:
+        _echo_json(report.to_dict())
+        return
+    for r in report.examples:
+        where = f" in {r.doc}" if r.doc else ""
+        click.echo(f"{r.id}\t{'CONTAMINATED' if r.contaminated else 'clean'}\toverlap {r.overlap:.3f}\tlongest match {r.longest_match} chars{where}")
+    s = report.summary
+    click.echo(f"{s['contaminated']:,} of {s['examples']:,} examples contaminated ({100 * s['contaminated_fraction']:.2f}%; {s['ngram']}-gram overlap >= {s['min_overlap']})")
+    if path is not None:
+        click.echo(f"Report: {path}")
+
+
 # ------------------------------------------------------------------------- info / serve
 @cli.command()
 @click.argument("bundle")

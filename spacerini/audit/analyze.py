@@ -1,0 +1,555 @@
+"""What is in a bundle: a WIMBD-style report of its documents, with plots (``spacerini analyze``).
+
+One streaming pass over the docstore computes every number; memory grows with the distinct
+n-grams and categories, not with the corpus text. The sections:
+
+* size: documents (equal to the manifest's count), UTF-8 bytes, characters and word tokens;
+* lengths: the distribution of document lengths (bytes), percentiles and a histogram;
+* n-grams: the ``top_k`` commonest word unigrams, bigrams and trigrams, counted exactly
+  (:mod:`spacerini.audit.ngrams` defines the tokens);
+* duplicates: exact duplicates (identical text) and near-duplicates (MinHash LSH over word
+  5-gram shingles, :mod:`spacerini.preprocess.dedup`'s hashing at ``near_dup_threshold``
+  Jaccard with ``near_dup_perm`` permutations), as clusters and as % of documents and bytes; the
+  build's own dedup reports come along under ``removed_at_build``. When near-dedup ran at build
+  time, the remaining corpus holds no near-duplicate above its threshold by construction, and
+  MinHash is not run again;
+* PII: matches per kind of :func:`spacerini.preprocess.pii.find_pii` (its default kinds: keys,
+  passwords, e-mail addresses, IP addresses), and documents with any;
+* breakdowns: documents per licence and language (:func:`spacerini.records.licence_and_language`),
+  per domain (host of a ``url`` in meta or fields), per repo and per owner;
+* quality: empty documents (no token), very short ones (fewer than ``short_tokens`` tokens),
+  the share of characters that are U+FFFD or lone surrogates (bytes that were not UTF-8 when
+  the corpus was read) and the share of bytes on boilerplate lines (copyright and
+  licence notices, cookie and navigation phrases: :data:`BOILERPLATE`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import itertools
+import json
+import logging
+import re
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from spacerini.errors import UsageError
+
+logger = logging.getLogger(__name__)
+
+#: Documents with fewer word tokens than this count as very short.
+SHORT_TOKENS = 5
+#: Categories listed per breakdown (the rest are summed as "(other)").
+TOP_CATEGORIES = 20
+#: Near-duplicate threshold (Jaccard of word 5-gram shingles) and MinHash permutations. 128
+#: permutations halve the cost of the 256 of the dedup step; the LSH bands follow the threshold.
+NEAR_DUP_THRESHOLD = 0.7
+NEAR_DUP_PERM = 128
+#: Sections that can be left out with ``skip`` (the costly ones).
+SKIPPABLE = ("pii", "near-dup", "ngrams")
+#: Phrases that mark a line as boilerplate (case-insensitive, on bytes).
+BOILERPLATE = re.compile(
+    rb"(?i)copyright \(c\)|copyright \d{4}|all rights reserved|licensed under the|permission is hereby granted"
+    rb"|this program is free software|without warranties or conditions|spdx-license-identifier"
+    rb"|cookie policy|we use cookies|accept cookies|privacy policy|terms of (?:use|service)"
+    rb"|skip to (?:main )?content|sign up for (?:our|the) newsletter|javascript is disabled|enable javascript"
+    rb"|click here to|share on (?:facebook|twitter)"
+)
+_REPLACEMENT = "\ufffd"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+@dataclass(frozen=True, slots=True)
+class Analysis:
+    """The numbers of a report (:func:`analyze`), as ``spacerini analyze --json`` prints them.
+
+    Attributes:
+        docs: Documents (the manifest's count).
+        bytes: UTF-8 bytes of text.
+        chars: Characters of text.
+        tokens: Word tokens (see :mod:`spacerini.audit.ngrams`).
+        lengths: Document length distribution in bytes: min, mean, percentiles, max.
+        ngrams: ``{"1": [{"ngram", "count"}, ...], "2": ..., "3": ...}``, plus ``distinct`` and
+            ``total`` per n.
+        duplicates: ``exact`` and ``near`` cluster statistics, and the build's dedup reports.
+        pii: ``{"found": {kind: matches}, "docs_with_pii": n, "kinds": [...]}``.
+        breakdowns: ``{"licence"|"language"|"domain"|"repo"|"owner": {category: docs}}``.
+        quality: Empty and short documents, U+FFFD and boilerplate shares.
+        skipped: Sections left out.
+        seconds: Time the pass took.
+        mb_per_s: Throughput of the pass (MB of text per second).
+    """
+
+    docs: int
+    bytes: int
+    chars: int
+    tokens: int
+    lengths: dict[str, Any]
+    ngrams: dict[str, Any]
+    duplicates: dict[str, Any]
+    pii: dict[str, Any]
+    breakdowns: dict[str, dict[str, int]]
+    quality: dict[str, Any]
+    skipped: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    mb_per_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return asdict(self)
+
+
+# ------------------------------------------------------------------------------ near dups
+class _NearDups:
+    """MinHash LSH clustering: each document joins the first earlier kept document it matches."""
+
+    def __init__(self, threshold: float, num_perm: int) -> None:
+        from spacerini.preprocess.dedup import NearDedup
+
+        self.step = NearDedup(threshold=threshold, num_perm=num_perm)
+        self.hasher = self.step.hasher
+        self.threshold = threshold
+        self.buckets: dict[int, list[int]] = {}
+        self.signatures = np.empty((64, num_perm), dtype=np.uint32)
+        self.kept = 0
+        self.cluster_docs: Counter[int] = Counter()  # kept row -> members (itself included)
+        self.cluster_bytes: Counter[int] = Counter()
+        self.own_bytes: list[int] = []
+
+    def add(self, text: str, nbytes: int) -> None:
+        signature = self.hasher.signature(text)
+        if np.array_equal(signature, self.hasher.empty):
+            return
+        keys = self.step.band_keys(signature)
+        candidates = sorted({row for key in keys for row in self.buckets.get(key, ())})
+        if candidates:
+            rows = np.asarray(candidates)
+            similar = np.flatnonzero((self.signatures[rows] == signature).mean(axis=1) >= self.threshold)
+            if similar.size:
+                head = int(rows[similar[0]])
+                if head not in self.cluster_docs:
+                    self.cluster_docs[head] = 1
+                    self.cluster_bytes[head] = self.own_bytes[head]
+                self.cluster_docs[head] += 1
+                self.cluster_bytes[head] += nbytes
+                return
+        row = self.kept
+        if row == len(self.signatures):
+            grown = np.empty((2 * row, self.signatures.shape[1]), dtype=np.uint32)
+            grown[:row] = self.signatures
+            self.signatures = grown
+        self.signatures[row] = signature
+        self.own_bytes.append(nbytes)
+        self.kept += 1
+        for key in keys:
+            self.buckets.setdefault(key, []).append(row)
+
+
+def _cluster_stats(sizes: Iterable[tuple[int, int]], docs: int, nbytes: int) -> dict[str, Any]:
+    """Cluster statistics from ``(members, bytes)`` of each cluster of two or more documents."""
+    clusters = members = member_bytes = redundant = redundant_bytes = 0
+    largest = 0
+    for size, size_bytes in sizes:
+        clusters += 1
+        members += size
+        member_bytes += size_bytes
+        redundant += size - 1
+        redundant_bytes += size_bytes - size_bytes // size
+        largest = max(largest, size)
+    return {
+        "clusters": clusters,
+        "docs_in_clusters": members,
+        "docs_pct": round(100 * members / docs, 3) if docs else 0.0,
+        "bytes_pct": round(100 * member_bytes / nbytes, 3) if nbytes else 0.0,
+        "redundant_docs": redundant,
+        "redundant_docs_pct": round(100 * redundant / docs, 3) if docs else 0.0,
+        "redundant_bytes_pct": round(100 * redundant_bytes / nbytes, 3) if nbytes else 0.0,
+        "largest_cluster": largest,
+    }
+
+
+# ------------------------------------------------------------------------------ helpers
+def _host(value: Any) -> str | None:
+    if not isinstance(value, str) or "://" not in value:
+        return None
+    try:
+        host = urlsplit(value.strip()).hostname
+    except ValueError:
+        return None
+    return host.removeprefix("www.") if host else None
+
+
+def _percentiles(lengths: np.ndarray) -> dict[str, Any]:
+    if lengths.size == 0:
+        return {"min": 0, "mean": 0.0, "p10": 0, "p50": 0, "p90": 0, "p99": 0, "max": 0}
+    p = np.percentile(lengths, [10, 50, 90, 99], method="lower")
+    return {
+        "min": int(lengths.min()),
+        "mean": round(float(lengths.mean()), 1),
+        "p10": int(p[0]),
+        "p50": int(p[1]),
+        "p90": int(p[2]),
+        "p99": int(p[3]),
+        "max": int(lengths.max()),
+    }
+
+
+def _check_skip(skip: Iterable[str] | str | None) -> list[str]:
+    if skip is None:
+        return []
+    names = [s.strip() for s in (skip.split(",") if isinstance(skip, str) else skip) if s.strip()]
+    unknown = sorted(set(names) - set(SKIPPABLE))
+    if unknown:
+        raise UsageError(f"cannot skip {', '.join(unknown)}: choose from {', '.join(SKIPPABLE)}")
+    return [s for s in SKIPPABLE if s in names]
+
+
+# ------------------------------------------------------------------------------ the pass
+def analyze(
+    bundle: Any,
+    *,
+    top_k: int = 20,
+    short_tokens: int = SHORT_TOKENS,
+    skip: Iterable[str] | str | None = None,
+    near_dup_threshold: float = NEAR_DUP_THRESHOLD,
+    near_dup_perm: int = NEAR_DUP_PERM,
+    batch_size: int = 1024,
+    progress: bool = True,
+    keep_lengths: bool = False,
+) -> Analysis | tuple[Analysis, np.ndarray]:
+    """Computes the report's numbers in one streaming pass over a bundle's docstore.
+
+    Args:
+        bundle: A :class:`~spacerini.bundle.Bundle` (or the path of one).
+        top_k: N-grams listed per n.
+        short_tokens: Documents with fewer tokens than this count as very short.
+        skip: Sections to leave out: any of :data:`SKIPPABLE`.
+        near_dup_threshold: Jaccard similarity at which two documents are near-duplicates.
+        near_dup_perm: MinHash permutations.
+        batch_size: Documents read per batch.
+        progress: Show a progress bar over documents.
+        keep_lengths: Also return every document's length in bytes (for the histogram).
+
+    Returns:
+        The :class:`Analysis`, or ``(analysis, lengths)`` with ``keep_lengths``.
+
+    Raises:
+        UsageError: Bad options.
+        BundleNotFoundError, BundleCorruptError: The bundle cannot be opened.
+    """
+    from spacerini.audit.ngrams import NgramCounter, token_bounds
+    from spacerini.records import licence_and_language, top_counts
+
+    if not isinstance(top_k, int) or not 0 <= top_k <= 10_000:
+        raise UsageError(f"top_k must be an integer between 0 and 10000, not {top_k!r}")
+    if not isinstance(short_tokens, int) or short_tokens < 0:
+        raise UsageError(f"short_tokens must be a non-negative integer, not {short_tokens!r}")
+    skipped = _check_skip(skip)
+    if not isinstance(bundle, str | Path) and not hasattr(bundle, "pin"):
+        raise UsageError(f"analyze needs a bundle or a bundle path, not {type(bundle).__name__}")
+    if isinstance(bundle, str | Path):
+        from spacerini.bundle import open_bundle
+
+        bundle = open_bundle(bundle)
+
+    started = time.perf_counter()
+    with bundle.pin() as snap:
+        manifest = snap.manifest
+        docs_expected = len(snap)
+        steps = {rep.get("name"): rep for rep in manifest.get("preprocess") or []}
+        near_at_build = "near-dedup" in steps
+        counter = None if "ngrams" in skipped else NgramCounter()
+        near = None if ("near-dup" in skipped or near_at_build) else _NearDups(near_dup_threshold, near_dup_perm)
+        find_pii = None
+        if "pii" not in skipped:
+            from spacerini.preprocess.pii import DEFAULT_KINDS
+            from spacerini.preprocess.pii import find_pii as _find_pii
+
+            find_pii = _find_pii
+        pii_found: Counter[str] = Counter()
+        pii_docs = 0
+        exact: dict[bytes, list[int]] = {}
+        cats: dict[str, Counter[str]] = {k: Counter() for k in ("licence", "language", "domain", "repo", "owner")}
+        lengths_parts: list[np.ndarray] = []
+        total_chars = total_tokens = empty = short = fffd = fffd_docs = boiler = docs_seen = 0
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=docs_expected, unit="doc", desc="analyze", dynamic_ncols=True)
+        stream = snap.iter_docs()
+        try:
+            while True:
+                batch = list(itertools.islice(stream, batch_size))
+                if not batch:
+                    break
+                n = len(batch)
+                texts = [doc.text for doc in batch]
+                encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
+                nbytes = np.fromiter((len(b) for b in encoded), dtype=np.int64, count=n)
+                offsets = np.zeros(n + 1, dtype=np.int64)
+                np.cumsum(nbytes, out=offsets[1:])
+                raw = b"".join(encoded)
+                data = np.frombuffer(raw, dtype=np.uint8)
+                lengths_parts.append(nbytes)
+                if counter is not None:
+                    tokens = counter.add(data, offsets)
+                else:
+                    _, starts, _ = token_bounds(data, offsets)
+                    tokens = np.bincount(np.searchsorted(offsets, starts, side="right") - 1, minlength=n)
+                total_tokens += int(tokens.sum())
+                empty += int(np.count_nonzero(tokens == 0))
+                short += int(np.count_nonzero((tokens > 0) & (tokens < short_tokens)))
+                boiler += _boilerplate_bytes(raw)
+                for i, doc in enumerate(batch):
+                    text = texts[i]
+                    total_chars += len(text)
+                    if not text.isascii():
+                        bad = text.count(_REPLACEMENT)
+                        if bad or _SURROGATE.search(text):
+                            fffd += bad + len(_SURROGATE.findall(text))
+                            fffd_docs += 1
+                    key = hashlib.blake2b(encoded[i], digest_size=16).digest()
+                    entry = exact.get(key)
+                    if entry is None:
+                        exact[key] = [1, len(encoded[i])]
+                    else:
+                        entry[0] += 1
+                    meta, fields = doc.meta, doc.fields
+                    licence, language = licence_and_language(meta, fields)
+                    cats["licence"][licence] += 1
+                    cats["language"][language] += 1
+                    host = _host(meta.get("url")) or _host(fields.get("url"))
+                    if host:
+                        cats["domain"][host] += 1
+                    repo = meta.get("repo") or fields.get("repo")
+                    if repo:
+                        cats["repo"][str(repo)] += 1
+                    owner = meta.get("owner") or fields.get("owner")
+                    if owner:
+                        cats["owner"][str(owner)] += 1
+                    if find_pii is not None:
+                        spans = find_pii(text)
+                        if spans:
+                            pii_docs += 1
+                            pii_found.update(s.kind for s in spans)
+                    if near is not None:
+                        near.add(text, int(nbytes[i]))
+                docs_seen += n
+                if bar is not None:
+                    bar.update(n)
+        finally:
+            if bar is not None:
+                bar.close()
+
+    lengths = np.concatenate(lengths_parts) if lengths_parts else np.empty(0, dtype=np.int64)
+    total_bytes = int(lengths.sum())
+    if docs_seen != docs_expected:
+        logger.warning("the docstore holds %d documents, the manifest says %d", docs_seen, docs_expected)
+    ngrams: dict[str, Any] = {}
+    if counter is not None:
+        top = counter.top(top_k)
+        distinct = counter.distinct()
+        for n in (1, 2, 3):
+            ngrams[str(n)] = [{"ngram": g.ngram, "count": g.count} for g in top[n]]
+        ngrams["distinct"] = {str(n): v for n, v in distinct.items()}
+        ngrams["total"] = {str(n): v for n, v in counter.totals.items()}
+    duplicates: dict[str, Any] = {
+        "exact": {
+            **_cluster_stats(((c, c * b) for c, b in exact.values() if c > 1), docs_seen, total_bytes),
+            "method": "identical text (BLAKE2b-128 of the UTF-8 bytes)",
+        },
+    }
+    if near is not None:
+        duplicates["near"] = {
+            **_cluster_stats(
+                ((near.cluster_docs[h], near.cluster_bytes[h]) for h in near.cluster_docs), docs_seen, total_bytes
+            ),
+            "method": f"MinHash LSH, word 5-gram shingles, Jaccard >= {near_dup_threshold}, {near_dup_perm} permutations",
+        }
+    elif near_at_build:
+        rep = steps["near-dedup"]
+        duplicates["near"] = {
+            "method": "near-dedup ran at build time: no near-duplicates above its threshold remain",
+            "params": rep.get("params", {}),
+        }
+    build_reports = {
+        name: {k: rep.get(k) for k in ("docs_in", "docs_out", "removed", "clusters_total") if k in rep}
+        for name, rep in steps.items()
+        if name in ("dedup", "near-dedup")
+    }
+    if build_reports:
+        duplicates["removed_at_build"] = build_reports
+    pii: dict[str, Any] = {}
+    if find_pii is not None:
+        pii = {"kinds": list(DEFAULT_KINDS), "found": dict(pii_found.most_common()), "docs_with_pii": pii_docs}
+        if "pii" in steps:
+            pii["at_build"] = {k: steps["pii"].get(k) for k in ("mode", "docs_with_pii", "found") if k in steps["pii"]}
+    seconds = time.perf_counter() - started
+    analysis = Analysis(
+        docs=docs_seen,
+        bytes=total_bytes,
+        chars=total_chars,
+        tokens=total_tokens,
+        lengths={"unit": "bytes", **_percentiles(lengths)},
+        ngrams=ngrams,
+        duplicates=duplicates,
+        pii=pii,
+        breakdowns={k: top_counts(v, TOP_CATEGORIES) for k, v in cats.items()},
+        quality={
+            "empty_docs": empty,
+            "short_docs": short,
+            "short_tokens": short_tokens,
+            "replacement_chars": fffd,
+            "replacement_share": round(fffd / total_chars, 6) if total_chars else 0.0,
+            "docs_with_replacement": fffd_docs,
+            "boilerplate_bytes": boiler,
+            "boilerplate_share": round(boiler / total_bytes, 6) if total_bytes else 0.0,
+        },
+        skipped=skipped,
+        seconds=round(seconds, 3),
+        mb_per_s=round(total_bytes / 1e6 / seconds, 2) if seconds > 0 else 0.0,
+    )
+    return (analysis, lengths) if keep_lengths else analysis
+
+
+def _boilerplate_bytes(raw: bytes) -> int:
+    """Bytes of the lines of ``raw`` that hold a boilerplate phrase (each line counted once)."""
+    total = 0
+    last_end = -1
+    for match in BOILERPLATE.finditer(raw):
+        if match.start() < last_end:
+            continue
+        start = raw.rfind(b"\n", 0, match.start()) + 1
+        end = raw.find(b"\n", match.end())
+        end = len(raw) if end < 0 else end
+        total += end - start
+        last_end = end
+    return total
+
+
+# ------------------------------------------------------------------------------ the report
+def _charts(analysis: Analysis, lengths: np.ndarray) -> list[tuple[str, str, Any]]:
+    """``(file stem, caption, figure)`` of every chart of the report."""
+    from spacerini.audit import plots
+
+    charts: list[tuple[str, str, Any]] = [
+        ("lengths", "Document lengths", plots.histogram("Document length (bytes, log scale)", lengths, xlabel="bytes")),
+    ]
+    for n, name in (("1", "unigrams"), ("2", "bigrams"), ("3", "trigrams")):
+        rows = analysis.ngrams.get(n)
+        if rows:
+            charts.append(
+                (f"top_{name}", f"Top {name}", plots.bar_chart(f"Top {name}", [(r["ngram"], r["count"]) for r in rows], xlabel="occurrences"))
+            )
+    dup = {}
+    for kind in ("exact", "near"):
+        if "docs_pct" in analysis.duplicates.get(kind, {}):
+            dup[f"{kind}: % of documents"] = analysis.duplicates[kind]["docs_pct"]
+            dup[f"{kind}: % of bytes"] = analysis.duplicates[kind]["bytes_pct"]
+    charts.append(("duplicates", "Duplicates", plots.bar_chart("In duplicate clusters", dup, xlabel="%")))
+    if analysis.pii:
+        charts.append(("pii", "PII", plots.bar_chart("PII matches per kind", analysis.pii["found"], xlabel="matches")))
+    for key, title in (("licence", "Licences"), ("language", "Languages"), ("domain", "Domains"), ("repo", "Repos"), ("owner", "Owners")):
+        if analysis.breakdowns.get(key):
+            charts.append((f"by_{key}", title, plots.bar_chart(title, analysis.breakdowns[key])))
+    return charts
+
+
+def write_report(analysis: Analysis, lengths: np.ndarray, out: str | Path, *, title: str = "") -> Path:
+    """Writes ``out/report.html`` (self-contained: charts embedded), one PNG per chart and
+    ``out/analysis.json``.
+
+    Returns:
+        The path of ``report.html``.
+    """
+    from spacerini.audit import plots
+
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{folder} is a file: --out needs a folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    sections: list[str] = []
+    for stem, caption, fig in _charts(analysis, lengths):
+        try:
+            png = plots.png_bytes(fig)
+        finally:
+            plots.close(fig)
+        (folder / f"{stem}.png").write_bytes(png)
+        sections.append(
+            f'<figure id="{stem}"><img alt="{html.escape(caption)}" src="{plots.data_uri(png)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+    data = analysis.to_dict()
+    (folder / "analysis.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    page = _html(data, sections, title)
+    path = folder / "report.html"
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def _table(rows: Iterable[tuple[str, Any]]) -> str:
+    body = "".join(
+        f"<tr><th>{html.escape(str(k))}</th><td>{html.escape(f'{v:,}' if isinstance(v, int) else str(v))}</td></tr>"
+        for k, v in rows
+    )
+    return f"<table>{body}</table>"
+
+
+def _html(data: Mapping[str, Any], figures: list[str], title: str) -> str:
+    q = data["quality"]
+    size = _table(
+        [
+            ("documents", data["docs"]),
+            ("bytes", data["bytes"]),
+            ("characters", data["chars"]),
+            ("word tokens", data["tokens"]),
+            ("empty documents (no token)", q["empty_docs"]),
+            (f"very short documents (< {q['short_tokens']} tokens)", q["short_docs"]),
+            ("U+FFFD characters (not UTF-8 at load)", f"{q['replacement_chars']:,} ({100 * q['replacement_share']:.4f}%)"),
+            ("bytes on boilerplate lines", f"{q['boilerplate_bytes']:,} ({100 * q['boilerplate_share']:.3f}%)"),
+        ]
+    )
+    lengths = _table((k, v) for k, v in data["lengths"].items())
+    dups = "".join(
+        f"<h3>{html.escape(kind)}</h3>" + _table((k, json.dumps(v) if isinstance(v, dict | list) else v) for k, v in rep.items())
+        for kind, rep in data["duplicates"].items()
+    )
+    ngram_tables = ""
+    for n in ("1", "2", "3"):
+        rows = data["ngrams"].get(n)
+        if rows:
+            ngram_tables += f"<h3>{n}-grams</h3>" + _table((r["ngram"], r["count"]) for r in rows)
+    pii = _table(data["pii"].get("found", {}).items()) if data["pii"] else "<p>skipped</p>"
+    skipped = f"<p>Skipped sections: {html.escape(', '.join(data['skipped']))}</p>" if data["skipped"] else ""
+    heading = html.escape(title or "Corpus report")
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{heading}</title>
+<style>
+body{{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}}
+table{{border-collapse:collapse;margin:.5em 0 1.5em}}th,td{{border:1px solid #ddd;padding:.25em .6em;text-align:left;font-size:90%}}
+th{{font-weight:normal;color:#444;max-width:40em;overflow-wrap:anywhere}}td{{text-align:right}}
+figure{{display:inline-block;margin:.5em;vertical-align:top}}img{{max-width:100%}}figcaption{{font-size:85%;color:#555}}
+.cols{{display:flex;flex-wrap:wrap;gap:2em}}
+</style></head><body>
+<h1>{heading}</h1>
+<p>{data['docs']:,} documents, {data['bytes']:,} bytes, analysed in {data['seconds']} s ({data['mb_per_s']} MB/s).</p>
+{skipped}
+<h2>Size and quality</h2><div class="cols">{size}{lengths}</div>
+<h2>Charts</h2>
+{''.join(figures)}
+<h2>Duplicates</h2>{dups}
+<h2>PII (matches per kind)</h2>{pii}<p>Documents with PII: {data['pii'].get('docs_with_pii', 0):,}</p>
+<h2>Top n-grams</h2><div class="cols">{ngram_tables}</div>
+</body></html>
+"""

@@ -1,0 +1,118 @@
+"""Charts of the audit report, drawn with matplotlib's Agg backend (no display needed).
+
+Every chart draws its own axes limits, so a chart with one category, or with zero counts, still
+shows its bar and labels (a chart of one category used to render blank in the app's Stats tab).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+#: The bar colour of every chart (also what tests look for in the pixels).
+BAR_COLOR = "#3b6ea5"
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _shorten(label: str, limit: int = 40) -> str:
+    label = " ".join(str(label).split())
+    return label if len(label) <= limit else label[: limit - 1] + "…"
+
+
+def bar_chart(title: str, counts: Mapping[str, float] | Sequence[tuple[str, float]], *, xlabel: str = "documents") -> Any:
+    """A horizontal bar chart, largest first (at the top).
+
+    Args:
+        title: The chart's title.
+        counts: Category -> value, in the order to show (or ``(category, value)`` pairs).
+        xlabel: The value axis label.
+
+    Returns:
+        A matplotlib Figure (close it with :func:`close` when done).
+    """
+    plt = _pyplot()
+    items = list(counts.items()) if isinstance(counts, Mapping) else list(counts)
+    fig, ax = plt.subplots(figsize=(7.0, max(1.6, 0.32 * len(items) + 1.0)), dpi=100)
+    if not items:
+        ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    else:
+        labels = [_shorten(k) for k, _ in items][::-1]
+        values = [float(v) for _, v in items][::-1]
+        ax.barh(range(len(values)), values, color=BAR_COLOR, height=0.7)
+        ax.set_yticks(range(len(values)), labels)
+        # Explicit limits: one category (or all zeros) still gets a visible, full-width bar.
+        top = max(values) if max(values) > 0 else 1.0
+        ax.set_xlim(0, top * 1.12)
+        ax.set_ylim(-0.6, len(values) - 0.4)
+        for y, v in enumerate(values):
+            ax.text(v + top * 0.01, y, f"{v:,.0f}" if float(v).is_integer() else f"{v:,.2f}", va="center", fontsize=8)
+        ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def histogram(title: str, values: Sequence[float] | Any, *, xlabel: str, log: bool = True) -> Any:
+    """A histogram (log-spaced bins when ``log``, for document lengths).
+
+    Returns:
+        A matplotlib Figure.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    data = np.asarray(values, dtype=np.float64)
+    fig, ax = plt.subplots(figsize=(7.0, 3.2), dpi=100)
+    if data.size == 0:
+        ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    else:
+        shown = np.maximum(data, 1.0) if log else data
+        lo, hi = float(shown.min()), float(shown.max())
+        if log:
+            bins = np.logspace(np.log10(lo), np.log10(hi) if hi > lo else np.log10(lo) + 1, 40)
+            ax.set_xscale("log")
+        else:
+            bins = np.linspace(lo, hi if hi > lo else lo + 1, 40)
+        ax.hist(shown, bins=bins, color=BAR_COLOR)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("documents")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def png_bytes(fig: Any) -> bytes:
+    """The figure as PNG bytes."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    return buf.getvalue()
+
+
+def svg_text(fig: Any) -> str:
+    """The figure as an inline ``<svg>`` element (no XML header)."""
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg")
+    text = buf.getvalue()
+    return text[text.index("<svg") :]
+
+
+def data_uri(png: bytes) -> str:
+    """A ``data:`` URI of PNG bytes, for a self-contained HTML page."""
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def close(fig: Any) -> None:
+    """Frees a figure."""
+    _pyplot().close(fig)
