@@ -1,0 +1,270 @@
+"""spacerini analyze: every number against a brute-force computation on a planted corpus."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spacerini.audit import plots
+from spacerini.audit.analyze import BOILERPLATE, analyze, write_report
+from spacerini.audit.ngrams import WORD, NgramCounter
+from spacerini.bundle import build_bundle
+from spacerini.cli import main
+from spacerini.preprocess.dedup import shingles
+from spacerini.preprocess.pii import find_pii
+from spacerini.records import Doc
+
+DATA = Path(__file__).parent / "data"
+
+
+def _jsonl(name: str) -> list[dict]:
+    return [json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def planted_docs() -> list[Doc]:
+    """Real test texts plus planted duplicates, near-duplicates, PII, metadata and junk."""
+    base = [r["contents"] for r in _jsonl("bm25_corpus.jsonl")[:40]]
+    base += [r["text"] for r in _jsonl("exact_corpus.jsonl")[:10]]
+    base += [r["contents"] for r in _jsonl("bm25_code.jsonl")[:10]]
+    long_doc = next(t for t in base if len(WORD.findall(t)) > 120)
+    words = long_doc.split(" ")
+    words[len(words) // 2] = "PLANTEDCHANGE"
+    texts = list(base)
+    texts += [base[3], base[3], base[7]]  # exact duplicates: base[3] x3, base[7] x2
+    texts.append(" ".join(words))  # a near-duplicate of long_doc
+    texts += [
+        "",  # empty
+        "  ... !!! ",  # no token
+        "hello world",  # very short
+        "Write to alice.smith@gmail.com or bob@uni-mannheim.de about the caf\ufffd menu.",
+        "int main() { return 0; }\nCopyright (c) 2020 Someone. All rights reserved.\nmore code here please\n",
+    ]
+    docs = []
+    for i, text in enumerate(texts):
+        meta: dict = {}
+        fields: dict = {}
+        if i % 3 == 0:
+            meta = {"licence": "MIT", "language": "Python", "repo": f"org/repo{i % 2}", "owner": "org"}
+        elif i % 3 == 1:
+            fields = {"url": f"https://www.site{i % 2}.example.org/page{i}", "language": "en"}
+        docs.append(Doc(f"d{i:03d}", text, fields=fields, meta=meta))
+    return docs
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory):
+    return build_bundle(planted_docs(), tmp_path_factory.mktemp("an") / "b", backends=["exact"], progress=False)
+
+
+def reference_counts(texts: list[str]) -> dict[int, Counter]:
+    counts = {1: Counter(), 2: Counter(), 3: Counter()}
+    for text in texts:
+        t = WORD.findall(text)
+        counts[1].update(t)
+        counts[2].update(" ".join(g) for g in zip(t, t[1:]))
+        counts[3].update(" ".join(g) for g in zip(t, t[1:], t[2:]))
+    return counts
+
+
+def test_ngrams_equal_counter_most_common_across_batches_and_merges(monkeypatch) -> None:
+    import pyarrow  # noqa: F401 - the counter packs tokens into Arrow arrays
+
+    import spacerini.audit.ngrams as ngrams
+
+    monkeypatch.setattr(ngrams, "_FLUSH", 50)  # many runs, many merges
+    texts = [d.text for d in planted_docs()] * 2
+    counter = NgramCounter()
+    for i in range(0, len(texts), 7):  # batches of 7 documents
+        chunk = [t.encode("utf-8", "surrogatepass") for t in texts[i : i + 7]]
+        offsets = np.concatenate(([0], np.cumsum([len(c) for c in chunk]))).astype(np.int64)
+        got = counter.add(np.frombuffer(b"".join(chunk), dtype=np.uint8), offsets)
+        assert got.tolist() == [len(WORD.findall(t)) for t in texts[i : i + 7]]
+    ref = reference_counts(texts)
+    top = counter.top(40)
+    for n in (1, 2, 3):
+        assert [(g.ngram, g.count) for g in top[n]] == ref[n].most_common(40), n
+    assert counter.distinct() == {n: len(ref[n]) for n in (1, 2, 3)}
+
+
+def test_trigrams_of_rare_tokens_beyond_the_packed_ids(monkeypatch) -> None:
+    import spacerini.audit.ngrams as ngrams
+
+    monkeypatch.setattr(ngrams, "_ID_LIMIT", 8)  # token ids >= 8 go to the overflow table
+    texts = ["a b c d e f g h i j k a b c", "i j k i j k x y z", "x y z a b c"]
+    counter = NgramCounter()
+    raw = [t.encode() for t in texts]
+    counter.add(np.frombuffer(b"".join(raw), dtype=np.uint8), np.array([0, *np.cumsum([len(r) for r in raw])]))
+    assert [(g.ngram, g.count) for g in counter.top(10)[3]] == reference_counts(texts)[3].most_common(10)
+
+
+def brute_force(docs: list[Doc]) -> dict:
+    texts = [d.text for d in docs]
+    tokens = [WORD.findall(t) for t in texts]
+    by_text = Counter(texts)
+    exact_members = sum(c for c in by_text.values() if c > 1)
+    # Near-duplicates: exact Jaccard of the shingle sets, each document joins the first earlier
+    # kept document it matches (the clustering the MinHash pass estimates).
+    kept: list[tuple[int, set[str]]] = []
+    members: Counter[int] = Counter()
+    for i, t in enumerate(texts):
+        sh = shingles(t, 5)
+        if not sh:
+            continue
+        for j, other in kept:
+            if len(sh & other) / len(sh | other) >= 0.7:
+                members[j] += 1
+                break
+        else:
+            kept.append((i, sh))
+    near_members = sum(c + 1 for c in members.values())
+    pii = Counter(s.kind for t in texts for s in find_pii(t))
+    boiler = 0
+    for t in texts:
+        for line in t.encode().split(b"\n"):
+            if BOILERPLATE.search(line):
+                boiler += len(line)
+    return {
+        "tokens": sum(len(t) for t in tokens),
+        "empty": sum(1 for t in tokens if not t),
+        "short": sum(1 for t in tokens if 0 < len(t) < 5),
+        "exact_members": exact_members,
+        "exact_clusters": sum(1 for c in by_text.values() if c > 1),
+        "exact_redundant": sum(c - 1 for c in by_text.values()),
+        "near_members": near_members,
+        "near_clusters": len(members),
+        "pii": dict(pii),
+        "pii_docs": sum(1 for t in texts if find_pii(t)),
+        "fffd": sum(t.count("\ufffd") for t in texts),
+        "boiler": boiler,
+    }
+
+
+def test_analyze_numbers_match_brute_force(bundle) -> None:
+    docs = planted_docs()
+    ref = brute_force(docs)
+    a, lengths = analyze(bundle, top_k=15, progress=False, keep_lengths=True)
+    texts = [d.text for d in docs]
+    assert a.docs == len(docs) == bundle.manifest["counts"]["docs"]
+    assert a.bytes == sum(len(t.encode()) for t in texts) == bundle.manifest["counts"]["text_bytes"]
+    assert a.chars == sum(len(t) for t in texts)
+    assert a.tokens == ref["tokens"]
+    assert lengths.tolist() == [len(t.encode()) for t in texts]
+    assert a.lengths["max"] == max(lengths) and a.lengths["min"] == 0
+    counts = reference_counts(texts)
+    for n in (1, 2, 3):
+        assert [(r["ngram"], r["count"]) for r in a.ngrams[str(n)]] == counts[n].most_common(15)
+    exact = a.duplicates["exact"]
+    assert (exact["clusters"], exact["docs_in_clusters"], exact["redundant_docs"]) == (ref["exact_clusters"], ref["exact_members"], ref["exact_redundant"])
+    assert ref["exact_redundant"] >= 3  # the planted copies
+    assert exact["docs_pct"] == round(100 * ref["exact_members"] / len(docs), 3)
+    near = a.duplicates["near"]
+    assert ref["near_clusters"] >= 3  # the planted ones: two exact-duplicate groups and one near-duplicate
+    assert (near["clusters"], near["docs_in_clusters"]) == (ref["near_clusters"], ref["near_members"])
+    assert a.pii["found"] == ref["pii"] and ref["pii"]["EMAIL"] == 2
+    assert a.pii["docs_with_pii"] == ref["pii_docs"]
+    q = a.quality
+    assert (q["empty_docs"], q["short_docs"]) == (ref["empty"], ref["short"])
+    assert ref["empty"] >= 2 and ref["short"] >= 1  # the planted ones
+    assert q["replacement_chars"] == ref["fffd"] == 1 and q["docs_with_replacement"] == 1
+    assert q["boilerplate_bytes"] == ref["boiler"] == len(b"Copyright (c) 2020 Someone. All rights reserved.")
+    b = a.breakdowns
+    n_meta = len(range(0, len(docs), 3))
+    assert b["licence"]["MIT"] == n_meta and b["licence"]["unknown"] == len(docs) - n_meta
+    assert b["language"] == dict(Counter(("Python" if i % 3 == 0 else "en" if i % 3 == 1 else "unknown") for i in range(len(docs))).most_common())
+    assert b["domain"] == dict(Counter(f"site{i % 2}.example.org" for i in range(len(docs)) if i % 3 == 1).most_common())
+    assert sum(b["repo"].values()) == n_meta and b["owner"] == {"org": n_meta}
+
+
+def test_skip_sections_and_bad_options(bundle) -> None:
+    from spacerini.errors import UsageError
+
+    a = analyze(bundle, skip="pii,near-dup,ngrams", progress=False)
+    assert a.skipped == ["pii", "near-dup", "ngrams"] and a.pii == {} and "near" not in a.duplicates and a.ngrams == {}
+    assert a.tokens == analyze(bundle, progress=False).tokens
+    with pytest.raises(UsageError, match="cannot skip"):
+        analyze(bundle, skip="everything")
+    with pytest.raises(UsageError, match="top_k"):
+        analyze(bundle, top_k=-1)
+
+
+def test_near_dedup_at_build_is_reported_not_recomputed(tmp_path: Path) -> None:
+    b = build_bundle(planted_docs(), tmp_path / "b", backends=["exact"], preprocess=["near-dedup"], progress=False)
+    a = analyze(b, progress=False)
+    assert "near-dedup ran at build time" in a.duplicates["near"]["method"]
+    removed = a.duplicates["removed_at_build"]["near-dedup"]["removed"]
+    assert removed >= 3 and a.docs == len(planted_docs()) - removed
+
+
+def _bar_pixels(png: bytes) -> int:
+    import io
+
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(io.BytesIO(png), format="png")[..., :3]
+    want = np.array([int(plots.BAR_COLOR[i : i + 2], 16) / 255 for i in (1, 3, 5)])
+    return int(np.count_nonzero(np.abs(img - want).max(axis=-1) < 0.02))
+
+
+@pytest.mark.parametrize("counts", [{"MIT": 7}, {"MIT": 0}, {"a": 3, "b": 1}])
+def test_a_chart_of_one_category_is_not_blank(counts: dict) -> None:
+    fig = plots.bar_chart("Licences", counts)
+    png = plots.png_bytes(fig)
+    plots.close(fig)
+    if max(counts.values()) > 0:
+        assert _bar_pixels(png) > 2000  # a full-width bar, not a sliver or nothing
+    svg = plots.svg_text(plots.bar_chart("Licences", counts))
+    assert svg.startswith("<svg") and "MIT" in svg or "a" in svg
+
+
+def test_report_is_self_contained(bundle, tmp_path: Path) -> None:
+    a, lengths = analyze(bundle, progress=False, keep_lengths=True)
+    path = write_report(a, lengths, tmp_path / "r")
+    page = path.read_text(encoding="utf-8")
+    assert page.count("data:image/png;base64,") >= 8
+    assert not re.search(r"""(?:src|href)=["'](?!data:)""", page)  # nothing fetched from elsewhere
+    pngs = sorted(p.name for p in (tmp_path / "r").glob("*.png"))
+    assert {"lengths.png", "top_unigrams.png", "top_trigrams.png", "duplicates.png", "pii.png", "by_licence.png", "by_domain.png"} <= set(pngs)
+    for name in pngs:
+        assert (tmp_path / "r" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert json.loads((tmp_path / "r" / "analysis.json").read_text())["docs"] == a.docs
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    try:
+        main(argv)
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_json_and_text(bundle, tmp_path: Path, capsys) -> None:
+    code, out, err = run(["analyze", str(bundle.path), "--out", str(tmp_path / "o"), "--json", "--top-k", "5"], capsys)
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["docs"] == json.loads((bundle.path / "spacerini.json").read_text())["counts"]["docs"]
+    assert len(data["ngrams"]["1"]) == 5 and (tmp_path / "o" / "report.html").is_file()
+    code, out, err = run(["analyze", str(bundle.path), "--out", str(tmp_path / "o2"), "--skip", "pii"], capsys)
+    assert code == 0, err
+    assert f"{len(planted_docs())} documents" in out and "Report:" in out
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [(["--skip", "nope"], "cannot skip nope"), (["--top-k", "-3"], "top-k")],
+)
+def test_cli_bad_input_is_one_line(bundle, tmp_path: Path, capsys, args: list[str], needle: str) -> None:
+    code, _, err = run(["analyze", str(bundle.path), "--out", str(tmp_path / "o"), *args], capsys)
+    assert code == 2 and needle in err and "Traceback" not in err
+
+
+def test_cli_missing_bundle(tmp_path: Path, capsys) -> None:
+    code, _, err = run(["analyze", str(tmp_path / "none"), "--out", str(tmp_path / "o")], capsys)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert code == 2 and len(lines) == 1 and "no bundle here" in lines[0]
