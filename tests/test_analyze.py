@@ -66,8 +66,8 @@ def reference_counts(texts: list[str]) -> dict[int, Counter]:
     for text in texts:
         t = WORD.findall(text)
         counts[1].update(t)
-        counts[2].update(" ".join(g) for g in zip(t, t[1:]))
-        counts[3].update(" ".join(g) for g in zip(t, t[1:], t[2:]))
+        counts[2].update(" ".join(g) for g in zip(t, t[1:], strict=False))
+        counts[3].update(" ".join(g) for g in zip(t, t[1:], t[2:], strict=False))
     return counts
 
 
@@ -218,7 +218,7 @@ def test_a_chart_of_one_category_is_not_blank(counts: dict) -> None:
     if max(counts.values()) > 0:
         assert _bar_pixels(png) > 2000  # a full-width bar, not a sliver or nothing
     svg = plots.svg_text(plots.bar_chart("Licences", counts))
-    assert svg.startswith("<svg") and "MIT" in svg or "a" in svg
+    assert svg.startswith("<svg") and svg.count("<path") > 3
 
 
 def test_report_is_self_contained(bundle, tmp_path: Path) -> None:
