@@ -24,9 +24,10 @@ psutil = pytest.importorskip("psutil")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 import spacerini.bundle.open as bundle_open  # noqa: E402
+from spacerini.backends import BatchSearcher, ExactText, RankedSearcher, Snippeter  # noqa: E402
 from spacerini.bundle import build_bundle, open_bundle, optout  # noqa: E402
 from spacerini.distributed.serve import RayBM25Searcher, RayExactSearcher, merge_ranked  # noqa: E402
-from spacerini.errors import BackendParameterError, QueryError  # noqa: E402
+from spacerini.errors import BackendParameterError, BundleCorruptError, QueryError  # noqa: E402
 from spacerini.eval import read_queries  # noqa: E402
 from spacerini.records import Doc, to_json  # noqa: E402
 from spacerini.service import Service  # noqa: E402
@@ -96,6 +97,8 @@ def test_ray_actors_on_two_nodes_answer_as_the_local_engine(bundle: Path, cluste
     try:
         assert isinstance(served.searcher("bm25"), RayBM25Searcher)
         assert isinstance(served.searcher("exact"), RayExactSearcher)
+        assert isinstance(served.searcher("bm25"), BatchSearcher) and isinstance(served.searcher("bm25"), Snippeter)
+        assert isinstance(served.searcher("exact"), ExactText) and isinstance(served.searcher("exact"), RankedSearcher)
         nodes = served.engine.actor_nodes()
         assert len(nodes) == 3  # one actor per shard, shared by bm25 and exact
         assert len(set(nodes)) == 2, nodes
@@ -227,3 +230,20 @@ def test_cli_serve_with_the_ray_engine_answers_the_api_as_local_and_stops_ray(bu
         log.close()
     _, alive = psutil.wait_procs(children, timeout=60)
     assert not alive, [(p.pid, p.name()) for p in alive]  # the embedded Ray stopped with the server
+
+
+def test_an_error_in_an_actor_comes_back_as_its_class_and_one_line(bundle: Path, cluster: Cluster, tmp_path: Path) -> None:
+    from spacerini.distributed.serve import RayServing
+
+    path = tmp_path / "b3"
+    shutil.copytree(bundle, path)
+    served = open_bundle(path, engine=RayServing(address=cluster.address, shards_per_actor=3))
+    try:
+        (path / "shards" / "00002" / "exact" / "starts_00000.npy").unlink()  # after the open's size checks
+        with pytest.raises(BundleCorruptError) as caught:
+            served.searcher("exact")
+        message = str(caught.value)
+        assert "shards/00002/exact: cannot open the exact index shards" in message and "\n" not in message
+        assert "Traceback" not in message and "RayTaskError" not in message
+    finally:
+        served.close()

@@ -44,7 +44,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
@@ -116,7 +116,7 @@ class RayServing:
         self._stack = ExitStack()
         self._stack.enter_context(session(address=address, threads=os.cpu_count() or 1))
         self._pools: dict[tuple[Any, ...], _ShardActors] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # a pool that fails to start forgets itself while it is held
 
     def __repr__(self) -> str:
         return f"RayServing(address={self.address!r}, shards_per_actor={self.shards_per_actor}, generations={len(self._pools)})"
@@ -204,6 +204,7 @@ class _ShardActors:
         self._ray = ray
         self.root = root
         self.shards = shards
+        self.actor_cpus = actor_cpus
         self.refs = 0
         self.dead = False
         self._on_empty = on_empty
@@ -259,10 +260,11 @@ class _ShardActors:
             records = ray.get(refs, timeout=timeout)
         except ray.exceptions.GetTimeoutError as exc:
             for ref in refs:
-                ray.cancel(ref)
+                with suppress(Exception):  # an actor that never started has nothing to cancel
+                    ray.cancel(ref)
             raise BundleError(
                 f"{len(refs)} Ray shard actors did not answer {method} within {timeout:.0f} s "
-                f"(each reserves num_cpus={ACTOR_CPUS}): is the cluster full?"
+                f"(each reserves num_cpus={self.actor_cpus}): is the cluster full?"
             ) from exc
         except ray.exceptions.RayError as exc:
             cause = getattr(exc, "cause", None)
