@@ -55,7 +55,7 @@ def test_manifest(tiny) -> None:
     assert manifest["source"]["source"].endswith("tiny.jsonl")
     assert set(manifest["backends"]) == {"bm25"}
     assert manifest["backends"]["bm25"]["docs"] == 25
-    assert "docs/records.zst" in manifest["checksums"] and "docs/docstore.json" in manifest["checksums"]
+    assert "docs/records.bin" in manifest["checksums"] and "docs/docstore.json" in manifest["checksums"]
     assert any(p.startswith("lucene/") for p in manifest["checksums"])
 
 
@@ -115,15 +115,15 @@ def test_open_errors(tmp_path: Path, tiny) -> None:
         open_bundle(copy)
     shutil.rmtree(copy)
     shutil.copytree(tiny.path, copy)
-    (copy / "docs" / "records.zst").write_bytes(b"truncated")
-    with pytest.raises(BundleCorruptError, match="docs/records.zst"):
+    (copy / "docs" / "records.bin").write_bytes(b"truncated")
+    with pytest.raises(BundleCorruptError, match="docs/records.bin"):
         open_bundle(copy)
 
 
 def test_verify_detects_tampering(tmp_path: Path, tiny) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(tiny.path, copy)
-    target = copy / "docs" / "records.zst"
+    target = copy / "docs" / "records.bin"
     data = bytearray(target.read_bytes())
     data[len(data) // 2] ^= 0xFF
     target.write_bytes(bytes(data))

@@ -131,12 +131,13 @@ def test_duplicate_ids_resolve_to_the_last_row_as_before(tmp_path: Path) -> None
     assert store.row_of("dup") == 2 and store.get("dup").text == "second"
 
 
-def test_lz4_codec_and_empty_store(tmp_path: Path) -> None:
+def test_zstd_codec_and_empty_store(tmp_path: Path) -> None:
     docs = _awkward_docs()[:40]
-    with DocstoreWriter(tmp_path / "lz4", codec="lz4_raw", block_bytes=512) as writer:
+    with DocstoreWriter(tmp_path / "zstd", codec="zstd", block_bytes=512) as writer:
         for doc in docs:
             writer.add(doc)
-    store = Docstore(tmp_path / "lz4")
+    assert json.loads((tmp_path / "zstd" / META).read_text())["codec"] == "zstd"
+    store = Docstore(tmp_path / "zstd")
     assert [store.by_row(i) for i in range(len(docs))] == docs == list(store.iter_docs())
     with DocstoreWriter(tmp_path / "empty"):
         pass
@@ -179,9 +180,13 @@ def test_corrupt_store_is_one_clear_error(store_docs, tmp_path: Path) -> None:
         Docstore(copy)
     shutil.rmtree(copy)
     shutil.copytree(store.path.parent, copy)
-    (copy / RECORDS).write_bytes((copy / RECORDS).read_bytes()[:-10])
+    data = (copy / RECORDS).read_bytes()
+    (copy / RECORDS).write_bytes(data[:-10])
     with pytest.raises(BundleCorruptError, match="does not match"):
         Docstore(copy)
+    (copy / RECORDS).write_bytes(bytes(len(data)))  # right size, zeros: every block is corrupt
+    with pytest.raises(BundleCorruptError, match="corrupt"):
+        Docstore(copy).by_row(0)
     (copy / RECORDS).unlink()
     with pytest.raises(BundleCorruptError, match="cannot read the docstore"):
         Docstore(copy)

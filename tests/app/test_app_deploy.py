@@ -178,7 +178,7 @@ def test_push_uploads_only_bundle_files(app_bundle: Any, hub: type[Recorder]) ->
     finally:
         os.unlink(Path(app_bundle.path) / "stray.txt")
     files = hub.calls[1][1]["files"]
-    assert "stray.txt" not in files and "spacerini.json" in files and "docs/records.zst" in files
+    assert "stray.txt" not in files and "spacerini.json" in files and "docs/records.bin" in files
 
 
 def test_resolve_hf_bundle(app_bundle: Any, monkeypatch: pytest.MonkeyPatch) -> None:
