@@ -738,7 +738,9 @@ def info(bundle: str, verify: bool) -> None:
 
 
 @cli.command()
-@click.argument("bundle")
+@click.argument("bundles", nargs=-1, required=True)
+@click.option("--name", "names", multiple=True, metavar="BUNDLE=LABEL",
+              help="Name a corpus (repeatable; default: its folder name), e.g. --name ./c4=C4.")
 @click.option("--port", default=7860, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--no-redact", is_flag=True, help="Show PII as stored (it is redacted on display by default).")
@@ -746,34 +748,59 @@ def info(bundle: str, verify: bool) -> None:
 @click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]), help="Where a sharded bundle's BM25 and exact shards are searched (ray: in Ray actors; the [distributed] extra).")
 @click.option("--ray-address", default=None, help="Ray cluster to join with --engine ray (default: start one on this machine).")
 def serve(
-    bundle: str, port: int, host: str, no_redact: bool, flags_path: str | None, engine: str, ray_address: str | None
-) -> None:
-    """Serve BUNDLE as a search app at http://HOST:PORT."""
+    bundles: tuple[str, ...], names: tuple[str, ...], port: int, host: str, no_redact: bool, flags_path: str | None,
+    engine: str, ray_address: str | None,
+) -> None:  # fmt: skip
+    """Serve BUNDLES as a search app at http://HOST:PORT.
+
+    Several bundles are served side by side in one app (one process, one JVM): each tab gets a
+    corpus selector (default: the first bundle), a Compare tab asks all of them at once, and the
+    JSON routes take &corpus=NAME (GET /api/corpora lists them, GET /api/compare?q= compares).
+    """
     from spacerini.app import serve as serve_app
     from spacerini.bundle import open_bundle
 
-    opened = open_bundle(bundle, engine=engine, ray_address=ray_address)
+    if len(bundles) == 1 and not names:
+        opened = open_bundle(bundles[0], engine=engine, ray_address=ray_address)
+        try:
+            serve_app(opened, host=host, port=port, redact_pii=not no_redact, flags_path=flags_path)
+        finally:
+            opened.close()  # kills the shard actors and stops a Ray that --engine ray started here
+        return
+    from spacerini.corpora import open_bundles, parse_names
+
+    corpora = open_bundles(list(bundles), names=parse_names(names, bundles), redact_pii=not no_redact,
+                           flags_path=flags_path, engine=engine, ray_address=ray_address)  # fmt: skip
     try:
-        serve_app(opened, host=host, port=port, redact_pii=not no_redact, flags_path=flags_path)
+        serve_app(corpora, host=host, port=port)
     finally:
-        opened.close()  # kills the shard actors and stops a Ray that --engine ray started here
+        corpora.close()
 
 
 @cli.command()
-@click.argument("bundle")
+@click.argument("bundles", nargs=-1, required=True)
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Space folder to write.")
+@click.option("--name", "names", multiple=True, metavar="BUNDLE=LABEL", help="Name a corpus (repeatable).")
+@click.option("--sdk", type=click.Choice(["gradio", "docker"]), default="gradio", show_default=True,
+              help="docker adds a Dockerfile that runs the same app (a Docker Space, or self-hosting).")
 @click.option("--title", default=None)
 @click.option("--emoji", default="🔎", show_default=True)
 @click.option("--bundle-repo", default=None, help="Dataset repo OWNER/NAME the Space downloads the bundle from.")
 @click.option("--no-redact", is_flag=True, help="Do not redact PII on display in the Space.")
 @click.option("--force", is_flag=True, help="Replace an existing Space folder.")
-def space(bundle: str, out: str, title: str | None, emoji: str, bundle_repo: str | None, no_redact: bool, force: bool) -> None:
-    """Render a ready Hugging Face Space folder (README front matter, app.py, requirements) for BUNDLE."""
+def space(bundles: tuple[str, ...], out: str, names: tuple[str, ...], sdk: str, title: str | None, emoji: str,
+          bundle_repo: str | None, no_redact: bool, force: bool) -> None:  # fmt: skip
+    """Render a ready Hugging Face Space folder (README front matter, app.py, requirements) for BUNDLES.
+
+    Several bundles make one Space that serves them side by side (see `spacerini serve`).
+    """
+    from spacerini.corpora import parse_names
     from spacerini.deploy import render_space
 
     path = render_space(
-        bundle, out, title=title, emoji=emoji, bundle_repo=bundle_repo, redact_pii=not no_redact, overwrite=force
-    )
+        list(bundles) if len(bundles) > 1 else bundles[0], out, title=title, emoji=emoji, bundle_repo=bundle_repo,
+        redact_pii=not no_redact, overwrite=force, names=parse_names(names, bundles), sdk=sdk,
+    )  # fmt: skip
     click.echo(f"Space folder written to {path}")
 
 

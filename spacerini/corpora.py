@@ -135,6 +135,13 @@ class Corpora(Mapping[str, Any]):
             out.append(CorpusInfo(name, stats.docs, stats.backends, tuple(svc.capabilities), stats.generation))
         return tuple(out)
 
+    def close(self) -> None:
+        """Closes every bundle (Ray-backed ones stop their shard actors)."""
+        for svc in self._services.values():
+            close = getattr(svc.bundle, "close", None)
+            if close is not None:
+                close()
+
     # -- the calls of one service, per corpus ------------------------------------------------
     def search(self, query: str, backend: str = "", k: int = 10, offset: int = 0, *,
                corpus: str | None = None, snippets: bool = True) -> Any:  # fmt: skip
@@ -179,11 +186,17 @@ class Corpora(Mapping[str, Any]):
             (a PII query where that corpus redacts, say) gives the reason in ``errors``.
 
         Raises:
-            QueryError: An empty, over-long or binary query (checked once, for every corpus).
+            QueryError: An empty, over-long or binary query (checked once, for every corpus), or
+                one that is itself PII where every corpus redacts (where only some do, their
+                columns give the refusal in ``errors``).
         """
         from spacerini.bundle import check_query
 
         query = check_query(query)
+        if all(svc.redact_pii for svc in self._services.values()):  # one line, not one per column
+            from spacerini.display import refuse_pii_query
+
+            refuse_pii_query(query, verb="count")
         text = query if text is None or not str(text).strip() else str(text)
         owner = query if owner is None or not str(owner).strip() else str(owner)
         columns = [self._column(name, svc, query, text, owner, backend) for name, svc in self._services.items()]
@@ -234,6 +247,8 @@ def open_bundles(
     *,
     names: Mapping[str, str] | None = None,
     redact_pii: bool | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
     **service_options: Any,
 ) -> Corpora:
     """Opens several bundles as one :class:`Corpora` collection.
@@ -244,6 +259,9 @@ def open_bundles(
             folder (``-2``, ``-3``... added where two folders share a name).
         redact_pii: Redact PII on display in every corpus; ``None`` (the default) redacts where
             the bundle was built with ``pii.mode=display``, as the CLI does.
+        engine: Where sharded bundles are searched (``"local"`` or ``"ray"``; see
+            :func:`~spacerini.bundle.open_bundle`).
+        ray_address: The Ray cluster to join with ``engine="ray"``.
         **service_options: Passed to each :class:`~spacerini.service.Service` (``max_k``...).
 
     Returns:
@@ -269,10 +287,15 @@ def open_bundles(
     if not pairs:
         raise UsageError("no bundle given: name at least one bundle folder")
     services: dict[str, Any] = {}
-    for name, path in pairs:
-        bundle = open_bundle(path)
-        redact = pii_display_mode(bundle.manifest) if redact_pii is None else redact_pii
-        services[name] = Service(bundle, redact_pii=redact, **service_options)
+    try:
+        for name, path in pairs:
+            bundle = open_bundle(path, engine=engine, ray_address=ray_address)
+            redact = pii_display_mode(bundle.manifest) if redact_pii is None else redact_pii
+            services[name] = Service(bundle, redact_pii=redact, **service_options)
+    except BaseException:
+        if services:
+            Corpora(services).close()
+        raise
     return Corpora(services)
 
 

@@ -93,7 +93,7 @@ def test_corpora_listing_defaults_and_missing_backends(corpora_server: str) -> N
     cmp = get(corpora_server, "api/compare", q="contact").json()
     assert "gmail" not in json.dumps(cmp)
     r = get(corpora_server, "api/compare", q="bob.smith@gmail.com")
-    assert r.status_code == 400 and "personal information" in r.json()["error"]
+    assert r.status_code == 400 and "personal or secret information" in r.json()["error"]
     assert get(corpora_server, "api/compare", q="").status_code == 400
 
 
