@@ -23,7 +23,9 @@ DATA = Path(__file__).parent / "data"
 
 
 def _jsonl(name: str) -> list[dict]:
-    return [json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line) for line in (DATA / name).read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
 
 
 def planted_docs() -> list[Doc]:
@@ -58,7 +60,9 @@ def planted_docs() -> list[Doc]:
 
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory: pytest.TempPathFactory):
-    return build_bundle(planted_docs(), tmp_path_factory.mktemp("an") / "b", backends=["exact"], progress=False)
+    return build_bundle(
+        planted_docs(), tmp_path_factory.mktemp("an") / "b", backends=["exact"], progress=False
+    )
 
 
 def reference_counts(texts: list[str]) -> dict[int, Counter]:
@@ -98,7 +102,9 @@ def test_trigrams_of_rare_tokens_beyond_the_packed_ids(monkeypatch) -> None:
     texts = ["a b c d e f g h i j k a b c", "i j k i j k x y z", "x y z a b c"]
     counter = NgramCounter()
     raw = [t.encode() for t in texts]
-    counter.add(np.frombuffer(b"".join(raw), dtype=np.uint8), np.array([0, *np.cumsum([len(r) for r in raw])]))
+    counter.add(
+        np.frombuffer(b"".join(raw), dtype=np.uint8), np.array([0, *np.cumsum([len(r) for r in raw])])
+    )
     assert [(g.ngram, g.count) for g in counter.top(10)[3]] == reference_counts(texts)[3].most_common(10)
 
 
@@ -159,7 +165,11 @@ def test_analyze_numbers_match_brute_force(bundle) -> None:
     for n in (1, 2, 3):
         assert [(r["ngram"], r["count"]) for r in a.ngrams[str(n)]] == counts[n].most_common(15)
     exact = a.duplicates["exact"]
-    assert (exact["clusters"], exact["docs_in_clusters"], exact["redundant_docs"]) == (ref["exact_clusters"], ref["exact_members"], ref["exact_redundant"])
+    assert (exact["clusters"], exact["docs_in_clusters"], exact["redundant_docs"]) == (
+        ref["exact_clusters"],
+        ref["exact_members"],
+        ref["exact_redundant"],
+    )
     assert ref["exact_redundant"] >= 3  # the planted copies
     assert exact["docs_pct"] == round(100 * ref["exact_members"] / len(docs), 3)
     near = a.duplicates["near"]
@@ -175,8 +185,14 @@ def test_analyze_numbers_match_brute_force(bundle) -> None:
     b = a.breakdowns
     n_meta = len(range(0, len(docs), 3))
     assert b["licence"]["MIT"] == n_meta and b["licence"]["unknown"] == len(docs) - n_meta
-    assert b["language"] == dict(Counter(("Python" if i % 3 == 0 else "en" if i % 3 == 1 else "unknown") for i in range(len(docs))).most_common())
-    assert b["domain"] == dict(Counter(f"site{i % 2}.example.org" for i in range(len(docs)) if i % 3 == 1).most_common())
+    assert b["language"] == dict(
+        Counter(
+            ("Python" if i % 3 == 0 else "en" if i % 3 == 1 else "unknown") for i in range(len(docs))
+        ).most_common()
+    )
+    assert b["domain"] == dict(
+        Counter(f"site{i % 2}.example.org" for i in range(len(docs)) if i % 3 == 1).most_common()
+    )
     assert sum(b["repo"].values()) == n_meta and b["owner"] == {"org": n_meta}
 
 
@@ -184,7 +200,12 @@ def test_skip_sections_and_bad_options(bundle) -> None:
     from spacerini.errors import UsageError
 
     a = analyze(bundle, skip="pii,near-dup,ngrams", progress=False)
-    assert a.skipped == ["pii", "near-dup", "ngrams"] and a.pii == {} and "near" not in a.duplicates and a.ngrams == {}
+    assert (
+        a.skipped == ["pii", "near-dup", "ngrams"]
+        and a.pii == {}
+        and "near" not in a.duplicates
+        and a.ngrams == {}
+    )
     assert a.tokens == analyze(bundle, progress=False).tokens
     with pytest.raises(UsageError, match="cannot skip"):
         analyze(bundle, skip="everything")
@@ -193,7 +214,9 @@ def test_skip_sections_and_bad_options(bundle) -> None:
 
 
 def test_near_dedup_at_build_is_reported_not_recomputed(tmp_path: Path) -> None:
-    b = build_bundle(planted_docs(), tmp_path / "b", backends=["exact"], preprocess=["near-dedup"], progress=False)
+    b = build_bundle(
+        planted_docs(), tmp_path / "b", backends=["exact"], preprocess=["near-dedup"], progress=False
+    )
     a = analyze(b, progress=False)
     assert "near-dedup ran at build time" in a.duplicates["near"]["method"]
     removed = a.duplicates["removed_at_build"]["near-dedup"]["removed"]
@@ -228,7 +251,15 @@ def test_report_is_self_contained(bundle, tmp_path: Path) -> None:
     assert page.count("data:image/png;base64,") >= 8
     assert not re.search(r"""(?:src|href)=["'](?!data:)""", page)  # nothing fetched from elsewhere
     pngs = sorted(p.name for p in (tmp_path / "r").glob("*.png"))
-    assert {"lengths.png", "top_unigrams.png", "top_trigrams.png", "duplicates.png", "pii.png", "by_licence.png", "by_domain.png"} <= set(pngs)
+    assert {
+        "lengths.png",
+        "top_unigrams.png",
+        "top_trigrams.png",
+        "duplicates.png",
+        "pii.png",
+        "by_licence.png",
+        "by_domain.png",
+    } <= set(pngs)
     for name in pngs:
         assert (tmp_path / "r" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert json.loads((tmp_path / "r" / "analysis.json").read_text())["docs"] == a.docs
@@ -245,12 +276,16 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def test_cli_json_and_text(bundle, tmp_path: Path, capsys) -> None:
-    code, out, err = run(["analyze", str(bundle.path), "--out", str(tmp_path / "o"), "--json", "--top-k", "5"], capsys)
+    code, out, err = run(
+        ["analyze", str(bundle.path), "--out", str(tmp_path / "o"), "--json", "--top-k", "5"], capsys
+    )
     assert code == 0, err
     data = json.loads(out)
     assert data["docs"] == json.loads((bundle.path / "spacerini.json").read_text())["counts"]["docs"]
     assert len(data["ngrams"]["1"]) == 5 and (tmp_path / "o" / "report.html").is_file()
-    code, out, err = run(["analyze", str(bundle.path), "--out", str(tmp_path / "o2"), "--skip", "pii"], capsys)
+    code, out, err = run(
+        ["analyze", str(bundle.path), "--out", str(tmp_path / "o2"), "--skip", "pii"], capsys
+    )
     assert code == 0, err
     assert f"{len(planted_docs())} documents" in out and "Report:" in out
 

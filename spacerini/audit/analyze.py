@@ -267,7 +267,9 @@ def analyze(
         steps = {rep.get("name"): rep for rep in manifest.get("preprocess") or []}
         near_at_build = "near-dedup" in steps
         counter = None if "ngrams" in skipped else NgramCounter()
-        near = None if ("near-dup" in skipped or near_at_build) else _NearDups(near_dup_threshold, near_dup_perm)
+        near = (
+            None if ("near-dup" in skipped or near_at_build) else _NearDups(near_dup_threshold, near_dup_perm)
+        )
         find_pii = None
         if "pii" not in skipped:
             from spacerini.preprocess.pii import DEFAULT_KINDS
@@ -277,7 +279,9 @@ def analyze(
         pii_found: Counter[str] = Counter()
         pii_docs = 0
         exact: dict[bytes, list[int]] = {}
-        cats: dict[str, Counter[str]] = {k: Counter() for k in ("licence", "language", "domain", "repo", "owner")}
+        cats: dict[str, Counter[str]] = {
+            k: Counter() for k in ("licence", "language", "domain", "repo", "owner")
+        }
         lengths_parts: list[np.ndarray] = []
         total_chars = total_tokens = empty = short = fffd = fffd_docs = boiler = docs_seen = 0
         bar = None
@@ -371,7 +375,9 @@ def analyze(
     if near is not None:
         duplicates["near"] = {
             **_cluster_stats(
-                ((near.cluster_docs[h], near.cluster_bytes[h]) for h in near.cluster_docs), docs_seen, total_bytes
+                ((near.cluster_docs[h], near.cluster_bytes[h]) for h in near.cluster_docs),
+                docs_seen,
+                total_bytes,
             ),
             "method": f"MinHash LSH, word 5-gram shingles, Jaccard >= {near_dup_threshold}, {near_dup_perm} permutations",
         }
@@ -390,9 +396,15 @@ def analyze(
         duplicates["removed_at_build"] = build_reports
     pii: dict[str, Any] = {}
     if find_pii is not None:
-        pii = {"kinds": list(DEFAULT_KINDS), "found": dict(pii_found.most_common()), "docs_with_pii": pii_docs}
+        pii = {
+            "kinds": list(DEFAULT_KINDS),
+            "found": dict(pii_found.most_common()),
+            "docs_with_pii": pii_docs,
+        }
         if "pii" in steps:
-            pii["at_build"] = {k: steps["pii"].get(k) for k in ("mode", "docs_with_pii", "found") if k in steps["pii"]}
+            pii["at_build"] = {
+                k: steps["pii"].get(k) for k in ("mode", "docs_with_pii", "found") if k in steps["pii"]
+            }
     seconds = time.perf_counter() - started
     analysis = Analysis(
         docs=docs_seen,
@@ -442,13 +454,23 @@ def _charts(analysis: Analysis, lengths: np.ndarray) -> list[tuple[str, str, Any
     from spacerini.audit import plots
 
     charts: list[tuple[str, str, Any]] = [
-        ("lengths", "Document lengths", plots.histogram("Document length (bytes, log scale)", lengths, xlabel="bytes")),
+        (
+            "lengths",
+            "Document lengths",
+            plots.histogram("Document length (bytes, log scale)", lengths, xlabel="bytes"),
+        ),
     ]
     for n, name in (("1", "unigrams"), ("2", "bigrams"), ("3", "trigrams")):
         rows = analysis.ngrams.get(n)
         if rows:
             charts.append(
-                (f"top_{name}", f"Top {name}", plots.bar_chart(f"Top {name}", [(r["ngram"], r["count"]) for r in rows], xlabel="occurrences"))
+                (
+                    f"top_{name}",
+                    f"Top {name}",
+                    plots.bar_chart(
+                        f"Top {name}", [(r["ngram"], r["count"]) for r in rows], xlabel="occurrences"
+                    ),
+                )
             )
     dup = {}
     for kind in ("exact", "near"):
@@ -457,8 +479,16 @@ def _charts(analysis: Analysis, lengths: np.ndarray) -> list[tuple[str, str, Any
             dup[f"{kind}: % of bytes"] = analysis.duplicates[kind]["bytes_pct"]
     charts.append(("duplicates", "Duplicates", plots.bar_chart("In duplicate clusters", dup, xlabel="%")))
     if analysis.pii:
-        charts.append(("pii", "PII", plots.bar_chart("PII matches per kind", analysis.pii["found"], xlabel="matches")))
-    for key, title in (("licence", "Licences"), ("language", "Languages"), ("domain", "Domains"), ("repo", "Repos"), ("owner", "Owners")):
+        charts.append(
+            ("pii", "PII", plots.bar_chart("PII matches per kind", analysis.pii["found"], xlabel="matches"))
+        )
+    for key, title in (
+        ("licence", "Licences"),
+        ("language", "Languages"),
+        ("domain", "Domains"),
+        ("repo", "Repos"),
+        ("owner", "Owners"),
+    ):
         if analysis.breakdowns.get(key):
             charts.append((f"by_{key}", title, plots.bar_chart(title, analysis.breakdowns[key])))
     return charts
@@ -489,7 +519,9 @@ def write_report(analysis: Analysis, lengths: np.ndarray, out: str | Path, *, ti
             f"<figcaption>{html.escape(caption)}</figcaption></figure>"
         )
     data = analysis.to_dict()
-    (folder / "analysis.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (folder / "analysis.json").write_text(
+        json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
     page = _html(data, sections, title)
     path = folder / "report.html"
     tmp = path.with_name(path.name + ".tmp")
@@ -516,13 +548,20 @@ def _html(data: Mapping[str, Any], figures: list[str], title: str) -> str:
             ("word tokens", data["tokens"]),
             ("empty documents (no token)", q["empty_docs"]),
             (f"very short documents (< {q['short_tokens']} tokens)", q["short_docs"]),
-            ("U+FFFD characters (not UTF-8 at load)", f"{q['replacement_chars']:,} ({100 * q['replacement_share']:.4f}%)"),
-            ("bytes on boilerplate lines", f"{q['boilerplate_bytes']:,} ({100 * q['boilerplate_share']:.3f}%)"),
+            (
+                "U+FFFD characters (not UTF-8 at load)",
+                f"{q['replacement_chars']:,} ({100 * q['replacement_share']:.4f}%)",
+            ),
+            (
+                "bytes on boilerplate lines",
+                f"{q['boilerplate_bytes']:,} ({100 * q['boilerplate_share']:.3f}%)",
+            ),
         ]
     )
     lengths = _table((k, v) for k, v in data["lengths"].items())
     dups = "".join(
-        f"<h3>{html.escape(kind)}</h3>" + _table((k, json.dumps(v) if isinstance(v, dict | list) else v) for k, v in rep.items())
+        f"<h3>{html.escape(kind)}</h3>"
+        + _table((k, json.dumps(v) if isinstance(v, dict | list) else v) for k, v in rep.items())
         for kind, rep in data["duplicates"].items()
     )
     ngram_tables = ""
@@ -543,13 +582,13 @@ figure{{display:inline-block;margin:.5em;vertical-align:top}}img{{max-width:100%
 .cols{{display:flex;flex-wrap:wrap;gap:2em}}
 </style></head><body>
 <h1>{heading}</h1>
-<p>{data['docs']:,} documents, {data['bytes']:,} bytes, analysed in {data['seconds']} s ({data['mb_per_s']} MB/s).</p>
+<p>{data["docs"]:,} documents, {data["bytes"]:,} bytes, analysed in {data["seconds"]} s ({data["mb_per_s"]} MB/s).</p>
 {skipped}
 <h2>Size and quality</h2><div class="cols">{size}{lengths}</div>
 <h2>Charts</h2>
-{''.join(figures)}
+{"".join(figures)}
 <h2>Duplicates</h2>{dups}
-<h2>PII (matches per kind)</h2>{pii}<p>Documents with PII: {data['pii'].get('docs_with_pii', 0):,}</p>
+<h2>PII (matches per kind)</h2>{pii}<p>Documents with PII: {data["pii"].get("docs_with_pii", 0):,}</p>
 <h2>Top n-grams</h2><div class="cols">{ngram_tables}</div>
 </body></html>
 """

@@ -11,7 +11,8 @@ bundle's exact index (the suffix array of ``exact/``), so the answers are exact,
   spacing included, so "found" means that exact string occurs in some document. An example with
   fewer than ``n`` tokens has one n-gram: its whole token span.
 * **longest match**: the longest span of the example, starting at a token, that occurs verbatim
-  in the corpus, in characters and in whole tokens, with the first document that holds it.
+  in the corpus (the earliest of equally long ones), in characters and in whole tokens, with the
+  first document (in corpus order) that holds it.
 * **contaminated**: ``overlap >= min_overlap`` (default :data:`MIN_OVERLAP` = 0.5).
 
 Why 0.5: GPT-3 marked an example dirty when any single 13-gram collided, which also flags
@@ -135,13 +136,17 @@ def _records(source: str) -> Iterator[tuple[Any, str, int | None]]:
         return
     path = Path(source).expanduser()
     if not path.exists():
-        raise CorpusNotFoundError("no such test set file or folder (for a Hugging Face dataset use hf:NAME)", path=source)
+        raise CorpusNotFoundError(
+            "no such test set file or folder (for a Hugging Face dataset use hf:NAME)", path=source
+        )
     if path.is_dir():
         files = list_data_files(path)
     else:
         fmt = format_of(path)
         if fmt is None:
-            raise CorpusError("unknown test set format: use .jsonl, .json, .csv, .tsv or .parquet", path=source)
+            raise CorpusError(
+                "unknown test set format: use .jsonl, .json, .csv, .tsv or .parquet", path=source
+            )
         check_file(path)
         files = [(path, fmt)]
     yield from file_records(files)()
@@ -184,15 +189,27 @@ def load_testset(
     chosen_id = id_field
     for row, where, line in itertools.islice(records, limit):
         if not isinstance(row, Mapping):
-            raise MalformedRecordError(f"a test set record must be an object with a {field!r} field, not {type(row).__name__}", path=where, line=line)
+            raise MalformedRecordError(
+                f"a test set record must be an object with a {field!r} field, not {type(row).__name__}",
+                path=where,
+                line=line,
+            )
         if field not in row:
             present = ", ".join(sorted(map(str, row))[:12]) or "no fields"
-            raise MissingFieldError(f"no {field!r} field (the record has {present}); choose one with --field", path=where, line=line)
+            raise MissingFieldError(
+                f"no {field!r} field (the record has {present}); choose one with --field",
+                path=where,
+                line=line,
+            )
         text = row[field]
         if text is None:
             text = ""
         if not isinstance(text, str):
-            raise MissingFieldError(f"the {field!r} field holds {type(text).__name__}, not text; choose another with --field", path=where, line=line)
+            raise MissingFieldError(
+                f"the {field!r} field holds {type(text).__name__}, not text; choose another with --field",
+                path=where,
+                line=line,
+            )
         if chosen_id is None and not examples:
             chosen_id = next((f for f in ID_FIELDS if f in row and f != field), "")
         if chosen_id:
@@ -233,7 +250,9 @@ class _Matcher:
         return hits[0].docid if hits else None
 
 
-def check_example(matcher: _Matcher, example: Example, *, ngram: int = NGRAM, min_overlap: float = MIN_OVERLAP) -> ExampleResult:
+def check_example(
+    matcher: _Matcher, example: Example, *, ngram: int = NGRAM, min_overlap: float = MIN_OVERLAP
+) -> ExampleResult:
     """Scores one example (see the module docstring for the definitions)."""
     text = example.text[:MAX_CHARS].replace("\x00", " ")
     raw = text.encode("utf-8", "replace")
@@ -264,10 +283,10 @@ def check_example(matcher: _Matcher, example: Example, *, ngram: int = NGRAM, mi
     best = (0, 0, 0, 0)  # chars, tokens, start byte, end byte
     limits = [E[i + k[i]] if i + k[i] < t else len(raw) for i in range(t)]
     # An upper bound of each start's match (up to the token that failed), largest first.
-    bounds = sorted(((chars_between(S[i], limits[i]), i) for i in range(t)), reverse=True)
+    bounds = sorted(((chars_between(S[i], limits[i]), i) for i in range(t)), key=lambda b: (-b[0], b[1]))
     for bound, i in bounds:
         limit = limits[i]
-        if bound <= best[0]:
+        if bound < best[0] or bound == 0:
             break
         lo = E[i + k[i] - 1] if k[i] else S[i]  # known to occur up to here
         # Character ends strictly after lo and before limit, monotone: binary search.
@@ -283,7 +302,7 @@ def check_example(matcher: _Matcher, example: Example, *, ngram: int = NGRAM, mi
                 b = mid
         end = cands[a - 1] if a else lo
         length = chars_between(S[i], end)
-        if length > best[0]:
+        if length > best[0] or (length == best[0] and length and S[i] < best[2]):  # ties: the earliest
             best = (length, k[i], S[i], end)
     chars, whole, b0, b1 = best
     matched = raw[b0:b1]
@@ -397,8 +416,12 @@ def write_report(report: ContaminationReport, out: str | Path) -> Path:
         raise UsageError(f"{folder} is a file: --out needs a folder")
     folder.mkdir(parents=True, exist_ok=True)
     data = report.to_dict()
-    (folder / "contamination.json").write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    fig = plots.histogram("n-gram overlap per example", [r.overlap for r in report.examples], xlabel="overlap", log=False)
+    (folder / "contamination.json").write_text(
+        json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    fig = plots.histogram(
+        "n-gram overlap per example", [r.overlap for r in report.examples], xlabel="overlap", log=False
+    )
     try:
         png = plots.png_bytes(fig)
     finally:

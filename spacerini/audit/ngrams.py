@@ -131,7 +131,9 @@ class _Table:
     @staticmethod
     def _merge(a: _Run, b: _Run) -> _Run:
         return _reduce(
-            np.concatenate((a.keys, b.keys)), np.concatenate((a.counts, b.counts)), np.concatenate((a.first, b.first))
+            np.concatenate((a.keys, b.keys)),
+            np.concatenate((a.counts, b.counts)),
+            np.concatenate((a.first, b.first)),
         )
 
     def final(self) -> _Run:
@@ -191,7 +193,9 @@ class NgramCounter:
         np.cumsum(ends - starts, out=tok_offsets[1:])
         packed = data[mask]
         # Binary, not string: a lone surrogate (stored with "surrogatepass") is not valid UTF-8.
-        tokens = pa.LargeBinaryArray.from_buffers(pa.large_binary(), m, [None, pa.py_buffer(tok_offsets), pa.py_buffer(packed)])
+        tokens = pa.LargeBinaryArray.from_buffers(
+            pa.large_binary(), m, [None, pa.py_buffer(tok_offsets), pa.py_buffer(packed)]
+        )
         encoded = pc.dictionary_encode(tokens)
         local = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
         vocab, words = self.vocab, self.words

@@ -29,7 +29,9 @@ def _shorten(label: str, limit: int = 40) -> str:
     return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
-def bar_chart(title: str, counts: Mapping[str, float] | Sequence[tuple[str, float]], *, xlabel: str = "documents") -> Any:
+def bar_chart(
+    title: str, counts: Mapping[str, float] | Sequence[tuple[str, float]], *, xlabel: str = "documents"
+) -> Any:
     """A horizontal bar chart, largest first (at the top).
 
     Args:
@@ -56,7 +58,13 @@ def bar_chart(title: str, counts: Mapping[str, float] | Sequence[tuple[str, floa
         ax.set_xlim(0, top * 1.12)
         ax.set_ylim(-0.6, len(values) - 0.4)
         for y, v in enumerate(values):
-            ax.text(v + top * 0.01, y, f"{v:,.0f}" if float(v).is_integer() else f"{v:,.2f}", va="center", fontsize=8)
+            ax.text(
+                v + top * 0.01,
+                y,
+                f"{v:,.0f}" if float(v).is_integer() else f"{v:,.2f}",
+                va="center",
+                fontsize=8,
+            )
         ax.set_xlabel(xlabel)
     ax.set_title(title)
     fig.tight_layout()
