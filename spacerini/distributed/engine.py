@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections import Counter
@@ -64,7 +66,7 @@ _MARKER = ".over-budget.json"
 _ATTEMPTS = ".attempts"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-_LAST_NODES: list[str] = []
+_LAST_TASKS: list[dict[str, Any]] = []
 
 
 def parse_memory(value: str | int) -> int:
@@ -97,7 +99,19 @@ def parse_memory(value: str | int) -> int:
 
 def last_nodes() -> list[str]:
     """The Ray node id that ran each task of the last :func:`run_tasks` call, in task order."""
-    return list(_LAST_NODES)
+    return [task["node"] for task in _LAST_TASKS]
+
+
+def last_tasks() -> list[dict[str, Any]]:
+    """What each task of the last :func:`run_tasks` call reported about itself, in task order.
+
+    Returns:
+        One dict per task: ``node`` (the Ray node id), ``pid`` (the worker process), ``seconds``
+        (inside the task) and ``peak_rss`` (bytes: the worker process's peak resident memory so
+        far, the kernel's high-water mark ``VmHWM``, which counts the JVM and native code too; a
+        worker that Ray reused for several tasks reports its peak over all of them).
+    """
+    return [dict(task) for task in _LAST_TASKS]
 
 
 def _import_ray() -> Any:
@@ -213,13 +227,15 @@ def run_tasks(
             _remove_markers(tasks)
     records = [r for r in results if r is not None]
     retried = sum(len(nodes) > 1 for nodes in attempts)
-    _LAST_NODES[:] = [r["node"] for r in records]
-    per_node = Counter(node[:12] for node in _LAST_NODES)
+    _LAST_TASKS[:] = [{key: r.get(key) for key in ("node", "pid", "seconds", "peak_rss")} for r in records]
+    per_node = Counter(r["node"][:12] for r in records)
     logger.info(
-        "ray: %d %s tasks in %.1f s on %d nodes (%s); %.1f s of it inside tasks, summed%s",
+        "ray: %d %s tasks in %.1f s on %d nodes (%s); %.1f s of it inside tasks, summed; "
+        "largest worker peak RSS %d MB%s%s",
         len(records), tasks[0].backend, time.perf_counter() - started, len(per_node),
         ", ".join(f"{node}: {count}" for node, count in sorted(per_node.items())),
-        sum(r["seconds"] for r in records),
+        sum(r["seconds"] for r in records), math.ceil(max(r.get("peak_rss") or 0 for r in records) / 1e6),
+        f" (--memory-budget {budget / 1e6:.0f} MB)" if budget is not None else "",
         f"; {retried} retried after a lost worker or node" if retried else "",
     )  # fmt: skip
     return [r["report"] for r in records]
@@ -354,7 +370,27 @@ def _run_shard(task: ShardTask, budget: int | None) -> dict[str, Any]:
         return {"error": "BundleError", "message": _over_budget(task, exc.args[0], budget or 0, killed=False)}
     except SpaceriniError as exc:
         return {"error": type(exc).__name__, "message": one_line(exc), "node": node}
-    return {"report": report, "node": node, "pid": os.getpid(), "seconds": time.perf_counter() - started}
+    return {
+        "report": report, "node": node, "pid": os.getpid(), "seconds": time.perf_counter() - started,
+        "peak_rss": _peak_rss(),
+    }  # fmt: skip
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory in bytes: ``VmHWM`` of ``/proc/self/status`` (the
+    high-water mark of this program alone), else ``ru_maxrss`` (which on Linux also holds what the
+    process that forked this one had reached before it exec'd)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    import resource
+
+    scale = 1 if sys.platform == "darwin" else 1024  # macOS counts bytes, Linux KiB
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * scale
 
 
 def _empty(folder: Path) -> None:
@@ -371,7 +407,7 @@ def _empty(folder: Path) -> None:
 def _watchdog(budget: int | None, marker: Path) -> Iterator[None]:
     """Holds this worker's resident memory to ``budget`` while the block runs.
 
-    Over the budget when the block starts, or at its peak (``ru_maxrss``) when it returns, the
+    Over the budget when the block starts, or at its peak (:func:`_peak_rss`) when it returns, the
     block raises :class:`_OverBudget`. In between, a thread samples the resident memory every
     :data:`WATCH_INTERVAL` and, over the budget, kills the worker: a JNI call into Lucene cannot
     be interrupted from Python. The marker file it leaves tells Ray's retry of the task (which
@@ -383,8 +419,6 @@ def _watchdog(budget: int | None, marker: Path) -> Iterator[None]:
     if budget is None:
         yield
         return
-    import resource
-
     import psutil
 
     process = psutil.Process()
@@ -409,6 +443,6 @@ def _watchdog(budget: int | None, marker: Path) -> Iterator[None]:
     finally:
         stop.set()
         thread.join()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux counts KiB
+    peak = _peak_rss()
     if peak > budget:
         raise _OverBudget(peak)
