@@ -67,6 +67,9 @@ CSS = """
 .sp-snippet pre, .sp-member-text { white-space: pre-wrap; word-break: break-word; margin: .2em 0; }
 .sp-meta i { color: #777; font-style: normal; }
 mark { background: #ffe066; }
+.sp-compare-table { table-layout: fixed; width: 100%; border-collapse: collapse; }
+.sp-compare-table td, .sp-compare-table th { vertical-align: top; overflow-wrap: anywhere; padding: .3em; }
+.sp-compare-table thead th:first-child { width: 9em; }
 """
 
 
@@ -421,9 +424,11 @@ def _compare_tab(gr: Any, corpora: Any) -> None:
         go = gr.Button("Compare", variant="primary", elem_id="sp-compare-go")
         import pandas as pd
 
+        # In the corpora's order, from zero: Gradio's default y axis starts at the smallest bar,
+        # which hides it (and every bar, when there is only one value).
         chart = gr.BarPlot(
             pd.DataFrame({"corpus": corpora.names, "count": [0] * len(corpora)}), x="corpus", y="count",
-            title="Exact count per corpus", elem_id="sp-compare-counts",
+            title="Exact count per corpus", elem_id="sp-compare-counts", sort=corpora.names, y_lim=[0, None],
         )  # fmt: skip
         table = gr.HTML(elem_id="sp-compare-table")
         go.click(_guard(run), [query, text, owner], [chart, table], api_visibility="private")
