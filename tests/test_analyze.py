@@ -132,7 +132,7 @@ def brute_force(docs: list[Doc]) -> dict:
     boiler = 0
     for t in texts:
         for line in t.encode().split(b"\n"):
-            if BOILERPLATE.search(line):
+            if BOILERPLATE.search(line.lower()):
                 boiler += len(line)
     return {
         "tokens": sum(len(t) for t in tokens),

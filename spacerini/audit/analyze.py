@@ -55,14 +55,17 @@ NEAR_DUP_THRESHOLD = 0.7
 NEAR_DUP_PERM = 128
 #: Sections that can be left out with ``skip`` (the costly ones).
 SKIPPABLE = ("pii", "near-dup", "ngrams")
-#: Phrases that mark a line as boilerplate (case-insensitive, on bytes).
-BOILERPLATE = re.compile(
-    rb"(?i)copyright \(c\)|copyright \d{4}|all rights reserved|licensed under the|permission is hereby granted"
-    rb"|this program is free software|without warranties or conditions|spdx-license-identifier"
-    rb"|cookie policy|we use cookies|accept cookies|privacy policy|terms of (?:use|service)"
-    rb"|skip to (?:main )?content|sign up for (?:our|the) newsletter|javascript is disabled|enable javascript"
-    rb"|click here to|share on (?:facebook|twitter)"
+#: Phrases that mark a line as boilerplate (case-insensitive). RE2 (through pyarrow) finds the
+#: documents that hold one, in linear time; Python's ``re`` then finds the lines in just those.
+BOILERPLATE_PATTERN = (
+    r"copyright \(c\)|copyright \d{4}|all rights reserved|licensed under the|permission is hereby granted"
+    r"|this program is free software|without warranties or conditions|spdx-license-identifier"
+    r"|cookie policy|we use cookies|accept cookies|privacy policy|terms of (?:use|service)"
+    r"|skip to (?:main )?content|sign up for (?:our|the) newsletter|javascript is disabled|enable javascript"
+    r"|click here to|share on (?:facebook|twitter)"
 )
+#: The same phrases for Python's ``re``, on lower-cased bytes (faster than ``re.IGNORECASE``).
+BOILERPLATE = re.compile(BOILERPLATE_PATTERN.encode())
 _REPLACEMENT = "\ufffd"
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
@@ -312,7 +315,7 @@ def analyze(
                 total_tokens += int(tokens.sum())
                 empty += int(np.count_nonzero(tokens == 0))
                 short += int(np.count_nonzero((tokens > 0) & (tokens < short_tokens)))
-                boiler += _boilerplate_bytes(raw)
+                boiler += _boilerplate_bytes(raw, offsets)
                 for i, doc in enumerate(batch):
                     text = texts[i]
                     total_chars += len(text)
@@ -433,18 +436,34 @@ def analyze(
     return (analysis, lengths) if keep_lengths else analysis
 
 
-def _boilerplate_bytes(raw: bytes) -> int:
-    """Bytes of the lines of ``raw`` that hold a boilerplate phrase (each line counted once)."""
+def _boilerplate_bytes(raw: bytes, offsets: np.ndarray) -> int:
+    """Bytes of the lines of a batch that hold a boilerplate phrase (each line counted once)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(offsets) - 1
+    if n == 0 or not raw:
+        return 0
+    docs = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(),
+        n,
+        [None, pa.py_buffer(np.ascontiguousarray(offsets, dtype=np.int64)), pa.py_buffer(raw)],
+    )
+    hits = pc.count_substring_regex(docs, BOILERPLATE_PATTERN, ignore_case=True).to_numpy(
+        zero_copy_only=False
+    )
     total = 0
-    last_end = -1
-    for match in BOILERPLATE.finditer(raw):
-        if match.start() < last_end:
-            continue
-        start = raw.rfind(b"\n", 0, match.start()) + 1
-        end = raw.find(b"\n", match.end())
-        end = len(raw) if end < 0 else end
-        total += end - start
-        last_end = end
+    for i in np.flatnonzero(hits).tolist():
+        text = raw[offsets[i] : offsets[i + 1]].lower()  # ASCII only: offsets stay the same
+        last_end = -1
+        for match in BOILERPLATE.finditer(text):
+            if match.start() < last_end:
+                continue
+            start = text.rfind(b"\n", 0, match.start()) + 1
+            end = text.find(b"\n", match.end())
+            end = len(text) if end < 0 else end
+            total += end - start
+            last_end = end
     return total
 
 

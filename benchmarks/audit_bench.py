@@ -1,0 +1,222 @@
+"""analyze and contamination against plain-Python peers, on one corpus, in one run.
+
+Corpus: real text (paragraphs of the Debian docs and man pages, ``debian_corpus.py``) and Python
+source (the standard library, ``preprocess_bench.stdlib_docs``), ``--mb`` MB of each, built into a
+bundle with the exact backend.
+
+* analyze: MB/s of ``spacerini.audit.analyze`` (all sections; and with ``skip=pii,near-dup``, the
+  sections a Counter can be compared with) and of the n-gram counter alone, against a plain
+  ``collections.Counter`` of word unigrams, bigrams and trigrams over the same texts (already in
+  memory: the peer does not read the docstore). The top-20 of each n must be equal.
+* contamination: examples/s of ``spacerini.audit.contamination`` (13-gram overlap and longest
+  match on the suffix array) against a brute-force Python set of every word 13-gram of the corpus
+  (its build time included; lookups alone shown too), on planted examples: copied passages,
+  paraphrases and fresh text (paragraphs left out of the corpus). Agreement of the two on
+  ``contaminated`` is printed.
+
+Rounds interleave ours and the peer; figures are medians of ``--rounds``.
+
+Usage: python benchmarks/audit_bench.py [--mb 10] [--examples 300] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from debian_corpus import iter_docs as debian_docs  # noqa: E402
+from preprocess_bench import stdlib_docs  # noqa: E402
+
+from spacerini.audit.analyze import analyze  # noqa: E402
+from spacerini.audit.contamination import NGRAM, contamination  # noqa: E402
+from spacerini.audit.ngrams import WORD, NgramCounter  # noqa: E402
+from spacerini.bundle import build_bundle  # noqa: E402
+from spacerini.records import Doc  # noqa: E402
+
+
+def corpus(mb: float) -> tuple[list[Doc], list[str]]:
+    """``mb`` MB of Debian text and ``mb`` MB of Python source; plus held-out paragraphs."""
+    limit = int(mb * 1e6)
+    docs: list[Doc] = []
+    size = 0
+    stream = debian_docs()
+    for rec in stream:
+        docs.append(
+            Doc(str(rec["id"]), str(rec["contents"]), meta={"language": "en", "owner": str(rec["title"])})
+        )
+        size += len(str(rec["contents"]).encode())
+        if size >= limit:
+            break
+    held_out = [str(r["contents"]) for r in itertools.islice(stream, 2000)]
+    docs.extend(stdlib_docs(limit))
+    return docs, held_out
+
+
+def peer_counter(texts: list[str]) -> dict[int, Counter]:
+    c = {1: Counter(), 2: Counter(), 3: Counter()}
+    for text in texts:
+        t = WORD.findall(text)
+        c[1].update(t)
+        c[2].update(zip(t, t[1:], strict=False))
+        c[3].update(zip(t, t[1:], t[2:], strict=False))
+    return c
+
+
+def ours_counter(texts: list[str]) -> NgramCounter:
+    counter = NgramCounter()
+    for i in range(0, len(texts), 1024):
+        chunk = [t.encode("utf-8", "surrogatepass") for t in texts[i : i + 1024]]
+        offsets = np.zeros(len(chunk) + 1, dtype=np.int64)
+        np.cumsum([len(c) for c in chunk], out=offsets[1:])
+        counter.add(np.frombuffer(b"".join(chunk), dtype=np.uint8), offsets)
+    return counter
+
+
+def examples(docs: list[Doc], held_out: list[str], n: int, seed: int = 0) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    out = []
+    long_docs = [d.text for d in docs if len(WORD.findall(d.text)) >= 60]
+    for i in range(n):
+        kind = ("copy", "para", "fresh")[i % 3]
+        if kind == "fresh":
+            text = held_out[i % len(held_out)]
+        else:
+            src = rng.choice(long_docs)
+            spans = [m.span() for m in WORD.finditer(src)]
+            a = rng.randrange(0, len(spans) - 50)
+            text = src[spans[a][0] : spans[a + 49][1]]
+            if kind == "para":
+                words = text.split()
+                text = " ".join(w.upper() + "ish" if j % 4 == 1 else w for j, w in enumerate(words))
+        out.append({"id": f"{kind}-{i}", "text": text})
+    return out
+
+
+def peer_ngram_set(texts: list[str]) -> set[tuple[str, ...]]:
+    grams: set[tuple[str, ...]] = set()
+    for text in texts:
+        t = WORD.findall(text)
+        grams.update(zip(*(t[j:] for j in range(NGRAM)), strict=False))
+    return grams
+
+
+def peer_overlap(grams: set[tuple[str, ...]], text: str) -> float:
+    t = WORD.findall(text)
+    if not t:
+        return 0.0
+    if len(t) < NGRAM:
+        return 0.0  # the set holds only full n-grams
+    mine = list(zip(*(t[j:] for j in range(NGRAM)), strict=False))
+    return sum(g in grams for g in mine) / len(mine)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--mb", type=float, default=10.0, help="MB of text and MB of Python source")
+    ap.add_argument("--examples", type=int, default=300)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args()
+    os.environ.setdefault("SPACERINI_NO_PROGRESS", "1")
+    print(f"load average before: {os.getloadavg()}")
+    docs, held_out = corpus(args.mb)
+    texts = [d.text for d in docs]
+    mb = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 1e6
+    print(f"corpus: {len(docs):,} documents, {mb:.1f} MB (Debian text + Python source)")
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        bundle = build_bundle(docs, Path(tmp) / "b", backends=["exact"], progress=False)
+        print(f"bundle (exact) built in {time.perf_counter() - t0:.1f} s")
+
+        # -- analyze -----------------------------------------------------------------------
+        times: dict[str, list[float]] = {"peer": [], "ngrams": [], "analyze_core": [], "analyze_all": []}
+        ref = top = None
+        for _ in range(args.rounds):
+            t0 = time.perf_counter()
+            ref = peer_counter(texts)
+            times["peer"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            counter = ours_counter(texts)
+            top = counter.top(20)
+            times["ngrams"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            core = analyze(bundle, skip="pii,near-dup", progress=False)
+            times["analyze_core"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            full = analyze(bundle, progress=False)
+            times["analyze_all"].append(time.perf_counter() - t0)
+        assert ref is not None and top is not None
+        for n in (1, 2, 3):
+            want = [(" ".join(g) if n > 1 else g, c) for g, c in ref[n].most_common(20)]
+            assert [(g.ngram, g.count) for g in top[n]] == want, n
+            assert [(r["ngram"], r["count"]) for r in core.ngrams[str(n)]] == want, n
+            assert full.ngrams[str(n)] == core.ngrams[str(n)]
+        assert core.docs == full.docs == len(docs)
+        peer = statistics.median(times["peer"])
+        print("\nanalyze (top-20 n-grams n=1..3 equal to Counter.most_common: yes)")
+        print(f"{'what':<44}{'MB/s (median)':>14}{'runs':>28}{'vs Counter':>12}")
+        for key, label in (
+            ("peer", "plain Counter, n = 1..3 (peer)"),
+            ("ngrams", "NgramCounter alone"),
+            ("analyze_core", "analyze, skip pii,near-dup"),
+            ("analyze_all", "analyze, all sections"),
+        ):
+            med = statistics.median(times[key])
+            runs = ", ".join(f"{mb / t:.1f}" for t in times[key])
+            print(f"{label:<44}{mb / med:>14.1f}{runs:>28}{peer / med:>11.1f}x")
+
+        # -- contamination -----------------------------------------------------------------
+        tests = examples(docs, held_out, args.examples)
+        ct: dict[str, list[float]] = {"ours": [], "peer_total": [], "peer_lookup": []}
+        report = None
+        overlaps: list[float] = []
+        for _ in range(args.rounds):
+            t0 = time.perf_counter()
+            report = contamination(bundle, tests, progress=False)
+            ct["ours"].append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            grams = peer_ngram_set(texts)
+            t1 = time.perf_counter()
+            overlaps = [peer_overlap(grams, e["text"]) for e in tests]
+            t2 = time.perf_counter()
+            ct["peer_total"].append(t2 - t0)
+            ct["peer_lookup"].append(t2 - t1)
+            del grams
+        assert report is not None
+        ours_dirty = [r.contaminated for r in report.examples]
+        peer_dirty = [o >= 0.5 for o in overlaps]
+        agree = sum(a == b for a, b in zip(ours_dirty, peer_dirty, strict=True)) / len(tests)
+        by_kind = Counter(
+            (e["id"].split("-")[0], r.contaminated) for e, r in zip(tests, report.examples, strict=True)
+        )
+        print(f"\ncontamination: {len(tests)} examples (copied / paraphrased / fresh), {NGRAM}-grams")
+        print(
+            f"flags by kind: {dict(sorted(by_kind.items()))}; agreement with the n-gram set: {100 * agree:.1f}%"
+        )
+        ours = statistics.median(ct["ours"])
+        print(f"{'what':<52}{'examples/s':>12}{'runs (s)':>26}")
+        for key, label in (
+            ("ours", "spacerini contamination (suffix array)"),
+            ("peer_total", "Python 13-gram set, build + lookups (peer)"),
+            ("peer_lookup", "Python 13-gram set, lookups only (set prebuilt)"),
+        ):
+            med = statistics.median(ct[key])
+            runs = ", ".join(f"{t:.2f}" for t in ct[key])
+            print(f"{label:<52}{len(tests) / med:>12.1f}{runs:>26}")
+        print(f"ours vs peer (build + lookups): {statistics.median(ct['peer_total']) / ours:.1f}x")
+        bundle.close()
+    print(f"load average after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()
