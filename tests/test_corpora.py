@@ -101,3 +101,32 @@ def test_names_and_errors(corpora_paths: dict[str, Path]) -> None:
         parse_names(["b"], paths)
     with pytest.raises(UsageError, match="is not one of the bundles"):
         parse_names(["c=x"], paths)
+
+
+def test_an_optout_changes_only_its_corpus(tmp_path: Path) -> None:
+    """Generations and reloads are per corpus: an opt-out in one bundle reaches its column within
+    the reload interval, and the other corpus keeps its answers and generation."""
+    import time
+
+    from spacerini.bundle import build_bundle, optout
+    from spacerini.corpora import open_bundles
+    from spacerini.records import Doc
+
+    docs = [Doc(f"d{i}", f"shared phrase number {i} by {owner}", meta={"owner": owner})
+            for i, owner in enumerate(["Ada", "Grace", "Alan"] * 4)]  # fmt: skip
+    for name in ("one", "two"):
+        build_bundle(docs, tmp_path / name, backends=["bm25", "exact", "owners"], progress=False)
+    corpora = open_bundles([tmp_path / "one", tmp_path / "two"])
+    before = corpora.compare("shared phrase", owner="Ada")
+    assert [(c.count, c.owner_docs, c.generation) for c in before.corpora] == [(12, 4, 1), (12, 4, 1)]
+    optout(tmp_path / "one", owners=["Ada"], progress=False)
+    deadline = time.monotonic() + 10
+    while True:
+        after = corpora.compare("shared phrase", owner="Ada")
+        if after.corpora[0].generation == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    one, two = after.corpora
+    assert (one.count, one.owner_docs, one.owners, one.generation) == (8, 0, (), 2)
+    assert (two.count, two.owner_docs, two.generation) == (12, 4, 1)
+    assert corpora.search("Ada", corpus="one").hits == () and len(corpora.search("Ada", corpus="two").hits) == 4
