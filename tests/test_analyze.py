@@ -303,3 +303,22 @@ def test_cli_missing_bundle(tmp_path: Path, capsys) -> None:
     code, _, err = run(["analyze", str(tmp_path / "none"), "--out", str(tmp_path / "o")], capsys)
     lines = [x for x in err.splitlines() if x.strip()]
     assert code == 2 and len(lines) == 1 and "no bundle here" in lines[0]
+
+
+def test_app_stats_tab_draws_a_single_category(tmp_path: Path) -> None:
+    """The Stats tab shows analyze's charts: a corpus with one licence and one language gets
+    visible bars (Gradio's BarPlot started its axis at the only bar and drew nothing)."""
+    from spacerini.app import build_app
+
+    docs = [Doc(f"x{i}", f"text number {i}", meta={"licence": "MIT", "language": "Python"}) for i in range(4)]
+    b = build_bundle(docs, tmp_path / "one", backends=["exact"], progress=False)
+    app = build_app(b)
+    charts = {getattr(x, "elem_id", None): x for x in app.blocks.values()}
+    for elem in ("sp-licences", "sp-languages"):
+        svg = charts[elem].value
+        assert svg.startswith("<svg") and 'width="100%"' in svg
+        # One bar (a filled path in the bar colour) whose width is the whole value axis.
+        bars = re.findall(r'<path d="M ([\d.]+) ([\d.]+) \s*L ([\d.]+) [\d.]+ \s*L [^"]*"[^>]*fill: ?' + plots.BAR_COLOR, svg)
+        assert len(bars) == 1, svg[:2000]
+        x0, _, x1 = (float(v) for v in bars[0])
+        assert x1 - x0 > 300  # of a 504-point-wide figure

@@ -447,8 +447,13 @@ def _stats_tab(gr: Any, corpora: Any) -> None:
 
 
 def _stats_panel(gr: Any, svc: Service, suffix: str) -> None:
-    """One corpus's stats; element ids end in ``suffix`` (empty for the default corpus)."""
-    import pandas as pd
+    """One corpus's stats; element ids end in ``suffix`` (empty for the default corpus).
+
+    The charts are those of ``spacerini analyze`` (:mod:`spacerini.audit.plots`), inline SVG:
+    their axes start at zero, so a corpus with a single licence or language shows its bar (a
+    Gradio BarPlot started its axis at the smallest bar and drew a single category blank).
+    """
+    from spacerini.audit import plots
 
     s = svc.stats()
     gr.Markdown(
@@ -457,10 +462,12 @@ def _stats_panel(gr: Any, svc: Service, suffix: str) -> None:
         elem_id=f"sp-stats-summary{suffix}",
     )
     with gr.Row():
-        lic = pd.DataFrame(s["licences"], columns=["licence", "docs"])
-        lang = pd.DataFrame(s["languages"], columns=["language", "docs"])
-        gr.BarPlot(lic, x="licence", y="docs", title="Licences", sort="-y", x_label_angle=-30, elem_id=f"sp-licences{suffix}")
-        gr.BarPlot(lang, x="language", y="docs", title="Languages", sort="-y", x_label_angle=-30, elem_id=f"sp-languages{suffix}")
+        for key, title, elem in (("licences", "Licences", "sp-licences"), ("languages", "Languages", "sp-languages")):
+            fig = plots.bar_chart(title, [(str(k), int(v)) for k, v in s[key]])
+            try:
+                gr.HTML(plots.svg_text(fig), elem_id=f"{elem}{suffix}")
+            finally:
+                plots.close(fig)
     with gr.Accordion("Preprocessing report", open=bool(s["preprocess"])):
         if s["preprocess"]:
             gr.JSON(s["preprocess"], elem_id=f"sp-preprocess{suffix}")

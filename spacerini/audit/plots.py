@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -109,11 +110,15 @@ def png_bytes(fig: Any) -> bytes:
 
 
 def svg_text(fig: Any) -> str:
-    """The figure as an inline ``<svg>`` element (no XML header)."""
+    """The figure as an inline ``<svg>`` element (no XML header) that fits its container's width."""
     buf = io.StringIO()
     fig.savefig(buf, format="svg")
     text = buf.getvalue()
-    return text[text.index("<svg") :]
+    text = text[text.index("<svg") :]
+    # Scale to the container's width (the viewBox keeps the aspect ratio), not a fixed 7 inches.
+    head, rest = text.split(">", 1)
+    head = re.sub(r'\s(?:width|height)="[^"]*"', "", head) + ' width="100%" style="max-width:100%;height:auto"'
+    return head + ">" + rest
 
 
 def data_uri(png: bytes) -> str:
