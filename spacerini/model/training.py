@@ -71,10 +71,10 @@ def is_heldout(docid: str, *, fraction: float = HELDOUT_FRACTION) -> bool:
     return _unit_hash("heldout", docid) < fraction
 
 
-def iter_training_texts(
+def iter_training_docs(
     bundle: Any, *, seed: int, epoch: int = 0, doc_fraction: float = 1.0, shuffle_buffer: int = 256
-) -> Iterator[str]:
-    """Streams the training documents' texts of one epoch, held-out documents left out.
+) -> Iterator[tuple[str, str]]:
+    """Streams the training documents ``(id, text)`` of one epoch, held-out documents left out.
 
     Args:
         bundle: An opened bundle.
@@ -84,23 +84,93 @@ def iter_training_texts(
         shuffle_buffer: Documents held to shuffle the stream locally (1: corpus order).
 
     Yields:
-        Document texts.
+        ``(doc id, text)`` pairs, in training order.
     """
     rng = random.Random(f"{seed}:{epoch}")
-    buffer: list[str] = []
+    buffer: list[tuple[str, str]] = []
     for doc in bundle.iter_docs():
         if not doc.text or is_heldout(doc.id):
             continue
         if doc_fraction < 1.0 and _unit_hash(seed, epoch, doc.id) >= doc_fraction:
             continue
         if len(buffer) < shuffle_buffer:
-            buffer.append(doc.text)
+            buffer.append((doc.id, doc.text))
             continue
         i = rng.randrange(len(buffer))
         yield buffer[i]
-        buffer[i] = doc.text
+        buffer[i] = (doc.id, doc.text)
     rng.shuffle(buffer)
     yield from buffer
+
+
+def iter_training_texts(
+    bundle: Any, *, seed: int, epoch: int = 0, doc_fraction: float = 1.0, shuffle_buffer: int = 256
+) -> Iterator[str]:
+    """The texts of :func:`iter_training_docs` (same arguments, same order)."""
+    for _, text in iter_training_docs(bundle, seed=seed, epoch=epoch, doc_fraction=doc_fraction, shuffle_buffer=shuffle_buffer):
+        yield text
+
+
+class DocLedger:
+    """Which documents a training stream fed into which packed sequence.
+
+    :func:`iter_sequences` records, for each document it packs, the epoch and the index (0-based,
+    counted over the whole stream) of the sequence that holds the document's first token. A run
+    that consumed ``n`` sequences trained on exactly the documents whose first sequence is below
+    ``n``: the ground truth of membership for the model it wrote. (A document whose tokens start
+    in the last consumed sequence and run on past it was trained on in part.)
+    """
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[int, int, str]] = []  # (first sequence, epoch, doc id)
+
+    def record(self, sequence: int, epoch: int, docid: str) -> None:
+        """Notes that ``docid`` (of ``epoch``) starts in sequence number ``sequence``."""
+        self.entries.append((sequence, epoch, docid))
+
+    def fed(self, sequences: int) -> list[tuple[int, str]]:
+        """``(epoch, doc id)`` of every document that starts in one of the first ``sequences`` sequences."""
+        return [(epoch, docid) for seq, epoch, docid in self.entries if seq < sequences]
+
+
+#: File in a run folder that lists the documents the model was trained on (one id a line).
+TRAINING_DOCS = "training_docs.txt"
+
+
+def _id_line(docid: str) -> str:
+    # An id that could be misread as a line of its own is written as a JSON string.
+    if docid.startswith('"') or docid != docid.strip() or any(c in docid for c in "\r\n\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"):
+        return json.dumps(docid)
+    return docid
+
+
+def write_training_docs(path: str | os.PathLike[str], docids: list[str]) -> str:
+    """Writes the trained-on document ids, one a line, and returns the file's SHA-256.
+
+    Ids are written as they are (bundles and their ids are public); an id that starts with
+    ``"``, has surrounding white space or holds a line break is written as a JSON string.
+    """
+    data = "".join(_id_line(d) + "\n" for d in docids).encode("utf-8")
+    tmp = Path(path).with_name(Path(path).name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_training_docs(path: str | os.PathLike[str]) -> list[str]:
+    """Reads a list written by :func:`write_training_docs` (``training_docs.txt`` of a run).
+
+    Raises:
+        TrainingError: The file is missing or unreadable.
+    """
+    try:
+        lines = Path(path).read_text(encoding="utf-8").split("\n")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise TrainingError(f"{path}: cannot read the list of training documents ({exc})") from exc
+    out = []
+    for line in lines[:-1] if lines and lines[-1] == "" else lines:
+        out.append(json.loads(line) if line.startswith('"') else line)
+    return out
 
 
 def iter_sequences(
@@ -114,6 +184,7 @@ def iter_sequences(
     spm_rate: float = 0.5,
     shuffle_buffer: int = 256,
     epochs: int | None = None,
+    ledger: DocLedger | None = None,
 ) -> Iterator[np.ndarray]:
     """Streams packed, FIM-transformed training sequences of ``seq_len`` tokens.
 
@@ -129,6 +200,7 @@ def iter_sequences(
         spm_rate: SPM probability given FIM.
         shuffle_buffer: Documents held for shuffling.
         epochs: Stop after this many passes (None: never stop).
+        ledger: Records which document starts in which sequence (see :class:`DocLedger`).
 
     Yields:
         int64 arrays of length ``seq_len``.
@@ -149,17 +221,21 @@ def iter_sequences(
     rng = np.random.default_rng(seed)
     buf: list[int] = []
     epoch = 0
+    yielded = 0
     while epochs is None or epoch < epochs:
         produced = False
-        texts = iter_training_texts(bundle, seed=seed, epoch=epoch, doc_fraction=doc_fraction, shuffle_buffer=shuffle_buffer)
-        for batch in iter_batches(texts, 16):
-            for enc in backend.encode_batch(batch, add_special_tokens=False):
+        docs = iter_training_docs(bundle, seed=seed, epoch=epoch, doc_fraction=doc_fraction, shuffle_buffer=shuffle_buffer)
+        for batch in iter_batches(docs, 16):
+            for (docid, _), enc in zip(batch, backend.encode_batch([t for _, t in batch], add_special_tokens=False), strict=True):
+                if ledger is not None:
+                    ledger.record(yielded + len(buf) // seq_len, epoch, docid)
                 buf.extend(enc.ids)
                 buf.append(fim.eod)
             while len(buf) >= seq_len:
                 produced = True
                 seq = np.asarray(buf[:seq_len], dtype=np.int64)
                 del buf[:seq_len]
+                yielded += 1
                 yield apply_fim(seq, rng, encode=encode, decode=decode, tokens=fim, fim_rate=fim_rate, spm_rate=spm_rate)
         if not produced and not buf:
             raise TrainingError("the bundle yields no training tokens (is it empty, or is every document held out?)")
@@ -202,6 +278,20 @@ def _load_or_train_tokenizer(bundle: Any, out: Path, *, vocab_size: int, seq_len
     logger.info("trained a %d-token BPE tokenizer in %.1f s", len(tok), time.perf_counter() - t0)
     save_tokenizer(tok, out)
     return tok
+
+
+def _load_pretrained(folder: Path, *, seq_len: int) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        model = AutoModelForCausalLM.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise TrainingError(f"{folder}: cannot load a model to fine-tune ({str(exc).splitlines()[0]})") from exc
+    context = getattr(model.config, "n_positions", None) or getattr(model.config, "max_position_embeddings", None)
+    if isinstance(context, int) and seq_len > context:
+        raise TrainingError(f"seq_len {seq_len} exceeds the context of {folder} ({context} tokens)")
+    return tokenizer, model
 
 
 def _checkpoints(out: Path) -> list[Path]:
@@ -350,6 +440,7 @@ def train(
     threads: int | None = None,
     adapt_threads: bool = False,
     time_limit: float | None = None,
+    init_from: str | os.PathLike[str] | None = None,
 ) -> dict[str, Any]:
     """Trains (or continues training) the StarCoder-style model on a bundle.
 
@@ -379,9 +470,16 @@ def train(
         adapt_threads: On a CPU, keep choosing between 1 and ``threads`` threads by timing
             steps (:class:`ThreadTuner`; for shared machines).
         time_limit: Stop (with a checkpoint) after this many seconds of training.
+        init_from: Fine-tune: start from this model folder's weights and tokenizer (e.g.
+            :func:`spacerini.model.default_model_path`) instead of a fresh model; ``config``,
+            ``vocab_size`` and ``tokenizer_max_bytes`` are then unused.
 
     Returns:
-        A JSON-serialisable report: steps, tokens, losses, seconds, tokens/s, parameters, device.
+        A JSON-serialisable report: steps, tokens, losses, seconds, tokens/s, parameters,
+        device, and ``training_docs``: the file (:data:`TRAINING_DOCS`, in ``out_dir``) that
+        lists, one id a line in the order first fed, every document with at least one token
+        in a sequence of the steps taken (all epochs, a resumed run's earlier steps included:
+        the stream is deterministic, so they are replayed), with its count and SHA-256.
 
     Raises:
         TrainingError: Bad options, no data or an unusable checkpoint.
@@ -407,8 +505,14 @@ def train(
     warmup = max(1, steps // 20) if warmup_steps is None else warmup_steps
 
     torch.manual_seed(seed)
-    tokenizer = _load_or_train_tokenizer(bundle, out, vocab_size=vocab_size, seq_len=seq_len, seed=seed, max_bytes=tokenizer_max_bytes)
-    model = build_model(tokenizer, config=config, seq_len=seq_len).to(dev)
+    if init_from is not None:
+        tokenizer, model = _load_pretrained(Path(init_from).expanduser(), seq_len=seq_len)
+        model = model.to(dev)
+    else:
+        tokenizer = _load_or_train_tokenizer(
+            bundle, out, vocab_size=vocab_size, seq_len=seq_len, seed=seed, max_bytes=tokenizer_max_bytes
+        )
+        model = build_model(tokenizer, config=config, seq_len=seq_len).to(dev)
     n_params = sum(p.numel() for p in model.parameters())
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "wte" not in n and "wpe" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "wte" not in n and "wpe" not in n)]
@@ -431,9 +535,11 @@ def train(
     elif not resume and (out / CHECKPOINTS).is_dir():
         shutil.rmtree(out / CHECKPOINTS)
 
+    ledger = DocLedger()
     stream = iter_sequences(
-        bundle, tokenizer, seq_len=seq_len, seed=seed, doc_fraction=doc_fraction, fim_rate=fim_rate, spm_rate=spm_rate
-    )
+        bundle, tokenizer, seq_len=seq_len, seed=seed, doc_fraction=doc_fraction, fim_rate=fim_rate, spm_rate=spm_rate,
+        ledger=ledger,
+    )  # fmt: skip
     for _ in range(start_step * batch_size):  # the sequences a resumed run has already seen
         next(stream)
     pad_id = tokenizer.convert_tokens_to_ids(FIM_PAD)
@@ -501,6 +607,9 @@ def train(
     tokenizer.save_pretrained(str(out))
     eos = tokenizer.convert_tokens_to_ids(EOS)
     GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos).save_pretrained(str(out))
+    fed = ledger.fed(step * batch_size)
+    docids = list(dict.fromkeys(docid for _, docid in fed))
+    docs_sha256 = write_training_docs(out / TRAINING_DOCS, docids)
     tail = losses[-50:]
     report = {
         "bundle": str(bundle.path),
@@ -525,6 +634,14 @@ def train(
         "device": str(dev),
         "resumed_from": resumed_from,
         "checkpoint": last_ckpt,
+        "init_from": str(init_from) if init_from is not None else None,
+        "training_docs": {
+            "file": TRAINING_DOCS,
+            "count": len(docids),
+            "sha256": docs_sha256,
+            "epochs": len({epoch for epoch, _ in fed}),
+            "rule": "every document with at least one token in a sequence of the steps taken",
+        },
     }
     (out / "training_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     logger.info("trained to step %d in %.1f s (loss %.3f)", step, seconds, report["final_loss"] or float("nan"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 
@@ -117,3 +118,67 @@ def test_adaptive_threads_train_and_report_cumulative_time(tiny_bundle, tmp_path
     # The training time so far travels in the checkpoint and adds up over resumed runs.
     assert 0 < state["train_seconds"] <= first["seconds_total"]
     assert second["seconds_total"] == pytest.approx(state["train_seconds"] + second["seconds"], abs=0.011)
+
+
+def _expected_training_docs(bundle, tokenizer, *, seed: int, tokens: int) -> tuple[list[str], int]:
+    """Brute force: walk the epochs' documents, each taking its tokens plus <|endoftext|>; a document
+    is trained on when its first token is among the first ``tokens`` tokens of the stream."""
+    from spacerini.model.training import iter_training_docs
+
+    fed: dict[str, None] = {}
+    epochs: set[int] = set()
+    offset, epoch = 0, 0
+    while True:
+        for docid, text in iter_training_docs(bundle, seed=seed, epoch=epoch):
+            if offset >= tokens:
+                return list(fed), len(epochs)
+            fed.setdefault(docid)
+            epochs.add(epoch)
+            offset += len(tokenizer(text, add_special_tokens=False)["input_ids"]) + 1
+        epoch += 1
+
+
+def test_training_records_the_documents_it_fed(tmp_path) -> None:
+    from transformers import AutoTokenizer
+
+    from spacerini.bundle import build_bundle
+    from spacerini.model.training import TRAINING_DOCS, is_heldout, read_training_docs
+    from spacerini.records import Doc
+
+    words = ["alpha", "beta", "gamma", "delta", "omega", "sigma", "kappa"]
+    docs = [Doc(f"doc-{i:03d}", f"def f{i}(x):\n    return x * {i} + {words[i % 7]!r}\n") for i in range(30)]
+    # Ids of the held-out 1% can be planted: find a few that is_heldout selects and add them.
+    heldout = [f"held-{i}" for i in range(3000) if is_heldout(f"held-{i}")][:2]
+    docs += [Doc(h, f"def secret_{h[-3:]}():\n    pass\n") for h in heldout]
+    bundle = build_bundle(docs, tmp_path / "b", backends=["exact"], progress=False)
+    options = {**OPTIONS, "fim_rate": 0.0}
+    out = tmp_path / "run"
+    first = train(bundle.path, out, steps=3, **options)
+    tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    listed = read_training_docs(out / TRAINING_DOCS)
+    expected, epochs = _expected_training_docs(bundle, tok, seed=7, tokens=3 * 2 * 32)
+    assert listed == expected and epochs == 1
+    assert 3 <= len(listed) < 30  # a part of the corpus, not all of it
+    assert first["training_docs"]["count"] == len(listed) and first["training_docs"]["epochs"] == 1
+
+    # Resumed to more steps than one epoch holds: the earlier steps' documents are replayed from the
+    # deterministic stream, the second epoch adds nothing new, held-out documents never appear.
+    second = train(bundle.path, out, steps=24, **options)
+    listed = read_training_docs(out / TRAINING_DOCS)
+    expected, epochs = _expected_training_docs(bundle, tok, seed=7, tokens=24 * 2 * 32)
+    assert epochs >= 2 and second["training_docs"]["epochs"] == epochs
+    assert listed == expected and sorted(listed) == sorted(d.id for d in docs if not is_heldout(d.id))
+    assert not set(heldout) & set(listed)
+
+    assert second["training_docs"]["sha256"] == hashlib.sha256((out / TRAINING_DOCS).read_bytes()).hexdigest()
+    report = json.loads((out / "training_report.json").read_text())
+    assert report["training_docs"]["file"] == TRAINING_DOCS
+
+
+def test_training_docs_file_round_trips_awkward_ids(tmp_path) -> None:
+    from spacerini.model.training import read_training_docs, write_training_docs
+
+    ids = ["plain", "with space", '"quoted"', " padded ", "line\nbreak", "uni\u2028sep", "ünï/ç.py"]
+    write_training_docs(tmp_path / "t.txt", ids)
+    assert read_training_docs(tmp_path / "t.txt") == ids
+    assert (tmp_path / "t.txt").read_text(encoding="utf-8").split("\n")[0] == "plain"
