@@ -242,3 +242,12 @@ def test_cli_bundle_without_exact_backend(tmp_path: Path, capsys) -> None:
         and "needs the exact backend" in lines[0]
         and "--backends bloom,exact" in lines[0]
     )
+
+
+def test_sharded_bundle_gives_the_same_answers(bundle, tmp_path: Path) -> None:
+    sharded = build_bundle(corpus(), tmp_path / "s", backends=["exact"], shards=3, progress=False)
+    assert len(sharded.manifest["shards"]) == 3
+    tests = [{"id": i, "text": t} for i, t, _ in planted()]
+    one = contamination(bundle, tests, progress=False).to_dict()["examples"]
+    three = contamination(sharded, tests, progress=False).to_dict()["examples"]
+    assert one == three

@@ -1,7 +1,10 @@
 """What is in a bundle: a WIMBD-style report of its documents, with plots (``spacerini analyze``).
 
-One streaming pass over the docstore computes every number; memory grows with the distinct
-n-grams and categories, not with the corpus text. The sections:
+One streaming pass over the docstore computes every number. Memory does not hold the corpus
+text; it grows with the distinct n-grams (24 bytes each, plus the vocabulary) and categories,
+and per document with a 16-byte digest for exact duplicates (about 100 bytes in a Python dict),
+its length (8 bytes) and, for near-duplicates, one MinHash signature per distinct document (4
+bytes per permutation). The sections:
 
 * size: documents (equal to the manifest's count), UTF-8 bytes, characters and word tokens;
 * lengths: the distribution of document lengths (bytes), percentiles and a histogram;

@@ -235,15 +235,19 @@ def _tokens(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 
 class _Matcher:
-    """Exact-substring lookups on the exact backend's suffix-array shards."""
+    """Exact-substring lookups on the exact backend: one binary search per suffix-array shard
+    when the searcher is in this process, else its ``count`` (a searcher in Ray actors)."""
 
     def __init__(self, searcher: Any) -> None:
         self.searcher = searcher
+        self.shards = getattr(searcher, "shards", None)
         self.lookups = 0
 
     def contains(self, pat: bytes) -> bool:
         self.lookups += 1
-        return any(shard.contains(pat) for shard in self.searcher.shards)
+        if self.shards is not None:
+            return any(shard.contains(pat) for shard in self.shards)
+        return bool(self.searcher.count(pat))
 
     def first_doc(self, pat: bytes) -> str | None:
         hits = self.searcher.find(pat, k=1)
