@@ -287,14 +287,23 @@ def open_bundles(
     if not pairs:
         raise UsageError("no bundle given: name at least one bundle folder")
     services: dict[str, Any] = {}
+    if engine == "ray":  # one Ray connection for every corpus (each bundle's shards get their actors)
+        from spacerini.distributed.serve import RayServing
+
+        shared: Any = RayServing(address=ray_address)
+        ray_address = None
+    else:
+        shared = engine
     try:
         for name, path in pairs:
-            bundle = open_bundle(path, engine=engine, ray_address=ray_address)
+            bundle = open_bundle(path, engine=shared, ray_address=ray_address)
             redact = pii_display_mode(bundle.manifest) if redact_pii is None else redact_pii
             services[name] = Service(bundle, redact_pii=redact, **service_options)
     except BaseException:
         if services:
             Corpora(services).close()
+        elif shared is not engine:
+            shared.close()
         raise
     return Corpora(services)
 

@@ -130,3 +130,28 @@ def test_an_optout_changes_only_its_corpus(tmp_path: Path) -> None:
     assert (one.count, one.owner_docs, one.owners, one.generation) == (8, 0, (), 2)
     assert (two.count, two.owner_docs, two.generation) == (12, 4, 1)
     assert corpora.search("Ada", corpus="one").hits == () and len(corpora.search("Ada", corpus="two").hits) == 4
+
+
+@pytest.mark.slow
+def test_sharded_corpora_on_one_ray_engine(corpora_paths: dict[str, Path], tmp_path: Path) -> None:
+    """Several sharded bundles served with --engine ray share one Ray connection and answer as locally."""
+    from spacerini.bundle import build_bundle
+    from spacerini.corpora import open_bundles
+
+    whole, first, second = _halves(tmp_path)
+    for name, src in (("s1", first), ("s2", second)):
+        build_bundle(src, tmp_path / name, backends=["bm25", "exact"], shards=2, progress=False)
+    paths = [tmp_path / "s1", tmp_path / "s2"]
+    local = open_bundles(paths)
+    remote = open_bundles(paths, engine="ray")
+    try:
+        engines = {id(remote.bundle(n).engine) for n in remote}
+        assert len(engines) == 1 and None not in {remote.bundle(n).engine for n in remote}
+        for q in QUERIES[:4]:
+            a, b = local.compare(q), remote.compare(q)
+            assert [(c.count, c.top_hit and c.top_hit.docid, c.top_hit and c.top_hit.score) for c in a.corpora] == [
+                (c.count, c.top_hit and c.top_hit.docid, c.top_hit and c.top_hit.score) for c in b.corpora
+            ]
+    finally:
+        remote.close()
+        local.close()
