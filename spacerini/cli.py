@@ -856,7 +856,7 @@ def demo(port: int, host: str, out: str | None, rebuild: bool, build_only: bool)
 # ---------------------------------------------------------------------------------- model
 @cli.group()
 def model() -> None:
-    """The bundled StarCoder-style code model: generate, trace, info, train."""
+    """The bundled StarCoder-style code model: generate, trace, info, train, membership."""
 
 
 @model.command(name="generate")
@@ -982,6 +982,51 @@ def model_train(
         _echo_json(report)
     else:
         click.echo(f"Trained to step {report.get('steps', '?')}; model saved in {out_dir}")
+
+
+@model.command(name="membership")
+@click.argument("source", metavar="TEXT|FILE")
+@click.option("--bundle", "bundle_path", default=None, help="Also give the exact answer from this bundle's corpus.")
+@click.option("--model", "model_name", default=None, help="A causal LM folder or cached name instead of the shipped one.")
+@click.option("--k", "k", default=0.2, show_default=True, type=float, help="Share of tokens Min-K% and Min-K%++ average.")
+@click.option("--max-tokens", default=None, type=click.IntRange(1), help="Score only the first N tokens.")
+@click.option("--device", default=None, help="Torch device, e.g. cpu or cuda (default: the best one).")
+@click.option("--json", "as_json", is_flag=True)
+def model_membership(
+    source: str, bundle_path: str | None, model_name: str | None, k: float, max_tokens: int | None,
+    device: str | None, as_json: bool,
+) -> None:  # fmt: skip
+    """Was TEXT (or the text of FILE; - for stdin) in the model's training data? Model-based
+    scores (loss, zlib ratio, Min-K% Prob, Min-K%++), and the exact answer of --bundle."""
+    from spacerini.model.membership import exact_answer, read_text_or_file, score_text
+
+    text = read_text_or_file(source)
+    service = None
+    if bundle_path is not None:
+        from spacerini.bundle import open_bundle
+
+        service = _service(open_bundle(bundle_path))  # opened first: a bad bundle fails before the model loads
+    scores = score_text(text, model=model_name, k=k, max_tokens=max_tokens, device=device)
+    exact = exact_answer(service, text) if service is not None else None
+    if as_json:
+        _echo_json({"scores": scores, "member_scores": scores.oriented(), "exact": exact})
+        return
+    pct = f"{k:.0%}"
+    click.echo(f"tokens           {scores.tokens:,} ({scores.chars:,} characters)")
+    click.echo(f"loss             {scores.loss:.4f}  mean NLL per token (perplexity {scores.perplexity:.1f}); lower: more likely a member")
+    click.echo(f"zlib             {scores.zlib:.6f}  loss / {scores.zlib_bytes:,} zlib bytes; lower: more likely a member")
+    click.echo(f"min_k            {scores.min_k:.4f}  Min-{pct} Prob; higher: more likely a member")
+    click.echo(f"min_k_plus_plus  {scores.min_k_plus_plus:.4f}  Min-{pct}++; higher: more likely a member")
+    click.echo("The model's scores are not calibrated: compare them with texts known not to be members.")
+    if exact is not None:
+        if exact.verbatim is None:
+            head = "verbatim: unknown (no exact backend)"
+        else:
+            head = f"verbatim: {'yes' if exact.verbatim else 'no'} ({exact.count:,} occurrences)"
+        click.echo(
+            f"exact ({bundle_path}): {head}; coverage {exact.coverage:.1%} ({exact.method}), "
+            f"longest match {exact.longest_match:,} characters"
+        )
 
 
 class _Terminated(KeyboardInterrupt):
