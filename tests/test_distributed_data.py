@@ -101,7 +101,7 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module")
 def embedded_ray() -> Iterator[None]:
     """One embedded Ray (two CPUs, a small object store) for the module; the builds join it."""
-    ray.init(num_cpus=2, object_store_memory=200 * 10**6, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, object_store_memory=200 * 10**6, include_dashboard=False, log_to_driver=False)
     try:
         yield
     finally:

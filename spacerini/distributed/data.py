@@ -244,7 +244,11 @@ def _read_lines(chunk: Chunk) -> Iterator[tuple[Any, str, int | None]]:
                 raise errors.MalformedRecordError(
                     f"malformed JSON: {exc.msg} (column {exc.colno}){hint}", path=name, line=_absolute_line(chunk, number)
                 ) from None
-            files._check_surrogates(record, text, name, None)
+            try:
+                files._check_surrogates(record, text, name, number)
+            except errors.MalformedRecordError as exc:
+                message = str(exc).removeprefix(f"{name}:{number}: ")
+                raise errors.MalformedRecordError(message, path=name, line=_absolute_line(chunk, number)) from None
             yield record, name, number
 
 
@@ -282,7 +286,10 @@ def _read_row_groups(chunk: Chunk) -> Iterator[tuple[Any, str, int | None]]:
 
 
 def _error_record(exc: SpaceriniError) -> str:
-    return json.dumps({"class": type(exc).__name__, "message": errors_line(exc)})
+    return json.dumps({
+        "class": type(exc).__name__, "message": errors_line(exc),
+        "path": getattr(exc, "path", None), "line": getattr(exc, "line", None),
+    })  # fmt: skip
 
 
 def errors_line(exc: BaseException) -> str:
@@ -349,7 +356,7 @@ def _rebuild_error(record: str) -> SpaceriniError:
         error = cls.__new__(cls)
         Exception.__init__(error, message)
         if isinstance(error, CorpusError):
-            error.path, error.line = None, None
+            error.path, error.line = data.get("path"), data.get("line")
         return error
     return BundleError(message)
 
@@ -403,9 +410,13 @@ class RayIngest:
 
         _quiet_ray_data()
         try:
+            clock = time.perf_counter()
             ds = self._load()
+            logger.info("ray: read in %.1f s", time.perf_counter() - clock)
             for kind, group in _segments(self.steps):
+                clock = time.perf_counter()
                 ds = self._per_doc(ds, group) if kind == "per-doc" else self._global(ds, group[0])
+                logger.info("ray: %s in %.1f s", ", ".join(step.name for step in group), time.perf_counter() - clock)
             yield from self._stream(ds)
         except ray.exceptions.RayError as exc:
             cause = getattr(exc, "cause", None)
@@ -576,6 +587,9 @@ class RayIngest:
     # -- writing -----------------------------------------------------------------------------
     def _stream(self, ds: Any) -> Iterator[Doc]:
         last = -1
+        ds = ds.materialize()
+        if ds.count() == 0:  # everything was removed (sorting nothing fails in Ray)
+            return
         for batch in ds.sort("key").iter_batches(batch_size=BATCH, batch_format="pyarrow"):
             rows = batch.to_pydict()
             for key, doc_id, text, fields, meta in zip(*(rows[name] for name in DOC_COLUMNS), strict=True):
@@ -652,7 +666,10 @@ class _KeyedTally:
 
 def _per_doc_batch(batch: Any, steps: list[Any]) -> Any:
     """Ray Data UDF: runs a chain of per-document steps over a batch; adds one row of counts."""
-    rows = batch.to_pydict()
+    import pyarrow.compute as pc
+
+    # In key order, so the first examples and labels of a batch are its smallest keys.
+    rows = batch.take(pc.sort_indices(batch, sort_keys=[("key", "ascending")])).to_pydict()
     current = [0]
     examples: list[dict[str, list[tuple[int, str]]]] = []
     for step in steps:
