@@ -322,3 +322,11 @@ def test_app_stats_tab_draws_a_single_category(tmp_path: Path) -> None:
         assert len(bars) == 1, svg[:2000]
         x0, _, x1 = (float(v) for v in bars[0])
         assert x1 - x0 > 300  # of a 504-point-wide figure
+
+
+@pytest.mark.parametrize(("threshold", "perm"), [(0.7, 128), (0.7, 256), (0.85, 128), (0.5, 64)])
+def test_lsh_params_equal_datasketch(threshold: float, perm: int) -> None:
+    from spacerini.audit.analyze import lsh_params
+    from spacerini.preprocess.dedup import lsh_params as datasketch_params
+
+    assert lsh_params(threshold, perm) == datasketch_params(threshold, perm)

@@ -114,15 +114,46 @@ class Analysis:
 
 
 # ------------------------------------------------------------------------------ near dups
+def lsh_params(threshold: float, num_perm: int) -> tuple[int, int]:
+    """LSH ``(bands, rows)`` minimising the sum of the false-positive and false-negative
+    probability areas around ``threshold`` (datasketch's choice with equal weights), computed
+    with numpy so that datasketch's scipy is not imported."""
+    grid = np.linspace(0.0, 1.0, 1001)
+    best, best_cost = (1, num_perm), float("inf")
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            p = 1.0 - (1.0 - grid**rows) ** bands  # probability that two sets of similarity s collide
+            below, above = grid <= threshold, grid >= threshold
+            cost = 0.5 * np.trapezoid(p[below], grid[below]) + 0.5 * np.trapezoid(1.0 - p[above], grid[above])
+            if cost < best_cost:
+                best, best_cost = (bands, rows), cost
+    return best
+
+
 class _NearDups:
-    """MinHash LSH clustering: each document joins the first earlier kept document it matches."""
+    """MinHash LSH clustering of whole batches: each document joins the first earlier kept
+    document whose signature agrees on at least ``threshold`` of its positions.
 
-    def __init__(self, threshold: float, num_perm: int) -> None:
-        from spacerini.preprocess.dedup import NearDedup
+    Shingles are word 5-grams (a document with fewer tokens has one shingle: all of them), as in
+    :func:`spacerini.preprocess.dedup.shingles`; a token's hash is a mix of its vocabulary id, so
+    two different tokens never share one. The signatures of a batch are computed at once with
+    numpy (shingles x permutations, in blocks), not one document at a time.
+    """
 
-        self.step = NearDedup(threshold=threshold, num_perm=num_perm)
-        self.hasher = self.step.hasher
+    def __init__(self, threshold: float, num_perm: int, *, ngram: int = 5, seed: int = 1) -> None:
         self.threshold = threshold
+        self.num_perm = num_perm
+        self.ngram = ngram
+        self.bands, self.rows = lsh_params(threshold, num_perm)
+        rng = np.random.default_rng([seed, 0xA5])
+        self._mix = rng.integers(1, 2**63, size=2, dtype=np.uint64) | np.uint64(1)
+        self._position = rng.integers(0, 2**63, size=ngram, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+        self._a = rng.integers(0, 2**31, size=num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+        self._b = rng.integers(0, 2**32, size=num_perm, dtype=np.uint32, endpoint=False)
+        self._band_mult = rng.integers(0, 2**63, size=(1, 1, self.rows), dtype=np.uint64) * np.uint64(
+            2
+        ) + np.uint64(1)
+        self._band_salt = rng.integers(0, 2**63, size=(1, self.bands), dtype=np.uint64)
         self.buckets: dict[int, list[int]] = {}
         self.signatures = np.empty((64, num_perm), dtype=np.uint32)
         self.kept = 0
@@ -130,11 +161,75 @@ class _NearDups:
         self.cluster_bytes: Counter[int] = Counter()
         self.own_bytes: list[int] = []
 
-    def add(self, text: str, nbytes: int) -> None:
-        signature = self.hasher.signature(text)
-        if np.array_equal(signature, self.hasher.empty):
+    def _shingles(self, gid: np.ndarray, doc: np.ndarray, docs: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(uint32 shingle hashes, document of each)``, grouped by document in order."""
+        from spacerini.audit.ngrams import fmix64
+
+        n = self.ngram
+        with np.errstate(over="ignore"):
+            th = fmix64(gid.astype(np.uint64) * self._mix[0] + self._mix[1])
+            per_doc = np.bincount(doc, minlength=docs)
+            parts_h, parts_d = [], []
+            m = th.size
+            if m >= n:
+                keep = np.flatnonzero(doc[: m - n + 1] == doc[n - 1 :])
+                total = th[keep] * self._position[0]
+                for j in range(1, n):
+                    total += th[keep + j] * self._position[j]
+                parts_h.append(total + np.uint64(n))
+                parts_d.append(doc[keep])
+            short = np.flatnonzero((per_doc > 0) & (per_doc < n))
+            if short.size:
+                first = (np.cumsum(per_doc) - per_doc)[short]
+                count = per_doc[short]
+                total = np.zeros(short.size, dtype=np.uint64)
+                for j in range(n - 1):
+                    live = count > j
+                    total[live] += th[first[live] + j] * self._position[j]
+                parts_h.append(total + count.astype(np.uint64))
+                parts_d.append(short)
+            if not parts_h:
+                return np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.int64)
+            hashes = np.concatenate(parts_h)
+            owner = np.concatenate(parts_d)
+            order = np.argsort(owner, kind="stable")
+            return (fmix64(hashes[order]) >> np.uint64(32)).astype(np.uint32), owner[order]
+
+    def _signatures(self, hashes: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(documents with shingles, their signatures)``."""
+        if hashes.size == 0:
+            return np.empty(0, dtype=np.int64), np.empty((0, self.num_perm), dtype=np.uint32)
+        heads = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1])))
+        docs = owner[heads]
+        out = np.empty((docs.size, self.num_perm), dtype=np.uint32)
+        bounds = np.append(heads, hashes.size)
+        block = 1 << 15
+        g = 0
+        while g < docs.size:
+            # Whole documents per block, about ``block`` shingles (a bigger document alone).
+            h = int(np.searchsorted(bounds, bounds[g] + block, side="right")) - 1
+            h = min(max(h, g + 1), docs.size)
+            lo, hi = bounds[g], bounds[h]
+            # Permutations along rows, shingles along columns: the minimum runs over contiguous memory.
+            values = self._a[:, None] * hashes[None, lo:hi] + self._b[:, None]
+            out[g:h] = np.minimum.reduceat(values, bounds[g:h] - lo, axis=1).T
+            g = h
+        return docs, out
+
+    def add_batch(self, gid: np.ndarray, doc: np.ndarray, nbytes: np.ndarray) -> None:
+        """Clusters the documents of one batch (token ids and owners from the tokenizer)."""
+        from spacerini.audit.ngrams import fmix64
+
+        if gid.size == 0:
             return
-        keys = self.step.band_keys(signature)
+        docs, sigs = self._signatures(*self._shingles(gid, doc, len(nbytes)))
+        bands = sigs[:, : self.bands * self.rows].reshape(len(docs), self.bands, self.rows).astype(np.uint64)
+        with np.errstate(over="ignore"):
+            keys = fmix64((bands * self._band_mult).sum(axis=2, dtype=np.uint64) + self._band_salt)
+        for d, signature, row_keys in zip(docs.tolist(), sigs, keys.tolist(), strict=True):
+            self._add(signature, row_keys, int(nbytes[d]))
+
+    def _add(self, signature: np.ndarray, keys: list[int], nbytes: int) -> None:
         candidates = sorted({row for key in keys for row in self.buckets.get(key, ())})
         if candidates:
             rows = np.asarray(candidates)
@@ -149,7 +244,7 @@ class _NearDups:
                 return
         row = self.kept
         if row == len(self.signatures):
-            grown = np.empty((2 * row, self.signatures.shape[1]), dtype=np.uint32)
+            grown = np.empty((2 * row, self.num_perm), dtype=np.uint32)
             grown[:row] = self.signatures
             self.signatures = grown
         self.signatures[row] = signature
@@ -272,10 +367,12 @@ def analyze(
         docs_expected = len(snap)
         steps = {rep.get("name"): rep for rep in manifest.get("preprocess") or []}
         near_at_build = "near-dedup" in steps
-        counter = None if "ngrams" in skipped else NgramCounter()
-        near = (
-            None if ("near-dup" in skipped or near_at_build) else _NearDups(near_dup_threshold, near_dup_perm)
-        )
+        near = None
+        if "near-dup" not in skipped and not near_at_build:
+            near = _NearDups(near_dup_threshold, near_dup_perm)
+        counter = None
+        if "ngrams" not in skipped or near is not None:
+            counter = NgramCounter(count="ngrams" not in skipped)
         find_pii = None
         if "pii" not in skipped:
             from spacerini.preprocess.pii import DEFAULT_KINDS
@@ -312,6 +409,8 @@ def analyze(
                 lengths_parts.append(nbytes)
                 if counter is not None:
                     tokens = counter.add(data, offsets)
+                    if near is not None:
+                        near.add_batch(*counter.last, nbytes)
                 else:
                     _, starts, _ = token_bounds(data, offsets)
                     tokens = np.bincount(np.searchsorted(offsets, starts, side="right") - 1, minlength=n)
@@ -351,8 +450,6 @@ def analyze(
                         if spans:
                             pii_docs += 1
                             pii_found.update(s.kind for s in spans)
-                    if near is not None:
-                        near.add(text, int(nbytes[i]))
                 docs_seen += n
                 if bar is not None:
                     bar.update(n)
@@ -365,7 +462,7 @@ def analyze(
     if docs_seen != docs_expected:
         logger.warning("the docstore holds %d documents, the manifest says %d", docs_seen, docs_expected)
     ngrams: dict[str, Any] = {}
-    if counter is not None:
+    if counter is not None and counter.count:
         top = counter.top(top_k)
         distinct = counter.distinct()
         for n in (1, 2, 3):

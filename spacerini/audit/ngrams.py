@@ -71,16 +71,17 @@ def token_bounds(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.
     if size == 0:
         empty = np.empty(0, dtype=np.int64)
         return mask, empty, empty
-    boundary = np.zeros(size + 1, dtype=bool)
-    boundary[np.clip(offsets, 0, size)] = True
-    prev = np.empty(size, dtype=bool)
-    prev[0] = False
-    prev[1:] = mask[:-1]
-    nxt = np.empty(size, dtype=bool)
-    nxt[-1] = False
-    nxt[:-1] = mask[1:]
-    starts = np.flatnonzero(mask & (~prev | boundary[:size]))
-    ends = np.flatnonzero(mask & (~nxt | boundary[1:])) + 1
+    edges = np.diff(mask.view(np.int8), prepend=np.int8(0), append=np.int8(0))
+    starts = np.flatnonzero(edges == 1)
+    ends = np.flatnonzero(edges == -1)
+    # A document that ends in a word byte followed by one that starts with one: split the token.
+    inner = np.asarray(offsets[1:-1], dtype=np.int64)
+    inner = inner[(inner > 0) & (inner < size)]
+    cut = inner[mask[inner - 1] & mask[inner]] if inner.size else inner
+    if cut.size:
+        cut = np.unique(cut)
+        starts = np.sort(np.concatenate((starts, cut)))
+        ends = np.sort(np.concatenate((ends, cut)))
     return mask, starts, ends
 
 
@@ -159,7 +160,11 @@ class NgramCounter:
         [NgramCount(ngram='a b', count=2)]
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, count: bool = True) -> None:
+        #: Whether n-grams are counted (False: only tokens are numbered, for :attr:`last`).
+        self.count = count
+        #: ``(token ids, document of each token)`` of the latest batch.
+        self.last: tuple[np.ndarray, np.ndarray] = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
         self.vocab: dict[str, int] = {}
         self.words: list[str] = []
         self._unigrams = np.zeros(1024, dtype=np.int64)
@@ -186,6 +191,7 @@ class NgramCounter:
         mask, starts, ends = token_bounds(data, offsets)
         m = int(starts.size)
         if m == 0:
+            self.last = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
             return np.zeros(docs, dtype=np.int64)
         # Word bytes packed together: the tokens become contiguous, an Arrow string array as is.
         tok_offsets = np.empty(m + 1, dtype=np.int64)
@@ -208,13 +214,17 @@ class NgramCounter:
                 words.append(word)
             ids[i] = found
         gid = ids[local]
+        doc = np.searchsorted(offsets, starts, side="right") - 1
+        self.last = (gid, doc)
+        if not self.count:
+            self.tokens_seen += m
+            return np.bincount(doc, minlength=docs)
         if len(words) > self._unigrams.size:
             grown = np.zeros(max(len(words), 2 * self._unigrams.size), dtype=np.int64)
             grown[: self._unigrams.size] = self._unigrams
             self._unigrams = grown
         self._unigrams[: len(words)] += np.bincount(gid, minlength=len(words))
         self.totals[1] += m
-        doc = np.searchsorted(offsets, starts, side="right") - 1
         base = self.tokens_seen
         u = gid.astype(np.uint64)
         if m >= 2:
@@ -288,3 +298,13 @@ class NgramCounter:
         rows.sort(key=lambda r: (-r[0], r[1]))
         out[3] = [NgramCount(self._names(ids), count) for count, _, ids in rows[:k]]
         return out
+
+
+def fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's 64-bit finaliser (an avalanching bijection), element-wise, wrapping."""
+    with np.errstate(over="ignore"):
+        h = h ^ (h >> np.uint64(33))
+        h = h * np.uint64(0xFF51AFD7ED558CCD)
+        h = h ^ (h >> np.uint64(33))
+        h = h * np.uint64(0xC4CEB9FE1A85EC53)
+        return h ^ (h >> np.uint64(33))

@@ -117,7 +117,9 @@ def svg_text(fig: Any) -> str:
     text = text[text.index("<svg") :]
     # Scale to the container's width (the viewBox keeps the aspect ratio), not a fixed 7 inches.
     head, rest = text.split(">", 1)
-    head = re.sub(r'\s(?:width|height)="[^"]*"', "", head) + ' width="100%" style="max-width:100%;height:auto"'
+    head = (
+        re.sub(r'\s(?:width|height)="[^"]*"', "", head) + ' width="100%" style="max-width:100%;height:auto"'
+    )
     return head + ">" + rest
 
 
