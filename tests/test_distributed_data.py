@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from spacerini.bundle import build_bundle, open_bundle
 from spacerini.distributed import data
 from spacerini.errors import CorpusError
-from spacerini.preprocess.dedup import NearDedup
+from spacerini.preprocess.dedup import ExactDedup, NearDedup
 from spacerini.records import Doc
 
 WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda mu nu xi omicron pi rho sigma".split()
@@ -94,6 +94,31 @@ def test_the_replay_keeps_a_document_whose_only_match_was_dropped() -> None:
     assert data.replay_near_dedup([]) == {}
 
 
+def test_exact_dedup_by_groups_reports_as_the_sequential_step() -> None:
+    # About 150 clusters (more than a report lists), pairs and triples, interleaved with unique texts.
+    rng = random.Random(3)
+    texts = [f"text {rng.randrange(160)}" if i % 3 else f"unique {i}" for i in range(600)]
+    step = ExactDedup()
+    kept = [d.id for d in step([Doc(f"d{i}", t) for i, t in enumerate(texts)])]
+    local = step.report()
+    assert local["clusters_total"] > 100 and len(local["clusters"]) == 100
+    keys = [(i // 50) << data.KEY_SHIFT | (i % 50) for i in range(len(texts))]
+    table = pa.table({"key": pa.array(keys, type=pa.int64()), "id": [f"d{i}" for i in range(len(texts))],
+                      "text": texts, "fields": [""] * len(texts), "meta": [""] * len(texts)})  # fmt: skip
+    hashed = pa.concat_tables([data._hash_batch(table.slice(s, 64), step) for s in range(0, len(texts), 64)])
+    groups = [data._keep_first(hashed.filter(pc.equal(hashed.column("hash"), h)))
+              for h in sorted(set(hashed.column("hash").to_pylist()))]  # fmt: skip
+    kept_rows = pa.concat_tables(groups)
+    firsts = [row for g in range(0, len(groups), 40)
+              for row in data._first_clusters(pa.concat_tables(groups[g : g + 40]), 100).to_pylist()]  # fmt: skip
+    data.finish_exact_dedup(
+        step, docs_in=len(texts), docs_out=kept_rows.num_rows, chars=sum(map(len, texts)),
+        clusters=int(pc.sum(kept_rows.column("has_cluster")).as_py()), firsts=firsts,
+    )  # fmt: skip
+    assert sorted(kept_rows.column("id").to_pylist(), key=lambda i: int(i[1:])) == kept
+    assert {k: v for k, v in step.report().items() if k != "seconds"} == {k: v for k, v in local.items() if k != "seconds"}
+
+
 # ------------------------------------------------------------------------- builds on Ray
 ray = pytest.importorskip("ray")
 
@@ -120,7 +145,7 @@ def _rows(count: int = 80) -> list[dict[str, Any]]:
             words[5] = "omega"
             text = " ".join(words)  # near copy
         if i % 6 == 1:
-            text += f" write to person{i}@example.org or 10.{i}.3.4"
+            text += f" write to jane.doe{i}@acme.io or 81.2.{i}.160"
         rows.append({"id": f"doc{i:03d}", "text": text, "title": f"Title {i}", "owner": f"owner{i % 4}",
                      "licence": ["mit", "apache-2.0", "gpl-3.0", None][i % 4], "stars": i * 1.5})  # fmt: skip
     return rows
@@ -173,15 +198,21 @@ def test_a_jsonl_folder_read_in_many_chunks_gives_the_local_bundle(
 
 
 @pytest.mark.slow
-def test_a_parquet_file_read_by_row_groups_gives_the_local_bundle(embedded_ray: None, tmp_path: Path) -> None:
+def test_the_cli_indexes_a_parquet_file_on_ray_as_locally(embedded_ray: None, tmp_path: Path) -> None:
+    from spacerini.cli import cli
+
     source = tmp_path / "corpus.parquet"
-    pq.write_table(pa.Table.from_pylist(_rows(60)), source, row_group_size=7)
-    steps = ["optout", "dedup", "pii", "near-dedup"]  # pii after dedup: the hashes see the raw text
-    options = {"optout": {"owners": ["owner3"]}, "near-dedup": {"threshold": 0.7, "verify": False}}
-    build_bundle(str(source), tmp_path / "local", backends=["bm25"], preprocess=steps, preprocess_options=options, progress=False)
-    build_bundle(str(source), tmp_path / "ray", backends=["bm25"], preprocess=steps, preprocess_options=options,
-                 progress=False, engine="ray", shards=2)  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(_rows(60)), source, row_group_size=7)  # 9 row groups, one chunk each
+    # pii after dedup: the hashes see the raw text; near-dedup on LSH bands alone.
+    options = ["--preprocess", "optout,dedup,pii,near-dedup", "--preprocess-opt", "optout.owners=owner3",
+               "--preprocess-opt", "near-dedup.verify=false"]  # fmt: skip
+    runner = CliRunner()
+    for engine in ("local", "ray"):
+        result = runner.invoke(cli, ["index", str(source), "--out", str(tmp_path / engine), "--backends", "bm25",
+                                     "--engine", engine, "--shards", "2", *options])  # fmt: skip
+        assert result.exit_code == 0, result.output
     _same_bundles(tmp_path / "local", tmp_path / "ray")
+    assert [r["removed"] > 0 for r in _bundle_view(tmp_path / "ray")[1]] == [True, True, False, True]
 
 
 def _error(source: Path, **options: Any) -> str:
@@ -213,14 +244,18 @@ def test_bad_records_fail_with_the_local_line(embedded_ray: None, tmp_path: Path
 
 
 @pytest.mark.slow
-def test_the_cli_indexes_on_ray_with_dedup_and_near_dedup(embedded_ray: None, tmp_path: Path) -> None:
-    from spacerini.cli import cli
+def test_a_saved_hf_dataset_is_read_by_row_ranges_as_locally(
+    embedded_ray: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    datasets = pytest.importorskip("datasets")
+    from spacerini.corpus import load_corpus
 
-    source = _write_jsonl(tmp_path / "src", _rows(50), parts=1) / "part0.jsonl"
-    runner = CliRunner()
-    for engine in ("local", "ray"):
-        result = runner.invoke(cli, ["index", str(source), "--out", str(tmp_path / engine), "--backends", "bm25",
-                                     "--engine", engine, "--shards", "2", "--preprocess", "dedup,near-dedup"])  # fmt: skip
-        assert result.exit_code == 0, result.output
-    _same_bundles(tmp_path / "local", tmp_path / "ray")
-    assert [r["removed"] > 0 for r in _bundle_view(tmp_path / "ray")[1]] == [True, True]
+    datasets.Dataset.from_list(_rows(30)).save_to_disk(str(tmp_path / "saved"))
+    monkeypatch.setattr(data, "CHUNK_ROWS", 7)
+    source = f"hf:{tmp_path / 'saved'}"
+    corpus = load_corpus(source, progress=False)
+    ingest = data.RayIngest(source, corpus, [])
+    docs = [(d.id, d.text, dict(d.fields), dict(d.meta)) for d in ingest.docs()]
+    assert ingest.chunks is not None and [c.kind for c in ingest.chunks] == ["saved"] * 5
+    assert docs == [(d.id, d.text, dict(d.fields), dict(d.meta)) for d in corpus]
+    assert len(docs) == 30 and docs[29][0] == "doc029" and docs[29][2]["stars"] == 43.5

@@ -465,7 +465,7 @@ class RayIngest:
         """Raises the first error in corpus order: a record that cannot be read, or a duplicate id."""
         failures = read.filter(expr="error != ''").select_columns(["key", "error"]).take_all()
         first_error = min(failures, key=lambda row: row["key"]) if failures else None
-        counts = read.filter(expr="error == ''").groupby("id").count()
+        counts = read.filter(expr="error == ''").groupby("id", num_partitions=_partitions(read)).count()
         dup_ids = {row["id"] for row in counts.filter(lambda row: row["count()"] > 1).take_all()}
         duplicate: tuple[int, DuplicateIdError] | None = None
         if dup_ids:
@@ -519,19 +519,13 @@ class RayIngest:
         started = time.perf_counter()
         kept = ds.map_batches(
             _hash_batch, batch_format="pyarrow", fn_kwargs={"step": step}, runtime_env=self.runtime_env
-        ).groupby("hash").map_groups(_keep_first, batch_format="pyarrow", runtime_env=self.runtime_env).materialize()
+        ).groupby("hash", num_partitions=_partitions(ds)).map_groups(_keep_first, batch_format="pyarrow", runtime_env=self.runtime_env).materialize()
         totals = kept.aggregate(Count(), Sum("size"), Sum("chars"), Sum("has_cluster"))
         docs_out, docs_in = totals["count()"], int(totals["sum(size)"] or 0)
         # The first clusters by their first removal: each block's first ones, then the first of those.
-        cap = _cluster_cap()
-        firsts = kept.map_batches(_first_clusters, batch_format="pyarrow", fn_kwargs={"cap": cap}).take_all()
-        top = sorted(firsts, key=lambda row: row["removed_first"])[:cap]
-        step._reset_counts()
-        step._reset()
-        step.docs_in, step.docs_out, step.bytes_in = docs_in, docs_out, int(totals["sum(chars)"] or 0)
-        _fill_clusters(step, [json.loads(row["cluster"]) for row in top], int(totals["sum(has_cluster)"] or 0),
-                       reason="exact_duplicate", removed=docs_in - docs_out)  # fmt: skip
-        step._seen = _Sized(docs_out)
+        firsts = kept.map_batches(_first_clusters, batch_format="pyarrow", fn_kwargs={"cap": _cluster_cap()}).take_all()
+        finish_exact_dedup(step, docs_in=docs_in, docs_out=docs_out, chars=int(totals["sum(chars)"] or 0),
+                           clusters=int(totals["sum(has_cluster)"] or 0), firsts=firsts)  # fmt: skip
         step.seconds = time.perf_counter() - started
         return kept.select_columns(list(DOC_COLUMNS))
 
@@ -545,7 +539,7 @@ class RayIngest:
         totals = sketched.aggregate(Count(), Sum("first"), Sum("chars"), Sum("no_tokens"))
         docs_in, empty = int(totals["sum(first)"] or 0), int(totals["sum(no_tokens)"] or 0)
         total_entries = totals["count()"] - empty
-        buckets = sketched.filter(expr="no_tokens == 0").groupby("band").map_groups(
+        buckets = sketched.filter(expr="no_tokens == 0").groupby("band", num_partitions=_partitions(sketched)).map_groups(
             _bucket_pairs, batch_format="pyarrow", fn_kwargs={"threshold": step.threshold, "verify": step.verify},
             runtime_env=self.runtime_env,
         ).take_all()  # fmt: skip
@@ -597,6 +591,25 @@ class RayIngest:
                     raise BundleError("Ray Data returned documents out of order: rebuild with --engine local")
                 last = key
                 yield Doc(id=doc_id, text=text, fields=_decode_mapping(fields), meta=_decode_mapping(meta))
+
+
+#: Bytes of a shuffle partition to aim for.
+PARTITION_BYTES = 256 * 2**20
+
+
+def _partitions(ds: Any) -> int:
+    """Partitions of a group-by: two per CPU of the cluster, more when the data is large.
+
+    Ray Data's default (200) costs a task or more each, which dominates a small build.
+    """
+    import ray
+
+    cpus = int(ray.cluster_resources().get("CPU", 1))
+    try:
+        size = ds.size_bytes() if hasattr(ds, "_plan") and ds._plan.has_computed_output() else 0
+    except Exception:  # noqa: BLE001 - only a hint
+        size = 0
+    return max(1, min(1000, max(2 * cpus, -(-size // PARTITION_BYTES))))
 
 
 def _quiet_ray_data() -> None:
@@ -826,6 +839,28 @@ def _first_clusters(batch: Any, cap: int) -> Any:
     found = batch.filter(pc.greater_equal(batch.column("removed_first"), 0))
     order = pc.sort_indices(found, sort_keys=[("removed_first", "ascending")])
     return found.take(order).slice(0, cap).select(["removed_first", "cluster"])
+
+
+def finish_exact_dedup(step: Any, *, docs_in: int, docs_out: int, chars: int, clusters: int,
+                       firsts: Sequence[dict[str, Any]]) -> None:  # fmt: skip
+    """Sets an :class:`~spacerini.preprocess.dedup.ExactDedup` step's state from the group-by's results.
+
+    Args:
+        step: The step (its ``report()`` is then the local one, but for ``seconds``).
+        docs_in: Documents that went into the group-by.
+        docs_out: Groups (documents kept).
+        chars: Characters of the texts that went in.
+        clusters: Groups of two or more documents.
+        firsts: Rows of ``removed_first`` and ``cluster`` (from :func:`_keep_first`) of at least the
+            first :data:`~spacerini.preprocess.dedup.MAX_CLUSTERS` clusters by first removal.
+    """
+    top = sorted(firsts, key=lambda row: row["removed_first"])[: _cluster_cap()]
+    step._reset_counts()
+    step._reset()
+    step.docs_in, step.docs_out, step.bytes_in = docs_in, docs_out, chars
+    _fill_clusters(step, [json.loads(row["cluster"]) for row in top], clusters, reason="exact_duplicate",
+                   removed=docs_in - docs_out)  # fmt: skip
+    step._seen = _Sized(docs_out)
 
 
 def _fill_clusters(step: Any, clusters: Sequence[dict[str, Any]], total: int, *, reason: str, removed: int) -> None:
