@@ -79,9 +79,9 @@ def token_bounds(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.
     inner = inner[(inner > 0) & (inner < size)]
     cut = inner[mask[inner - 1] & mask[inner]] if inner.size else inner
     if cut.size:
-        cut = np.unique(cut)
-        starts = np.sort(np.concatenate((starts, cut)))
-        ends = np.sort(np.concatenate((ends, cut)))
+        cut = np.unique(cut)  # neither a start nor an end yet: insert both, in order, in O(n)
+        starts = np.insert(starts, np.searchsorted(starts, cut), cut)
+        ends = np.insert(ends, np.searchsorted(ends, cut), cut)
     return mask, starts, ends
 
 
