@@ -244,11 +244,12 @@ def token_stats(
     start = _start_token(lm, tokenizer)
     seqs: list[list[int]] = []
     for i, text in enumerate(texts):
+        which = "the text" if len(texts) == 1 else f"text {i}"
         if not isinstance(text, str) or not text:
-            raise QueryError(f"text {i} is empty: membership needs some text to score")
+            raise QueryError(f"{which} is empty: membership needs some text to score")
         ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"][:max_tokens]
         if not ids:
-            raise QueryError(f"text {i} has no tokens to score")
+            raise QueryError(f"{which} has no tokens to score")
         seqs.append(([start] if start is not None else []) + list(ids))
     first_target = 1
     if start is None:
@@ -351,8 +352,9 @@ class ExactAnswer(Answer):
     Attributes:
         verbatim: Whether the whole text occurs in the corpus (None without the exact backend).
         count: Its occurrences (None without the exact backend).
-        coverage: Share of the text's characters inside spans found in the corpus (verbatim
-            spans of at least ``MEMBER_MIN_LEN`` characters, or the Bloom sketch's spans).
+        coverage: Share of the text's characters inside verbatim spans of at least
+            ``MEMBER_MIN_LEN`` characters found in the corpus (with the exact backend; else
+            the Bloom sketch's probable spans).
         longest_match: Characters of the longest verbatim span found (0 when none or no exact).
         method: ``"exact"`` or ``"bloom sketch"`` (as in :class:`~spacerini.records.Membership`).
         generation: The bundle generation that answered.
@@ -380,23 +382,24 @@ def exact_answer(service: Any, text: str) -> ExactAnswer:
         QueryError: Empty text, or text the service refuses.
         BackendNotAvailableError: The bundle has neither the exact nor the bloom backend.
     """
+    from spacerini.model.tracing import union_length
     from spacerini.service import MEMBER_MIN_LEN
 
     m = service.member(text)
     if "exact" not in service.bundle.backends:
         return ExactAnswer(None, None, m.coverage, 0, m.method, m.generation)
     longest = max((s.end - s.start for s in m.exact_spans), default=0)
+    coverage = union_length([(s.start, s.end) for s in m.exact_spans]) / len(text)
     whole = [s for s in m.exact_spans if s.start == 0 and s.end == len(text)]
     if whole:
         count = whole[0].count
     elif len(text) < MEMBER_MIN_LEN:  # too short for the spans: count it
         count = service.count(text).count
-        longest = max(longest, len(text) if count else 0)
-        coverage = 1.0 if count and m.method == "exact" else m.coverage
-        return ExactAnswer(count > 0, count, coverage, longest, m.method, m.generation)
+        if count:
+            longest, coverage = len(text), 1.0
     else:  # the longest match from position 0 would be the whole text if it occurred
         count = 0
-    return ExactAnswer(count > 0, count, m.coverage, longest, m.method, m.generation)
+    return ExactAnswer(count > 0, count, coverage, longest, "exact", m.generation)
 
 
 def read_text_or_file(value: str) -> str:
