@@ -8,6 +8,6 @@ raise :class:`~spacerini.errors.DependencyMissingError`.
 
 from __future__ import annotations
 
-from spacerini.distributed.engine import last_nodes, parse_memory, run_tasks, session
+from spacerini.distributed.engine import last_nodes, last_tasks, parse_memory, run_tasks, session
 
-__all__ = ["last_nodes", "parse_memory", "run_tasks", "session"]
+__all__ = ["last_nodes", "last_tasks", "parse_memory", "run_tasks", "session"]
