@@ -182,3 +182,25 @@ def test_training_docs_file_round_trips_awkward_ids(tmp_path) -> None:
     write_training_docs(tmp_path / "t.txt", ids)
     assert read_training_docs(tmp_path / "t.txt") == ids
     assert (tmp_path / "t.txt").read_text(encoding="utf-8").split("\n")[0] == "plain"
+
+
+def test_fine_tuning_starts_from_the_given_model(tiny_bundle, tmp_path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    base = tmp_path / "base"
+    train(tiny_bundle.path, base, steps=2, **OPTIONS)
+    # A learning rate of ~0 leaves the weights where they started: the base model's, not a fresh init.
+    tuned = train(tiny_bundle.path, tmp_path / "tuned", steps=1, init_from=base, **{**OPTIONS, "lr": 1e-12})
+    assert tuned["init_from"] == str(base) and tuned["training_docs"]["count"] >= 1
+    a = AutoModelForCausalLM.from_pretrained(base, local_files_only=True).state_dict()
+    b = AutoModelForCausalLM.from_pretrained(tmp_path / "tuned", local_files_only=True).state_dict()
+    assert a.keys() == b.keys() and all((a[n] - b[n]).abs().max().item() < 1e-6 for n in a)
+    assert (base / "tokenizer.json").read_text() == (tmp_path / "tuned" / "tokenizer.json").read_text()
+    fresh = train(tiny_bundle.path, tmp_path / "fresh", steps=1, **{**OPTIONS, "lr": 1e-12})
+    assert fresh["init_from"] is None
+    c = AutoModelForCausalLM.from_pretrained(tmp_path / "fresh", local_files_only=True).state_dict()
+    assert any((a[n] - c[n]).abs().max().item() > 1e-3 for n in a)  # the check above can fail
+    with pytest.raises(TrainingError, match="context"):
+        train(tiny_bundle.path, tmp_path / "long", steps=1, init_from=base, **{**OPTIONS, "seq_len": 128})
+    with pytest.raises(TrainingError, match="cannot load"):
+        train(tiny_bundle.path, tmp_path / "none", steps=1, init_from=tmp_path / "nothing", **OPTIONS)
