@@ -98,3 +98,27 @@ def test_a_corpus_three_times_the_budget_is_built_with_every_worker_under_it(
     owners = bundle.searcher("owners")
     found = owners.owner("owner-5", max_matches=1).matches[0]
     assert found.docs == len(range(5, docs, 37))
+
+
+def test_each_task_reports_its_node_worker_and_peak_memory(cluster: Cluster, tmp_path: Path) -> None:
+    from spacerini.bundle.shards import ShardTask
+    from spacerini.distributed import last_nodes, last_tasks, run_tasks
+    from spacerini.docstore import DocstoreWriter
+    from spacerini.records import Doc
+
+    with DocstoreWriter(tmp_path / "docs") as writer:
+        for i in range(40):
+            writer.add(Doc(id=f"d{i}", text=f"text {i}", meta={"owner": f"o{i % 3}"}))
+    tasks = [
+        ShardTask("owners", str(tmp_path / "docs"), first, 10, str(tmp_path / f"s{first}"), {})
+        for first in range(0, 40, 10)
+    ]
+    reports = run_tasks(tasks, address=cluster.address, memory_budget=f"{BUDGET_MB}MB")
+    assert [r["docs"] for r in reports] == [10] * 4
+    records = last_tasks()
+    alive = {node.node_id for node in [cluster.head_node, *cluster.worker_nodes]}
+    assert [r["node"] for r in records] == last_nodes() and set(last_nodes()) <= alive
+    for record in records:
+        assert record["pid"] > 0 and record["seconds"] > 0
+        # A Ray worker holds more than 50 MB (Python, Ray, pyarrow), and stayed under the budget.
+        assert 50 * 10**6 < record["peak_rss"] <= BUDGET_MB * 10**6, record
