@@ -182,7 +182,7 @@ def test_a_jsonl_folder_read_in_many_chunks_gives_the_local_bundle(
     source = _write_jsonl(tmp_path / "src", _rows())
     monkeypatch.setattr(data, "CHUNK_BYTES", 3000)  # several chunks per file, cut at line ends
     steps = ["pii", "dedup", "near-dedup", "licence"]
-    options = {"near-dedup": {"threshold": 0.8}, "licence": {"missing": "keep"}}
+    options = {"near-dedup": {"threshold": 0.7}, "licence": {"missing": "keep"}}
     build_bundle(str(source), tmp_path / "local", backends=["bm25"], preprocess=steps, preprocess_options=options, progress=False)
     build_bundle(str(source), tmp_path / "ray", backends=["bm25"], preprocess=steps, preprocess_options=options,
                  progress=False, engine="ray", shards=2)  # fmt: skip
@@ -193,8 +193,8 @@ def test_a_jsonl_folder_read_in_many_chunks_gives_the_local_bundle(
     chunks = data.plan_chunks(str(source), load_corpus(str(source), progress=False), format=None) or []
     assert len(chunks) > 4 and {c.kind for c in chunks} == {"lines"}
     _same_bundles(tmp_path / "local", tmp_path / "ray")
-    reports = _bundle_view(tmp_path / "ray")[1]
-    assert [r["removed"] for r in reports][:3] != [0, 0, 0] and reports[0]["changed"] > 0  # the corpus tests something
+    pii, dedup, near, licence = _bundle_view(tmp_path / "ray")[1]  # the corpus exercises every step
+    assert pii["changed"] > 0 and dedup["removed"] > 0 and near["removed"] > 0 and licence["removed"] > 0
 
 
 @pytest.mark.slow

@@ -328,7 +328,10 @@ def _read_chunk_batch(batch: dict[str, Any], field_map: Any) -> Iterator[Any]:
         record = 0
         try:
             for raw, path, line in _chunk_records(chunk):
-                doc = field_map.to_doc(raw, (path, line))
+                try:
+                    doc = field_map.to_doc(raw, (path, line))
+                except CorpusError as exc:
+                    raise _relocated(exc, chunk) from None
                 for name, value in zip(
                     (*DOC_COLUMNS, "line", "error"),
                     (base | record, doc.id, doc.text, _encode(doc.fields), _encode(doc.meta), line or 0, ""),
@@ -346,6 +349,14 @@ def _read_chunk_batch(batch: dict[str, Any], field_map: Any) -> Iterator[Any]:
                 columns[name].append(value)
         if columns["key"]:
             yield _table(columns)
+
+
+def _relocated(exc: CorpusError, chunk: Chunk) -> CorpusError:
+    """The error with its line counted from the start of the file (a "lines" chunk counts from its own start)."""
+    if chunk.kind != "lines" or chunk.start == 0 or exc.line is None or exc.path is None:
+        return exc
+    message = errors_line(exc).removeprefix(f"{exc.path}:{exc.line}: ")
+    return type(exc)(message, path=exc.path, line=_absolute_line(chunk, exc.line))
 
 
 def _rebuild_error(record: str) -> SpaceriniError:
@@ -408,7 +419,7 @@ class RayIngest:
         """
         import ray
 
-        _quiet_ray_data()
+        restore = _quiet_ray_data()
         try:
             clock = time.perf_counter()
             ds = self._load()
@@ -423,6 +434,8 @@ class RayIngest:
             if isinstance(cause, SpaceriniError):
                 raise _rebuild_error(_error_record(cause)) from None
             raise BundleError(f"reading or preprocessing on Ray failed: {errors_line(cause or exc)}") from exc
+        finally:
+            restore()
 
     # -- reading -----------------------------------------------------------------------------
     def _load(self) -> Any:
@@ -612,14 +625,25 @@ def _partitions(ds: Any) -> int:
     return max(1, min(1000, max(2 * cpus, -(-size // PARTITION_BYTES))))
 
 
-def _quiet_ray_data() -> None:
+def _quiet_ray_data() -> Callable[[], None]:
+    """Sets Ray Data up for the ingest (no progress bars, blocks in order); returns the undo."""
     from ray.data import DataContext
 
     context = DataContext.get_current()
+    data_logger = logging.getLogger("ray.data")
+    saved = (context.enable_progress_bars, context.execution_options.preserve_order,
+             context.print_on_execution_start, data_logger.level)  # fmt: skip
     context.enable_progress_bars = False
     context.execution_options.preserve_order = True
     context.print_on_execution_start = False
-    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    data_logger.setLevel(logging.WARNING)
+
+    def restore() -> None:
+        context.enable_progress_bars, context.execution_options.preserve_order = saved[0], saved[1]
+        context.print_on_execution_start = saved[2]
+        data_logger.setLevel(saved[3])
+
+    return restore
 
 
 def _doc_table(columns: dict[str, list[Any]]) -> Any:
