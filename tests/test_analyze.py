@@ -330,3 +330,11 @@ def test_lsh_params_equal_datasketch(threshold: float, perm: int) -> None:
     from spacerini.preprocess.dedup import lsh_params as datasketch_params
 
     assert lsh_params(threshold, perm) == datasketch_params(threshold, perm)
+
+
+def test_top_zero_and_nothing_counted() -> None:
+    counter = NgramCounter()
+    assert counter.top(3) == {1: [], 2: [], 3: []}
+    counter.add(np.frombuffer(b"a b c d", dtype=np.uint8), np.array([0, 7]))
+    assert counter.top(0) == {1: [], 2: [], 3: []}
+    assert [g.ngram for g in counter.top(1)[3]] == ["a b c"]

@@ -264,6 +264,8 @@ class NgramCounter:
     @staticmethod
     def _order(counts: np.ndarray, first: np.ndarray, k: int) -> np.ndarray:
         """Indexes of the ``k`` largest counts, ties by earliest first occurrence."""
+        if k <= 0:
+            return np.empty(0, dtype=np.int64)
         if counts.size > k:
             kth = np.partition(counts, counts.size - k)[counts.size - k]
             pick = np.flatnonzero(counts >= kth)
