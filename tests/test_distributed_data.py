@@ -186,12 +186,12 @@ def test_a_jsonl_folder_read_in_many_chunks_gives_the_local_bundle(
     build_bundle(str(source), tmp_path / "local", backends=["bm25"], preprocess=steps, preprocess_options=options, progress=False)
     build_bundle(str(source), tmp_path / "ray", backends=["bm25"], preprocess=steps, preprocess_options=options,
                  progress=False, engine="ray", shards=2)  # fmt: skip
-    chunks = data.plan_chunks(str(source), None, format=None) or []
-    assert chunks == []  # only an opened TableCorpus is cut (others are read on the driver)
     from spacerini.corpus import load_corpus
 
-    chunks = data.plan_chunks(str(source), load_corpus(str(source), progress=False), format=None) or []
+    assert data.plan_chunks([Doc("a", "b")]) is None  # Python objects are read on the driver
+    chunks = data.plan_chunks(load_corpus(str(source), progress=False)) or []
     assert len(chunks) > 4 and {c.kind for c in chunks} == {"lines"}
+    assert [c.path for c in chunks] == sorted(c.path for c in chunks) and chunks[1].start == chunks[0].end
     _same_bundles(tmp_path / "local", tmp_path / "ray")
     pii, dedup, near, licence = _bundle_view(tmp_path / "ray")[1]  # the corpus exercises every step
     assert pii["changed"] > 0 and dedup["removed"] > 0 and near["removed"] > 0 and licence["removed"] > 0
@@ -254,7 +254,7 @@ def test_a_saved_hf_dataset_is_read_by_row_ranges_as_locally(
     monkeypatch.setattr(data, "CHUNK_ROWS", 7)
     source = f"hf:{tmp_path / 'saved'}"
     corpus = load_corpus(source, progress=False)
-    ingest = data.RayIngest(source, corpus, [])
+    ingest = data.RayIngest(corpus, [])
     docs = [(d.id, d.text, dict(d.fields), dict(d.meta)) for d in ingest.docs()]
     assert ingest.chunks is not None and [c.kind for c in ingest.chunks] == ["saved"] * 5
     assert docs == [(d.id, d.text, dict(d.fields), dict(d.meta)) for d in corpus]

@@ -176,7 +176,7 @@ def _build_locked(
             if engine == "ray":  # reading and preprocessing on Ray Data: see spacerini.distributed.data
                 from spacerini.distributed.data import ingest
 
-                ingest(source, corpus, steps, format=format, add=add)
+                ingest(corpus, steps, add=add)
             else:
                 docs: Iterable[Doc] = corpus
                 if steps:

@@ -442,14 +442,24 @@ def _compatible(fmt: str, implied: str) -> bool:
     return {fmt, implied} == {"json", "jsonl"}
 
 
-def file_records(files: Sequence[tuple[Path, str]]) -> Callable[[], LocatedRecords]:
-    """Returns a factory that streams the records of several files one after another."""
+class FileRecords:
+    """A factory that streams the records of several files one after another.
 
-    def records() -> LocatedRecords:
-        for path, fmt in files:
+    Attributes:
+        files: The (path, format) pairs, in reading order (``--engine ray`` cuts them into chunks).
+    """
+
+    def __init__(self, files: Sequence[tuple[Path, str]]) -> None:
+        self.files: tuple[tuple[Path, str], ...] = tuple(files)
+
+    def __call__(self) -> LocatedRecords:
+        for path, fmt in self.files:
             yield from reader_for(fmt)(path)
 
-    return records
+
+def file_records(files: Sequence[tuple[Path, str]]) -> Callable[[], LocatedRecords]:
+    """Returns a factory that streams the records of several files one after another."""
+    return FileRecords(files)
 
 
 def check_file(path: Path) -> None:

@@ -96,44 +96,36 @@ class Chunk:
 
 
 # ----------------------------------------------------------------------------------- planning
-def plan_chunks(source: Any, corpus: Any, *, format: str | None, chunk_bytes: int | None = None) -> list[Chunk] | None:
-    """Cuts an opened corpus source into chunks Ray Data reads in parallel.
+def plan_chunks(corpus: Any, *, chunk_bytes: int | None = None) -> list[Chunk] | None:
+    """Cuts an opened corpus into chunks Ray Data reads in parallel.
 
     Args:
-        source: What the user gave (a path or ``hf:`` spec).
-        corpus: The corpus :func:`~spacerini.corpus.load_corpus` opened from it.
-        format: The format override given, if any.
+        corpus: The corpus :func:`~spacerini.corpus.load_corpus` opened (its files, or its saved
+            dataset, are read again chunk by chunk).
         chunk_bytes: Bytes per chunk of a JSON-lines file (default :data:`CHUNK_BYTES`).
 
     Returns:
-        The chunks in corpus order, or None when the source must be read on the driver (a Hub
+        The chunks in corpus order, or None when the corpus must be read on the driver (a Hub
         dataset, a code folder, Python objects).
     """
     from spacerini.corpus import files, hf
     from spacerini.corpus.base import TableCorpus
 
-    if not isinstance(source, str | Path) or not isinstance(corpus, TableCorpus) or format == "code":
+    if not isinstance(corpus, TableCorpus):
         return None
-    text = str(source)
-    if format == "hf" or text.startswith("hf:"):
-        spec = hf.parse_hf(text)
-        folder = Path(spec.name).expanduser()
-        if not hf.is_saved_dataset(folder):
-            return None
-        return _saved_chunks(folder, spec.split if "@" in text else None)
-    path = Path(source).expanduser()
-    if path.is_dir():
-        if hf.is_saved_dataset(path):
-            return _saved_chunks(path, None)
-        listed = files.list_data_files(path, fmt=format)
-    else:
-        listed = [(path, format or files.format_of(path) or "")]
-    chunks: list[Chunk] = []
-    chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
-    for file, fmt in listed:
-        for piece in _file_chunks(file, fmt, chunk_bytes):
-            chunks.append(Chunk(len(chunks), *piece))
-    return chunks
+    records = corpus._records
+    if isinstance(records, files.FileRecords):
+        chunks: list[Chunk] = []
+        chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+        for file, fmt in records.files:
+            for piece in _file_chunks(Path(file), fmt, chunk_bytes):
+                chunks.append(Chunk(len(chunks), *piece))
+        return chunks
+    described = corpus.describe()
+    folder = described.get("dataset")
+    if corpus.format == "hf" and isinstance(folder, str) and hf.is_saved_dataset(Path(folder)):
+        return _saved_chunks(Path(folder), described.get("split"))
+    return None
 
 
 def _file_chunks(file: Path, fmt: str, chunk_bytes: int) -> Iterator[tuple[Any, ...]]:
@@ -351,6 +343,23 @@ def _read_chunk_batch(batch: dict[str, Any], field_map: Any) -> Iterator[Any]:
             yield _table(columns)
 
 
+def _repeated(batch: Any) -> Any:
+    """Ray Data UDF over ``groupby("id").count()``: the ids counted more than once."""
+    import pyarrow.compute as pc
+
+    return batch.filter(pc.greater(batch.column("count()"), 1)).select(["id"])
+
+
+def _with_ids(batch: Any, ids: list[str]) -> Any:
+    """Ray Data UDF: the key, id and line of the rows whose id is one of ``ids``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return batch.filter(pc.is_in(batch.column("id"), value_set=pa.array(ids, type=pa.string()))).select(
+        ["key", "id", "line"]
+    )
+
+
 def _relocated(exc: CorpusError, chunk: Chunk) -> CorpusError:
     """The error with its line counted from the start of the file (a "lines" chunk counts from its own start)."""
     if chunk.kind != "lines" or chunk.start == 0 or exc.line is None or exc.path is None:
@@ -377,29 +386,24 @@ class RayIngest:
     """Reads a corpus and runs preprocessing steps on Ray Data; then streams the documents out.
 
     Args:
-        source: What the user gave (a path, ``hf:`` spec, dataset or iterable).
-        corpus: The corpus the local loader opened from it (checked, columns resolved).
+        corpus: The corpus the local loader opened (checked, columns resolved), or any iterable
+            of documents (read here and handed to Ray).
         steps: The preprocess steps, in order; their state is filled in so that their
             ``report()`` equals the local one.
-        format: The ``--format`` override.
         chunk_bytes: Bytes per chunk of a JSON-lines file (default :data:`CHUNK_BYTES`).
         runtime_env: Ray runtime environment of the tasks (default: this checkout importable).
     """
 
     def __init__(
         self,
-        source: Any,
         corpus: Iterable[Doc],
         steps: Sequence[Any],
         *,
-        format: str | None = None,
         chunk_bytes: int | None = None,
         runtime_env: dict[str, Any] | None = None,
     ) -> None:
-        self.source = source
         self.corpus = corpus
         self.steps = list(steps)
-        self.format = format
         self.chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
         if runtime_env is None:
             from spacerini.distributed.engine import _worker_env
@@ -441,7 +445,7 @@ class RayIngest:
     def _load(self) -> Any:
         import ray
 
-        self.chunks = plan_chunks(self.source, self.corpus, format=self.format, chunk_bytes=self.chunk_bytes)
+        self.chunks = plan_chunks(self.corpus, chunk_bytes=self.chunk_bytes)
         if self.chunks is None:
             logger.info(
                 "ray: %s cannot be cut into chunks Ray Data reads (a Hub stream, code or Python objects): "
@@ -479,10 +483,12 @@ class RayIngest:
         failures = read.filter(expr="error != ''").select_columns(["key", "error"]).take_all()
         first_error = min(failures, key=lambda row: row["key"]) if failures else None
         counts = read.filter(expr="error == ''").groupby("id", num_partitions=_partitions(read)).count()
-        dup_ids = {row["id"] for row in counts.filter(lambda row: row["count()"] > 1).take_all()}
+        dup_ids = {row["id"] for row in counts.map_batches(_repeated, batch_format="pyarrow").take_all()}
         duplicate: tuple[int, DuplicateIdError] | None = None
         if dup_ids:
-            rows = read.filter(lambda row: row["error"] == "" and row["id"] in dup_ids).select_columns(["key", "id", "line"]).take_all()
+            rows = read.filter(expr="error == ''").map_batches(
+                _with_ids, batch_format="pyarrow", fn_kwargs={"ids": sorted(dup_ids)}
+            ).take_all()
             by_id: dict[str, list[tuple[int, int]]] = {}
             for row in rows:
                 by_id.setdefault(row["id"], []).append((row["key"], row["line"]))
@@ -1061,18 +1067,15 @@ def _drop_keys(batch: Any, dropped: np.ndarray) -> Any:
 
 
 # ------------------------------------------------------------------------------ entry point
-def ingest(source: Any, corpus: Iterable[Doc], steps: Sequence[Any], *, format: str | None = None,
-           add: Callable[[Doc], None]) -> None:  # fmt: skip
+def ingest(corpus: Iterable[Doc], steps: Sequence[Any], *, add: Callable[[Doc], None]) -> None:
     """Reads ``corpus`` and runs ``steps`` on Ray Data, passing each document left to ``add`` in order.
 
     Must run inside :func:`spacerini.distributed.session` (or any open Ray connection).
 
     Args:
-        source: What the user gave (a path or ``hf:`` spec, or any other source).
-        corpus: The corpus the local loader opened from ``source``.
+        corpus: The corpus :func:`~spacerini.corpus.load_corpus` opened (or any iterable of documents).
         steps: The preprocess steps, in order; afterwards their reports equal the local ones.
-        format: The ``--format`` override.
         add: Called with each document, in corpus order (e.g. ``DocstoreWriter.add``).
     """
-    for doc in RayIngest(source, corpus, steps, format=format).docs():
+    for doc in RayIngest(corpus, steps).docs():
         add(doc)
