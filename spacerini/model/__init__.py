@@ -8,9 +8,10 @@ licences) that contain it.
 ``import spacerini.model`` is light: torch and transformers load on first use.
 
 Example:
-    >>> from spacerini.model import generate, trace  # doctest: +SKIP
+    >>> from spacerini.model import generate, score_text, trace  # doctest: +SKIP
     >>> code = generate("def read_json(path):\\n", seed=0)  # doctest: +SKIP
     >>> trace("benchmarks/out/demo", code).spans  # doctest: +SKIP
+    >>> score_text(code).min_k_plus_plus  # membership: was it in the training data?  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -30,6 +31,10 @@ _LAZY: dict[str, str] = {
     "Source": "spacerini.model.tracing",
     "render_trace": "spacerini.model.tracing",
     "train": "spacerini.model.training",
+    "score_text": "spacerini.model.membership",
+    "score_texts": "spacerini.model.membership",
+    "MembershipScores": "spacerini.model.membership",
+    "exact_answer": "spacerini.model.membership",
     "choose_device": "spacerini.model.device",
     "ModelError": "spacerini.model.errors",
     "TrainingError": "spacerini.model.errors",
@@ -47,6 +52,10 @@ __all__ = [
     "Source",
     "render_trace",
     "train",
+    "score_text",
+    "score_texts",
+    "MembershipScores",
+    "exact_answer",
     "choose_device",
     "ModelError",
     "TrainingError",
@@ -56,6 +65,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from spacerini.model.device import choose_device
     from spacerini.model.errors import ModelError, TrainingError
     from spacerini.model.generation import default_model_path, fim_prompt, generate, load_model, model_info
+    from spacerini.model.membership import MembershipScores, exact_answer, score_text, score_texts
     from spacerini.model.tracing import Source, TracedSpan, TraceResult, render_trace, trace
     from spacerini.model.training import train
 
