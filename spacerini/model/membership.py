@@ -95,7 +95,7 @@ class MembershipScores(Answer):
         return {"loss": -self.loss, "zlib": -self.zlib, "min_k": self.min_k, "min_k_plus_plus": self.min_k_plus_plus}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TokenStats:
     """Per-token statistics of one text, from which every score is computed.
 
@@ -112,8 +112,8 @@ class TokenStats:
     sigma: np.ndarray
 
     def prefix(self, n: int) -> TokenStats:
-        """The statistics of the first ``n`` tokens (the same as scoring that prefix alone,
-        when the text fits in one window)."""
+        """The statistics of the first ``n`` tokens: the same as scoring that prefix alone (the
+        model is causal, and the window that scores a token does not depend on what follows)."""
         return TokenStats(self.ids[:n], self.logp[:n], self.mu[:n], self.sigma[:n])
 
 

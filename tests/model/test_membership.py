@@ -164,6 +164,9 @@ def test_batching_padding_and_prefixes_do_not_change_scores(tiny_lm) -> None:
     head = token_stats([LONG], model=tiny_lm, max_tokens=10)[0]
     np.testing.assert_allclose(head.logp, full.logp[:10], rtol=1e-5)
     np.testing.assert_allclose(head.mu, full.prefix(10).mu, rtol=1e-5)
+    longer = token_stats([LONG], model=tiny_lm, max_tokens=40)[0]  # past the 16-token context: same windows
+    for name in ("ids", "logp", "mu", "sigma"):
+        np.testing.assert_allclose(getattr(longer, name), getattr(full.prefix(40), name), rtol=1e-5)
     s = score_text(LONG, model=tiny_lm, max_tokens=10)
     assert s.tokens == 10 and LONG.startswith(tiny_lm[1].decode(full.ids[:10])) and s.chars < len(LONG)
     assert s.loss == pytest.approx(-full.logp[:10].mean(), rel=1e-5)
