@@ -1,44 +1,73 @@
-"""BM25 search: Spacerini's exact scorer vs bm25s and vs raw pyserini LuceneSearcher.
+"""Batch BM25 search: Spacerini's compiled kernel vs bm25s (numba) and vs a warm, batched LuceneSearcher.
 
-Prints one JSON line with:
+Prints one JSON object (and writes it to ``benchmarks/out/bm25_search.json``) with, per corpus:
 
-* batch QPS of ours (``BM25Searcher.batch_search``), bm25s (``BM25.retrieve``, query tokenization
-  included) and pyserini ``LuceneSearcher.batch_search``, same queries, same k, same threads,
-  and the ratios ours/peer (goal: >= 1 against bm25s);
-* single-query latency p50/p95 of ``BM25Searcher.search(q, k=10)`` (goal: p50 <= 5 ms);
-* RSS growth over 10,000 queries after 1,000 warm-up queries (goal: <= 5 %);
-* how many queries' top-10 differ from LuceneSearcher's (docids and scores; goal: 0).
+* QPS of ours (``BM25Searcher.batch_search_pairs``, the path of ``spacerini search --queries``, and
+  ``batch_search``, which builds ``Hit`` objects), of bm25s (``BM25(backend="numba")``, query
+  tokenization included) and of pyserini's ``LuceneSearcher.batch_search`` (warm JVM), at k = 10,
+  100 and 1000, with 1 and 2 threads; the peers run interleaved (the order rotates), each figure is
+  the median of ``--repeats`` runs, and the ratios ours/peer come from those medians;
+* how many queries' rankings differ from LuceneSearcher's (docids and scores; all queries at k=10,
+  the k=1000 query set at k=1000);
+* the QPS of ours at 1x and at ``--scale``x the documents (the Debian corpus repeated, ids
+  perturbed: every term's postings grow ``--scale`` times), interleaved, to show how the work per
+  query grows with the corpus.
 
-bm25s runs with its default tokenizer, English stopwords and no stemmer (PyStemmer is not
-installed); ours uses Anserini's default English analyzer (Porter stemming + stopwords).
+The peers at their best:
 
-The default corpus is the one ``bm25_ingest.py`` writes (Python files of this machine). The
-bundle is cached in ``benchmarks/out/bm25_bundle_<docs>`` between runs.
+* **bm25s** ``BM25(k1=0.9, b=0.4, backend="numba")``, PyStemmer's Porter stemmer (the algorithm of
+  Lucene's ``PorterStemFilter``) and Lucene's 33 English stopwords (those of Anserini's default
+  analyzer), warmed up (numba compiled) before timing; ``retrieve(..., n_threads=threads)``.
+* **LuceneSearcher** on our bundle's own Lucene index (same analysis, same scores), warmed up;
+  ``batch_search(..., threads=threads)``.
 
-Usage: python benchmarks/bm25_search.py [--corpus FILE.jsonl] [--threads 2] [--queries 1000] [--k 10]
+Corpora: (a) ``--docs`` paragraphs of Debian documentation and man pages
+(``benchmarks/debian_corpus.py``), (b) this interpreter's standard-library ``.py`` files
+(``preprocess_bench.stdlib_sources``), both with the ``"en"`` analyzer (the same words as bm25s
+sees). Queries: 1-4 words sampled from random documents. Bundles are cached in
+``benchmarks/out/``.
+
+Usage: python benchmarks/bm25_search.py [--docs 100000] [--queries 1000] [--k1000-queries 300]
+       [--repeats 3] [--scale 4] [--corpora debian,python]
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import gc
 import json
+import os
 import random
 import re
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bm25_ingest import OUT, default_corpus, read_docs  # noqa: E402
+from bm25_ingest import OUT, read_docs  # noqa: E402
+
+os.environ.setdefault("OPENAI_API_KEY", "unused")  # pyserini builds an OpenAI client at import
+os.environ.setdefault("SPACERINI_JVM_HEAP", "6g")  # LuceneSearcher's k=1000 hits carry whole documents
+
+#: Lucene's ``EnglishAnalyzer.ENGLISH_STOP_WORDS_SET`` (Anserini's default English analyzer).
+LUCENE_STOPWORDS = (
+    "a an and are as at be but by for if in into is it no not of on or such that the their then there "
+    "these they this to was will with"
+).split()
+KS = (10, 100, 1000)
+THREADS = (1, 2)
 
 
 def make_queries(corpus: Path, n: int, seed: int = 0) -> list[tuple[str, str]]:
-    """Samples 1-4 words from random documents: realistic, always-matching code queries."""
+    """Samples 1-4 words from random documents: realistic, always-matching queries."""
     rng = random.Random(seed)
     texts = [json.loads(line)["contents"] for line in corpus.open(encoding="utf-8")]
     word = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
@@ -51,7 +80,23 @@ def make_queries(corpus: Path, n: int, seed: int = 0) -> list[tuple[str, str]]:
     return queries
 
 
-def open_ours(corpus: Path, threads: int):
+def python_corpus() -> Path:
+    """Writes (once) the standard library's ``.py`` files as JSONL ``{"id", "contents"}``."""
+    from preprocess_bench import stdlib_sources
+
+    path = OUT / "bm25_stdlib.jsonl"
+    if not path.exists():
+        OUT.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        with tmp.open("w", encoding="utf-8") as out:
+            for rel, text in stdlib_sources():
+                out.write(json.dumps({"id": rel, "contents": text}, ensure_ascii=False) + "\n")
+        tmp.rename(path)
+    return path
+
+
+def open_ours(corpus: Path):
+    """Builds (once) and opens the bm25 backend over ``corpus``; returns (lucene folder, searcher)."""
     import shutil
 
     from spacerini.backends import bm25
@@ -62,151 +107,236 @@ def open_ours(corpus: Path, threads: int):
     if not report_path.exists():
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        report = bm25.build(lambda: read_docs(corpus), folder, threads=threads, progress=False)
+        report = bm25.build(lambda: read_docs(corpus), folder, threads=2, progress=False)
         report_path.write_text(json.dumps(report.to_dict()), encoding="utf-8")
     report = json.loads(report_path.read_text(encoding="utf-8"))
     return folder, bm25.open(folder, report)
 
 
-def latencies_ms(search, texts: list[str]) -> list[float]:
-    """Times ``search(text)`` for each text, one at a time; returns sorted milliseconds."""
-    out = []
-    for text in texts:
-        start = time.perf_counter()
-        search(text)
-        out.append((time.perf_counter() - start) * 1000)
-    return sorted(out)
+def replicate_sidecar(src: Path, dst: Path, copies: int) -> Path:
+    """Writes (once) a sidecar of ``copies`` copies of ``src``'s rows (ids suffixed ``~c``)."""
+    from spacerini.backends.bm25.scorer import ExactScorer, write_sidecar
+
+    if (dst / "meta.json").exists():
+        return dst
+    ex = ExactScorer(src)
+    n, offsets = ex.rows, np.asarray(ex.offsets)
+    dfs = np.diff(offsets)
+    docs = np.asarray(ex.docs)
+    tfs = np.load(src / "post_tfs.npy")
+    lengths = np.load(src / "lengths.npy")
+    tid = np.repeat(np.arange(dfs.size, dtype=np.int64), dfs)
+    within = np.arange(docs.size, dtype=np.int64) - offsets[tid]
+    rows = np.empty(docs.size * copies, dtype=np.int32)
+    new_tfs = np.empty(docs.size * copies, dtype=np.int32)
+    for c in range(copies):  # each term's postings: copy 0, then copy 1, ...: rows stay ascending
+        pos = offsets[tid] * copies + c * dfs[tid] + within
+        rows[pos] = docs + c * n
+        new_tfs[pos] = tfs
+    ids = [ex._ids[i] for i in range(n)]
+    all_ids = [i if c == 0 else i + f"~{c}".encode() for c in range(copies) for i in ids]
+    terms = [ex._terms[t] for t in range(dfs.size)]
+    from spacerini.backends.bm25 import lucene as jl
+
+    write_sidecar(
+        dst, k1=float(ex.meta["k1"]), b=float(ex.meta["b"]), ids=all_ids, lengths=np.tile(lengths, copies),
+        terms=terms, tids=np.repeat(np.arange(dfs.size, dtype=np.int32), dfs * copies), tfs=new_tfs, rows=rows,
+        log=jl.java_log(),
+    )  # fmt: skip
+    return dst
 
 
-def time_batch(fn, repeat: int = 1) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved(runs: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Runs every function ``repeats`` times, rotating their order; returns median seconds."""
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
+    for r in range(repeats):
+        for name in names[r % len(names) :] + names[: r % len(names)]:
+            gc.collect()
+            times[name].append(timed(runs[name]))
+            print(f"  {name}: {times[name][-1]:.3f} s", file=sys.stderr, flush=True)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
+def bench_corpus(name: str, corpus: Path, args: argparse.Namespace) -> dict:
+    import bm25s
+    import Stemmer
+    from pyserini.search.lucene import LuceneSearcher
+
+    queries = make_queries(corpus, args.queries)
+    q1000 = queries[: args.k1000_queries]
+    lucene_q1000 = queries[: args.lucene_k1000_queries]
+    folder, ours = open_ours(corpus)
+    out: dict = {"corpus": str(corpus.relative_to(ROOT)), "docs": ours._exact.rows, "queries": len(queries),
+                 "k1000_queries": len(q1000)}  # fmt: skip
+
+    lucene = LuceneSearcher(str(folder))
+    lucene.set_bm25(0.9, 0.4)
+
+    def lucene_run(qs: list[tuple[str, str]], k: int, threads: int) -> dict:
+        # Each hit carries its stored document (pyserini's Result): at most 10,000 hits per call, or
+        # the JVM's heap runs out on long documents and Anserini's batch fails.
+        out: dict = {}
+        step = max(threads, 10_000 // k)
+        for i in range(0, len(qs), step):
+            part = qs[i : i + step]
+            out.update(lucene.batch_search([t for _, t in part], [q for q, _ in part], k=k, threads=threads))
+        return out
+
+    # Rankings against LuceneSearcher (docids and 4-decimal scores, as in a TREC run).
+    def differs(mine: dict, theirs: dict) -> int:
+        return sum(
+            1
+            for qid in mine
+            if [(d, round(s, 4)) for d, s in mine[qid]] != [(h.docid, round(h.score, 4)) for h in theirs[qid]]
+        )
+
+    out["mismatches_vs_lucene_k10"] = differs(
+        ours.batch_search_pairs(queries, k=10, threads=2), lucene_run(queries, 10, 2)
+    )
+    out["mismatches_vs_lucene_k1000"] = differs(
+        ours.batch_search_pairs(lucene_q1000, k=1000, threads=2), lucene_run(lucene_q1000, 1000, 2)
+    )
+    out["lucene_k1000_queries"] = len(lucene_q1000)
+
+    stemmer = Stemmer.Stemmer("porter")
+    texts = [d.text for d in read_docs(corpus)]
+    start = time.perf_counter()
+    retriever = bm25s.BM25(k1=0.9, b=0.4, backend="numba")
+    retriever.index(
+        bm25s.tokenize(texts, stopwords=LUCENE_STOPWORDS, stemmer=stemmer, show_progress=False),
+        show_progress=False, create_empty_token=True,
+    )  # fmt: skip
+    out["bm25s_index_s"] = round(time.perf_counter() - start, 2)
+    del texts
+    gc.collect()
+
+    def bm25s_run(qs: list[tuple[str, str]], k: int, threads: int) -> object:
+        tokens = bm25s.tokenize(
+            [t for _, t in qs],
+            stopwords=LUCENE_STOPWORDS,
+            stemmer=stemmer,
+            return_ids=False,
+            show_progress=False,
+        )
+        return retriever.retrieve(tokens, k=k, n_threads=threads, show_progress=False)
+
+    # Warm-up: JIT (numba in both), JVM, caches.
+    for k in KS:
+        for threads in THREADS:
+            ours.batch_search_pairs(queries[:200], k=k, threads=threads)
+            bm25s_run(queries[:200], k, threads)
+            lucene_run(queries[: 20 if k == 1000 else 200], k, threads)
+
+    table = []
+    for k in KS:
+        qs = q1000 if k == 1000 else queries
+        lq = lucene_q1000 if k == 1000 else queries
+        for threads in THREADS:
+            med = interleaved(
+                {
+                    "ours_pairs": lambda qs=qs, k=k, t=threads: ours.batch_search_pairs(qs, k=k, threads=t),
+                    "ours_hits": lambda qs=qs, k=k, t=threads: ours.batch_search(qs, k=k, threads=t),
+                    "bm25s_numba": lambda qs=qs, k=k, t=threads: bm25s_run(qs, k, t),
+                    "lucene": lambda qs=lq, k=k, t=threads: lucene_run(qs, k, t),
+                },
+                args.repeats,
+            )
+            row = {"k": k, "threads": threads, "queries": len(qs), "lucene_queries": len(lq)}
+            row.update(
+                {f"{n}_qps": round((len(lq) if n == "lucene" else len(qs)) / s, 1) for n, s in med.items()}
+            )
+            row["pairs_vs_bm25s"] = round(row["ours_pairs_qps"] / row["bm25s_numba_qps"], 2)
+            row["hits_vs_bm25s"] = round(row["ours_hits_qps"] / row["bm25s_numba_qps"], 2)
+            row["pairs_vs_lucene"] = round(row["ours_pairs_qps"] / row["lucene_qps"], 2)
+            table.append(row)
+            print(json.dumps({"corpus": name, **row}), file=sys.stderr, flush=True)
+    out["qps"] = table
+    lucene.close()
+
+    if args.scale > 1 and name == "debian":
+        out["scaling"] = bench_scaling(ours, queries, q1000, args)
+    ours.close()
+    return out
+
+
+def bench_scaling(ours, queries: list[tuple[str, str]], q1000: list[tuple[str, str]], args) -> dict:
+    """QPS of the same queries on the corpus and on ``args.scale`` copies of it."""
+    from spacerini.backends.bm25.scorer import ExactScorer
+
+    src = ours.sidecar_dir
+    dst = OUT / f"bm25_sidecar_{src.parent.parent.name}_x{args.scale}"
+    replicate_sidecar(src, dst, args.scale)
+    big = copy.copy(ours)  # same analyzer, the replicated postings
+    big._exact = ExactScorer(dst)
+    # The kernel's answer on the big sidecar equals the numpy reference's.
+    counts = [big._count_terms(big.analyze(t)) for _, t in queries[:100]]
+    want = (setattr(big._exact, "use_kernel", False), big._exact.rank_many(counts, 100))[1]
+    del big._exact.use_kernel
+    result: dict = {
+        "docs": [ours._exact.rows, big._exact.rows],
+        "kernel_equals_numpy_on_big": big._exact.rank_many(counts, 100) == want,
+        "qps": [],
+    }
+    for k in KS:
+        qs = q1000 if k == 1000 else queries
+        for threads in THREADS:
+            for searcher in (ours, big):
+                searcher.batch_search_pairs(qs[:200], k=k, threads=threads)
+            med = interleaved(
+                {
+                    "small": lambda qs=qs, k=k, t=threads: ours.batch_search_pairs(qs, k=k, threads=t),
+                    "big": lambda qs=qs, k=k, t=threads: big.batch_search_pairs(qs, k=k, threads=t),
+                },
+                args.repeats,
+            )
+            row = {
+                "k": k,
+                "threads": threads,
+                "qps_small": round(len(qs) / med["small"], 1),
+                "qps_big": round(len(qs) / med["big"], 1),
+                "big_vs_small": round(med["small"] / med["big"], 2),
+            }
+            result["qps"].append(row)
+            print(json.dumps({"scaling": row}), file=sys.stderr, flush=True)
+    return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=None)
-    parser.add_argument("--max-docs", type=int, default=11000)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--docs", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--rss-queries", type=int, default=10000)
+    parser.add_argument("--k1000-queries", type=int, default=300)
+    parser.add_argument("--lucene-k1000-queries", type=int, default=40)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--corpora", default="debian,python")
     args = parser.parse_args()
-    corpus = args.corpus or default_corpus(args.max_docs)
-    queries = make_queries(corpus, args.queries)
-    result: dict = {"benchmark": "bm25_search", "corpus": str(corpus), "threads": args.threads, "k": args.k}
-    result["queries"] = len(queries)
 
     from spacerini.java import ensure_jvm
 
     ensure_jvm()
-    folder, ours = open_ours(corpus, args.threads)
-    result["docs"] = ours._exact.rows
+    result: dict = {"benchmark": "bm25_search", "load_before": os.getloadavg()}
+    for name in args.corpora.split(","):
+        if name == "debian":
+            from debian_corpus import build
 
-    # -- ours: batch and single-query latency ----------------------------------------------------
-    ours.batch_search(queries[:50], k=args.k, threads=args.threads)  # warm-up
-    ours_s = time_batch(lambda: ours.batch_search(queries, k=args.k, threads=args.threads), repeat=2)
-    ours_1t = time_batch(lambda: ours.batch_search(queries, k=args.k, threads=1), repeat=1)
-    ours_1000 = time_batch(lambda: ours.batch_search(queries, k=1000, threads=args.threads), repeat=1)
-    pairs_k = time_batch(lambda: ours.batch_search_pairs(queries, k=args.k, threads=args.threads), repeat=2)
-    pairs_1000 = time_batch(lambda: ours.batch_search_pairs(queries, k=1000, threads=args.threads), repeat=1)
-    lat = latencies_ms(lambda text: ours.search(text, k=10), [t for _, t in queries])
-    result.update(
-        {
-            "ours_qps": round(len(queries) / ours_s, 1),
-            "ours_qps_1thread": round(len(queries) / ours_1t, 1),
-            "ours_qps_k1000": round(len(queries) / ours_1000, 1),
-            "ours_pairs_qps": round(len(queries) / pairs_k, 1),
-            "ours_pairs_qps_k1000": round(len(queries) / pairs_1000, 1),
-            "ours_p50_ms": round(statistics.median(lat), 3),
-            "ours_p95_ms": round(lat[int(0.95 * (len(lat) - 1))], 3),
-        }
-    )
-
-    # -- pyserini LuceneSearcher -----------------------------------------------------------------
-    from pyserini.search.lucene import LuceneSearcher
-
-    lucene = LuceneSearcher(str(folder))
-    qtexts, qids = [t for _, t in queries], [q for q, _ in queries]
-    lucene.batch_search(qtexts[:50], qids[:50], k=args.k, threads=args.threads)
-    lucene_s = time_batch(lambda: lucene.batch_search(qtexts, qids, k=args.k, threads=args.threads))
-    theirs = lucene.batch_search(qtexts, qids, k=10, threads=args.threads)
-    mine = ours.batch_search(queries, k=10, threads=args.threads)
-    mismatches = sum(
-        1
-        for qid in qids
-        if [(h.docid, round(h.score, 4)) for h in mine[qid]]
-        != [(h.docid, round(h.score, 4)) for h in theirs[qid]]
-    )
-    lucene_lat = latencies_ms(lambda text: lucene.search(text, k=10), qtexts[:300])
-    lucene.close()
-    result.update(
-        {
-            "lucene_qps": round(len(queries) / lucene_s, 1),
-            "lucene_p50_ms": round(statistics.median(lucene_lat), 3),
-            "ratio_vs_lucene": round(lucene_s / ours_s, 2),
-            "top10_mismatches_vs_lucene": mismatches,
-        }
-    )
-
-    # -- bm25s -------------------------------------------------------------------------------------
-    import bm25s
-
-    texts = [d.text for d in read_docs(corpus)]
-    start = time.perf_counter()
-    corpus_tokens = bm25s.tokenize(texts, stopwords="en", show_progress=False)
-    retriever = bm25s.BM25(k1=0.9, b=0.4)
-    retriever.index(corpus_tokens, show_progress=False)
-    result["bm25s_index_s"] = round(time.perf_counter() - start, 2)
-    del texts, corpus_tokens
-    gc.collect()
-
-    def bm25s_batch(k: int) -> None:
-        tokens = bm25s.tokenize(qtexts, stopwords="en", show_progress=False)
-        retriever.retrieve(tokens, k=k, n_threads=args.threads, show_progress=False)
-
-    bm25s_batch(args.k)
-    bm25s_s = time_batch(lambda: bm25s_batch(args.k), repeat=2)
-    bm25s_1000 = time_batch(lambda: bm25s_batch(1000), repeat=1)
-    result.update(
-        {
-            "bm25s_qps": round(len(queries) / bm25s_s, 1),
-            "bm25s_qps_k1000": round(len(queries) / bm25s_1000, 1),
-            "ratio_vs_bm25s": round(bm25s_s / ours_s, 2),
-            "ratio_vs_bm25s_k1000": round(bm25s_1000 / ours_1000, 2),
-            "ratio_pairs_vs_bm25s": round(bm25s_s / pairs_k, 2),
-            "ratio_pairs_vs_bm25s_k1000": round(bm25s_1000 / pairs_1000, 2),
-            "bm25s_setup": "default tokenizer, stopwords=en, no stemmer, k1=0.9 b=0.4",
-        }
-    )
-    retriever = None  # noqa: F841 - frees bm25s before the memory test
-    gc.collect()
-
-    # -- memory over 10,000 queries -----------------------------------------------------------------
-    import psutil
-
-    proc = psutil.Process()
-    for i in range(1000):
-        ours.search(queries[i % len(queries)][1], k=10)
-    gc.collect()
-    before = proc.memory_info().rss
-    for i in range(args.rss_queries):
-        ours.search(queries[i % len(queries)][1], k=10)
-    gc.collect()
-    after = proc.memory_info().rss
-    result.update(
-        {
-            "rss_before_mb": round(before / 2**20, 1),
-            "rss_after_mb": round(after / 2**20, 1),
-            "rss_growth_pct": round(100 * (after - before) / before, 2),
-        }
-    )
-    ours.close()
-    print(json.dumps(result))
+            corpus = build(args.docs)
+        elif name == "python":
+            corpus = python_corpus()
+        else:
+            raise SystemExit(f"unknown corpus {name!r}: use debian and/or python")
+        result[name] = bench_corpus(name, corpus, args)
+    result["load_after"] = os.getloadavg()
+    text = json.dumps(result)
+    (OUT / "bm25_search.json").write_text(text + "\n", encoding="utf-8")
+    print(text)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ from spacerini.backends.bm25.scorer import ExactScorer, ShardedScorer, merge_doc
 def _corpus(rng: np.random.Generator, rows: int, terms: int) -> dict:
     """Random postings: Zipf-like document frequencies, tf in 1..3, a few row lengths."""
     vocab = [f"t{i:05d}".encode() for i in range(terms)]
-    dfs = np.minimum(rows, (rows / (1 + np.arange(terms)) ** 0.9 * rng.uniform(0.3, 1.0, terms)).astype(int) + 1)
+    dfs = np.minimum(
+        rows, (rows / (1 + np.arange(terms)) ** 0.9 * rng.uniform(0.3, 1.0, terms)).astype(int) + 1
+    )
     tids, docs, tfs = [], [], []
     for t, df in enumerate(dfs.tolist()):
         chosen = np.sort(rng.choice(rows, size=df, replace=False))
@@ -87,9 +89,11 @@ def test_kernel_equals_numpy_reference(sidecars, n):
     assert scorer.meta["format"] == 2 and scorer.meta["range_bits"] == 4
     want = _reference(scorer, queries, n)
     assert sum(1 for ids, _ in want if ids) > 0.9 * len(queries)  # not all empty
-    for prune in (True, False):
-        scorer.prune = prune
-        assert scorer.rank_many(queries, n) == want, prune
+    for prune, at_least, terms in ((True, 0, 99), (True, 64, 99), (True, 0, 1), (False, 0, 99)):
+        # 0 postings, 99 terms: every query takes the pruned path; 64: small queries score every
+        # posting instead; 1 term: only one-term queries are pruned.
+        scorer.prune, scorer.PRUNE_MIN_POSTINGS, scorer.PRUNE_MAX_TERMS = prune, at_least, terms
+        assert scorer.rank_many(queries, n) == want, (prune, at_least, terms)
     # ... and one query at a time (the reference the numpy batch path is tested against).
     for counts, (ids, scores) in zip(queries[:60], want[:60], strict=True):
         rows, raw = scorer.score(counts)
@@ -120,7 +124,10 @@ def test_sharded_kernel_equals_single_index(sidecars, n):
         part.use_global_stats(doc_count=doc_count, sum_total_term_freq=total_tf, doc_freqs=dfs, log=math.log)
     sharded = ShardedScorer(parts)
     want = _reference(single, queries, n)
-    assert sharded.rank_many(queries, n) == want
+    sharded.PRUNE_MAX_TERMS = 99
+    for at_least in (0, 10**9):
+        sharded.PRUNE_MIN_POSTINGS = at_least
+        assert sharded.rank_many(queries, n) == want, at_least
     assert _reference(sharded, queries, n) == want
 
 
@@ -140,6 +147,8 @@ def test_format_1_sidecar_computes_the_same_range_table(sidecars, tmp_path):
     assert stored[4:] == computed[4:] == (4, 188)
     for a, b in zip(stored[:4], computed[:4], strict=True):
         assert np.array_equal(a, b)
+    old.PRUNE_MIN_POSTINGS = new.PRUNE_MIN_POSTINGS = 0
+    old.PRUNE_MAX_TERMS = new.PRUNE_MAX_TERMS = 99
     assert old.rank_many(queries, 10) == new.rank_many(queries, 10)
 
 
@@ -148,7 +157,8 @@ def test_kernel_from_threads_gives_the_same_answers(sidecars):
 
     root, _, queries = sidecars
     scorer = ExactScorer(root / "one")
-    want = scorer.rank_many(queries, 10)
+    scorer.PRUNE_MIN_POSTINGS, scorer.PRUNE_MAX_TERMS = 0, 99
+    want = _reference(scorer, queries, 10)
     with ThreadPoolExecutor(2) as pool:
         parts = list(pool.map(lambda i: scorer.rank_many(queries[i::4], 10), range(4)))
     for i, part in enumerate(parts):

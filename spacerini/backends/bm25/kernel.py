@@ -96,10 +96,94 @@ def range_table(offsets, docs, x, bits, min_df):  # noqa: ANN001, ANN201 - numba
     return entry_offsets, range_ids, starts, max_x
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _offer(keys, size, key):  # noqa: ANN001, ANN202 - numba signature
+    """Offers ``key`` to a min-heap of ``keys.size`` slots holding ``size``; returns the new size."""
+    n = keys.size
+    if size < n:
+        c = size
+        while c > 0:
+            parent = (c - 1) >> 1
+            if keys[parent] <= key:
+                break
+            keys[c] = keys[parent]
+            c = parent
+        keys[c] = key
+        return size + 1
+    if key <= keys[0]:
+        return size
+    c = 0
+    while True:
+        child = 2 * c + 1
+        if child >= n:
+            break
+        if child + 1 < n and keys[child + 1] < keys[child]:
+            child += 1
+        if keys[child] >= key:
+            break
+        keys[c] = keys[child]
+        c = child
+    keys[c] = key
+    return size
+
+
+#: From this many hits per query on, a query scored whole selects its touched rows at once
+#: (partition, then sort) rather than through the heap one by one.
+_BULK = 512
+
+
+@njit(nogil=True, cache=True, inline="always")
+def _collect(acc, touched, n_touched, first, base, id_rank, keys, size, fbuf, ibuf, bulk):  # noqa: ANN001, ANN202
+    """Moves the touched accumulators (rows ``first + d``) into the heap, zeroing them; returns its size.
+
+    ``bulk``: select at once when the heap is large (the heap's order is kept: sorted ascending).
+
+    A key is ``(score bits << 32) | (2**31 - 1 - id rank)``: positive float32 scores order like
+    their bits, so the keys order like (score desc, id rank asc) reversed, and are distinct.
+    """
+    n = keys.size
+    theta = np.float32(0.0)
+    if size == n:
+        ibuf[0] = np.int32(keys[0] >> 32)
+        theta = fbuf[0]
+    if bulk and n >= _BULK:
+        cand = np.empty(size + n_touched, np.int64)
+        cand[:size] = keys[:size]
+        m = size
+        for i in range(n_touched):
+            d = touched[i]
+            score = np.float32(acc[d])
+            acc[d] = 0.0
+            if size == n and score < theta:
+                continue
+            fbuf[0] = score
+            cand[m] = (np.int64(ibuf[0]) << 32) | np.int64(0x7FFFFFFF - id_rank[base + first + d])
+            m += 1
+        if m > n:
+            best = np.sort(np.partition(cand[:m], m - n)[m - n :])
+        else:
+            best = np.sort(cand[:m])
+        keys[: best.size] = best  # ascending: a valid min-heap
+        return best.size
+    for i in range(n_touched):
+        d = touched[i]
+        score = np.float32(acc[d])
+        acc[d] = 0.0
+        if size == n and score < theta:
+            continue  # the common case: no key to build
+        fbuf[0] = score
+        key = (np.int64(ibuf[0]) << 32) | np.int64(0x7FFFFFFF - id_rank[base + first + d])
+        size = _offer(keys, size, key)
+        if size == n:
+            ibuf[0] = np.int32(keys[0] >> 32)
+            theta = fbuf[0]
+    return size
+
+
 @njit(nogil=True, cache=True)
 def rank_source(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - one kernel, numba signature
-    docs, s1, x, entry_offsets, range_ids, starts, max_x, bits, n_ranges, base, id_rank,  # noqa: ANN001
-    q_ptr, t_tid, t_start, t_end, t_weight, t_once, heap_keys, heap_rows, heap_size, prune,  # noqa: ANN001
+    docs, s1, x, entry_offsets, range_ids, starts, max_x, bits, n_ranges, n_rows, base, id_rank,  # noqa: ANN001
+    q_ptr, t_tid, t_start, t_end, t_weight, t_once, heap_keys, heap_size, prune_min, prune_terms,  # noqa: ANN001
 ):  # fmt: skip
     """Adds one sidecar's postings to the running top-``n`` heaps of a chunk of queries.
 
@@ -108,6 +192,7 @@ def rank_source(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - one kernel, numba 
         entry_offsets, range_ids, starts, max_x: Its :func:`range_table`.
         bits: A range holds ``2**bits`` rows.
         n_ranges: Ranges in the sidecar (``ceil(rows / 2**bits)``).
+        n_rows: Rows in the sidecar.
         base: The sidecar's first row among all sidecars ranked together.
         id_rank: Each row's rank in the collection ids' byte order, over all sidecars (int32).
         q_ptr: Query ``q``'s terms are ``q_ptr[q]:q_ptr[q+1]`` of the ``t_*`` arrays (int64).
@@ -115,15 +200,18 @@ def rank_source(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - one kernel, numba 
         t_start, t_end: Its postings (int64).
         t_weight: Lucene's float32 weight (``count * idf``).
         t_once: 1 when the term occurs once in the query (its scores are ``s1``).
-        heap_keys, heap_rows, heap_size: Each query's min-heap of ``(score bits << 32) |
-            (2**31 - 1 - id rank)`` keys and their rows; updated in place.
-        prune: Skip ranges whose bound is below the ``n``-th score (``False``: score every posting).
+        heap_keys, heap_size: Each query's min-heap of ``(score bits << 32) | (2**31 - 1 - id
+            rank)`` keys; updated in place.
+        prune_min, prune_terms: Queries with at least ``prune_min`` postings here and at most
+            ``prune_terms`` terms skip ranges whose bound is below the ``n``-th score; the others
+            score every posting (cheaper when the bounds are loose or the postings few).
     """
     one = np.float32(1.0)
-    n = heap_keys.shape[1]
     width = 1 << bits
     acc = np.zeros(width, np.float64)
     touched = np.empty(width, np.int32)
+    whole = np.zeros(0, np.float64)  # a whole-sidecar accumulator, made when a query needs it
+    whole_touched = np.zeros(0, np.int32)
     ub = np.zeros(n_ranges, np.float64)
     listed = np.empty(n_ranges, np.int32)
     fbuf = np.empty(1, np.float32)
@@ -131,6 +219,38 @@ def rank_source(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - one kernel, numba 
     for q in range(q_ptr.size - 1):
         t0, t1 = q_ptr[q], q_ptr[q + 1]
         if t0 == t1:
+            continue
+        keys = heap_keys[q]
+        postings = 0
+        for t in range(t0, t1):
+            postings += t_end[t] - t_start[t]
+        if postings < prune_min or t1 - t0 > prune_terms or n_ranges <= 2:
+            # Every posting, into an accumulator over the whole sidecar: no bounds to compute.
+            if whole.size == 0:
+                whole = np.zeros(n_rows, np.float64)
+                whole_touched = np.empty(n_rows, np.int32)
+            n_touched = 0
+            for t in range(t0, t1):
+                w = t_weight[t]
+                if t_once[t]:
+                    for p in range(t_start[t], t_end[t]):
+                        d = docs[p]
+                        v = whole[d]
+                        if v == 0.0:  # every term score is > 0
+                            whole_touched[n_touched] = d
+                            n_touched += 1
+                        whole[d] = v + np.float64(s1[p])
+                else:
+                    for p in range(t_start[t], t_end[t]):
+                        d = docs[p]
+                        v = whole[d]
+                        if v == 0.0:
+                            whole_touched[n_touched] = d
+                            n_touched += 1
+                        whole[d] = v + np.float64(w - w / (one + x[p]))
+            heap_size[q] = _collect(
+                whole, whole_touched, n_touched, 0, base, id_rank, keys, heap_size[q], fbuf, ibuf, True
+            )
             continue
         # Each term's entries (range, first and end posting, score bound): stored ones for long
         # terms, found by scanning the postings of short ones.
@@ -186,14 +306,16 @@ def rank_source(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - one kernel, numba 
                 ub[r] += np.float64(e_bound[j])
         ranges = listed[:listed_n].copy()
         order = np.argsort(-ub[ranges])
-        keys, rows = heap_keys[q], heap_rows[q]
+        # Ranges by decreasing bound; a term's entry for a range is found by binary search (its
+        # entries are ascending by range).
         size = heap_size[q]
+        n = keys.size
         for i in range(listed_n):
             r = ranges[order[i]]
-            if prune and size == n:
+            if size == n:
                 ibuf[0] = np.int32(keys[0] >> 32)
                 if np.float32(ub[r]) < fbuf[0]:
-                    break
+                    break  # every later range has a lower bound: no row there can enter
             first_row = r << bits
             n_touched = 0
             for t in range(t1 - t0):
@@ -206,53 +328,24 @@ def rank_source(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - one kernel, numba 
                 for p in range(e_first[j], e_end[j]):
                     d = docs[p] - first_row
                     s = s1[p] if once else w - w / (one + x[p])
-                    if acc[d] == 0.0:  # every term score is > 0
+                    v = acc[d]
+                    if v == 0.0:  # every term score is > 0
                         touched[n_touched] = d
                         n_touched += 1
-                    acc[d] += np.float64(s)
-            for i2 in range(n_touched):
-                d = touched[i2]
-                fbuf[0] = np.float32(acc[d])
-                acc[d] = 0.0
-                row = base + first_row + d
-                key = (np.int64(ibuf[0]) << 32) | np.int64(0x7FFFFFFF - id_rank[row])
-                if size < n:
-                    # sift up
-                    c = size
-                    size += 1
-                    while c > 0:
-                        parent = (c - 1) >> 1
-                        if keys[parent] <= key:
-                            break
-                        keys[c] = keys[parent]
-                        rows[c] = rows[parent]
-                        c = parent
-                    keys[c] = key
-                    rows[c] = row
-                elif key > keys[0]:
-                    # replace the root, sift down
-                    c = 0
-                    while True:
-                        child = 2 * c + 1
-                        if child >= n:
-                            break
-                        if child + 1 < n and keys[child + 1] < keys[child]:
-                            child += 1
-                        if keys[child] >= key:
-                            break
-                        keys[c] = keys[child]
-                        rows[c] = rows[child]
-                        c = child
-                    keys[c] = key
-                    rows[c] = row
+                    acc[d] = v + np.float64(s)
+            size = _collect(acc, touched, n_touched, first_row, base, id_rank, keys, size, fbuf, ibuf, False)
         heap_size[q] = size
         for i in range(listed_n):
             ub[listed[i]] = 0.0
 
 
 @njit(nogil=True, cache=True)
-def finish(heap_keys, heap_rows, heap_size):  # noqa: ANN001, ANN201 - numba signature
+def finish(heap_keys, heap_size, row_of_rank):  # noqa: ANN001, ANN201 - numba signature
     """Sorts each query's heap best first and applies Anserini's tie adjustment.
+
+    Args:
+        heap_keys, heap_size: The heaps :func:`rank_source` filled.
+        row_of_rank: The row of each id rank (the inverse of ``id_rank``).
 
     Returns:
         ``(rows, raw scores, adjusted scores, bounds)``: all queries' hits concatenated (int64,
@@ -272,12 +365,12 @@ def finish(heap_keys, heap_rows, heap_size):  # noqa: ANN001, ANN201 - numba sig
     dup_step = np.float32(1e-6)
     for q in range(nq):
         size = heap_size[q]
-        order = np.argsort(heap_keys[q, :size])  # keys are distinct: ids are unique
+        ordered = np.sort(heap_keys[q, :size])  # distinct keys: ids are unique
         a = bounds[q]
         for i in range(size):
-            j = order[size - 1 - i]
-            rows[a + i] = heap_rows[q, j]
-            ibuf[0] = np.int32(heap_keys[q, j] >> 32)
+            key = ordered[size - 1 - i]
+            rows[a + i] = row_of_rank[0x7FFFFFFF - (key & 0xFFFFFFFF)]
+            ibuf[0] = np.int32(key >> 32)
             raw[a + i] = fbuf[0]
         # ScoreTiesAdjusterReranker: (float) (Math.round(s * 1e4) / 1e4) in double, then each score
         # within 1e-4f of the previous adjusted one is lowered by 1e-6f * dup.
