@@ -165,7 +165,7 @@ class NgramCounter:
         self.count = count
         #: ``(token ids, document of each token)`` of the latest batch.
         self.last: tuple[np.ndarray, np.ndarray] = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
-        self.vocab: dict[str, int] = {}
+        self.vocab: dict[bytes, int] = {}
         self.words: list[str] = []
         self._unigrams = np.zeros(1024, dtype=np.int64)
         self._bigrams = _Table()
@@ -206,12 +206,12 @@ class NgramCounter:
         local = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
         vocab, words = self.vocab, self.words
         ids = np.empty(len(encoded.dictionary), dtype=np.int64)
+        # Keyed by the UTF-8 bytes: only a new token is decoded.
         for i, raw in enumerate(encoded.dictionary.to_pylist()):
-            word = raw.decode("utf-8", "surrogatepass")
-            found = vocab.get(word)
+            found = vocab.get(raw)
             if found is None:
-                found = vocab[word] = len(words)
-                words.append(word)
+                found = vocab[raw] = len(words)
+                words.append(raw.decode("utf-8", "surrogatepass"))
             ids[i] = found
         gid = ids[local]
         doc = np.searchsorted(offsets, starts, side="right") - 1
@@ -227,29 +227,34 @@ class NgramCounter:
         self.totals[1] += m
         base = self.tokens_seen
         u = gid.astype(np.uint64)
+        # Keys over contiguous slices; the few n-grams that span two documents are dropped after.
         if m >= 2:
-            keep = np.flatnonzero(doc[:-1] == doc[1:])
-            self._bigrams.add((u[keep] << np.uint64(32)) | u[keep + 1], keep + base)
-            self.totals[2] += int(keep.size)
+            keys = (u[:-1] << np.uint64(32)) | u[1:]
+            first = np.arange(base, base + m - 1, dtype=np.int64)
+            same = doc[:-1] == doc[1:]
+            if not same.all():
+                keys, first = keys[same], first[same]
+            self._bigrams.add(keys, first)
+            self.totals[2] += int(keys.size)
         if m >= 3:
-            keep = np.flatnonzero(doc[:-2] == doc[2:])
-            a, b, c = gid[keep], gid[keep + 1], gid[keep + 2]
-            small = (a < _ID_LIMIT) & (b < _ID_LIMIT) & (c < _ID_LIMIT)
-            if small.all():
-                sel = keep
-            else:
-                sel = keep[small]
-                for j in np.flatnonzero(~small).tolist():
-                    key = (int(a[j]), int(b[j]), int(c[j]))
+            keys = (u[:-2] << np.uint64(2 * ID_BITS)) | (u[1:-1] << np.uint64(ID_BITS)) | u[2:]
+            first = np.arange(base, base + m - 2, dtype=np.int64)
+            same = doc[:-2] == doc[2:]
+            if len(words) > _ID_LIMIT:  # some ids no longer fit in 21 bits: those trigrams go to a dict
+                big = (gid[:-2] >= _ID_LIMIT) | (gid[1:-1] >= _ID_LIMIT) | (gid[2:] >= _ID_LIMIT)
+                for j in np.flatnonzero(big & same).tolist():
+                    key = (int(gid[j]), int(gid[j + 1]), int(gid[j + 2]))
                     entry = self._overflow.get(key)
                     if entry is None:
-                        self._overflow[key] = [1, int(keep[j]) + base]
+                        self._overflow[key] = [1, base + j]
                     else:
                         entry[0] += 1
-            us = u[sel]
-            packed3 = (us << np.uint64(2 * ID_BITS)) | (u[sel + 1] << np.uint64(ID_BITS)) | u[sel + 2]
-            self._trigrams.add(packed3, sel + base)
-            self.totals[3] += int(keep.size)
+                self.totals[3] += int(np.count_nonzero(big & same))
+                same = same & ~big
+            if not same.all():
+                keys, first = keys[same], first[same]
+            self._trigrams.add(keys, first)
+            self.totals[3] += int(keys.size)
         self.tokens_seen += m
         return np.bincount(doc, minlength=docs)
 
