@@ -642,7 +642,7 @@ def _quiet_ray_data() -> Callable[[], None]:
     context.enable_progress_bars = False
     context.execution_options.preserve_order = True
     context.print_on_execution_start = False
-    data_logger.setLevel(logging.WARNING)
+    data_logger.setLevel(logging.ERROR)  # its warnings (no progress bars, CPUs busy) are not the user's to act on
 
     def restore() -> None:
         context.enable_progress_bars, context.execution_options.preserve_order = saved[0], saved[1]
