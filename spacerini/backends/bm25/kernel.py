@@ -184,6 +184,7 @@ def _collect(acc, touched, n_touched, first, base, id_rank, keys, size, fbuf, ib
 def rank_source(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - one kernel, numba signature
     docs, s1, x, entry_offsets, range_ids, starts, max_x, bits, n_ranges, n_rows, base, id_rank,  # noqa: ANN001
     q_ptr, t_tid, t_start, t_end, t_weight, t_once, heap_keys, heap_size, prune_min, prune_terms,  # noqa: ANN001
+    whole, whole_touched,  # noqa: ANN001
 ):  # fmt: skip
     """Adds one sidecar's postings to the running top-``n`` heaps of a chunk of queries.
 
@@ -205,13 +206,13 @@ def rank_source(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - one kernel, numba 
         prune_min, prune_terms: Queries with at least ``prune_min`` postings here and at most
             ``prune_terms`` terms skip ranges whose bound is below the ``n``-th score; the others
             score every posting (cheaper when the bounds are loose or the postings few).
+        whole, whole_touched: A zeroed float64 accumulator and an int32 scratch array, one slot
+            per row (the caller reuses them: they are left zeroed).
     """
     one = np.float32(1.0)
     width = 1 << bits
     acc = np.zeros(width, np.float64)
     touched = np.empty(width, np.int32)
-    whole = np.zeros(0, np.float64)  # a whole-sidecar accumulator, made when a query needs it
-    whole_touched = np.zeros(0, np.int32)
     ub = np.zeros(n_ranges, np.float64)
     listed = np.empty(n_ranges, np.int32)
     fbuf = np.empty(1, np.float32)
@@ -226,9 +227,6 @@ def rank_source(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - one kernel, numba 
             postings += t_end[t] - t_start[t]
         if postings < prune_min or t1 - t0 > prune_terms or n_ranges <= 2:
             # Every posting, into an accumulator over the whole sidecar: no bounds to compute.
-            if whole.size == 0:
-                whole = np.zeros(n_rows, np.float64)
-                whole_touched = np.empty(n_rows, np.int32)
             n_touched = 0
             for t in range(t0, t1):
                 w = t_weight[t]

@@ -732,14 +732,16 @@ class _Ranker:
             q_ptr = np.zeros(nq + 1, dtype=np.int64)
             np.cumsum(np.bincount(np.asarray(qs, dtype=np.int64), minlength=nq), out=q_ptr[1:])
             table = source.range_table()
+            whole = source._take_buffers()
             kernel.rank_source(
                 _read_only(source.docs), _read_only(source.s1), _read_only(source.x),
                 *(_read_only(a) for a in table[:4]), table[4], table[5], source.rows, base, id_rank,
                 q_ptr, np.asarray(tids, dtype=np.int64), np.asarray(starts, dtype=np.int64),
                 np.asarray(ends, dtype=np.int64), np.asarray(weights, dtype=np.float32),
                 np.asarray(once, dtype=np.uint8), keys, sizes,
-                self.PRUNE_MIN_POSTINGS if self.prune else 2**62, self.PRUNE_MAX_TERMS,
+                self.PRUNE_MIN_POSTINGS if self.prune else 2**62, self.PRUNE_MAX_TERMS, *whole,
             )  # fmt: skip
+            source._give_buffers(whole)  # only after success: a failed call may leave it dirty
         rows, _, adjusted, bounds = kernel.finish(keys, sizes, self._row_of_rank())
         ids = self.docids(rows)
         scores = adjusted.tolist()
@@ -858,6 +860,19 @@ class ExactScorer(_Ranker):
         self._ranges: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int] | None = None
         self._own_x = True  # False once use_global_stats has recomputed x
         self._range_lock = threading.Lock()
+        self._buffers: list[tuple[np.ndarray, np.ndarray]] = []  # see _take_buffers
+
+    def _take_buffers(self) -> tuple[np.ndarray, np.ndarray]:
+        """A zeroed per-row accumulator and scratch array for one kernel call (reused: a query's
+        cost stays that of its postings, not of clearing a corpus-sized array)."""
+        with self._range_lock:
+            if self._buffers:
+                return self._buffers.pop()
+        return np.zeros(self.rows, dtype=np.float64), np.empty(self.rows, dtype=np.int32)
+
+    def _give_buffers(self, buffers: tuple[np.ndarray, np.ndarray]) -> None:
+        with self._range_lock:
+            self._buffers.append(buffers)
 
     def range_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
         """The pruning table of the compiled kernel (see :func:`~spacerini.backends.bm25.kernel.range_table`).
