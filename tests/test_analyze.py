@@ -52,6 +52,8 @@ def planted_docs() -> list[Doc]:
         fields: dict = {}
         if i % 3 == 0:
             meta = {"licence": "MIT", "language": "Python", "repo": f"org/repo{i % 2}", "owner": "org"}
+            if i % 9 == 0:
+                meta["owner"] = ["org", "ada"]  # co-owners
         elif i % 3 == 1:
             fields = {"url": f"https://www.site{i % 2}.example.org/page{i}", "language": "en"}
         docs.append(Doc(f"d{i:03d}", text, fields=fields, meta=meta))
@@ -193,7 +195,8 @@ def test_analyze_numbers_match_brute_force(bundle) -> None:
     assert b["domain"] == dict(
         Counter(f"site{i % 2}.example.org" for i in range(len(docs)) if i % 3 == 1).most_common()
     )
-    assert sum(b["repo"].values()) == n_meta and b["owner"] == {"org": n_meta}
+    assert sum(b["repo"].values()) == n_meta
+    assert b["owner"] == {"org": n_meta, "ada": len(range(0, len(docs), 9))}
 
 
 def test_skip_sections_and_bad_options(bundle) -> None:

@@ -347,7 +347,7 @@ def analyze(
         BundleNotFoundError, BundleCorruptError: The bundle cannot be opened.
     """
     from spacerini.audit.ngrams import NgramCounter, token_bounds
-    from spacerini.records import licence_and_language, top_counts
+    from spacerini.records import licence_and_language, owner_names, top_counts
 
     if not isinstance(top_k, int) or not 0 <= top_k <= 10_000:
         raise UsageError(f"top_k must be an integer between 0 and 10000, not {top_k!r}")
@@ -442,9 +442,8 @@ def analyze(
                     repo = meta.get("repo") or fields.get("repo")
                     if repo:
                         cats["repo"][str(repo)] += 1
-                    owner = meta.get("owner") or fields.get("owner")
-                    if owner:
-                        cats["owner"][str(owner)] += 1
+                    for name in owner_names(meta.get("owner") or fields.get("owner")):  # co-owners each count
+                        cats["owner"][name] += 1
                     if find_pii is not None:
                         spans = find_pii(text)
                         if spans:
