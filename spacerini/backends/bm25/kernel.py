@@ -363,7 +363,11 @@ def finish(heap_keys, heap_size, row_of_rank):  # noqa: ANN001, ANN201 - numba s
     dup_step = np.float32(1e-6)
     for q in range(nq):
         size = heap_size[q]
-        ordered = np.sort(heap_keys[q, :size])  # distinct keys: ids are unique
+        ordered = heap_keys[q, :size]
+        for i in range(1, size):
+            if ordered[i - 1] > ordered[i]:  # a heap; a bulk selection left it sorted already
+                ordered = np.sort(ordered)  # distinct keys: ids are unique
+                break
         a = bounds[q]
         for i in range(size):
             key = ordered[size - 1 - i]

@@ -713,22 +713,32 @@ class _Ranker:
         """Ranks a chunk of queries with the compiled kernel: one call per sidecar, then one to sort."""
         nq = len(queries)
         spans = self._spans
-        # Per sidecar: its first row and, per query term found in it, (query, tid, start, end,
-        # weight, once).
-        found: dict[int, tuple[ExactScorer, int, list[tuple[int, int, int, int, float, int]]]] = {}
+        # Per sidecar: its first row and, per query term found in it, the query, term id, postings
+        # and the term's count in the query (flat lists; weights are computed per sidecar below).
+        found: dict[int, tuple[ExactScorer, int, list[int], list[int], list[int], list[int], list[int]]] = {}
         for qi, term_counts in enumerate(queries):
             for term, count in term_counts:
                 for source, base, tid, start, end in spans(term):
                     entry = found.get(id(source))
                     if entry is None:
-                        entry = found[id(source)] = (source, base, [])
-                    weight = source.idf[tid] if count == 1 else _F32(count) * source.idf[tid]
-                    entry[2].append((qi, tid, start, end, float(weight), int(count == 1)))
+                        entry = found[id(source)] = (source, base, [], [], [], [], [])
+                    entry[2].append(qi)
+                    entry[3].append(tid)
+                    entry[4].append(start)
+                    entry[5].append(end)
+                    entry[6].append(count)
         keys = np.empty((nq, n), dtype=np.int64)
         sizes = np.zeros(nq, dtype=np.int64)
         id_rank = _read_only(self.id_rank)
-        for source, base, terms in sorted(found.values(), key=lambda e: e[1]):
-            qs, tids, starts, ends, weights, once = zip(*terms, strict=True)
+        for source, base, qs, tid_list, starts, ends, count_list in sorted(
+            found.values(), key=lambda e: e[1]
+        ):
+            tids = np.asarray(tid_list, dtype=np.int64)
+            counts = np.asarray(count_list, dtype=np.int64)
+            once = counts == 1
+            weights = np.asarray(source.idf[tids], dtype=np.float32)  # Lucene's weight: count * idf
+            if not once.all():
+                weights[~once] = counts[~once].astype(np.float32) * weights[~once]
             q_ptr = np.zeros(nq + 1, dtype=np.int64)
             np.cumsum(np.bincount(np.asarray(qs, dtype=np.int64), minlength=nq), out=q_ptr[1:])
             table = source.range_table()
@@ -736,9 +746,8 @@ class _Ranker:
             kernel.rank_source(
                 _read_only(source.docs), _read_only(source.s1), _read_only(source.x),
                 *(_read_only(a) for a in table[:4]), table[4], table[5], source.rows, base, id_rank,
-                q_ptr, np.asarray(tids, dtype=np.int64), np.asarray(starts, dtype=np.int64),
-                np.asarray(ends, dtype=np.int64), np.asarray(weights, dtype=np.float32),
-                np.asarray(once, dtype=np.uint8), keys, sizes,
+                q_ptr, tids, np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64),
+                weights, once.view(np.uint8), keys, sizes,
                 self.PRUNE_MIN_POSTINGS if self.prune else 2**62, self.PRUNE_MAX_TERMS, *whole,
             )  # fmt: skip
             source._give_buffers(whole)  # only after success: a failed call may leave it dirty
