@@ -86,7 +86,7 @@ def _reference(scorer, queries, n):
 def test_kernel_equals_numpy_reference(sidecars, n):
     root, _, queries = sidecars
     scorer = ExactScorer(root / "one")
-    assert scorer.meta["format"] == 2 and scorer.meta["range_bits"] == 4
+    assert scorer.meta["format"] == 1
     want = _reference(scorer, queries, n)
     assert sum(1 for ids, _ in want if ids) > 0.9 * len(queries)  # not all empty
     for prune, at_least, terms in ((True, 0, 99), (True, 64, 99), (True, 0, 1), (False, 0, 99)):
@@ -131,25 +131,25 @@ def test_sharded_kernel_equals_single_index(sidecars, n):
     assert _reference(sharded, queries, n) == want
 
 
-def test_format_1_sidecar_computes_the_same_range_table(sidecars, tmp_path):
-    """An old sidecar (no range files) ranks the same, with the table computed in memory."""
-    root, _, queries = sidecars
-    new = ExactScorer(root / "one")
-    old_dir = tmp_path / "old"
-    old_dir.mkdir()
-    for path in (root / "one").iterdir():
-        if not path.name.startswith("range_"):
-            (old_dir / path.name).write_bytes(path.read_bytes())
-    meta = (old_dir / "meta.json").read_text()
-    (old_dir / "meta.json").write_text(meta.replace('"format": 2', '"format": 1'))
-    old = ExactScorer(old_dir)
-    stored, computed = new.range_table(), old.range_table()
-    assert stored[4:] == computed[4:] == (4, 188)
-    for a, b in zip(stored[:4], computed[:4], strict=True):
-        assert np.array_equal(a, b)
-    old.PRUNE_MIN_POSTINGS = new.PRUNE_MIN_POSTINGS = 0
-    old.PRUNE_MAX_TERMS = new.PRUNE_MAX_TERMS = 99
-    assert old.rank_many(queries, 10) == new.rank_many(queries, 10)
+def test_range_table_equals_a_direct_computation(sidecars):
+    root, _, _ = sidecars
+    scorer = ExactScorer(root / "one")
+    entry_offsets, range_ids, starts, max_x, bits, n_ranges = scorer.range_table()
+    assert (bits, n_ranges) == (4, 188)
+    dfs = np.diff(scorer.offsets)
+    assert (dfs >= sc.RANGE_MIN_DF).sum() > 20
+    for tid in range(dfs.size):
+        lo, hi = entry_offsets[tid], entry_offsets[tid + 1]
+        if dfs[tid] < sc.RANGE_MIN_DF:
+            assert lo == hi
+            continue
+        a, b = scorer.offsets[tid], scorer.offsets[tid + 1]
+        ranges = np.asarray(scorer.docs[a:b]) >> bits
+        want_ids, want_starts = np.unique(ranges, return_index=True)
+        assert range_ids[lo:hi].tolist() == want_ids.tolist()
+        assert starts[lo:hi].tolist() == want_starts.tolist()
+        want_max = np.maximum.reduceat(np.asarray(scorer.x[a:b]), want_starts)
+        assert max_x[lo:hi].tolist() == want_max.tolist()
 
 
 def test_kernel_from_threads_gives_the_same_answers(sidecars):

@@ -12,11 +12,6 @@ in CSR form, as plain ``.npy`` files opened with ``mmap_mode="r"``:
 * ``norms.npy`` (uint8) - Lucene's one-byte norm of each row (``SmallFloat.intToByte4(length)``);
 * ``ids.bin`` + ``ids_offsets.npy`` - the collection ids, and ``id_rank.npy``, each row's rank in
   the byte order of the ids (the order Lucene's ``SortField(id, STRING_VAL)`` uses for ties);
-* ``range_offsets.npy``, ``range_ids.npy``, ``range_starts.npy``, ``range_max_x.npy`` (format 2) -
-  per term with at least :data:`RANGE_MIN_DF` postings, one entry per range of ``2**range_bits``
-  rows holding some of them: the range, where its postings start and their largest ``x``. The
-  compiled kernel (:mod:`spacerini.backends.bm25.kernel`) skips ranges with them; a format-1
-  sidecar (without them) gets the same table computed in memory at its first search;
 * ``meta.json`` - statistics and parameters.
 
 The float arithmetic copies Lucene 9.9 (the version in Anserini 1.7.1) step by step in float32, so
@@ -59,12 +54,11 @@ from typing import Any
 
 import numpy as np
 
-#: 2: the range table (``range_*.npy``) is stored; 1 (still read): it is computed at first search.
-FORMAT_VERSION = 2
-#: Rows per range of the pruning table: ``2**RANGE_BITS``.
+FORMAT_VERSION = 1
+#: Rows per range of the compiled kernel's pruning table: ``2**RANGE_BITS``.
 RANGE_BITS = 10
-#: Terms with fewer postings get no stored range entries: the kernel scans their postings instead.
-RANGE_MIN_DF = 1024
+#: Terms with fewer postings get no range entries: the kernel scans their postings instead.
+RANGE_MIN_DF = 4096
 
 logger = logging.getLogger(__name__)
 
@@ -412,21 +406,13 @@ def write_sidecar(
     np.save(folder / "terms_idf.npy", term_idf.astype(np.float32))
     np.save(folder / "norms.npy", norms)
     np.save(folder / "lengths.npy", lengths)
-    kernel = _kernel()
-    ranges: dict[str, int] = {}
-    if kernel is not None:
-        table = kernel.range_table(offsets, rows.astype(np.int32), x, RANGE_BITS, RANGE_MIN_DF)
-        for name, array in zip(_RANGE_FILES, table, strict=True):
-            np.save(folder / f"{name}.npy", array)
-        ranges = {"range_bits": RANGE_BITS, "range_min_df": RANGE_MIN_DF}
     _save_blob(folder, "ids", ids)
     id_order = sorted(range(n), key=ids.__getitem__)
     id_rank = np.empty(n, dtype=np.int32)
     id_rank[np.asarray(id_order, dtype=np.int64)] = np.arange(n, dtype=np.int32)
     np.save(folder / "id_rank.npy", id_rank)
     meta = {
-        "format": FORMAT_VERSION if ranges else 1,
-        **ranges,
+        "format": FORMAT_VERSION,
         "k1": float(k1),
         "b": float(b),
         "rows": n,
@@ -442,7 +428,6 @@ def write_sidecar(
     return meta
 
 
-_RANGE_FILES = ("range_offsets", "range_ids", "range_starts", "range_max_x")
 _KERNEL: list[Any] = []
 
 
@@ -867,7 +852,6 @@ class ExactScorer(_Ranker):
         self.doc_count = int(self.meta["doc_count"])
         self._span_cache: dict[str, tuple[_Span, ...]] = {}
         self._ranges: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int] | None = None
-        self._own_x = True  # False once use_global_stats has recomputed x
         self._range_lock = threading.Lock()
         self._buffers: list[tuple[np.ndarray, np.ndarray]] = []  # see _take_buffers
 
@@ -886,9 +870,10 @@ class ExactScorer(_Ranker):
     def range_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
         """The pruning table of the compiled kernel (see :func:`~spacerini.backends.bm25.kernel.range_table`).
 
-        Read from the sidecar (format 2) when its ``x`` factors are the ones in use; otherwise
-        (a format-1 sidecar, or a shard scored with a collection's statistics) computed once, in
-        one pass over the postings, and kept in memory.
+        Computed at the first search, in one pass over the postings of the terms with at least
+        :data:`RANGE_MIN_DF` of them (a few ms per 100k documents), and kept in memory (a few MB
+        per 100k documents); recomputed after :meth:`use_global_stats` changes ``x``. It is not
+        stored: the sidecar's files stay those of format 1.
 
         Returns:
             ``(entry_offsets, range_ids, starts, max_x, bits, ranges)``.
@@ -897,30 +882,22 @@ class ExactScorer(_Ranker):
         if table is None:
             with self._range_lock:
                 if self._ranges is None:
-                    self._ranges = self._load_ranges()
+                    self._ranges = self._compute_ranges()
                 table = self._ranges
         return table
 
-    def _load_ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
-        folder = self.folder
-        stored = "range_bits" in self.meta and all((folder / f"{n}.npy").is_file() for n in _RANGE_FILES)
-        if self._own_x and stored:
-            bits = int(self.meta["range_bits"])
-            arrays = tuple(_load(folder / f"{n}.npy") for n in _RANGE_FILES)
-        else:
-            kernel = _kernel()
-            if kernel is None:
-                raise RuntimeError("the range table needs numba")
-            bits = RANGE_BITS
-            started = time.perf_counter()
-            arrays = kernel.range_table(
-                self.offsets, _read_only(self.docs), _read_only(self.x), bits, RANGE_MIN_DF
-            )
-            logger.info(
-                "bm25: computed the range table of %s in %.2f s", folder, time.perf_counter() - started
-            )
+    def _compute_ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
+        kernel = _kernel()
+        if kernel is None:
+            raise RuntimeError("the range table needs numba")
+        bits = RANGE_BITS
+        started = time.perf_counter()
+        arrays = kernel.range_table(
+            self.offsets, _read_only(self.docs), _read_only(self.x), bits, RANGE_MIN_DF
+        )
+        logger.debug("bm25: range table of %s in %.3f s", self.folder, time.perf_counter() - started)
         n_ranges = (self.rows + (1 << bits) - 1) >> bits
-        return (*arrays, bits, n_ranges)  # type: ignore[return-value]
+        return (*arrays, bits, n_ranges)
 
     # -- global statistics (shards) -------------------------------------------------------------
     def vocabulary(self) -> Vocabulary:
@@ -994,8 +971,7 @@ class ExactScorer(_Ranker):
         # The same float32 steps as write_sidecar's post_s1.
         self.s1 = (weight - weight / (_ONE + x)).astype(np.float32)
         if x is not self.x:
-            self._own_x = False  # the stored range table's max_x no longer holds
-            self._ranges = None
+            self._ranges = None  # its max_x no longer holds
         self.x, self.idf = x, term_idf
         self.doc_count = int(doc_count)
         return True
