@@ -60,7 +60,7 @@ import struct
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, BinaryIO
@@ -407,8 +407,35 @@ class Docstore:
         data, lengths, first = self._block(self._block_of(row))
         return self._record(data, lengths, row - first)
 
+    def _light(self, row: int) -> tuple[str, bytes, bytes]:
+        """The id, fields and meta (JSON bytes) of ``row``, without decoding its text."""
+        data, lengths, first = self._block(self._block_of(row))
+        i = (row - first) * _HEADER
+        pos = 8 * len(lengths) + sum(lengths[:i])
+        n_id, n_fields, n_meta = lengths[i : i + 3]
+        fields_at = pos + n_id
+        meta_at = fields_at + n_fields
+        docid = data[pos:fields_at].decode("utf-8", "surrogatepass")
+        return docid, data[fields_at:meta_at], data[meta_at : meta_at + n_meta]
+
     def _id_at(self, row: int) -> str:
-        return self.by_row(row).id
+        return self._light(row)[0]
+
+    def display(self, docid: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+        """The fields and meta of ``docid`` (what a hit shows), without decoding its text.
+
+        Raises:
+            KeyError: No document has this id.
+        """
+        found = None
+        if isinstance(docid, str):
+            for row in self._candidates(docid):  # in row order: the last document with this id wins
+                light = self._light(row)
+                if light[0] == docid:
+                    found = light
+        if found is None:
+            raise KeyError(docid)
+        return _load(found[1]), _load(found[2])
 
     def _candidates(self, docid: str) -> list[int]:
         import numpy as np
@@ -672,6 +699,15 @@ class ParquetDocstore(Docstore):
             cols = batch.to_pydict()
             for i in range(batch.num_rows):
                 yield {c: cols[c][i] for c in columns}
+
+    def display(self, docid: str) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+        """The fields and meta of ``docid``.
+
+        Raises:
+            KeyError: No document has this id.
+        """
+        doc = self.get(docid)
+        return doc.fields, doc.meta
 
     def close(self) -> None:
         """Drops the cached row groups (the memory map goes with the object)."""

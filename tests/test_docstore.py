@@ -92,6 +92,7 @@ def test_lookup_by_id(store_docs) -> None:
         doc = docs[row]
         assert store.row_of(doc.id) == row
         assert store.get(doc.id) == doc
+        assert store.display(doc.id) == (doc.fields, doc.meta)
         assert doc.id in store
     assert store.get_many([docs[9].id, docs[2].id]) == [docs[9], docs[2]]
     for missing in ("nope", "d9999", "surrogate-", "line"):
@@ -100,6 +101,8 @@ def test_lookup_by_id(store_docs) -> None:
             store.get(missing)
         with pytest.raises(KeyError):
             store.row_of(missing)
+        with pytest.raises(KeyError):
+            store.display(missing)
     assert 3 not in store
 
 
@@ -214,7 +217,18 @@ def test_format_1_bundle_still_opens(tmp_path: Path) -> None:
     assert [d.id for d in docs] == [x["id"] for x in lines] == store.ids()
     assert [store.by_row(i) for i in range(len(docs))] == docs
     assert store.get("d4").fields["title"] == "Title 4: Delta" and store.row_of("d4") == 3 and "d4" in store
+    assert store.display("d4") == (docs[3].fields, docs[3].meta)
     assert "nope" not in store
     assert store.text_lengths() == [len(x["contents"].encode()) for x in lines]
     hits = bundle.search("charlie", backend="exact", k=3)
     assert hits and hits[0].fields.get("title", "").startswith("Title")
+
+
+def test_search_pages_carry_the_stored_fields_with_and_without_snippets(tmp_path: Path) -> None:
+    bundle = build_bundle(DATA / "corpus_docs.jsonl", tmp_path / "b", backends=["exact"], progress=False)
+    for snippets in (False, True):
+        hits = bundle.search("echo foxtrot", backend="exact", k=5, snippets=snippets)
+        assert [h.docid for h in hits] == ["d1", "d2", "d3", "d4"]  # the four texts holding the phrase
+        for hit in hits:
+            doc = bundle.doc(hit.docid)
+            assert (hit.fields, hit.meta) == (doc.fields, doc.meta) and hit.fields["title"].startswith("Title")

@@ -326,14 +326,19 @@ class BundleSnapshot:
         snippets: bool,
         snippet_text: Callable[[Doc], str] | None,
     ) -> Hit:
-        try:
-            doc = self.docstore.get(hit.docid)
-        except KeyError:
-            return hit
         snippet = hit.snippet
         if snippet_text is not None:
             snippet = ""  # a backend's own snippet (exact's) was cut from the raw text
-        if snippets and not snippet:
+        need_text = snippets and not snippet
+        try:
+            if need_text:
+                doc = self.docstore.get(hit.docid)
+                fields, meta = doc.fields, doc.meta
+            else:  # no text needed: a long document's text is not decoded
+                fields, meta = self.docstore.display(hit.docid)
+        except KeyError:
+            return hit
+        if need_text:
             text = doc.text if snippet_text is None else snippet_text(doc)
             snippet = cut(query, text) if cut is not None else plain_snippet(text)
         return Hit(
@@ -341,8 +346,8 @@ class BundleSnapshot:
             score=hit.score,
             rank=hit.rank,
             snippet=snippet,
-            fields=doc.fields,
-            meta=doc.meta,
+            fields=fields,
+            meta=meta,
             backend=hit.backend,
         )
 
