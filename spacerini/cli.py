@@ -189,7 +189,7 @@ def index(
     as_json: bool,
     **backend_flags: Any,
 ) -> None:
-    """Build a bundle from SOURCE: a file, a folder, a code folder (--format code) or hf:NAME[:CONFIG][@SPLIT]."""
+    """Build a bundle from SOURCE: a file, a folder, a code folder (--format code), hf:NAME[:CONFIG][@SPLIT] or irds:NAME."""
     from spacerini.bundle import build_bundle
 
     names = _split(backends) or ["bm25"]
@@ -246,7 +246,9 @@ def index(
 @click.option(
     "--backend", default=None, type=click.Choice(["bm25", "dense", "hybrid", "exact"]), help="bm25 (default), dense, hybrid or exact."
 )
-@click.option("--queries", type=click.Path(dir_okay=False), help="TSV file of qid<TAB>text for a batch run.")
+@click.option(
+    "--queries", type=click.Path(dir_okay=False), help="TSV file of qid<TAB>text (or irds:NAME) for a batch run."
+)
 @click.option("--output", type=click.Path(dir_okay=False), help="TREC run file to write (with --queries).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--run-tag", default="spacerini", show_default=True)
@@ -385,8 +387,10 @@ def _plain(snippet: str) -> str:
 # ----------------------------------------------------------------------------------- eval
 @cli.command(name="eval")
 @click.argument("bundle")
-@click.option("--queries", required=True, type=click.Path(dir_okay=False), help="TSV: qid<TAB>text.")
-@click.option("--qrels", required=True, type=click.Path(dir_okay=False), help="TREC qrels file.")
+@click.option("--queries", required=True, type=click.Path(dir_okay=False), help="TSV: qid<TAB>text, or irds:NAME.")
+@click.option(
+    "--qrels", default=None, type=click.Path(dir_okay=False), help="TREC qrels file, or irds:NAME (default: --queries' irds:NAME)."
+)
 @click.option("--metrics", default=None, help="Comma-separated ir-measures names (default nDCG@10,AP,R@100).")
 @click.option("--k", default=1000, show_default=True, type=int)
 @click.option("--backend", default=None, help="bm25 (default), dense or hybrid.")
@@ -398,7 +402,7 @@ def _plain(snippet: str) -> str:
 def eval_cmd(
     bundle: str,
     queries: str,
-    qrels: str,
+    qrels: str | None,
     metrics: str | None,
     k: int,
     backend: str | None,
@@ -412,6 +416,10 @@ def eval_cmd(
     from spacerini.bundle import open_bundle
     from spacerini.eval import evaluate, read_qrels, read_queries
 
+    if qrels is None:
+        if not queries.startswith("irds:"):
+            raise click.UsageError("--qrels is required (a TREC qrels file), unless --queries is irds:NAME")
+        qrels = queries
     b = open_bundle(bundle)
     _search_options(b, hybrid_method, alpha, backend_flags)
     scores = evaluate(

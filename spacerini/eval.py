@@ -41,13 +41,18 @@ def _lines(path: str | os.PathLike[str]) -> list[str]:
 
 
 def read_queries(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
-    """Reads a query file: one ``qid<TAB>text`` per line (blank lines are ignored).
+    """Reads a query file: one ``qid<TAB>text`` per line (blank lines are ignored), or the
+    queries of an ir_datasets dataset named ``irds:NAME`` (from its local cache).
 
     Raises:
         CorpusNotFoundError: No such file.
         MalformedRecordError: A line has no tab, an empty qid, or non-UTF-8 bytes.
         EvaluationError: Empty file or duplicate qids.
     """
+    if isinstance(path, str) and path.startswith("irds:"):
+        from spacerini.corpus import irds
+
+        return irds.read_queries(path)
     out: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
     for n, line in enumerate(_lines(path), start=1):
@@ -65,11 +70,16 @@ def read_queries(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
 
 
 def read_qrels(path: str | os.PathLike[str]) -> dict[str, dict[str, int]]:
-    """Reads TREC qrels: ``qid iteration docid relevance`` per line (whitespace-separated).
+    """Reads TREC qrels: ``qid iteration docid relevance`` per line (whitespace-separated), or
+    the qrels of an ir_datasets dataset named ``irds:NAME`` (from its local cache).
 
     Raises:
         MalformedRecordError: A line does not have 4 columns or its relevance is not an integer.
     """
+    if isinstance(path, str) and path.startswith("irds:"):
+        from spacerini.corpus import irds
+
+        return irds.read_qrels(path)
     qrels: dict[str, dict[str, int]] = {}
     for n, line in enumerate(_lines(path), start=1):
         parts = line.split()

@@ -8,6 +8,8 @@ Sources:
 * a folder of source code with ``format="code"`` (one document per code file, with provenance);
 * ``hf:NAME[:CONFIG][@SPLIT]`` - a Hugging Face dataset, streamed; ``hf:/path`` or a plain path to
   a folder written by ``Dataset.save_to_disk``;
+* ``irds:NAME`` - the documents of an ir_datasets dataset, from its local cache (never downloaded:
+  :mod:`spacerini.corpus.irds`);
 * a ``datasets.Dataset``/``IterableDataset``, an iterable of dicts, or a callable returning one.
 
 Example:
@@ -37,7 +39,7 @@ __all__ = [
 ]
 
 #: Values accepted by ``format=``.
-FORMATS: tuple[str, ...] = ("jsonl", "json", "parquet", "csv", "tsv", "code", "hf")
+FORMATS: tuple[str, ...] = ("jsonl", "json", "parquet", "csv", "tsv", "code", "hf", "irds")
 
 
 def load_corpus(
@@ -57,10 +59,10 @@ def load_corpus(
     checked as they stream.
 
     Args:
-        source: A path (file or folder), ``"hf:NAME[:CONFIG][@SPLIT]"``, a ``datasets.Dataset`` or
+        source: A path (file or folder), ``"hf:NAME[:CONFIG][@SPLIT]"``, ``"irds:NAME"``, a ``datasets.Dataset`` or
             ``IterableDataset`` (or a ``DatasetDict``, whose "train" split is read), an iterable of
             dicts or of :class:`~spacerini.records.Doc`, or a callable that returns a fresh one.
-        format: Force a format ("jsonl", "json", "parquet", "csv", "tsv", "code", "hf") instead
+        format: Force a format ("jsonl", "json", "parquet", "csv", "tsv", "code", "hf", "irds") instead
             of guessing from the file names.
         id_field: The id column (default: the first of "id", "docid", "_id", "doc_id" present).
         fields: The contents columns, joined with ``"\\n"`` into ``Doc.text`` (default: the first
@@ -160,6 +162,20 @@ def _load_path(
     from spacerini.corpus import files, hf
 
     text = str(source)
+    if format == "irds" or text.startswith("irds:"):
+        from spacerini.corpus import irds
+
+        name, records, total = irds.open_docs(text)
+        return TableCorpus(
+            records,
+            source=f"irds:{name}",
+            format="irds",
+            id_field=id_field,
+            fields=fields,
+            progress=progress,
+            total=total,
+            extra={"dataset": name},
+        )
     if format == "hf" or text.startswith("hf:"):
         spec, dataset, saved, split = hf.open_source(text)
         if saved is not None:

@@ -124,22 +124,141 @@ def open_source(text: str) -> tuple[HfSpec, Any, Path | None, str]:
     return spec, load_hub(spec), None, spec.split
 
 
+#: Seconds the reachability probe of the Hub may take (DNS and TCP connect) before the Hub
+#: counts as unreachable.
+PROBE_TIMEOUT = 1.5
+_probe_cache: dict[str, tuple[float, bool]] = {}
+
+
+def _offline_already() -> bool:
+    """Whether offline mode is on (the environment, or ``datasets``/``huggingface_hub`` settings)."""
+    import os
+
+    truthy = {"1", "ON", "YES", "TRUE"}
+    if any(os.environ.get(v, "").upper() in truthy for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+        return True
+    import sys
+
+    hub = sys.modules.get("huggingface_hub.constants")
+    config = sys.modules.get("datasets.config")
+    return bool(getattr(hub, "HF_HUB_OFFLINE", False) or getattr(config, "HF_HUB_OFFLINE", False))
+
+
+def hub_reachable(timeout: float = PROBE_TIMEOUT) -> bool:
+    """Whether a TCP connection to the Hub (``HF_ENDPOINT``, or the HTTPS proxy when one is set)
+    opens within ``timeout`` seconds, DNS included. Cached for a minute.
+
+    The probe runs in a daemon thread, so a resolver that hangs costs ``timeout`` at most.
+    """
+    import os
+    import socket
+    import threading
+    import time
+    from urllib.parse import urlsplit
+
+    target = (
+        os.environ.get("HTTPS_PROXY")
+        or os.environ.get("https_proxy")
+        or os.environ.get("ALL_PROXY")
+        or os.environ.get("all_proxy")
+        or os.environ.get("HF_ENDPOINT")
+        or "https://huggingface.co"
+    )
+    parts = urlsplit(target if "://" in target else f"http://{target}")
+    host = parts.hostname or "huggingface.co"
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        port = 443
+    key = f"{host}:{port}"
+    now = time.monotonic()
+    known = _probe_cache.get(key)
+    if known is not None and now - known[0] < 60:
+        return known[1]
+    result: list[bool] = []
+
+    def probe() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=timeout):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, name="spacerini-hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    reachable = bool(result and result[0])
+    _probe_cache[key] = (now, reachable)
+    return reachable
+
+
+class _Offline:
+    """Turns on the offline mode of ``datasets`` and ``huggingface_hub`` (environment and their
+    already-imported settings) for a ``with`` block, and restores everything after."""
+
+    _ENV = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    _ATTRS = (
+        ("huggingface_hub.constants", "HF_HUB_OFFLINE"),
+        ("datasets.config", "HF_HUB_OFFLINE"),
+        ("datasets.config", "HF_DATASETS_OFFLINE"),
+    )
+
+    def __enter__(self) -> _Offline:
+        import importlib
+        import os
+
+        self._env = {name: os.environ.get(name) for name in self._ENV}
+        self._attrs: list[tuple[Any, str, Any]] = []
+        for name in self._ENV:
+            os.environ[name] = "1"
+        for module_name, attr in self._ATTRS:
+            module = importlib.import_module(module_name)
+            if hasattr(module, attr):
+                self._attrs.append((module, attr, getattr(module, attr)))
+                setattr(module, attr, True)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        import os
+
+        for name, value in self._env.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        for module, attr, value in self._attrs:
+            setattr(module, attr, value)
+
+
 def load_hub(spec: HfSpec) -> Any:
     """Opens a Hub (or local script/data-folder) dataset in streaming mode.
+
+    With no network (offline mode already on, or the Hub not reachable within
+    :data:`PROBE_TIMEOUT` seconds) the dataset is opened in offline mode, from the local cache
+    only, so a dataset that is not cached fails at once instead of after the Hub client's retries.
 
     Raises:
         CorpusNotFoundError: The dataset, config or split cannot be found locally or on the Hub.
     """
+    import contextlib
+
     datasets = _datasets()
+    offline = _offline_already() or not hub_reachable()
     try:
-        return datasets.load_dataset(spec.name, spec.config, split=spec.split, streaming=True)
+        with _Offline() if offline else contextlib.nullcontext():
+            return datasets.load_dataset(spec.name, spec.config, split=spec.split, streaming=True)
     except Exception as exc:  # datasets raises many kinds; each becomes one clear line
-        raise _not_found(spec, exc) from None
+        raise _not_found(spec, exc, offline=offline) from None
 
 
-def _not_found(spec: HfSpec, exc: BaseException) -> CorpusNotFoundError:
+def _not_found(spec: HfSpec, exc: BaseException, *, offline: bool = False) -> CorpusNotFoundError:
     text = _first_line(exc)
     kind = type(exc).__name__
+    if offline and kind != "ValueError":  # a config or split that is not there stays its own error
+        return CorpusNotFoundError(
+            f"hf:{spec.name} is not in the local cache and the Hub cannot be reached: download it once with "
+            f"network access, or pass a local folder written by Dataset.save_to_disk ({kind}: {text})"
+        )
     if (
         isinstance(exc, ConnectionError | TimeoutError)
         or kind

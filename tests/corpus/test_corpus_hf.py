@@ -111,7 +111,7 @@ def test_unknown_hub_dataset_offline_is_one_clear_error() -> None:
         load_corpus("hf:spacerini-tests/no-such-dataset-xyz@train")
     message = str(caught.value)
     assert (
-        "dataset 'spacerini-tests/no-such-dataset-xyz' not found in the local Hugging Face cache" in message
+        "hf:spacerini-tests/no-such-dataset-xyz is not in the local cache and the Hub cannot be reached" in message
     )
     assert "\n" not in message
     assert isinstance(caught.value, FileNotFoundError)
