@@ -67,6 +67,8 @@ Design choices, and why:
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import html
 import json
 import logging
@@ -685,9 +687,10 @@ class BM25Searcher:
                 for (qid, _), result in zip(batch, hits, strict=True):
                     out[qid] = result
             return out
-        return {
-            qid: _make_hits(ids, scores, 0) for qid, ids, scores in self._iter_ranked(queries, k, threads)
-        }
+        with _gc_paused():
+            return {
+                qid: _make_hits(ids, scores, 0) for qid, ids, scores in self._iter_ranked(queries, k, threads)
+            }
 
     def batch_search_pairs(
         self, queries: Sequence[tuple[str, str]], *, k: int = 1000, threads: int = 1
@@ -704,10 +707,11 @@ class BM25Searcher:
         if self._exact is None:
             hits = self.batch_search(queries, k=k, threads=threads)
             return {q: [(h.docid, h.score) for h in hs] for q, hs in hits.items()}
-        return {
-            qid: list(zip(ids, scores, strict=True))
-            for qid, ids, scores in self._iter_ranked(queries, k, threads)
-        }
+        with _gc_paused():
+            return {
+                qid: list(zip(ids, scores, strict=True))
+                for qid, ids, scores in self._iter_ranked(queries, k, threads)
+            }
 
     def _iter_ranked(
         self, queries: Sequence[tuple[str, str]], k: int, threads: int
@@ -885,6 +889,35 @@ class BM25Searcher:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+_GC_LOCK = threading.Lock()
+_GC_PAUSES = [0, False]  # [batches building results now, whether the collector was on before]
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pauses Python's cyclic garbage collector while a batch builds its results.
+
+    A batch at k=1000 creates a million tuples or hits that all survive; each 700 allocations
+    start a young collection, and the survivors soon trigger full ones that walk every object
+    of the process, so collection costs more than building (measured: about half the time of
+    ``batch_search_pairs`` at k=1000). The results hold only strings and floats, which form no
+    cycles, so nothing is left for the collector to find. Nested or concurrent batches share one
+    pause; the collector is turned back on by the last one, and only if it was on.
+    """
+    with _GC_LOCK:
+        if _GC_PAUSES[0] == 0:
+            _GC_PAUSES[1] = gc.isenabled()
+            gc.disable()
+        _GC_PAUSES[0] += 1
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _GC_PAUSES[0] -= 1
+            if _GC_PAUSES[0] == 0 and _GC_PAUSES[1]:
+                gc.enable()
 
 
 _HIT_SLOTS = ("docid", "score", "rank", "snippet", "fields", "meta", "backend")
