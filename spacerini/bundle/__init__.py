@@ -5,7 +5,7 @@ is complete, so a crash or Ctrl-C leaves the previous bundle intact and no half-
 
     bundle/
       spacerini.json   manifest: format version, source, fields, counts, backends + params, checksums
-      docs/            docstore (Parquet)
+      docs/            docstore (LZ4 blocks + id index: random access by row and id; see spacerini.docstore)
       lucene/ bm25/    BM25 (Anserini index + fast scorer arrays)
       exact/ bloom/ owners/ dense/   other backends
 

@@ -148,7 +148,7 @@ class BundleSnapshot:
 
     @property
     def docstore(self) -> Docstore:
-        """The Parquet docstore."""
+        """The docstore (see :mod:`spacerini.docstore`)."""
         if self._docstore is None:
             with self._lock:
                 if self._docstore is None:
@@ -534,7 +534,7 @@ class Bundle:
 
     @property
     def docstore(self) -> Docstore:
-        """The Parquet docstore of the generation in use."""
+        """The docstore of the generation in use."""
         return self._call("_get_docstore")
 
     def searcher(self, backend: str) -> Any:
