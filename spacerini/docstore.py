@@ -40,8 +40,9 @@ Why this layout (measured on 100k paragraphs of Debian docs and man pages, 48 MB
   about log2(n) of its pages.
 * **Memory stays flat.** Blocks are read with ``os.pread`` (page cache, not the process's
   RSS) and nothing is cached in the process, so RSS does not grow with the number of lookups.
-* **A docstore keeps reading its own generation.** Its files are opened once, at open; a newer
-  generation that replaces the folder (and deletes the old one) leaves them readable.
+* **A docstore keeps reading its own generation.** Its files are opened (or mapped) once, at
+  open; a newer generation that replaces the folder (and deletes the old one) leaves them
+  readable, and nothing is read by path later.
 * **No pickle, no new dependency.** Plain ``.npy``/JSON, LZ4 and zstd through pyarrow's codecs.
 * **Checksums while writing.** :class:`DocstoreWriter` hashes every byte it writes
   (:attr:`DocstoreWriter.checksums`), so publishing need not read the docstore again.
@@ -339,6 +340,8 @@ class Docstore:
             # Plain ndarray views of the maps: np.memmap's own indexing costs microseconds a call.
             self._hashes = np.load(folder / ID_HASH, mmap_mode="r", allow_pickle=False).view(np.ndarray)
             self._hash_rows = np.load(folder / ID_ROWS, mmap_mode="r", allow_pickle=False).view(np.ndarray)
+            self._text_lengths = np.load(folder / LENGTHS, mmap_mode="r", allow_pickle=False).view(np.ndarray)
+            self._ids_fh = (folder / IDS).open("rb")
         except (OSError, ValueError, KeyError, TypeError) as exc:
             raise BundleCorruptError(f"{folder}: cannot read the docstore ({exc}); rebuild the bundle") from exc
         if (
@@ -348,6 +351,7 @@ class Docstore:
             or int(blocks[-1, 1]) != self._size
             or len(self._hashes) != self._len
             or len(self._hash_rows) != self._len
+            or len(self._text_lengths) != self._len
         ):
             raise BundleCorruptError(f"{folder}: the docstore's index does not match its records; rebuild the bundle")
         self._meta = meta
@@ -520,9 +524,7 @@ class Docstore:
 
     def text_lengths(self) -> list[int]:
         """The UTF-8 byte length of every document's text, in corpus order (for sizing shards)."""
-        import numpy as np
-
-        return np.load(self._folder / LENGTHS, allow_pickle=False).tolist()
+        return self._text_lengths.tolist()
 
     def ids(self) -> list[str]:
         """Returns all document ids in corpus order (loaded once, then cached)."""
@@ -531,7 +533,9 @@ class Docstore:
 
             if self._meta.get("ids_newline_free"):
                 try:
-                    with pa.CompressedInputStream(pa.OSFile(str(self._folder / IDS)), "zstd") as stream:
+                    fd = self._ids_fh.fileno()
+                    raw = os.pread(fd, os.fstat(fd).st_size, 0)
+                    with pa.CompressedInputStream(pa.BufferReader(raw), "zstd") as stream:
                         blob = stream.read()
                 except (OSError, pa.ArrowException) as exc:
                     raise BundleCorruptError(f"{self._folder / IDS}: unreadable ({exc}); rebuild the bundle") from exc
@@ -561,6 +565,7 @@ class Docstore:
     def close(self) -> None:
         """Closes the docstore's files (it is unusable after)."""
         self._fh.close()
+        self._ids_fh.close()
 
 
 class ParquetDocstore(Docstore):

@@ -200,9 +200,13 @@ def test_store_keeps_reading_its_files_after_they_are_replaced(store_docs, tmp_p
     copy = tmp_path / "docs"
     shutil.copytree(store.path.parent, copy)
     opened = Docstore(copy)
-    shutil.rmtree(copy)  # a newer generation replaced and deleted the folder
+    shutil.rmtree(copy)  # a newer generation replaced and deleted the folder...
+    with DocstoreWriter(copy) as writer:  # ...and wrote its own at the same path
+        writer.add(Doc(id="new", text="a newer generation"))
     assert opened.get(docs[123].id) == docs[123]
     assert list(opened.iter_docs(start=100, stop=110)) == docs[100:110]
+    assert opened.ids() == [d.id for d in docs] and len(opened.text_lengths()) == len(docs)
+    assert "new" not in opened and len(Docstore(copy)) == 1
 
 
 def test_format_1_bundle_still_opens(tmp_path: Path) -> None:
