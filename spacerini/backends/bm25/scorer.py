@@ -871,7 +871,7 @@ class ExactScorer(_Ranker):
         """The pruning table of the compiled kernel (see :func:`~spacerini.backends.bm25.kernel.range_table`).
 
         Computed at the first search, in one pass over the postings of the terms with at least
-        :data:`RANGE_MIN_DF` of them (a few ms per 100k documents), and kept in memory (a few MB
+        :data:`RANGE_MIN_DF` of them (tens of ms per 100k documents), and kept in memory (a few MB
         per 100k documents); recomputed after :meth:`use_global_stats` changes ``x``. It is not
         stored: the sidecar's files stay those of format 1.
 
