@@ -34,9 +34,10 @@ double) and each near-tie (a score within ``1e-4f`` of the previous, already adj
 :func:`adjust_ties_segments`: the loop is only needed for hits whose lowering depends on the run
 before them, and those reduce to an integer scan).
 
-:meth:`ExactScorer.rank_many` scores a batch of queries at once; :meth:`ExactScorer.score` and
-:meth:`ExactScorer.top` do one query the straightforward way and are the reference it is tested
-against.
+:meth:`ExactScorer.rank_many` scores a batch of queries at once, with the compiled kernel of
+:mod:`spacerini.backends.bm25.kernel` (numba), or with numpy when numba is missing or
+``use_kernel`` is ``False``; :meth:`ExactScorer.score` and :meth:`ExactScorer.top` do one query the
+straightforward way. The numpy batch path and they are the references the kernel is tested against.
 """
 
 from __future__ import annotations
@@ -635,7 +636,8 @@ class _Ranker:
     def rank_many(
         self, queries: Sequence[Sequence[tuple[str, int]]], n: int
     ) -> list[tuple[list[str], list[float]]]:
-        """Scores and ranks many queries with a few numpy operations per batch.
+        """Scores and ranks many queries: with the compiled kernel (see :attr:`use_kernel`), or
+        with a few numpy operations per batch, as described here.
 
         Equivalent to :meth:`score` then :meth:`top` for each query (same rows, order and scores),
         but the per-query work is spread over whole-batch arrays: the postings of all queries are
