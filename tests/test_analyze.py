@@ -77,12 +77,10 @@ def reference_counts(texts: list[str]) -> dict[int, Counter]:
     return counts
 
 
-def test_ngrams_equal_counter_most_common_across_batches_and_merges(monkeypatch) -> None:
-    import pyarrow  # noqa: F401 - the counter packs tokens into Arrow arrays
-
+def test_ngrams_equal_counter_most_common_across_batches_and_growth(monkeypatch) -> None:
     import spacerini.audit.ngrams as ngrams
 
-    monkeypatch.setattr(ngrams, "_FLUSH", 50)  # many runs, many merges
+    monkeypatch.setattr(ngrams, "_INITIAL", 2)  # tiny tables: they grow and rehash many times
     texts = [d.text for d in planted_docs()] * 2
     counter = NgramCounter()
     for i in range(0, len(texts), 7):  # batches of 7 documents
@@ -97,17 +95,33 @@ def test_ngrams_equal_counter_most_common_across_batches_and_merges(monkeypatch)
     assert counter.distinct() == {n: len(ref[n]) for n in (1, 2, 3)}
 
 
-def test_trigrams_of_rare_tokens_beyond_the_packed_ids(monkeypatch) -> None:
-    import spacerini.audit.ngrams as ngrams
-
-    monkeypatch.setattr(ngrams, "_ID_LIMIT", 8)  # token ids >= 8 go to the overflow table
-    texts = ["a b c d e f g h i j k a b c", "i j k i j k x y z", "x y z a b c"]
+def test_ngrams_of_tricky_tokens_and_boundaries() -> None:
+    """Non-ASCII runs, a lone surrogate, empty documents, documents that end and start with a
+    word byte (no token spans them), hash-table probing with many near-equal tokens, ties."""
+    texts = [
+        "a b c d e f g h i j k a b c",
+        "",
+        "i j k i j k x y z",
+        "x y z a b c",
+        "naïve café — naïve café 東京 東京;東京",
+        "ab\ud800cd ab\ud800cd",
+        "...!!",
+        *(f"t{i} t{i % 7} t{i % 3}" for i in range(300)),
+        "end",
+        "start end start",
+    ]
     counter = NgramCounter()
-    raw = [t.encode() for t in texts]
-    counter.add(
+    raw = [t.encode("utf-8", "surrogatepass") for t in texts]
+    got = counter.add(
         np.frombuffer(b"".join(raw), dtype=np.uint8), np.array([0, *np.cumsum([len(r) for r in raw])])
     )
-    assert [(g.ngram, g.count) for g in counter.top(10)[3]] == reference_counts(texts)[3].most_common(10)
+    assert got.tolist() == [len(WORD.findall(t)) for t in texts]
+    ref = reference_counts(texts)
+    top = counter.top(500)
+    for n in (1, 2, 3):
+        assert [(g.ngram, g.count) for g in top[n]] == ref[n].most_common(500), n
+    assert counter.distinct() == {n: len(ref[n]) for n in (1, 2, 3)}
+    assert counter.totals == {n: sum(ref[n].values()) for n in (1, 2, 3)}
 
 
 def brute_force(docs: list[Doc]) -> dict:

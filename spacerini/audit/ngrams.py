@@ -1,4 +1,4 @@
-"""Exact word n-gram counts (n = 1, 2, 3) over a stream of document batches, vectorised.
+"""Exact word n-gram counts (n = 1, 2, 3) over a stream of document batches, compiled.
 
 Tokens are maximal runs of word bytes: ASCII letters, digits, ``_`` and every non-ASCII byte
 (so a run of non-ASCII letters is one token), the tokens of :mod:`spacerini.preprocess.dedup`.
@@ -6,18 +6,17 @@ Case is kept; punctuation and white space only separate tokens; an n-gram never 
 documents. On the decoded text, ``re.findall(r"[A-Za-z0-9_\\u0080-\\U0010ffff]+", text)`` gives
 the same tokens, and a ``collections.Counter`` over them the same counts.
 
-How it counts, with no Python loop per token: a batch arrives as one UTF-8 buffer with Arrow's
-offsets. numpy finds the token boundaries, packs the word bytes into an Arrow string array of
-tokens (no copy of a token), and Arrow's dictionary encoding numbers them; each batch's distinct
-tokens get global ids (in order of first occurrence) from one dict. Unigrams are counted with
-``bincount``; bigram keys pack two ids into 64 bits, trigram keys three 21-bit ids, so keys are
-the n-grams themselves, not hashes, and counts are exact. Each batch's keys are reduced (in a hash
-table) to ``(key, count, first occurrence)`` runs that merge as they grow. Trigrams with a token id
-beyond 2**21 (after two million distinct tokens) are counted in a plain dict instead.
+How it counts: a batch arrives as one UTF-8 buffer with Arrow's offsets, and one compiled pass
+(:mod:`spacerini.audit.ngram_kernel`, numba) walks its bytes once. Each token is looked up by its
+bytes in a vocabulary hash table (ids in order of first occurrence); its unigram count is
+incremented, and the bigram and trigram it ends are counted in two hash tables keyed by the
+token ids themselves (a bigram by two 32-bit ids packed in 64 bits, a trigram by that and the
+third id), so keys are the n-grams, not hashes of them, and counts are exact. Table entries
+are kept in insertion order, which is the order of first occurrence: ties are ordered by first
+occurrence, as ``Counter.most_common`` orders them.
 
-Ties are ordered by first occurrence, as ``Counter.most_common`` orders them.
-
-Memory: the vocabulary, plus 24 bytes per distinct bigram and trigram.
+Memory: the vocabulary (its bytes plus about 60 bytes per distinct token), and about 40 bytes
+per distinct bigram and trigram (entries plus a table at most half full).
 """
 
 from __future__ import annotations
@@ -36,12 +35,9 @@ WORD_BYTE[0x80:] = True
 #: The same tokens, on text.
 WORD = re.compile(r"[A-Za-z0-9_\u0080-\U0010ffff]+")
 
-#: Bits per token id in a packed trigram key.
-ID_BITS = 21
-_ID_LIMIT = 1 << ID_BITS
-#: Keys buffered before they are sorted into a run.
-_FLUSH = 4_000_000
-
+#: Initial table sizes (powers of two; they double as needed).
+_INITIAL = 1 << 14
+_EMPTY = -1
 
 @dataclass(frozen=True, slots=True)
 class NgramCount:
@@ -85,67 +81,27 @@ def token_bounds(data: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.
     return mask, starts, ends
 
 
-@dataclass(frozen=True, slots=True)
-class _Run:
-    keys: np.ndarray  # unique uint64 keys (in no particular order)
-    counts: np.ndarray  # int64
-    first: np.ndarray  # int64 global token index of the first occurrence
+def _grown(array: np.ndarray, size: int) -> np.ndarray:
+    """``array`` copied into a new array of at least ``size`` elements (at least doubled)."""
+    out = np.empty(max(size, 2 * array.size), dtype=array.dtype)
+    out[: array.size] = array
+    return out
 
 
-def _reduce(keys: np.ndarray, counts: np.ndarray | None, first: np.ndarray) -> _Run:
-    """Sums the counts of equal keys and keeps their first occurrence (a hash table: pandas'
-    ``factorize``, two to four times faster than sorting here)."""
-    import pandas as pd
-
-    codes, uniques = pd.factorize(keys)
-    summed = np.bincount(codes) if counts is None else np.bincount(codes, weights=counts).astype(np.int64)
-    firsts = np.full(len(uniques), np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(firsts, codes, first)
-    return _Run(np.asarray(uniques, dtype=np.uint64), summed.astype(np.int64), firsts)
+def _table(rows: int) -> np.ndarray:
+    return np.zeros((rows, 4), dtype=np.uint64)
 
 
-class _Table:
-    """Exact counts of packed n-gram keys: sorted runs, merged as they grow (a small LSM tree)."""
+def _room(table: np.ndarray, entries: int, vocabulary: bool) -> np.ndarray:
+    """``table``, or a larger copy (rehashed) in which ``entries`` rows keep it at most half full."""
+    from spacerini.audit.ngram_kernel import rehash
 
-    def __init__(self) -> None:
-        self.runs: list[_Run] = []
-        self._pending: list[tuple[np.ndarray, np.ndarray]] = []
-        self._pending_size = 0
-
-    def add(self, keys: np.ndarray, first: np.ndarray) -> None:
-        self._pending.append((keys, first))
-        self._pending_size += keys.size
-        if self._pending_size >= _FLUSH:
-            self.flush()
-
-    def flush(self) -> None:
-        if not self._pending:
-            return
-        keys = np.concatenate([p[0] for p in self._pending])
-        first = np.concatenate([p[1] for p in self._pending])
-        self._pending, self._pending_size = [], 0
-        self.runs.append(_reduce(keys, None, first))
-        while len(self.runs) > 1 and self.runs[-2].keys.size <= 2 * self.runs[-1].keys.size:
-            b, a = self.runs.pop(), self.runs.pop()
-            self.runs.append(self._merge(a, b))
-
-    @staticmethod
-    def _merge(a: _Run, b: _Run) -> _Run:
-        return _reduce(
-            np.concatenate((a.keys, b.keys)),
-            np.concatenate((a.counts, b.counts)),
-            np.concatenate((a.first, b.first)),
-        )
-
-    def final(self) -> _Run:
-        self.flush()
-        while len(self.runs) > 1:
-            b, a = self.runs.pop(), self.runs.pop()
-            self.runs.append(self._merge(a, b))
-        if not self.runs:
-            e = np.empty(0, dtype=np.int64)
-            return _Run(e.astype(np.uint64), e, e)
-        return self.runs[0]
+    if 2 * entries <= table.shape[0]:
+        return table
+    rows = max(2 * table.shape[0], 1 << int(2 * entries - 1).bit_length())  # a power of two
+    new = _table(rows)
+    rehash(table, new, vocabulary)
+    return new
 
 
 class NgramCounter:
@@ -165,14 +121,39 @@ class NgramCounter:
         self.count = count
         #: ``(token ids, document of each token)`` of the latest batch.
         self.last: tuple[np.ndarray, np.ndarray] = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
-        self.vocab: dict[bytes, int] = {}
-        self.words: list[str] = []
-        self._unigrams = np.zeros(1024, dtype=np.int64)
-        self._bigrams = _Table()
-        self._trigrams = _Table()
-        self._overflow: dict[tuple[int, int, int], list[int]] = {}
+        self._vocab = _table(_INITIAL)
+        self._vstart = np.empty(_INITIAL // 2, dtype=np.int64)
+        self._vlen = np.empty(_INITIAL // 2, dtype=np.int64)
+        self._arena = np.empty(1 << 16, dtype=np.uint8)
+        self._vused = np.zeros(2, dtype=np.int64)  # vocabulary size, arena bytes used
+        self._bigrams = _table(_INITIAL)
+        self._bused = np.zeros(1, dtype=np.int64)
+        self._trigrams = _table(_INITIAL)
+        self._tused = np.zeros(1, dtype=np.int64)
+        self._words: list[str] = []
         self.tokens_seen = 0
         self.totals = {1: 0, 2: 0, 3: 0}
+
+    @property
+    def words(self) -> list[str]:
+        """Every distinct token, by id (decoded on demand)."""
+        n = int(self._vused[0])
+        if len(self._words) < n:
+            arena, start, length = self._arena, self._vstart, self._vlen
+            for i in range(len(self._words), n):
+                raw = arena[start[i] : start[i] + length[i]].tobytes()
+                self._words.append(raw.decode("utf-8", "surrogatepass"))
+        return self._words
+
+    def _grow(self, left: int) -> None:
+        """Doubles whatever table the pass stopped for (``left``: bytes of the batch not yet read)."""
+        n = int(self._vused[0])
+        if n + 1 > self._vstart.size:
+            self._vstart = _grown(self._vstart, n + 1)
+            self._vlen = _grown(self._vlen, n + 1)
+        self._vocab = _room(self._vocab, n + 1, True)
+        if int(self._vused[1]) + left > self._arena.size:
+            self._arena = _grown(self._arena, int(self._vused[1]) + left)
 
     def add(self, data: np.ndarray, offsets: np.ndarray) -> np.ndarray:
         """Counts the n-grams of one batch.
@@ -184,126 +165,85 @@ class NgramCounter:
         Returns:
             The number of tokens of each document of the batch.
         """
-        import pyarrow as pa
-        import pyarrow.compute as pc
+        from spacerini.audit.ngram_kernel import count_batch
 
+        data = np.ascontiguousarray(data, dtype=np.uint8)
+        offsets = np.ascontiguousarray(offsets, dtype=np.int64)
         docs = len(offsets) - 1
-        mask, starts, ends = token_bounds(data, offsets)
-        m = int(starts.size)
-        if m == 0:
-            self.last = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
-            return np.zeros(docs, dtype=np.int64)
-        # Word bytes packed together: the tokens become contiguous, an Arrow string array as is.
-        tok_offsets = np.empty(m + 1, dtype=np.int64)
-        tok_offsets[0] = 0
-        np.cumsum(ends - starts, out=tok_offsets[1:])
-        packed = data[mask]
-        # Binary, not string: a lone surrogate (stored with "surrogatepass") is not valid UTF-8.
-        tokens = pa.LargeBinaryArray.from_buffers(
-            pa.large_binary(), m, [None, pa.py_buffer(tok_offsets), pa.py_buffer(packed)]
-        )
-        encoded = pc.dictionary_encode(tokens)
-        local = np.asarray(encoded.indices.to_numpy(zero_copy_only=False), dtype=np.int64)
-        vocab, words = self.vocab, self.words
-        ids = np.empty(len(encoded.dictionary), dtype=np.int64)
-        # Keyed by the UTF-8 bytes: only a new token is decoded.
-        for i, raw in enumerate(encoded.dictionary.to_pylist()):
-            found = vocab.get(raw)
-            if found is None:
-                found = vocab[raw] = len(words)
-                words.append(raw.decode("utf-8", "surrogatepass"))
-            ids[i] = found
-        gid = ids[local]
-        doc = np.searchsorted(offsets, starts, side="right") - 1
+        most = (int(data.size) + 1) // 2 + docs  # tokens: separated by a byte or a document boundary
+        gid = np.empty(most, dtype=np.int64)
+        doc = np.empty(most, dtype=np.int64)
+        per_doc = np.zeros(docs, dtype=np.int64)
+        state = np.array([0, -1, -1, -1, 0, 0], dtype=np.int64)
+        while not count_batch(
+            data, offsets, WORD_BYTE,
+            self._vocab, self._vstart, self._vlen, self._arena, self._vused,
+            self.count, gid, doc, per_doc, state,
+        ):  # fmt: skip
+            self._grow(int(data.size - state[1]))
+        m = int(state[4])
+        gid, doc = gid[:m], doc[:m]
         self.last = (gid, doc)
-        if not self.count:
-            self.tokens_seen += m
-            return np.bincount(doc, minlength=docs)
-        if len(words) > self._unigrams.size:
-            grown = np.zeros(max(len(words), 2 * self._unigrams.size), dtype=np.int64)
-            grown[: self._unigrams.size] = self._unigrams
-            self._unigrams = grown
-        self._unigrams[: len(words)] += np.bincount(gid, minlength=len(words))
-        self.totals[1] += m
-        base = self.tokens_seen
-        u = gid.astype(np.uint64)
-        # Keys over contiguous slices; the few n-grams that span two documents are dropped after.
-        if m >= 2:
-            keys = (u[:-1] << np.uint64(32)) | u[1:]
-            first = np.arange(base, base + m - 1, dtype=np.int64)
-            same = doc[:-1] == doc[1:]
-            if not same.all():
-                keys, first = keys[same], first[same]
-            self._bigrams.add(keys, first)
-            self.totals[2] += int(keys.size)
-        if m >= 3:
-            keys = (u[:-2] << np.uint64(2 * ID_BITS)) | (u[1:-1] << np.uint64(ID_BITS)) | u[2:]
-            first = np.arange(base, base + m - 2, dtype=np.int64)
-            same = doc[:-2] == doc[2:]
-            if len(words) > _ID_LIMIT:  # some ids no longer fit in 21 bits: those trigrams go to a dict
-                big = (gid[:-2] >= _ID_LIMIT) | (gid[1:-1] >= _ID_LIMIT) | (gid[2:] >= _ID_LIMIT)
-                for j in np.flatnonzero(big & same).tolist():
-                    key = (int(gid[j]), int(gid[j + 1]), int(gid[j + 2]))
-                    entry = self._overflow.get(key)
-                    if entry is None:
-                        self._overflow[key] = [1, base + j]
-                    else:
-                        entry[0] += 1
-                self.totals[3] += int(np.count_nonzero(big & same))
-                same = same & ~big
-            if not same.all():
-                keys, first = keys[same], first[same]
-            self._trigrams.add(keys, first)
-            self.totals[3] += int(keys.size)
         self.tokens_seen += m
-        return np.bincount(doc, minlength=docs)
+        if self.count:
+            from spacerini.audit.ngram_kernel import count_ngrams
+
+            self._bigrams = _room(self._bigrams, int(self._bused[0]) + m, False)
+            count_ngrams(gid, doc, 2, self._bigrams, self._bused)
+            self._trigrams = _room(self._trigrams, int(self._tused[0]) + m, False)
+            count_ngrams(gid, doc, 3, self._trigrams, self._tused)
+            self.totals[1] += m
+            self.totals[2] += int(np.maximum(per_doc - 1, 0).sum())
+            self.totals[3] += int(np.maximum(per_doc - 2, 0).sum())
+        return per_doc
 
     def distinct(self) -> dict[int, int]:
         """Distinct n-grams per n (call after the last :meth:`add`)."""
-        return {
-            1: len(self.words),
-            2: int(self._bigrams.final().keys.size),
-            3: int(self._trigrams.final().keys.size) + len(self._overflow),
-        }
+        return {1: int(self._vused[0]), 2: int(self._bused[0]), 3: int(self._tused[0])}
 
     @staticmethod
-    def _order(counts: np.ndarray, first: np.ndarray, k: int) -> np.ndarray:
-        """Indexes of the ``k`` largest counts, ties by earliest first occurrence."""
-        if k <= 0:
+    def _rows(table: np.ndarray, column: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(occupied rows, their id or entry)`` of a table whose ``column`` holds id + 1."""
+        rows = np.flatnonzero(table[:, column])
+        return rows, table[rows, column].astype(np.int64) - 1
+
+    @staticmethod
+    def _order(counts: np.ndarray, entry: np.ndarray, k: int) -> np.ndarray:
+        """Positions of the ``k`` largest counts, ties by the smaller entry (earlier first occurrence)."""
+        if k <= 0 or counts.size == 0:
             return np.empty(0, dtype=np.int64)
         if counts.size > k:
             kth = np.partition(counts, counts.size - k)[counts.size - k]
             pick = np.flatnonzero(counts >= kth)
         else:
             pick = np.arange(counts.size)
-        return pick[np.lexsort((first[pick], -counts[pick]))][:k]
+        return pick[np.lexsort((entry[pick], -counts[pick]))][:k]
+
+    def _word(self, i: int) -> str:
+        start = int(self._vstart[i])
+        return self._arena[start : start + int(self._vlen[i])].tobytes().decode("utf-8", "surrogatepass")
 
     def _names(self, ids: Iterable[int]) -> str:
-        return " ".join(self.words[i] for i in ids)
+        return " ".join(self._word(i) for i in ids)
 
     def top(self, k: int) -> dict[int, list[NgramCount]]:
         """The ``k`` commonest n-grams of each n, commonest first, ties in order of first occurrence."""
-        out: dict[int, list[NgramCount]] = {}
-        counts = self._unigrams[: len(self.words)]
-        # Ids are numbered in order of first occurrence, so the id breaks ties.
-        order = self._order(counts, np.arange(counts.size), k)
-        out[1] = [NgramCount(self.words[i], int(counts[i])) for i in order.tolist() if counts[i] > 0]
-        run = self._bigrams.final()
-        order = self._order(run.counts, run.first, k)
-        out[2] = [
-            NgramCount(self._names((int(key) >> 32, int(key) & 0xFFFFFFFF)), int(run.counts[i]))
-            for i, key in zip(order.tolist(), run.keys[order].tolist(), strict=True)
-        ]
-        run = self._trigrams.final()
-        mask = _ID_LIMIT - 1
-        order = self._order(run.counts, run.first, k)
-        rows = [
-            (int(run.counts[i]), int(run.first[i]), (key >> 2 * ID_BITS, (key >> ID_BITS) & mask, key & mask))
-            for i, key in zip(order.tolist(), run.keys[order].tolist(), strict=True)
-        ]
-        rows.extend((c, f, key) for key, (c, f) in self._overflow.items())
-        rows.sort(key=lambda r: (-r[0], r[1]))
-        out[3] = [NgramCount(self._names(ids), count) for count, _, ids in rows[:k]]
+        out: dict[int, list[NgramCount]] = {1: [], 2: [], 3: []}
+        if not self.count:
+            return out
+        rows, ids = self._rows(self._vocab, 1)
+        counts = self._vocab[rows, 3].astype(np.int64)
+        out[1] = [NgramCount(self._word(int(ids[i])), int(counts[i])) for i in self._order(counts, ids, k).tolist()]
+        low = (1 << 32) - 1
+        for n, table in ((2, self._bigrams), (3, self._trigrams)):
+            rows, entry = self._rows(table, 2)
+            counts = table[rows, 3].astype(np.int64)
+            found = []
+            for i in self._order(counts, entry, k).tolist():
+                a, b = int(table[rows[i], 0]), int(table[rows[i], 1])
+                grams = (a >> 32, a & low) if n == 2 else (a >> 32, a & low, b)
+                found.append(NgramCount(self._names(grams), int(counts[i])))
+            out[n] = found
         return out
 
 
