@@ -6,16 +6,19 @@ Why numba, and why this algorithm:
   machine code is cached beside the module or in numba's user cache), needs no compiler at install
   time (it ships as wheels), and releases the GIL, so ``batch_search(threads=N)`` runs ``N``
   kernels at once. A C extension would be as fast but needs a compiler or per-platform wheels.
-* **Exhaustive accumulation costs the postings of every query term**, which grow with the corpus.
-  To stay flat as the corpus grows, the kernel prunes with *row ranges*: the rows are cut into
-  ranges of ``2**bits`` rows (1,024 by default), and for each term the sidecar keeps, per range
-  holding some of its postings, where they start and their largest ``x = tf * cache[norm]``
-  (:func:`range_table`). A query first sums, per range, each term's largest possible score there
-  (an upper bound of every row's score in the range), then scores whole ranges in decreasing
-  order of that bound, and stops as soon as a range's bound is *strictly* below the ``n``-th best
-  score found so far. It is the "range-based" form of block-max pruning: simple, with bounds that
-  are exact by construction, and the accumulator is one range long (no per-thread buffer of the
-  corpus' size, nothing to clear but the rows touched).
+* **Most queries score every posting they touch**: each term's scores are added into a
+  per-row double accumulator that the caller reuses (``whole``), the touched rows are remembered,
+  and only they are moved into the top-``n`` heap and zeroed. No step costs the corpus size.
+* **One-term queries over long postings skip row ranges.** The rows are cut into ranges of
+  ``2**bits`` rows (1,024 by default); for each term with many postings, :func:`range_table`
+  keeps, per range holding some of them, where they start and their largest
+  ``x = tf * cache[norm]``. Such a query sums per range each term's largest possible score there
+  (an upper bound of every row's score in the range), scores whole ranges in decreasing order of
+  that bound, and stops as soon as a range's bound is *strictly* below the ``n``-th best score
+  found so far (the "range-based" form of block-max pruning). For several terms the per-range
+  bound (a sum of per-term maxima) was measured to stay above the ``n``-th score on real text, so
+  the caller sends only one-term queries there (``prune_terms``); tests force every query through
+  it.
 
 Why the answers are exactly the exhaustive ones (same rows, order and float32 scores):
 
