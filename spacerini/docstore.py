@@ -174,31 +174,38 @@ class DocstoreWriter:
         self._block_raw = array("q", [0])
         self._text_lengths = array("q")
         self._hashes = bytearray()
+        self._block_ids: list[bytes] = []
         self._newline_free = True
         self._closed = False
 
     def add(self, doc: Doc) -> None:
         """Appends one document."""
+        # Per document only what must be: the rest is done once per block in _flush.
         docid = doc.id.encode("utf-8", "surrogatepass")
         text = doc.text.encode("utf-8", "surrogatepass")
-        fields = _dump(doc.fields)
-        meta = _dump(doc.meta)
+        fields = _dump(doc.fields) if doc.fields else b""
+        meta = _dump(doc.meta) if doc.meta else b""
         self._lengths += (len(docid), len(fields), len(meta), len(text))
         self._parts += (docid, fields, meta, text)
-        self._pending += len(docid) + len(fields) + len(meta) + len(text) + 8 * _HEADER
-        self._ids.write(docid + b"\n")
-        if b"\n" in docid:
-            self._newline_free = False
-        self._hashes += hashlib.blake2b(docid, digest_size=8).digest()
-        self._text_lengths.append(len(text))
+        self._block_ids.append(docid)
         self.count += 1
         self.text_bytes += len(text)
+        self._pending += len(docid) + len(fields) + len(meta) + len(text) + 8 * _HEADER
         if self._pending >= self._block_bytes:
             self._flush()
 
     def _flush(self) -> None:
         if not self._lengths:
             return
+        ids = self._block_ids
+        blob = b"\n".join(ids) + b"\n"
+        if blob.count(b"\n") != len(ids):
+            self._newline_free = False
+        self._ids.write(blob)
+        blake2b = hashlib.blake2b
+        self._hashes += b"".join([blake2b(d, digest_size=8).digest() for d in ids])
+        self._text_lengths.extend(self._lengths[3::_HEADER])
+        self._block_ids = []
         block = struct.pack(f"<{len(self._lengths)}q", *self._lengths) + b"".join(self._parts)
         self._records.write(self._codec.compress(block, asbytes=True))
         self._block_rows.append(self.count)
@@ -285,10 +292,13 @@ def written_checksums(folder: Path) -> dict[str, dict[str, Any]]:
     return dict(sums) if isinstance(sums, dict) else {}
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # one encoder: json.dumps with options builds one a call
+
+
 def _dump(mapping: Any) -> bytes:
     if not mapping:
         return b""
-    return json.dumps(dict(mapping), ensure_ascii=False, default=str).encode("utf-8", "surrogatepass")
+    return _ENCODER.encode(dict(mapping)).encode("utf-8", "surrogatepass")
 
 
 def _load(raw: bytes) -> MappingProxyType[str, Any]:
