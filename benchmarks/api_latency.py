@@ -7,7 +7,8 @@ Two corpora, each built once into ``benchmarks/out/api_latency/`` (bm25 only):
 
 * ``debian``: >= 100k paragraphs of Debian docs and man pages (``debian_corpus.py``), with
   ``title`` and ``section`` fields;
-* ``python``: the Python files of this machine (``bm25_ingest.default_corpus``).
+* ``python``: the Python files of this machine (``bm25_ingest.default_corpus``), with ``title``
+  (file name) and ``package`` fields.
 
 Each measure runs in a fresh subprocess (so that a process holds only what it measures), ours and
 the peer interleaved, three rounds, medians reported:
@@ -20,6 +21,8 @@ the peer interleaved, three rounds, medians reported:
   first search + raw;
 * ``docstore``: the docstore alone: ``get`` of the 10 hits of each query, format 2 vs the
   format 1 Parquet store of the same documents (written here as the old writer did);
+* ``docstore_write``: seconds to write the documents with ``DocstoreWriter`` vs the format 1
+  Parquet writer (interleaved, in this process);
 * ``rss`` (once, not interleaved): RSS of a process holding only the bundle, after 5,000
   warm-up searches and after each further 5,000, up to ``--rss-searches`` (50,000).
 
@@ -57,7 +60,17 @@ def corpus_path(name: str) -> Path:
         return debian_corpus.build(100_000)
     from bm25_ingest import default_corpus
 
-    return default_corpus(11_000)
+    # The Python files of bm25_ingest, with two display fields (file name, top-level folder).
+    path = OUT / "python_11000.jsonl"
+    if not path.exists():
+        OUT.mkdir(parents=True, exist_ok=True)
+        with default_corpus(11_000).open(encoding="utf-8") as src, path.open("w", encoding="utf-8") as out:
+            for line in src:
+                record = json.loads(line)
+                parts = record["id"].split("/")
+                record.update(title=parts[-1], package=parts[1] if len(parts) > 2 else parts[0])
+                out.write(json.dumps(record) + "\n")
+    return path
 
 
 def bundle_path(name: str) -> Path:
@@ -87,15 +100,20 @@ def make_queries(name: str, n: int, seed: int = 0) -> list[str]:
 
 def parquet_copy(bundle: Path) -> Path:
     """The bundle's documents in the format 1 layout (one zstd Parquet file, 2,048-row groups)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from spacerini.docstore import Docstore
 
     folder = bundle.parent / f"{bundle.name}_docs_v1"
+    if not (folder / "docs.parquet").exists():
+        write_v1(Docstore(bundle / "docs").iter_docs(), folder)
+    return folder
+
+
+def write_v1(docs: Any, folder: Path) -> None:
+    """Writes ``docs`` as the format 1 writer did (the peer of :func:`write_ratio`)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     path = folder / "docs.parquet"
-    if path.exists():
-        return folder
     folder.mkdir(parents=True, exist_ok=True)
     schema = pa.schema([("id", pa.string()), ("text", pa.large_string()), ("fields", pa.string()), ("meta", pa.string())])
     writer = pq.ParquetWriter(path.with_suffix(".tmp"), schema, compression="zstd")
@@ -106,18 +124,43 @@ def parquet_copy(bundle: Path) -> Path:
         for values in rows.values():
             values.clear()
 
-    for doc in Docstore(bundle / "docs").iter_docs():
+    for doc in docs:
         rows["id"].append(doc.id)
         rows["text"].append(doc.text)
-        rows["fields"].append(json.dumps(dict(doc.fields), ensure_ascii=False))
-        rows["meta"].append(json.dumps(dict(doc.meta), ensure_ascii=False))
+        rows["fields"].append(json.dumps(dict(doc.fields), ensure_ascii=False, default=str))
+        rows["meta"].append(json.dumps(dict(doc.meta), ensure_ascii=False, default=str))
         if len(rows["id"]) == 2048:
             flush()
     if rows["id"]:
         flush()
     writer.close()
     path.with_suffix(".tmp").rename(path)
-    return folder
+
+
+def write_ratio(bundle: Path, rounds: int) -> dict[str, Any]:
+    """Seconds to write the bundle's documents: DocstoreWriter (format 2) vs the format 1 writer,
+    interleaved, medians of ``rounds`` (documents already in memory)."""
+    import shutil
+
+    from spacerini.docstore import Docstore, DocstoreWriter
+
+    docs = list(Docstore(bundle / "docs").iter_docs())
+    out = OUT / "write_tmp"
+    times: dict[str, list[float]] = {"v2": [], "v1": []}
+    for r in range(rounds):
+        for name in ("v2", "v1") if r % 2 == 0 else ("v1", "v2"):
+            shutil.rmtree(out, ignore_errors=True)
+            start = time.perf_counter()
+            if name == "v1":
+                write_v1(docs, out)
+            else:
+                with DocstoreWriter(out) as writer:
+                    for doc in docs:
+                        writer.add(doc)
+            times[name].append(time.perf_counter() - start)
+    shutil.rmtree(out, ignore_errors=True)
+    v2, v1 = statistics.median(times["v2"]), statistics.median(times["v1"])
+    return {"v2_s": round(v2, 2), "v1_s": round(v1, 2), "v2_over_v1": round(v2 / v1, 2)}
 
 
 def pct(values: list[float], q: float) -> float:
@@ -203,7 +246,7 @@ def role_docstore(bundle: str, queries: list[str]) -> dict[str, Any]:
     from spacerini.docstore import Docstore
 
     b = open_bundle(bundle)
-    tops = [[h.docid for h in b.search(q, k=10, snippets=False)] for q in queries[:1000]]
+    tops = [[h.docid for h in b.search(q, k=10, snippets=False)] for q in queries[:300]]
     t0 = time.perf_counter()
     new = Docstore(Path(bundle) / "docs")
     new_open = time.perf_counter() - t0
@@ -311,6 +354,7 @@ def bench(name: str, *, n_queries: int, rounds: int, rss_searches: int) -> dict[
     result["docstore_v1_over_v2_p50"] = round(
         result["docstore"]["v1_top10_p50_ms"] / result["docstore"]["v2_top10_p50_ms"], 1
     )
+    result["docstore_write"] = write_ratio(bundle, rounds)
     if rss_searches:
         result["rss"] = child("rss", bundle, queries, searches=rss_searches)
     result["load_average_end"] = os.getloadavg()
