@@ -47,7 +47,7 @@ def test_errors_are_one_line(client: Any) -> None:
 
 def test_no_files_are_served(app_server: str, app_bundle: Any) -> None:
     manifest = Path(app_bundle.path).resolve() / "spacerini.json"
-    for target in ("/etc/passwd", str(manifest), str(Path(app_bundle.path) / "docs" / "docs.parquet")):
+    for target in ("/etc/passwd", str(manifest), str(Path(app_bundle.path) / "docs" / "records.bin")):
         for route in ("gradio_api/file=", "file="):
             r = httpx.get(app_server + route + target, timeout=10)
             assert r.status_code in (403, 404), (route, target, r.status_code)
