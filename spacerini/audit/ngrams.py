@@ -15,8 +15,9 @@ third id), so keys are the n-grams, not hashes of them, and counts are exact. Ta
 are kept in insertion order, which is the order of first occurrence: ties are ordered by first
 occurrence, as ``Counter.most_common`` orders them.
 
-Memory: the vocabulary (its bytes plus about 60 bytes per distinct token), and about 40 bytes
-per distinct bigram and trigram (entries plus a table at most half full).
+Memory: the vocabulary (its bytes plus 64 to 128 bytes per distinct token), and 64 to 128 bytes
+per distinct bigram and trigram (32-byte rows in tables kept between a quarter and half full);
+the Arrow/pandas counter this replaced took 24 bytes per distinct n-gram.
 """
 
 from __future__ import annotations
