@@ -118,24 +118,69 @@ def offline_hub() -> Iterator[None]:
                 os.environ[key] = value
 
 
-def load_encoder(name: str = DEFAULT_ENCODER, *, device: str | None = None) -> Encoder:
+#: Encoder runtimes: ``torch`` (sentence-transformers modules, any device), ``onnx`` (ONNX Runtime,
+#: fp32, CPU) and ``onnx-int8`` (dynamic int8); see :mod:`spacerini.encoders_onnx`.
+RUNTIMES = ("torch", "onnx", "onnx-int8")
+
+
+def resolve_runtime(runtime: str | None, device: str | None) -> str:
+    """The runtime ``auto`` (or ``None``) stands for: ``onnx`` on the CPU, ``torch`` on a GPU.
+
+    Args:
+        runtime: ``auto``/``None`` or one of :data:`RUNTIMES`.
+        device: The torch device asked for; ``None`` picks :func:`spacerini.device.best_device`.
+
+    Raises:
+        ValueError: An unknown runtime, or an ONNX runtime with a non-CPU device.
+    """
+    if runtime in (None, "auto"):
+        from spacerini.device import best_device
+
+        return "onnx" if (device or best_device()) == "cpu" else "torch"
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown encoder runtime {runtime!r}: choose from auto, {', '.join(RUNTIMES)}")
+    if runtime != "torch" and device not in (None, "cpu"):
+        raise ValueError(f"the {runtime} encoder runtime runs on the CPU only, not on {device!r}")
+    return runtime
+
+
+def load_encoder(name: str = DEFAULT_ENCODER, *, device: str | None = None, runtime: str = "torch") -> Encoder:
     """Loads (once per process) an encoder, offline.
 
     Args:
         name: See :func:`model_path`.
-        device: A torch device; ``None`` picks :func:`spacerini.device.best_device`.
+        device: A torch device; ``None`` picks :func:`spacerini.device.best_device`. Ignored by
+            the ONNX runtimes (CPU).
+        runtime: ``torch`` (default), ``onnx`` or ``onnx-int8`` (see :mod:`spacerini.encoders_onnx`;
+            neither imports torch once the model's export is cached). ``auto`` picks with
+            :func:`resolve_runtime`.
 
     Returns:
-        The cached :class:`Encoder` for ``(name, device)``.
+        The cached :class:`Encoder` for ``(name, device, runtime)``.
 
     Raises:
-        DependencyMissingError: sentence-transformers is missing, or the model is neither
-            packaged, a local folder, nor in the local Hugging Face cache.
+        DependencyMissingError: sentence-transformers (or onnxruntime) is missing, or the model
+            is neither packaged, a local folder, nor in the local Hugging Face cache.
+        ValueError: An unknown runtime.
     """
+    if runtime == "auto":
+        runtime = resolve_runtime(runtime, device)
+    if runtime not in RUNTIMES:
+        raise ValueError(f"unknown encoder runtime {runtime!r}: choose from auto, {', '.join(RUNTIMES)}")
+    source = model_path(name)
+    if runtime != "torch":
+        key = (source, runtime)
+        with _CACHE_LOCK:
+            encoder = _CACHE.get(key)
+            if encoder is None:
+                from spacerini.encoders_onnx import make_onnx_encoder
+
+                encoder = make_onnx_encoder(name, source, runtime)
+                _CACHE[key] = encoder
+            return encoder
     from spacerini.device import best_device
 
     device = device or best_device()
-    source = model_path(name)
     key = (source, device)
     with _CACHE_LOCK:
         encoder = _CACHE.get(key)
@@ -172,9 +217,12 @@ class Encoder:
         name: The name it was asked for.
         source: The folder or hub name it was loaded from.
         device: The torch device it runs on.
+        runtime: ``torch`` here; ``onnx``/``onnx-int8`` for :mod:`spacerini.encoders_onnx`'s subclass.
         dim: The embedding dimension.
         max_tokens: The longest input the model reads, in tokens, without special tokens.
     """
+
+    runtime = "torch"
 
     def __init__(self, name: str, source: str, model: Any, device: str) -> None:
         self.name = name
@@ -286,8 +334,6 @@ class Encoder:
         Returns:
             An ``(n, dim)`` float32 array of unit vectors, in input order.
         """
-        import torch
-
         n = len(ids)
         out = np.zeros((n, self.dim), dtype=np.float32)
         if n == 0:
@@ -306,30 +352,36 @@ class Encoder:
         pad_id = self._tokenizer.pad_token_id
         pad_id = 0 if pad_id is None else int(pad_id)
         left = getattr(self._tokenizer, "padding_side", "right") == "left"
+        for start, stop in batches:
+            rows = order[start:stop]
+            width = int(widths[rows[0]])
+            input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
+            mask = np.zeros((len(rows), width), dtype=np.int64)
+            for r, row in enumerate(rows.tolist()):
+                seq = ids[row]
+                size = len(seq)
+                if size:
+                    cols = slice(width - size, width) if left else slice(0, size)
+                    input_ids[r, cols] = seq
+                    mask[r, cols] = 1
+            out[rows] = self._forward(input_ids, mask)
+        return out
+
+    def _forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """Unit vectors of one padded batch (torch)."""
+        import torch
+
         device = self._model.device
         with torch.inference_mode():
-            for start, stop in batches:
-                rows = order[start:stop]
-                width = int(widths[rows[0]])
-                input_ids = np.full((len(rows), width), pad_id, dtype=np.int64)
-                mask = np.zeros((len(rows), width), dtype=np.int64)
-                for r, row in enumerate(rows.tolist()):
-                    seq = ids[row]
-                    size = len(seq)
-                    if size:
-                        cols = slice(width - size, width) if left else slice(0, size)
-                        input_ids[r, cols] = seq
-                        mask[r, cols] = 1
-                features: dict[str, Any] = {
-                    "input_ids": torch.from_numpy(input_ids).to(device),
-                    "attention_mask": torch.from_numpy(mask).to(device),
-                }
-                if self._token_types:
-                    features["token_type_ids"] = torch.zeros_like(features["input_ids"])
-                embedding = self._model(features)["sentence_embedding"]
-                embedding = torch.nn.functional.normalize(embedding.float(), p=2, dim=1)
-                out[rows] = embedding.cpu().numpy()
-        return out
+            features: dict[str, Any] = {
+                "input_ids": torch.from_numpy(input_ids).to(device),
+                "attention_mask": torch.from_numpy(mask).to(device),
+            }
+            if self._token_types:
+                features["token_type_ids"] = torch.zeros_like(features["input_ids"])
+            embedding = self._model(features)["sentence_embedding"]
+            embedding = torch.nn.functional.normalize(embedding.float(), p=2, dim=1)
+            return embedding.cpu().numpy()
 
     def _tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids with special tokens, truncated to the model's window, in one batched call."""

@@ -99,6 +99,10 @@ class DenseOptions:
     )  # fmt: skip
     checkpoint_dir: str | None = _opt(None, "Where encoding checkpoints are kept.")
     device: str | None = _opt(None, "Torch device for the dense encoder, e.g. cpu or cuda (default: the best one).", flag="--device")
+    runtime: str = _opt(
+        "auto", "Dense encoder runtime: auto (onnx on the CPU, torch on a GPU), torch, onnx, or onnx-int8.",
+        flag="--dense-runtime", choices=("auto", "torch", "onnx", "onnx-int8"),
+    )  # fmt: skip
     shard_plan: str | None = _opt(None, "Set by a sharded build (prepare_shards): the corpus-wide plan and codec.")
 
 

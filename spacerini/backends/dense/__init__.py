@@ -96,7 +96,7 @@ from tqdm.auto import tqdm
 
 from spacerini.backends import DocsFactory, check_batch, iter_batches, read_json
 from spacerini.backends.dense import tune as _dense_tune
-from spacerini.encoders import DEFAULT_ENCODER, Encoder, load_encoder, model_path
+from spacerini.encoders import DEFAULT_ENCODER, Encoder, load_encoder, model_path, resolve_runtime
 from spacerini.errors import BundleCorruptError, DependencyMissingError, EmptyCorpusError, QueryError
 from spacerini.records import BuildReport, Hit
 
@@ -157,6 +157,7 @@ def build(
     target_recall: float | None = DEFAULT_TARGET_RECALL,
     checkpoint_dir: str | os.PathLike[str] | None = None,
     device: str | None = None,
+    runtime: str = "auto",
     shard_plan: str | None = None,
 ) -> BuildReport:
     """Encodes every document's passages and writes a Faiss index into ``folder``.
@@ -195,6 +196,10 @@ def build(
             by a hash of the encoder, the passage parameters and the corpus fingerprint, which
             is removed after a successful build. ``None`` means ``$SPACERINI_CACHE/dense-checkpoints``.
         device: Torch device for the encoder; ``None`` picks the best one.
+        runtime: Encoder runtime: ``auto`` (``onnx`` on the CPU, ``torch`` on a GPU), ``torch``,
+            ``onnx`` or ``onnx-int8`` (see :mod:`spacerini.encoders_onnx`). The manifest records
+            the one used (``params["runtime"]``) and queries are encoded with it. A shard build
+            takes the plan's.
         shard_plan: The plan file :func:`prepare_shards` wrote (its returned params name it):
             the index kind, ``nlist`` and the trained codec decided from the whole corpus. The
             shard's passages get shard-local ids; :func:`merge_shards` makes them global.
@@ -224,13 +229,19 @@ def build(
     ids, fingerprint = _fingerprint(docs_factory)
     if not ids and plan is None:
         raise EmptyCorpusError("the dense backend got no documents")
-    enc = load_encoder(encoder, device=device)
+    if plan is not None and runtime == "auto":
+        runtime = plan.get("runtime", "torch")
+    runtime = resolve_runtime(runtime, device)
+    enc = load_encoder(encoder, device=device, runtime=runtime)
     passage_tokens = min(passage_tokens, enc.max_tokens)
     if overlap >= passage_tokens:
         raise ValueError(f"overlap ({overlap}) must be below passage_tokens ({passage_tokens}, the encoder's limit)")
     if plan is not None:
-        _check_plan(plan, Path(str(shard_plan)), encoder=encoder, dim=enc.dim, index=index, passage_tokens=passage_tokens, overlap=overlap)
-    key = _checkpoint_key(encoder, passage_tokens, overlap, chunk_docs, fingerprint)
+        _check_plan(
+            plan, Path(str(shard_plan)), encoder=encoder, dim=enc.dim, index=index, passage_tokens=passage_tokens,
+            overlap=overlap, runtime=runtime,
+        )  # fmt: skip
+    key = _checkpoint_key(encoder, passage_tokens, overlap, chunk_docs, fingerprint, runtime)
     parent = Path(checkpoint_dir) if checkpoint_dir is not None else _cache_root() / "dense-checkpoints"
     with _checkpoint_folder(parent, key) as ckpt:
         encode_started = time.perf_counter()
@@ -246,7 +257,8 @@ def build(
         empty = len(ids) - len(np.unique(passage_doc))
         if plan is not None:
             params = _params_record(
-                encoder=encoder, dim=enc.dim, kind=plan["index"], index_requested=index, passage_tokens=passage_tokens,
+                encoder=encoder, runtime=runtime, dim=enc.dim, kind=plan["index"], index_requested=index,
+                passage_tokens=passage_tokens,
                 overlap=overlap, batch_size=batch_size, chunk_docs=chunk_docs, hnsw_m=hnsw_m,
                 ef_construction=ef_construction, nlist=plan["nlist"],
             )
@@ -286,7 +298,7 @@ def build(
         np.save(folder / PASSAGE_DOC_FILE, passage_doc)
         (folder / IDS_FILE).write_text(json.dumps(ids, ensure_ascii=False), encoding="utf-8")
         params = _params_record(
-            encoder=encoder, dim=enc.dim, kind=kind, index_requested=index, passage_tokens=passage_tokens,
+            encoder=encoder, runtime=runtime, dim=enc.dim, kind=kind, index_requested=index, passage_tokens=passage_tokens,
             overlap=overlap, batch_size=batch_size, chunk_docs=chunk_docs, hnsw_m=hnsw_m,
             ef_construction=ef_construction, nlist=nlist,
         )
@@ -360,12 +372,13 @@ def _resolve_kind(index: str, n_passages: int, nlist: int | None) -> tuple[str, 
 
 
 def _params_record(
-    *, encoder: str, dim: int, kind: str, index_requested: str, passage_tokens: int, overlap: int, batch_size: int,
+    *, encoder: str, runtime: str, dim: int, kind: str, index_requested: str, passage_tokens: int, overlap: int, batch_size: int,
     chunk_docs: int, hnsw_m: int, ef_construction: int, nlist: int | None,
 ) -> dict[str, Any]:
     """The build parameters stored in ``dense.json`` and the manifest (before the search knobs)."""
     params: dict[str, Any] = {
         "encoder": encoder,
+        "runtime": runtime,
         "dim": dim,
         "metric": "inner_product",
         "normalized": True,
@@ -437,14 +450,17 @@ def _fingerprint(docs_factory: DocsFactory) -> tuple[list[str], str]:
     return ids, digest.hexdigest()
 
 
-def _checkpoint_key(encoder: str, passage_tokens: int, overlap: int, chunk_docs: int, fingerprint: str) -> str:
+def _checkpoint_key(
+    encoder: str, passage_tokens: int, overlap: int, chunk_docs: int, fingerprint: str, runtime: str = "torch"
+) -> str:
     source = model_path(encoder)
     # A local folder is identified by its name and config, not by where this machine keeps it.
     config = Path(source) / "config.json"
     ident = Path(source).name + ":" + (hashlib.sha256(config.read_bytes()).hexdigest() if config.is_file() else source)
-    blob = json.dumps(
-        [_CHECKPOINT_VERSION, ident, passage_tokens, overlap, chunk_docs, fingerprint], sort_keys=True
-    ).encode()
+    fields: list[Any] = [_CHECKPOINT_VERSION, ident, passage_tokens, overlap, chunk_docs, fingerprint]
+    if runtime != "torch":  # torch checkpoints keep their old keys
+        fields.append(runtime)
+    blob = json.dumps(fields, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
 
 
@@ -760,7 +776,8 @@ def prepare_shards(
     faiss = _import_faiss()
     work_folder = Path(work_folder)
     work_folder.mkdir(parents=True, exist_ok=True)
-    enc = load_encoder(options["encoder"], device=options["device"])
+    runtime = resolve_runtime(options["runtime"], options["device"])
+    enc = load_encoder(options["encoder"], device=options["device"], runtime=runtime)
     passage_tokens = min(options["passage_tokens"], enc.max_tokens)
     overlap = options["overlap"]
     if overlap >= passage_tokens:
@@ -791,6 +808,7 @@ def prepare_shards(
     plan: dict[str, Any] = {
         "version": _PLAN_VERSION,
         "encoder": options["encoder"],
+        "runtime": runtime,
         "dim": enc.dim,
         "index_requested": index,
         "index": kind,
@@ -1011,10 +1029,13 @@ def _read_plan(path: Path) -> dict[str, Any]:
 
 
 def _check_plan(
-    plan: Mapping[str, Any], path: Path, *, encoder: str, dim: int, index: str, passage_tokens: int, overlap: int
+    plan: Mapping[str, Any], path: Path, *, encoder: str, dim: int, index: str, passage_tokens: int, overlap: int,
+    runtime: str,
 ) -> None:
     """Refuses a shard build whose options differ from the ones the plan was made with."""
     given = {"encoder": encoder, "dim": dim, "index_requested": index, "passage_tokens": passage_tokens, "overlap": overlap}
+    if plan.get("runtime", "torch") != runtime:
+        given["runtime"] = runtime
     differ = [f"{key}={value!r} (plan: {plan.get(key)!r})" for key, value in given.items() if plan.get(key) != value]
     if differ:
         raise BundleCorruptError(f"{path}: this shard build's options differ from its plan's: {', '.join(differ)}")
@@ -1182,7 +1203,13 @@ class DenseSearcher:
         """The query encoder (loaded on first use)."""
         with self._encoder_lock:
             if self._encoder is None:
-                self._encoder = load_encoder(self.params.get("encoder", DEFAULT_ENCODER), device=self._device)
+                # Queries go through the runtime that encoded the index (bundles from before the
+                # runtime option were encoded with torch).
+                runtime = self.params.get("runtime", "torch")
+                self._encoder = load_encoder(
+                    self.params.get("encoder", DEFAULT_ENCODER), device=None if runtime != "torch" else self._device,
+                    runtime=runtime,
+                )
                 if self._encoder.dim != int(self._index.d):
                     raise BundleCorruptError(
                         f"{self.folder}: encoder {self._encoder.name!r} gives {self._encoder.dim}-d vectors, "
