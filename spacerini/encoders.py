@@ -21,6 +21,13 @@ vector. The vectors are the same as ``encode``'s (to float rounding, ~1e-7;
 ``tests/test_encoders.py`` checks). Models whose first module is not a Hugging Face transformer
 with a fast tokenizer go through ``encode`` unchanged.
 
+Runtimes: this module's :class:`Encoder` runs torch (any device). ``load_encoder(...,
+runtime="onnx")`` returns the ONNX Runtime subclass of :mod:`spacerini.encoders_onnx` (CPU, no
+torch import once the model's export is cached): the same batching, vectors within ~2e-7 of
+torch's, and its own bit-stability rule (a one-row batch runs as two rows). ``onnx-int8`` is
+faster and batch-dependent (see there). The dense backend records the runtime it built with and
+encodes queries with the same one.
+
 Example:
     >>> from spacerini.encoders import load_encoder
     >>> enc = load_encoder("all-MiniLM-L6-v2")  # doctest: +SKIP
