@@ -1,4 +1,4 @@
-"""Charts of the audit report, drawn with matplotlib's Agg backend (no display needed).
+"""Charts of the audit report, drawn with matplotlib figures rendered to PNG/SVG (no display needed, no pyplot).
 
 Every chart draws its own axes limits, so a chart with one category, or with zero counts, still
 shows its bar and labels (a chart of one category used to render blank in the app's Stats tab).
@@ -16,13 +16,13 @@ from typing import Any
 BAR_COLOR = "#3b6ea5"
 
 
-def _pyplot() -> Any:
-    import matplotlib
+def _figure(width: float, height: float) -> tuple[Any, Any]:
+    """A figure and its axes, made without pyplot: pyplot's global state (and a backend switch,
+    which in a notebook stops later figures from showing) is never touched."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=(width, height), dpi=100)
+    return fig, fig.subplots()
 
 
 def _shorten(label: str, limit: int = 40) -> str:
@@ -43,9 +43,8 @@ def bar_chart(
     Returns:
         A matplotlib Figure (close it with :func:`close` when done).
     """
-    plt = _pyplot()
     items = list(counts.items()) if isinstance(counts, Mapping) else list(counts)
-    fig, ax = plt.subplots(figsize=(7.0, max(1.6, 0.32 * len(items) + 1.0)), dpi=100)
+    fig, ax = _figure(7.0, max(1.6, 0.32 * len(items) + 1.0))
     if not items:
         ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
@@ -80,9 +79,8 @@ def histogram(title: str, values: Sequence[float] | Any, *, xlabel: str, log: bo
     """
     import numpy as np
 
-    plt = _pyplot()
     data = np.asarray(values, dtype=np.float64)
-    fig, ax = plt.subplots(figsize=(7.0, 3.2), dpi=100)
+    fig, ax = _figure(7.0, 3.2)
     if data.size == 0:
         ax.text(0.5, 0.5, "nothing to show", ha="center", va="center", transform=ax.transAxes)
         ax.set_axis_off()
@@ -129,5 +127,5 @@ def data_uri(png: bytes) -> str:
 
 
 def close(fig: Any) -> None:
-    """Frees a figure."""
-    _pyplot().close(fig)
+    """Frees a figure (it belongs to no pyplot registry, so dropping it is enough)."""
+    fig.clear()
