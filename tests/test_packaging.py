@@ -34,7 +34,7 @@ def test_wheel_carries_templates_helper_jar_and_model(tmp_path):
     )
     (wheel,) = tmp_path.glob("spacerini-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for template in deploy.TEMPLATE_FILES:
+    for template in (*deploy.TEMPLATE_FILES, *deploy.DOCKER_FILES):
         assert any(n.endswith(f".data/data/share/spacerini/templates/{template}") for n in names), template
     assert "spacerini/jars/spacerini-helpers.jar" in names
     assert "spacerini/model/weights/model.safetensors" in names
@@ -46,7 +46,7 @@ def test_templates_are_found_under_the_install_prefix(tmp_path, monkeypatch):
     prefix = tmp_path / "prefix"
     share = prefix / "share" / "spacerini" / "templates"
     share.mkdir(parents=True)
-    for template in deploy.TEMPLATE_FILES:
+    for template in (*deploy.TEMPLATE_FILES, *deploy.DOCKER_FILES):
         (share / template).write_text(
             (ROOT / "templates" / template).read_text(encoding="utf-8"), encoding="utf-8"
         )
