@@ -14,10 +14,10 @@ from spacerini.audit import plots
 from spacerini.audit.analyze import BOILERPLATE, analyze, write_report
 from spacerini.audit.ngrams import WORD, NgramCounter
 from spacerini.bundle import build_bundle
-from spacerini.cli import main
 from spacerini.preprocess.dedup import shingles
 from spacerini.preprocess.pii import find_pii
 from spacerini.records import Doc
+from tests.cli_helpers import run
 
 DATA = Path(__file__).parent / "data"
 
@@ -282,14 +282,6 @@ def test_report_is_self_contained(bundle, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "r" / "analysis.json").read_text())["docs"] == a.docs
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_json_and_text(bundle, tmp_path: Path, capsys) -> None:

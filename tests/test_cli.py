@@ -11,18 +11,11 @@ import pytest
 
 from spacerini.cli import main
 from spacerini.errors import BackendParameterError
+from tests.cli_helpers import run
 
 DATA = Path(__file__).parent / "data"
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def assert_one_line_error(code: int, err: str, *needles: str) -> None:

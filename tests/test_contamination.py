@@ -20,8 +20,8 @@ import pytest
 from spacerini.audit.contamination import MIN_OVERLAP, NGRAM, Example, contamination, load_testset
 from spacerini.audit.ngrams import WORD
 from spacerini.bundle import build_bundle
-from spacerini.cli import main
 from spacerini.records import Doc
+from tests.cli_helpers import run
 
 DATA = Path(__file__).parent / "data"
 
@@ -172,14 +172,6 @@ def test_hf_saved_dataset(bundle, tmp_path: Path) -> None:
     assert [r.contaminated for r in report.examples] == [d for _, _, d in cases]
 
 
-def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_cli_json_text_and_out(bundle, tmp_path: Path, capsys) -> None:

@@ -115,19 +115,45 @@ def read_jsonl(path: Path) -> LocatedRecords:
     for text, number in _lines(path):
         if not text.strip():
             continue
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError as exc:
-            hint = (
-                "; a .json file must hold one JSON object per line or one top-level JSON array"
-                if is_json
-                else "; each line must be one complete JSON object: fix or remove the line"
-            )
-            raise MalformedRecordError(
-                f"malformed JSON: {exc.msg} (column {exc.colno}){hint}", path=name, line=number
-            ) from None
+        yield parse_json_line(text, name, number, is_json=is_json), name, number
+
+
+def parse_json_line(
+    text: str, name: str, number: int, *, is_json: bool, line_of: Callable[[int], int] | None = None
+) -> Any:
+    """One JSON-lines record, checked as :func:`read_jsonl` checks it (valid JSON, no lone surrogates).
+
+    Args:
+        text: The line, decoded.
+        name: The file, for errors.
+        number: The line's number as counted by the reader.
+        is_json: The file is named ``.json`` (the error's hint differs).
+        line_of: Maps ``number`` to the line an error names (a reader of a byte range counts from
+            the range's start and computes the file's line only when it needs it).
+
+    Raises:
+        MalformedRecordError: Not valid JSON, or a string holding a lone surrogate.
+    """
+    line = line_of or (lambda n: n)
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        hint = (
+            "; a .json file must hold one JSON object per line or one top-level JSON array"
+            if is_json
+            else "; each line must be one complete JSON object: fix or remove the line"
+        )
+        raise MalformedRecordError(
+            f"malformed JSON: {exc.msg} (column {exc.colno}){hint}", path=name, line=line(number)
+        ) from None
+    try:
         _check_surrogates(record, text, name, number)
-        yield record, name, number
+    except MalformedRecordError as exc:
+        if line_of is None:
+            raise
+        message = str(exc).removeprefix(f"{name}:{number}: ")
+        raise MalformedRecordError(message, path=name, line=line(number)) from None
+    return record
 
 
 #: A JSON escape of a UTF-16 surrogate; only these can put a lone surrogate into decoded JSON.

@@ -37,6 +37,7 @@ Steps run in the order given, as locally (``pii`` before ``dedup`` changes the h
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -225,23 +226,8 @@ def _read_lines(chunk: Chunk) -> Iterator[tuple[Any, str, int | None]]:
                 raise  # pragma: no cover - _decode raised
             if not text.strip():
                 continue
-            try:
-                record = json.loads(text)
-            except json.JSONDecodeError as exc:
-                hint = (
-                    "; a .json file must hold one JSON object per line or one top-level JSON array"
-                    if is_json
-                    else "; each line must be one complete JSON object: fix or remove the line"
-                )
-                raise errors.MalformedRecordError(
-                    f"malformed JSON: {exc.msg} (column {exc.colno}){hint}", path=name, line=_absolute_line(chunk, number)
-                ) from None
-            try:
-                files._check_surrogates(record, text, name, number)
-            except errors.MalformedRecordError as exc:
-                message = str(exc).removeprefix(f"{name}:{number}: ")
-                raise errors.MalformedRecordError(message, path=name, line=_absolute_line(chunk, number)) from None
-            yield record, name, number
+            line_of = functools.partial(_absolute_line, chunk)
+            yield files.parse_json_line(text, name, number, is_json=is_json, line_of=line_of), name, number
 
 
 def _absolute_line(chunk: Chunk, number: int) -> int:

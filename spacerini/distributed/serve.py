@@ -349,20 +349,10 @@ class RayBM25Searcher(BM25Searcher):
             timeout=START_TIMEOUT,
         )  # fmt: skip
 
-    def search(self, query: str, k: int = 10, offset: int = 0) -> list[Hit]:
-        """Returns hits ``offset+1 .. offset+k`` for ``query`` (see :meth:`BM25Searcher.search`).
-
-        Raises:
-            QueryError: The query is empty, ``k``/``offset`` are invalid, or it has too many terms.
-        """
-        if not isinstance(query, str) or not query.strip():
-            raise QueryError("the query is empty: type some words to search for")
-        if k < 0 or offset < 0:
-            raise QueryError(f"k and offset must be >= 0, got k={k}, offset={offset}")
-        if k == 0:
-            return []
-        ((ids, scores),) = self._rank([self._count_terms(self.analyze(query))], offset + k)
-        return _bm25_hits(ids[offset:], scores[offset:], offset)
+    def _ranked(self, query: str, n: int, skip: int = 0) -> list[Hit]:
+        """:meth:`BM25Searcher.search`'s ranking (after its checks), by the actors."""
+        ((ids, scores),) = self._rank([self._count_terms(self.analyze(query))], n)
+        return _bm25_hits(ids[skip:], scores[skip:], skip)
 
     def batch_search(self, queries: Sequence[tuple[str, str]], *, k: int = 1000, threads: int = 1) -> dict[str, list[Hit]]:
         """Searches many ``(qid, text)`` queries; returns ``{qid: hits}``.

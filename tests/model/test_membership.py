@@ -21,6 +21,7 @@ from spacerini.model.membership import (
     token_stats,
     windows,
 )
+from tests.cli_helpers import run as _run
 from tests.model.conftest import corpus_docs
 
 CONTEXT = 16
@@ -214,16 +215,6 @@ def model_dir(tiny_lm, tmp_path_factory):
     return folder
 
 
-def _run(argv: list[str], capsys) -> tuple[int, str, str]:
-    from spacerini.cli import main
-
-    try:
-        main(argv)
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _one_line_error(code: int, err: str, needle: str) -> None:
