@@ -57,52 +57,60 @@ from spacerini.fusion import HybridSearcher  # noqa: E402
 from spacerini.records import Doc  # noqa: E402
 
 
-def bench_encoding(docs: list[Doc], *, batch_size: int, trials: int) -> dict[str, object]:
-    enc = load_encoder()
+def bench_encoding(
+    docs: list[Doc], *, batch_size: int, trials: int, runtimes: list[str], peer_batch_sizes: list[int]
+) -> dict[str, object]:
+    """Peer (sentence-transformers ``encode``, its best batch size) vs ``dense.build`` per runtime, interleaved."""
+    enc = load_encoder(device="cpu")
     passage_tokens, overlap = enc.max_tokens, 32  # what dense.build uses by default for MiniLM
     passages = [p for doc in docs for p in enc.split(doc.text, max_tokens=passage_tokens, overlap=overlap)]
     model = enc._model  # the same SentenceTransformer object: same weights, device and threads
-    plain, ours = [], []
-    vectors = None
+
+    def peer(size: int) -> np.ndarray:
+        return model.encode(passages, batch_size=size, normalize_embeddings=True, convert_to_numpy=True,
+                            show_progress_bar=False)
+
+    # The peer's batch size is tuned (one untimed warm-up, then one timed pass per size).
+    tuning = {}
+    peer(peer_batch_sizes[0])
+    for size in peer_batch_sizes:
+        started = time.perf_counter()
+        peer(size)
+        tuning[size] = time.perf_counter() - started
+    best = min(tuning, key=tuning.__getitem__)
+    seconds: dict[str, list[float]] = {"plain_st": [], **{r: [] for r in runtimes}}
+    vectors: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for attempt in range(-1, trials):  # round -1 warms both paths up (shapes, allocator) and is not timed
+        for attempt in range(-1, trials):  # round -1 warms every path up (exports ONNX once) and is not timed
             started = time.perf_counter()
-            vectors = model.encode(passages, batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True)
-            plain.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            report = dense.build(lambda: iter(docs), Path(tmp) / f"e{attempt + 1}", progress=False, batch_size=batch_size,
-                                 checkpoint_dir=Path(tmp) / f"ck{attempt + 1}", index="flat", passage_tokens=passage_tokens,
-                                 overlap=overlap)
-            ours.append(time.perf_counter() - started)
-        plain, ours = plain[1:], ours[1:]
-        import faiss
+            reference = peer(best)
+            seconds["plain_st"].append(time.perf_counter() - started)
+            for runtime in runtimes:
+                folder = Path(tmp) / f"{runtime}{attempt + 1}"
+                started = time.perf_counter()
+                dense.build(lambda: iter(docs), folder, progress=False, batch_size=batch_size,
+                            checkpoint_dir=Path(tmp) / f"ck-{runtime}{attempt + 1}", index="flat",
+                            passage_tokens=passage_tokens, overlap=overlap, runtime=runtime, device="cpu",
+                            target_recall=None)
+                seconds[runtime].append(time.perf_counter() - started)
+                if runtime not in vectors:
+                    import faiss
 
-        index = faiss.read_index(str(Path(tmp) / "e1" / dense.INDEX_FILE))
-        same = float(np.abs(index.reconstruct_n(0, index.ntotal) - vectors).max())
-    # The model work each side does, counted exactly: tokens fed to the model, padding included,
-    # when batches are formed by character length (sentence-transformers) or by token count (ours).
-    lengths = np.array([len(ids) for ids in enc._tokenize(passages)])
-
-    def padded(order: np.ndarray) -> int:
-        return int(sum(lengths[order[i : i + batch_size]].max() * len(order[i : i + batch_size])
-                       for i in range(0, len(order), batch_size)))
-
-    return {
-        "docs": len(docs),
-        "passages": len(passages),
-        "tokens": int(lengths.sum()),
-        "padded_tokens_plain_st": padded(np.argsort([-len(p) for p in passages], kind="stable")),
-        "padded_tokens_spacerini": padded(np.argsort(-lengths, kind="stable")),
-        "batch_size": batch_size,
-        "trials": trials,
-        "plain_st_seconds": [round(x, 2) for x in plain],
-        "spacerini_seconds": [round(x, 2) for x in ours],
-        "plain_st_docs_per_s": round(len(docs) / statistics.median(plain), 2),
-        "spacerini_docs_per_s": round(len(docs) / statistics.median(ours), 2),
-        "ratio": round(statistics.median(plain) / statistics.median(ours), 3),
-        "max_abs_vector_diff": same,
-        "index_passages": report.stats["passages"],
+                    index = faiss.read_index(str(folder / dense.INDEX_FILE))
+                    vectors[runtime] = index.reconstruct_n(0, index.ntotal)
+    peer_median = statistics.median(seconds["plain_st"][1:])
+    out: dict[str, object] = {
+        "docs": len(docs), "passages": len(passages), "batch_size": batch_size, "trials": trials,
+        "peer_batch_size_seconds": {k: round(v, 2) for k, v in tuning.items()}, "peer_batch_size": best,
+        "plain_st_docs_per_s": round(len(docs) / peer_median, 2),
+        "seconds": {k: [round(x, 2) for x in v[1:]] for k, v in seconds.items()},
     }
+    for runtime in runtimes:
+        median = statistics.median(seconds[runtime][1:])
+        cosine = (vectors[runtime] * reference).sum(axis=1)
+        out[runtime] = {"docs_per_s": round(len(docs) / median, 2), "ratio_vs_plain_st": round(peer_median / median, 3),
+                        "min_cosine_vs_plain_st": round(float(cosine.min()), 6)}
+    return out
 
 
 def bench_ann(n: int, *, sets: list[str], threads: int) -> dict[str, object]:
@@ -123,19 +131,27 @@ def ndcg10(run: dict[str, list], qrels: dict[str, str], qids: list[str]) -> floa
     return round(float(ir_measures.calc_aggregate([nDCG @ 10], qrel_list, scored)[nDCG @ 10]), 4)
 
 
-def bench_quality(collection: dense_collections.Collection, *, analyzer: str) -> dict[str, object]:
+def bench_quality(
+    collection: dense_collections.Collection, *, analyzer: str, runtimes: list[str], with_bm25: bool = True
+) -> dict[str, object]:
     docs, dev, test, qrels = collection.docs, collection.dev, collection.test, collection.qrels
     test_ids = [qid for qid, _ in test]
     out: dict[str, object] = {"collection": collection.name, "docs": len(docs), "dev_queries": len(dev),
                               "test_queries": len(test)}
     with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
-        report = dense.build(lambda: iter(docs), Path(tmp) / "dense", progress=False, checkpoint_dir=Path(tmp) / "ck")
-        out["dense_build_docs_per_s"] = round(len(docs) / (time.perf_counter() - started), 1)
-        out["dense_passages"] = report.stats["passages"]
-        dense_searcher = dense.open(Path(tmp) / "dense", report.to_dict())
-        dense_runs = dense_searcher.batch_search(dev + test, k=100)
-        out["ndcg@10_dense"] = ndcg10(dense_runs, qrels, test_ids)
+        # Each runtime builds its index and encodes the queries itself; the first is the one fused below.
+        for runtime in reversed(runtimes):
+            started = time.perf_counter()
+            report = dense.build(lambda: iter(docs), Path(tmp) / f"dense-{runtime}", progress=False,
+                                 checkpoint_dir=Path(tmp) / f"ck-{runtime}", runtime=runtime, device="cpu")
+            suffix = "" if runtime == runtimes[0] else f"_{runtime}"
+            out[f"dense_build_docs_per_s{suffix}"] = round(len(docs) / (time.perf_counter() - started), 1)
+            out[f"dense_passages{suffix}"] = report.stats["passages"]
+            dense_searcher = dense.open(Path(tmp) / f"dense-{runtime}", report.to_dict())
+            dense_runs = dense_searcher.batch_search(dev + test, k=100)
+            out[f"ndcg@10_dense{suffix}"] = ndcg10(dense_runs, qrels, test_ids)
+        if not with_bm25:
+            return out
         try:
             from spacerini.backends import bm25
 
@@ -182,18 +198,32 @@ def main() -> None:
     parser.add_argument("--ann-sets", default="minilm,text,gaussian")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="Faiss threads (flat and ANN alike)")
     parser.add_argument("--man-docs", type=int, default=1000)
+    parser.add_argument("--runtimes", default="torch,onnx,onnx-int8", help="dense.build encoder runtimes to measure")
+    parser.add_argument("--peer-batch-sizes", default="16,32,64", help="sentence-transformers batch sizes tried")
+    parser.add_argument("--encode-threads", type=int, default=None, help="torch and ONNX Runtime threads")
+    parser.add_argument("--no-bm25", action="store_true", help="quality: dense only")
     args = parser.parse_args()
     parts = set(args.parts.split(","))
+    runtimes = args.runtimes.split(",")
+    if args.encode_threads:
+        import torch
+
+        torch.set_num_threads(args.encode_threads)
+        os.environ["SPACERINI_ONNX_THREADS"] = str(args.encode_threads)
 
     started = time.perf_counter()
-    result: dict[str, Any] = {"bench": "dense", "cpus": os.cpu_count(), "python": sys.version.split()[0]}
+    result: dict[str, Any] = {"bench": "dense", "cpus": os.cpu_count(), "python": sys.version.split()[0],
+                              "load_before": os.getloadavg()}
     if "encoding" in parts:
         for corpus in args.encode_corpus.split(","):
             if corpus == "stdlib":
                 docs = dense_collections.stdlib_functions(docs=args.encode_docs, seed=1).docs
             else:  # short natural-language lines (comments and docstrings), one per document
                 docs = [Doc(id=f"l{i}", text=line) for i, line in enumerate(dense_ann.text_lines(args.encode_lines, seed=2))]
-            result[f"encoding_{corpus}"] = bench_encoding(docs, batch_size=args.batch_size, trials=args.trials)
+            result[f"encoding_{corpus}"] = bench_encoding(
+                docs, batch_size=args.batch_size, trials=args.trials, runtimes=runtimes,
+                peer_batch_sizes=[int(x) for x in args.peer_batch_sizes.split(",")],
+            )
     if "ann" in parts:
         result["ann"] = bench_ann(args.vectors, sets=args.ann_sets.split(","), threads=args.threads)
     if "quality" in parts:
@@ -204,11 +234,14 @@ def main() -> None:
                 except FileNotFoundError as exc:
                     result["quality_manpages"] = {"skipped": str(exc)}
                     continue
-                result["quality_manpages"] = bench_quality(collection, analyzer="en")
+                result["quality_manpages"] = bench_quality(collection, analyzer="en", runtimes=runtimes,
+                                                           with_bm25=not args.no_bm25)
             else:
                 collection = dense_collections.stdlib_functions(docs=1200, queries=300, dev=100)
-                result["quality_stdlib"] = bench_quality(collection, analyzer="code")
+                result["quality_stdlib"] = bench_quality(collection, analyzer="code", runtimes=runtimes,
+                                                         with_bm25=not args.no_bm25)
     result["seconds"] = round(time.perf_counter() - started, 1)
+    result["load_after"] = os.getloadavg()
     print(json.dumps(result))
 
 
