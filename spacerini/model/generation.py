@@ -64,15 +64,21 @@ def load_model(name_or_path: str | os.PathLike[str] | None = None, *, device: st
         return model, tokenizer
 
 
-def _resolve(model: ModelLike) -> tuple[Any, Any]:
+def resolve_model(model: ModelLike, *, device: str | None = None) -> tuple[Any, Any]:
+    """``(model, tokenizer)``: the pair itself, or the model loaded by :func:`load_model`.
+
+    Raises:
+        ModelError: A tuple that is not a pair, or a model that cannot be loaded.
+    """
     if isinstance(model, tuple):
         if len(model) != 2:
             raise ModelError("model must be a name, a path or a (model, tokenizer) pair")
         return model
-    return load_model(model)
+    return load_model(model, device=device)
 
 
-def _context(model: Any) -> int:
+def context_length(model: Any) -> int:
+    """The model's context in tokens (``n_positions`` or its equivalent; 2048 if it names none)."""
     cfg = model.config
     for name in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
         value = getattr(cfg, name, None)
@@ -101,7 +107,7 @@ def model_info(name_or_path: str | os.PathLike[str] | None = None) -> dict[str, 
         "model_type": cfg.model_type,
         "parameters": sum(p.numel() for p in model.parameters()),
         "vocab_size": len(tokenizer),
-        "context": _context(model),
+        "context": context_length(model),
         "layers": getattr(cfg, "n_layer", getattr(cfg, "num_hidden_layers", None)),
         "hidden_size": getattr(cfg, "n_embd", getattr(cfg, "hidden_size", None)),
         "heads": getattr(cfg, "n_head", getattr(cfg, "num_attention_heads", None)),
@@ -151,14 +157,14 @@ def generate(
         raise ModelError("give a non-empty prompt (or a suffix to infill before)")
     if max_new_tokens < 1 or temperature < 0 or not 0 < top_p <= 1:
         raise ModelError("max_new_tokens must be >= 1, temperature >= 0 and top_p in (0, 1]")
-    lm, tokenizer = _resolve(model)
+    lm, tokenizer = resolve_model(model)
     fim = fim_ids(tokenizer) if suffix is not None else None
     if suffix is not None and fim is None:
         raise ModelError(
             "this model's tokenizer has no FIM tokens (<fim_prefix>, <fim_middle>, <fim_suffix>, <fim_pad>): "
             "it cannot infill; leave out the suffix"
         )
-    context = _context(lm)
+    context = context_length(lm)
     budget = context - max_new_tokens
     if budget < 1:
         raise ModelError(f"max_new_tokens must be below the model's context of {context} tokens")

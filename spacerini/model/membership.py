@@ -49,6 +49,7 @@ import numpy as np
 
 from spacerini.errors import QueryError
 from spacerini.model.errors import ModelError
+from spacerini.model.generation import context_length, resolve_model
 from spacerini.records import Answer
 
 logger = logging.getLogger(__name__)
@@ -152,26 +153,6 @@ def _check_k(k: float) -> None:
         raise ModelError(f"k must be a share of tokens in (0, 1], not {k!r} (20% is 0.2)")
 
 
-def _resolve(model: Any, device: str | None) -> tuple[Any, Any]:
-    if isinstance(model, tuple):
-        if len(model) != 2:
-            raise ModelError("model must be a name, a path or a (model, tokenizer) pair")
-        return model
-    from spacerini.model.generation import load_model
-
-    return load_model(model, device=device)
-
-
-def context_length(model: Any) -> int:
-    """The model's context in tokens (``n_positions`` or its equivalent; 2048 if it names none)."""
-    cfg = model.config
-    for name in ("n_positions", "max_position_embeddings", "n_ctx", "seq_length"):
-        value = getattr(cfg, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return 2048
-
-
 def _start_token(model: Any, tokenizer: Any) -> int | None:
     for value in (getattr(model.config, "bos_token_id", None), tokenizer.bos_token_id, tokenizer.eos_token_id):
         if isinstance(value, int):
@@ -236,7 +217,7 @@ def token_stats(
 
     if batch_size < 1 or (max_tokens is not None and max_tokens < 1):
         raise ModelError("batch_size and max_tokens must be >= 1")
-    lm, tokenizer = _resolve(model, device)
+    lm, tokenizer = resolve_model(model, device=device)
     context = context_length(lm)
     stride = context // 2 if stride is None else stride
     if not 1 <= stride <= context - 1:
@@ -330,7 +311,7 @@ def score_texts(
     )
     if max_tokens is None:
         return [scores_from_stats(s, text, k=k) for s, text in zip(stats, texts, strict=True)]
-    _, tokenizer = _resolve(model, device)
+    _, tokenizer = resolve_model(model, device=device)
     return [scores_from_stats(s, prefix_text(tokenizer, s.ids), k=k) for s in stats]
 
 
