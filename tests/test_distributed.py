@@ -27,6 +27,7 @@ from spacerini.bundle import open_bundle  # noqa: E402
 from spacerini.cli import cli  # noqa: E402
 from spacerini.distributed import parse_memory  # noqa: E402
 from spacerini.errors import BackendParameterError  # noqa: E402
+from tests.ray_helpers import two_node_cluster  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -39,13 +40,8 @@ NODES = re.compile(r"ray: \d+ (\w+) tasks in [\d.]+ s on \d+ nodes \(([^)]*)\)")
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """A head and one worker node (one CPU each); shut down however the tests end."""
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": STORE})
-    try:
-        _add_worker(cluster)
+    with two_node_cluster(STORE) as cluster:
         yield cluster
-    finally:
-        cluster.shutdown()
 
 
 def _add_worker(cluster: Cluster) -> None:

@@ -24,6 +24,7 @@ ray = pytest.importorskip("ray")
 from ray.cluster_utils import Cluster  # noqa: E402
 
 from spacerini.bundle import open_bundle  # noqa: E402
+from tests.ray_helpers import two_node_cluster  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -39,14 +40,8 @@ PEAK = re.compile(r"ray: (\d+) (\w+) tasks in [\d.]+ s on (\d+) nodes .*largest 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """A head and one worker node (one CPU each); shut down however the test ends."""
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": STORE})
-    try:
-        cluster.add_node(num_cpus=1, object_store_memory=STORE)
-        cluster.wait_for_nodes()
+    with two_node_cluster(STORE) as cluster:
         yield cluster
-    finally:
-        cluster.shutdown()
 
 
 def write_corpus(path: Path, text_bytes: int) -> tuple[int, list[str]]:

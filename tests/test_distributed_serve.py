@@ -31,6 +31,7 @@ from spacerini.errors import BackendParameterError, BundleCorruptError, QueryErr
 from spacerini.eval import read_queries  # noqa: E402
 from spacerini.records import Doc, to_json  # noqa: E402
 from spacerini.service import Service  # noqa: E402
+from tests.ray_helpers import two_node_cluster  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -58,14 +59,8 @@ def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    """A head and one worker node (one CPU each); shut down however the tests end."""
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "object_store_memory": STORE})
-    try:
-        cluster.add_node(num_cpus=1, object_store_memory=STORE)
-        cluster.wait_for_nodes()
+    with two_node_cluster(STORE) as cluster:
         yield cluster
-    finally:
-        cluster.shutdown()
 
 
 def _same_answers(ray_bundle: object, local: object) -> None:
