@@ -1,8 +1,9 @@
 """Several corpora in one app: server memory for 1, 2 and 4 bundles, and /api/compare at 16 clients.
 
-Corpus: the standard library's Python sources (``preprocess_bench.stdlib_sources``) cut into 4
-contiguous quarters, each built as a bundle with bm25, exact and bloom (built once into
-``benchmarks/out/corpora/``, reused after).
+Corpora (``--corpus``): ``python``, the standard library's Python sources
+(``preprocess_bench.stdlib_sources``), or ``debian``, 100k paragraphs of Debian documentation
+and man pages (``debian_corpus.py``); cut into 4 contiguous quarters, each built as a bundle with
+bm25, exact and bloom (built once into ``benchmarks/out/corpora/``, reused after).
 
 * **Memory.** ``spacerini serve`` runs in its own process with 1, 2 or 4 of the bundles, and
   answers 200 warm-up ``/api/compare`` calls (every corpus's searchers mapped). Its RSS is then
@@ -16,7 +17,7 @@ contiguous quarters, each built as a bundle with bm25, exact and bloom (built on
   four that a compare makes per corpus) at 16 clients, so the ratio says what comparing 4
   corpora costs against one question to one corpus.
 
-Usage: .venv/bin/python benchmarks/corpora_bench.py [--queries 2000] [--clients 16]
+Usage: .venv/bin/python benchmarks/corpora_bench.py [--corpus python|debian] [--queries 2000] [--clients 16]
 Prints one JSON line.
 """
 
@@ -39,17 +40,27 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from app_load import WORDS, free_port  # noqa: E402
 
 
-def build() -> list[Path]:
-    from preprocess_bench import stdlib_sources
-
+def build(corpus: str) -> list[Path]:
+    """The 4 bundles of ``corpus`` (``python``: the stdlib's sources; ``debian``: 100k paragraphs of
+    Debian documentation and man pages, see ``debian_corpus.py``), built once and reused."""
     from spacerini.bundle import build_bundle
     from spacerini.records import Doc
 
-    paths = [OUT / f"q{i}" for i in range(1, 5)]
+    paths = [OUT / f"{corpus}-q{i}" for i in range(1, 5)]
     if all((p / "spacerini.json").is_file() for p in paths):
         return paths
-    docs = [Doc(rel, text, meta={"path": rel, "licence": "PSF-2.0", "owner": rel.split("/", 1)[0]})
-            for rel, text in stdlib_sources()]  # fmt: skip
+    if corpus == "python":
+        from preprocess_bench import stdlib_sources
+
+        docs = [Doc(rel, text, meta={"path": rel, "licence": "PSF-2.0", "owner": rel.split("/", 1)[0]})
+                for rel, text in stdlib_sources()]  # fmt: skip
+    else:
+        import itertools
+
+        import debian_corpus
+
+        docs = [Doc(str(r["id"]), str(r["contents"]), fields={"title": r["title"]}, meta={"owner": r["title"]})
+                for r in itertools.islice(debian_corpus.iter_docs(), 100_000)]  # fmt: skip
     size = -(-len(docs) // 4)
     for i, path in enumerate(paths):
         build_bundle(docs[i * size : (i + 1) * size], path, backends=["bm25", "exact", "bloom"], progress=False)
@@ -130,9 +141,10 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--queries", type=int, default=2000)
     ap.add_argument("--clients", type=int, default=16)
+    ap.add_argument("--corpus", choices=("python", "debian"), default="python")
     args = ap.parse_args()
-    paths = build()
-    result: dict[str, Any] = {"load_before": os.getloadavg()[0], "bundles": [p.name for p in paths]}
+    paths = build(args.corpus)
+    result: dict[str, Any] = {"corpus": args.corpus, "load_before": os.getloadavg()[0], "bundles": [p.name for p in paths]}
 
     single = []
     for p in paths:
@@ -151,7 +163,7 @@ def main() -> None:
             result.setdefault("jvms_mapped", {})[n] = s.jvms()
             if n == 4:
                 cmp_params = [{"q": query(i)} for i in range(args.queries)]
-                count_params = [{"q": query(i), "corpus": "q1"} for i in range(args.queries)]
+                count_params = [{"q": query(i), "corpus": paths[0].name} for i in range(args.queries)]
                 result["compare_4_corpora"] = asyncio.run(load(s.url, "api/compare", cmp_params, args.clients))
                 result["count_1_corpus"] = asyncio.run(load(s.url, "api/count", count_params, args.clients))
                 result["compare_vs_count_p95"] = round(
