@@ -875,6 +875,11 @@ def model() -> None:
 @click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0, 1))
 @click.option("--seed", default=None, type=int, help="Make sampling deterministic.")
 @click.option("--model", "model_name", default=None, help="A causal LM name (local cache) or path instead of the shipped one.")
+@click.option(
+    "--trace", "trace_bundle", default=None, metavar="BUNDLE",
+    help="Then trace the generated text back to BUNDLE's documents (spans found verbatim, with licences).",
+)
+@click.option("--min-len", default=32, show_default=True, type=click.IntRange(1), help="With --trace: shortest span reported (characters).")
 @click.option("--json", "as_json", is_flag=True)
 def model_generate(
     prompt: str,
@@ -884,11 +889,18 @@ def model_generate(
     top_p: float,
     seed: int | None,
     model_name: str | None,
+    trace_bundle: str | None,
+    min_len: int,
     as_json: bool,
 ) -> None:
-    """Continue PROMPT (or infill between PROMPT and --suffix)."""
+    """Continue PROMPT (or infill between PROMPT and --suffix); with --trace, attribute what it wrote."""
     from spacerini.model import generate
 
+    bundle = None
+    if trace_bundle is not None:
+        from spacerini.bundle import open_bundle
+
+        bundle = open_bundle(trace_bundle)  # opened first: a bad bundle fails before the model loads
     text = generate(
         prompt,
         suffix=suffix,
@@ -898,10 +910,20 @@ def model_generate(
         seed=seed,
         model=model_name,
     )
+    result = None
+    if bundle is not None:
+        from spacerini.model import trace
+
+        result = trace(bundle, text, min_len=min_len)  # the generated text only, not the prompt
     if as_json:
-        _echo_json({"prompt": prompt, "suffix": suffix, "text": text})
-    else:
-        click.echo(prompt + text + (suffix or ""))
+        _echo_json({"prompt": prompt, "suffix": suffix, "text": text, **({"trace": result.to_dict()} if result else {})})
+        return
+    click.echo(prompt + text + (suffix or ""))
+    if result is not None:
+        from spacerini.model import render_trace
+
+        click.echo(f"--- trace of the {len(text):,} generated characters in {trace_bundle}")
+        click.echo(render_trace(result))
 
 
 @model.command(name="info")
@@ -952,6 +974,11 @@ def model_trace(bundle: str, source: str, min_len: int, as_json: bool) -> None:
     "--adapt-threads", is_flag=True,
     help="On a CPU, keep choosing between 1 and --threads threads by timing steps (for shared machines).",
 )
+@click.option("--doc-fraction", default=1.0, show_default=True, type=click.FloatRange(0, 1, min_open=True),
+              help="Share of the documents trained on per epoch (a hash sample).")
+@click.option("--fixed-sample", is_flag=True, help="The same --doc-fraction sample every epoch (a small set seen several times).")
+@click.option("--sequence-shuffle", default=0, show_default=True, type=click.IntRange(0),
+              help="Packed sequences held in a shuffle buffer, so a batch mixes files (0: packing order).")
 @click.option("--json", "as_json", is_flag=True)
 def model_train(
     bundle_path: str,
@@ -966,6 +993,9 @@ def model_train(
     device: str | None,
     threads: int | None,
     adapt_threads: bool,
+    doc_fraction: float,
+    fixed_sample: bool,
+    sequence_shuffle: int,
     as_json: bool,
 ) -> None:
     """Train (or resume training) the code model on a bundle's documents, with FIM."""
@@ -985,6 +1015,9 @@ def model_train(
         device=device,
         threads=threads,
         adapt_threads=adapt_threads,
+        doc_fraction=doc_fraction,
+        fixed_sample=fixed_sample,
+        sequence_shuffle=sequence_shuffle,
     )
     if as_json:
         _echo_json(report)

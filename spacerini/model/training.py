@@ -72,26 +72,35 @@ def is_heldout(docid: str, *, fraction: float = HELDOUT_FRACTION) -> bool:
 
 
 def iter_training_docs(
-    bundle: Any, *, seed: int, epoch: int = 0, doc_fraction: float = 1.0, shuffle_buffer: int = 256
+    bundle: Any,
+    *,
+    seed: int,
+    epoch: int = 0,
+    doc_fraction: float = 1.0,
+    shuffle_buffer: int = 256,
+    fixed_sample: bool = False,
 ) -> Iterator[tuple[str, str]]:
     """Streams the training documents ``(id, text)`` of one epoch, held-out documents left out.
 
     Args:
         bundle: An opened bundle.
         seed: Seed of the sampling and the shuffle.
-        epoch: The epoch (changes the sample and the order).
+        epoch: The epoch (changes the order, and the sample unless ``fixed_sample``).
         doc_fraction: Keep each document with this probability (a hash of seed, epoch, doc id).
         shuffle_buffer: Documents held to shuffle the stream locally (1: corpus order).
+        fixed_sample: Draw the ``doc_fraction`` sample once (as for epoch 0) and pass over the
+            same documents every epoch: a small training set seen several times.
 
     Yields:
         ``(doc id, text)`` pairs, in training order.
     """
     rng = random.Random(f"{seed}:{epoch}")
+    sample_epoch = 0 if fixed_sample else epoch
     buffer: list[tuple[str, str]] = []
     for doc in bundle.iter_docs():
         if not doc.text or is_heldout(doc.id):
             continue
-        if doc_fraction < 1.0 and _unit_hash(seed, epoch, doc.id) >= doc_fraction:
+        if doc_fraction < 1.0 and _unit_hash(seed, sample_epoch, doc.id) >= doc_fraction:
             continue
         if len(buffer) < shuffle_buffer:
             buffer.append((doc.id, doc.text))
@@ -104,33 +113,62 @@ def iter_training_docs(
 
 
 def iter_training_texts(
-    bundle: Any, *, seed: int, epoch: int = 0, doc_fraction: float = 1.0, shuffle_buffer: int = 256
+    bundle: Any,
+    *,
+    seed: int,
+    epoch: int = 0,
+    doc_fraction: float = 1.0,
+    shuffle_buffer: int = 256,
+    fixed_sample: bool = False,
 ) -> Iterator[str]:
     """The texts of :func:`iter_training_docs` (same arguments, same order)."""
-    for _, text in iter_training_docs(bundle, seed=seed, epoch=epoch, doc_fraction=doc_fraction, shuffle_buffer=shuffle_buffer):
+    docs = iter_training_docs(
+        bundle, seed=seed, epoch=epoch, doc_fraction=doc_fraction, shuffle_buffer=shuffle_buffer, fixed_sample=fixed_sample
+    )
+    for _, text in docs:
         yield text
 
 
 class DocLedger:
     """Which documents a training stream fed into which packed sequence.
 
-    :func:`iter_sequences` records, for each document it packs, the epoch and the index (0-based,
-    counted over the whole stream) of the sequence that holds the document's first token. A run
-    that consumed ``n`` sequences trained on exactly the documents whose first sequence is below
-    ``n``: the ground truth of membership for the model it wrote. (A document whose tokens start
-    in the last consumed sequence and run on past it was trained on in part.)
+    :func:`iter_sequences` records, for each document it packs, the epoch and the range of packed
+    sequences (0-based, counted over the whole stream in packing order) that hold its tokens, and
+    the order in which packed sequences are yielded (packing order, unless a sequence shuffle
+    buffer reorders them). A run that consumed ``n`` sequences trained on exactly the documents
+    with a token in one of the first ``n`` yielded sequences: the ground truth of membership for
+    the model it wrote. (A document cut by the last consumed sequence was trained on in part.)
     """
 
     def __init__(self) -> None:
-        self.entries: list[tuple[int, int, str]] = []  # (first sequence, epoch, doc id)
+        self.entries: list[tuple[int, int, int, str]] = []  # (first sequence, last sequence, epoch, doc id)
+        self.order: list[int] = []  # packing index of each yielded sequence, in yield order
 
-    def record(self, sequence: int, epoch: int, docid: str) -> None:
-        """Notes that ``docid`` (of ``epoch``) starts in sequence number ``sequence``."""
-        self.entries.append((sequence, epoch, docid))
+    def record(self, sequence: int, epoch: int, docid: str, last: int | None = None) -> None:
+        """Notes that ``docid`` (of ``epoch``) has tokens in packed sequences ``sequence`` to ``last``."""
+        self.entries.append((sequence, sequence if last is None else last, epoch, docid))
+
+    def yielded(self, sequence: int) -> None:
+        """Notes that packed sequence number ``sequence`` is the next one yielded."""
+        self.order.append(sequence)
 
     def fed(self, sequences: int) -> list[tuple[int, str]]:
-        """``(epoch, doc id)`` of every document that starts in one of the first ``sequences`` sequences."""
-        return [(epoch, docid) for seq, epoch, docid in self.entries if seq < sequences]
+        """``(epoch, doc id)`` of every document with a token in one of the first ``sequences`` yielded sequences."""
+        consumed = self.order[:sequences] if self.order else list(range(sequences))
+        if not consumed:
+            return []
+        if consumed == list(range(len(consumed))):  # packing order: a prefix of the stream
+            return [(epoch, docid) for first, _, epoch, docid in self.entries if first < len(consumed)]
+        mask = np.zeros(max(consumed) + 2, dtype=np.int64)
+        mask[consumed] = 1
+        prefix = np.concatenate([[0], np.cumsum(mask)])  # prefix[i]: consumed sequences below i
+        top = len(mask)
+        out = []
+        for first, last, epoch, docid in self.entries:
+            lo, hi = min(first, top), min(last + 1, top)
+            if prefix[hi] - prefix[lo] > 0:
+                out.append((epoch, docid))
+        return out
 
 
 #: File in a run folder that lists the documents the model was trained on (one id a line).
@@ -185,6 +223,8 @@ def iter_sequences(
     shuffle_buffer: int = 256,
     epochs: int | None = None,
     ledger: DocLedger | None = None,
+    fixed_sample: bool = False,
+    sequence_shuffle: int = 0,
 ) -> Iterator[np.ndarray]:
     """Streams packed, FIM-transformed training sequences of ``seq_len`` tokens.
 
@@ -201,6 +241,10 @@ def iter_sequences(
         shuffle_buffer: Documents held for shuffling.
         epochs: Stop after this many passes (None: never stop).
         ledger: Records which document starts in which sequence (see :class:`DocLedger`).
+        fixed_sample: The same ``doc_fraction`` sample every epoch (see :func:`iter_training_docs`).
+        sequence_shuffle: Packed sequences held in a shuffle buffer (0: packing order). Packing
+            keeps a long file in consecutive sequences, so without it a batch (and the next
+            dozens of batches) can come from one file; the buffer mixes files across batches.
 
     Yields:
         int64 arrays of length ``seq_len``.
@@ -219,27 +263,48 @@ def iter_sequences(
         return backend.decode(ids, skip_special_tokens=False)
 
     rng = np.random.default_rng(seed)
+    order_rng = random.Random(f"sequences:{seed}")
+    pool: list[tuple[int, np.ndarray]] = []  # the sequence shuffle buffer: (packing index, sequence)
     buf: list[int] = []
     epoch = 0
-    yielded = 0
+    packed = 0
+
+    def emit(index: int, seq: np.ndarray) -> np.ndarray:
+        if ledger is not None:
+            ledger.yielded(index)
+        return seq
+
     while epochs is None or epoch < epochs:
         produced = False
-        docs = iter_training_docs(bundle, seed=seed, epoch=epoch, doc_fraction=doc_fraction, shuffle_buffer=shuffle_buffer)
+        docs = iter_training_docs(
+            bundle, seed=seed, epoch=epoch, doc_fraction=doc_fraction, shuffle_buffer=shuffle_buffer, fixed_sample=fixed_sample
+        )
         for batch in iter_batches(docs, 16):
             for (docid, _), enc in zip(batch, backend.encode_batch([t for _, t in batch], add_special_tokens=False), strict=True):
                 if ledger is not None:
-                    ledger.record(yielded + len(buf) // seq_len, epoch, docid)
+                    ledger.record(packed + len(buf) // seq_len, epoch, docid, last=packed + (len(buf) + len(enc.ids)) // seq_len)
                 buf.extend(enc.ids)
                 buf.append(fim.eod)
             while len(buf) >= seq_len:
                 produced = True
                 seq = np.asarray(buf[:seq_len], dtype=np.int64)
                 del buf[:seq_len]
-                yielded += 1
-                yield apply_fim(seq, rng, encode=encode, decode=decode, tokens=fim, fim_rate=fim_rate, spm_rate=spm_rate)
+                seq = apply_fim(seq, rng, encode=encode, decode=decode, tokens=fim, fim_rate=fim_rate, spm_rate=spm_rate)
+                packed += 1
+                if sequence_shuffle <= 1:
+                    yield emit(packed - 1, seq)
+                elif len(pool) < sequence_shuffle:
+                    pool.append((packed - 1, seq))
+                else:
+                    i = order_rng.randrange(len(pool))
+                    out, pool[i] = pool[i], (packed - 1, seq)
+                    yield emit(*out)
         if not produced and not buf:
             raise TrainingError("the bundle yields no training tokens (is it empty, or is every document held out?)")
         epoch += 1
+    order_rng.shuffle(pool)
+    for index, seq in pool:
+        yield emit(index, seq)
 
 
 def lr_at(step: int, *, lr: float, steps: int, warmup_steps: int, min_lr_ratio: float = 0.1) -> float:
@@ -431,6 +496,8 @@ def train(
     fim_rate: float = 0.5,
     spm_rate: float = 0.5,
     doc_fraction: float = 1.0,
+    fixed_sample: bool = False,
+    sequence_shuffle: int = 0,
     vocab_size: int = 8192,
     tokenizer_max_bytes: int = 20_000_000,
     config: Mapping[str, Any] | None = None,
@@ -460,6 +527,10 @@ def train(
         fim_rate: FIM probability per document.
         spm_rate: SPM probability given FIM.
         doc_fraction: Share of documents used per epoch (samples a large corpus).
+        fixed_sample: Train on the same ``doc_fraction`` sample every epoch (a small training
+            set seen several times, as code models see their data) instead of a new one.
+        sequence_shuffle: Packed sequences held in a shuffle buffer, so that a batch mixes
+            files (0: packing order, where a long file fills consecutive batches).
         vocab_size: Vocabulary of a newly trained tokenizer.
         tokenizer_max_bytes: Characters of text the tokenizer is trained on.
         config: Overrides of :data:`DEFAULT_CONFIG` (``n_embd``, ``n_layer``, ...).
@@ -524,6 +595,10 @@ def train(
     previous = _checkpoints(out) if resume else []
     if previous:
         state = _load_checkpoint(previous[-1], model, optimizer, dev)
+        stream_options = {"doc_fraction": doc_fraction, "fixed_sample": fixed_sample, "sequence_shuffle": sequence_shuffle}
+        changed = [k for k, v in stream_options.items() if k in state and state[k] != v]
+        if changed:
+            raise TrainingError(f"{previous[-1]}: the checkpoint was trained with other {', '.join(changed)}; resume with the same values or resume=False")
         if state.get("seed") != seed or state.get("batch_size") != batch_size or state.get("seq_len") != seq_len:
             raise TrainingError(
                 f"{previous[-1]}: the checkpoint was trained with seed/batch_size/seq_len "
@@ -538,7 +613,7 @@ def train(
     ledger = DocLedger()
     stream = iter_sequences(
         bundle, tokenizer, seq_len=seq_len, seed=seed, doc_fraction=doc_fraction, fim_rate=fim_rate, spm_rate=spm_rate,
-        ledger=ledger,
+        ledger=ledger, fixed_sample=fixed_sample, sequence_shuffle=sequence_shuffle,
     )  # fmt: skip
     for _ in range(start_step * batch_size):  # the sequences a resumed run has already seen
         next(stream)
@@ -584,6 +659,9 @@ def train(
                 "seed": seed,
                 "batch_size": batch_size,
                 "seq_len": seq_len,
+                "doc_fraction": doc_fraction,
+                "fixed_sample": fixed_sample,
+                "sequence_shuffle": sequence_shuffle,
                 "lr": lr,
                 "losses": losses,
                 "train_seconds": round(seconds_before + time.perf_counter() - t0, 2),
@@ -623,6 +701,8 @@ def train(
         "fim_rate": fim_rate,
         "spm_rate": spm_rate,
         "doc_fraction": doc_fraction,
+        "fixed_sample": fixed_sample,
+        "sequence_shuffle": sequence_shuffle,
         "tokens_this_run": tokens_this_run,
         "tokens_total": step * batch_size * seq_len,
         "seconds": round(seconds, 2),
