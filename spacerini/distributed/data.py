@@ -57,8 +57,11 @@ logger = logging.getLogger(__name__)
 
 #: Bits of a document key given to the record number inside its chunk.
 KEY_SHIFT = 40
-#: Bytes of a JSON-lines file per chunk (a line is never cut).
+#: Bytes of a JSON-lines file per chunk at most (a line is never cut).
 CHUNK_BYTES = 64 * 2**20
+#: Bytes of a JSON-lines file per chunk at least, when chunks are made smaller to spread a small
+#: corpus over every CPU (each chunk is a Ray task).
+MIN_CHUNK_BYTES = 4 * 2**20
 #: Rows of a saved dataset per chunk.
 CHUNK_ROWS = 100_000
 #: Documents per block handed to Ray by a source read on the driver.
@@ -67,6 +70,9 @@ DRIVER_BLOCK = 5_000
 BATCH = 1_000
 
 DOC_COLUMNS = ("key", "id", "text", "fields", "meta")
+#: Columns of the streaming pipeline: a document (``kept`` 0 when a step removed it: only its id
+#: and line are left), a record that cannot be read (``error``) or a block's step counters (``side``).
+STREAM_COLUMNS = (*DOC_COLUMNS, "line", "error", "side", "kept")
 _PER_DOC = ("pii", "licence", "language", "quality", "optout")
 
 
@@ -329,6 +335,48 @@ def _read_chunk_batch(batch: dict[str, Any], field_map: Any) -> Iterator[Any]:
             yield _table(columns)
 
 
+def _read_and_process(batch: dict[str, Any], field_map: Any, steps: list[Any]) -> Iterator[Any]:
+    """Ray Data UDF of the streaming pipeline: reads the chunks of a batch and runs the
+    per-document steps on each block read; every block comes out in :data:`STREAM_COLUMNS`."""
+    for table in _read_chunk_batch(batch, field_map):
+        yield _process_block(table, steps)
+
+
+def _process_block(table: Any, steps: Sequence[Any]) -> Any:
+    """One block read (documents in key order, perhaps an error row last) after the steps, with
+    the ``side`` and ``kept`` columns of :data:`STREAM_COLUMNS` (and one row of counters)."""
+    import pyarrow as pa
+
+    if not steps:
+        rows = table.num_rows
+        return table.append_column("side", pa.array([""] * rows, type=pa.string())).append_column(
+            "kept", pa.array([1] * rows, type=pa.int8())
+        )
+    rows = table.to_pydict()
+    docs = [i for i, error in enumerate(rows["error"]) if not error]
+    outcome, partials = _run_steps({name: [rows[name][i] for i in docs] for name in DOC_COLUMNS}, steps)
+    after = dict(zip(docs, outcome, strict=True))
+    columns: dict[str, list[Any]] = {name: [] for name in STREAM_COLUMNS}
+
+    def add(*values: Any) -> None:
+        for name, value in zip(STREAM_COLUMNS, values, strict=True):
+            columns[name].append(value)
+
+    for i, key in enumerate(rows["key"]):
+        line, error = rows["line"][i], rows["error"][i]
+        if error:
+            add(key, "", "", "", "", line, error, "", 0)
+            continue
+        doc = after[i]
+        if doc is None:  # removed by a step: its id still counts for the duplicate check
+            add(key, rows["id"][i], "", "", "", line, "", "", 0)
+        else:
+            add(key, doc.id, doc.text, _encode(doc.fields), _encode(doc.meta), line, "", "", 1)
+    add(rows["key"][0] if rows["key"] else 0, "", "", "", "", 0, "", json.dumps(partials), 0)
+    types = {"key": pa.int64(), "line": pa.int64(), "kept": pa.int8()}
+    return pa.table({name: pa.array(values, type=types.get(name, pa.string())) for name, values in columns.items()})
+
+
 def _repeated(batch: Any) -> Any:
     """Ray Data UDF over ``groupby("id").count()``: the ids counted more than once."""
     import pyarrow.compute as pc
@@ -376,8 +424,10 @@ class RayIngest:
             of documents (read here and handed to Ray).
         steps: The preprocess steps, in order; their state is filled in so that their
             ``report()`` equals the local one.
-        chunk_bytes: Bytes per chunk of a JSON-lines file (default :data:`CHUNK_BYTES`).
-        runtime_env: Ray runtime environment of the tasks (default: this checkout importable).
+        chunk_bytes: Bytes per chunk of a JSON-lines file (default: :data:`CHUNK_BYTES`, or less
+            so that every CPU reads; see :meth:`_chunk_bytes`).
+        runtime_env: Ray runtime environment of the tasks (default: this checkout importable,
+            unless the Ray job already is; see :func:`spacerini.distributed.engine.task_runtime_env`).
     """
 
     def __init__(
@@ -390,17 +440,20 @@ class RayIngest:
     ) -> None:
         self.corpus = corpus
         self.steps = list(steps)
-        self.chunk_bytes = CHUNK_BYTES if chunk_bytes is None else chunk_bytes
+        self.chunk_bytes = chunk_bytes
         if runtime_env is None:
-            from spacerini.distributed.engine import _worker_env
+            from spacerini.distributed.engine import task_runtime_env
 
-            runtime_env = {"env_vars": _worker_env(None)}
+            runtime_env = task_runtime_env(None)
         self.runtime_env = runtime_env
         self.chunks: list[Chunk] | None = None
 
     # -- public ------------------------------------------------------------------------------
     def docs(self) -> Iterator[Doc]:
         """Runs the whole pipeline and yields the documents that come out, in corpus order.
+
+        Without a global step (dedup, near-dedup) the corpus goes through one streaming Ray Data
+        pipeline (:meth:`_streamed`); with one, it is read and checked first (:meth:`_load`).
 
         Raises:
             CorpusError: A record cannot be read, or two share an id (the error the local loader
@@ -411,10 +464,16 @@ class RayIngest:
 
         restore = _quiet_ray_data()
         try:
+            segments = _segments(self.steps)
+            if all(kind == "per-doc" for kind, _ in segments):
+                self.chunks = plan_chunks(self.corpus, chunk_bytes=self._chunk_bytes())
+                if self.chunks is not None:
+                    yield from self._streamed([step for _, group in segments for step in group])
+                    return
             clock = time.perf_counter()
             ds = self._load()
             logger.info("ray: read in %.1f s", time.perf_counter() - clock)
-            for kind, group in _segments(self.steps):
+            for kind, group in segments:
                 clock = time.perf_counter()
                 ds = self._per_doc(ds, group) if kind == "per-doc" else self._global(ds, group[0])
                 logger.info("ray: %s in %.1f s", ", ".join(step.name for step in group), time.perf_counter() - clock)
@@ -427,11 +486,98 @@ class RayIngest:
         finally:
             restore()
 
+    # -- the streaming pipeline ------------------------------------------------------------------
+    def _chunk_bytes(self) -> int:
+        """Bytes per JSON-lines chunk: :data:`CHUNK_BYTES`, or less so that every CPU of the cluster
+        reads (two chunks per CPU, none under :data:`MIN_CHUNK_BYTES`), unless one was given."""
+        if self.chunk_bytes is not None:
+            return self.chunk_bytes
+        import ray
+
+        from spacerini.corpus import files
+
+        records = getattr(self.corpus, "_records", None)
+        total = 0
+        if isinstance(records, files.FileRecords):
+            total = sum(Path(file).stat().st_size for file, _ in records.files)
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        return min(CHUNK_BYTES, max(MIN_CHUNK_BYTES, -(-total // (2 * cpus))))
+
+    def _streamed(self, steps: Sequence[Any]) -> Iterator[Doc]:
+        """Reads the chunks and runs the per-document steps in one Ray Data pipeline, streaming.
+
+        One stage (a task per chunk) parses the records and runs the steps on each block it
+        reads; the blocks come back in chunk order (``preserve_order``) while later chunks are
+        still being read, and the documents go out as they arrive: nothing is materialized,
+        shuffled or sorted. This driver meets the records in the local loader's order, so it
+        makes the local loader's checks itself: the first bad record or repeated id (a set of
+        the ids seen, as the local loader keeps; documents a step removed still come back as
+        their id, since the local loader sees them before the steps do) raises the local error.
+        """
+        import ray
+
+        assert self.chunks is not None  # noqa: S101 - planned by docs()
+        clock = time.perf_counter()
+        items = [{"chunk": json.dumps(chunk.__dict__)} for chunk in self.chunks]
+        logger.info(
+            "ray: reading %d chunks of %s with Ray Data%s, streaming", len(items), getattr(self.corpus, "source", ""),
+            f" and running {', '.join(step.name for step in steps)} on them" if steps else "",
+        )  # fmt: skip
+        ds = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            _read_and_process, batch_size=1, batch_format="numpy", runtime_env=self.runtime_env,
+            fn_kwargs={"field_map": self.corpus._map, "steps": list(steps)},
+        )  # fmt: skip
+        seen: set[str] = set()
+        partials: list[list[dict[str, Any]]] = []
+        last, count = -1, 0
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            rows = batch.to_pydict()
+            for key, doc_id, text, fields, meta, line, error, side, kept in zip(
+                *(rows[name] for name in STREAM_COLUMNS), strict=True
+            ):
+                if side:
+                    partials.append(json.loads(side))
+                    continue
+                if key <= last:  # pragma: no cover - Ray Data broke the order it promised
+                    raise BundleError("Ray Data returned documents out of order: rebuild with --engine local")
+                last = key
+                if error:
+                    raise _rebuild_error(error)
+                if doc_id in seen:
+                    raise self._duplicate(doc_id, key, line)
+                seen.add(doc_id)
+                if kept:
+                    count += 1
+                    yield Doc(id=doc_id, text=text, fields=_decode_mapping(fields), meta=_decode_mapping(meta))
+        for i, step in enumerate(steps):
+            _merge_partials(step, [part[i] for part in partials])
+        logger.info("ray: read%s %d documents in %.1f s, streaming", " and preprocessed" if steps else "", count,
+                    time.perf_counter() - clock)  # fmt: skip
+
+    def _duplicate(self, doc_id: str, key: int, line: int) -> DuplicateIdError:
+        """The local loader's error for a repeated id: it names where the id was first seen,
+        found (as the local loader does) by reading again, here the chunks up to this one."""
+        import ray
+
+        assert self.chunks is not None  # noqa: S101 - only called while streaming chunks
+        items = [{"chunk": json.dumps(chunk.__dict__)} for chunk in self.chunks[: (key >> KEY_SHIFT) + 1]]
+        rows = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            _read_chunk_batch, batch_size=1, fn_kwargs={"field_map": self.corpus._map}, batch_format="numpy",
+            runtime_env=self.runtime_env,
+        ).map_batches(_with_ids, batch_format="pyarrow", fn_kwargs={"ids": [doc_id]}).take_all()  # fmt: skip
+        first_key, first_line = min((row["key"], row["line"]) for row in rows)
+        where = self._location(key, line)
+        return DuplicateIdError(
+            f"duplicate id {doc_id!r} (first at {self._location(first_key, first_line)}); ids must be unique: "
+            "remove the duplicate or choose another id column with --id-field",
+            path=where.rsplit(":", 1)[0], line=int(where.rsplit(":", 1)[1]),
+        )  # fmt: skip
+
     # -- reading -----------------------------------------------------------------------------
     def _load(self) -> Any:
         import ray
 
-        self.chunks = plan_chunks(self.corpus, chunk_bytes=self.chunk_bytes)
+        self.chunks = plan_chunks(self.corpus, chunk_bytes=self._chunk_bytes())
         if self.chunks is None:
             logger.info(
                 "ray: %s cannot be cut into chunks Ray Data reads (a Hub stream, code or Python objects): "
@@ -695,10 +841,37 @@ class _KeyedTally:
 
 def _per_doc_batch(batch: Any, steps: list[Any]) -> Any:
     """Ray Data UDF: runs a chain of per-document steps over a batch; adds one row of counts."""
+    import pyarrow as pa
     import pyarrow.compute as pc
 
     # In key order, so the first examples and labels of a batch are its smallest keys.
     rows = batch.take(pc.sort_indices(batch, sort_keys=[("key", "ascending")])).to_pydict()
+    outcome, partials = _run_steps(rows, steps)
+    columns = {name: [] for name in (*DOC_COLUMNS, "side")}
+    for key, doc in zip(rows["key"], outcome, strict=True):
+        if doc is not None:
+            for name, value in zip(DOC_COLUMNS, (key, doc.id, doc.text, _encode(doc.fields), _encode(doc.meta)), strict=True):
+                columns[name].append(value)
+            columns["side"].append("")
+    first = rows["key"][0] if rows["key"] else 0
+    for name, value in zip(DOC_COLUMNS, (first, "", "", "", ""), strict=True):
+        columns[name].append(value)
+    columns["side"].append(json.dumps(partials))
+    return pa.table({name: pa.array(values, type=pa.int64() if name == "key" else pa.string())
+                     for name, values in columns.items()})  # fmt: skip
+
+
+def _run_steps(rows: dict[str, list[Any]], steps: Sequence[Any]) -> tuple[list[Doc | None], list[dict[str, Any]]]:
+    """Runs a chain of per-document steps over rows in key order, as the local steps would.
+
+    Args:
+        rows: Columns :data:`DOC_COLUMNS` (at least), in key order.
+        steps: The per-document steps (their counters are reset and refilled here).
+
+    Returns:
+        Each row's document after the steps (None: a step removed it), and each step's counters
+        for this batch (see :func:`_partial`).
+    """
     current = [0]
     examples: list[dict[str, list[tuple[int, str]]]] = []
     for step in steps:
@@ -715,7 +888,7 @@ def _per_doc_batch(batch: Any, steps: list[Any]) -> Any:
         step._example = record
         if hasattr(step, "_seen"):
             step._seen = _KeyedTally(current)
-    columns = {name: [] for name in (*DOC_COLUMNS, "side")}
+    outcome: list[Doc | None] = []
     clock = time.perf_counter
     for key, doc_id, text, fields, meta in zip(*(rows[name] for name in DOC_COLUMNS), strict=True):
         current[0] = key
@@ -729,19 +902,8 @@ def _per_doc_batch(batch: Any, steps: list[Any]) -> Any:
             if doc is None:
                 break
             step.docs_out += 1
-        if doc is not None:
-            for name, value in zip(DOC_COLUMNS, (key, doc.id, doc.text, _encode(doc.fields), _encode(doc.meta)), strict=True):
-                columns[name].append(value)
-            columns["side"].append("")
-    partials = [_partial(step, found) for step, found in zip(steps, examples, strict=True)]
-    first = rows["key"][0] if rows["key"] else 0
-    for name, value in zip(DOC_COLUMNS, (first, "", "", "", ""), strict=True):
-        columns[name].append(value)
-    columns["side"].append(json.dumps(partials))
-    import pyarrow as pa
-
-    return pa.table({name: pa.array(values, type=pa.int64() if name == "key" else pa.string())
-                     for name, values in columns.items()})  # fmt: skip
+        outcome.append(doc)
+    return outcome, [_partial(step, found) for step, found in zip(steps, examples, strict=True)]
 
 
 def _max_examples() -> int:

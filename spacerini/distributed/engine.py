@@ -142,7 +142,12 @@ def session(*, address: str | None = None, threads: int = 1) -> Iterator[None]:
     if ray.is_initialized():
         yield
         return
-    options: dict[str, Any] = {"log_to_driver": False, "logging_level": logging.WARNING}
+    # The workers' environment is the job's, not each task's: a task whose runtime env differs
+    # from the job's needs workers of its own (started for it, never the pooled ones), so Ray
+    # Data's stages and the shard tasks share one pool of warm workers (and their JVMs).
+    options: dict[str, Any] = {
+        "log_to_driver": False, "logging_level": logging.WARNING, "runtime_env": {"env_vars": _worker_env(None)},
+    }  # fmt: skip
     if address is None:
         options.update(
             num_cpus=max(1, threads), object_store_memory=EMBEDDED_OBJECT_STORE, include_dashboard=False
@@ -205,7 +210,7 @@ def run_tasks(
     with session(address=address, threads=threads):
         if budget is not None:
             _check_budget(ray, budget, memory_budget)
-        remote = _remote_function(ray).options(memory=budget, runtime_env={"env_vars": _worker_env(budget)})
+        remote = _remote_function(ray).options(memory=budget, runtime_env=task_runtime_env(budget))
         refs = [remote.remote(task, budget) for task in tasks]
         index = {ref: i for i, ref in enumerate(refs)}
         results: list[dict[str, Any] | None] = [None] * len(refs)
@@ -267,6 +272,22 @@ def _worker_env(budget: int | None) -> dict[str, str]:
         default = parse_memory(os.environ.get("SPACERINI_JVM_HEAP", DEFAULT_HEAP))
         env["SPACERINI_JVM_HEAP"] = f"{max(MIN_HEAP, min(default, budget // 2)) // 2**20}m"
     return env
+
+
+def task_runtime_env(budget: int | None) -> dict[str, Any] | None:
+    """The runtime env a task needs on top of the Ray job's: None when the job's already sets
+    every variable of :func:`_worker_env` (a :func:`session` that started or joined Ray), else
+    those variables (a connection the caller opened, or a memory budget's JVM heap).
+
+    Must be called with Ray connected.
+    """
+    import ray
+
+    env = _worker_env(budget)
+    job = dict(ray.get_runtime_context().runtime_env.get("env_vars") or {})
+    if all(job.get(key) == value for key, value in env.items()):
+        return None
+    return {"env_vars": env}
 
 
 @cache
@@ -364,8 +385,9 @@ def _run_shard(task: ShardTask, budget: int | None) -> dict[str, Any]:
         with _attempts(task).open("a", encoding="utf-8") as fh:
             fh.write(node + "\n")
         _empty(Path(task.out))
-        with _watchdog(budget, marker):
-            report = task.run(threads=1, progress=False)
+        threads = _granted_cpus(ray)
+        with _watchdog(budget, marker), _thread_limits(threads):
+            report = task.run(threads=threads, progress=False)
     except _OverBudget as exc:
         return {"error": "BundleError", "message": _over_budget(task, exc.args[0], budget or 0, killed=False)}
     except SpaceriniError as exc:
@@ -374,6 +396,42 @@ def _run_shard(task: ShardTask, budget: int | None) -> dict[str, Any]:
         "report": report, "node": node, "pid": os.getpid(), "seconds": time.perf_counter() - started,
         "peak_rss": _peak_rss(),
     }  # fmt: skip
+
+
+def _granted_cpus(ray: Any) -> int:
+    """The CPUs Ray granted the running task (at least 1)."""
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    return max(1, int(cpus))
+
+
+#: Variables that size the thread pools of native libraries when they load (OpenMP: Faiss and
+#: libdivsufsort; BLAS; Hugging Face tokenizers' Rayon pool) and Spacerini's ONNX Runtime sessions.
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "RAYON_NUM_THREADS",
+                     "SPACERINI_ONNX_THREADS")  # fmt: skip
+
+
+@contextmanager
+def _thread_limits(threads: int) -> Iterator[None]:
+    """Holds the task to the CPUs Ray granted it: a worker that uses more than its share only
+    oversubscribes the cores the other workers of its node were granted.
+
+    Libraries read their variable when they load (in a fresh worker, during the task), so the
+    variables are set here; the ones already loaded by an earlier task of this worker are limited
+    through :mod:`threadpoolctl` (OpenMP, BLAS) and ``torch.set_num_threads`` (the dense encoder's
+    torch runtime). ONNX Runtime sessions read ``SPACERINI_ONNX_THREADS`` when the encoder loads.
+    """
+    for name in _THREAD_VARIABLES:
+        os.environ[name] = str(threads)
+    torch = sys.modules.get("torch")
+    if torch is not None:  # loaded by an earlier task (a torch that loads later reads OMP_NUM_THREADS)
+        torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - installed with the [distributed] extra
+        yield
+        return
+    with threadpool_limits(limits=threads):
+        yield
 
 
 def _peak_rss() -> int:
