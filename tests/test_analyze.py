@@ -77,10 +77,12 @@ def reference_counts(texts: list[str]) -> dict[int, Counter]:
     return counts
 
 
-def test_ngrams_equal_counter_most_common_across_batches_and_growth(monkeypatch) -> None:
+@pytest.mark.parametrize("bucket_rows", [4, 1 << 15])
+def test_ngrams_equal_counter_most_common_across_batches_and_growth(monkeypatch, bucket_rows: int) -> None:
     import spacerini.audit.ngrams as ngrams
 
     monkeypatch.setattr(ngrams, "_INITIAL", 2)  # tiny tables: they grow and rehash many times
+    monkeypatch.setattr(ngrams, "_BUCKET_ROWS", bucket_rows)  # 4: hundreds of buckets, split again and again
     texts = [d.text for d in planted_docs()] * 2
     counter = NgramCounter()
     for i in range(0, len(texts), 7):  # batches of 7 documents
@@ -93,6 +95,8 @@ def test_ngrams_equal_counter_most_common_across_batches_and_growth(monkeypatch)
     for n in (1, 2, 3):
         assert [(g.ngram, g.count) for g in top[n]] == ref[n].most_common(40), n
     assert counter.distinct() == {n: len(ref[n]) for n in (1, 2, 3)}
+    if bucket_rows == 4:
+        assert counter._trigrams.bits >= 6
 
 
 def test_ngrams_of_tricky_tokens_and_boundaries() -> None:

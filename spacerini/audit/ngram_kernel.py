@@ -1,9 +1,9 @@
-"""The compiled pass of :class:`spacerini.audit.ngrams.NgramCounter` (numba, imported on first use).
+"""The compiled passes of :class:`spacerini.audit.ngrams.NgramCounter` (numba, imported on first use).
 
 One loop over a batch's UTF-8 bytes finds each token, numbers it in a vocabulary hash table
-(keyed by the token's bytes, compared in full, so ids are exact) and counts its unigram, the
-bigram it ends and the trigram it ends, in two more hash tables keyed by the token ids
-themselves (not by hashes of them).
+(keyed by the token's bytes, compared in full, so ids are exact) and counts its unigram. Then
+the bigrams and trigrams of the batch's ids are counted in two more hash tables keyed by the
+token ids themselves (not by hashes of them), split into buckets (see :func:`count_grouped`).
 
 Every table is open addressing with linear probing over rows of four uint64 words, so that one
 probe reads one cache line (the pass is bound by memory latency, not by arithmetic):
@@ -11,14 +11,13 @@ probe reads one cache line (the pass is bound by memory latency, not by arithmet
 * vocabulary: ``hash, id + 1 (0: empty), first 8 bytes (zero-padded), unigram count``; tokens
   never hold a zero byte, so for tokens of up to 7 bytes the padded prefix is the token itself;
   longer ones are compared with their bytes in the arena;
-* bigrams: ``first id << 32 | second id, 0, entry + 1, count``;
-* trigrams: ``first id << 32 | second id, third id, entry + 1, count``.
+* bigrams: ``first id << 32 | second id, 0, 1 + first position, count``;
+* trigrams: ``first id << 32 | second id, third id, 1 + first position, count``.
 
-Ids and entries are numbered in insertion order, which is the order of first occurrence (ties
-of ``most_common``). The tokenizer stops before a token that could fill the vocabulary past
-half and resumes there once the caller has grown it; the bigram and trigram passes (tight loops
-over the batch's ids, run after the tokenizer) get room for one new entry per token first
-(see ``NgramCounter.add``).
+Ids are numbered in insertion order and n-grams keep their first position, which orders ties
+as ``most_common`` does. The tokenizer stops before a token that could fill the vocabulary past
+half and resumes there once the caller has grown it; the n-gram pass stops before a bucket
+fills past three quarters and the caller grows the table and passes the rest again.
 """
 
 from __future__ import annotations
@@ -51,25 +50,6 @@ def fmix(h: np.uint64) -> np.uint64:
 def key_hash(a: np.uint64, b: np.uint64) -> np.uint64:
     """The hash of an n-gram key ``(a, b)``."""
     return fmix(a ^ fmix(b + _M2))
-
-
-@nb.njit(cache=True, inline="always")
-def _count_key(table: np.ndarray, a: np.uint64, b: np.uint64, used: np.ndarray) -> None:
-    """Adds one to key ``(a, b)``, inserting it when new (``used[0]`` counts entries)."""
-    mask = table.shape[0] - 1
-    slot = np.int64(key_hash(a, b) & np.uint64(mask))
-    while True:
-        if table[slot, 2] == _ZERO:
-            used[0] += 1
-            table[slot, 0] = a
-            table[slot, 1] = b
-            table[slot, 2] = np.uint64(used[0])
-            table[slot, 3] = _ONE
-            return
-        if table[slot, 0] == a and table[slot, 1] == b:
-            table[slot, 3] += _ONE
-            return
-        slot = (slot + 1) & mask
 
 
 @nb.njit(cache=True)
@@ -188,32 +168,179 @@ def count_batch(
 
 
 @nb.njit(cache=True)
-def count_ngrams(gid: np.ndarray, doc: np.ndarray, n: int, table: np.ndarray, used: np.ndarray) -> None:
-    """Counts the ``n``-grams (2 or 3) of a batch's token ids that lie within one document.
+def rehash(old: np.ndarray, new: np.ndarray) -> None:
+    """Moves every row of the vocabulary ``old`` into the empty, larger ``new`` (rows hash by
+    their stored hash)."""
+    mask = new.shape[0] - 1
+    for r in range(old.shape[0]):
+        if old[r, 1] == _ZERO:
+            continue
+        h = old[r, 0]
+        slot = np.int64(h & np.uint64(mask))
+        while new[slot, 1] != _ZERO:
+            slot = (slot + 1) & mask
+        for w in range(4):
+            new[slot, w] = old[r, w]
 
-    A tight loop of its own (not inside the tokenizer's), so that the processor overlaps the
-    cache misses of successive table probes. The caller leaves room for one new entry per token.
-    """
+
+@nb.njit(cache=True, inline="always")
+def _bucket(h: np.uint64, bits: int) -> np.int64:
+    """The bucket of hash ``h`` among ``2**bits``: its top ``bits`` bits (a slot uses the low ones)."""
+    if bits == 0:
+        return np.int64(0)
+    return np.int64(h >> np.uint64(64 - bits))
+
+
+@nb.njit(cache=True, inline="always")
+def _insert(
+    table: np.ndarray,
+    base: np.int64,
+    mask: np.int64,
+    h: np.uint64,
+    a: np.uint64,
+    b: np.uint64,
+    entry: np.uint64,
+    count: np.uint64,
+) -> bool:
+    """Adds ``count`` to key ``(a, b)`` in the bucket at ``base`` and keeps the smaller ``entry``;
+    inserts the key when new. Returns whether it was new."""
+    slot = np.int64(h & np.uint64(mask))
+    while True:
+        row = base + slot
+        if table[row, 2] == _ZERO:
+            table[row, 0] = a
+            table[row, 1] = b
+            table[row, 2] = entry
+            table[row, 3] = count
+            return True
+        if table[row, 0] == a and table[row, 1] == b:
+            table[row, 3] += count
+            if entry < table[row, 2]:
+                table[row, 2] = entry
+            return False
+        slot = (slot + 1) & mask
+
+
+@nb.njit(cache=True, nogil=True)
+def gram_keys(
+    gid: np.ndarray, doc: np.ndarray, n: int, first: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The ``n``-grams (2 or 3) of a batch's token ids that lie within one document: their keys
+    ``(a, b)`` (a bigram is two 32-bit ids packed in ``a``; a trigram adds the third id as ``b``),
+    hashes and 1 + positions (``first`` + index in the batch of the n-gram's last token)."""
+    ka = np.empty(gid.size, dtype=np.uint64)
+    kb = np.empty(gid.size, dtype=np.uint64)
+    kh = np.empty(gid.size, dtype=np.uint64)
+    kp = np.empty(gid.size, dtype=np.uint64)
+    m = 0
     for t in range(n - 1, gid.size):
         if doc[t - n + 1] != doc[t]:
             continue
         if n == 2:
-            _count_key(table, (np.uint64(gid[t - 1]) << _S32) | np.uint64(gid[t]), _ZERO, used)
+            a = (np.uint64(gid[t - 1]) << _S32) | np.uint64(gid[t])
+            b = _ZERO
         else:
-            _count_key(table, (np.uint64(gid[t - 2]) << _S32) | np.uint64(gid[t - 1]), np.uint64(gid[t]), used)
+            a = (np.uint64(gid[t - 2]) << _S32) | np.uint64(gid[t - 1])
+            b = np.uint64(gid[t])
+        ka[m] = a
+        kb[m] = b
+        kh[m] = key_hash(a, b)
+        kp[m] = np.uint64(first + t + 1)
+        m += 1
+    return ka[:m], kb[:m], kh[:m], kp[:m]
 
 
-@nb.njit(cache=True)
-def rehash(old: np.ndarray, new: np.ndarray, vocabulary: bool) -> None:
-    """Moves every row of ``old`` into the empty, larger ``new`` (vocabulary rows hash by their
-    stored hash, n-gram rows by their key)."""
-    mask = new.shape[0] - 1
+@nb.njit(cache=True, nogil=True)
+def count_grouped(
+    ka: np.ndarray,
+    kb: np.ndarray,
+    kh: np.ndarray,
+    kp: np.ndarray,
+    table: np.ndarray,
+    rows: int,
+    bits: int,
+    used: np.ndarray,
+) -> int:
+    """Counts n-grams (from :func:`gram_keys`) in a table split into buckets.
+
+    The table holds ``2**bits`` buckets of ``rows`` rows each (bucket ``i`` is rows
+    ``i*rows .. (i+1)*rows - 1``), chosen by the top bits of an n-gram's hash; within its bucket a
+    key is found by linear probing on the low bits. The n-grams are first regrouped by bucket (a
+    stable counting sort, done in place on the four arrays: sequential reads, one write stream
+    per bucket), then counted bucket by bucket, so that the probes of a run stay inside one
+    bucket of at most 1 MiB (in the processor's L2 cache) instead of hitting random lines of a
+    table of hundreds of MB. Rows are ``key a, key b, entry, count``: ``entry`` is the smallest
+    1 + position seen, the n-gram's first occurrence, so ties order as ``Counter.most_common``
+    orders them.
+
+    ``used[i]`` counts bucket ``i``'s entries. Stops before a new key would fill its bucket past
+    three quarters; returns how many n-grams (of the regrouped arrays) were counted: grow the
+    table and call again with the rest.
+    """
+    buckets = 1 << bits
+    m = ka.size
+    hist = np.zeros(buckets + 1, dtype=np.int64)
+    for j in range(m):
+        hist[_bucket(kh[j], bits) + 1] += 1
+    for i in range(buckets):
+        hist[i + 1] += hist[i]
+    fill = hist[:buckets].copy()
+    oa = np.empty(m, dtype=np.uint64)
+    ob = np.empty(m, dtype=np.uint64)
+    oh = np.empty(m, dtype=np.uint64)
+    op = np.empty(m, dtype=np.uint64)
+    for j in range(m):
+        i = _bucket(kh[j], bits)
+        at = fill[i]
+        fill[i] = at + 1
+        oa[at] = ka[j]
+        ob[at] = kb[j]
+        oh[at] = kh[j]
+        op[at] = kp[j]
+    ka[:] = oa
+    kb[:] = ob
+    kh[:] = oh
+    kp[:] = op
+    mask = np.int64(rows - 1)
+    full = (3 * rows) // 4
+    for i in range(buckets):
+        base = np.int64(i) * rows
+        for j in range(hist[i], hist[i + 1]):
+            if used[i] >= full:
+                return j
+            if _insert(table, base, mask, kh[j], ka[j], kb[j], kp[j], _ONE):
+                used[i] += 1
+    return m
+
+
+@nb.njit(cache=True, nogil=True)
+def regrow(old: np.ndarray, new: np.ndarray, rows: int, bits: int, used: np.ndarray) -> None:
+    """Moves every entry of ``old`` into the empty ``new`` of ``2**bits`` buckets of ``rows`` rows
+    (``used`` zeroed, filled per bucket). Old buckets map onto one or two neighbouring new ones,
+    so the writes stay local."""
+    mask = np.int64(rows - 1)
     for r in range(old.shape[0]):
-        if (old[r, 1] if vocabulary else old[r, 2]) == _ZERO:
+        if old[r, 2] == _ZERO:
             continue
-        h = old[r, 0] if vocabulary else key_hash(old[r, 0], old[r, 1])
-        slot = np.int64(h & np.uint64(mask))
-        while (new[slot, 1] if vocabulary else new[slot, 2]) != _ZERO:
-            slot = (slot + 1) & mask
-        for w in range(4):
-            new[slot, w] = old[r, w]
+        h = key_hash(old[r, 0], old[r, 1])
+        i = _bucket(h, bits)
+        _insert(new, np.int64(i) * rows, mask, h, old[r, 0], old[r, 1], old[r, 2], old[r, 3])
+        used[i] += 1
+
+
+@nb.njit(cache=True, nogil=True)
+def occupied(table: np.ndarray, column: int, entries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(rows, entry - 1, count)`` of the ``entries`` occupied rows of a table whose ``column``
+    holds entry + 1 (0: empty) and whose column 3 holds the count, in one sequential pass."""
+    rows = np.empty(entries, dtype=np.int64)
+    entry = np.empty(entries, dtype=np.int64)
+    count = np.empty(entries, dtype=np.int64)
+    m = 0
+    for r in range(table.shape[0]):
+        e = table[r, column]
+        if e != _ZERO:
+            rows[m] = r
+            entry[m] = np.int64(e) - 1
+            count[m] = np.int64(table[r, 3])
+            m += 1
+    return rows[:m], entry[:m], count[:m]
