@@ -9,6 +9,10 @@ normalised key (NFKD without combining marks, case-folded, runs of non-alphanume
 into one space) with :class:`difflib.SequenceMatcher`. A case-insensitive exact match scores
 1.0 and ranks first; an equal normalised key scores 0.99; a query that is one whole word of a
 longer name (a surname) scores 0.85; anything else scores the similarity ratio.
+
+In a bundle whose PII was redacted at index time, an owner's email address is stored as its
+:func:`~spacerini.preprocess.pii.owner_pseudonym`; an email address looked up matches it
+exactly (score 1.0).
 """
 
 from __future__ import annotations
@@ -398,9 +402,14 @@ class OwnersSearcher:
         folded = name.strip().casefold()
         matcher = difflib.SequenceMatcher(None, autojunk=False)
         matcher.set_seq2(key)
+        aliases = set()
+        if "@" in name:
+            from spacerini.preprocess.pii import owner_aliases
+
+            aliases = {alias.casefold() for alias in owner_aliases(name)[1:]}
         scored = []
         for entry in self.entries:
-            score = self._score(folded, key, entry, matcher)
+            score = 1.0 if entry.folded in aliases else self._score(folded, key, entry, matcher)
             if score >= cutoff:
                 scored.append((score, entry))
         scored.sort(key=lambda se: (-se[0], -se[1].docs, se[1].name))

@@ -42,7 +42,9 @@ def optout(
     Args:
         path: The bundle folder.
         owners: Owner names, matched as the owner lookup matches them (case, accents and runs
-            of whitespace or punctuation do not matter: "Jane  Doe" is "jane doe").
+            of whitespace or punctuation do not matter: "Jane  Doe" is "jane doe"). An email
+            address also matches its stand-in in a bundle whose PII was redacted at index time
+            (:func:`spacerini.preprocess.pii.owner_pseudonym`).
         ids: Document ids.
         request_id: The removal request this applies (recorded in the audit log).
         threads: Threads for the rebuild.
@@ -60,7 +62,11 @@ def optout(
     """
     from spacerini.errors import OwnerNotFoundError, PreprocessError
 
-    wanted_owners = {_owner_key(o) for o in owners or () if _owner_key(o)}
+    given = {_owner_key(o): str(o) for o in owners or () if _owner_key(o)}
+    wanted_owners = {key: key for key in given}  # comparison key -> the given name's key
+    for key, name in given.items():
+        for alias in _owner_aliases(name)[1:]:  # an email: its stand-in in a bundle redacted at index time
+            wanted_owners.setdefault(_owner_key(alias), key)
     wanted_ids = {str(i).strip() for i in ids or () if str(i).strip()}
     if not wanted_owners and not wanted_ids:
         raise PreprocessError("opt-out needs at least one owner name or document id")
@@ -68,11 +74,12 @@ def optout(
     with bundle_lock(root, wait=wait):
         old = open_bundle(root)  # read under the lock: a concurrent opt-out has finished by now
         try:
-            removed, owners_found = _optout_matches(old, wanted_owners, wanted_ids)
+            removed, matched = _optout_matches(old, set(wanted_owners), wanted_ids)
+            owners_found = {wanted_owners[key] for key in matched}
             if not removed:
                 what = " or ".join(
                     part for part in (
-                        f"owner(s) {', '.join(sorted(wanted_owners))}" if wanted_owners else "",
+                        f"owner(s) {', '.join(sorted(given))}" if given else "",
                         f"{len(wanted_ids):,} listed id(s)" if wanted_ids else "",
                     ) if part
                 )  # fmt: skip
@@ -80,7 +87,7 @@ def optout(
                     f"{root}: no document of {what} is in this bundle; nothing was changed "
                     "(owner names are matched as `spacerini owner` matches them)"
                 )
-            missing = wanted_owners - owners_found
+            missing = set(given) - owners_found
             if missing:
                 logger.warning("%d owner name(s) given have no document in %s", len(missing), root)
             params: dict[str, dict[str, Any]] = {}
@@ -91,7 +98,7 @@ def optout(
                 "action": "optout",
                 "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
                 "request_id": request_id,
-                "owners": len(wanted_owners),
+                "owners": len(given),
                 "owners_not_found": len(missing),
                 "ids": len(wanted_ids),
                 "ids_not_found": len(wanted_ids - removed),
@@ -124,6 +131,15 @@ def _owner_key(name: Any) -> str:
     from spacerini.backends.owners import normalise
 
     return normalise(str(name))
+
+
+def _owner_aliases(name: str) -> list[str]:
+    """``name`` and, for an email address, its stand-in (:func:`spacerini.preprocess.pii.owner_aliases`)."""
+    if "@" not in name:
+        return [name]
+    from spacerini.preprocess.pii import owner_aliases
+
+    return owner_aliases(name)
 
 
 def _optout_matches(bundle: Bundle, owners: set[str], ids: set[str]) -> tuple[set[str], set[str]]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from spacerini.errors import CorpusError, CorpusNotFoundError
 from spacerini.preprocess.base import BaseStep, StepOptionError, as_names
+from spacerini.preprocess.pii import owner_aliases
 from spacerini.records import Doc, owner_names
 
 
@@ -92,6 +93,10 @@ class OptOut(BaseStep):
                 "the optout step needs owners and/or ids (optout.owners=NAME, optout.ids_file=FILE)"
             )
         self.owners = frozenset(o.casefold() for o in owner_names)
+        # An email also matches its stand-in, for when the pii step ran first (index mode).
+        self._aliases = frozenset(
+            alias.casefold() for o in owner_names if "@" in o for alias in owner_aliases(o)[1:]
+        )
         self.ids = frozenset(id_set)
         # Names and ids are the people's own request: the manifest records how many, not who.
         self.params = {
@@ -111,7 +116,9 @@ class OptOut(BaseStep):
             self._removed("id", doc)
             return None
         if self.owners:
-            if any(owner.casefold() in self.owners for owner in owners_of(doc)):
+            if any(
+                owner.casefold() in self.owners or owner.casefold() in self._aliases for owner in owners_of(doc)
+            ):
                 self._removed("owner", doc)
                 return None
         return doc

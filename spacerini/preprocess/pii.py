@@ -54,6 +54,7 @@ leaves redaction to whoever shows the record (the app calls :func:`redact` on te
 from __future__ import annotations
 
 import base64
+import hashlib
 import ipaddress
 import itertools
 import logging
@@ -87,6 +88,9 @@ OPTIONAL_KINDS: tuple[str, ...] = (PHONE,)
 DEFAULT_KINDS: tuple[str, ...] = (*RULE_KINDS, NAME)
 #: Keys whose values are identifiers, not personal data: :func:`redact_record` keeps them.
 IDENTIFIER_KEYS: frozenset[str] = frozenset({"id", "swhid"})
+#: The key of the owner names (``meta`` or ``fields``): in index mode an owner's email becomes
+#: :func:`owner_pseudonym`, not ``<EMAIL>``, so that owners stay apart and can still opt out.
+OWNER_KEY = "owner"
 
 PLACEHOLDERS: dict[str, str] = {
     EMAIL: "<EMAIL>", KEY: "<KEY>", PASSWORD: "<PASSWORD>", NAME: "<NAME>", PHONE: "<PHONE>",
@@ -678,6 +682,74 @@ def redact_record(value: Any, *, kinds: Sequence[str] | None = None) -> Any:
     return _redact_value(value, lambda text: find_pii(text, kinds=wanted), Counter())
 
 
+def owner_pseudonym(email: str) -> str:
+    """The stand-in of an owner's email address in a bundle redacted at index time.
+
+    ``<EMAIL:`` + the first 16 hex digits of the SHA-256 of the case-folded address + ``>``. It
+    keeps owners apart (they would all be ``<EMAIL>`` otherwise, and could no longer be looked up
+    or opt out one by one) without storing the address: the owner lookup and ``spacerini optout``
+    turn an email they are given into the same stand-in. Like the owner lookup itself, it answers
+    "is this address an owner here?" for an address one already knows, and reveals no others.
+
+    Example:
+        >>> owner_pseudonym("Jane@Acme.io") == owner_pseudonym("jane@acme.io ")
+        True
+        >>> owner_pseudonym("jane@acme.io")
+        '<EMAIL:630d99ab40db3592>'
+    """
+    digest = hashlib.sha256(b"spacerini-owner-email\0" + email.strip().casefold().encode("utf-8", "surrogatepass"))
+    return f"<EMAIL:{digest.hexdigest()[:16]}>"
+
+
+def owner_aliases(name: str) -> list[str]:
+    """``name`` and, when it is an email address, its :func:`owner_pseudonym` (what to look up)."""
+    name = name.strip()
+    spans = find_pii(name, kinds=[EMAIL]) if "@" in name else []
+    if len(spans) == 1 and spans[0].start == 0 and spans[0].end == len(name):
+        return [name, owner_pseudonym(name)]
+    return [name]
+
+
+def _redact_owner(value: Any, find: Callable[[str], list[PiiSpan]], counts: Counter[str]) -> Any:
+    """:func:`_redact_value` for owner names: emails become :func:`owner_pseudonym`."""
+    if isinstance(value, list | tuple):
+        items = [_redact_owner(item, find, counts) for item in value]
+        if all(new is old for new, old in zip(items, value, strict=True)):
+            return value
+        return items if isinstance(value, list) else tuple(items)
+    if not isinstance(value, str) or not value:
+        return _redact_value(value, find, counts)
+    spans = find(value)
+    if not spans:
+        return value
+    counts.update(span.kind for span in spans)
+    parts: list[str] = []
+    position = 0
+    for span in spans:  # sorted, not overlapping
+        parts.append(value[position : span.start])
+        if span.kind == EMAIL:
+            parts.append(owner_pseudonym(span.text))
+        else:
+            parts.append(redact(span.text, [replace(span, start=0, end=len(span.text))]))
+        position = span.end
+    parts.append(value[position:])
+    return "".join(parts)
+
+
+def _redact_record_owners(value: Any, find: Callable[[str], list[PiiSpan]], counts: Counter[str]) -> Any:
+    """:func:`_redact_value` for a record's ``meta`` or ``fields``, its :data:`OWNER_KEY` by
+    :func:`_redact_owner`."""
+    if not isinstance(value, Mapping) or OWNER_KEY not in value:
+        return _redact_value(value, find, counts)
+    redacted = {
+        key: item if key in IDENTIFIER_KEYS
+        else _redact_owner(item, find, counts) if key == OWNER_KEY
+        else _redact_value(item, find, counts)
+        for key, item in value.items()
+    }  # fmt: skip
+    return value if all(redacted[key] is value[key] for key in redacted) else redacted
+
+
 def _redact_value(value: Any, find: Callable[[str], list[PiiSpan]], counts: Counter[str]) -> Any:
     """Redacts the strings in ``value`` with the spans ``find`` returns, adding the kinds to ``counts``."""
     if isinstance(value, str):
@@ -816,7 +888,9 @@ class PiiStep(BaseStep):
     Every string of a record is scanned: ``Doc.text``, the values of ``Doc.fields`` and of
     ``Doc.meta`` (the provenance: owner, repository URL...), nested lists and dicts included.
     Keys are kept, and so are the values under :data:`IDENTIFIER_KEYS` (``id``, ``swhid``).
-    The report counts the spans of each kind across all of them.
+    In index mode an email under :data:`OWNER_KEY` becomes its :func:`owner_pseudonym`, so
+    that the owner index keeps owners apart and an owner can still be looked up and opt out by
+    address. The report counts the spans of each kind across all of them.
 
     Args:
         mode: "index" redacts the text, the display fields and the provenance before indexing;
@@ -890,8 +964,9 @@ class PiiStep(BaseStep):
         spans = self._find(doc.text)
         counts.update(span.kind for span in spans)
         short = self._find_short
-        fields = _redact_value(doc.fields, short, counts) if self.fields and doc.fields else doc.fields
-        meta = _redact_value(doc.meta, short, counts) if doc.meta else doc.meta
+        redact_owners = _redact_record_owners if self.mode == "index" else _redact_value
+        fields = redact_owners(doc.fields, short, counts) if self.fields and doc.fields else doc.fields
+        meta = redact_owners(doc.meta, short, counts) if doc.meta else doc.meta
         if not counts:
             return doc
         self._docs_with_pii += 1

@@ -61,3 +61,11 @@ def test_errors(tmp_path: Path) -> None:
         read_optout_file(bad)
     with pytest.raises(StepOptionError, match="needs owners"):
         OptOut()
+
+
+def test_an_email_opts_out_after_the_pii_step_replaced_it() -> None:
+    """pii (index mode) before optout: the owner's email is a stand-in by then, and still matches."""
+    docs = [Doc("j1", "x", meta={"owner": "jane@acme.io"}), Doc("o1", "x", meta={"owner": "omar@corp-mail.de"})]
+    pii, optout = make_steps(["pii", "optout"], optout={"owners": "Jane@Acme.io"})
+    assert [d.id for d in optout(pii(docs))] == ["o1"]
+    assert optout.report()["removed_by"] == {"owner": 1}

@@ -25,6 +25,8 @@ from spacerini.preprocess.pii import (
     entities_to_spans,
     find_pii,
     is_public_ip,
+    owner_aliases,
+    owner_pseudonym,
     redact,
     redact_record,
     score_labelled,
@@ -303,7 +305,7 @@ def test_index_mode_redacts_every_string_of_a_record() -> None:
     assert out.fields == {"title": "by <EMAIL>", "n": 1}
     assert out.meta == {
         "repo": "https://ci:<PASSWORD>@git.acme.io/team/app.git",
-        "owner": "<EMAIL>",
+        "owner": owner_pseudonym("jane@acme.io"),  # the owner key keeps owners apart (opt-out by email)
         "owners": ["<EMAIL>", {"login": "omar", "email": "<EMAIL>"}],
         "swhid": "swh:1:cnt:jane@acme.io",
         "id": "jane@acme.io",
@@ -314,6 +316,24 @@ def test_index_mode_redacts_every_string_of_a_record() -> None:
     report = step.report()
     assert report["found"] == report["changed_by"] == {EMAIL: 5, PASSWORD: 1}
     assert report["docs_with_pii"] == report["changed"] == 1 and report["examples"] == {EMAIL: [doc.id], PASSWORD: [doc.id]}
+
+
+def test_owner_emails_get_distinct_stand_ins_that_the_email_finds_again() -> None:
+    docs = [
+        Doc("1", "x", meta={"owner": "Jane@Acme.io"}),
+        Doc("2", "x", meta={"owner": ["jane@acme.io", "omar@corp-mail.de"]}),
+        Doc("3", "x", fields={"owner": "ci:Zq9xW2vB@ jane@acme.io"}, meta={"owner": "octocat"}),
+    ]
+    out = list(PiiStep()(docs))
+    jane, omar = owner_pseudonym("jane@acme.io"), owner_pseudonym("omar@corp-mail.de")
+    assert jane != omar and jane.startswith("<EMAIL:") and "acme" not in jane
+    assert out[0].meta["owner"] == jane and out[1].meta["owner"] == [jane, omar]
+    assert out[2].meta["owner"] == "octocat" and out[2].fields["owner"].endswith(" " + jane)
+    assert owner_aliases(" JANE@acme.io") == ["JANE@acme.io", jane]
+    assert owner_aliases("octocat") == ["octocat"] and owner_aliases("a@b and c@d") == ["a@b and c@d"]
+    assert find_pii(jane) == [] and redact_record({"owner": jane}) == {"owner": jane}  # stable under display redaction
+    (shown,) = PiiStep(mode="display")([docs[0]])
+    assert shown.meta["owner"] == "Jane@Acme.io"  # display mode keeps the record; the app redacts
 
 
 def test_display_mode_counts_every_string_but_changes_nothing() -> None:
