@@ -259,3 +259,32 @@ def test_a_saved_hf_dataset_is_read_by_row_ranges_as_locally(
     assert ingest.chunks is not None and [c.kind for c in ingest.chunks] == ["saved"] * 5
     assert docs == [(d.id, d.text, dict(d.fields), dict(d.meta)) for d in corpus]
     assert len(docs) == 30 and docs[29][0] == "doc029" and docs[29][2]["stars"] == 43.5
+
+
+@pytest.mark.slow
+def test_per_document_steps_stream_in_one_pipeline_as_locally(
+    embedded_ray: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without a global step the read and the steps are one streaming Ray Data stage; the bundle,
+    the step reports and the errors are the local ones, and a document a step removed still counts
+    as read (the local loader meets a repeated id before any step sees it)."""
+    monkeypatch.setattr(data, "CHUNK_BYTES", 2000)
+    rows = _rows()
+    source = _write_jsonl(tmp_path / "src", rows)
+    steps, options = ["pii", "licence"], {"licence": {"missing": "keep"}}
+    build_bundle(str(source), tmp_path / "local", backends=["bm25"], preprocess=steps, preprocess_options=options, progress=False)
+    with caplog.at_level("INFO", logger="spacerini.distributed.data"):
+        build_bundle(str(source), tmp_path / "ray", backends=["bm25"], preprocess=steps, preprocess_options=options,
+                     progress=False, engine="ray", shards=2)  # fmt: skip
+    assert any("streaming" in r.getMessage() and "pii, licence" in r.getMessage() for r in caplog.records)
+    _same_bundles(tmp_path / "local", tmp_path / "ray")
+    pii, licence = _bundle_view(tmp_path / "ray")[1]
+    assert pii["changed"] > 0 and licence["removed"] > 0
+    # doc002 is GPL (the licence step removes it); a later record repeats its id with an MIT licence.
+    assert rows[2]["licence"] == "gpl-3.0"
+    lines = [json.dumps(r) for r in rows[:40]] + [json.dumps({**rows[2], "licence": "mit"})] + [json.dumps(r) for r in rows[40:]]
+    (tmp_path / "dup").mkdir()
+    (tmp_path / "dup" / "a.jsonl").write_text("\n".join(lines) + "\n")
+    local = _error(tmp_path / "dup" / "a.jsonl", preprocess=steps, preprocess_options=options)
+    assert "duplicate id 'doc002'" in local and "a.jsonl:3" in local
+    assert _error(tmp_path / "dup" / "a.jsonl", engine="ray", preprocess=steps, preprocess_options=options) == local

@@ -235,10 +235,11 @@ def run_tasks(
     _LAST_TASKS[:] = [{key: r.get(key) for key in ("node", "pid", "seconds", "peak_rss")} for r in records]
     per_node = Counter(r["node"][:12] for r in records)
     logger.info(
-        "ray: %d %s tasks in %.1f s on %d nodes (%s); %.1f s of it inside tasks, summed; "
+        "ray: %d %s tasks in %.1f s on %d nodes (%s) in %d worker processes; %.1f s of it inside tasks, summed; "
         "largest worker peak RSS %d MB%s%s",
         len(records), tasks[0].backend, time.perf_counter() - started, len(per_node),
         ", ".join(f"{node}: {count}" for node, count in sorted(per_node.items())),
+        len({(r["node"], r["pid"]) for r in records}),
         sum(r["seconds"] for r in records), math.ceil(max(r.get("peak_rss") or 0 for r in records) / 1e6),
         f" (--memory-budget {budget / 1e6:.0f} MB)" if budget is not None else "",
         f"; {retried} retried after a lost worker or node" if retried else "",
