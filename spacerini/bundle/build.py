@@ -165,10 +165,21 @@ def _build_locked(
             from spacerini.distributed import session
 
             ray_session.enter_context(session(address=ray_address, threads=threads))
-        with DocstoreWriter(tmp / "docs") as writer:
+        # bm25 of a one-shard local build indexes while the corpus is read and the docstore
+        # written (Lucene's threads beside this one), instead of reading the docstore again after.
+        streamed = _streamed_backends(
+            names, params, tmp, engine=engine, shards=shards, shard_size=shard_size, threads=threads, progress=progress
+        )
+        stream_stack = contextlib.ExitStack()
+        for stream in streamed.values():
+            stream_stack.callback(stream.abort)  # on any failure; a no-op once finished
+        with stream_stack, DocstoreWriter(tmp / "docs") as writer:
+            streams = list(streamed.values())
 
             def add(doc: Doc) -> None:
                 writer.add(doc)
+                for stream in streams:
+                    stream.add(doc)
                 licence, language = licence_and_language(doc.meta, doc.fields)
                 licences[licence] += 1
                 languages[language] += 1
@@ -185,8 +196,14 @@ def _build_locked(
                     docs = apply(corpus, steps)
                 for doc in docs:
                     add(doc)
-        if writer.count == 0 and not allow_empty:
-            raise EmptyCorpusError(f"{source_info.get('source', 'the source')} holds no documents")
+            if writer.count == 0 and not allow_empty:
+                raise EmptyCorpusError(f"{source_info.get('source', 'the source')} holds no documents")
+            if writer.count == 0:  # an opt-out removed everything: the backends get empty folders
+                for stream in streamed.values():
+                    stream.abort()
+                    shutil.rmtree(stream.folder, ignore_errors=True)
+                streamed = {}
+            prebuilt = {name: stream.finish().to_dict() for name, stream in streamed.items()}
         describe = getattr(corpus, "describe", None)
         if describe is not None:  # after the pass, so skip counts and inclusions are filled in
             source_info = describe()
@@ -202,7 +219,7 @@ def _build_locked(
         with engine_session:
             _build_backends(
                 names, params, store, layout, tmp, writer.count, reports, threads=threads, progress=progress,
-                engine=engine, ray_address=ray_address, memory_budget=memory_budget,
+                engine=engine, ray_address=ray_address, memory_budget=memory_budget, prebuilt=prebuilt,
             )  # fmt: skip
         manifest = {
             "format_version": FORMAT_VERSION,
@@ -248,10 +265,15 @@ def _build_backends(
     engine: str,
     ray_address: str | None,
     memory_budget: str | int | None,
+    prebuilt: Mapping[str, dict[str, Any]] | None = None,
 ) -> None:
     """Builds every backend into ``tmp`` (shard by shard where the bundle has shards) and fills
-    ``reports`` with their manifest entries."""
+    ``reports`` with their manifest entries; ``prebuilt`` holds the reports of backends already
+    built while the docstore was written (see :func:`_streamed_backends`)."""
     for name in names:
+        if prebuilt and name in prebuilt:
+            reports[name] = prebuilt[name]
+            continue
         module = get_backend(name)
         folder = tmp / backend_folder(module, name)
         if count == 0:  # an opt-out removed everything: see spacerini.backends.empty
@@ -269,6 +291,28 @@ def _build_backends(
         logger.info("building %s over %d documents", name, count)
         report = run_build(module, store.iter_docs, folder, threads=threads, progress=progress, **params.get(name, {}))
         reports[name] = report.to_dict()
+
+
+def _streamed_backends(
+    names: Sequence[str],
+    params: Mapping[str, Mapping[str, Any]],
+    tmp: Path,
+    *,
+    engine: str,
+    shards: int | None,
+    shard_size: str | int | None,
+    threads: int,
+    progress: bool,
+) -> dict[str, Any]:
+    """Writers of the backends that index while the corpus is read: bm25 (see
+    :class:`spacerini.backends.bm25.writer.BM25Writer`) when the build is local and has one shard."""
+    if "bm25" not in names or engine != "local" or shard_size is not None or shards not in (None, 1):
+        return {}
+    from spacerini.backends.bm25.writer import BM25Writer
+
+    module = get_backend("bm25")
+    folder = tmp / backend_folder(module, "bm25")
+    return {"bm25": BM25Writer(folder, threads=threads, progress=progress, **dict(params.get("bm25", {})))}
 
 
 def _make_steps(names: Sequence[str] | str | None, options: Mapping[str, Mapping[str, Any]] | None) -> list[Any]:

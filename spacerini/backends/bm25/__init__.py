@@ -70,13 +70,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import html
-import json
 import logging
 import queue
 import re
-import shutil
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,8 +85,6 @@ from spacerini.errors import (
     BundleCorruptError,
     BundleError,
     DocumentTooLargeError,
-    DuplicateIdError,
-    EmptyCorpusError,
     QueryError,
 )
 from spacerini.records import BuildReport, Doc, Hit
@@ -182,6 +177,9 @@ def build(
 ) -> BuildReport:
     """Indexes the documents with Anserini and writes the exact-scorer sidecar.
 
+    Lucene indexes while the documents are read (:class:`~spacerini.backends.bm25.writer.BM25Writer`,
+    which the bundle builder also feeds directly while it writes the docstore).
+
     Args:
         docs_factory: Returns a fresh iterator over the documents (iterated once here).
         folder: The bundle folder being built; ``lucene/`` and ``bm25/`` are created in it.
@@ -201,90 +199,18 @@ def build(
         EmptyCorpusError: There are no documents.
         BundleError: Bad parameters, or Anserini did not index every document.
     """
-    from tqdm.auto import tqdm
+    from spacerini.backends.bm25.writer import BM25Writer
 
-    from spacerini.backends.bm25 import lucene as jl
-
-    _check_params(analyzer, k1, b, threads, memory_buffer)
-    started = time.perf_counter()
-    folder = Path(folder)
-    lucene_dir, side_dir, jsonl_dir = folder, folder / SIDECAR_DIR, folder / _JSONL_DIR
-    if folder.exists() and any(folder.iterdir()):
-        raise BundleError(f"{folder} is not empty: build into a fresh folder")
-    pretokenized = analyzer == "code"
-    language = "en" if pretokenized else analyzer
-    java_analyzer = jl.make_analyzer(language, pretokenized=pretokenized)  # fails early on a bad language
-    del java_analyzer
-
-    ids: list[str] = []
-    empty_rows = 0
+    writer = BM25Writer(
+        Path(folder), threads=threads, progress=progress, analyzer=analyzer, k1=k1, b=b, memory_buffer=memory_buffer
+    )
     try:
-        jsonl_dir.mkdir(parents=True, exist_ok=True)
-        shards = [(jsonl_dir / f"part{i:03d}.jsonl").open("w", encoding="utf-8") for i in range(threads)]
-        seen: set[str] = set()
-        try:
-            bar = tqdm(desc="bm25: writing JSONL", unit=" docs", disable=not progress)
-            for row, doc in enumerate(docs_factory()):
-                _check_doc(doc)
-                if doc.id in seen:
-                    raise DuplicateIdError(f"document id {doc.id!r} occurs twice: ids must be unique")
-                seen.add(doc.id)
-                contents = code_tokens(doc.text) if pretokenized else doc.text
-                if not contents.strip(_JAVA_TRIM):
-                    empty_rows += 1
-                record = json.dumps({"id": doc.id, "contents": contents}, ensure_ascii=False)
-                shards[row % threads].write(record + "\n")
-                ids.append(doc.id)
-                bar.update(1)
-            bar.close()
-        finally:
-            for handle in shards:
-                handle.close()
-        del seen
-        if not ids:
-            raise EmptyCorpusError("no documents to index")
-
-        t_written = time.perf_counter()
-        args = jl.index_args(
-            jsonl_dir, lucene_dir, threads=threads, language=language, pretokenized=pretokenized,
-            memory_buffer=memory_buffer,
-        )  # fmt: skip
-        bar = tqdm(total=len(ids), desc="bm25: Lucene indexing", unit=" docs", disable=not progress)
-
-        def on_progress(count: int) -> None:
-            bar.update(max(0, count - bar.n))
-
-        try:
-            counters = jl.run_index_collection(args, on_progress=on_progress)
-        except Exception as exc:  # noqa: BLE001 - JNI raises many kinds
-            raise BundleError(f"Anserini IndexCollection failed: {exc}") from exc
-        bar.update(max(0, counters["indexed"] - bar.n))
-        bar.close()
-    finally:
-        shutil.rmtree(jsonl_dir, ignore_errors=True)
-    _check_counters(counters, written=len(ids), empty=empty_rows, lucene_dir=lucene_dir, ids=ids)
-    t_indexed = time.perf_counter()
-
-    stats = _write_sidecar(
-        lucene_dir, side_dir, ids, k1=k1, b=b, threads=threads, progress=progress,
-        extra={"analyzer": analyzer},
-    )  # fmt: skip
-    stats.update(
-        {"indexed": counters["indexed"], "empty": counters["empty"], "lucene_bytes": _du(lucene_dir)}
-    )
-    stats["sidecar_bytes"] = _du(side_dir)
-    stats["seconds"] = {
-        "jsonl": round(t_written - started, 3),
-        "lucene": round(t_indexed - t_written, 3),
-        "sidecar": round(time.perf_counter() - t_indexed, 3),
-    }
-    params = {"analyzer": analyzer, "k1": float(k1), "b": float(b), "memory_buffer": int(memory_buffer)}
-    from spacerini.java import release_heap
-
-    release_heap()  # Lucene's indexing buffers leave the RSS before the next backend builds
-    return BuildReport(
-        backend=NAME, docs=len(ids), seconds=time.perf_counter() - started, params=params, stats=stats
-    )
+        for doc in docs_factory():
+            writer.add(doc)
+    except BaseException:
+        writer.abort()
+        raise
+    return writer.finish()
 
 
 def _check_doc(doc: Doc) -> None:

@@ -1,0 +1,303 @@
+/*
+ * Builds the Anserini index of a bundle from documents that Python streams through a pipe, while
+ * Python goes on reading the corpus and writing the docstore. The index is what Anserini's
+ * IndexCollection (1.7.1, JsonCollection, DefaultLuceneDocumentGenerator) writes for JSON lines
+ * {"id", "contents"}: the same fields, field types, analyzer and IndexWriter settings.
+ * Built into spacerini-helpers.jar.
+ */
+package io.spacerini;
+
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.BufferedInputStream;
+import java.io.DataInputStream;
+import java.io.EOFException;
+import java.io.FileInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.concurrent.ArrayBlockingQueue;
+import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.atomic.AtomicLong;
+import org.apache.lucene.analysis.Analyzer;
+import org.apache.lucene.document.BinaryDocValuesField;
+import org.apache.lucene.document.Document;
+import org.apache.lucene.document.Field;
+import org.apache.lucene.document.FieldType;
+import org.apache.lucene.document.StoredField;
+import org.apache.lucene.document.StringField;
+import org.apache.lucene.index.ConcurrentMergeScheduler;
+import org.apache.lucene.index.IndexOptions;
+import org.apache.lucene.index.IndexWriter;
+import org.apache.lucene.index.IndexWriterConfig;
+import org.apache.lucene.search.similarities.BM25Similarity;
+import org.apache.lucene.store.FSDirectory;
+import org.apache.lucene.util.BytesRef;
+
+/**
+ * Indexes records read from a stream: each is {@code int32 idBytes, int32 contentsBytes} (big
+ * endian) then the UTF-8 bytes of the id and of the contents.
+ *
+ * <p>One reader thread cuts the stream into batches; {@code threads} workers index them from one
+ * queue, so no worker waits while another still has a file of its own to finish (Anserini gives
+ * each thread whole files). When the stream ends, each worker flushes its in-memory segment
+ * itself, in parallel, instead of leaving every segment to the single thread that commits.
+ */
+public final class StreamIndexer {
+  private static final int BATCH_BYTES = 1 << 20;
+  private static final int BATCH_DOCS = 1024;
+  private static final Batch END = new Batch();
+
+  private static final class Batch {
+    final List<byte[]> ids = new ArrayList<>();
+    final List<byte[]> contents = new ArrayList<>();
+  }
+
+  private final IndexWriter writer;
+  private final InputStream input;
+  private final BlockingQueue<Batch> queue;
+  private final FieldType contentsType;
+  private final boolean storeRaw;
+  private final Thread reader;
+  private final List<Thread> workers = new ArrayList<>();
+  private final AtomicLong indexed = new AtomicLong();
+  private final AtomicLong empty = new AtomicLong();
+  private final AtomicLong errors = new AtomicLong();
+  private final AtomicLong read = new AtomicLong();
+  private final List<String> failedIds = new ArrayList<>();
+  private volatile Throwable failure;
+  private volatile boolean aborted;
+
+  /**
+   * Opens the index writer (IndexCollection's settings) and starts the reader and the workers.
+   *
+   * @param indexDir the index folder (created)
+   * @param analyzer the analyzer IndexCollection would use for these options
+   * @param inputPath the stream to read (a pipe, e.g. {@code /dev/fd/N})
+   * @param threads indexing threads
+   * @param memoryBufferMb Lucene's RAM buffer (IndexCollection's {@code -memoryBuffer})
+   */
+  public StreamIndexer(
+      String indexDir,
+      Analyzer analyzer,
+      String inputPath,
+      int threads,
+      int memoryBufferMb,
+      boolean storePositions,
+      boolean storeDocvectors,
+      boolean storeRaw)
+      throws IOException {
+    IndexWriterConfig config = new IndexWriterConfig(analyzer);
+    config.setSimilarity(new BM25Similarity());
+    config.setOpenMode(IndexWriterConfig.OpenMode.CREATE);
+    config.setRAMBufferSizeMB(memoryBufferMb);
+    config.setUseCompoundFile(false);
+    config.setMergeScheduler(new ConcurrentMergeScheduler());
+    this.writer = new IndexWriter(FSDirectory.open(Path.of(indexDir)), config);
+    FieldType type = new FieldType();
+    type.setStored(false);
+    if (storeDocvectors) {
+      type.setStoreTermVectors(true);
+      type.setStoreTermVectorPositions(true);
+    }
+    type.setIndexOptions(
+        storePositions ? IndexOptions.DOCS_AND_FREQS_AND_POSITIONS : IndexOptions.DOCS_AND_FREQS);
+    type.freeze();
+    this.contentsType = type;
+    this.storeRaw = storeRaw;
+    this.input = new FileInputStream(inputPath);
+    this.queue = new ArrayBlockingQueue<>(2 * threads);
+    this.reader = new Thread(this::readAll, "spacerini-index-reader");
+    reader.setDaemon(true);
+    for (int i = 0; i < threads; i++) {
+      Thread worker = new Thread(this::work, "spacerini-index-" + i);
+      worker.setDaemon(true);
+      workers.add(worker);
+    }
+    reader.start();
+    for (Thread worker : workers) {
+      worker.start();
+    }
+  }
+
+  private void fail(Throwable t) {
+    synchronized (this) {
+      if (failure == null) {
+        failure = t;
+      }
+    }
+    try {
+      input.close(); // the writer's next write fails (broken pipe) instead of blocking
+    } catch (IOException ignored) {
+      // closing is best effort
+    }
+  }
+
+  private void readAll() {
+    try (DataInputStream in = new DataInputStream(new BufferedInputStream(input, 1 << 20))) {
+      Batch batch = new Batch();
+      int bytes = 0;
+      while (failure == null && !aborted) {
+        int idLength;
+        try {
+          idLength = in.readInt();
+        } catch (EOFException end) {
+          break;
+        }
+        int length = in.readInt();
+        byte[] id = new byte[idLength];
+        byte[] contents = new byte[length];
+        in.readFully(id);
+        in.readFully(contents);
+        batch.ids.add(id);
+        batch.contents.add(contents);
+        read.incrementAndGet();
+        bytes += idLength + length;
+        if (bytes >= BATCH_BYTES || batch.ids.size() >= BATCH_DOCS) {
+          queue.put(batch);
+          batch = new Batch();
+          bytes = 0;
+        }
+      }
+      if (!batch.ids.isEmpty()) {
+        queue.put(batch);
+      }
+    } catch (Throwable t) {
+      if (!aborted) {
+        fail(t);
+      }
+    } finally {
+      for (int i = 0; i < workers.size(); i++) {
+        try {
+          queue.put(END);
+        } catch (InterruptedException e) {
+          Thread.currentThread().interrupt();
+        }
+      }
+    }
+  }
+
+  private void work() {
+    try {
+      while (true) {
+        Batch batch = queue.take();
+        if (batch == END) {
+          break;
+        }
+        if (failure != null || aborted) {
+          continue; // drain, so that the reader never blocks on a full queue
+        }
+        for (int i = 0; i < batch.ids.size(); i++) {
+          String id = new String(batch.ids.get(i), StandardCharsets.UTF_8);
+          String contents = new String(batch.contents.get(i), StandardCharsets.UTF_8);
+          if (contents.trim().length() == 0) {
+            empty.incrementAndGet(); // Anserini's EmptyDocumentException
+            continue;
+          }
+          try {
+            writer.addDocument(document(id, contents));
+          } catch (IllegalArgumentException e) {
+            errors.incrementAndGet(); // one document Lucene refuses; the caller names it
+            synchronized (failedIds) {
+              if (failedIds.size() < 5) {
+                failedIds.add(id);
+              }
+            }
+            continue;
+          }
+          indexed.incrementAndGet();
+        }
+      }
+      if (failure == null && !aborted) {
+        writer.flushNextBuffer(); // this thread's segment, written while the others finish
+      }
+    } catch (Throwable t) {
+      if (!aborted) {
+        fail(t);
+      }
+    }
+  }
+
+  /** The Lucene document of DefaultLuceneDocumentGenerator (Anserini 1.7.1) for this record. */
+  private Document document(String id, String contents) {
+    Document document = new Document();
+    document.add(new StringField("id", id, Field.Store.YES));
+    document.add(new BinaryDocValuesField("id", new BytesRef(id)));
+    if (storeRaw) {
+      // JsonCollection's raw(): the record's JSON tree, pretty-printed.
+      ObjectNode node = JsonNodeFactory.instance.objectNode();
+      node.put("id", id);
+      node.put("contents", contents);
+      document.add(new StoredField("raw", node.toPrettyString()));
+    }
+    document.add(new Field("contents", contents, contentsType));
+    return document;
+  }
+
+  /** Documents read from the stream so far. */
+  public long read() {
+    return read.get();
+  }
+
+  /** Documents indexed so far. */
+  public long indexed() {
+    return indexed.get();
+  }
+
+  /** Up to five ids of documents that Lucene refused. */
+  public String[] failedIds() {
+    synchronized (failedIds) {
+      return failedIds.toArray(new String[0]);
+    }
+  }
+
+  /**
+   * Waits for the stream's end (the writer closed its end) and every worker, then commits.
+   *
+   * @return {indexed, empty, errors, maxDoc}
+   * @throws Exception the first failure of a thread (the index is rolled back)
+   */
+  public long[] finish() throws Exception {
+    reader.join();
+    for (Thread worker : workers) {
+      worker.join();
+    }
+    if (failure != null || aborted) {
+      writer.rollback();
+      if (failure instanceof Exception) {
+        throw (Exception) failure;
+      }
+      throw new IOException(aborted ? "aborted" : String.valueOf(failure));
+    }
+    long maxDoc = writer.getDocStats().maxDoc;
+    writer.commit();
+    writer.close();
+    return new long[] {indexed.get(), empty.get(), errors.get(), maxDoc};
+  }
+
+  /** Stops reading and indexing and rolls the index back (nothing more is written to it). */
+  public void abort() throws InterruptedException {
+    aborted = true;
+    try {
+      input.close();
+    } catch (IOException ignored) {
+      // best effort
+    }
+    reader.interrupt();
+    try {
+      writer.rollback(); // a worker inside addDocument then fails at once
+    } catch (IOException | RuntimeException ignored) {
+      // already closed
+    }
+    for (Thread worker : workers) {
+      worker.interrupt(); // one waiting for a batch
+    }
+    reader.join(30_000);
+    for (Thread worker : workers) {
+      worker.join(30_000);
+    }
+  }
+}
