@@ -16,6 +16,34 @@ Measured in one run, on the demo-corpus bundle the shipped model was trained on:
   with sources), for generated code and for random text (the slowest case: every position
   misses after a few characters).
 
+and the four goals of issue 15 item 4, each with its protocol:
+
+* **perplexity**: the held-out perplexity above, against the goal of half the 365 of the model
+  shipped before (so <= 182.5);
+* **syntax**: sampled completions (temperature 0.8, top-p 0.95, ``--new-tokens`` tokens, seeds
+  0..k) of the top-level prompts of :data:`PROMPTS` (the indented ones cannot parse alone). The
+  candidate is prompt + completion cut before its last top-level line (a line starting at column
+  0 after the prompt: the statement the token limit may have cut), or at its last newline when
+  there is none. It counts when ``ast.parse`` accepts it and the kept completion has a non-blank
+  line with at least 16 non-space characters (so an empty or trivial completion fails). Goal:
+  >= 30 %. The share of uncut prompt + completion that parses is reported beside it;
+* **memorisation**: greedy completions (``--new-tokens`` tokens) of prefixes of training files
+  (the model's ``training_docs.txt``; files of >= 400 characters, picked by a hash of the id;
+  the prompt is the file's first lines, >= 160 characters) are traced with
+  :func:`spacerini.model.tracing.trace` (``min_len`` 50); a completion counts when it holds a span
+  of >= 50 characters found verbatim in the corpus, reported with its documents and licences.
+  Goal: >= 20 %. The same run over held-out files' prefixes is the control (boilerplate any
+  model of the corpus would write), and the spans are split into those that continue the
+  prompted file, those copied from the prompt, and others;
+* **FIM uses the suffix**: (a) for ``--fim-cases`` middles cut from held-out and training files
+  (one to three whole lines after a random line), the NLL of the true middle given the prefix
+  and the *true* suffix vs given the prefix and *another file's* suffix: the share of cases
+  where the true suffix makes the middle likelier (0.5 if the suffix is ignored); (b) a greedy
+  infill of ``def f(...):\n    <middle>\n    return NAME\n``: the share of middles that assign
+  NAME, against the same prompt without a suffix;
+* **size and CLI**: the weight files' size (goal <= 25 MB) and one ``spacerini model generate
+  --trace BUNDLE --json`` run.
+
 Prints one JSON line. Usage:
 ``python benchmarks/model_bench.py [--bundle benchmarks/out/model-demo-bundle] [--samples 12]``;
 the bundle is built (exact + bloom over ``python_source_corpus()``) when missing.
@@ -24,12 +52,16 @@ the bundle is built (exact + bloom over ``python_source_corpus()``) when missing
 from __future__ import annotations
 
 import argparse
+import ast
+import hashlib
 import json
 import math
 import os
 import random
 import statistics
 import string
+import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -73,7 +105,7 @@ def heldout_texts(bundle, *, max_chars: int) -> list[str]:
     return texts
 
 
-def perplexities(model, tok, bundle, texts: list[str], *, window: int, unigram_chars: int) -> dict:
+def perplexities(model, tok, bundle, texts: list[str], *, window: int, unigram_chars: int, stream: dict | None = None) -> dict:
     import torch
 
     from spacerini.model.training import iter_training_texts
@@ -93,10 +125,11 @@ def perplexities(model, tok, bundle, texts: list[str], *, window: int, unigram_c
             nll += torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum").item()
             n += len(w) - 1
             targets.update(w[1:])
-    # Unigram counts of the training stream (same sample of documents as the shipped model's run).
+    # Unigram counts of the training stream (the sample of documents of the model's run).
     counts: Counter[int] = Counter()
     seen = 0
-    for text in iter_training_texts(bundle, seed=0, doc_fraction=0.12):
+    stream = stream or {"seed": 0, "doc_fraction": 0.12}
+    for text in iter_training_texts(bundle, **stream):
         ids = tok(text, add_special_tokens=False, verbose=False)["input_ids"]
         counts.update(ids)
         counts[eos] += 1
@@ -146,6 +179,196 @@ def training_figures(model_dir: Path) -> dict | None:
     return figures
 
 
+PPL_BEFORE = 365.0  # held-out perplexity of the model shipped before issue 15 item 4
+GOALS = {"ppl_max": PPL_BEFORE / 2, "parse_share_min": 0.30, "memorised_share_min": 0.20, "size_mb_max": 25.0}
+
+
+def _hash_order(ids) -> list[str]:
+    return sorted(ids, key=lambda d: hashlib.sha1(d.encode("utf-8")).hexdigest())
+
+
+def parse_candidate(prompt: str, completion: str, *, min_chars: int = 16) -> tuple[str, bool]:
+    """The syntax protocol: prompt + completion cut before its last top-level line (or at the
+    last newline when there is none); it counts when it parses and the kept completion has a
+    line of >= ``min_chars`` non-space characters. Returns (candidate, counts)."""
+    text = prompt + completion
+    cut = None
+    pos = len(prompt)
+    for i in range(len(text) - 1, pos - 1, -1):
+        if text[i] == "\n" and i + 1 < len(text) and text[i + 1] not in " \t\n#)]}" and i + 1 > pos:
+            cut = i + 1
+            break
+    if cut is None:
+        nl = text.rfind("\n", pos)
+        cut = nl + 1 if nl >= 0 else pos
+    candidate = text[:cut]
+    kept = candidate[len(prompt) :]
+    if not any(len("".join(line.split())) >= min_chars for line in kept.splitlines()):
+        return candidate, False
+    try:
+        ast.parse(candidate)
+    except (SyntaxError, ValueError):
+        return candidate, False
+    return candidate, True
+
+
+def parses(text: str) -> bool:
+    try:
+        ast.parse(text)
+    except (SyntaxError, ValueError):
+        return False
+    return True
+
+
+def syntax_goal(model, tok, *, samples_per_prompt: int, new_tokens: int) -> dict:
+    from spacerini.model.generation import generate
+
+    prompts = [p for p in PROMPTS if not p[0].isspace()]
+    rows = []
+    for p in prompts:
+        for seed in range(samples_per_prompt):
+            completion = generate(p, max_new_tokens=new_tokens, temperature=0.8, top_p=0.95, seed=seed, model=(model, tok))
+            candidate, ok = parse_candidate(p, completion)
+            rows.append({"prompt": p, "seed": seed, "ok": ok, "uncut_parses": parses(p + completion),
+                         "kept_chars": len(candidate) - len(p)})
+    ok = sum(r["ok"] for r in rows)
+    example = next((r for r in rows if r["ok"]), None)
+    return {
+        "protocol": "top-level PROMPTS x seeds, T=0.8 top-p 0.95; cut before the last top-level line; parse + >=16-char line",
+        "prompts": len(prompts),
+        "samples": len(rows),
+        "parse_share": round(ok / len(rows), 3),
+        "uncut_parse_share": round(sum(r["uncut_parses"] for r in rows) / len(rows), 3),
+        "mean_kept_chars": round(statistics.mean(r["kept_chars"] for r in rows), 1),
+        "per_prompt": {p: sum(r["ok"] for r in rows if r["prompt"] == p) for p in prompts},
+        "example_ok": example and {"prompt": example["prompt"], "seed": example["seed"]},
+    }
+
+
+def file_prompt(text: str, *, min_chars: int = 160, max_chars: int = 600) -> str | None:
+    """The first lines of ``text`` holding >= ``min_chars`` characters (None if over ``max_chars``)."""
+    end = text.find("\n", min_chars)
+    if end < 0 or end + 1 > max_chars:
+        return None
+    return text[: end + 1]
+
+
+def memorisation_goal(model, tok, bundle, docids: list[str], *, n: int, new_tokens: int) -> dict:
+    from spacerini.model.generation import generate
+    from spacerini.model.tracing import trace
+
+    rows = []
+    for docid in _hash_order(docids):
+        if len(rows) >= n:
+            break
+        text = bundle.doc(docid).text
+        prompt = file_prompt(text) if len(text) >= 400 else None
+        if prompt is None:
+            continue
+        completion = generate(prompt, max_new_tokens=new_tokens, temperature=0, model=(model, tok))
+        result = trace(bundle, completion, min_len=50)
+        spans = [sp for sp in result.spans if sp.end - sp.start >= 50]
+        rest = text[len(prompt) :]
+        rows.append({
+            "docid": docid,
+            "hit": bool(spans),
+            "continues_file": any(sp.text in rest for sp in spans),
+            "copies_prompt": bool(spans) and all(sp.text in prompt for sp in spans),
+            "longest": max((sp.end - sp.start for sp in spans), default=0),
+            "spans": [{"chars": sp.end - sp.start, "count": sp.count, "text": sp.text[:80],
+                       "sources": [{"docid": s.docid, "licence": s.licence} for s in sp.sources[:2]]} for sp in spans[:2]],
+        })
+    hits = [r for r in rows if r["hit"]]
+    return {
+        "files": len(rows),
+        "share_with_50char_span": round(len(hits) / len(rows), 3) if rows else None,
+        "share_continuing_the_file": round(sum(r["continues_file"] for r in rows) / len(rows), 3) if rows else None,
+        "share_only_copying_the_prompt": round(sum(r["copies_prompt"] for r in rows) / len(rows), 3) if rows else None,
+        "traced_with_licence": all(s["licence"] for r in hits for sp in r["spans"] for s in sp["sources"]),
+        "examples": hits[:3],
+    }
+
+
+def _middle_cases(bundle, docids: list[str], *, n: int, seed: int) -> list[tuple[str, str, str]]:
+    rng = random.Random(seed)
+    cases = []
+    for docid in _hash_order(docids):
+        if len(cases) >= n:
+            break
+        lines = bundle.doc(docid).text.splitlines(keepends=True)
+        if len(lines) < 30:
+            continue
+        i = rng.randrange(10, len(lines) - 15)
+        k = rng.randint(1, 3)
+        middle = "".join(lines[i : i + k])
+        if len(middle.strip()) < 10:
+            continue
+        prefix = "".join(lines[max(0, i - 40) : i])[-1200:]
+        suffix = "".join(lines[i + k : i + k + 40])[:1200]
+        cases.append((prefix, middle, suffix))
+    return cases
+
+
+def _fim_nll(model, tok, prefix: str, suffix: str, middle: str) -> float:
+    import torch
+
+    from spacerini.model.tokenizer import FIM_MIDDLE, FIM_PREFIX, FIM_SUFFIX
+
+    vocab = tok.get_vocab()
+    enc = lambda t: tok(t, add_special_tokens=False, verbose=False)["input_ids"]  # noqa: E731
+    # At most 200 tokens each side of the middle (the training context is 512).
+    head = [vocab[FIM_PREFIX], *enc(prefix)[-200:], vocab[FIM_SUFFIX], *enc(suffix)[:200], vocab[FIM_MIDDLE]]
+    mid = enc(middle)[:100]
+    ids = torch.tensor([head + mid])
+    with torch.inference_mode():
+        logits = model(input_ids=ids.to(next(model.parameters()).device)).logits[0].float().cpu()
+    logp = torch.log_softmax(logits[len(head) - 1 : -1], dim=-1)
+    return float(-logp[torch.arange(len(mid)), torch.tensor(mid)].mean())
+
+
+NAMES = ["result", "total", "count", "value", "output", "response", "items", "config", "message", "buffer",
+         "offset", "headers", "path", "text", "data", "size"]
+
+
+def fim_goal(model, tok, bundle, train_ids: list[str], heldout_ids: list[str], *, n: int) -> dict:
+    from spacerini.model.generation import generate
+
+    out = {}
+    for name, ids in (("heldout", heldout_ids), ("train", train_ids)):
+        cases = _middle_cases(bundle, ids, n=n, seed=1)
+        better, gains = 0, []
+        for j, (prefix, middle, suffix) in enumerate(cases):
+            other = cases[(j + 1) % len(cases)][2]
+            true_nll = _fim_nll(model, tok, prefix, suffix, middle)
+            wrong_nll = _fim_nll(model, tok, prefix, other, middle)
+            better += true_nll < wrong_nll
+            gains.append(wrong_nll - true_nll)
+        out[name] = {"cases": len(cases), "share_true_suffix_likelier": round(better / len(cases), 3) if cases else None,
+                     "mean_nll_gain_per_token": round(statistics.mean(gains), 3) if gains else None}
+    uses = plain = 0
+    for i, var in enumerate(NAMES):
+        prefix = f"def compute_{i}(a, b):\n    "
+        suffix = f"\n    return {var}\n"
+        mid = generate(prefix, suffix=suffix, max_new_tokens=24, temperature=0, model=(model, tok))
+        left = generate(prefix, max_new_tokens=24, temperature=0, model=(model, tok)).split("\n\n")[0]
+        uses += var in mid
+        plain += var in left
+    out["return_name"] = {"cases": len(NAMES), "share_middle_names_it": round(uses / len(NAMES), 3),
+                          "share_without_suffix": round(plain / len(NAMES), 3)}
+    return out
+
+
+def cli_trace(bundle_path: str, model: str | None) -> dict:
+    cmd = [sys.executable, "-m", "spacerini", "model", "generate", "def read_json(path):\n", "--temperature", "0",
+           "--max-new-tokens", "64", "--trace", bundle_path, "--json"] + (["--model", model] if model else [])
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return {"ok": False, "stderr": proc.stderr.strip()[-300:]}
+    data = json.loads(proc.stdout)
+    return {"ok": "trace" in data, "spans": len(data["trace"]["spans"]), "coverage": round(data["trace"]["coverage"], 3),
+            "licences": data["trace"]["licences"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", default=str(OUT / "model-demo-bundle"))
@@ -154,7 +377,12 @@ def main() -> None:
     parser.add_argument("--new-tokens", type=int, default=128)
     parser.add_argument("--heldout-chars", type=int, default=200_000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--parse-seeds", type=int, default=4, help="samples per top-level prompt (syntax goal)")
+    parser.add_argument("--prefix-files", type=int, default=40, help="training-file prefixes (memorisation goal)")
+    parser.add_argument("--fim-cases", type=int, default=40, help="middles per split (FIM goal)")
+    parser.add_argument("--skip-latency", action="store_true", help="leave out the trace-latency measure")
     args = parser.parse_args()
+    load_before = os.getloadavg()[0]
 
     import torch
 
@@ -167,9 +395,13 @@ def main() -> None:
     model, tok = load_model(args.model)
     info = model_info(args.model)
 
+    model_dir = Path(args.model) if args.model else default_model_path()
+    report_path = model_dir / "training_report.json"
+    train_report = json.loads(report_path.read_text(encoding="utf-8")) if report_path.is_file() else {}
+    stream = {k: train_report[k] for k in ("seed", "doc_fraction", "fixed_sample") if k in train_report} or None
     t0 = time.perf_counter()
     texts = heldout_texts(bundle, max_chars=args.heldout_chars)
-    ppl = perplexities(model, tok, bundle, texts, window=512, unigram_chars=5_000_000)
+    ppl = perplexities(model, tok, bundle, texts, window=512, unigram_chars=5_000_000, stream=stream)
     ppl_seconds = time.perf_counter() - t0
 
     # Generation: tokens/s with a fixed number of new tokens, then memorisation of samples.
@@ -188,13 +420,41 @@ def main() -> None:
     gen_share, gen_spans = span_share(exact, samples)
     human_share, human_spans = span_share(exact, texts, exclude_self=True)
 
+    # The four goals of issue 15 item 4.
+    from spacerini.model.training import TRAINING_DOCS, is_heldout, read_training_docs
+
+    t = time.perf_counter()
+    syntax = syntax_goal(model, tok, samples_per_prompt=args.parse_seeds, new_tokens=args.new_tokens)
+    docs_file = model_dir / TRAINING_DOCS
+    in_bundle = {d.id for d in bundle.iter_docs()}
+    train_ids = [d for d in read_training_docs(docs_file) if d in in_bundle] if docs_file.is_file() else []
+    heldout_ids = [d for d in in_bundle if is_heldout(d)]
+    memorised = memorisation_goal(model, tok, bundle, train_ids, n=args.prefix_files, new_tokens=args.new_tokens)
+    control = memorisation_goal(model, tok, bundle, heldout_ids, n=args.prefix_files, new_tokens=args.new_tokens)
+    fim = fim_goal(model, tok, bundle, train_ids, heldout_ids, n=args.fim_cases)
+    size_mb = sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file()) / 2**20
+    cli = cli_trace(args.bundle, args.model)
+    goals_seconds = time.perf_counter() - t
+    fim_ok = (fim["heldout"]["share_true_suffix_likelier"] or 0) >= 0.7 and fim["return_name"]["share_middle_names_it"] > fim["return_name"]["share_without_suffix"]
+    goals = {
+        "perplexity": {"value": ppl["model_ppl"], "goal": f"<= {GOALS['ppl_max']}", "met": ppl["model_ppl"] <= GOALS["ppl_max"]},
+        "parse": {"value": syntax["parse_share"], "goal": ">= 0.30", "met": syntax["parse_share"] >= GOALS["parse_share_min"]},
+        "memorised": {"value": memorised["share_with_50char_span"], "goal": ">= 0.20",
+                      "met": (memorised["share_with_50char_span"] or 0) >= GOALS["memorised_share_min"] and memorised["traced_with_licence"]},
+        "fim_uses_suffix": {"value": fim["heldout"]["share_true_suffix_likelier"],
+                            "goal": "true suffix likelier in >= 70% of held-out middles, and NAME infilled more often than without the suffix",
+                            "met": fim_ok},
+        "size_mb": {"value": round(size_mb, 1), "goal": "<= 25", "met": size_mb <= GOALS["size_mb_max"]},
+        "generate_trace_cli": {"value": cli, "met": bool(cli.get("ok"))},
+    }
+
     # Trace latency for 1 KB snippets.
     excerpt = next(d.text for d in bundle.iter_docs() if len(d.text) > 4000)[1000:2000]
     generated = "".join(samples)[:1000]
     rng = random.Random(0)
     noise = "".join(rng.choice(string.ascii_letters + string.digits + " \n") for _ in range(1000))
     latency = {}
-    for name, text in (("corpus_excerpt", excerpt), ("generated", generated), ("random", noise)):
+    for name, text in () if args.skip_latency else (("corpus_excerpt", excerpt), ("generated", generated), ("random", noise)):
         trace(bundle, text)  # warm the page cache
         ms = []
         for _ in range(5):
@@ -209,7 +469,8 @@ def main() -> None:
         "model": {k: info[k] for k in ("architecture", "parameters", "vocab_size", "context", "multi_query")},
         "device": str(device),
         "threads": args.threads,
-        "training": training_figures(Path(args.model) if args.model else default_model_path()),
+        "training": training_figures(model_dir),
+        "load_before": load_before,
         "corpus_docs": len(bundle),
         "corpus_bytes": bundle.manifest["counts"]["text_bytes"],
         **ppl,
@@ -222,8 +483,15 @@ def main() -> None:
         "heldout_human_50char_share_in_corpus": round(human_share, 3),
         "trace_1kb": latency,
         "trace_goal_ms": 200,
-        "trace_goal_met": all(v["p50_ms"] <= 200 for v in latency.values()),
+        "trace_goal_met": all(v["p50_ms"] <= 200 for v in latency.values()) if latency else None,
         "sample": samples[0][:300],
+        "goals": goals,
+        "syntax": syntax,
+        "memorisation_training_prefixes": memorised,
+        "memorisation_heldout_prefixes_control": control,
+        "fim": fim,
+        "goals_seconds": round(goals_seconds, 1),
+        "load_after": os.getloadavg()[0],
     }))
 
 
