@@ -2,14 +2,17 @@
 
 Prints one JSON object (and writes it to ``benchmarks/out/bm25_search.json``) with, per corpus:
 
-* QPS of ours (``BM25Searcher.batch_search_pairs``, the path of ``spacerini search --queries``, and
-  ``batch_search``, which builds ``Hit`` objects), of bm25s (``BM25(backend="numba")``, query
-  tokenization included) and of pyserini's ``LuceneSearcher.batch_search`` (warm JVM), at k = 10,
+* QPS of ours (``BM25Searcher.batch_search_arrays``: row numbers and scores as arrays, the path of
+  ``spacerini search --queries``, as bm25s returns index arrays; ``batch_search_pairs``, which
+  builds ``(docid, score)`` tuples; and ``batch_search``, which builds ``Hit`` objects), of bm25s
+  (``BM25(backend="numba")``, query tokenization included) and of pyserini's
+  ``LuceneSearcher.batch_search`` (warm JVM), at k = 10,
   100 and 1000, with 1 and 2 threads; the peers run interleaved (the order rotates), each figure is
   the median of ``--repeats`` runs, and the ratios ours/peer come from those medians;
 * how many queries' rankings differ from LuceneSearcher's (docids and scores; all queries at k=10,
   the k=1000 query set at k=1000);
-* the QPS of ours at 1x and at ``--scale``x the documents (the Debian corpus repeated, ids
+* the size of the sidecar against that of the Lucene index it sits in;
+* the QPS of ours (arrays) at 1x and at ``--scale``x the documents (the Debian corpus repeated, ids
   perturbed: every term's postings grow ``--scale`` times), interleaved, to show how the work per
   query grows with the corpus.
 
@@ -96,14 +99,21 @@ def python_corpus() -> Path:
 
 
 def open_ours(corpus: Path):
-    """Builds (once) and opens the bm25 backend over ``corpus``; returns (lucene folder, searcher)."""
+    """Builds (once; again when its sidecar is of an older format) and opens the bm25 backend over
+    ``corpus``; returns (lucene folder, searcher)."""
     import shutil
 
     from spacerini.backends import bm25
+    from spacerini.backends.bm25.scorer import FORMAT_VERSION
 
     root = OUT / f"bm25_bundle_{corpus.stem}"
     folder = root / "lucene"
     report_path = root / "report.json"
+    meta = folder / bm25.SIDECAR_DIR / "meta.json"
+    if report_path.exists() and (
+        not meta.exists() or json.loads(meta.read_text(encoding="utf-8")).get("format") != FORMAT_VERSION
+    ):
+        report_path.unlink()
     if not report_path.exists():
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
@@ -113,17 +123,38 @@ def open_ours(corpus: Path):
     return folder, bm25.open(folder, report)
 
 
+def sizes(folder: Path) -> dict:
+    """Bytes of the Lucene index (without the sidecar inside it) and of the sidecar."""
+    from spacerini.backends import bm25
+
+    side = folder / bm25.SIDECAR_DIR
+    sidecar = sum(p.stat().st_size for p in side.rglob("*") if p.is_file())
+    lucene = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) - sidecar
+    postings = json.loads((side / "meta.json").read_text(encoding="utf-8"))["postings"]
+    return {
+        "lucene_bytes": lucene,
+        "sidecar_bytes": sidecar,
+        "sidecar_vs_lucene": round(sidecar / lucene, 3),
+        "postings": postings,
+        "sidecar_bytes_per_posting": round(sidecar / max(1, postings), 2),
+    }
+
+
 def replicate_sidecar(src: Path, dst: Path, copies: int) -> Path:
     """Writes (once) a sidecar of ``copies`` copies of ``src``'s rows (ids suffixed ``~c``)."""
-    from spacerini.backends.bm25.scorer import ExactScorer, write_sidecar
+    from spacerini.backends.bm25.scorer import FORMAT_VERSION, ExactScorer, decode_tfs, write_sidecar
 
     if (dst / "meta.json").exists():
-        return dst
+        if json.loads((dst / "meta.json").read_text(encoding="utf-8")).get("format") == FORMAT_VERSION:
+            return dst
+        import shutil
+
+        shutil.rmtree(dst)
     ex = ExactScorer(src)
     n, offsets = ex.rows, np.asarray(ex.offsets)
     dfs = np.diff(offsets)
     docs = np.asarray(ex.docs)
-    tfs = np.load(src / "post_tfs.npy")
+    tfs = decode_tfs(np.asarray(ex.tfs), 0, ex.tf_exc_pos, ex.tf_exc, ex.tf_escape)
     lengths = np.load(src / "lengths.npy")
     tid = np.repeat(np.arange(dfs.size, dtype=np.int64), dfs)
     within = np.arange(docs.size, dtype=np.int64) - offsets[tid]
@@ -174,7 +205,8 @@ def bench_corpus(name: str, corpus: Path, args: argparse.Namespace) -> dict:
     lucene_q1000 = queries[: args.lucene_k1000_queries]
     folder, ours = open_ours(corpus)
     out: dict = {"corpus": str(corpus.relative_to(ROOT)), "docs": ours._exact.rows, "queries": len(queries),
-                 "k1000_queries": len(q1000)}  # fmt: skip
+                 "k1000_queries": len(q1000), "sizes": sizes(folder)}  # fmt: skip
+    print(json.dumps({"corpus": name, "sizes": out["sizes"]}), file=sys.stderr, flush=True)
 
     lucene = LuceneSearcher(str(folder))
     lucene.set_bm25(0.9, 0.4)
@@ -227,9 +259,14 @@ def bench_corpus(name: str, corpus: Path, args: argparse.Namespace) -> dict:
         )
         return retriever.retrieve(tokens, k=k, n_threads=threads, show_progress=False)
 
+    # The arrays path ranks exactly as the pairs path.
+    arrays = ours.batch_search_arrays(queries, k=100, threads=2)
+    out["arrays_equal_pairs_k100"] = arrays.pairs() == ours.batch_search_pairs(queries, k=100, threads=1)
+
     # Warm-up: JIT (numba in both), JVM, caches.
     for k in KS:
         for threads in THREADS:
+            ours.batch_search_arrays(queries[:200], k=k, threads=threads)
             ours.batch_search_pairs(queries[:200], k=k, threads=threads)
             bm25s_run(queries[:200], k, threads)
             lucene_run(queries[: 20 if k == 1000 else 200], k, threads)
@@ -241,6 +278,7 @@ def bench_corpus(name: str, corpus: Path, args: argparse.Namespace) -> dict:
         for threads in THREADS:
             med = interleaved(
                 {
+                    "ours_arrays": lambda qs=qs, k=k, t=threads: ours.batch_search_arrays(qs, k=k, threads=t),
                     "ours_pairs": lambda qs=qs, k=k, t=threads: ours.batch_search_pairs(qs, k=k, threads=t),
                     "ours_hits": lambda qs=qs, k=k, t=threads: ours.batch_search(qs, k=k, threads=t),
                     "bm25s_numba": lambda qs=qs, k=k, t=threads: bm25s_run(qs, k, t),
@@ -252,6 +290,7 @@ def bench_corpus(name: str, corpus: Path, args: argparse.Namespace) -> dict:
             row.update(
                 {f"{n}_qps": round((len(lq) if n == "lucene" else len(qs)) / s, 1) for n, s in med.items()}
             )
+            row["arrays_vs_bm25s"] = round(row["ours_arrays_qps"] / row["bm25s_numba_qps"], 2)
             row["pairs_vs_bm25s"] = round(row["ours_pairs_qps"] / row["bm25s_numba_qps"], 2)
             row["hits_vs_bm25s"] = round(row["ours_hits_qps"] / row["bm25s_numba_qps"], 2)
             row["pairs_vs_lucene"] = round(row["ours_pairs_qps"] / row["lucene_qps"], 2)
@@ -288,11 +327,11 @@ def bench_scaling(ours, queries: list[tuple[str, str]], q1000: list[tuple[str, s
         qs = q1000 if k == 1000 else queries
         for threads in THREADS:
             for searcher in (ours, big):
-                searcher.batch_search_pairs(qs[:200], k=k, threads=threads)
+                searcher.batch_search_arrays(qs[:200], k=k, threads=threads)
             med = interleaved(
                 {
-                    "small": lambda qs=qs, k=k, t=threads: ours.batch_search_pairs(qs, k=k, threads=t),
-                    "big": lambda qs=qs, k=k, t=threads: big.batch_search_pairs(qs, k=k, threads=t),
+                    "small": lambda qs=qs, k=k, t=threads: ours.batch_search_arrays(qs, k=k, threads=t),
+                    "big": lambda qs=qs, k=k, t=threads: big.batch_search_arrays(qs, k=k, threads=t),
                 },
                 args.repeats,
             )
@@ -322,7 +361,7 @@ def main() -> None:
     from spacerini.java import ensure_jvm
 
     ensure_jvm()
-    result: dict = {"benchmark": "bm25_search", "load_before": os.getloadavg()}
+    result: dict = {"benchmark": "bm25_search", "argv": sys.argv[1:], "load_before": os.getloadavg()}
     for name in args.corpora.split(","):
         if name == "debian":
             from debian_corpus import build

@@ -290,8 +290,8 @@ def search(
         qs = read_queries(queries)
         if as_json:
             results: Any = b.batch_search(qs, k=k or 1000, backend=backend, threads=threads)
-        else:  # a run needs only (docid, score): the pairs path builds no Hit per result
-            results = b.batch_search_pairs(qs, k=k or 1000, backend=backend, threads=threads)
+        else:  # a run needs only (docid, score): bm25 writes it straight from its arrays
+            results = b.batch_search_trec(qs, k=k or 1000, backend=backend, threads=threads)
         if output is not None:
             try:
                 n = write_trec_run(results, output, tag=run_tag)

@@ -105,9 +105,14 @@ def trec_lines(
 
     Args:
         results: ``{qid: hits}`` (:class:`~spacerini.records.Hit`), or ``{qid: (docid, score)
-            pairs}`` from a ``batch_search_pairs``, in rank order.
+            pairs}`` from a ``batch_search_pairs``, in rank order, or an object with its own
+            ``trec_lines(tag=...)`` (bm25's ``RankedBatch``).
         tag: The run tag (last column).
     """
+    own = getattr(results, "trec_lines", None)
+    if own is not None:  # e.g. bm25's RankedBatch: lines straight from its arrays
+        yield from own(tag=tag)
+        return
     for qid, hits in results.items():
         for rank, hit in enumerate(hits, start=1):
             docid, score = (hit.docid, hit.score) if isinstance(hit, Hit) else hit

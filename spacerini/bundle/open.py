@@ -317,6 +317,27 @@ class BundleSnapshot:
                 raise QueryError(f"query {qid!r} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
         return pairs(list(queries), k=k, threads=threads)
 
+    def batch_search_trec(
+        self, queries: Sequence[tuple[str, str]], *, k: int = 1000, backend: str | None = None, threads: int = 1
+    ) -> Any:
+        """What a TREC run of ``queries`` needs, by the fastest path the backend has: an object
+        with ``trec_lines(tag=...)`` (bm25's arrays: no per-hit object at all) or, for other
+        backends, the ``{qid: pairs}`` of :meth:`batch_search_pairs`. Either goes to
+        :func:`spacerini.eval.write_trec_run`.
+
+        Raises:
+            QueryError: A query is too long, or k is not positive.
+        """
+        name = backend or self.default_backend()
+        searcher = self.searcher(name)
+        if not getattr(searcher, "ranks_arrays", False):
+            return self.batch_search_pairs(queries, k=k, backend=name, threads=threads)
+        _check_page(k, 0)
+        for qid, text in queries:
+            if len(text) > MAX_QUERY_CHARS:
+                raise QueryError(f"query {qid!r} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
+        return searcher.batch_search_arrays(list(queries), k=k, threads=threads)
+
     def _enrich(
         self,
         hit: Hit,
@@ -572,6 +593,10 @@ class Bundle:
     def batch_search_pairs(self, queries: Sequence[tuple[str, str]], **options: Any) -> dict[str, list[tuple[str, float]]]:
         """``(docid, score)`` pairs for many queries (see :meth:`BundleSnapshot.batch_search_pairs`)."""
         return self._call("batch_search_pairs", queries, **options)
+
+    def batch_search_trec(self, queries: Sequence[tuple[str, str]], **options: Any) -> Any:
+        """A TREC run's hits by the fastest path (see :meth:`BundleSnapshot.batch_search_trec`)."""
+        return self._call("batch_search_trec", queries, **options)
 
     def iter_docs(self) -> Iterator[Doc]:
         """Streams every stored document of the generation in use, in corpus order."""

@@ -73,6 +73,10 @@ def _our_run(searcher, topics, out: Path) -> dict:
     out.write_text("".join(line + "\n" for line in bm25.trec_lines(results)), encoding="utf-8")
     pairs = searcher.batch_search_pairs(topics, k=1000, threads=1)
     assert list(bm25.trec_lines(pairs)) == list(bm25.trec_lines(results))
+    for threads in (1, 2):  # the arrays path (TREC runs of `spacerini search --queries`)
+        arrays = searcher.batch_search_arrays(topics, k=1000, threads=threads)
+        assert list(bm25.trec_lines(arrays)) == list(bm25.trec_lines(results))
+        assert arrays.pairs() == pairs and arrays.qids == tuple(q for q, _ in topics)
     return _read_run(out)
 
 

@@ -86,7 +86,7 @@ def _reference(scorer, queries, n):
 def test_kernel_equals_numpy_reference(sidecars, n):
     root, _, queries = sidecars
     scorer = ExactScorer(root / "one")
-    assert scorer.meta["format"] == 1
+    assert scorer.meta["format"] == 3
     want = _reference(scorer, queries, n)
     assert sum(1 for ids, _ in want if ids) > 0.9 * len(queries)  # not all empty
     for prune, at_least, terms in ((True, 0, 99), (True, 64, 99), (True, 0, 1), (False, 0, 99)):
@@ -148,7 +148,7 @@ def test_range_table_equals_a_direct_computation(sidecars):
         want_ids, want_starts = np.unique(ranges, return_index=True)
         assert range_ids[lo:hi].tolist() == want_ids.tolist()
         assert starts[lo:hi].tolist() == want_starts.tolist()
-        want_max = np.maximum.reduceat(np.asarray(scorer.x[a:b]), want_starts)
+        want_max = np.maximum.reduceat(scorer.x_of(a, b), want_starts)
         assert max_x[lo:hi].tolist() == want_max.tolist()
 
 
@@ -163,3 +163,93 @@ def test_kernel_from_threads_gives_the_same_answers(sidecars):
         parts = list(pool.map(lambda i: scorer.rank_many(queries[i::4], 10), range(4)))
     for i, part in enumerate(parts):
         assert part == want[i::4]
+
+
+def test_maxscore_keeps_rows_tied_with_the_nth_score(tmp_path, monkeypatch):
+    """Rows holding only a non-essential term can tie the n-th score and win by id: never skipped.
+
+    Every row has term ``a`` once and the same length, so ``a`` alone gives every row one score;
+    ``b`` (rarer: a higher score) is in 40 rows. For ``a b`` the heap fills in the ranges holding
+    ``b`` (visited first: their bound is highest), the n-th score becomes ``a``'s, and the
+    remaining rows all tie it: which of them belong in the top ``n`` depends only on their ids.
+    Treating ``a`` as non-essential when its bound merely equals the n-th score drops them.
+    """
+    monkeypatch.setattr(sc, "RANGE_BITS", 4)
+    monkeypatch.setattr(sc, "RANGE_MIN_DF", 8)
+    rng = np.random.default_rng(5)
+    rows = 2000
+    b_rows = np.sort(rng.choice(rows, size=40, replace=False)).astype(np.int32)
+    c_rows = np.sort(rng.choice(rows, size=300, replace=False)).astype(np.int32)
+    tids = np.concatenate([np.zeros(rows, np.int32), np.ones(40, np.int32), np.full(300, 2, np.int32)])
+    docs = np.concatenate([np.arange(rows, dtype=np.int32), b_rows, c_rows])
+    tfs = np.ones(docs.size, dtype=np.int32)
+    ids = [f"d{v}".encode() for v in rng.permutation(rows * 5)[:rows].tolist()]
+    write_sidecar(
+        tmp_path, k1=0.9, b=0.4, ids=ids, lengths=np.full(rows, 3, dtype=np.int64), terms=[b"a", b"b", b"c"],
+        tids=tids, tfs=tfs, rows=docs,
+    )  # fmt: skip
+    scorer = ExactScorer(tmp_path)
+    scorer.PRUNE_MIN_POSTINGS, scorer.PRUNE_MAX_TERMS = 0, 99
+    queries = [[("a", 1), ("b", 1)], [("b", 1), ("a", 1)], [("a", 1), ("b", 1), ("c", 1)], [("c", 2), ("a", 1)]]
+    for n in (5, 50, 60, 500):
+        want = _reference(scorer, queries, n)
+        assert scorer.rank_many(queries, n) == want, n
+
+
+def _as_format_1(folder) -> None:
+    """Rewrites a format-3 sidecar as format 1 wrote it: int32 tfs, float columns, no exceptions."""
+    import json
+
+    ex = ExactScorer(folder)
+    tfs = sc.decode_tfs(np.asarray(ex.tfs), 0, ex.tf_exc_pos, ex.tf_exc, ex.tf_escape)
+    x = ex.x_of(0, int(ex.offsets[-1]))
+    weight = np.repeat(np.asarray(ex.idf), np.diff(ex.offsets))
+    np.save(folder / "post_tfs.npy", tfs)
+    np.save(folder / "post_x.npy", x)
+    np.save(folder / "post_s1.npy", (weight - weight / (np.float32(1) + x)).astype(np.float32))
+    (folder / "post_tf_exc_pos.npy").unlink()
+    (folder / "post_tf_exc.npy").unlink()
+    meta = json.loads((folder / "meta.json").read_text())
+    (folder / "meta.json").write_text(json.dumps({**meta, "format": 1}))
+
+
+def test_large_tfs_and_older_formats_score_alike(tmp_path, monkeypatch):
+    """tfs >= 255 go through the exception list; a format-1 sidecar (int32 tfs) ranks the same."""
+    monkeypatch.setattr(sc, "RANGE_BITS", 4)
+    monkeypatch.setattr(sc, "RANGE_MIN_DF", 8)
+    rng = np.random.default_rng(3)
+    corpus = _corpus(rng, rows=800, terms=120)
+    big = rng.random(corpus["tfs"].size) < 0.05
+    corpus["tfs"][big] = rng.choice([254, 255, 256, 300, 70_000], size=int(big.sum()))
+    corpus["lengths"] = np.bincount(corpus["rows"], weights=corpus["tfs"], minlength=800).astype(np.int64) + 1
+    _write(tmp_path / "new", corpus, 0, 800)
+    _write(tmp_path / "old", corpus, 0, 800)
+    _as_format_1(tmp_path / "old")
+    new, old = ExactScorer(tmp_path / "new"), ExactScorer(tmp_path / "old")
+    assert new.tfs.dtype == np.uint8 and 0 < new.tf_exc.size < big.sum() + 1
+    assert old.meta["format"] == 1 and old.tfs.dtype == np.int32
+    codes = np.asarray(new.tfs)
+    assert sc.decode_tfs(codes, 0, new.tf_exc_pos, new.tf_exc, new.tf_escape).tolist() == np.asarray(
+        old.tfs
+    ).tolist()
+    assert sorted(np.asarray(old.tfs).tolist()) == sorted(corpus["tfs"].tolist())
+    # The stored floats of format 1 are what the cache gives.
+    assert np.array_equal(new.x_of(0, int(new.offsets[-1])), np.load(tmp_path / "old" / "post_x.npy"))
+    queries = _queries(rng, 120, 200)
+    for n in (1, 10, 100):
+        want = _reference(new, queries, n)
+        assert _reference(old, queries, n) == want
+        for scorer in (new, old):
+            scorer.PRUNE_MIN_POSTINGS, scorer.PRUNE_MAX_TERMS = 0, 99
+            assert scorer.rank_many(queries, n) == want
+
+
+def test_an_unknown_sidecar_format_is_one_clear_error(tmp_path):
+    import json
+
+    rng = np.random.default_rng(1)
+    _write(tmp_path, _corpus(rng, rows=50, terms=10), 0, 50)
+    meta = json.loads((tmp_path / "meta.json").read_text())
+    (tmp_path / "meta.json").write_text(json.dumps({**meta, "format": 99}))
+    with pytest.raises(ValueError, match=r"sidecar format 99 .*rebuild the bundle"):
+        ExactScorer(tmp_path)

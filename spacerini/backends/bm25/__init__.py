@@ -23,14 +23,16 @@ Design choices, and why:
   row's term scores (double, query term order), keeps the ``n`` best in a heap ordered by (score,
   id byte order), and tie-adjusts them, so its work follows the postings a query touches, not
   the corpus size. One-term queries over long postings also skip row ranges whose score bound is
-  below the ``n``-th score (exact). The numpy batch path (one ``np.bincount`` and a partition
-  per chunk) stays as the fallback without numba and as the reference the kernel is tested
-  against; ``search`` is a batch of one. Term ids are cached (bounded dict).
+  below the ``n``-th score (exact). ``batch_search_arrays`` hands the hits out as arrays (row
+  numbers, scores), without a Python object per hit; TREC runs are written from them. The numpy
+  batch path (one ``np.bincount`` and a partition per chunk) stays as the fallback without numba
+  and as the reference the kernel is tested against; ``search`` is a batch of one. Term ids are
+  cached (bounded dict).
 * **Threads.** ``threads > 1`` analyzes and ranks chunks of queries in worker threads: pyjnius
   releases the GIL in Java, and the kernel releases it while it ranks.
 * **Hits cost more than scoring at large k.** ``Hit`` is a frozen slotted dataclass; hits are
   built through its slot descriptors (~3x faster than ``Hit(...)``, equal results), yet at
-  k=1000 building 1000 objects per query still dominates: TREC runs use ``batch_search_pairs``.
+  k=1000 building 1000 objects per query still dominates: TREC runs use ``batch_search_arrays``.
 * **Where the sidecar's postings come from.** They are read out of the Lucene index itself, so
   they are by construction what Lucene indexed (token-length splits included), in one pass over
   its terms dictionary by Spacerini's Java helper (``spacerini/jars/PostingsDump.java``), which
@@ -60,7 +62,8 @@ Design choices, and why:
   contributes), ranking all shards' postings in one pass, so every answer equals that of one
   index over all the documents: same docids, order and scores
   (``tests/backends/test_bm25_shards.py`` checks 1, 3 and 7 shards against raw ``SearchCollection``).
-  Each shard's per-posting factors are recomputed in memory at open (8 bytes per posting).
+  Each shard's norm cache (256 floats) and idfs are recomputed at open; its once-term scores
+  (4 bytes per posting) at the first search.
 * ``scorer="lucene"`` (at ``open``) searches through Anserini's ``SimpleSearcher`` (the class
   pyserini's ``LuceneSearcher`` wraps) instead of the sidecar, for comparison.
 """
@@ -568,11 +571,16 @@ class BM25Searcher:
         exact = self._exact
         if exact is None:
             raise BundleError("the searcher is closed")
+        return exact.rank_many(self._analyze_many(queries), n)
+
+    def _analyze_many(self, queries: list[str]) -> list[list[tuple[str, int]]]:
+        """Each query's (term, count) pairs, analyzed in one JNI call."""
         if len(queries) == 1:
             term_lists = [self.analyze(queries[0])]
         else:
             term_lists = self._batch.analyze_many([self._prepare(q) for q in queries])
-        return exact.rank_many([self._count_terms(terms) for terms in term_lists], n)
+        count = self._count_terms
+        return [count(terms) for terms in term_lists]
 
     def _lucene_ranked(self, query: str, n: int) -> list[Hit]:
         import jnius
@@ -624,7 +632,7 @@ class BM25Searcher:
         """Like :meth:`batch_search` but returns ``(docid, score)`` pairs in rank order.
 
         Building a :class:`Hit` per result costs more than scoring when ``k`` is large; TREC runs
-        (``spacerini search --queries``) only need the pairs.
+        (``spacerini search --queries``) use :meth:`batch_search_arrays`, which builds neither.
 
         Raises:
             QueryError: A query is empty or has too many terms.
@@ -634,25 +642,69 @@ class BM25Searcher:
             hits = self.batch_search(queries, k=k, threads=threads)
             return {q: [(h.docid, h.score) for h in hs] for q, hs in hits.items()}
         with _gc_paused():
-            return {
-                qid: list(zip(ids, scores, strict=True))
-                for qid, ids, scores in self._iter_ranked(queries, k, threads)
-            }
+            return self.batch_search_arrays(queries, k=k, threads=threads).pairs()
+
+    def batch_search_arrays(
+        self, queries: Sequence[tuple[str, str]], *, k: int = 1000, threads: int = 1
+    ) -> RankedBatch:
+        """Searches many queries; returns all hits as arrays (:class:`RankedBatch`).
+
+        No Python object is built per hit: ids are looked up only when asked for (the fastest
+        path; ``spacerini search --queries`` writes its TREC run from it).
+
+        Args:
+            queries: (qid, text) pairs.
+            k: Hits per query.
+            threads: Worker threads that analyze (Java) and rank (the kernel, outside the GIL)
+                chunks of queries.
+
+        Raises:
+            QueryError: A query is empty or has too many terms.
+            BundleError: The searcher is closed, or it searches through Lucene (``scorer="lucene"``).
+        """
+        from spacerini.backends.bm25.scorer import _concat_ranked
+
+        check_batch(queries, k, min_k=0)
+        exact = self._exact
+        if exact is None:
+            raise BundleError("batch_search_arrays needs the sidecar scorer (open with scorer='exact')")
+        qids = tuple(q for q, _ in queries)
+        if not queries or k == 0:
+            import numpy as np
+
+            return RankedBatch(
+                qids, np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(len(qids) + 1, np.int64), exact.docids
+            )
+        texts = [t for _, t in queries]
+        chunk = max(1, min(self.BATCH_CHUNK, -(-len(texts) // (threads * 4)) if threads > 1 else self.BATCH_CHUNK))
+        batches = [texts[i : i + chunk] for i in range(0, len(texts), chunk)]
+
+        def rank(batch: list[str]) -> tuple[Any, Any, Any]:
+            return exact.rank_arrays(self._analyze_many(batch), k)
+
+        parts = list(_ordered_map(rank, batches, threads))
+        rows, scores, bounds = parts[0] if len(parts) == 1 else _concat_ranked(parts)
+        return RankedBatch(qids, rows, scores, bounds, exact.docids)
+
+    #: Queries analyzed (one JNI call) and ranked (one kernel call per sidecar) together.
+    BATCH_CHUNK = 512
+
+    @property
+    def ranks_arrays(self) -> bool:
+        """Whether :meth:`batch_search_arrays` is available (the sidecar ranks in this process)."""
+        return self._exact is not None
 
     def _iter_ranked(
         self, queries: Sequence[tuple[str, str]], k: int, threads: int
     ) -> Iterator[tuple[str, list[str], list[float]]]:
-        """Yields (qid, ids, scores) in order; batches are analyzed (Java) and ranked (numpy, which
-        releases the GIL in its sorts and sums) in ``threads`` worker threads."""
-        chunk = max(1, min(128, len(queries) // (threads * 4) or 1))
-        batches = [list(queries[i : i + chunk]) for i in range(0, len(queries), chunk)]
-
-        def rank(batch: list[tuple[str, str]]) -> list[tuple[list[str], list[float]]]:
-            return self._pairs_many([t for _, t in batch], k)
-
-        for batch, ranked in zip(batches, _ordered_map(rank, batches, threads), strict=True):
-            for (qid, _), (ids, scores) in zip(batch, ranked, strict=True):
-                yield qid, ids, scores
+        """Yields (qid, ids, scores) in order (see :meth:`batch_search_arrays`)."""
+        ranked = self.batch_search_arrays(queries, k=k, threads=threads)
+        ids = ranked.docids()
+        scores = ranked.scores.tolist()
+        cuts = ranked.bounds.tolist()
+        for i, qid in enumerate(ranked.qids):
+            a, b = cuts[i], cuts[i + 1]
+            yield qid, ids[a:b], scores[a:b]
 
     # -- snippets ------------------------------------------------------------------------------------
     def snippet(self, query: str, text: str, *, width: int = 240) -> str:
@@ -922,6 +974,52 @@ def _render_snippet(text: str, matched: list[tuple[int, int]], width: int) -> st
 
 
 # -- TREC runs ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RankedBatch:
+    """The hits of many queries as arrays (what :meth:`BM25Searcher.batch_search_arrays` returns).
+
+    Attributes:
+        qids: The query ids, in the order given.
+        rows: All queries' hits concatenated, best first within each query (int64 row numbers).
+        scores: Their tie-adjusted float32 scores (Anserini's).
+        bounds: Query ``i``'s hits are ``rows[bounds[i]:bounds[i + 1]]`` (int64, ``len(qids)+1``).
+        resolve: Turns row numbers into collection ids.
+    """
+
+    qids: tuple[str, ...]
+    rows: Any
+    scores: Any
+    bounds: Any
+    resolve: Callable[[Any], list[str]]
+
+    def docids(self) -> list[str]:
+        """The collection id of every hit (in ``rows`` order)."""
+        return self.resolve(self.rows) if len(self.rows) else []
+
+    def pairs(self) -> dict[str, list[tuple[str, float]]]:
+        """``{qid: [(docid, score), ...]}``, as :meth:`BM25Searcher.batch_search_pairs` returns."""
+        ids = self.docids()
+        scores = self.scores.tolist()
+        cuts = self.bounds.tolist()
+        return {
+            qid: list(zip(ids[cuts[i] : cuts[i + 1]], scores[cuts[i] : cuts[i + 1]], strict=True))
+            for i, qid in enumerate(self.qids)
+        }
+
+    def trec_lines(self, *, tag: str = "Anserini") -> Iterator[str]:
+        """TREC run lines as :func:`spacerini.eval.trec_lines` writes them (``%s Q0 %s %d %f %s``)."""
+        ids = self.docids()
+        scores = self.scores.tolist()
+        cuts = self.bounds.tolist()
+        for i, qid in enumerate(self.qids):
+            a, b = cuts[i], cuts[i + 1]
+            head = f"{qid} Q0 "
+            tail = f" {tag}"
+            yield from (
+                f"{head}{d} {r} {s:f}{tail}" for r, (d, s) in enumerate(zip(ids[a:b], scores[a:b], strict=True), 1)
+            )
+
+
 def trec_lines(
     results: Mapping[str, Sequence[Hit] | Sequence[tuple[str, float]]], *, tag: str = "Anserini"
 ) -> Iterable[str]:

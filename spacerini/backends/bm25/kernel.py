@@ -6,19 +6,27 @@ Why numba, and why this algorithm:
   machine code is cached beside the module or in numba's user cache), needs no compiler at install
   time (it ships as wheels), and releases the GIL, so ``batch_search(threads=N)`` runs ``N``
   kernels at once. A C extension would be as fast but needs a compiler or per-platform wheels.
+* **Scores from the sidecar's tfs and norm bytes.** A posting's score is Lucene's float32
+  ``weight - weight / (1 + tf * cache[norm])`` (:func:`_x_at`); for the common case, a term that
+  occurs once in the query, :func:`scores_once` computes them all at the first search and the
+  kernel reads them (a division and two dependent loads per posting cost about 4x a read).
 * **Most queries score every posting they touch**: each term's scores are added into a
   per-row double accumulator that the caller reuses (``whole``), the touched rows are remembered,
   and only they are moved into the top-``n`` heap and zeroed. No step costs the corpus size.
-* **One-term queries over long postings skip row ranges.** The rows are cut into ranges of
+* **Queries over long postings can go range by range.** The rows are cut into ranges of
   ``2**bits`` rows (1,024 by default); for each term with many postings, :func:`range_table`
   keeps, per range holding some of them, where they start and their largest
   ``x = tf * cache[norm]``. Such a query sums per range each term's largest possible score there
   (an upper bound of every row's score in the range), scores whole ranges in decreasing order of
   that bound, and stops as soon as a range's bound is *strictly* below the ``n``-th best score
-  found so far (the "range-based" form of block-max pruning). For several terms the per-range
-  bound (a sum of per-term maxima) was measured to stay above the ``n``-th score on real text, so
-  the caller sends only one-term queries there (``prune_terms``); tests force every query through
-  it.
+  found so far (the "range-based" form of block-max pruning). Within a range, once the heap is
+  full, it applies MaxScore: the terms of smallest range bounds whose bounds sum strictly below
+  the ``n``-th score are non-essential (a row holding only them cannot enter), so only the rows
+  of the other terms are candidates; each candidate looks the non-essential terms up (binary
+  search, largest bound first) and is dropped as soon as its known scores plus the remaining
+  bounds fall strictly below the ``n``-th score. Measured on real text this pays off for
+  one-term queries only (the callers send only those there, ``prune_terms``); tests force every
+  query through it.
 
 Why the answers are exactly the exhaustive ones (same rows, order and float32 scores):
 
@@ -29,7 +37,11 @@ Why the answers are exactly the exhaustive ones (same rows, order and float32 sc
 * A range's bound is built the same way from each term's largest ``x`` in that range. Float32 and
   double rounding are monotonic, and ``weight - weight / (1 + x)`` is non-decreasing in ``x``
   through every rounded step, so a row's score is never above its range's bound (a term the row
-  lacks adds 0, below the bound's term).
+  lacks adds 0, below the bound's term). MaxScore's bounds (a row's known scores and the other
+  terms' range bounds) are summed in the same query term order, so every partial sum, and the
+  float32 rounding, stays at or above the row's own: a row is dropped only when its score is
+  strictly below the ``n``-th. Scores themselves are always summed in query term order from 0,
+  so a candidate's score equals the exhaustive one bit for bit.
 * The best ``n`` are kept in a heap ordered by (score desc, rank of the collection id asc): the
   total order Anserini sorts by. A range is skipped only when its bound is strictly below the
   ``n``-th score (a row scoring exactly that could still win the tie by its id), so no row that
@@ -38,7 +50,8 @@ Why the answers are exactly the exhaustive ones (same rows, order and float32 sc
   written (4-decimal rounding in double, then ``1e-6f`` per tie in float32).
 
 ``tests/backends/test_bm25_kernel.py`` compares the kernel, pruned and exhaustive, with the numpy
-reference on random corpora full of ties at k = 1, 10, 100 and 1000.
+reference on random corpora full of ties at k = 1, 10, 100 and 1000, and on a corpus where the
+rows skipped by a non-strict test would tie the ``n``-th score and win by id.
 """
 
 from __future__ import annotations
@@ -47,14 +60,25 @@ import numpy as np
 from numba import njit
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache):  # noqa: ANN001, ANN202 - numba signature
+    """``tf * cache[norm]`` of posting ``p`` (row ``d``) in float32, as Lucene's ``BM25Scorer``."""
+    tf = np.int64(tfs[p])
+    if tf == escape:
+        tf = np.int64(exc_tf[np.searchsorted(exc_pos, p)])
+    return np.float32(tf) * cache[norms[d]]
+
+
 @njit(nogil=True, cache=True)
-def range_table(offsets, docs, x, bits, min_df):  # noqa: ANN001, ANN201 - numba signature
+def range_table(offsets, docs, tfs, exc_pos, exc_tf, escape, norms, cache, bits, min_df):  # noqa: ANN001, ANN201
     """Per term with at least ``min_df`` postings: one entry per row range holding its postings.
 
     Args:
         offsets: Where each term's postings start (int64, V+1).
         docs: Each posting's row, ascending within a term (int32).
-        x: Each posting's ``tf * cache[norm]`` (float32).
+        tfs, exc_pos, exc_tf, escape: Each posting's tf (see
+            :func:`~spacerini.backends.bm25.scorer.decode_tfs`).
+        norms, cache: Each row's norm byte and the float32 norm cache: ``x = tf * cache[norm]``.
         bits: A range holds ``2**bits`` rows.
         min_df: Terms with fewer postings get no entries.
 
@@ -87,16 +111,35 @@ def range_table(offsets, docs, x, bits, min_df):  # noqa: ANN001, ANN201 - numba
         e = entry_offsets[t] - 1
         last = -1
         for p in range(a, b):
-            r = docs[p] >> bits
+            d = docs[p]
+            r = d >> bits
+            x = _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache)
             if r != last:
                 e += 1
                 range_ids[e] = r
                 starts[e] = p - a
-                max_x[e] = x[p]
+                max_x[e] = x
                 last = r
-            elif x[p] > max_x[e]:
-                max_x[e] = x[p]
+            elif x > max_x[e]:
+                max_x[e] = x
     return entry_offsets, range_ids, starts, max_x
+
+
+@njit(nogil=True, cache=True)
+def scores_once(offsets, idf, docs, tfs, exc_pos, exc_tf, escape, norms, cache):  # noqa: ANN001, ANN201
+    """Every posting's score for a term that occurs once in the query (weight = idf), float32.
+
+    The same float32 steps as :func:`rank_source` uses for any weight:
+    ``idf - idf / (1 + tf * cache[norm])``.
+    """
+    one = np.float32(1.0)
+    out = np.empty(docs.size, np.float32)
+    for t in range(offsets.size - 1):
+        w = idf[t]
+        for p in range(offsets[t], offsets[t + 1]):
+            d = docs[p]
+            out[p] = w - w / (one + _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache))
+    return out
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -183,16 +226,29 @@ def _collect(acc, touched, n_touched, first, base, id_rank, keys, size, fbuf, ib
     return size
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _theta(keys, size, fbuf, ibuf):  # noqa: ANN001, ANN202 - numba signature
+    """The ``n``-th best score so far (0 while the heap is not full: every score is > 0)."""
+    if size < keys.size:
+        return np.float32(0.0)
+    ibuf[0] = np.int32(keys[0] >> 32)
+    return fbuf[0]
+
+
 @njit(nogil=True, cache=True)
-def rank_source(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - one kernel, numba signature
-    docs, s1, x, entry_offsets, range_ids, starts, max_x, bits, n_ranges, n_rows, base, id_rank,  # noqa: ANN001
+def rank_source(  # noqa: ANN201, C901, PLR0912, PLR0913, PLR0915 - one kernel, numba signature
+    docs, s1, tfs, exc_pos, exc_tf, escape, norms, cache,  # noqa: ANN001
+    entry_offsets, range_ids, starts, max_x, bits, n_ranges, n_rows, base, id_rank,  # noqa: ANN001
     q_ptr, t_tid, t_start, t_end, t_weight, t_once, heap_keys, heap_size, prune_min, prune_terms,  # noqa: ANN001
     whole, whole_touched,  # noqa: ANN001
 ):  # fmt: skip
     """Adds one sidecar's postings to the running top-``n`` heaps of a chunk of queries.
 
     Args:
-        docs, s1, x: The sidecar's postings (rows, ``s1`` scores, ``x`` factors).
+        docs, tfs, exc_pos, exc_tf, escape: The sidecar's postings (rows; tfs, see
+            :func:`~spacerini.backends.bm25.scorer.decode_tfs`).
+        s1: Each posting's score when its term occurs once in the query (:func:`scores_once`).
+        norms, cache: Each row's norm byte and the float32 norm cache.
         entry_offsets, range_ids, starts, max_x: Its :func:`range_table`.
         bits: A range holds ``2**bits`` rows.
         n_ranges: Ranges in the sidecar (``ceil(rows / 2**bits)``).
@@ -207,19 +263,32 @@ def rank_source(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - one kernel, numba 
         heap_keys, heap_size: Each query's min-heap of ``(score bits << 32) | (2**31 - 1 - id
             rank)`` keys; updated in place.
         prune_min, prune_terms: Queries with at least ``prune_min`` postings here and at most
-            ``prune_terms`` terms skip ranges whose bound is below the ``n``-th score; the others
-            score every posting (cheaper when the bounds are loose or the postings few).
-        whole, whole_touched: A zeroed float64 accumulator and an int32 scratch array, one slot
-            per row (the caller reuses them: they are left zeroed).
+            ``prune_terms`` terms go range by range, skipping ranges and rows whose bound is
+            below the ``n``-th score; the others score every posting (cheaper when the postings
+            are few).
+        whole, whole_touched: A zeroed float64 accumulator, one slot per row, and an int32
+            scratch array of one slot more (the caller reuses them: they are left zeroed).
     """
     one = np.float32(1.0)
     width = 1 << bits
     acc = np.zeros(width, np.float64)
-    touched = np.empty(width, np.int32)
+    touched = np.empty(width + 1, np.int32)  # one spare slot: see whole_touched
     ub = np.zeros(n_ranges, np.float64)
     listed = np.empty(n_ranges, np.int32)
     fbuf = np.empty(1, np.float32)
     ibuf = fbuf.view(np.int32)
+    max_terms = 1
+    for q in range(q_ptr.size - 1):
+        max_terms = max(max_terms, min(q_ptr[q + 1] - q_ptr[q], prune_terms))
+    # Range-wise MaxScore scratch: per term slot, its score at each row of the range (float32, 0
+    # when absent: kept zeroed), its entry in the range, bound, role and lookup cursor.
+    sc = np.zeros((max_terms, width), np.float32)
+    mark = np.zeros(width, np.uint8)
+    pj = np.empty(max_terms, np.int64)
+    tb = np.zeros(max_terms, np.float32)
+    flag = np.zeros(max_terms, np.uint8)  # 0 essential, 1 non-essential not looked up, 2 looked up
+    srt = np.empty(max_terms, np.int64)
+    cur = np.empty(max_terms, np.int64)
     for q in range(q_ptr.size - 1):
         t0, t1 = q_ptr[q], q_ptr[q + 1]
         if t0 == t1:
@@ -233,26 +302,22 @@ def rank_source(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - one kernel, numba 
             n_touched = 0
             for t in range(t0, t1):
                 w = t_weight[t]
-                if t_once[t]:
-                    for p in range(t_start[t], t_end[t]):
-                        d = docs[p]
-                        v = whole[d]
-                        if v == 0.0:  # every term score is > 0
-                            whole_touched[n_touched] = d
-                            n_touched += 1
-                        whole[d] = v + np.float64(s1[p])
-                else:
-                    for p in range(t_start[t], t_end[t]):
-                        d = docs[p]
-                        v = whole[d]
-                        if v == 0.0:
-                            whole_touched[n_touched] = d
-                            n_touched += 1
-                        whole[d] = v + np.float64(w - w / (one + x[p]))
+                once = t_once[t]
+                for p in range(t_start[t], t_end[t]):
+                    d = docs[p]
+                    if once:
+                        s = s1[p]
+                    else:
+                        s = w - w / (one + _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache))
+                    v = whole[d]
+                    whole_touched[n_touched] = d  # kept only when new (every term score is > 0):
+                    n_touched += np.int64(v == 0.0)  # no branch to mispredict
+                    whole[d] = v + np.float64(s)
             heap_size[q] = _collect(
                 whole, whole_touched, n_touched, 0, base, id_rank, keys, heap_size[q], fbuf, ibuf, True
             )
             continue
+        m = t1 - t0
         # Each term's entries (range, first and end posting, score bound): stored ones for long
         # terms, found by scanning the postings of short ones.
         total = 0
@@ -260,7 +325,7 @@ def rank_source(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - one kernel, numba 
             tid = t_tid[t]
             stored = entry_offsets[tid + 1] - entry_offsets[tid]
             total += stored if stored > 0 else t_end[t] - t_start[t]
-        e_ptr = np.empty(t1 - t0 + 1, np.int64)
+        e_ptr = np.empty(m + 1, np.int64)
         e_range = np.empty(total, np.int32)
         e_first = np.empty(total, np.int64)
         e_end = np.empty(total, np.int64)
@@ -280,25 +345,27 @@ def rank_source(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - one kernel, numba 
             else:
                 last = -1
                 for p in range(a, b):
-                    r = docs[p] >> bits
+                    d = docs[p]
+                    r = d >> bits
+                    x = _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache)
                     if r != last:
                         if last >= 0:
                             e_end[e - 1] = p
                         e_range[e] = r
                         e_first[e] = p
-                        e_bound[e] = x[p]  # the largest x for now; the bound below
+                        e_bound[e] = x  # the largest x for now; the bound below
                         e += 1
                         last = r
-                    elif x[p] > e_bound[e - 1]:
-                        e_bound[e - 1] = x[p]
+                    elif x > e_bound[e - 1]:
+                        e_bound[e - 1] = x
                 if last >= 0:
                     e_end[e - 1] = b
                 for j in range(e_ptr[t - t0], e):
                     e_bound[j] = w - w / (one + e_bound[j])
-        e_ptr[t1 - t0] = e
+        e_ptr[m] = e
         # Bounds per range, summed like the scores (double, query term order, from 0).
         listed_n = 0
-        for t in range(t1 - t0):
+        for t in range(m):
             for j in range(e_ptr[t], e_ptr[t + 1]):
                 r = e_range[j]
                 if ub[r] == 0.0:
@@ -313,28 +380,149 @@ def rank_source(  # noqa: ANN201, PLR0912, PLR0913, PLR0915 - one kernel, numba 
         n = keys.size
         for i in range(listed_n):
             r = ranges[order[i]]
-            if size == n:
-                ibuf[0] = np.int32(keys[0] >> 32)
-                if np.float32(ub[r]) < fbuf[0]:
-                    break  # every later range has a lower bound: no row there can enter
+            theta = _theta(keys, size, fbuf, ibuf)
+            if size == n and np.float32(ub[r]) < theta:
+                break  # every later range has a lower bound: no row there can enter
             first_row = r << bits
-            n_touched = 0
-            for t in range(t1 - t0):
+            present = 0
+            for t in range(m):
                 lo, hi = e_ptr[t], e_ptr[t + 1]
                 j = lo + np.searchsorted(e_range[lo:hi], r)
-                if j == hi or e_range[j] != r:
+                if j < hi and e_range[j] == r:
+                    pj[t] = j
+                    tb[t] = e_bound[j]
+                    srt[present] = t
+                    present += 1
+                else:
+                    pj[t] = -1
+                    tb[t] = 0.0
+                flag[t] = 0
+            # MaxScore within the range: the terms of smallest bounds whose bounds sum (in query
+            # order, as scores are summed) strictly below the n-th score are non-essential: a row
+            # holding only them cannot enter, so only rows of the other terms are candidates.
+            ne = 0
+            if size == n and present >= 2:
+                for a_ in range(1, present):  # insertion sort of the present terms by bound
+                    v_ = srt[a_]
+                    b_ = a_ - 1
+                    while b_ >= 0 and tb[srt[b_]] > tb[v_]:
+                        srt[b_ + 1] = srt[b_]
+                        b_ -= 1
+                    srt[b_ + 1] = v_
+                for a_ in range(present - 1):  # at least one essential term
+                    flag[srt[a_]] = 1
+                    bound = 0.0
+                    for t in range(m):
+                        if flag[t] == 1:
+                            bound += np.float64(tb[t])
+                    if np.float32(bound) < theta:
+                        ne = a_ + 1
+                    else:
+                        flag[srt[a_]] = 0
+                        break
+                if ne > 0:
+                    # Worth it only when the non-essential terms hold most of the range's postings
+                    # (each candidate's lookups cost more than adding a posting).
+                    skipped = 0
+                    kept = 0
+                    for t in range(m):
+                        j = pj[t]
+                        if j >= 0:
+                            if flag[t] == 1:
+                                skipped += e_end[j] - e_first[j]
+                            else:
+                                kept += e_end[j] - e_first[j]
+                    if skipped < 4 * kept:
+                        for t in range(m):
+                            flag[t] = 0
+                        ne = 0
+            if ne == 0:
+                n_touched = 0
+                for t in range(m):
+                    j = pj[t]
+                    if j < 0:
+                        continue
+                    w = t_weight[t0 + t]
+                    once = t_once[t0 + t]
+                    for p in range(e_first[j], e_end[j]):
+                        row = docs[p]
+                        d = row - first_row
+                        if once:
+                            s = s1[p]
+                        else:
+                            s = w - w / (one + _x_at(p, row, tfs, exc_pos, exc_tf, escape, norms, cache))
+                        v = acc[d]
+                        touched[n_touched] = d  # kept only when new (every term score is > 0)
+                        n_touched += np.int64(v == 0.0)
+                        acc[d] = v + np.float64(s)
+                size = _collect(acc, touched, n_touched, first_row, base, id_rank, keys, size, fbuf, ibuf, False)
+                continue
+            # Candidates: the rows of the essential terms, their scores kept per term.
+            n_touched = 0
+            for t in range(m):
+                j = pj[t]
+                if j < 0 or flag[t] != 0:
                     continue
                 w = t_weight[t0 + t]
                 once = t_once[t0 + t]
                 for p in range(e_first[j], e_end[j]):
-                    d = docs[p] - first_row
-                    s = s1[p] if once else w - w / (one + x[p])
-                    v = acc[d]
-                    if v == 0.0:  # every term score is > 0
+                    row = docs[p]
+                    d = row - first_row
+                    if once:
+                        sc[t, d] = s1[p]
+                    else:
+                        sc[t, d] = w - w / (one + _x_at(p, row, tfs, exc_pos, exc_tf, escape, norms, cache))
+                    if mark[d] == 0:
+                        mark[d] = 1
                         touched[n_touched] = d
                         n_touched += 1
-                    acc[d] = v + np.float64(s)
-            size = _collect(acc, touched, n_touched, first_row, base, id_rank, keys, size, fbuf, ibuf, False)
+            cand = np.sort(touched[:n_touched])
+            for a_ in range(ne):
+                cur[srt[a_]] = e_first[pj[srt[a_]]]
+            for c in range(n_touched):
+                d = cand[c]
+                mark[d] = 0
+                row = first_row + d
+                alive = True
+                for a_ in range(ne - 1, -1, -1):  # look the non-essential terms up, largest first
+                    # The row's bound: its known scores and the bounds of the terms not looked
+                    # up, summed in query order (each >= the score it stands for, so the float
+                    # sums and the float32 rounding keep it >= the row's score).
+                    bound = 0.0
+                    for t in range(m):
+                        if pj[t] >= 0:
+                            bound += np.float64(tb[t]) if flag[t] == 1 else np.float64(sc[t, d])
+                    if np.float32(bound) < _theta(keys, size, fbuf, ibuf):
+                        alive = False
+                        break
+                    t = srt[a_]
+                    j = pj[t]
+                    k_ = cur[t]
+                    end_ = e_end[j]
+                    k_ += np.searchsorted(docs[k_:end_], row)
+                    cur[t] = k_
+                    if k_ < end_ and docs[k_] == row:
+                        if t_once[t0 + t]:
+                            sc[t, d] = s1[k_]
+                        else:
+                            w = t_weight[t0 + t]
+                            sc[t, d] = w - w / (one + _x_at(k_, row, tfs, exc_pos, exc_tf, escape, norms, cache))
+                    flag[t] = 2
+                if alive:
+                    total_s = 0.0
+                    for t in range(m):
+                        if pj[t] >= 0:
+                            total_s += np.float64(sc[t, d])  # exactly the exhaustive sum
+                    score = np.float32(total_s)
+                    if not (size == n and score < _theta(keys, size, fbuf, ibuf)):
+                        fbuf[0] = score
+                        key = (np.int64(ibuf[0]) << 32) | np.int64(0x7FFFFFFF - id_rank[base + row])
+                        size = _offer(keys, size, key)
+                for a_ in range(ne):
+                    flag[srt[a_]] = 1
+                for t in range(m):
+                    if pj[t] >= 0:
+                        sc[t, d] = 0.0
         heap_size[q] = size
         for i in range(listed_n):
             ub[listed[i]] = 0.0

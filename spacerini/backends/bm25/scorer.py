@@ -6,10 +6,15 @@ in CSR form, as plain ``.npy`` files opened with ``mmap_mode="r"``:
 * ``terms.bin`` + ``terms_offsets.npy`` - the vocabulary, UTF-8, sorted by bytes;
 * ``post_offsets.npy`` (int64, V+1) - where each term's postings start;
 * ``post_docs.npy`` (int32) - row numbers (corpus order), ascending within a term;
-* ``post_tfs.npy`` (int32) - term frequencies;
-* ``post_x.npy`` (float32) - ``tf * cache[norm]``, the part of Lucene's BM25 score that does not
-  depend on the query (``cache`` is ``BM25Similarity``'s 256-entry table);
+* ``post_tfs.npy`` (uint8) - term frequencies; 255 means "look it up in ``post_tf_exc_pos.npy``
+  (int64, the postings' positions, ascending) / ``post_tf_exc.npy`` (int32, their tfs)";
 * ``norms.npy`` (uint8) - Lucene's one-byte norm of each row (``SmallFloat.intToByte4(length)``);
+  a posting's score is computed from its tf and its row's norm as Lucene's ``BM25Scorer`` does,
+  through ``BM25Similarity``'s 256-entry float32 cache: ``x = tf * cache[norm]``, then
+  ``weight - weight / (1 + x)``, so the sidecar needs 5 bytes per posting (format 3; formats 1 and
+  2 also stored ``post_x``/``post_s1`` floats and int32 tfs, 16 bytes: they still open, the floats
+  unread);
+* ``lengths.npy`` (int64) - each row's field length;
 * ``ids.bin`` + ``ids_offsets.npy`` - the collection ids, and ``id_rank.npy``, each row's rank in
   the byte order of the ids (the order Lucene's ``SortField(id, STRING_VAL)`` uses for ties);
 * ``meta.json`` - statistics and parameters.
@@ -55,7 +60,11 @@ from typing import Any
 
 import numpy as np
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 3
+#: Sidecar formats this code reads (1 and 2 hold int32 tfs and unused float columns).
+READABLE_FORMATS = (1, 2, 3)
+#: A stored tf of this value (format 3) means "in the exception list": the tf is >= 255.
+TF_ESCAPE = 255
 #: Rows per range of the compiled kernel's pruning table: ``2**RANGE_BITS``.
 RANGE_BITS = 10
 #: Terms with fewer postings get no range entries: the kernel scans their postings instead.
@@ -378,7 +387,6 @@ def write_sidecar(
     doc_count = int(np.count_nonzero(lengths))
     sum_ttf = int(lengths.sum())
     avgdl = avg_field_length(sum_ttf, doc_count)
-    cache = norm_cache(k1, b, avgdl)
 
     _save_blob(folder, "terms", terms)
     hashes = np.fromiter(map(term_hash, terms), dtype=np.uint64, count=len(terms))
@@ -388,7 +396,6 @@ def write_sidecar(
 
     offsets = np.zeros(len(terms) + 1, dtype=np.int64)
     np.cumsum(np.bincount(tids, minlength=len(terms)), out=offsets[1:])
-    x = (tfs.astype(np.float32) * cache[norms[rows]]).astype(np.float32)
     dfs = np.diff(offsets)
     unique_dfs = np.unique(dfs)
     idf_of = np.array(
@@ -396,14 +403,13 @@ def write_sidecar(
         dtype=np.float32,
     )
     term_idf = idf_of[np.searchsorted(unique_dfs, dfs)] if dfs.size else np.zeros(0, dtype=np.float32)
-    weight = np.repeat(term_idf, dfs)
-    score1 = (weight - weight / (_ONE + x)).astype(np.float32)  # the whole score of a boost-1 term
+    codes, exc_pos, exc_tf = encode_tfs(tfs)
 
     np.save(folder / "post_offsets.npy", offsets)
     np.save(folder / "post_docs.npy", rows.astype(np.int32))
-    np.save(folder / "post_tfs.npy", tfs.astype(np.int32))
-    np.save(folder / "post_x.npy", x)
-    np.save(folder / "post_s1.npy", score1)
+    np.save(folder / "post_tfs.npy", codes)
+    np.save(folder / "post_tf_exc_pos.npy", exc_pos)
+    np.save(folder / "post_tf_exc.npy", exc_tf)
     np.save(folder / "terms_idf.npy", term_idf.astype(np.float32))
     np.save(folder / "norms.npy", norms)
     np.save(folder / "lengths.npy", lengths)
@@ -427,6 +433,45 @@ def write_sidecar(
         meta.update(extra)
     (folder / "meta.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
     return meta
+
+
+def encode_tfs(tfs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Term frequencies as one byte each, with an exception list for those >= :data:`TF_ESCAPE`.
+
+    Args:
+        tfs: Each posting's term frequency (>= 1).
+
+    Returns:
+        ``(codes, exception positions, exception tfs)``: uint8 codes (the tf, or
+        :data:`TF_ESCAPE`), the positions of the escaped postings (int64, ascending) and their
+        tfs (int32).
+
+    Raises:
+        ValueError: A tf is below 1 or above 2**31 - 1.
+    """
+    tfs = np.asarray(tfs)
+    if tfs.size and (int(tfs.min()) < 1 or int(tfs.max()) > 2**31 - 1):
+        raise ValueError(f"term frequencies must be in 1..2**31-1, got {int(tfs.min())}..{int(tfs.max())}")
+    escaped = np.flatnonzero(tfs >= TF_ESCAPE)
+    codes = np.minimum(tfs, TF_ESCAPE).astype(np.uint8)
+    return codes, escaped.astype(np.int64), tfs[escaped].astype(np.int32)
+
+
+def decode_tfs(codes: np.ndarray, start: int, exc_pos: np.ndarray, exc_tf: np.ndarray, escape: int) -> np.ndarray:
+    """The int32 term frequencies of ``codes`` (postings ``start..start + len(codes)``).
+
+    Args:
+        codes: Stored tfs (uint8 codes in format 3, plain int32 before).
+        start: The position of ``codes[0]`` among all postings.
+        exc_pos, exc_tf: The exception list (empty before format 3).
+        escape: The code that means "in the exception list" (-1: none).
+    """
+    out = codes.astype(np.int32)
+    if escape >= 0 and exc_pos.size:
+        hit = np.flatnonzero(codes == escape)
+        if hit.size:
+            out[hit] = exc_tf[np.searchsorted(exc_pos, hit + start)]
+    return out
 
 
 _KERNEL: list[Any] = []
@@ -595,6 +640,15 @@ def _merge_doc_freqs_by_bytes(vocabs: Sequence[Vocabulary]) -> list[np.ndarray]:
 _Span = tuple["ExactScorer", int, int, int, int]
 
 
+def _concat_ranked(
+    parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Joins ``(rows, scores, bounds)`` results of consecutive chunks of queries into one."""
+    offsets = np.cumsum([0] + [int(p[2][-1]) for p in parts[:-1]])
+    bounds = np.concatenate([parts[0][2][:1]] + [p[2][1:] + o for p, o in zip(parts, offsets, strict=True)])
+    return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), bounds
+
+
 class _Ranker:
     """Batch ranking shared by one sidecar (:class:`ExactScorer`) and several (:class:`ShardedScorer`).
 
@@ -653,32 +707,59 @@ class _Ranker:
         Returns:
             Per query, (collection ids, tie-adjusted scores) best first.
         """
+        rows, scores, bounds = self.rank_arrays(queries, n)
+        ids = self.docids(rows)
+        values = scores.tolist()
+        cuts = bounds.tolist()
+        return [(ids[a:b], values[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+
+    def rank_arrays(
+        self, queries: Sequence[Sequence[tuple[str, int]]], n: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`rank_many` as arrays: no per-hit Python object is built.
+
+        Args:
+            queries: Per query, (analyzed term, occurrences) pairs, distinct terms.
+            n: Hits wanted per query.
+
+        Returns:
+            ``(rows, scores, bounds)``: all queries' hits concatenated, best first within each
+            query (rows int64, numbered as :meth:`docids` takes them; tie-adjusted float32
+            scores), and where each query's hits start, plus the end (int64, ``len(queries)+1``).
+        """
+        nq = len(queries)
         if n <= 0 or not queries:
-            return [([], []) for _ in queries]
+            return np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(nq + 1, np.int64)
         kernel = _kernel() if self.use_kernel else None
+        parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
         if kernel is not None:
             n = min(n, max(1, self.rows))
             chunk = max(1, self.HEAP_CELLS // n)
-            out_k: list[tuple[list[str], list[float]]] = []
-            for first in range(0, len(queries), chunk):
-                out_k.extend(self._rank_chunk_kernel(kernel, queries[first : first + chunk], n))
-            return out_k
-        chunk = max(1, self.DENSE_CELLS // max(1, self.rows))
-        out: list[tuple[list[str], list[float]]] = []
-        for first in range(0, len(queries), chunk):
-            out.extend(self._rank_chunk(queries[first : first + chunk], n))
-        return out
+            for first in range(0, nq, chunk):
+                rows, _, adjusted, bounds = self._rank_chunk_kernel(kernel, queries[first : first + chunk], n)
+                parts.append((rows, adjusted, bounds))
+        else:
+            chunk = max(1, self.DENSE_CELLS // max(1, self.rows))
+            for first in range(0, nq, chunk):
+                rows, raw, cuts = self._raw_chunk(queries[first : first + chunk], n)
+                parts.append(
+                    (rows.astype(np.int64), adjust_ties_segments(raw, cuts), np.asarray(cuts, dtype=np.int64))
+                )
+        if len(parts) == 1:
+            return parts[0]
+        return _concat_ranked(parts)
 
     #: Rank with the compiled kernel (:mod:`~spacerini.backends.bm25.kernel`) when numba is
     #: available; ``False``: the numpy path (the reference the kernel is tested against).
     use_kernel = True
     #: Queries with at least this many postings in a sidecar and at most ``PRUNE_MAX_TERMS`` terms
-    #: skip its row ranges whose score bound is below the n-th best score (exact either way); the
-    #: others score every posting. Measured on 100k and 400k Debian paragraphs: the range bounds
-    #: pay off for one-term queries (about 2x fewer CPU seconds at k=10 on 400k), not for longer
-    #: ones, whose per-range bounds (a sum of per-term maxima) stay above the n-th score.
+    #: go range by range (range bounds, MaxScore within a range: exact either way); the others
+    #: score every posting. Measured on 100k and 400k Debian paragraphs: the range bounds pay off
+    #: for one-term queries (about 2x fewer CPU seconds at k=10 on 400k); for longer ones neither
+    #: the range bounds (a sum of per-term maxima) nor MaxScore within ranges beat scoring every
+    #: posting at ~1 ns each (k=10, 400k: 150-240 us per query either way, under load).
     PRUNE_MIN_POSTINGS = 4096
-    PRUNE_MAX_TERMS = 1
+    PRUNE_MAX_TERMS = 16
     #: ``False``: never skip ranges (for comparison).
     prune = True
     #: One kernel call keeps at most this many (query, hit) heap cells.
@@ -696,14 +777,30 @@ class _Ranker:
 
     def _rank_chunk_kernel(
         self, kernel: Any, queries: Sequence[Sequence[tuple[str, int]]], n: int
-    ) -> list[tuple[list[str], list[float]]]:
-        """Ranks a chunk of queries with the compiled kernel: one call per sidecar, then one to sort."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Ranks a chunk of queries with the compiled kernel: one call per sidecar, then one to sort.
+
+        Returns:
+            :func:`~spacerini.backends.bm25.kernel.finish`'s ``(rows, raw, adjusted, bounds)``.
+        """
         nq = len(queries)
         spans = self._spans
         # Per sidecar: its first row and, per query term found in it, the query, term id, postings
         # and the term's count in the query (flat lists; weights are computed per sidecar below).
-        found: dict[int, tuple[ExactScorer, int, list[int], list[int], list[int], list[int], list[int]]] = {}
-        for qi, term_counts in enumerate(queries):
+        found: dict[int, tuple[ExactScorer, int, Any, Any, Any, Any, Any]] = {}
+        if isinstance(self, ExactScorer):
+            # One sidecar: term ids from the cache, spans from the offsets, in whole arrays.
+            term_id = self.term_id
+            flat = [(qi, term_id(term), count) for qi, term_counts in enumerate(queries) for term, count in term_counts]
+            if flat:
+                cols = np.array(flat, dtype=np.int64).reshape(-1, 3)
+                cols = cols[cols[:, 1] >= 0]
+                if cols.size:
+                    offsets = self.offsets
+                    found[id(self)] = (
+                        self, 0, cols[:, 0], cols[:, 1], offsets[cols[:, 1]], offsets[cols[:, 1] + 1], cols[:, 2]
+                    )
+        for qi, term_counts in enumerate(queries if not isinstance(self, ExactScorer) else ()):
             for term, count in term_counts:
                 for source, base, tid, start, end in spans(term):
                     entry = found.get(id(source))
@@ -722,35 +819,20 @@ class _Ranker:
         ):
             tids = np.asarray(tid_list, dtype=np.int64)
             counts = np.asarray(count_list, dtype=np.int64)
-            once = counts == 1
-            weights = np.asarray(source.idf[tids], dtype=np.float32)  # Lucene's weight: count * idf
-            if not once.all():
-                weights[~once] = counts[~once].astype(np.float32) * weights[~once]
+            # Lucene's weight: count * idf (float32; count 1 leaves idf as it is).
+            weights = (counts.astype(np.float32) * source.idf[tids]).astype(np.float32)
             q_ptr = np.zeros(nq + 1, dtype=np.int64)
             np.cumsum(np.bincount(np.asarray(qs, dtype=np.int64), minlength=nq), out=q_ptr[1:])
             table = source.range_table()
             whole = source._take_buffers()
             kernel.rank_source(
-                _read_only(source.docs), _read_only(source.s1), _read_only(source.x),
-                *(_read_only(a) for a in table[:4]), table[4], table[5], source.rows, base, id_rank,
-                q_ptr, tids, np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64),
-                weights, once.view(np.uint8), keys, sizes,
+                *source.kernel_postings(), *(_read_only(a) for a in table[:4]), table[4], table[5],
+                source.rows, base, id_rank, q_ptr, tids, np.asarray(starts, dtype=np.int64),
+                np.asarray(ends, dtype=np.int64), weights, (counts == 1).view(np.uint8), keys, sizes,
                 self.PRUNE_MIN_POSTINGS if self.prune else 2**62, self.PRUNE_MAX_TERMS, *whole,
             )  # fmt: skip
             source._give_buffers(whole)  # only after success: a failed call may leave it dirty
-        rows, _, adjusted, bounds = kernel.finish(keys, sizes, self._row_of_rank())
-        ids = self.docids(rows)
-        scores = adjusted.tolist()
-        cuts = bounds.tolist()
-        return [(ids[a:b], scores[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
-
-    def _rank_chunk(
-        self, queries: Sequence[Sequence[tuple[str, int]]], n: int
-    ) -> list[tuple[list[str], list[float]]]:
-        rows, scores, cuts = self._raw_chunk(queries, n)
-        ids = self.docids(rows)
-        adjusted = adjust_ties_segments(scores, cuts).tolist()
-        return [(ids[a:b], adjusted[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+        return kernel.finish(keys, sizes, self._row_of_rank())
 
     def _raw_chunk(
         self, queries: Sequence[Sequence[tuple[str, int]]], n: int
@@ -770,11 +852,7 @@ class _Ranker:
             for term, count in term_counts:
                 for source, base, tid, start, end in spans(term):
                     doc_parts.append(source.docs[start:end])
-                    if count == 1:
-                        score_parts.append(source.s1[start:end])  # precomputed: weight == idf
-                    else:
-                        weight = _F32(count) * source.idf[tid]
-                        score_parts.append(weight - weight / (_ONE + source.x[start:end]))
+                    score_parts.append(source.term_scores(tid, start, end, count))
                     qkeys.append(qi * rows + base)
                     lengths.append(end - start)
         nq = len(queries)
@@ -837,10 +915,29 @@ class ExactScorer(_Ranker):
         self.folder = folder
         self.meta: dict[str, Any] = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
 
+        fmt = self.meta.get("format")
+        if fmt not in READABLE_FORMATS:
+            raise ValueError(
+                f"sidecar format {fmt!r} is not one this Spacerini reads ({', '.join(map(str, READABLE_FORMATS))}): "
+                "rebuild the bundle with this version, or upgrade Spacerini"
+            )
         self.offsets = _load(folder / "post_offsets.npy")
         self.docs = _load(folder / "post_docs.npy")
-        self.x = _load(folder / "post_x.npy")
-        self.s1 = _load(folder / "post_s1.npy")
+        self.tfs = _load(folder / "post_tfs.npy")
+        if fmt >= 3:
+            self.tf_exc_pos = _load(folder / "post_tf_exc_pos.npy")
+            self.tf_exc = _load(folder / "post_tf_exc.npy")
+            self.tf_escape = TF_ESCAPE
+        else:  # int32 tfs, no exceptions (post_x and post_s1 are what the cache gives anyway)
+            self.tf_exc_pos = np.zeros(0, dtype=np.int64)
+            self.tf_exc = np.zeros(0, dtype=np.int32)
+            self.tf_escape = -1
+        self.norms = _load(folder / "norms.npy")
+        self.cache = norm_cache(
+            float(self.meta["k1"]),
+            float(self.meta["b"]),
+            avg_field_length(int(self.meta["sum_total_term_freq"]), int(self.meta["doc_count"])),
+        )
         self.idf = _load(folder / "terms_idf.npy")
         self.id_rank = _load(folder / "id_rank.npy")
         self._hashes = _load(folder / "terms_hash.npy")
@@ -854,6 +951,7 @@ class ExactScorer(_Ranker):
         self.doc_count = int(self.meta["doc_count"])
         self._span_cache: dict[str, tuple[_Span, ...]] = {}
         self._ranges: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int] | None = None
+        self._s1: np.ndarray | None = None
         self._range_lock = threading.Lock()
         self._buffers: list[tuple[np.ndarray, np.ndarray]] = []  # see _take_buffers
 
@@ -863,7 +961,9 @@ class ExactScorer(_Ranker):
         with self._range_lock:
             if self._buffers:
                 return self._buffers.pop()
-        return np.zeros(self.rows, dtype=np.float64), np.empty(self.rows, dtype=np.int32)
+        # One more scratch slot than rows: the kernel stores each posting's row before it knows
+        # whether the row is new (no branch), so it may write one past the last new row.
+        return np.zeros(self.rows, dtype=np.float64), np.empty(self.rows + 1, dtype=np.int32)
 
     def _give_buffers(self, buffers: tuple[np.ndarray, np.ndarray]) -> None:
         with self._range_lock:
@@ -875,7 +975,7 @@ class ExactScorer(_Ranker):
         Computed at the first search, in one pass over the postings of the terms with at least
         :data:`RANGE_MIN_DF` of them (tens of ms per 100k documents), and kept in memory (a few MB
         per 100k documents); recomputed after :meth:`use_global_stats` changes ``x``. It is not
-        stored: the sidecar's files stay those of format 1.
+        stored (it depends on the collection statistics a shard scores with).
 
         Returns:
             ``(entry_offsets, range_ids, starts, max_x, bits, ranges)``.
@@ -894,12 +994,65 @@ class ExactScorer(_Ranker):
             raise RuntimeError("the range table needs numba")
         bits = RANGE_BITS
         started = time.perf_counter()
-        arrays = kernel.range_table(
-            self.offsets, _read_only(self.docs), _read_only(self.x), bits, RANGE_MIN_DF
-        )
+        arrays = kernel.range_table(_read_only(self.offsets), *self._tf_postings(), bits, RANGE_MIN_DF)
         logger.debug("bm25: range table of %s in %.3f s", self.folder, time.perf_counter() - started)
         n_ranges = (self.rows + (1 << bits) - 1) >> bits
         return (*arrays, bits, n_ranges)
+
+    def _tf_postings(self) -> tuple[Any, ...]:
+        """``(docs, tfs, exc_pos, exc_tf, escape, norms, cache)``: what a score is computed from."""
+        return (
+            _read_only(self.docs), _read_only(self.tfs), _read_only(self.tf_exc_pos), _read_only(self.tf_exc),
+            self.tf_escape, _read_only(self.norms), _read_only(self.cache),
+        )  # fmt: skip
+
+    def kernel_postings(self) -> tuple[Any, ...]:
+        """``(docs, s1, tfs, exc_pos, exc_tf, escape, norms, cache)``: what the kernel ranks from."""
+        docs, *rest = self._tf_postings()
+        return (docs, self.scores_once(), *rest)
+
+    def scores_once(self) -> np.ndarray:
+        """Every posting's score for a term that occurs once in a query (``idf - idf / (1 + x)``,
+        float32), computed at the first search and kept in memory (4 bytes per posting).
+
+        The sidecar stores tfs and norm bytes only (5 bytes per posting on disk); computing a
+        score from them costs a division and two dependent loads per posting, about 4x the cost
+        of reading it (measured on 100k Debian paragraphs: 170 vs 33 us per query at k=10), so
+        the common case (every query term once) reads these. Recomputed after
+        :meth:`use_global_stats` changes the statistics.
+        """
+        s1 = self._s1
+        if s1 is None:
+            with self._range_lock:
+                if self._s1 is None:
+                    kernel = _kernel()
+                    started = time.perf_counter()
+                    if kernel is not None:
+                        s1 = kernel.scores_once(_read_only(self.offsets), _read_only(self.idf), *self._tf_postings())
+                    else:
+                        s1 = np.concatenate(
+                            [np.zeros(0, np.float32)]
+                            + [
+                                self.term_scores(t, int(self.offsets[t]), int(self.offsets[t + 1]), 1)
+                                for t in range(len(self.offsets) - 1)
+                            ]
+                        )
+                    s1.flags.writeable = False
+                    self._s1 = s1
+                    logger.debug("bm25: scores of %s in %.3f s", self.folder, time.perf_counter() - started)
+                s1 = self._s1
+        return s1
+
+    def x_of(self, start: int, end: int) -> np.ndarray:
+        """``tf * cache[norm]`` (float32) of postings ``start..end``: Lucene's ``freq * cache[norm]``."""
+        tfs = decode_tfs(self.tfs[start:end], start, self.tf_exc_pos, self.tf_exc, self.tf_escape)
+        return (tfs.astype(np.float32) * self.cache[self.norms[self.docs[start:end]]]).astype(np.float32)
+
+    def term_scores(self, tid: int, start: int, end: int, count: int) -> np.ndarray:
+        """Lucene's float32 ``weight - weight / (1 + x)`` of postings ``start..end`` of term ``tid``
+        occurring ``count`` times in the query (``weight = count * idf``)."""
+        weight = _F32(count) * self.idf[tid]
+        return (weight - weight / (_ONE + self.x_of(start, end))).astype(np.float32)
 
     # -- global statistics (shards) -------------------------------------------------------------
     def vocabulary(self) -> Vocabulary:
@@ -926,10 +1079,9 @@ class ExactScorer(_Ranker):
         Lucene's BM25 reads three collection statistics: ``docCount`` and ``sumTotalTermFreq``
         (through avgdl, in the 256-entry norm cache) and each term's ``docFreq`` (in idf). A shard's
         document lengths, norms and term frequencies are its own whatever the split, so with the
-        collection's statistics every per-term score is the float32 a single index computes:
-        ``post_x`` is recomputed with the collection's cache, ``terms_idf`` and ``post_s1`` with
-        its idf (in memory; the files stay as built). Arrays whose values would not change stay
-        memory-mapped.
+        collection's statistics every per-term score is the float32 a single index computes: the
+        256-entry norm cache is recomputed with the collection's avgdl and ``terms_idf`` with its
+        document frequencies (in memory; the files stay as built, the postings memory-mapped).
 
         Args:
             doc_count: Documents with at least one term, in the whole collection.
@@ -939,7 +1091,8 @@ class ExactScorer(_Ranker):
             log: The natural logarithm for idf (Java's ``Math.log`` for bit-exact scores).
 
         Returns:
-            Whether any array changed (``False`` when the statistics are this sidecar's own).
+            Whether the cache or the idfs changed (``False`` when the statistics are this
+            sidecar's own).
         """
         doc_freqs = np.asarray(doc_freqs, dtype=np.int64)
         local_dfs = np.diff(self.offsets)
@@ -947,12 +1100,6 @@ class ExactScorer(_Ranker):
             raise ValueError(f"{doc_freqs.size} document frequencies for {local_dfs.size} terms")
         k1, b = float(self.meta["k1"]), float(self.meta["b"])
         cache = norm_cache(k1, b, avg_field_length(sum_total_term_freq, doc_count))
-        own = norm_cache(k1, b, avg_field_length(int(self.meta["sum_total_term_freq"]), self.doc_count))
-        x = self.x
-        if not np.array_equal(cache, own):
-            norms = _load(self.folder / "norms.npy")
-            tfs = _load(self.folder / "post_tfs.npy")
-            x = (tfs.astype(np.float32) * cache[norms[self.docs]]).astype(np.float32)
         unique_dfs = np.unique(doc_freqs)
         idf_of = np.array(
             [
@@ -966,16 +1113,13 @@ class ExactScorer(_Ranker):
             if doc_freqs.size
             else np.zeros(0, dtype=np.float32)
         )
-        if x is self.x and np.array_equal(term_idf, self.idf):
-            self.doc_count = int(doc_count)
-            return False
-        weight = np.repeat(term_idf, local_dfs)
-        # The same float32 steps as write_sidecar's post_s1.
-        self.s1 = (weight - weight / (_ONE + x)).astype(np.float32)
-        if x is not self.x:
-            self._ranges = None  # its max_x no longer holds
-        self.x, self.idf = x, term_idf
         self.doc_count = int(doc_count)
+        if np.array_equal(cache, self.cache) and np.array_equal(term_idf, self.idf):
+            return False
+        if not np.array_equal(cache, self.cache):
+            self._ranges = None  # its bounds were computed with the old cache
+        self.cache, self.idf = cache, term_idf
+        self._s1 = None
         return True
 
     # -- lookups ----------------------------------------------------------------------------------
@@ -1053,10 +1197,7 @@ class ExactScorer(_Ranker):
             return np.zeros(0, dtype=np.int32), np.zeros(0, dtype=np.float32)
 
         def term_scores(start: int, end: int, count: int, tid: int) -> np.ndarray:
-            if count == 1:
-                return self.s1[start:end]  # precomputed: weight == idf
-            weight = _F32(count) * self.idf[tid]
-            return weight - weight / (_ONE + self.x[start:end])
+            return self.term_scores(tid, start, end, count)
 
         if len(found) == 1:
             start, end, count, tid = found[0]
