@@ -167,6 +167,7 @@ def _build_locked(
             ray_session.enter_context(session(address=ray_address, threads=threads))
         # bm25 of a one-shard local build indexes while the corpus is read and the docstore
         # written (Lucene's threads beside this one), instead of reading the docstore again after.
+        known_sums: dict[str, dict[str, Any]] = {}
         streamed = _streamed_backends(
             names, params, tmp, engine=engine, shards=shards, shard_size=shard_size, threads=threads, progress=progress
         )
@@ -204,6 +205,9 @@ def _build_locked(
                     shutil.rmtree(stream.folder, ignore_errors=True)
                 streamed = {}
             prebuilt = {name: stream.finish().to_dict() for name, stream in streamed.items()}
+            for stream in streamed.values():  # hashed while written: publishing does not read them again
+                folder = stream.folder.relative_to(tmp).as_posix()
+                known_sums.update({f"{folder}/{name}": info for name, info in stream.checksums.items()})
         describe = getattr(corpus, "describe", None)
         if describe is not None:  # after the pass, so skip counts and inclusions are filled in
             source_info = describe()
@@ -247,7 +251,7 @@ def _build_locked(
         raise
     finally:
         ray_session.close()
-    publish(tmp, out_path, manifest)
+    publish(tmp, out_path, manifest, known=known_sums)
     return open_bundle(out_path)
 
 

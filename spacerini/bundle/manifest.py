@@ -36,24 +36,38 @@ def backend_folder(module: Any, name: str) -> str:
     return str(getattr(module, "FOLDER", name))
 
 
-def _checksums(folder: Path) -> dict[str, dict[str, Any]]:
+def _checksums(folder: Path, known: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
     """Size and SHA-256 of every file under ``folder``.
 
-    A docstore hashes its files while writing them and records the sums: they are taken for
-    the files whose size matches, so publishing does not read them a second time.
+    Files hashed while they were written are not read again: a docstore records its sums in
+    ``docstore.json``, and ``known`` holds others (the Lucene index, hashed by the Java helper
+    that wrote it), by path relative to ``folder``; a sum is taken when the size still matches.
+    The remaining files are hashed by two threads (hashlib releases the GIL).
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from spacerini.docstore import written_checksums
 
-    known = {f"docs/{name}": info for name, info in written_checksums(folder / "docs").items()}
+    recorded_sums = {f"docs/{name}": info for name, info in written_checksums(folder / "docs").items()}
+    recorded_sums.update(known or {})
     sums: dict[str, dict[str, Any]] = {}
+    unknown: list[tuple[str, Path, int]] = []
     for path in sorted(p for p in folder.rglob("*") if p.is_file()):
         rel = path.relative_to(folder).as_posix()
         size = path.stat().st_size
-        recorded = known.get(rel)
+        recorded = recorded_sums.get(rel)
         if recorded is not None and recorded.get("size") == size and isinstance(recorded.get("sha256"), str):
             sums[rel] = {"size": size, "sha256": recorded["sha256"]}
         else:
-            sums[rel] = {"size": size, "sha256": _checksums_of(path)}
+            sums[rel] = {"size": size, "sha256": ""}
+            unknown.append((rel, path, size))
+    if len(unknown) > 1:
+        with ThreadPoolExecutor(2) as pool:
+            for (rel, _, _), digest in zip(unknown, pool.map(lambda item: _checksums_of(item[1]), unknown), strict=True):
+                sums[rel]["sha256"] = digest
+    else:
+        for rel, path, _ in unknown:
+            sums[rel]["sha256"] = _checksums_of(path)
     return sums
 
 

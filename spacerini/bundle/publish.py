@@ -9,7 +9,7 @@ import logging
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -200,15 +200,24 @@ def building_folder(target: Path) -> Path:
     return folder
 
 
-def publish(tree: Path, target: Path, manifest: dict[str, Any]) -> None:
+def publish(
+    tree: Path, target: Path, manifest: dict[str, Any], *, known: Mapping[str, Mapping[str, Any]] | None = None
+) -> None:
     """Publishes a finished tree as ``target``'s new version, atomically.
 
     The manifest is written last, with the checksums of every file, then the tree is swapped
     into place and the previous version deleted (see :func:`_discard`). On failure the tree is
     removed and ``target`` is left as it was.
+
+    Args:
+        tree: The finished tree.
+        target: The bundle folder.
+        manifest: The manifest; its ``checksums`` are filled in here.
+        known: Checksums computed while files were written (``{relative path: {"size", "sha256"}}``),
+            taken for the files whose size matches instead of reading them again.
     """
     try:
-        manifest["checksums"] = _checksums(tree)
+        manifest["checksums"] = _checksums(tree, known)
         _write_json(tree / MANIFEST, manifest)
         previous = _swap_into_place(tree, target)
     except BaseException:

@@ -17,8 +17,13 @@ import java.io.IOException;
 import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.HexFormat;
 import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.atomic.AtomicLong;
@@ -34,7 +39,11 @@ import org.apache.lucene.index.IndexOptions;
 import org.apache.lucene.index.IndexWriter;
 import org.apache.lucene.index.IndexWriterConfig;
 import org.apache.lucene.search.similarities.BM25Similarity;
+import org.apache.lucene.store.Directory;
 import org.apache.lucene.store.FSDirectory;
+import org.apache.lucene.store.FilterDirectory;
+import org.apache.lucene.store.IOContext;
+import org.apache.lucene.store.IndexOutput;
 import org.apache.lucene.util.BytesRef;
 
 /**
@@ -57,6 +66,7 @@ public final class StreamIndexer {
   }
 
   private final IndexWriter writer;
+  private final HashingDirectory directory;
   private final InputStream input;
   private final BlockingQueue<Batch> queue;
   private final FieldType contentsType;
@@ -96,7 +106,8 @@ public final class StreamIndexer {
     config.setRAMBufferSizeMB(memoryBufferMb);
     config.setUseCompoundFile(false);
     config.setMergeScheduler(new ConcurrentMergeScheduler());
-    this.writer = new IndexWriter(FSDirectory.open(Path.of(indexDir)), config);
+    this.directory = new HashingDirectory(FSDirectory.open(Path.of(indexDir)));
+    this.writer = new IndexWriter(directory, config);
     FieldType type = new FieldType();
     type.setStored(false);
     if (storeDocvectors) {
@@ -298,6 +309,125 @@ public final class StreamIndexer {
     reader.join(30_000);
     for (Thread worker : workers) {
       worker.join(30_000);
+    }
+  }
+
+  /**
+   * The size and SHA-256 of every file of the committed index, hashed while Lucene wrote it (so
+   * publishing the bundle need not read the index again): "name\tsize\tsha256" lines.
+   */
+  public String[] checksums() throws IOException {
+    List<String> out = new ArrayList<>();
+    for (String name : directory.listAll()) {
+      String[] sum = directory.sums.get(name);
+      if (sum != null) {
+        out.add(name + "\t" + sum[0] + "\t" + sum[1]);
+      }
+    }
+    return out.toArray(new String[0]);
+  }
+
+  /** A directory that SHA-256 hashes each file as it is written, and follows renames and deletes. */
+  private static final class HashingDirectory extends FilterDirectory {
+    final Map<String, String[]> sums = new ConcurrentHashMap<>();
+
+    HashingDirectory(Directory in) {
+      super(in);
+    }
+
+    @Override
+    public IndexOutput createOutput(String name, IOContext context) throws IOException {
+      sums.remove(name);
+      return new HashingOutput(in.createOutput(name, context), sums);
+    }
+
+    @Override
+    public IndexOutput createTempOutput(String prefix, String suffix, IOContext context)
+        throws IOException {
+      return new HashingOutput(in.createTempOutput(prefix, suffix, context), sums);
+    }
+
+    @Override
+    public void rename(String source, String dest) throws IOException {
+      in.rename(source, dest);
+      String[] sum = sums.remove(source);
+      if (sum != null) {
+        sums.put(dest, sum);
+      } else {
+        sums.remove(dest);
+      }
+    }
+
+    @Override
+    public void deleteFile(String name) throws IOException {
+      sums.remove(name);
+      in.deleteFile(name);
+    }
+  }
+
+  /** Writes through to Lucene's output and hashes the same bytes (batched in a small buffer). */
+  private static final class HashingOutput extends IndexOutput {
+    private final IndexOutput out;
+    private final Map<String, String[]> sums;
+    private final MessageDigest sha;
+    private final byte[] buffer = new byte[8192];
+    private int used;
+    private boolean closed;
+
+    HashingOutput(IndexOutput out, Map<String, String[]> sums) {
+      super("sha256(" + out + ")", out.getName());
+      this.out = out;
+      this.sums = sums;
+      try {
+        this.sha = MessageDigest.getInstance("SHA-256");
+      } catch (NoSuchAlgorithmException e) {
+        throw new IllegalStateException(e);
+      }
+    }
+
+    @Override
+    public void writeByte(byte b) throws IOException {
+      out.writeByte(b);
+      if (used == buffer.length) {
+        sha.update(buffer, 0, used);
+        used = 0;
+      }
+      buffer[used++] = b;
+    }
+
+    @Override
+    public void writeBytes(byte[] b, int offset, int length) throws IOException {
+      out.writeBytes(b, offset, length);
+      if (length <= buffer.length - used) {
+        System.arraycopy(b, offset, buffer, used, length);
+        used += length;
+      } else {
+        sha.update(buffer, 0, used);
+        used = 0;
+        sha.update(b, offset, length);
+      }
+    }
+
+    @Override
+    public long getFilePointer() {
+      return out.getFilePointer();
+    }
+
+    @Override
+    public long getChecksum() throws IOException {
+      return out.getChecksum();
+    }
+
+    @Override
+    public void close() throws IOException {
+      if (closed) {
+        return;
+      }
+      closed = true;
+      long size = out.getFilePointer();
+      out.close();
+      sha.update(buffer, 0, used);
+      sums.put(getName(), new String[] {Long.toString(size), HexFormat.of().formatHex(sha.digest())});
     }
   }
 }

@@ -113,6 +113,8 @@ class BM25Writer:
         self._fd: int | None = None
         self._shards: list[Any] = []
         self._done = False
+        #: Size and SHA-256 of each Lucene file (by name), hashed while Java wrote it.
+        self.checksums: dict[str, dict[str, Any]] = {}
         self._indexer = self._start_stream(jl, java_analyzer)
         if self._indexer is None:
             from spacerini.backends.bm25 import _JSONL_DIR
@@ -256,6 +258,7 @@ class BM25Writer:
         ids = self._ids
         self._seen = set()
         _check_counters(counters, written=len(ids), empty=self._empty, lucene_dir=self.folder, ids=ids)
+        _shrink_heap()  # Lucene's indexing buffers leave the RSS before numpy builds the sidecar
         t_indexed = time.perf_counter()
         from spacerini.backends.bm25 import SIDECAR_DIR
 
@@ -273,9 +276,7 @@ class BM25Writer:
             "lucene_tail": round(t_indexed - t_read, 3),
             "sidecar": round(time.perf_counter() - t_indexed, 3),
         }
-        from spacerini.java import release_heap
-
-        release_heap()  # Lucene's indexing buffers leave the RSS before the next backend builds
+        _shrink_heap()  # and the postings dump's, before the next backend builds
         return BuildReport(
             backend="bm25", docs=len(ids), seconds=time.perf_counter() - self._started, params=dict(self._params),
             stats=stats,
@@ -315,6 +316,9 @@ class BM25Writer:
         if failure:
             raise BundleError(f"Lucene indexing failed: {failure[0]}") from failure[0]
         indexed, empty, errors, max_doc = (int(x) for x in result[0])
+        for line in indexer.checksums():
+            name, size, sha = str(line).split("\t")
+            self.checksums[name] = {"size": int(size), "sha256": sha}
         if errors:
             logger.warning("Lucene refused %d documents, for example %s", errors, list(indexer.failedIds()))
         return {
@@ -361,3 +365,17 @@ def _stream_indexer(jl: Any) -> Any:
     except jnius.JavaException:
         logger.info("Spacerini's helper jar is not loaded: indexing through JSON lines and IndexCollection")
         return None
+
+
+def _shrink_heap() -> None:
+    """Full collections until the JVM gives its free heap back to the OS.
+
+    The serial collector shrinks the heap in damped steps (none after the first full collection,
+    then 10 %, 40 % and 100 % of the excess over ``-XX:MaxHeapFreeRatio``), so one
+    ``System.gc()`` leaves Lucene's 500 MB of indexing buffers committed; four give it back
+    (about 10-50 ms each when little is live).
+    """
+    from spacerini.java import release_heap
+
+    for _ in range(4):
+        release_heap()
