@@ -15,7 +15,10 @@ Every capability is also a named API endpoint (``/search``, ``/count``, ``/find`
 ``/owner``, ``/optout_request``, ``/trace``, ``/stats``) answering a JSON *string*: gradio_client treats any dict
 with a ``"path"`` key (which code provenance has) as a file to download. :func:`serve` also
 mounts plain JSON routes (``GET /api/search?q=...``, see :mod:`spacerini.app.jsonapi`) on the
-same server: one round trip per call, without Gradio's queue and event stream.
+same server: one round trip per call, without Gradio's queue and event stream. The page's own
+Search and Exact buttons (first, previous and next page) use such a route too
+(``GET /api/ui/search``, ``/api/ui/find``: the rendered page, from a ``js`` handler in the
+browser); Gradio's queue carried ~2 of them per GET's worth of work on 2 cores.
 
 The app holds no search logic (see :class:`~spacerini.service.Service`), HTML-escapes all
 document text (only ``<mark>`` highlighting and http(s) links are added), redacts PII on
@@ -29,6 +32,7 @@ import html
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -67,6 +71,7 @@ CSS = """
 .sp-snippet pre, .sp-member-text { white-space: pre-wrap; word-break: break-word; margin: .2em 0; }
 .sp-meta i { color: #777; font-style: normal; }
 mark { background: #ffe066; }
+.sp-error { color: #b00020; }
 .sp-compare-table { table-layout: fixed; width: 100%; border-collapse: collapse; }
 .sp-compare-table td, .sp-compare-table th { vertical-align: top; overflow-wrap: anywhere; padding: .3em; }
 .sp-compare-table thead th:first-child { width: 9em; }
@@ -179,7 +184,7 @@ def build_app(
     _queue(app)
     app.spacerini_service = svc  # the default corpus's, for tests and embedding
     app.spacerini_corpora = corpora
-    app.launch = _launch_without_files(app.launch)
+    app.launch = _launch_without_files(app.launch, corpora)
     return app
 
 
@@ -201,18 +206,22 @@ def _corpus_picker(gr: Any, corpora: Any, prefix: str, cap: str | None = None) -
     )  # fmt: skip
 
 
-def _launch_without_files(launch: Callable[..., Any]) -> Callable[..., Any]:
-    """``launch`` with :class:`~spacerini.app.jsonapi.NoFilesMiddleware` added to the server."""
+def _launch_without_files(launch: Callable[..., Any], corpora: Any) -> Callable[..., Any]:
+    """``launch`` with :class:`~spacerini.app.jsonapi.NoFilesMiddleware` added to the server, and
+    the page's own routes (:func:`~spacerini.app.jsonapi.ui_routes`) unless routes are given
+    (:func:`serve` gives all the JSON routes, which include them)."""
     import functools
 
     from starlette.middleware import Middleware
 
-    from spacerini.app.jsonapi import NoFilesMiddleware
+    from spacerini.app.jsonapi import Limiter, NoFilesMiddleware, ui_routes
 
     @functools.wraps(launch)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
         app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(NoFilesMiddleware)]
+        if "routes" not in app_kwargs:
+            app_kwargs["routes"] = ui_routes(corpora, limiter=Limiter(CONCURRENCY, QUEUE_SIZE))
         return launch(*args, app_kwargs=app_kwargs, **kwargs)
 
     return wrapper
@@ -233,7 +242,8 @@ def _queue(app: Any) -> None:
 
 # -------------------------------------------------------------------------------------- tabs
 class _Pager:
-    """A row with the tab's main button, ◀ Previous, Next ▶ and a page label, plus the page state."""
+    """A row with the tab's main button, ◀ Previous, Next ▶ and a page label, plus the page shown
+    (a hidden number, so that the page's own script can read it)."""
 
     def __init__(self, gr: Any, prefix: str, go_label: str, *, go_id: str) -> None:
         with gr.Row():
@@ -241,40 +251,101 @@ class _Pager:
             self.prev = gr.Button("◀ Previous", elem_id=f"{prefix}-prev", size="sm")
             self.next = gr.Button("Next ▶", elem_id=f"{prefix}-next", size="sm")
             self.label = gr.Markdown("Page 1", elem_id=f"{prefix}-page")
-        self.page = gr.State(1)
+        self.page = gr.Number(1, visible=False, precision=0, elem_id=f"{prefix}-page-number")
 
-    def wire(self, run: Callable[..., Any], inputs: list[Any], outputs: list[Any], *, submit: Any) -> None:
-        """``run(*inputs, page)``: page 1 on the button or Enter in ``submit``, then the next and
-        previous pages (page 1 at least)."""
-
-        def first(*values: Any) -> Any:
-            return run(*values, 1)
-
-        def step(delta: int) -> Callable[..., Any]:
-            def turn(*values: Any) -> Any:
-                *args, page = values
-                return run(*args, max(1, int(page or 1) + delta))
-
-            return turn
-
+    def wire_route(self, route: str, params: list[str], inputs: list[Any], outputs: list[Any], *, submit: Any) -> None:
+        """Page 1 on the button or Enter in ``submit``, then the next and previous pages (page 1 at
+        least), each answered by the browser itself from the JSON route ``/api/ui/<route>``
+        (:func:`_page_js`): one GET, without Gradio's queue and event stream."""
         for trigger in (self.go.click, submit.submit):
-            trigger(_guard(first), inputs, outputs, api_visibility="private")
-        self.next.click(_guard(step(1)), [*inputs, self.page], outputs, api_visibility="private")
-        self.prev.click(_guard(step(-1)), [*inputs, self.page], outputs, api_visibility="private")
+            trigger(None, [*inputs, self.page], outputs, js=_page_js(route, params, 0), api_visibility="private")
+        self.next.click(None, [*inputs, self.page], outputs, js=_page_js(route, params, 1), api_visibility="private")
+        self.prev.click(None, [*inputs, self.page], outputs, js=_page_js(route, params, -1), api_visibility="private")
+
+
+def _page_js(route: str, params: list[str], step: int) -> str:
+    """The browser-side handler of a pager button: asks ``/api/ui/<route>`` for page 1
+    (``step`` 0) or the page ``step`` away from the one shown, and returns the outputs the route
+    gives (``html``, ``page``, ``label``, and for search the result ids of the flag box).
+
+    A refusal (one line from the service, e.g. an empty query) is shown in the results area,
+    HTML-escaped; the page number and label are left as they were.
+    """
+    names = json.dumps(params)
+    return f"""async (...values) => {{
+  const names = {names};
+  const page = {step} === 0 ? 1 : Math.max(1, Math.round(Number(values[names.length]) || 1) + ({step}));
+  const root = String((window.gradio_config && window.gradio_config.root) || window.location.href).replace(/[?#].*$/, "");
+  const url = new URL("api/ui/{route}", root.endsWith("/") ? root : root + "/");
+  names.forEach((name, i) => url.searchParams.set(name, values[i] == null ? "" : String(values[i])));
+  url.searchParams.set("page", String(page));
+  let answer;
+  try {{
+    const response = await fetch(url, {{ headers: {{ Accept: "application/json" }} }});
+    answer = await response.json();
+  }} catch (error) {{
+    answer = {{ error: "the server did not answer; try again" }};
+  }}
+  if (answer.error !== undefined) {{
+    const text = String(answer.error).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;");
+    return ["<p class='sp-error'>" + text + "</p>"];
+  }}
+  const out = [answer.html, answer.page, answer.label];
+  if (answer.ids !== undefined) {{
+    out.push({{ __type__: "update", choices: answer.ids.map((id) => [id, id]), value: answer.ids.length ? answer.ids[0] : null }});
+  }}
+  return out;
+}}"""
+
+
+def search_page(corpora: Any, corpus: str, query: str, backend: str, page: Any) -> dict[str, Any]:
+    """One page of the Search tab: the rendered hits, the page number, its label and the result
+    ids (for the flag box). Answers ``GET /api/ui/search`` (the page's own calls).
+
+    Raises:
+        SpaceriniError: Bad input (from the service), one line.
+    """
+    svc = corpora.service(corpus)
+    page = _page_number(page)
+    if backend not in svc.ranked_backends:  # the corpus changed under a backend it lacks
+        backend = ""
+    result = svc.search(query, backend, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    hits = svc.hits(result)
+    html_out = render_hits(hits, total_hint=f"{result['backend']} · page {page}", query=query, page=page)
+    return {"html": html_out, "page": page, "label": f"Page {page}", "ids": [h.docid for h in hits]}
+
+
+def find_page(corpora: Any, corpus: str, text: str, page: Any) -> dict[str, Any]:
+    """One page of the Exact tab: the count and occurrences rendered, the page number and its
+    label. Answers ``GET /api/ui/find``.
+
+    Raises:
+        SpaceriniError: Bad input (from the service), one line.
+    """
+    from spacerini.app.render import render_exact
+
+    page = _page_number(page)
+    result = corpora.service(corpus).find(text, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    html_out = render_exact(result["count"], result["hits"], page=page, page_size=PAGE_SIZE, query=text)
+    return {"html": html_out, "page": page, "label": f"Page {page}"}
+
+
+def _page_number(page: Any) -> int:
+    """A page number from a form or query string (1 at least).
+
+    Raises:
+        QueryError: Not a whole number, or past the largest page offset the service takes.
+    """
+    from spacerini.errors import QueryError
+
+    try:
+        number = int(str(page).strip() or 1)
+    except ValueError:
+        raise QueryError(f"the page must be a whole number, not {str(page)[:20]!r}") from None
+    return max(1, number)
 
 
 def _search_tab(gr: Any, corpora: Any) -> None:
-    def run(corpus: str, query: str, backend: str, page: int) -> tuple[str, int, str, Any]:
-        svc = corpora.service(corpus)
-        page = max(1, int(page or 1))
-        if backend not in svc.ranked_backends:  # the corpus changed under a backend it lacks
-            backend = ""
-        result = svc.search(query, backend, PAGE_SIZE, (page - 1) * PAGE_SIZE)
-        hits = svc.hits(result)
-        html_out = render_hits(hits, total_hint=f"{result['backend']} · page {page}", query=query, page=page)
-        ids = [h.docid for h in hits]
-        return html_out, page, f"Page {page}", gr.update(choices=ids, value=ids[0] if ids else None)
-
     from spacerini.app.flags import client_key
 
     def flag(corpus: str, query: str, docid: str, reason: str, request: Any = None) -> str:
@@ -301,7 +372,10 @@ def _search_tab(gr: Any, corpora: Any) -> None:
                 reason = gr.Dropdown(choices=list(REASONS), value=REASONS[0], label="Reason", allow_custom_value=True)
                 flag_btn = gr.Button("Flag this result", elem_id="sp-flag")
             flag_out = gr.Markdown(elem_id="sp-flag-status")
-        pager.wire(run, [corpus, query, backend], [results, pager.page, pager.label, flag_id], submit=query)
+        pager.wire_route(
+            "search", ["corpus", "q", "backend"], [corpus, query, backend], [results, pager.page, pager.label, flag_id],
+            submit=query,
+        )  # fmt: skip
         flag_btn.click(_guard(flag), [corpus, query, flag_id, reason], flag_out, api_visibility="private")
 
         def backends_of(name: str) -> Any:
@@ -312,14 +386,6 @@ def _search_tab(gr: Any, corpora: Any) -> None:
 
 
 def _exact_tab(gr: Any, corpora: Any) -> None:
-    from spacerini.app.render import render_exact
-
-    def run(corpus: str, text: str, page: int) -> tuple[str, int, str]:
-        page = max(1, int(page or 1))
-        result = corpora.service(corpus).find(text, PAGE_SIZE, (page - 1) * PAGE_SIZE)
-        html_out = render_exact(result["count"], result["hits"], page=page, page_size=PAGE_SIZE, query=text)
-        return html_out, page, f"Page {page}"
-
     with gr.Tab("Exact", id="exact"):
         with gr.Row():
             corpus = _corpus_picker(gr, corpora, "sp-exact", "exact")
@@ -329,7 +395,7 @@ def _exact_tab(gr: Any, corpora: Any) -> None:
             )  # fmt: skip
         pager = _Pager(gr, "sp-exact", "Count and find", go_id="sp-exact-go")
         out = gr.HTML(elem_id="sp-exact-results")
-        pager.wire(run, [corpus, text], [out, pager.page, pager.label], submit=text)
+        pager.wire_route("find", ["corpus", "q"], [corpus, text], [out, pager.page, pager.label], submit=text)
 
 
 def _member_tab(gr: Any, corpora: Any) -> None:
@@ -605,11 +671,10 @@ def serve(
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     bundles = [bundle[name].bundle for name in bundle] if isinstance(bundle, Corpora) else [bundle]
-    for each in bundles:
-        try:
-            each.searcher(each.default_backend())  # start the JVM and map the index before the first request
-        except SpaceriniError:
-            pass  # a bundle without a ranked backend still serves its other tabs
+    # The JVM, the index and the ranking kernel warm up in a thread while Gradio is imported and
+    # the page is built (seconds each); a request that comes first waits for the searcher's lock.
+    warm = threading.Thread(target=_warm_up, args=(bundles,), name="spacerini-warm-up", daemon=True)
+    warm.start()
     _log_to_stderr()
     app = build_app(bundle, redact_pii=redact_pii, flags_path=flags_path, requests_path=requests_path)
     app.spacerini_limiter = Limiter(CONCURRENCY, QUEUE_SIZE)
@@ -631,7 +696,20 @@ def serve(
         css=CSS,
         app_kwargs={"routes": routes},
     )
+    warm.join()  # (block=False) the caller gets a warm app, and no thread is left inside the JVM
     return app
+
+
+def _warm_up(bundles: list[Any]) -> None:
+    """Opens each bundle's default searcher (JVM, index) and runs one search (the ranking kernel,
+    the snippet classes), so that the first visitor does not wait for them."""
+    for each in bundles:
+        try:
+            each.search("warm up", k=1, snippets=True)
+        except SpaceriniError:
+            pass  # a bundle without a ranked backend still serves its other tabs
+        except Exception:  # noqa: BLE001 - the same failure reaches the first request, which reports it
+            logger.warning("warming up %s failed", getattr(each, "path", "the bundle"), exc_info=True)
 
 
 def _log_to_stderr() -> None:

@@ -14,6 +14,8 @@ when the app serves several corpora (default: the first):
 * ``GET /api/stats``: :meth:`~spacerini.service.Service.stats`;
 * ``GET /api/corpora``: the corpora served (name, documents, backends, generation);
 * ``GET /api/compare?q=TEXT``: every corpus side by side (:meth:`~spacerini.corpora.Corpora.compare`);
+* ``GET /api/ui/search`` and ``GET /api/ui/find``: the Search and Exact tabs' pages, rendered
+  (the page's own buttons call them; see :func:`ui_routes`);
 * ``POST /api/optout-request`` with a JSON body ``{"name", "contact", "message"}`` (owners
   backend): :meth:`~spacerini.service.Service.optout_request`, its id and status.
 
@@ -43,7 +45,7 @@ from starlette.requests import Request  # resolved by FastAPI from this module's
 from spacerini.errors import QueryError, RateLimitedError, SpaceriniError, one_line
 from spacerini.records import to_json
 
-__all__ = ["Busy", "Limiter", "NoFilesMiddleware", "json_api_routes"]
+__all__ = ["Busy", "Limiter", "NoFilesMiddleware", "json_api_routes", "ui_routes"]
 
 #: Largest JSON body a POST route reads, in bytes.
 MAX_BODY_BYTES = 16_384
@@ -197,6 +199,61 @@ def json_api_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list
     @get("/compare")
     async def compare(q: str = "", text: str = "", owner: str = "", backend: str = "") -> JSONResponse:
         return await answer(functools.partial(corpora.compare, text=text or None, owner=owner or None, backend=backend), q)
+
+    return list(router.routes) + ui_routes(corpora, limiter=limiter, prefix=prefix)
+
+
+def ui_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list[Any]:
+    """The page's own routes: ``GET /api/ui/search?q=&backend=&page=&corpus=`` and
+    ``GET /api/ui/find?q=&page=&corpus=`` answer the Search and Exact tabs' buttons with
+    ``{"html", "page", "label"}`` (and ``"ids"``, the results' document ids, for search), the
+    same HTML the tabs render (:func:`spacerini.app.search_page`, :func:`spacerini.app.find_page`),
+    through the same service, redaction and limits as every other route. The page calls them
+    from the browser (one GET per click) instead of Gradio's queue and event stream.
+
+    Args:
+        svc: The app's :class:`~spacerini.service.Service`, or a :class:`~spacerini.corpora.Corpora`.
+        limiter: Bounds the calls running and waiting.
+        prefix: Path prefix of the routes.
+
+    Returns:
+        FastAPI route objects (none when no corpus can search or count).
+    """
+    from fastapi import APIRouter
+    from fastapi.responses import JSONResponse
+
+    from spacerini.app import find_page, search_page
+
+    corpora = as_corpora(svc)
+    router = APIRouter(prefix=prefix + "/ui")
+    caps = {cap for name in corpora for cap in corpora[name].capabilities}
+
+    async def answer(fn: Callable[..., Any], *args: Any) -> JSONResponse:
+        try:
+            return JSONResponse(await limiter.run(fn, corpora, *args))
+        except Busy as exc:
+            return JSONResponse({"error": one_line(exc)}, status_code=503, headers={"Retry-After": "1"})
+        except SpaceriniError as exc:
+            logger.info("refused %s: %s", _name(fn), one_line(exc)[:300])
+            return JSONResponse({"error": one_line(exc)}, status_code=400)
+        except Exception:  # noqa: BLE001 - logged here; the visitor sees no Python text
+            logger.exception("%s failed", _name(fn))
+            from spacerini.app import INTERNAL_ERROR
+
+            return JSONResponse({"error": INTERNAL_ERROR}, status_code=500)
+
+    get = functools.partial(router.get, response_model=None)
+    if "search" in caps:
+
+        @get("/search")
+        async def ui_search(q: str = "", backend: str = "", page: str = "1", corpus: str = "") -> JSONResponse:
+            return await answer(search_page, corpus, q, backend, page)
+
+    if "exact" in caps:
+
+        @get("/find")
+        async def ui_find(q: str = "", page: str = "1", corpus: str = "") -> JSONResponse:
+            return await answer(find_page, corpus, q, page)
 
     return list(router.routes)
 

@@ -104,6 +104,21 @@ def test_search_and_paginate(page: Any, app_bundle: Any) -> None:
     assert docids(page, "#sp-results") == first
 
 
+def test_search_asks_the_page_route_not_the_queue(page: Any) -> None:
+    """The Search and Exact buttons are answered by one GET of /api/ui/... each, from the page
+    itself (Gradio's queue is not used); a refusal is one line in the results area."""
+    asked: list[str] = []
+    page.on("request", lambda r: asked.append(r.url))
+    search(page, "thread pool")
+    assert any("/api/ui/search?" in u and "q=thread+pool" in u for u in asked)
+    assert not any("/queue/join" in u for u in asked)
+    fill(page, "sp-query", "   ")
+    page.click("#sp-search")
+    page.wait_for_selector("#sp-results .sp-error")
+    assert page.locator("#sp-results .sp-error").inner_text() == "the query is empty: type some words to search for"
+    assert "Page 1" in page.locator("#sp-page").inner_text()
+
+
 def test_hostile_document_is_inert(page: Any) -> None:
     search(page, "script alert onerror")
     assert page.locator("#sp-results .sp-hit[data-docid='evil']").count() == 1

@@ -196,3 +196,65 @@ def test_a_refused_json_call_logs_one_line(app_bundle: Any, tmp_path: Any, caplo
     ours = [rec for rec in caplog.records if rec.name.startswith("spacerini")]
     assert [rec.getMessage() for rec in ours] == ["refused search: k must be an integer, not 'ten'"]
     assert ours[0].exc_info is None
+
+
+# ------------------------------------------------------------------- the page's own routes
+@pytest.mark.slow
+def test_ui_search_route_renders_what_the_tab_renders(app_server: str, app_bundle: Any) -> None:
+    """/api/ui/search (what the Search tab's buttons call from the browser) answers the page's
+    HTML, page number, label and result ids, through the same service: ranks, redaction."""
+    from spacerini.app import search_page
+    from spacerini.app.jsonapi import as_corpora
+
+    for page in (1, 2):
+        r = httpx.get(app_server + "api/ui/search", params={"q": "parser helper", "backend": "bm25", "page": page}, timeout=30)
+        assert r.status_code == 200, r.text
+        answer = r.json()
+        ref = app_bundle.search("parser helper", k=10, offset=10 * (page - 1))
+        assert answer["ids"] == [h.docid for h in ref]
+        assert answer["page"] == page and answer["label"] == f"Page {page}"
+        assert f"data-query='parser helper' data-page='{page}'" in answer["html"]
+        local = search_page(as_corpora(Service(app_bundle)), "", "parser helper", "bm25", page)
+        assert answer["html"] == local["html"] and answer["ids"] == local["ids"]
+    evil = httpx.get(app_server + "api/ui/search", params={"q": "script alert onerror"}, timeout=30).json()
+    assert "evil" in evil["ids"]
+    assert "&lt;img src=x onerror=alert(2)&gt;" in evil["html"] and "<img" not in evil["html"]
+    assert "&lt;EMAIL&gt;" in evil["html"] and "gmail" not in evil["html"]  # redacted as on every route
+
+
+@pytest.mark.slow
+def test_ui_find_route_and_refusals(app_server: str, app_bundle: Any) -> None:
+    found = httpx.get(app_server + "api/ui/find", params={"q": "json.load", "page": "1"}, timeout=30).json()
+    assert found["page"] == 1 and found["label"] == "Page 1"
+    assert "<b>9</b> occurrences" in found["html"] and found["html"].count("class='sp-hit'") == 9
+    cases = [
+        ("api/ui/search", {"q": "   "}, "empty"),
+        ("api/ui/search", {"q": "parser", "page": "two"}, "page must be a whole number"),
+        ("api/ui/search", {"q": "parser", "page": "99999999"}, "offset must be between"),
+        ("api/ui/search", {"q": "x" * 10_001}, "limit is 10,000"),
+        ("api/ui/find", {"q": ""}, "empty"),
+        ("api/ui/search", {"q": "parser", "corpus": "nope"}, "nope"),
+    ]
+    for route, params, message in cases:
+        r = httpx.get(app_server + route, params=params, timeout=30)
+        assert r.status_code == 400, (route, params, r.status_code, r.text)
+        error = r.json()["error"]
+        assert message in error and "\n" not in error and "Traceback" not in error, (route, params, error)
+
+
+@pytest.mark.slow
+def test_build_app_launch_serves_the_page_routes(app_bundle: Any, tmp_path: Any) -> None:
+    """An app launched without serve() (a Space's own app.py) still has the routes its buttons call."""
+    from app_fixtures import free_port
+
+    from spacerini.app import build_app
+
+    app = build_app(app_bundle, flags_path=tmp_path / "flags.jsonl")
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, ssr_mode=False)
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/api/ui/search", params={"q": "parser helper"}, timeout=30)
+        assert r.status_code == 200 and r.json()["ids"] == [h.docid for h in app_bundle.search("parser helper", k=10)]
+        assert httpx.get(f"http://127.0.0.1:{port}/api/search", params={"q": "x"}, timeout=30).status_code == 404
+    finally:
+        app.close()
