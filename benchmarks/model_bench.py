@@ -381,6 +381,8 @@ def main() -> None:
     parser.add_argument("--prefix-files", type=int, default=40, help="training-file prefixes (memorisation goal)")
     parser.add_argument("--fim-cases", type=int, default=40, help="middles per split (FIM goal)")
     parser.add_argument("--skip-latency", action="store_true", help="leave out the trace-latency measure")
+    parser.add_argument("--compare-model", default=None,
+                        help="also measure this model's held-out perplexity on the same tokens (e.g. the weights shipped before)")
     args = parser.parse_args()
     load_before = os.getloadavg()[0]
 
@@ -403,6 +405,14 @@ def main() -> None:
     texts = heldout_texts(bundle, max_chars=args.heldout_chars)
     ppl = perplexities(model, tok, bundle, texts, window=512, unigram_chars=5_000_000, stream=stream)
     ppl_seconds = time.perf_counter() - t0
+    if args.compare_model:
+        other, other_tok = load_model(args.compare_model)
+        if other_tok.get_vocab() != tok.get_vocab():
+            raise SystemExit("--compare-model must use the same tokenizer (perplexities over other tokens do not compare)")
+        ppl["compare_model"] = args.compare_model
+        ppl["compare_model_ppl"] = perplexities(other, tok, bundle, texts, window=512, unigram_chars=0, stream=stream)["model_ppl"]
+        ppl["ppl_ratio_compare_over_model"] = round(ppl["compare_model_ppl"] / ppl["model_ppl"], 2)
+        del other
 
     # Generation: tokens/s with a fixed number of new tokens, then memorisation of samples.
     device = next(model.parameters()).device
@@ -437,7 +447,8 @@ def main() -> None:
     goals_seconds = time.perf_counter() - t
     fim_ok = (fim["heldout"]["share_true_suffix_likelier"] or 0) >= 0.7 and fim["return_name"]["share_middle_names_it"] > fim["return_name"]["share_without_suffix"]
     goals = {
-        "perplexity": {"value": ppl["model_ppl"], "goal": f"<= {GOALS['ppl_max']}", "met": ppl["model_ppl"] <= GOALS["ppl_max"]},
+        "perplexity": {"value": ppl["model_ppl"], "goal": f"<= {GOALS['ppl_max']}" + (", and <= half of --compare-model's" if args.compare_model else ""),
+                       "met": ppl["model_ppl"] <= GOALS["ppl_max"] and ppl.get("ppl_ratio_compare_over_model", 2.0) >= 2.0},
         "parse": {"value": syntax["parse_share"], "goal": ">= 0.30", "met": syntax["parse_share"] >= GOALS["parse_share_min"]},
         "memorised": {"value": memorised["share_with_50char_span"], "goal": ">= 0.20",
                       "met": (memorised["share_with_50char_span"] or 0) >= GOALS["memorised_share_min"] and memorised["traced_with_licence"]},
