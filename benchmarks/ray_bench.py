@@ -37,7 +37,7 @@ asked for.
 
 Usage:
     python benchmarks/ray_bench.py --mode overhead [--mb 30,150] [--shards 4] [--backends bm25,exact,bloom] [--repeat 3]
-    python benchmarks/ray_bench.py --mode scaling [--mb 300] [--dense-mb 0.6] [--shards 4] [--repeat 3]
+    python benchmarks/ray_bench.py --mode scaling [--mb 300] [--dense-mb 0.6] [--shards 4] [--backends exact,bloom,dense] [--repeat 3]
 """
 
 from __future__ import annotations
@@ -236,7 +236,8 @@ def scaling(args: argparse.Namespace) -> dict[str, Any]:
     """Shard-task wall time of the CPU-bound backends with 1 and with 2 Ray workers."""
     from spacerini.distributed import last_tasks, run_tasks, session
 
-    measured = {"exact": args.mb, "bloom": args.mb, "dense": args.dense_mb}
+    chosen = args.backends.split(",") if args.backends else ["exact", "bloom", "dense"]
+    measured = {name: args.dense_mb if name == "dense" else args.mb for name in chosen}
     bases = {mb: _base_bundle(mb) for mb in sorted(set(measured.values()))}
     prepared: dict[str, float] = {}
     sets = {}
@@ -280,7 +281,7 @@ def main() -> None:
     parser.add_argument("--mb", default=None, help="MB of text (overhead: comma-separated sizes, 30,150; scaling: 300)")
     parser.add_argument("--dense-mb", type=float, default=0.6, help="MB of text for dense (scaling)")
     parser.add_argument("--shards", type=int, default=4)
-    parser.add_argument("--backends", default="bm25,exact,bloom", help="backends (overhead)")
+    parser.add_argument("--backends", default=None, help="backends (overhead: bm25,exact,bloom; scaling: exact,bloom,dense)")
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     try:
@@ -294,6 +295,8 @@ def main() -> None:
         args.mb = "30,150" if args.mode == "overhead" else "300"
     if args.mode == "scaling":
         args.mb = float(args.mb)
+    elif args.backends is None:
+        args.backends = "bm25,exact,bloom"
     started = time.strftime("%H:%M", time.gmtime())
     result = overhead(args) if args.mode == "overhead" else scaling(args)
     result["utc"] = f"{started}-{time.strftime('%H:%M', time.gmtime())}"
