@@ -83,10 +83,13 @@ class BM25Writer:
         b: float = 0.4,
         memory_buffer: int = 512,
     ) -> None:
-        from spacerini.backends.bm25 import _check_params
+        from spacerini.backends import bm25
         from spacerini.backends.bm25 import lucene as jl
 
-        _check_params(analyzer, k1, b, threads, memory_buffer)
+        bm25._check_params(analyzer, k1, b, threads, memory_buffer)
+        self._bm25 = bm25
+        self._code_tokens = bm25.code_tokens
+        self._java_trim = bm25._JAVA_TRIM
         self._started = time.perf_counter()
         folder = Path(folder)
         if folder.exists() and any(folder.iterdir()):
@@ -161,15 +164,18 @@ class BM25Writer:
             MalformedRecordError: Its id or text holds a lone surrogate (not valid UTF-8).
             BundleError: Lucene stopped indexing (the cause is raised by :meth:`finish`).
         """
-        from spacerini.backends.bm25 import _JAVA_TRIM, _check_doc, code_tokens
-
-        _check_doc(doc)
-        docid = doc.id
+        # Called once per document of the corpus: the checks of _check_doc run in full only when
+        # a cheap test says a limit may be crossed (the limits are read from the module, as tests
+        # lower them).
+        bm25 = self._bm25
+        docid, text = doc.id, doc.text
+        if not docid or len(text) > bm25.MAX_TEXT_CHARS or self._indexer is None:
+            bm25._check_doc(doc)
         if docid in self._seen:
             raise DuplicateIdError(f"document id {docid!r} occurs twice: ids must be unique")
-        contents = code_tokens(doc.text) if self._pretokenized else doc.text
-        if not contents.strip(_JAVA_TRIM):
-            self._empty += 1
+        contents = self._code_tokens(text) if self._pretokenized else text
+        if not contents or (contents[0] <= " " and not contents.strip(self._java_trim)):
+            self._empty += 1  # Anserini skips contents that Java's String.trim() empties
         if self._indexer is None:
             record = json.dumps({"id": docid, "contents": contents}, ensure_ascii=False)
             self._shards[len(self._ids) % self._threads].write(record + "\n")
@@ -180,6 +186,8 @@ class BM25Writer:
                 raise MalformedRecordError(
                     f"document {docid!r} holds a lone surrogate (not valid Unicode text): fix or remove it"
                 ) from None
+            if len(raw_id) > bm25.MAX_ID_BYTES:
+                bm25._check_doc(doc)
             buffer = self._buffer
             buffer += _LENGTHS.pack(len(raw_id), len(raw))
             buffer += raw_id
