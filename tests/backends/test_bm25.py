@@ -198,8 +198,24 @@ def test_lucene_scorer_matches_exact_scorer(built):
             if not searcher.analyze(text):
                 continue
             assert lucene.search(text, k=10) == searcher.search(text, k=10), text
+        assert not lucene.ranks_arrays and searcher.ranks_arrays
+        with pytest.raises(BundleError, match="scorer='exact'"):
+            lucene.batch_search_arrays(_queries(), k=10)
     finally:
         lucene.close()
+
+
+def test_arrays_edge_cases(built):
+    """Queries without known terms get no hits; k=0 and an empty batch give empty arrays."""
+    _, _, searcher = built
+    queries = [("a", "the of and"), ("b", "xyzzy"), ("c", "Lucene Java"), ("d", "the of and")]
+    ranked = searcher.batch_search_arrays(queries, k=5)
+    assert ranked.bounds.tolist()[:3] == [0, 0, 0] and ranked.bounds[-1] == ranked.bounds[-2] > 0
+    assert ranked.pairs() == searcher.batch_search_pairs(queries, k=5)
+    assert [h.docid for h in searcher.search("Lucene Java", k=5)] == ranked.docids()
+    none = searcher.batch_search_arrays(queries, k=0)
+    assert none.bounds.tolist() == [0] * 5 and none.docids() == [] and list(bm25.trec_lines(none)) == []
+    assert searcher.batch_search_arrays([], k=10).pairs() == {}
 
 
 # -- statistics and float arithmetic against Lucene's own --------------------------------------------
