@@ -18,7 +18,8 @@ mounts plain JSON routes (``GET /api/search?q=...``, see :mod:`spacerini.app.jso
 same server: one round trip per call, without Gradio's queue and event stream. The page's own
 Search and Exact buttons (first, previous and next page) use such a route too
 (``GET /api/ui/search``, ``/api/ui/find``: the rendered page, from a ``js`` handler in the
-browser); Gradio's queue carried ~2 of them per GET's worth of work on 2 cores.
+browser): through Gradio's queue (a join, then an event stream) a click cost 1.5-2.5x a JSON
+call under 16 clients (``benchmarks/RESULTS.md``, issue 16).
 
 The app holds no search logic (see :class:`~spacerini.service.Service`), HTML-escapes all
 document text (only ``<mark>`` highlighting and http(s) links are added), redacts PII on
