@@ -92,12 +92,13 @@ def test_int8_vectors_within_documented_tolerance(int8_enc: encoders.Encoder, to
     ours = int8_enc.encode(TEXTS)
     ref = torch_enc.encode(TEXTS)
     cosine = (ours * ref).sum(axis=1)
-    # The documented tolerance (encoders_onnx): cosine to fp32 about 0.96 on average, min 0.90.
-    assert cosine.mean() > 0.93 and cosine.min() > 0.85
+    # The documented tolerance (encoders_onnx): cosine to fp32 0.994 on average, min 0.986
+    # (one scale per tensor, before: 0.96 and 0.90).
+    assert cosine.mean() > 0.99 and cosine.min() > 0.975
     assert not np.array_equal(ours, ref)
     # Nearest neighbours mostly agree with fp32's.
     agree = np.mean((ours @ ours.T).argsort(axis=1)[:, -2] == (ref @ ref.T).argsort(axis=1)[:, -2])
-    assert agree >= 0.8
+    assert agree >= 0.9
 
 
 def test_fp32_bits_do_not_depend_on_the_batch(onnx_enc: encoders.Encoder) -> None:
