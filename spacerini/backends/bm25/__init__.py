@@ -676,7 +676,8 @@ class BM25Searcher:
                 qids, np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(len(qids) + 1, np.int64), exact.docids
             )
         texts = [t for _, t in queries]
-        chunk = max(1, min(self.BATCH_CHUNK, -(-len(texts) // (threads * 4)) if threads > 1 else self.BATCH_CHUNK))
+        # One chunk per thread at most: each chunk costs a JNI call and a kernel call per sidecar.
+        chunk = max(1, min(self.BATCH_CHUNK, -(-len(texts) // max(1, threads))))
         batches = [texts[i : i + chunk] for i in range(0, len(texts), chunk)]
 
         def rank(batch: list[str]) -> tuple[Any, Any, Any]:
