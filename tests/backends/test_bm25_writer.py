@@ -115,9 +115,9 @@ def test_stream_index_equals_index_collection(tmp_path: Path, corpus: Path, code
 def test_fallback_without_helper_writes_the_same_sidecar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     docs = _docs(CORPUS)
     bm25.build(lambda: iter(docs), tmp_path / "stream", threads=2, progress=False)
-    monkeypatch.setattr(bm25_writer, "_stream_indexer", lambda jl: None)
+    monkeypatch.setattr(bm25_writer, "_helper_jar_present", lambda: False)
     writer = BM25Writer(tmp_path / "jsonl", threads=2, progress=False)
-    assert writer._indexer is None
+    assert not writer._streaming and writer._indexer is None
     for doc in docs:
         writer.add(doc)
     writer.finish()

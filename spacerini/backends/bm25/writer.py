@@ -48,6 +48,8 @@ _CHUNK = 1 << 18
 _PIPE_BYTES = 1 << 20
 _F_SETPIPE_SZ = 1031
 _LENGTHS = struct.Struct(">ii")
+#: Bytes of documents kept while Java starts, before ``add`` waits for it.
+_START_BUFFER = 64 << 20
 
 
 class BM25Writer:
@@ -106,9 +108,6 @@ class BM25Writer:
         }
         self._pretokenized = analyzer == "code"
         self._language = "en" if self._pretokenized else analyzer
-        java_analyzer = jl.make_analyzer(
-            self._language, pretokenized=self._pretokenized
-        )  # a bad language fails here
         self._ids: list[str] = []
         self._seen: set[str] = set()
         self._empty = 0
@@ -118,8 +117,25 @@ class BM25Writer:
         self._done = False
         #: Size and SHA-256 of each Lucene file (by name), hashed while Java wrote it.
         self.checksums: dict[str, dict[str, Any]] = {}
-        self._indexer = self._start_stream(jl, java_analyzer)
-        if self._indexer is None:
+        self._jl = jl
+        self._indexer: Any = None
+        self._starter: threading.Thread | None = None
+        self._start_failure: BaseException | None = None
+        self._streaming = _helper_jar_present()
+        if self._streaming and self._language == "en":
+            # The JVM starts (seconds) while the first documents are read: they wait in the buffer.
+            self._starter = threading.Thread(
+                target=self._start_background, name="spacerini-bm25-start", daemon=True
+            )
+            self._starter.start()
+        else:
+            java_analyzer = jl.make_analyzer(
+                self._language, pretokenized=self._pretokenized
+            )  # a bad language fails here
+            if self._streaming:
+                self._indexer = self._start_stream(jl, java_analyzer)
+                self._streaming = self._indexer is not None
+        if not self._streaming:
             from spacerini.backends.bm25 import _JSONL_DIR
 
             self._jsonl_dir = folder / _JSONL_DIR
@@ -127,6 +143,33 @@ class BM25Writer:
             self._shards = [
                 (self._jsonl_dir / f"part{i:03d}.jsonl").open("w", encoding="utf-8") for i in range(threads)
             ]
+
+    def _start_background(self) -> None:
+        from spacerini.backends.bm25 import _detach
+
+        try:
+            java_analyzer = self._jl.make_analyzer(self._language, pretokenized=self._pretokenized)
+            indexer = self._start_stream(self._jl, java_analyzer)
+            if indexer is None:
+                raise BundleError(
+                    "Spacerini's helper jar could not be loaded: reinstall spacerini (make java)"
+                )
+            self._indexer = indexer
+        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by _wait_started
+            self._start_failure = exc
+        finally:
+            _detach()
+
+    def _wait_started(self) -> None:
+        """Waits for the background start of Java's indexer; raises its failure."""
+        if self._starter is not None:
+            self._starter.join()
+            self._starter = None
+        failure = self._start_failure
+        if failure is not None:
+            if isinstance(failure, BundleError):
+                raise failure
+            raise BundleError(f"cannot start Lucene indexing: {failure}") from failure
 
     def _start_stream(self, jl: Any, java_analyzer: Any) -> Any:
         helper = _stream_indexer(jl)
@@ -169,14 +212,14 @@ class BM25Writer:
         # lower them).
         bm25 = self._bm25
         docid, text = doc.id, doc.text
-        if not docid or len(text) > bm25.MAX_TEXT_CHARS or self._indexer is None:
+        if not docid or len(text) > bm25.MAX_TEXT_CHARS or not self._streaming:
             bm25._check_doc(doc)
         if docid in self._seen:
             raise DuplicateIdError(f"document id {docid!r} occurs twice: ids must be unique")
         contents = self._code_tokens(text) if self._pretokenized else text
         if not contents or (contents[0] <= " " and not contents.strip(self._java_trim)):
             self._empty += 1  # Anserini skips contents that Java's String.trim() empties
-        if self._indexer is None:
+        if not self._streaming:
             record = json.dumps({"id": docid, "contents": contents}, ensure_ascii=False)
             self._shards[len(self._ids) % self._threads].write(record + "\n")
         else:
@@ -197,7 +240,11 @@ class BM25Writer:
         self._seen.add(docid)
         self._ids.append(docid)
 
-    def _send(self) -> None:
+    def _send(self, *, wait: bool = False) -> None:
+        if self._starter is not None:
+            if not wait and len(self._buffer) < _START_BUFFER:
+                return  # Java is still starting: keep the documents until it reads
+            self._wait_started()
         view = memoryview(self._buffer)
         try:
             while view:
@@ -228,6 +275,9 @@ class BM25Writer:
         if self._done:
             return
         self._done = True
+        if self._starter is not None:  # let it finish starting, then stop what it started
+            self._starter.join()
+            self._starter = None
         self._close_pipe()
         for handle in self._shards:
             handle.close()
@@ -255,12 +305,12 @@ class BM25Writer:
             if not self._ids:
                 raise EmptyCorpusError("no documents to index")
             t_read = time.perf_counter()
-            counters = self._finish_stream() if self._indexer is not None else self._finish_jsonl()
+            counters = self._finish_stream() if self._streaming else self._finish_jsonl()
         except BaseException:
             self.abort()
             raise
         finally:
-            if self._indexer is None:
+            if not self._streaming:
                 shutil.rmtree(self._jsonl_dir, ignore_errors=True)
         self._done = True
         ids = self._ids
@@ -293,8 +343,7 @@ class BM25Writer:
     def _finish_stream(self) -> dict[str, int]:
         from tqdm.auto import tqdm
 
-        if self._buffer:
-            self._send()
+        self._send(wait=True)
         self._close_pipe()  # end of stream
         indexer = self._indexer
         result: list[Any] = []
@@ -387,3 +436,9 @@ def _shrink_heap() -> None:
 
     for _ in range(4):
         release_heap()
+
+
+def _helper_jar_present() -> bool:
+    from spacerini.java import helpers_jar
+
+    return helpers_jar().is_file()
