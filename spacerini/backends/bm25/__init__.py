@@ -2,9 +2,11 @@
 
 What ``build`` writes into the bundle folder:
 
-* ``lucene/`` - an Anserini 1.7.1 index built by ``io.anserini.index.IndexCollection`` (run
-  in-process through pyjnius) from JSONL shards (``{"id", "contents"}``) with ``-storePositions
-  -storeDocvectors -storeRaw``. Plain pyserini ``LuceneSearcher(bundle/lucene)`` opens it.
+* ``lucene/`` - the Anserini 1.7.1 index that ``io.anserini.index.IndexCollection`` builds from
+  JSON lines ``{"id", "contents"}`` with ``-storePositions -storeDocvectors -storeRaw``, written
+  by Spacerini's Java helper from documents streamed through a pipe while the corpus is read
+  (:mod:`spacerini.backends.bm25.writer`; ``IndexCollection`` itself runs on JSON-lines shards
+  when the helper jar is missing). Plain pyserini ``LuceneSearcher(bundle/lucene)`` opens it.
 * ``spacerini-bm25/`` (inside ``lucene/``, where Lucene ignores it) - a sidecar holding the same
   postings in CSR ``.npy`` files (see :mod:`spacerini.backends.bm25.scorer`).
 
