@@ -46,7 +46,7 @@ import re
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -55,7 +55,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bm25_ingest import OUT, read_docs  # noqa: E402
+OUT = ROOT / "benchmarks" / "out"
 
 os.environ.setdefault("OPENAI_API_KEY", "unused")  # pyserini builds an OpenAI client at import
 os.environ.setdefault("SPACERINI_JVM_HEAP", "6g")  # LuceneSearcher's k=1000 hits carry whole documents
@@ -67,6 +67,16 @@ LUCENE_STOPWORDS = (
 ).split()
 KS = (10, 100, 1000)
 THREADS = (1, 2)
+
+
+def read_docs(path: Path) -> Iterator:
+    """The ``{"id", "contents"}`` JSON lines of ``path`` as :class:`~spacerini.records.Doc`."""
+    from spacerini.records import Doc
+
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            yield Doc(id=str(record["id"]), text=record["contents"])
 
 
 def make_queries(corpus: Path, n: int, seed: int = 0) -> list[tuple[str, str]]:
