@@ -49,7 +49,7 @@ _PIPE_BYTES = 1 << 20
 _F_SETPIPE_SZ = 1031
 _LENGTHS = struct.Struct(">ii")
 #: Bytes of documents kept while Java starts, before ``add`` waits for it.
-_START_BUFFER = 64 << 20
+_START_BUFFER = 16 << 20
 
 
 class BM25Writer:
