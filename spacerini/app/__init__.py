@@ -335,7 +335,7 @@ def _page_number(page: Any) -> int:
     """A page number from a form or query string (1 at least).
 
     Raises:
-        QueryError: Not a whole number, or past the largest page offset the service takes.
+        QueryError: Not a whole number (a page past the last offset is refused by the service).
     """
     from spacerini.errors import QueryError
 
