@@ -205,6 +205,8 @@ def _as_format_1(folder) -> None:
     x = ex.x_of(0, int(ex.offsets[-1]))
     weight = np.repeat(np.asarray(ex.idf), np.diff(ex.offsets))
     np.save(folder / "post_tfs.npy", tfs)
+    for name in ("post_offsets", "terms_offsets", "ids_offsets", "lengths"):  # format 1: all int64
+        np.save(folder / f"{name}.npy", np.load(folder / f"{name}.npy").astype(np.int64))
     np.save(folder / "post_x.npy", x)
     np.save(folder / "post_s1.npy", (weight - weight / (np.float32(1) + x)).astype(np.float32))
     (folder / "post_tf_exc_pos.npy").unlink()
@@ -228,6 +230,11 @@ def test_large_tfs_and_older_formats_score_alike(tmp_path, monkeypatch):
     new, old = ExactScorer(tmp_path / "new"), ExactScorer(tmp_path / "old")
     assert new.tfs.dtype == np.uint8 and 0 < new.tf_exc.size < big.sum() + 1
     assert old.meta["format"] == 1 and old.tfs.dtype == np.int32
+    # Offsets are stored narrow when they fit and always read as int64.
+    assert np.load(tmp_path / "new" / "post_offsets.npy").dtype == np.int32
+    assert np.load(tmp_path / "old" / "post_offsets.npy").dtype == np.int64
+    assert new.offsets.dtype == old.offsets.dtype == np.int64 and np.array_equal(new.offsets, old.offsets)
+    assert [new.docid(i) for i in range(800)] == [old.docid(i) for i in range(800)]
     codes = np.asarray(new.tfs)
     assert sc.decode_tfs(codes, 0, new.tf_exc_pos, new.tf_exc, new.tf_escape).tolist() == np.asarray(
         old.tfs

@@ -4,7 +4,8 @@ Nothing here touches Java. The sidecar (``bundle/bm25/``) holds the postings of 
 in CSR form, as plain ``.npy`` files opened with ``mmap_mode="r"``:
 
 * ``terms.bin`` + ``terms_offsets.npy`` - the vocabulary, UTF-8, sorted by bytes;
-* ``post_offsets.npy`` (int64, V+1) - where each term's postings start;
+* ``post_offsets.npy`` (V+1) - where each term's postings start (like every offsets file and
+  ``lengths.npy``, int32 when the values fit, else int64: readers take either);
 * ``post_docs.npy`` (int32) - row numbers (corpus order), ascending within a term;
 * ``post_tfs.npy`` (uint8) - term frequencies; 255 means "look it up in ``post_tf_exc_pos.npy``
   (int64, the postings' positions, ascending) / ``post_tf_exc.npy`` (int32, their tfs)";
@@ -14,7 +15,7 @@ in CSR form, as plain ``.npy`` files opened with ``mmap_mode="r"``:
   ``weight - weight / (1 + x)``, so the sidecar needs 5 bytes per posting (format 3; formats 1 and
   2 also stored ``post_x``/``post_s1`` floats and int32 tfs, 16 bytes: they still open, the floats
   unread);
-* ``lengths.npy`` (int64) - each row's field length;
+* ``lengths.npy`` - each row's field length;
 * ``ids.bin`` + ``ids_offsets.npy`` - the collection ids, and ``id_rank.npy``, each row's rank in
   the byte order of the ids (the order Lucene's ``SortField(id, STRING_VAL)`` uses for ties);
 * ``meta.json`` - statistics and parameters.
@@ -405,14 +406,14 @@ def write_sidecar(
     term_idf = idf_of[np.searchsorted(unique_dfs, dfs)] if dfs.size else np.zeros(0, dtype=np.float32)
     codes, exc_pos, exc_tf = encode_tfs(tfs)
 
-    np.save(folder / "post_offsets.npy", offsets)
+    np.save(folder / "post_offsets.npy", _narrow(offsets))
     np.save(folder / "post_docs.npy", rows.astype(np.int32))
     np.save(folder / "post_tfs.npy", codes)
     np.save(folder / "post_tf_exc_pos.npy", exc_pos)
     np.save(folder / "post_tf_exc.npy", exc_tf)
     np.save(folder / "terms_idf.npy", term_idf.astype(np.float32))
     np.save(folder / "norms.npy", norms)
-    np.save(folder / "lengths.npy", lengths)
+    np.save(folder / "lengths.npy", _narrow(lengths))
     _save_blob(folder, "ids", ids)
     id_order = sorted(range(n), key=ids.__getitem__)
     id_rank = np.empty(n, dtype=np.int32)
@@ -503,7 +504,21 @@ def _save_blob(folder: Path, name: str, items: Sequence[bytes]) -> None:
     if items:
         np.cumsum(np.fromiter((len(x) for x in items), dtype=np.int64, count=len(items)), out=offsets[1:])
     (folder / f"{name}.bin").write_bytes(b"".join(items))
-    np.save(folder / f"{name}_offsets.npy", offsets)
+    np.save(folder / f"{name}_offsets.npy", _narrow(offsets))
+
+
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """``values`` (non-negative ints) as int32 when they fit: offsets and lengths stored in half
+    the bytes (readers widen them with :func:`_load_wide`)."""
+    values = np.asarray(values, dtype=np.int64)
+    return values.astype(np.int32) if values.size == 0 or int(values.max()) < 2**31 else values
+
+
+def _load_wide(path: Path) -> np.ndarray:
+    """An int array stored as int32 or int64, as int64 (small arrays: offsets, read into memory
+    when narrowed, memory-mapped otherwise)."""
+    array = _load(path)
+    return array if array.dtype == np.int64 else array.astype(np.int64)
 
 
 def _load(path: Path) -> np.ndarray:
@@ -516,7 +531,7 @@ class _Blob:
     """A read-only sequence of byte strings stored as one blob plus offsets (both mmapped)."""
 
     def __init__(self, folder: Path, name: str) -> None:
-        self.offsets = _load(folder / f"{name}_offsets.npy")
+        self.offsets = _load_wide(folder / f"{name}_offsets.npy")
         path = folder / f"{name}.bin"
         if path.stat().st_size:
             self.blob: np.ndarray | bytes = np.memmap(path, dtype=np.uint8, mode="r").view(np.ndarray)
@@ -921,7 +936,7 @@ class ExactScorer(_Ranker):
                 f"sidecar format {fmt!r} is not one this Spacerini reads ({', '.join(map(str, READABLE_FORMATS))}): "
                 "rebuild the bundle with this version, or upgrade Spacerini"
             )
-        self.offsets = _load(folder / "post_offsets.npy")
+        self.offsets = _load_wide(folder / "post_offsets.npy")
         self.docs = _load(folder / "post_docs.npy")
         self.tfs = _load(folder / "post_tfs.npy")
         if fmt >= 3:
