@@ -326,9 +326,9 @@ def _index_stderr(tmp_path: Path, *global_flags: str) -> str:
 
 
 def test_quiet_hides_every_progress_bar(tmp_path: Path) -> None:
-    """``-q`` prints nothing on stderr: no loading, "writing JSONL", "Lucene indexing" or other bars."""
+    """``-q`` prints nothing on stderr: no loading, "Lucene indexing", n-gram or other bars."""
     loud = _index_stderr(tmp_path / "loud")
-    assert "bm25: writing JSONL" in loud and "bm25: Lucene indexing" in loud and "loading " in loud
+    assert "bm25: Lucene indexing" in loud and "bloom: adding n-grams" in loud and "loading " in loud
     assert _index_stderr(tmp_path / "quiet", "-q") == ""
 
 
