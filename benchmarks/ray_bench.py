@@ -20,7 +20,8 @@ figures it checks that the Ray bundle answers as the local one (TREC run at k=10
 queries, exact counts, Bloom files byte for byte): ``"identical": true``.
 
 ``--mode scaling`` (>= 1.7x): the shard tasks of the CPU-bound backends (exact and bloom on
-``--mb`` (``300``) of text, dense encoding on ``--dense-mb`` (``0.6``)), ``--shards`` (4) of them,
+``--mb`` (``300``) of text, dense encoding on ``--dense-mb`` (``0.6``) of documents cut to their
+first 4,000 characters, so that its shards hold equal text), ``--shards`` (4) of them,
 run by the engine (:func:`spacerini.distributed.run_tasks`) inside a Ray session of 1 CPU (one
 worker) and of 2 CPUs (two workers), interleaved. The docstore is built once; a warm-up round on
 a few documents per shard goes first in each session (it starts the workers and imports the
@@ -65,10 +66,16 @@ _READ = re.compile(r"ray: read(?: and preprocessed)? \d+ documents in ([\d.]+) s
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{3,}")
 #: Documents per shard in the warm-up round of ``--mode scaling``.
 WARM_DOCS = 1
+#: Characters kept of each document of the dense corpus of ``--mode scaling``.
+DENSE_DOC_CHARS = 4000
 
 
-def write_corpus(path: Path, megabytes: float) -> tuple[int, int]:
-    """Writes the stdlib corpus as JSONL (cycling through it again if needed); returns (documents, text bytes)."""
+def write_corpus(path: Path, megabytes: float, *, max_chars: int | None = None) -> tuple[int, int]:
+    """Writes the stdlib corpus as JSONL (cycling through it again if needed); returns (documents, text bytes).
+
+    ``max_chars`` keeps only each file's first characters, so that a small corpus has many
+    documents of similar size (shards of equal work) rather than a few files of 100-230 KB.
+    """
     root = Path(sysconfig.get_paths()["stdlib"])
     limit, docs, size = int(megabytes * 10**6), 0, 0
     files = [f for f in sorted(root.rglob("*.py")) if "site-packages" not in f.parts]
@@ -79,6 +86,8 @@ def write_corpus(path: Path, megabytes: float) -> tuple[int, int]:
                     text = file.read_text(encoding="utf-8")
                 except (UnicodeDecodeError, OSError):
                     continue
+                if max_chars is not None:
+                    text = text[:max_chars]
                 if not text.strip():
                     continue
                 docid = file.relative_to(root).as_posix() + ("" if round_ == 1 else f"#{round_}")
@@ -193,13 +202,14 @@ def overhead(args: argparse.Namespace) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def _base_bundle(mb: float) -> tuple[Path, int, int]:
+def _base_bundle(mb: float, max_chars: int | None = None) -> tuple[Path, int, int]:
     """A local bundle of the stdlib corpus of ``mb`` megabytes (its docstore is what the tasks read)."""
     from spacerini.bundle import build_bundle
 
-    corpus = OUT / f"corpus-{mb:g}.jsonl"
-    docs, size = write_corpus(corpus, mb)
-    base = OUT / f"scaling-base-{mb:g}"
+    tag = f"{mb:g}" + (f"-cut{max_chars}" if max_chars else "")
+    corpus = OUT / f"corpus-{tag}.jsonl"
+    docs, size = write_corpus(corpus, mb, max_chars=max_chars)
+    base = OUT / f"scaling-base-{tag}"
     if not (base / "spacerini.json").is_file():
         shutil.rmtree(base, ignore_errors=True)
         build_bundle(str(corpus), base, backends=["bloom"], progress=False)
@@ -232,18 +242,35 @@ def _tasks(name: str, base: Path, shards: int, work: Path) -> tuple[list[Any], l
     return tasks, warm, prepared
 
 
+def _shard_megabytes(base: Path, tasks: list[Any]) -> list[float]:
+    """Megabytes of text in each task's shard (equal shards make equal work)."""
+    from spacerini.docstore import Docstore
+
+    store = Docstore(base / "docs")
+    return [
+        round(sum(len(doc.text.encode("utf-8")) for doc in store.iter_docs(start=t.first_doc, stop=t.first_doc + t.docs)) / 1e6, 2)
+        for t in tasks
+    ]
+
+
 def scaling(args: argparse.Namespace) -> dict[str, Any]:
     """Shard-task wall time of the CPU-bound backends with 1 and with 2 Ray workers."""
     from spacerini.distributed import last_tasks, run_tasks, session
 
     chosen = args.backends.split(",") if args.backends else ["exact", "bloom", "dense"]
     measured = {name: args.dense_mb if name == "dense" else args.mb for name in chosen}
-    bases = {mb: _base_bundle(mb) for mb in sorted(set(measured.values()))}
+    # Dense gets documents cut to DENSE_DOC_CHARS: the first 0.6 MB of the library holds files of
+    # up to 230 KB, and 4 shards by document count then carried 2 % to 62 % of the text each.
+    cuts = {name: DENSE_DOC_CHARS if name == "dense" else None for name in measured}
+    bases = {(mb, cuts[name]): _base_bundle(mb, cuts[name]) for name, mb in measured.items()}
     prepared: dict[str, float] = {}
+    shard_mb: dict[str, list[float]] = {}
     sets = {}
     for name, mb in measured.items():
-        tasks, warm, seconds = _tasks(name, bases[mb][0], args.shards, OUT / f"scaling-{name}")
+        base = bases[(mb, cuts[name])][0]
+        tasks, warm, seconds = _tasks(name, base, args.shards, OUT / f"scaling-{name}")
         sets[name] = (tasks, warm)
+        shard_mb[name] = _shard_megabytes(base, tasks)
         prepared[name] = round(seconds, 2)
     seconds: dict[str, dict[int, list[float]]] = {name: {1: [], 2: []} for name in measured}
     inside: dict[str, dict[int, list[float]]] = {name: {1: [], 2: []} for name in measured}
@@ -265,7 +292,8 @@ def scaling(args: argparse.Namespace) -> dict[str, Any]:
                           file=sys.stderr, flush=True)  # fmt: skip
     return {
         "bench": "ray scaling", "shards": args.shards, "cpus": os.cpu_count(),
-        "corpora": {name: {"mb": round(bases[mb][2] / 1e6, 1), "docs": bases[mb][1]} for name, mb in measured.items()},
+        "corpora": {name: {"mb": round(bases[(mb, cuts[name])][2] / 1e6, 1), "docs": bases[(mb, cuts[name])][1],
+                           "max_doc_chars": cuts[name], "shard_mb": shard_mb[name]} for name, mb in measured.items()},
         "task_seconds": seconds, "inside_task_seconds_summed": inside, "worker_processes": workers_seen,
         "driver_prepare_seconds": prepared, "load_avg_per_run": loads,
         "speedup_1_to_2_workers": {
