@@ -6,8 +6,8 @@ into it, whether a text was a training document, where generated code comes from
 person gets their work removed. This script answers each question on a small real corpus made
 on the fly: the first megabyte of the Python standard library plus six installed packages, with
 each file's repo, owner, licence and SWHID. The bundled code model was trained on the same kind of
-corpus (the standard library's first megabyte in the same order), which makes the membership and
-attribution questions answerable with ground truth. Everything runs offline in a temporary
+corpus (a sample of the standard library and installed packages) and lists the files it was trained
+on, which makes the membership and attribution questions answerable with ground truth. Everything runs offline in a temporary
 folder.
 
 Usage:
@@ -31,8 +31,8 @@ from spacerini.audit.analyze import analyze, write_report
 from spacerini.audit.contamination import contamination
 from spacerini.bundle.optout import optout
 from spacerini.corpus.default import python_source_corpus
-from spacerini.model import exact_answer, generate, render_trace, score_texts, trace
-from spacerini.model.training import is_heldout
+from spacerini.model import default_model_path, exact_answer, generate, render_trace, score_texts, trace
+from spacerini.model.training import TRAINING_DOCS, read_training_docs
 from spacerini.service import Service
 
 work = Path(tempfile.mkdtemp(prefix="spacerini-auditor-"))
@@ -178,27 +178,44 @@ show(fig, "contamination")
 #
 # When the training data is public, the bundle answers exactly. When it is not, an auditor has only
 # the model, and uses membership scores: loss, zlib ratio, Min-K% Prob and Min-K%++. The shipped
-# code model was trained on the standard library's first megabyte, the same files this bundle
-# holds. That gives ground truth by construction:
+# code model was trained from scratch on 317 files of the demo corpus (standard library and
+# installed packages), and lists them in `training_docs.txt` beside its weights. That gives ground
+# truth:
 #
-# * **members**: standard-library files in the bundle, leaving out the 1% the training run held
-#   out,
-# * **non-members**: standard-library files after the cap, which neither the bundle nor the model
-#   has seen. They come from the same distribution, Python's own code.
+# * **members**: files it lists, read from this machine's standard library and site-packages,
+# * **non-members**: for each member, a file of the same folder that it does not list, so never
+#   trained on. They come from the same distribution: same package, same authors, same style.
 #
 # Each file is scored on its first 256 tokens. A ROC-AUC of 0.5 means a score cannot tell members
-# from non-members. The exact index answers for certain.
+# from non-members. An exact index answers for certain whether a text is in a corpus; below it is
+# asked about this notebook's bundle.
 stdlib = Path(sysconfig.get_paths()["stdlib"])
+purelib = Path(sysconfig.get_paths()["purelib"])
 in_bundle = {doc.id for doc in bundle.iter_docs()}
-members, non_members = [], []
-for path in sorted(stdlib.glob("*.py")):
-    docid = f"python-stdlib/{path.name}"
-    if not 3_000 <= path.stat().st_size <= 40_000:
+
+
+def local_file(docid):
+    """The file on this machine behind a demo-corpus id (``distribution/path``)."""
+    dist, rel = docid.split("/", 1)
+    return (stdlib if dist == "python-stdlib" else purelib) / rel
+
+
+def sized(path):
+    return path.is_file() and 3_000 <= path.stat().st_size <= 40_000
+
+
+trained = read_training_docs(default_model_path() / TRAINING_DOCS)
+trained_files = {local_file(docid) for docid in trained}
+members, non_members, used = [], [], set()
+for docid in trained:
+    path = local_file(docid)
+    if len(members) == 12 or not sized(path):
         continue
-    if docid in in_bundle and not is_heldout(docid) and len(members) < 12:
-        members.append(bundle.doc(docid).text)
-    elif docid not in in_bundle and len(non_members) < 12:
-        non_members.append(path.read_text(encoding="utf-8"))
+    sibling = next((p for p in sorted(path.parent.glob("*.py")) if sized(p) and p not in trained_files | used), None)
+    if sibling is not None:
+        used.add(sibling)
+        members.append(path.read_text(encoding="utf-8"))
+        non_members.append(sibling.read_text(encoding="utf-8"))
 scores = score_texts(members + non_members, max_tokens=256)
 labels = np.array([1] * len(members) + [0] * len(non_members))
 
@@ -214,7 +231,9 @@ for method, values in oriented.items():
     print(f"{method:<16} ROC-AUC {roc_auc(values, labels):.2f}")
 
 service = Service(bundle)
-for name, text in (("a member", members[0][:600]), ("a non-member", non_members[0][:600])):
+inside = bundle.doc("python-stdlib/bisect.py").text[:600]
+outside = next(p for p in sorted(stdlib.glob("*.py")) if sized(p) and f"python-stdlib/{p.name}" not in in_bundle)
+for name, text in (("a file of this bundle", inside), ("a file outside it", outside.read_text(encoding="utf-8")[:600])):
     answer = exact_answer(service, text)
     print(f"exact index on {name}: verbatim={answer.verbatim}, count={answer.count}, coverage={answer.coverage:.2f}")
 fig, axes = plt.subplots(1, 4, figsize=(11, 2.8))
@@ -241,7 +260,9 @@ show(fig, "membership")
 # We prompt the model with the start of a training file and decode greedily, as code models are
 # probed for memorisation. `trace` then finds every span of at least 32 characters that occurs
 # verbatim in the corpus, and names the documents, licences and SWHIDs it comes from.
-prompt = bundle.doc("python-stdlib/bisect.py").text[:400]
+prompt_id = next(docid for docid in trained if docid in in_bundle)  # a training file this bundle holds
+print(prompt_id)
+prompt = bundle.doc(prompt_id).text[:400]
 completion = generate(prompt, max_new_tokens=96, temperature=0)
 print(completion)
 print("---")
