@@ -530,25 +530,34 @@ class RayIngest:
         seen: set[str] = set()
         partials: list[list[dict[str, Any]]] = []
         last, count = -1, 0
-        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-            rows = batch.to_pydict()
-            for key, doc_id, text, fields, meta, line, error, side, kept in zip(
-                *(rows[name] for name in STREAM_COLUMNS), strict=True
-            ):
-                if side:
-                    partials.append(json.loads(side))
-                    continue
-                if key <= last:  # pragma: no cover - Ray Data broke the order it promised
-                    raise BundleError("Ray Data returned documents out of order: rebuild with --engine local")
-                last = key
-                if error:
-                    raise _rebuild_error(error)
-                if doc_id in seen:
-                    raise self._duplicate(doc_id, key, line)
-                seen.add(doc_id)
-                if kept:
-                    count += 1
-                    yield Doc(id=doc_id, text=text, fields=_decode_mapping(fields), meta=_decode_mapping(meta))
+        batches = ds.iter_batches(batch_size=None, batch_format="pyarrow")
+        try:
+            for batch in batches:
+                rows = batch.to_pydict()
+                for key, doc_id, text, fields, meta, line, error, side, kept in zip(
+                    *(rows[name] for name in STREAM_COLUMNS), strict=True
+                ):
+                    if side:
+                        partials.append(json.loads(side))
+                        continue
+                    if key <= last:  # pragma: no cover - Ray Data broke the order it promised
+                        raise BundleError("Ray Data returned documents out of order: rebuild with --engine local")
+                    last = key
+                    if error:
+                        raise _rebuild_error(error)
+                    if doc_id in seen:
+                        raise self._duplicate(doc_id, key, line)
+                    seen.add(doc_id)
+                    if kept:
+                        count += 1
+                        yield Doc(id=doc_id, text=text, fields=_decode_mapping(fields), meta=_decode_mapping(meta))
+        finally:
+            # An error, or a consumer that stops early, leaves the iterator suspended: close it,
+            # so Ray Data's executor stops and drops its object references now, while Ray is up
+            # (one dropped after ray.shutdown() makes Ray end the whole process).
+            close = getattr(batches, "close", None)
+            if close is not None:
+                close()
         for i, step in enumerate(steps):
             _merge_partials(step, [part[i] for part in partials])
         logger.info("ray: read%s %d documents in %.1f s, streaming", " and preprocessed" if steps else "", count,

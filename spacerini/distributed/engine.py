@@ -140,7 +140,13 @@ def session(*, address: str | None = None, threads: int = 1) -> Iterator[None]:
     """
     ray = _import_ray()
     if ray.is_initialized():
-        yield
+        try:
+            yield
+        except BaseException as exc:
+            _release_refs(exc)
+            raise
+        else:
+            _release_refs()
         return
     # The workers' environment is the job's, not each task's: a task whose runtime env differs
     # from the job's needs workers of its own (started for it, never the pooled ones), so Ray
@@ -159,8 +165,34 @@ def session(*, address: str | None = None, threads: int = 1) -> Iterator[None]:
         raise BundleError(f"cannot {where}: {one_line(exc)}") from exc
     try:
         yield
+    except BaseException as exc:
+        _release_refs(exc)
+        raise
+    else:
+        _release_refs()
     finally:
         ray.shutdown()  # stops an embedded Ray; only disconnects from a cluster we joined
+
+
+def _release_refs(exc: BaseException | None = None) -> None:
+    """Frees the Ray object references that the block left behind, while Ray is still up.
+
+    A reference collected after ``ray.shutdown()`` makes Ray's core worker end the whole process
+    ("The core worker has already been shutdown ... The process will exit"), silently, with
+    status 1: in a notebook or a test run, long after the build. Two kinds are left: those in
+    reference cycles (Ray Data's iterators), which a collection frees now, and those held by the
+    frames of an error's traceback, which live as long as the caller keeps the error; the
+    frames that have finished are cleared of their variables (the error and its message stay).
+    """
+    import gc
+    import traceback
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        traceback.clear_frames(exc.__traceback__)
+        exc = exc.__cause__ or exc.__context__
+    gc.collect()
 
 
 def run_tasks(
