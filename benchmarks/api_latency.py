@@ -58,13 +58,13 @@ def corpus_path(name: str) -> Path:
         import debian_corpus
 
         return debian_corpus.build(100_000)
-    from bm25_ingest import default_corpus
+    from bm25_ingest import code_corpus
 
     # The Python files of bm25_ingest, with two display fields (file name, top-level folder).
     path = OUT / "python_11000.jsonl"
     if not path.exists():
         OUT.mkdir(parents=True, exist_ok=True)
-        with default_corpus(11_000).open(encoding="utf-8") as src, path.open("w", encoding="utf-8") as out:
+        with code_corpus(11_000).open(encoding="utf-8") as src, path.open("w", encoding="utf-8") as out:
             for line in src:
                 record = json.loads(line)
                 parts = record["id"].split("/")
