@@ -139,15 +139,23 @@ def session(*, address: str | None = None, threads: int = 1) -> Iterator[None]:
         BundleError: The cluster cannot be joined or Ray cannot start.
     """
     ray = _import_ray()
-    if ray.is_initialized():
-        try:
-            yield
-        except BaseException as exc:
-            _release_refs(exc)
-            raise
-        else:
-            _release_refs()
-        return
+    owned = not ray.is_initialized()
+    if owned:
+        _init(ray, address, threads)
+    try:
+        yield
+    except BaseException as exc:
+        _release_refs(exc)
+        raise
+    else:
+        _release_refs()
+    finally:
+        if owned:
+            ray.shutdown()  # stops an embedded Ray; only disconnects from a cluster we joined
+
+
+def _init(ray: Any, address: str | None, threads: int) -> None:
+    """Starts an embedded Ray (``address`` None, ``threads`` CPUs) or joins the cluster at ``address``."""
     # The workers' environment is the job's, not each task's: a task whose runtime env differs
     # from the job's needs workers of its own (started for it, never the pooled ones), so Ray
     # Data's stages and the shard tasks share one pool of warm workers (and their JVMs).
@@ -163,15 +171,6 @@ def session(*, address: str | None = None, threads: int = 1) -> Iterator[None]:
     except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
         where = f"join the Ray cluster at {address}" if address else "start Ray on this machine"
         raise BundleError(f"cannot {where}: {one_line(exc)}") from exc
-    try:
-        yield
-    except BaseException as exc:
-        _release_refs(exc)
-        raise
-    else:
-        _release_refs()
-    finally:
-        ray.shutdown()  # stops an embedded Ray; only disconnects from a cluster we joined
 
 
 def _release_refs(exc: BaseException | None = None) -> None:
