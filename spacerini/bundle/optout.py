@@ -61,11 +61,12 @@ def optout(
         BundleLockedError: ``wait`` is False and another command holds the lock.
     """
     from spacerini.errors import OwnerNotFoundError, PreprocessError
+    from spacerini.preprocess.pii import owner_aliases
 
     given = {_owner_key(o): str(o) for o in owners or () if _owner_key(o)}
     wanted_owners = {key: key for key in given}  # comparison key -> the given name's key
     for key, name in given.items():
-        for alias in _owner_aliases(name)[1:]:  # an email: its stand-in in a bundle redacted at index time
+        for alias in owner_aliases(name)[1:]:  # an email: its stand-in in a bundle redacted at index time
             wanted_owners.setdefault(_owner_key(alias), key)
     wanted_ids = {str(i).strip() for i in ids or () if str(i).strip()}
     if not wanted_owners and not wanted_ids:
@@ -131,15 +132,6 @@ def _owner_key(name: Any) -> str:
     from spacerini.backends.owners import normalise
 
     return normalise(str(name))
-
-
-def _owner_aliases(name: str) -> list[str]:
-    """``name`` and, for an email address, its stand-in (:func:`spacerini.preprocess.pii.owner_aliases`)."""
-    if "@" not in name:
-        return [name]
-    from spacerini.preprocess.pii import owner_aliases
-
-    return owner_aliases(name)
 
 
 def _optout_matches(bundle: Bundle, owners: set[str], ids: set[str]) -> tuple[set[str], set[str]]:
