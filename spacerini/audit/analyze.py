@@ -35,8 +35,9 @@ import json
 import logging
 import re
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -69,8 +70,6 @@ BOILERPLATE_PATTERN = (
 )
 #: The same phrases for Python's ``re``, on lower-cased bytes (faster than ``re.IGNORECASE``).
 BOILERPLATE = re.compile(BOILERPLATE_PATTERN.encode())
-_REPLACEMENT = "\ufffd"
-_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +135,9 @@ class _NearDups:
 
     Shingles are word 5-grams (a document with fewer tokens has one shingle: all of them), as in
     :func:`spacerini.preprocess.dedup.shingles`; a token's hash is a mix of its vocabulary id, so
-    two different tokens never share one. The signatures of a batch are computed at once with
-    numpy (shingles x permutations, in blocks), not one document at a time.
+    two different tokens never share one. A batch's signatures, band keys and clusters are
+    computed in one compiled call (:func:`spacerini.audit.neardup_kernel.cluster_batch`), which
+    releases the GIL.
     """
 
     def __init__(self, threshold: float, num_perm: int, *, ngram: int = 5, seed: int = 1) -> None:
@@ -148,110 +148,69 @@ class _NearDups:
         rng = np.random.default_rng([seed, 0xA5])
         self._mix = rng.integers(1, 2**63, size=2, dtype=np.uint64) | np.uint64(1)
         self._position = rng.integers(0, 2**63, size=ngram, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-        self._a = rng.integers(0, 2**31, size=num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
-        self._b = rng.integers(0, 2**32, size=num_perm, dtype=np.uint32, endpoint=False)
-        self._band_mult = rng.integers(0, 2**63, size=(1, 1, self.rows), dtype=np.uint64) * np.uint64(
-            2
-        ) + np.uint64(1)
-        self._band_salt = rng.integers(0, 2**63, size=(1, self.bands), dtype=np.uint64)
-        self.buckets: dict[int, list[int]] = {}
+        a = rng.integers(0, 2**31, size=num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+        b = rng.integers(0, 2**32, size=num_perm, dtype=np.uint32, endpoint=False)
+        self._a, self._b = a.astype(np.uint64), b.astype(np.uint64)
+        self._band_mult = rng.integers(0, 2**63, size=self.rows, dtype=np.uint64) * np.uint64(2) + np.uint64(
+            1
+        )
+        self._band_salt = rng.integers(0, 2**63, size=self.bands, dtype=np.uint64)
         self.signatures = np.empty((64, num_perm), dtype=np.uint32)
-        self.kept = 0
-        self.cluster_docs: Counter[int] = Counter()  # kept row -> members (itself included)
-        self.cluster_bytes: Counter[int] = Counter()
-        self.own_bytes: list[int] = []
+        self.own_bytes = np.zeros(64, dtype=np.int64)
+        self.cluster_docs = np.zeros(64, dtype=np.int64)  # kept row -> members (itself included), 0: none
+        self.cluster_bytes = np.zeros(64, dtype=np.int64)
+        self._keys = np.zeros(1024, dtype=np.uint64)
+        self._heads = np.full(1024, -1, dtype=np.int64)
+        self._lrow = np.empty(1024, dtype=np.int64)
+        self._lnext = np.empty(1024, dtype=np.int64)
+        self._state = np.zeros(3, dtype=np.int64)  # kept, list entries, band keys
 
-    def _shingles(self, gid: np.ndarray, doc: np.ndarray, docs: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(uint32 shingle hashes, document of each)``, grouped by document in order."""
-        from spacerini.audit.ngrams import fmix64
+    @property
+    def kept(self) -> int:
+        return int(self._state[0])
 
-        n = self.ngram
-        with np.errstate(over="ignore"):
-            th = fmix64(gid.astype(np.uint64) * self._mix[0] + self._mix[1])
-            per_doc = np.bincount(doc, minlength=docs)
-            parts_h, parts_d = [], []
-            m = th.size
-            if m >= n:
-                keep = np.flatnonzero(doc[: m - n + 1] == doc[n - 1 :])
-                total = th[keep] * self._position[0]
-                for j in range(1, n):
-                    total += th[keep + j] * self._position[j]
-                parts_h.append(total + np.uint64(n))
-                parts_d.append(doc[keep])
-            short = np.flatnonzero((per_doc > 0) & (per_doc < n))
-            if short.size:
-                first = (np.cumsum(per_doc) - per_doc)[short]
-                count = per_doc[short]
-                total = np.zeros(short.size, dtype=np.uint64)
-                for j in range(n - 1):
-                    live = count > j
-                    total[live] += th[first[live] + j] * self._position[j]
-                parts_h.append(total + count.astype(np.uint64))
-                parts_d.append(short)
-            if not parts_h:
-                return np.empty(0, dtype=np.uint32), np.empty(0, dtype=np.int64)
-            hashes = np.concatenate(parts_h)
-            owner = np.concatenate(parts_d)
-            order = np.argsort(owner, kind="stable")
-            return (fmix64(hashes[order]) >> np.uint64(32)).astype(np.uint32), owner[order]
+    def _room(self, docs: int) -> None:
+        """Grows the state arrays so that ``docs`` more documents fit."""
+        from spacerini.audit.neardup_kernel import rehash_keys
 
-    def _signatures(self, hashes: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``(documents with shingles, their signatures)``."""
-        if hashes.size == 0:
-            return np.empty(0, dtype=np.int64), np.empty((0, self.num_perm), dtype=np.uint32)
-        heads = np.flatnonzero(np.concatenate(([True], owner[1:] != owner[:-1])))
-        docs = owner[heads]
-        out = np.empty((docs.size, self.num_perm), dtype=np.uint32)
-        bounds = np.append(heads, hashes.size)
-        block = 1 << 15
-        g = 0
-        while g < docs.size:
-            # Whole documents per block, about ``block`` shingles (a bigger document alone).
-            h = int(np.searchsorted(bounds, bounds[g] + block, side="right")) - 1
-            h = min(max(h, g + 1), docs.size)
-            lo, hi = bounds[g], bounds[h]
-            # Permutations along rows, shingles along columns: the minimum runs over contiguous memory.
-            values = self._a[:, None] * hashes[None, lo:hi] + self._b[:, None]
-            out[g:h] = np.minimum.reduceat(values, bounds[g:h] - lo, axis=1).T
-            g = h
-        return docs, out
+        kept, entries, used = (int(v) for v in self._state)
+        if kept + docs > len(self.signatures):
+            size = max(2 * len(self.signatures), kept + docs)
+            for name in ("signatures", "own_bytes", "cluster_docs", "cluster_bytes"):
+                old = getattr(self, name)
+                new = np.zeros((size, *old.shape[1:]), dtype=old.dtype)
+                new[:kept] = old[:kept]
+                setattr(self, name, new)
+        if entries + docs * self.bands > self._lrow.size:
+            size = max(2 * self._lrow.size, entries + docs * self.bands)
+            for name in ("_lrow", "_lnext"):
+                new = np.empty(size, dtype=np.int64)
+                new[:entries] = getattr(self, name)[:entries]
+                setattr(self, name, new)
+        if 2 * (used + docs * self.bands) > self._keys.size:
+            size = 1 << int(2 * (used + docs * self.bands)).bit_length()
+            keys, heads = np.zeros(size, dtype=np.uint64), np.full(size, -1, dtype=np.int64)
+            rehash_keys(self._keys, self._heads, keys, heads)
+            self._keys, self._heads = keys, heads
 
     def add_batch(self, gid: np.ndarray, doc: np.ndarray, nbytes: np.ndarray) -> None:
         """Clusters the documents of one batch (token ids and owners from the tokenizer)."""
-        from spacerini.audit.ngrams import fmix64
+        from spacerini.audit.neardup_kernel import cluster_batch
 
         if gid.size == 0:
             return
-        docs, sigs = self._signatures(*self._shingles(gid, doc, len(nbytes)))
-        bands = sigs[:, : self.bands * self.rows].reshape(len(docs), self.bands, self.rows).astype(np.uint64)
-        with np.errstate(over="ignore"):
-            keys = fmix64((bands * self._band_mult).sum(axis=2, dtype=np.uint64) + self._band_salt)
-        for d, signature, row_keys in zip(docs.tolist(), sigs, keys.tolist(), strict=True):
-            self._add(signature, row_keys, int(nbytes[d]))
+        self._room(len(nbytes))
+        cluster_batch(
+            gid, doc, np.ascontiguousarray(nbytes, dtype=np.int64),
+            self._mix, self._position, self._a, self._b, self._band_mult, self._band_salt, float(self.threshold),
+            self.signatures, self.own_bytes, self.cluster_docs, self.cluster_bytes,
+            self._keys, self._heads, self._lrow, self._lnext, self._state,
+        )  # fmt: skip
 
-    def _add(self, signature: np.ndarray, keys: list[int], nbytes: int) -> None:
-        candidates = sorted({row for key in keys for row in self.buckets.get(key, ())})
-        if candidates:
-            rows = np.asarray(candidates)
-            similar = np.flatnonzero((self.signatures[rows] == signature).mean(axis=1) >= self.threshold)
-            if similar.size:
-                head = int(rows[similar[0]])
-                if head not in self.cluster_docs:
-                    self.cluster_docs[head] = 1
-                    self.cluster_bytes[head] = self.own_bytes[head]
-                self.cluster_docs[head] += 1
-                self.cluster_bytes[head] += nbytes
-                return
-        row = self.kept
-        if row == len(self.signatures):
-            grown = np.empty((2 * row, self.num_perm), dtype=np.uint32)
-            grown[:row] = self.signatures
-            self.signatures = grown
-        self.signatures[row] = signature
-        self.own_bytes.append(nbytes)
-        self.kept += 1
-        for key in keys:
-            self.buckets.setdefault(key, []).append(row)
+    def clusters(self) -> Iterable[tuple[int, int]]:
+        """``(members, bytes)`` of each cluster of two or more documents."""
+        heads = np.flatnonzero(self.cluster_docs[: self.kept])
+        return zip(self.cluster_docs[heads].tolist(), self.cluster_bytes[heads].tolist(), strict=True)
 
 
 def _cluster_stats(sizes: Iterable[tuple[int, int]], docs: int, nbytes: int) -> dict[str, Any]:
@@ -346,8 +305,8 @@ def analyze(
         UsageError: Bad options.
         BundleNotFoundError, BundleCorruptError: The bundle cannot be opened.
     """
-    from spacerini.audit.ngrams import NgramCounter, token_bounds
-    from spacerini.records import licence_and_language, owner_names, top_counts
+    from spacerini.audit.ngrams import NgramCounter
+    from spacerini.records import top_counts
 
     if not isinstance(top_k, int) or not 0 <= top_k <= 10_000:
         raise UsageError(f"top_k must be an integer between 0 and 10000, not {top_k!r}")
@@ -385,76 +344,68 @@ def analyze(
         cats: dict[str, Counter[str]] = {
             k: Counter() for k in ("licence", "language", "domain", "repo", "owner")
         }
+        provenance: Counter[tuple[int, bytes]] = Counter()  # (fields bytes, fields + meta JSON) -> docs
         lengths_parts: list[np.ndarray] = []
-        total_chars = total_tokens = empty = short = fffd = fffd_docs = boiler = docs_seen = 0
+        totals = np.zeros(
+            6, dtype=np.int64
+        )  # chars, tokens, empty, short, U+FFFD + surrogates, docs with any
+        boiler = docs_seen = 0
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(total=docs_expected, unit="doc", desc="analyze", dynamic_ncols=True)
-        stream = snap.iter_docs()
+        # The compiled work of a batch (tokens, n-grams, MinHash, character counts) runs on a
+        # worker thread without the GIL while this thread does the Python work of the same
+        # batch (PII, exact duplicates, provenance, boilerplate): two cores when there are two.
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacerini-analyze")
+        pending: deque[Future[np.ndarray]] = deque()
         try:
-            while True:
-                batch = list(itertools.islice(stream, batch_size))
-                if not batch:
-                    break
-                n = len(batch)
-                texts = [doc.text for doc in batch]
-                encoded = [t.encode("utf-8", "surrogatepass") for t in texts]
-                nbytes = np.fromiter((len(b) for b in encoded), dtype=np.int64, count=n)
-                offsets = np.zeros(n + 1, dtype=np.int64)
-                np.cumsum(nbytes, out=offsets[1:])
-                raw = b"".join(encoded)
-                data = np.frombuffer(raw, dtype=np.uint8)
-                lengths_parts.append(nbytes)
-                if counter is not None:
-                    tokens = counter.add(data, offsets)
-                    if near is not None:
-                        near.add_batch(*counter.last, nbytes)
-                else:
-                    _, starts, _ = token_bounds(data, offsets)
-                    tokens = np.bincount(np.searchsorted(offsets, starts, side="right") - 1, minlength=n)
-                total_tokens += int(tokens.sum())
-                empty += int(np.count_nonzero(tokens == 0))
-                short += int(np.count_nonzero((tokens > 0) & (tokens < short_tokens)))
-                boiler += _boilerplate_bytes(raw, offsets)
-                for i, doc in enumerate(batch):
-                    text = texts[i]
-                    total_chars += len(text)
-                    if not text.isascii():
-                        bad = text.count(_REPLACEMENT)
-                        if bad or _SURROGATE.search(text):
-                            fffd += bad + len(_SURROGATE.findall(text))
-                            fffd_docs += 1
-                    key = hashlib.blake2b(encoded[i], digest_size=16).digest()
+            for batch in _batches(snap, batch_size):
+                n = len(batch.offsets) - 1
+                data = np.frombuffer(batch.raw, dtype=np.uint8)
+                pending.append(pool.submit(_compiled_part, counter, near, data, batch.offsets, short_tokens))
+                lengths_parts.append(np.diff(batch.offsets))
+                boiler += _boilerplate_bytes(batch.raw, batch.offsets)
+                for text in batch.texts:
+                    key = hashlib.blake2b(text, digest_size=16).digest()
                     entry = exact.get(key)
                     if entry is None:
-                        exact[key] = [1, len(encoded[i])]
+                        exact[key] = [1, len(text)]
                     else:
                         entry[0] += 1
-                    meta, fields = doc.meta, doc.fields
-                    licence, language = licence_and_language(meta, fields)
-                    cats["licence"][licence] += 1
-                    cats["language"][language] += 1
-                    host = _host(meta.get("url")) or _host(fields.get("url"))
-                    if host:
-                        cats["domain"][host] += 1
-                    repo = meta.get("repo") or fields.get("repo")
-                    if repo:
-                        cats["repo"][str(repo)] += 1
-                    for name in owner_names(meta.get("owner") or fields.get("owner")):  # co-owners each count
-                        cats["owner"][name] += 1
-                    if find_pii is not None:
-                        spans = find_pii(text)
+                if batch.provenance is not None:
+                    provenance.update(batch.provenance)
+                else:
+                    for fields, meta in batch.records:
+                        _categorize(cats, meta, fields, 1)
+                if find_pii is not None:
+                    from spacerini.audit.pii_prefilter import may_hold_pii
+
+                    raw, offsets = batch.raw, batch.offsets
+                    for i in np.flatnonzero(may_hold_pii(raw, offsets)).tolist():
+                        spans = find_pii(raw[offsets[i] : offsets[i + 1]].decode("utf-8", "surrogatepass"))
                         if spans:
                             pii_docs += 1
                             pii_found.update(s.kind for s in spans)
                 docs_seen += n
+                while len(pending) > 2:
+                    totals += pending.popleft().result()
                 if bar is not None:
                     bar.update(n)
+            while pending:
+                totals += pending.popleft().result()
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             if bar is not None:
                 bar.close()
+        for (split, raw_json), count in provenance.items():
+            fields = json.loads(raw_json[:split].decode("utf-8", "surrogatepass")) if split else {}
+            meta = (
+                json.loads(raw_json[split:].decode("utf-8", "surrogatepass")) if len(raw_json) > split else {}
+            )
+            _categorize(cats, meta, fields, count)
+    total_chars, total_tokens, empty, short, fffd, fffd_docs = totals.tolist()
 
     lengths = np.concatenate(lengths_parts) if lengths_parts else np.empty(0, dtype=np.int64)
     total_bytes = int(lengths.sum())
@@ -477,7 +428,7 @@ def analyze(
     if near is not None:
         duplicates["near"] = {
             **_cluster_stats(
-                ((near.cluster_docs[h], near.cluster_bytes[h]) for h in near.cluster_docs),
+                near.clusters(),
                 docs_seen,
                 total_bytes,
             ),
@@ -533,6 +484,134 @@ def analyze(
         mb_per_s=round(total_bytes / 1e6 / seconds, 2) if seconds > 0 else 0.0,
     )
     return (analysis, lengths) if keep_lengths else analysis
+
+
+# ------------------------------------------------------------------------------ batches
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Documents read from the docstore for one step of the pass.
+
+    Attributes:
+        raw: Their texts' UTF-8 bytes (``surrogatepass``), one after the other.
+        offsets: ``docs + 1`` int64 offsets into ``raw``.
+        texts: Each text's bytes.
+        provenance: Each document's ``(bytes of its fields JSON, its fields and meta JSON)``, as
+            stored (None when the docstore gives parsed records: see ``records``).
+        records: Each document's ``(fields, meta)`` when ``provenance`` is None.
+    """
+
+    raw: bytes
+    offsets: np.ndarray
+    texts: list[bytes]
+    provenance: list[tuple[int, bytes]] | None = None
+    records: list[tuple[Mapping[str, Any], Mapping[str, Any]]] = field(default_factory=list)
+
+
+def _batches(snap: Any, batch_size: int) -> Iterable[_Batch]:
+    """The docstore's documents in batches of about ``batch_size``, in corpus order.
+
+    A format 2 docstore is read block by block, its records cut out of each decoded block with
+    numpy: no :class:`~spacerini.records.Doc` is made, the texts are not decoded (their bytes are
+    what the report counts) and each distinct fields/meta JSON is parsed once, not once a
+    document. Other docstores go through :meth:`iter_docs`.
+    """
+    store = getattr(snap, "docstore", None)
+    blocks = getattr(store, "_iter_blocks", None)
+    if blocks is None or not hasattr(store, "_len"):
+        stream = snap.iter_docs()
+        while True:
+            docs = list(itertools.islice(stream, batch_size))
+            if not docs:
+                return
+            texts = [doc.text.encode("utf-8", "surrogatepass") for doc in docs]
+            yield _Batch(
+                b"".join(texts), _offsets(texts), texts, None, [(doc.fields, doc.meta) for doc in docs]
+            )
+        return
+    texts: list[bytes] = []
+    provenance: list[tuple[int, bytes]] = []
+    for head, lengths, _first in blocks(0, len(store)):
+        rows = len(lengths) // 4
+        sizes = np.frombuffer(head, dtype="<i8", count=4 * rows).reshape(rows, 4)
+        starts = 8 * 4 * rows + np.concatenate(([0], np.cumsum(sizes.sum(axis=1))[:-1]))
+        prov = starts + sizes[:, 0]
+        text = prov + sizes[:, 1] + sizes[:, 2]
+        end = text + sizes[:, 3]
+        texts.extend(head[a:b] for a, b in zip(text.tolist(), end.tolist(), strict=True))
+        provenance.extend(
+            zip(
+                sizes[:, 1].tolist(),
+                (head[a:b] for a, b in zip(prov.tolist(), text.tolist(), strict=True)),
+                strict=True,
+            )
+        )
+        if len(texts) >= batch_size:
+            yield _Batch(b"".join(texts), _offsets(texts), texts, provenance)
+            texts, provenance = [], []
+    if texts:
+        yield _Batch(b"".join(texts), _offsets(texts), texts, provenance)
+
+
+def _offsets(texts: list[bytes]) -> np.ndarray:
+    offsets = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)), out=offsets[1:])
+    return offsets
+
+
+def _categorize(
+    cats: dict[str, Counter[str]], meta: Mapping[str, Any], fields: Mapping[str, Any], count: int
+) -> None:
+    """Counts ``count`` documents of this provenance in the breakdowns."""
+    from spacerini.records import licence_and_language, owner_names
+
+    licence, language = licence_and_language(meta, fields)
+    cats["licence"][licence] += count
+    cats["language"][language] += count
+    host = _host(meta.get("url")) or _host(fields.get("url"))
+    if host:
+        cats["domain"][host] += count
+    repo = meta.get("repo") or fields.get("repo")
+    if repo:
+        cats["repo"][str(repo)] += count
+    for name in owner_names(meta.get("owner") or fields.get("owner")):  # co-owners each count
+        cats["owner"][name] += count
+
+
+def _compiled_part(
+    counter: Any, near: _NearDups | None, data: np.ndarray, offsets: np.ndarray, short_tokens: int
+) -> np.ndarray:
+    """The GIL-free work of a batch: tokens and n-grams, near-duplicates, characters.
+
+    Returns:
+        ``[chars, tokens, empty documents, short documents, U+FFFD and lone surrogates,
+        documents with any]`` of the batch.
+    """
+    from spacerini.audit.ngram_kernel import text_stats
+    from spacerini.audit.ngrams import token_bounds
+
+    n = len(offsets) - 1
+    if counter is not None:
+        tokens = counter.add(data, offsets)
+        if near is not None:
+            near.add_batch(*counter.last, np.diff(offsets))
+    else:
+        _, starts, _ = token_bounds(data, offsets)
+        tokens = np.bincount(np.searchsorted(offsets, starts, side="right") - 1, minlength=n)
+    chars = np.empty(n, dtype=np.int64)
+    bad = np.empty(n, dtype=np.int64)
+    lone = np.empty(n, dtype=np.int64)
+    text_stats(data, offsets, chars, bad, lone)
+    return np.array(
+        [
+            chars.sum(),
+            tokens.sum(),
+            np.count_nonzero(tokens == 0),
+            np.count_nonzero((tokens > 0) & (tokens < short_tokens)),
+            bad.sum() + lone.sum(),
+            np.count_nonzero(bad + lone),
+        ],
+        dtype=np.int64,
+    )
 
 
 def _boilerplate_bytes(raw: bytes, offsets: np.ndarray) -> int:

@@ -52,10 +52,11 @@ def key_hash(a: np.uint64, b: np.uint64) -> np.uint64:
     return fmix(a ^ fmix(b + _M2))
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def count_batch(
     data: np.ndarray,
-    offsets: np.ndarray,
+    starts: np.ndarray,
+    ends: np.ndarray,
     word: np.ndarray,
     vocab: np.ndarray,
     vstart: np.ndarray,
@@ -70,6 +71,7 @@ def count_batch(
 ) -> bool:
     """Tokenizes and numbers a batch, or the rest of it, counting unigrams with ``counting``.
 
+    Document ``d`` is ``data[starts[d]:ends[d]]``.
     ``vused`` holds ``[vocabulary size, arena bytes used]``. ``gid_out``/``doc_out`` receive each token's id and document,
     ``per_doc`` each document's token count. ``state`` is where the pass is: ``[document, byte
     (-1: the document's start), previous id, the one before, tokens written, tokens written
@@ -83,10 +85,10 @@ def count_batch(
     vmask = vocab.shape[0] - 1
     m = state[4]
     d = state[0]
-    while d < offsets.size - 1:
-        hi = offsets[d + 1]
+    while d < starts.size:
+        hi = ends[d]
         if state[1] < 0:
-            i = offsets[d]
+            i = starts[d]
             p1 = np.int64(-1)
             p2 = np.int64(-1)
             start_m = m
@@ -167,7 +169,34 @@ def count_batch(
     return True
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
+def text_stats(
+    data: np.ndarray, offsets: np.ndarray, chars: np.ndarray, replacement: np.ndarray, surrogates: np.ndarray
+) -> None:
+    """Per document of a batch of UTF-8 text (``surrogatepass``): its characters (bytes that do
+    not continue a character), its U+FFFD characters (``EF BF BD``) and its lone surrogates
+    (``ED A0..BF ..``)."""
+    for d in range(offsets.size - 1):
+        n = 0
+        bad = 0
+        lone = 0
+        hi = offsets[d + 1]
+        for i in range(offsets[d], hi):
+            c = data[i]
+            if c < 0x80:
+                n += 1
+            elif c >= 0xC0:
+                n += 1
+                if c == 0xEF and i + 2 < hi and data[i + 1] == 0xBF and data[i + 2] == 0xBD:
+                    bad += 1
+                elif c == 0xED and i + 1 < hi and data[i + 1] >= 0xA0:
+                    lone += 1
+        chars[d] = n
+        replacement[d] = bad
+        surrogates[d] = lone
+
+
+@nb.njit(cache=True, nogil=True)
 def rehash(old: np.ndarray, new: np.ndarray) -> None:
     """Moves every row of the vocabulary ``old`` into the empty, larger ``new`` (rows hash by
     their stored hash)."""

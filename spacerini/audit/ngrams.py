@@ -225,6 +225,7 @@ class NgramCounter:
 
         data = np.ascontiguousarray(data, dtype=np.uint8)
         offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        starts, ends = offsets[:-1], offsets[1:]
         docs = len(offsets) - 1
         most = (int(data.size) + 1) // 2 + docs  # tokens: separated by a byte or a document boundary
         gid = np.empty(most, dtype=np.int64)
@@ -232,7 +233,7 @@ class NgramCounter:
         per_doc = np.zeros(docs, dtype=np.int64)
         state = np.array([0, -1, -1, -1, 0, 0], dtype=np.int64)
         while not count_batch(
-            data, offsets, WORD_BYTE,
+            data, starts, ends, WORD_BYTE,
             self._vocab, self._vstart, self._vlen, self._arena, self._vused,
             self.count, gid, doc, per_doc, state,
         ):  # fmt: skip
