@@ -33,6 +33,53 @@ def redacted_text(text: str) -> str:
     return redact(text)
 
 
+def redacted_window(text: str, lo: int, hi: int) -> str:
+    """``text[lo:hi]`` with its PII redacted as :func:`redacted_text` would redact it in the whole
+    text, at the cost of a few lines instead of the whole document (a BM25 snippet's window).
+
+    The detectors match within one line (:mod:`spacerini.preprocess.pii`), so the whole lines
+    around the window, one more on each side, are scanned; a PEM private-key block that reaches
+    into them is scanned whole, and so is the word ``machine`` that turns on the ``.netrc`` rule.
+    A span that reaches into the window is replaced whole (its placeholder is shown), so nothing
+    of a secret cut at the window's edge is shown. IP addresses get their documentation
+    stand-ins in the window's order, not the document's.
+
+    Args:
+        text: The whole document text.
+        lo: The window's first character.
+        hi: One past its last character.
+
+    Returns:
+        The window, redacted; it starts before ``lo`` or ends after ``hi`` only where a span
+        reaches over the edge, and then with that span's placeholder.
+    """
+    from spacerini.preprocess.pii import _PRIVATE_KEY, find_pii, redact
+
+    lo, hi = max(0, lo), min(len(text), hi)
+    if lo == 0 and hi == len(text):
+        return redacted_text(text)
+    # Whole lines, one more on each side (a few detectors look a little before a match).
+    a = text.rfind("\n", 0, max(0, text.rfind("\n", 0, lo))) + 1
+    line_end = text.find("\n", hi)
+    b = -1 if line_end < 0 else text.find("\n", line_end + 1)
+    b = len(text) if b < 0 else b
+    if "-----BEGIN" in text:  # the one detector that crosses lines: take its blocks whole
+        for match in _PRIVATE_KEY.finditer(text):
+            if match.start() < b and match.end() > a:
+                a = min(a, text.rfind("\n", 0, match.start()) + 1)
+                end = text.find("\n", match.end())
+                b = max(b, len(text) if end < 0 else end)
+    scan = text[a:b]
+    if "machine" in text and "machine" not in scan:
+        scan += "\nmachine"  # the .netrc rule runs when the document names a machine
+    spans = [s for s in find_pii(scan) if s.start + a < hi and s.end + a > lo and s.start < b - a]
+    if not spans:
+        return text[lo:hi]
+    start = min(lo, min(s.start for s in spans) + a)
+    end = max(hi, max(s.end for s in spans) + a)
+    return redact(text[start:end], [replace(s, start=s.start + a - start, end=s.end + a - start) for s in spans])
+
+
 def redacted_record(value: Any) -> Any:
     """Every string in a record's fields or provenance redacted (ids and SWHIDs kept)."""
     from spacerini.preprocess.pii import redact_record

@@ -55,7 +55,7 @@ from spacerini.app.requests import (
     default_requests_path,
 )
 from spacerini.bundle import RANKED_BACKENDS
-from spacerini.display import exact_snippet, redacted_record, redacted_text, refuse_pii_query
+from spacerini.display import exact_snippet, redacted_record, redacted_text, redacted_window, refuse_pii_query
 from spacerini.errors import BackendNotAvailableError, QueryError
 from spacerini.model.tracing import union_length
 from spacerini.records import (
@@ -316,6 +316,7 @@ class Service:
             hits = snap.search(
                 query, k=k, offset=offset, backend=name, snippets=snippets,
                 snippet_text=self._display_text(snap) if self.redact_pii else None,
+                snippet_redact=redacted_window if self.redact_pii else None,
             )  # fmt: skip
             shown = []
             for h in hits:

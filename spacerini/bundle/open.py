@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -248,6 +249,7 @@ class BundleSnapshot:
         backend: str | None = None,
         snippets: bool = True,
         snippet_text: Callable[[Doc], str] | None = None,
+        snippet_redact: Callable[[str, int, int], str] | None = None,
     ) -> list[Hit]:
         """Ranked search with stored fields, provenance and highlighted snippets.
 
@@ -259,6 +261,10 @@ class BundleSnapshot:
             snippets: Add a highlighted snippet to each hit.
             snippet_text: The text a hit's snippet is cut from (default: the document's text);
                 the service passes the redacted text, so that no secret is cut in half.
+            snippet_redact: ``redact(text, lo, hi)``, a window of a document's text redacted
+                (:func:`spacerini.display.redacted_window`): a searcher whose snippets can use it
+                (``redacts_snippet_windows``, BM25's) gets the document's own text and redacts
+                only the window it shows, instead of ``snippet_text``'s whole redacted text.
 
         Raises:
             QueryError: Empty, too long, or bad k/offset.
@@ -271,6 +277,9 @@ class BundleSnapshot:
         hits = searcher.search(query, k=k, offset=offset)
         # Checking the Snippeter protocol costs ~35 us (typing walks the class): once per page.
         cut = searcher.snippet if isinstance(searcher, Snippeter) else None
+        if cut is not None and snippet_redact is not None and getattr(searcher, "redacts_snippet_windows", False):
+            cut = functools.partial(cut, redact=snippet_redact)
+            snippet_text = None
         return [self._enrich(hit, query, cut, snippets=snippets, snippet_text=snippet_text) for hit in hits]
 
     def batch_search(

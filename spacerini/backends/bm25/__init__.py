@@ -710,7 +710,11 @@ class BM25Searcher:
             yield qid, ids[a:b], scores[a:b]
 
     # -- snippets ------------------------------------------------------------------------------------
-    def snippet(self, query: str, text: str, *, width: int = 240) -> str:
+    #: :meth:`snippet` takes ``redact=``: it redacts only the window it shows
+    #: (:mod:`spacerini.backends.bm25.snippets`), and the bundle passes it the document's own text.
+    redacts_snippet_windows = True
+
+    def snippet(self, query: str, text: str, *, width: int = 240, redact: Any = None) -> str:
         """Returns an HTML-escaped window of ``text`` around the densest run of query-term matches.
 
         Matches are wrapped in ``<mark>``. With the helper jar (the usual case), a match is a token
@@ -724,7 +728,14 @@ class BM25Searcher:
             query: The query.
             text: The document text.
             width: Target window size in characters.
+            redact: ``redact(text, lo, hi)``, the window ``text[lo:hi]`` with its PII redacted
+                (:func:`spacerini.display.redacted_window`): the snippet is cut as from the
+                redacted text, and only the window it shows is redacted.
         """
+        if redact is not None:
+            from spacerini.backends.bm25.snippets import redacted_snippet
+
+            return redacted_snippet(self, query, text, width=width, redact=redact)
         qterms, keys = self._snippet_query(query) if query and query.strip() else (frozenset(), None)
         base = 0
         whole = text
