@@ -8,14 +8,17 @@ run as a user runs it, in its own process, timed from start to exit:
   publish), into a fresh folder.
 * **Peer**: `java io.anserini.index.IndexCollection` (Anserini 1.7.1, `JsonCollection`,
   `-storePositions -storeDocvectors -storeRaw`, `-threads T`, `-memoryBuffer 512` as the bm25 backend's default) with
-  the JVM options Spacerini's in-process JVM runs with (heap, stack, collector), on the same
-  JSONL. IndexCollection gives each thread whole files, so the JSONL is split beforehand (not
+  the JVM options Spacerini's indexing JVM runs with (heap, stack, collector:
+  `spacerini.backends.bm25.writer.jvm_options`), on the same JSONL. Both indexes hold the same
+  fields: positions, term vectors with positions, the raw JSON stored (the bundle's `lucene/` is
+  a full Anserini index that plain pyserini opens: `doc(...).raw()`, RM3 over doc vectors). IndexCollection gives each thread whole files, so the JSONL is split beforehand (not
   timed) into T files of interleaved lines: the peer at its best.
 
 Both read warm files (each corpus is read once before the first run). Peer and ours alternate in
 pairs (the order flips every round), `--repeat` rounds; ratios are docs/s ours / peer from the
-medians, and per pair. Peak RSS: `ru_maxrss` of the process (`os.wait4`), and the peak of the
-summed `VmHWM` of its process tree sampled every 0.1 s (psutil). The 1-minute load average is
+medians, and per pair. Peak RSS: `ru_maxrss` of the process (`os.wait4`: the largest process of
+the tree, not their sum), and the peak of the summed `VmHWM` of its process tree sampled every
+0.1 s (psutil); the RSS ratio uses the summed one, since ours runs Lucene in a child JVM. The 1-minute load average is
 recorded before every run: this 2-core machine is shared, so re-measure on a quiet machine with
 `--quiet-load 1.0` (each run waits, up to `--quiet-wait` seconds, for the load to fall below it).
 
@@ -90,14 +93,10 @@ def corpus_path(name: str) -> Path:
 
 
 def jvm_flags() -> list[str]:
-    """The -X/-XX options Spacerini's JVM runs with, as that JVM reports them."""
-    code = (
-        "from spacerini.java import autoclass\n"
-        "bean = autoclass('java.lang.management.ManagementFactory').getRuntimeMXBean()\n"
-        "print('\\n'.join(str(a) for a in bean.getInputArguments().toArray() if str(a).startswith('-X')))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True, cwd=ROOT)
-    return [line for line in out.stdout.splitlines() if line]
+    """The -X/-XX options of the JVM that indexes for ``spacerini index`` (the bm25 writer's child JVM)."""
+    from spacerini.backends.bm25.writer import jvm_options
+
+    return [flag for flag in jvm_options() if flag.startswith("-X")]
 
 
 def wait_quiet(limit: float | None, max_wait: float) -> float:
@@ -286,7 +285,8 @@ def main() -> None:
             "cpu_ratio": round(med(peer, "cpu_s") / med(ours, "cpu_s"), 3),
             "ours_peak_rss_mb": med(ours, "maxrss_mb"),
             "peer_peak_rss_mb": med(peer, "maxrss_mb"),
-            "rss_ratio": round(med(ours, "maxrss_mb") / med(peer, "maxrss_mb"), 3),
+            # Ours is two processes (Python and its indexing JVM): the summed VmHWM of the tree.
+            "rss_ratio": round(med(ours, "tree_hwm_mb") / med(peer, "tree_hwm_mb"), 3),
             "ours_tree_hwm_mb": med(ours, "tree_hwm_mb"),
             "peer_tree_hwm_mb": med(peer, "tree_hwm_mb"),
             "loads": [[p["load"], o["load"]] for p, o in zip(peer, ours, strict=True)],

@@ -1,6 +1,6 @@
 /*
- * Builds the Anserini index of a bundle from documents that Python streams through a pipe, while
- * Python goes on reading the corpus and writing the docstore. The index is what Anserini's
+ * Builds the Anserini index of a bundle from documents that Python streams into this process's
+ * standard input (see main), while Python goes on reading the corpus and writing the docstore. The index is what Anserini's
  * IndexCollection (1.7.1, JsonCollection, DefaultLuceneDocumentGenerator) writes for JSON lines
  * {"id", "contents"}: the same fields, field types, analyzer and IndexWriter settings.
  * Built into spacerini-helpers.jar.
@@ -12,6 +12,7 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.BufferedInputStream;
 import java.io.DataInputStream;
 import java.io.EOFException;
+import java.io.FileDescriptor;
 import java.io.FileInputStream;
 import java.io.IOException;
 import java.io.InputStream;
@@ -27,7 +28,10 @@ import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
 import java.util.concurrent.atomic.AtomicLong;
+import io.anserini.analysis.AnalyzerMap;
+import io.anserini.analysis.DefaultEnglishAnalyzer;
 import org.apache.lucene.analysis.Analyzer;
+import org.apache.lucene.analysis.core.WhitespaceAnalyzer;
 import org.apache.lucene.document.BinaryDocValuesField;
 import org.apache.lucene.document.Document;
 import org.apache.lucene.document.Field;
@@ -35,9 +39,12 @@ import org.apache.lucene.document.FieldType;
 import org.apache.lucene.document.StoredField;
 import org.apache.lucene.document.StringField;
 import org.apache.lucene.index.ConcurrentMergeScheduler;
+import org.apache.lucene.index.DirectoryReader;
 import org.apache.lucene.index.IndexOptions;
 import org.apache.lucene.index.IndexWriter;
 import org.apache.lucene.index.IndexWriterConfig;
+import org.apache.lucene.search.CollectionStatistics;
+import org.apache.lucene.search.IndexSearcher;
 import org.apache.lucene.search.similarities.BM25Similarity;
 import org.apache.lucene.store.Directory;
 import org.apache.lucene.store.FSDirectory;
@@ -59,6 +66,8 @@ public final class StreamIndexer {
   private static final int BATCH_BYTES = 1 << 20;
   private static final int BATCH_DOCS = 1024;
   private static final Batch END = new Batch();
+  /** The id length that ends the stream: what came before it is to be committed. */
+  private static final int END_MARKER = -1;
 
   private static final class Batch {
     final List<byte[]> ids = new ArrayList<>();
@@ -86,14 +95,14 @@ public final class StreamIndexer {
    *
    * @param indexDir the index folder (created)
    * @param analyzer the analyzer IndexCollection would use for these options
-   * @param inputPath the stream to read (a pipe, e.g. {@code /dev/fd/N})
+   * @param input the stream to read (the child process's standard input)
    * @param threads indexing threads
    * @param memoryBufferMb Lucene's RAM buffer (IndexCollection's {@code -memoryBuffer})
    */
   public StreamIndexer(
       String indexDir,
       Analyzer analyzer,
-      String inputPath,
+      InputStream input,
       int threads,
       int memoryBufferMb,
       boolean storePositions,
@@ -119,7 +128,7 @@ public final class StreamIndexer {
     type.freeze();
     this.contentsType = type;
     this.storeRaw = storeRaw;
-    this.input = new FileInputStream(inputPath);
+    this.input = input;
     this.queue = new ArrayBlockingQueue<>(2 * threads);
     this.reader = new Thread(this::readAll, "spacerini-index-reader");
     reader.setDaemon(true);
@@ -131,6 +140,138 @@ public final class StreamIndexer {
     reader.start();
     for (Thread worker : workers) {
       worker.start();
+    }
+  }
+
+  /**
+   * Indexes a document stream in a JVM of its own: Spacerini's {@code BM25Writer} starts this
+   * process and writes the documents into its standard input, so the JVM starts and indexes
+   * beside the Python process instead of inside it (no interpreter lock held while Java starts,
+   * no JNI per batch). Ends with the end marker (an id length of -1); a stream that ends without
+   * it (the writer died) commits nothing.
+   *
+   * <p>Arguments: {@code INDEX_DIR THREADS MEMORY_BUFFER_MB LANGUAGE PRETOKENIZED DUMP_DIR}. Lines
+   * on standard output, tab-separated, each after the tag {@code spacerini}: {@code ready} (the analyzer and writer are open), {@code
+   * progress N} (twice a second), then {@code counts INDEXED EMPTY ERRORS MAXDOC}, {@code failed
+   * HEX_UTF8_ID} (up to five), {@code sum NAME SIZE SHA256} (every index file, hashed while
+   * written), {@code dump TERMS POSTINGS IDS MAXDOC DOC_COUNT SUM_TOTAL_TERM_FREQ} or {@code dump
+   * none} (the postings of {@code contents} written to DUMP_DIR by {@link PostingsDump}, with
+   * {@code logs.f8}: pairs {@code x, Math.log(x)} for the idf argument of each distinct document
+   * frequency), and {@code done}. A failure prints {@code spacerini-error MESSAGE} on standard error
+   * and exits 1.
+   */
+  public static void main(String[] args) {
+    try {
+      if (args.length != 6) {
+        throw new IllegalArgumentException(
+            "usage: StreamIndexer INDEX_DIR THREADS MEMORY_BUFFER_MB LANGUAGE PRETOKENIZED DUMP_DIR");
+      }
+      String indexDir = args[0];
+      Analyzer analyzer = analyzer(args[3], Boolean.parseBoolean(args[4]));
+      StreamIndexer indexer =
+          new StreamIndexer(
+              indexDir,
+              analyzer,
+              new FileInputStream(FileDescriptor.in),
+              Integer.parseInt(args[1]),
+              Integer.parseInt(args[2]),
+              true,
+              true,
+              true);
+      say("ready");
+      Thread progress =
+          new Thread(
+              () -> {
+                try {
+                  while (true) {
+                    Thread.sleep(500);
+                    say("progress\t" + indexer.indexed());
+                  }
+                } catch (InterruptedException stop) {
+                  // finished
+                }
+              },
+              "spacerini-index-progress");
+      progress.setDaemon(true);
+      progress.start();
+      long[] counts = indexer.finish();
+      progress.interrupt();
+      progress.join();
+      say("counts\t" + counts[0] + "\t" + counts[1] + "\t" + counts[2] + "\t" + counts[3]);
+      for (String id : indexer.failedIds()) {
+        say("failed\t" + HexFormat.of().formatHex(id.getBytes(StandardCharsets.UTF_8)));
+      }
+      for (String line : indexer.checksums()) {
+        say("sum\t" + line);
+      }
+      try (DirectoryReader reader = DirectoryReader.open(FSDirectory.open(Path.of(indexDir)))) {
+        long[] dump = PostingsDump.dump(reader, "contents", "id", args[5]);
+        CollectionStatistics stats = new IndexSearcher(reader).collectionStatistics("contents");
+        long docCount = stats == null ? 0 : stats.docCount();
+        long sumTotalTermFreq = stats == null ? 0 : stats.sumTotalTermFreq();
+        if (dump == null) {
+          say("dump\tnone");
+        } else {
+          writeLogs(Path.of(args[5]), docCount);
+          say("dump\t" + dump[0] + "\t" + dump[1] + "\t" + dump[2] + "\t" + dump[3] + "\t" + docCount + "\t"
+              + sumTotalTermFreq);
+        }
+      }
+      say("done");
+      System.out.flush();
+      System.exit(0);
+    } catch (Throwable t) {
+      String message = t.getMessage() == null ? t.toString() : t.getMessage();
+      System.err.println("spacerini-error\t" + message.replace('\n', ' '));
+      System.err.flush();
+      System.exit(1);
+    }
+  }
+
+  /** One protocol line, tagged so that the reader can tell it from anything a library prints. */
+  private static synchronized void say(String line) {
+    System.out.println("spacerini\t" + line);
+    System.out.flush();
+  }
+
+  /** The analyzer IndexCollection (1.7.1) uses for these options (see lucene.make_analyzer). */
+  private static Analyzer analyzer(String language, boolean pretokenized) throws IOException {
+    if (pretokenized) {
+      return new WhitespaceAnalyzer();
+    }
+    if (language.equals("en")) {
+      return DefaultEnglishAnalyzer.fromArguments("porter", false, null);
+    }
+    if (!AnalyzerMap.analyzerMap.containsKey(language)) {
+      List<String> known = new ArrayList<>(AnalyzerMap.analyzerMap.keySet());
+      java.util.Collections.sort(known);
+      throw new IllegalArgumentException(
+          "unknown analyzer language '" + language + "': use en, code or one of " + String.join(", ", known));
+    }
+    return AnalyzerMap.getLanguageSpecificAnalyzer(language);
+  }
+
+  /** BM25Similarity's idf argument and its Math.log for each distinct df of the dump. */
+  private static void writeLogs(Path dir, long docCount) throws IOException {
+    java.util.TreeSet<Integer> dfs = new java.util.TreeSet<>();
+    try (DataInputStream in =
+        new DataInputStream(new BufferedInputStream(new FileInputStream(dir.resolve("dfs.i4").toFile()), 1 << 16))) {
+      while (true) {
+        try {
+          dfs.add(in.readInt());
+        } catch (EOFException end) {
+          break;
+        }
+      }
+    }
+    try (java.io.DataOutputStream out =
+        new java.io.DataOutputStream(
+            new java.io.BufferedOutputStream(new java.io.FileOutputStream(dir.resolve("logs.f8").toFile())))) {
+      for (int df : dfs) {
+        double x = 1 + (docCount - df + 0.5D) / (df + 0.5D);
+        out.writeDouble(x);
+        out.writeDouble(Math.log(x));
+      }
     }
   }
 
@@ -156,6 +297,11 @@ public final class StreamIndexer {
         try {
           idLength = in.readInt();
         } catch (EOFException end) {
+          // The writer went away without saying it was done (it crashed or was killed): nothing
+          // of this index may be committed.
+          throw new IOException("the document stream ended without its end marker");
+        }
+        if (idLength == END_MARKER) {
           break;
         }
         int length = in.readInt();

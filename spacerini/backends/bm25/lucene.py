@@ -435,26 +435,41 @@ def dump_postings(reader: Any, *, field: str = "contents", id_field: str = "id")
         if counts is None:
             return None
         n_terms, n_postings, n_ids, max_doc = (int(c) for c in counts)
-        folder = Path(tmp)
+        return read_postings_dump(Path(tmp), terms=n_terms, postings=n_postings, ids=n_ids, max_doc=max_doc)
 
-        def ints(name: str, count: int) -> np.ndarray:
-            array = np.fromfile(folder / name, dtype=">i4")
-            if array.size != count:
-                raise BundleError(f"the postings dump {name} holds {array.size} values, expected {count}")
-            return array.astype(np.int32)
 
-        term_lens = ints("term_lens.i4", n_terms)
-        dfs = ints("dfs.i4", n_terms).astype(np.int64)
-        docs = ints("docs.i4", n_postings)
-        tfs = ints("tfs.i4", n_postings)
-        id_lens = ints("id_lens.i4", n_ids)
-        id_docs = ints("id_docs.i4", n_ids)
-        terms = _split_blob((folder / "terms.bin").read_bytes(), term_lens)
-        raw_ids = _split_blob((folder / "ids.bin").read_bytes(), id_lens)
-    ids: list[str | None] = [None] * max_doc
+def read_postings_dump(folder: Path, *, terms: int, postings: int, ids: int, max_doc: int) -> Postings:
+    """Reads the files ``io.spacerini.PostingsDump.dump`` wrote into ``folder``.
+
+    Args:
+        folder: The dump's folder.
+        terms: The counts ``dump`` returned: terms, postings, ids and ``maxDoc``.
+        postings: See ``terms``.
+        ids: See ``terms``.
+        max_doc: See ``terms``.
+
+    Raises:
+        BundleError: A file does not hold what the counts say (truncated dump).
+    """
+
+    def ints(name: str, count: int) -> np.ndarray:
+        array = np.fromfile(folder / name, dtype=">i4")
+        if array.size != count:
+            raise BundleError(f"the postings dump {name} holds {array.size} values, expected {count}")
+        return array.astype(np.int32)
+
+    term_lens = ints("term_lens.i4", terms)
+    dfs = ints("dfs.i4", terms).astype(np.int64)
+    docs = ints("docs.i4", postings)
+    tfs = ints("tfs.i4", postings)
+    id_lens = ints("id_lens.i4", ids)
+    id_docs = ints("id_docs.i4", ids)
+    term_list = _split_blob((folder / "terms.bin").read_bytes(), term_lens)
+    raw_ids = _split_blob((folder / "ids.bin").read_bytes(), id_lens)
+    id_of: list[str | None] = [None] * max_doc
     for doc, raw in zip(id_docs.tolist(), raw_ids, strict=True):
-        ids[doc] = raw.decode("utf-8", "surrogatepass")
-    return Postings(terms=terms, dfs=dfs, docs=docs, tfs=tfs, ids=ids)
+        id_of[doc] = raw.decode("utf-8", "surrogatepass")
+    return Postings(terms=term_list, dfs=dfs, docs=docs, tfs=tfs, ids=id_of)
 
 
 def _split_blob(blob: bytes, lengths: np.ndarray) -> list[bytes]:

@@ -6,12 +6,16 @@ threads and the reading run at once, and nothing is written twice or parsed twic
 
 How documents reach Lucene, and why:
 
-* **A pipe, not JSON files.** Each document goes into an OS pipe as two lengths and the UTF-8
-  bytes of its id and contents; Spacerini's Java helper ``io.spacerini.StreamIndexer`` (in
-  ``spacerini/jars``) reads the other end in this process's JVM and indexes with ``threads``
-  workers. The earlier path wrote JSON-lines shards, which ``IndexCollection`` then parsed again,
-  after a second pass over the docstore; a pipe costs a ``write`` per 256 KiB and no JSON at all.
-  The pipe is bounded, so memory stays flat: when Lucene is behind, ``add`` waits.
+* **A JVM of its own, fed through a pipe.** Each document goes into the standard input of a
+  child process, ``java io.spacerini.StreamIndexer`` (Spacerini's Java helper, ``spacerini/jars``),
+  as two lengths and the UTF-8 bytes of its id and contents; ``threads`` workers index them. The
+  child starts while the first documents are read (at most 16 MB of them wait) and needs no
+  interpreter lock: a JVM started inside this process through pyjnius holds the lock for its
+  whole start (measured: the reading thread stalled 2.1 s in one piece at load 6). After its
+  commit the child also dumps the postings that the sidecar is built from, so a bm25 build
+  starts no JVM in this process at all. The pipe is bounded, so memory stays flat: when Lucene
+  is behind, ``add`` waits. The earlier path wrote JSON-lines shards, which ``IndexCollection``
+  then parsed again, after a second pass over the docstore.
 * **The same index.** The helper builds the document that Anserini 1.7.1's ``IndexCollection``
   (``JsonCollection``, ``DefaultLuceneDocumentGenerator``, ``-storePositions -storeDocvectors
   -storeRaw``) builds for ``{"id", "contents"}``, raw JSON included, with the same analyzer and
@@ -48,6 +52,8 @@ _CHUNK = 1 << 18
 _PIPE_BYTES = 1 << 20
 _F_SETPIPE_SZ = 1031
 _LENGTHS = struct.Struct(">ii")
+#: The record that ends the stream (an id length of -1): what came before it is committed.
+_END = struct.pack(">i", -1)
 #: Bytes of documents kept while Java starts, before ``add`` waits for it.
 _START_BUFFER = 16 << 20
 
@@ -118,24 +124,24 @@ class BM25Writer:
         #: Size and SHA-256 of each Lucene file (by name), hashed while Java wrote it.
         self.checksums: dict[str, dict[str, Any]] = {}
         self._jl = jl
-        self._indexer: Any = None
-        self._starter: threading.Thread | None = None
-        self._start_failure: BaseException | None = None
+        self._indexer: _IndexerProcess | None = None
         self._streaming = _helper_jar_present()
-        if self._streaming and self._language == "en":
-            # The JVM starts (seconds) while the first documents are read: they wait in the buffer.
-            self._starter = threading.Thread(
-                target=self._start_background, name="spacerini-bm25-start", daemon=True
-            )
-            self._starter.start()
+        if self._streaming:
+            # Lucene indexes in a JVM of its own, which starts (seconds) while the first documents
+            # are read: they wait in the buffer until it is ready.
+            self._indexer = _IndexerProcess(
+                folder, threads=threads, memory_buffer=int(memory_buffer), language=self._language,
+                pretokenized=self._pretokenized,
+            )  # fmt: skip
+            self._fd = self._indexer.stdin_fd
+            if self._language != "en":
+                try:
+                    self._indexer.wait_ready()  # a bad analyzer language fails before any document is read
+                except BaseException:
+                    self.abort()
+                    raise
         else:
-            java_analyzer = jl.make_analyzer(
-                self._language, pretokenized=self._pretokenized
-            )  # a bad language fails here
-            if self._streaming:
-                self._indexer = self._start_stream(jl, java_analyzer)
-                self._streaming = self._indexer is not None
-        if not self._streaming:
+            jl.make_analyzer(self._language, pretokenized=self._pretokenized)  # a bad language fails here
             from spacerini.backends.bm25 import _JSONL_DIR
 
             self._jsonl_dir = folder / _JSONL_DIR
@@ -143,55 +149,6 @@ class BM25Writer:
             self._shards = [
                 (self._jsonl_dir / f"part{i:03d}.jsonl").open("w", encoding="utf-8") for i in range(threads)
             ]
-
-    def _start_background(self) -> None:
-        from spacerini.backends.bm25 import _detach
-
-        try:
-            java_analyzer = self._jl.make_analyzer(self._language, pretokenized=self._pretokenized)
-            indexer = self._start_stream(self._jl, java_analyzer)
-            if indexer is None:
-                raise BundleError(
-                    "Spacerini's helper jar could not be loaded: reinstall spacerini (make java)"
-                )
-            self._indexer = indexer
-        except BaseException as exc:  # noqa: BLE001 - raised in the caller's thread by _wait_started
-            self._start_failure = exc
-        finally:
-            _detach()
-
-    def _wait_started(self) -> None:
-        """Waits for the background start of Java's indexer; raises its failure."""
-        if self._starter is not None:
-            self._starter.join()
-            self._starter = None
-        failure = self._start_failure
-        if failure is not None:
-            if isinstance(failure, BundleError):
-                raise failure
-            raise BundleError(f"cannot start Lucene indexing: {failure}") from failure
-
-    def _start_stream(self, jl: Any, java_analyzer: Any) -> Any:
-        helper = _stream_indexer(jl)
-        if helper is None:
-            return None
-        read_fd, write_fd = os.pipe()
-        with contextlib.suppress(OSError):
-            import fcntl
-
-            fcntl.fcntl(write_fd, _F_SETPIPE_SZ, _PIPE_BYTES)
-        try:
-            indexer = helper(
-                str(self.folder), java_analyzer, f"/dev/fd/{read_fd}", self._threads, self._params["memory_buffer"],
-                True, True, True,
-            )  # fmt: skip
-        except BaseException:
-            os.close(write_fd)
-            raise
-        finally:
-            os.close(read_fd)  # Java holds its own descriptor: when it stops reading, writes fail at once
-        self._fd = write_fd
-        return indexer
 
     @property
     def count(self) -> int:
@@ -241,10 +198,12 @@ class BM25Writer:
         self._ids.append(docid)
 
     def _send(self, *, wait: bool = False) -> None:
-        if self._starter is not None:
+        indexer = self._indexer
+        assert indexer is not None
+        if not indexer.ready.is_set():
             if not wait and len(self._buffer) < _START_BUFFER:
                 return  # Java is still starting: keep the documents until it reads
-            self._wait_started()
+            indexer.wait_ready()
         view = memoryview(self._buffer)
         try:
             while view:
@@ -259,15 +218,14 @@ class BM25Writer:
     def _raise_failure(self) -> None:
         """Lucene stopped reading: its own error says why."""
         self._close_pipe()
-        try:
-            self._indexer.finish()
-        except Exception as exc:  # noqa: BLE001 - JNI raises many kinds
-            raise BundleError(f"Lucene indexing failed: {exc}") from exc
-        raise BundleError("Lucene indexing stopped reading documents")
+        assert self._indexer is not None
+        self._indexer.wait()
+        raise BundleError(f"Lucene indexing failed: {self._indexer.error() or 'it stopped reading documents'}")
 
     def _close_pipe(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
             self._fd = None
 
     def abort(self) -> None:
@@ -275,17 +233,11 @@ class BM25Writer:
         if self._done:
             return
         self._done = True
-        if self._starter is not None:  # let it finish starting, then stop what it started
-            self._starter.join()
-            self._starter = None
         self._close_pipe()
         for handle in self._shards:
             handle.close()
         if self._indexer is not None:
-            try:
-                self._indexer.abort()
-            except Exception:  # noqa: BLE001 - aborting is best effort
-                logger.debug("StreamIndexer.abort failed", exc_info=True)
+            self._indexer.kill()  # nothing more is written into the folder once this returns
 
     def finish(self) -> BuildReport:
         """Waits for Lucene, commits the index and writes the sidecar.
@@ -316,18 +268,26 @@ class BM25Writer:
         ids = self._ids
         self._seen = set()
         _check_counters(counters, written=len(ids), empty=self._empty, lucene_dir=self.folder, ids=ids)
-        _shrink_heap()  # Lucene's indexing buffers leave the RSS before numpy builds the sidecar
         t_indexed = time.perf_counter()
         from spacerini.backends.bm25 import SIDECAR_DIR
 
         side_dir = self.folder / SIDECAR_DIR
-        stats = _write_sidecar(
-            self.folder, side_dir, ids, k1=self._params["k1"], b=self._params["b"], threads=self._threads,
-            progress=self._progress, extra={"analyzer": self._params["analyzer"]},
-        )  # fmt: skip
-        stats.update(
-            {"indexed": counters["indexed"], "empty": counters["empty"], "lucene_bytes": _du(self.folder)}
-        )
+        extra = {"analyzer": self._params["analyzer"]}
+        dump = self._indexer.dump if self._indexer is not None else None
+        if dump is not None:  # the indexing process dumped the postings after its commit
+            try:
+                stats = _sidecar_from_dump(dump, side_dir, ids, k1=self._params["k1"], b=self._params["b"], extra=extra)
+            finally:
+                shutil.rmtree(dump["folder"], ignore_errors=True)
+        else:  # IndexCollection ran in this process (no helper jar), or the dump was refused
+            _shrink_heap()  # Lucene's indexing buffers leave the RSS before numpy builds the sidecar
+            stats = _write_sidecar(
+                self.folder, side_dir, ids, k1=self._params["k1"], b=self._params["b"], threads=self._threads,
+                progress=self._progress, extra=extra,
+            )  # fmt: skip
+        stats.update({"indexed": counters["indexed"], "empty": counters["empty"]})
+        # The Lucene index alone (its files are flat; the sidecar is the folder beside them).
+        stats["lucene_bytes"] = sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
         stats["sidecar_bytes"] = _du(side_dir)
         stats["seconds"] = {
             "read_and_index": round(t_read - self._started, 3),
@@ -343,41 +303,24 @@ class BM25Writer:
     def _finish_stream(self) -> dict[str, int]:
         from tqdm.auto import tqdm
 
+        indexer = self._indexer
+        assert indexer is not None
+        self._buffer += _END
         self._send(wait=True)
         self._close_pipe()  # end of stream
-        indexer = self._indexer
-        result: list[Any] = []
-        failure: list[BaseException] = []
-
-        def target() -> None:
-            try:
-                result.append(indexer.finish())
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                failure.append(exc)
-
-        # Java's finish() blocks; a Python thread waits for it, so that Ctrl-C still reaches this one.
-        thread = threading.Thread(target=target, name="spacerini-bm25-finish", daemon=True)
         total = len(self._ids)
         bar = tqdm(total=total, desc="bm25: Lucene indexing", unit=" docs", disable=not self._progress)
         try:
-            thread.start()
-            while thread.is_alive():
-                thread.join(0.5)
-                bar.update(max(0, min(total, int(indexer.indexed()) + self._empty) - bar.n))
-        except BaseException:
-            self.abort()
-            thread.join(30)
-            raise
+            while not indexer.wait(0.5):
+                bar.update(max(0, min(total, indexer.indexed + self._empty) - bar.n))
         finally:
             bar.close()
-        if failure:
-            raise BundleError(f"Lucene indexing failed: {failure[0]}") from failure[0]
-        indexed, empty, errors, max_doc = (int(x) for x in result[0])
-        for line in indexer.checksums():
-            name, size, sha = str(line).split("\t")
-            self.checksums[name] = {"size": int(size), "sha256": sha}
+        if indexer.returncode != 0 or indexer.counts is None:
+            raise BundleError(f"Lucene indexing failed: {indexer.error() or f'exit status {indexer.returncode}'}")
+        indexed, empty, errors, max_doc = indexer.counts
+        self.checksums = dict(indexer.sums)
         if errors:
-            logger.warning("Lucene refused %d documents, for example %s", errors, list(indexer.failedIds()))
+            logger.warning("Lucene refused %d documents, for example %s", errors, indexer.failed_ids)
         return {
             "indexed": indexed,
             "empty": empty,
@@ -414,14 +357,186 @@ class BM25Writer:
         return counters
 
 
-def _stream_indexer(jl: Any) -> Any:
-    """The ``io.spacerini.StreamIndexer`` class, or None when the helper jar is not loaded."""
-    jnius = jl._jnius()
-    try:
-        return jl.autoclass("io.spacerini.StreamIndexer")
-    except jnius.JavaException:
-        logger.info("Spacerini's helper jar is not loaded: indexing through JSON lines and IndexCollection")
-        return None
+class _IndexerProcess:
+    """``io.spacerini.StreamIndexer`` in a JVM of its own, fed through its standard input.
+
+    Why a process and not this process's JVM: starting a JVM through pyjnius holds Python's
+    interpreter lock for its whole start (measured: the reading thread stalled 2.1 s in one piece
+    under load), and every later JNI call takes it again; a child JVM starts and indexes beside
+    the reading, and this process never starts a JVM for a bm25 build. Its JVM options are
+    Spacerini's (:func:`jvm_options`). It reports on standard output (``StreamIndexer.main``), read
+    here by a thread; its standard error is kept for the one line that says why it failed.
+    It runs in a process group of its own, so a Ctrl-C reaches only this process, which kills it
+    (:meth:`kill`); if this process dies, the stream ends without its end marker and the child
+    commits nothing.
+    """
+
+    def __init__(self, folder: Path, *, threads: int, memory_buffer: int, language: str, pretokenized: bool) -> None:
+        import subprocess
+        import tempfile
+
+        from spacerini.java import anserini_jar, helpers_jar, java_home
+
+        self._dump_dir = Path(tempfile.mkdtemp(prefix="spacerini-postings-"))
+        cmd = [
+            str(java_home() / "bin" / "java"), *jvm_options(), "-cp", f"{anserini_jar()}{os.pathsep}{helpers_jar()}",
+            "io.spacerini.StreamIndexer", str(folder), str(threads), str(memory_buffer), language,
+            "true" if pretokenized else "false", str(self._dump_dir),
+        ]  # fmt: skip
+        self.ready = threading.Event()
+        self.indexed = 0
+        self.counts: tuple[int, int, int, int] | None = None
+        self.failed_ids: list[str] = []
+        self.sums: dict[str, dict[str, Any]] = {}
+        self.dump: dict[str, Any] | None = None
+        self._stderr: list[str] = []
+        try:
+            self._proc = subprocess.Popen(
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0
+            )
+        except OSError as exc:
+            shutil.rmtree(self._dump_dir, ignore_errors=True)
+            raise BundleError(f"cannot start Java for Lucene indexing: {exc}") from exc
+        assert self._proc.stdin is not None
+        self.stdin_fd = self._proc.stdin.fileno()
+        with contextlib.suppress(OSError):
+            import fcntl
+
+            fcntl.fcntl(self.stdin_fd, _F_SETPIPE_SZ, _PIPE_BYTES)
+        self._readers = [
+            threading.Thread(target=self._read_stdout, name="spacerini-bm25-out", daemon=True),
+            threading.Thread(target=self._read_stderr, name="spacerini-bm25-err", daemon=True),
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _read_stdout(self) -> None:
+        assert self._proc.stdout is not None
+        try:
+            for raw in self._proc.stdout:
+                parts = raw.decode("utf-8", "replace").rstrip("\n").split("\t")
+                if parts[0] != "spacerini" or len(parts) < 2:
+                    continue  # something a library printed
+                kind, values = parts[1], parts[2:]
+                if kind == "ready":
+                    self.ready.set()
+                elif kind == "progress":
+                    self.indexed = int(values[0])
+                elif kind == "counts":
+                    a, b, c, d = (int(v) for v in values)
+                    self.counts = (a, b, c, d)
+                    self.indexed = a
+                elif kind == "failed":
+                    self.failed_ids.append(bytes.fromhex(values[0]).decode("utf-8", "replace"))
+                elif kind == "sum":
+                    self.sums[values[0]] = {"size": int(values[1]), "sha256": values[2]}
+                elif kind == "dump" and values != ["none"]:
+                    names = ("terms", "postings", "ids", "max_doc", "doc_count", "sum_total_term_freq")
+                    self.dump = {"folder": self._dump_dir, **dict(zip(names, (int(v) for v in values), strict=True))}
+        finally:
+            self.ready.set()  # a process that ended never gets ready: wait_ready then reports why
+
+    def _read_stderr(self) -> None:
+        assert self._proc.stderr is not None
+        for raw in self._proc.stderr:
+            self._stderr.append(raw.decode("utf-8", "replace").rstrip())
+            del self._stderr[:-50]
+
+    def error(self) -> str:
+        """The child's own reason for failing (its ``spacerini-error`` line), else its last words."""
+        for reader in self._readers:
+            reader.join(5)
+        for line in reversed(self._stderr):
+            if line.startswith("spacerini-error\t"):
+                return line.split("\t", 1)[1]
+        lines = [line for line in self._stderr if line.strip()]
+        return lines[-1] if lines else ""
+
+    def wait_ready(self) -> None:
+        """Waits until Java has opened the analyzer and the index writer.
+
+        Raises:
+            BundleError: It could not (a bad analyzer language, a missing runtime).
+        """
+        self.ready.wait()
+        if self._proc.poll() is not None and self._proc.returncode != 0:
+            raise BundleError(f"cannot start Lucene indexing: {self.error() or f'exit status {self._proc.returncode}'}")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Waits for the process to end (up to ``timeout`` s); True once it has and its output is read."""
+        import subprocess
+
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        for reader in self._readers:
+            reader.join()
+        return True
+
+    @property
+    def returncode(self) -> int | None:
+        return self._proc.returncode
+
+    def kill(self) -> None:
+        """Kills the process and waits for it: it writes nothing more once this returns."""
+        with contextlib.suppress(OSError):
+            self._proc.kill()
+        self._proc.wait()
+        for reader in self._readers:
+            reader.join(5)
+        shutil.rmtree(self._dump_dir, ignore_errors=True)
+
+
+def jvm_options() -> list[str]:
+    """The JVM options of the indexing process: those Spacerini's in-process JVM runs with
+    (:func:`spacerini.java.ensure_jvm`: heap, stack, the serial collector and its heap return)."""
+    from spacerini.java import DEFAULT_HEAP, _java_feature_version, java_home
+
+    heap = os.environ.get("SPACERINI_JVM_HEAP", DEFAULT_HEAP)
+    options = [
+        f"-Xmx{heap}", "-Xms64m", "-Xss4m", "-XX:+UseSerialGC", "-XX:MinHeapFreeRatio=10", "-XX:MaxHeapFreeRatio=20",
+        "-Xrs", "-Dlog4j2.level=WARN",
+    ]  # fmt: skip
+    if _java_feature_version(java_home()) >= 24:
+        options.append("--sun-misc-unsafe-memory-access=allow")
+    return options
+
+
+def _sidecar_from_dump(
+    dump: dict[str, Any], side_dir: Path, ids: list[str], *, k1: float, b: float, extra: dict[str, Any]
+) -> dict[str, Any]:
+    """Writes the sidecar from the postings the indexing process dumped after its commit.
+
+    Java's ``Math.log`` (what Lucene's idf uses) comes from the same process, as a table over the
+    idf argument of each distinct document frequency, so no JVM starts here.
+    """
+    import math
+
+    import numpy as np
+
+    from spacerini.backends.bm25 import _sidecar_from_postings
+    from spacerini.backends.bm25 import lucene as jl
+
+    folder = Path(dump["folder"])
+    postings = jl.read_postings_dump(
+        folder, terms=dump["terms"], postings=dump["postings"], ids=dump["ids"], max_doc=dump["max_doc"]
+    )
+    pairs = np.fromfile(folder / "logs.f8", dtype=">f8").reshape(-1, 2)
+    table = dict(zip(pairs[:, 0].tolist(), pairs[:, 1].tolist(), strict=True))
+
+    def java_log(x: float) -> float:
+        # Every argument is in the table when the doc counts agree, which is checked below.
+        found = table.get(x)
+        return math.log(x) if found is None else found
+
+    meta = _sidecar_from_postings(postings, side_dir, ids, k1=k1, b=b, extra=extra, log=java_log)
+    if (dump["doc_count"], dump["sum_total_term_freq"]) != (meta["doc_count"], meta["sum_total_term_freq"]):
+        raise BundleError(
+            f"the sidecar disagrees with Lucene's statistics ({meta['doc_count']}/{meta['sum_total_term_freq']} vs "
+            f"{dump['doc_count']}/{dump['sum_total_term_freq']}): rebuild the bundle"
+        )
+    return {k: meta[k] for k in ("doc_count", "sum_total_term_freq", "avgdl", "terms", "postings")}
 
 
 def _shrink_heap() -> None:
