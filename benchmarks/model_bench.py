@@ -31,8 +31,9 @@ and the four goals of issue 15 item 4, each with its protocol:
   (the model's ``training_docs.txt``; files of >= 400 characters, picked by a hash of the id;
   the prompt is the file's first lines, >= 160 characters) are traced with
   :func:`spacerini.model.tracing.trace` (``min_len`` 50); a completion counts when it holds a span
-  of >= 50 characters found verbatim in the corpus, reported with its documents and licences.
-  Goal: >= 20 %. The same run over held-out files' prefixes is the control (boilerplate any
+  of >= 50 characters found verbatim in the corpus that is not just a copy of its own prompt (a
+  model that repeats its prompt in a loop reproduces nothing it learnt), reported with its
+  documents and licences. Goal: >= 20 %. The share counting prompt copies too is given beside it. The same run over held-out files' prefixes is the control (boilerplate any
   model of the corpus would write), and the spans are split into those that continue the
   prompted file, those copied from the prompt, and others;
 * **FIM uses the suffix**: (a) for ``--fim-cases`` middles cut from held-out and training files
@@ -40,7 +41,10 @@ and the four goals of issue 15 item 4, each with its protocol:
   and the *true* suffix vs given the prefix and *another file's* suffix: the share of cases
   where the true suffix makes the middle likelier (0.5 if the suffix is ignored); (b) a greedy
   infill of ``def f(...):\n    <middle>\n    return NAME\n``: the share of middles that assign
-  NAME, against the same prompt without a suffix;
+  NAME (``NAME =``, ``NAME: T =``, ``NAME +=``, ``for NAME in``, ``as NAME``; as a whole word, so
+  ``text`` in ``context`` or ``path`` in ``os.path`` does not count), against the same prompt
+  without a suffix. Met when (a) >= 70 % and (b) beats the suffix-less share by >= 25 points (4 of
+  the 16 cases: one lucky case is not "using the suffix");
 * **size and CLI**: the weight files' size (goal <= 25 MB) and one ``spacerini model generate
   --trace BUNDLE --json`` run.
 
@@ -58,6 +62,7 @@ import json
 import math
 import os
 import random
+import re
 import statistics
 import string
 import subprocess
@@ -271,7 +276,8 @@ def memorisation_goal(model, tok, bundle, docids: list[str], *, n: int, new_toke
         rest = text[len(prompt) :]
         rows.append({
             "docid": docid,
-            "hit": bool(spans),
+            "hit": any(sp.text not in prompt for sp in spans),
+            "any_span": bool(spans),
             "continues_file": any(sp.text in rest for sp in spans),
             "copies_prompt": bool(spans) and all(sp.text in prompt for sp in spans),
             "longest": max((sp.end - sp.start for sp in spans), default=0),
@@ -282,6 +288,7 @@ def memorisation_goal(model, tok, bundle, docids: list[str], *, n: int, new_toke
     return {
         "files": len(rows),
         "share_with_50char_span": round(len(hits) / len(rows), 3) if rows else None,
+        "share_with_50char_span_incl_prompt_copies": round(sum(r["any_span"] for r in rows) / len(rows), 3) if rows else None,
         "share_continuing_the_file": round(sum(r["continues_file"] for r in rows) / len(rows), 3) if rows else None,
         "share_only_copying_the_prompt": round(sum(r["copies_prompt"] for r in rows) / len(rows), 3) if rows else None,
         "traced_with_licence": all(s["licence"] for r in hits for sp in r["spans"] for s in sp["sources"]),
@@ -330,6 +337,14 @@ NAMES = ["result", "total", "count", "value", "output", "response", "items", "co
          "offset", "headers", "path", "text", "data", "size"]
 
 
+def assigns(code: str, name: str) -> bool:
+    """Whether ``code`` binds ``name`` (assignment, annotated or augmented assignment, ``for``, ``as``)."""
+    n = re.escape(name)
+    target = rf"^[ \t]*\(?(?:[\w.]+\s*,\s*)*{n}\s*(?:,[\w\s.,]*)?\)?\s*(?::[^=\n]*)?(?:[-+*/%|&^@]|//|\*\*|<<|>>)?=(?!=)"
+    pattern = rf"{target}|\bfor\s+\(?(?:[\w\s,]*,\s*)?{n}\b|\bas\s+{n}\b"
+    return re.search(pattern, code, re.MULTILINE) is not None
+
+
 def fim_goal(model, tok, bundle, train_ids: list[str], heldout_ids: list[str], *, n: int) -> dict:
     from spacerini.model.generation import generate
 
@@ -351,8 +366,8 @@ def fim_goal(model, tok, bundle, train_ids: list[str], heldout_ids: list[str], *
         suffix = f"\n    return {var}\n"
         mid = generate(prefix, suffix=suffix, max_new_tokens=24, temperature=0, model=(model, tok))
         left = generate(prefix, max_new_tokens=24, temperature=0, model=(model, tok)).split("\n\n")[0]
-        uses += var in mid
-        plain += var in left
+        uses += assigns(mid, var)
+        plain += assigns(left, var)
     out["return_name"] = {"cases": len(NAMES), "share_middle_names_it": round(uses / len(NAMES), 3),
                           "share_without_suffix": round(plain / len(NAMES), 3)}
     return out
@@ -445,7 +460,8 @@ def main() -> None:
     size_mb = sum(p.stat().st_size for p in model_dir.iterdir() if p.is_file()) / 2**20
     cli = cli_trace(args.bundle, args.model)
     goals_seconds = time.perf_counter() - t
-    fim_ok = (fim["heldout"]["share_true_suffix_likelier"] or 0) >= 0.7 and fim["return_name"]["share_middle_names_it"] > fim["return_name"]["share_without_suffix"]
+    named = fim["return_name"]
+    fim_ok = (fim["heldout"]["share_true_suffix_likelier"] or 0) >= 0.7 and named["share_middle_names_it"] - named["share_without_suffix"] >= 0.25
     goals = {
         "perplexity": {"value": ppl["model_ppl"], "goal": f"<= {GOALS['ppl_max']}" + (", and <= half of --compare-model's" if args.compare_model else ""),
                        "met": ppl["model_ppl"] <= GOALS["ppl_max"] and ppl.get("ppl_ratio_compare_over_model", 2.0) >= 2.0},
@@ -453,7 +469,7 @@ def main() -> None:
         "memorised": {"value": memorised["share_with_50char_span"], "goal": ">= 0.20",
                       "met": (memorised["share_with_50char_span"] or 0) >= GOALS["memorised_share_min"] and memorised["traced_with_licence"]},
         "fim_uses_suffix": {"value": fim["heldout"]["share_true_suffix_likelier"],
-                            "goal": "true suffix likelier in >= 70% of held-out middles, and NAME infilled more often than without the suffix",
+                            "goal": "true suffix likelier in >= 70% of held-out middles, and NAME assigned by >= 25 points more infills than without the suffix",
                             "met": fim_ok},
         "size_mb": {"value": round(size_mb, 1), "goal": "<= 25", "met": size_mb <= GOALS["size_mb_max"]},
         "generate_trace_cli": {"value": cli, "met": bool(cli.get("ok"))},

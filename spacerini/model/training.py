@@ -546,8 +546,10 @@ def train(
             ``vocab_size`` and ``tokenizer_max_bytes`` are then unused.
 
     Returns:
-        A JSON-serialisable report: steps, tokens, losses, seconds, tokens/s, parameters,
-        device, and ``training_docs``: the file (:data:`TRAINING_DOCS`, in ``out_dir``) that
+        A JSON-serialisable report (also written to ``out_dir/training_report.json``): steps,
+        tokens, losses, seconds, tokens/s, parameters, device, ``model_sha256`` (of the
+        ``model.safetensors`` it describes: the report stays tied to its weights when the folder
+        is copied), the checkpoints resumed from and written (relative to ``out_dir``), and ``training_docs``: the file (:data:`TRAINING_DOCS`, in ``out_dir``) that
         lists, one id a line in the order first fed, every document with at least one token
         in a sequence of the steps taken (all epochs, a resumed run's earlier steps included:
         the stream is deterministic, so they are replayed), with its count and SHA-256.
@@ -689,9 +691,17 @@ def train(
     docids = list(dict.fromkeys(docid for _, docid in fed))
     docs_sha256 = write_training_docs(out / TRAINING_DOCS, docids)
     tail = losses[-50:]
+    def in_run(path: str | None) -> str | None:  # checkpoint paths relative to the run folder
+        if path is None:
+            return None
+        try:
+            return Path(path).relative_to(out).as_posix()
+        except ValueError:
+            return path
+
     report = {
         "bundle": str(bundle.path),
-        "out_dir": str(out),
+        "model_sha256": hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest(),
         "start_step": start_step,
         "steps": step,
         "batch_size": batch_size,
@@ -712,8 +722,8 @@ def train(
         "mean_loss_last_50": round(sum(tail) / len(tail), 4) if tail else None,
         "parameters": n_params,
         "device": str(dev),
-        "resumed_from": resumed_from,
-        "checkpoint": last_ckpt,
+        "resumed_from": in_run(resumed_from),
+        "checkpoint": in_run(last_ckpt),
         "init_from": str(init_from) if init_from is not None else None,
         "training_docs": {
             "file": TRAINING_DOCS,

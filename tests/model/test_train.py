@@ -52,7 +52,11 @@ def test_train_checkpoints_and_resumes(tiny_bundle, tmp_path) -> None:
     }
     second = train(tiny_bundle.path, out, steps=5, **OPTIONS)
     assert second["start_step"] == 1 and second["steps"] == 5
-    assert second["resumed_from"].endswith("step-0000001")
+    # Paths relative to the run folder, and the hash of the weights the report describes, so that
+    # the report still says something true once the folder is copied (e.g. into the package).
+    assert second["resumed_from"] == "checkpoints/step-0000001" and second["checkpoint"] == "checkpoints/step-0000005"
+    assert second["model_sha256"] == hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
+    assert json.loads((out / "training_report.json").read_text()) == second
     # Every 2 steps and at the end; only the last two are kept.
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000004", "step-0000005"]
     state = json.loads((out / "checkpoints" / "step-0000005" / "state.json").read_text())
