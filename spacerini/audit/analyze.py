@@ -380,11 +380,10 @@ def analyze(
                     for fields, meta in batch.records:
                         _categorize(cats, meta, fields, 1)
                 if find_pii is not None:
-                    from spacerini.audit.pii_prefilter import may_hold_pii
+                    from spacerini.audit.pii_prefilter import pii_candidates
 
-                    raw, offsets = batch.raw, batch.offsets
-                    for i in np.flatnonzero(may_hold_pii(raw, offsets)).tolist():
-                        spans = find_pii(raw[offsets[i] : offsets[i + 1]].decode("utf-8", "surrogatepass"))
+                    for i, kinds in pii_candidates(batch.raw, batch.offsets):
+                        spans = find_pii(batch.texts[i].decode("utf-8", "surrogatepass"), kinds=kinds)
                         if spans:
                             pii_docs += 1
                             pii_found.update(s.kind for s in spans)

@@ -289,22 +289,22 @@ def count_grouped(
     rows: int,
     bits: int,
     used: np.ndarray,
-) -> int:
+) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Counts n-grams (from :func:`gram_keys`) in a table split into buckets.
 
     The table holds ``2**bits`` buckets of ``rows`` rows each (bucket ``i`` is rows
     ``i*rows .. (i+1)*rows - 1``), chosen by the top bits of an n-gram's hash; within its bucket a
     key is found by linear probing on the low bits. The n-grams are first regrouped by bucket (a
-    stable counting sort, done in place on the four arrays: sequential reads, one write stream
-    per bucket), then counted bucket by bucket, so that the probes of a run stay inside one
+    stable counting sort into four new arrays: sequential reads, one write stream per bucket),
+    then counted bucket by bucket, so that the probes of a run stay inside one
     bucket of at most 1 MiB (in the processor's L2 cache) instead of hitting random lines of a
     table of hundreds of MB. Rows are ``key a, key b, entry, count``: ``entry`` is the smallest
     1 + position seen, the n-gram's first occurrence, so ties order as ``Counter.most_common``
     orders them.
 
     ``used[i]`` counts bucket ``i``'s entries. Stops before a new key would fill its bucket past
-    three quarters; returns how many n-grams (of the regrouped arrays) were counted: grow the
-    table and call again with the rest.
+    three quarters. Returns how many n-grams of the regrouped arrays were counted, and those
+    arrays: grow the table and call again with the rest of them.
     """
     buckets = 1 << bits
     m = ka.size
@@ -326,20 +326,16 @@ def count_grouped(
         ob[at] = kb[j]
         oh[at] = kh[j]
         op[at] = kp[j]
-    ka[:] = oa
-    kb[:] = ob
-    kh[:] = oh
-    kp[:] = op
     mask = np.int64(rows - 1)
     full = (3 * rows) // 4
     for i in range(buckets):
         base = np.int64(i) * rows
         for j in range(hist[i], hist[i + 1]):
             if used[i] >= full:
-                return j
-            if _insert(table, base, mask, kh[j], ka[j], kb[j], kp[j], _ONE):
+                return j, oa, ob, oh, op
+            if _insert(table, base, mask, oh[j], oa[j], ob[j], op[j], _ONE):
                 used[i] += 1
-    return m
+    return m, oa, ob, oh, op
 
 
 @nb.njit(cache=True, nogil=True)
@@ -357,19 +353,52 @@ def regrow(old: np.ndarray, new: np.ndarray, rows: int, bits: int, used: np.ndar
         used[i] += 1
 
 
+@nb.njit(cache=True, inline="always")
+def _worse(c1: np.int64, e1: np.int64, c2: np.int64, e2: np.int64) -> bool:
+    """Whether entry 1 ranks below entry 2: fewer occurrences, or as many and a later first one."""
+    return c1 < c2 or (c1 == c2 and e1 > e2)
+
+
 @nb.njit(cache=True, nogil=True)
-def occupied(table: np.ndarray, column: int, entries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(rows, entry - 1, count)`` of the ``entries`` occupied rows of a table whose ``column``
-    holds entry + 1 (0: empty) and whose column 3 holds the count, in one sequential pass."""
-    rows = np.empty(entries, dtype=np.int64)
-    entry = np.empty(entries, dtype=np.int64)
-    count = np.empty(entries, dtype=np.int64)
-    m = 0
+def top_rows(table: np.ndarray, column: int, k: int) -> np.ndarray:
+    """The rows of the ``k`` largest counts (column 3) of a table whose ``column`` holds
+    entry + 1 (0: empty), commonest first, ties by the smaller entry (the earlier first
+    occurrence), as ``Counter.most_common`` orders them: one pass with a heap of ``k``."""
+    hc = np.empty(max(k, 1), dtype=np.int64)
+    he = np.empty(max(k, 1), dtype=np.int64)
+    hr = np.empty(max(k, 1), dtype=np.int64)
+    size = 0
+    if k <= 0:
+        return hr[:0]
     for r in range(table.shape[0]):
         e = table[r, column]
-        if e != _ZERO:
-            rows[m] = r
-            entry[m] = np.int64(e) - 1
-            count[m] = np.int64(table[r, 3])
-            m += 1
-    return rows[:m], entry[:m], count[:m]
+        if e == _ZERO:
+            continue
+        c = np.int64(table[r, 3])
+        ent = np.int64(e)
+        if size < k:
+            i = size  # sift up: the root is the worst kept
+            size += 1
+            while i > 0:
+                parent = (i - 1) // 2
+                if not _worse(c, ent, hc[parent], he[parent]):
+                    break
+                hc[i], he[i], hr[i] = hc[parent], he[parent], hr[parent]
+                i = parent
+            hc[i], he[i], hr[i] = c, ent, r
+        elif _worse(hc[0], he[0], c, ent):
+            i = 0  # sift down from the root
+            while True:
+                child = 2 * i + 1
+                if child >= size:
+                    break
+                if child + 1 < size and _worse(hc[child + 1], he[child + 1], hc[child], he[child]):
+                    child += 1
+                if not _worse(hc[child], he[child], c, ent):
+                    break
+                hc[i], he[i], hr[i] = hc[child], he[child], hr[child]
+                i = child
+            hc[i], he[i], hr[i] = c, ent, r
+    order = np.argsort(he[:size])  # entries are distinct: then a stable sort by count, descending
+    order = order[np.argsort(-hc[:size][order], kind="mergesort")]
+    return hr[:size][order]

@@ -25,8 +25,11 @@ quarters full); the Arrow/pandas counter this replaced took 24 bytes per distinc
 
 from __future__ import annotations
 
+import os
 import re
+import weakref
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +42,8 @@ WORD_BYTE[0x80:] = True
 #: The same tokens, on text.
 WORD = re.compile(r"[A-Za-z0-9_\u0080-\U0010ffff]+")
 
+#: Batches of fewer tokens count their bigrams and trigrams on one thread.
+_THREADED_TOKENS = 1 << 14
 #: Initial table sizes (powers of two; they double as needed).
 _INITIAL = 1 << 14
 _EMPTY = -1
@@ -156,7 +161,7 @@ class _Grams:
         if 2 * (self.entries + keys[0].size) > self.rows << self.bits:
             self._grow(keys[0].size)  # room for every n-gram of the batch being new
         while keys[0].size:
-            done = count_grouped(*keys, self.table, self.rows, self.bits, self.used)
+            done, *keys = count_grouped(*keys, self.table, self.rows, self.bits, self.used)
             keys = tuple(k[done:] for k in keys)
             if keys[0].size:
                 self._grow(keys[0].size)
@@ -174,9 +179,13 @@ class NgramCounter:
         [NgramCount(ngram='a b', count=2)]
     """
 
-    def __init__(self, *, count: bool = True) -> None:
+    def __init__(self, *, count: bool = True, threads: int | None = None) -> None:
         #: Whether n-grams are counted (False: only tokens are numbered, for :attr:`last`).
         self.count = count
+        #: 2: bigrams are counted on a second thread while this one counts trigrams (the compiled
+        #: loops release the GIL); 1: one thread. Default: 2 when the machine has two cores.
+        self.threads = min(2, os.cpu_count() or 1) if threads is None else max(1, min(2, int(threads)))
+        self._pool: ThreadPoolExecutor | None = None
         #: ``(token ids, document of each token)`` of the latest batch.
         self.last: tuple[np.ndarray, np.ndarray] = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
         self._vocab = _table(_INITIAL)
@@ -243,8 +252,19 @@ class NgramCounter:
         self.last = (gid, doc)
         self.tokens_seen += m
         if self.count:
-            self._bigrams.add(gid, doc, self.tokens_seen - m)
-            self._trigrams.add(gid, doc, self.tokens_seen - m)
+            first = self.tokens_seen - m
+            if self.threads > 1 and m > _THREADED_TOKENS:
+                if self._pool is None:
+                    self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacerini-ngrams")
+                    weakref.finalize(self, self._pool.shutdown, wait=False)
+                bigrams = self._pool.submit(self._bigrams.add, gid, doc, first)
+                try:
+                    self._trigrams.add(gid, doc, first)
+                finally:
+                    bigrams.result()
+            else:
+                self._bigrams.add(gid, doc, first)
+                self._trigrams.add(gid, doc, first)
             self.totals[1] += m
             self.totals[2] += int(np.maximum(per_doc - 1, 0).sum())
             self.totals[3] += int(np.maximum(per_doc - 2, 0).sum())
@@ -253,25 +273,6 @@ class NgramCounter:
     def distinct(self) -> dict[int, int]:
         """Distinct n-grams per n (call after the last :meth:`add`)."""
         return {1: int(self._vused[0]), 2: self._bigrams.entries, 3: self._trigrams.entries}
-
-    @staticmethod
-    def _rows(table: np.ndarray, column: int, entries: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """``(occupied rows, their id or entry, their count)`` of a table whose ``column`` holds id + 1."""
-        from spacerini.audit.ngram_kernel import occupied
-
-        return occupied(table, column, entries)
-
-    @staticmethod
-    def _order(counts: np.ndarray, entry: np.ndarray, k: int) -> np.ndarray:
-        """Positions of the ``k`` largest counts, ties by the smaller entry (earlier first occurrence)."""
-        if k <= 0 or counts.size == 0:
-            return np.empty(0, dtype=np.int64)
-        if counts.size > k:
-            kth = np.partition(counts, counts.size - k)[counts.size - k]
-            pick = np.flatnonzero(counts >= kth)
-        else:
-            pick = np.arange(counts.size)
-        return pick[np.lexsort((entry[pick], -counts[pick]))][:k]
 
     def _word(self, i: int) -> str:
         start = int(self._vstart[i])
@@ -282,22 +283,23 @@ class NgramCounter:
 
     def top(self, k: int) -> dict[int, list[NgramCount]]:
         """The ``k`` commonest n-grams of each n, commonest first, ties in order of first occurrence."""
+        from spacerini.audit.ngram_kernel import top_rows
+
         out: dict[int, list[NgramCount]] = {1: [], 2: [], 3: []}
         if not self.count:
             return out
-        rows, ids, counts = self._rows(self._vocab, 1, int(self._vused[0]))
+        vocab = self._vocab
         out[1] = [
-            NgramCount(self._word(int(ids[i])), int(counts[i])) for i in self._order(counts, ids, k).tolist()
+            NgramCount(self._word(int(vocab[r, 1]) - 1), int(vocab[r, 3])) for r in top_rows(vocab, 1, k).tolist()
         ]
         low = (1 << 32) - 1
         for n, grams in ((2, self._bigrams), (3, self._trigrams)):
             table = grams.table
-            rows, entry, counts = self._rows(table, 2, grams.entries)
             found = []
-            for i in self._order(counts, entry, k).tolist():
-                a, b = int(table[rows[i], 0]), int(table[rows[i], 1])
-                grams = (a >> 32, a & low) if n == 2 else (a >> 32, a & low, b)
-                found.append(NgramCount(self._names(grams), int(counts[i])))
+            for r in top_rows(table, 2, k).tolist():
+                a, b = int(table[r, 0]), int(table[r, 1])
+                ids = (a >> 32, a & low) if n == 2 else (a >> 32, a & low, b)
+                found.append(NgramCount(self._names(ids), int(table[r, 3])))
             out[n] = found
         return out
 
