@@ -286,8 +286,6 @@ def test_report_is_self_contained(bundle, tmp_path: Path) -> None:
     assert json.loads((tmp_path / "r" / "analysis.json").read_text())["docs"] == a.docs
 
 
-
-
 def test_cli_json_and_text(bundle, tmp_path: Path, capsys) -> None:
     code, out, err = run(
         ["analyze", str(bundle.path), "--out", str(tmp_path / "o"), "--json", "--top-k", "5"], capsys
@@ -331,7 +329,10 @@ def test_app_stats_tab_draws_a_single_category(tmp_path: Path) -> None:
         svg = charts[elem].value
         assert svg.startswith("<svg") and 'width="100%"' in svg
         # One bar (a filled path in the bar colour) whose width is the whole value axis.
-        bars = re.findall(r'<path d="M ([\d.]+) ([\d.]+) \s*L ([\d.]+) [\d.]+ \s*L [^"]*"[^>]*fill: ?' + plots.BAR_COLOR, svg)
+        bars = re.findall(
+            r'<path d="M ([\d.]+) ([\d.]+) \s*L ([\d.]+) [\d.]+ \s*L [^"]*"[^>]*fill: ?' + plots.BAR_COLOR,
+            svg,
+        )
         assert len(bars) == 1, svg[:2000]
         x0, _, x1 = (float(v) for v in bars[0])
         assert x1 - x0 > 300  # of a 504-point-wide figure
@@ -351,3 +352,146 @@ def test_top_zero_and_nothing_counted() -> None:
     counter.add(np.frombuffer(b"a b c d", dtype=np.uint8), np.array([0, 7]))
     assert counter.top(0) == {1: [], 2: [], 3: []}
     assert [g.ngram for g in counter.top(1)[3]] == ["a b c"]
+
+
+def _pii_texts() -> list[str]:
+    """Every labelled PII text of the test data, and each again on one line, after a non-ASCII
+    word, in upper case and with the characters that case-fold to ASCII letters swapped in."""
+    texts = [
+        r["text"]
+        for name in ("pii_labelled.jsonl", "pii_heldout.jsonl", "preprocess_pii_labelled.jsonl")
+        for r in _jsonl(name)
+    ]
+    texts += [d.text for d in planted_docs()]
+    fold = str.maketrans({"k": "\u212a", "s": "\u017f", "i": "\u0131", "I": "\u0130"})
+    variants = []
+    for t in texts:
+        variants += [t.replace("\n", " "), "caf\u00e9 \u00a0" + t, t.upper(), t.translate(fold)]
+    return texts + variants
+
+
+def test_pii_prefilter_finds_every_span_of_find_pii() -> None:
+    """The RE2 prefilter (and its kinds per document) leave find_pii's spans unchanged on planted
+    PII of every kind and form; and it does leave documents out."""
+    from spacerini.audit.pii_prefilter import pii_candidates
+
+    texts = _pii_texts()
+    raw = [t.encode("utf-8", "surrogatepass") for t in texts]
+    offsets = np.concatenate(([0], np.cumsum([len(r) for r in raw]))).astype(np.int64)
+    candidates = dict(pii_candidates(b"".join(raw), offsets))
+    found = 0
+    for i, text in enumerate(texts):
+        spans = find_pii(text)
+        found += len(spans)
+        if i in candidates:
+            assert find_pii(text, kinds=candidates[i]) == spans, text
+        else:
+            assert spans == [], text
+    assert found > 1000 and 0 < len(candidates) < len(texts)
+    assert set(candidates.get(texts.index("hello world"), [])) == set()  # filtered out: no needle
+
+
+def test_near_dup_signatures_equal_numpy_minhash(bundle) -> None:
+    """The compiled MinHash signatures equal a plain numpy computation of the same hashes."""
+    from spacerini.audit.analyze import _NearDups
+    from spacerini.audit.ngrams import fmix64
+
+    texts = [d.text for d in planted_docs()][:30]
+    counter = NgramCounter(count=False)
+    raw = [t.encode() for t in texts]
+    offsets = np.concatenate(([0], np.cumsum([len(r) for r in raw]))).astype(np.int64)
+    counter.add(np.frombuffer(b"".join(raw), dtype=np.uint8), offsets)
+    gid, doc = counter.last
+    near = _NearDups(0.99, 64)
+    near.add_batch(gid, doc, np.diff(offsets))
+    expected = []
+    with np.errstate(over="ignore"):
+        th = fmix64(gid.astype(np.uint64) * near._mix[0] + near._mix[1])
+        for d in range(len(texts)):
+            t = th[doc == d]
+            if t.size == 0:
+                continue
+            n = min(5, t.size)
+            shingles = [
+                (t[s : s + n] * near._position[:n]).sum(dtype=np.uint64) + np.uint64(n)
+                for s in range(t.size - n + 1)
+            ]
+            h = fmix64(np.array(shingles, dtype=np.uint64)) >> np.uint64(32)
+            values = (near._a[:, None] * h[None, :] + near._b[:, None]) & np.uint64(0xFFFFFFFF)
+            expected.append(values.min(axis=1).astype(np.uint32))
+    # Documents equal to an earlier one join its cluster and keep no signature of their own.
+    unique = {tuple(e) for e in expected}
+    kept = {tuple(s) for s in near.signatures[: near.kept]}
+    assert kept == unique and near.kept == len(unique) >= 20
+
+
+def test_text_stats_count_characters_replacements_and_surrogates() -> None:
+    from spacerini.audit.ngram_kernel import text_stats
+
+    texts = [
+        "",
+        "abc",
+        "caf\u00e9 \u6771\u4eac",
+        "a\ufffdb\ufffd",
+        "x\ud800y\udfff",
+        "\U0001f600\ufffd\ud83d",
+    ]
+    raw = [t.encode("utf-8", "surrogatepass") for t in texts]
+    offsets = np.concatenate(([0], np.cumsum([len(r) for r in raw]))).astype(np.int64)
+    chars, bad, lone = (np.empty(len(texts), dtype=np.int64) for _ in range(3))
+    text_stats(np.frombuffer(b"".join(raw), dtype=np.uint8), offsets, chars, bad, lone)
+    assert chars.tolist() == [len(t) for t in texts]
+    assert bad.tolist() == [t.count("\ufffd") for t in texts]
+    assert lone.tolist() == [sum(0xD800 <= ord(c) <= 0xDFFF for c in t) for t in texts]
+
+
+def test_analyze_through_doc_records_equals_the_block_reader(bundle) -> None:
+    """A docstore without blocks (read through Doc records) gives the same report."""
+
+    class Records:
+        def __init__(self, snap):
+            self.manifest, self._snap = snap.manifest, snap
+
+        def __len__(self):
+            return len(self._snap)
+
+        def iter_docs(self):
+            return self._snap.iter_docs()
+
+    class Wrapped:
+        def __init__(self, b):
+            self._b = b
+
+        def pin(self):
+            import contextlib
+
+            @contextlib.contextmanager
+            def pinned():
+                with self._b.pin() as snap:
+                    yield Records(snap)
+
+            return pinned()
+
+    a = analyze(bundle, progress=False, batch_size=7).to_dict()
+    b = analyze(Wrapped(bundle), progress=False, batch_size=13).to_dict()
+    for x in (a, b):
+        x.pop("seconds"), x.pop("mb_per_s")
+    assert a == b
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_ngram_threads_give_the_same_counts(monkeypatch, threads: int) -> None:
+    import spacerini.audit.ngrams as ngrams
+
+    monkeypatch.setattr(ngrams, "_THREADED_TOKENS", 0)  # even tiny batches take the threaded path
+    texts = [d.text for d in planted_docs()]
+    counter = NgramCounter(threads=threads)
+    for i in range(0, len(texts), 5):
+        chunk = [t.encode() for t in texts[i : i + 5]]
+        offsets = np.concatenate(([0], np.cumsum([len(c) for c in chunk]))).astype(np.int64)
+        counter.add(np.frombuffer(b"".join(chunk), dtype=np.uint8), offsets)
+    ref = reference_counts(texts)
+    top = counter.top(50)
+    for n in (1, 2, 3):
+        assert [(g.ngram, g.count) for g in top[n]] == ref[n].most_common(50), n
+    assert counter.distinct() == {n: len(ref[n]) for n in (1, 2, 3)}
