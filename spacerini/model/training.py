@@ -30,7 +30,7 @@ import os
 import random
 import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -508,6 +508,7 @@ def train(
     adapt_threads: bool = False,
     time_limit: float | None = None,
     init_from: str | os.PathLike[str] | None = None,
+    lr_schedule: Callable[[int, float], float] | None = None,
 ) -> dict[str, Any]:
     """Trains (or continues training) the StarCoder-style model on a bundle.
 
@@ -544,6 +545,12 @@ def train(
         init_from: Fine-tune: start from this model folder's weights and tokenizer (e.g.
             :func:`spacerini.model.default_model_path`) instead of a fresh model; ``config``,
             ``vocab_size`` and ``tokenizer_max_bytes`` are then unused.
+        lr_schedule: The learning rate of each step as a function of ``(step, seconds)``: the
+            0-based step and the seconds of training so far in this run (the stream replay of
+            a resumed run excluded). Default: :func:`lr_at` with ``lr``, ``steps`` and
+            ``warmup_steps``. With ``time_limit``, a schedule of the seconds ends its decay
+            when the time runs out whatever the throughput (on a shared CPU, the steps a time
+            budget allows are not known in advance).
 
     Returns:
         A JSON-serialisable report (also written to ``out_dir/training_report.json``): steps,
@@ -636,8 +643,13 @@ def train(
             step_t0 = time.perf_counter()
         batch = torch.from_numpy(np.stack([next(stream) for _ in range(batch_size)])).to(dev)
         labels = batch.masked_fill(batch == pad_id, -100)
+        step_lr = (
+            lr_at(step, lr=lr, steps=steps, warmup_steps=warmup)
+            if lr_schedule is None
+            else float(lr_schedule(step, time.perf_counter() - t0))
+        )
         for group in optimizer.param_groups:
-            group["lr"] = lr_at(step, lr=lr, steps=steps, warmup_steps=warmup)
+            group["lr"] = step_lr
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
             loss = model(input_ids=batch, labels=labels).loss
         if not torch.isfinite(loss):

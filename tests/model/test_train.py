@@ -259,3 +259,19 @@ def test_fixed_sample_passes_over_the_same_documents_every_epoch() -> None:
     moving = [sorted(d for d, _ in iter_training_docs(Fake(), seed=1, epoch=e, doc_fraction=0.3)) for e in range(3)]
     assert fixed[0] == fixed[1] == fixed[2] == moving[0]
     assert moving[1] != moving[0] and 60 < len(fixed[0]) < 180
+
+
+def test_train_follows_a_given_lr_schedule(tiny_bundle, tmp_path) -> None:
+    import torch
+
+    calls: list[tuple[int, float]] = []
+
+    def schedule(step: int, seconds: float) -> float:
+        calls.append((step, seconds))
+        return 1e-4 * (step + 1)
+
+    train(tiny_bundle.path, tmp_path / "run", steps=3, lr_schedule=schedule, **OPTIONS)
+    assert [c[0] for c in calls] == [0, 1, 2]
+    assert all(b >= a >= 0 for (_, a), (_, b) in zip(calls, calls[1:], strict=False))
+    state = torch.load(tmp_path / "run" / "checkpoints" / "step-0000003" / "optimizer.pt", weights_only=True)
+    assert all(g["lr"] == pytest.approx(3e-4) for g in state["param_groups"])
