@@ -647,7 +647,13 @@ def serve(
     flags_path: str | os.PathLike[str] | None = None,
     requests_path: str | os.PathLike[str] | None = None,
 ) -> Any:
-    """Warms the bundle's default searcher, then launches the app.
+    """Serves the app: the JSON routes at once, the page when Gradio has built it.
+
+    The server starts before Gradio is imported (:mod:`spacerini.app.server`): ``GET /api/...``
+    answers within about a second of the start (a first search waits for the JVM and the index,
+    warmed up right away), and the page, the named endpoints and Gradio's protocol join on the
+    same port when the app is built (until then they answer ``503`` with ``Retry-After``). With
+    ``block=False`` the call returns only once the whole app is up.
 
     The server serves no files and takes no uploads (:class:`~spacerini.app.jsonapi.NoFilesMiddleware`;
     also ``allowed_paths`` is empty and the bundle folder is blocked), and shows visitors only
@@ -664,41 +670,109 @@ def serve(
         requests_path: JSONL file for opt-out requests (default: beside the bundle).
 
     Returns:
-        The launched ``gr.Blocks``; its JSON routes' :class:`~spacerini.app.jsonapi.Limiter` is
-        ``app.spacerini_limiter``.
+        The launched ``gr.Blocks`` (``block=True``: once the server has stopped); its JSON
+        routes' :class:`~spacerini.app.jsonapi.Limiter` is ``app.spacerini_limiter``.
+
+    Raises:
+        UsageError: The port cannot be used.
     """
-    from spacerini.app.jsonapi import Limiter, json_api_routes
+    from fastapi import FastAPI
+
+    from spacerini.app.jsonapi import Limiter, NoFilesMiddleware, as_corpora, json_api_routes
+    from spacerini.app.server import FrontApp, FrontServer, bind
     from spacerini.corpora import Corpora
+    from spacerini.service import Service
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    bundles = [bundle[name].bundle for name in bundle] if isinstance(bundle, Corpora) else [bundle]
-    # The JVM, the index and the ranking kernel warm up in a thread while Gradio is imported and
-    # the page is built (seconds each); a request that comes first waits for the searcher's lock.
-    warm = threading.Thread(target=_warm_up, args=(bundles,), name="spacerini-warm-up", daemon=True)
-    warm.start()
     _log_to_stderr()
-    app = build_app(bundle, redact_pii=redact_pii, flags_path=flags_path, requests_path=requests_path)
-    app.spacerini_limiter = Limiter(CONCURRENCY, QUEUE_SIZE)
-    routes = json_api_routes(app.spacerini_corpora, limiter=app.spacerini_limiter)
-    logger.info("serving %s on http://%s:%d", ", ".join(str(b.path) for b in bundles), host, port)
-    app.launch(
-        server_name=host,
-        server_port=port,
-        prevent_thread_lock=not block,
-        show_error=False,  # only gr.Error messages (ours, one line each) reach the visitor
-        share=False,
-        ssr_mode=False,
-        max_file_size="1mb",
-        allowed_paths=[],
-        blocked_paths=[str(Path(b.path).resolve()) for b in bundles],
-        footer_links=["api"],
-        state_session_capacity=SESSION_CAPACITY,
-        quiet=not block,
-        css=CSS,
-        app_kwargs={"routes": routes},
-    )
-    warm.join()  # (block=False) the caller gets a warm app, and no thread is left inside the JVM
+    if isinstance(bundle, Corpora):
+        corpora = bundle
+    else:
+        corpora = as_corpora(
+            Service(
+                bundle,
+                redact_pii=redact_pii,
+                flags_path=Path(flags_path) if flags_path else None,
+                requests_path=Path(requests_path) if requests_path else None,
+            )
+        )
+    bundles = [corpora[name].bundle for name in corpora]
+    limiter = Limiter(CONCURRENCY, QUEUE_SIZE)
+    routes = json_api_routes(corpora, limiter=limiter)
+    api = FastAPI(routes=routes, openapi_url=None, docs_url=None, redoc_url=None)
+    front = FrontApp(api)
+    server = FrontServer(NoFilesMiddleware(front), bind(host, port))
+    built: dict[str, Any] = {}
+
+    def page() -> Any:
+        app = build_app(corpora)
+        app.spacerini_limiter = limiter
+        _launch(app, front, server, bundles, routes, host=host, port=port, quiet=not block)
+        built["app"] = app
+        logger.info("the page is ready on http://%s:%d", host, port)
+        return app
+
+    if not block:
+        server.run_in_thread()
+        # The JVM, the index and the ranking kernel warm up in a thread while Gradio is imported
+        # and the page is built; the caller gets a warm app, and no thread is left inside the JVM.
+        warm = threading.Thread(target=_warm_up, args=(bundles,), name="spacerini-warm-up", daemon=True)
+        warm.start()
+        try:
+            app = page()
+        except BaseException:
+            server.close()
+            raise
+        warm.join()
+        return app
+
+    def later() -> None:
+        # The first search comes before the page: warm up, then import Gradio and build the page
+        # (both hold the GIL; the JSON routes answer meanwhile).
+        try:
+            server.wait_started()
+            _warm_up(bundles)
+            page()
+        except BaseException as exc:  # noqa: BLE001 - re-raised by serve() once the server stops
+            built["error"] = exc
+            server.close()
+
+    logger.info("serving %s on http://%s:%d (the JSON routes now, the page when it is built)",
+                ", ".join(str(b.path) for b in bundles), host, port)  # fmt: skip
+    threading.Thread(target=later, name="spacerini-page", daemon=True).start()
+    server.run()
+    if "error" in built:
+        raise built["error"]
+    app = built.get("app")
+    if app is not None:
+        app.close(verbose=False)
     return app
+
+
+def _launch(
+    app: Any, front: Any, server: Any, bundles: list[Any], routes: list[Any], *, host: str, port: int, quiet: bool
+) -> None:
+    """``app.launch`` with the app's settings, served by ``server`` (already listening on
+    ``host:port``) instead of a server of Gradio's own (:func:`~spacerini.app.server.gradio_serves_here`)."""
+    from spacerini.app.server import gradio_serves_here
+
+    with gradio_serves_here(front, server, host, port):
+        app.launch(
+            server_name=host,
+            server_port=port,
+            prevent_thread_lock=True,
+            show_error=False,  # only gr.Error messages (ours, one line each) reach the visitor
+            share=False,
+            ssr_mode=False,
+            max_file_size="1mb",
+            allowed_paths=[],
+            blocked_paths=[str(Path(b.path).resolve()) for b in bundles],
+            footer_links=["api"],
+            state_session_capacity=SESSION_CAPACITY,
+            quiet=quiet,
+            css=CSS,
+            app_kwargs={"routes": routes},
+        )
 
 
 def _warm_up(bundles: list[Any]) -> None:

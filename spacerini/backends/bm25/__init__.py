@@ -74,7 +74,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import html
 import logging
 import queue
 import re
@@ -732,32 +731,11 @@ class BM25Searcher:
                 (:func:`spacerini.display.redacted_window`): the snippet is cut as from the
                 redacted text, and only the window it shows is redacted.
         """
-        if redact is not None:
-            from spacerini.backends.bm25.snippets import redacted_snippet
+        from spacerini.backends.bm25 import snippets
 
-            return redacted_snippet(self, query, text, width=width, redact=redact)
-        qterms, keys = self._snippet_query(query) if query and query.strip() else (frozenset(), None)
-        base = 0
-        whole = text
-        if len(text) > SNIPPET_SCAN_CHARS and qterms:
-            # Long documents: look for the window only near the first place a query term could
-            # match, so a snippet's cost stays bounded whatever the document's size.
-            first = keys.anywhere.search(text) if keys is not None else None
-            base = max(0, (first.start() if first else 0) - SNIPPET_SCAN_CHARS // 4)
-            text = text[base : base + SNIPPET_SCAN_CHARS]
-        matched = self._snippet_matches(text, qterms, keys) if qterms else []
-        if not matched and keys is not None and len(whole) > SNIPPET_SCAN_CHARS:
-            # The first key prefix was no match (inside a longer token such as json_b64encode):
-            # look for a word that really analyzes to a query term, and open the window there.
-            where = self._first_matching_word(whole, qterms, keys)
-            if where is not None:
-                base = max(0, where - SNIPPET_SCAN_CHARS // 4)
-                text = whole[base : base + SNIPPET_SCAN_CHARS]
-                matched = self._snippet_matches(text, qterms, keys)
-        snippet = _render_snippet(text, matched, width)
-        if base and not snippet.startswith("…"):
-            snippet = "…" + snippet
-        return snippet
+        if redact is not None:
+            return snippets.redacted_snippet(self, query, text, width=width, redact=redact)
+        return snippets.snippet(self, query, text, width=width)
 
     def _snippet_matches(
         self, text: str, qterms: frozenset[str], keys: _SnippetKeys | None
@@ -950,41 +928,10 @@ def _make_hits(ids: list[str], scores: list[float], skip: int) -> list[Hit]:
 
 
 def _render_snippet(text: str, matched: list[tuple[int, int]], width: int) -> str:
-    width = max(20, int(width))
-    if not matched:
-        cut = text[:width]
-        return html.escape(cut) + ("…" if len(text) > width else "")
-    # Densest window: most matches whose span fits in `width` characters.
-    best_i, best_j, j = 0, 0, 0
-    for i in range(len(matched)):
-        j = max(j, i)
-        while j + 1 < len(matched) and matched[j + 1][1] - matched[i][0] <= width:
-            j += 1
-        if j - i > best_j - best_i:
-            best_i, best_j = i, j
-    first, last = matched[best_i][0], matched[best_j][1]
-    slack = max(0, width - (last - first))
-    start = max(0, first - slack // 2)
-    end = min(len(text), max(last, start + width))
-    if end - start < width:
-        start = max(0, end - width)
-    # Do not cut words in half at the edges.
-    while start > 0 and start < first and text[start - 1].isalnum() and text[start].isalnum():
-        start += 1
-    while end < len(text) and end > last and text[end - 1].isalnum() and text[end].isalnum():
-        end -= 1
-    parts: list[str] = ["…"] if start > 0 else []
-    pos = start
-    for s, e in matched:
-        if s < start or e > end:
-            continue
-        parts.append(html.escape(text[pos:s]))
-        parts.append("<mark>" + html.escape(text[s:e]) + "</mark>")
-        pos = e
-    parts.append(html.escape(text[pos:end]))
-    if end < len(text):
-        parts.append("…")
-    return "".join(parts)
+    """The snippet of ``text`` around the densest run of ``matched`` (see :mod:`.snippets`)."""
+    from spacerini.backends.bm25.snippets import render
+
+    return render(text, matched, width)
 
 
 # -- TREC runs ---------------------------------------------------------------------------------------

@@ -1,20 +1,30 @@
-"""BM25 snippets of a document shown with its PII redacted, without redacting the whole document.
+"""BM25 snippets: where the window is, which part of it is shown, and how it is shown redacted.
 
-Display redaction must happen before a snippet is cut (:mod:`spacerini.display`): a secret cut
-in half at the window's edge no longer looks like one. Redacting every hit's whole document did
-that, at ~40 us per kilobyte in Python (under the GIL): most of a search page's cost on source
-files of tens of kilobytes, and the reason a server answered on one core. Here the window is
-chosen on the document's own text, exactly as :meth:`BM25Searcher.snippet` chooses it, and only
-that window is redacted (:func:`spacerini.display.redacted_window`: its lines, with any span that
-reaches into it replaced whole) before its matches are found and the snippet is cut from it.
+:meth:`BM25Searcher.snippet` is :func:`locate` (the scan window near the first place a query term
+could match, and the matches in it), :func:`bounds` (the densest ``width`` characters of it) and
+:func:`render` (HTML, matches in ``<mark>``).
 
-When the redacted window holds no match (the match the window was opened for was inside a
-secret, or no match was found near the start), the snippet is cut from the whole redacted
-document instead, as before: the same answer, at the old cost, for the rare hit that needs it.
+**Display redaction** must happen before a snippet is cut (:mod:`spacerini.display`): a secret
+cut in half at the window's edge no longer looks like one. Redacting every hit's whole document
+did that at ~40 us per kilobyte in Python, under the GIL: most of a search page's cost on source
+files of tens of kilobytes, and the reason a server answered on one core. :func:`redacted_snippet`
+redacts only what it shows:
+
+1. the window and the part shown are chosen on the document's own text, exactly as without
+   redaction, and only the lines around the part shown are scanned
+   (:func:`spacerini.display.redacted_window`); when no PII reaches into them, that is the snippet;
+2. otherwise the scan window is redacted (its lines; a span reaching in is replaced whole) and the
+   snippet is cut from it, as from the redacted document;
+3. and when that redacted window holds no match (the match it was opened for was inside a
+   secret), the snippet is cut from the whole redacted document, as before.
+
+So a snippet of a document with no PII near its matches is the snippet of its text, and any other
+is cut from redacted text, as the display rule asks.
 """
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -23,10 +33,93 @@ if TYPE_CHECKING:
 
 #: ``redact(text, lo, hi)``: ``text[lo:hi]`` with PII redacted, spans reaching in replaced whole.
 Redactor = Callable[[str, int, int], str]
+Spans = list[tuple[int, int]]
+
+
+def locate(searcher: BM25Searcher, query: str, text: str) -> tuple[int, str, Spans]:
+    """The scan window of ``text`` for ``query``: ``(base, window, matches)``.
+
+    Long documents are looked at only near the first place a query term could match (at most
+    ``SNIPPET_SCAN_CHARS`` characters), so a snippet's cost stays bounded whatever the document's
+    size; when that place is no match (a key prefix inside a longer token such as
+    ``json_b64encode``), the window opens at the first word that really analyzes to a query term.
+
+    Returns:
+        The window's offset in ``text``, the window, and its matches' (start, end) in the window.
+    """
+    from spacerini.backends.bm25 import SNIPPET_SCAN_CHARS
+
+    qterms, keys = searcher._snippet_query(query) if query and query.strip() else (frozenset(), None)
+    base, window = 0, text
+    if len(text) > SNIPPET_SCAN_CHARS and qterms:
+        first = keys.anywhere.search(text) if keys is not None else None
+        base = max(0, (first.start() if first else 0) - SNIPPET_SCAN_CHARS // 4)
+        window = text[base : base + SNIPPET_SCAN_CHARS]
+    matched = searcher._snippet_matches(window, qterms, keys) if qterms else []
+    if not matched and keys is not None and len(text) > SNIPPET_SCAN_CHARS:
+        where = searcher._first_matching_word(text, qterms, keys)
+        if where is not None:
+            base = max(0, where - SNIPPET_SCAN_CHARS // 4)
+            window = text[base : base + SNIPPET_SCAN_CHARS]
+            matched = searcher._snippet_matches(window, qterms, keys)
+    return base, window, matched
+
+
+def bounds(text: str, matched: Spans, width: int) -> tuple[int, int]:
+    """The part of ``text`` a snippet shows: the densest run of matches within ``width``
+    characters, widened to ``width`` and not cutting words at its edges."""
+    width = max(20, int(width))
+    if not matched:
+        return 0, min(len(text), width)
+    best_i, best_j, j = 0, 0, 0
+    for i in range(len(matched)):
+        j = max(j, i)
+        while j + 1 < len(matched) and matched[j + 1][1] - matched[i][0] <= width:
+            j += 1
+        if j - i > best_j - best_i:
+            best_i, best_j = i, j
+    first, last = matched[best_i][0], matched[best_j][1]
+    slack = max(0, width - (last - first))
+    start = max(0, first - slack // 2)
+    end = min(len(text), max(last, start + width))
+    if end - start < width:
+        start = max(0, end - width)
+    while start > 0 and start < first and text[start - 1].isalnum() and text[start].isalnum():
+        start += 1
+    while end < len(text) and end > last and text[end - 1].isalnum() and text[end].isalnum():
+        end -= 1
+    return start, end
+
+
+def render(text: str, matched: Spans, width: int, cut: tuple[int, int] | None = None) -> str:
+    """``text[start:end]`` (``cut``, default :func:`bounds`) HTML-escaped, its matches in ``<mark>``,
+    with ``…`` where it is cut."""
+    if not matched:
+        width = max(20, int(width))
+        return html.escape(text[:width]) + ("…" if len(text) > width else "")
+    start, end = cut if cut is not None else bounds(text, matched, width)
+    parts: list[str] = ["…"] if start > 0 else []
+    pos = start
+    for s, e in matched:
+        if s < start or e > end:
+            continue
+        parts.append(html.escape(text[pos:s]))
+        parts.append("<mark>" + html.escape(text[s:e]) + "</mark>")
+        pos = e
+    parts.append(html.escape(text[pos:end]))
+    if end < len(text):
+        parts.append("…")
+    return "".join(parts)
+
+
+def snippet(searcher: BM25Searcher, query: str, text: str, *, width: int) -> str:
+    """:meth:`BM25Searcher.snippet` of ``text`` (no redaction)."""
+    base, window, matched = locate(searcher, query, text)
+    return _prefixed(render(window, matched, width), base)
 
 
 def redacted_snippet(searcher: BM25Searcher, query: str, text: str, *, width: int, redact: Redactor) -> str:
-    """:meth:`BM25Searcher.snippet` of ``text`` as displayed with its PII redacted.
+    """:meth:`BM25Searcher.snippet` of ``text`` as displayed with its PII redacted (see the module).
 
     Args:
         searcher: The searcher whose analysis finds the matches.
@@ -36,28 +129,20 @@ def redacted_snippet(searcher: BM25Searcher, query: str, text: str, *, width: in
         redact: Redacts a window of ``text`` (:func:`spacerini.display.redacted_window`).
 
     Returns:
-        The HTML-escaped snippet, as :meth:`BM25Searcher.snippet` cuts it from the redacted text.
+        The HTML-escaped snippet.
     """
-    from spacerini.backends.bm25 import SNIPPET_SCAN_CHARS, _render_snippet
-
-    if len(text) <= SNIPPET_SCAN_CHARS:  # the window is the whole document anyway
-        return searcher.snippet(query, redact(text, 0, len(text)), width=width)
+    base, window, matched = locate(searcher, query, text)
+    cut = bounds(window, matched, width)
+    lo, hi = base + cut[0], base + cut[1]
+    if redact(text, lo, hi) == text[lo:hi]:  # no PII reaches into what is shown
+        return _prefixed(render(window, matched, width, cut), base)
     qterms, keys = searcher._snippet_query(query) if query and query.strip() else (frozenset(), None)
-    base = 0
-    if qterms:
-        first = keys.anywhere.search(text) if keys is not None else None
-        base = max(0, (first.start() if first else 0) - SNIPPET_SCAN_CHARS // 4)
-    window = redact(text, base, base + SNIPPET_SCAN_CHARS)
-    matched = searcher._snippet_matches(window, qterms, keys) if qterms else []
-    if not matched and keys is not None:
-        where = searcher._first_matching_word(text, qterms, keys)
-        if where is not None:
-            base = max(0, where - SNIPPET_SCAN_CHARS // 4)
-            window = redact(text, base, base + SNIPPET_SCAN_CHARS)
-            matched = searcher._snippet_matches(window, qterms, keys)
-    if not matched and qterms:
-        return searcher.snippet(query, redact(text, 0, len(text)), width=width)
-    snippet = _render_snippet(window, matched, width)
-    if base and not snippet.startswith("…"):
-        snippet = "…" + snippet
-    return snippet
+    shown = redact(text, base, base + len(window))
+    matched = searcher._snippet_matches(shown, qterms, keys) if qterms else []
+    if matched or not qterms:
+        return _prefixed(render(shown, matched, width), base)
+    return snippet(searcher, query, redact(text, 0, len(text)), width=width)
+
+
+def _prefixed(snippet: str, base: int) -> str:
+    return "…" + snippet if base and not snippet.startswith("…") else snippet
