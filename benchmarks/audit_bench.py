@@ -4,10 +4,13 @@ Corpus: real text (paragraphs of the Debian docs and man pages, ``debian_corpus.
 source (the standard library, ``preprocess_bench.stdlib_docs``), ``--mb`` MB of each, built into a
 bundle with the exact backend.
 
-* analyze: MB/s of ``spacerini.audit.analyze`` (all sections; and with ``skip=pii,near-dup``, the
-  sections a Counter can be compared with) and of the n-gram counter alone, against a plain
-  ``collections.Counter`` of word unigrams, bigrams and trigrams over the same texts (already in
-  memory: the peer does not read the docstore). The top-20 of each n must be equal.
+* analyze: MB/s against a plain ``collections.Counter`` of word unigrams, bigrams and trigrams
+  over the same texts (already in memory: the peer does not read the docstore; one thread, as
+  Python runs it). The peer does n-grams only, so two comparisons are printed: the n-gram part
+  (``NgramCounter`` over the same in-memory texts, with its default two threads when the machine
+  has two cores, and with one), and the report (``spacerini.audit.analyze`` reading the bundle:
+  with ``skip=pii,near-dup``, then adding MinHash near-duplicates, then every section). The
+  top-20 of each n must be equal to ``Counter.most_common``.
 * contamination: examples/s of ``spacerini.audit.contamination`` (13-gram overlap and longest
   match on the suffix array) against a brute-force Python set of every word 13-gram of the corpus
   (its build time included; lookups alone shown too), on planted examples: copied passages,
@@ -16,7 +19,7 @@ bundle with the exact backend.
 
 Rounds interleave ours and the peer; figures are medians of ``--rounds``.
 
-Usage: python benchmarks/audit_bench.py [--mb 10] [--examples 300] [--rounds 3]
+Usage: python benchmarks/audit_bench.py [--mb 10] [--examples 300] [--rounds 3] [--only analyze|contamination]
 """
 
 from __future__ import annotations
@@ -73,8 +76,8 @@ def peer_counter(texts: list[str]) -> dict[int, Counter]:
     return c
 
 
-def ours_counter(texts: list[str]) -> NgramCounter:
-    counter = NgramCounter()
+def ours_counter(texts: list[str], threads: int | None = None) -> NgramCounter:
+    counter = NgramCounter(threads=threads)
     for i in range(0, len(texts), 1024):
         chunk = [t.encode("utf-8", "surrogatepass") for t in texts[i : i + 1024]]
         offsets = np.zeros(len(chunk) + 1, dtype=np.int64)
@@ -126,9 +129,10 @@ def main() -> None:
     ap.add_argument("--mb", type=float, default=10.0, help="MB of text and MB of Python source")
     ap.add_argument("--examples", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--only", choices=("analyze", "contamination"), default=None, help="run one part")
     args = ap.parse_args()
     os.environ.setdefault("SPACERINI_NO_PROGRESS", "1")
-    print(f"load average before: {os.getloadavg()}")
+    print(f"load average before: {os.getloadavg()}; {os.cpu_count()} cores")
     docs, held_out = corpus(args.mb)
     texts = [d.text for d in docs]
     mb = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 1e6
@@ -139,83 +143,109 @@ def main() -> None:
         print(f"bundle (exact) built in {time.perf_counter() - t0:.1f} s")
 
         # -- analyze -----------------------------------------------------------------------
-        times: dict[str, list[float]] = {"peer": [], "ngrams": [], "analyze_core": [], "analyze_all": []}
-        ref = top = None
-        for _ in range(args.rounds):
-            t0 = time.perf_counter()
-            ref = peer_counter(texts)
-            times["peer"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            counter = ours_counter(texts)
-            top = counter.top(20)
-            times["ngrams"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            core = analyze(bundle, skip="pii,near-dup", progress=False)
-            times["analyze_core"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            full = analyze(bundle, progress=False)
-            times["analyze_all"].append(time.perf_counter() - t0)
-        assert ref is not None and top is not None
-        for n in (1, 2, 3):
-            want = [(" ".join(g) if n > 1 else g, c) for g, c in ref[n].most_common(20)]
-            assert [(g.ngram, g.count) for g in top[n]] == want, n
-            assert [(r["ngram"], r["count"]) for r in core.ngrams[str(n)]] == want, n
-            assert full.ngrams[str(n)] == core.ngrams[str(n)]
-        assert core.docs == full.docs == len(docs)
-        peer = statistics.median(times["peer"])
-        print("\nanalyze (top-20 n-grams n=1..3 equal to Counter.most_common: yes)")
-        print(f"{'what':<44}{'MB/s (median)':>14}{'runs':>28}{'vs Counter':>12}")
-        for key, label in (
-            ("peer", "plain Counter, n = 1..3 (peer)"),
-            ("ngrams", "NgramCounter alone"),
-            ("analyze_core", "analyze, skip pii,near-dup"),
-            ("analyze_all", "analyze, all sections"),
-        ):
-            med = statistics.median(times[key])
-            runs = ", ".join(f"{mb / t:.1f}" for t in times[key])
-            print(f"{label:<44}{mb / med:>14.1f}{runs:>28}{peer / med:>11.1f}x")
+        if args.only != "contamination":
+            analyze_part(bundle, texts, docs, mb, args.rounds)
 
         # -- contamination -----------------------------------------------------------------
-        tests = examples(docs, held_out, args.examples)
-        ct: dict[str, list[float]] = {"ours": [], "peer_total": [], "peer_lookup": []}
-        report = None
-        overlaps: list[float] = []
-        for _ in range(args.rounds):
-            t0 = time.perf_counter()
-            report = contamination(bundle, tests, progress=False)
-            ct["ours"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            grams = peer_ngram_set(texts)
-            t1 = time.perf_counter()
-            overlaps = [peer_overlap(grams, e["text"]) for e in tests]
-            t2 = time.perf_counter()
-            ct["peer_total"].append(t2 - t0)
-            ct["peer_lookup"].append(t2 - t1)
-            del grams
-        assert report is not None
-        ours_dirty = [r.contaminated for r in report.examples]
-        peer_dirty = [o >= 0.5 for o in overlaps]
-        agree = sum(a == b for a, b in zip(ours_dirty, peer_dirty, strict=True)) / len(tests)
-        by_kind = Counter(
-            (e["id"].split("-")[0], r.contaminated) for e, r in zip(tests, report.examples, strict=True)
-        )
-        print(f"\ncontamination: {len(tests)} examples (copied / paraphrased / fresh), {NGRAM}-grams")
-        print(
-            f"flags by kind: {dict(sorted(by_kind.items()))}; agreement with the n-gram set: {100 * agree:.1f}%"
-        )
-        ours = statistics.median(ct["ours"])
-        print(f"{'what':<52}{'examples/s':>12}{'runs (s)':>26}")
-        for key, label in (
-            ("ours", "spacerini contamination (suffix array)"),
-            ("peer_total", "Python 13-gram set, build + lookups (peer)"),
-            ("peer_lookup", "Python 13-gram set, lookups only (set prebuilt)"),
-        ):
-            med = statistics.median(ct[key])
-            runs = ", ".join(f"{t:.2f}" for t in ct[key])
-            print(f"{label:<52}{len(tests) / med:>12.1f}{runs:>26}")
-        print(f"ours vs peer (build + lookups): {statistics.median(ct['peer_total']) / ours:.1f}x")
+        if args.only != "analyze":
+            contamination_part(bundle, texts, docs, held_out, args.examples, args.rounds)
         bundle.close()
     print(f"load average after: {os.getloadavg()}")
+
+
+def analyze_part(bundle, texts: list[str], docs: list[Doc], mb: float, rounds: int) -> None:
+    runs = {
+        "peer": lambda: peer_counter(texts),
+        "ngrams": lambda: ours_counter(texts).top(20),
+        "ngrams_1": lambda: ours_counter(texts, threads=1).top(20),
+        "analyze_core": lambda: analyze(bundle, skip="pii,near-dup", progress=False),
+        "analyze_near": lambda: analyze(bundle, skip="pii", progress=False),
+        "analyze_all": lambda: analyze(bundle, progress=False),
+    }
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    cpu: dict[str, list[float]] = {k: [] for k in runs}
+    out: dict[str, object] = {}
+    for r in range(rounds):
+        keys = list(runs)
+        keys = keys[r % len(keys) :] + keys[: r % len(keys)]  # rotate the order: load drifts
+        for key in keys:
+            c0, t0 = time.process_time(), time.perf_counter()
+            out[key] = runs[key]()
+            times[key].append(time.perf_counter() - t0)
+            cpu[key].append(time.process_time() - c0)  # every thread of the process
+    ref = out["peer"]
+    for n in (1, 2, 3):
+        want = [(" ".join(g) if n > 1 else g, c) for g, c in ref[n].most_common(20)]
+        for key in ("ngrams", "ngrams_1"):
+            assert [(g.ngram, g.count) for g in out[key][n]] == want, (key, n)
+        for key in ("analyze_core", "analyze_near", "analyze_all"):
+            assert [(r["ngram"], r["count"]) for r in out[key].ngrams[str(n)]] == want, (key, n)
+    assert out["analyze_core"].docs == out["analyze_all"].docs == len(docs)
+    peer = statistics.median(times["peer"])
+    threads = NgramCounter().threads
+    print("\nanalyze (top-20 n-grams n=1..3 equal to Counter.most_common: yes)")
+    print(
+        "wall: MB/s and its ratio to the peer's; CPU: seconds of CPU time, all threads (ratio: peer / ours)"
+    )
+    print(f"{'what':<56}{'MB/s (median)':>14}{'runs':>20}{'vs Counter':>11}{'CPU s':>8}{'CPU vs':>8}")
+    for key, label in (
+        ("peer", "plain Counter, n = 1..3 (peer, one thread)"),
+        ("ngrams", f"n-gram part: NgramCounter ({threads} threads)"),
+        ("ngrams_1", "n-gram part: NgramCounter (one thread)"),
+        ("analyze_core", "report: analyze, skip pii,near-dup"),
+        ("analyze_near", "report: analyze, skip pii (adds MinHash near-dups)"),
+        ("analyze_all", "report: analyze, all sections (adds PII per kind)"),
+    ):
+        med = statistics.median(times[key])
+        runs_s = ", ".join(f"{mb / t:.1f}" for t in times[key])
+        c = statistics.median(cpu[key])
+        print(
+            f"{label:<56}{mb / med:>14.1f}{runs_s:>20}{peer / med:>10.1f}x{c:>8.2f}"
+            f"{statistics.median(cpu['peer']) / c:>7.1f}x"
+        )
+
+
+def contamination_part(
+    bundle, texts: list[str], docs: list[Doc], held_out: list[str], n: int, rounds: int
+) -> None:
+    tests = examples(docs, held_out, n)
+    ct: dict[str, list[float]] = {"ours": [], "peer_total": [], "peer_lookup": []}
+    report = None
+    overlaps: list[float] = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        report = contamination(bundle, tests, progress=False)
+        ct["ours"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        grams = peer_ngram_set(texts)
+        t1 = time.perf_counter()
+        overlaps = [peer_overlap(grams, e["text"]) for e in tests]
+        t2 = time.perf_counter()
+        ct["peer_total"].append(t2 - t0)
+        ct["peer_lookup"].append(t2 - t1)
+        del grams
+    assert report is not None
+    ours_dirty = [r.contaminated for r in report.examples]
+    peer_dirty = [o >= 0.5 for o in overlaps]
+    agree = sum(a == b for a, b in zip(ours_dirty, peer_dirty, strict=True)) / len(tests)
+    by_kind = Counter(
+        (e["id"].split("-")[0], r.contaminated) for e, r in zip(tests, report.examples, strict=True)
+    )
+    print(f"\ncontamination: {len(tests)} examples (copied / paraphrased / fresh), {NGRAM}-grams")
+    print(
+        f"flags by kind: {dict(sorted(by_kind.items()))}; agreement with the n-gram set: {100 * agree:.1f}%"
+    )
+    ours = statistics.median(ct["ours"])
+    print(f"{'what':<52}{'examples/s':>12}{'runs (s)':>26}")
+    for key, label in (
+        ("ours", "spacerini contamination (suffix array)"),
+        ("peer_total", "Python 13-gram set, build + lookups (peer)"),
+        ("peer_lookup", "Python 13-gram set, lookups only (set prebuilt)"),
+    ):
+        med = statistics.median(ct[key])
+        runs = ", ".join(f"{t:.2f}" for t in ct[key])
+        print(f"{label:<52}{len(tests) / med:>12.1f}{runs:>26}")
+    print(f"ours vs peer (build + lookups): {statistics.median(ct['peer_total']) / ours:.1f}x")
 
 
 if __name__ == "__main__":
