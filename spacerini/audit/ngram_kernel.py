@@ -3,7 +3,7 @@
 One loop over a batch's UTF-8 bytes finds each token, numbers it in a vocabulary hash table
 (keyed by the token's bytes, compared in full, so ids are exact) and counts its unigram. Then
 the bigrams and trigrams of the batch's ids are counted in two more hash tables keyed by the
-token ids themselves (not by hashes of them), split into buckets (see :func:`count_grouped`).
+token ids themselves (not by hashes of them), split into buckets (see :func:`count_grams`).
 
 Every table is open addressing with linear probing over rows of four uint64 words, so that one
 probe reads one cache line (the pass is bound by memory latency, not by arithmetic):
@@ -250,92 +250,108 @@ def _insert(
         slot = (slot + 1) & mask
 
 
-@nb.njit(cache=True, nogil=True)
-def gram_keys(
-    gid: np.ndarray, doc: np.ndarray, n: int, first: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The ``n``-grams (2 or 3) of a batch's token ids that lie within one document: their keys
-    ``(a, b)`` (a bigram is two 32-bit ids packed in ``a``; a trigram adds the third id as ``b``),
-    hashes and 1 + positions (``first`` + index in the batch of the n-gram's last token)."""
-    ka = np.empty(gid.size, dtype=np.uint64)
-    kb = np.empty(gid.size, dtype=np.uint64)
-    kh = np.empty(gid.size, dtype=np.uint64)
-    kp = np.empty(gid.size, dtype=np.uint64)
-    m = 0
-    for t in range(n - 1, gid.size):
-        if doc[t - n + 1] != doc[t]:
-            continue
-        if n == 2:
-            a = (np.uint64(gid[t - 1]) << _S32) | np.uint64(gid[t])
-            b = _ZERO
-        else:
-            a = (np.uint64(gid[t - 2]) << _S32) | np.uint64(gid[t - 1])
-            b = np.uint64(gid[t])
-        ka[m] = a
-        kb[m] = b
-        kh[m] = key_hash(a, b)
-        kp[m] = np.uint64(first + t + 1)
-        m += 1
-    return ka[:m], kb[:m], kh[:m], kp[:m]
+@nb.njit(cache=True, inline="always")
+def _gram(gid: np.ndarray, t: int, n: int) -> tuple[np.uint64, np.uint64]:
+    """The key ``(a, b)`` of the ``n``-gram (2 or 3) that ends at token ``t``: a bigram is two
+    32-bit ids packed in ``a``; a trigram adds the third id as ``b``."""
+    if n == 2:
+        return (np.uint64(gid[t - 1]) << _S32) | np.uint64(gid[t]), _ZERO
+    return (np.uint64(gid[t - 2]) << _S32) | np.uint64(gid[t - 1]), np.uint64(gid[t])
 
 
 @nb.njit(cache=True, nogil=True)
-def count_grouped(
-    ka: np.ndarray,
-    kb: np.ndarray,
-    kh: np.ndarray,
-    kp: np.ndarray,
+def _count_runs(keys: np.ndarray, hist: np.ndarray, table: np.ndarray, rows: int, used: np.ndarray) -> int:
+    """Inserts ``keys`` (rows ``a, b, 1 + position``, grouped by bucket: bucket ``i`` holds
+    ``keys[hist[i]:hist[i + 1]]``) bucket by bucket; stops before a new key would fill its
+    bucket past three quarters. Returns how many were counted."""
+    mask = np.int64(rows - 1)
+    full = (3 * rows) // 4
+    for i in range(hist.size - 1):
+        base = np.int64(i) * rows
+        for j in range(hist[i], hist[i + 1]):
+            if used[i] >= full:
+                return j
+            a = keys[j, 0]
+            b = keys[j, 1]
+            if _insert(table, base, mask, key_hash(a, b), a, b, keys[j, 2], _ONE):
+                used[i] += 1
+    return keys.shape[0]
+
+
+@nb.njit(cache=True, nogil=True)
+def count_grams(
+    gid: np.ndarray,
+    doc: np.ndarray,
+    n: int,
+    first: int,
     table: np.ndarray,
     rows: int,
     bits: int,
     used: np.ndarray,
-) -> tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Counts n-grams (from :func:`gram_keys`) in a table split into buckets.
+) -> tuple[int, np.ndarray]:
+    """Counts the ``n``-grams (2 or 3) of a batch's token ids that lie within one document, in a
+    table split into buckets.
 
     The table holds ``2**bits`` buckets of ``rows`` rows each (bucket ``i`` is rows
     ``i*rows .. (i+1)*rows - 1``), chosen by the top bits of an n-gram's hash; within its bucket a
     key is found by linear probing on the low bits. The n-grams are first regrouped by bucket (a
-    stable counting sort into four new arrays: sequential reads, one write stream per bucket),
-    then counted bucket by bucket, so that the probes of a run stay inside one
-    bucket of at most 1 MiB (in the processor's L2 cache) instead of hitting random lines of a
-    table of hundreds of MB. Rows are ``key a, key b, entry, count``: ``entry`` is the smallest
-    1 + position seen, the n-gram's first occurrence, so ties order as ``Counter.most_common``
-    orders them.
+    counting sort straight from the token ids: one pass counts each bucket's n-grams, a second
+    writes each key to its bucket's run), then counted bucket by bucket, so that the probes of a
+    run stay inside one bucket of at most 1 MiB (in the processor's L2 cache) instead of hitting
+    random lines of a table of hundreds of MB. Rows are ``key a, key b, entry, count``:
+    ``entry`` is the smallest 1 + position seen (``first`` + the index in the batch of the
+    n-gram's last token), the n-gram's first occurrence, so ties order as
+    ``Counter.most_common`` orders them.
 
     ``used[i]`` counts bucket ``i``'s entries. Stops before a new key would fill its bucket past
-    three quarters. Returns how many n-grams of the regrouped arrays were counted, and those
-    arrays: grow the table and call again with the rest of them.
+    three quarters. Returns how many n-grams were counted and the regrouped keys (rows ``a, b,
+    1 + position``): grow the table and pass the rest to :func:`count_keys`.
     """
     buckets = 1 << bits
-    m = ka.size
     hist = np.zeros(buckets + 1, dtype=np.int64)
-    for j in range(m):
-        hist[_bucket(kh[j], bits) + 1] += 1
+    for t in range(n - 1, gid.size):
+        if doc[t - n + 1] == doc[t]:
+            a, b = _gram(gid, t, n)
+            hist[_bucket(key_hash(a, b), bits) + 1] += 1
     for i in range(buckets):
         hist[i + 1] += hist[i]
     fill = hist[:buckets].copy()
-    oa = np.empty(m, dtype=np.uint64)
-    ob = np.empty(m, dtype=np.uint64)
-    oh = np.empty(m, dtype=np.uint64)
-    op = np.empty(m, dtype=np.uint64)
+    keys = np.empty((hist[buckets], 3), dtype=np.uint64)
+    for t in range(n - 1, gid.size):
+        if doc[t - n + 1] == doc[t]:
+            a, b = _gram(gid, t, n)
+            i = _bucket(key_hash(a, b), bits)
+            at = fill[i]
+            fill[i] = at + 1
+            keys[at, 0] = a
+            keys[at, 1] = b
+            keys[at, 2] = np.uint64(first + t + 1)
+    return _count_runs(keys, hist, table, rows, used), keys
+
+
+@nb.njit(cache=True, nogil=True)
+def count_keys(
+    keys: np.ndarray, table: np.ndarray, rows: int, bits: int, used: np.ndarray
+) -> tuple[int, np.ndarray]:
+    """:func:`count_grams` for keys already made (the rest of a batch after the table grew):
+    regroups them by bucket and counts them. Returns how many were counted and the regrouped keys."""
+    buckets = 1 << bits
+    m = keys.shape[0]
+    hist = np.zeros(buckets + 1, dtype=np.int64)
     for j in range(m):
-        i = _bucket(kh[j], bits)
+        hist[_bucket(key_hash(keys[j, 0], keys[j, 1]), bits) + 1] += 1
+    for i in range(buckets):
+        hist[i + 1] += hist[i]
+    fill = hist[:buckets].copy()
+    out = np.empty_like(keys)
+    for j in range(m):
+        i = _bucket(key_hash(keys[j, 0], keys[j, 1]), bits)
         at = fill[i]
         fill[i] = at + 1
-        oa[at] = ka[j]
-        ob[at] = kb[j]
-        oh[at] = kh[j]
-        op[at] = kp[j]
-    mask = np.int64(rows - 1)
-    full = (3 * rows) // 4
-    for i in range(buckets):
-        base = np.int64(i) * rows
-        for j in range(hist[i], hist[i + 1]):
-            if used[i] >= full:
-                return j, oa, ob, oh, op
-            if _insert(table, base, mask, oh[j], oa[j], ob[j], op[j], _ONE):
-                used[i] += 1
-    return m, oa, ob, oh, op
+        out[at, 0] = keys[j, 0]
+        out[at, 1] = keys[j, 1]
+        out[at, 2] = keys[j, 2]
+    return _count_runs(out, hist, table, rows, used), out
 
 
 @nb.njit(cache=True, nogil=True)

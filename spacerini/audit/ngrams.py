@@ -153,18 +153,17 @@ class _Grams:
         regrow(self.table, new, rows, bits, used)
         self.table, self.rows, self.bits, self.used = new, rows, bits, used
 
-    def add(self, gid: np.ndarray, doc: np.ndarray, first: int) -> None:
-        """Counts the batch's n-grams (``first``: the position of its first token in the stream)."""
-        from spacerini.audit.ngram_kernel import count_grouped, gram_keys
+    def add(self, gid: np.ndarray, doc: np.ndarray, first: int, grams: int) -> None:
+        """Counts the batch's ``grams`` n-grams (``first``: the position of its first token in the stream)."""
+        from spacerini.audit.ngram_kernel import count_grams, count_keys
 
-        keys = gram_keys(gid, doc, self.n, first)
-        if 2 * (self.entries + keys[0].size) > self.rows << self.bits:
-            self._grow(keys[0].size)  # room for every n-gram of the batch being new
-        while keys[0].size:
-            done, *keys = count_grouped(*keys, self.table, self.rows, self.bits, self.used)
-            keys = tuple(k[done:] for k in keys)
-            if keys[0].size:
-                self._grow(keys[0].size)
+        if 2 * (self.entries + grams) > self.rows << self.bits:
+            self._grow(grams)  # room for every n-gram of the batch being new
+        done, keys = count_grams(gid, doc, self.n, first, self.table, self.rows, self.bits, self.used)
+        while done < keys.shape[0]:
+            keys = keys[done:]
+            self._grow(keys.shape[0])
+            done, keys = count_keys(keys, self.table, self.rows, self.bits, self.used)
 
 
 class NgramCounter:
@@ -253,21 +252,23 @@ class NgramCounter:
         self.tokens_seen += m
         if self.count:
             first = self.tokens_seen - m
+            bi = int(np.maximum(per_doc - 1, 0).sum())
+            tri = int(np.maximum(per_doc - 2, 0).sum())
             if self.threads > 1 and m > _THREADED_TOKENS:
                 if self._pool is None:
                     self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacerini-ngrams")
                     weakref.finalize(self, self._pool.shutdown, wait=False)
-                bigrams = self._pool.submit(self._bigrams.add, gid, doc, first)
+                bigrams = self._pool.submit(self._bigrams.add, gid, doc, first, bi)
                 try:
-                    self._trigrams.add(gid, doc, first)
+                    self._trigrams.add(gid, doc, first, tri)
                 finally:
                     bigrams.result()
             else:
-                self._bigrams.add(gid, doc, first)
-                self._trigrams.add(gid, doc, first)
+                self._bigrams.add(gid, doc, first, bi)
+                self._trigrams.add(gid, doc, first, tri)
             self.totals[1] += m
-            self.totals[2] += int(np.maximum(per_doc - 1, 0).sum())
-            self.totals[3] += int(np.maximum(per_doc - 2, 0).sum())
+            self.totals[2] += bi
+            self.totals[3] += tri
         return per_doc
 
     def distinct(self) -> dict[int, int]:
@@ -290,7 +291,8 @@ class NgramCounter:
             return out
         vocab = self._vocab
         out[1] = [
-            NgramCount(self._word(int(vocab[r, 1]) - 1), int(vocab[r, 3])) for r in top_rows(vocab, 1, k).tolist()
+            NgramCount(self._word(int(vocab[r, 1]) - 1), int(vocab[r, 3]))
+            for r in top_rows(vocab, 1, k).tolist()
         ]
         low = (1 << 32) - 1
         for n, grams in ((2, self._bigrams), (3, self._trigrams)):
