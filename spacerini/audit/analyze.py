@@ -60,7 +60,7 @@ NEAR_DUP_PERM = 128
 #: Sections that can be left out with ``skip`` (the costly ones).
 SKIPPABLE = ("pii", "near-dup", "ngrams")
 #: Phrases that mark a line as boilerplate (case-insensitive). RE2 (through pyarrow) finds the
-#: documents that hold one, in linear time; Python's ``re`` then finds the lines in just those.
+#: lines that hold one, in linear time (they hold no line break).
 BOILERPLATE_PATTERN = (
     r"copyright \(c\)|copyright \d{4}|all rights reserved|licensed under the|permission is hereby granted"
     r"|this program is free software|without warranties or conditions|spdx-license-identifier"
@@ -614,34 +614,30 @@ def _compiled_part(
 
 
 def _boilerplate_bytes(raw: bytes, offsets: np.ndarray) -> int:
-    """Bytes of the lines of a batch that hold a boilerplate phrase (each line counted once)."""
+    """Bytes of the lines of a batch that hold a boilerplate phrase (each line counted once).
+
+    The batch is cut into lines (at line breaks and at document boundaries) without copying,
+    and RE2 (through pyarrow) tells which lines hold a phrase, in one pass; the phrases hold
+    no line break, so a line holds one exactly when it holds a match of :data:`BOILERPLATE`.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    n = len(offsets) - 1
-    if n == 0 or not raw:
+    if len(offsets) <= 1 or not raw:
         return 0
-    docs = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(),
-        n,
-        [None, pa.py_buffer(np.ascontiguousarray(offsets, dtype=np.int64)), pa.py_buffer(raw)],
+    data = np.frombuffer(raw, dtype=np.uint8)
+    breaks = np.flatnonzero(data == 0x0A) + 1  # a line keeps its break: the phrases hold none
+    cuts = np.union1d(np.asarray(offsets, dtype=np.int64), breaks)
+    lines = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), len(cuts) - 1, [None, pa.py_buffer(cuts), pa.py_buffer(raw)]
     )
-    hits = pc.count_substring_regex(docs, BOILERPLATE_PATTERN, ignore_case=True).to_numpy(
-        zero_copy_only=False
+    hits = np.flatnonzero(
+        pc.match_substring_regex(lines, BOILERPLATE_PATTERN, ignore_case=True).to_numpy(zero_copy_only=False)
     )
-    total = 0
-    for i in np.flatnonzero(hits).tolist():
-        text = raw[offsets[i] : offsets[i + 1]].lower()  # ASCII only: offsets stay the same
-        last_end = -1
-        for match in BOILERPLATE.finditer(text):
-            if match.start() < last_end:
-                continue
-            start = text.rfind(b"\n", 0, match.start()) + 1
-            end = text.find(b"\n", match.end())
-            end = len(text) if end < 0 else end
-            total += end - start
-            last_end = end
-    return total
+    if hits.size == 0:
+        return 0
+    ends = cuts[hits + 1]
+    return int((ends - cuts[hits]).sum() - np.count_nonzero(data[ends - 1] == 0x0A))
 
 
 # ------------------------------------------------------------------------------ the report
