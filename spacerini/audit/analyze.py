@@ -1,7 +1,11 @@
 """What is in a bundle: a WIMBD-style report of its documents, with plots (``spacerini analyze``).
 
-One streaming pass over the docstore computes every number. Memory does not hold the corpus
-text; it grows with the distinct n-grams (24 bytes each, plus the vocabulary) and categories,
+One streaming pass over the docstore computes every number. The compiled part of each batch
+(tokens, n-grams, MinHash, character counts: numba, without the GIL) runs on a worker thread
+while the calling thread does the Python part (PII, exact-duplicate digests, provenance,
+boilerplate), so the pass uses two cores where there are two. Memory does not hold the corpus
+text; it grows with the distinct n-grams (43 to 128 bytes each, plus the vocabulary:
+:mod:`spacerini.audit.ngrams`) and categories,
 and per document with a 16-byte digest for exact duplicates (about 100 bytes in a Python dict),
 its length (8 bytes) and, for near-duplicates, one MinHash signature per distinct document (4
 bytes per permutation). The sections:
@@ -17,7 +21,9 @@ bytes per permutation). The sections:
   time, the remaining corpus holds no near-duplicate above its threshold by construction, and
   MinHash is not run again;
 * PII: matches per kind of :func:`spacerini.preprocess.pii.find_pii` (its default kinds: keys,
-  passwords, e-mail addresses, IP addresses), and documents with any;
+  passwords, e-mail addresses, IP addresses), and documents with any. ``find_pii`` runs only on
+  the documents, and for the kinds, that one RE2 pass per batch cannot rule out
+  (:mod:`spacerini.audit.pii_prefilter`); the counts are those of running it on every document;
 * breakdowns: documents per licence and language (:func:`spacerini.records.licence_and_language`),
   per domain (host of a ``url`` in meta or fields), per repo and per owner;
 * quality: empty documents (no token), very short ones (fewer than ``short_tokens`` tokens),
@@ -151,9 +157,8 @@ class _NearDups:
         a = rng.integers(0, 2**31, size=num_perm, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
         b = rng.integers(0, 2**32, size=num_perm, dtype=np.uint32, endpoint=False)
         self._a, self._b = a.astype(np.uint64), b.astype(np.uint64)
-        self._band_mult = rng.integers(0, 2**63, size=self.rows, dtype=np.uint64) * np.uint64(2) + np.uint64(
-            1
-        )
+        half = rng.integers(0, 2**63, size=self.rows, dtype=np.uint64)
+        self._band_mult = half * np.uint64(2) + np.uint64(1)  # odd multipliers
         self._band_salt = rng.integers(0, 2**63, size=self.bands, dtype=np.uint64)
         self.signatures = np.empty((64, num_perm), dtype=np.uint32)
         self.own_bytes = np.zeros(64, dtype=np.int64)
