@@ -118,6 +118,12 @@ def _room(table: np.ndarray, entries: int) -> np.ndarray:
     return new
 
 
+#: Load an n-gram table may reach with every n-gram of the next batch new (each bucket stops
+#: the pass at three quarters). Two thirds rather than a half: on the 20 MB audit corpus the
+#: bigram table stays at 2**21 rows instead of 2**22, and the system time of first touching
+#: fresh pages (slow on this VM) fell from 0.30-0.45 s to 0.07-0.25 s; probing a fuller bucket
+#: costs nothing measurable, since a bucket is in the L2 cache.
+_FILL = 2 / 3
 #: Rows per bucket of an n-gram table, at most: 32 B rows, so a bucket fits in 1 MiB of L2 cache.
 _BUCKET_ROWS = 1 << 15
 
@@ -138,14 +144,14 @@ class _Grams:
 
     def _grow(self, adding: int) -> None:
         """Doubles the rows per bucket (up to ``_BUCKET_ROWS``), then the buckets, so that
-        ``adding`` more entries spread evenly leave the table under half full (a bucket that
+        ``adding`` more entries spread evenly leave the table at most ``_FILL`` full (a bucket that
         would still fill past three quarters triggers another growth)."""
         from spacerini.audit.ngram_kernel import regrow
 
         rows, bits = self.rows, self.bits
         need = self.entries + adding
         grown = False
-        while not grown or 2 * need > rows << bits:
+        while not grown or need > _FILL * (rows << bits):
             if rows < _BUCKET_ROWS:
                 rows *= 2
             else:
@@ -160,7 +166,7 @@ class _Grams:
         """Counts the batch's ``grams`` n-grams (``first``: the position of its first token in the stream)."""
         from spacerini.audit.ngram_kernel import count_grams, count_keys
 
-        if 2 * (self.entries + grams) > self.rows << self.bits:
+        if self.entries + grams > _FILL * (self.rows << self.bits):
             self._grow(grams)  # room for every n-gram of the batch being new
         done, keys = count_grams(gid, doc, self.n, first, self.table, self.rows, self.bits, self.used)
         while done < keys.shape[0]:
