@@ -621,28 +621,41 @@ def _compiled_part(
 def _boilerplate_bytes(raw: bytes, offsets: np.ndarray) -> int:
     """Bytes of the lines of a batch that hold a boilerplate phrase (each line counted once).
 
-    The batch is cut into lines (at line breaks and at document boundaries) without copying,
-    and RE2 (through pyarrow) tells which lines hold a phrase, in one pass; the phrases hold
-    no line break, so a line holds one exactly when it holds a match of :data:`BOILERPLATE`.
+    RE2 (through pyarrow) finds the documents that hold a phrase, in one pass over the batch;
+    those documents are then cut into lines (at line breaks, without copying) and a second RE2
+    pass tells which lines hold one. The phrases hold no line break, so a line holds one exactly
+    when it holds a match of :data:`BOILERPLATE`.
     """
-    import pyarrow as pa
     import pyarrow.compute as pc
 
     if len(offsets) <= 1 or not raw:
         return 0
+    offsets = np.asarray(offsets, dtype=np.int64)
+    found = pc.match_substring_regex(_binary_array(raw, offsets), BOILERPLATE_PATTERN, ignore_case=True)
+    docs = np.flatnonzero(found.to_numpy(zero_copy_only=False))
+    if docs.size == 0:
+        return 0
+    if docs.size < len(offsets) - 1:
+        parts = [raw[offsets[i] : offsets[i + 1]] for i in docs.tolist()]
+        raw, offsets = b"".join(parts), _offsets(parts)
     data = np.frombuffer(raw, dtype=np.uint8)
     breaks = np.flatnonzero(data == 0x0A) + 1  # a line keeps its break: the phrases hold none
-    cuts = np.union1d(np.asarray(offsets, dtype=np.int64), breaks)
-    lines = pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(), len(cuts) - 1, [None, pa.py_buffer(cuts), pa.py_buffer(raw)]
-    )
-    hits = np.flatnonzero(
-        pc.match_substring_regex(lines, BOILERPLATE_PATTERN, ignore_case=True).to_numpy(zero_copy_only=False)
-    )
-    if hits.size == 0:
-        return 0
+    cuts = np.union1d(offsets, breaks)
+    lines = pc.match_substring_regex(_binary_array(raw, cuts), BOILERPLATE_PATTERN, ignore_case=True)
+    hits = np.flatnonzero(lines.to_numpy(zero_copy_only=False))
     ends = cuts[hits + 1]
     return int((ends - cuts[hits]).sum() - np.count_nonzero(data[ends - 1] == 0x0A))
+
+
+def _binary_array(raw: bytes, offsets: np.ndarray) -> Any:
+    """A pyarrow binary array of the ``raw[offsets[i]:offsets[i+1]]``, without copying."""
+    import pyarrow as pa
+
+    return pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(),
+        len(offsets) - 1,
+        [None, pa.py_buffer(np.ascontiguousarray(offsets)), pa.py_buffer(raw)],
+    )
 
 
 # ------------------------------------------------------------------------------ the report
