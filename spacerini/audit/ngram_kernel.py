@@ -48,8 +48,9 @@ def fmix(h: np.uint64) -> np.uint64:
 
 @nb.njit(cache=True, inline="always")
 def key_hash(a: np.uint64, b: np.uint64) -> np.uint64:
-    """The hash of an n-gram key ``(a, b)``."""
-    return fmix(a ^ fmix(b + _M2))
+    """The hash of an n-gram key ``(a, b)`` (``b`` is 0 for a bigram): one finaliser over both
+    words (keys are compared in full, so two keys that share a hash only share a probe path)."""
+    return fmix(a ^ (b * _M1 + _M2))
 
 
 @nb.njit(cache=True, nogil=True)
