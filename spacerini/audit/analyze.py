@@ -364,12 +364,21 @@ def analyze(
         # worker thread without the GIL while this thread does the Python work of the same
         # batch (PII, exact duplicates, provenance, boilerplate): two cores when there are two.
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacerini-analyze")
+        # MinHash of a batch runs on a thread of its own, beside the n-gram counting of the next.
+        near_pool = (
+            None if near is None else ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacerini-near")
+        )
         pending: deque[Future[np.ndarray]] = deque()
+        near_done: list[Future[None]] = []
         try:
             for batch in _batches(snap, batch_size):
                 n = len(batch.offsets) - 1
                 data = np.frombuffer(batch.raw, dtype=np.uint8)
-                pending.append(pool.submit(_compiled_part, counter, near, data, batch.offsets, short_tokens))
+                pending.append(
+                    pool.submit(
+                        _compiled_part, counter, near, near_pool, near_done, data, batch.offsets, short_tokens
+                    )
+                )
                 lengths_parts.append(np.diff(batch.offsets))
                 boiler += _boilerplate_bytes(batch.raw, batch.offsets)
                 for text in batch.texts:
@@ -399,8 +408,12 @@ def analyze(
                     bar.update(n)
             while pending:
                 totals += pending.popleft().result()
+            for done in near_done:
+                done.result()
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+            if near_pool is not None:
+                near_pool.shutdown(wait=True, cancel_futures=True)
             if bar is not None:
                 bar.close()
         for (split, raw_json), count in provenance.items():
@@ -582,9 +595,16 @@ def _categorize(
 
 
 def _compiled_part(
-    counter: Any, near: _NearDups | None, data: np.ndarray, offsets: np.ndarray, short_tokens: int
+    counter: Any,
+    near: _NearDups | None,
+    near_pool: ThreadPoolExecutor | None,
+    near_done: list[Future[None]],
+    data: np.ndarray,
+    offsets: np.ndarray,
+    short_tokens: int,
 ) -> np.ndarray:
-    """The GIL-free work of a batch: tokens and n-grams, near-duplicates, characters.
+    """The GIL-free work of a batch: tokens and n-grams, characters; and near-duplicates, handed
+    on to ``near_pool`` (its future appended to ``near_done``).
 
     Returns:
         ``[chars, tokens, empty documents, short documents, U+FFFD and lone surrogates,
@@ -596,8 +616,8 @@ def _compiled_part(
     n = len(offsets) - 1
     if counter is not None:
         tokens = counter.add(data, offsets)
-        if near is not None:
-            near.add_batch(*counter.last, np.diff(offsets))
+        if near is not None and near_pool is not None:
+            near_done.append(near_pool.submit(near.add_batch, *counter.last, np.diff(offsets)))
     else:
         _, starts, _ = token_bounds(data, offsets)
         tokens = np.bincount(np.searchsorted(offsets, starts, side="right") - 1, minlength=n)
