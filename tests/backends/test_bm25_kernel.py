@@ -2,7 +2,8 @@
 
 The corpora are random sidecars (no Java needed) built to be full of ties: few distinct lengths
 and term frequencies, so many rows score exactly alike, and ids whose byte order is unrelated to
-the row order, so the tie-break by id matters. Small ranges (16 rows) make the pruning skip a lot.
+the row order, so the tie-break by id matters. Small blocks (4 postings) and windows make the
+block-max pruning skip a lot; :func:`_force_pruning` sends every query through it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,17 @@ import math
 import numpy as np
 import pytest
 
+from spacerini.backends.bm25 import kernel
 from spacerini.backends.bm25 import scorer as sc
 from spacerini.backends.bm25.scorer import ExactScorer, ShardedScorer, merge_doc_freqs, write_sidecar
+
+
+def _force_pruning(scorer, *, window_bits: int = 0, at_least: int = 0, terms: int = 99) -> None:
+    """Sends every query (with at least ``at_least`` postings, at most ``terms`` terms, any ``n``)
+    down the block-max path."""
+    scorer.prune = True
+    scorer.PRUNE_MIN_POSTINGS, scorer.PRUNE_MAX_TERMS, scorer.PRUNE_MAX_HITS = at_least, terms, 10**9
+    scorer.WINDOW_BITS = window_bits
 
 
 def _corpus(rng: np.random.Generator, rows: int, terms: int) -> dict:
@@ -58,8 +68,7 @@ def _queries(rng: np.random.Generator, terms: int, count: int) -> list[list[tupl
 @pytest.fixture(scope="module")
 def sidecars(tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    mp.setattr(sc, "RANGE_BITS", 4)
-    mp.setattr(sc, "RANGE_MIN_DF", 8)
+    mp.setattr(sc, "BLOCK_BITS", 2)
     try:
         rng = np.random.default_rng(11)
         corpus = _corpus(rng, rows=3000, terms=400)
@@ -89,11 +98,20 @@ def test_kernel_equals_numpy_reference(sidecars, n):
     assert scorer.meta["format"] == 3
     want = _reference(scorer, queries, n)
     assert sum(1 for ids, _ in want if ids) > 0.9 * len(queries)  # not all empty
-    for prune, at_least, terms in ((True, 0, 99), (True, 64, 99), (True, 0, 1), (False, 0, 99)):
-        # 0 postings, 99 terms: every query takes the pruned path; 64: small queries score every
-        # posting instead; 1 term: only one-term queries are pruned.
-        scorer.prune, scorer.PRUNE_MIN_POSTINGS, scorer.PRUNE_MAX_TERMS = prune, at_least, terms
-        assert scorer.rank_many(queries, n) == want, (prune, at_least, terms)
+    pruned = 0
+    for window_bits, at_least, terms in ((0, 0, 99), (5, 0, 99), (0, 64, 99), (0, 0, 1)):
+        # 0 postings, 99 terms: every query takes the pruned path (windows of one block, or of at
+        # least 32 rows); 64: small queries score every posting instead; 1 term: only one-term
+        # queries are pruned.
+        _force_pruning(scorer, window_bits=window_bits, at_least=at_least, terms=terms)
+        assert scorer.rank_many(queries, n) == want, (window_bits, at_least, terms)
+        pruned += 1
+    scorer.prune = False
+    assert scorer.rank_many(queries, n) == want
+    # The default policy (pruned at k <= PRUNE_MAX_HITS) ranks alike.
+    del scorer.prune, scorer.PRUNE_MIN_POSTINGS, scorer.PRUNE_MAX_TERMS, scorer.PRUNE_MAX_HITS, scorer.WINDOW_BITS
+    assert scorer.rank_many(queries, n) == want
+    assert pruned == 4
     # ... and one query at a time (the reference the numpy batch path is tested against).
     for counts, (ids, scores) in zip(queries[:60], want[:60], strict=True):
         rows, raw = scorer.score(counts)
@@ -124,32 +142,25 @@ def test_sharded_kernel_equals_single_index(sidecars, n):
         part.use_global_stats(doc_count=doc_count, sum_total_term_freq=total_tf, doc_freqs=dfs, log=math.log)
     sharded = ShardedScorer(parts)
     want = _reference(single, queries, n)
-    sharded.PRUNE_MAX_TERMS = 99
     for at_least in (0, 10**9):
-        sharded.PRUNE_MIN_POSTINGS = at_least
+        _force_pruning(sharded, at_least=at_least)
         assert sharded.rank_many(queries, n) == want, at_least
     assert _reference(sharded, queries, n) == want
 
 
-def test_range_table_equals_a_direct_computation(sidecars):
+def test_block_table_equals_a_direct_computation(sidecars):
     root, _, _ = sidecars
     scorer = ExactScorer(root / "one")
-    entry_offsets, range_ids, starts, max_x, bits, n_ranges = scorer.range_table()
-    assert (bits, n_ranges) == (4, 188)
+    block_offsets, max_x, bits, term_min_x, term_max_x = scorer.block_table()
+    assert bits == 2
     dfs = np.diff(scorer.offsets)
-    assert (dfs >= sc.RANGE_MIN_DF).sum() > 20
+    assert block_offsets.tolist() == np.concatenate([[0], np.cumsum((dfs + 3) // 4)]).tolist()
     for tid in range(dfs.size):
-        lo, hi = entry_offsets[tid], entry_offsets[tid + 1]
-        if dfs[tid] < sc.RANGE_MIN_DF:
-            assert lo == hi
-            continue
-        a, b = scorer.offsets[tid], scorer.offsets[tid + 1]
-        ranges = np.asarray(scorer.docs[a:b]) >> bits
-        want_ids, want_starts = np.unique(ranges, return_index=True)
-        assert range_ids[lo:hi].tolist() == want_ids.tolist()
-        assert starts[lo:hi].tolist() == want_starts.tolist()
-        want_max = np.maximum.reduceat(scorer.x_of(a, b), want_starts)
-        assert max_x[lo:hi].tolist() == want_max.tolist()
+        a, b = int(scorer.offsets[tid]), int(scorer.offsets[tid + 1])
+        x = scorer.x_of(a, b)
+        want = np.maximum.reduceat(x, np.arange(0, b - a, 4)) if b > a else x[:0]
+        assert max_x[block_offsets[tid] : block_offsets[tid + 1]].tolist() == want.tolist()
+        assert (term_min_x[tid], term_max_x[tid]) == (x.min(), x.max())
 
 
 def test_kernel_from_threads_gives_the_same_answers(sidecars):
@@ -157,7 +168,7 @@ def test_kernel_from_threads_gives_the_same_answers(sidecars):
 
     root, _, queries = sidecars
     scorer = ExactScorer(root / "one")
-    scorer.PRUNE_MIN_POSTINGS, scorer.PRUNE_MAX_TERMS = 0, 99
+    _force_pruning(scorer)
     want = _reference(scorer, queries, 10)
     with ThreadPoolExecutor(2) as pool:
         parts = list(pool.map(lambda i: scorer.rank_many(queries[i::4], 10), range(4)))
@@ -165,17 +176,20 @@ def test_kernel_from_threads_gives_the_same_answers(sidecars):
         assert part == want[i::4]
 
 
-def test_maxscore_keeps_rows_tied_with_the_nth_score(tmp_path, monkeypatch):
-    """Rows holding only a non-essential term can tie the n-th score and win by id: never skipped.
+@pytest.mark.parametrize("window_bits", [0, 6])
+def test_pruning_keeps_rows_tied_with_the_nth_score(tmp_path, monkeypatch, window_bits):
+    """Rows whose bound, or score, merely equals the n-th score can win by id: never skipped.
 
     Every row has term ``a`` once and the same length, so ``a`` alone gives every row one score;
-    ``b`` (rarer: a higher score) is in 40 rows. For ``a b`` the heap fills in the ranges holding
-    ``b`` (visited first: their bound is highest), the n-th score becomes ``a``'s, and the
-    remaining rows all tie it: which of them belong in the top ``n`` depends only on their ids.
-    Treating ``a`` as non-essential when its bound merely equals the n-th score drops them.
+    ``b`` (rarer: a higher score) is in 40 rows, which all score alike. For ``a b`` with ``n`` >
+    40 the heap holds the ``b`` rows and the n-th score becomes ``a``'s: every later row ties it
+    (a window holding only ``a`` has exactly that bound; in a window with ``b``, ``a``'s bound
+    equals it), and which of them belong in the top ``n`` depends only on their ids. With ``n`` <
+    40 the n-th score is that of ``a b``: later ``b`` rows tie it exactly when ``a`` (then
+    non-essential) is added. Making any of the kernel's tests (window skipped, term
+    non-essential, row dropped, row offered) non-strict drops such rows and fails this test.
     """
-    monkeypatch.setattr(sc, "RANGE_BITS", 4)
-    monkeypatch.setattr(sc, "RANGE_MIN_DF", 8)
+    monkeypatch.setattr(sc, "BLOCK_BITS", 2)
     rng = np.random.default_rng(5)
     rows = 2000
     b_rows = np.sort(rng.choice(rows, size=40, replace=False)).astype(np.int32)
@@ -189,11 +203,47 @@ def test_maxscore_keeps_rows_tied_with_the_nth_score(tmp_path, monkeypatch):
         tids=tids, tfs=tfs, rows=docs,
     )  # fmt: skip
     scorer = ExactScorer(tmp_path)
-    scorer.PRUNE_MIN_POSTINGS, scorer.PRUNE_MAX_TERMS = 0, 99
+    _force_pruning(scorer, window_bits=window_bits)
     queries = [[("a", 1), ("b", 1)], [("b", 1), ("a", 1)], [("a", 1), ("b", 1), ("c", 1)], [("c", 2), ("a", 1)]]
     for n in (5, 50, 60, 500):
         want = _reference(scorer, queries, n)
         assert scorer.rank_many(queries, n) == want, n
+
+
+def test_queries_whose_sums_could_round_score_every_posting(tmp_path, monkeypatch):
+    """The pruned path adds a row's term scores in any order, so it takes only queries whose sums
+    are exact in double (:func:`~spacerini.backends.bm25.kernel.sums_are_exact`); others, here a
+    term in every row (idf ~5e-5) meeting a row 10^4 times the average length next to a rare
+    term in short rows (scores ~1e-8 to ~6), are scored in query order, and rank alike."""
+    monkeypatch.setattr(sc, "BLOCK_BITS", 2)
+    rows = 10_000
+    rng = np.random.default_rng(2)
+    rare = np.sort(rng.choice(np.arange(1, rows), size=30, replace=False)).astype(np.int32)
+    mid = np.sort(rng.choice(np.arange(1, rows), size=500, replace=False)).astype(np.int32)
+    tids = np.concatenate([np.zeros(rows, np.int32), np.ones(rare.size, np.int32), np.full(mid.size, 2, np.int32)])
+    docs = np.concatenate([np.arange(rows, dtype=np.int32), rare, mid])
+    tfs = np.concatenate([np.ones(rows, np.int32), np.full(rare.size, 3, np.int32), np.ones(mid.size, np.int32)])
+    lengths = np.full(rows, 4, dtype=np.int64)
+    lengths[0] = 10**9  # row 0: only the common term, once, in a huge row
+    ids = [f"d{v}".encode() for v in rng.permutation(rows)]
+    write_sidecar(
+        tmp_path, k1=0.9, b=0.4, ids=ids, lengths=lengths, terms=[b"all", b"rare", b"some"], tids=tids, tfs=tfs,
+        rows=docs,
+    )  # fmt: skip
+    scorer = ExactScorer(tmp_path)
+    _force_pruning(scorer)
+    offsets, max_x, _, min_x, top_x = scorer.block_table()
+    idf = np.asarray(scorer.idf)
+
+    def exact(term_ids) -> bool:
+        t = np.asarray(term_ids, dtype=np.int64)
+        return kernel.sums_are_exact(0, t.size, t, idf[t], min_x, top_x)
+
+    assert not exact([0, 1, 2]) and not exact([1, 0])
+    assert exact([1, 2]) and exact([0])  # one term: nothing to add up
+    queries = [[("all", 1), ("rare", 1), ("some", 1)], [("rare", 1), ("all", 1)], [("rare", 1), ("some", 2)]]
+    for n in (1, 10, 100):
+        assert scorer.rank_many(queries, n) == _reference(scorer, queries, n), n
 
 
 def _as_format_1(folder) -> None:
@@ -217,8 +267,7 @@ def _as_format_1(folder) -> None:
 
 def test_large_tfs_and_older_formats_score_alike(tmp_path, monkeypatch):
     """tfs >= 255 go through the exception list; a format-1 sidecar (int32 tfs) ranks the same."""
-    monkeypatch.setattr(sc, "RANGE_BITS", 4)
-    monkeypatch.setattr(sc, "RANGE_MIN_DF", 8)
+    monkeypatch.setattr(sc, "BLOCK_BITS", 2)
     rng = np.random.default_rng(3)
     corpus = _corpus(rng, rows=800, terms=120)
     big = rng.random(corpus["tfs"].size) < 0.05
@@ -247,7 +296,7 @@ def test_large_tfs_and_older_formats_score_alike(tmp_path, monkeypatch):
         want = _reference(new, queries, n)
         assert _reference(old, queries, n) == want
         for scorer in (new, old):
-            scorer.PRUNE_MIN_POSTINGS, scorer.PRUNE_MAX_TERMS = 0, 99
+            _force_pruning(scorer)
             assert scorer.rank_many(queries, n) == want
 
 

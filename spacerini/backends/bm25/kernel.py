@@ -70,62 +70,6 @@ def _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache):  # noqa: ANN001, AN
 
 
 @njit(nogil=True, cache=True)
-def range_table(offsets, docs, tfs, exc_pos, exc_tf, escape, norms, cache, bits, min_df):  # noqa: ANN001, ANN201
-    """Per term with at least ``min_df`` postings: one entry per row range holding its postings.
-
-    Args:
-        offsets: Where each term's postings start (int64, V+1).
-        docs: Each posting's row, ascending within a term (int32).
-        tfs, exc_pos, exc_tf, escape: Each posting's tf (see
-            :func:`~spacerini.backends.bm25.scorer.decode_tfs`).
-        norms, cache: Each row's norm byte and the float32 norm cache: ``x = tf * cache[norm]``.
-        bits: A range holds ``2**bits`` rows.
-        min_df: Terms with fewer postings get no entries.
-
-    Returns:
-        ``(entry_offsets, range_ids, starts, max_x)``: where each term's entries start (int64, V+1);
-        each entry's range (int32), first posting relative to the term's first posting (int32)
-        and largest ``x`` (float32).
-    """
-    terms = offsets.size - 1
-    entry_offsets = np.zeros(terms + 1, np.int64)
-    for t in range(terms):
-        a, b = offsets[t], offsets[t + 1]
-        count = 0
-        if b - a >= min_df:
-            last = -1
-            for p in range(a, b):
-                r = docs[p] >> bits
-                if r != last:
-                    count += 1
-                    last = r
-        entry_offsets[t + 1] = entry_offsets[t] + count
-    size = entry_offsets[terms]
-    range_ids = np.empty(size, np.int32)
-    starts = np.empty(size, np.int32)
-    max_x = np.empty(size, np.float32)
-    for t in range(terms):
-        a, b = offsets[t], offsets[t + 1]
-        if b - a < min_df:
-            continue
-        e = entry_offsets[t] - 1
-        last = -1
-        for p in range(a, b):
-            d = docs[p]
-            r = d >> bits
-            x = _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache)
-            if r != last:
-                e += 1
-                range_ids[e] = r
-                starts[e] = p - a
-                max_x[e] = x
-                last = r
-            elif x > max_x[e]:
-                max_x[e] = x
-    return entry_offsets, range_ids, starts, max_x
-
-
-@njit(nogil=True, cache=True)
 def scores_once(offsets, idf, docs, tfs, exc_pos, exc_tf, escape, norms, cache):  # noqa: ANN001, ANN201
     """Every posting's score for a term that occurs once in the query (weight = idf), float32.
 
@@ -226,21 +170,276 @@ def _collect(acc, touched, n_touched, first, base, id_rank, keys, size, fbuf, ib
     return size
 
 
+@njit(nogil=True, cache=True)
+def block_table(offsets, docs, tfs, exc_pos, exc_tf, escape, norms, cache, bits):  # noqa: ANN001, ANN201
+    """Each term's postings cut into blocks of ``2**bits`` (from its first posting): each block's largest ``x``.
+
+    Args:
+        offsets: Where each term's postings start (int64, V+1).
+        docs: Each posting's row, ascending within a term (int32).
+        tfs, exc_pos, exc_tf, escape: Each posting's tf (see
+            :func:`~spacerini.backends.bm25.scorer.decode_tfs`).
+        norms, cache: Each row's norm byte and the float32 norm cache: ``x = tf * cache[norm]``.
+        bits: A block holds ``2**bits`` postings (the last block of a term fewer).
+
+    Returns:
+        ``(block_offsets, max_x, term_min_x, term_max_x)``: where each term's blocks start (int64,
+        V+1); each block's largest ``x`` (float32; block ``j`` of term ``t`` is ``block_offsets[t]
+        + j``, its postings start at ``offsets[t] + j * 2**bits``); each term's smallest and largest
+        ``x`` (float32, V; for :func:`sums_are_exact`).
+    """
+    terms = offsets.size - 1
+    width = np.int64(1) << bits
+    block_offsets = np.empty(terms + 1, np.int64)
+    block_offsets[0] = 0
+    for t in range(terms):
+        block_offsets[t + 1] = block_offsets[t] + ((offsets[t + 1] - offsets[t] + width - 1) >> bits)
+    max_x = np.zeros(block_offsets[terms], np.float32)
+    term_min_x = np.zeros(terms, np.float32)
+    term_max_x = np.zeros(terms, np.float32)
+    for t in range(terms):
+        a, b = offsets[t], offsets[t + 1]
+        j = block_offsets[t]
+        low = np.float32(np.inf)
+        for p0 in range(a, b, width):
+            best = np.float32(0.0)
+            for p in range(p0, min(b, p0 + width)):
+                x = _x_at(p, docs[p], tfs, exc_pos, exc_tf, escape, norms, cache)
+                if x > best:
+                    best = x
+                if x < low:
+                    low = x
+            max_x[j] = best
+            if best > term_max_x[t]:
+                term_max_x[t] = best
+            j += 1
+        term_min_x[t] = low if b > a else 0.0
+    return block_offsets, max_x, term_min_x, term_max_x
+
+
 @njit(nogil=True, cache=True, inline="always")
-def _theta(keys, size, fbuf, ibuf):  # noqa: ANN001, ANN202 - numba signature
-    """The ``n``-th best score so far (0 while the heap is not full: every score is > 0)."""
-    if size < keys.size:
-        return np.float32(0.0)
-    ibuf[0] = np.int32(keys[0] >> 32)
-    return fbuf[0]
+def sums_are_exact(t0, t1, t_tid, t_weight, term_min_x, term_max_x):  # noqa: ANN001, ANN201 - numba signature
+    """Whether every sum of query ``t0:t1``'s term scores (and of bounds between them) is exact in double.
+
+    Each term's scores lie between ``L`` (the smallest, from its smallest ``x``) and ``H`` (the
+    largest): all are float32 multiples of ``2**(e - 23)`` where ``2**e <= L < 2**(e + 1)``, and a
+    sum of ``m`` of them stays below ``m * H``; if that is at most ``L * 2**29`` (``< 2**(e + 30)``),
+    every partial sum is a multiple of ``2**(e - 23)`` below ``2**(e + 30)``: it fits a double's
+    53 bits, so no sum rounds, whatever the order. Realistic queries pass by orders of magnitude
+    (scores span a few decades); the others are scored the exhaustive way, in query term order.
+    """
+    one = np.float32(1.0)
+    low = np.float64(np.inf)
+    high = 0.0
+    for t in range(t0, t1):
+        w = t_weight[t]
+        lo_s = np.float64(w - w / (one + term_min_x[t_tid[t]]))
+        hi_s = np.float64(w - w / (one + term_max_x[t_tid[t]]))
+        low = min(low, lo_s)
+        high = max(high, hi_s)
+    return low > 0.0 and np.float64(t1 - t0) * high <= low * 536870912.0  # 2**29
 
 
 @njit(nogil=True, cache=True)
-def rank_source(  # noqa: ANN201, C901, PLR0912, PLR0913, PLR0915 - one kernel, numba signature
-    docs, s1, tfs, exc_pos, exc_tf, escape, norms, cache,  # noqa: ANN001
-    entry_offsets, range_ids, starts, max_x, bits, n_ranges, n_rows, base, id_rank,  # noqa: ANN001
-    q_ptr, t_tid, t_start, t_end, t_weight, t_once, heap_keys, heap_size, prune_min, prune_terms,  # noqa: ANN001
-    whole, whole_touched,  # noqa: ANN001
+def _rank_blocks(  # noqa: ANN201, C901, PLR0912, PLR0913, PLR0915 - one kernel, numba signature
+    docs, s1, tfs, exc_pos, exc_tf, escape, norms, cache, block_offsets, block_max_x, bits,  # noqa: ANN001
+    window_bits, base, id_rank, t_tid, t_start, t_end, t_weight, t_once, t0, t1, keys, size,  # noqa: ANN001
+    pos, bend, blast, wend, bbound, present, flag, srt, whole, whole_touched, fbuf, ibuf,  # noqa: ANN001
+):  # fmt: skip
+    """One query, window by window, skipping by block-max MaxScore; returns the heap's size.
+
+    Only for queries whose row sums are exact in double whatever their order (see
+    :func:`sums_are_exact`): the essential terms' postings are added term by term, the others
+    after, and bounds are sums of block bounds.
+
+    The rows are walked in windows: a window ends where the first of the query terms' current
+    blocks ends, so each term has at most one block there, whose bound holds for every row of the
+    window. A window whose bounds (of the terms with postings in it) sum strictly below the
+    ``n``-th score is skipped whole (no posting read). Otherwise MaxScore within it: the terms of
+    smallest bounds whose bounds sum strictly below the ``n``-th score are non-essential; the
+    essential terms' postings in the window are added into ``whole``, one slot per row; then,
+    largest bound first, each non-essential term drops the rows whose known score plus the
+    bounds of the terms not yet added falls strictly below the ``n``-th score and adds its scores
+    to the others (binary search per row when they are few, else one pass over its postings).
+    A row tied with the ``n``-th score is never dropped: it can still win by id.
+    """
+    m = t1 - t0
+    n = keys.size
+    big = np.int64(1) << 62
+    one = np.float32(1.0)
+    theta = np.float32(0.0)  # the n-th score once the heap is full (every score is > 0)
+    if size == n:
+        ibuf[0] = np.int32(keys[0] >> 32)
+        theta = fbuf[0]
+    width = np.int64(1) << bits
+    for i in range(m):
+        t = t0 + i
+        a = t_start[t]
+        pos[i] = a
+        e = min(a + width, t_end[t])
+        bend[i] = e
+        blast[i] = docs[e - 1] if e > a else -1
+    while True:
+        # The window: from the first row any term still holds, to where the first of the terms'
+        # current blocks ends, but at least 2**window_bits rows (fewer, wider windows: each costs
+        # a few operations per term; a term's bound there is the largest of its blocks' bounds).
+        lo = big
+        hi = big
+        for i in range(m):
+            if pos[i] < t_end[t0 + i]:
+                lo = min(lo, np.int64(docs[pos[i]]))
+                hi = min(hi, blast[i])
+        if hi == big:
+            break
+        hi = max(hi + 1, lo + (np.int64(1) << window_bits))
+        npres = 0
+        wb = 0.0
+        for i in range(m):
+            flag[i] = 0
+            present[i] = 0
+            p = pos[i]
+            t = t0 + i
+            if p < t_end[t] and docs[p] < hi:
+                present[i] = 1
+                srt[npres] = i
+                npres += 1
+                a = t_start[t]
+                j = block_offsets[t_tid[t]] + ((p - a) >> bits)
+                mx = block_max_x[j]
+                e = bend[i]
+                while e < t_end[t] and docs[e] < hi:  # the next block starts in the window too
+                    j += 1
+                    mx = max(mx, block_max_x[j])
+                    e = min(e + width, t_end[t])
+                if docs[e - 1] >= hi:  # the first posting at or past the window's end
+                    p = max(p, e - 1 - ((e - 1 - a) & (width - 1)))  # the last block's start
+                    while p < e:
+                        mid = (p + e) >> 1
+                        if docs[mid] < hi:
+                            p = mid + 1
+                        else:
+                            e = mid
+                wend[i] = e
+                w = t_weight[t]
+                bbound[i] = w - w / (one + mx)
+                wb += np.float64(bbound[i])
+        ne = 0
+        ne_sum = 0.0
+        if theta > 0.0:
+            if np.float32(wb) < theta:
+                npres = 0  # skip the window: no row in it can enter
+            elif npres >= 2:
+                for a_ in range(1, npres):  # insertion sort of the present terms by bound
+                    v_ = srt[a_]
+                    b_ = a_ - 1
+                    while b_ >= 0 and bbound[srt[b_]] > bbound[v_]:
+                        srt[b_ + 1] = srt[b_]
+                        b_ -= 1
+                    srt[b_ + 1] = v_
+                for a_ in range(npres - 1):  # at least one essential term
+                    v = ne_sum + np.float64(bbound[srt[a_]])
+                    if not (np.float32(v) < theta):
+                        break
+                    ne_sum = v
+                    flag[srt[a_]] = 1
+                    ne = a_ + 1
+        if npres > 0:
+            # The essential terms' postings in the window, added up per row.
+            alive = 0
+            for i in range(m):
+                if present[i] and flag[i] == 0:
+                    t = t0 + i
+                    w = t_weight[t]
+                    once = t_once[t]
+                    for p in range(pos[i], wend[i]):
+                        d = docs[p]
+                        if once:
+                            s = s1[p]
+                        else:
+                            s = w - w / (one + _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache))
+                        v = whole[d]
+                        whole_touched[alive] = d  # kept only when new (every term score is > 0)
+                        alive += np.int64(v == 0.0)
+                        whole[d] = v + np.float64(s)
+            rest = ne_sum
+            for a_ in range(ne - 1, -1, -1):  # the non-essential terms, largest bound first
+                # Drop the rows whose known score plus the bounds of the terms not added yet (each
+                # >= the score it stands for; sums exact) is strictly below the n-th score.
+                j = 0
+                for c in range(alive):
+                    d = whole_touched[c]
+                    v = whole[d]
+                    if np.float32(v + rest) < theta:
+                        whole[d] = 0.0
+                    else:
+                        whole_touched[j] = d
+                        j += 1
+                alive = j
+                if alive == 0:
+                    break
+                i = srt[a_]
+                rest -= np.float64(bbound[i])
+                t = t0 + i
+                w = t_weight[t]
+                once = t_once[t]
+                a = pos[i]
+                e = wend[i]
+                if alive * 8 < e - a:  # few rows: look each up
+                    for c in range(alive):
+                        d = whole_touched[c]
+                        lo = a
+                        hi_ = e
+                        while lo < hi_:
+                            mid = (lo + hi_) >> 1
+                            if docs[mid] < d:
+                                lo = mid + 1
+                            else:
+                                hi_ = mid
+                        if lo < e and docs[lo] == d:
+                            if once:
+                                s = s1[lo]
+                            else:
+                                s = w - w / (one + _x_at(lo, d, tfs, exc_pos, exc_tf, escape, norms, cache))
+                            whole[d] += np.float64(s)
+                else:  # one pass over the term's postings in the window, adding to live rows only
+                    for p in range(a, e):
+                        d = docs[p]
+                        if once:
+                            s = s1[p]
+                        else:
+                            s = w - w / (one + _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache))
+                        v = whole[d]
+                        whole[d] = v + np.float64(s) * (v > 0.0)
+            for c in range(alive):
+                d = whole_touched[c]
+                score = np.float32(whole[d])
+                whole[d] = 0.0
+                if score < theta:
+                    continue
+                fbuf[0] = score
+                size = _offer(keys, size, (np.int64(ibuf[0]) << 32) | np.int64(0x7FFFFFFF - id_rank[base + d]))
+                if size == n:
+                    ibuf[0] = np.int32(keys[0] >> 32)
+                    theta = fbuf[0]
+        # Every present term past the window, into the block holding its next posting.
+        for i in range(m):
+            if present[i]:
+                t = t0 + i
+                p = wend[i]
+                pos[i] = p
+                if p >= bend[i] and p < t_end[t]:
+                    a = t_start[t]
+                    e = min(a + (((p - a) >> bits) + 1) * width, t_end[t])
+                    bend[i] = e
+                    blast[i] = docs[e - 1]
+    return size
+
+
+@njit(nogil=True, cache=True)
+def rank_source(  # noqa: ANN201, PLR0913 - one kernel, numba signature
+    docs, s1, tfs, exc_pos, exc_tf, escape, norms, cache, block_offsets, block_max_x, bits, window_bits,  # noqa: ANN001
+    term_min_x, term_max_x, base, id_rank, q_ptr, t_tid, t_start, t_end, t_weight, t_once, heap_keys, heap_size,  # noqa: ANN001, E501
+    prune_min, prune_terms, whole, whole_touched,  # noqa: ANN001
 ):  # fmt: skip
     """Adds one sidecar's postings to the running top-``n`` heaps of a chunk of queries.
 
@@ -249,10 +448,7 @@ def rank_source(  # noqa: ANN201, C901, PLR0912, PLR0913, PLR0915 - one kernel, 
             :func:`~spacerini.backends.bm25.scorer.decode_tfs`).
         s1: Each posting's score when its term occurs once in the query (:func:`scores_once`).
         norms, cache: Each row's norm byte and the float32 norm cache.
-        entry_offsets, range_ids, starts, max_x: Its :func:`range_table`.
-        bits: A range holds ``2**bits`` rows.
-        n_ranges: Ranges in the sidecar (``ceil(rows / 2**bits)``).
-        n_rows: Rows in the sidecar.
+        block_offsets, block_max_x, bits: Its :func:`block_table` (blocks of ``2**bits`` postings).
         base: The sidecar's first row among all sidecars ranked together.
         id_rank: Each row's rank in the collection ids' byte order, over all sidecars (int32).
         q_ptr: Query ``q``'s terms are ``q_ptr[q]:q_ptr[q+1]`` of the ``t_*`` arrays (int64).
@@ -263,32 +459,26 @@ def rank_source(  # noqa: ANN201, C901, PLR0912, PLR0913, PLR0915 - one kernel, 
         heap_keys, heap_size: Each query's min-heap of ``(score bits << 32) | (2**31 - 1 - id
             rank)`` keys; updated in place.
         prune_min, prune_terms: Queries with at least ``prune_min`` postings here and at most
-            ``prune_terms`` terms go range by range, skipping ranges and rows whose bound is
-            below the ``n``-th score; the others score every posting (cheaper when the postings
+            ``prune_terms`` terms go document at a time with block-max MaxScore
+            (:func:`_rank_blocks`); the others score every posting (cheaper when the postings
             are few).
         whole, whole_touched: A zeroed float64 accumulator, one slot per row, and an int32
             scratch array of one slot more (the caller reuses them: they are left zeroed).
     """
     one = np.float32(1.0)
-    width = 1 << bits
-    acc = np.zeros(width, np.float64)
-    touched = np.empty(width + 1, np.int32)  # one spare slot: see whole_touched
-    ub = np.zeros(n_ranges, np.float64)
-    listed = np.empty(n_ranges, np.int32)
     fbuf = np.empty(1, np.float32)
     ibuf = fbuf.view(np.int32)
-    max_terms = 1
+    slots = 1
     for q in range(q_ptr.size - 1):
-        max_terms = max(max_terms, min(q_ptr[q + 1] - q_ptr[q], prune_terms))
-    # Range-wise MaxScore scratch: per term slot, its score at each row of the range (float32, 0
-    # when absent: kept zeroed), its entry in the range, bound, role and lookup cursor.
-    sc = np.zeros((max_terms, width), np.float32)
-    mark = np.zeros(width, np.uint8)
-    pj = np.empty(max_terms, np.int64)
-    tb = np.zeros(max_terms, np.float32)
-    flag = np.zeros(max_terms, np.uint8)  # 0 essential, 1 non-essential not looked up, 2 looked up
-    srt = np.empty(max_terms, np.int64)
-    cur = np.empty(max_terms, np.int64)
+        slots = max(slots, min(q_ptr[q + 1] - q_ptr[q], prune_terms))
+    pos = np.empty(slots, np.int64)
+    bend = np.empty(slots, np.int64)
+    blast = np.empty(slots, np.int64)
+    wend = np.empty(slots, np.int64)
+    bbound = np.empty(slots, np.float32)
+    present = np.zeros(slots, np.uint8)
+    flag = np.zeros(slots, np.uint8)  # 1: a non-essential term in the current window
+    srt = np.empty(slots, np.int64)
     for q in range(q_ptr.size - 1):
         t0, t1 = q_ptr[q], q_ptr[q + 1]
         if t0 == t1:
@@ -297,235 +487,33 @@ def rank_source(  # noqa: ANN201, C901, PLR0912, PLR0913, PLR0915 - one kernel, 
         postings = 0
         for t in range(t0, t1):
             postings += t_end[t] - t_start[t]
-        if postings < prune_min or t1 - t0 > prune_terms or n_ranges <= 2:
-            # Every posting, into an accumulator over the whole sidecar: no bounds to compute.
-            n_touched = 0
-            for t in range(t0, t1):
-                w = t_weight[t]
-                once = t_once[t]
-                for p in range(t_start[t], t_end[t]):
-                    d = docs[p]
-                    if once:
-                        s = s1[p]
-                    else:
-                        s = w - w / (one + _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache))
-                    v = whole[d]
-                    whole_touched[n_touched] = d  # kept only when new (every term score is > 0):
-                    n_touched += np.int64(v == 0.0)  # no branch to mispredict
-                    whole[d] = v + np.float64(s)
-            heap_size[q] = _collect(
-                whole, whole_touched, n_touched, 0, base, id_rank, keys, heap_size[q], fbuf, ibuf, True
-            )
+        if postings >= prune_min and t1 - t0 <= prune_terms and sums_are_exact(
+            t0, t1, t_tid, t_weight, term_min_x, term_max_x
+        ):
+            heap_size[q] = _rank_blocks(
+                docs, s1, tfs, exc_pos, exc_tf, escape, norms, cache, block_offsets, block_max_x, bits,
+                window_bits, base, id_rank, t_tid, t_start, t_end, t_weight, t_once, t0, t1, keys, heap_size[q],
+                pos, bend, blast, wend, bbound, present, flag, srt, whole, whole_touched, fbuf, ibuf,
+            )  # fmt: skip
             continue
-        m = t1 - t0
-        # Each term's entries (range, first and end posting, score bound): stored ones for long
-        # terms, found by scanning the postings of short ones.
-        total = 0
+        # Every posting, into an accumulator over the whole sidecar: no bounds to compute.
+        n_touched = 0
         for t in range(t0, t1):
-            tid = t_tid[t]
-            stored = entry_offsets[tid + 1] - entry_offsets[tid]
-            total += stored if stored > 0 else t_end[t] - t_start[t]
-        e_ptr = np.empty(m + 1, np.int64)
-        e_range = np.empty(total, np.int32)
-        e_first = np.empty(total, np.int64)
-        e_end = np.empty(total, np.int64)
-        e_bound = np.empty(total, np.float32)
-        e = 0
-        for t in range(t0, t1):
-            e_ptr[t - t0] = e
-            tid, a, b, w = t_tid[t], t_start[t], t_end[t], t_weight[t]
-            lo, hi = entry_offsets[tid], entry_offsets[tid + 1]
-            if hi > lo:
-                for j in range(lo, hi):
-                    e_range[e] = range_ids[j]
-                    e_first[e] = a + starts[j]
-                    e_end[e] = a + starts[j + 1] if j + 1 < hi else b
-                    e_bound[e] = w - w / (one + max_x[j])
-                    e += 1
-            else:
-                last = -1
-                for p in range(a, b):
-                    d = docs[p]
-                    r = d >> bits
-                    x = _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache)
-                    if r != last:
-                        if last >= 0:
-                            e_end[e - 1] = p
-                        e_range[e] = r
-                        e_first[e] = p
-                        e_bound[e] = x  # the largest x for now; the bound below
-                        e += 1
-                        last = r
-                    elif x > e_bound[e - 1]:
-                        e_bound[e - 1] = x
-                if last >= 0:
-                    e_end[e - 1] = b
-                for j in range(e_ptr[t - t0], e):
-                    e_bound[j] = w - w / (one + e_bound[j])
-        e_ptr[m] = e
-        # Bounds per range, summed like the scores (double, query term order, from 0).
-        listed_n = 0
-        for t in range(m):
-            for j in range(e_ptr[t], e_ptr[t + 1]):
-                r = e_range[j]
-                if ub[r] == 0.0:
-                    listed[listed_n] = r
-                    listed_n += 1
-                ub[r] += np.float64(e_bound[j])
-        ranges = listed[:listed_n].copy()
-        order = np.argsort(-ub[ranges])
-        # Ranges by decreasing bound; a term's entry for a range is found by binary search (its
-        # entries are ascending by range).
-        size = heap_size[q]
-        n = keys.size
-        for i in range(listed_n):
-            r = ranges[order[i]]
-            theta = _theta(keys, size, fbuf, ibuf)
-            if size == n and np.float32(ub[r]) < theta:
-                break  # every later range has a lower bound: no row there can enter
-            first_row = r << bits
-            present = 0
-            for t in range(m):
-                lo, hi = e_ptr[t], e_ptr[t + 1]
-                j = lo + np.searchsorted(e_range[lo:hi], r)
-                if j < hi and e_range[j] == r:
-                    pj[t] = j
-                    tb[t] = e_bound[j]
-                    srt[present] = t
-                    present += 1
+            w = t_weight[t]
+            once = t_once[t]
+            for p in range(t_start[t], t_end[t]):
+                d = docs[p]
+                if once:
+                    s = s1[p]
                 else:
-                    pj[t] = -1
-                    tb[t] = 0.0
-                flag[t] = 0
-            # MaxScore within the range: the terms of smallest bounds whose bounds sum (in query
-            # order, as scores are summed) strictly below the n-th score are non-essential: a row
-            # holding only them cannot enter, so only rows of the other terms are candidates.
-            ne = 0
-            if size == n and present >= 2:
-                for a_ in range(1, present):  # insertion sort of the present terms by bound
-                    v_ = srt[a_]
-                    b_ = a_ - 1
-                    while b_ >= 0 and tb[srt[b_]] > tb[v_]:
-                        srt[b_ + 1] = srt[b_]
-                        b_ -= 1
-                    srt[b_ + 1] = v_
-                for a_ in range(present - 1):  # at least one essential term
-                    flag[srt[a_]] = 1
-                    bound = 0.0
-                    for t in range(m):
-                        if flag[t] == 1:
-                            bound += np.float64(tb[t])
-                    if np.float32(bound) < theta:
-                        ne = a_ + 1
-                    else:
-                        flag[srt[a_]] = 0
-                        break
-                if ne > 0:
-                    # Worth it only when the non-essential terms hold most of the range's postings
-                    # (each candidate's lookups cost more than adding a posting).
-                    skipped = 0
-                    kept = 0
-                    for t in range(m):
-                        j = pj[t]
-                        if j >= 0:
-                            if flag[t] == 1:
-                                skipped += e_end[j] - e_first[j]
-                            else:
-                                kept += e_end[j] - e_first[j]
-                    if skipped < 4 * kept:
-                        for t in range(m):
-                            flag[t] = 0
-                        ne = 0
-            if ne == 0:
-                n_touched = 0
-                for t in range(m):
-                    j = pj[t]
-                    if j < 0:
-                        continue
-                    w = t_weight[t0 + t]
-                    once = t_once[t0 + t]
-                    for p in range(e_first[j], e_end[j]):
-                        row = docs[p]
-                        d = row - first_row
-                        if once:
-                            s = s1[p]
-                        else:
-                            s = w - w / (one + _x_at(p, row, tfs, exc_pos, exc_tf, escape, norms, cache))
-                        v = acc[d]
-                        touched[n_touched] = d  # kept only when new (every term score is > 0)
-                        n_touched += np.int64(v == 0.0)
-                        acc[d] = v + np.float64(s)
-                size = _collect(acc, touched, n_touched, first_row, base, id_rank, keys, size, fbuf, ibuf, False)
-                continue
-            # Candidates: the rows of the essential terms, their scores kept per term.
-            n_touched = 0
-            for t in range(m):
-                j = pj[t]
-                if j < 0 or flag[t] != 0:
-                    continue
-                w = t_weight[t0 + t]
-                once = t_once[t0 + t]
-                for p in range(e_first[j], e_end[j]):
-                    row = docs[p]
-                    d = row - first_row
-                    if once:
-                        sc[t, d] = s1[p]
-                    else:
-                        sc[t, d] = w - w / (one + _x_at(p, row, tfs, exc_pos, exc_tf, escape, norms, cache))
-                    if mark[d] == 0:
-                        mark[d] = 1
-                        touched[n_touched] = d
-                        n_touched += 1
-            cand = np.sort(touched[:n_touched])
-            for a_ in range(ne):
-                cur[srt[a_]] = e_first[pj[srt[a_]]]
-            for c in range(n_touched):
-                d = cand[c]
-                mark[d] = 0
-                row = first_row + d
-                alive = True
-                for a_ in range(ne - 1, -1, -1):  # look the non-essential terms up, largest first
-                    # The row's bound: its known scores and the bounds of the terms not looked
-                    # up, summed in query order (each >= the score it stands for, so the float
-                    # sums and the float32 rounding keep it >= the row's score).
-                    bound = 0.0
-                    for t in range(m):
-                        if pj[t] >= 0:
-                            bound += np.float64(tb[t]) if flag[t] == 1 else np.float64(sc[t, d])
-                    if np.float32(bound) < _theta(keys, size, fbuf, ibuf):
-                        alive = False
-                        break
-                    t = srt[a_]
-                    j = pj[t]
-                    k_ = cur[t]
-                    end_ = e_end[j]
-                    k_ += np.searchsorted(docs[k_:end_], row)
-                    cur[t] = k_
-                    if k_ < end_ and docs[k_] == row:
-                        if t_once[t0 + t]:
-                            sc[t, d] = s1[k_]
-                        else:
-                            w = t_weight[t0 + t]
-                            sc[t, d] = w - w / (one + _x_at(k_, row, tfs, exc_pos, exc_tf, escape, norms, cache))
-                    flag[t] = 2
-                if alive:
-                    total_s = 0.0
-                    for t in range(m):
-                        if pj[t] >= 0:
-                            total_s += np.float64(sc[t, d])  # exactly the exhaustive sum
-                    score = np.float32(total_s)
-                    if not (size == n and score < _theta(keys, size, fbuf, ibuf)):
-                        fbuf[0] = score
-                        key = (np.int64(ibuf[0]) << 32) | np.int64(0x7FFFFFFF - id_rank[base + row])
-                        size = _offer(keys, size, key)
-                for a_ in range(ne):
-                    flag[srt[a_]] = 1
-                for t in range(m):
-                    if pj[t] >= 0:
-                        sc[t, d] = 0.0
-        heap_size[q] = size
-        for i in range(listed_n):
-            ub[listed[i]] = 0.0
+                    s = w - w / (one + _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache))
+                v = whole[d]
+                whole_touched[n_touched] = d  # kept only when new (every term score is > 0):
+                n_touched += np.int64(v == 0.0)  # no branch to mispredict
+                whole[d] = v + np.float64(s)
+        heap_size[q] = _collect(
+            whole, whole_touched, n_touched, 0, base, id_rank, keys, heap_size[q], fbuf, ibuf, True
+        )
 
 
 @njit(nogil=True, cache=True)

@@ -66,10 +66,9 @@ FORMAT_VERSION = 3
 READABLE_FORMATS = (1, 2, 3)
 #: A stored tf of this value (format 3) means "in the exception list": the tf is >= 255.
 TF_ESCAPE = 255
-#: Rows per range of the compiled kernel's pruning table: ``2**RANGE_BITS``.
-RANGE_BITS = 10
-#: Terms with fewer postings get no range entries: the kernel scans their postings instead.
-RANGE_MIN_DF = 4096
+#: Postings per block of the compiled kernel's block-max table: ``2**BLOCK_BITS`` (as Lucene's
+#: impacts, a block's largest ``x`` bounds the scores of its postings).
+BLOCK_BITS = 6
 
 logger = logging.getLogger(__name__)
 
@@ -664,6 +663,13 @@ def _concat_ranked(
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), bounds
 
 
+#: What the kernel gets instead of a block table when no query of a call is pruned.
+_NO_BLOCKS = (
+    _read_only(np.zeros(1, np.int64)), _read_only(np.zeros(0, np.float32)), 0,
+    _read_only(np.zeros(0, np.float32)), _read_only(np.zeros(0, np.float32)),
+)  # fmt: skip
+
+
 class _Ranker:
     """Batch ranking shared by one sidecar (:class:`ExactScorer`) and several (:class:`ShardedScorer`).
 
@@ -767,15 +773,20 @@ class _Ranker:
     #: Rank with the compiled kernel (:mod:`~spacerini.backends.bm25.kernel`) when numba is
     #: available; ``False``: the numpy path (the reference the kernel is tested against).
     use_kernel = True
-    #: Queries with at least this many postings in a sidecar and at most ``PRUNE_MAX_TERMS`` terms
-    #: go range by range (range bounds, MaxScore within a range: exact either way); the others
-    #: score every posting. Measured on 100k and 400k Debian paragraphs: the range bounds pay off
-    #: for one-term queries (about 2x fewer CPU seconds at k=10 on 400k); for longer ones neither
-    #: the range bounds (a sum of per-term maxima) nor MaxScore within ranges beat scoring every
-    #: posting at ~1 ns each (k=10, 400k: 150-240 us per query either way, under load).
+    #: Queries with at least ``PRUNE_MIN_POSTINGS`` postings in a sidecar, at most
+    #: ``PRUNE_MAX_TERMS`` terms and at most ``PRUNE_MAX_HITS`` hits wanted go window by window with
+    #: block-max MaxScore (:func:`~spacerini.backends.bm25.kernel._rank_blocks`; exact either way);
+    #: the others score every posting. Measured on 100k and 400k Debian paragraphs (CPU time per
+    #: query, 2 cores under load 11-14): at k=10 about 20 % less than scoring every posting on
+    #: both; at k=100 the same; at k=1000 5-10 % more (its threshold stays low: few postings
+    #: can be skipped), hence the hits limit.
     PRUNE_MIN_POSTINGS = 4096
     PRUNE_MAX_TERMS = 16
-    #: ``False``: never skip ranges (for comparison).
+    PRUNE_MAX_HITS = 32
+    #: The pruned path's windows span at least ``2**WINDOW_BITS`` rows (fewer windows: each costs a
+    #: few operations per term; 2**11 measured best among 2**0 .. 2**17 at k=10).
+    WINDOW_BITS = 11
+    #: ``False``: never prune (for comparison).
     prune = True
     #: One kernel call keeps at most this many (query, hit) heap cells.
     HEAP_CELLS = 1 << 20
@@ -838,13 +849,14 @@ class _Ranker:
             weights = (counts.astype(np.float32) * source.idf[tids]).astype(np.float32)
             q_ptr = np.zeros(nq + 1, dtype=np.int64)
             np.cumsum(np.bincount(np.asarray(qs, dtype=np.int64), minlength=nq), out=q_ptr[1:])
-            table = source.range_table()
+            pruned = self.prune and n <= self.PRUNE_MAX_HITS
+            blocks = source.block_table() if pruned else _NO_BLOCKS
             whole = source._take_buffers()
             kernel.rank_source(
-                *source.kernel_postings(), *(_read_only(a) for a in table[:4]), table[4], table[5],
-                source.rows, base, id_rank, q_ptr, tids, np.asarray(starts, dtype=np.int64),
-                np.asarray(ends, dtype=np.int64), weights, (counts == 1).view(np.uint8), keys, sizes,
-                self.PRUNE_MIN_POSTINGS if self.prune else 2**62, self.PRUNE_MAX_TERMS, *whole,
+                *source.kernel_postings(), *blocks[:3], self.WINDOW_BITS, *blocks[3:], base, id_rank, q_ptr, tids,
+                np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64), weights,
+                (counts == 1).view(np.uint8), keys, sizes, self.PRUNE_MIN_POSTINGS if pruned else 2**62,
+                self.PRUNE_MAX_TERMS, *whole,
             )  # fmt: skip
             source._give_buffers(whole)  # only after success: a failed call may leave it dirty
         return kernel.finish(keys, sizes, self._row_of_rank())
@@ -965,7 +977,7 @@ class ExactScorer(_Ranker):
         self.rows = int(self.meta["rows"])
         self.doc_count = int(self.meta["doc_count"])
         self._span_cache: dict[str, tuple[_Span, ...]] = {}
-        self._ranges: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int] | None = None
+        self._blocks: tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray] | None = None
         self._s1: np.ndarray | None = None
         self._range_lock = threading.Lock()
         self._buffers: list[tuple[np.ndarray, np.ndarray]] = []  # see _take_buffers
@@ -984,35 +996,36 @@ class ExactScorer(_Ranker):
         with self._range_lock:
             self._buffers.append(buffers)
 
-    def range_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
-        """The pruning table of the compiled kernel (see :func:`~spacerini.backends.bm25.kernel.range_table`).
+    def block_table(self) -> tuple[np.ndarray, np.ndarray, int, np.ndarray, np.ndarray]:
+        """The block-max table of the compiled kernel (see :func:`~spacerini.backends.bm25.kernel.block_table`).
 
-        Computed at the first search, in one pass over the postings of the terms with at least
-        :data:`RANGE_MIN_DF` of them (tens of ms per 100k documents), and kept in memory (a few MB
-        per 100k documents); recomputed after :meth:`use_global_stats` changes ``x``. It is not
+        Computed at the first search, in one pass over the postings, and kept in memory: per
+        block of ``2**BLOCK_BITS`` postings of a term, its largest ``x`` (float32), plus where each
+        term's blocks start (int64). Recomputed after :meth:`use_global_stats` changes ``x``; not
         stored (it depends on the collection statistics a shard scores with).
 
         Returns:
-            ``(entry_offsets, range_ids, starts, max_x, bits, ranges)``.
+            ``(block_offsets, block_max_x, bits, term_min_x, term_max_x)``.
         """
-        table = self._ranges
+        table = self._blocks
         if table is None:
             with self._range_lock:
-                if self._ranges is None:
-                    self._ranges = self._compute_ranges()
-                table = self._ranges
+                if self._blocks is None:
+                    kernel = _kernel()
+                    if kernel is None:
+                        raise RuntimeError("the block table needs numba")
+                    bits = BLOCK_BITS
+                    started = time.perf_counter()
+                    arrays = kernel.block_table(_read_only(self.offsets), *self._tf_postings(), bits)
+                    for array in arrays:
+                        array.flags.writeable = False
+                    self._blocks = (arrays[0], arrays[1], bits, arrays[2], arrays[3])
+                    logger.debug(
+                        "bm25: block table of %s in %.3f s (%d blocks)", self.folder, time.perf_counter() - started,
+                        arrays[1].size,
+                    )  # fmt: skip
+                table = self._blocks
         return table
-
-    def _compute_ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, int]:
-        kernel = _kernel()
-        if kernel is None:
-            raise RuntimeError("the range table needs numba")
-        bits = RANGE_BITS
-        started = time.perf_counter()
-        arrays = kernel.range_table(_read_only(self.offsets), *self._tf_postings(), bits, RANGE_MIN_DF)
-        logger.debug("bm25: range table of %s in %.3f s", self.folder, time.perf_counter() - started)
-        n_ranges = (self.rows + (1 << bits) - 1) >> bits
-        return (*arrays, bits, n_ranges)
 
     def _tf_postings(self) -> tuple[Any, ...]:
         """``(docs, tfs, exc_pos, exc_tf, escape, norms, cache)``: what a score is computed from."""
@@ -1132,7 +1145,7 @@ class ExactScorer(_Ranker):
         if np.array_equal(cache, self.cache) and np.array_equal(term_idf, self.idf):
             return False
         if not np.array_equal(cache, self.cache):
-            self._ranges = None  # its bounds were computed with the old cache
+            self._blocks = None  # its bounds were computed with the old cache
         self.cache, self.idf = cache, term_idf
         self._s1 = None
         return True
