@@ -14,7 +14,8 @@ Prints one JSON object (and writes it to ``benchmarks/out/bm25_search.json``) wi
 * the size of the sidecar against that of the Lucene index it sits in;
 * the QPS of ours (arrays) at 1x and at ``--scale``x the documents (the Debian corpus repeated, ids
   perturbed: every term's postings grow ``--scale`` times), interleaved, to show how the work per
-  query grows with the corpus.
+  query grows with the corpus; the same with the kernel's block-max pruning off (every posting
+  scored), and the block table's cost.
 
 The peers at their best:
 
@@ -321,6 +322,15 @@ def bench_corpus(name: str, corpus: Path, args: argparse.Namespace) -> dict:
     return out
 
 
+def unpruned(searcher, qs: list[tuple[str, str]], k: int, threads: int) -> object:
+    """``batch_search_arrays`` with the kernel's pruning off (every posting scored)."""
+    searcher._exact.prune = False
+    try:
+        return searcher.batch_search_arrays(qs, k=k, threads=threads)
+    finally:
+        del searcher._exact.prune
+
+
 def bench_scaling(ours, queries: list[tuple[str, str]], q1000: list[tuple[str, str]], args) -> dict:
     """QPS of the same queries on the corpus and on ``args.scale`` copies of it."""
     from spacerini.backends.bm25.scorer import ExactScorer
@@ -339,6 +349,23 @@ def bench_scaling(ours, queries: list[tuple[str, str]], q1000: list[tuple[str, s
         "kernel_equals_numpy_on_big": big._exact.rank_many(counts, 100) == want,
         "qps": [],
     }
+    # ... and so does the pruned path at k=10 (its default; here for every query, at k=10 and 100).
+    for k in (10, 100):
+        want_k = (setattr(big._exact, "use_kernel", False), big._exact.rank_many(counts, k))[1]
+        del big._exact.use_kernel
+        big._exact.PRUNE_MIN_POSTINGS, big._exact.PRUNE_MAX_HITS = 0, 10**9
+        result[f"pruned_equals_numpy_on_big_k{k}"] = big._exact.rank_many(counts, k) == want_k
+        del big._exact.PRUNE_MIN_POSTINGS, big._exact.PRUNE_MAX_HITS
+    # The block table: computed at the first pruned search of each sidecar.
+    for name, scorer in (("small", ours._exact), ("big", big._exact)):
+        scorer._blocks = None
+        started = time.process_time()
+        table = scorer.block_table()
+        result[f"block_table_{name}"] = {
+            "cpu_s": round(time.process_time() - started, 3),
+            "bytes": int(sum(a.nbytes for a in table if isinstance(a, np.ndarray))),
+            "blocks": int(table[1].size),
+        }
     for k in KS:
         qs = q1000 if k == 1000 else queries
         for threads in THREADS:
@@ -348,6 +375,9 @@ def bench_scaling(ours, queries: list[tuple[str, str]], q1000: list[tuple[str, s
                 {
                     "small": lambda qs=qs, k=k, t=threads: ours.batch_search_arrays(qs, k=k, threads=t),
                     "big": lambda qs=qs, k=k, t=threads: big.batch_search_arrays(qs, k=k, threads=t),
+                    # The same without pruning (every posting scored): what the block-max path buys.
+                    "small_exhaustive": lambda qs=qs, k=k, t=threads: unpruned(ours, qs, k, t),
+                    "big_exhaustive": lambda qs=qs, k=k, t=threads: unpruned(big, qs, k, t),
                 },
                 args.repeats,
             )
@@ -357,6 +387,9 @@ def bench_scaling(ours, queries: list[tuple[str, str]], q1000: list[tuple[str, s
                 "qps_small": round(len(qs) / med["small"], 1),
                 "qps_big": round(len(qs) / med["big"], 1),
                 "big_vs_small": round(med["small"] / med["big"], 2),
+                "qps_small_exhaustive": round(len(qs) / med["small_exhaustive"], 1),
+                "qps_big_exhaustive": round(len(qs) / med["big_exhaustive"], 1),
+                "big_vs_small_exhaustive": round(med["small_exhaustive"] / med["big_exhaustive"], 2),
             }
             result["qps"].append(row)
             print(json.dumps({"scaling": row}), file=sys.stderr, flush=True)
