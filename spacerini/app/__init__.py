@@ -51,9 +51,14 @@ __all__ = ["build_app", "serve", "render_hits", "PAGE_SIZE", "CONCURRENCY"]
 logger = logging.getLogger(__name__)
 
 PAGE_SIZE = 10
-#: Requests served at once; further ones queue (keeps memory and JVM use bounded). Applies to
-#: Gradio's queue and, separately, to the JSON routes.
+#: Requests served at once by Gradio's queue; further ones queue (keeps memory and JVM use
+#: bounded). The JSON routes take at most this many too (:data:`JSON_CONCURRENCY`).
 CONCURRENCY = 4
+#: JSON calls served at once: no more than the cores. A search is mostly Python (the GIL): with
+#: 16 clients on 2 cores, 4 worker threads answered 84 searches a second and 2 answered 167
+#: (medians of 3 runs, load 11-13, benchmarks/RESULTS.md), the threads taking the GIL from each
+#: other and from the event loop. Further calls wait their turn.
+JSON_CONCURRENCY = max(1, min(CONCURRENCY, os.cpu_count() or 1))
 #: Requests waiting in the queue before new ones are turned away (Gradio's queue and the JSON
 #: routes each).
 QUEUE_SIZE = 256
@@ -697,7 +702,7 @@ def serve(
             )
         )
     bundles = [corpora[name].bundle for name in corpora]
-    limiter = Limiter(CONCURRENCY, QUEUE_SIZE)
+    limiter = Limiter(JSON_CONCURRENCY, QUEUE_SIZE)
     routes = json_api_routes(corpora, limiter=limiter)
     api = FastAPI(routes=routes, openapi_url=None, docs_url=None, redoc_url=None)
     front = FrontApp(api)
