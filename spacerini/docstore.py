@@ -267,7 +267,7 @@ class DocstoreWriter:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
-        if exc_type is None:
+        if exc_type is None or self._closed:
             self.close()
             return
         # The files are discarded with the folder of the failed build; just release them.

@@ -204,6 +204,9 @@ def _build_locked(
                     stream.abort()
                     shutil.rmtree(stream.folder, ignore_errors=True)
                 streamed = {}
+            for stream in streamed.values():
+                stream.end_input()  # Lucene's tail (flush, commit, postings dump) runs while the docstore closes
+            writer.close()
             prebuilt = {name: stream.finish().to_dict() for name, stream in streamed.items()}
             for stream in streamed.values():  # hashed while written: publishing does not read them again
                 folder = stream.folder.relative_to(tmp).as_posix()

@@ -121,6 +121,7 @@ class BM25Writer:
         self._fd: int | None = None
         self._shards: list[Any] = []
         self._done = False
+        self._ended = False
         #: Size and SHA-256 of each Lucene file (by name), hashed while Java wrote it.
         self.checksums: dict[str, dict[str, Any]] = {}
         self._jl = jl
@@ -300,14 +301,30 @@ class BM25Writer:
             stats=stats,
         )  # fmt: skip
 
+    def end_input(self) -> None:
+        """Ends the document stream: Lucene's tail (its last batches, the flush, the commit and the
+        postings dump) then runs while the caller finishes other work, before :meth:`finish`.
+
+        Raises:
+            BundleError: Lucene stopped reading documents (its own error says why).
+        """
+        if self._ended or self._done or not self._streaming:
+            return
+        self._ended = True
+        try:
+            self._buffer += _END
+            self._send(wait=True)
+            self._close_pipe()
+        except BaseException:
+            self.abort()
+            raise
+
     def _finish_stream(self) -> dict[str, int]:
         from tqdm.auto import tqdm
 
         indexer = self._indexer
         assert indexer is not None
-        self._buffer += _END
-        self._send(wait=True)
-        self._close_pipe()  # end of stream
+        self.end_input()
         total = len(self._ids)
         bar = tqdm(total=total, desc="bm25: Lucene indexing", unit=" docs", disable=not self._progress)
         try:
@@ -515,8 +532,8 @@ def _sidecar_from_dump(
 
     import numpy as np
 
-    from spacerini.backends.bm25 import _sidecar_from_postings
     from spacerini.backends.bm25 import lucene as jl
+    from spacerini.backends.bm25.scorer import write_sidecar
 
     folder = Path(dump["folder"])
     postings = jl.read_postings_dump(
@@ -530,7 +547,31 @@ def _sidecar_from_dump(
         found = table.get(x)
         return math.log(x) if found is None else found
 
-    meta = _sidecar_from_postings(postings, side_dir, ids, k1=k1, b=b, extra=extra, log=java_log)
+    row_of = {docid: row for row, docid in enumerate(ids)}
+    try:
+        lucene_rows = np.fromiter(
+            (row_of[d] if d is not None else -1 for d in postings.ids), dtype=np.int64, count=len(postings.ids)
+        )
+    except KeyError as exc:
+        raise BundleError(f"Lucene holds a document {exc.args[0]!r} that was never written: rebuild the bundle") from None
+    del row_of
+    rows = lucene_rows[postings.docs] if postings.docs.size else np.zeros(0, dtype=np.int64)
+    if rows.size and int(rows.min()) < 0:
+        raise BundleError("Lucene holds a document without an id: rebuild the bundle")
+    # Ascending rows within each term, as the scorer expects. The dump is grouped by term with
+    # Lucene docids ascending, and docids map to rows in long ascending runs (each segment takes
+    # the documents in stream order): a stable sort of one int64 key (term, row) merges those runs
+    # (measured on Debian 100k, 2.8 M postings: 0.07-0.11 s, against 1.0-1.1 s for
+    # np.lexsort((rows, tids)); the same order, as no (term, row) pair occurs twice).
+    tids = np.repeat(np.arange(len(postings.terms), dtype=np.int64), postings.dfs)
+    order = np.argsort(tids * max(len(ids), 1) + rows, kind="stable")
+    rows, tids, tfs = rows[order].astype(np.int32), tids[order].astype(np.int32), postings.tfs[order]
+    del order
+    lengths = np.bincount(rows, weights=tfs, minlength=len(ids)).astype(np.int64)
+    meta = write_sidecar(
+        side_dir, k1=k1, b=b, ids=[d.encode("utf-8", "surrogatepass") for d in ids], lengths=lengths,
+        terms=postings.terms, tids=tids, tfs=tfs, rows=rows, extra=extra, log=java_log,
+    )  # fmt: skip
     if (dump["doc_count"], dump["sum_total_term_freq"]) != (meta["doc_count"], meta["sum_total_term_freq"]):
         raise BundleError(
             f"the sidecar disagrees with Lucene's statistics ({meta['doc_count']}/{meta['sum_total_term_freq']} vs "
