@@ -207,12 +207,31 @@ def _load_sentence_transformer(name: str, source: str, device: str) -> Any:
             ) from exc
         logger.info("loading encoder %s from %s on %s", name, source, device)
         try:
-            return SentenceTransformer(source, device=device, local_files_only=True)
+            with _no_weight_loading_bar():
+                return SentenceTransformer(source, device=device, local_files_only=True)
         except (OSError, ValueError, RuntimeError) as exc:
             raise DependencyMissingError(
                 f"encoder {name!r} is not available offline ({type(exc).__name__}): pass a local model folder, "
                 f"or download it once with `huggingface-cli download {name}`"
             ) from exc
+
+
+@contextlib.contextmanager
+def _no_weight_loading_bar() -> Iterator[None]:
+    """Hides transformers' "Loading weights" bar (a sub-second load of a small model; it ignored
+    ``--quiet`` and ``SPACERINI_NO_PROGRESS``), restoring the setting afterwards."""
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 class Encoder:
