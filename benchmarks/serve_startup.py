@@ -2,7 +2,9 @@
 
 Starts ``spacerini serve BUNDLE --port P`` (the CLI, as a user runs it), polls
 ``GET /api/search?q=...`` every 20 ms from this process and records when the first 200 answer
-(with hits) arrives, and when the page (``GET /``) first answers 200. Peer, in the same run and
+(with hits) arrives, when the JSON API first answers at all (``GET /api/stats``, no search), and
+when the page (``GET /``) first answers 200 (``serve`` answers the JSON routes before Gradio is
+imported; the page answers 503 until Gradio has built it). Peer, in the same run and
 interleaved: a bare Gradio app (one Textbox, ``launch()``) from a fresh interpreter to its first
 200 on ``/``, i.e. what any Gradio app costs before it does anything of its own.
 
@@ -59,11 +61,13 @@ def time_to_answer(cmd: list[str], port: int, search: bool, limit: float = 120) 
     base = f"http://127.0.0.1:{port}/"
     out: dict[str, float] = {}
     try:
-        while len(out) < (2 if search else 1):
+        while len(out) < (3 if search else 1):
             if proc.poll() is not None:
                 raise SystemExit(f"{cmd[:3]} exited: {proc.stderr.read()[-1500:] if proc.stderr else ''}")
             if time.perf_counter() - t0 > limit:
                 raise SystemExit(f"no answer in {limit:.0f} s")
+            if search and "json_s" not in out and _ok(base + "api/stats", b'"docs"'):
+                out["json_s"] = time.perf_counter() - t0
             if search and "search_s" not in out and _ok(base + "api/search?q=json+decoder&k=10", b'"hits"'):
                 out["search_s"] = time.perf_counter() - t0
             if "page_s" not in out and _ok(base, b"<html"):
@@ -97,13 +101,14 @@ def main() -> None:
         ours.append(time_to_answer([SPACERINI, "serve", bundle, "--port", str(port)], port, search=True))
         port = free_port()
         peer.append(time_to_answer([sys.executable, "-c", PEER, str(port)], port, search=False))
-    med = {key: round(statistics.median(r[key] for r in ours), 2) for key in ("search_s", "page_s")}
+    med = {key: round(statistics.median(r[key] for r in ours), 2) for key in ("json_s", "search_s", "page_s")}
     peer_page = round(statistics.median(r["page_s"] for r in peer), 2)
     print(
         json.dumps(
             {
                 "bench": "serve_startup",
                 "bundle": bundle,
+                "first_json_s": med["json_s"],
                 "first_search_s": med["search_s"],
                 "first_page_s": med["page_s"],
                 "peer_bare_gradio_page_s": peer_page,
