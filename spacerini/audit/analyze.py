@@ -336,8 +336,7 @@ def analyze(
             near = _NearDups(near_dup_threshold, near_dup_perm)
         counter = None
         if "ngrams" not in skipped or near is not None:
-            # With PII on, this thread's Python work takes the second core: one counting thread.
-            counter = NgramCounter(count="ngrams" not in skipped, threads=None if "pii" in skipped else 1)
+            counter = NgramCounter(count="ngrams" not in skipped)
         find_pii = None
         if "pii" not in skipped:
             from spacerini.preprocess.pii import DEFAULT_KINDS

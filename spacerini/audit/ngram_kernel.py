@@ -289,7 +289,8 @@ def count_grams(
     rows: int,
     bits: int,
     used: np.ndarray,
-) -> tuple[int, np.ndarray]:
+    keys: np.ndarray,
+) -> tuple[int, int]:
     """Counts the ``n``-grams (2 or 3) of a batch's token ids that lie within one document, in a
     table split into buckets.
 
@@ -304,9 +305,12 @@ def count_grams(
     n-gram's last token), the n-gram's first occurrence, so ties order as
     ``Counter.most_common`` orders them.
 
-    ``used[i]`` counts bucket ``i``'s entries. Stops before a new key would fill its bucket past
-    three quarters. Returns how many n-grams were counted and the regrouped keys (rows ``a, b,
-    1 + position``): grow the table and pass the rest to :func:`count_keys`.
+    ``used[i]`` counts bucket ``i``'s entries. The regrouped keys (rows ``a, b, 1 + position``)
+    are written to ``keys``, a buffer the caller keeps from batch to batch (at least as many rows
+    as the batch has n-grams), so that no batch allocates fresh memory. Stops before a new key
+    would fill its bucket past three quarters. Returns how many n-grams were counted (-1: the
+    buffer is too small) and how many there are: grow the table and pass the rest of ``keys``
+    to :func:`count_keys`.
     """
     buckets = 1 << bits
     hist = np.zeros(buckets + 1, dtype=np.int64)
@@ -317,7 +321,9 @@ def count_grams(
     for i in range(buckets):
         hist[i + 1] += hist[i]
     fill = hist[:buckets].copy()
-    keys = np.empty((hist[buckets], 3), dtype=np.uint64)
+    m = hist[buckets]
+    if keys.shape[0] < m:
+        return -1, m
     for t in range(n - 1, gid.size):
         if doc[t - n + 1] == doc[t]:
             a, b = _gram(gid, t, n)
@@ -327,7 +333,7 @@ def count_grams(
             keys[at, 0] = a
             keys[at, 1] = b
             keys[at, 2] = np.uint64(first + t + 1)
-    return _count_runs(keys, hist, table, rows, used), keys
+    return _count_runs(keys[:m], hist, table, rows, used), m
 
 
 @nb.njit(cache=True, nogil=True)

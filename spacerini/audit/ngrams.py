@@ -17,9 +17,9 @@ grouped by bucket before they are counted, so that the table's random accesses s
 processor's cache one bucket at a time: at 38 MB of text this made counting 1.7x faster than
 one flat table, whose probes each missed the cache. Every entry keeps the position of its first
 occurrence: ties are ordered by first occurrence, as ``Counter.most_common`` orders them, and
-the top ``k`` are picked in one compiled pass over a table (a heap of ``k``). With two cores the
-bigrams are counted on a second thread while the trigrams are counted on the calling one (the
-compiled loops release the GIL; ``threads=1`` counts both on one).
+the top ``k`` are picked in one compiled pass over a table (a heap of ``k``). With ``threads=2``
+the bigrams are counted on a second thread while the trigrams are counted on the calling one
+(the compiled loops release the GIL).
 
 Memory: the vocabulary (its bytes plus 64 to 128 bytes per distinct token), and 43 to 128 bytes
 per distinct bigram and trigram (32-byte rows in tables kept between a quarter and three
@@ -28,7 +28,6 @@ quarters full); the Arrow/pandas counter this replaced took 24 bytes per distinc
 
 from __future__ import annotations
 
-import os
 import re
 import weakref
 from collections.abc import Iterable
@@ -137,6 +136,7 @@ class _Grams:
         self.bits = 0
         self.table = _table(self.rows)
         self.used = np.zeros(1, dtype=np.int64)
+        self._keys = np.empty((0, 3), dtype=np.uint64)  # a batch's regrouped keys (reused)
 
     @property
     def entries(self) -> int:
@@ -168,7 +168,14 @@ class _Grams:
 
         if self.entries + grams > _FILL * (self.rows << self.bits):
             self._grow(grams)  # room for every n-gram of the batch being new
-        done, keys = count_grams(gid, doc, self.n, first, self.table, self.rows, self.bits, self.used)
+        if self._keys.shape[0] < grams:
+            self._keys = np.empty((max(grams, 2 * self._keys.shape[0]), 3), dtype=np.uint64)
+        done, m = count_grams(
+            gid, doc, self.n, first, self.table, self.rows, self.bits, self.used, self._keys
+        )
+        if done < 0 or m != grams:
+            raise RuntimeError(f"{m} {self.n}-grams in the batch, not {grams}")  # a bug, not bad input
+        keys = self._keys[:m]
         while done < keys.shape[0]:
             keys = keys[done:]
             self._grow(keys.shape[0])
@@ -187,12 +194,14 @@ class NgramCounter:
         [NgramCount(ngram='a b', count=2)]
     """
 
-    def __init__(self, *, count: bool = True, threads: int | None = None) -> None:
+    def __init__(self, *, count: bool = True, threads: int = 1) -> None:
         #: Whether n-grams are counted (False: only tokens are numbered, for :attr:`last`).
         self.count = count
         #: 2: bigrams are counted on a second thread while this one counts trigrams (the compiled
-        #: loops release the GIL); 1: one thread. Default: 2 when the machine has two cores.
-        self.threads = min(2, os.cpu_count() or 1) if threads is None else max(1, min(2, int(threads)))
+        #: loops release the GIL); 1 (the default): one thread. On the shared 2-core machine two
+        #: threads took about twice the CPU time (most of it system time) and were slower, so
+        #: they are an option, measured by ``benchmarks/audit_bench.py``, not the default.
+        self.threads = max(1, min(2, int(threads)))
         self._pool: ThreadPoolExecutor | None = None
         #: ``(token ids, document of each token)`` of the latest batch.
         self.last: tuple[np.ndarray, np.ndarray] = (np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64))
