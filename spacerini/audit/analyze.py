@@ -351,9 +351,8 @@ def analyze(
         }
         provenance: Counter[tuple[int, bytes]] = Counter()  # (fields bytes, fields + meta JSON) -> docs
         lengths_parts: list[np.ndarray] = []
-        totals = np.zeros(
-            6, dtype=np.int64
-        )  # chars, tokens, empty, short, U+FFFD + surrogates, docs with any
+        # Characters, tokens, empty and short documents, U+FFFD and lone surrogates, documents with any.
+        totals = np.zeros(6, dtype=np.int64)
         boiler = docs_seen = 0
         bar = None
         if progress:
