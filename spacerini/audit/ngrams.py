@@ -120,8 +120,8 @@ def _room(table: np.ndarray, entries: int) -> np.ndarray:
 #: Load an n-gram table may reach with every n-gram of the next batch new (each bucket stops
 #: the pass at three quarters). Two thirds rather than a half: on the 20 MB audit corpus the
 #: bigram table stays at 2**21 rows instead of 2**22, and the system time of first touching
-#: fresh pages (slow on this VM) fell from 0.30-0.45 s to 0.07-0.25 s; probing a fuller bucket
-#: costs nothing measurable, since a bucket is in the L2 cache.
+#: fresh pages (slow on this VM) fell from 0.30-0.45 s to 0.07-0.25 s in an A/B under load;
+#: probing a fuller bucket costs little, since a bucket is in the L2 cache.
 _FILL = 2 / 3
 #: Rows per bucket of an n-gram table, at most: 32 B rows, so a bucket fits in 1 MiB of L2 cache.
 _BUCKET_ROWS = 1 << 15
