@@ -362,18 +362,39 @@ def count_keys(
 
 
 @nb.njit(cache=True, nogil=True)
-def regrow(old: np.ndarray, new: np.ndarray, rows: int, bits: int, used: np.ndarray) -> None:
-    """Moves every entry of ``old`` into the empty ``new`` of ``2**bits`` buckets of ``rows`` rows
-    (``used`` zeroed, filled per bucket). Old buckets map onto one or two neighbouring new ones,
-    so the writes stay local."""
-    mask = np.int64(rows - 1)
-    for r in range(old.shape[0]):
-        if old[r, 2] == _ZERO:
-            continue
-        h = key_hash(old[r, 0], old[r, 1])
-        i = _bucket(h, bits)
-        _insert(new, np.int64(i) * rows, mask, h, old[r, 0], old[r, 1], old[r, 2], old[r, 3])
-        used[i] += 1
+def split_in_place(
+    table: np.ndarray, rows: int, bits: int, new_rows: int, new_bits: int, used: np.ndarray
+) -> None:
+    """Doubles a table of ``2**bits`` buckets of ``rows`` rows in place, into ``2**new_bits``
+    buckets of ``new_rows`` rows: either twice the rows per bucket or twice the buckets.
+
+    ``table`` has already been enlarged to the new size (zeros after the old rows). Either way
+    old bucket ``i`` becomes the new rows ``2*i*rows .. 2*(i+1)*rows - 1`` (one bucket of twice
+    the rows, or buckets ``2i`` and ``2i+1``: the next bit of the hash), so going from the last
+    bucket to the first, each one is copied aside, its new rows cleared and its entries put back:
+    the rows it clears belong to buckets already moved. No second table is made, so the only
+    fresh memory a growth touches is the added half (``used`` zeroed, filled per new bucket).
+    """
+    new_mask = np.int64(new_rows - 1)
+    aside = np.empty((rows, 4), dtype=np.uint64)
+    for i in range((1 << bits) - 1, -1, -1):
+        base = np.int64(i) * rows
+        for r in range(rows):
+            for w in range(4):
+                aside[r, w] = table[base + r, w]
+        start = 2 * base
+        for r in range(start, start + 2 * rows):
+            for w in range(4):
+                table[r, w] = _ZERO
+        for r in range(rows):
+            if aside[r, 2] == _ZERO:
+                continue
+            h = key_hash(aside[r, 0], aside[r, 1])
+            j = _bucket(h, new_bits)
+            _insert(
+                table, np.int64(j) * new_rows, new_mask, h, aside[r, 0], aside[r, 1], aside[r, 2], aside[r, 3]
+            )
+            used[j] += 1
 
 
 @nb.njit(cache=True, inline="always")

@@ -145,22 +145,22 @@ class _Grams:
     def _grow(self, adding: int) -> None:
         """Doubles the rows per bucket (up to ``_BUCKET_ROWS``), then the buckets, so that
         ``adding`` more entries spread evenly leave the table at most ``_FILL`` full (a bucket that
-        would still fill past three quarters triggers another growth)."""
-        from spacerini.audit.ngram_kernel import regrow
+        would still fill past three quarters triggers another growth). The table grows in place
+        (``ndarray.resize``: a large one is remapped, not copied) and each doubling moves the
+        entries within it, so no second table is touched."""
+        from spacerini.audit.ngram_kernel import split_in_place
 
-        rows, bits = self.rows, self.bits
         need = self.entries + adding
         grown = False
-        while not grown or need > _FILL * (rows << bits):
-            if rows < _BUCKET_ROWS:
-                rows *= 2
-            else:
-                bits += 1
+        while not grown or need > _FILL * (self.rows << self.bits):
+            rows, bits = (
+                (self.rows * 2, self.bits) if self.rows < _BUCKET_ROWS else (self.rows, self.bits + 1)
+            )
+            self.table.resize((rows << bits, 4), refcheck=False)  # the table is never viewed elsewhere
+            used = np.zeros(1 << bits, dtype=np.int64)
+            split_in_place(self.table, self.rows, self.bits, rows, bits, used)
+            self.rows, self.bits, self.used = rows, bits, used
             grown = True
-        new = _table(rows << bits)
-        used = np.zeros(1 << bits, dtype=np.int64)
-        regrow(self.table, new, rows, bits, used)
-        self.table, self.rows, self.bits, self.used = new, rows, bits, used
 
     def add(self, gid: np.ndarray, doc: np.ndarray, first: int, grams: int) -> None:
         """Counts the batch's ``grams`` n-grams (``first``: the position of its first token in the stream)."""
