@@ -199,7 +199,7 @@ class NgramCounter:
         self.count = count
         #: 2: bigrams are counted on a second thread while this one counts trigrams (the compiled
         #: loops release the GIL); 1 (the default): one thread. On the shared 2-core machine two
-        #: threads were not faster, so they are an option, measured by
+        #: threads were not faster (load 6-13), so they are an option, measured by
         #: ``benchmarks/audit_bench.py``, not the default.
         self.threads = max(1, min(2, int(threads)))
         self._pool: ThreadPoolExecutor | None = None
