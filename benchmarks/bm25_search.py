@@ -32,7 +32,7 @@ sees). Queries: 1-4 words sampled from random documents. Bundles are cached in
 ``benchmarks/out/``.
 
 Usage: python benchmarks/bm25_search.py [--docs 100000] [--queries 1000] [--k1000-queries 300]
-       [--repeats 3] [--scale 4] [--corpora debian,python] [--no-lucene-timing]
+       [--repeats 3] [--scale 4] [--corpora debian,python] [--no-lucene-timing] [--scaling-only]
 """
 
 from __future__ import annotations
@@ -218,6 +218,12 @@ def bench_corpus(name: str, corpus: Path, args: argparse.Namespace) -> dict:
     out: dict = {"corpus": str(corpus.relative_to(ROOT)), "docs": ours._exact.rows, "queries": len(queries),
                  "k1000_queries": len(q1000), "sizes": sizes(folder)}  # fmt: skip
     print(json.dumps({"corpus": name, "sizes": out["sizes"]}), file=sys.stderr, flush=True)
+
+    if args.scaling_only:
+        if args.scale > 1 and name == "debian":
+            out["scaling"] = bench_scaling(ours, queries, q1000, args)
+        ours.close()
+        return out
 
     lucene = LuceneSearcher(str(folder))
     lucene.set_bm25(0.9, 0.4)
@@ -409,6 +415,10 @@ def main() -> None:
         "--no-lucene-timing", dest="time_lucene", action="store_false",
         help="rank with LuceneSearcher only to compare rankings, not in the timed rounds (a quicker re-run)",
     )  # fmt: skip
+    parser.add_argument(
+        "--scaling-only", action="store_true",
+        help="only the 1x vs --scale x comparison (Debian; no peers): a quick re-run of the scaling goal",
+    )  # fmt: skip
     args = parser.parse_args()
 
     from spacerini.java import ensure_jvm
@@ -427,7 +437,9 @@ def main() -> None:
         result[name] = bench_corpus(name, corpus, args)
     result["load_after"] = os.getloadavg()
     text = json.dumps(result)
-    (OUT / "bm25_search.json").write_text(text + "\n", encoding="utf-8")
+    (OUT / ("bm25_search_scaling.json" if args.scaling_only else "bm25_search.json")).write_text(
+        text + "\n", encoding="utf-8"
+    )
     print(text)
 
 
