@@ -1,9 +1,10 @@
 """What is in a bundle: a WIMBD-style report of its documents, with plots (``spacerini analyze``).
 
 One streaming pass over the docstore computes every number. The compiled part of each batch
-(tokens, n-grams, MinHash, character counts: numba, without the GIL) runs on a worker thread
-while the calling thread does the Python part (PII, exact-duplicate digests, provenance,
-boilerplate), so the pass uses two cores where there are two. Memory does not hold the corpus
+(tokens, n-grams, MinHash, character counts: numba, without the GIL) and its RE2 scans
+(boilerplate lines, PII candidates: pyarrow, without the GIL) run on worker threads while the
+calling thread does the Python part (``find_pii`` on the candidates, exact-duplicate digests,
+provenance), so the pass uses two cores where there are two. Memory does not hold the corpus
 text; it grows with the distinct n-grams (43 to 128 bytes each, plus the vocabulary:
 :mod:`spacerini.audit.ngrams`) and categories,
 and per document with a 16-byte digest for exact duplicates (about 100 bytes in a Python dict),
@@ -361,14 +362,18 @@ def analyze(
             bar = tqdm(total=docs_expected, unit="doc", desc="analyze", dynamic_ncols=True)
         # The compiled work of a batch (tokens, n-grams, MinHash, character counts) runs on a
         # worker thread without the GIL while this thread does the Python work of the same
-        # batch (PII, exact duplicates, provenance, boilerplate): two cores when there are two.
+        # batch (find_pii, exact duplicates, provenance): two cores when there are two.
         pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacerini-analyze")
         # MinHash of a batch runs on a thread of its own, beside the n-gram counting of the next.
         near_pool = (
             None if near is None else ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacerini-near")
         )
+        # The RE2 scans of a batch (boilerplate lines, PII candidates) run on a third thread, beside
+        # this thread's find_pii on the previous batch's candidates.
+        scans = ThreadPoolExecutor(max_workers=1, thread_name_prefix="spacerini-scan")
         pending: deque[Future[np.ndarray]] = deque()
         near_done: list[Future[None]] = []
+        scanned: deque[tuple[_Batch, Future[tuple[int, list[tuple[int, list[str]]]]]]] = deque()
         try:
             for batch in _batches(snap, batch_size):
                 n = len(batch.offsets) - 1
@@ -378,8 +383,8 @@ def analyze(
                         _compiled_part, counter, near, near_pool, near_done, data, batch.offsets, short_tokens
                     )
                 )
+                scanned.append((batch, scans.submit(_scan, batch.raw, batch.offsets, find_pii is not None)))
                 lengths_parts.append(np.diff(batch.offsets))
-                boiler += _boilerplate_bytes(batch.raw, batch.offsets)
                 for text in batch.texts:
                     key = hashlib.blake2b(text, digest_size=16).digest()
                     entry = exact.get(key)
@@ -392,24 +397,23 @@ def analyze(
                 else:
                     for fields, meta in batch.records:
                         _categorize(cats, meta, fields, 1)
-                if find_pii is not None:
-                    from spacerini.audit.pii_prefilter import pii_candidates
-
-                    for i, kinds in pii_candidates(batch.raw, batch.offsets):
-                        spans = find_pii(batch.texts[i].decode("utf-8", "surrogatepass"), kinds=kinds)
-                        if spans:
-                            pii_docs += 1
-                            pii_found.update(s.kind for s in spans)
+                while len(scanned) > 1:
+                    bytes_, docs = _finish_scan(*scanned.popleft(), find_pii, pii_found)
+                    boiler, pii_docs = boiler + bytes_, pii_docs + docs
                 docs_seen += n
                 while len(pending) > 2:
                     totals += pending.popleft().result()
                 if bar is not None:
                     bar.update(n)
+            while scanned:
+                bytes_, docs = _finish_scan(*scanned.popleft(), find_pii, pii_found)
+                boiler, pii_docs = boiler + bytes_, pii_docs + docs
             while pending:
                 totals += pending.popleft().result()
             for done in near_done:
                 done.result()
         finally:
+            scans.shutdown(wait=True, cancel_futures=True)
             pool.shutdown(wait=True, cancel_futures=True)
             if near_pool is not None:
                 near_pool.shutdown(wait=True, cancel_futures=True)
@@ -591,6 +595,35 @@ def _categorize(
         cats["repo"][str(repo)] += count
     for name in owner_names(meta.get("owner") or fields.get("owner")):  # co-owners each count
         cats["owner"][name] += count
+
+
+def _scan(raw: bytes, offsets: np.ndarray, pii: bool) -> tuple[int, list[tuple[int, list[str]]]]:
+    """The RE2 work of a batch (pyarrow releases the GIL): its boilerplate bytes and, with
+    ``pii``, its PII candidates (:func:`spacerini.audit.pii_prefilter.pii_candidates`)."""
+    from spacerini.audit.pii_prefilter import pii_candidates
+
+    return _boilerplate_bytes(raw, offsets), pii_candidates(raw, offsets) if pii else []
+
+
+def _finish_scan(
+    batch: _Batch,
+    scan: Future[tuple[int, list[tuple[int, list[str]]]]],
+    find_pii: Any,
+    found: Counter[str],
+) -> tuple[int, int]:
+    """Runs ``find_pii`` on a scanned batch's candidates, adding the spans' kinds to ``found``.
+
+    Returns:
+        The batch's boilerplate bytes and its documents with PII.
+    """
+    boiler, candidates = scan.result()
+    docs = 0
+    for i, kinds in candidates:
+        spans = find_pii(batch.texts[i].decode("utf-8", "surrogatepass"), kinds=kinds)
+        if spans:
+            docs += 1
+            found.update(s.kind for s in spans)
+    return boiler, docs
 
 
 def _compiled_part(
