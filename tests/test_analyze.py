@@ -495,3 +495,21 @@ def test_ngram_threads_give_the_same_counts(monkeypatch, threads: int) -> None:
     for n in (1, 2, 3):
         assert [(g.ngram, g.count) for g in top[n]] == ref[n].most_common(50), n
     assert counter.distinct() == {n: len(ref[n]) for n in (1, 2, 3)}
+
+
+def test_analyze_a_format_1_bundle(tmp_path: Path) -> None:
+    """A format 1 bundle (Parquet docstore) is read through its records: the same numbers as a
+    brute-force count over its documents."""
+    import shutil
+
+    from spacerini.bundle import open_bundle
+
+    shutil.copytree(DATA / "bundle_v1", tmp_path / "b")
+    b = open_bundle(tmp_path / "b")
+    with b.pin() as snap:
+        texts = [d.text for d in snap.iter_docs()]
+    a = analyze(b, progress=False)
+    assert a.docs == len(texts) > 0 and a.tokens == sum(len(WORD.findall(t)) for t in texts)
+    counts = reference_counts(texts)
+    for n in (1, 2, 3):
+        assert [(r["ngram"], r["count"]) for r in a.ngrams[str(n)]] == counts[n].most_common(20)

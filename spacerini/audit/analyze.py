@@ -535,9 +535,10 @@ def _batches(snap: Any, batch_size: int) -> Iterable[_Batch]:
     what the report counts) and each distinct fields/meta JSON is parsed once, not once a
     document. Other docstores go through :meth:`iter_docs`.
     """
+    from spacerini.docstore import Docstore
+
     store = getattr(snap, "docstore", None)
-    blocks = getattr(store, "_iter_blocks", None)
-    if blocks is None or not hasattr(store, "_len"):
+    if type(store) is not Docstore:  # format 1 (Parquet, a subclass without blocks) and others
         stream = snap.iter_docs()
         while True:
             docs = list(itertools.islice(stream, batch_size))
@@ -550,7 +551,7 @@ def _batches(snap: Any, batch_size: int) -> Iterable[_Batch]:
         return
     texts: list[bytes] = []
     provenance: list[tuple[int, bytes]] = []
-    for head, lengths, _first in blocks(0, len(store)):
+    for head, lengths, _first in store._iter_blocks(0, len(store)):
         rows = len(lengths) // 4
         sizes = np.frombuffer(head, dtype="<i8", count=4 * rows).reshape(rows, 4)
         starts = 8 * 4 * rows + np.concatenate(([0], np.cumsum(sizes.sum(axis=1))[:-1]))
