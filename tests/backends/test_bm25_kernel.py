@@ -109,7 +109,13 @@ def test_kernel_equals_numpy_reference(sidecars, n):
     scorer.prune = False
     assert scorer.rank_many(queries, n) == want
     # The default policy (pruned at k <= PRUNE_MAX_HITS) ranks alike.
-    del scorer.prune, scorer.PRUNE_MIN_POSTINGS, scorer.PRUNE_MAX_TERMS, scorer.PRUNE_MAX_HITS, scorer.WINDOW_BITS
+    del (
+        scorer.prune,
+        scorer.PRUNE_MIN_POSTINGS,
+        scorer.PRUNE_MAX_TERMS,
+        scorer.PRUNE_MAX_HITS,
+        scorer.WINDOW_BITS,
+    )
     assert scorer.rank_many(queries, n) == want
     assert pruned == 4
     # ... and one query at a time (the reference the numpy batch path is tested against).
@@ -204,7 +210,12 @@ def test_pruning_keeps_rows_tied_with_the_nth_score(tmp_path, monkeypatch, windo
     )  # fmt: skip
     scorer = ExactScorer(tmp_path)
     _force_pruning(scorer, window_bits=window_bits)
-    queries = [[("a", 1), ("b", 1)], [("b", 1), ("a", 1)], [("a", 1), ("b", 1), ("c", 1)], [("c", 2), ("a", 1)]]
+    queries = [
+        [("a", 1), ("b", 1)],
+        [("b", 1), ("a", 1)],
+        [("a", 1), ("b", 1), ("c", 1)],
+        [("c", 2), ("a", 1)],
+    ]
     for n in (5, 50, 60, 500):
         want = _reference(scorer, queries, n)
         assert scorer.rank_many(queries, n) == want, n
@@ -220,9 +231,13 @@ def test_queries_whose_sums_could_round_score_every_posting(tmp_path, monkeypatc
     rng = np.random.default_rng(2)
     rare = np.sort(rng.choice(np.arange(1, rows), size=30, replace=False)).astype(np.int32)
     mid = np.sort(rng.choice(np.arange(1, rows), size=500, replace=False)).astype(np.int32)
-    tids = np.concatenate([np.zeros(rows, np.int32), np.ones(rare.size, np.int32), np.full(mid.size, 2, np.int32)])
+    tids = np.concatenate(
+        [np.zeros(rows, np.int32), np.ones(rare.size, np.int32), np.full(mid.size, 2, np.int32)]
+    )
     docs = np.concatenate([np.arange(rows, dtype=np.int32), rare, mid])
-    tfs = np.concatenate([np.ones(rows, np.int32), np.full(rare.size, 3, np.int32), np.ones(mid.size, np.int32)])
+    tfs = np.concatenate(
+        [np.ones(rows, np.int32), np.full(rare.size, 3, np.int32), np.ones(mid.size, np.int32)]
+    )
     lengths = np.full(rows, 4, dtype=np.int64)
     lengths[0] = 10**9  # row 0: only the common term, once, in a huge row
     ids = [f"d{v}".encode() for v in rng.permutation(rows)]
@@ -285,9 +300,10 @@ def test_large_tfs_and_older_formats_score_alike(tmp_path, monkeypatch):
     assert new.offsets.dtype == old.offsets.dtype == np.int64 and np.array_equal(new.offsets, old.offsets)
     assert [new.docid(i) for i in range(800)] == [old.docid(i) for i in range(800)]
     codes = np.asarray(new.tfs)
-    assert sc.decode_tfs(codes, 0, new.tf_exc_pos, new.tf_exc, new.tf_escape).tolist() == np.asarray(
-        old.tfs
-    ).tolist()
+    assert (
+        sc.decode_tfs(codes, 0, new.tf_exc_pos, new.tf_exc, new.tf_escape).tolist()
+        == np.asarray(old.tfs).tolist()
+    )
     assert sorted(np.asarray(old.tfs).tolist()) == sorted(corpus["tfs"].tolist())
     # The stored floats of format 1 are what the cache gives.
     assert np.array_equal(new.x_of(0, int(new.offsets[-1])), np.load(tmp_path / "old" / "post_x.npy"))

@@ -416,7 +416,9 @@ def _rank_blocks(  # noqa: ANN201, C901, PLR0912, PLR0913, PLR0915 - one kernel,
                 if score < theta:
                     continue
                 fbuf[0] = score
-                size = _offer(keys, size, (np.int64(ibuf[0]) << 32) | np.int64(0x7FFFFFFF - id_rank[base + d]))
+                size = _offer(
+                    keys, size, (np.int64(ibuf[0]) << 32) | np.int64(0x7FFFFFFF - id_rank[base + d])
+                )
                 if size == n:
                     ibuf[0] = np.int32(keys[0] >> 32)
                     theta = fbuf[0]
@@ -486,8 +488,10 @@ def rank_source(  # noqa: ANN201, PLR0913 - one kernel, numba signature
         postings = 0
         for t in range(t0, t1):
             postings += t_end[t] - t_start[t]
-        if postings >= prune_min and t1 - t0 <= prune_terms and sums_are_exact(
-            t0, t1, t_tid, t_weight, term_min_x, term_max_x
+        if (
+            postings >= prune_min
+            and t1 - t0 <= prune_terms
+            and sums_are_exact(t0, t1, t_tid, t_weight, term_min_x, term_max_x)
         ):
             heap_size[q] = _rank_blocks(
                 docs, s1, tfs, exc_pos, exc_tf, escape, norms, cache, block_offsets, block_max_x, bits,
