@@ -217,7 +217,7 @@ def block_table(offsets, docs, tfs, exc_pos, exc_tf, escape, norms, cache, bits)
 
 
 @njit(nogil=True, cache=True, inline="always")
-def sums_are_exact(t0, t1, t_tid, t_weight, term_min_x, term_max_x):  # noqa: ANN001, ANN201 - numba signature
+def sums_are_exact(t0, t1, t_tid, t_start, t_end, t_weight, term_min_x, term_max_x):  # noqa: ANN001, ANN201 - numba signature
     """Whether every sum of query ``t0:t1``'s term scores (and of bounds between them) is exact in double.
 
     Each term's scores lie between ``L`` (the smallest, from its smallest ``x``) and ``H`` (the
@@ -231,12 +231,14 @@ def sums_are_exact(t0, t1, t_tid, t_weight, term_min_x, term_max_x):  # noqa: AN
     low = np.float64(np.inf)
     high = 0.0
     for t in range(t0, t1):
+        if t_end[t] == t_start[t]:
+            continue  # no postings here: adds nothing
         w = t_weight[t]
         lo_s = np.float64(w - w / (one + term_min_x[t_tid[t]]))
         hi_s = np.float64(w - w / (one + term_max_x[t_tid[t]]))
         low = min(low, lo_s)
         high = max(high, hi_s)
-    return low > 0.0 and np.float64(t1 - t0) * high <= low * 536870912.0  # 2**29
+    return high == 0.0 or (low > 0.0 and np.float64(t1 - t0) * high <= low * 536870912.0)  # 2**29
 
 
 @njit(nogil=True, cache=True)
@@ -491,7 +493,7 @@ def rank_source(  # noqa: ANN201, PLR0913 - one kernel, numba signature
         if (
             postings >= prune_min
             and t1 - t0 <= prune_terms
-            and sums_are_exact(t0, t1, t_tid, t_weight, term_min_x, term_max_x)
+            and sums_are_exact(t0, t1, t_tid, t_start, t_end, t_weight, term_min_x, term_max_x)
         ):
             heap_size[q] = _rank_blocks(
                 docs, s1, tfs, exc_pos, exc_tf, escape, norms, cache, block_offsets, block_max_x, bits,
