@@ -34,7 +34,7 @@ def oracle(scorer, queries: list[list[tuple[str, int]]], k: int, block: int) -> 
         spans = []
         for term, count in counts:
             tid = scorer.term_id(term)
-            if tid >= 0:
+            if tid >= 0 and scorer.offsets[tid + 1] > scorer.offsets[tid]:
                 a, b = int(scorer.offsets[tid]), int(scorer.offsets[tid + 1])
                 spans.append((np.asarray(scorer.docs[a:b]), scorer.term_scores(tid, a, b, count)))
         if not spans:
