@@ -401,6 +401,7 @@ class _IndexerProcess:
             "true" if pretokenized else "false", str(self._dump_dir),
         ]  # fmt: skip
         self.ready = threading.Event()
+        self._started = False
         self.indexed = 0
         self.counts: tuple[int, int, int, int] | None = None
         self.failed_ids: list[str] = []
@@ -436,6 +437,7 @@ class _IndexerProcess:
                     continue  # something a library printed
                 kind, values = parts[1], parts[2:]
                 if kind == "ready":
+                    self._started = True
                     self.ready.set()
                 elif kind == "progress":
                     self.indexed = int(values[0])
@@ -476,7 +478,8 @@ class _IndexerProcess:
             BundleError: It could not (a bad analyzer language, a missing runtime).
         """
         self.ready.wait()
-        if self._proc.poll() is not None and self._proc.returncode != 0:
+        if not self._started:  # its output ended before it said ready: it exited
+            self._proc.wait()
             raise BundleError(f"cannot start Lucene indexing: {self.error() or f'exit status {self._proc.returncode}'}")
 
     def wait(self, timeout: float | None = None) -> bool:
