@@ -54,6 +54,8 @@ _F_SETPIPE_SZ = 1031
 _LENGTHS = struct.Struct(">ii")
 #: The record that ends the stream (an id length of -1): what came before it is committed.
 _END = struct.pack(">i", -1)
+#: The folder (inside the Lucene folder, while it is built) of the postings dump.
+_DUMP_DIR = ".spacerini-postings"
 #: Bytes of documents kept while Java starts, before ``add`` waits for it.
 _START_BUFFER = 16 << 20
 
@@ -275,17 +277,17 @@ class BM25Writer:
         side_dir = self.folder / SIDECAR_DIR
         extra = {"analyzer": self._params["analyzer"]}
         dump = self._indexer.dump if self._indexer is not None else None
-        if dump is not None:  # the indexing process dumped the postings after its commit
-            try:
+        try:
+            if dump is not None:  # the indexing process dumped the postings after its commit
                 stats = _sidecar_from_dump(dump, side_dir, ids, k1=self._params["k1"], b=self._params["b"], extra=extra)
-            finally:
-                shutil.rmtree(dump["folder"], ignore_errors=True)
-        else:  # IndexCollection ran in this process (no helper jar), or the dump was refused
-            _shrink_heap()  # Lucene's indexing buffers leave the RSS before numpy builds the sidecar
-            stats = _write_sidecar(
-                self.folder, side_dir, ids, k1=self._params["k1"], b=self._params["b"], threads=self._threads,
-                progress=self._progress, extra=extra,
-            )  # fmt: skip
+            else:  # IndexCollection ran in this process (no helper jar), or the dump was refused
+                _shrink_heap()  # Lucene's indexing buffers leave the RSS before numpy builds the sidecar
+                stats = _write_sidecar(
+                    self.folder, side_dir, ids, k1=self._params["k1"], b=self._params["b"], threads=self._threads,
+                    progress=self._progress, extra=extra,
+                )  # fmt: skip
+        finally:
+            shutil.rmtree(self.folder / _DUMP_DIR, ignore_errors=True)  # never part of the bundle
         stats.update({"indexed": counters["indexed"], "empty": counters["empty"]})
         # The Lucene index alone (its files are flat; the sidecar is the folder beside them).
         stats["lucene_bytes"] = sum(p.stat().st_size for p in self.folder.iterdir() if p.is_file())
@@ -390,11 +392,13 @@ class _IndexerProcess:
 
     def __init__(self, folder: Path, *, threads: int, memory_buffer: int, language: str, pretokenized: bool) -> None:
         import subprocess
-        import tempfile
 
         from spacerini.java import anserini_jar, helpers_jar, java_home
 
-        self._dump_dir = Path(tempfile.mkdtemp(prefix="spacerini-postings-"))
+        # Inside the folder being built (Lucene ignores it; removed once the sidecar is written),
+        # so that a build killed outright leaves it where the next build's clean-up looks.
+        self._dump_dir = folder / _DUMP_DIR
+        self._dump_dir.mkdir()
         cmd = [
             str(java_home() / "bin" / "java"), *jvm_options(), "-cp", f"{anserini_jar()}{os.pathsep}{helpers_jar()}",
             "io.spacerini.StreamIndexer", str(folder), str(threads), str(memory_buffer), language,
