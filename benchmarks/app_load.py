@@ -460,7 +460,11 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def wait_ready(base: str, proc: Any, limit: float = 240) -> float:
-    """Seconds until ``base``'s JSON route answers (or SystemExit)."""
+    """Seconds until ``base`` answers both its JSON route and the page's ``/config`` (or SystemExit).
+
+    The JSON routes answer before Gradio has built the page (``/config`` is 503 until then),
+    and the rounds drive the page's calls too, so both are waited for.
+    """
     import urllib.error
     import urllib.request
 
@@ -469,8 +473,10 @@ def wait_ready(base: str, proc: Any, limit: float = 240) -> float:
         if proc is not None and proc.poll() is not None:
             raise SystemExit("the server exited before it was ready")
         try:
-            with urllib.request.urlopen(base + "api/stats", timeout=2) as r:
-                if r.status == 200:
+            with urllib.request.urlopen(base + "api/stats", timeout=2) as r, urllib.request.urlopen(
+                base + "config", timeout=2
+            ) as page:
+                if r.status == 200 and page.status == 200:
                     return time.perf_counter() - t0
         except (urllib.error.URLError, OSError):
             pass

@@ -146,22 +146,7 @@ def build_app(
     """
     import gradio as gr
 
-    from spacerini.corpora import Corpora
-    from spacerini.service import Service
-
-    if isinstance(bundle, Corpora):
-        corpora = bundle
-    else:
-        from spacerini.app.jsonapi import as_corpora
-
-        corpora = as_corpora(
-            Service(
-                bundle,
-                redact_pii=redact_pii,
-                flags_path=Path(flags_path) if flags_path else None,
-                requests_path=Path(requests_path) if requests_path else None,
-            )
-        )
+    corpora = _as_corpora(bundle, redact_pii, flags_path, requests_path)
     svc = corpora.service()
     caps = [c for c in _CAPS if any(c in corpora[name].capabilities for name in corpora)]
     title = f"Spacerini · {', '.join(corpora.names)}"
@@ -196,6 +181,25 @@ def build_app(
 
 #: The tabs' capabilities, in tab order (a tab is shown when any corpus has it).
 _CAPS = ("search", "exact", "member", "owner", "trace", "stats")
+
+
+def _as_corpora(bundle: Any, redact_pii: bool, flags_path: Any, requests_path: Any) -> Any:
+    """``bundle`` itself when it is already a :class:`~spacerini.corpora.Corpora`, else one corpus
+    served by a :class:`~spacerini.service.Service` with these settings."""
+    from spacerini.app.jsonapi import as_corpora
+    from spacerini.corpora import Corpora
+    from spacerini.service import Service
+
+    if isinstance(bundle, Corpora):
+        return bundle
+    return as_corpora(
+        Service(
+            bundle,
+            redact_pii=redact_pii,
+            flags_path=Path(flags_path) if flags_path else None,
+            requests_path=Path(requests_path) if requests_path else None,
+        )
+    )
 
 
 def _summary(name: str, svc: Any) -> str:
@@ -683,24 +687,12 @@ def serve(
     """
     from fastapi import FastAPI
 
-    from spacerini.app.jsonapi import Limiter, NoFilesMiddleware, as_corpora, json_api_routes
+    from spacerini.app.jsonapi import Limiter, NoFilesMiddleware, json_api_routes
     from spacerini.app.server import FrontApp, FrontServer, bind
-    from spacerini.corpora import Corpora
-    from spacerini.service import Service
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     _log_to_stderr()
-    if isinstance(bundle, Corpora):
-        corpora = bundle
-    else:
-        corpora = as_corpora(
-            Service(
-                bundle,
-                redact_pii=redact_pii,
-                flags_path=Path(flags_path) if flags_path else None,
-                requests_path=Path(requests_path) if requests_path else None,
-            )
-        )
+    corpora = _as_corpora(bundle, redact_pii, flags_path, requests_path)
     bundles = [corpora[name].bundle for name in corpora]
     limiter = Limiter(JSON_CONCURRENCY, QUEUE_SIZE)
     routes = json_api_routes(corpora, limiter=limiter)
