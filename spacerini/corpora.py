@@ -85,10 +85,12 @@ class Corpora(Mapping[str, Any]):
         UsageError: No corpus, or a bad name.
     """
 
-    def __init__(self, services: Mapping[str, Any]) -> None:
+    def __init__(self, services: Mapping[str, Any], *, engine: Any = None) -> None:
         if not services:
             raise UsageError("no corpus given: name at least one bundle")
         self._services = {check_name(name): svc for name, svc in services.items()}
+        # The engine the bundles share (one Ray connection), closed after them by close().
+        self._engine = engine
 
     # -- the collection ----------------------------------------------------------------------
     def __getitem__(self, name: str) -> Any:
@@ -136,11 +138,16 @@ class Corpora(Mapping[str, Any]):
         return tuple(out)
 
     def close(self) -> None:
-        """Closes every bundle (Ray-backed ones stop their shard actors)."""
-        for svc in self._services.values():
-            close = getattr(svc.bundle, "close", None)
-            if close is not None:
-                close()
+        """Closes every bundle (Ray-backed ones stop their shard actors), then their shared engine."""
+        try:
+            for svc in self._services.values():
+                close = getattr(svc.bundle, "close", None)
+                if close is not None:
+                    close()
+        finally:
+            engine, self._engine = self._engine, None
+            if engine is not None:
+                engine.close()
 
     # -- the calls of one service, per corpus ------------------------------------------------
     def search(self, query: str, backend: str = "", k: int = 10, offset: int = 0, *,
@@ -294,18 +301,38 @@ def open_bundles(
         ray_address = None
     else:
         shared = engine
+    lent = _Lent(shared) if shared is not engine else shared  # one for all: the same engine
     try:
         for name, path in pairs:
-            bundle = open_bundle(path, engine=shared, ray_address=ray_address)
+            bundle = open_bundle(path, engine=lent, ray_address=ray_address)
             redact = pii_display_mode(bundle.manifest) if redact_pii is None else redact_pii
             services[name] = Service(bundle, redact_pii=redact, **service_options)
     except BaseException:
-        if services:
-            Corpora(services).close()
-        elif shared is not engine:
+        for svc in services.values():
+            svc.bundle.close()
+        if shared is not engine:
             shared.close()
         raise
-    return Corpora(services)
+    return Corpora(services, engine=shared if shared is not engine else None)
+
+
+class _Lent:
+    """The collection's shared engine as one bundle sees it: :meth:`Bundle.close
+    <spacerini.bundle.Bundle.close>` closes its engine, and closing one corpus must not stop the
+    others' (the collection closes the engine itself, after every bundle)."""
+
+    def __init__(self, engine: Any) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._engine, name)
+
+    def open_fanout(self, *args: Any, **kwargs: Any) -> Any:
+        """The shared engine's :meth:`open_fanout`."""
+        return self._engine.open_fanout(*args, **kwargs)
+
+    def close(self) -> None:
+        """Nothing: the engine is the collection's."""
 
 
 def _default_name(path: str | os.PathLike[str]) -> str:

@@ -155,3 +155,39 @@ def test_sharded_corpora_on_one_ray_engine(corpora_paths: dict[str, Path], tmp_p
     finally:
         remote.close()
         local.close()
+
+
+class _SharedEngine:
+    """Stands in for the one RayServing that ``open_bundles(engine="ray")`` shares between corpora."""
+
+    made: list[_SharedEngine] = []
+
+    def __init__(self, address: str | None = None) -> None:
+        self.closed = 0
+        _SharedEngine.made.append(self)
+
+    def open_fanout(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("these bundles are not sharded")
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_closing_one_corpus_leaves_the_shared_engine_open(
+    corpora_paths: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import spacerini.distributed.serve
+    from spacerini.corpora import open_bundles
+
+    monkeypatch.setattr(spacerini.distributed.serve, "RayServing", _SharedEngine)
+    _SharedEngine.made.clear()
+    corpora = open_bundles([corpora_paths["a"], corpora_paths["b"]], engine="ray")
+    (engine,) = _SharedEngine.made
+    first, second = (corpora[name].bundle for name in corpora)
+    first.close()
+    assert engine.closed == 0  # closing one corpus stopped the others' Ray before
+    assert second.search("document", backend="exact")
+    corpora.close()
+    assert engine.closed == 1  # the collection closes its engine, once
+    corpora.close()
+    assert engine.closed == 1

@@ -79,13 +79,18 @@ def open_bundle(
         if ray_address is not None:
             raise BackendParameterError("--ray-address needs --engine ray")
         return Bundle(root, manifest, key=key)
-    if engine == "ray":
-        from spacerini.distributed.serve import RayServing
+    if engine != "ray":
+        if isinstance(engine, str) or not callable(getattr(engine, "open_fanout", None)):
+            raise BackendParameterError(f"unknown engine {engine!r}: choose local or ray")
+        return Bundle(root, manifest, key=key, engine=engine)
+    from spacerini.distributed.serve import RayServing
 
-        engine = RayServing(address=ray_address)
-    elif isinstance(engine, str) or not callable(getattr(engine, "open_fanout", None)):
-        raise BackendParameterError(f"unknown engine {engine!r}: choose local or ray")
-    return Bundle(root, manifest, key=key, engine=engine)
+    serving = RayServing(address=ray_address)
+    try:
+        return Bundle(root, manifest, key=key, engine=serving)
+    except BaseException:
+        serving.close()
+        raise
 
 
 class BundleSnapshot:
