@@ -288,9 +288,9 @@ def open_bundles(
         given = dict(names or {})
         pairs = []
         for path in paths:
-            name = given.get(str(path)) or _default_name(path)
+            name = given.get(str(path)) or default_name(path)
             pairs.append((check_name(name) if str(path) in given else name, path))
-        pairs = _unique(pairs, explicit={str(p) for p in given})
+        pairs = unique_names(pairs, explicit={str(p) for p in given})
     if not pairs:
         raise UsageError("no bundle given: name at least one bundle folder")
     services: dict[str, Any] = {}
@@ -335,7 +335,9 @@ class _Lent:
         """Nothing: the engine is the collection's."""
 
 
-def _default_name(path: str | os.PathLike[str]) -> str:
+def default_name(path: str | os.PathLike[str]) -> str:
+    """The name a corpus gets from its folder (or ``hf:`` repo) when none is given: the last
+    path part, with characters a name cannot hold replaced; ``corpus`` when nothing is left."""
     text = str(path)
     if text.startswith("hf:"):
         text = text[3:].split("@")[0]
@@ -344,7 +346,7 @@ def _default_name(path: str | os.PathLike[str]) -> str:
     return cleaned if _NAME.match(cleaned) else "corpus"
 
 
-def _unique(pairs: list[tuple[str, Any]], *, explicit: set[str]) -> list[tuple[str, Any]]:
+def unique_names(pairs: list[tuple[str, Any]], *, explicit: set[str]) -> list[tuple[str, Any]]:
     """Makes folder-derived names unique (``name-2``...); two explicit equal names are an error."""
     seen: dict[str, int] = {}
     out = []

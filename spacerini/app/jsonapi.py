@@ -261,11 +261,11 @@ def ui_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list[Any]:
 def as_corpora(svc: Any) -> Any:
     """``svc`` as a :class:`~spacerini.corpora.Corpora` (one service becomes a collection of one,
     named after its bundle's folder)."""
-    from spacerini.corpora import Corpora, _default_name
+    from spacerini.corpora import Corpora, default_name
 
     if isinstance(svc, Corpora):
         return svc
-    return Corpora({_default_name(getattr(svc.bundle, "path", "corpus")): svc})
+    return Corpora({default_name(getattr(svc.bundle, "path", "corpus")): svc})
 
 
 def _name(fn: Any) -> str:

@@ -339,12 +339,12 @@ def render_space(
 
 def _corpus_names(given: Sequence[Any], bundles: Sequence[Bundle], names: Mapping[str, str] | None) -> list[str]:
     """The corpus names of a Space over several bundles, as :func:`spacerini.open_bundles` gives them."""
-    from spacerini.corpora import _default_name, _unique, parse_names
+    from spacerini.corpora import default_name, parse_names, unique_names
 
     keys = [str(b.path) if isinstance(g, Bundle) else str(g) for g, b in zip(given, bundles, strict=True)]
     labels = parse_names([f"{k}={v}" for k, v in (names or {}).items()], keys)
-    pairs = [(labels.get(k) or _default_name(b.path), k) for k, b in zip(keys, bundles, strict=True)]
-    return [name for name, _ in _unique(pairs, explicit=set(labels))]
+    pairs = [(labels.get(k) or default_name(b.path), k) for k, b in zip(keys, bundles, strict=True)]
+    return [name for name, _ in unique_names(pairs, explicit=set(labels))]
 
 
 def _copy_bundle(bundle: Any, dest: Path) -> None:
