@@ -159,8 +159,9 @@ def test_memory_budgets_no_node_can_give_or_that_a_worker_exceeds_fail_in_one_li
     _assert_one_line(
         process, r"owners shard \(rows \d+\.\.\d+\): the worker reached \d+ MB, over --memory-budget 1 MB"
     )
-    # A fresh worker holds about 140 MB; starting its JVM for BM25 passes 200 MB mid-build: the
-    # watchdog kills the worker, and Ray's retry reports why instead of building again.
+    # A fresh worker holds about 140 MB; with the Lucene JVM it starts for BM25 (a child process,
+    # which the budget covers) it passes 200 MB mid-build: the watchdog kills both, and Ray's
+    # retry reports why instead of building again.
     process = _index(tmp_path / "jvm", "--engine", "ray", "--ray-address", address, "--memory-budget", "200MB",
                      backends="bm25")  # fmt: skip
     _assert_one_line(

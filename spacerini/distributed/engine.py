@@ -22,6 +22,7 @@ How a build maps onto Ray:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -493,14 +494,35 @@ def _empty(folder: Path) -> None:
             entry.unlink()
 
 
+def _children(process: Any) -> list[Any]:
+    """The processes ``process`` started (a BM25 build's Lucene JVM), which its budget covers too."""
+    import psutil
+
+    try:
+        return list(process.children(recursive=True))
+    except psutil.Error:
+        return []
+
+
+def _rss(process: Any) -> int:
+    """Resident bytes of ``process``; 0 once it has exited."""
+    import psutil
+
+    try:
+        return int(process.memory_info().rss)
+    except psutil.Error:
+        return 0
+
+
 @contextmanager
 def _watchdog(budget: int | None, marker: Path) -> Iterator[None]:
     """Holds this worker's resident memory to ``budget`` while the block runs.
 
     Over the budget when the block starts, or at its peak (:func:`_peak_rss`) when it returns, the
-    block raises :class:`_OverBudget`. In between, a thread samples the resident memory every
-    :data:`WATCH_INTERVAL` and, over the budget, kills the worker: a JNI call into Lucene cannot
-    be interrupted from Python. The marker file it leaves tells Ray's retry of the task (which
+    block raises :class:`_OverBudget`. In between, a thread samples the resident memory of the
+    worker and the processes it started (the Lucene JVM of a BM25 build runs in a child process)
+    every :data:`WATCH_INTERVAL` and, over the budget, kills them: a build inside Java cannot be
+    interrupted from Python. The marker file it leaves tells Ray's retry of the task (which
     then fails at once) and the driver why the worker died.
 
     Raises:
@@ -519,11 +541,15 @@ def _watchdog(budget: int | None, marker: Path) -> Iterator[None]:
 
     def watch() -> None:
         while not stop.wait(WATCH_INTERVAL):
-            rss = process.memory_info().rss
+            children = _children(process)
+            rss = process.memory_info().rss + sum(_rss(child) for child in children)
             if rss > budget:
                 marker.write_text(
                     json.dumps({"rss": rss, "budget": budget, "pid": process.pid}), encoding="utf-8"
                 )
+                for child in children:  # the BM25 build's Lucene JVM runs in a process group of its own
+                    with contextlib.suppress(psutil.Error):
+                        child.kill()
                 os.kill(process.pid, signal.SIGKILL)
 
     thread = threading.Thread(target=watch, name="spacerini-memory-watchdog", daemon=True)
