@@ -155,6 +155,23 @@ def test_kill_9_during_a_build_is_cleaned_up_by_the_next_open(bundle_path: Path,
     with open_bundle(bundle_path) as b:  # ... the next open does, and the old bundle is intact
         assert len(b) == 40
     assert not list(tmp_path.glob(".b.building-*"))
+    # The Lucene JVM the build started (a child process) does not outlive it: it read the end of
+    # its stream, or its folder was removed under it; either way it exits.
+    deadline = time.monotonic() + 60
+    while _processes_under(tmp_path):
+        assert time.monotonic() < deadline, f"left running: {_processes_under(tmp_path)}"
+        time.sleep(0.2)
+
+
+def _processes_under(folder: Path) -> list[int]:
+    """Pids of the processes whose command line names a path under ``folder``."""
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if str(folder) in " ".join(proc.info["cmdline"] or []):
+            found.append(proc.info["pid"])
+    return found
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])

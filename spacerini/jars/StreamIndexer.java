@@ -27,6 +27,7 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.ArrayBlockingQueue;
 import java.util.concurrent.BlockingQueue;
+import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
 import io.anserini.analysis.AnalyzerMap;
 import io.anserini.analysis.DefaultEnglishAnalyzer;
@@ -331,13 +332,13 @@ public final class StreamIndexer {
         read.incrementAndGet();
         bytes += idLength + length;
         if (bytes >= BATCH_BYTES || batch.ids.size() >= BATCH_DOCS) {
-          queue.put(batch);
+          hand(batch);
           batch = new Batch();
           bytes = 0;
         }
       }
       if (!batch.ids.isEmpty()) {
-        queue.put(batch);
+        hand(batch);
       }
     } catch (Throwable t) {
       if (!aborted) {
@@ -346,12 +347,40 @@ public final class StreamIndexer {
     } finally {
       for (int i = 0; i < workers.size(); i++) {
         try {
-          queue.put(END);
+          if (!offer(END)) {
+            break; // no worker left to take it
+          }
         } catch (InterruptedException e) {
           Thread.currentThread().interrupt();
+          break;
         }
       }
     }
+  }
+
+  /**
+   * Puts {@code batch} on the queue, or throws when no worker is left to take it: a worker that
+   * failed (its folder removed under it, say) stops taking batches, and a reader blocked on the
+   * full queue would never read the end of the stream, so the process would outlive its parent.
+   */
+  private void hand(Batch batch) throws IOException, InterruptedException {
+    if (!offer(batch)) {
+      throw new IOException("the indexing threads stopped");
+    }
+  }
+
+  /** Offers {@code batch} until a worker takes it; false once every worker has ended. */
+  private boolean offer(Batch batch) throws InterruptedException {
+    while (!queue.offer(batch, 200, TimeUnit.MILLISECONDS)) {
+      boolean alive = false;
+      for (Thread worker : workers) {
+        alive |= worker.isAlive();
+      }
+      if (!alive) {
+        return false;
+      }
+    }
+    return true;
   }
 
   private void work() {
