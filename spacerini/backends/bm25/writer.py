@@ -383,7 +383,7 @@ class _IndexerProcess:
     interpreter lock for its whole start (measured: the reading thread stalled 2.1 s in one piece
     under load), and every later JNI call takes it again; a child JVM starts and indexes beside
     the reading, and this process never starts a JVM for a bm25 build. Its JVM options are
-    Spacerini's (:func:`jvm_options`). It reports on standard output (``StreamIndexer.main``), read
+    Spacerini's (:func:`spacerini.java.jvm_options`). It reports on standard output (``StreamIndexer.main``), read
     here by a thread; its standard error is kept for the one line that says why it failed.
     It runs in a process group of its own, so a Ctrl-C reaches only this process, which kills it
     (:meth:`kill`); if this process dies, the stream ends without its end marker and the child
@@ -393,7 +393,7 @@ class _IndexerProcess:
     def __init__(self, folder: Path, *, threads: int, memory_buffer: int, language: str, pretokenized: bool) -> None:
         import subprocess
 
-        from spacerini.java import anserini_jar, helpers_jar, java_home
+        from spacerini.java import anserini_jar, helpers_jar, java_home, jvm_options
 
         # Inside the folder being built (Lucene ignores it; removed once the sidecar is written),
         # so that a build killed outright leaves it where the next build's clean-up looks.
@@ -512,21 +512,6 @@ class _IndexerProcess:
         shutil.rmtree(self._dump_dir, ignore_errors=True)
 
 
-def jvm_options() -> list[str]:
-    """The JVM options of the indexing process: those Spacerini's in-process JVM runs with
-    (:func:`spacerini.java.ensure_jvm`: heap, stack, the serial collector and its heap return)."""
-    from spacerini.java import DEFAULT_HEAP, _java_feature_version, java_home
-
-    heap = os.environ.get("SPACERINI_JVM_HEAP", DEFAULT_HEAP)
-    options = [
-        f"-Xmx{heap}", "-Xms64m", "-Xss4m", "-XX:+UseSerialGC", "-XX:MinHeapFreeRatio=10", "-XX:MaxHeapFreeRatio=20",
-        "-Xrs", "-Dlog4j2.level=WARN",
-    ]  # fmt: skip
-    if _java_feature_version(java_home()) >= 24:
-        options.append("--sun-misc-unsafe-memory-access=allow")
-    return options
-
-
 def _sidecar_from_dump(
     dump: dict[str, Any], side_dir: Path, ids: list[str], *, k1: float, b: float, extra: dict[str, Any]
 ) -> dict[str, Any]:
@@ -588,17 +573,11 @@ def _sidecar_from_dump(
 
 
 def _shrink_heap() -> None:
-    """Full collections until the JVM gives its free heap back to the OS.
-
-    The serial collector shrinks the heap in damped steps (none after the first full collection,
-    then 10 %, 40 % and 100 % of the excess over ``-XX:MaxHeapFreeRatio``), so one
-    ``System.gc()`` leaves Lucene's 500 MB of indexing buffers committed; four give it back
-    (about 10-50 ms each when little is live).
-    """
+    """A full collection, which gives this process's free JVM heap back to the OS (one is enough:
+    :func:`spacerini.java.jvm_options` turns off the serial collector's damped shrinking)."""
     from spacerini.java import release_heap
 
-    for _ in range(4):
-        release_heap()
+    release_heap()
 
 
 def _helper_jar_present() -> bool:
