@@ -327,10 +327,6 @@ class _Lent:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._engine, name)
 
-    def open_fanout(self, *args: Any, **kwargs: Any) -> Any:
-        """The shared engine's :meth:`open_fanout`."""
-        return self._engine.open_fanout(*args, **kwargs)
-
     def close(self) -> None:
         """Nothing: the engine is the collection's."""
 

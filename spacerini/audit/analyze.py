@@ -681,10 +681,12 @@ def _boilerplate_bytes(raw: bytes, offsets: np.ndarray) -> int:
     """
     import pyarrow.compute as pc
 
+    from spacerini.audit.pii_prefilter import binary_array
+
     if len(offsets) <= 1 or not raw:
         return 0
     offsets = np.asarray(offsets, dtype=np.int64)
-    found = pc.match_substring_regex(_binary_array(raw, offsets), BOILERPLATE_PATTERN, ignore_case=True)
+    found = pc.match_substring_regex(binary_array(raw, offsets), BOILERPLATE_PATTERN, ignore_case=True)
     docs = np.flatnonzero(found.to_numpy(zero_copy_only=False))
     if docs.size == 0:
         return 0
@@ -694,21 +696,10 @@ def _boilerplate_bytes(raw: bytes, offsets: np.ndarray) -> int:
     data = np.frombuffer(raw, dtype=np.uint8)
     breaks = np.flatnonzero(data == 0x0A) + 1  # a line keeps its break: the phrases hold none
     cuts = np.union1d(offsets, breaks)
-    lines = pc.match_substring_regex(_binary_array(raw, cuts), BOILERPLATE_PATTERN, ignore_case=True)
+    lines = pc.match_substring_regex(binary_array(raw, cuts), BOILERPLATE_PATTERN, ignore_case=True)
     hits = np.flatnonzero(lines.to_numpy(zero_copy_only=False))
     ends = cuts[hits + 1]
     return int((ends - cuts[hits]).sum() - np.count_nonzero(data[ends - 1] == 0x0A))
-
-
-def _binary_array(raw: bytes, offsets: np.ndarray) -> Any:
-    """A pyarrow binary array of the ``raw[offsets[i]:offsets[i+1]]``, without copying."""
-    import pyarrow as pa
-
-    return pa.LargeBinaryArray.from_buffers(
-        pa.large_binary(),
-        len(offsets) - 1,
-        [None, pa.py_buffer(np.ascontiguousarray(offsets)), pa.py_buffer(raw)],
-    )
 
 
 # ------------------------------------------------------------------------------ the report

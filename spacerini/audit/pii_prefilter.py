@@ -76,7 +76,8 @@ KIND_PATTERNS: dict[str, str] = {
 }
 
 
-def _binary(raw: bytes | np.ndarray, offsets: np.ndarray) -> Any:
+def binary_array(raw: bytes | np.ndarray, offsets: np.ndarray) -> Any:
+    """A pyarrow binary array of the ``raw[offsets[i]:offsets[i+1]]``, without copying."""
     import pyarrow as pa
 
     return pa.LargeBinaryArray.from_buffers(
@@ -84,20 +85,6 @@ def _binary(raw: bytes | np.ndarray, offsets: np.ndarray) -> Any:
         len(offsets) - 1,
         [None, pa.py_buffer(np.ascontiguousarray(offsets, dtype=np.int64)), pa.py_buffer(raw)],
     )
-
-
-def may_hold_pii(raw: bytes | np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Which documents of a batch could hold PII (a bool per document).
-
-    Args:
-        raw: The batch's UTF-8 bytes (``surrogatepass``).
-        offsets: ``docs + 1`` int64 offsets: document ``i`` is ``raw[offsets[i]:offsets[i+1]]``.
-    """
-    import pyarrow.compute as pc
-
-    if len(offsets) <= 1:
-        return np.zeros(0, dtype=bool)
-    return pc.match_substring_regex(_binary(raw, offsets), PATTERN).to_numpy(zero_copy_only=False)
 
 
 def pii_candidates(raw: bytes | np.ndarray, offsets: np.ndarray) -> list[tuple[int, list[str]]]:
@@ -118,7 +105,7 @@ def pii_candidates(raw: bytes | np.ndarray, offsets: np.ndarray) -> list[tuple[i
 
     if len(offsets) <= 1:
         return []
-    docs = _binary(raw, offsets)
+    docs = binary_array(raw, offsets)
     rows = np.flatnonzero(pc.match_substring_regex(docs, PATTERN).to_numpy(zero_copy_only=False))
     if rows.size == 0:
         return []

@@ -927,13 +927,6 @@ def _make_hits(ids: list[str], scores: list[float], skip: int) -> list[Hit]:
     return out
 
 
-def _render_snippet(text: str, matched: list[tuple[int, int]], width: int) -> str:
-    """The snippet of ``text`` around the densest run of ``matched`` (see :mod:`.snippets`)."""
-    from spacerini.backends.bm25.snippets import render
-
-    return render(text, matched, width)
-
-
 # -- TREC runs ---------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RankedBatch:
