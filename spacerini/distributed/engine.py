@@ -23,6 +23,7 @@ How a build maps onto Ray:
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import json
 import logging
 import math
@@ -116,12 +117,26 @@ def last_tasks() -> list[dict[str, Any]]:
 
 
 def _import_ray() -> Any:
+    """Ray, with its C++ failure-signal handler turned off for the driver (this process).
+
+    Ray's core worker installs Abseil's handler for SIGSEGV, SIGBUS and others when ``ray.init``
+    runs, over those of a JVM already started here (BM25 search, pyjnius), and does not chain to
+    them. The JVM raises SIGSEGV on purpose (implicit null checks, safepoint polls), so the next
+    such signal then ended the process: a segfault in the first BM25 test after a Ray test, and in
+    any process that searches a local bundle beside a Ray-served one. Ray's documentation names
+    this switch for Java libraries; it is read when the core worker starts, so it is set on the
+    imported constant too. Ray's workers are unaffected: their JVMs start after their handler and
+    chain to it. Python's faulthandler, which ``ray.init`` enables, is handled in :func:`_init`.
+    """
+    os.environ.setdefault("RAY_DISABLE_FAILURE_SIGNAL_HANDLER", "1")
     try:
         import ray
+        from ray._private import ray_constants
     except ImportError as exc:
         raise DependencyMissingError(
             "--engine ray needs Ray: pip install 'spacerini[distributed]' (ray[data]==2.60.0)"
         ) from exc
+    ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
     return ray
 
 
@@ -167,11 +182,16 @@ def _init(ray: Any, address: str | None, threads: int) -> None:
         options.update(
             num_cpus=max(1, threads), object_store_memory=EMBEDDED_OBJECT_STORE, include_dashboard=False
         )
+    faults_on = faulthandler.is_enabled()
     try:
         ray.init(address=address or "local", **options)
     except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
         where = f"join the Ray cluster at {address}" if address else "start Ray on this machine"
         raise BundleError(f"cannot {where}: {one_line(exc)}") from exc
+    if not faults_on:
+        # ray.init enables Python's faulthandler, over the handlers of a JVM started before it;
+        # its handler re-raises the JVM's deliberate SIGSEGVs: leave them as they were.
+        faulthandler.disable()
 
 
 def _release_refs(exc: BaseException | None = None) -> None:
