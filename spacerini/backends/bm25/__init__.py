@@ -73,6 +73,7 @@ Design choices, and why:
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import logging
 import queue
@@ -122,11 +123,15 @@ _WORD = re.compile(r"\w+")
 @dataclass(frozen=True)
 class _SnippetKeys:
     """The key prefixes of a query's terms (lowercase), and patterns finding them anywhere in a
-    text and in whole lines."""
+    text and in whole lines (compiled when first used: only the path without the Java matcher
+    needs it, and compiling cost ~0.15 ms a query)."""
 
     prefixes: tuple[str, ...]
     anywhere: re.Pattern[str]
-    lines: re.Pattern[str]
+
+    @functools.cached_property
+    def lines(self) -> re.Pattern[str]:
+        return re.compile(rf"^.*(?:{self.anywhere.pattern}).*$", re.IGNORECASE | re.MULTILINE)
 
 
 #: Characters of a long document scanned for a snippet (around the first possible match).
@@ -134,6 +139,8 @@ SNIPPET_SCAN_CHARS = 2_500
 #: When that window shows no match, words of the whole document that begin with a key prefix
 #: are analyzed (this many at most per prefix) to find where a real match is.
 SNIPPET_RESCUE_WORDS = 256
+#: The same bound for an ASCII document, whose rescue runs in Java: characters analyzed at most.
+SNIPPET_RESCUE_CHARS = 64_000
 _PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_A-Za-z]+")
 
 
@@ -518,6 +525,7 @@ class BM25Searcher:
             self._lucene = simple
         self._query_cache: dict[str, tuple[frozenset[str], _SnippetKeys | None]] = {}
         self._word_cache: dict[str, list[str]] = {}
+        self._last_analyzed: tuple[str | None, tuple[str, ...]] = (None, ())
 
     # -- analysis ------------------------------------------------------------------------------------
     def _prepare(self, text: str) -> str:
@@ -525,7 +533,12 @@ class BM25Searcher:
 
     def analyze(self, text: str) -> list[str]:
         """Returns the terms of ``text`` after the index's analysis (what a query searches for)."""
-        return self._java.analyze(self._prepare(text))
+        last = self._last_analyzed  # a search page analyzes its query twice: to rank, to cut snippets
+        if last[0] == text:
+            return list(last[1])
+        terms = self._java.analyze(self._prepare(text))
+        self._last_analyzed = (text, tuple(terms))
+        return terms
 
     def _term_counts(self, query: str) -> list[tuple[str, int]]:
         return self._count_terms(self.analyze(query))
@@ -741,7 +754,8 @@ class BM25Searcher:
         self, text: str, qterms: frozenset[str], keys: _SnippetKeys | None
     ) -> list[tuple[int, int]]:
         """The (start, end) of every match of a query term in ``text`` (see :meth:`snippet`)."""
-        spans = self._matcher.spans(text, qterms) if self._matcher is not None else None
+        prefixes = keys.prefixes if keys is not None else None
+        spans = self._matcher.spans(text, qterms, prefixes) if self._matcher is not None else None
         if spans is not None:
             return spans
         words = set(_WORD.findall(text))  # distinct words, found in C
@@ -757,14 +771,22 @@ class BM25Searcher:
         # compiling an alternation per document).
         return [m.span() for m in _WORD.finditer(text) if m.group() in hit_words]
 
-    def _first_matching_word(self, text: str, qterms: frozenset[str], keys: _SnippetKeys) -> int | None:
+    def _first_matching_word(
+        self, text: str, qterms: frozenset[str], keys: _SnippetKeys, *, start: int = 0
+    ) -> int | None:
         """Where the first ``\\w+`` word that begins with a key prefix and analyzes to a query term
         starts (looking at :data:`SNIPPET_RESCUE_WORDS` such words per prefix at most), or ``None``.
+        An ASCII document with the Java matcher gets its first matching token instead (what the
+        snippet's own matching finds), looking at :data:`SNIPPET_RESCUE_CHARS` from ``start`` at
+        most (the first place a key prefix occurs: no match can come before it).
 
         ``str.find`` on the lowercased text finds the prefixes (a regex over a long document costs
         ~50x more); an occurrence inside a word is skipped; words are analyzed 16 at a time
         (cached), so a real match near the start costs little.
         """
+        if self._matcher is not None and text.isascii():
+            # In Java: the runs of the text that hold a prefix, analyzed until the first match.
+            return self._matcher.first(text, qterms, keys.prefixes, start=start, limit=SNIPPET_RESCUE_CHARS)
         low = text.lower()
         if len(low) != len(text):  # a character whose lowercase is longer would shift offsets
             return None
@@ -819,7 +841,6 @@ class BM25Searcher:
             keys = _SnippetKeys(
                 prefixes=tuple(sorted({p.lower() for p in prefix})),
                 anywhere=re.compile(alternatives, re.IGNORECASE),
-                lines=re.compile(rf"^.*(?:{alternatives}).*$", re.IGNORECASE | re.MULTILINE),
             )
         if len(self._query_cache) >= 128:
             self._query_cache.clear()

@@ -1,0 +1,104 @@
+"""The Java snippet matcher's shortcut (only the runs of an ASCII text that hold a key prefix are
+analyzed) finds exactly what analyzing the whole text finds."""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+from pathlib import Path
+
+import pytest
+from bm25_data import CODE, CORPUS
+
+from spacerini.backends import bm25
+from spacerini.records import Doc
+
+TRICKY = (
+    "The parser's parsers PARSED\tparsing;\r\nre-parse: json_b64encode(JSON)  x.parse_json()\x0bparse\x1fparse "
+    + "p" * 300 + "arse parse " + "ParseParse parse's 3.14 parse_2 parse." + " searched searching searches\n"
+)
+
+
+def _texts(path: Path) -> list[str]:
+    with path.open(encoding="utf-8") as handle:
+        return [json.loads(line)["contents"] for line in handle]
+
+
+@pytest.fixture(scope="module")
+def searcher(tmp_path_factory: pytest.TempPathFactory):
+    folder = tmp_path_factory.mktemp("matcher")
+    texts = _texts(CORPUS) + _texts(CODE) + [TRICKY]
+
+    def docs():
+        for i, text in enumerate(texts):
+            yield Doc(id=f"d{i}", text=text)
+
+    report = bm25.build(docs, folder, threads=1, progress=False)
+    opened = bm25.open(folder, report.to_dict())
+    if opened._matcher is None:
+        pytest.skip("no Java snippet matcher")
+    yield opened, texts
+    opened.close()
+
+
+def _queries(texts: list[str], n: int) -> list[str]:
+    rng = random.Random(3)
+    words = sorted({w for t in texts for w in re.findall(r"\w+", t) if len(w) < 30})
+    return ["parse", "search engine", "json", "PARSING parsers"] + [
+        " ".join(rng.choice(words) for _ in range(rng.randint(1, 3))) for _ in range(n)
+    ]
+
+
+def test_the_prefix_shortcut_finds_what_whole_analysis_finds(searcher) -> None:
+    s, texts = searcher
+    matcher = s._matcher
+    checked = with_hits = 0
+    for query in _queries(texts, 120):
+        qterms, keys = s._snippet_query(query)
+        if not qterms or keys is None:
+            continue
+        for text in texts:
+            if not text.isascii():
+                continue
+            whole = list(matcher._matches(matcher._analyzer, text, list(qterms)))
+            whole = list(zip(whole[0::2], whole[1::2], strict=True))
+            assert matcher.spans(text, qterms, keys.prefixes) == whole, (query, text[:80])
+            assert matcher.first(text, qterms, keys.prefixes, limit=10**9) == (whole[0][0] if whole else None)
+            checked += 1
+            with_hits += bool(whole)
+    assert checked > 10_000 and with_hits > 500  # the comparison saw real matches
+
+
+def test_the_tricky_text_matches_across_blanks_controls_and_long_tokens(searcher) -> None:
+    s, _ = searcher
+    qterms, keys = s._snippet_query("parse")
+    spans = s._matcher.spans(TRICKY, qterms, keys.prefixes)
+    assert spans == s._matcher.spans(TRICKY, qterms)  # the whole text analyzed
+    words = [TRICKY[a:b] for a, b in spans]
+    assert "PARSED" in words and "parsing" in words and "parse." not in words
+    assert words.count("parse") >= 5  # after a tab, a vertical tab, a unit separator, a space...
+
+
+def test_a_non_ascii_text_is_analyzed_whole(searcher) -> None:
+    s, _ = searcher
+    qterms, keys = s._snippet_query("cafe parse")
+    text = "Caf\u00e9 parse \u00e9parse parse"
+    assert s._matcher.spans(text, qterms, keys.prefixes) == s._matcher.spans(text, qterms)
+    with pytest.raises(ValueError):
+        s._matcher.first(text, qterms, keys.prefixes, limit=100)
+
+
+def test_the_first_match_of_a_long_document_is_found_chunk_by_chunk(searcher) -> None:
+    """Past many prefix-only words and several chunks, and from a start inside a word."""
+    s, _ = searcher
+    qterms, keys = s._snippet_query("parse")
+    filler = "".join(f"parsimony{i}\tparasol_{i} x.pa{i}\n" for i in range(6000))  # ~180 KB, no match
+    text = filler + "the PARSING step" + filler
+    whole = s._matcher.spans(text, qterms)
+    assert whole and text[whole[0][0] : whole[0][1]] == "PARSING"
+    assert s._matcher.first(text, qterms, keys.prefixes, limit=10**9) == whole[0][0]
+    assert s._matcher.first(text, qterms, keys.prefixes, start=len(filler) - 3, limit=10**9) == whole[0][0]
+    assert s._matcher.first(text, qterms, keys.prefixes, limit=len(filler) // 2) is None  # the bound
+    assert s._matcher.first(text, qterms, keys.prefixes, start=whole[0][1] + 1, limit=10**9) is None
+
