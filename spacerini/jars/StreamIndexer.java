@@ -95,10 +95,8 @@ public final class StreamIndexer {
   private final AtomicLong indexed = new AtomicLong();
   private final AtomicLong empty = new AtomicLong();
   private final AtomicLong errors = new AtomicLong();
-  private final AtomicLong read = new AtomicLong();
   private final List<String> failedIds = new ArrayList<>();
   private volatile Throwable failure;
-  private volatile boolean aborted;
 
   /**
    * Opens the index writer (IndexCollection's settings) and starts the reader and the workers.
@@ -218,10 +216,8 @@ public final class StreamIndexer {
       // dump, or the dump's first full collection (class metadata) keeps the grown heap and the
       // dump's allocations touch a young generation sized to it (peak RSS on the Python corpus,
       // three runs each: 504/580/578 MB without, 471/465/602 with; each collection ~10-60 ms).
-      // The serial collector shrinks in damped steps, so it takes four (see BM25Writer).
-      for (int i = 0; i < 4; i++) {
-        System.gc();
-      }
+      // One collection is enough: the JVM runs with -XX:-ShrinkHeapInSteps (spacerini.java.jvm_options).
+      System.gc();
       try (DirectoryReader reader = DirectoryReader.open(FSDirectory.open(Path.of(indexDir)))) {
         long[] dump = PostingsDump.dump(reader, "contents", "id", args[5]);
         CollectionStatistics stats = new IndexSearcher(reader).collectionStatistics("contents");
@@ -310,7 +306,7 @@ public final class StreamIndexer {
     try (DataInputStream in = new DataInputStream(new BufferedInputStream(input, 1 << 20))) {
       Batch batch = new Batch();
       int bytes = 0;
-      while (failure == null && !aborted) {
+      while (failure == null) {
         int idLength;
         try {
           idLength = in.readInt();
@@ -329,7 +325,6 @@ public final class StreamIndexer {
         in.readFully(contents);
         batch.ids.add(id);
         batch.contents.add(contents);
-        read.incrementAndGet();
         bytes += idLength + length;
         if (bytes >= BATCH_BYTES || batch.ids.size() >= BATCH_DOCS) {
           hand(batch);
@@ -341,9 +336,7 @@ public final class StreamIndexer {
         hand(batch);
       }
     } catch (Throwable t) {
-      if (!aborted) {
-        fail(t);
-      }
+      fail(t);
     } finally {
       for (int i = 0; i < workers.size(); i++) {
         try {
@@ -390,7 +383,7 @@ public final class StreamIndexer {
         if (batch == END) {
           break;
         }
-        if (failure != null || aborted) {
+        if (failure != null) {
           continue; // drain, so that the reader never blocks on a full queue
         }
         for (int i = 0; i < batch.ids.size(); i++) {
@@ -414,13 +407,11 @@ public final class StreamIndexer {
           indexed.incrementAndGet();
         }
       }
-      if (failure == null && !aborted) {
+      if (failure == null) {
         writer.flushNextBuffer(); // this thread's segment, written while the others finish
       }
     } catch (Throwable t) {
-      if (!aborted) {
-        fail(t);
-      }
+      fail(t);
     }
   }
 
@@ -438,11 +429,6 @@ public final class StreamIndexer {
     }
     document.add(new Field("contents", contents, contentsType));
     return document;
-  }
-
-  /** Documents read from the stream so far. */
-  public long read() {
-    return read.get();
   }
 
   /** Documents indexed so far. */
@@ -468,40 +454,17 @@ public final class StreamIndexer {
     for (Thread worker : workers) {
       worker.join();
     }
-    if (failure != null || aborted) {
+    if (failure != null) {
       writer.rollback();
       if (failure instanceof Exception) {
         throw (Exception) failure;
       }
-      throw new IOException(aborted ? "aborted" : String.valueOf(failure));
+      throw new IOException(String.valueOf(failure));
     }
     long maxDoc = writer.getDocStats().maxDoc;
     writer.commit();
     writer.close();
     return new long[] {indexed.get(), empty.get(), errors.get(), maxDoc};
-  }
-
-  /** Stops reading and indexing and rolls the index back (nothing more is written to it). */
-  public void abort() throws InterruptedException {
-    aborted = true;
-    try {
-      input.close();
-    } catch (IOException ignored) {
-      // best effort
-    }
-    reader.interrupt();
-    try {
-      writer.rollback(); // a worker inside addDocument then fails at once
-    } catch (IOException | RuntimeException ignored) {
-      // already closed
-    }
-    for (Thread worker : workers) {
-      worker.interrupt(); // one waiting for a batch
-    }
-    reader.join(30_000);
-    for (Thread worker : workers) {
-      worker.join(30_000);
-    }
   }
 
   /**

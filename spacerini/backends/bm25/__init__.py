@@ -313,20 +313,23 @@ def _sidecar_from_postings(
     row_of = {docid: row for row, docid in enumerate(ids)}
     try:
         lucene_rows = np.fromiter(
-            (row_of[d] if d is not None else -1 for d in postings.ids),
-            dtype=np.int64,
-            count=len(postings.ids),
+            (row_of[d] if d is not None else -1 for d in postings.ids), dtype=np.int64, count=len(postings.ids)
         )
     except KeyError as exc:
-        raise BundleError(
-            f"Lucene holds a document {exc.args[0]!r} that was never written: rebuild the bundle"
-        ) from None
+        raise BundleError(f"Lucene holds a document {exc.args[0]!r} that was never written: rebuild the bundle") from None
+    del row_of
     rows = lucene_rows[postings.docs] if postings.docs.size else np.zeros(0, dtype=np.int64)
     if rows.size and int(rows.min()) < 0:
         raise BundleError("Lucene holds a document without an id: rebuild the bundle")
-    tids = np.repeat(np.arange(len(postings.terms), dtype=np.int32), postings.dfs)
-    order = np.lexsort((rows, tids))  # ascending rows within each term, as the scorer expects
-    rows, tids, tfs = rows[order].astype(np.int32), tids[order], postings.tfs[order]
+    # Ascending rows within each term, as the scorer expects. The dump is grouped by term with
+    # Lucene docids ascending, and docids map to rows in long ascending runs (each segment takes
+    # the documents in stream order): a stable sort of one int64 key (term, row) merges those runs
+    # (measured on Debian 100k, 2.8 M postings: 0.07-0.11 s, against 1.0-1.1 s for
+    # np.lexsort((rows, tids)); the same order, as no (term, row) pair occurs twice).
+    tids = np.repeat(np.arange(len(postings.terms), dtype=np.int64), postings.dfs)
+    order = np.argsort(tids * max(len(ids), 1) + rows, kind="stable")
+    rows, tids, tfs = rows[order].astype(np.int32), tids[order].astype(np.int32), postings.tfs[order]
+    del order
     lengths = np.bincount(rows, weights=tfs, minlength=len(ids)).astype(np.int64)
     return write_sidecar(
         side_dir, k1=k1, b=b, ids=[d.encode("utf-8", "surrogatepass") for d in ids], lengths=lengths,

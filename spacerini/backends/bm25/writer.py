@@ -126,7 +126,6 @@ class BM25Writer:
         self._ended = False
         #: Size and SHA-256 of each Lucene file (by name), hashed while Java wrote it.
         self.checksums: dict[str, dict[str, Any]] = {}
-        self._jl = jl
         self._indexer: _IndexerProcess | None = None
         self._streaming = _helper_jar_present()
         if self._streaming:
@@ -524,8 +523,8 @@ def _sidecar_from_dump(
 
     import numpy as np
 
+    from spacerini.backends.bm25 import _sidecar_from_postings
     from spacerini.backends.bm25 import lucene as jl
-    from spacerini.backends.bm25.scorer import write_sidecar
 
     folder = Path(dump["folder"])
     postings = jl.read_postings_dump(
@@ -539,31 +538,7 @@ def _sidecar_from_dump(
         found = table.get(x)
         return math.log(x) if found is None else found
 
-    row_of = {docid: row for row, docid in enumerate(ids)}
-    try:
-        lucene_rows = np.fromiter(
-            (row_of[d] if d is not None else -1 for d in postings.ids), dtype=np.int64, count=len(postings.ids)
-        )
-    except KeyError as exc:
-        raise BundleError(f"Lucene holds a document {exc.args[0]!r} that was never written: rebuild the bundle") from None
-    del row_of
-    rows = lucene_rows[postings.docs] if postings.docs.size else np.zeros(0, dtype=np.int64)
-    if rows.size and int(rows.min()) < 0:
-        raise BundleError("Lucene holds a document without an id: rebuild the bundle")
-    # Ascending rows within each term, as the scorer expects. The dump is grouped by term with
-    # Lucene docids ascending, and docids map to rows in long ascending runs (each segment takes
-    # the documents in stream order): a stable sort of one int64 key (term, row) merges those runs
-    # (measured on Debian 100k, 2.8 M postings: 0.07-0.11 s, against 1.0-1.1 s for
-    # np.lexsort((rows, tids)); the same order, as no (term, row) pair occurs twice).
-    tids = np.repeat(np.arange(len(postings.terms), dtype=np.int64), postings.dfs)
-    order = np.argsort(tids * max(len(ids), 1) + rows, kind="stable")
-    rows, tids, tfs = rows[order].astype(np.int32), tids[order].astype(np.int32), postings.tfs[order]
-    del order
-    lengths = np.bincount(rows, weights=tfs, minlength=len(ids)).astype(np.int64)
-    meta = write_sidecar(
-        side_dir, k1=k1, b=b, ids=[d.encode("utf-8", "surrogatepass") for d in ids], lengths=lengths,
-        terms=postings.terms, tids=tids, tfs=tfs, rows=rows, extra=extra, log=java_log,
-    )  # fmt: skip
+    meta = _sidecar_from_postings(postings, side_dir, ids, k1=k1, b=b, extra=extra, log=java_log)
     if (dump["doc_count"], dump["sum_total_term_freq"]) != (meta["doc_count"], meta["sum_total_term_freq"]):
         raise BundleError(
             f"the sidecar disagrees with Lucene's statistics ({meta['doc_count']}/{meta['sum_total_term_freq']} vs "
