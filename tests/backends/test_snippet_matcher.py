@@ -102,3 +102,24 @@ def test_the_first_match_of_a_long_document_is_found_chunk_by_chunk(searcher) ->
     assert s._matcher.first(text, qterms, keys.prefixes, limit=len(filler) // 2) is None  # the bound
     assert s._matcher.first(text, qterms, keys.prefixes, start=whole[0][1] + 1, limit=10**9) is None
 
+
+
+def test_other_languages_are_analyzed_whole(tmp_path: Path) -> None:
+    """German folds "oe" to "o", so a token need not begin with its term's first letters: the
+    prefix shortcut is for English only."""
+    texts = ["Die Oeffnung der Tuer", "Offnung und Oeffnung"]
+
+    def docs():
+        for i, text in enumerate(texts):
+            yield Doc(id=f"g{i}", text=text)
+
+    report = bm25.build(docs, tmp_path / "de", threads=1, progress=False, analyzer="de")
+    german = bm25.open(tmp_path / "de", report.to_dict())
+    try:
+        if german._matcher is None:
+            pytest.skip("no Java snippet matcher")
+        qterms, keys = german._snippet_query("Offnung")
+        assert keys is not None and german._matcher.spans(texts[0], qterms, keys.prefixes) == []  # what the shortcut misses
+        assert german._snippet_matches(texts[0], qterms, keys) == german._matcher.spans(texts[0], qterms) == [(4, 12)]
+    finally:
+        german.close()

@@ -757,7 +757,10 @@ class BM25Searcher:
         self, text: str, qterms: frozenset[str], keys: _SnippetKeys | None
     ) -> list[tuple[int, int]]:
         """The (start, end) of every match of a query term in ``text`` (see :meth:`snippet`)."""
-        prefixes = keys.prefixes if keys is not None else None
+        # The shortcut relies on every matching token beginning with a key prefix, which holds for
+        # English (Porter rewrites only the end of a word); other languages' filters may rewrite
+        # its start (German "oe" -> "o"), so their text is analyzed whole.
+        prefixes = keys.prefixes if keys is not None and self.analyzer_name == "en" else None
         spans = self._matcher.spans(text, qterms, prefixes) if self._matcher is not None else None
         if spans is not None:
             return spans
@@ -787,7 +790,7 @@ class BM25Searcher:
         ~50x more); an occurrence inside a word is skipped; words are analyzed 16 at a time
         (cached), so a real match near the start costs little.
         """
-        if self._matcher is not None and text.isascii():
+        if self._matcher is not None and self.analyzer_name == "en" and text.isascii():
             # In Java: the runs of the text that hold a prefix, analyzed until the first match.
             return self._matcher.first(text, qterms, keys.prefixes, start=start, limit=SNIPPET_RESCUE_CHARS)
         low = text.lower()
