@@ -44,24 +44,24 @@ public final class Snippets {
       return matches(analyzer, text, terms);
     }
     Hits hits = new Hits(terms, Integer.MAX_VALUE);
-    scan(analyzer, text, prefixes, hits, Integer.MAX_VALUE);
+    scan(analyzer, text, prefixes, hits);
     return hits.offsets();
   }
 
   /**
-   * The offsets {start, end} of the first match of {@link #matchesAscii}, or an empty array when
-   * there is none in the first {@code limit} characters of the candidate runs analyzed.
+   * The offsets {start, end} of the first match of {@link #matchesAscii} with {@code prefixes}, or
+   * an empty array when there is none (analysis stops at the first match).
    */
-  public static int[] firstMatchAscii(
-      Analyzer analyzer, byte[] ascii, String[] terms, String[] prefixes, int limit) throws IOException {
+  public static int[] firstMatchAscii(Analyzer analyzer, byte[] ascii, String[] terms, String[] prefixes)
+      throws IOException {
     String text = new String(ascii, StandardCharsets.ISO_8859_1);
     Hits hits = new Hits(terms, 1);
-    scan(analyzer, text, prefixes, hits, limit);
+    scan(analyzer, text, prefixes, hits);
     return hits.offsets();
   }
 
   /** Analyzes the candidate runs of {@code text} (see {@link #matchesAscii}) in order. */
-  private static void scan(Analyzer analyzer, String text, String[] prefixes, Hits hits, int limit)
+  private static void scan(Analyzer analyzer, String text, String[] prefixes, Hits hits)
       throws IOException {
     int length = text.length();
     String lower = text.toLowerCase(Locale.ROOT);
@@ -84,9 +84,8 @@ public final class Snippets {
     // between them (one analysis instead of several), each analyzed alone at its offset.
     int runStart = -1;
     int runEnd = -1;
-    int analyzed = 0;
     int i = 0;
-    while (i < length && !hits.full() && analyzed < limit) {
+    while (i < length && !hits.full()) {
       if (text.charAt(i) <= ' ') {
         i++;
         continue;
@@ -102,7 +101,6 @@ public final class Snippets {
       }
       if (runStart >= 0 && start - runEnd > GAP) {
         hits.analyze(analyzer, text.substring(runStart, runEnd), runStart);
-        analyzed += runEnd - runStart;
         runStart = -1;
       }
       if (runStart < 0) {

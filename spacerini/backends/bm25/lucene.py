@@ -506,7 +506,7 @@ class TokenMatcher:
         )  # fmt: skip
         self._first_ascii = _static_method(
             "io.spacerini.Snippets", "firstMatchAscii",
-            "(Lorg/apache/lucene/analysis/Analyzer;[B[Ljava/lang/String;[Ljava/lang/String;I)[I",
+            "(Lorg/apache/lucene/analysis/Analyzer;[B[Ljava/lang/String;[Ljava/lang/String;)[I",
         )  # fmt: skip
         self._analyzer = analyzer
 
@@ -554,7 +554,7 @@ class TokenMatcher:
         stop = min(len(text), at + limit)
         while at < stop:
             end = _blank_after(text, min(stop, at + _FIRST_CHUNK))
-            found = list(self._first_ascii(self._analyzer, text[at:end].encode("ascii"), terms, prefixes, end - at))
+            found = list(self._first_ascii(self._analyzer, text[at:end].encode("ascii"), terms, prefixes))
             if found:
                 return at + found[0]
             at = end
