@@ -6,7 +6,8 @@ Measured in the same run:
   encode, checkpoint, flat index) on two corpora (``--encode-corpus``): ``stdlib``,
   ``--encode-docs`` standard-library functions of every length (long ones split into several
   passages), and ``lines``, ``--encode-lines`` short comment/docstring lines (6-40 words, one
-  passage each), against plain sentence-transformers ``model.encode`` with the same model object (the
+  passage each); ``debian``, ``--encode-paras`` paragraphs of the real-text Debian corpus
+  (``benchmarks/debian_corpus.py``), against plain sentence-transformers ``model.encode`` with the same model object (the
   packaged all-MiniLM-L6-v2: same weights, device and torch threads), the same batch size and
   ``normalize_embeddings=True``, given **the same texts: our passages** (each document split
   with ``Encoder.split`` beforehand, outside the peer's timing), so both do the same model work
@@ -185,13 +186,28 @@ def bench_quality(
     return out
 
 
+def debian_paragraphs(n: int, *, seed: int) -> list[Doc]:
+    """``n`` paragraphs drawn at random from the real-text corpus of ``benchmarks/debian_corpus.py``
+    (Debian documentation and man pages on this machine; built once, 100k paragraphs)."""
+    import random
+
+    import debian_corpus
+
+    with debian_corpus.build(100_000).open(encoding="utf-8") as handle:
+        texts = [json.loads(line)["contents"] for line in handle]
+    picked = random.Random(seed).sample(range(len(texts)), min(n, len(texts)))
+    return [Doc(id=f"p{i}", text=texts[i]) for i in picked]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="encoding,ann,quality")
     parser.add_argument("--collections", default="manpages,stdlib")
-    parser.add_argument("--encode-corpus", default="stdlib,lines", help="stdlib functions, and/or short text lines")
+    parser.add_argument("--encode-corpus", default="stdlib,lines",
+                        help="stdlib functions, short text lines, and/or debian paragraphs")
     parser.add_argument("--encode-docs", type=int, default=160, help="stdlib functions to encode")
     parser.add_argument("--encode-lines", type=int, default=4000, help="text lines to encode")
+    parser.add_argument("--encode-paras", type=int, default=400, help="Debian paragraphs to encode (--encode-corpus debian)")
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--vectors", type=int, default=100_000)
@@ -218,6 +234,8 @@ def main() -> None:
         for corpus in args.encode_corpus.split(","):
             if corpus == "stdlib":
                 docs = dense_collections.stdlib_functions(docs=args.encode_docs, seed=1).docs
+            elif corpus == "debian":  # real text: paragraphs of the Debian documentation corpus
+                docs = debian_paragraphs(args.encode_paras, seed=3)
             else:  # short natural-language lines (comments and docstrings), one per document
                 docs = [Doc(id=f"l{i}", text=line) for i, line in enumerate(dense_ann.text_lines(args.encode_lines, seed=2))]
             result[f"encoding_{corpus}"] = bench_encoding(
