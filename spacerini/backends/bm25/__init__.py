@@ -139,7 +139,8 @@ SNIPPET_SCAN_CHARS = 2_500
 #: When that window shows no match, words of the whole document that begin with a key prefix
 #: are analyzed (this many at most per prefix) to find where a real match is.
 SNIPPET_RESCUE_WORDS = 256
-#: The same bound for an ASCII document, whose rescue runs in Java: characters analyzed at most.
+#: The same bound for an English ASCII document, whose rescue runs in Java: characters looked at
+#: from the first key prefix (or from the scan window's end) at most.
 SNIPPET_RESCUE_CHARS = 64_000
 _PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_A-Za-z]+")
 
