@@ -68,6 +68,25 @@ def _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache):  # noqa: ANN001, AN
     return np.float32(tf) * cache[norms[d]]
 
 
+@njit(nogil=True, cache=True, inline="always")
+def _accumulate(p0, p1, once, w, docs, s1, tfs, exc_pos, exc_tf, escape, norms, cache, whole, touched, n):  # noqa: ANN001, ANN202
+    """Adds postings ``p0..p1`` of a term of weight ``w`` to ``whole`` (float64, per row); a row
+    seen for the first time is appended to ``touched`` (every term score is > 0: no branch to
+    mispredict). Returns the new count of touched rows."""
+    one = np.float32(1.0)
+    for p in range(p0, p1):
+        d = docs[p]
+        if once:
+            s = s1[p]
+        else:
+            s = w - w / (one + _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache))
+        v = whole[d]
+        touched[n] = d
+        n += np.int64(v == 0.0)
+        whole[d] = v + np.float64(s)
+    return n
+
+
 @njit(nogil=True, cache=True)
 def scores_once(offsets, idf, docs, tfs, exc_pos, exc_tf, escape, norms, cache):  # noqa: ANN001, ANN201
     """Every posting's score for a term that occurs once in the query (weight = idf), float32.
@@ -350,18 +369,10 @@ def _rank_blocks(  # noqa: ANN201, C901, PLR0912, PLR0913, PLR0915 - one kernel,
             for i in range(m):
                 if present[i] and flag[i] == 0:
                     t = t0 + i
-                    w = t_weight[t]
-                    once = t_once[t]
-                    for p in range(pos[i], wend[i]):
-                        d = docs[p]
-                        if once:
-                            s = s1[p]
-                        else:
-                            s = w - w / (one + _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache))
-                        v = whole[d]
-                        whole_touched[alive] = d  # kept only when new (every term score is > 0)
-                        alive += np.int64(v == 0.0)
-                        whole[d] = v + np.float64(s)
+                    alive = _accumulate(
+                        pos[i], wend[i], t_once[t], t_weight[t], docs, s1, tfs, exc_pos, exc_tf, escape, norms,
+                        cache, whole, whole_touched, alive,
+                    )  # fmt: skip
             rest = ne_sum
             for a_ in range(ne - 1, -1, -1):  # the non-essential terms, largest bound first
                 # Drop the rows whose known score plus the bounds of the terms not added yet (each
@@ -468,7 +479,6 @@ def rank_source(  # noqa: ANN201, PLR0913 - one kernel, numba signature
         whole, whole_touched: A zeroed float64 accumulator, one slot per row, and an int32
             scratch array of one slot more (the caller reuses them: they are left zeroed).
     """
-    one = np.float32(1.0)
     fbuf = np.empty(1, np.float32)
     ibuf = fbuf.view(np.int32)
     slots = 1
@@ -504,18 +514,10 @@ def rank_source(  # noqa: ANN201, PLR0913 - one kernel, numba signature
         # Every posting, into an accumulator over the whole sidecar: no bounds to compute.
         n_touched = 0
         for t in range(t0, t1):
-            w = t_weight[t]
-            once = t_once[t]
-            for p in range(t_start[t], t_end[t]):
-                d = docs[p]
-                if once:
-                    s = s1[p]
-                else:
-                    s = w - w / (one + _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache))
-                v = whole[d]
-                whole_touched[n_touched] = d  # kept only when new (every term score is > 0):
-                n_touched += np.int64(v == 0.0)  # no branch to mispredict
-                whole[d] = v + np.float64(s)
+            n_touched = _accumulate(
+                t_start[t], t_end[t], t_once[t], t_weight[t], docs, s1, tfs, exc_pos, exc_tf, escape, norms,
+                cache, whole, whole_touched, n_touched,
+            )  # fmt: skip
         heap_size[q] = _collect(
             whole, whole_touched, n_touched, 0, base, id_rank, keys, heap_size[q], fbuf, ibuf, True
         )
