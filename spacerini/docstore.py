@@ -557,6 +557,34 @@ class Docstore:
             self._ids = ids
         return self._ids
 
+    def iter_parts(self) -> Iterator[tuple[list[bytes], list[tuple[int, bytes]]]]:
+        """Yields every document's raw parts, one list per stored block, in corpus order.
+
+        Each item is ``(texts, provenance)``: the documents' texts as UTF-8 bytes (not decoded),
+        and for each document ``(bytes of its fields JSON, its fields and meta JSON side by
+        side)``, the key a report groups equal provenance by without parsing it once per
+        document. Nothing is decoded, which is what a pass over the whole corpus (``analyze``)
+        wants; :meth:`iter_docs` gives :class:`~spacerini.records.Doc` objects instead.
+        """
+        import numpy as np
+
+        for head, lengths, _first in self._iter_blocks(0, self._len):
+            rows = len(lengths) // _HEADER
+            sizes = np.frombuffer(head, dtype="<i8", count=_HEADER * rows).reshape(rows, _HEADER)
+            starts = 8 * _HEADER * rows + np.concatenate(([0], np.cumsum(sizes.sum(axis=1))[:-1]))
+            prov = starts + sizes[:, 0]
+            text = prov + sizes[:, 1] + sizes[:, 2]
+            end = text + sizes[:, 3]
+            texts = [head[a:b] for a, b in zip(text.tolist(), end.tolist(), strict=True)]
+            provenance = list(
+                zip(
+                    sizes[:, 1].tolist(),
+                    (head[a:b] for a, b in zip(prov.tolist(), text.tolist(), strict=True)),
+                    strict=True,
+                )
+            )
+            yield texts, provenance
+
     def iter_meta(self, *, columns: tuple[str, ...] = ("id", "fields", "meta")) -> Iterator[dict[str, Any]]:
         """Yields plain dicts of the light columns (no text), for statistics: ``id``, and
         ``fields``/``meta`` as JSON strings (``"{}"`` when empty)."""
@@ -707,6 +735,10 @@ class ParquetDocstore(Docstore):
             KeyError: No document has this id.
         """
         return self.by_row(self.row_of(docid))
+
+    def iter_parts(self) -> Iterator[tuple[list[bytes], list[tuple[int, bytes]]]]:
+        """Not available: a format 1 docstore stores Parquet rows, not raw parts; use :meth:`iter_docs`."""
+        raise NotImplementedError(f"{self.path}: a format 1 (Parquet) docstore has no raw parts; use iter_docs()")
 
     def iter_meta(self, *, columns: tuple[str, ...] = ("id", "fields", "meta")) -> Iterator[dict[str, Any]]:
         """Yields plain dicts of the light columns (no text), for statistics."""

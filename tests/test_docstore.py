@@ -117,6 +117,22 @@ def test_ids_lengths_and_meta(store_docs) -> None:
     assert list(store.iter_meta(columns=("meta",)))[4] == {"meta": json.dumps(dict(docs[4].meta), ensure_ascii=False)}
 
 
+def test_raw_parts_are_the_documents_texts_and_provenance(store_docs) -> None:
+    store, docs, _ = store_docs
+    texts: list[bytes] = []
+    provenance: list[tuple[int, bytes]] = []
+    for block_texts, block_provenance in store.iter_parts():
+        assert len(block_texts) == len(block_provenance) > 0
+        texts.extend(block_texts)
+        provenance.extend(block_provenance)
+    assert texts == [d.text.encode("utf-8", "surrogatepass") for d in docs]
+    metas = list(store.iter_meta(columns=("fields", "meta")))
+    for (split, raw), doc, meta in zip(provenance, docs, metas, strict=True):
+        fields = raw[:split].decode("utf-8", "surrogatepass") or "{}"
+        assert json.loads(fields) == dict(doc.fields) and fields == meta["fields"]
+        assert json.loads(raw[split:] or b"{}") == dict(doc.meta)
+
+
 def test_newline_free_ids_come_from_the_id_file(tmp_path: Path) -> None:
     docs = [Doc(id=f"é{i}", text=f"text {i}") for i in range(50)]
     with DocstoreWriter(tmp_path / "docs") as writer:

@@ -551,21 +551,9 @@ def _batches(snap: Any, batch_size: int) -> Iterable[_Batch]:
         return
     texts: list[bytes] = []
     provenance: list[tuple[int, bytes]] = []
-    for head, lengths, _first in store._iter_blocks(0, len(store)):
-        rows = len(lengths) // 4
-        sizes = np.frombuffer(head, dtype="<i8", count=4 * rows).reshape(rows, 4)
-        starts = 8 * 4 * rows + np.concatenate(([0], np.cumsum(sizes.sum(axis=1))[:-1]))
-        prov = starts + sizes[:, 0]
-        text = prov + sizes[:, 1] + sizes[:, 2]
-        end = text + sizes[:, 3]
-        texts.extend(head[a:b] for a, b in zip(text.tolist(), end.tolist(), strict=True))
-        provenance.extend(
-            zip(
-                sizes[:, 1].tolist(),
-                (head[a:b] for a, b in zip(prov.tolist(), text.tolist(), strict=True)),
-                strict=True,
-            )
-        )
+    for block_texts, block_provenance in store.iter_parts():
+        texts.extend(block_texts)
+        provenance.extend(block_provenance)
         if len(texts) >= batch_size:
             yield _Batch(b"".join(texts), _offsets(texts), texts, provenance)
             texts, provenance = [], []
