@@ -123,3 +123,48 @@ def test_other_languages_are_analyzed_whole(tmp_path: Path) -> None:
         assert german._snippet_matches(texts[0], qterms, keys) == german._matcher.spans(texts[0], qterms) == [(4, 12)]
     finally:
         german.close()
+
+
+FILLER = "lorem ipsum dolor sit amet " * 300  # 8,100 characters: past the first scan window
+
+
+@pytest.mark.parametrize(
+    ("analyzer", "text", "query", "word"),
+    [
+        ("de", "Die " + FILLER + " Die Oeffnung der Tuer. Oeffnung", "Offnung", "Oeffnung"),
+        ("es", "El " + FILLER + " un ácido fuerte", "acido", "ácido"),
+        ("code", "x = 1\n" + FILLER + "\ndef parse_header(value): pass", "header", "parse_header"),
+        ("de", "Der " + FILLER * 3 + " ein Pfad" + " zur Oeffnung", "Offnung", "Oeffnung"),
+    ],
+    ids=["german-oe", "spanish-accent", "code-identifier", "german-late"],
+)
+@pytest.mark.parametrize("java", [True, False], ids=["java", "python-words"])
+def test_long_documents_in_other_languages_show_their_first_match(
+    tmp_path: Path, analyzer: str, text: str, query: str, word: str, java: bool
+) -> None:
+    """A match whose word does not begin with its term's first letters, past the first scan
+    window: the window opens at it (key prefixes would miss it), as analyzing the whole text finds."""
+
+    def docs():
+        yield Doc(id="long", text=text)
+        yield Doc(id="other", text="other words")
+
+    report = bm25.build(docs, tmp_path / analyzer, threads=1, progress=False, analyzer=analyzer)
+    searcher = bm25.open(tmp_path / analyzer, report.to_dict())
+    try:
+        if not java:
+            searcher._matcher = None
+        qterms, keys = searcher._snippet_query(query)
+        whole = searcher._snippet_matches(text, qterms, None)
+        assert whole and text[whole[0][0] : whole[0][1]].endswith(word.split("_")[-1])
+        from spacerini.backends.bm25.snippets import locate
+
+        base, window, matched = locate(searcher, query, text)
+        assert matched and base + matched[0][0] == whole[0][0]
+        assert window == text[base : base + bm25.SNIPPET_SCAN_CHARS]
+        shown = searcher.snippet(query, text, width=200)
+        assert "<mark>" in shown and word.split("_")[-1] in shown
+        # A match in the first window is found there, with no scan of the rest.
+        assert locate(searcher, query, word + " " + text)[0] == 0
+    finally:
+        searcher.close()

@@ -139,7 +139,8 @@ SNIPPET_SCAN_CHARS = 2_500
 #: When that window shows no match, words of the whole document that begin with a key prefix
 #: are analyzed (this many at most per prefix) to find where a real match is.
 SNIPPET_RESCUE_WORDS = 256
-#: The same bound for an English ASCII document, whose rescue runs in Java: characters looked at
+#: The same bound for an English ASCII document, whose rescue runs in Java, and for the other
+#: analyzers' documents, analyzed a chunk at a time after the first window: characters looked at
 #: from the first key prefix (or from the scan window's end) at most.
 SNIPPET_RESCUE_CHARS = 64_000
 _PARTS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+|[^\W\d_A-Za-z]+")
@@ -758,15 +759,15 @@ class BM25Searcher:
         self, text: str, qterms: frozenset[str], keys: _SnippetKeys | None
     ) -> list[tuple[int, int]]:
         """The (start, end) of every match of a query term in ``text`` (see :meth:`snippet`)."""
-        # The shortcut relies on every matching token beginning with a key prefix, which holds for
+        # The shortcuts rely on every matching token beginning with a key prefix, which holds for
         # English (Porter rewrites only the end of a word); other languages' filters may rewrite
         # its start (German "oe" -> "o"), so their text is analyzed whole.
-        prefixes = keys.prefixes if keys is not None and self.analyzer_name == "en" else None
-        spans = self._matcher.spans(text, qterms, prefixes) if self._matcher is not None else None
+        exact = keys is not None and self._exact_prefixes
+        spans = self._matcher.spans(text, qterms, keys.prefixes if exact else None) if self._matcher is not None else None
         if spans is not None:
             return spans
         words = set(_WORD.findall(text))  # distinct words, found in C
-        if keys is not None:
+        if exact:
             # Only words holding a key can analyze to a query term: one regex pass over the
             # distinct words, one per line, picks them in C.
             words = set(keys.lines.findall("\n".join(words)))
@@ -777,6 +778,33 @@ class BM25Searcher:
         # A whole \w+ word in hit_words: one C-level scan, a set lookup per word (cheaper than
         # compiling an alternation per document).
         return [m.span() for m in _WORD.finditer(text) if m.group() in hit_words]
+
+    @property
+    def _exact_prefixes(self) -> bool:
+        """Whether every token that analyzes to a query term begins with the term's key prefix
+        (:meth:`_snippet_query`): true of the English analyzer only."""
+        return self.analyzer_name == "en"
+
+    def _first_match(
+        self, text: str, qterms: frozenset[str], keys: _SnippetKeys | None, *, start: int
+    ) -> int | None:
+        """Where the first match of a query term at or after ``start`` begins, or ``None`` when
+        there is none in the :data:`SNIPPET_RESCUE_CHARS` characters from there.
+
+        The text is analyzed whole (no key prefixes), a chunk at a time cut at blanks, which no
+        token crosses, so the cost follows the distance to the match, not the document's size.
+        """
+        from spacerini.backends.bm25.lucene import _FIRST_CHUNK, _blank_after, _blank_before
+
+        at = _blank_before(text, start)
+        stop = min(len(text), at + SNIPPET_RESCUE_CHARS)
+        while at < stop:
+            end = _blank_after(text, min(stop, at + _FIRST_CHUNK))
+            spans = self._snippet_matches(text[at:end], qterms, keys)
+            if spans:
+                return at + spans[0][0]
+            at = end
+        return None
 
     def _first_matching_word(
         self, text: str, qterms: frozenset[str], keys: _SnippetKeys, *, start: int = 0
@@ -791,7 +819,7 @@ class BM25Searcher:
         ~50x more); an occurrence inside a word is skipped; words are analyzed 16 at a time
         (cached), so a real match near the start costs little.
         """
-        if self._matcher is not None and self.analyzer_name == "en" and text.isascii():
+        if self._matcher is not None and self._exact_prefixes and text.isascii():
             # In Java: the runs of the text that hold a prefix, analyzed until the first match.
             return self._matcher.first(text, qterms, keys.prefixes, start=start, limit=SNIPPET_RESCUE_CHARS)
         low = text.lower()

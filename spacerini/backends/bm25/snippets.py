@@ -39,10 +39,15 @@ Spans = list[tuple[int, int]]
 def locate(searcher: BM25Searcher, query: str, text: str) -> tuple[int, str, Spans]:
     """The scan window of ``text`` for ``query``: ``(base, window, matches)``.
 
-    Long documents are looked at only near the first place a query term could match (at most
+    Long documents are looked at only near the first place a query term matches (at most
     ``SNIPPET_SCAN_CHARS`` characters), so a snippet's cost stays bounded whatever the document's
-    size; when that place is no match (a key prefix inside a longer token such as
-    ``json_b64encode``), the window opens at the first word that really analyzes to a query term.
+    size. With the English analyzer that place is found by the terms' key prefixes (Porter
+    rewrites only a word's end); when the place is no match (a key prefix inside a longer token
+    such as ``json_b64encode``), the window opens at the first word that really analyzes to a
+    query term. Other analyzers may rewrite a word's start (German ``Oeffnung`` is ``offnung``,
+    Spanish ``ácido`` is ``acid``; the code analyzer splits ``parse_header``), so their window is
+    the document's start, and when that holds no match, the text after it is analyzed a chunk
+    at a time (``SNIPPET_RESCUE_CHARS`` at most) until one is found.
 
     Returns:
         The window's offset in ``text``, the window, and its matches' (start, end) in the window.
@@ -51,13 +56,24 @@ def locate(searcher: BM25Searcher, query: str, text: str) -> tuple[int, str, Spa
 
     qterms, keys = searcher._snippet_query(query) if query and query.strip() else (frozenset(), None)
     base, window = 0, text
+    long = len(text) > SNIPPET_SCAN_CHARS and bool(qterms)
+    if long and not searcher._exact_prefixes:
+        window = text[:SNIPPET_SCAN_CHARS]
+        matched = searcher._snippet_matches(window, qterms, keys)
+        if not matched:
+            where = searcher._first_match(text, qterms, keys, start=len(window))
+            if where is not None:
+                base = max(0, where - SNIPPET_SCAN_CHARS // 4)
+                window = text[base : base + SNIPPET_SCAN_CHARS]
+                matched = searcher._snippet_matches(window, qterms, keys)
+        return base, window, matched
     first: int | None = None
-    if len(text) > SNIPPET_SCAN_CHARS and qterms:
+    if long:
         first = first_prefix(text, keys) if keys is not None else None
         base = max(0, (first or 0) - SNIPPET_SCAN_CHARS // 4)
         window = text[base : base + SNIPPET_SCAN_CHARS]
     matched = searcher._snippet_matches(window, qterms, keys) if qterms else []
-    if not matched and keys is not None and len(text) > SNIPPET_SCAN_CHARS and first is not None:
+    if not matched and keys is not None and long and first is not None:
         # No match lies in the window before its last 512 characters: one would begin with a key
         # prefix (none occurs before `first`) and, tokens being at most 255 characters, lie in
         # the window whole, analyzed as in the whole text (runs of non-blank characters are
