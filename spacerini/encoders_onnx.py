@@ -29,7 +29,8 @@ Runtimes:
       batchings; cosine to the torch vector 0.994 on average, 0.986 at worst on
       ``tests/data/dense_corpus.jsonl``; one scale per tensor gave 0.96 and 0.90). A build is
       reproducible given the same corpus and chunking, but chunked, resumed and sharded builds
-      are not bit-identical to an unchunked one. Not the default.
+      are not bit-identical to an unchunked one. Not the default. An int8 index's queries
+      are encoded in fp32 (:func:`spacerini.encoders.query_runtime`).
 """
 
 from __future__ import annotations

@@ -123,7 +123,7 @@ def test_runtime_resolution() -> None:
         encoders.load_encoder(runtime="tensorrt")
 
 
-@pytest.mark.parametrize("runtime", ["onnx", "torch"])
+@pytest.mark.parametrize("runtime", ["onnx", "torch", "onnx-int8"])
 def test_manifest_records_the_runtime_and_queries_use_it(
     tmp_path: Path, cache: Path, runtime: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -139,9 +139,14 @@ def test_manifest_records_the_runtime_and_queries_use_it(
     stored = json.loads((tmp_path / "dense" / dense.PARAMS_FILE).read_text(encoding="utf-8"))
     assert stored["runtime"] == runtime
     searcher = dense.open(tmp_path / "dense", {"params": report.params})
-    assert searcher.encoder.runtime == runtime
+    # An int8 index's queries are encoded by the same model in fp32: error on one side only.
+    assert searcher.encoder.runtime == ("onnx" if runtime == "onnx-int8" else runtime)
+    assert encoders.query_runtime(runtime) == searcher.encoder.runtime
     hits = searcher.search(TEXTS[4], k=3)
     assert hits[0].docid == "d4"
+    if runtime == "onnx-int8":
+        fp32 = encoders.load_encoder(runtime="onnx").encode([TEXTS[4]])
+        assert np.array_equal(searcher.encode_queries([TEXTS[4]]), fp32)
 
 
 def test_query_path_imports_neither_torch_nor_transformers(cache: Path) -> None:

@@ -96,7 +96,7 @@ from tqdm.auto import tqdm
 
 from spacerini.backends import DocsFactory, check_batch, iter_batches, read_json
 from spacerini.backends.dense import tune as _dense_tune
-from spacerini.encoders import DEFAULT_ENCODER, Encoder, load_encoder, model_path, resolve_runtime
+from spacerini.encoders import DEFAULT_ENCODER, Encoder, load_encoder, model_path, query_runtime, resolve_runtime
 from spacerini.errors import BundleCorruptError, DependencyMissingError, EmptyCorpusError, QueryError
 from spacerini.records import BuildReport, Hit
 
@@ -136,6 +136,17 @@ _IVF_KINDS = ("ivf", "ivfpq")
 
 
 # ------------------------------------------------------------------------------------- build
+def _export_query_model(encoder: str, runtime: str) -> None:
+    """Exports (once, into the cache) the model that will encode the index's queries when it is
+    not the one that encodes its passages (:func:`~spacerini.encoders.query_runtime`), so the
+    first query does not pay for an export."""
+    wanted = query_runtime(runtime)
+    if wanted != runtime and wanted != "torch":
+        from spacerini.encoders_onnx import exported_model
+
+        exported_model(model_path(encoder), wanted)
+
+
 def build(
     docs_factory: DocsFactory,
     folder: Path,
@@ -198,8 +209,10 @@ def build(
         device: Torch device for the encoder; ``None`` picks the best one.
         runtime: Encoder runtime: ``auto`` (``onnx`` on the CPU, ``torch`` on a GPU), ``torch``,
             ``onnx`` or ``onnx-int8`` (see :mod:`spacerini.encoders_onnx`). The manifest records
-            the one used (``params["runtime"]``) and queries are encoded with it. A shard build
-            takes the plan's.
+            the one used (``params["runtime"]``) and queries are encoded with it, except that an
+            ``onnx-int8`` index's queries are encoded in fp32 (``onnx``; see
+            :func:`spacerini.encoders.query_runtime`), whose model the build exports too. A
+            shard build takes the plan's.
         shard_plan: The plan file :func:`prepare_shards` wrote (its returned params name it):
             the index kind, ``nlist`` and the trained codec decided from the whole corpus. The
             shard's passages get shard-local ids; :func:`merge_shards` makes them global.
@@ -233,6 +246,7 @@ def build(
         runtime = plan.get("runtime", "torch")
     runtime = resolve_runtime(runtime, device)
     enc = load_encoder(encoder, device=device, runtime=runtime)
+    _export_query_model(encoder, runtime)
     passage_tokens = min(passage_tokens, enc.max_tokens)
     if overlap >= passage_tokens:
         raise ValueError(f"overlap ({overlap}) must be below passage_tokens ({passage_tokens}, the encoder's limit)")
@@ -778,6 +792,7 @@ def prepare_shards(
     work_folder.mkdir(parents=True, exist_ok=True)
     runtime = resolve_runtime(options["runtime"], options["device"])
     enc = load_encoder(options["encoder"], device=options["device"], runtime=runtime)
+    _export_query_model(options["encoder"], runtime)
     passage_tokens = min(options["passage_tokens"], enc.max_tokens)
     overlap = options["overlap"]
     if overlap >= passage_tokens:
@@ -1204,8 +1219,8 @@ class DenseSearcher:
         with self._encoder_lock:
             if self._encoder is None:
                 # Queries go through the runtime that encoded the index (bundles from before the
-                # runtime option were encoded with torch).
-                runtime = self.params.get("runtime", "torch")
+                # runtime option were encoded with torch), an int8 index's in fp32 (query_runtime).
+                runtime = query_runtime(self.params.get("runtime", "torch"))
                 self._encoder = load_encoder(
                     self.params.get("encoder", DEFAULT_ENCODER), device=None if runtime != "torch" else self._device,
                     runtime=runtime,
