@@ -562,7 +562,7 @@ def _watchdog(budget: int | None, marker: Path) -> Iterator[None]:
     def watch() -> None:
         while not stop.wait(WATCH_INTERVAL):
             children = _children(process)
-            rss = process.memory_info().rss + sum(_rss(child) for child in children)
+            rss = _rss(process) + sum(_rss(child) for child in children)
             if rss > budget:
                 marker.write_text(
                     json.dumps({"rss": rss, "budget": budget, "pid": process.pid}), encoding="utf-8"
