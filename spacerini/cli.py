@@ -483,9 +483,14 @@ def _read_file_bytes(path: str) -> bytes:
     from spacerini.errors import CorpusNotFoundError
 
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():
+        raise CorpusNotFoundError("is a folder, not a file; pass a file path or - for standard input", path=path)
+    if not p.exists():
         raise CorpusNotFoundError("no such file; pass a file path or - for standard input", path=path)
-    return p.read_bytes()
+    try:
+        return p.read_bytes()  # a regular file, or a device or pipe (/dev/stdin, <(cmd))
+    except OSError as exc:
+        raise CorpusNotFoundError(f"cannot be read ({exc.strerror}); pass a file path or - for standard input", path=path) from exc
 
 
 @cli.command()
@@ -495,6 +500,7 @@ def _read_file_bytes(path: str) -> bytes:
 def member(bundle: str, source: str, as_json: bool) -> None:
     """Which spans of the text in SOURCE (a file, or - for stdin) are in the corpus."""
     from spacerini.bundle import open_bundle
+    from spacerini.service import MEMBER_MIN_LEN
 
     text = _read_text_arg(source)
     result = _service(open_bundle(bundle)).member(text)
@@ -502,6 +508,16 @@ def member(bundle: str, source: str, as_json: bool) -> None:
         _echo_json(result)
         return
     click.echo(f"coverage: {result['coverage']:.1%} of {len(text):,} characters ({result['method']})")
+    if result["method"] == "bloom sketch" and not result.get("ngrams_checked"):
+        click.echo(
+            "  the text is shorter than the sketch's n-grams, so nothing was checked; "
+            "for a short string use `spacerini count BUNDLE TEXT`"
+        )
+    elif result["method"] == "exact" and len(text) < MEMBER_MIN_LEN:
+        click.echo(
+            f"  spans of {MEMBER_MIN_LEN}+ characters are listed and the text is shorter; "
+            "for a short string use `spacerini count BUNDLE TEXT`"
+        )
     for span in result["spans"]:
         sources = ", ".join(src["docid"] for src in span.get("sources", []))
         click.echo(f"  [{span['start']}:{span['end']}] {span['text'][:60]!r}" + (f"  in {sources}" if sources else ""))

@@ -421,3 +421,30 @@ def test_lone_surrogate_is_one_line_naming_file_and_line(tmp_path: Path, capsys)
     code, _, err = run(["-q", "index", str(src), "--out", str(tmp_path / "b")], capsys)
     assert_one_line_error(code, err, f"{src}:2:", "'contents'", "lone UTF-16 surrogate")
     assert not (tmp_path / "b").exists()
+
+
+def test_member_reads_pipes_and_says_when_a_text_is_too_short(tmp_path: Path, capsys) -> None:
+    """A pipe (``<(cmd)``) is read like a file, a folder is one error line, and a text shorter than
+    what membership looks at says so instead of a bare 0 %."""
+    import os
+
+    bundle = tmp_path / "b"
+    code, _, err = run(["-q", "index", str(DATA / "tiny.jsonl"), "--out", str(bundle), "--backends", "bm25,exact,bloom"], capsys)
+    assert code == 0, err
+    excerpt = "BM25 is a bag-of-words ranking function used by search engines to estimate the relevance"
+    read, write = os.pipe()
+    os.write(write, excerpt.encode())
+    os.close(write)
+    try:
+        code, out, err = run(["member", str(bundle), f"/dev/fd/{read}", "--json"], capsys)
+    finally:
+        os.close(read)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["coverage"] > 0.5 and any(s["docid"] == "d01" for x in result["exact_spans"] for s in x["sources"])
+    short = _write(tmp_path / "short.txt", "BM25 is a bag-of-words")
+    code, out, err = run(["member", str(bundle), str(short)], capsys)
+    assert code == 0, err
+    assert "coverage: 0.0%" in out and "spacerini count BUNDLE TEXT" in out
+    code, out, err = run(["member", str(bundle), str(tmp_path)], capsys)
+    assert_one_line_error(code, err, str(tmp_path), "is a folder")
