@@ -96,7 +96,14 @@ from tqdm.auto import tqdm
 
 from spacerini.backends import DocsFactory, check_batch, iter_batches, read_json
 from spacerini.backends.dense import tune as _dense_tune
-from spacerini.encoders import DEFAULT_ENCODER, Encoder, load_encoder, model_path, query_runtime, resolve_runtime
+from spacerini.encoders import (
+    DEFAULT_ENCODER,
+    Encoder,
+    load_encoder,
+    model_path,
+    query_runtime,
+    resolve_runtime,
+)
 from spacerini.errors import BundleCorruptError, DependencyMissingError, EmptyCorpusError, QueryError
 from spacerini.records import BuildReport, Hit
 
