@@ -168,3 +168,37 @@ def test_long_documents_in_other_languages_show_their_first_match(
         assert locate(searcher, query, word + " " + text)[0] == 0
     finally:
         searcher.close()
+
+
+def test_chunks_stay_bounded_in_text_without_blanks() -> None:
+    """Minified files and CJK text have runs of millions of characters without a blank: a chunk
+    is cut inside such a run instead of growing to its end."""
+    from spacerini.backends.bm25.lucene import _FIRST_CHUNK, _MAX_TOKEN, _blank_before, _chunk_end
+
+    run = "x" * 1_000_000
+    assert _chunk_end(run, 0, len(run)) == _FIRST_CHUNK
+    assert _chunk_end(run, 10, 100) == 100
+    spaced = "a " * 10_000
+    end = _chunk_end(spaced, 0, len(spaced))
+    assert spaced[end] == " " and _FIRST_CHUNK <= end <= _FIRST_CHUNK + _MAX_TOKEN
+    assert _chunk_end(spaced, len(spaced) - 3, len(spaced)) == len(spaced)
+    assert _blank_before(run, 500_000) == 500_000  # not back to 0: the scan keeps its place
+    assert _blank_before("ab cd", 4) == 3 and _blank_before("abcd", 2) == 0
+
+
+def test_a_match_far_into_a_blankless_text(tmp_path: Path) -> None:
+    text = "中文" * 20_000 + "搜索引擎" + "中文" * 400_000  # the match at 40,000 characters, 840,004 in all
+
+    def docs():
+        yield Doc(id="zh", text=text)
+        yield Doc(id="other", text="其他")
+
+    report = bm25.build(docs, tmp_path / "zh", threads=1, progress=False, analyzer="zh")
+    searcher = bm25.open(tmp_path / "zh", report.to_dict())
+    try:
+        qterms, keys = searcher._snippet_query("搜索")
+        assert searcher._first_match(text, qterms, keys, start=2_500) == 40_000
+        assert searcher._first_match(text, qterms, keys, start=45_000) is None  # none after it
+        assert "<mark>" in searcher.snippet("搜索", text, width=200)
+    finally:
+        searcher.close()

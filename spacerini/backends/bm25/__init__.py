@@ -792,14 +792,15 @@ class BM25Searcher:
         there is none in the :data:`SNIPPET_RESCUE_CHARS` characters from there.
 
         The text is analyzed whole (no key prefixes), a chunk at a time cut at blanks, which no
-        token crosses, so the cost follows the distance to the match, not the document's size.
+        token crosses (or inside a longer run: CJK text has no blanks), so the cost follows the
+        distance to the match, not the document's size.
         """
-        from spacerini.backends.bm25.lucene import _FIRST_CHUNK, _blank_after, _blank_before
+        from spacerini.backends.bm25.lucene import _blank_before, _chunk_end
 
         at = _blank_before(text, start)
         stop = min(len(text), at + SNIPPET_RESCUE_CHARS)
         while at < stop:
-            end = _blank_after(text, min(stop, at + _FIRST_CHUNK))
+            end = _chunk_end(text, at, stop)
             spans = self._snippet_matches(text[at:end], qterms, keys)
             if spans:
                 return at + spans[0][0]

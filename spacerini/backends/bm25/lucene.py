@@ -544,8 +544,10 @@ class TokenMatcher:
         from the run of non-blank characters that holds ``start``, or ``None`` when there is none
         in the ``limit`` characters from there.
 
-        The text crosses JNI a chunk at a time (cut at blanks, which no token crosses), so the
-        cost follows the distance to the match, not the document's size (4 MB files exist).
+        The text crosses JNI a chunk at a time (cut at blanks, which no token crosses, or inside
+        a run of non-blank characters longer than a token: :func:`_chunk_end`), so the cost
+        follows the distance to the match, not the document's size (4 MB files exist, some on
+        one line).
         """
         if not text.isascii():
             raise ValueError("TokenMatcher.first takes ASCII text")
@@ -553,7 +555,7 @@ class TokenMatcher:
         at = _blank_before(text, start)
         stop = min(len(text), at + limit)
         while at < stop:
-            end = _blank_after(text, min(stop, at + _FIRST_CHUNK))
+            end = _chunk_end(text, at, stop)
             found = list(self._first_ascii(self._analyzer, text[at:end].encode("ascii"), terms, prefixes))
             if found:
                 return at + found[0]
@@ -563,22 +565,30 @@ class TokenMatcher:
 
 #: Characters of a document handed to Java per call while looking for its first match.
 _FIRST_CHUNK = 8_192
+#: Lucene's longest token (``StandardTokenizer`` splits longer runs): how far a chunk's edge moves
+#: to reach a blank. A longer run of non-blank characters (a minified file, CJK text without
+#: spaces) is cut inside, so a chunk never grows with the run.
+_MAX_TOKEN = 255
 #: ASCII blanks and controls: every character up to U+0020 ends a token.
 _BLANK = re.compile(r"[\x00-\x20]")
 
 
 def _blank_before(text: str, at: int) -> int:
-    """``at`` moved back to just after a blank (or to 0), so no token is cut there."""
-    for i in range(at, max(0, at - 4096) - 1, -1):
+    """``at`` moved back to just after a blank (or to 0), so no token is cut there; ``at`` itself
+    inside a run of more than :data:`_MAX_TOKEN` non-blank characters."""
+    for i in range(at, max(0, at - _MAX_TOKEN - 1) - 1, -1):
         if i == 0 or text[i - 1] <= " ":
             return i
-    return 0
+    return at
 
 
-def _blank_after(text: str, at: int) -> int:
-    """``at`` moved on to the next blank (or the end), so no token is cut there."""
-    found = _BLANK.search(text, at)
-    return found.start() if found else len(text)
+def _chunk_end(text: str, at: int, stop: int) -> int:
+    """Where a chunk that starts at ``at`` ends: the first blank from ``at + _FIRST_CHUNK`` (or
+    ``stop``) on, which no token crosses, or that place itself inside a longer run of non-blank
+    characters, where a token across the cut is analyzed in two parts."""
+    nominal = min(stop, at + _FIRST_CHUNK, len(text))
+    found = _BLANK.search(text, nominal, nominal + _MAX_TOKEN + 1)
+    return found.start() if found else nominal
 
 
 def _or_null(prefixes: Sequence[str] | None) -> list[str] | None:
