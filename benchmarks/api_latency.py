@@ -34,6 +34,7 @@ Prints one JSON line per corpus.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -54,6 +55,13 @@ WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]{2,}")
 
 # ---------------------------------------------------------------------------------- set-up
 def corpus_path(name: str) -> Path:
+    """The JSONL of corpus ``name``: ``debian``, ``python`` or a path to any JSONL file with
+    ``id`` and ``contents`` (its queries are drawn from its ASCII words)."""
+    if name not in ("debian", "python"):
+        path = Path(name)
+        if not path.is_file():
+            raise SystemExit(f"{name}: no such corpus; use debian, python or a JSONL file with id and contents")
+        return path.resolve()
     if name == "debian":
         import debian_corpus
 
@@ -73,11 +81,19 @@ def corpus_path(name: str) -> Path:
     return path
 
 
+def _label(name: str) -> str:
+    """A folder-safe label for corpus ``name`` (a path gets its stem and a hash of its location)."""
+    if name in ("debian", "python"):
+        return name
+    path = corpus_path(name)
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', path.stem)}-{hashlib.sha256(str(path).encode()).hexdigest()[:8]}"
+
+
 def bundle_path(name: str) -> Path:
     """Builds (once) the bm25 bundle of corpus ``name``."""
     from spacerini.bundle import FORMAT_VERSION, build_bundle
 
-    out = OUT / f"{name}_bundle"
+    out = OUT / f"{_label(name)}_bundle"
     manifest = out / "spacerini.json"
     if manifest.exists() and json.loads(manifest.read_text())["format_version"] == FORMAT_VERSION:
         return out
@@ -91,10 +107,14 @@ def make_queries(name: str, n: int, seed: int = 0) -> list[str]:
     rng = random.Random(seed)
     texts = [json.loads(line)["contents"][:5000] for line in corpus_path(name).open(encoding="utf-8")]
     queries: list[str] = []
-    while len(queries) < n:
+    for _ in range(100 * n):
+        if len(queries) >= n:
+            break
         words = WORD.findall(rng.choice(texts))
         if words:
             queries.append(" ".join(rng.choice(words) for _ in range(rng.randint(1, 4))))
+    if len(queries) < n:
+        raise SystemExit(f"{name}: too few documents with ASCII words to draw {n:,} queries from")
     return queries
 
 
@@ -366,7 +386,9 @@ def main() -> None:
         run_child()
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", choices=["debian", "python", "both"], default="both")
+    parser.add_argument(
+        "--corpus", default="both", help="debian, python, both, or a JSONL file with id and contents"
+    )
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--rss-searches", type=int, default=50_000)

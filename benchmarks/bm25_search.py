@@ -86,11 +86,14 @@ def make_queries(corpus: Path, n: int, seed: int = 0) -> list[tuple[str, str]]:
     texts = [json.loads(line)["contents"] for line in corpus.open(encoding="utf-8")]
     word = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
     queries: list[tuple[str, str]] = []
-    while len(queries) < n:
+    for _ in range(100 * n):
+        if len(queries) >= n:
+            break
         words = word.findall(rng.choice(texts)[:5000])
-        if not words:
-            continue
-        queries.append((f"q{len(queries)}", " ".join(rng.choice(words) for _ in range(rng.randint(1, 4)))))
+        if words:
+            queries.append((f"q{len(queries)}", " ".join(rng.choice(words) for _ in range(rng.randint(1, 4)))))
+    if len(queries) < n:
+        raise SystemExit(f"{corpus}: too few documents with ASCII words to draw {n:,} queries from")
     return queries
 
 
@@ -215,7 +218,8 @@ def bench_corpus(name: str, corpus: Path, args: argparse.Namespace) -> dict:
     q1000 = queries[: args.k1000_queries]
     lucene_q1000 = queries[: args.lucene_k1000_queries]
     folder, ours = open_ours(corpus)
-    out: dict = {"corpus": str(corpus.relative_to(ROOT)), "docs": ours._exact.rows, "queries": len(queries),
+    where = corpus.resolve()
+    out: dict = {"corpus": str(where.relative_to(ROOT) if where.is_relative_to(ROOT) else where), "docs": ours._exact.rows, "queries": len(queries),
                  "k1000_queries": len(q1000), "sizes": sizes(folder)}  # fmt: skip
     print(json.dumps({"corpus": name, "sizes": out["sizes"]}), file=sys.stderr, flush=True)
 
@@ -410,7 +414,7 @@ def main() -> None:
     parser.add_argument("--lucene-k1000-queries", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scale", type=int, default=4)
-    parser.add_argument("--corpora", default="debian,python")
+    parser.add_argument("--corpora", default="debian,python", help="debian, python and/or paths of JSONL files with id and contents")
     parser.add_argument(
         "--no-lucene-timing", dest="time_lucene", action="store_false",
         help="rank with LuceneSearcher only to compare rankings, not in the timed rounds (a quicker re-run)",
@@ -432,8 +436,10 @@ def main() -> None:
             corpus = build(args.docs)
         elif name == "python":
             corpus = python_corpus()
+        elif Path(name).is_file():  # any JSONL with id and contents
+            corpus = Path(name)
         else:
-            raise SystemExit(f"unknown corpus {name!r}: use debian and/or python")
+            raise SystemExit(f"unknown corpus {name!r}: use debian, python or a JSONL file with id and contents")
         result[name] = bench_corpus(name, corpus, args)
     result["load_after"] = os.getloadavg()
     text = json.dumps(result)
