@@ -26,7 +26,7 @@ the peer interleaved, three rounds, medians reported:
 * ``rss`` (once, not interleaved): RSS of a process holding only the bundle, after 5,000
   warm-up searches and after each further 5,000, up to ``--rss-searches`` (50,000).
 
-Usage: .venv/bin/python benchmarks/api_latency.py [--corpus debian|python|both] [--queries 2000]
+Usage: .venv/bin/python benchmarks/api_latency.py [--corpus debian|python|both|FILE.jsonl] [--queries 2000]
        [--rounds 3] [--rss-searches 50000]
 Prints one JSON line per corpus.
 """

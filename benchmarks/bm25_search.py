@@ -27,12 +27,12 @@ The peers at their best:
 
 Corpora: (a) ``--docs`` paragraphs of Debian documentation and man pages
 (``benchmarks/debian_corpus.py``), (b) this interpreter's standard-library ``.py`` files
-(``preprocess_bench.stdlib_sources``), both with the ``"en"`` analyzer (the same words as bm25s
-sees). Queries: 1-4 words sampled from random documents. Bundles are cached in
+(``preprocess_bench.stdlib_sources``), or any JSONL file with ``id`` and ``contents`` named in
+``--corpora``, all with the ``"en"`` analyzer (the same words as bm25s sees). Queries: 1-4 words sampled from random documents. Bundles are cached in
 ``benchmarks/out/``.
 
 Usage: python benchmarks/bm25_search.py [--docs 100000] [--queries 1000] [--k1000-queries 300]
-       [--repeats 3] [--scale 4] [--corpora debian,python] [--no-lucene-timing] [--scaling-only]
+       [--repeats 3] [--scale 4] [--corpora debian,python,FILE.jsonl] [--no-lucene-timing] [--scaling-only]
 """
 
 from __future__ import annotations
