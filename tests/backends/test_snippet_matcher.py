@@ -135,8 +135,9 @@ FILLER = "lorem ipsum dolor sit amet " * 300  # 8,100 characters: past the first
         ("es", "El " + FILLER + " un ácido fuerte", "acido", "ácido"),
         ("code", "x = 1\n" + FILLER + "\ndef parse_header(value): pass", "header", "parse_header"),
         ("de", "Der " + FILLER * 3 + " ein Pfad" + " zur Oeffnung", "Offnung", "Oeffnung"),
+        ("de", "Der " + FILLER * 9 + " die Offnung", "Offnung", "Offnung"),  # past the analyzed part
     ],
-    ids=["german-oe", "spanish-accent", "code-identifier", "german-late"],
+    ids=["german-oe", "spanish-accent", "code-identifier", "german-late", "german-past-the-limit"],
 )
 @pytest.mark.parametrize("java", [True, False], ids=["java", "python-words"])
 def test_long_documents_in_other_languages_show_their_first_match(

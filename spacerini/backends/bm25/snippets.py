@@ -47,12 +47,13 @@ def locate(searcher: BM25Searcher, query: str, text: str) -> tuple[int, str, Spa
     query term. Other analyzers may rewrite a word's start (German ``Oeffnung`` is ``offnung``,
     Spanish ``ácido`` is ``acid``; the code analyzer splits ``parse_header``), so their window is
     the document's start, and when that holds no match, the text after it is analyzed a chunk
-    at a time (``SNIPPET_RESCUE_CHARS`` at most) until one is found.
+    at a time (``SNIPPET_RESCUE_CHARS`` at most) until one is found; past that, the window
+    opens at the first key prefix if it shows a match there.
 
     Returns:
         The window's offset in ``text``, the window, and its matches' (start, end) in the window.
     """
-    from spacerini.backends.bm25 import SNIPPET_SCAN_CHARS
+    from spacerini.backends.bm25 import SNIPPET_RESCUE_CHARS, SNIPPET_SCAN_CHARS
 
     qterms, keys = searcher._snippet_query(query) if query and query.strip() else (frozenset(), None)
     base, window = 0, text
@@ -62,10 +63,15 @@ def locate(searcher: BM25Searcher, query: str, text: str) -> tuple[int, str, Spa
         matched = searcher._snippet_matches(window, qterms, keys)
         if not matched:
             where = searcher._first_match(text, qterms, keys, start=len(window))
+            if where is None and keys is not None:
+                # Past the part analyzed: the first key prefix there, which most matching words
+                # begin with (the window is kept only if it shows a match).
+                where = first_prefix(text, keys, start=len(window) + SNIPPET_RESCUE_CHARS)
             if where is not None:
-                base = max(0, where - SNIPPET_SCAN_CHARS // 4)
-                window = text[base : base + SNIPPET_SCAN_CHARS]
-                matched = searcher._snippet_matches(window, qterms, keys)
+                at = max(0, where - SNIPPET_SCAN_CHARS // 4)
+                found = searcher._snippet_matches(text[at : at + SNIPPET_SCAN_CHARS], qterms, keys)
+                if found:
+                    base, window, matched = at, text[at : at + SNIPPET_SCAN_CHARS], found
         return base, window, matched
     first: int | None = None
     if long:
@@ -87,14 +93,15 @@ def locate(searcher: BM25Searcher, query: str, text: str) -> tuple[int, str, Spa
     return base, window, matched
 
 
-def first_prefix(text: str, keys: _SnippetKeys) -> int | None:
-    """Where one of ``keys``' prefixes first occurs in ``text``, ignoring case (``keys.anywhere``).
+def first_prefix(text: str, keys: _SnippetKeys, *, start: int = 0) -> int | None:
+    """Where one of ``keys``' prefixes first occurs in ``text`` from ``start`` on, ignoring case
+    (``keys.anywhere``).
 
     ASCII text is lowercased and searched 4 KB at a time with ``str.find``: the first place is
     usually near the start, and a case-insensitive regex costs ~10x more per character.
     """
     step, overlap = 4096, max(map(len, keys.prefixes)) - 1
-    at = 0
+    at = start
     while at < len(text):
         chunk = text[at : at + step + overlap]
         if not chunk.isascii():
