@@ -136,8 +136,10 @@ FILLER = "lorem ipsum dolor sit amet " * 300  # 8,100 characters: past the first
         ("code", "x = 1\n" + FILLER + "\ndef parse_header(value): pass", "header", "parse_header"),
         ("de", "Der " + FILLER * 3 + " ein Pfad" + " zur Oeffnung", "Offnung", "Oeffnung"),
         ("de", "Der " + FILLER * 9 + " die Offnung", "Offnung", "Offnung"),  # past the analyzed part
+        # The term's letters first occur in a word that is no match (code terms are not stemmed).
+        ("code", "x = 1\n" + FILLER + " headers_list = 2\n" + FILLER + "\ndef parse_header(v): pass", "header", "parse_header"),
     ],
-    ids=["german-oe", "spanish-accent", "code-identifier", "german-late", "german-past-the-limit"],
+    ids=["german-oe", "spanish-accent", "code-identifier", "german-late", "german-past-the-limit", "code-after-a-near-miss"],
 )
 @pytest.mark.parametrize("java", [True, False], ids=["java", "python-words"])
 def test_long_documents_in_other_languages_show_their_first_match(

@@ -861,18 +861,23 @@ class BM25Searcher:
     def _snippet_query(self, query: str) -> tuple[frozenset[str], _SnippetKeys | None]:
         """The query's terms, and patterns finding the words that could analyze to one of them.
 
-        Analysis lowercases and strips suffixes, so a word that analyzes to a term holds the
-        term's first characters: two of them (three for English stems of four or more, whose
-        Porter steps only rewrite the last character). The patterns are ``None`` for the code
-        analyzer, whose words are cheap to split in Python.
+        English analysis lowercases and strips suffixes, so a word that analyzes to a term holds
+        the term's first characters: two of them (three for stems of four or more, whose Porter
+        steps only rewrite the last character). Other languages' filters may also rewrite a
+        word's start (:attr:`_exact_prefixes`), so there the keys only say where to look first.
+        The code analyzer's terms are lowercased words and parts of words, unstemmed, so a word
+        that gives one holds the whole term: its keys are the terms.
         """
         cached = self._query_cache.get(query)
         if cached is not None:
             return cached
         qterms = frozenset(self.analyze(query))
         keys = None
-        if qterms and not self._pretokenized:
-            prefix = {t[:3] if self.analyzer_name == "en" and len(t) >= 4 else t[:2] for t in qterms}
+        if qterms:
+            if self._pretokenized:
+                prefix = set(qterms)
+            else:
+                prefix = {t[:3] if self.analyzer_name == "en" and len(t) >= 4 else t[:2] for t in qterms}
             alternatives = "|".join(sorted(map(re.escape, prefix)))
             keys = _SnippetKeys(
                 prefixes=tuple(sorted({p.lower() for p in prefix})),

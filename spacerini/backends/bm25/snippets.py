@@ -62,11 +62,16 @@ def locate(searcher: BM25Searcher, query: str, text: str) -> tuple[int, str, Spa
         window = text[:SNIPPET_SCAN_CHARS]
         matched = searcher._snippet_matches(window, qterms, keys)
         if not matched:
-            where = searcher._first_match(text, qterms, keys, start=len(window))
-            if where is None and keys is not None:
+            start: int | None = len(window)
+            if keys is not None and searcher._pretokenized:
+                # A code word matches only where it holds a term whole: start at the first one.
+                hit = first_prefix(text, keys, start=len(window) - len(max(keys.prefixes, key=len)))
+                start = None if hit is None else max(len(window), _word_start(text, hit))
+            where = None if start is None else searcher._first_match(text, qterms, keys, start=start)
+            if where is None and keys is not None and start is not None:
                 # Past the part analyzed: the first key prefix there, which most matching words
                 # begin with (the window is kept only if it shows a match).
-                where = first_prefix(text, keys, start=len(window) + SNIPPET_RESCUE_CHARS)
+                where = first_prefix(text, keys, start=start + SNIPPET_RESCUE_CHARS)
             if where is not None:
                 at = max(0, where - SNIPPET_SCAN_CHARS // 4)
                 found = searcher._snippet_matches(text[at : at + SNIPPET_SCAN_CHARS], qterms, keys)
@@ -91,6 +96,14 @@ def locate(searcher: BM25Searcher, query: str, text: str) -> tuple[int, str, Spa
             window = text[base : base + SNIPPET_SCAN_CHARS]
             matched = searcher._snippet_matches(window, qterms, keys)
     return base, window, matched
+
+
+def _word_start(text: str, at: int) -> int:
+    """``at`` moved back to the start of the ``\\w+`` word it is in (255 characters at most)."""
+    lo = max(0, at - 255)
+    while at > lo and (text[at - 1].isalnum() or text[at - 1] == "_"):
+        at -= 1
+    return at
 
 
 def first_prefix(text: str, keys: _SnippetKeys, *, start: int = 0) -> int | None:
