@@ -271,8 +271,8 @@ def memorisation_goal(model, tok, bundle, docids: list[str], *, n: int, new_toke
         if prompt is None:
             continue
         completion = generate(prompt, max_new_tokens=new_tokens, temperature=0, model=(model, tok))
-        result = trace(bundle, completion, min_len=50)
-        spans = [sp for sp in result.spans if sp.end - sp.start >= 50]
+        result = trace(bundle, completion, min_len=50) if completion else None  # it may stop at once
+        spans = [sp for sp in result.spans if sp.end - sp.start >= 50] if result else []
         rest = text[len(prompt) :]
         rows.append({
             "docid": docid,

@@ -929,8 +929,14 @@ def model_generate(
     result = None
     if bundle is not None:
         from spacerini.model import trace
+        from spacerini.model.tracing import TraceResult
 
-        result = trace(bundle, text, min_len=min_len)  # the generated text only, not the prompt
+        # The generated text only, not the prompt; a model that stops at once wrote nothing to trace.
+        result = (
+            trace(bundle, text, min_len=min_len)
+            if text
+            else TraceResult(chars=0, spans=(), coverage=0.0, licences=(), min_len=min_len)
+        )
     if as_json:
         _echo_json({"prompt": prompt, "suffix": suffix, "text": text, **({"trace": result.to_dict()} if result else {})})
         return

@@ -296,6 +296,23 @@ def test_model_commands(tmp_path: Path, capsys) -> None:
     assert any(excerpt in s["text"] and s["sources"][0]["docid"] == "d06" for s in spans)
 
 
+def test_generate_trace_when_the_model_writes_nothing(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model that stops at once (its first token is <|endoftext|>) wrote nothing: the trace is
+    empty, not an "empty query" error."""
+    import spacerini.model
+
+    out_dir = tmp_path / "b"
+    code, _, err = run(["-q", "index", str(DATA / "tiny.jsonl"), "--out", str(out_dir), "--backends", "bm25,exact"], capsys)
+    assert code == 0, err
+    monkeypatch.setattr(spacerini.model, "generate", lambda *a, **k: "")
+    code, out, err = run(["model", "generate", "def f():", "--trace", str(out_dir), "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["trace"]["chars"] == 0 and json.loads(out)["trace"]["spans"] == []
+    code, out, err = run(["model", "generate", "def f():", "--trace", str(out_dir)], capsys)
+    assert code == 0, err
+    assert "0 span(s)" in out
+
+
 def test_optout_file_with_the_step_named_by_an_alias(tmp_path: Path, capsys) -> None:
     """``--preprocess opt-out --optout FILE`` runs the one opt-out step, with the file's ids."""
     ids = tmp_path / "optout.txt"
