@@ -18,7 +18,10 @@ Both read warm files (each corpus is read once before the first run). Peer and o
 pairs (the order flips every round), `--repeat` rounds; ratios are docs/s ours / peer from the
 medians, and per pair. Peak RSS: `ru_maxrss` of the process (`os.wait4`: the largest process of
 the tree, not their sum), and the peak of the summed `VmHWM` of its process tree sampled every
-0.1 s (psutil); the RSS ratio uses the summed one, since ours runs Lucene in a child JVM. The 1-minute load average is
+0.1 s (psutil); the RSS ratio uses the summed one, since ours runs Lucene in a child JVM. It
+overstates ours (each process's own peak counts even when they did not coincide), so
+`rss_ratio_coincident` gives beside it the largest summed `VmRSS` of one sample (memory held at
+one time; a spike shorter than 0.1 s can be missed). The 1-minute load average is
 recorded before every run: this 2-core machine is shared, so re-measure on a quiet machine with
 `--quiet-load 1.0` (each run waits, up to `--quiet-wait` seconds, for the load to fall below it).
 
@@ -114,7 +117,7 @@ def timed(cmd: list[str], *, cwd: Path | None = None) -> dict[str, Any]:
     load = round(os.getloadavg()[0], 2)
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    peak = [0]
+    peak = [0, 0]  # [summed VmHWM, largest summed VmRSS of one sample]
     done = threading.Event()
 
     def sample() -> None:
@@ -125,12 +128,14 @@ def timed(cmd: list[str], *, cwd: Path | None = None) -> dict[str, Any]:
         while not done.is_set():
             try:
                 procs = [root, *root.children(recursive=True)]
-                total = 0
+                hwm = rss = 0
                 for p in procs:
                     with open(f"/proc/{p.pid}/status", encoding="ascii") as fh:
-                        total += next(int(line.split()[1]) for line in fh if line.startswith("VmHWM"))
-                peak[0] = max(peak[0], total)
-            except (psutil.Error, OSError, StopIteration):
+                        status = {k: v for k, _, v in (line.partition(":") for line in fh)}
+                    hwm += int(status["VmHWM"].split()[0])
+                    rss += int(status["VmRSS"].split()[0])
+                peak[0], peak[1] = max(peak[0], hwm), max(peak[1], rss)
+            except (psutil.Error, OSError, KeyError, ValueError):
                 pass
             done.wait(0.1)
 
@@ -149,6 +154,7 @@ def timed(cmd: list[str], *, cwd: Path | None = None) -> dict[str, Any]:
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
         "maxrss_mb": round(usage.ru_maxrss / 1024, 1),
         "tree_hwm_mb": round(peak[0] / 1024, 1),
+        "tree_rss_peak_mb": round(peak[1] / 1024, 1),
         "load": load,
     }
 
@@ -289,6 +295,11 @@ def main() -> None:
             "rss_ratio": round(med(ours, "tree_hwm_mb") / med(peer, "tree_hwm_mb"), 3),
             "ours_tree_hwm_mb": med(ours, "tree_hwm_mb"),
             "peer_tree_hwm_mb": med(peer, "tree_hwm_mb"),
+            # The same, counting only memory held at one time (each process's peak need not
+            # coincide): the largest summed VmRSS of one 0.1 s sample; it can miss a short spike.
+            "rss_ratio_coincident": round(med(ours, "tree_rss_peak_mb") / med(peer, "tree_rss_peak_mb"), 3),
+            "ours_tree_rss_peak_mb": med(ours, "tree_rss_peak_mb"),
+            "peer_tree_rss_peak_mb": med(peer, "tree_rss_peak_mb"),
             "loads": [[p["load"], o["load"]] for p, o in zip(peer, ours, strict=True)],
             "ours_stages_s_last": ours[-1]["stages_s"],
             "ours_build_s": [o["build_s"] for o in ours],
