@@ -205,6 +205,21 @@ def test_lucene_scorer_matches_exact_scorer(built):
         lucene.close()
 
 
+def test_term_caches_stay_bounded_under_new_terms(built, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A server sees new terms all the time (numbers, typos): the per-term caches empty when
+    full instead of growing with them, and ranking is the same after they empty."""
+    _, _, searcher = built
+    scorer = searcher._exact
+    monkeypatch.setattr(type(scorer), "SPAN_CACHE", 64)
+    before = searcher.search("Lucene Java index", k=5)
+    sizes = []
+    for i in range(300):
+        searcher.search(f"Lucene {i * 7919} index", k=5)
+        sizes.append(len(scorer._span_cache))
+    assert max(sizes) <= 64 and min(sizes[100:]) < 64  # filled, then emptied
+    assert searcher.search("Lucene Java index", k=5) == before
+
+
 def test_arrays_edge_cases(built):
     """Queries without known terms get no hits; k=0 and an empty batch give empty arrays."""
     _, _, searcher = built
