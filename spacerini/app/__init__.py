@@ -689,9 +689,11 @@ def serve(
 
     from spacerini.app.jsonapi import Limiter, NoFilesMiddleware, json_api_routes
     from spacerini.app.server import FrontApp, FrontServer, bind
+    from spacerini.memory import start_trimming
 
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     _log_to_stderr()
+    start_trimming()  # freed heap pages go back to the OS: RSS stays flat over many requests
     corpora = _as_corpora(bundle, redact_pii, flags_path, requests_path)
     bundles = [corpora[name].bundle for name in corpora]
     limiter = Limiter(JSON_CONCURRENCY, QUEUE_SIZE)

@@ -588,9 +588,12 @@ class _ShardServer:
     """A Ray actor: the BM25 scorers and the exact index of one group of contiguous shards."""
 
     def __init__(self, root: str) -> None:
+        from spacerini.memory import start_trimming
+
         self.root = Path(root)
         self._bm25: list[Any] = []
         self._exact: Any = None
+        start_trimming()  # a long-lived server process, as `spacerini serve`'s
 
     @_answer
     def node(self) -> str:
