@@ -228,6 +228,32 @@ def finetune_experiment(args: argparse.Namespace, out: Path) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def shipped_exact_experiment(args: argparse.Namespace, model: Any, tokenizer: Any, report: dict[str, Any]) -> dict[str, Any]:
+    """The shipped model against its exact ground truth: the documents ``training_docs.txt``
+    lists (members) vs the same corpus's others (held-out files and files never sampled), read
+    from the bundle it was trained on (``model_bench.py`` builds it)."""
+    from spacerini.bundle import open_bundle
+    from spacerini.model import default_model_path
+    from spacerini.model.training import TRAINING_DOCS, is_heldout, read_training_docs
+
+    folder = ROOT / "benchmarks" / "out" / "model-demo-bundle"
+    if not (folder / "spacerini.json").is_file():
+        raise SystemExit(f"{folder}: build it first with `python benchmarks/model_bench.py`")
+    bundle = open_bundle(folder)
+    members = set(read_training_docs(default_model_path() / TRAINING_DOCS))
+    docs = [d for d in bundle.iter_docs() if d.text]
+    k = args.shipped
+    pick_in = sorted((d for d in docs if d.id in members), key=lambda d: _unit("exact", d.id))[:k]
+    heldout = [d for d in docs if is_heldout(d.id)]
+    others = sorted((d for d in docs if d.id not in members and not is_heldout(d.id)), key=lambda d: _unit("exact", d.id))
+    pick_out = [*heldout, *others][:k] if len(heldout) >= k else [*heldout, *others[: k - len(heldout)]]
+    texts = [d.text for d in [*pick_in, *pick_out]]
+    stats = score_all(texts, (model, tokenizer), max(args.lengths))
+    auc = evaluate(stats[: len(pick_in)], stats[len(pick_in) :], tokenizer, args.lengths, name="shipped")
+    return {"members": len(pick_in), "nonmembers": len(pick_out), "heldout_in_nonmembers": min(len(heldout), len(pick_out)),
+            "training_docs": len(members), "epochs": report.get("training_docs", {}).get("epochs"), "auc": auc}  # fmt: skip
+
+
 def shipped_experiment(args: argparse.Namespace) -> dict[str, Any]:
     from spacerini.corpus.default import python_source_corpus
     from spacerini.model import default_model_path, load_model
@@ -235,6 +261,9 @@ def shipped_experiment(args: argparse.Namespace) -> dict[str, Any]:
 
     model, tokenizer = load_model(default_model_path(), device="cpu")
     report = json.loads((default_model_path() / "training_report.json").read_text())
+    if report.get("fixed_sample") and "training_docs" in report:
+        # Exact ground truth: the approximate splits below were for a model without one.
+        return {"exact": shipped_exact_experiment(args, model, tokenizer, report)}
     frac, seed = float(report["doc_fraction"]), int(report["seed"])
     every = list(python_source_corpus(progress=False))
     docs = [d for d in every if d.text]
@@ -289,7 +318,9 @@ def markdown(result: dict[str, Any]) -> str:
 
     if "finetune" in result:
         block("Fine-tuned copy of the shipped model (AUC [bootstrap 95%])", result["finetune"]["auc"])
-    if "shipped" in result:
+    if "shipped" in result and "exact" in result["shipped"]:
+        block("Shipped model: its training documents vs the corpus's others (exact ground truth)", result["shipped"]["exact"]["auc"])
+    elif "shipped" in result:
         block("Shipped model (a): non-held-out vs held-out", result["shipped"]["a_nonheldout_vs_heldout"])
         block("Shipped model (b): epoch-0 sample vs held-out + never sampled", result["shipped"]["b_epoch0_vs_heldout_and_never_sampled"])
     return "\n".join(lines)
