@@ -711,8 +711,14 @@ def train(
         except ValueError:
             return path
 
+    def shown(path: Path) -> str:  # relative to the working folder when inside it: no machine's layout is shipped
+        try:
+            return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
     report = {
-        "bundle": str(bundle.path),
+        "bundle": shown(bundle.path),
         "model_sha256": hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest(),
         "start_step": start_step,
         "steps": step,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +58,7 @@ def test_train_checkpoints_and_resumes(tiny_bundle, tmp_path) -> None:
     assert second["resumed_from"] == "checkpoints/step-0000001" and second["checkpoint"] == "checkpoints/step-0000005"
     assert second["model_sha256"] == hashlib.sha256((out / "model.safetensors").read_bytes()).hexdigest()
     assert json.loads((out / "training_report.json").read_text()) == second
+    assert (Path.cwd() / second["bundle"]).resolve() == Path(tiny_bundle.path).resolve()
     # Every 2 steps and at the end; only the last two are kept.
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-0000004", "step-0000005"]
     state = json.loads((out / "checkpoints" / "step-0000005" / "state.json").read_text())
@@ -75,6 +77,13 @@ def test_train_checkpoints_and_resumes(tiny_bundle, tmp_path) -> None:
     assert model.config.model_type == "gpt_bigcode" and model.config.multi_query
     tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
     assert tok.convert_tokens_to_ids("<fim_middle>") == 2 and tok.eos_token == "<|endoftext|>"
+
+
+def test_report_names_a_bundle_inside_the_working_folder_relatively(tiny_bundle, tmp_path, monkeypatch) -> None:
+    """The report ships with the weights: it must not carry the training machine's layout."""
+    monkeypatch.chdir(tiny_bundle.path.parent)
+    report = train(tiny_bundle.path, tmp_path / "run", steps=1, **OPTIONS)
+    assert report["bundle"] == tiny_bundle.path.name
 
 
 def test_resume_with_other_settings_is_refused(tiny_bundle, tmp_path) -> None:
