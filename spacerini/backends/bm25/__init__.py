@@ -795,17 +795,13 @@ class BM25Searcher:
         token crosses (or inside a longer run: CJK text has no blanks), so the cost follows the
         distance to the match, not the document's size.
         """
-        from spacerini.backends.bm25.lucene import _blank_before, _chunk_end
+        from spacerini.backends.bm25.lucene import first_in_chunks
 
-        at = _blank_before(text, start)
-        stop = min(len(text), at + SNIPPET_RESCUE_CHARS)
-        while at < stop:
-            end = _chunk_end(text, at, stop)
-            spans = self._snippet_matches(text[at:end], qterms, keys)
-            if spans:
-                return at + spans[0][0]
-            at = end
-        return None
+        def first_in(chunk: str) -> int | None:
+            spans = self._snippet_matches(chunk, qterms, keys)
+            return spans[0][0] if spans else None
+
+        return first_in_chunks(text, start, SNIPPET_RESCUE_CHARS, first_in)
 
     def _first_matching_word(
         self, text: str, qterms: frozenset[str], keys: _SnippetKeys, *, start: int = 0

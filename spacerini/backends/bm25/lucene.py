@@ -552,15 +552,12 @@ class TokenMatcher:
         if not text.isascii():
             raise ValueError("TokenMatcher.first takes ASCII text")
         terms, prefixes = list(terms), list(prefixes)
-        at = _blank_before(text, start)
-        stop = min(len(text), at + limit)
-        while at < stop:
-            end = _chunk_end(text, at, stop)
-            found = list(self._first_ascii(self._analyzer, text[at:end].encode("ascii"), terms, prefixes))
-            if found:
-                return at + found[0]
-            at = end
-        return None
+
+        def first_in(chunk: str) -> int | None:
+            found = list(self._first_ascii(self._analyzer, chunk.encode("ascii"), terms, prefixes))
+            return found[0] if found else None
+
+        return first_in_chunks(text, start, limit, first_in)
 
 
 #: Characters of a document handed to Java per call while looking for its first match.
@@ -589,6 +586,25 @@ def _chunk_end(text: str, at: int, stop: int) -> int:
     nominal = min(stop, at + _FIRST_CHUNK, len(text))
     found = _BLANK.search(text, nominal, nominal + _MAX_TOKEN + 1)
     return found.start() if found else nominal
+
+
+def first_in_chunks(text: str, start: int, limit: int, first_in: Callable[[str], int | None]) -> int | None:
+    """Where the first match in ``text`` from the run of non-blank characters that holds
+    ``start`` begins, looking at ``limit`` characters at most, or ``None``.
+
+    The text is handed to ``first_in`` (the offset of a chunk's first match, or ``None``) a chunk
+    at a time (:func:`_chunk_end`), so the cost follows the distance to the match, not the
+    document's size.
+    """
+    at = _blank_before(text, start)
+    stop = min(len(text), at + limit)
+    while at < stop:
+        end = _chunk_end(text, at, stop)
+        found = first_in(text[at:end])
+        if found is not None:
+            return at + found
+        at = end
+    return None
 
 
 def _or_null(prefixes: Sequence[str] | None) -> list[str] | None:

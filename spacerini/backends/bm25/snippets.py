@@ -74,9 +74,10 @@ def locate(searcher: BM25Searcher, query: str, text: str) -> tuple[int, str, Spa
                 where = first_prefix(text, keys, start=start + SNIPPET_RESCUE_CHARS)
             if where is not None:
                 at = max(0, where - SNIPPET_SCAN_CHARS // 4)
-                found = searcher._snippet_matches(text[at : at + SNIPPET_SCAN_CHARS], qterms, keys)
+                there = text[at : at + SNIPPET_SCAN_CHARS]
+                found = searcher._snippet_matches(there, qterms, keys)
                 if found:
-                    base, window, matched = at, text[at : at + SNIPPET_SCAN_CHARS], found
+                    base, window, matched = at, there, found
         return base, window, matched
     first: int | None = None
     if long:
@@ -99,8 +100,10 @@ def locate(searcher: BM25Searcher, query: str, text: str) -> tuple[int, str, Spa
 
 
 def _word_start(text: str, at: int) -> int:
-    """``at`` moved back to the start of the ``\\w+`` word it is in (255 characters at most)."""
-    lo = max(0, at - 255)
+    """``at`` moved back to the start of the ``\\w+`` word it is in (one token's length at most)."""
+    from spacerini.backends.bm25.lucene import _MAX_TOKEN
+
+    lo = max(0, at - _MAX_TOKEN)
     while at > lo and (text[at - 1].isalnum() or text[at - 1] == "_"):
         at -= 1
     return at
