@@ -19,6 +19,7 @@ import ctypes
 import ctypes.util
 import logging
 import threading
+import time
 from functools import cache
 
 logger = logging.getLogger(__name__)
@@ -26,7 +27,8 @@ logger = logging.getLogger(__name__)
 #: Seconds between two trims of a server process.
 TRIM_INTERVAL = 30.0
 
-_STARTED = threading.Event()
+_START_LOCK = threading.Lock()
+_started = False
 
 
 @cache
@@ -64,15 +66,17 @@ def start_trimming(interval: float = TRIM_INTERVAL) -> bool:
     Returns:
         Whether the thread runs (``False`` where there is no ``malloc_trim``).
     """
+    global _started
     if _malloc_trim() is None:
         return False
-    if _STARTED.is_set():
-        return True
-    _STARTED.set()
+    with _START_LOCK:  # two servers starting at once still get one thread
+        if _started:
+            return True
+        _started = True
 
     def loop() -> None:
-        stop = threading.Event()
-        while not stop.wait(interval):
+        while True:
+            time.sleep(interval)
             try:
                 release_free_memory()
             except Exception:  # noqa: BLE001 - a failed trim must never stop a server
