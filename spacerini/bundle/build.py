@@ -24,7 +24,7 @@ from spacerini.bundle.manifest import (
     backend_folder,
 )
 from spacerini.bundle.open import Bundle, open_bundle
-from spacerini.bundle.publish import building_folder, bundle_lock, publish, remove_stale
+from spacerini.bundle.publish import building_folder, bundle_lock, publish, remove_stale, remove_tree
 from spacerini.bundle.shards import build_sharded, is_shardable
 from spacerini.bundle.shards import plan as plan_shards
 from spacerini.docstore import Docstore, DocstoreWriter
@@ -250,7 +250,7 @@ def _build_locked(
         if finish_manifest is not None:
             finish_manifest(manifest)
     except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
         raise
     finally:
         ray_session.close()

@@ -18,7 +18,7 @@ from typing import Any
 
 from spacerini.bundle.manifest import MANIFEST, _previous_generation, backend_folder
 from spacerini.bundle.open import open_bundle
-from spacerini.bundle.publish import building_folder, bundle_lock, publish, remove_stale
+from spacerini.bundle.publish import building_folder, bundle_lock, publish, remove_stale, remove_tree
 from spacerini.errors import BundleError
 
 logger = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ def merge_bm25(path: str | os.PathLike[str], *, wait: bool = True, progress: boo
             manifest["backends"] = {**manifest["backends"], "bm25": entry}
             manifest["generation"] = _previous_generation(root) + 1
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            remove_tree(tmp)
             raise
         publish(tmp, root, manifest)
     logger.info("merged %d BM25 shards of %s into one Lucene index", len(shard_dirs), root)

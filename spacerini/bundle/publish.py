@@ -8,6 +8,7 @@ import ctypes.util
 import logging
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -192,6 +193,17 @@ def _recover_interrupted_swap(root: Path) -> None:
         os.rename(olds[-1], root)
 
 
+def remove_tree(folder: Path, *, patience: float = 10.0) -> None:
+    """Deletes a failed build's folder, passing again while a late writer (a cancelled shard task,
+    a Lucene process that has not yet exited) makes a pass leave it behind, for ``patience`` s."""
+    deadline = time.monotonic() + patience
+    while True:
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists() or time.monotonic() > deadline:
+            return
+        time.sleep(0.1)
+
+
 def building_folder(target: Path) -> Path:
     """A fresh temporary folder beside ``target`` for its next version (``.NAME.building-PID-*``):
     :func:`remove_stale` recognises it if this process dies."""
@@ -221,7 +233,7 @@ def publish(
         _write_json(tree / MANIFEST, manifest)
         previous = _swap_into_place(tree, target)
     except BaseException:
-        shutil.rmtree(tree, ignore_errors=True)
+        remove_tree(tree)
         raise
     if previous is not None:
         _discard(previous, target)

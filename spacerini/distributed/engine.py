@@ -64,6 +64,9 @@ EMBEDDED_OBJECT_STORE = 128 * 2**20
 MIN_HEAP = 256 * 2**20
 #: Seconds between two looks at a worker's resident memory.
 WATCH_INTERVAL = 0.2
+#: Seconds a failed run waits for the tasks it cancelled to end, so that none still writes into
+#: the folder its caller then deletes (a force-cancelled worker, or its watchdog's marker).
+CANCEL_WAIT = 30.0
 _MARKER = ".over-budget.json"
 _ATTEMPTS = ".attempts"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
@@ -278,6 +281,9 @@ def run_tasks(
             for ref in pending:
                 with suppress(Exception):  # a task whose node is gone cannot be cancelled; it is lost anyway
                     ray.cancel(ref, force=True)
+            if pending:  # cancelling only asks: wait until the workers are gone
+                with suppress(Exception):
+                    ray.wait(pending, num_returns=len(pending), timeout=CANCEL_WAIT)
             raise
         finally:
             attempts = [_read_attempts(task) for task in tasks]
@@ -505,8 +511,9 @@ def _peak_rss() -> int:
 
 
 def _empty(folder: Path) -> None:
-    """Removes what an earlier attempt left in ``folder`` (created when missing)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    """Removes what an earlier attempt left in ``folder`` (created when missing; its parent, made by
+    the driver, is not: a task that starts after a failed build's clean-up must not bring it back)."""
+    folder.mkdir(exist_ok=True)
     for entry in folder.iterdir():
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)

@@ -168,8 +168,47 @@ public final class StreamIndexer {
    * frequency), and {@code done}. A failure prints {@code spacerini-error MESSAGE} on standard error
    * and exits 1.
    */
+  /**
+   * Halts this process once the process that started it is gone. A Ray worker that is cancelled
+   * or stopped by its memory watchdog dies outright, and its build's clean-up deletes the folder
+   * this process writes into; a process still starting would otherwise create the folder again
+   * when it opens the index (the end of standard input says the same, but only once read).
+   * {@code SPACERINI_PARENT_PID} names the parent, so that one already gone when this JVM has
+   * started is seen too.
+   */
+  static void haltWithParent() {
+    String given = System.getenv("SPACERINI_PARENT_PID");
+    if (given == null || given.isEmpty()) {
+      return;
+    }
+    long parent = Long.parseLong(given);
+    if (currentParent() != parent) {
+      Runtime.getRuntime().halt(3);
+    }
+    Thread watch =
+        new Thread(
+            () -> {
+              try {
+                while (currentParent() == parent) {
+                  Thread.sleep(100);
+                }
+              } catch (InterruptedException stop) {
+                return;
+              }
+              Runtime.getRuntime().halt(3);
+            },
+            "spacerini-parent-watch");
+    watch.setDaemon(true);
+    watch.start();
+  }
+
+  private static long currentParent() {
+    return ProcessHandle.current().parent().map(ProcessHandle::pid).orElse(-1L);
+  }
+
   public static void main(String[] args) {
     try {
+      haltWithParent();
       if (args.length != 6) {
         throw new IllegalArgumentException(
             "usage: StreamIndexer INDEX_DIR THREADS MEMORY_BUFFER_MB LANGUAGE PRETOKENIZED DUMP_DIR");

@@ -418,6 +418,41 @@ def test_unknown_language_is_rejected(tmp_path):
         bm25.build(lambda: iter([Doc(id="a", text="alpha")]), tmp_path, progress=False, analyzer="xx")
 
 
+def test_the_indexing_jvm_halts_with_its_parent_and_never_recreates_a_deleted_folder(tmp_path):
+    """A Ray worker force-cancelled (or killed by its memory watchdog) while its Lucene JVM still
+    starts: the build's clean-up deletes the folder, and the orphaned JVM must not create it again
+    when it opens the index (CI once found a failed Ray build's folder brought back this way)."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    folder = tmp_path / "shard" / "bm25"
+    folder.mkdir(parents=True)
+    script = (
+        "import os, signal, sys; from pathlib import Path; from spacerini.backends.bm25.writer import _IndexerProcess; "
+        "p = _IndexerProcess(Path(sys.argv[1]), threads=1, memory_buffer=64, language='en', pretokenized=False); "
+        "print(p._proc.pid, flush=True); os.kill(os.getpid(), signal.SIGKILL)"
+    )
+    parent = subprocess.run([sys.executable, "-c", script, str(folder)], capture_output=True, text=True, timeout=60)
+    assert parent.returncode == -signal.SIGKILL, parent.stderr
+    jvm = int(parent.stdout.split()[0])
+    shutil.rmtree(tmp_path / "shard")  # the failed build's clean-up, while the JVM may still start
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(jvm).status() == psutil.STATUS_ZOMBIE:
+                break
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail(f"the indexing JVM {jvm} outlived its killed parent by 60 s")
+    assert not (tmp_path / "shard").exists()
+
+
 def test_idf_sanity():
     assert math.isclose(float(idf(1, 204)), math.log(1 + 203.5 / 1.5), rel_tol=1e-6)
 

@@ -386,7 +386,9 @@ class _IndexerProcess:
     here by a thread; its standard error is kept for the one line that says why it failed.
     It runs in a process group of its own, so a Ctrl-C reaches only this process, which kills it
     (:meth:`kill`); if this process dies, the stream ends without its end marker and the child
-    commits nothing.
+    commits nothing. It also halts once this process is gone (``StreamIndexer.haltWithParent``):
+    one killed while its JVM still starts must not open, and so create again, a folder a failed
+    build's clean-up has deleted.
     """
 
     def __init__(self, folder: Path, *, threads: int, memory_buffer: int, language: str, pretokenized: bool) -> None:
@@ -413,8 +415,9 @@ class _IndexerProcess:
         self._stderr: list[str] = []
         try:
             self._proc = subprocess.Popen(
-                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0
-            )
+                cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0,
+                env={**os.environ, "SPACERINI_PARENT_PID": str(os.getpid())},  # it halts once this process is gone
+            )  # fmt: skip
         except OSError as exc:
             shutil.rmtree(self._dump_dir, ignore_errors=True)
             raise BundleError(f"cannot start Java for Lucene indexing: {exc}") from exc
