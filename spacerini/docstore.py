@@ -737,8 +737,20 @@ class ParquetDocstore(Docstore):
         return self.by_row(self.row_of(docid))
 
     def iter_parts(self) -> Iterator[tuple[list[bytes], list[tuple[int, bytes]]]]:
-        """Not available: a format 1 docstore stores Parquet rows, not raw parts; use :meth:`iter_docs`."""
-        raise NotImplementedError(f"{self.path}: a format 1 (Parquet) docstore has no raw parts; use iter_docs()")
+        """Yields every document's raw parts, one list per Parquet batch, as :meth:`Docstore.iter_parts`
+        does (texts as UTF-8 bytes; the fields and meta JSON side by side, an empty one as no bytes)."""
+
+        def raw(value: str | None) -> bytes:
+            return b"" if not value or value == "{}" else value.encode("utf-8", "surrogatepass")
+
+        for batch in self._reader().iter_batches(columns=["text", "fields", "meta"]):
+            cols = batch.to_pydict()
+            texts = [text.encode("utf-8", "surrogatepass") for text in cols["text"]]
+            provenance = []
+            for fields, meta in zip(cols["fields"], cols["meta"], strict=True):
+                head = raw(fields)
+                provenance.append((len(head), head + raw(meta)))
+            yield texts, provenance
 
     def iter_meta(self, *, columns: tuple[str, ...] = ("id", "fields", "meta")) -> Iterator[dict[str, Any]]:
         """Yields plain dicts of the light columns (no text), for statistics."""

@@ -34,11 +34,19 @@ def _awkward_docs() -> list[Doc]:
     rng = random.Random(7)
     words = ["alpha", "βήτα", "гамма", "デルタ", "🙂", "x" * 40, "\x00nul", "tab\tand\nnewline"]
     docs = [
-        Doc(id="surrogate-\udcff", text="lone \udc80 surrogate \ud800 too", fields=MappingProxyType({"k": "\udcfe"})),
+        Doc(
+            id="surrogate-\udcff",
+            text="lone \udc80 surrogate \ud800 too",
+            fields=MappingProxyType({"k": "\udcfe"}),
+        ),
         Doc(id="empty", text=""),
         Doc(id="", text="an empty id"),
         Doc(id="line\nbreak id", text="ids with a line break still round-trip"),
-        Doc(id="ünïcödé/日本語#1", text="unicode id", meta=MappingProxyType({"owner": "Zoë", "n": 3, "x": [1, 2]})),
+        Doc(
+            id="ünïcödé/日本語#1",
+            text="unicode id",
+            meta=MappingProxyType({"owner": "Zoë", "n": 3, "x": [1, 2]}),
+        ),
         Doc(id="huge", text=" ".join(rng.choice(words) for _ in range(400_000))),  # ~5 MB, many blocks' worth
     ]
     for i in range(300):
@@ -114,7 +122,9 @@ def test_ids_lengths_and_meta(store_docs) -> None:
     assert [r["id"] for r in rows] == [d.id for d in docs]
     assert [json.loads(r["fields"]) for r in rows] == [dict(d.fields) for d in docs]
     assert [json.loads(r["meta"]) for r in rows] == [dict(d.meta) for d in docs]
-    assert list(store.iter_meta(columns=("meta",)))[4] == {"meta": json.dumps(dict(docs[4].meta), ensure_ascii=False)}
+    assert list(store.iter_meta(columns=("meta",)))[4] == {
+        "meta": json.dumps(dict(docs[4].meta), ensure_ascii=False)
+    }
 
 
 def test_raw_parts_are_the_documents_texts_and_provenance(store_docs) -> None:
@@ -161,7 +171,9 @@ def test_zstd_codec_and_empty_store(tmp_path: Path) -> None:
     with DocstoreWriter(tmp_path / "empty"):
         pass
     empty = Docstore(tmp_path / "empty")
-    assert len(empty) == 0 and list(empty.iter_docs()) == [] and empty.ids() == [] and empty.text_lengths() == []
+    assert (
+        len(empty) == 0 and list(empty.iter_docs()) == [] and empty.ids() == [] and empty.text_lengths() == []
+    )
     assert "x" not in empty and list(empty.iter_meta()) == []
 
 
@@ -181,7 +193,10 @@ def test_bundle_takes_written_checksums_and_verify_still_reads(tmp_path: Path) -
     manifest = json.loads((bundle.path / MANIFEST).read_text())
     docs = bundle.path / "docs"
     for name in (RECORDS, META, BLOCKS):
-        assert manifest["checksums"][f"docs/{name}"]["sha256"] == hashlib.sha256((docs / name).read_bytes()).hexdigest()
+        assert (
+            manifest["checksums"][f"docs/{name}"]["sha256"]
+            == hashlib.sha256((docs / name).read_bytes()).hexdigest()
+        )
     open_bundle(bundle.path, verify=True)
     data = bytearray((docs / BLOCKS).read_bytes())
     data[-1] ^= 0x01
@@ -232,7 +247,9 @@ def test_format_1_bundle_still_opens(tmp_path: Path) -> None:
     assert bundle.info()["format_version"] == 1
     store = bundle.docstore
     assert isinstance(store, ParquetDocstore) and isinstance(store, Docstore)
-    lines = [json.loads(x) for x in (DATA / "corpus_docs.jsonl").read_text(encoding="utf-8").splitlines() if x]
+    lines = [
+        json.loads(x) for x in (DATA / "corpus_docs.jsonl").read_text(encoding="utf-8").splitlines() if x
+    ]
     docs = list(store.iter_docs())
     assert [d.id for d in docs] == [x["id"] for x in lines] == store.ids()
     assert [store.by_row(i) for i in range(len(docs))] == docs
@@ -240,6 +257,15 @@ def test_format_1_bundle_still_opens(tmp_path: Path) -> None:
     assert store.display("d4") == (docs[3].fields, docs[3].meta)
     assert "nope" not in store
     assert store.text_lengths() == [len(x["contents"].encode()) for x in lines]
+    parts = [
+        (text, split, raw)
+        for texts, provenance in store.iter_parts()
+        for text, (split, raw) in zip(texts, provenance, strict=True)
+    ]
+    assert [text for text, _, _ in parts] == [d.text.encode() for d in docs]
+    assert [json.loads(raw[:split] or b"{}") for _, split, raw in parts] == [dict(d.fields) for d in docs]
+    assert [json.loads(raw[split:] or b"{}") for _, split, raw in parts] == [dict(d.meta) for d in docs]
+    assert any(split for _, split, _ in parts)
     hits = bundle.search("charlie", backend="exact", k=3)
     assert hits and hits[0].fields.get("title", "").startswith("Title")
 
@@ -251,4 +277,6 @@ def test_search_pages_carry_the_stored_fields_with_and_without_snippets(tmp_path
         assert [h.docid for h in hits] == ["d1", "d2", "d3", "d4"]  # the four texts holding the phrase
         for hit in hits:
             doc = bundle.doc(hit.docid)
-            assert (hit.fields, hit.meta) == (doc.fields, doc.meta) and hit.fields["title"].startswith("Title")
+            assert (hit.fields, hit.meta) == (doc.fields, doc.meta) and hit.fields["title"].startswith(
+                "Title"
+            )
