@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -60,6 +61,11 @@ class _Group(click.Group):
                 raise
             click.echo(f"spacerini: error: {exc}", err=True)
             ctx.exit(EXIT_ERROR)
+        except OSError as exc:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo(f"spacerini: error: {_os_error(exc)} (run with --debug for the traceback)", err=True)
+            ctx.exit(EXIT_ERROR)
         except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback without --debug
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -68,6 +74,28 @@ class _Group(click.Group):
                 f"spacerini: error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True
             )
             ctx.exit(EXIT_ERROR)
+
+
+#: What to do about a file-system error, by its errno.
+_OS_HINTS = {
+    errno.ENOENT: "check the path",
+    errno.EACCES: "check its permissions or choose another place",
+    errno.EPERM: "check its permissions or choose another place",
+    errno.EROFS: "choose a place on a writable file system",
+    errno.ENOSPC: "free some space or choose another disk",
+    errno.EDQUOT: "free some space or choose another disk",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "give a file, not a folder",
+}
+
+
+def _os_error(exc: OSError) -> str:
+    """One line for a file-system error: the path, what the system said, what to do."""
+    if exc.strerror is None:
+        return f"{type(exc).__name__}: {exc}"
+    where = f"{exc.filename}: " if exc.filename is not None else ""
+    hint = _OS_HINTS.get(exc.errno or 0)
+    return f"{where}{exc.strerror}" + (f"; {hint}" if hint else "")
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -212,6 +240,7 @@ def index(
     corpus = load_corpus(
         source, format=fmt, id_field=id_field, fields=_split(fields), progress=_progress(), **code_options
     )
+    _check_writable(out, parents=True)  # before the corpus is read, not when the bundle is published
     bundle = build_bundle(
         corpus,
         out,
@@ -345,14 +374,33 @@ def _echo_hit(
     click.echo(f"      {_plain(snippet)}")
 
 
-def _check_writable(path: str) -> None:
-    """Fails early, naming ``path``, when a file cannot be written there."""
+def _check_writable(path: str, *, parents: bool = False) -> None:
+    """Fails early, naming ``path``, when a file (or a folder) cannot be written there: before the
+    work whose result would be lost. A file is created and deleted in the folder to find out, as
+    ``os.access`` says yes to root everywhere (``/proc``, a read-only mount). With ``parents``
+    (a folder the command creates, with its missing parents), the nearest folder that exists is
+    the one checked."""
+    import tempfile
+
     target = Path(path).expanduser()
-    folder = target.parent
+    folder = target.absolute().parent
+    while parents and not folder.exists() and folder != folder.parent:
+        folder = folder.parent
     if not folder.is_dir():
-        raise click.FileError(path, hint=f"no such folder {folder}; create it or choose another place")
-    if not os.access(folder, os.W_OK | os.X_OK) or (target.exists() and not os.access(target, os.W_OK)):
-        raise click.FileError(path, hint="permission denied; choose a file in a folder you can write to")
+        raise _unwritable(path, f"no such folder {folder}; create it or choose another place")
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".spacerini-probe-"):
+            pass
+    except OSError as exc:
+        raise _unwritable(path, f"cannot write in {folder} ({exc.strerror or exc}); choose another place") from None
+    if target.exists() and not os.access(target, os.W_OK):
+        raise _unwritable(path, "permission denied; choose a place you can write to")
+
+
+def _unwritable(path: str, why: str) -> SpaceriniError:
+    from spacerini.errors import UsageError
+
+    return UsageError(f"{path}: {why}")
 
 
 def _search_options(bundle: Any, method: str | None, alpha: float | None, flags: dict[str, Any]) -> None:
@@ -698,7 +746,7 @@ def analyze(bundle: str, out: str, top_k: int, skip: str | None, as_json: bool) 
     from spacerini.audit.analyze import analyze as run_analysis
     from spacerini.audit.analyze import write_report
 
-    _check_writable(out)
+    _check_writable(out, parents=True)
     analysis, lengths = run_analysis(bundle, top_k=top_k, skip=skip, progress=_progress(), keep_lengths=True)
     path = write_report(analysis, lengths, out, title=f"Corpus report: {Path(bundle).name}")
     if as_json:
@@ -735,7 +783,7 @@ def contamination(
     from spacerini.audit.contamination import write_report
 
     if out:
-        _check_writable(out)
+        _check_writable(out, parents=True)
     report = check(bundle, testset, field=field, id_field=id_field, ngram=ngram, min_overlap=min_overlap, limit=limit, progress=_progress())
     path = write_report(report, out) if out else None
     if as_json:
@@ -821,6 +869,7 @@ def space(bundles: tuple[str, ...], out: str, names: tuple[str, ...], sdk: str, 
     from spacerini.corpora import parse_names
     from spacerini.deploy import render_space
 
+    _check_writable(out, parents=True)  # before the wheel is built
     path = render_space(
         list(bundles) if len(bundles) > 1 else bundles[0], out, title=title, emoji=emoji, bundle_repo=bundle_repo,
         redact_pii=not no_redact, overwrite=force, names=parse_names(names, bundles), sdk=sdk,
@@ -871,6 +920,8 @@ def demo(port: int, host: str, out: str | None, rebuild: bool, build_only: bool)
     from spacerini.app import serve as serve_app
     from spacerini.demo import demo_bundle
 
+    if out is not None:
+        _check_writable(out, parents=True)
     bundle = demo_bundle(out=out, rebuild=rebuild, progress=_progress())
     click.echo(f"Demo bundle: {bundle.path} ({len(bundle):,} documents)", err=True)
     if not build_only:
@@ -1023,6 +1074,7 @@ def model_train(
     """Train (or resume training) the code model on a bundle's documents, with FIM."""
     from spacerini.model import train
 
+    _check_writable(out_dir, parents=True)
     report = train(
         bundle_path,
         out_dir,

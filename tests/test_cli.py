@@ -465,3 +465,52 @@ def test_member_reads_pipes_and_says_when_a_text_is_too_short(tmp_path: Path, ca
     assert "coverage: 0.0%" in out and "spacerini count BUNDLE TEXT" in out
     code, out, err = run(["member", str(bundle), str(tmp_path)], capsys)
     assert_one_line_error(code, err, str(tmp_path), "is a folder")
+
+
+@pytest.mark.parametrize("command", ["index", "analyze", "contamination", "space"])
+def test_an_output_place_that_cannot_be_written_fails_before_the_work(
+    bundle_dir: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch, command: str
+) -> None:
+    """A folder to write under a file, or in a place that refuses files (``/proc``: ``os.access``
+    says yes to root there), is one line before any corpus is read or report computed."""
+    import spacerini.audit.analyze
+    import spacerini.audit.contamination
+    import spacerini.bundle
+    import spacerini.deploy
+
+    def never(*args, **kwargs):
+        raise AssertionError("the work ran before the output place was checked")
+
+    for module, name in ((spacerini.bundle, "build_bundle"), (spacerini.audit.analyze, "analyze"),
+                         (spacerini.audit.contamination, "contamination"), (spacerini.deploy, "render_space")):  # fmt: skip
+        monkeypatch.setattr(module, name, never)
+    corpus = _write(tmp_path / "c.jsonl", '{"id": "a", "text": "alpha"}\n')
+    args = {
+        "index": ["index", str(corpus), "--out"],
+        "analyze": ["analyze", str(bundle_dir), "--out"],
+        "contamination": ["contamination", str(bundle_dir), str(corpus), "--out"],
+        "space": ["space", str(bundle_dir), "--out"],
+    }[command]
+    under_a_file = tmp_path / "c.jsonl" / "out"
+    code, _, err = run([*args, str(under_a_file)], capsys)
+    assert_one_line_error(code, err, str(under_a_file), "no such folder")
+    if Path("/proc/self").is_dir():
+        code, _, err = run([*args, "/proc/spacerini-out"], capsys)
+        assert_one_line_error(code, err, "/proc/spacerini-out", "cannot write in /proc")
+    nested = tmp_path / "new" / "deeper" / "out"  # missing parents are created by the command: no error
+    if command == "index":
+        monkeypatch.undo()
+        code, out, err = run([*args, str(nested), "--backends", "exact"], capsys)
+        assert code == 0 and (nested / "spacerini.json").is_file(), err
+
+
+def test_a_file_system_error_is_one_line_with_its_path_and_what_to_do(bundle_dir: Path, capsys, monkeypatch) -> None:
+    import spacerini.bundle
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/srv/bundles/tiny/spacerini.json")
+
+    monkeypatch.setattr(spacerini.bundle, "open_bundle", refuse)
+    code, _, err = run(["info", str(bundle_dir)], capsys)
+    assert_one_line_error(code, err, "/srv/bundles/tiny/spacerini.json: Permission denied; check its permissions")
+    assert "PermissionError" not in err and "Errno" not in err
