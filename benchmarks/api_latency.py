@@ -37,7 +37,6 @@ import argparse
 import hashlib
 import json
 import os
-import random
 import re
 import statistics
 import subprocess
@@ -49,6 +48,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_queries import sample_queries  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "out" / "api_latency"
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]{2,}")
 
@@ -104,18 +105,8 @@ def bundle_path(name: str) -> Path:
 
 def make_queries(name: str, n: int, seed: int = 0) -> list[str]:
     """1-4 words drawn from random documents of the corpus (always-matching queries)."""
-    rng = random.Random(seed)
     texts = [json.loads(line)["contents"][:5000] for line in corpus_path(name).open(encoding="utf-8")]
-    queries: list[str] = []
-    for _ in range(100 * n):
-        if len(queries) >= n:
-            break
-        words = WORD.findall(rng.choice(texts))
-        if words:
-            queries.append(" ".join(rng.choice(words) for _ in range(rng.randint(1, 4))))
-    if len(queries) < n:
-        raise SystemExit(f"{name}: too few documents with ASCII words to draw {n:,} queries from")
-    return queries
+    return sample_queries(texts, n, seed=seed, word=WORD, source=name)
 
 
 def parquet_copy(bundle: Path) -> Path:

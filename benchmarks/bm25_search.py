@@ -42,8 +42,6 @@ import copy
 import gc
 import json
 import os
-import random
-import re
 import statistics
 import sys
 import time
@@ -55,6 +53,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_queries import sample_queries  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"
 
@@ -82,19 +81,8 @@ def read_docs(path: Path) -> Iterator:
 
 def make_queries(corpus: Path, n: int, seed: int = 0) -> list[tuple[str, str]]:
     """Samples 1-4 words from random documents: realistic, always-matching queries."""
-    rng = random.Random(seed)
-    texts = [json.loads(line)["contents"] for line in corpus.open(encoding="utf-8")]
-    word = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
-    queries: list[tuple[str, str]] = []
-    for _ in range(100 * n):
-        if len(queries) >= n:
-            break
-        words = word.findall(rng.choice(texts)[:5000])
-        if words:
-            queries.append((f"q{len(queries)}", " ".join(rng.choice(words) for _ in range(rng.randint(1, 4)))))
-    if len(queries) < n:
-        raise SystemExit(f"{corpus}: too few documents with ASCII words to draw {n:,} queries from")
-    return queries
+    texts = [json.loads(line)["contents"][:5000] for line in corpus.open(encoding="utf-8")]
+    return [(f"q{i}", q) for i, q in enumerate(sample_queries(texts, n, seed=seed, source=str(corpus)))]
 
 
 def python_corpus() -> Path:

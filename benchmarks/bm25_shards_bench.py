@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import re
 import shutil
 import sys
@@ -31,11 +30,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_queries import sample_queries  # noqa: E402
+
 from spacerini.records import Doc  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"
 _BLANK = re.compile(r"\n[ \t]*\n")
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 
 
 def stdlib_paragraphs(limit: int) -> list[Doc]:
@@ -54,14 +54,7 @@ def stdlib_paragraphs(limit: int) -> list[Doc]:
 
 def make_queries(docs: list[Doc], n: int, seed: int = 0) -> list[tuple[str, str]]:
     """1-4 words sampled from random paragraphs: queries that always match something."""
-    rng = random.Random(seed)
-    queries: list[tuple[str, str]] = []
-    while len(queries) < n:
-        words = _WORD.findall(rng.choice(docs).text)
-        if words:
-            text = " ".join(rng.choice(words) for _ in range(rng.randint(1, 4)))
-            queries.append((f"q{len(queries)}", text))
-    return queries
+    return [(f"q{i}", q) for i, q in enumerate(sample_queries([d.text for d in docs], n, seed=seed))]
 
 
 def build_shards(docs: list[Doc], root: Path, parts: int) -> tuple[list[Path], list[dict]]:
