@@ -220,15 +220,18 @@ def read_code_file(path: Path, *, max_file_bytes: int) -> tuple[bytes | None, st
     return data, text, ""
 
 
-def walk_sorted(folder: Path, *, skip_dirs: frozenset[str] = frozenset()) -> Iterator[Path]:
-    """Yields files under ``folder`` in sorted order, skipping hidden entries and ``skip_dirs``."""
+def visible_entries(folder: Path) -> list[os.DirEntry[str]]:
+    """The entries of ``folder`` sorted by name, hidden ones left out (none when it cannot be read)."""
     try:
         entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
     except OSError:
-        return
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
+        return []
+    return [entry for entry in entries if not entry.name.startswith(".")]
+
+
+def walk_sorted(folder: Path, *, skip_dirs: frozenset[str] = frozenset()) -> Iterator[Path]:
+    """Yields files under ``folder`` in sorted order, skipping hidden entries and ``skip_dirs``."""
+    for entry in visible_entries(folder):
         if entry.is_dir(follow_symlinks=False):
             if entry.name not in skip_dirs:
                 yield from walk_sorted(Path(entry.path), skip_dirs=skip_dirs)
@@ -491,13 +494,7 @@ class CodeCorpus(Corpus):
         top_is_repo = is_git_root(self.folder) or self.top.licence_file is not None
 
         def walk(folder: Path, repo: Repo, depth: int) -> Iterator[tuple[Path, Repo]]:
-            try:
-                entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
-            except OSError:
-                return
-            for entry in entries:
-                if entry.name.startswith("."):
-                    continue
+            for entry in visible_entries(folder):
                 path = Path(entry.path)
                 if entry.is_dir(follow_symlinks=False):
                     inner = repo
