@@ -409,7 +409,9 @@ def drive_main(argv: list[str]) -> None:
     if a.mode.startswith("gradio_client"):
         import ssl
 
-        verify = {"gradio_client": True, "gradio_client_noverify": False}.get(a.mode) or ssl.create_default_context()
+        verify: bool | ssl.SSLContext = a.mode != "gradio_client_noverify"
+        if a.mode == "gradio_client_context":
+            verify = ssl.create_default_context()  # one for the 16 clients
         out = drive_gradio_client(a.base, a.endpoint, a.clients, a.total, a.budget, a.start, ssl_verify=verify)
     elif a.client == "httpx" and a.mode != "ui":
         out = asyncio.run(drive_httpx(a.base, a.mode, a.endpoint, a.clients, a.total, a.budget, a.start))
