@@ -205,3 +205,34 @@ def test_a_match_far_into_a_blankless_text(tmp_path: Path) -> None:
         assert "<mark>" in searcher.snippet("搜索", text, width=200)
     finally:
         searcher.close()
+
+
+def test_code_matches_from_term_occurrences_equal_whole_analysis(tmp_path: Path) -> None:
+    """The code analyzer's snippet matches on ASCII text start from where a term occurs (a word
+    gives a term only if it holds it whole): they equal analyzing every word of the text."""
+    texts = _texts(CORPUS) + _texts(CODE) + [
+        TRICKY,
+        "parseHTTPResponse_v2 = HTTPServer(); x.parse_header(); headers_list; PARSE_HEADER parse2 " + "header" * 60,
+        "a" * 300 + "parse b" + "_parse" * 50 + " parse_" + " json2html json 2 html",
+    ]
+
+    def docs():
+        for i, text in enumerate(texts):
+            yield Doc(id=f"c{i}", text=text)
+
+    report = bm25.build(docs, tmp_path / "code", threads=1, progress=False, analyzer="code")
+    searcher = bm25.open(tmp_path / "code", report.to_dict())
+    try:
+        queries = _queries(texts, 120) + ["parse header", "http response", "v2 html", "json", "header"]
+        with_hits = 0
+        for query in queries:
+            qterms, keys = searcher._snippet_query(query)
+            if not qterms or keys is None:
+                continue
+            for text in texts:
+                fast = searcher._code_matches(text, qterms, keys)
+                assert fast == searcher._snippet_matches(text, qterms, None), (query, text[:80])
+                with_hits += bool(fast)
+        assert with_hits > 100
+    finally:
+        searcher.close()

@@ -762,6 +762,8 @@ class BM25Searcher:
         # The shortcuts rely on every matching token beginning with a key prefix, which holds for
         # English (Porter rewrites only the end of a word); other languages' filters may rewrite
         # its start (German "oe" -> "o"), so their text is analyzed whole.
+        if keys is not None and self._pretokenized and text.isascii():
+            return self._code_matches(text, qterms, keys)
         exact = keys is not None and self._exact_prefixes
         spans = self._matcher.spans(text, qterms, keys.prefixes if exact else None) if self._matcher is not None else None
         if spans is not None:
@@ -778,6 +780,31 @@ class BM25Searcher:
         # A whole \w+ word in hit_words: one C-level scan, a set lookup per word (cheaper than
         # compiling an alternation per document).
         return [m.span() for m in _WORD.finditer(text) if m.group() in hit_words]
+
+    def _code_matches(self, text: str, qterms: frozenset[str], keys: _SnippetKeys) -> list[tuple[int, int]]:
+        """:meth:`_snippet_matches` for the code analyzer on ASCII text, found from where a term
+        occurs. The analyzer's terms are a word lowercased and its parts lowercased, so a word
+        gives a term only if it holds the term whole (ignoring case): its keys (``keys.anywhere``)
+        find every candidate word, and only those are analyzed, where the general path analyzes
+        and walks every word of the text. On ASCII text ``\\w`` is ``[A-Za-z0-9_]``, so a word's
+        start is found by stepping back over those."""
+        found: list[tuple[tuple[int, int], str]] = []
+        taken = -1
+        for occurrence in keys.anywhere.finditer(text):
+            at = occurrence.start()
+            if at < taken:
+                continue  # in the word just taken
+            while at and (text[at - 1].isalnum() or text[at - 1] == "_"):
+                at -= 1
+            word = _WORD.match(text, at)
+            if word is None:  # pragma: no cover - a key is word characters
+                continue
+            taken = word.end()
+            found.append((word.span(), word.group()))
+        if not found:
+            return []
+        terms_of = self._word_terms({word for _, word in found})
+        return [span for span, word in found if not qterms.isdisjoint(terms_of[word])]
 
     @property
     def _exact_prefixes(self) -> bool:
