@@ -25,17 +25,20 @@ def _texts(path: Path) -> list[str]:
         return [json.loads(line)["contents"] for line in handle]
 
 
-@pytest.fixture(scope="module")
-def searcher(tmp_path_factory: pytest.TempPathFactory):
-    folder = tmp_path_factory.mktemp("matcher")
-    texts = _texts(CORPUS) + _texts(CODE) + [TRICKY]
+def _open(folder: Path, texts: list[str], analyzer: str = "en"):
+    """A BM25 index of ``texts`` (ids ``d0``, ``d1``, ...) with ``analyzer``, opened."""
 
     def docs():
         for i, text in enumerate(texts):
             yield Doc(id=f"d{i}", text=text)
 
-    report = bm25.build(docs, folder, threads=1, progress=False)
-    opened = bm25.open(folder, report.to_dict())
+    return bm25.open(folder, bm25.build(docs, folder, threads=1, progress=False, analyzer=analyzer).to_dict())
+
+
+@pytest.fixture(scope="module")
+def searcher(tmp_path_factory: pytest.TempPathFactory):
+    texts = _texts(CORPUS) + _texts(CODE) + [TRICKY]
+    opened = _open(tmp_path_factory.mktemp("matcher"), texts)
     if opened._matcher is None:
         pytest.skip("no Java snippet matcher")
     yield opened, texts
@@ -108,13 +111,7 @@ def test_other_languages_are_analyzed_whole(tmp_path: Path) -> None:
     """German folds "oe" to "o", so a token need not begin with its term's first letters: the
     prefix shortcut is for English only."""
     texts = ["Die Oeffnung der Tuer", "Offnung und Oeffnung"]
-
-    def docs():
-        for i, text in enumerate(texts):
-            yield Doc(id=f"g{i}", text=text)
-
-    report = bm25.build(docs, tmp_path / "de", threads=1, progress=False, analyzer="de")
-    german = bm25.open(tmp_path / "de", report.to_dict())
+    german = _open(tmp_path / "de", texts, "de")
     try:
         if german._matcher is None:
             pytest.skip("no Java snippet matcher")
@@ -147,13 +144,7 @@ def test_long_documents_in_other_languages_show_their_first_match(
 ) -> None:
     """A match whose word does not begin with its term's first letters, past the first scan
     window: the window opens at it (key prefixes would miss it), as analyzing the whole text finds."""
-
-    def docs():
-        yield Doc(id="long", text=text)
-        yield Doc(id="other", text="other words")
-
-    report = bm25.build(docs, tmp_path / analyzer, threads=1, progress=False, analyzer=analyzer)
-    searcher = bm25.open(tmp_path / analyzer, report.to_dict())
+    searcher = _open(tmp_path / analyzer, [text, "other words"], analyzer)
     try:
         if not java:
             searcher._matcher = None
@@ -191,13 +182,7 @@ def test_chunks_stay_bounded_in_text_without_blanks() -> None:
 
 def test_a_match_far_into_a_blankless_text(tmp_path: Path) -> None:
     text = "中文" * 20_000 + "搜索引擎" + "中文" * 400_000  # the match at 40,000 characters, 840,004 in all
-
-    def docs():
-        yield Doc(id="zh", text=text)
-        yield Doc(id="other", text="其他")
-
-    report = bm25.build(docs, tmp_path / "zh", threads=1, progress=False, analyzer="zh")
-    searcher = bm25.open(tmp_path / "zh", report.to_dict())
+    searcher = _open(tmp_path / "zh", [text, "其他"], "zh")
     try:
         qterms, keys = searcher._snippet_query("搜索")
         assert searcher._first_match(text, qterms, keys, start=2_500) == 40_000
@@ -215,13 +200,7 @@ def test_code_matches_from_term_occurrences_equal_whole_analysis(tmp_path: Path)
         "parseHTTPResponse_v2 = HTTPServer(); x.parse_header(); headers_list; PARSE_HEADER parse2 " + "header" * 60,
         "a" * 300 + "parse b" + "_parse" * 50 + " parse_" + " json2html json 2 html",
     ]
-
-    def docs():
-        for i, text in enumerate(texts):
-            yield Doc(id=f"c{i}", text=text)
-
-    report = bm25.build(docs, tmp_path / "code", threads=1, progress=False, analyzer="code")
-    searcher = bm25.open(tmp_path / "code", report.to_dict())
+    searcher = _open(tmp_path / "code", texts, "code")
     try:
         queries = _queries(texts, 120) + ["parse header", "http response", "v2 html", "json", "header"]
         with_hits = 0
