@@ -787,16 +787,16 @@ class BM25Searcher:
         gives a term only if it holds the term whole (ignoring case): its keys (``keys.anywhere``)
         find every candidate word, and only those are analyzed, where the general path analyzes
         and walks every word of the text. On ASCII text ``\\w`` is ``[A-Za-z0-9_]``, so a word's
-        start is found by stepping back over those."""
+        start is found by stepping back over those (however long the word)."""
+        from spacerini.backends.bm25.snippets import _word_start
+
         found: list[tuple[tuple[int, int], str]] = []
         taken = -1
         for occurrence in keys.anywhere.finditer(text):
             at = occurrence.start()
             if at < taken:
                 continue  # in the word just taken
-            while at and (text[at - 1].isalnum() or text[at - 1] == "_"):
-                at -= 1
-            word = _WORD.match(text, at)
+            word = _WORD.match(text, _word_start(text, at, bounded=False))
             if word is None:  # pragma: no cover - a key is word characters
                 continue
             taken = word.end()

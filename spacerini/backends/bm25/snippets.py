@@ -99,11 +99,13 @@ def locate(searcher: BM25Searcher, query: str, text: str) -> tuple[int, str, Spa
     return base, window, matched
 
 
-def _word_start(text: str, at: int) -> int:
-    """``at`` moved back to the start of the ``\\w+`` word it is in (one token's length at most)."""
+def _word_start(text: str, at: int, *, bounded: bool = True) -> int:
+    """``at`` moved back to the start of the ``\\w+`` word it is in (one token's length at most,
+    unless not ``bounded``), stepping over ``[A-Za-z0-9_]`` and other alphanumerics: on ASCII text
+    exactly ``\\w``."""
     from spacerini.backends.bm25.lucene import _MAX_TOKEN
 
-    lo = max(0, at - _MAX_TOKEN)
+    lo = max(0, at - _MAX_TOKEN) if bounded else 0
     while at > lo and (text[at - 1].isalnum() or text[at - 1] == "_"):
         at -= 1
     return at
