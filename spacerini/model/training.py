@@ -703,19 +703,17 @@ def train(
     docids = list(dict.fromkeys(docid for _, docid in fed))
     docs_sha256 = write_training_docs(out / TRAINING_DOCS, docids)
     tail = losses[-50:]
-    def in_run(path: str | None) -> str | None:  # checkpoint paths relative to the run folder
-        if path is None:
-            return None
+    def relative(path: str | os.PathLike[str], base: Path) -> str:  # as it is when outside ``base``
         try:
-            return Path(path).relative_to(out).as_posix()
-        except ValueError:
-            return path
-
-    def shown(path: Path) -> str:  # relative to the working folder when inside it: no machine's layout is shipped
-        try:
-            return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+            return Path(path).resolve().relative_to(base.resolve()).as_posix()
         except ValueError:
             return str(path)
+
+    def in_run(path: str | None) -> str | None:  # checkpoint paths relative to the run folder
+        return None if path is None else relative(path, out)
+
+    def shown(path: Path) -> str:  # relative to the working folder when inside it: no machine's layout is shipped
+        return relative(path, Path.cwd())
 
     report = {
         "bundle": shown(bundle.path),
