@@ -246,7 +246,7 @@ def shipped_exact_experiment(args: argparse.Namespace, model: Any, tokenizer: An
     pick_in = sorted((d for d in docs if d.id in members), key=lambda d: _unit("exact", d.id))[:k]
     heldout = [d for d in docs if is_heldout(d.id)]
     others = sorted((d for d in docs if d.id not in members and not is_heldout(d.id)), key=lambda d: _unit("exact", d.id))
-    pick_out = [*heldout, *others][:k] if len(heldout) >= k else [*heldout, *others[: k - len(heldout)]]
+    pick_out = [*heldout, *others][:k]
     texts = [d.text for d in [*pick_in, *pick_out]]
     stats = score_all(texts, (model, tokenizer), max(args.lengths))
     auc = evaluate(stats[: len(pick_in)], stats[len(pick_in) :], tokenizer, args.lengths, name="shipped")
