@@ -11,9 +11,16 @@ WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
 
 
 def sample_queries(
-    texts: Sequence[str], n: int, *, seed: int = 0, word: re.Pattern[str] = WORD, source: str = "the corpus"
+    texts: Sequence[str],
+    n: int,
+    *,
+    seed: int = 0,
+    word: re.Pattern[str] = WORD,
+    max_words: int = 4,
+    source: str = "the corpus",
 ) -> list[str]:
-    """``n`` queries, each 1-4 words of one random text (the same queries for the same seed).
+    """``n`` queries, each 1 to ``max_words`` words of one random text (the same queries for the
+    same seed).
 
     Raises:
         SystemExit: Too few texts hold a word to draw ``n`` queries in ``100 * n`` tries.
@@ -25,7 +32,7 @@ def sample_queries(
             break
         words = word.findall(rng.choice(texts))
         if words:
-            queries.append(" ".join(rng.choice(words) for _ in range(rng.randint(1, 4))))
+            queries.append(" ".join(rng.choice(words) for _ in range(rng.randint(1, max_words))))
     if len(queries) < n:
         raise SystemExit(f"{source}: too few documents with ASCII words to draw {n:,} queries from")
     return queries

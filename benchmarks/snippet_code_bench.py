@@ -17,8 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
-import re
 import statistics
 import sys
 import time
@@ -32,6 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--queries", type=int, default=300)
     args = ap.parse_args()
+    from bench_queries import sample_queries
     from bm25_search import python_corpus
 
     from spacerini.bundle import build_bundle, open_bundle
@@ -43,14 +42,8 @@ def main() -> None:
                      backend_params={"bm25": {"analyzer": "code"}})  # fmt: skip
     bundle = open_bundle(out)
     searcher = bundle.searcher("bm25")
-    rng = random.Random(0)
-    texts = [json.loads(line)["contents"] for line in corpus.open(encoding="utf-8")]
-    word = re.compile(r"[A-Za-z_][A-Za-z0-9_]{2,}")
-    queries: list[str] = []
-    while len(queries) < args.queries:
-        words = word.findall(rng.choice(texts)[:5000])
-        if words:
-            queries.append(" ".join(rng.choice(words) for _ in range(rng.randint(1, 3))))
+    texts = [json.loads(line)["contents"][:5000] for line in corpus.open(encoding="utf-8")]
+    queries = sample_queries(texts, args.queries, max_words=3, source=str(corpus))
     cls = type(searcher)
     shipped_query, shipped_exact = cls._snippet_query, cls._exact_prefixes
 
