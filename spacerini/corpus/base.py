@@ -53,7 +53,7 @@ def format_location(location: Location) -> str:
 
 def _display_value(value: Any) -> tuple[bool, Any]:
     """Returns (keep, JSON-serialisable value) for one column value kept for display."""
-    if value is None or isinstance(value, str | bool | int):
+    if type(value) is str or value is None or isinstance(value, str | bool | int):
         return True, value
     if isinstance(value, float):
         return True, value if math.isfinite(value) else None
@@ -351,7 +351,7 @@ class DocPassThrough(FieldMap):
 
 
 def _as_mapping(raw: Any, location: Location) -> Mapping[str, Any]:
-    if isinstance(raw, Mapping):
+    if type(raw) is dict or isinstance(raw, Mapping):
         return raw
     raise MalformedRecordError(
         f"record is {_type_name(raw)}, not an object; each record must be one object such as "
@@ -362,6 +362,8 @@ def _as_mapping(raw: Any, location: Location) -> Mapping[str, Any]:
 
 
 def _id_string(raw_id: Any, id_field: str, location: Location) -> str:
+    if type(raw_id) is str and raw_id and not raw_id[0].isspace():
+        return raw_id
     if isinstance(raw_id, bool) or not isinstance(raw_id, str | int):
         if raw_id is None:
             raise MissingFieldError(

@@ -8,11 +8,13 @@
  */
 package io.spacerini;
 
-import java.io.BufferedOutputStream;
-import java.io.DataOutputStream;
-import java.io.FileOutputStream;
+import java.io.Closeable;
 import java.io.IOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import org.apache.lucene.index.IndexReader;
 import org.apache.lucene.index.MultiBits;
 import org.apache.lucene.index.MultiTerms;
@@ -22,7 +24,11 @@ import org.apache.lucene.index.TermsEnum;
 import org.apache.lucene.search.DocIdSetIterator;
 import org.apache.lucene.util.BytesRef;
 
-/** Writes postings as big-endian int32 arrays that numpy reads with dtype {@code >i4}. */
+/**
+ * Writes postings as little-endian int32 arrays that numpy reads with dtype {@code <i4}, through
+ * buffers of its own: a {@code DataOutputStream} took a locked call per byte (2.8 M postings on
+ * Debian 100k, two arrays of them).
+ */
 public final class PostingsDump {
   private PostingsDump() {}
 
@@ -47,11 +53,11 @@ public final class PostingsDump {
     Path dir = Path.of(outDir);
     long terms = 0;
     long postings = 0;
-    try (DataOutputStream termBytes = open(dir, "terms.bin");
-        DataOutputStream termLens = open(dir, "term_lens.i4");
-        DataOutputStream dfs = open(dir, "dfs.i4");
-        DataOutputStream docs = open(dir, "docs.i4");
-        DataOutputStream tfs = open(dir, "tfs.i4")) {
+    try (Out termBytes = new Out(dir, "terms.bin");
+        Out termLens = new Out(dir, "term_lens.i4");
+        Out dfs = new Out(dir, "dfs.i4");
+        Out docs = new Out(dir, "docs.i4");
+        Out tfs = new Out(dir, "tfs.i4")) {
       Terms fieldTerms = MultiTerms.getTerms(reader, field);
       if (fieldTerms != null) {
         TermsEnum te = fieldTerms.iterator();
@@ -74,9 +80,9 @@ public final class PostingsDump {
       }
     }
     long ids = 0;
-    try (DataOutputStream idBytes = open(dir, "ids.bin");
-        DataOutputStream idLens = open(dir, "id_lens.i4");
-        DataOutputStream idDocs = open(dir, "id_docs.i4")) {
+    try (Out idBytes = new Out(dir, "ids.bin");
+        Out idLens = new Out(dir, "id_lens.i4");
+        Out idDocs = new Out(dir, "id_docs.i4")) {
       Terms idTerms = MultiTerms.getTerms(reader, idField);
       if (idTerms != null) {
         TermsEnum te = idTerms.iterator();
@@ -96,8 +102,54 @@ public final class PostingsDump {
     return new long[] {terms, postings, ids, reader.maxDoc()};
   }
 
-  private static DataOutputStream open(Path dir, String name) throws IOException {
-    return new DataOutputStream(
-        new BufferedOutputStream(new FileOutputStream(dir.resolve(name).toFile()), 1 << 16));
+  /** A file written through one 256 KiB little-endian buffer. */
+  private static final class Out implements Closeable {
+    private final FileChannel channel;
+    private final ByteBuffer buffer = ByteBuffer.allocateDirect(1 << 18).order(ByteOrder.LITTLE_ENDIAN);
+
+    Out(Path dir, String name) throws IOException {
+      channel =
+          FileChannel.open(
+              dir.resolve(name),
+              StandardOpenOption.CREATE,
+              StandardOpenOption.TRUNCATE_EXISTING,
+              StandardOpenOption.WRITE);
+    }
+
+    void writeInt(int value) throws IOException {
+      if (buffer.remaining() < Integer.BYTES) {
+        drain();
+      }
+      buffer.putInt(value);
+    }
+
+    void write(byte[] bytes, int offset, int length) throws IOException {
+      while (length > 0) {
+        if (!buffer.hasRemaining()) {
+          drain();
+        }
+        int n = Math.min(length, buffer.remaining());
+        buffer.put(bytes, offset, n);
+        offset += n;
+        length -= n;
+      }
+    }
+
+    private void drain() throws IOException {
+      buffer.flip();
+      while (buffer.hasRemaining()) {
+        channel.write(buffer);
+      }
+      buffer.clear();
+    }
+
+    @Override
+    public void close() throws IOException {
+      try {
+        drain();
+      } finally {
+        channel.close();
+      }
+    }
   }
 }

@@ -311,15 +311,12 @@ public final class StreamIndexer {
   /** BM25Similarity's idf argument and its Math.log for each distinct df of the dump. */
   private static void writeLogs(Path dir, long docCount) throws IOException {
     java.util.TreeSet<Integer> dfs = new java.util.TreeSet<>();
-    try (DataInputStream in =
-        new DataInputStream(new BufferedInputStream(new FileInputStream(dir.resolve("dfs.i4").toFile()), 1 << 16))) {
-      while (true) {
-        try {
-          dfs.add(in.readInt());
-        } catch (EOFException end) {
-          break;
-        }
-      }
+    java.nio.IntBuffer written =
+        java.nio.ByteBuffer.wrap(java.nio.file.Files.readAllBytes(dir.resolve("dfs.i4")))
+            .order(java.nio.ByteOrder.LITTLE_ENDIAN)
+            .asIntBuffer(); // PostingsDump writes little-endian
+    while (written.hasRemaining()) {
+      dfs.add(written.get());
     }
     try (java.io.DataOutputStream out =
         new java.io.DataOutputStream(

@@ -454,10 +454,10 @@ def read_postings_dump(folder: Path, *, terms: int, postings: int, ids: int, max
     """
 
     def ints(name: str, count: int) -> np.ndarray:
-        array = np.fromfile(folder / name, dtype=">i4")
+        array = np.fromfile(folder / name, dtype="<i4")  # PostingsDump writes little-endian
         if array.size != count:
             raise BundleError(f"the postings dump {name} holds {array.size} values, expected {count}")
-        return array.astype(np.int32)
+        return array.astype(np.int32, copy=False)
 
     term_lens = ints("term_lens.i4", terms)
     dfs = ints("dfs.i4", terms).astype(np.int64)

@@ -266,6 +266,14 @@ def term_hash(term: bytes) -> int:
     return int.from_bytes(hashlib.blake2b(term, digest_size=8).digest(), "little")
 
 
+def term_hashes(terms: Sequence[bytes]) -> np.ndarray:
+    """:func:`term_hash` of each term, as uint64 (the digests read as one little-endian array:
+    about twice as fast as an int per term on a vocabulary of 500k terms)."""
+    blake2b = hashlib.blake2b
+    digests = b"".join([blake2b(term, digest_size=8).digest() for term in terms])
+    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
+
+
 # -- the sidecar -----------------------------------------------------------------------------------
 class SidecarWriter:
     """Accumulates per-document term vectors (in row order) and writes the CSR sidecar.
@@ -389,7 +397,7 @@ def write_sidecar(
     avgdl = avg_field_length(sum_ttf, doc_count)
 
     _save_blob(folder, "terms", terms)
-    hashes = np.fromiter(map(term_hash, terms), dtype=np.uint64, count=len(terms))
+    hashes = term_hashes(terms)
     by_hash = np.argsort(hashes, kind="stable")
     np.save(folder / "terms_hash.npy", hashes[by_hash])
     np.save(folder / "terms_hash_ids.npy", by_hash.astype(np.int32))
