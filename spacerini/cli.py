@@ -966,8 +966,10 @@ def model_generate(
     bundle = None
     if trace_bundle is not None:
         from spacerini.bundle import open_bundle
+        from spacerini.model.tracing import require_exact
 
-        bundle = open_bundle(trace_bundle)  # opened first: a bad bundle fails before the model loads
+        bundle = open_bundle(trace_bundle)  # opened and checked first: a bad bundle fails before the model loads
+        require_exact(bundle)  # even when the model then writes nothing to trace
     text = generate(
         prompt,
         suffix=suffix,

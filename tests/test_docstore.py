@@ -280,3 +280,28 @@ def test_search_pages_carry_the_stored_fields_with_and_without_snippets(tmp_path
             assert (hit.fields, hit.meta) == (doc.fields, doc.meta) and hit.fields["title"].startswith(
                 "Title"
             )
+
+
+def test_fields_are_stored_as_json_writes_them_back(tmp_path: Path) -> None:
+    """orjson writes the common fields; whatever it would write otherwise goes through json."""
+    import enum
+    from datetime import date
+
+    from spacerini.docstore import _ENCODER, _dump
+
+    class Colour(enum.Enum):
+        RED = 1
+
+    values = [
+        {"title": "t", "year": 2000, "ok": True, "none": None, "é": "ünï\n\"q\"\\"},
+        {"score": 0.1, "nan": float("nan"), "inf": float("-inf")},
+        {"big": 10**30, "list": [1, "a", None], "nested": {"a": {"b": 1.5}}},
+        {1: "int key", "k": "v"},
+        {"s": "lone \udc80 surrogate"},
+        {"d": date(2024, 1, 2), "e": Colour.RED},
+    ]
+    for value in values:
+        got = json.loads(_dump(value).decode("utf-8", "surrogatepass"))
+        want = json.loads(_ENCODER.encode(value))
+        assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True), value
+    assert _dump({}) == b""

@@ -116,6 +116,19 @@ def union_length(intervals: list[tuple[int, int]]) -> int:
     return total + max(0, cur_e - cur_s)
 
 
+def require_exact(bundle: Any) -> None:
+    """Checks that ``bundle`` can be traced (it has the exact backend).
+
+    Raises:
+        BackendNotAvailableError: It has none, with the command that adds it.
+    """
+    if "exact" not in bundle.backends:
+        raise BackendNotAvailableError(
+            f"{bundle.path}: tracing needs the exact backend; rebuild with "
+            f"`spacerini index ... --backends {','.join([*bundle.backends, 'exact'])}`"
+        )
+
+
 def trace(
     bundle: Any,
     text: str,
@@ -147,11 +160,7 @@ def trace(
         bundle = open_bundle(bundle)
     if not isinstance(bundle, Bundle) and not hasattr(bundle, "searcher"):
         raise TypeError(f"bundle must be a Bundle or a path, not {type(bundle).__name__}")
-    if "exact" not in bundle.backends:
-        raise BackendNotAvailableError(
-            f"{bundle.path}: tracing needs the exact backend; rebuild with "
-            f"`spacerini index ... --backends {','.join([*bundle.backends, 'exact'])}`"
-        )
+    require_exact(bundle)
     t0 = time.perf_counter()
     raw_spans = bundle.searcher("exact").longest_matches(text, min_len=min_len, max_docs=max_docs)
     sources: dict[str, Source] = {}

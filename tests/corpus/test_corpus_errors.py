@@ -320,3 +320,63 @@ def test_surrogate_pairs_are_text(tmp_path: Path) -> None:
     path.write_bytes(GOOD + b'{"id": "c", "text": "smile \\ud83d\\ude00"}\n')
     docs = list(load_corpus(path, progress=False))
     assert docs[-1].text == "smile \U0001f600"
+
+
+#: Lines where orjson and json could part ways, and ordinary ones: the reader must give for each
+#: exactly what json.loads gives (or the same one-line error).
+_PARSER_EDGE_LINES = [
+    '{"id": "a", "contents": "plain"}',
+    '{"id": 12345678901234567890123, "contents": "an id beyond 64 bits"}',
+    '{"id": "b", "contents": "x", "n": 98765432109876543210}',
+    '{"id": "c", "contents": "x", "score": 0.1, "big": 1e300}',
+    '{"id": "d", "contents": "x", "inf": 1e400}',
+    '{"id": "e", "contents": "x", "v": NaN, "w": -Infinity}',
+    '{"id": "f", "contents": "x", "id": "f2"}',
+    '{"id": "g", "contents": "pair \\ud83d\\ude00 and \\u00e9", "nested": {"a": [1, 2.5, {"b": 3}]}}',
+    '  {"id": "h", "contents": "spaces around"}  ',
+    '{"id": "i", "contents": "x", "deep": [[[[1]]]], "t": true, "z": null}',
+    "",
+    "   ",
+]
+
+
+def test_fast_json_lines_give_exactly_what_json_gives(tmp_path: Path) -> None:
+    import json
+
+    from spacerini.corpus import files
+
+    path = tmp_path / "edge.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "\n".join(_PARSER_EDGE_LINES).encode("utf-8") + b"\n")
+    got = [(record, line) for record, _, line in files.read_jsonl(path)]
+    want = [
+        (json.loads(text), n)
+        for n, text in enumerate(_PARSER_EDGE_LINES, start=1)
+        if text.strip()
+    ]
+    assert len(got) == len(want)
+    for (g, gl), (w, wl) in zip(got, want, strict=True):
+        assert gl == wl
+        assert json.dumps(g, sort_keys=True) == json.dumps(w, sort_keys=True)  # NaN-safe equality
+        assert {k: type(v) for k, v in g.items()} == {k: type(v) for k, v in w.items()}
+    # Where the types decide: the 23-digit id stays an int (orjson alone reads a float).
+    assert got[1][0]["id"] == 12345678901234567890123
+    assert files.fast_json_line(b'{"id": 12345678901234567890123}') is None
+    assert files.fast_json_line(b'{"id": "a", "x": [1, {"y": 0.5}]}') is None
+    assert files.fast_json_line(b'{"id": "a", "contents": "b"}') == {"id": "a", "contents": "b"}
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (b'{"id": "a", "contents": "lone \\ud800"}', "lone UTF-16 surrogate"),
+        (b'{"id": "a", "contents": "cut', "malformed JSON"),
+        (b'{"id": "a", "contents": "caf\xe9"}', "invalid UTF-8 byte 0xe9"),
+    ],
+)
+def test_lines_the_fast_parser_refuses_keep_their_one_line_errors(tmp_path: Path, line: bytes, message: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"id": "ok", "contents": "fine"}\n' + line + b"\n")
+    with pytest.raises(MalformedRecordError) as caught:
+        list(load_corpus(path))
+    assert message in str(caught.value)
+    assert "bad.jsonl:2" in str(caught.value)

@@ -39,6 +39,19 @@ def test_generate_trace_with_a_bad_bundle_is_one_error_line(tmp_path, capsys) ->
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
 
 
+def test_generate_trace_without_the_exact_backend_fails_before_generating(tmp_path, capsys, monkeypatch) -> None:
+    from spacerini.bundle import build_bundle
+    from spacerini.model import generation
+    from tests.model.conftest import corpus_docs
+
+    bundle = build_bundle(corpus_docs(), tmp_path / "b", backends=["bloom"], progress=False)
+    called = []
+    monkeypatch.setattr(generation, "generate", lambda *a, **k: called.append(1) or "")  # writes nothing
+    code, out, err = run(["model", "generate", "x = ", "--trace", str(bundle.path)], capsys)
+    assert code == 2 and out == "" and not called
+    assert len(err.strip().splitlines()) == 1 and "needs the exact backend" in err and "--backends bloom,exact" in err
+
+
 def test_model_train_passes_the_stream_options(tiny_bundle, tmp_path, capsys) -> None:
     args = ["model", "train", "--bundle", str(tiny_bundle.path), "--out", str(tmp_path / "m"), "--steps", "2",
             "--batch-size", "2", "--seq-len", "32", "--threads", "1", "--doc-fraction", "0.5", "--fixed-sample",
