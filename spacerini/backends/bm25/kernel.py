@@ -69,17 +69,23 @@ def _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache):  # noqa: ANN001, AN
 
 
 @njit(nogil=True, cache=True, inline="always")
+def _score(w, x):  # noqa: ANN001, ANN202 - numba signature
+    """Lucene's ``BM25Scorer`` for a term of weight ``w`` and ``x = tf * cache[norm]``, in float32
+    (the one place this expression is written: every path ranks with the same steps)."""
+    return w - w / (np.float32(1.0) + x)
+
+
+@njit(nogil=True, cache=True, inline="always")
 def _accumulate(p0, p1, once, w, docs, s1, tfs, exc_pos, exc_tf, escape, norms, cache, whole, touched, n):  # noqa: ANN001, ANN202
     """Adds postings ``p0..p1`` of a term of weight ``w`` to ``whole`` (float64, per row); a row
     seen for the first time is appended to ``touched`` (every term score is > 0: no branch to
     mispredict). Returns the new count of touched rows."""
-    one = np.float32(1.0)
     for p in range(p0, p1):
         d = docs[p]
         if once:
             s = s1[p]
         else:
-            s = w - w / (one + _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache))
+            s = _score(w, _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache))
         v = whole[d]
         touched[n] = d
         n += np.int64(v == 0.0)
@@ -94,13 +100,12 @@ def scores_once(offsets, idf, docs, tfs, exc_pos, exc_tf, escape, norms, cache):
     The same float32 steps as :func:`rank_source` uses for any weight:
     ``idf - idf / (1 + tf * cache[norm])``.
     """
-    one = np.float32(1.0)
     out = np.empty(docs.size, np.float32)
     for t in range(offsets.size - 1):
         w = idf[t]
         for p in range(offsets[t], offsets[t + 1]):
             d = docs[p]
-            out[p] = w - w / (one + _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache))
+            out[p] = _score(w, _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache))
     return out
 
 
@@ -246,15 +251,14 @@ def sums_are_exact(t0, t1, t_tid, t_start, t_end, t_weight, term_min_x, term_max
     53 bits, so no sum rounds, whatever the order. Realistic queries pass by orders of magnitude
     (scores span a few decades); the others are scored the exhaustive way, in query term order.
     """
-    one = np.float32(1.0)
     low = np.float64(np.inf)
     high = 0.0
     for t in range(t0, t1):
         if t_end[t] == t_start[t]:
             continue  # no postings here: adds nothing
         w = t_weight[t]
-        lo_s = np.float64(w - w / (one + term_min_x[t_tid[t]]))
-        hi_s = np.float64(w - w / (one + term_max_x[t_tid[t]]))
+        lo_s = np.float64(_score(w, term_min_x[t_tid[t]]))
+        hi_s = np.float64(_score(w, term_max_x[t_tid[t]]))
         low = min(low, lo_s)
         high = max(high, hi_s)
     return high == 0.0 or (low > 0.0 and np.float64(t1 - t0) * high <= low * 536870912.0)  # 2**29
@@ -286,7 +290,6 @@ def _rank_blocks(  # noqa: ANN201, C901, PLR0912, PLR0913, PLR0915 - one kernel,
     m = t1 - t0
     n = keys.size
     big = np.int64(1) << 62
-    one = np.float32(1.0)
     theta = np.float32(0.0)  # the n-th score once the heap is full (every score is > 0)
     if size == n:
         ibuf[0] = np.int32(keys[0] >> 32)
@@ -341,7 +344,7 @@ def _rank_blocks(  # noqa: ANN201, C901, PLR0912, PLR0913, PLR0915 - one kernel,
                             e = mid
                 wend[i] = e
                 w = t_weight[t]
-                bbound[i] = w - w / (one + mx)
+                bbound[i] = _score(w, mx)
                 wb += np.float64(bbound[i])
         ne = 0
         ne_sum = 0.0
@@ -411,7 +414,7 @@ def _rank_blocks(  # noqa: ANN201, C901, PLR0912, PLR0913, PLR0915 - one kernel,
                             if once:
                                 s = s1[lo]
                             else:
-                                s = w - w / (one + _x_at(lo, d, tfs, exc_pos, exc_tf, escape, norms, cache))
+                                s = _score(w, _x_at(lo, d, tfs, exc_pos, exc_tf, escape, norms, cache))
                             whole[d] += np.float64(s)
                 else:  # one pass over the term's postings in the window, adding to live rows only
                     for p in range(a, e):
@@ -419,7 +422,7 @@ def _rank_blocks(  # noqa: ANN201, C901, PLR0912, PLR0913, PLR0915 - one kernel,
                         if once:
                             s = s1[p]
                         else:
-                            s = w - w / (one + _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache))
+                            s = _score(w, _x_at(p, d, tfs, exc_pos, exc_tf, escape, norms, cache))
                         v = whole[d]
                         whole[d] = v + np.float64(s) * (v > 0.0)
             for c in range(alive):
