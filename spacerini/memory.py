@@ -32,13 +32,20 @@ _started = False
 
 
 @cache
+def libc() -> ctypes.CDLL | None:
+    """The C library, loaded once (with ``errno`` kept), or ``None`` where it cannot be loaded."""
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+@cache
 def _malloc_trim() -> object | None:
     """glibc's ``malloc_trim``, or ``None`` where the C library has none."""
-    name = ctypes.util.find_library("c")
     try:
-        libc = ctypes.CDLL(name or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
+        trim = libc().malloc_trim  # type: ignore[union-attr]
+    except AttributeError:  # no C library, or one without malloc_trim
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import ctypes
-import ctypes.util
 import logging
 import os
 import shutil
@@ -65,10 +63,11 @@ def _discard(previous: Path, target: Path) -> None:
 
 
 def _exchange(a: Path, b: Path) -> bool:
+    from spacerini.memory import libc
+
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
+        renameat2 = libc().renameat2  # type: ignore[union-attr]
+    except AttributeError:  # no C library, or one without renameat2
         return False
     at_fdcwd = -100
     rc = renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), _RENAME_EXCHANGE)
