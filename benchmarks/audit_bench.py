@@ -19,7 +19,11 @@ bundle with the exact backend.
 
 Rounds interleave ours and the peer; figures are medians of ``--rounds``.
 
+Any other corpus: ``--corpus PATH`` (whatever ``spacerini index`` reads; ``2 * --mb`` MB of it,
+and up to 2,000 documents after those held out).
+
 Usage: python benchmarks/audit_bench.py [--mb 10] [--examples 300] [--rounds 3] [--only analyze|contamination]
+       [--corpus PATH]
 """
 
 from __future__ import annotations
@@ -90,6 +94,8 @@ def examples(docs: list[Doc], held_out: list[str], n: int, seed: int = 0) -> lis
     rng = random.Random(seed)
     out = []
     long_docs = [d.text for d in docs if len(WORD.findall(d.text)) >= 60]
+    if not long_docs:
+        raise SystemExit("no document of 60 words or more to copy examples from: use a corpus of longer texts")
     for i in range(n):
         kind = ("copy", "para", "fresh")[i % 3]
         if kind == "fresh":
@@ -124,19 +130,51 @@ def peer_overlap(grams: set[tuple[str, ...]], text: str) -> float:
     return sum(g in grams for g in mine) / len(mine)
 
 
+def corpus_from(source: str, mb: float) -> tuple[list[Doc], list[str]]:
+    """Up to ``2 * mb`` MB of any corpus ``spacerini index`` reads (a JSONL/Parquet/CSV file, a
+    folder, ``hf:NAME``), and the texts of up to 2,000 documents after those as held-out text (the
+    last twentieth of a smaller corpus)."""
+    from spacerini.corpus import load_corpus
+
+    limit = int(2 * mb * 1e6)
+    docs: list[Doc] = []
+    held_out: list[str] = []
+    size = 0
+    for doc in load_corpus(source, progress=False):
+        if size < limit:
+            docs.append(doc)
+            size += len(doc.text.encode("utf-8", "surrogatepass"))
+        elif len(held_out) < 2000:
+            held_out.append(doc.text)
+        else:
+            break
+    if not held_out:
+        cut = max(1, len(docs) // 20)
+        held_out = [d.text for d in docs[-cut:]]
+        docs = docs[:-cut]
+    if not docs:
+        raise SystemExit(f"{source}: too few documents to hold some out")
+    return docs, held_out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=10.0, help="MB of text and MB of Python source")
+    ap.add_argument(
+        "--corpus", default=None,
+        help="any corpus spacerini reads (JSONL, Parquet, CSV, a folder, hf:NAME) instead of Debian + Python: 2 x --mb MB of it",
+    )  # fmt: skip
     ap.add_argument("--examples", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", choices=("analyze", "contamination"), default=None, help="run one part")
     args = ap.parse_args()
     os.environ.setdefault("SPACERINI_NO_PROGRESS", "1")
     print(f"load average before: {os.getloadavg()}; {os.cpu_count()} cores")
-    docs, held_out = corpus(args.mb)
+    docs, held_out = corpus(args.mb) if args.corpus is None else corpus_from(args.corpus, args.mb)
     texts = [d.text for d in docs]
     mb = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 1e6
-    print(f"corpus: {len(docs):,} documents, {mb:.1f} MB (Debian text + Python source)")
+    name = "Debian text + Python source" if args.corpus is None else args.corpus
+    print(f"corpus: {len(docs):,} documents, {mb:.1f} MB ({name}); {len(held_out):,} held-out texts")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         bundle = build_bundle(docs, Path(tmp) / "b", backends=["exact"], progress=False)
