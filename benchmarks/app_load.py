@@ -41,8 +41,9 @@ number that did is reported (``queries``).
 
 Usage: .venv/bin/python benchmarks/app_load.py [--queries 3000] [--side-queries 600]
     [--rounds 3] [--paths json,ui,gradio,gradio_client,gradio_client_noverify,gradio_client_context]
-    [--server URL]
-Prints one JSON line (``--server`` measures a running server instead of starting one).
+    [--server URL] [--bundle PATH]
+Prints one JSON line (``--server`` measures a running server instead of starting one; ``--bundle``
+serves another bundle than the demo one).
 """
 
 from __future__ import annotations
@@ -77,9 +78,13 @@ WORDS = (
 SERVER = """
 import os, sys
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
-from spacerini.demo import demo_bundle
 from spacerini.app import serve
-bundle = demo_bundle(progress=False)
+if len(sys.argv) > 3:
+    from spacerini.bundle import open_bundle
+    bundle = open_bundle(sys.argv[3])
+else:
+    from spacerini.demo import demo_bundle
+    bundle = demo_bundle(progress=False)
 serve(bundle, host="127.0.0.1", port=int(sys.argv[1]), block=True, flags_path=sys.argv[2])
 """
 
@@ -509,6 +514,7 @@ def main() -> None:
     ap.add_argument("--client", choices=("lean", "httpx"), default="lean", help="the client of json, gradio")
     ap.add_argument("--no-peers", action="store_true", help="skip the peers and the one-client phases")
     ap.add_argument("--server", help="measure this running server (URL) instead of starting one")
+    ap.add_argument("--bundle", help="serve this bundle instead of the demo bundle (any bundle with bm25)")
     args = ap.parse_args()
     paths = [p for p in args.paths.split(",") if p]
     if unknown := set(paths) - set(PATHS):
@@ -523,7 +529,7 @@ def main() -> None:
         flags = Path(os.environ.get("TMPDIR", "/tmp")) / f"spacerini-bench-flags-{port}.jsonl"
         env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "SPACERINI_NO_PROGRESS": "1"}
         proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER, str(port), str(flags)],
+            [sys.executable, "-c", SERVER, str(port), str(flags), *([args.bundle] if args.bundle else [])],
             cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
         )  # fmt: skip
         base = f"http://127.0.0.1:{port}/"
