@@ -61,10 +61,12 @@ import struct
 import threading
 from array import array
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, BinaryIO
+
+import orjson
 
 from spacerini.errors import BundleCorruptError
 from spacerini.records import Doc
@@ -295,15 +297,6 @@ def written_checksums(folder: Path) -> dict[str, dict[str, Any]]:
 _ENCODER = json.JSONEncoder(ensure_ascii=False, default=str)  # one encoder: json.dumps with options builds one a call
 
 
-def _load_orjson() -> Callable[[Any], bytes] | None:
-    try:
-        import orjson
-    except ImportError:  # pragma: no cover - a declared dependency
-        return None
-    return orjson.dumps
-
-
-_ORJSON_DUMPS = _load_orjson()
 _SCALARS = (str, int, bool, type(None))
 
 
@@ -315,17 +308,15 @@ def _dump(mapping: Any) -> bytes:
     if not mapping:
         return b""
     value = dict(mapping)
-    dumps = _ORJSON_DUMPS
-    if dumps is not None:
-        scalars = _SCALARS
-        for item in value.values():
-            if type(item) not in scalars:
-                break
-        else:
-            try:
-                return dumps(value)
-            except TypeError:  # orjson.JSONEncodeError: a lone surrogate, a huge integer, a key
-                pass
+    scalars = _SCALARS
+    for item in value.values():
+        if type(item) not in scalars:
+            break
+    else:
+        try:
+            return orjson.dumps(value)
+        except TypeError:  # orjson.JSONEncodeError: a lone surrogate, a huge integer, a key
+            pass
     return _ENCODER.encode(value).encode("utf-8", "surrogatepass")
 
 

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from spacerini.corpus.base import LocatedRecords
 from spacerini.errors import CorpusError, EmptyCorpusError, MalformedRecordError
 
@@ -130,17 +132,6 @@ def read_jsonl(path: Path) -> LocatedRecords:
         yield parse_json_line(text, name, number, is_json=is_json), name, number
 
 
-def _load_orjson() -> Callable[[bytes], Any] | None:
-    try:
-        import orjson
-    except ImportError:  # pragma: no cover - a declared dependency
-        return None
-    return orjson.loads
-
-
-_ORJSON_LOADS = _load_orjson()
-
-
 def _holds_float(value: Any) -> bool:
     if type(value) is float:
         return True
@@ -162,11 +153,8 @@ def fast_json_line(raw: bytes) -> dict[str, Any] | None:
     reads an integer beyond 64 bits as a float, where :mod:`json` keeps it exact). Blank lines
     and records that are not objects also return None, so that the caller's usual checks see them.
     """
-    loads = _ORJSON_LOADS
-    if loads is None:
-        return None
     try:
-        record = loads(raw)
+        record = orjson.loads(raw)
     except ValueError:
         return None
     if type(record) is not dict:
