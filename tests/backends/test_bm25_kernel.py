@@ -327,3 +327,28 @@ def test_an_unknown_sidecar_format_is_one_clear_error(tmp_path):
     (tmp_path / "meta.json").write_text(json.dumps({**meta, "format": 99}))
     with pytest.raises(ValueError, match=r"sidecar format 99 .*rebuild the bundle"):
         ExactScorer(tmp_path)
+
+
+@pytest.mark.parametrize("n", [1, 10, 1000])
+@pytest.mark.parametrize("chunks", [2, 7])
+def test_ranking_on_numba_threads_equals_one_thread(sidecars, monkeypatch, n, chunks):
+    """Query ranges ranked at once (``rank_source_parallel``; 7 ranges: uneven, more than the
+    threads) give the one-thread hits, pruned or not, on one sidecar and on shards."""
+    root, shards, queries = sidecars
+    launches = []
+    run = sc._run_parallel
+    monkeypatch.setattr(sc, "PARALLEL_MIN_QUERIES", 1)
+    monkeypatch.setattr(sc, "parallel_threads", lambda threads: chunks if threads > 1 else 1)
+    monkeypatch.setattr(sc, "_run_parallel", lambda *a, **k: launches.append(1) or run(*a, **k))
+    one = ExactScorer(root / "one")
+    sharded = ShardedScorer([ExactScorer(root / f"shard{i}") for i in range(shards)])
+    for scorer in (one, sharded):
+        for prune in (True, False):
+            scorer.prune = prune
+            if prune:
+                _force_pruning(scorer, window_bits=0)
+            want = scorer.rank_arrays(queries, n)
+            got = scorer.rank_arrays(queries, n, threads=2)
+            for a, b in zip(want, got, strict=True):
+                assert a.dtype == b.dtype and np.array_equal(a, b), (type(scorer).__name__, prune)
+    assert len(launches) >= 4

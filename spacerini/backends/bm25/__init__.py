@@ -85,7 +85,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from spacerini.backends import check_batch
-from spacerini.backends.bm25.scorer import ExactScorer, SidecarWriter, write_sidecar
+from spacerini.backends.bm25.scorer import ExactScorer, SidecarWriter, parallel_threads, write_sidecar
 from spacerini.errors import (
     BundleCorruptError,
     BundleError,
@@ -695,6 +695,18 @@ class BM25Searcher:
                 qids, np.zeros(0, np.int64), np.zeros(0, np.float32), np.zeros(len(qids) + 1, np.int64), exact.docids
             )
         texts = [t for _, t in queries]
+        if threads > 1 and parallel_threads(threads) > 1:
+            # Analyzed here (a JNI call per chunk), then ranked on numba's threads: Python threads
+            # gained little on a small index, where a batch takes a few milliseconds and their
+            # start and the Python around each kernel call are much of it (Python stdlib, k=10:
+            # 2 threads as fast as 1).
+            analyzed = [
+                terms
+                for i in range(0, len(texts), self.BATCH_CHUNK)
+                for terms in self._analyze_many(texts[i : i + self.BATCH_CHUNK])
+            ]
+            rows, scores, bounds = exact.rank_arrays(analyzed, k, threads=threads)
+            return RankedBatch(qids, rows, scores, bounds, exact.docids)
         # One chunk per thread at most: each chunk costs a JNI call and a kernel call per sidecar.
         chunk = max(1, min(self.BATCH_CHUNK, -(-len(texts) // max(1, threads))))
         batches = [texts[i : i + chunk] for i in range(0, len(texts), chunk)]

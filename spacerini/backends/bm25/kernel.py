@@ -56,7 +56,7 @@ could round (not pruned).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 
 @njit(nogil=True, cache=True, inline="always")
@@ -482,10 +482,48 @@ def rank_source(  # noqa: ANN201, PLR0913 - one kernel, numba signature
         whole, whole_touched: A zeroed float64 accumulator, one slot per row, and an int32
             scratch array of one slot more (the caller reuses them: they are left zeroed).
     """
+    _rank_queries(
+        0, q_ptr.size - 1, docs, s1, tfs, exc_pos, exc_tf, escape, norms, cache, block_offsets, block_max_x, bits, window_bits, term_min_x, term_max_x, base, id_rank, q_ptr, t_tid, t_start, t_end, t_weight, t_once, heap_keys, heap_size, prune_min, prune_terms, whole, whole_touched,
+    )  # fmt: skip
+
+
+@njit(nogil=True, cache=True, parallel=True)
+def rank_source_parallel(  # noqa: ANN201, PLR0913 - one kernel, numba signature
+    docs, s1, tfs, exc_pos, exc_tf, escape, norms, cache, block_offsets, block_max_x, bits, window_bits,  # noqa: ANN001
+    term_min_x, term_max_x, base, id_rank, q_ptr, t_tid, t_start, t_end, t_weight, t_once, heap_keys, heap_size,  # noqa: ANN001, E501
+    prune_min, prune_terms, whole, whole_touched, chunks,  # noqa: ANN001
+):  # fmt: skip
+    """:func:`rank_source` with the queries cut into ``chunks`` ranges ranked at once, on numba's
+    threads (each range with an accumulator of its own; the first uses ``whole`` and
+    ``whole_touched``). Every query is ranked by the same steps, so the heaps are the same."""
+    nq = q_ptr.size - 1
+    step = (nq + chunks - 1) // chunks
+    for c in prange(chunks):
+        lo = c * step
+        hi = min(nq, lo + step)
+        if lo < hi:
+            if c == 0:
+                acc, acc_touched = whole, whole_touched
+            else:
+                acc = np.zeros(whole.size, np.float64)
+                acc_touched = np.empty(whole_touched.size, np.int32)
+            _rank_queries(
+                lo, hi, docs, s1, tfs, exc_pos, exc_tf, escape, norms, cache, block_offsets, block_max_x, bits, window_bits, term_min_x, term_max_x, base, id_rank, q_ptr, t_tid, t_start, t_end, t_weight, t_once, heap_keys, heap_size, prune_min, prune_terms, acc, acc_touched,
+            )  # fmt: skip
+
+
+@njit(nogil=True, cache=True)
+def _rank_queries(  # noqa: ANN202, PLR0913 - one kernel, numba signature
+    q_lo, q_hi,  # noqa: ANN001
+    docs, s1, tfs, exc_pos, exc_tf, escape, norms, cache, block_offsets, block_max_x, bits, window_bits,  # noqa: ANN001
+    term_min_x, term_max_x, base, id_rank, q_ptr, t_tid, t_start, t_end, t_weight, t_once, heap_keys, heap_size,  # noqa: ANN001, E501
+    prune_min, prune_terms, whole, whole_touched,  # noqa: ANN001
+):  # fmt: skip
+    """:func:`rank_source` for queries ``q_lo .. q_hi - 1``."""
     fbuf = np.empty(1, np.float32)
     ibuf = fbuf.view(np.int32)
     slots = 1
-    for q in range(q_ptr.size - 1):
+    for q in range(q_lo, q_hi):
         slots = max(slots, min(q_ptr[q + 1] - q_ptr[q], prune_terms))
     pos = np.empty(slots, np.int64)
     bend = np.empty(slots, np.int64)
@@ -495,7 +533,7 @@ def rank_source(  # noqa: ANN201, PLR0913 - one kernel, numba signature
     present = np.zeros(slots, np.uint8)
     flag = np.zeros(slots, np.uint8)  # 1: a non-essential term in the current window
     srt = np.empty(slots, np.int64)
-    for q in range(q_ptr.size - 1):
+    for q in range(q_lo, q_hi):
         t0, t1 = q_ptr[q], q_ptr[q + 1]
         if t0 == t1:
             continue

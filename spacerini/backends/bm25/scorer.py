@@ -49,6 +49,7 @@ straightforward way. The numpy batch path and they are the references the kernel
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import logging
 import math
@@ -497,6 +498,52 @@ def _kernel() -> Any:
     return _KERNEL[0]
 
 
+#: A chunk of fewer queries ranks on one thread (a parallel launch and an accumulator per thread
+#: cost more than they save).
+PARALLEL_MIN_QUERIES = 64
+_PARALLEL: list[bool] = []
+
+
+def parallel_threads(threads: int) -> int:
+    """How many of numba's threads a ranking call may use: ``threads``, at most numba's own
+    count, or 1 when numba has no thread-safe threading layer (TBB or OpenMP; its ``workqueue``
+    layer aborts the process when two threads launch at once, as a server's do)."""
+    if threads <= 1:
+        return 1
+    if not _PARALLEL:
+        import numba
+
+        ok = str(numba.config.THREADING_LAYER) not in ("workqueue",)
+        if ok:
+            ok = False
+            for pool in ("tbbpool", "omppool"):
+                try:
+                    importlib.import_module(f"numba.np.ufunc.{pool}")
+                except ImportError:
+                    continue
+                ok = True
+                break
+        _PARALLEL.append(ok)
+    if not _PARALLEL[0]:
+        return 1
+    import numba
+
+    return max(1, min(threads, int(numba.config.NUMBA_NUM_THREADS)))
+
+
+def _run_parallel(fn: Callable[..., Any], *args: Any, threads: int) -> Any:
+    """Calls a ``parallel=True`` kernel on ``threads`` of numba's threads (numba's count is per
+    calling thread: it is set for this call and put back)."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(max(1, min(threads, int(numba.config.NUMBA_NUM_THREADS))))
+    try:
+        return fn(*args)
+    finally:
+        numba.set_num_threads(before)
+
+
 def _read_only(array: np.ndarray) -> np.ndarray:
     """A read-only view (the kernel is compiled once for read-only arrays, mmapped or not)."""
     if not array.flags.writeable:
@@ -747,13 +794,15 @@ class _Ranker:
         return [(ids[a:b], values[a:b]) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
 
     def rank_arrays(
-        self, queries: Sequence[Sequence[tuple[str, int]]], n: int
+        self, queries: Sequence[Sequence[tuple[str, int]]], n: int, *, threads: int = 1
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`rank_many` as arrays: no per-hit Python object is built.
 
         Args:
             queries: Per query, (analyzed term, occurrences) pairs, distinct terms.
             n: Hits wanted per query.
+            threads: Rank ranges of the queries at once on this many of numba's threads (see
+                :func:`parallel_threads`); the hits are the same.
 
         Returns:
             ``(rows, scores, bounds)``: all queries' hits concatenated, best first within each
@@ -769,7 +818,9 @@ class _Ranker:
             n = min(n, max(1, self.rows))
             chunk = max(1, self.HEAP_CELLS // n)
             for first in range(0, nq, chunk):
-                rows, _, adjusted, bounds = self._rank_chunk_kernel(kernel, queries[first : first + chunk], n)
+                rows, _, adjusted, bounds = self._rank_chunk_kernel(
+                    kernel, queries[first : first + chunk], n, threads=threads
+                )
                 parts.append((rows, adjusted, bounds))
         else:
             chunk = max(1, self.DENSE_CELLS // max(1, self.rows))
@@ -814,7 +865,7 @@ class _Ranker:
         return inverse
 
     def _rank_chunk_kernel(
-        self, kernel: Any, queries: Sequence[Sequence[tuple[str, int]]], n: int
+        self, kernel: Any, queries: Sequence[Sequence[tuple[str, int]]], n: int, *, threads: int = 1
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Ranks a chunk of queries with the compiled kernel: one call per sidecar, then one to sort.
 
@@ -864,12 +915,17 @@ class _Ranker:
             pruned = self.prune and n <= self.PRUNE_MAX_HITS
             blocks = source.block_table() if pruned else _NO_BLOCKS
             whole = source._take_buffers()
-            kernel.rank_source(
+            args = (
                 *source.kernel_postings(), *blocks[:3], self.WINDOW_BITS, *blocks[3:], base, id_rank, q_ptr, tids,
                 np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64), weights,
                 (counts == 1).view(np.uint8), keys, sizes, self.PRUNE_MIN_POSTINGS if pruned else 2**62,
                 self.PRUNE_MAX_TERMS, *whole,
             )  # fmt: skip
+            chunks = parallel_threads(threads) if nq >= PARALLEL_MIN_QUERIES else 1
+            if chunks > 1:
+                _run_parallel(kernel.rank_source_parallel, *args, chunks, threads=chunks)
+            else:
+                kernel.rank_source(*args)
             source._give_buffers(whole)  # only after success: a failed call may leave it dirty
         return kernel.finish(keys, sizes, self._row_of_rank())
 
