@@ -67,6 +67,12 @@ WATCH_INTERVAL = 0.2
 #: Seconds a failed run waits for the tasks it cancelled to end, so that none still writes into
 #: the folder its caller then deletes (a force-cancelled worker, or its watchdog's marker).
 CANCEL_WAIT = 30.0
+#: Seconds a failed run first waits for the other tasks to end by themselves before it cancels
+#: those still running. Ray 2.60's driver aborts ("Check failed: it != submissible_tasks_.end()
+#: Tried to complete task that was not pending") when a task's reply arrives just after the task
+#: was cancelled: shard tasks that fail together (a memory budget no worker can keep, a bad
+#: option) end within this wait and are never cancelled.
+CANCEL_GRACE = 2.0
 _MARKER = ".over-budget.json"
 _ATTEMPTS = ".attempts"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
@@ -278,6 +284,9 @@ def run_tasks(
                     i = index[ref]
                     results[i] = _result(ray, ref, tasks[i], budget)
         except BaseException:
+            if pending:  # those that end now anyway are not cancelled (see CANCEL_GRACE)
+                with suppress(Exception):
+                    _, pending = ray.wait(pending, num_returns=len(pending), timeout=CANCEL_GRACE)
             for ref in pending:
                 with suppress(Exception):  # a task whose node is gone cannot be cancelled; it is lost anyway
                     ray.cancel(ref, force=True)
