@@ -152,23 +152,6 @@ public final class StreamIndexer {
   }
 
   /**
-   * Indexes a document stream in a JVM of its own: Spacerini's {@code BM25Writer} starts this
-   * process and writes the documents into its standard input, so the JVM starts and indexes
-   * beside the Python process instead of inside it (no interpreter lock held while Java starts,
-   * no JNI per batch). Ends with the end marker (an id length of -1); a stream that ends without
-   * it (the writer died) commits nothing.
-   *
-   * <p>Arguments: {@code INDEX_DIR THREADS MEMORY_BUFFER_MB LANGUAGE PRETOKENIZED DUMP_DIR}. Lines
-   * on standard output, tab-separated, each after the tag {@code spacerini}: {@code ready} (the analyzer and writer are open), {@code
-   * progress N} (twice a second), then {@code counts INDEXED EMPTY ERRORS MAXDOC}, {@code failed
-   * HEX_UTF8_ID} (up to five), {@code sum NAME SIZE SHA256} (every index file, hashed while
-   * written), {@code dump TERMS POSTINGS IDS MAXDOC DOC_COUNT SUM_TOTAL_TERM_FREQ} or {@code dump
-   * none} (the postings of {@code contents} written to DUMP_DIR by {@link PostingsDump}, with
-   * {@code logs.f8}: pairs {@code x, Math.log(x)} for the idf argument of each distinct document
-   * frequency), and {@code done}. A failure prints {@code spacerini-error MESSAGE} on standard error
-   * and exits 1.
-   */
-  /**
    * Halts this process once the process that started it is gone. A Ray worker that is cancelled
    * or stopped by its memory watchdog dies outright, and its build's clean-up deletes the folder
    * this process writes into; a process still starting would otherwise create the folder again
@@ -210,6 +193,23 @@ public final class StreamIndexer {
     return ProcessHandle.current().parent().map(ProcessHandle::pid).orElse(-1L);
   }
 
+  /**
+   * Indexes a document stream in a JVM of its own: Spacerini's {@code BM25Writer} starts this
+   * process and writes the documents into its standard input, so the JVM starts and indexes
+   * beside the Python process instead of inside it (no interpreter lock held while Java starts,
+   * no JNI per batch). Ends with the end marker (an id length of -1); a stream that ends without
+   * it (the writer died) commits nothing.
+   *
+   * <p>Arguments: {@code INDEX_DIR THREADS MEMORY_BUFFER_MB LANGUAGE PRETOKENIZED DUMP_DIR}. Lines
+   * on standard output, tab-separated, each after the tag {@code spacerini}: {@code ready} (the analyzer and writer are open), {@code
+   * progress N} (twice a second), then {@code counts INDEXED EMPTY ERRORS MAXDOC}, {@code failed
+   * HEX_UTF8_ID} (up to five), {@code sum NAME SIZE SHA256} (every index file, hashed while
+   * written), {@code dump TERMS POSTINGS IDS MAXDOC DOC_COUNT SUM_TOTAL_TERM_FREQ} or {@code dump
+   * none} (the postings of {@code contents} written to DUMP_DIR by {@link PostingsDump}, with
+   * {@code logs.f8}: pairs {@code x, Math.log(x)} for the idf argument of each distinct document
+   * frequency), and {@code done}. A failure prints {@code spacerini-error MESSAGE} on standard error
+   * and exits 1.
+   */
   public static void main(String[] args) {
     try {
       haltWithParent();

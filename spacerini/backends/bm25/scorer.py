@@ -513,7 +513,7 @@ def parallel_threads(threads: int) -> int:
     if not _PARALLEL:
         import numba
 
-        ok = str(numba.config.THREADING_LAYER) not in ("workqueue",)
+        ok = str(numba.config.THREADING_LAYER) != "workqueue"
         if ok:
             ok = False
             for pool in ("tbbpool", "omppool"):
@@ -903,6 +903,7 @@ class _Ranker:
         keys = np.empty((nq, n), dtype=np.int64)
         sizes = np.zeros(nq, dtype=np.int64)
         id_rank = _read_only(self.id_rank)
+        chunks = parallel_threads(threads) if nq >= PARALLEL_MIN_QUERIES else 1
         for source, base, qs, tid_list, starts, ends, count_list in sorted(
             found.values(), key=lambda e: e[1]
         ):
@@ -921,7 +922,6 @@ class _Ranker:
                 (counts == 1).view(np.uint8), keys, sizes, self.PRUNE_MIN_POSTINGS if pruned else 2**62,
                 self.PRUNE_MAX_TERMS, *whole,
             )  # fmt: skip
-            chunks = parallel_threads(threads) if nq >= PARALLEL_MIN_QUERIES else 1
             if chunks > 1:
                 _run_parallel(kernel.rank_source_parallel, *args, chunks, threads=chunks)
             else:
