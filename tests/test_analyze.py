@@ -513,3 +513,30 @@ def test_analyze_a_format_1_bundle(tmp_path: Path) -> None:
     counts = reference_counts(texts)
     for n in (1, 2, 3):
         assert [(r["ngram"], r["count"]) for r in a.ngrams[str(n)]] == counts[n].most_common(20)
+
+
+def test_ngrams_of_long_tokens_sharing_prefixes(monkeypatch) -> None:
+    """Tokens of every length around the 8-byte words the tokenizer hashes and compares by, many
+    sharing their first 8 or 16 bytes and differing only after them, in a vocabulary that starts
+    tiny (it is rehashed many times and probes collide)."""
+    import spacerini.audit.ngrams as ngrams
+
+    monkeypatch.setattr(ngrams, "_INITIAL", 2)
+    stems = ["abcdefgh", "abcdefghijklmnop", "x", "é" * 4, "東京" * 3]
+    words = [
+        s + tail for s in stems for tail in ("", "q", "qq", "r", "qr", "rq", "q" * 9, "r" * 9, "_1", "1_")
+    ]
+    words += ["a" * n for n in range(1, 40)]
+    texts = [" ".join(words[(i * 7 + j) % len(words)] for j in range(23)) for i in range(60)]
+    counter = NgramCounter()
+    for i in range(0, len(texts), 9):
+        raw = [t.encode("utf-8") for t in texts[i : i + 9]]
+        counter.add(
+            np.frombuffer(b"".join(raw), dtype=np.uint8), np.array([0, *np.cumsum([len(r) for r in raw])])
+        )
+    ref = reference_counts(texts)
+    assert counter.distinct() == {n: len(ref[n]) for n in (1, 2, 3)}
+    assert sorted(counter.words) == sorted(set(words))
+    top = counter.top(1000)
+    for n in (1, 2, 3):
+        assert [(g.ngram, g.count) for g in top[n]] == ref[n].most_common(1000), n

@@ -7,9 +7,9 @@ documents. On the decoded text, ``re.findall(r"[A-Za-z0-9_\\u0080-\\U0010ffff]+"
 the same tokens, and a ``collections.Counter`` over them the same counts.
 
 How it counts: a batch arrives as one UTF-8 buffer with Arrow's offsets, and one compiled pass
-(:mod:`spacerini.audit.ngram_kernel`, numba) walks its bytes once. Each token is looked up by its
-bytes in a vocabulary hash table (ids in order of first occurrence); its unigram count is
-incremented. The bigrams and trigrams are then counted in two hash tables keyed by the token
+(:mod:`spacerini.audit.ngram_kernel`, numba) walks its bytes once, finding and hashing each
+token. Each token is then looked up by its bytes in a vocabulary hash table (ids in order of
+first occurrence), the row of a later token prefetched; its unigram count is incremented. The bigrams and trigrams are then counted in two hash tables keyed by the token
 ids themselves (a bigram by two 32-bit ids packed in 64 bits, a trigram by that and the third
 id), so keys are the n-grams, not hashes of them, and counts are exact. Each table is split
 into buckets of at most 1 MiB by the top bits of the key's hash, and a batch's n-grams are
@@ -210,6 +210,8 @@ class NgramCounter:
         self._vlen = np.empty(_INITIAL // 2, dtype=np.int64)
         self._arena = np.empty(1 << 16, dtype=np.uint8)
         self._vused = np.zeros(2, dtype=np.int64)  # vocabulary size, arena bytes used
+        # Each token of a batch: start, length, hash and first 8 bytes (ngram_kernel.scan_tokens).
+        self._spans = np.empty((4, 0), dtype=np.int64)
         self._bigrams = _Grams(2)
         self._trigrams = _Grams(3)
         self._words: list[str] = []
@@ -247,25 +249,33 @@ class NgramCounter:
         Returns:
             The number of tokens of each document of the batch.
         """
-        from spacerini.audit.ngram_kernel import count_batch
+        from spacerini.audit.ngram_kernel import number_tokens, scan_tokens
 
         data = np.ascontiguousarray(data, dtype=np.uint8)
         offsets = np.ascontiguousarray(offsets, dtype=np.int64)
-        starts, ends = offsets[:-1], offsets[1:]
         docs = len(offsets) - 1
         most = (int(data.size) + 1) // 2 + docs  # tokens: separated by a byte or a document boundary
-        gid = np.empty(most, dtype=np.int64)
-        doc = np.empty(most, dtype=np.int64)
+        if self._spans.shape[1] < most:  # reused from batch to batch: no fresh pages per batch
+            self._spans = np.empty((4, max(most, 2 * self._spans.shape[1])), dtype=np.int64)
+        tstart, tlen = self._spans[0], self._spans[1]
+        thash, tprefix = self._spans[2].view(np.uint64), self._spans[3].view(np.uint64)
+        doc = np.empty(most, dtype=np.int64)  # fresh: ``last`` is read by MinHash on another thread
         per_doc = np.zeros(docs, dtype=np.int64)
-        state = np.array([0, -1, -1, -1, 0, 0], dtype=np.int64)
-        while not count_batch(
-            data, starts, ends, WORD_BYTE,
-            self._vocab, self._vstart, self._vlen, self._arena, self._vused,
-            self.count, gid, doc, per_doc, state,
-        ):  # fmt: skip
-            self._grow(int(data.size - state[1]))
-        m = int(state[4])
-        gid, doc = gid[:m], doc[:m]
+        m = scan_tokens(
+            data, offsets[:-1], offsets[1:], WORD_BYTE, tstart, tlen, thash, tprefix, doc, per_doc
+        )
+        tstart, tlen, thash, tprefix = tstart[:m], tlen[:m], thash[:m], tprefix[:m]
+        gid = np.empty(m, dtype=np.int64)
+        done = 0
+        while True:
+            done = number_tokens(
+                data, tstart, tlen, thash, tprefix, done,
+                self._vocab, self._vstart, self._vlen, self._arena, self._vused, self.count, gid,
+            )  # fmt: skip
+            if done >= m:
+                break
+            self._grow(int(data.size - tstart[done]))
+        doc = doc[:m]
         self.last = (gid, doc)
         self.tokens_seen += m
         if self.count:
