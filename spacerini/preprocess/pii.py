@@ -566,14 +566,39 @@ _RULES: dict[str, Callable[[_Text], Iterable[PiiSpan]]] = {
 
 
 def _resolve(spans: Iterable[PiiSpan]) -> list[PiiSpan]:
-    """Drops overlapping spans: a longer span wins, then the kind earlier in :data:`KINDS`."""
+    """Drops overlapping spans: a longer span wins, then the kind earlier in :data:`KINDS`.
+
+    Greedy in that order: a span is kept unless it overlaps one kept before it. Spans are first
+    cut into runs that overlap one another (sorted by start, a run goes on while the next span
+    starts before the furthest end so far); two spans of different runs never overlap, so the
+    greedy runs within each run alone and gives what it gives over all the spans at once. A text
+    with many spans (a mail archive with 100,000 addresses) costs ``n log n``, not ``n**2``.
+    """
     rank = {kind: i for i, kind in enumerate(KINDS)}
-    ordered = sorted(spans, key=lambda s: (-(s.end - s.start), rank.get(s.kind, len(KINDS)), s.start))
+
+    def priority(s: PiiSpan) -> tuple[int, int, int]:
+        return (-(s.end - s.start), rank.get(s.kind, len(KINDS)), s.start)
+
+    by_start = sorted(spans, key=lambda s: (s.start, s.end))
     taken: list[PiiSpan] = []
-    for span in ordered:
-        if all(span.end <= t.start or span.start >= t.end for t in taken):
-            taken.append(span)
-    return sorted(taken, key=lambda s: s.start)
+    i = 0
+    while i < len(by_start):
+        j = i + 1
+        reach = by_start[i].end
+        while j < len(by_start) and by_start[j].start < reach:
+            reach = max(reach, by_start[j].end)
+            j += 1
+        if j == i + 1:
+            taken.append(by_start[i])
+        else:
+            kept: list[PiiSpan] = []
+            for span in sorted(by_start[i:j], key=priority):
+                if all(span.end <= t.start or span.start >= t.end for t in kept):
+                    kept.append(span)
+            taken.extend(kept)
+        i = j
+    # The order of kept spans: by start, then as the greedy took them.
+    return sorted(taken, key=lambda s: (s.start, *priority(s)))
 
 
 def find_pii(
