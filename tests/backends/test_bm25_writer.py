@@ -158,6 +158,30 @@ def test_abort_stops_writing(tmp_path: Path) -> None:
     writer.abort()  # twice is harmless
 
 
+def test_abort_closes_the_pipe_through_its_owner(tmp_path: Path) -> None:
+    """The pipe's descriptor was closed with os.close while Popen's file object still owned it;
+    collecting that object later closed the same number again, by then a later build's docstore
+    file ("Bad file descriptor" on the next index in the same process)."""
+    import os
+
+    writer = BM25Writer(tmp_path / "b", threads=1, progress=False)
+    for doc in _docs(CORPUS)[:10]:
+        writer.add(doc)
+    stdin = writer._indexer._proc.stdin
+    writer.abort()
+    assert stdin.closed
+    reused = os.open(os.devnull, os.O_RDONLY)  # likely the freed number: it must stay open
+    try:
+        del stdin
+        writer._indexer._proc.stdin = None
+        import gc
+
+        gc.collect()
+        os.fstat(reused)
+    finally:
+        os.close(reused)
+
+
 def test_bad_documents(tmp_path: Path) -> None:
     writer = BM25Writer(tmp_path / "a", progress=False)
     writer.add(Doc(id="a", text="one"))

@@ -225,10 +225,11 @@ class BM25Writer:
         raise BundleError(f"Lucene indexing failed: {self._indexer.error() or 'it stopped reading documents'}")
 
     def _close_pipe(self) -> None:
-        if self._fd is not None:
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = None
+        if self._fd is not None and self._indexer is not None:
+            # through the pipe's file object, which owns the descriptor: an os.close here left it
+            # to close the same number again when collected, by then perhaps another file's
+            self._indexer.close_stdin()
+        self._fd = None
 
     def abort(self) -> None:
         """Stops indexing and discards what was written (call on any failure before :meth:`finish`)."""
@@ -433,6 +434,12 @@ class _IndexerProcess:
         ]
         for reader in self._readers:
             reader.start()
+
+    def close_stdin(self) -> None:
+        """Closes the pipe to the indexer (it then sees the end of its input)."""
+        if self._proc.stdin is not None:
+            with contextlib.suppress(OSError):
+                self._proc.stdin.close()
 
     def _read_stdout(self) -> None:
         assert self._proc.stdout is not None
