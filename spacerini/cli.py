@@ -640,13 +640,23 @@ def optout_cmd(
         from spacerini.preprocess import read_optout_file
 
         ids = read_optout_file(ids_file)
+        if not ids and not owners:
+            from spacerini.errors import CorpusError
+
+            raise CorpusError("the opt-out file lists no ids (one id per line; # starts a comment)", path=ids_file)
     entry = optout(
         bundle, owners=list(owners), ids=sorted(ids), threads=threads, progress=_progress(), wait=not no_wait
     )
     if as_json:
         _echo_json(entry)
     else:
-        click.echo(f"Removed {entry['removed']:,} documents from {bundle}; recorded in its audit log.")
+        missing = [
+            f"{entry[key]:,} of {entry[total]:,} listed {what}"
+            for key, total, what in (("ids_not_found", "ids", "ids"), ("owners_not_found", "owners", "owners"))
+            if entry.get(key)
+        ]
+        note = f" ({' and '.join(missing)} not in it)" if missing else ""
+        click.echo(f"Removed {entry['removed']:,} documents from {bundle}{note}; recorded in its audit log.")
 
 
 def _bundle_dir(bundle: str) -> Path:
@@ -1123,8 +1133,9 @@ def model_membership(
         from spacerini.bundle import open_bundle
 
         service = _service(open_bundle(bundle_path))  # opened first: a bad bundle fails before the model loads
-    scores = score_text(text, model=model_name, k=k, max_tokens=max_tokens, device=device)
+    # the exact answer first: text the bundle refuses (too long) fails at once, not after scoring
     exact = exact_answer(service, text) if service is not None else None
+    scores = score_text(text, model=model_name, k=k, max_tokens=max_tokens, device=device)
     if as_json:
         _echo_json({"scores": scores, "member_scores": scores.oriented(), "exact": exact})
         return

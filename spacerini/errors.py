@@ -26,6 +26,7 @@ class CorpusError(SpaceriniError, ValueError):
     def __init__(self, message: str, *, path: str | None = None, line: int | None = None) -> None:
         self.path = path
         self.line = line
+        self.detail = message
         where = ""
         if path is not None:
             where = f"{path}:{line}: " if line is not None else f"{path}: "
@@ -56,7 +57,20 @@ class DuplicateIdError(CorpusError):
 
 
 class DocumentTooLargeError(CorpusError):
-    """A document exceeds a limit of an index (for example Lucene's term or field limits)."""
+    """A document exceeds a limit of an index (for example Lucene's term or field limits).
+
+    Args:
+        message: What is wrong and what to do.
+        path: The file the document is in, when known.
+        line: Its 1-based line (or row) number, when known.
+        doc_id: The document's id (a backend knows only this; the build finds the file and line).
+    """
+
+    def __init__(
+        self, message: str, *, path: str | None = None, line: int | None = None, doc_id: str | None = None
+    ) -> None:
+        self.doc_id = doc_id
+        super().__init__(message, path=path, line=line)
 
 
 class PreprocessError(SpaceriniError, ValueError):

@@ -28,11 +28,13 @@ def _lines(path: str | os.PathLike[str]) -> list[str]:
         raise CorpusNotFoundError("no such file; check the path", path=str(p))
     raw = p.read_bytes()
     try:
-        text = raw.decode("utf-8")
+        # utf-8-sig: a BOM (Notepad writes one) would otherwise become part of the first qid
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = raw[: exc.start].count(b"\n") + 1
+        start = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
+        line = raw[:start].count(b"\n") + 1
         raise MalformedRecordError(
-            f"invalid UTF-8 at byte {exc.start}: re-encode the file as UTF-8 (e.g. with iconv)", path=str(p), line=line
+            f"invalid UTF-8 at byte {start}: re-encode the file as UTF-8 (e.g. with iconv)", path=str(p), line=line
         ) from exc
     lines = text.splitlines()
     if not any(line.strip() for line in lines):
@@ -46,9 +48,13 @@ def read_queries(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
 
     Raises:
         CorpusNotFoundError: No such file.
-        MalformedRecordError: A line has no tab, an empty qid, or non-UTF-8 bytes.
-        EvaluationError: Empty file or duplicate qids.
+        MalformedRecordError: A line has no tab, an empty qid, a qid with whitespace in it (a
+            TREC run could not hold it), no query text, a query text over the length limit,
+            a duplicate qid, or non-UTF-8 bytes.
+        EvaluationError: Empty file.
     """
+    from spacerini.bundle.manifest import MAX_QUERY_CHARS
+
     if isinstance(path, str) and path.startswith("irds:"):
         from spacerini.corpus import irds
 
@@ -62,10 +68,28 @@ def read_queries(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
         qid = qid.strip()
         if not sep or not qid:
             raise MalformedRecordError("expected `qid<TAB>query text`", path=str(path), line=n)
+        if any(char.isspace() for char in qid):
+            raise MalformedRecordError(
+                f"query id {qid!r} holds whitespace, which a TREC run or qrels line cannot hold: "
+                "use an id without spaces",
+                path=str(path),
+                line=n,
+            )
         if qid in seen:
             raise MalformedRecordError(f"duplicate query id {qid!r} (first on line {seen[qid]})", path=str(path), line=n)
         seen[qid] = n
-        out.append((qid, text.strip()))
+        text = text.strip()
+        if not text:
+            raise MalformedRecordError(
+                f"query {qid!r} has no text: write it after the tab, or remove the line", path=str(path), line=n
+            )
+        if len(text) > MAX_QUERY_CHARS:
+            raise MalformedRecordError(
+                f"query {qid!r} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}: shorten it",
+                path=str(path),
+                line=n,
+            )
+        out.append((qid, text))
     return out
 
 

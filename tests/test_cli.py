@@ -169,6 +169,21 @@ def test_document_past_lucene_limits_is_a_clear_error(tmp_path: Path, capsys, mo
     assert not out.exists()
 
 
+def test_document_past_lucene_limits_names_its_file_and_line(tmp_path: Path, capsys, monkeypatch) -> None:
+    """The backend sees only the id; the build finds the file and line by reading the source again."""
+    from spacerini.backends import bm25
+
+    monkeypatch.setattr(bm25, "MAX_TEXT_CHARS", 1_000)
+    lines = [json.dumps({"id": f"d{i}", "contents": "small"}) for i in range(3)]
+    lines.insert(2, json.dumps({"id": "big", "contents": "word " * 400}))
+    src = _write(tmp_path / "huge.jsonl", "\n".join(lines) + "\n")
+    for extra in ([], ["--shards", "2"]):
+        out = tmp_path / f"out{len(extra)}"
+        code, _, err = run(["-q", "index", str(src), "--out", str(out), *extra], capsys)
+        assert_one_line_error(code, err, f"{src}:3: document 'big' has 2,000 characters")
+        assert not out.exists()
+
+
 def test_huge_document_is_indexed(tmp_path: Path, capsys) -> None:
     """A 4 MB document is indexed whole (the standard analyzer splits long tokens), not dropped."""
     words = " ".join(f"w{i}" for i in range(600_000)) + " needleword"
@@ -431,6 +446,20 @@ def test_optout_ids_from_a_pipe(bundle_dir: Path, tmp_path: Path, capsys) -> Non
         os.close(read)
     assert code == 0, err
     assert len(open_bundle(copy)) == len(open_bundle(bundle_dir)) - 1
+
+
+def test_optout_says_which_listed_ids_it_did_not_find(bundle_dir: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    copy = tmp_path / "b"
+    shutil.copytree(bundle_dir, copy)
+    ids = _write(tmp_path / "ids.txt", "d01\nno-such-id\n")
+    code, out, err = run(["-q", "optout", str(copy), "--ids", str(ids)], capsys)
+    assert code == 0, err
+    assert "Removed 1 documents" in out and "(1 of 2 listed ids not in it)" in out
+    empty = _write(tmp_path / "empty.txt", "# nothing yet\n\n")
+    code, _, err = run(["-q", "optout", str(copy), "--ids", str(empty)], capsys)
+    assert_one_line_error(code, err, f"{empty}: the opt-out file lists no ids")
 
 
 def test_lone_surrogate_is_one_line_naming_file_and_line(tmp_path: Path, capsys) -> None:

@@ -60,6 +60,11 @@ def test_trec_run_format(tmp_path: Path) -> None:
         ("q1\tone\nq1\ttwo\n", MalformedRecordError, 2),
         (b"q1\tok\nq2\t\xff\xfe\n", MalformedRecordError, 2),
         ("\n\n", EvaluationError, None),
+        # these three were accepted: a qid with a space wrote a broken TREC run, and an empty
+        # or too long query failed later without naming the file and line
+        ("q1\tok\nq 2\ttwo\n", MalformedRecordError, 2),
+        ("q1\tok\nq2\t   \nq3\tthree\n", MalformedRecordError, 2),
+        ("q1\t" + "word " * 3000 + "\n", MalformedRecordError, 1),
     ],
 )
 def test_bad_queries(tmp_path: Path, content, error, line) -> None:
@@ -70,6 +75,18 @@ def test_bad_queries(tmp_path: Path, content, error, line) -> None:
     assert "q.tsv" in str(info.value)
     if line is not None:
         assert f":{line}:" in str(info.value)
+
+
+def test_a_bom_does_not_join_the_first_qid(tmp_path: Path) -> None:
+    path = tmp_path / "q.tsv"
+    path.write_bytes(b"\xef\xbb\xbfq1\tfirst\r\nq2\tsecond\n")
+    assert read_queries(path) == [("q1", "first"), ("q2", "second")]
+    qrels = tmp_path / "qrels"
+    qrels.write_bytes(b"\xef\xbb\xbfq1 0 d1 1\n")
+    assert read_qrels(qrels) == {"q1": {"d1": 1}}
+    path.write_bytes(b"\xef\xbb\xbfq1\tok\nq2\tcaf\xe9\n")
+    with pytest.raises(MalformedRecordError, match=r"q\.tsv:2: invalid UTF-8 at byte 15:"):
+        read_queries(path)
 
 
 def test_bad_qrels(tmp_path: Path) -> None:

@@ -192,7 +192,8 @@ def build(
                 raise DocumentTooLargeError(
                     f"document {doc.id!r} has {len(data)} bytes; the exact backend holds at most "
                     f"{MAX_SHARD_BYTES - 1} bytes per document: split it into records with ids of their own in "
-                    "the source, or leave it out with `spacerini index ... --optout FILE` (FILE holding its id)"
+                    "the source, or leave it out with `spacerini index ... --optout FILE` (FILE holding its id)",
+                    doc_id=doc.id,
                 )
             if starts and len(buf) + size > max_shard_bytes:
                 flush()

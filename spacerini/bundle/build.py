@@ -32,6 +32,7 @@ from spacerini.errors import (
     BackendNotAvailableError,
     BackendParameterError,
     BundleError,
+    DocumentTooLargeError,
     EmptyCorpusError,
 )
 from spacerini.records import Doc, licence_and_language, top_counts
@@ -114,6 +115,19 @@ def build_bundle(
             threads=threads, progress=progress, finish_manifest=finish_manifest, shards=shards,
             shard_size=shard_size, engine=engine, ray_address=ray_address, memory_budget=memory_budget,
         )  # fmt: skip
+
+
+def _with_location(exc: DocumentTooLargeError, corpus: Any) -> DocumentTooLargeError | None:
+    """``exc`` again, naming the file and line of its document (a backend sees only the id), or
+    None when that is unknown or already named."""
+    locate = getattr(corpus, "locate", None)
+    if exc.path is not None or exc.doc_id is None or locate is None:
+        return None
+    location = locate(exc.doc_id)
+    if location is None:
+        return None
+    path, line = location
+    return DocumentTooLargeError(exc.detail, path=path, line=line, doc_id=exc.doc_id)
 
 
 def _build_locked(
@@ -249,8 +263,12 @@ def _build_locked(
         }
         if finish_manifest is not None:
             finish_manifest(manifest)
-    except BaseException:
+    except BaseException as exc:
         remove_tree(tmp)
+        if isinstance(exc, DocumentTooLargeError):
+            located = _with_location(exc, corpus)
+            if located is not None:
+                raise located from None
         raise
     finally:
         ray_session.close()

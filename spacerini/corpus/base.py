@@ -188,6 +188,16 @@ class Corpus:
         counts = ", ".join(f"{reason}: {n}" for reason, n in sorted(self.skipped.items()))
         return f" (everything was skipped: {counts})"
 
+    def locate(self, doc_id: str) -> Location | None:
+        """Where the document ``doc_id`` is in the source, found by reading it again (None when
+        the source cannot be re-read or holds no such id)."""
+        if not self._can_rescan():
+            return None
+        for doc, location in self._located_docs():
+            if doc.id == doc_id:
+                return location
+        return None
+
     def _duplicate(self, doc_id: str, location: Location) -> DuplicateIdError:
         first = "an earlier record"
         if self._can_rescan():

@@ -66,6 +66,13 @@ def _decode(line: bytes, path: str, number: int, offset: int) -> str:
         return line.decode("utf-8")
     except UnicodeDecodeError as exc:
         where = " of the decompressed data" if path.lower().endswith(".gz") else ""
+        if offset == 0 and line.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            raise MalformedRecordError(
+                f"the file{where} is UTF-16 (it starts with a UTF-16 byte-order mark), not UTF-8; "
+                f"re-encode it as UTF-8, e.g. iconv -f UTF-16 -t UTF-8 {Path(path).name} > fixed",
+                path=path,
+                line=number,
+            ) from None
         raise MalformedRecordError(
             f"invalid UTF-8 byte 0x{line[exc.start]:02x} at byte offset {offset + exc.start}{where}; "
             f"re-encode the file as UTF-8, e.g. iconv -f LATIN1 -t UTF-8 {Path(path).name} > fixed",

@@ -387,12 +387,14 @@ def read_text_or_file(value: str) -> str:
     """``value`` itself, or the UTF-8 contents of the file it names (``-``: standard input).
 
     Raises:
-        QueryError: The file is not UTF-8 text.
+        QueryError: The file is not UTF-8 text, or ``value`` names a folder.
     """
     import sys
 
     if value == "-":
         data = sys.stdin.buffer.read()
+    elif "\n" not in value and len(value) < 4096 and os.path.isdir(value):
+        raise QueryError(f"{value}: is a folder, not a file; pass a file path, - for standard input, or the text itself")
     elif "\n" not in value and len(value) < 4096 and os.path.isfile(value):
         with open(value, "rb") as f:
             data = f.read()

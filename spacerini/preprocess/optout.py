@@ -8,6 +8,7 @@ bundle that already exists is done on top of :func:`read_optout_file`.
 
 from __future__ import annotations
 
+import codecs
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -39,14 +40,20 @@ def read_optout_file(path: str | os.PathLike[str]) -> set[str]:
     if file.is_dir():  # a pipe (`--ids <(...)`, /dev/fd/N) or a FIFO is read like a file
         raise CorpusError("the opt-out list must be a file with one id per line, not a folder", path=str(path))
     ids: set[str] = set()
-    try:
-        with file.open(encoding="utf-8") as handle:
-            for line in handle:
-                item = line.strip()
-                if item and not item.startswith("#"):
-                    ids.add(item)
-    except UnicodeDecodeError as exc:
-        raise CorpusError(f"the opt-out file is not UTF-8 text ({exc.reason})", path=str(path)) from exc
+    with file.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):  # else the BOM joins the first id
+                raw = raw[len(codecs.BOM_UTF8) :]
+            try:
+                item = raw.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise CorpusError(
+                    f"the opt-out file is not UTF-8 text ({exc.reason}); re-encode it as UTF-8",
+                    path=str(path),
+                    line=number,
+                ) from None
+            if item and not item.startswith("#"):
+                ids.add(item)
     return ids
 
 

@@ -137,6 +137,20 @@ CASES = [
         ["truncated JSON array"],
     ),
     (
+        "utf16.jsonl",
+        '{"id": "a", "text": "x"}\n'.encode("utf-16"),
+        MalformedRecordError,
+        1,
+        ["is UTF-16", "iconv -f UTF-16 -t UTF-8"],
+    ),
+    (
+        "utf16.csv",
+        "id,text\na,x\n".encode("utf-16"),
+        MalformedRecordError,
+        1,
+        ["is UTF-16", "iconv -f UTF-16 -t UTF-8"],
+    ),
+    (
         "latin1_array.json",
         LATIN1_ARRAY,
         MalformedRecordError,

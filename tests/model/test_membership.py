@@ -258,3 +258,19 @@ def test_cli_errors_are_one_line(model_dir, tiny_bundle, tmp_path, capsys) -> No
     binary.write_bytes(b"\xff\xfe\x00abc")
     _one_line_error(*_run(["model", "membership", str(binary), *m], capsys)[::2], "not UTF-8")
     _one_line_error(*_run(["model", "membership", "x", "--max-tokens", "0", *m], capsys)[::2], "max-tokens")
+    # a folder was scored as the text of its own name
+    _one_line_error(*_run(["model", "membership", str(tmp_path), *m], capsys)[::2], "is a folder, not a file")
+
+
+def test_cli_text_the_bundle_refuses_fails_before_scoring(model_dir, tiny_bundle, tmp_path, capsys, monkeypatch) -> None:
+    """A text too long for the bundle's exact backend was scored by the model (minutes) before it failed."""
+    import spacerini.model.membership as membership
+
+    def never(*args, **kwargs):
+        raise AssertionError("the model scored a text the bundle refuses")
+
+    monkeypatch.setattr(membership, "score_text", never)
+    big = tmp_path / "big.txt"
+    big.write_text("x" * (2 << 20), encoding="utf-8")
+    code, _, err = _run(["model", "membership", str(big), "--model", str(model_dir), "--bundle", str(tiny_bundle.path)], capsys)
+    _one_line_error(code, err, "bytes long")

@@ -48,6 +48,15 @@ def test_ids_from_file_and_owners_together(tmp_path: Path) -> None:
     assert report["removed_by"] == {"id": 2, "owner": 1} and report["ids_not_found"] == 1
 
 
+def test_a_bom_does_not_join_the_first_id_and_a_bad_byte_names_its_line(tmp_path: Path) -> None:
+    listing = tmp_path / "bom.txt"
+    listing.write_bytes(b"\xef\xbb\xbfn1\r\nb2\n")  # as Notepad saves it
+    assert read_optout_file(listing) == {"n1", "b2"}
+    listing.write_bytes(b"n1\nb2\ncaf\xe9\n")
+    with pytest.raises(CorpusError, match=r"bom\.txt:3: the opt-out file is not UTF-8"):
+        read_optout_file(listing)
+
+
 def test_errors(tmp_path: Path) -> None:
     with pytest.raises(CorpusNotFoundError, match="no such opt-out file"):
         read_optout_file(tmp_path / "nope.txt")

@@ -239,7 +239,8 @@ def _check_doc(doc: Doc) -> None:
         raise DocumentTooLargeError(
             f"document {doc.id!r} has {len(doc.text):,} characters; Anserini's JSON reader stops at "
             f"{MAX_TEXT_CHARS:,}: split it into records with ids of their own in the source, or leave it out "
-            "with `spacerini index ... --optout FILE` (FILE holding its id, one per line)"
+            "with `spacerini index ... --optout FILE` (FILE holding its id, one per line)",
+            doc_id=doc.id,
         )
 
 
