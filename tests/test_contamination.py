@@ -214,6 +214,19 @@ def _bad(tmp_path: Path, name: str, content: str) -> Path:
         ("list.jsonl", '["a"]\n', [], "must be an object"),
         ("x.txt", "hello\n", [], "unknown test set format"),
         ("ok.jsonl", '{"text": "q"}\n', ["--ngram", "0"], "--ngram"),
+        (
+            "nullid.jsonl",
+            '{"id": "a", "text": "q"}\n{"id": null, "text": "r"}\n',
+            [],
+            "nullid.jsonl:2: the id field 'id' is null",
+        ),
+        (
+            "dupid.jsonl",
+            '{"id": 1, "text": "q"}\n{"id": "2", "text": "r"}\n{"id": "1", "text": "s"}\n',
+            [],
+            "dupid.jsonl:3: duplicate example id '1' (first at",
+        ),
+        ("floatid.jsonl", '{"qid": 1.5, "text": "q"}\n', [], "the id field 'qid' is a float"),
     ],
 )
 def test_cli_bad_input_is_one_line(bundle, tmp_path: Path, capsys, name, content, args, needle) -> None:

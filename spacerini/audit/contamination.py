@@ -175,9 +175,10 @@ def load_testset(
     Raises:
         CorpusNotFoundError: No such file, folder or dataset.
         EmptyCorpusError: The test set is empty.
-        MalformedRecordError: A record cannot be parsed (bad JSON, not an object).
-        MissingFieldError: A record lacks ``field`` (or the named ``id_field``), or its value is
-            not text.
+        MalformedRecordError: A record cannot be parsed (bad JSON, not an object), or two
+            examples share an id.
+        MissingFieldError: A record lacks ``field`` (or the named ``id_field``), its text is not
+            text, or its id is null, empty, a float, a boolean or a container.
     """
     if isinstance(source, str | Path):
         name = str(source)
@@ -186,6 +187,7 @@ def load_testset(
         name = "the test set"
         records = ((row, name, i) for i, row in enumerate(source, start=1))
     examples: list[Example] = []
+    seen: dict[str, str] = {}  # id -> where it first was
     chosen_id = id_field
     for row, where, line in itertools.islice(records, limit):
         if not isinstance(row, Mapping):
@@ -215,7 +217,24 @@ def load_testset(
         if chosen_id:
             if chosen_id not in row:
                 raise MissingFieldError(f"no id field {chosen_id!r} in this record", path=where, line=line)
-            docid = str(row[chosen_id])
+            value = row[chosen_id]
+            if value is None or isinstance(value, bool | float | Mapping | list | tuple) or value == "":
+                shown = "empty" if value == "" else "null" if value is None else f"a {type(value).__name__}"
+                raise MissingFieldError(
+                    f"the id field {chosen_id!r} is {shown}: give each example a string or integer id, "
+                    "or name another field with --id-field",
+                    path=where,
+                    line=line,
+                )
+            docid = str(value)
+            first = seen.get(docid)
+            if first is not None:
+                raise MalformedRecordError(
+                    f"duplicate example id {docid!r} (first at {first}): give each example an id of its own",
+                    path=where,
+                    line=line,
+                )
+            seen[docid] = f"{where}:{line}" if line is not None else str(where)
         else:
             docid = str(len(examples) + 1)
         examples.append(Example(docid, text))
