@@ -48,7 +48,12 @@ def load_model(name_or_path: str | os.PathLike[str] | None = None, *, device: st
         if cached is not None:
             return cached
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
+        # transformers draws a "Loading weights" bar per load (on stderr, even under -q): a
+        # bundled model of 20 MB loads in milliseconds, so the bar is only noise.
+        bars = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
         try:
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
             model = AutoModelForCausalLM.from_pretrained(source, local_files_only=True)
@@ -58,6 +63,9 @@ def load_model(name_or_path: str | os.PathLike[str] | None = None, *, device: st
                 f"cannot load the model {source!r} ({where}): {str(exc).splitlines()[0]}; "
                 "give a folder with config.json and weights, or the name of a model downloaded beforehand"
             ) from exc
+        finally:
+            if bars:
+                hf_logging.enable_progress_bar()
         model.to(dev).eval()
         _CACHE[key] = (model, tokenizer)
         logger.info("loaded %s on %s", source, dev)

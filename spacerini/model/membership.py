@@ -217,6 +217,11 @@ def token_stats(
 
     if batch_size < 1 or (max_tokens is not None and max_tokens < 1):
         raise ModelError("batch_size and max_tokens must be >= 1")
+    for i, text in enumerate(texts):  # before the model loads
+        if not isinstance(text, str) or not text.strip():
+            which = "the text" if len(texts) == 1 else f"text {i}"
+            blank = "empty" if not isinstance(text, str) or not text else "blank (only white space)"
+            raise QueryError(f"{which} is {blank}: membership needs some text to score")
     lm, tokenizer = resolve_model(model, device=device)
     context = context_length(lm)
     stride = context // 2 if stride is None else stride
@@ -226,8 +231,6 @@ def token_stats(
     seqs: list[list[int]] = []
     for i, text in enumerate(texts):
         which = "the text" if len(texts) == 1 else f"text {i}"
-        if not isinstance(text, str) or not text:
-            raise QueryError(f"{which} is empty: membership needs some text to score")
         ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"][:max_tokens]
         if not ids:
             raise QueryError(f"{which} has no tokens to score")

@@ -176,6 +176,8 @@ def test_batching_padding_and_prefixes_do_not_change_scores(tiny_lm) -> None:
 def test_bad_input_is_refused(tiny_lm) -> None:
     with pytest.raises(QueryError, match="empty"):
         score_text("", model=tiny_lm)
+    with pytest.raises(QueryError, match="blank"):  # before the model loads: a name, not a model
+        score_text(" \n\t ", model="/no/such/model")
     with pytest.raises(ModelError, match="k must"):
         score_text("x", model=tiny_lm, k=0)
     with pytest.raises(ModelError, match="stride"):
@@ -246,6 +248,7 @@ def test_cli_without_a_bundle_has_no_exact_answer(model_dir, capsys) -> None:
     code, out, err = _run(["model", "membership", SHORT, "--model", str(model_dir), "--json", "--k", "0.5"], capsys)
     assert code == 0, err
     assert json.loads(out)["exact"] is None and json.loads(out)["scores"]["k"] == 0.5
+    assert "Loading weights" not in err  # transformers' bar for a model that loads in milliseconds
 
 
 def test_cli_errors_are_one_line(model_dir, tiny_bundle, tmp_path, capsys) -> None:
