@@ -117,6 +117,10 @@ def test_hostile_query_works(bundle_dir: Path, capsys) -> None:
 def test_missing_bundle(tmp_path: Path, capsys) -> None:
     code, _, err = run(["search", str(tmp_path / "nope"), "x"], capsys)
     assert_one_line_error(code, err, "no bundle here")
+    corpus = tmp_path / "corpus.jsonl"  # a corpus file where the bundle goes: say so, and how to build one
+    corpus.write_text('{"id": "a", "contents": "x"}\n')
+    code, _, err = run(["search", str(corpus), "x"], capsys)
+    assert_one_line_error(code, err, f"a file, not a bundle folder; build a bundle from it with `spacerini index {corpus}")
 
 
 def test_usage_error_is_one_line(capsys) -> None:

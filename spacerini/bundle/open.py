@@ -71,6 +71,11 @@ def open_bundle(
     root = Path(path).expanduser()
     if not root.exists():
         _recover_interrupted_swap(root)
+    if root.is_file():  # a corpus file given where a bundle goes
+        raise BundleNotFoundError(
+            f"{root}: a file, not a bundle folder; build a bundle from it with "
+            f"`spacerini index {root} --out BUNDLE` and pass BUNDLE"
+        )
     if not root.is_dir():
         raise BundleNotFoundError(f"{root}: no bundle here; build one with `spacerini index SOURCE --out {root}`")
     remove_stale(root)
