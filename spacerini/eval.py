@@ -154,13 +154,25 @@ def write_trec_run(
 
     Returns:
         The number of lines written.
+
+    Raises:
+        EvaluationError: A document id, query id or the tag holds white space, which would
+            break the run's space-separated columns (nothing is written).
     """
+    if not tag or any(char.isspace() for char in tag):
+        raise EvaluationError(f"run tag {tag!r} must be one word: a TREC run separates its columns by spaces")
     p = Path(path)
     tmp = p.with_name(f".{p.name}.tmp")
     n = 0
     try:
         with tmp.open("w", encoding="utf-8") as fh:
             for line in trec_lines(results, tag=tag):
+                if line.count(" ") != 5 or not line.isprintable():  # white space inside a column
+                    qid = line.split(" ", 1)[0]
+                    raise EvaluationError(
+                        f"cannot write a TREC run: a hit of query {qid!r} has a document id with white space "
+                        f"in it ({line!r}), and a run separates its columns by spaces; use --json instead"
+                    )
                 fh.write(line + "\n")
                 n += 1
         os.replace(tmp, p)

@@ -547,3 +547,28 @@ def test_a_file_system_error_is_one_line_with_its_path_and_what_to_do(bundle_dir
     code, _, err = run(["info", str(bundle_dir)], capsys)
     assert_one_line_error(code, err, "/srv/bundles/tiny/spacerini.json: Permission denied; check its permissions")
     assert "PermissionError" not in err and "Errno" not in err
+
+
+def test_a_run_cannot_hold_ids_with_white_space(tmp_path: Path, capsys) -> None:
+    """Ids with a tab, a space or a line break index and search, but a TREC run would split them
+    into columns (a line break gave a run with more lines than it said): one error, no file; the
+    JSON output keeps them whole. A run tag with a space is refused the same way."""
+    corpus = tmp_path / "ids.jsonl"
+    corpus.write_text(
+        "".join(json.dumps({"id": i, "contents": f"hello world {n}"}) + "\n" for n, i in enumerate(["a\nb", "c d", "e\tf", "g"]))
+    )
+    bundle = tmp_path / "b"
+    assert run(["index", str(corpus), "--out", str(bundle), "--backends", "bm25"], capsys)[0] == 0
+    queries = tmp_path / "q.tsv"
+    queries.write_text("q1\thello\n")
+    out_file = tmp_path / "run.trec"
+    code, _, err = run(["search", str(bundle), "--queries", str(queries), "--output", str(out_file)], capsys)
+    assert_one_line_error(code, err, "cannot write a TREC run: a hit of query 'q1' has a document id with white space")
+    assert not out_file.exists() and not list(tmp_path.glob(".run.trec*"))
+    code, out, err = run(["search", str(bundle), "--queries", str(queries), "--json"], capsys)
+    assert code == 0, err
+    assert sorted(h["docid"] for h in json.loads(out)["q1"]) == ["a\nb", "c d", "e\tf", "g"]
+    code, _, err = run(
+        ["search", str(bundle), "--queries", str(queries), "--output", str(out_file), "--run-tag", "my run"], capsys
+    )
+    assert_one_line_error(code, err, "run tag 'my run' must be one word")
