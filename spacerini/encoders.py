@@ -41,7 +41,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -300,7 +300,13 @@ class Encoder:
         return self.encode_ids(self._tokenize(texts), batch_size=batch_size)
 
     def encode_docs(
-        self, texts: Sequence[str], *, max_tokens: int, overlap: int, batch_size: int = 32
+        self,
+        texts: Sequence[str],
+        *,
+        max_tokens: int,
+        overlap: int,
+        batch_size: int = 32,
+        on_progress: Callable[[int, int], None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Splits documents into passages (see :meth:`split`) and encodes every passage.
 
@@ -314,6 +320,9 @@ class Encoder:
             max_tokens: Passage length in tokens (without special tokens).
             overlap: Tokens shared by consecutive passages of a document.
             batch_size: Passages per forward pass.
+            on_progress: Called with ``(passages encoded, passages in all)`` after each forward
+                pass (a long document is thousands of passages: a bar over documents alone
+                would stand still); not called when the model is not encoded directly.
 
         Returns:
             The ``(passages, dim)`` unit vectors, in document order, and the number of passages
@@ -334,7 +343,7 @@ class Encoder:
         if retokenize:
             for i, ids in zip(retokenize, self._tokenize([passages[i][0] for i in retokenize]), strict=True):
                 ids_list[i] = ids
-        return self.encode_ids(ids_list, batch_size=batch_size), counts
+        return self.encode_ids(ids_list, batch_size=batch_size, on_progress=on_progress), counts
 
     def passage_counts(self, texts: Sequence[str], *, max_tokens: int, overlap: int) -> np.ndarray:
         """How many passages :meth:`encode_docs` cuts each text into, without encoding any.
@@ -355,7 +364,13 @@ class Encoder:
         split = self._split_many(texts, max_tokens=max_tokens, overlap=overlap)
         return np.fromiter((len(parts) for parts in split), dtype=np.int64, count=len(split))
 
-    def encode_ids(self, ids: Sequence[Sequence[int]], *, batch_size: int = 32) -> np.ndarray:
+    def encode_ids(
+        self,
+        ids: Sequence[Sequence[int]],
+        *,
+        batch_size: int = 32,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> np.ndarray:
         """Encodes token-id sequences that already hold the model's special tokens.
 
         Each sequence is padded to its token count rounded up to :data:`WIDTH_STEP` (at most the
@@ -368,6 +383,7 @@ class Encoder:
             ids: One token-id sequence per text, special tokens included, at most the model's
                 ``max_seq_length`` long.
             batch_size: Sequences per forward pass.
+            on_progress: Called with ``(sequences encoded, sequences in all)`` after each batch.
 
         Returns:
             An ``(n, dim)`` float32 array of unit vectors, in input order.
@@ -403,6 +419,8 @@ class Encoder:
                     input_ids[r, cols] = seq
                     mask[r, cols] = 1
             out[rows] = self._forward(input_ids, mask)
+            if on_progress is not None:
+                on_progress(stop, n)
         return out
 
     def _forward(self, input_ids: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -44,9 +44,16 @@ def test_encode_matches_sentence_transformers(enc: encoders.Encoder) -> None:
 
 def test_encode_docs_matches_split_then_encode(enc: encoders.Encoder) -> None:
     docs = [TEXTS[10], "", "   ", TEXTS[-1], TEXTS[20]]  # TEXTS[-1] is about 1,300 tokens
-    vectors, counts = enc.encode_docs(docs, max_tokens=120, overlap=16, batch_size=4)
+    seen: list[tuple[int, int]] = []
+    vectors, counts = enc.encode_docs(
+        docs, max_tokens=120, overlap=16, batch_size=4, on_progress=lambda done, total: seen.append((done, total))
+    )
     passages = [enc.split(doc, max_tokens=120, overlap=16) for doc in docs]
     assert counts.tolist() == [len(p) for p in passages]
+    # progress after each forward pass of at most 4 passages, up to all of them
+    dones = [done for done, _ in seen]
+    assert {total for _, total in seen} == {int(counts.sum())} and dones[-1] == int(counts.sum())
+    assert dones == sorted(dones) and all(0 < b - a <= 4 for a, b in zip([0, *dones], dones, strict=False))
     assert counts[1] == counts[2] == 0 and counts[3] > 5
     flat = [p for parts in passages for p in parts]
     np.testing.assert_allclose(vectors, _reference(enc, flat), atol=1e-5)
@@ -79,3 +86,32 @@ def test_split_rejects_bad_windows(enc: encoders.Encoder) -> None:
         enc.encode_docs(["text"], max_tokens=10, overlap=10)
     assert encoders._windows(10, 4, 1) == [(0, 4), (3, 7), (6, 10)]
     assert encoders._windows(3, 4, 1) == [(0, 3)]
+
+
+def test_passage_bar_shows_only_for_long_documents(monkeypatch) -> None:
+    from spacerini.backends import dense
+
+    made: list[int] = []
+
+    class Bar:
+        def __init__(self, total: int, **_: object) -> None:
+            made.append(total)
+            self.n = 0
+
+        def update(self, step: int) -> None:
+            self.n += step
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setattr(dense, "tqdm", Bar)
+    short = dense._PassageBar(docs=1000, progress=True)
+    for done in range(1, 3001, 500):
+        short(done, 3000)  # 3 passages a document: no bar
+    long_doc = dense._PassageBar(docs=1, progress=True)
+    for done in (500, 1500, 5000):
+        long_doc(done, 5000)
+    quiet = dense._PassageBar(docs=1, progress=False)
+    quiet(10, 5000)
+    assert made == [5000] and long_doc._bar.n == 5000
+    long_doc.close()

@@ -559,7 +559,13 @@ def _encode_chunks(
                 first = ordinal
             texts.append(doc.text)
             if ordinal % chunk_docs == chunk_docs - 1 or ordinal == n_docs - 1:
-                vectors, counts = enc.encode_docs(texts, max_tokens=passage_tokens, overlap=overlap, batch_size=batch_size)
+                passages = _PassageBar(len(texts), progress)
+                try:
+                    vectors, counts = enc.encode_docs(
+                        texts, max_tokens=passage_tokens, overlap=overlap, batch_size=batch_size, on_progress=passages
+                    )
+                finally:
+                    passages.close()
                 owners = np.repeat(np.arange(first, first + len(texts), dtype=np.int32), counts)
                 vec_path, doc_path = _chunk_paths(ckpt, number)
                 _save_npy(doc_path, owners)
@@ -571,6 +577,35 @@ def _encode_chunks(
         bar.close()
         raise
     return [_chunk_paths(ckpt, number) for number in range(n_chunks)], len(done)
+
+
+#: A chunk whose passages number at least this many, and this many times its documents, shows
+#: a second bar over its passages (long documents: one of 50 MB is about 100,000 passages, and
+#: the bar over documents would stand still for the hours they take on a CPU).
+PASSAGE_BAR_MIN = 2_000
+PASSAGE_BAR_PER_DOC = 4
+
+
+class _PassageBar:
+    """``encode_docs``'s ``on_progress``: a bar over a chunk's passages, shown (and left off the
+    screen when done) only for a chunk of long documents."""
+
+    def __init__(self, docs: int, progress: bool) -> None:
+        self._docs = docs
+        self._progress = progress
+        self._bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self._bar is None:
+            if not self._progress or total < max(PASSAGE_BAR_MIN, PASSAGE_BAR_PER_DOC * self._docs):
+                return
+            self._bar = tqdm(total=total, desc="dense: passages of long documents", unit=" passages", leave=False)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _gpus_for(kind: str) -> int:
