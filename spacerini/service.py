@@ -598,6 +598,6 @@ def _top(counter: Counter[str]) -> tuple[tuple[str, int], ...]:
 def _check_text(text: Any, verb: str, limit: int = MAX_MEMBER_CHARS) -> None:
     """Membership and trace input: a non-empty string of at most ``limit`` characters."""
     if not isinstance(text, str) or not text.strip():
-        raise QueryError(f"paste some text or code to {verb}")
+        raise QueryError(f"the text is empty: give some text or code to {verb}")
     if len(text) > limit:
         raise QueryError(f"the text is {len(text):,} characters long; this service {verb}s at most {limit:,}")

@@ -498,6 +498,9 @@ def test_member_reads_pipes_and_says_when_a_text_is_too_short(tmp_path: Path, ca
     assert "coverage: 0.0%" in out and "spacerini count BUNDLE TEXT" in out
     code, out, err = run(["member", str(bundle), str(tmp_path)], capsys)
     assert_one_line_error(code, err, str(tmp_path), "is a folder")
+    empty = _write(tmp_path / "empty.txt", "  \n")
+    code, out, err = run(["member", str(bundle), str(empty)], capsys)
+    assert_one_line_error(code, err, "the text is empty: give some text or code to check")
 
 
 @pytest.mark.parametrize("command", ["index", "analyze", "contamination", "space"])
