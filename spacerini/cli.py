@@ -683,6 +683,19 @@ def _optout_requests(
     )
 
     path = requests_file or default_requests_path(_bundle_dir(bundle), persistent_destination())
+    if requests_file is not None:  # named: it must be a request store, not any file
+        from spacerini.app.flags import read_jsonl
+        from spacerini.errors import CorpusError, CorpusNotFoundError
+
+        if not Path(requests_file).is_file():
+            raise CorpusNotFoundError("no such request store; check the path (the default is beside BUNDLE)", path=requests_file)
+        records = read_jsonl(Path(requests_file))
+        if records and not any(isinstance(r, dict) and isinstance(r.get("id"), str) and "name" in r for r in records):
+            raise CorpusError(
+                "not an opt-out request store: none of its lines is a request (the app files them in "
+                "BUNDLE.optout-requests.jsonl beside the bundle)",
+                path=requests_file,
+            )
     store = OptoutRequestStore(Path(path), bundle_path=Path(bundle))
     if apply_ids is not None:
         results = apply_requests(

@@ -162,3 +162,12 @@ def test_operator_lists_and_applies_requests_with_the_cli(tmp_path: Path) -> Non
     assert {r["id"]: r["status"] for r in everything} == {turing: "applied", ghost: "not found"}
     unknown = runner.invoke(cli, ["optout", str(bundle.path), "--apply", "r-nope"])
     assert unknown.exit_code == 2 and "no opt-out request 'r-nope'" in unknown.output
+    # a named store must be one: a missing file, or a corpus file named by mistake, is an error
+    # (both listed "No pending opt-out requests")
+    for named, needle in ((tmp_path / "nope.jsonl", "no such request store"), (tmp_path / "corpus.jsonl", "not an opt-out request store")):
+        if named.name == "corpus.jsonl":
+            named.write_text('{"id": "d1", "contents": "text"}\n')
+        result = runner.invoke(cli, ["optout", str(bundle.path), "--requests", "--requests-file", str(named)])
+        assert result.exit_code == 2 and needle in result.output and "Traceback" not in result.output, result.output
+    named_ok = runner.invoke(cli, ["optout", str(bundle.path), "--requests", "--requests-file", str(store_path), "--json"])
+    assert named_ok.exit_code == 0 and {r["id"] for r in json.loads(named_ok.output)} == {turing, ghost}
