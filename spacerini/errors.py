@@ -98,6 +98,13 @@ class BackendNotAvailableError(BundleError, LookupError):
     """The bundle was built without the backend asked for, or the backend is unknown."""
 
 
+class DocNotFoundError(BundleError, KeyError):
+    """The bundle holds no document with the id asked for (a ``KeyError`` too, as a mapping's is)."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return Exception.__str__(self)
+
+
 class BundleLockedError(BundleError, TimeoutError):
     """Another command is changing the bundle (building or opting out) and ``--no-wait`` was given."""
 

@@ -206,10 +206,32 @@ def check_batch(queries: Iterable[tuple[str, str]], k: int, *, min_k: int = 1) -
     """The checks every searcher's ``batch_search`` makes before searching.
 
     Raises:
-        QueryError: ``k`` is below ``min_k`` or a query is empty.
+        QueryError: ``k`` is not an integer or below ``min_k``, ``queries`` is not a sequence of
+            ``(qid, text)`` pairs (a dict would be read as its keys, a generator used up by these
+            checks), a qid repeats (``{qid: hits}`` would keep one), or a query is empty.
     """
-    if k < min_k:
-        raise QueryError(f"k must be >= {min_k}, got {k}")
-    for qid, text in queries:
-        if not isinstance(text, str) or not text.strip():
-            raise QueryError(f"query {qid!r} is empty")
+    if isinstance(k, bool) or not isinstance(k, int) or k < min_k:
+        raise QueryError(f"k must be an integer >= {min_k}, not {k!r}")
+    if isinstance(queries, Mapping | str | bytes) or not isinstance(queries, Sequence):
+        raise QueryError(
+            f"queries must be a list of (qid, text) pairs, not a {type(queries).__name__}"
+            + (": pass list(queries.items())" if isinstance(queries, Mapping) else "")
+        )
+    # One pass of cheap checks (a batch is thousands of queries and its ranking takes ~10 us a
+    # query): exact types first, the ABC check only for other sequences.
+    for pair in queries:
+        if not ((type(pair) is tuple or type(pair) is list) and len(pair) == 2) and (
+            isinstance(pair, str | bytes) or not isinstance(pair, Sequence) or len(pair) != 2
+        ):
+            raise QueryError(f"query {pair!r:.60} is not a (qid, text) pair")
+        text = pair[1]
+        if type(text) is not str or not text.strip():
+            if not isinstance(text, str) or not text.strip():
+                raise QueryError(f"query {pair[0]!r} is empty")
+    qids = [pair[0] for pair in queries]
+    if len(set(qids)) != len(qids):
+        seen: set[Any] = set()
+        for qid in qids:
+            if qid in seen:
+                raise QueryError(f"qid {qid!r} repeats; qids must be unique, as the results are keyed by them")
+            seen.add(qid)

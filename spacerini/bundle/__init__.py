@@ -34,6 +34,7 @@ from spacerini.bundle.open import (
     Bundle,
     BundleSnapshot,
     StaleGenerationError,
+    check_queries,
     check_query,
     open_bundle,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "backend_folder",
     "build_bundle",
     "bundle_lock",
+    "check_queries",
     "check_query",
     "lock_path",
     "open_bundle",

@@ -154,9 +154,11 @@ def _build_locked(
     """:func:`build_bundle` once the caller holds the bundle's lock."""
     if engine not in ("local", "ray"):
         raise BackendParameterError(f"unknown engine {engine!r}: choose local or ray")
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise BackendParameterError(f"threads must be a positive integer, not {threads!r}")
     remove_stale(out_path, locked=True)
     names = _check_backends(backends)
-    params = {k: dict(v) for k, v in (backend_params or {}).items()}
+    params = _check_backend_params(backend_params)
     unknown = set(params) - set(names)
     if unknown:
         raise BackendNotAvailableError(f"parameters given for backends not being built: {', '.join(sorted(unknown))}")
@@ -358,11 +360,32 @@ def _step_reports(steps: Sequence[Any]) -> list[dict[str, Any]]:
     return reports(steps)
 
 
+def _check_backend_params(given: Any) -> dict[str, dict[str, Any]]:
+    """``backend_params`` as plain dicts, refused (before any work) unless a mapping of mappings."""
+    if given is None:
+        return {}
+    example = "e.g. {'bm25': {'k1': 1.2}}"
+    if not isinstance(given, Mapping):
+        raise BackendParameterError(f"backend_params must map backend names to options, {example}; not {type(given).__name__}")
+    for name, options in given.items():
+        if not isinstance(options, Mapping):
+            raise BackendParameterError(
+                f"backend_params[{name!r}] must be a mapping of options, {example}; not {type(options).__name__}"
+            )
+    return {name: dict(options) for name, options in given.items()}
+
+
 def _check_backends(backends: Sequence[str] | str) -> list[str]:
     if isinstance(backends, str):
         backends = [b for b in backends.split(",") if b.strip()]
+    if not isinstance(backends, Iterable):
+        raise BackendNotAvailableError(
+            f"backends must be a list of backend names such as ['bm25', 'exact'], not {type(backends).__name__}"
+        )
     names = []
     for name in backends:
+        if not isinstance(name, str):
+            raise BackendNotAvailableError(f"backend names are strings such as 'bm25', not {name!r}")
         name = name.strip()
         if name not in REGISTRY:
             raise BackendNotAvailableError(f"unknown backend {name!r}: choose from {', '.join(REGISTRY)}")

@@ -30,7 +30,9 @@ from spacerini.errors import (
     BackendParameterError,
     BundleError,
     BundleNotFoundError,
+    DocNotFoundError,
     QueryError,
+    UsageError,
 )
 from spacerini.records import Doc, Hit
 
@@ -63,7 +65,10 @@ def open_bundle(
             missing, truncated or (with ``verify``) altered.
         BackendParameterError: An unknown engine, or ``ray_address`` without ``engine="ray"``.
         DependencyMissingError: ``engine="ray"`` without the ``[distributed]`` extra.
+        UsageError: ``path`` is not a path or a string.
     """
+    if not isinstance(path, str | os.PathLike):
+        raise UsageError(f"open_bundle needs the bundle's folder as a path or string, not {type(path).__name__}")
     if str(path).startswith("hf:"):
         from spacerini.hub import resolve_hf_bundle
 
@@ -246,9 +251,27 @@ class BundleSnapshot:
         """Returns the stored document ``docid``.
 
         Raises:
-            KeyError: No such document.
+            DocNotFoundError: No such document (a ``KeyError`` too).
         """
-        return self.docstore.get(docid)
+        try:
+            return self.docstore.get(docid)
+        except KeyError:
+            raise DocNotFoundError(
+                f"{self.path}: no document with id {docid!r} in this bundle "
+                f"({len(self):,} documents); ids are the strings of the corpus's id field"
+            ) from None
+
+    def _ranked_backend(self, backend: str | None) -> str:
+        """``backend`` (or the default), refused when it is a backend that does not rank."""
+        name = backend or self.default_backend()
+        if name in REGISTRY and name not in RANKED_BACKENDS:
+            ranked = [b for b in RANKED_BACKENDS if b in self.manifest["backends"]]
+            raise BackendNotAvailableError(
+                f"the {name!r} backend does not rank documents, so it cannot search: use backend="
+                + (" or ".join(repr(b) for b in ranked) if ranked else "'bm25' (rebuild with it)")
+                + {"bloom": " (for membership use `spacerini member`)", "owners": " (for owners use `spacerini owner`)"}.get(name, "")
+            )
+        return name
 
     def search(
         self,
@@ -282,7 +305,7 @@ class BundleSnapshot:
         """
         query = check_query(query)
         _check_page(k, offset)
-        name = backend or self.default_backend()
+        name = self._ranked_backend(backend)
         searcher = self.searcher(name)
         hits = searcher.search(query, k=k, offset=offset)
         # Checking the Snippeter protocol costs ~35 us (typing walks the class): once per page.
@@ -304,16 +327,17 @@ class BundleSnapshot:
         """Searches many ``(qid, text)`` queries; hits carry docid, score and rank only.
 
         Raises:
-            QueryError: A query is too long, or k is not positive.
+            QueryError: ``queries`` is not a list of ``(qid, text)`` pairs (a dict is refused:
+                pass ``list(d.items())``), a qid repeats, a text is not a string or too long,
+                or k or threads is out of range.
         """
         _check_page(k, 0)
-        for qid, text in queries:
-            if len(text) > MAX_QUERY_CHARS:
-                raise QueryError(f"query {qid!r} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
-        name = backend or self.default_backend()
+        _check_threads(threads)
+        queries = check_queries(queries)
+        name = self._ranked_backend(backend)
         searcher = self.searcher(name)
         if isinstance(searcher, BatchSearcher):
-            return searcher.batch_search(list(queries), k=k, threads=threads)
+            return searcher.batch_search(queries, k=k, threads=threads)
         return {qid: (searcher.search(text, k=k) if text.strip() else []) for qid, text in queries}
 
     def batch_search_pairs(
@@ -323,18 +347,17 @@ class BundleSnapshot:
         needs, without building a :class:`Hit` per result (most of the cost at k=1000).
 
         Raises:
-            QueryError: A query is too long, or k is not positive.
+            QueryError: As :meth:`batch_search`.
         """
-        name = backend or self.default_backend()
+        _check_page(k, 0)
+        _check_threads(threads)
+        queries = check_queries(queries)
+        name = self._ranked_backend(backend)
         pairs = getattr(self.searcher(name), "batch_search_pairs", None)
         if pairs is None:
             hits = self.batch_search(queries, k=k, backend=name, threads=threads)
             return {qid: [(h.docid, h.score) for h in hs] for qid, hs in hits.items()}
-        _check_page(k, 0)
-        for qid, text in queries:
-            if len(text) > MAX_QUERY_CHARS:
-                raise QueryError(f"query {qid!r} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
-        return pairs(list(queries), k=k, threads=threads)
+        return pairs(queries, k=k, threads=threads)
 
     def batch_search_trec(
         self, queries: Sequence[tuple[str, str]], *, k: int = 1000, backend: str | None = None, threads: int = 1
@@ -345,17 +368,16 @@ class BundleSnapshot:
         :func:`spacerini.eval.write_trec_run`.
 
         Raises:
-            QueryError: A query is too long, or k is not positive.
+            QueryError: As :meth:`batch_search`.
         """
-        name = backend or self.default_backend()
+        _check_page(k, 0)
+        _check_threads(threads)
+        queries = check_queries(queries)
+        name = self._ranked_backend(backend)
         searcher = self.searcher(name)
         if not getattr(searcher, "ranks_arrays", False):
             return self.batch_search_pairs(queries, k=k, backend=name, threads=threads)
-        _check_page(k, 0)
-        for qid, text in queries:
-            if len(text) > MAX_QUERY_CHARS:
-                raise QueryError(f"query {qid!r} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
-        return searcher.batch_search_arrays(list(queries), k=k, threads=threads)
+        return searcher.batch_search_arrays(queries, k=k, threads=threads)
 
     def _enrich(
         self,
@@ -597,7 +619,7 @@ class Bundle:
         """Returns the stored document ``docid``.
 
         Raises:
-            KeyError: No such document.
+            DocNotFoundError: No such document (a ``KeyError`` too).
         """
         return self._call("doc", docid)
 
@@ -607,15 +629,15 @@ class Bundle:
 
     def batch_search(self, queries: Sequence[tuple[str, str]], **options: Any) -> dict[str, list[Hit]]:
         """Many queries at once (see :meth:`BundleSnapshot.batch_search`) on one generation."""
-        return self._call("batch_search", queries, **options)
+        return self._call("batch_search", check_queries(queries), **options)  # a generator is read once
 
     def batch_search_pairs(self, queries: Sequence[tuple[str, str]], **options: Any) -> dict[str, list[tuple[str, float]]]:
         """``(docid, score)`` pairs for many queries (see :meth:`BundleSnapshot.batch_search_pairs`)."""
-        return self._call("batch_search_pairs", queries, **options)
+        return self._call("batch_search_pairs", check_queries(queries), **options)  # a generator is read once
 
     def batch_search_trec(self, queries: Sequence[tuple[str, str]], **options: Any) -> Any:
         """A TREC run's hits by the fastest path (see :meth:`BundleSnapshot.batch_search_trec`)."""
-        return self._call("batch_search_trec", queries, **options)
+        return self._call("batch_search_trec", check_queries(queries), **options)  # a generator is read once
 
     def iter_docs(self) -> Iterator[Doc]:
         """Streams every stored document of the generation in use, in corpus order."""
@@ -660,8 +682,64 @@ def check_query(query: Any) -> str:
     return query
 
 
+def check_queries(queries: Any) -> list[tuple[str, str]]:
+    """Validates the ``(qid, text)`` pairs of a batch search and returns them as a list.
+
+    A generator is read once, here, so the search sees every query.
+
+    Raises:
+        QueryError: Not a list of pairs (a dict or a string is refused), a qid that is empty,
+            not a string or an integer, or repeated (``{qid: hits}`` would keep only one), or a
+            text that is not a string or is longer than ``MAX_QUERY_CHARS``.
+    """
+    if isinstance(queries, Mapping):
+        raise QueryError("queries must be a list of (qid, text) pairs, not a dict: pass list(queries.items())")
+    if isinstance(queries, str | bytes) or not hasattr(queries, "__iter__"):
+        raise QueryError(f"queries must be a list of (qid, text) pairs, not {type(queries).__name__}")
+    out = list(queries)  # a generator is read once, here
+    limit = MAX_QUERY_CHARS
+    # Exact types first (a batch is thousands of queries): the slower checks only name a fault.
+    for pair in out:
+        if (type(pair) is tuple or type(pair) is list) and len(pair) == 2:
+            qid, text = pair
+            if type(text) is str and len(text) <= limit and (type(qid) is str and qid.strip() or type(qid) is int):
+                continue
+        _bad_query(out, pair)
+    qids = [pair[0] for pair in out]
+    if len(set(qids)) != len(qids):
+        seen: dict[Any, int] = {}
+        for n, qid in enumerate(qids, start=1):
+            if qid in seen:
+                raise QueryError(
+                    f"query {n} repeats qid {qid!r} (first at query {seen[qid]}); qids must be unique, "
+                    "as the results are keyed by them"
+                )
+            seen[qid] = n
+    return [(qid, text) for qid, text in out] if any(type(pair) is not tuple for pair in out) else out
+
+
+def _bad_query(queries: list[Any], pair: Any) -> None:
+    """Raises the :class:`QueryError` that says what is wrong with ``pair`` (or returns, for a
+    pair that passes the full checks: a str subclass, say)."""
+    n = next(i for i, p in enumerate(queries, start=1) if p is pair)
+    if isinstance(pair, str | bytes) or not isinstance(pair, Sequence) or len(pair) != 2:
+        raise QueryError(f"query {n} is {pair!r:.60}, not a (qid, text) pair")
+    qid, text = pair
+    if isinstance(qid, bool) or not isinstance(qid, str | int) or (isinstance(qid, str) and not qid.strip()):
+        raise QueryError(f"query {n} has qid {qid!r:.60}: a qid must be a non-empty string (or an integer)")
+    if not isinstance(text, str):
+        raise QueryError(f"query {qid!r} must be text, not {type(text).__name__}")
+    if len(text) > MAX_QUERY_CHARS:
+        raise QueryError(f"query {qid!r} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
+
+
+def _check_threads(threads: int) -> None:
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise QueryError(f"threads must be a positive integer, not {threads!r}")
+
+
 def _check_page(k: int, offset: int) -> None:
-    if not isinstance(k, int) or k < 1 or k > 10_000:
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1 or k > 10_000:
         raise QueryError(f"k must be an integer between 1 and 10000, not {k!r}")
-    if not isinstance(offset, int) or offset < 0 or offset > 100_000:
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0 or offset > 100_000:
         raise QueryError(f"offset must be an integer between 0 and 100000, not {offset!r}")

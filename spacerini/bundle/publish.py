@@ -101,10 +101,16 @@ def bundle_lock(bundle: str | os.PathLike[str], *, wait: bool = True) -> Iterato
     from spacerini.errors import BundleLockedError
 
     path = lock_path(bundle)
-    path.parent.mkdir(parents=True, exist_ok=True)
     said = False
     while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # a parent that is a file, no permission, a read-only disk
+            raise BundleError(
+                f"{Path(bundle)}: cannot write a bundle here ({exc.strerror or exc}: {exc.filename or path.parent}); "
+                "choose another --out in a folder you can write to"
+            ) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
