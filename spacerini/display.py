@@ -7,9 +7,9 @@ Two rules keep a secret from leaking through what is shown:
   a key). So a BM25 snippet is cut from the redacted document, and an exact-match snippet is
   assembled from the document's text with every PII span found in a wider window replaced
   whole, even one that only starts or ends inside what is shown.
-* **A query is not an oracle.** In display mode, a count or find whose query is itself PII
-  (a key, a password, an email...) is refused: answering "3 occurrences" would confirm the
-  secret is in the corpus without ever showing it.
+* **A query is not an oracle.** In display mode, a count, find or ranked search whose query is
+  itself PII (a key, a password, an email...) is refused: answering "3 occurrences" (or a top
+  hit) would confirm the secret is in the corpus without ever showing it.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def redacted_record(value: Any) -> Any:
 
 
 def refuse_pii_query(query: str, *, verb: str) -> None:
-    """Refuses a count/find whose query is itself personal or secret information.
+    """Refuses a count, find or search whose query is itself personal or secret information.
 
     Raises:
         QueryError: The query holds PII (its kinds are named, never its text).

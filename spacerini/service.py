@@ -301,11 +301,15 @@ class Service:
                 only need ids, scores and provenance can skip them).
 
         Raises:
-            QueryError: Bad query, k or offset.
+            QueryError: Bad query, k or offset, or (when redacting) a query that is itself PII.
             BackendNotAvailableError: The backend is not in the bundle.
         """
         k = _int(k, "k", 1, self.max_k)
         offset = _int(offset, "offset", 0, self.max_offset)
+        if self.redact_pii:  # its top hit would confirm the secret is in the corpus, as a count would
+            from spacerini.bundle import check_query
+
+            refuse_pii_query(check_query(query), verb="search for")
 
         def answer(snap: Any) -> SearchPage:
             name = backend or snap.default_backend()

@@ -157,9 +157,14 @@ def json_api_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list
 
         @get("/search")
         async def search(
-            q: str = "", backend: str = "", k: str = "10", offset: str = "0", snippets: bool = True, corpus: str = ""
+            q: str = "", backend: str = "", k: str = "10", offset: str = "0", snippets: str = "true", corpus: str = ""
         ) -> JSONResponse:
-            return await answer(on(corpus, "search", snippets=snippets), q, backend, k, offset)
+            try:
+                with_snippets = _flag(snippets, "snippets")
+            except QueryError as exc:
+                logger.info("refused search: %s", one_line(exc))
+                return JSONResponse({"error": one_line(exc)}, status_code=400)
+            return await answer(on(corpus, "search", snippets=with_snippets), q, backend, k, offset)
 
     if "exact" in caps:
 
@@ -270,6 +275,24 @@ def as_corpora(svc: Any) -> Any:
 
 def _name(fn: Any) -> str:
     return str(getattr(fn, "__name__", None) or getattr(getattr(fn, "func", None), "__name__", "call"))
+
+
+#: The spellings a true/false query parameter takes (FastAPI's own, plus empty: the default).
+_TRUE = frozenset({"", "1", "true", "t", "yes", "y", "on"})
+_FALSE = frozenset({"0", "false", "f", "no", "n", "off"})
+
+
+def _flag(value: str, name: str) -> bool:
+    """A true/false query parameter (parsed here, so that a bad one answers 400 with one line
+    rather than FastAPI's 422 and its own error shape).
+
+    Raises:
+        QueryError: Neither true nor false.
+    """
+    text = value.strip().lower()
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise QueryError(f"{name} must be true or false, not {value[:20]!r}")
 
 
 async def _json_body(request: Any) -> dict[str, Any]:

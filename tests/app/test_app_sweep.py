@@ -1,0 +1,55 @@
+"""Defects found by probing a served app from outside (adversarial sweep), each pinned here."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from spacerini.app.jsonapi import Limiter, json_api_routes
+from spacerini.errors import QueryError
+from spacerini.service import Service
+
+EMAIL = "bob.smith@gmail.com"  # in the hostile document (app_fixtures.HOSTILE_TEXT)
+KEY = "AKIAIOSFODNN7EXAMPLQ"
+
+
+def _get(svc: Service, path: str, **params: Any) -> httpx.Response:
+    from fastapi import FastAPI
+
+    app = FastAPI(routes=json_api_routes(svc, limiter=Limiter(1, 4)))
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            return await client.get(path, params=params)
+
+    return asyncio.run(call())
+
+
+def test_search_does_not_confirm_a_pii_query_when_redacting(app_bundle: Any, tmp_path: Any) -> None:
+    # count and find refused a query that is itself PII (it would confirm the secret is in the
+    # corpus); ranked search answered it with the document that holds it.
+    plain = Service(app_bundle, redact_pii=False, flags_path=tmp_path / "f.jsonl", requests_path=tmp_path / "r.jsonl")
+    assert "evil" in [h.docid for h in plain.search(EMAIL, "bm25", 10, 0).hits]  # the oracle exists
+    svc = Service(app_bundle, flags_path=tmp_path / "f.jsonl", requests_path=tmp_path / "r.jsonl")
+    for backend in ("bm25", "exact"):
+        with pytest.raises(QueryError, match=r"personal or secret information \(EMAIL\)"):
+            svc.search(EMAIL, backend, 10, 0)
+    with pytest.raises(QueryError, match=r"\(KEY\)"):
+        svc.search(f"key {KEY}", "", 10, 0)
+    r = _get(svc, "/api/search", q=EMAIL)
+    assert r.status_code == 400 and "personal or secret information" in r.json()["error"]
+    assert EMAIL not in r.text and "evil" not in r.text
+    assert svc.search("parser helper", "", 5, 0).hits  # ordinary queries are untouched
+
+
+def test_a_bad_snippets_flag_is_one_line_400(app_bundle: Any, tmp_path: Any) -> None:
+    # FastAPI's bool parsing answered 422 with its own {"detail": [...]} shape.
+    svc = Service(app_bundle, flags_path=tmp_path / "f.jsonl", requests_path=tmp_path / "r.jsonl")
+    r = _get(svc, "/api/search", q="parser", snippets="maybe")
+    assert r.status_code == 400 and r.json() == {"error": "snippets must be true or false, not 'maybe'"}
+    for value, has in (("false", False), ("0", False), ("no", False), ("true", True), ("1", True), ("", True)):
+        hits = _get(svc, "/api/search", q="parser helper", snippets=value).json()["hits"]
+        assert all(bool(h["snippet"]) is has for h in hits), value
