@@ -224,12 +224,13 @@ def _launch_without_files(launch: Callable[..., Any], corpora: Any) -> Callable[
 
     from starlette.middleware import Middleware
 
-    from spacerini.app.jsonapi import Limiter, NoFilesMiddleware, ui_routes
+    from spacerini.app.jsonapi import Limiter, NoFilesMiddleware, ui_routes, unknown_endpoint_handlers
 
     @functools.wraps(launch)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
         app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(NoFilesMiddleware)]
+        app_kwargs["exception_handlers"] = {**unknown_endpoint_handlers(), **app_kwargs.get("exception_handlers", {})}
         if "routes" not in app_kwargs:
             app_kwargs["routes"] = ui_routes(corpora, limiter=Limiter(CONCURRENCY, QUEUE_SIZE))
         return launch(*args, app_kwargs=app_kwargs, **kwargs)

@@ -321,6 +321,24 @@ async def _json_body(request: Any) -> dict[str, Any]:
 _FILE_ROUTES = re.compile(r"^/(?:gradio_api/)?(?:upload|file=|file/|proxy=)")
 
 
+def unknown_endpoint_handlers() -> dict[Any, Callable[..., Any]]:
+    """Exception handlers for the server: a call to a Gradio endpoint that does not exist
+    (``/gradio_api/call/NAME`` with an unknown NAME) answers ``404`` with one line, where Gradio
+    answers ``500 Internal Server Error`` and logs a traceback."""
+    from fastapi.responses import JSONResponse
+
+    try:
+        from gradio.route_utils import FnIndexInferError
+    except ImportError:  # another Gradio: its own answer stands
+        return {}
+
+    async def unknown(request: Any, exc: Exception) -> Any:
+        logger.info("refused call to %s: %s", request.url.path, one_line(exc))
+        return JSONResponse({"error": f"no such endpoint: {one_line(exc)}; see /gradio_api/info"}, status_code=404)
+
+    return {FnIndexInferError: unknown}
+
+
 class NoFilesMiddleware:
     """Answers ``403`` to Gradio's upload, file and proxy routes (an ASGI middleware).
 

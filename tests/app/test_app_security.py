@@ -216,3 +216,15 @@ def test_gradio_endpoints_rate_limit_by_client_address(server: tuple[str, Any], 
         client.predict("Ada Lovelace", "ada@example.org", "", api_name="/optout_request")
     assert list(svc.request_limits[0]._seen) == ["127.0.0.1"]  # Gradio passed the request: keyed by address
     assert len(svc.requests.read()) == REQUESTS_PER_CLIENT
+
+
+@pytest.mark.slow
+def test_an_unknown_endpoint_is_a_one_line_404(server: tuple[str, Any]) -> None:
+    """Gradio answered 500 Internal Server Error (and logged a traceback) for /gradio_api/call/NAME
+    with a NAME that no endpoint has."""
+    url, _ = server
+    r = httpx.post(url + "gradio_api/call/no_such_endpoint", json={"data": ["x"]}, timeout=10)
+    assert r.status_code == 404, (r.status_code, r.text[:200])
+    assert r.json()["error"].startswith("no such endpoint") and "Traceback" not in r.text
+    known = httpx.post(url + "gradio_api/call/search", json={"data": ["parser", "", 10, 0]}, timeout=10)
+    assert known.status_code == 200, known.text[:200]  # a real endpoint is unaffected
