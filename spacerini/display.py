@@ -9,7 +9,9 @@ Two rules keep a secret from leaking through what is shown:
   whole, even one that only starts or ends inside what is shown.
 * **A query is not an oracle.** In display mode, a count, find or ranked search whose query is
   itself PII (a key, a password, an email...) is refused: answering "3 occurrences" (or a top
-  hit) would confirm the secret is in the corpus without ever showing it.
+  hit) would confirm the secret is in the corpus without ever showing it. A text checked for
+  membership or traced is checked stretch by stretch around the PII it holds
+  (:func:`pii_free_segments`): the rest of the text is answered for, the secret never.
 """
 
 from __future__ import annotations
@@ -85,6 +87,60 @@ def redacted_record(value: Any) -> Any:
     from spacerini.preprocess.pii import redact_record
 
     return redact_record(value)
+
+
+def pii_free_segments(text: str) -> list[tuple[int, int]]:
+    """The ``(start, end)`` stretches of ``text`` that hold no PII (the rule-based kinds).
+
+    Membership and tracing check each stretch alone when redacting, so that no span they report,
+    and no share of the text they count as found, can confirm that a secret pasted with the text
+    (a key, a password, an e-mail address) is in the corpus: the rest of the text is still checked.
+    """
+    from spacerini.preprocess.pii import find_pii
+
+    out: list[tuple[int, int]] = []
+    at = 0
+    for span in sorted(find_pii(text), key=lambda s: s.start):
+        if span.start > at:
+            out.append((at, span.start))
+        at = max(at, span.end)
+    if at < len(text):
+        out.append((at, len(text)))
+    return out
+
+
+def segment_matches(searcher: Any, text: str, segments: list[tuple[int, int]], *, min_len: int, max_docs: int) -> list[Any]:
+    """The exact backend's ``longest_matches`` of each stretch of ``text`` alone, in offsets of
+    ``text`` (a span never crosses from one stretch to the next)."""
+    out = []
+    for a, b in segments:
+        part = text[a:b]
+        if b - a < min_len or not part.strip():
+            continue
+        for span in searcher.longest_matches(part, min_len=min_len, max_docs=max_docs):
+            out.append(replace(span, start=span.start + a, end=span.end + a))
+    return out
+
+
+def segment_member(bloom: Any, text: str, segments: list[tuple[int, int]]) -> Any:
+    """The Bloom sketch's membership of each stretch of ``text`` alone, as one answer in offsets
+    of ``text`` (its coverage a share of the whole text; a stretch too short for an n-gram checks
+    none)."""
+    if segments == [(0, len(text))]:
+        return bloom.member(text)
+    from spacerini.backends.bloom import MembershipResult
+
+    spans: list[tuple[int, int]] = []
+    checked = found = 0
+    for a, b in segments:
+        if not text[a:b]:
+            continue
+        m = bloom.member(text[a:b])
+        spans.extend((start + a, end + a) for start, end in m.spans)
+        checked += m.ngrams_checked
+        found += m.ngrams_found
+    covered = sum(end - start for start, end in spans)
+    return MembershipResult(covered / len(text) if text else 0.0, tuple(spans), checked, found)
 
 
 def refuse_pii_query(query: str, *, verb: str) -> None:

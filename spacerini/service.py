@@ -55,7 +55,16 @@ from spacerini.app.requests import (
     default_requests_path,
 )
 from spacerini.bundle import RANKED_BACKENDS
-from spacerini.display import exact_snippet, redacted_record, redacted_text, redacted_window, refuse_pii_query
+from spacerini.display import (
+    exact_snippet,
+    pii_free_segments,
+    redacted_record,
+    redacted_text,
+    redacted_window,
+    refuse_pii_query,
+    segment_matches,
+    segment_member,
+)
 from spacerini.errors import BackendNotAvailableError, QueryError
 from spacerini.model.tracing import union_length
 from spacerini.records import (
@@ -399,9 +408,13 @@ class Service:
                 raise BackendNotAvailableError(
                     "this bundle has neither a bloom nor an exact backend: membership is not available"
                 )
+            # Redacting: the stretches around the PII of the text are checked alone, so that no
+            # answer confirms a pasted secret is in the corpus (display.pii_free_segments).
+            segments = pii_free_segments(text) if self.redact_pii else [(0, len(text))]
             exact_spans: list[MemberSpan] = []
             if "exact" in have:
-                for span in snap.searcher("exact").longest_matches(text, min_len=MEMBER_MIN_LEN, max_docs=5):
+                found = segment_matches(snap.searcher("exact"), text, segments, min_len=MEMBER_MIN_LEN, max_docs=5)
+                for span in found:
                     sources = tuple(Source(d, self._meta(snap, d)) for d in span.docids)
                     exact_spans.append(MemberSpan(span.start, span.end, span.text, span.count, sources))
             if "bloom" not in have:
@@ -410,7 +423,7 @@ class Service:
                     len(text), "exact", covered / len(text), tuple(exact_spans), tuple(exact_spans),
                     generation=_generation(snap),
                 )  # fmt: skip
-            m = snap.searcher("bloom").member(text)
+            m = segment_member(snap.searcher("bloom"), text, segments)
             spans = []
             for start, end in m.spans:  # exact sources attached to the sketch spans they overlap
                 inside = [x for x in exact_spans if x.start < end and x.end > start]
@@ -461,7 +474,8 @@ class Service:
         from spacerini.model import trace
 
         def answer(snap: Any) -> Any:
-            result = trace(snap, text, min_len=min_len)
+            segments = pii_free_segments(text) if self.redact_pii else None  # see member()
+            result = trace(snap, text, min_len=min_len, segments=segments)
             if not self.redact_pii:
                 return result
             spans = tuple(

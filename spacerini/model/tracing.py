@@ -136,6 +136,7 @@ def trace(
     min_len: int = 32,
     max_docs: int = 5,
     bloom: bool = True,
+    segments: list[tuple[int, int]] | None = None,
 ) -> TraceResult:
     """Traces ``text`` (generated or pasted code) back to the corpus documents that contain it.
 
@@ -146,6 +147,10 @@ def trace(
             ``"return self."`` occur everywhere and say nothing about attribution).
         max_docs: Source documents listed per span.
         bloom: Also report the Bloom sketch's coverage when the bundle has one.
+        segments: Trace only these ``(start, end)`` stretches of ``text``, each alone (a span
+            never crosses from one to the next); None: the whole text. The app passes the
+            stretches around the PII of the text when it redacts
+            (:func:`spacerini.display.pii_free_segments`).
 
     Returns:
         The spans with their sources and licences, and the share of the text covered.
@@ -162,7 +167,12 @@ def trace(
         raise TypeError(f"bundle must be a Bundle or a path, not {type(bundle).__name__}")
     require_exact(bundle)
     t0 = time.perf_counter()
-    raw_spans = bundle.searcher("exact").longest_matches(text, min_len=min_len, max_docs=max_docs)
+    if segments is None:
+        raw_spans = bundle.searcher("exact").longest_matches(text, min_len=min_len, max_docs=max_docs)
+    else:
+        from spacerini.display import segment_matches
+
+        raw_spans = segment_matches(bundle.searcher("exact"), text, segments, min_len=min_len, max_docs=max_docs)
     sources: dict[str, Source] = {}
     spans = []
     for span in raw_spans:
@@ -175,7 +185,9 @@ def trace(
     bloom_coverage: float | None = None
     bloom_spans: tuple[tuple[int, int], ...] = ()
     if bloom and "bloom" in bundle.backends:
-        member = bundle.searcher("bloom").member(text)
+        from spacerini.display import segment_member
+
+        member = segment_member(bundle.searcher("bloom"), text, [(0, len(text))] if segments is None else segments)
         bloom_coverage, bloom_spans = member.coverage, tuple(tuple(s) for s in member.spans)
     covered = union_length([(s.start, s.end) for s in spans])
     return TraceResult(

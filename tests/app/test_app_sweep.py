@@ -53,3 +53,39 @@ def test_a_bad_snippets_flag_is_one_line_400(app_bundle: Any, tmp_path: Any) -> 
     for value, has in (("false", False), ("0", False), ("no", False), ("true", True), ("1", True), ("", True)):
         hits = _get(svc, "/api/search", q="parser helper", snippets=value).json()["hits"]
         assert all(bool(h["snippet"]) is has for h in hits), value
+
+
+def test_membership_and_trace_do_not_confirm_a_pasted_secret(tmp_path: Any) -> None:
+    """Count, find and search refuse a query that is PII; membership and trace answered for the
+    text around it and the secret with it (an exact span over the key, with its source). Now they
+    check the stretches around the PII alone: the rest is still found, the key never."""
+    from spacerini.bundle import build_bundle
+    from spacerini.records import Doc
+
+    before = "the billing service reads its settings from this file, line after line:\n"
+    after = "\nand every other setting of the billing service stays in the vault for now."
+    secret_doc = before + f"aws_access_key_id = {KEY}" + after
+    docs = [Doc("k1", secret_doc), *(Doc(f"d{i}", f"ordinary text number {i} about parsers") for i in range(5))]
+    bundle = build_bundle(docs, tmp_path / "b", backends=["exact", "bloom"], progress=False)
+    key_at = secret_doc.index(KEY)
+    key_span = (key_at, key_at + len(KEY))
+
+    def overlaps(start: int, end: int) -> bool:
+        return start < key_span[1] and end > key_span[0]
+
+    stores = {"flags_path": tmp_path / "f.jsonl", "requests_path": tmp_path / "r.jsonl"}
+    plain = Service(bundle, redact_pii=False, **stores)
+    m = plain.member(secret_doc)
+    assert any(overlaps(s.start, s.end) for s in m.exact_spans)  # the oracle
+    svc = Service(bundle, **stores)
+    m = svc.member(secret_doc)
+    assert m.exact_spans and not any(overlaps(s.start, s.end) for s in m.exact_spans + m.spans)
+    assert all(KEY not in s.text for s in m.exact_spans + m.spans)
+    assert {src.docid for s in m.exact_spans for src in s.sources} == {"k1"}  # the rest is answered for
+    alone = svc.member(f"aws_access_key_id = {KEY}")
+    assert not any(overlaps(s.start + key_at - len("aws_access_key_id = "), s.end) for s in alone.spans)
+    assert all(KEY not in s.text for s in alone.exact_spans + alone.spans)
+    traced = svc.trace(secret_doc, min_len=16)
+    assert traced.spans and not any(overlaps(s.start, s.end) for s in traced.spans)
+    assert not any(overlaps(start, end) for start, end in traced.bloom_spans)
+    assert any(overlaps(s.start, s.end) for s in plain.trace(secret_doc, min_len=16).spans)
