@@ -450,6 +450,10 @@ class Service:
             res = self._need(snap, "owners", "owner lookup").owner(name, limit=limit)
             matches = []
             for m in res.matches:
+                if self.redact_pii and m.score < 1.0 and redacted_record(m.owner) != m.owner:
+                    # an owner that is PII (an e-mail address) answers only to itself: a near
+                    # match's score would let anyone guess it letter by letter
+                    continue
                 files = []
                 for docid in m.files:
                     meta = self._meta(snap, docid)
@@ -459,7 +463,8 @@ class Service:
                     owner = redacted_record(owner)
                     repos = [(redacted_record(r), c) for r, c in repos]
                 matches.append(OwnerMatch(owner, m.score, m.docs, tuple(repos), tuple(files)))
-            return OwnerResult(res.query, tuple(matches), res.total_docs, res.optout_instructions, _generation(snap))
+            total = sum(m.docs for m in matches)  # of the matches shown
+            return OwnerResult(res.query, tuple(matches), total, res.optout_instructions, _generation(snap))
 
         return self._pinned(answer)
 

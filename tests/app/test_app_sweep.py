@@ -89,3 +89,29 @@ def test_membership_and_trace_do_not_confirm_a_pasted_secret(tmp_path: Any) -> N
     assert traced.spans and not any(overlaps(s.start, s.end) for s in traced.spans)
     assert not any(overlaps(start, end) for start, end in traced.bloom_spans)
     assert any(overlaps(s.start, s.end) for s in plain.trace(secret_doc, min_len=16).spans)
+
+
+def test_an_owner_that_is_pii_answers_only_to_itself_when_redacting(tmp_path: Any) -> None:
+    """Near matches scored a redacted e-mail owner (``dave`` -> ``<EMAIL>`` at 0.85), so anyone
+    could guess the address a letter at a time; now such an owner is listed only for its exact
+    address, and the total counts only what is listed."""
+    from spacerini.bundle import build_bundle
+    from spacerini.records import Doc
+
+    email = "dave.smith@corpmail.com"
+    docs = [
+        Doc("a", "first file of dave", meta={"owner": "Dave Smith", "repo": "r1"}),
+        Doc("b", "second file of dave", meta={"owner": email, "repo": "r2"}),
+        Doc("c", "third file of dave", meta={"owner": email, "repo": "r2"}),
+    ]
+    bundle = build_bundle(docs, tmp_path / "b", backends=["owners"], progress=False)
+    stores = {"flags_path": tmp_path / "f.jsonl", "requests_path": tmp_path / "r.jsonl"}
+    plain = Service(bundle, redact_pii=False, **stores).owner("dave")
+    assert {m.owner for m in plain.matches} == {"Dave Smith", email}  # the near match exists
+    svc = Service(bundle, **stores)
+    near = svc.owner("dave")
+    assert [m.owner for m in near.matches] == ["Dave Smith"] and near.total_docs == 1
+    for guess in ("dave.smith@corpmail.co", "dave.smith", "corpmail"):
+        assert all(m.docs != 2 for m in svc.owner(guess).matches), guess
+    exact = svc.owner(email)
+    assert [m.docs for m in exact.matches] == [2] and email not in str(exact.matches[0].owner)
