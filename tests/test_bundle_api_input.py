@@ -123,3 +123,13 @@ def test_build_into_a_folder_under_a_file(tmp_path: Path) -> None:
     (tmp_path / "afile").write_text("x")
     with pytest.raises(BundleError, match="cannot write a bundle here"):
         build_bundle(DATA / "tiny.jsonl", tmp_path / "afile" / "bundle", backends=["bm25"], progress=False)
+
+
+def test_a_bundle_reads_as_a_corpus(tiny) -> None:
+    """``bundle[docid]``, ``docid in bundle`` and ``for doc in bundle``, as a datasets user reaches for."""
+    ids = [doc.id for doc in tiny.iter_docs()]
+    assert [doc.id for doc in tiny] == ids and len(ids) == len(tiny)
+    assert tiny[ids[3]].text == tiny.doc(ids[3]).text
+    assert ids[0] in tiny and "nope" not in tiny and 3 not in tiny and None not in tiny
+    with pytest.raises(KeyError, match="no document with id 'nope'"):
+        tiny["nope"]

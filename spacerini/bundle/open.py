@@ -623,6 +623,23 @@ class Bundle:
         """
         return self._call("doc", docid)
 
+    def __getitem__(self, docid: str) -> Doc:
+        """``bundle[docid]``: :meth:`doc`, as a mapping reads.
+
+        Raises:
+            DocNotFoundError: No such document (a ``KeyError`` too).
+        """
+        return self.doc(docid)
+
+    def __contains__(self, docid: object) -> bool:
+        """``docid in bundle``: whether the generation in use holds the document."""
+        return isinstance(docid, str) and docid in self.docstore
+
+    def __iter__(self) -> Iterator[Doc]:
+        """``for doc in bundle``: :meth:`iter_docs` (documents, in corpus order; not ids, unlike
+        a mapping, because a bundle is read as a corpus)."""
+        return self.iter_docs()
+
     def search(self, query: str, **options: Any) -> list[Hit]:
         """Ranked search (see :meth:`BundleSnapshot.search`) on one generation."""
         return self._call("search", query, **options)
