@@ -133,3 +133,11 @@ def test_a_bundle_reads_as_a_corpus(tiny) -> None:
     assert ids[0] in tiny and "nope" not in tiny and 3 not in tiny and None not in tiny
     with pytest.raises(KeyError, match="no document with id 'nope'"):
         tiny["nope"]
+
+
+@pytest.mark.parametrize("backend", ["bm25", "exact"])
+def test_a_blank_query_in_a_batch_is_refused_by_every_backend(tiny, backend: str) -> None:
+    # bm25 refused it while exact (and the generic path) answered [] for it
+    for call in (tiny.batch_search, tiny.batch_search_pairs, tiny.batch_search_trec):
+        with pytest.raises(QueryError, match="query 'q2' is empty"):
+            call([("q1", "search engine"), ("q2", "   ")], k=5, backend=backend)

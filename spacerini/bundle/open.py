@@ -338,7 +338,7 @@ class BundleSnapshot:
         searcher = self.searcher(name)
         if isinstance(searcher, BatchSearcher):
             return searcher.batch_search(queries, k=k, threads=threads)
-        return {qid: (searcher.search(text, k=k) if text.strip() else []) for qid, text in queries}
+        return {qid: searcher.search(text, k=k) for qid, text in queries}
 
     def batch_search_pairs(
         self, queries: Sequence[tuple[str, str]], *, k: int = 1000, backend: str | None = None, threads: int = 1
@@ -707,7 +707,8 @@ def check_queries(queries: Any) -> list[tuple[str, str]]:
     Raises:
         QueryError: Not a list of pairs (a dict or a string is refused), a qid that is empty,
             not a string or an integer, or repeated (``{qid: hits}`` would keep only one), or a
-            text that is not a string or is longer than ``MAX_QUERY_CHARS``.
+            text that is not a string, is blank (every backend refuses it alike) or is longer
+            than ``MAX_QUERY_CHARS``.
     """
     if isinstance(queries, Mapping):
         raise QueryError("queries must be a list of (qid, text) pairs, not a dict: pass list(queries.items())")
@@ -719,7 +720,12 @@ def check_queries(queries: Any) -> list[tuple[str, str]]:
     for pair in out:
         if (type(pair) is tuple or type(pair) is list) and len(pair) == 2:
             qid, text = pair
-            if type(text) is str and len(text) <= limit and (type(qid) is str and qid.strip() or type(qid) is int):
+            if (
+                type(text) is str
+                and len(text) <= limit
+                and text.strip()
+                and (type(qid) is str and qid.strip() or type(qid) is int)
+            ):
                 continue
         _bad_query(out, pair)
     qids = [pair[0] for pair in out]
@@ -748,6 +754,8 @@ def _bad_query(queries: list[Any], pair: Any) -> None:
         raise QueryError(f"query {qid!r} must be text, not {type(text).__name__}")
     if len(text) > MAX_QUERY_CHARS:
         raise QueryError(f"query {qid!r} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
+    if not text.strip():
+        raise QueryError(f"query {qid!r} is empty: give it some text, or leave it out of the batch")
 
 
 def _check_threads(threads: int) -> None:
