@@ -100,10 +100,10 @@ def pii_free_segments(text: str) -> list[tuple[int, int]]:
 
     out: list[tuple[int, int]] = []
     at = 0
-    for span in sorted(find_pii(text), key=lambda s: s.start):
+    for span in find_pii(text):  # in order and disjoint
         if span.start > at:
             out.append((at, span.start))
-        at = max(at, span.end)
+        at = span.end
     if at < len(text):
         out.append((at, len(text)))
     return out

@@ -450,18 +450,17 @@ class Service:
             res = self._need(snap, "owners", "owner lookup").owner(name, limit=limit)
             matches = []
             for m in res.matches:
-                if self.redact_pii and m.score < 1.0 and redacted_record(m.owner) != m.owner:
-                    # an owner that is PII (an e-mail address) answers only to itself: a near
-                    # match's score would let anyone guess it letter by letter
+                # an owner may be an email address, a repo URL may hold a password
+                owner = redacted_record(m.owner) if self.redact_pii else m.owner
+                if owner != m.owner and m.score < 1.0:
+                    # an owner that is PII answers only to itself: a near match's score would let
+                    # anyone guess it letter by letter
                     continue
                 files = []
                 for docid in m.files:
                     meta = self._meta(snap, docid)
                     files.append(OwnedFile(docid, str(meta.get("path", "")), str(meta.get("repo", ""))))
-                owner, repos = m.owner, [(r, c) for r, c in m.repos]
-                if self.redact_pii:  # an owner may be an email address, a repo URL may hold a password
-                    owner = redacted_record(owner)
-                    repos = [(redacted_record(r), c) for r, c in repos]
+                repos = [(redacted_record(r) if self.redact_pii else r, c) for r, c in m.repos]
                 matches.append(OwnerMatch(owner, m.score, m.docs, tuple(repos), tuple(files)))
             total = sum(m.docs for m in matches)  # of the matches shown
             return OwnerResult(res.query, tuple(matches), total, res.optout_instructions, _generation(snap))

@@ -9,8 +9,8 @@ the same tokens, and a ``collections.Counter`` over them the same counts.
 How it counts: a batch arrives as one UTF-8 buffer with Arrow's offsets, and one compiled pass
 (:mod:`spacerini.audit.ngram_kernel`, numba) walks its bytes once, finding and hashing each
 token. Each token is then looked up by its bytes in a vocabulary hash table (ids in order of
-first occurrence), the row of a later token prefetched; its unigram count is incremented. The bigrams and trigrams are then counted in two hash tables keyed by the token
-ids themselves (a bigram by two 32-bit ids packed in 64 bits, a trigram by that and the third
+first occurrence), the row of a later token prefetched; its unigram count is incremented. The
+bigrams and trigrams are then counted in two hash tables keyed by the token ids themselves (a bigram by two 32-bit ids packed in 64 bits, a trigram by that and the third
 id), so keys are the n-grams, not hashes of them, and counts are exact. Each table is split
 into buckets of at most 1 MiB by the top bits of the key's hash, and a batch's n-grams are
 grouped by bucket before they are counted, so that the table's random accesses stay in the

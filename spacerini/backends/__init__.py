@@ -225,9 +225,8 @@ def check_batch(queries: Iterable[tuple[str, str]], k: int, *, min_k: int = 1) -
         ):
             raise QueryError(f"query {pair!r:.60} is not a (qid, text) pair")
         text = pair[1]
-        if type(text) is not str or not text.strip():
-            if not isinstance(text, str) or not text.strip():
-                raise QueryError(f"query {pair[0]!r} is empty")
+        if not isinstance(text, str) or not text.strip():
+            raise QueryError(f"query {pair[0]!r} is empty")
     qids = [pair[0] for pair in queries]
     if len(set(qids)) != len(qids):
         seen: set[Any] = set()

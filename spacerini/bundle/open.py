@@ -646,15 +646,15 @@ class Bundle:
 
     def batch_search(self, queries: Sequence[tuple[str, str]], **options: Any) -> dict[str, list[Hit]]:
         """Many queries at once (see :meth:`BundleSnapshot.batch_search`) on one generation."""
-        return self._call("batch_search", check_queries(queries), **options)  # a generator is read once
+        return self._call("batch_search", _read_once(queries), **options)
 
     def batch_search_pairs(self, queries: Sequence[tuple[str, str]], **options: Any) -> dict[str, list[tuple[str, float]]]:
         """``(docid, score)`` pairs for many queries (see :meth:`BundleSnapshot.batch_search_pairs`)."""
-        return self._call("batch_search_pairs", check_queries(queries), **options)  # a generator is read once
+        return self._call("batch_search_pairs", _read_once(queries), **options)
 
     def batch_search_trec(self, queries: Sequence[tuple[str, str]], **options: Any) -> Any:
         """A TREC run's hits by the fastest path (see :meth:`BundleSnapshot.batch_search_trec`)."""
-        return self._call("batch_search_trec", check_queries(queries), **options)  # a generator is read once
+        return self._call("batch_search_trec", _read_once(queries), **options)
 
     def iter_docs(self) -> Iterator[Doc]:
         """Streams every stored document of the generation in use, in corpus order."""
@@ -717,7 +717,7 @@ def check_queries(queries: Any) -> list[tuple[str, str]]:
     out = list(queries)  # a generator is read once, here
     limit = MAX_QUERY_CHARS
     # Exact types first (a batch is thousands of queries): the slower checks only name a fault.
-    for pair in out:
+    for n, pair in enumerate(out, start=1):
         if (type(pair) is tuple or type(pair) is list) and len(pair) == 2:
             qid, text = pair
             if (
@@ -727,7 +727,7 @@ def check_queries(queries: Any) -> list[tuple[str, str]]:
                 and (type(qid) is str and qid.strip() or type(qid) is int)
             ):
                 continue
-        _bad_query(out, pair)
+        _bad_query(n, pair)
     qids = [pair[0] for pair in out]
     if len(set(qids)) != len(qids):
         seen: dict[Any, int] = {}
@@ -741,10 +741,15 @@ def check_queries(queries: Any) -> list[tuple[str, str]]:
     return [(qid, text) for qid, text in out] if any(type(pair) is not tuple for pair in out) else out
 
 
-def _bad_query(queries: list[Any], pair: Any) -> None:
-    """Raises the :class:`QueryError` that says what is wrong with ``pair`` (or returns, for a
-    pair that passes the full checks: a str subclass, say)."""
-    n = next(i for i, p in enumerate(queries, start=1) if p is pair)
+def _read_once(queries: Any) -> Any:
+    """``queries`` as a list when it is an iterator (a generator), so that a retry on a newer
+    generation sees every query; anything else as it is, for :func:`check_queries` to judge."""
+    return list(queries) if isinstance(queries, Iterator) else queries
+
+
+def _bad_query(n: int, pair: Any) -> None:
+    """Raises the :class:`QueryError` that says what is wrong with query ``n``, ``pair`` (or
+    returns, for a pair that passes the full checks: a str subclass, say)."""
     if isinstance(pair, str | bytes) or not isinstance(pair, Sequence) or len(pair) != 2:
         raise QueryError(f"query {n} is {pair!r:.60}, not a (qid, text) pair")
     qid, text = pair
