@@ -106,13 +106,13 @@ def test_open_bundle_follows_new_generations(bundle_path: Path, tmp_path: Path) 
     assert live.searcher("exact").count("owner3 ") == 0
     assert "Owner 3" not in {m.owner for m in live.searcher("owners").owner("Owner 3").matches}
     assert live.manifest["audit_log"][-1]["removed"] == 2
-    # A rebuild from another corpus: every backend switches together.
+    # A rebuild from another corpus: every backend switches together (and Owner 3's d03 stays out).
     build_bundle(_docs(5, word="quantum"), bundle_path, backends=BACKENDS, progress=False).close()
     assert live.reload() is True
-    assert live.generation == 3 and len(live) == 5
-    assert live.searcher("exact").count("quantum") == 5
+    assert live.generation == 3 and len(live) == 4
+    assert live.searcher("exact").count("quantum") == 4
     assert live.searcher("exact").count("search") == 0
-    assert {h.docid for h in live.search("quantum", k=10)} == {f"d{i:02d}" for i in range(5)}
+    assert {h.docid for h in live.search("quantum", k=10)} == {"d00", "d01", "d02", "d04"}
     live.close()
 
 
@@ -225,3 +225,40 @@ def test_an_owner_of_every_document_leaves_an_empty_bundle(tmp_path: Path) -> No
         assert b.searcher("exact").count("solo") == 0
         assert b.searcher("bloom").member("solo text 1").coverage == 0.0
         assert b.searcher("owners").owner("Jane Doe").total_docs == 0
+
+
+def test_a_rebuild_from_the_source_keeps_earlier_optouts(tmp_path: Path) -> None:
+    """Rebuilding over a bundle (the same --out) used to bring back every document an opt-out had
+    removed, since the source still holds them, and dropped the audit log."""
+    source = tmp_path / "corpus.jsonl"
+    rows = [{"id": f"d{i:02d}", "text": f"apples {i}", "owner": f"Owner {i % 5}"} for i in range(20)]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    out = tmp_path / "b"
+    build = [sys.executable, "-m", "spacerini", "-q", "index", str(source), "--out", str(out), "--backends", "bm25,exact,owners"]
+    subprocess.run(build, check=True, env=ENV, capture_output=True)
+    optout(out, owners=["owner 1"], progress=False)
+    optout(out, ids=["d02"], progress=False)
+    removed = {f"d{i:02d}" for i in range(20) if i % 5 == 1} | {"d02"}
+    log_before = json.loads((out / MANIFEST).read_text())["audit_log"]
+    # the source gains a new document of the opted-out owner, and one of another owner
+    rows += [{"id": "d20", "text": "apples new", "owner": "OWNER  1"}, {"id": "d21", "text": "apples too", "owner": "Owner 2"}]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    done = subprocess.run(build, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "left out 6 document(s) that earlier opt-outs removed" in done.stderr
+    kept = {r["id"] for r in rows} - removed - {"d20"}
+    assert _ids(out) == kept
+    with open_bundle(out) as b:
+        assert {h.docid for h in b.search("apples", k=50)} == kept
+        assert b.searcher("exact").count("apples") == len(kept)
+        assert "Owner 1" not in {m.owner for m in b.searcher("owners").owner("Owner 1").matches}
+        log = b.manifest["audit_log"]
+    assert log[:2] == log_before and log[2]["action"] == "rebuild" and log[2]["optouts_reapplied"] == 6
+    assert "Owner 1" not in json.dumps(log) and "owner 1" not in json.dumps(log)
+    # the Python API too, and a rebuild of a bundle whose opt-outs removed everything is empty, not an error
+    solo = tmp_path / "solo"
+    docs = [Doc(id=f"s{i}", text=f"solo text {i}", meta={"owner": "Jane Doe"}) for i in range(3)]
+    build_bundle(docs, solo, backends=["bm25", "owners"], progress=False).close()
+    optout(solo, owners=["jane doe"], progress=False)
+    with build_bundle(docs, solo, backends=["bm25", "owners"], progress=False) as again:
+        assert len(again) == 0 and again.search("solo") == []

@@ -171,6 +171,10 @@ def _build_locked(
     corpus, source_info = _as_docs(source, format=format, id_field=id_field, fields=fields, progress=progress)
 
     generation = _previous_generation(out_path) + 1
+    from spacerini.bundle.optout import EarlierOptouts
+
+    # A rebuild over an existing bundle never brings back what its opt-outs removed.
+    earlier = EarlierOptouts.of(out_path)
     tmp = building_folder(out_path)
     ray_session = contextlib.ExitStack()
     try:
@@ -194,6 +198,8 @@ def _build_locked(
             streams = list(streamed.values())
 
             def add(doc: Doc) -> None:
+                if earlier and earlier.removes(doc):
+                    return
                 writer.add(doc)
                 for stream in streams:
                     stream.add(doc)
@@ -213,9 +219,9 @@ def _build_locked(
                     docs = apply(corpus, steps)
                 for doc in docs:
                     add(doc)
-            if writer.count == 0 and not allow_empty:
+            if writer.count == 0 and not allow_empty and not (earlier and earlier.left_out):
                 raise EmptyCorpusError(f"{source_info.get('source', 'the source')} holds no documents")
-            if writer.count == 0:  # an opt-out removed everything: the backends get empty folders
+            if writer.count == 0:  # opt-outs removed everything: the backends get empty folders
                 for stream in streamed.values():
                     stream.abort()
                     shutil.rmtree(stream.folder, ignore_errors=True)
@@ -263,6 +269,18 @@ def _build_locked(
             "preprocess": _step_reports(steps),
             "audit_log": [],
         }
+        if earlier is not None:
+            manifest["audit_log"] = list(earlier.audit_log)
+            if earlier.left_out:
+                logger.warning(
+                    "left out %d document(s) that earlier opt-outs removed from %s (its audit log lists them)",
+                    earlier.left_out, out_path,
+                )  # fmt: skip
+                manifest["audit_log"].append({
+                    "action": "rebuild",
+                    "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+                    "optouts_reapplied": earlier.left_out,
+                })  # fmt: skip
         if finish_manifest is not None:
             finish_manifest(manifest)
     except BaseException as exc:

@@ -36,8 +36,10 @@ def optout(
     tree is deleted before this returns. Afterwards no search, count, find, membership or owner
     query returns them, and running apps switch to the new generation. The manifest's
     ``audit_log`` records the removal: how many names and ids, the request id, and the SHA-256
-    of each removed document id, never a name or a text. An owner who owns every document can
-    be removed: the result is an empty bundle.
+    of each removed document id and of each owner's comparison key, never a name or a text. An
+    owner who owns every document can be removed: the result is an empty bundle. A later
+    rebuild of the bundle from its source (:func:`spacerini.bundle.build_bundle` over the same
+    folder) leaves the removed documents out again (:class:`EarlierOptouts`).
 
     Args:
         path: The bundle folder.
@@ -104,7 +106,10 @@ def optout(
                 "ids": len(wanted_ids),
                 "ids_not_found": len(wanted_ids - removed),
                 "removed": len(removed),
-                "removed_id_sha256": sorted(hashlib.sha256(d.encode("utf-8", "surrogatepass")).hexdigest() for d in removed),
+                "removed_id_sha256": sorted(_sha256(d) for d in removed),
+                # every owner asked for (and an email's stand-in), so that a rebuild of this bundle
+                # from its source leaves out their documents too, new ones included
+                "removed_owner_sha256": sorted({_sha256(key) for key in wanted_owners}),
             }
             before = dict(old.manifest)
 
@@ -125,6 +130,58 @@ def optout(
         finally:
             old.close()
     return entry
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class EarlierOptouts:
+    """The opt-outs recorded in a bundle's audit log, applied again when the bundle is rebuilt.
+
+    ``spacerini index SOURCE --out BUNDLE`` over an existing bundle would otherwise bring back
+    every document an opt-out removed (the source still holds them). A rebuild leaves out each
+    document whose id an earlier opt-out removed, and each document of an owner an earlier
+    opt-out named (by the SHA-256 of the owner's comparison key, as the audit log records it),
+    and keeps the audit log.
+    """
+
+    def __init__(self, audit_log: Sequence[Any]) -> None:
+        self.audit_log = [entry for entry in audit_log if isinstance(entry, dict)]
+        self.id_hashes: set[str] = set()
+        self.owner_hashes: set[str] = set()
+        for entry in self.audit_log:
+            if entry.get("action") == "optout":
+                self.id_hashes.update(h for h in entry.get("removed_id_sha256") or () if isinstance(h, str))
+                self.owner_hashes.update(h for h in entry.get("removed_owner_sha256") or () if isinstance(h, str))
+        self.left_out = 0
+
+    @classmethod
+    def of(cls, root: Path) -> EarlierOptouts | None:
+        """Those of the bundle at ``root``; None when there is no bundle there or it holds none."""
+        from spacerini.bundle.manifest import MANIFEST
+
+        try:
+            manifest = json.loads((root / MANIFEST).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        log = manifest.get("audit_log") if isinstance(manifest, dict) else None
+        if not isinstance(log, list) or not log:
+            return None
+        return cls(log)
+
+    def __bool__(self) -> bool:
+        return bool(self.id_hashes or self.owner_hashes)
+
+    def removes(self, doc: Any) -> bool:
+        """True (and counted) when an earlier opt-out removed ``doc``."""
+        from spacerini.preprocess.optout import owners_of
+
+        hit = bool(self.id_hashes) and _sha256(doc.id) in self.id_hashes
+        if not hit and self.owner_hashes:
+            hit = any(_sha256(_owner_key(name)) in self.owner_hashes for name in owners_of(doc))
+        self.left_out += hit
+        return hit
 
 
 def _owner_key(name: Any) -> str:
