@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -255,6 +256,17 @@ def test_a_rebuild_from_the_source_keeps_earlier_optouts(tmp_path: Path) -> None
         log = b.manifest["audit_log"]
     assert log[:2] == log_before and log[2]["action"] == "rebuild" and log[2]["optouts_reapplied"] == 6
     assert "Owner 1" not in json.dumps(log) and "owner 1" not in json.dumps(log)
+    assert hashlib.sha256(b"owner 1").hexdigest() not in json.dumps(log)  # keyed: a guess cannot confirm who
+    key = tmp_path / ".b.optout-key"
+    assert key.is_file() and key.stat().st_mode & 0o077 == 0
+    # without the key, what was removed stays out, new documents of the owner cannot be told, and it says so
+    key.unlink()
+    rows.append({"id": "d22", "text": "apples newest", "owner": "Owner 1"})
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    done = subprocess.run(build, env=ENV, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "their key" in done.stderr and "is gone" in done.stderr
+    assert _ids(out) == kept | {"d22"}
     # the Python API too, and a rebuild of a bundle whose opt-outs removed everything is empty, not an error
     solo = tmp_path / "solo"
     docs = [Doc(id=f"s{i}", text=f"solo text {i}", meta={"owner": "Jane Doe"}) for i in range(3)]

@@ -171,10 +171,16 @@ def _build_locked(
     corpus, source_info = _as_docs(source, format=format, id_field=id_field, fields=fields, progress=progress)
 
     generation = _previous_generation(out_path) + 1
-    from spacerini.bundle.optout import EarlierOptouts
+    from spacerini.bundle.optout import EarlierOptouts, optout_key_path
 
     # A rebuild over an existing bundle never brings back what its opt-outs removed.
     earlier = EarlierOptouts.of(out_path)
+    if earlier is not None and earlier.owners_unmatched:
+        logger.warning(
+            "%s: earlier opt-outs named owners, but their key (%s) is gone: the documents they removed stay out, "
+            "new documents of those owners cannot be recognised; restore the key, or opt them out again",
+            out_path, optout_key_path(out_path),
+        )  # fmt: skip
     tmp = building_folder(out_path)
     ray_session = contextlib.ExitStack()
     try:
@@ -276,11 +282,7 @@ def _build_locked(
                     "left out %d document(s) that earlier opt-outs removed from %s (its audit log lists them)",
                     earlier.left_out, out_path,
                 )  # fmt: skip
-                manifest["audit_log"].append({
-                    "action": "rebuild",
-                    "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-                    "optouts_reapplied": earlier.left_out,
-                })  # fmt: skip
+                manifest["audit_log"].append(earlier.entry())
         if finish_manifest is not None:
             finish_manifest(manifest)
     except BaseException as exc:

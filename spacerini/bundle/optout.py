@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import hmac
 import json
 import logging
 import os
+import secrets
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from spacerini.backends import build_params
 from spacerini.bundle.build import _build_locked, _StoredDocs
 from spacerini.bundle.open import Bundle, open_bundle
 from spacerini.bundle.publish import bundle_lock
+from spacerini.errors import BundleError
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,8 @@ def optout(
     tree is deleted before this returns. Afterwards no search, count, find, membership or owner
     query returns them, and running apps switch to the new generation. The manifest's
     ``audit_log`` records the removal: how many names and ids, the request id, and the SHA-256
-    of each removed document id and of each owner's comparison key, never a name or a text. An
+    of each removed document id and an HMAC of each owner's comparison key (keyed by
+    :func:`optout_key`, kept beside the bundle), never a name or a text. An
     owner who owns every document can be removed: the result is an empty bundle. A later
     rebuild of the bundle from its source (:func:`spacerini.bundle.build_bundle` over the same
     folder) leaves the removed documents out again (:class:`EarlierOptouts`).
@@ -108,8 +112,10 @@ def optout(
                 "removed": len(removed),
                 "removed_id_sha256": sorted(_sha256(d) for d in removed),
                 # every owner asked for (and an email's stand-in), so that a rebuild of this bundle
-                # from its source leaves out their documents too, new ones included
-                "removed_owner_sha256": sorted({_sha256(key) for key in wanted_owners}),
+                # from its source leaves out their documents too, new ones included; keyed by a
+                # secret kept beside the bundle, so that the log never tells who (a plain hash of a
+                # name can be confirmed by guessing it)
+                "removed_owner_hmac": sorted({_owner_hmac(key, optout_key(root, create=True)) for key in wanted_owners}),
             }
             before = dict(old.manifest)
 
@@ -136,25 +142,63 @@ def _sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _owner_hmac(key: str, secret: bytes) -> str:
+    return hmac.new(secret, key.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+def optout_key_path(bundle: str | os.PathLike[str]) -> Path:
+    """The secret that keys the owner entries of a bundle's audit log: ``.NAME.optout-key``
+    beside the bundle (like its lock), never inside it, so it is not published with it."""
+    root = Path(bundle).expanduser().resolve()
+    return root.parent / f".{root.name}.optout-key"
+
+
+def optout_key(bundle: str | os.PathLike[str], *, create: bool = False) -> bytes | None:
+    """The bundle's opt-out key (None when there is none and ``create`` is False)."""
+    path = optout_key_path(bundle)
+    try:
+        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+    except FileNotFoundError:
+        if not create:
+            return None
+    except (OSError, ValueError) as exc:
+        raise BundleError(f"{path}: unreadable opt-out key ({exc}); restore it from a backup") from None
+    secret = secrets.token_bytes(32)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return optout_key(bundle)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(secret.hex() + "\n")
+    return secret
+
+
 class EarlierOptouts:
     """The opt-outs recorded in a bundle's audit log, applied again when the bundle is rebuilt.
 
     ``spacerini index SOURCE --out BUNDLE`` over an existing bundle would otherwise bring back
     every document an opt-out removed (the source still holds them). A rebuild leaves out each
     document whose id an earlier opt-out removed, and each document of an owner an earlier
-    opt-out named (by the SHA-256 of the owner's comparison key, as the audit log records it),
-    and keeps the audit log.
+    opt-out named (by the HMAC of the owner's comparison key under the bundle's opt-out key, as
+    the audit log records it), and keeps the audit log.
     """
 
-    def __init__(self, audit_log: Sequence[Any]) -> None:
+    def __init__(self, audit_log: Sequence[Any], secret: bytes | None = None) -> None:
         self.audit_log = [entry for entry in audit_log if isinstance(entry, dict)]
         self.id_hashes: set[str] = set()
-        self.owner_hashes: set[str] = set()
+        owner_hashes: set[str] = set()
         for entry in self.audit_log:
-            if entry.get("action") == "optout":
+            if entry.get("action") in ("optout", "rebuild"):
                 self.id_hashes.update(h for h in entry.get("removed_id_sha256") or () if isinstance(h, str))
-                self.owner_hashes.update(h for h in entry.get("removed_owner_sha256") or () if isinstance(h, str))
+                owner_hashes.update(h for h in entry.get("removed_owner_hmac") or () if isinstance(h, str))
+        self.secret = secret
+        #: Owners named by earlier opt-outs that cannot be matched: the key beside the bundle is gone.
+        self.owners_unmatched = bool(owner_hashes) and secret is None
+        self.owner_hashes = owner_hashes if secret is not None else set()
         self.left_out = 0
+        #: SHA-256 of the ids left out by owner only (new documents of an opted-out owner): the
+        #: rebuild's audit entry records them, so that they stay out even if the key is lost.
+        self.new_id_hashes: list[str] = []
 
     @classmethod
     def of(cls, root: Path) -> EarlierOptouts | None:
@@ -168,7 +212,7 @@ class EarlierOptouts:
         log = manifest.get("audit_log") if isinstance(manifest, dict) else None
         if not isinstance(log, list) or not log:
             return None
-        return cls(log)
+        return cls(log, optout_key(root))
 
     def __bool__(self) -> bool:
         return bool(self.id_hashes or self.owner_hashes)
@@ -177,11 +221,26 @@ class EarlierOptouts:
         """True (and counted) when an earlier opt-out removed ``doc``."""
         from spacerini.preprocess.optout import owners_of
 
-        hit = bool(self.id_hashes) and _sha256(doc.id) in self.id_hashes
+        digest = _sha256(doc.id)
+        hit = digest in self.id_hashes
         if not hit and self.owner_hashes:
-            hit = any(_sha256(_owner_key(name)) in self.owner_hashes for name in owners_of(doc))
+            assert self.secret is not None
+            hit = any(_owner_hmac(_owner_key(name), self.secret) in self.owner_hashes for name in owners_of(doc))
+            if hit:
+                self.new_id_hashes.append(digest)
         self.left_out += hit
         return hit
+
+    def entry(self) -> dict[str, Any] | None:
+        """The rebuild's audit entry (None when it left nothing out)."""
+        if not self.left_out:
+            return None
+        return {
+            "action": "rebuild",
+            "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "optouts_reapplied": self.left_out,
+            "removed_id_sha256": sorted(set(self.new_id_hashes)),
+        }
 
 
 def _owner_key(name: Any) -> str:
