@@ -152,11 +152,17 @@ def build_app(
     title = f"Spacerini · {', '.join(corpora.names)}"
     redacting = [name for name in corpora if corpora[name].redact_pii]
 
-    with gr.Blocks(title=title, analytics_enabled=False) as app:
-        gr.Markdown(f"## {html.escape(title)}\n" + " · ".join(_summary(name, corpora[name]) for name in corpora) + (
+    def header() -> str:
+        return f"## {html.escape(title)}\n" + " · ".join(_summary(name, corpora[name]) for name in corpora) + (
             " · PII redacted on display" if len(redacting) == len(corpora) else
             f" · PII redacted on display in {', '.join(html.escape(n) for n in redacting)}" if redacting else ""
-        ))  # fmt: skip
+        )  # fmt: skip
+
+    with gr.Blocks(title=title, analytics_enabled=False) as app:
+        heading = gr.Markdown(header())
+        # Filled again on every page load, so that a page opened after an opt-out or a rebuild
+        # shows the generation in use (they were fixed when the app started).
+        live: list[tuple[list[Any], Callable[[], list[Any]]]] = [([heading], lambda: [header()])]
         with gr.Tabs():
             if len(corpora) > 1:
                 _compare_tab(gr, corpora)
@@ -170,8 +176,16 @@ def build_app(
                 _owner_tab(gr, corpora)
             if "trace" in caps:
                 _trace_tab(gr, corpora)
-            _stats_tab(gr, corpora)
+            live += _stats_tab(gr, corpora)
         _api(gr, corpora, caps)
+
+        def refresh() -> list[Any]:
+            return [value for _, fill in live for value in fill()]
+
+        app.load(
+            _guard(refresh), None, [c for components, _ in live for c in components], queue=False,
+            api_visibility="private",
+        )  # fmt: skip
     _queue(app)
     app.spacerini_service = svc  # the default corpus's, for tests and embedding
     app.spacerini_corpora = corpora
@@ -512,19 +526,23 @@ def _compare_tab(gr: Any, corpora: Any) -> None:
         query.submit(_guard(run), [query, text, owner], [chart, table], api_visibility="private")
 
 
-def _stats_tab(gr: Any, corpora: Any) -> None:
+def _stats_tab(gr: Any, corpora: Any) -> list[tuple[list[Any], Callable[[], list[Any]]]]:
+    """The Stats tab; returns each panel's components with what fills them (on every page load)."""
     with gr.Tab("Stats", id="stats"):
         if len(corpora) == 1:
-            _stats_panel(gr, corpora.service(), "")
-            return
+            return [_stats_panel(gr, corpora.service(), "")]
+        panels = []
         with gr.Tabs(elem_id="sp-stats-corpus"):  # the corpus selector of this tab
             for i, name in enumerate(corpora):
                 with gr.Tab(name, id=f"stats-{i}"):
-                    _stats_panel(gr, corpora[name], "" if i == 0 else f"-{i}")
+                    panels.append(_stats_panel(gr, corpora[name], "" if i == 0 else f"-{i}"))
+        return panels
 
 
-def _stats_panel(gr: Any, svc: Service, suffix: str) -> None:
-    """One corpus's stats; element ids end in ``suffix`` (empty for the default corpus).
+def _stats_panel(gr: Any, svc: Service, suffix: str) -> tuple[list[Any], Callable[[], list[Any]]]:
+    """One corpus's stats; element ids end in ``suffix`` (empty for the default corpus). Returns
+    its components and a function that gives their values for the generation in use (the
+    service computes the stats once per generation).
 
     The charts are those of ``spacerini analyze`` (:mod:`spacerini.audit.plots`), inline SVG:
     their axes start at zero, so a corpus with a single licence or language shows its bar (a
@@ -532,27 +550,44 @@ def _stats_panel(gr: Any, svc: Service, suffix: str) -> None:
     """
     from spacerini.audit import plots
 
-    s = svc.stats()
-    gr.Markdown(
-        f"**{s['docs']:,}** documents · **{_size(s['text_bytes'])}** of text · bundle **{_size(s['bundle_bytes'])}** "
-        f"on disk · backends: {', '.join(s['backends'])} · built {s['created'] or '?'}",
-        elem_id=f"sp-stats-summary{suffix}",
-    )
-    with gr.Row():
-        for key, title, elem in (("licences", "Licences", "sp-licences"), ("languages", "Languages", "sp-languages")):
+    rendered: dict[int, list[Any]] = {}  # generation -> values (the charts are drawn once)
+
+    def values() -> list[Any]:
+        s = svc.stats()
+        if s["generation"] in rendered:
+            return rendered[s["generation"]]
+        charts = []
+        for key, title in (("licences", "Licences"), ("languages", "Languages")):
             fig = plots.bar_chart(title, [(str(k), int(v)) for k, v in s[key]])
             try:
-                gr.HTML(plots.svg_text(fig), elem_id=f"{elem}{suffix}")
+                charts.append(plots.svg_text(fig))
             finally:
                 plots.close(fig)
+        out = [
+            f"**{s['docs']:,}** documents · **{_size(s['text_bytes'])}** of text · bundle "
+            f"**{_size(s['bundle_bytes'])}** on disk · backends: {', '.join(s['backends'])} · built {s['created'] or '?'}",
+            *charts,
+            gr.update(value=s["preprocess"] or None, visible=bool(s["preprocess"])),
+            gr.update(visible=not s["preprocess"]),
+            gr.update(visible=bool(s["audit_log"])),
+            s["audit_log"] or None,
+        ]
+        rendered.clear()
+        rendered[s["generation"]] = out
+        return out
+
+    first = values()
+    summary = gr.Markdown(first[0], elem_id=f"sp-stats-summary{suffix}")
+    with gr.Row():
+        licences = gr.HTML(first[1], elem_id=f"sp-licences{suffix}")
+        languages = gr.HTML(first[2], elem_id=f"sp-languages{suffix}")
+    s = svc.stats()
     with gr.Accordion("Preprocessing report", open=bool(s["preprocess"])):
-        if s["preprocess"]:
-            gr.JSON(s["preprocess"], elem_id=f"sp-preprocess{suffix}")
-        else:
-            gr.Markdown("No preprocessing steps were applied when this bundle was built.")
-    if s["audit_log"]:
-        with gr.Accordion("Audit log (opt-outs)", open=False):
-            gr.JSON(s["audit_log"])
+        report = gr.JSON(s["preprocess"] or None, elem_id=f"sp-preprocess{suffix}", visible=bool(s["preprocess"]))
+        none = gr.Markdown("No preprocessing steps were applied when this bundle was built.", visible=not s["preprocess"])
+    with gr.Accordion("Audit log (opt-outs)", open=False, visible=bool(s["audit_log"])) as audit:
+        log = gr.JSON(s["audit_log"] or None, elem_id=f"sp-audit-log{suffix}")
+    return [summary, licences, languages, report, none, audit, log], values
 
 
 def _size(n: int) -> str:

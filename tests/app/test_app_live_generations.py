@@ -102,3 +102,28 @@ def test_served_app_switches_every_backend_together_after_a_rebuild(live: tuple[
     assert _get(url, "api/count", q="tokenize_")["count"] == 7
     hits = _get(url, "api/search", q="tokenize helper", k=20)["hits"]
     assert {h["docid"] for h in hits} == {f"d{i:02d}" for i in range(7)}
+
+
+def test_the_page_shows_the_generation_in_use_when_it_loads(tmp_path: Path) -> None:
+    """The header and the Stats tab were filled once, when the app started: after an opt-out a page
+    still said 30 documents and showed no audit log while every answer came from 20."""
+    from spacerini.app import build_app
+    from spacerini.bundle import open_bundle, optout
+
+    path = tmp_path / "b"
+    build_bundle(_docs("parse"), path, backends=BACKENDS, progress=False).close()
+    with open_bundle(path) as bundle:
+        app = build_app(bundle)
+        (load,) = [f for f in app.fns.values() if getattr(f.fn, "__name__", "") == "refresh"]
+        assert not load.queue  # a page load does not wait in Gradio's queue
+        outputs = [block.elem_id for block in load.outputs]
+        summary, audit_log = outputs.index("sp-stats-summary"), outputs.index("sp-audit-log")
+        before = load.fn()
+        assert "**b**: 30 documents" in before[0] and "**30** documents" in before[summary]
+        assert before[audit_log] is None and before[audit_log - 1]["visible"] is False
+        optout(path, owners=["Owner 1"], progress=False)
+        bundle.reload()
+        after = load.fn()
+        assert "**b**: 20 documents" in after[0] and "**20** documents" in after[summary]
+        assert after[audit_log - 1]["visible"] is True and after[audit_log][0]["removed"] == 10
+        assert "Owner 1" not in str(after)
