@@ -309,6 +309,7 @@ def search(
         raise click.UsageError("give either a QUERY or --queries, not both")
     if queries is not None and output is None and not as_json:
         raise click.UsageError("--queries needs --output RUN.trec (or --json)")
+    _check_hybrid_options(backend, hybrid_method, alpha)
     if output is not None:
         _check_writable(output)  # before the batch runs, not after
     b = open_bundle(bundle)
@@ -403,6 +404,19 @@ def _unwritable(path: str, why: str) -> SpaceriniError:
     return UsageError(f"{path}: {why}")
 
 
+def _check_hybrid_options(backend: str | None, method: str | None, alpha: float | None) -> None:
+    """Refuses fusion options that would be ignored: a search the user believes fused is not."""
+    if (method is not None or alpha is not None) and backend != "hybrid":
+        shown = " and ".join(f for f, v in (("--hybrid-method", method), ("--alpha", alpha)) if v is not None)
+        raise click.UsageError(
+            f"{shown}: only for --backend hybrid, and this search uses {backend or 'the default backend'}; add --backend hybrid"
+        )
+    if alpha is not None and alpha != alpha:  # NaN passes click's range check
+        raise click.UsageError("--alpha must be a number in [0, 1], not nan")
+    if method == "rrf" and alpha is not None:
+        raise click.UsageError("--alpha weighs BM25 in --hybrid-method weighted; RRF takes no weight: drop one of them")
+
+
 def _search_options(bundle: Any, method: str | None, alpha: float | None, flags: dict[str, Any]) -> None:
     from spacerini.backends.options import cli_flags
 
@@ -468,6 +482,7 @@ def eval_cmd(
         if not queries.startswith("irds:"):
             raise click.UsageError("--qrels is required (a TREC qrels file), unless --queries is irds:NAME")
         qrels = queries
+    _check_hybrid_options(backend, hybrid_method, alpha)
     b = open_bundle(bundle)
     _search_options(b, hybrid_method, alpha, backend_flags)
     scores = evaluate(
@@ -478,7 +493,7 @@ def eval_cmd(
         return
     for name, value in scores.items():
         label = "MAP" if name == "AP" else name
-        click.echo(f"{label:<10}{value:.4f}")
+        click.echo(f"{label:<9} {value:.4f}")  # a space even after a long name: P(rel=2)@5 0.2400
 
 
 # ------------------------------------------------------------------------- exact / member
@@ -763,14 +778,17 @@ def merge(bundle: str, no_wait: bool, as_json: bool) -> None:
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Folder for report.html, PNG charts and analysis.json.")
 @click.option("--top-k", default=20, show_default=True, type=click.IntRange(0, 10_000), help="N-grams listed per n (1..3).")
 @click.option("--skip", default=None, help="Comma-separated sections to leave out: pii, near-dup, ngrams.")
+@click.option("--no-redact", is_flag=True, help="Show the corpus's PII in n-grams and breakdowns as stored (redacted by default).")
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
-def analyze(bundle: str, out: str, top_k: int, skip: str | None, as_json: bool) -> None:
+def analyze(bundle: str, out: str, top_k: int, skip: str | None, no_redact: bool, as_json: bool) -> None:
     """Report what is in BUNDLE: sizes, lengths, top n-grams, duplicates, PII, breakdowns (DIR/report.html)."""
     from spacerini.audit.analyze import analyze as run_analysis
     from spacerini.audit.analyze import write_report
 
     _check_writable(out, parents=True)
-    analysis, lengths = run_analysis(bundle, top_k=top_k, skip=skip, progress=_progress(), keep_lengths=True)
+    analysis, lengths = run_analysis(
+        bundle, top_k=top_k, skip=skip, progress=_progress(), keep_lengths=True, redact_pii=not no_redact
+    )
     path = write_report(analysis, lengths, out, title=f"Corpus report: {Path(bundle).name}")
     if as_json:
         _echo_json(analysis.to_dict())
@@ -796,10 +814,11 @@ def analyze(bundle: str, out: str, top_k: int, skip: str | None, as_json: bool) 
 @click.option("--min-overlap", default=0.5, show_default=True, type=click.FloatRange(0, 1, min_open=True), help="Overlap at which an example is contaminated.")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Check only the first N examples.")
 @click.option("--out", "out", default=None, type=click.Path(file_okay=False), help="Also write contamination.json/.html and overlap.png here.")
+@click.option("--no-redact", is_flag=True, help="Show PII in the matched texts as stored (redacted by default).")
 @click.option("--json", "as_json", is_flag=True, help='Print {"examples": [...], "summary": {...}}.')
 def contamination(
     bundle: str, testset: str, field: str, id_field: str | None, ngram: int, min_overlap: float, limit: int | None,
-    out: str | None, as_json: bool,
+    out: str | None, no_redact: bool, as_json: bool,
 ) -> None:  # fmt: skip
     """Which examples of TESTSET (JSONL/CSV/Parquet file or hf:NAME) appear verbatim in BUNDLE (needs the exact backend)."""
     from spacerini.audit.contamination import contamination as check
@@ -807,7 +826,10 @@ def contamination(
 
     if out:
         _check_writable(out, parents=True)
-    report = check(bundle, testset, field=field, id_field=id_field, ngram=ngram, min_overlap=min_overlap, limit=limit, progress=_progress())
+    report = check(
+        bundle, testset, field=field, id_field=id_field, ngram=ngram, min_overlap=min_overlap, limit=limit,
+        progress=_progress(), redact_pii=not no_redact,
+    )  # fmt: skip
     path = write_report(report, out) if out else None
     if as_json:
         _echo_json(report.to_dict())
@@ -962,7 +984,7 @@ def model() -> None:
 @click.option("--suffix", default=None, help="Code after the cursor: fill in the middle (FIM).")
 @click.option("--max-new-tokens", default=64, show_default=True, type=click.IntRange(1, 4096))
 @click.option("--temperature", default=0.8, show_default=True, type=click.FloatRange(0, 10))
-@click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0, 1))
+@click.option("--top-p", default=0.95, show_default=True, type=click.FloatRange(0, 1, min_open=True))
 @click.option("--seed", default=None, type=int, help="Make sampling deterministic.")
 @click.option("--model", "model_name", default=None, help="A causal LM name (local cache) or path instead of the shipped one.")
 @click.option(
@@ -1004,12 +1026,11 @@ def model_generate(
     )
     result = None
     if bundle is not None:
-        from spacerini.model import trace
         from spacerini.model.tracing import TraceResult
 
         # The generated text only, not the prompt; a model that stops at once wrote nothing to trace.
         result = (
-            trace(bundle, text, min_len=min_len)
+            _trace(bundle, text, min_len)
             if text
             else TraceResult(chars=0, spans=(), coverage=0.0, licences=(), min_len=min_len)
         )
@@ -1047,13 +1068,24 @@ def model_info_cmd(model_name: str | None, as_json: bool) -> None:
 def model_trace(bundle: str, source: str, min_len: int, as_json: bool) -> None:
     """Trace the code in SOURCE (a file, or - for stdin) back to BUNDLE's documents, with licences."""
     from spacerini.bundle import open_bundle
-    from spacerini.model import render_trace, trace
+    from spacerini.model import render_trace
 
-    result = trace(open_bundle(bundle), _read_text_arg(source), min_len=min_len)
+    result = _trace(open_bundle(bundle), _read_text_arg(source), min_len)
     if as_json:
         _echo_json(result.to_dict())
     else:
         click.echo(render_trace(result))
+
+
+def _trace(bundle: Any, text: str, min_len: int) -> Any:
+    """Traces ``text``; through the service (which redacts the sources and traces around the PII
+    of the text) when the bundle redacts on display, as the app does."""
+    from spacerini.display import pii_display_mode
+    from spacerini.model import trace
+
+    if pii_display_mode(bundle.manifest):
+        return _service(bundle).trace(text, min_len=min_len)
+    return trace(bundle, text, min_len=min_len)
 
 
 @model.command(name="train")

@@ -49,6 +49,27 @@ def best_device() -> str:
     return "cpu"
 
 
+def check_device(device: str) -> str:
+    """Checks a device named by the user (``--device``), as :func:`best_device` checks
+    ``SPACERINI_DEVICE``, so that a typo or a GPU torch cannot see fails with one clear line.
+
+    Returns:
+        The device, lower-cased.
+
+    Raises:
+        DependencyMissingError: ``device`` is malformed, or torch sees no such device.
+    """
+    wanted = device.strip().lower()
+    if not _VALID.match(wanted):
+        raise DependencyMissingError(f"--device {device!r} is not a device: use cpu, cuda, cuda:N or mps")
+    if wanted != "cpu" and not _torch_has(wanted):
+        raise DependencyMissingError(
+            f"--device {wanted}: torch sees no such device here; use --device cpu, or install a CUDA/MPS "
+            "build of torch (pip install 'spacerini[gpu]')"
+        )
+    return wanted
+
+
 def faiss_gpus() -> int:
     """Returns how many GPUs Faiss may use: 0 on faiss-cpu, or when the device is forced to CPU/MPS.
 

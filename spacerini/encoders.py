@@ -197,9 +197,9 @@ def load_encoder(name: str = DEFAULT_ENCODER, *, device: str | None = None, runt
                 encoder = make_onnx_encoder(name, source, runtime)
                 _CACHE[key] = encoder
             return encoder
-    from spacerini.device import best_device
+    from spacerini.device import best_device, check_device
 
-    device = device or best_device()
+    device = check_device(device) if device else best_device()
     key = (source, device)
     with _CACHE_LOCK:
         encoder = _CACHE.get(key)

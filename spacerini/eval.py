@@ -193,15 +193,27 @@ def parse_metrics(metrics: Sequence[str] | str | None) -> list[Any]:
     if metrics is None:
         metrics = DEFAULT_METRICS
     if isinstance(metrics, str):
-        metrics = [m for m in metrics.split(",") if m.strip()]
+        metrics = metrics.split(",")
+    names = [name.strip() for name in metrics if name.strip()]
+    if not names:
+        raise EvaluationError("no metric named: give ir-measures names such as nDCG@10,AP,R@100")
     parsed = []
-    for name in metrics:
-        name = name.strip()
+    for name in names:
         alias = "AP" if name.upper() == "MAP" else name
         try:
-            parsed.append(ir_measures.parse_measure(alias))
+            measure = ir_measures.parse_measure(alias)
+            measure.validate_params()  # ir-measures checks them with assert: only when computing
+        except AssertionError as exc:  # a known measure with a parameter it does not take
+            raise EvaluationError(f"metric {name!r}: {exc}; see the ir-measures documentation of its parameters") from exc
         except (ValueError, NameError, SyntaxError) as exc:
             raise EvaluationError(f"unknown metric {name!r}: use ir-measures names such as nDCG@10, AP, R@100") from exc
+        # trec_eval aborts the whole process (a C assert) on a cutoff below 1, and rejects rel < 1.
+        for param in ("cutoff", "rel"):
+            value = measure.params.get(param)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                what = "cutoff (the number after @)" if param == "cutoff" else "relevance level rel"
+                raise EvaluationError(f"metric {name!r}: its {what} must be a whole number >= 1, not {value!r}")
+        parsed.append(measure)
     return parsed
 
 

@@ -290,6 +290,7 @@ def analyze(
     batch_size: int = 1024,
     progress: bool = True,
     keep_lengths: bool = False,
+    redact_pii: bool = True,
 ) -> Analysis | tuple[Analysis, np.ndarray]:
     """Computes the report's numbers in one streaming pass over a bundle's docstore.
 
@@ -303,6 +304,10 @@ def analyze(
         batch_size: Documents read per batch.
         progress: Show a progress bar over documents.
         keep_lengths: Also return every document's length in bytes (for the histogram).
+        redact_pii: Redact the PII (keys, e-mail addresses...) of the corpus that the report
+            shows: in its top n-grams (a key repeated across documents is one of them) and its
+            breakdowns (an owner written ``Name <address>``). Categories that become equal are
+            counted together. False shows them as stored.
 
     Returns:
         The :class:`Analysis`, or ``(analysis, lengths)`` with ``keep_lengths``.
@@ -431,12 +436,13 @@ def analyze(
     total_bytes = int(lengths.sum())
     if docs_seen != docs_expected:
         logger.warning("the docstore holds %d documents, the manifest says %d", docs_seen, docs_expected)
+    shown = _redacted if redact_pii else str
     ngrams: dict[str, Any] = {}
     if counter is not None and counter.count:
         top = counter.top(top_k)
         distinct = counter.distinct()
         for n in (1, 2, 3):
-            ngrams[str(n)] = [{"ngram": g.ngram, "count": g.count} for g in top[n]]
+            ngrams[str(n)] = [{"ngram": shown(g.ngram), "count": g.count} for g in top[n]]
         ngrams["distinct"] = {str(n): v for n, v in distinct.items()}
         ngrams["total"] = {str(n): v for n, v in counter.totals.items()}
     duplicates: dict[str, Any] = {
@@ -488,7 +494,7 @@ def analyze(
         ngrams=ngrams,
         duplicates=duplicates,
         pii=pii,
-        breakdowns={k: top_counts(v, TOP_CATEGORIES) for k, v in cats.items()},
+        breakdowns={k: top_counts(_shown_counts(v, shown), TOP_CATEGORIES) for k, v in cats.items()},
         quality={
             "empty_docs": empty,
             "short_docs": short,
@@ -504,6 +510,22 @@ def analyze(
         mb_per_s=round(total_bytes / 1e6 / seconds, 2) if seconds > 0 else 0.0,
     )
     return (analysis, lengths) if keep_lengths else analysis
+
+
+def _redacted(text: str) -> str:
+    from spacerini.display import redacted_text
+
+    return redacted_text(text)
+
+
+def _shown_counts(counts: Counter[str], shown: Any) -> Counter[str]:
+    """``counts`` under the names as shown (redacted), summed where two names become one."""
+    if shown is str:
+        return counts
+    out: Counter[str] = Counter()
+    for name, count in counts.items():
+        out[shown(name)] += count
+    return out
 
 
 # ------------------------------------------------------------------------------ batches
@@ -738,7 +760,8 @@ def _charts(analysis: Analysis, lengths: np.ndarray) -> list[tuple[str, str, Any
 
 def write_report(analysis: Analysis, lengths: np.ndarray, out: str | Path, *, title: str = "") -> Path:
     """Writes ``out/report.html`` (self-contained: charts embedded), one PNG per chart and
-    ``out/analysis.json``.
+    ``out/analysis.json``, renamed into place together (``report.html`` last): a failure or
+    Ctrl-C leaves no half-written file.
 
     Returns:
         The path of ``report.html``.
@@ -749,27 +772,26 @@ def write_report(analysis: Analysis, lengths: np.ndarray, out: str | Path, *, ti
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder} is a file: --out needs a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    sections: list[str] = []
-    for stem, caption, fig in _charts(analysis, lengths):
-        try:
-            png = plots.png_bytes(fig)
-        finally:
-            plots.close(fig)
-        (folder / f"{stem}.png").write_bytes(png)
-        sections.append(
-            f'<figure id="{stem}"><img alt="{html.escape(caption)}" src="{plots.data_uri(png)}">'
-            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-        )
-    data = analysis.to_dict()
-    (folder / "analysis.json").write_text(
-        json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
-    page = _html(data, sections, title)
-    path = folder / "report.html"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    files = plots.StagedFiles(folder)  # renamed into place together, the page last
+    try:
+        sections: list[str] = []
+        for stem, caption, fig in _charts(analysis, lengths):
+            try:
+                png = plots.png_bytes(fig)
+            finally:
+                plots.close(fig)
+            files.add(f"{stem}.png", png)
+            sections.append(
+                f'<figure id="{stem}"><img alt="{html.escape(caption)}" src="{plots.data_uri(png)}">'
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+            )
+        data = analysis.to_dict()
+        files.add("analysis.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        files.add("report.html", _html(data, sections, title))
+        files.publish()
+    finally:
+        files.discard()
+    return folder / "report.html"
 
 
 def _table(rows: Iterable[tuple[str, Any]]) -> str:

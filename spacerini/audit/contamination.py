@@ -83,7 +83,8 @@ class ExampleResult:
         overlap: Fraction of its n-grams found verbatim in the corpus (0 when it has no token).
         longest_match: Characters of its longest verbatim match (starting at a token).
         longest_match_tokens: Whole tokens inside that match.
-        longest_match_text: The matched text.
+        longest_match_text: The matched text, its PII (keys, e-mail addresses...) redacted unless
+            the check was asked not to redact.
         doc: The first document (corpus order) that holds the match, or None.
         ngrams: Number of n-grams checked.
         ngrams_found: Of those, found in the corpus.
@@ -175,8 +176,8 @@ def load_testset(
     Raises:
         CorpusNotFoundError: No such file, folder or dataset.
         EmptyCorpusError: The test set is empty.
-        MalformedRecordError: A record cannot be parsed (bad JSON, not an object), or two
-            examples share an id.
+        MalformedRecordError: A record cannot be parsed (bad JSON, not an object), two
+            examples share an id, or an example's text is longer than :data:`MAX_CHARS`.
         MissingFieldError: A record lacks ``field`` (or the named ``id_field``), its text is not
             text, or its id is null, empty, a float, a boolean or a container.
     """
@@ -209,6 +210,13 @@ def load_testset(
         if not isinstance(text, str):
             raise MissingFieldError(
                 f"the {field!r} field holds {type(text).__name__}, not text; choose another with --field",
+                path=where,
+                line=line,
+            )
+        if len(text) > MAX_CHARS:  # checked whole or not at all: a cut example would report a part
+            raise MalformedRecordError(
+                f"the example is {len(text):,} characters long; contamination checks examples of up to "
+                f"{MAX_CHARS:,}: split it into examples of their own, or leave it out",
                 path=where,
                 line=line,
             )
@@ -274,9 +282,15 @@ class _Matcher:
 
 
 def check_example(
-    matcher: _Matcher, example: Example, *, ngram: int = NGRAM, min_overlap: float = MIN_OVERLAP
+    matcher: _Matcher,
+    example: Example,
+    *,
+    ngram: int = NGRAM,
+    min_overlap: float = MIN_OVERLAP,
+    redact_pii: bool = True,
 ) -> ExampleResult:
-    """Scores one example (see the module docstring for the definitions)."""
+    """Scores one example (see the module docstring for the definitions); with ``redact_pii``,
+    the matched text shown has its PII redacted (a span that reaches into it, whole)."""
     text = example.text[:MAX_CHARS].replace("\x00", " ")
     raw = text.encode("utf-8", "replace")
     starts, ends = _tokens(raw)
@@ -330,13 +344,19 @@ def check_example(
     chars, whole, b0, b1 = best
     matched = raw[b0:b1]
     doc = matcher.first_doc(matched) if matched else None
+    shown = matched.decode("utf-8", "replace")
+    if redact_pii and matched:
+        from spacerini.display import redacted_window
+
+        # "replace" encoded each character that is not UTF-8 as one byte: character offsets hold.
+        shown = redacted_window(text, chars_between(0, b0), chars_between(0, b1))
     return ExampleResult(
         id=example.id,
         contaminated=overlap >= min_overlap,
         overlap=round(overlap, 6),
         longest_match=chars,
         longest_match_tokens=whole,
-        longest_match_text=matched.decode("utf-8", "replace"),
+        longest_match_text=shown,
         doc=doc,
         ngrams=total,
         ngrams_found=found,
@@ -365,6 +385,7 @@ def contamination(
     min_overlap: float = MIN_OVERLAP,
     limit: int | None = None,
     progress: bool = True,
+    redact_pii: bool = True,
 ) -> ContaminationReport:
     """Checks every example of a test set against a bundle's corpus.
 
@@ -377,6 +398,8 @@ def contamination(
         min_overlap: Overlap at which an example counts as contaminated.
         limit: Check at most this many examples.
         progress: Show a progress bar over examples.
+        redact_pii: Redact the PII (keys, e-mail addresses...) of the matched texts reported:
+            a match confirms the corpus holds it. False shows them as stored.
 
     Returns:
         The report: one result per example and the summary.
@@ -406,7 +429,9 @@ def contamination(
 
         iterator = tqdm(examples, unit="ex", desc="contamination", dynamic_ncols=True)
     for example in iterator:
-        results.append(check_example(matcher, example, ngram=ngram, min_overlap=min_overlap))
+        results.append(
+            check_example(matcher, example, ngram=ngram, min_overlap=min_overlap, redact_pii=redact_pii)
+        )
     seconds = time.perf_counter() - started
     dirty = sum(r.contaminated for r in results)
     summary = {
@@ -428,20 +453,30 @@ def contamination(
 
 def write_report(report: ContaminationReport, out: str | Path) -> Path:
     """Writes ``out/contamination.json``, ``out/overlap.png`` and a self-contained
-    ``out/contamination.html``; returns the HTML page's path."""
-    import html
-    import json
-
+    ``out/contamination.html``, renamed into place together (the page last); returns the HTML
+    page's path."""
     from spacerini.audit import plots
 
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder} is a file: --out needs a folder")
     folder.mkdir(parents=True, exist_ok=True)
-    data = report.to_dict()
-    (folder / "contamination.json").write_text(
-        json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-    )
+    files = plots.StagedFiles(folder)  # renamed into place together, the page last
+    try:
+        _stage_report(report, files)
+        files.publish()
+    finally:
+        files.discard()
+    return folder / "contamination.html"
+
+
+def _stage_report(report: ContaminationReport, files: Any) -> None:
+    import html
+    import json
+
+    from spacerini.audit import plots
+
+    files.add("contamination.json", json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n")
     fig = plots.histogram(
         "n-gram overlap per example", [r.overlap for r in report.examples], xlabel="overlap", log=False
     )
@@ -449,7 +484,7 @@ def write_report(report: ContaminationReport, out: str | Path) -> Path:
         png = plots.png_bytes(fig)
     finally:
         plots.close(fig)
-    (folder / "overlap.png").write_bytes(png)
+    files.add("overlap.png", png)
     rows = "".join(
         f"<tr><td>{html.escape(r.id)}</td><td>{'yes' if r.contaminated else 'no'}</td><td>{r.overlap:.3f}</td>"
         f"<td>{r.longest_match}</td><td>{html.escape(r.doc or '')}</td><td>{html.escape(r.longest_match_text[:200])}</td></tr>"
@@ -466,6 +501,4 @@ def write_report(report: ContaminationReport, out: str | Path) -> Path:
         "<table><tr><th>id</th><th>contaminated</th><th>overlap</th><th>longest match (chars)</th><th>document</th>"
         f"<th>match</th></tr>{rows}</table></body></html>\n"
     )
-    path = folder / "contamination.html"
-    path.write_text(page, encoding="utf-8")
-    return path
+    files.add("contamination.html", page)

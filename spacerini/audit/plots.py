@@ -129,3 +129,44 @@ def data_uri(png: bytes) -> str:
 def close(fig: Any) -> None:
     """Frees a figure (it belongs to no pyplot registry, so dropping it is enough)."""
     fig.clear()
+
+
+class StagedFiles:
+    """The files of a report, written beside their final names and renamed into place together
+    (the page last) by :meth:`publish`: a failure or Ctrl-C while writing leaves the folder's
+    previous report as it was, never a half-written file, and :meth:`discard` (in a ``finally``)
+    removes what was staged and not published.
+
+    Args:
+        folder: The report's folder (it exists).
+    """
+
+    def __init__(self, folder: Any) -> None:
+        from pathlib import Path
+
+        self.folder = Path(folder)
+        self._staged: list[tuple[Any, Any]] = []
+
+    def add(self, name: str, data: bytes | str) -> None:
+        """Writes ``data`` (text as UTF-8) to a temporary file for ``folder/name``."""
+        import os
+
+        final = self.folder / name
+        tmp = self.folder / f".{name}.{os.getpid()}.tmp"
+        self._staged.append((tmp, final))
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+
+    def publish(self) -> None:
+        """Renames every staged file into place, in the order added."""
+        import os
+
+        while self._staged:
+            tmp, final = self._staged[0]
+            os.replace(tmp, final)
+            self._staged.pop(0)
+
+    def discard(self) -> None:
+        """Removes the staged files not published (after a failure)."""
+        for tmp, _ in self._staged:
+            tmp.unlink(missing_ok=True)
+        self._staged.clear()

@@ -14,9 +14,12 @@ def choose_device(device: str | None = None) -> Any:
 
     Returns:
         A ``torch.device``.
+
+    Raises:
+        DependencyMissingError: ``device`` is not a device, or not one torch can see.
     """
     import torch
 
-    from spacerini.device import best_device
+    from spacerini.device import best_device, check_device
 
-    return torch.device(device or best_device())
+    return torch.device(check_device(device) if device else best_device())

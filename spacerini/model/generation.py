@@ -163,8 +163,13 @@ def generate(
 
     if not isinstance(prompt, str) or (not prompt and suffix is None):
         raise ModelError("give a non-empty prompt (or a suffix to infill before)")
-    if max_new_tokens < 1 or temperature < 0 or not 0 < top_p <= 1:
-        raise ModelError("max_new_tokens must be >= 1, temperature >= 0 and top_p in (0, 1]")
+    # Written so that NaN fails too (every comparison with NaN is False).
+    if not max_new_tokens >= 1:
+        raise ModelError(f"max_new_tokens must be >= 1, not {max_new_tokens!r}")
+    if not 0 <= temperature < float("inf"):
+        raise ModelError(f"temperature must be a number >= 0 (0: greedy decoding), not {temperature!r}")
+    if not 0 < top_p <= 1:
+        raise ModelError(f"top_p must be in (0, 1], not {top_p!r}")
     lm, tokenizer = resolve_model(model)
     fim = fim_ids(tokenizer) if suffix is not None else None
     if suffix is not None and fim is None:
