@@ -9,8 +9,11 @@ Two fusion methods:
   normalisation of each list's scores over its top ``depth`` hits (a list whose scores are all
   equal normalises to 1.0), and a document missing from a list gets 0 from it.
 
-Each searcher is asked for ``max(depth, offset + k)`` hits. Ties are broken by the best rank the
-document reached in either list, then by doc id, so results are deterministic.
+Each searcher is asked for ``max(depth, k)`` hits, whatever the offset, so that every page of a
+query is cut from one fused list: no document shows on two pages or on none (the lists used to
+grow with the offset, and a deeper fusion reorders its tail). Paging ends where the fused list
+ends, after at most ``2 * max(depth, k)`` hits. Ties are broken by the best rank the document
+reached in either list, then by doc id, so results are deterministic.
 
 Example:
     >>> from spacerini.fusion import HybridSearcher
@@ -94,7 +97,8 @@ class HybridSearcher:
         a: The first searcher (for a bundle: BM25).
         b: The second searcher (for a bundle: dense).
         method: ``"rrf"`` or ``"weighted"``.
-        depth: Hits fetched from each searcher before fusing (at least ``offset + k``).
+        depth: Hits fetched from each searcher before fusing (at least ``k``; the same for
+            every page of a query).
         rrf_k: The RRF constant.
         alpha: Weight of ``a`` for ``"weighted"``, in [0, 1].
 
@@ -131,7 +135,8 @@ class HybridSearcher:
         ]
 
     def search(self, query: str, k: int = 10, offset: int = 0) -> list[Hit]:
-        """Returns fused hits ``offset+1 .. offset+k`` with global ranks.
+        """Returns fused hits ``offset+1 .. offset+k`` with global ranks (fewer, or none, past
+        the end of the fused list: see the module's notes on paging).
 
         A query one searcher rejects (for example only stopwords for BM25) is answered by the
         other alone.
@@ -141,7 +146,7 @@ class HybridSearcher:
         """
         if k < 1 or offset < 0:
             raise QueryError(f"need k >= 1 and offset >= 0, got k={k}, offset={offset}")
-        depth = max(self.depth, offset + k)
+        depth = max(self.depth, k)  # not offset + k: every page comes from the same fused list
         a_hits, a_err = _try(lambda: self.a.search(query, k=depth))
         b_hits, b_err = _try(lambda: self.b.search(query, k=depth))
         if a_err is not None and b_err is not None:

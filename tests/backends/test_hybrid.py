@@ -92,7 +92,7 @@ def test_searcher_pages_and_depth() -> None:
     assert [h.rank for h in hits] == [1, 2, 3, 4]
     assert all(h.backend == "hybrid" for h in hits)
     assert hits[0].score == pytest.approx(round(1 / 61 + 1 / 62, 6))
-    assert a.asked == [10] and b.asked == [10]  # max(depth, offset + k)
+    assert a.asked == [10] and b.asked == [10]  # max(depth, k)
     page = hybrid.search("q", k=2, offset=1)
     assert [(h.docid, h.rank) for h in page] == [("d3", 2), ("d2", 3)]
     assert a.asked[-1] == 5
@@ -183,3 +183,23 @@ def test_real_bm25_and_dense_in_a_bundle(tmp_path: Any) -> None:
         assert "<mark>" in hybrid.snippet(query, docs[-1].text)
     finally:
         bundle.close()
+
+
+@pytest.mark.parametrize("method", ["rrf", "weighted"])
+def test_pages_are_cut_from_one_fused_list(method: str) -> None:
+    """Pages past the depth used to fuse deeper lists than the first pages, whose tails then
+    reordered: a document could show on two pages, or on none."""
+    import random
+
+    rng = random.Random(7)
+    docs = [f"d{i:03d}" for i in range(300)]
+    a_order, b_order = rng.sample(docs, 300), rng.sample(docs, 300)
+    a = _run([(d, 300.0 - i) for i, d in enumerate(a_order)], "bm25")
+    b = _run([(d, 1.0 - i / 300) for i, d in enumerate(b_order)], "dense")
+    hybrid = HybridSearcher(FakeSearcher(a), FakeSearcher(b), method=method, depth=20, alpha=0.3)
+    pages = [hybrid.search("q", k=7, offset=offset) for offset in range(0, 70, 7)]
+    shown = [h.docid for page in pages for h in page]
+    reference = hybrid.fuse(a[:20], b[:20], 1_000)  # the fused list of each side's top 20
+    assert shown == [h.docid for h in reference]
+    assert len(shown) == len(set(shown)) and [h.rank for page in pages for h in page] == list(range(1, len(shown) + 1))
+    assert 20 <= len(shown) <= 40 and hybrid.search("q", k=7, offset=len(shown)) == []
