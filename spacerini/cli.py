@@ -110,7 +110,7 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
     ctx.obj["quiet"] = quiet
     level = logging.DEBUG if debug else (logging.WARNING if quiet else logging.INFO)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for noisy in ("httpx", "urllib3", "filelock", "fsspec", "datasets", "huggingface_hub", "faiss"):
+    for noisy in ("httpx", "httpx2", "urllib3", "filelock", "fsspec", "datasets", "huggingface_hub", "faiss"):
         logging.getLogger(noisy).setLevel(max(level, logging.WARNING))
 
 

@@ -19,17 +19,29 @@ from spacerini.errors import BundleNotFoundError, DeployError, one_line
 
 logger = logging.getLogger(__name__)
 
-_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
+#: ``OWNER/NAME``, each 1 to 96 letters, digits, ``_.-``, neither starting nor ending with ``.`` or ``-``.
+_PART = r"[A-Za-z0-9](?:[\w.-]{0,94}\w)?"
+_REPO_ID = re.compile(rf"^{_PART}/{_PART}$")
 
 
 def check_repo_id(repo_id: str) -> str:
-    """Checks an ``OWNER/NAME`` repo id.
+    """Checks an ``OWNER/NAME`` repo id by the Hub's rules (those of ``huggingface_hub``'s
+    ``validate_repo_id``: no ``--`` or ``..``, no ``.git`` at the end), before anything is built.
 
     Raises:
         DeployError: It is not of that form.
     """
-    if not isinstance(repo_id, str) or not _REPO_ID.match(repo_id) or ".." in repo_id:
-        raise DeployError(f"{repo_id!r} is not a Hugging Face repo id: use OWNER/NAME")
+    if (
+        not isinstance(repo_id, str)
+        or not _REPO_ID.match(repo_id)
+        or "--" in repo_id
+        or ".." in repo_id
+        or repo_id.endswith(".git")
+    ):
+        raise DeployError(
+            f"{repo_id!r} is not a Hugging Face repo id: use OWNER/NAME (letters, digits, _ . -; "
+            "no -- or .., not ending in . - or .git)"
+        )
     return repo_id
 
 
@@ -59,16 +71,51 @@ def resolve_hf_bundle(
         raise BundleNotFoundError(f"{spec}: {exc}") from None
     from huggingface_hub import snapshot_download
 
+    from spacerini.corpus.hf import _Offline, _offline_already, hub_endpoint, hub_reachable
+
+    # With no network the local cache alone is asked, at once (the Hub client has no timeout of its own).
+    unreachable = not _offline_already() and not hub_reachable()
     try:
-        folder = snapshot_download(
-            repo_id, repo_type="dataset", revision=revision or None, token=token, cache_dir=cache_dir
-        )
+        with _Offline() if unreachable else contextlib.nullcontext():
+            folder = snapshot_download(
+                repo_id, repo_type="dataset", revision=revision or None, token=token, cache_dir=cache_dir
+            )
     except Exception as exc:  # noqa: BLE001 - offline, missing, private: one clear line
         message = one_line(exc, secret=token)
+        if unreachable:
+            raise BundleNotFoundError(
+                f"{spec}: not in the local Hugging Face cache, and the Hub ({hub_endpoint()}) does not answer: "
+                "check the network (HF_ENDPOINT, HTTPS_PROXY), or download the bundle once where there is one"
+            ) from None
         raise BundleNotFoundError(
             f"{spec}: cannot download the bundle ({message}); check the name, the network (HF_HUB_OFFLINE) and the token"
         ) from None
     return Path(folder)
+
+
+def check_hub_online(what: str) -> None:
+    """Fails at once when the Hub cannot be used: offline mode is on, or it does not answer
+    within :data:`spacerini.corpus.hf.PROBE_TIMEOUT` seconds.
+
+    Args:
+        what: What needs the Hub ("deploy or push"), for the message.
+
+    Raises:
+        DeployError: The Hub cannot be used.
+    """
+    from huggingface_hub import constants
+
+    from spacerini.corpus.hf import PROBE_TIMEOUT, hub_endpoint, hub_reachable
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on") or constants.HF_HUB_OFFLINE:
+        raise DeployError(
+            f"the Hugging Face Hub is switched off here (HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set): unset it to {what}"
+        )
+    if not hub_reachable():
+        raise DeployError(
+            f"the Hugging Face Hub ({hub_endpoint()}) does not answer within {PROBE_TIMEOUT:g} s: "
+            f"check the network (HF_ENDPOINT, HTTPS_PROXY) and try again to {what}"
+        )
 
 
 def point(link: Path, target: Path) -> None:

@@ -33,6 +33,9 @@ UPLOAD_SUFFIXES: tuple[str, ...] = (".jsonl", ".json", ".csv", ".tsv", ".parquet
 #: Backends offered, with the default selection.
 BACKENDS: tuple[str, ...] = ("bm25", "exact", "bloom", "owners", "dense")
 DEFAULT_BACKENDS: tuple[str, ...] = ("bm25", "exact")
+#: A dataset id on the Hub (``NAME`` or ``OWNER/NAME``), and a config or split name.
+_HUB_DATASET = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][\w.-]{0,95}(/[A-Za-z0-9][\w.-]{0,95})?$")
+_HUB_PART = re.compile(r"^[\w.-]{1,100}$")
 
 
 def first_record(source: str | os.PathLike[str]) -> dict[str, Any]:
@@ -114,6 +117,18 @@ class Builder:
             raise CorpusError("name a Hugging Face dataset (hf:NAME[:CONFIG][@SPLIT]) or upload a file")
         if not name.startswith("hf:"):
             name = "hf:" + name
+        from spacerini.corpus.hf import parse_hf
+
+        spec = parse_hf(name)
+        # The page may be open to others (--host): a name that reads this machine's folders is refused.
+        local = spec.name.startswith(("/", ".", "~")) or "\\" in spec.name or Path(spec.name).expanduser().exists()
+        if local or not _HUB_DATASET.match(spec.name) or not all(
+            _HUB_PART.match(part) for part in (spec.config or "x", spec.split)
+        ):
+            raise CorpusError(
+                f"{name!r} is not a Hugging Face dataset name: write hf:NAME or hf:OWNER/NAME[:CONFIG][@SPLIT]; "
+                "the builder reads no folders of this machine (upload a file instead)"
+            )
         return name
 
     def inspect(self, dataset: str | None, upload: str | None) -> dict[str, Any]:

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from spacerini.errors import BundleError, QueryError, RateLimitedError
+from spacerini.errors import BundleError, QueryError, RateLimitedError, one_line
 
 logger = logging.getLogger(__name__)
 
@@ -162,18 +162,27 @@ def append_jsonl(path: Path, record: Mapping[str, Any], lock: threading.Lock) ->
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Every record of a JSONL store (a torn last line, from a crash mid-write, is skipped)."""
+    """Every record of a JSONL store. A line that is not a JSON object (a torn last line, from a
+    crash mid-write, or a hand edit) is skipped with a warning that names its file and line."""
     if not Path(path).exists():
         return []
     out = []
-    with Path(path).open(encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
+    with Path(path).open("rb") as fh:
+        for n, raw in enumerate(fh, 1):
+            if not raw.strip():
                 continue
             try:
-                out.append(json.loads(line))
+                record = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                logger.warning("%s:%d: not UTF-8 text; skipped", path, n)
+                continue
             except json.JSONDecodeError:
                 logger.warning("%s:%d: not a JSON line; skipped", path, n)
+                continue
+            if not isinstance(record, dict):
+                logger.warning("%s:%d: a JSON %s, not a record (an object); skipped", path, n, type(record).__name__)
+                continue
+            out.append(record)
     return out
 
 
@@ -375,7 +384,8 @@ class HubSync:
                 self._upload(path, self.targets[path])
                 done.append(self.targets[path])
             except Exception as exc:  # noqa: BLE001 - network trouble must not take the app down
-                logger.warning("could not upload %s to the dataset %s: %s", path.name, self.dataset, str(exc)[:200])
+                message = one_line(exc, secret=self._token)[:300]  # the Hub's answer may quote the token
+                logger.warning("could not upload %s to the dataset %s: %s", path.name, self.dataset, message)
                 with self._lock:
                     self._dirty.add(path)
         return done

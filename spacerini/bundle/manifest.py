@@ -105,6 +105,7 @@ def _read_manifest(root: Path, *, verify: bool = False) -> tuple[dict[str, Any],
         raise BundleCorruptError(f"{manifest_path}: unreadable manifest ({exc}); rebuild the bundle") from exc
     if not isinstance(manifest, dict) or "backends" not in manifest or "checksums" not in manifest:
         raise BundleCorruptError(f"{manifest_path}: manifest lacks 'backends' or 'checksums'; rebuild the bundle")
+    _check_shape(manifest_path, manifest)
     version = manifest.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise BundleCorruptError(
@@ -125,7 +126,30 @@ def _manifest_key(root: Path) -> tuple[int, ...] | None:
         return None
 
 
+def _check_shape(manifest_path: Path, manifest: Mapping[str, Any]) -> None:
+    """Refuses a manifest whose ``backends`` or ``checksums`` are not the objects a build writes,
+    or whose checksums name a path outside the bundle (``..``, absolute): every command that
+    copies a bundle (a Space, a push) copies exactly the files listed there."""
+    backends, checksums = manifest["backends"], manifest["checksums"]
+    if not isinstance(backends, dict) or not all(isinstance(v, dict) for v in backends.values()):
+        raise BundleCorruptError(f"{manifest_path}: 'backends' is not an object of backend entries; rebuild the bundle")
+    if not isinstance(checksums, dict):
+        raise BundleCorruptError(f"{manifest_path}: 'checksums' is not an object of files; rebuild the bundle")
+    for rel, info in checksums.items():
+        parts = rel.split("/")
+        if not rel or rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts) or rel == MANIFEST:
+            raise BundleCorruptError(
+                f"{manifest_path}: the checksums name {rel!r}, which is not a file inside the bundle; rebuild the bundle"
+            )
+        if not isinstance(info, dict) or not isinstance(info.get("size"), int) or not isinstance(info.get("sha256"), str):
+            raise BundleCorruptError(
+                f"{manifest_path}: the checksum entry of {rel} is not {{\"size\": N, \"sha256\": HEX}}; rebuild the bundle"
+            )
+
+
 def _check_files(root: Path, checksums: Mapping[str, Any], *, verify: bool) -> None:
+    if verify:
+        _check_no_added_files(root, checksums)
     for rel, info in checksums.items():
         p = root / rel
         if not p.is_file():
@@ -138,6 +162,24 @@ def _check_files(root: Path, checksums: Mapping[str, Any], *, verify: bool) -> N
             actual = _checksums_of(p)
             if actual != info.get("sha256"):
                 raise BundleCorruptError(f"{root}: file {rel} fails its SHA-256 checksum; rebuild the bundle")
+
+
+def _check_no_added_files(root: Path, checksums: Mapping[str, Any]) -> None:
+    """Refuses a file added after the build inside a folder the manifest lists (a stray Lucene
+    ``segments_N`` would change the index that is opened). Loose files at the top, such as the
+    ``.gitattributes`` and ``README.md`` of a Hub dataset repo, are not the bundle's and are ignored."""
+    folders = sorted({rel.split("/", 1)[0] for rel in checksums if "/" in rel})
+    for folder in folders:
+        top = root / folder
+        if not top.is_dir() or top.is_symlink():
+            continue  # a missing file in it is reported by name below
+        for path in sorted(top.rglob("*")):
+            if path.is_file() or path.is_symlink():
+                rel = path.relative_to(root).as_posix()
+                if rel not in checksums:
+                    raise BundleCorruptError(
+                        f"{root}: file {rel} is not in the manifest (added after the build); remove it or rebuild the bundle"
+                    )
 
 
 def _checksums_of(path: Path) -> str:

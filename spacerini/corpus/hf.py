@@ -124,9 +124,9 @@ def open_source(text: str) -> tuple[HfSpec, Any, Path | None, str]:
     return spec, load_hub(spec), None, spec.split
 
 
-#: Seconds the reachability probe of the Hub may take (DNS and TCP connect) before the Hub
-#: counts as unreachable.
-PROBE_TIMEOUT = 1.5
+#: Seconds the reachability probe of the Hub may take (DNS, connect and the first answer)
+#: before the Hub counts as unreachable.
+PROBE_TIMEOUT = 3.0
 _probe_cache: dict[str, tuple[float, bool]] = {}
 
 
@@ -144,51 +144,51 @@ def _offline_already() -> bool:
     return bool(getattr(hub, "HF_HUB_OFFLINE", False) or getattr(config, "HF_HUB_OFFLINE", False))
 
 
+def hub_endpoint() -> str:
+    """The Hub's address: ``$HF_ENDPOINT``, else ``huggingface_hub``'s (``https://huggingface.co``)."""
+    import os
+
+    explicit = os.environ.get("HF_ENDPOINT", "").strip()
+    if explicit:
+        return explicit.rstrip("/")
+    try:
+        from huggingface_hub import constants
+    except ImportError:  # pragma: no cover - huggingface_hub comes with datasets
+        return "https://huggingface.co"
+    return str(constants.ENDPOINT or "https://huggingface.co").rstrip("/")
+
+
 def hub_reachable(timeout: float = PROBE_TIMEOUT) -> bool:
-    """Whether a TCP connection to the Hub (``HF_ENDPOINT``, or the HTTPS proxy when one is set)
-    opens within ``timeout`` seconds, DNS included. Cached for a minute.
+    """Whether the Hub (:func:`hub_endpoint`) answers an HTTP ``HEAD`` within ``timeout`` seconds,
+    through the proxy that ``huggingface_hub`` uses. Any HTTP status counts as an answer; a
+    refused or timed-out connection, a failed DNS lookup, or a server (or proxy) that accepts the
+    connection but never answers does not. Cached for a minute.
 
     The probe runs in a daemon thread, so a resolver that hangs costs ``timeout`` at most.
     """
-    import os
-    import socket
     import threading
     import time
-    from urllib.parse import urlsplit
 
-    target = (
-        os.environ.get("HTTPS_PROXY")
-        or os.environ.get("https_proxy")
-        or os.environ.get("ALL_PROXY")
-        or os.environ.get("all_proxy")
-        or os.environ.get("HF_ENDPOINT")
-        or "https://huggingface.co"
-    )
-    parts = urlsplit(target if "://" in target else f"http://{target}")
-    host = parts.hostname or "huggingface.co"
-    try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        port = 443
-    key = f"{host}:{port}"
+    endpoint = hub_endpoint()
     now = time.monotonic()
-    known = _probe_cache.get(key)
+    known = _probe_cache.get(endpoint)
     if known is not None and now - known[0] < 60:
         return known[1]
     result: list[bool] = []
+    from huggingface_hub import get_session  # imported here: its import time is not the Hub's
 
     def probe() -> None:
         try:
-            with socket.create_connection((host, port), timeout=timeout):
-                result.append(True)
-        except OSError:
+            get_session().head(endpoint, timeout=timeout, follow_redirects=False)
+            result.append(True)
+        except Exception:  # noqa: BLE001 - every failure to get an answer means "unreachable"
             result.append(False)
 
     thread = threading.Thread(target=probe, name="spacerini-hub-probe", daemon=True)
     thread.start()
     thread.join(timeout + 0.5)
     reachable = bool(result and result[0])
-    _probe_cache[key] = (now, reachable)
+    _probe_cache[endpoint] = (now, reachable)
     return reachable
 
 

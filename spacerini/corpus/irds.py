@@ -25,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from spacerini.corpus.base import LocatedRecords
-from spacerini.errors import CorpusError, CorpusNotFoundError, DependencyMissingError, EvaluationError
+from spacerini.errors import (
+    CorpusError,
+    CorpusNotFoundError,
+    DependencyMissingError,
+    EvaluationError,
+    SpaceriniError,
+)
 
 #: The prefix of an ir_datasets source.
 PREFIX = "irds:"
@@ -205,19 +211,7 @@ def open_docs(source: str) -> tuple[str, Callable[[], LocatedRecords], int | Non
     label = f"{PREFIX}{name}"
 
     def records() -> LocatedRecords:
-        number = 0
-        rows = _raw_iter(handler, "docs")
-        while True:
-            try:
-                doc = next(rows)
-            except StopIteration:
-                return
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                raise CorpusError(
-                    f"ir_datasets could not read document {number + 1} ({type(exc).__name__}: {exc})",
-                    path=label,
-                ) from None
-            number += 1
+        for number, doc in enumerate(_records(name, handler, "docs", "document"), 1):
             yield doc_record(doc), label, number
 
     total = None
@@ -227,6 +221,42 @@ def open_docs(source: str) -> tuple[str, Callable[[], LocatedRecords], int | Non
     except Exception:  # metadata is optional, and custom datasets have none
         total = None
     return name, records, total
+
+
+def _read_error(name: str, what: str, number: int, exc: BaseException) -> CorpusError:
+    """One line for a record that ir_datasets could not read: which one, why, and what to do."""
+    text = str(exc).strip().splitlines()
+    why = f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    try:
+        from ir_datasets.util import home_path
+
+        cache = f" under {Path(home_path()) / name.split('/')[0]}"
+    except Exception:  # noqa: BLE001 - the hint is optional
+        cache = ""
+    return CorpusError(
+        f"ir_datasets could not read {what} {number} ({why}); if its files in the ir_datasets cache{cache} are "
+        "damaged (an interrupted download), delete them and fetch them again where there is a network",
+        path=f"{PREFIX}{name}",
+    )
+
+
+def _records(name: str, handler: Any, part: str, what: str) -> Iterator[Any]:
+    """A handler's records, each read error turned into one :class:`CorpusError` line."""
+    rows: Iterator[Any] | None = None
+    number = 0
+    while True:
+        try:
+            if rows is None:  # some handlers open their files when called, others on the first next()
+                rows = _raw_iter(handler, part)
+            record = next(rows)
+        except StopIteration:
+            return
+        except SpaceriniError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a damaged cache file raises tarfile, zipfile, gzip, lz4 errors
+            raise _read_error(name, what, number + 1, exc) from None
+        number += 1
+        yield record
 
 
 def read_queries(source: str) -> list[tuple[str, str]]:
@@ -241,7 +271,7 @@ def read_queries(source: str) -> list[tuple[str, str]]:
     _check_cached(name, "queries", handler)
     out: list[tuple[str, str]] = []
     seen: set[str] = set()
-    for query in _raw_iter(handler, "queries"):
+    for query in _records(name, handler, "queries", "query"):
         qid = str(query.query_id)
         if qid in seen:
             raise EvaluationError(f"irds:{name}: duplicate query id {qid!r}")
@@ -265,7 +295,7 @@ def read_qrels(source: str) -> dict[str, dict[str, int]]:
     handler = _handler(open_dataset(name), name, "qrels", EvaluationError)
     _check_cached(name, "qrels", handler)
     qrels: dict[str, dict[str, int]] = {}
-    for qrel in _raw_iter(handler, "qrels"):
+    for qrel in _records(name, handler, "qrels", "judgment"):
         qrels.setdefault(str(qrel.query_id), {})[str(qrel.doc_id)] = int(qrel.relevance)
     if not qrels:
         raise EvaluationError(f"irds:{name} has no qrels")

@@ -258,10 +258,24 @@ def render_space(
             "copied into a Space: push it to a dataset repo (`spacerini push BUNDLE --repo OWNER/NAME`) and render "
             "with bundle_repo=OWNER/NAME (`spacerini deploy` does both)"
         )
-    if out.exists() and not overwrite and (out.is_file() or any(out.iterdir())):
-        raise DeployError(
-            f"{out} exists and is not empty: choose another folder or pass overwrite=True (--force)"
-        )
+    for bundle in bundles:
+        root = Path(bundle.path).resolve()
+        if out == root or root in out.parents or out in root.parents:
+            where = "holds the bundle" if out in root.parents else "is the bundle or inside it"
+            raise DeployError(
+                f"{out}: this Space folder {where} ({root}), and rendering replaces the folder: "
+                "choose an --out outside the bundle"
+            )
+    if out.exists() and (out.is_file() or any(out.iterdir())):
+        if not overwrite:
+            raise DeployError(
+                f"{out} exists and is not empty: choose another folder or pass overwrite=True (--force)"
+            )
+        if out.is_file() or not all((out / name).is_file() for name in ("README.md", "app.py")):
+            raise DeployError(
+                f"{out} is not a rendered Space folder (no README.md and app.py), so --force does not replace it: "
+                "choose another folder, or delete it yourself"
+            )
     sdk_version = sdk_version or installed_version("gradio")
     if not sdk_version:
         raise DeployError(
@@ -466,10 +480,9 @@ def _token(token: str | None) -> str:
 
 
 def _check_online() -> None:
-    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        raise DeployError(
-            "the Hugging Face Hub is switched off here (HF_HUB_OFFLINE is set): unset it to deploy or push"
-        )
+    from spacerini.hub import check_hub_online
+
+    check_hub_online("deploy or push")
 
 
 @contextmanager
@@ -518,8 +531,9 @@ def push(
     """
     check_repo_id(repo_id)
     bundle = _opened(bundle_path)
+    token = _token(token)
     _check_online()
-    return _upload_bundle(bundle, repo_id, private=private, token=_token(token), revision=revision)
+    return _upload_bundle(bundle, repo_id, private=private, token=token, revision=revision)
 
 
 def _upload_bundle(bundle: Bundle, repo_id: str, *, private: bool, token: str, revision: str | None) -> str:
@@ -588,8 +602,8 @@ def deploy(
     """
     check_repo_id(space_id)
     bundle = _opened(bundle_path)
-    _check_online()
     token = _token(token)
+    _check_online()  # before the wheel is built and the Space rendered
     if bundle_repo is None and bundle_bytes(bundle) > max_bundle_bytes:
         bundle_repo = f"{space_id}-bundle"
     with tempfile.TemporaryDirectory(prefix="spacerini-space-") as tmp:

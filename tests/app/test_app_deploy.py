@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -113,16 +114,18 @@ class Recorder:
 
 
 @pytest.fixture
-def hub(monkeypatch: pytest.MonkeyPatch) -> type[Recorder]:
+def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[Recorder]]:
     import huggingface_hub
+
+    from tests.hub_helpers import fake_hub
 
     Recorder.calls = []
     Recorder.fail_upload = False
-    monkeypatch.setattr(huggingface_hub, "HfApi", Recorder)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_TOKEN", raising=False)
-    monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
-    return Recorder
+    with fake_hub(monkeypatch):  # answers the reachability probe; the calls go to the Recorder
+        monkeypatch.setattr(huggingface_hub, "HfApi", Recorder)
+        monkeypatch.delenv("HF_TOKEN", raising=False)
+        monkeypatch.setattr(huggingface_hub, "get_token", lambda: None)
+        yield Recorder
 
 
 def test_deploy_creates_a_gradio_space(app_bundle: Any, hub: type[Recorder]) -> None:

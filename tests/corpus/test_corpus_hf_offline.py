@@ -56,12 +56,40 @@ def test_unreachable_hub_fails_at_once(online_settings: None, monkeypatch: pytes
     assert "HF_HUB_OFFLINE" not in os.environ and "HF_DATASETS_OFFLINE" not in os.environ
 
 
-def test_probe_sees_a_listening_endpoint(online_settings: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_probe_sees_an_answering_endpoint(online_settings: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    import http.server
+    import threading
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_HEAD(self) -> None:  # noqa: N802 - the http.server API
+            self.send_response(404)  # any answer counts: the Hub is there
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+        assert hf.hub_reachable()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_hub_that_accepts_but_never_answers_is_unreachable(online_settings: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy or server that takes the connection and then says nothing (the Hub client waits
+    for it without a timeout) counts as no network, so hf: loads go offline at once."""
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
-        server.listen(1)
+        server.listen(8)
         monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.getsockname()[1]}")
-        assert hf.hub_reachable()
+        started = time.perf_counter()
+        assert not hf.hub_reachable(timeout=0.5)
+        with pytest.raises(CorpusNotFoundError, match="Hub cannot be reached"):
+            load_corpus("hf:spacerini-tests/not-cached-xyz@train", progress=False)
+        assert time.perf_counter() - started < 5
 
 
 def test_offline_already(online_settings: None, monkeypatch: pytest.MonkeyPatch) -> None:
