@@ -671,7 +671,8 @@ def optout_cmd(
             if entry.get(key)
         ]
         note = f" ({' and '.join(missing)} not in it)" if missing else ""
-        click.echo(f"Removed {entry['removed']:,} documents from {bundle}{note}; recorded in its audit log.")
+        n = entry["removed"]
+        click.echo(f"Removed {n:,} document{'' if n == 1 else 's'} from {bundle}{note}; recorded in its audit log.")
 
 
 def _bundle_dir(bundle: str) -> Path:

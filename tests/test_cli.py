@@ -460,7 +460,7 @@ def test_optout_says_which_listed_ids_it_did_not_find(bundle_dir: Path, tmp_path
     ids = _write(tmp_path / "ids.txt", "d01\nno-such-id\n")
     code, out, err = run(["-q", "optout", str(copy), "--ids", str(ids)], capsys)
     assert code == 0, err
-    assert "Removed 1 documents" in out and "(1 of 2 listed ids not in it)" in out
+    assert "Removed 1 document from" in out and "(1 of 2 listed ids not in it)" in out
     empty = _write(tmp_path / "empty.txt", "# nothing yet\n\n")
     code, _, err = run(["-q", "optout", str(copy), "--ids", str(empty)], capsys)
     assert_one_line_error(code, err, f"{empty}: the opt-out file lists no ids")
