@@ -923,26 +923,34 @@ def space(bundles: tuple[str, ...], out: str, names: tuple[str, ...], sdk: str, 
     click.echo(f"Space folder written to {path}")
 
 
+_KEEP_HISTORY = (
+    "After opt-outs, keep the repo's earlier revisions (by default its history is squashed, so that none of them "
+    "still holds the removed documents)."
+)
+
+
 @cli.command()
 @click.argument("bundle")
 @click.option("--space", "space_id", required=True, help="OWNER/NAME of the Space to create or update.")
 @click.option("--private", is_flag=True)
-def deploy(bundle: str, space_id: str, private: bool) -> None:
+@click.option("--keep-history", is_flag=True, help=_KEEP_HISTORY)
+def deploy(bundle: str, space_id: str, private: bool, keep_history: bool) -> None:
     """Create (or update) a Hugging Face Space serving BUNDLE (token from HF_TOKEN or `hf auth login`)."""
     from spacerini.deploy import deploy as deploy_space
 
-    click.echo(deploy_space(bundle, space_id, private=private))
+    click.echo(deploy_space(bundle, space_id, private=private, keep_history=keep_history))
 
 
 @cli.command()
 @click.argument("bundle")
 @click.option("--repo", "repo_id", required=True, help="Dataset repo OWNER/NAME.")
 @click.option("--private", is_flag=True)
-def push(bundle: str, repo_id: str, private: bool) -> None:
+@click.option("--keep-history", is_flag=True, help=_KEEP_HISTORY)
+def push(bundle: str, repo_id: str, private: bool, keep_history: bool) -> None:
     """Upload BUNDLE as a dataset repo; open it anywhere with open_bundle("hf:OWNER/NAME")."""
     from spacerini.deploy import push as push_bundle
 
-    click.echo(push_bundle(bundle, repo_id, private=private))
+    click.echo(push_bundle(bundle, repo_id, private=private, keep_history=keep_history))
 
 
 @cli.command()

@@ -1,5 +1,6 @@
-"""A fake Hugging Face Hub on 127.0.0.1 for tests: answers the reachability probe, creates repos
-and takes small commits (``upload_folder`` of regular files), recording every request."""
+"""A fake Hugging Face Hub on 127.0.0.1 for tests: answers the reachability probe, creates repos,
+takes small commits (``upload_folder`` of regular files, deletions), lists a repo's files and
+squashes histories, recording every request."""
 
 from __future__ import annotations
 
@@ -24,6 +25,8 @@ class FakeHub:
     created: list[dict[str, Any]] = field(default_factory=list)
     #: An HTTP status every API call (not the probe) answers with, quoting the token back.
     fail_with: int | None = None
+    #: Repos (``"datasets/me/x"``) whose history was squashed, in order.
+    squashed: list[str] = field(default_factory=list)
 
 
 def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
@@ -53,6 +56,11 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802
             hub.requests.append(("GET", self.path, self.headers.get("authorization")))
+            parts = self.path.split("?")[0].strip("/").split("/")
+            if len(parts) >= 6 and parts[0] == "api" and parts[4] == "tree":  # list_repo_files
+                files = hub.commits.get("/".join(parts[1:4]), {})
+                self._send(200, [{"type": "file", "path": p, "size": len(b), "oid": "0" * 40} for p, b in sorted(files.items())])
+                return
             self._send(404, {"error": "not here"})
 
         def do_POST(self) -> None:  # noqa: N802
@@ -80,7 +88,12 @@ def _handler(hub: FakeHub) -> type[http.server.BaseHTTPRequestHandler]:
                     if op.get("key") == "file":
                         value = op["value"]
                         store[value["path"]] = base64.b64decode(value["content"])
+                    elif op.get("key") == "deletedFile":
+                        store.pop(op["value"]["path"], None)
                 self._send(200, {"commitUrl": f"{hub.url}/{repo}/commit/{'0' * 40}", "commitOid": "0" * 40})
+            elif len(parts) >= 6 and parts[0] == "api" and parts[4] == "super-squash":
+                hub.squashed.append("/".join(parts[1:4]))
+                self._send(200, {})
             else:
                 self._send(404, {"error": f"no route {self.path}"})
 

@@ -371,3 +371,38 @@ def test_a_damaged_irds_cache_is_one_line_naming_the_dataset(eager: bool, capsys
     assert err.startswith(f"spacerini: error: irds:{name}: ir_datasets could not read document 1 (")
     assert ("ReadError" if eager else "BadZipFile") in err and "fetch them again" in err
     assert not (tmp_path / "b").exists()
+
+
+# ------------------------------------------------------------------ opt-outs reach the Hub
+def test_a_push_after_an_optout_leaves_no_copy_of_the_removed_documents_on_the_hub(
+    tmp_path: Path, hub: FakeHub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A push used to add files without deleting the earlier generation's, and every earlier
+    revision still served the documents an opt-out had removed."""
+    from spacerini.bundle import optout
+    from spacerini.deploy import deploy, push
+    from spacerini.records import Doc
+
+    secret = "zanzibar-unique-phrase"
+    docs = [Doc(id=f"d{i}", text=f"text {i} " + (secret if i < 2 else "plain"), meta={"owner": "Jane Doe" if i < 2 else "Bob"}) for i in range(6)]
+    path = build_bundle(docs, tmp_path / "b", backends=["exact", "owners"], progress=False).path
+    push(path, "me/data", token=TOKEN)
+    assert hub.squashed == []  # no opt-out yet: the history is left alone
+    repo = hub.commits["datasets/me/data"]
+    repo["README.md"] = b"the dataset card, not the bundle's"
+    repo["docs/part-from-an-older-build.bin"] = b"old " + secret.encode()
+    optout(path, owners=["jane doe"], progress=False)
+    push(path, "me/data", token=TOKEN)
+    listed = set(json.loads((path / "spacerini.json").read_text())["checksums"])
+    assert set(repo) == {"README.md", "spacerini.json", *listed}  # the stale file is gone, the card stays
+    assert not any(secret.encode() in data for data in repo.values())
+    assert hub.squashed == ["datasets/me/data"]
+    with caplog.at_level(logging.WARNING, logger="spacerini.deploy"):
+        push(path, "me/data", token=TOKEN, keep_history=True)
+    assert hub.squashed == ["datasets/me/data"] and "keeps its history" in caplog.text
+    # a Space that holds the bundle itself is squashed too, and loses an earlier deploy's files
+    hub.commits["spaces/me/s"] = {"bundle/docs/old.bin": b"old " + secret.encode()}
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    deploy(path, "me/s", spacerini_requirement="spacerini @ git+https://example.org/spacerini.git")
+    assert not any(secret.encode() in data for data in hub.commits["spaces/me/s"].values())
+    assert hub.squashed[-1] == "spaces/me/s"

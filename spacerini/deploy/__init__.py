@@ -513,8 +513,14 @@ def push(
     private: bool = False,
     token: str | None = None,
     revision: str | None = None,
+    keep_history: bool = False,
 ) -> str:
     """Uploads a bundle as a Hugging Face dataset repo, in one commit.
+
+    Files of an earlier push that the bundle no longer has are deleted in the same commit. When
+    the bundle's audit log records opt-outs, the branch's history is then squashed into that
+    one commit (:meth:`huggingface_hub.HfApi.super_squash_history`), so that no earlier revision
+    still serves the documents they removed.
 
     Args:
         bundle_path: The bundle folder (it is validated first).
@@ -522,6 +528,8 @@ def push(
         private: Create the repo private.
         token: Hugging Face token (default: ``HF_TOKEN`` or the saved login).
         revision: Branch to push to.
+        keep_history: Do not squash the history after opt-outs (the removed documents then stay
+            in the repo's earlier revisions; a warning says so).
 
     Returns:
         The dataset URL; open it elsewhere with ``open_bundle("hf:OWNER/NAME")``.
@@ -533,10 +541,45 @@ def push(
     bundle = _opened(bundle_path)
     token = _token(token)
     _check_online()
-    return _upload_bundle(bundle, repo_id, private=private, token=token, revision=revision)
+    return _upload_bundle(bundle, repo_id, private=private, token=token, revision=revision, keep_history=keep_history)
 
 
-def _upload_bundle(bundle: Bundle, repo_id: str, *, private: bool, token: str, revision: str | None) -> str:
+def _stale_patterns(files: Sequence[str]) -> list[str]:
+    """What a push replaces on the Hub: the bundle's top-level files and everything under its
+    top-level folders (a file of an earlier generation that this one no longer has is deleted;
+    anything else in the repo, such as its README.md, is left alone)."""
+    return sorted({f"{rel.split('/', 1)[0]}/*" if "/" in rel else rel for rel in files})
+
+
+def _has_optouts(bundle: Bundle) -> bool:
+    return any(isinstance(e, dict) and e.get("action") == "optout" for e in bundle.manifest.get("audit_log") or [])
+
+
+def _squash_after_optouts(
+    api: Any, bundle: Bundle, repo_id: str, repo_type: str, *, branch: str | None, keep_history: bool
+) -> None:
+    """Squashes the branch's history into its last commit when the bundle has opt-outs: the
+    documents they removed must not stay downloadable at an earlier revision."""
+    if not _has_optouts(bundle):
+        return
+    where = f"{repo_type}s/{repo_id}" if repo_type != "model" else repo_id
+    if keep_history:
+        logger.warning(
+            "%s keeps its history (--keep-history): its earlier revisions still hold the documents that opt-outs "
+            "removed from %s",
+            where, bundle.path,
+        )  # fmt: skip
+        return
+    api.super_squash_history(
+        repo_id=repo_id, repo_type=repo_type, branch=branch,
+        commit_message=f"Spacerini: history squashed after opt-outs ({len(bundle):,} documents)",
+    )  # fmt: skip
+    logger.info("squashed the history of %s: no earlier revision holds the documents opt-outs removed", where)
+
+
+def _upload_bundle(
+    bundle: Bundle, repo_id: str, *, private: bool, token: str, revision: str | None, keep_history: bool = False
+) -> str:
     """Uploads the bundle's own files to the dataset repo ``repo_id`` (checks already done)."""
     from huggingface_hub import HfApi
 
@@ -554,8 +597,10 @@ def _upload_bundle(bundle: Bundle, repo_id: str, *, private: bool, token: str, r
                 repo_type="dataset",
                 revision=revision,
                 allow_patterns=files,
+                delete_patterns=_stale_patterns(files),
                 commit_message=f"Spacerini bundle: {len(bundle):,} documents ({', '.join(bundle.backends)})",
             )
+            _squash_after_optouts(api, bundle, repo_id, "dataset", branch=revision, keep_history=keep_history)
     logger.info("pushed %s to datasets/%s", bundle.path, repo_id)
     return f"https://huggingface.co/datasets/{repo_id}"
 
@@ -572,6 +617,7 @@ def deploy(
     max_bundle_bytes: int = DEFAULT_MAX_BUNDLE_BYTES,
     redact_pii: bool = True,
     spacerini_requirement: str | None = None,
+    keep_history: bool = False,
 ) -> str:
     """Creates (or updates) a Gradio Space that serves the bundle.
 
@@ -593,6 +639,8 @@ def deploy(
         redact_pii: Redact PII on display in the Space.
         spacerini_requirement: A requirement line for spacerini instead of the wheel (see
             :func:`render_space`).
+        keep_history: As :func:`push`: after opt-outs, the history of the repo that holds the
+            bundle (the Space, or the dataset repo) is squashed unless this is set.
 
     Returns:
         The Space URL.
@@ -619,7 +667,9 @@ def deploy(
             space_id=space_id,
         )
         if bundle_repo is not None:
-            _upload_bundle(bundle, bundle_repo, private=private, token=token, revision=None)  # render_space checked the id
+            _upload_bundle(  # render_space checked the id
+                bundle, bundle_repo, private=private, token=token, revision=None, keep_history=keep_history
+            )
             if private:
                 logger.warning(
                     "the bundle repo %s is private: add a read token as the Space secret HF_TOKEN",
@@ -634,7 +684,10 @@ def deploy(
                 repo_id=space_id,
                 folder_path=str(folder),
                 repo_type="space",
+                delete_patterns=["bundle/*", f"{WHEELS_DIR}/*"],  # an earlier deploy's bundle and wheel
                 commit_message=f"Spacerini Space for {bundle.path.name}",
             )
+            if bundle_repo is None:  # the bundle is in the Space itself
+                _squash_after_optouts(api, bundle, space_id, "space", branch=None, keep_history=keep_history)
     logger.info("deployed https://huggingface.co/spaces/%s", space_id)
     return f"https://huggingface.co/spaces/{space_id}"
