@@ -406,3 +406,31 @@ def test_a_push_after_an_optout_leaves_no_copy_of_the_removed_documents_on_the_h
     deploy(path, "me/s", spacerini_requirement="spacerini @ git+https://example.org/spacerini.git")
     assert not any(secret.encode() in data for data in hub.commits["spaces/me/s"].values())
     assert hub.squashed[-1] == "spaces/me/s"
+
+
+def test_an_optout_names_the_published_copies_that_still_hold_the_documents(
+    tmp_path: Path, hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from spacerini.bundle import optout
+    from spacerini.deploy import deploy, push
+    from spacerini.records import Doc
+
+    docs = [Doc(id=f"d{i}", text=f"text {i}", meta={"owner": "Jane" if i < 2 else "Bob"}) for i in range(5)]
+    path = build_bundle(docs, tmp_path / "b", backends=["exact", "owners"], progress=False).path
+    push(path, "me/data", token=TOKEN)
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    deploy(path, "me/s", spacerini_requirement="spacerini @ git+https://example.org/spacerini.git")
+    record = tmp_path / ".b.published.json"
+    assert record.is_file() and not (path / ".b.published.json").exists()
+    assert TOKEN not in record.read_text()
+    cli = [sys.executable, "-m", "spacerini", "optout", str(path), "--owner", "jane"]
+    done = subprocess.run(cli, capture_output=True, text=True, env={**os.environ, "SPACERINI_NO_PROGRESS": "1"}, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "its published copies still hold the documents this opt-out removed" in done.stderr
+    assert f"spacerini push {path} --repo me/data" in done.stderr and f"spacerini deploy {path} --space me/s" in done.stderr
+    push(path, "me/data", token=TOKEN)  # the dataset is updated; the Space is not yet
+    from spacerini.bundle.copies import stale_copies
+
+    with open_bundle(path) as now:
+        assert stale_copies(path, now.generation) == [f"spacerini deploy {path} --space me/s"]
+    optout(path, owners=["bob"], progress=False)  # the Python API says it too (a warning), and it still works

@@ -127,14 +127,19 @@ def optout(
             docs = _StoredDocs(
                 (doc for doc in old.iter_docs() if doc.id not in removed), before.get("source") or {}
             )
-            _build_locked(
+            rebuilt = _build_locked(
                 docs, root, backends=old.backends, backend_params=params, format=None, id_field=None,
                 fields=None, preprocess=None, preprocess_options=None, threads=threads, progress=progress,
                 finish_manifest=carry_over, allow_empty=True,
                 shards=len(before.get("shards") or []) or None,
-            ).close()  # fmt: skip
+            )  # fmt: skip
+            generation = rebuilt.generation
+            rebuilt.close()
         finally:
             old.close()
+    from spacerini.bundle.copies import warn_stale_copies
+
+    warn_stale_copies(root, generation, "this opt-out removed")  # a push or a Space still serves them
     return entry
 
 

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from spacerini.bundle import MANIFEST, Bundle
+from spacerini.bundle.copies import record_copy
 from spacerini.errors import DeployError, SpaceriniError, one_line
 from spacerini.hub import check_repo_id, resolve_hf_bundle
 
@@ -601,6 +602,7 @@ def _upload_bundle(
                 commit_message=f"Spacerini bundle: {len(bundle):,} documents ({', '.join(bundle.backends)})",
             )
             _squash_after_optouts(api, bundle, repo_id, "dataset", branch=revision, keep_history=keep_history)
+    record_copy(bundle.path, "dataset", repo_id, bundle.generation)  # so that an opt-out can remind of it
     logger.info("pushed %s to datasets/%s", bundle.path, repo_id)
     return f"https://huggingface.co/datasets/{repo_id}"
 
@@ -689,5 +691,7 @@ def deploy(
             )
             if bundle_repo is None:  # the bundle is in the Space itself
                 _squash_after_optouts(api, bundle, space_id, "space", branch=None, keep_history=keep_history)
+    if bundle_repo is None:  # else the Space follows the dataset repo, recorded by its push
+        record_copy(bundle.path, "space", space_id, bundle.generation)
     logger.info("deployed https://huggingface.co/spaces/%s", space_id)
     return f"https://huggingface.co/spaces/{space_id}"
