@@ -344,14 +344,12 @@ class Service:
         return list(result.hits)
 
     def count(self, text: str) -> CountResult:
-        """Exact occurrences of ``text`` (overlapping ones included).
+        """Exact occurrences of ``text`` (overlapping ones included; whitespace-only text is counted too).
 
         Raises:
             QueryError: Bad text, or (when redacting) text that is itself PII.
         """
-        from spacerini.bundle import check_query
-
-        text = check_query(text)
+        text = _exact_text(text)
         if self.redact_pii:
             refuse_pii_query(text, verb="count")
         return self._pinned(
@@ -366,9 +364,7 @@ class Service:
         Raises:
             QueryError: Bad text, k or offset, or (when redacting) text that is itself PII.
         """
-        from spacerini.bundle import check_query
-
-        text = check_query(text)
+        text = _exact_text(text)
         if self.redact_pii:
             refuse_pii_query(text, verb="find")
         k = _int(k, "k", 1, self.max_k)
@@ -447,8 +443,10 @@ class Service:
             raise QueryError("an owner name is at most 200 characters long")
 
         def answer(snap: Any) -> OwnerResult:
-            res = self._need(snap, "owners", "owner lookup").owner(name, limit=limit)
+            searcher = self._need(snap, "owners", "owner lookup")
+            res = searcher.owner(name, limit=limit)
             matches = []
+            shown = []
             for m in res.matches:
                 # an owner may be an email address, a repo URL may hold a password
                 owner = redacted_record(m.owner) if self.redact_pii else m.owner
@@ -462,7 +460,9 @@ class Service:
                     files.append(OwnedFile(docid, str(meta.get("path", "")), str(meta.get("repo", ""))))
                 repos = [(redacted_record(r) if self.redact_pii else r, c) for r, c in m.repos]
                 matches.append(OwnerMatch(owner, m.score, m.docs, tuple(repos), tuple(files)))
-            total = sum(m.docs for m in matches)  # of the matches shown
+                shown.append(m.owner)
+            # of the matches shown, a co-owned document once
+            total = res.total_docs if len(shown) == len(res.matches) else searcher.distinct_docs(shown)
             return OwnerResult(res.query, tuple(matches), total, res.optout_instructions, _generation(snap))
 
         return self._pinned(answer)
@@ -615,6 +615,18 @@ def _limit(limiters: tuple[Any, ...], client: str) -> None:
 
 def _top(counter: Counter[str]) -> tuple[tuple[str, int], ...]:
     return tuple((k, v) for k, v in top_counts(counter, TOP_CATEGORIES).items())
+
+
+def _exact_text(text: Any) -> str:
+    """``check_query`` for exact text, where whitespace is text like any other (``" "``, ``"\\n"``
+    and ``"\\r\\n"`` are counted and found), so only ``""`` is empty."""
+    from spacerini.bundle import MAX_QUERY_CHARS, check_query
+
+    if isinstance(text, str) and text and not text.strip():  # holds no NUL: NUL is not whitespace
+        if len(text) > MAX_QUERY_CHARS:
+            raise QueryError(f"the query is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
+        return text
+    return check_query(text)
 
 
 def _check_text(text: Any, verb: str, limit: int = MAX_MEMBER_CHARS) -> None:

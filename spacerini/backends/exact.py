@@ -336,6 +336,14 @@ def validate_query(query: str | bytes) -> tuple[str, bytes]:
     return text, raw
 
 
+def _check_counts(**values: Any) -> None:
+    """Raises QueryError unless every value is a non-negative integer (a float or a string would
+    otherwise fail deep inside as a TypeError, and True would page as 1)."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 0:
+            raise QueryError(f"{name} must be an integer and must not be negative, not {value!r}")
+
+
 class ExactSearcher:
     """Counts, finds and traces exact strings in the corpus.
 
@@ -406,11 +414,11 @@ class ExactSearcher:
             At most ``k`` hits; use :meth:`count` for the total.
 
         Raises:
-            QueryError: See :func:`validate_query`; or ``k``/``offset`` are negative.
+            QueryError: See :func:`validate_query`; or ``k``, ``offset`` or ``context`` is not a
+                non-negative integer.
         """
         _, pat = validate_query(text)
-        if k < 0 or offset < 0:
-            raise QueryError("k and offset must not be negative")
+        _check_counts(k=k, offset=offset, context=context)
         hits: list[ExactHit] = []
         skip = offset
         for shard in self.shards:
@@ -449,11 +457,10 @@ class ExactSearcher:
         occurrence in the document.
 
         Raises:
-            QueryError: See :func:`validate_query`; or ``k``/``offset`` are negative.
+            QueryError: See :func:`validate_query`; or ``k``/``offset`` is not a non-negative integer.
         """
         _, pat = validate_query(query)
-        if k < 0 or offset < 0:
-            raise QueryError("k and offset must not be negative")
+        _check_counts(k=k, offset=offset)
         docs_parts, counts_parts, first_parts, shard_parts = [], [], [], []
         for si, shard in enumerate(self.shards):
             positions = shard.positions(pat)

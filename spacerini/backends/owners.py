@@ -6,8 +6,9 @@ owner are counted but not listed.
 
 Lookups tolerate case, accents, punctuation and small typos: names are compared on a
 normalised key (NFKD without combining marks, case-folded, runs of non-alphanumerics turned
-into one space) with :class:`difflib.SequenceMatcher`. A case-insensitive exact match scores
-1.0 and ranks first; an equal normalised key scores 0.99; a query that is one whole word of a
+into one space) with :class:`difflib.SequenceMatcher`. A case-insensitive exact match (of the
+NFC forms, so a name typed with a precomposed "ë" is the stored "e" + combining diaeresis)
+scores 1.0 and ranks first; an equal normalised key scores 0.99; a query that is one whole word of a
 longer name (a surname) scores 0.85; anything else scores the similarity ratio.
 
 In a bundle whose PII was redacted at index time, an owner's email address is stored as its
@@ -29,7 +30,7 @@ import tempfile
 import time
 import unicodedata
 from collections import defaultdict
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -76,7 +77,7 @@ class OwnerResult:
     Attributes:
         query: The name asked for.
         matches: Matching owners, best first (empty when nobody matches).
-        total_docs: Documents of all matching owners together.
+        total_docs: Documents of all matching owners together (a co-owned document counts once).
         optout_instructions: How to have one's files removed (set when the bundle was built).
     """
 
@@ -84,6 +85,12 @@ class OwnerResult:
     matches: tuple[OwnerMatch, ...]
     total_docs: int
     optout_instructions: str
+
+
+def fold(name: str) -> str:
+    """Returns the key of a case-insensitive exact match: NFC (canonically equivalent spellings
+    of one name are one name), then case-folded."""
+    return unicodedata.normalize("NFC", name).casefold()
 
 
 def normalise(name: str) -> str:
@@ -342,7 +349,7 @@ class _Entry:
 
     def __init__(self, name: str, repos: dict[str, list[str]]) -> None:
         self.name = name
-        self.folded = name.casefold()
+        self.folded = fold(name)
         self.key = normalise(name)
         self.words = frozenset(self.key.split())
         self.repos = repos
@@ -360,11 +367,23 @@ class OwnersSearcher:
         data = _read_index(Path(folder))
         self.optout_instructions: str = data["optout_instructions"]
         self.entries = [_Entry(name, repos) for name, repos in data["owners"].items()]
+        self._by_name = {entry.name: entry for entry in self.entries}
 
     @property
     def owners(self) -> list[str]:
         """All owner names, sorted."""
         return [e.name for e in self.entries]
+
+    def distinct_docs(self, names: Iterable[str]) -> int:
+        """Returns the documents the owners ``names`` hold together: a co-owned document counts once.
+
+        Args:
+            names: Owner names as stored (``OwnerMatch.owner``); unknown names hold nothing.
+        """
+        entries = [self._by_name[name] for name in dict.fromkeys(names) if name in self._by_name]
+        if len(entries) <= 1:  # one owner's documents are distinct already
+            return sum(entry.docs for entry in entries)
+        return len({docid for entry in entries for ids in entry.repos.values() for docid in ids})
 
     def _score(self, folded: str, key: str, entry: _Entry, matcher: difflib.SequenceMatcher) -> float:
         if folded == entry.folded:
@@ -399,14 +418,14 @@ class OwnersSearcher:
             raise QueryError(f"owner name {name!r} has no letters or digits")
         if limit < 0 or max_matches < 0:
             raise QueryError("limit and max_matches must not be negative")
-        folded = name.strip().casefold()
+        folded = fold(name.strip())
         matcher = difflib.SequenceMatcher(None, autojunk=False)
         matcher.set_seq2(key)
         aliases = set()
         if "@" in name:
             from spacerini.preprocess.pii import owner_aliases
 
-            aliases = {alias.casefold() for alias in owner_aliases(name)[1:]}
+            aliases = {fold(alias) for alias in owner_aliases(name)[1:]}
         scored = []
         for entry in self.entries:
             score = 1.0 if entry.folded in aliases else self._score(folded, key, entry, matcher)
@@ -425,7 +444,7 @@ class OwnersSearcher:
         return OwnerResult(
             query=name,
             matches=tuple(matches),
-            total_docs=sum(m.docs for m in matches),
+            total_docs=self.distinct_docs(m.owner for m in matches),
             optout_instructions=self.optout_instructions,
         )
 

@@ -239,3 +239,22 @@ def test_empty_corpus(tmp_path):
     assert report.docs == 0 and report.stats["shards"] == 0
     with exact.open(tmp_path, report.to_dict()) as s:
         assert s.count("a") == 0 and s.find("a") == [] and s.search("a") == []
+
+
+@pytest.mark.parametrize(
+    "options", [{"k": 2.5}, {"k": "3"}, {"k": None}, {"k": True}, {"offset": 1.0}, {"offset": -1}, {"context": "5"}]
+)
+def test_bad_pages_raise_query_error(one_shard, options):
+    s, _ = one_shard
+    with pytest.raises(QueryError, match="must be an integer"):
+        s.find("a", **options)
+    if "context" not in options:
+        with pytest.raises(QueryError, match="must be an integer"):
+            s.search("a", **options)
+
+
+def test_numpy_integers_page_like_ints(one_shard):
+    import numpy as np
+
+    s, _ = one_shard
+    assert s.find("a", k=np.int64(3), offset=np.int32(2)) == s.find("a", k=3, offset=2) == s.find("a", k=5)[2:5]

@@ -128,3 +128,41 @@ def test_custom_optout_and_missing_folder(tmp_path):
     assert s.owner("Brett Cannon").optout_instructions == "Write to x@example.org."
     with pytest.raises(BundleCorruptError):
         owners.open(tmp_path / "nope", {})
+
+
+def _union(names: set[str]) -> set[str]:
+    """Brute force: the ids of the docs that any of ``names`` owns."""
+    out = set()
+    for d in DOCS:
+        owner = d.meta.get("owner")
+        if set(owner if isinstance(owner, list) else [owner]) & names:
+            out.add(d.id)
+    return out
+
+
+def test_total_counts_a_co_owned_doc_once(index):
+    s, _, _ = index
+    # "shared" is co-owned by both: it is one document, not two
+    names = {"Brett Cannon", "Raymond Hettinger"}
+    res = s.owner("brett cannon raymond hettinger", cutoff=0.0, max_matches=100)
+    matched = {m.owner for m in res.matches}
+    assert names <= matched
+    assert res.total_docs == len(_union(matched)) < sum(m.docs for m in res.matches)
+    assert s.distinct_docs(names) == len(_union(names)) == 4
+    assert s.distinct_docs(["Brett Cannon"]) == 2 and s.distinct_docs(["nobody", "Brett Cannon", "Brett Cannon"]) == 2
+    assert s.distinct_docs([]) == 0
+
+
+def test_canonically_equivalent_spelling_is_an_exact_match(tmp_path):
+    # the stored name is decomposed (e + U+0308), the query precomposed (ë): the same name
+    docs = [
+        Doc(id="n1", text="x", meta={"owner": "Zoe\u0308 Mu\u0308ller"}),
+        Doc(id="n2", text="x", meta={"owner": "Zoe Muller"}),
+        Doc(id="n3", text="x", meta={"owner": "Zoe Muller"}),
+    ]
+    report = owners.build(lambda: iter(docs), tmp_path, progress=False)
+    s = owners.open(tmp_path, report.to_dict())
+    for query in ("Zo\u00eb M\u00fcller", "ZO\u00cb M\u00dcLLER", "Zoe\u0308 Mu\u0308ller"):
+        top = s.owner(query).matches
+        assert (top[0].owner, top[0].score) == ("Zoe\u0308 Mu\u0308ller", 1.0), query
+        assert (top[1].owner, top[1].score) == ("Zoe Muller", 0.99), query
