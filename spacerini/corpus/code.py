@@ -2,16 +2,21 @@
 
 Each document's ``meta`` holds repo, path, owner, licence, language and the file's SWHID (the
 identifier The Stack v2 uses). Binary files, files that are not UTF-8 and files over a size cap
-are skipped and counted, never dropped silently.
+are skipped and counted, never dropped silently. Symbolic links are never followed (a link to
+``/etc/passwd`` or ``~/.ssh`` must not be read into a bundle that is served publicly); code-named
+links, links to folders, FIFOs, devices, folders that cannot be listed and files whose names are
+not UTF-8 are counted as skipped too. Hidden files and folders (``.git``) are left out.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import logging
 import os
 import re
-from collections.abc import Iterator
+import stat
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -170,6 +175,26 @@ def detect_licence(text: str) -> str:
     return "unknown"
 
 
+#: The most read of a licence, package metadata or git file (they are small; a bigger one is cut).
+METADATA_BYTES = 1_000_000
+
+
+def read_small_file(path: Path, *, limit: int = METADATA_BYTES) -> bytes:
+    """The first ``limit`` bytes of a regular file: a licence, package metadata or git file.
+
+    A FIFO, socket or device (in a tarball, say) would block a plain read forever or never end,
+    so anything but a regular file is refused.
+
+    Raises:
+        OSError: The file cannot be opened, or it is not a regular file.
+    """
+    fd = os.open(path, os.O_RDONLY | _NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
+        return handle.read(limit)
+
+
 def folder_licence(folder: Path) -> tuple[str, str | None]:
     """Finds a LICENSE/LICENCE/COPYING file at a folder's root and detects its licence.
 
@@ -188,25 +213,46 @@ def folder_licence(folder: Path) -> tuple[str, str | None]:
                 or name.upper().startswith(stem + "-")
             ):
                 try:
-                    text = (folder / name).read_text(encoding="utf-8", errors="replace")
+                    text = read_small_file(folder / name).decode("utf-8", errors="replace")
                 except OSError:
                     continue
                 return detect_licence(text), name
     return "unknown", None
 
 
-def read_code_file(path: Path, *, max_file_bytes: int) -> tuple[bytes | None, str | None, str]:
+def read_code_file(
+    path: Path, *, max_file_bytes: int, follow_symlinks: bool = False
+) -> tuple[bytes | None, str | None, str]:
     """Reads one code file, or says why it is skipped.
+
+    By default the file is opened without following a symbolic link, and it is read only when
+    it is a regular file: a file swapped for a link (to ``/etc/passwd``, say) or for a FIFO
+    after its folder was listed is skipped, never read or waited on.
+
+    Args:
+        path: The file.
+        max_file_bytes: Larger files are skipped as "too_large".
+        follow_symlinks: Read through a symbolic link (the default corpus of installed
+            packages does; a user's folder never does).
 
     Returns:
         (raw bytes, decoded text, "") for a kept file, or (None, None, reason) with reason one of
-        "too_large", "binary", "not_utf8", "unreadable".
+        "too_large", "binary", "not_utf8", "unreadable", "symlink", "special_file".
     """
     try:
-        size = path.stat().st_size
-        if size > max_file_bytes:
-            return None, None, "too_large"
-        data = path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | _NONBLOCK | (0 if follow_symlinks else _NOFOLLOW))
+    except OSError as exc:
+        # O_NOFOLLOW fails with ELOOP on a link (FreeBSD/macOS: EMLINK).
+        link = not follow_symlinks and exc.errno in (errno.ELOOP, errno.EMLINK) and path.is_symlink()
+        return None, None, "symlink" if link else "unreadable"
+    try:
+        with os.fdopen(fd, "rb") as handle:
+            status = os.fstat(handle.fileno())
+            if not stat.S_ISREG(status.st_mode):
+                return None, None, "special_file"
+            if status.st_size > max_file_bytes:
+                return None, None, "too_large"
+            data = _read_at_most(handle, max_file_bytes + 1)
     except OSError:
         return None, None, "unreadable"
     if len(data) > max_file_bytes:
@@ -220,23 +266,96 @@ def read_code_file(path: Path, *, max_file_bytes: int) -> tuple[bytes | None, st
     return data, text, ""
 
 
-def visible_entries(folder: Path) -> list[os.DirEntry[str]]:
-    """The entries of ``folder`` sorted by name, hidden ones left out (none when it cannot be read)."""
+def _read_at_most(handle: Any, limit: int) -> bytes:
+    """Up to ``limit`` bytes of a file (``limit`` may exceed what one read can allocate)."""
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = handle.read(min(left, 1 << 24))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_NONBLOCK = getattr(os, "O_NONBLOCK", 0)
+
+
+def scan_folder(folder: Path) -> list[os.DirEntry[str]] | None:
+    """The entries of ``folder`` sorted by name, hidden ones left out; None when it cannot be read."""
     try:
-        entries = sorted(os.scandir(folder), key=lambda entry: entry.name)
+        with os.scandir(folder) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
     except OSError:
-        return []
+        return None
     return [entry for entry in entries if not entry.name.startswith(".")]
 
 
-def walk_sorted(folder: Path, *, skip_dirs: frozenset[str] = frozenset()) -> Iterator[Path]:
-    """Yields files under ``folder`` in sorted order, skipping hidden entries and ``skip_dirs``."""
-    for entry in visible_entries(folder):
+def visible_entries(folder: Path) -> list[os.DirEntry[str]]:
+    """The entries of ``folder`` sorted by name, hidden ones left out (none when it cannot be read)."""
+    return scan_folder(folder) or []
+
+
+def entry_kind(entry: os.DirEntry[str]) -> str:
+    """What a folder entry is, links never followed: "dir", "file", "symlink" or "special_file"."""
+    try:
+        if entry.is_symlink():
+            return "symlink"
         if entry.is_dir(follow_symlinks=False):
-            if entry.name not in skip_dirs:
-                yield from walk_sorted(Path(entry.path), skip_dirs=skip_dirs)
-        elif entry.is_file(follow_symlinks=False):
-            yield Path(entry.path)
+            return "dir"
+        if entry.is_file(follow_symlinks=False):
+            return "file"
+    except OSError:
+        pass
+    return "special_file"
+
+
+def walk_sorted(
+    folder: Path,
+    *,
+    skip_dirs: frozenset[str] = frozenset(),
+    skipped: Callable[[str, Path], None] | None = None,
+) -> Iterator[Path]:
+    """Yields the regular files under ``folder`` in sorted order, skipping hidden entries and ``skip_dirs``.
+
+    Symbolic links are never followed. The walk keeps its own stack, so a tree of any depth is
+    walked (a recursive walk fails at about 1,000 levels).
+
+    Args:
+        folder: The folder to walk.
+        skip_dirs: Names of folders left out.
+        skipped: Called with (reason, path) for each entry that is left out other than hidden
+            ones and ``skip_dirs``: "symlink", "special_file" (FIFOs, sockets, devices) or
+            "unreadable_folder".
+    """
+    top = scan_folder(folder)
+    if top is None:
+        if skipped is not None:
+            skipped("unreadable_folder", folder)
+        return
+    stack: list[Iterator[os.DirEntry[str]]] = [iter(top)]
+    while stack:
+        entry = next(stack[-1], None)
+        if entry is None:
+            stack.pop()
+            continue
+        path = Path(entry.path)
+        kind = entry_kind(entry)
+        if kind == "file":
+            yield path
+        elif kind == "dir":
+            if entry.name in skip_dirs:
+                continue
+            entries = scan_folder(path)
+            if entries is None:
+                if skipped is not None:
+                    skipped("unreadable_folder", path)
+                continue
+            stack.append(iter(entries))
+        elif skipped is not None:
+            skipped(kind, path)
 
 
 # ------------------------------------------------------------------------------ repositories
@@ -273,7 +392,10 @@ class Repo:
 
 def is_git_root(folder: Path) -> bool:
     """Whether ``folder`` is the top of a git work tree (a ``.git`` folder, or file for submodules)."""
-    return (folder / ".git").exists()
+    try:
+        return (folder / ".git").exists()
+    except OSError:  # a path too long to look at: not a repository the walk can read either
+        return False
 
 
 def _git_dir(root: Path) -> Path | None:
@@ -281,7 +403,7 @@ def _git_dir(root: Path) -> Path | None:
     if git.is_dir():
         return git
     try:  # submodules and worktrees: a file "gitdir: PATH"
-        text = git.read_text(encoding="utf-8", errors="replace")
+        text = read_small_file(git).decode("utf-8", errors="replace")
     except OSError:
         return None
     match = re.match(r"\s*gitdir:\s*(.+?)\s*$", text)
@@ -324,7 +446,7 @@ def git_remote_owner(root: Path) -> str | None:
     if git_dir is None:
         return None
     try:
-        text = (git_dir / "config").read_text(encoding="utf-8", errors="replace")
+        text = read_small_file(git_dir / "config").decode("utf-8", errors="replace")
     except OSError:
         return None
     urls: dict[str, str] = {}
@@ -369,7 +491,7 @@ def package_author(root: Path) -> str | None:
     import tomllib
 
     try:
-        data = tomllib.loads((root / "pyproject.toml").read_text(encoding="utf-8"))
+        data = tomllib.loads(read_small_file(root / "pyproject.toml").decode("utf-8"))
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
         data = {}
     project = data.get("project")
@@ -388,14 +510,14 @@ def package_author(root: Path) -> str | None:
         import configparser
 
         config = configparser.ConfigParser(interpolation=None, strict=False)
-        config.read_string((root / "setup.cfg").read_text(encoding="utf-8"))
+        config.read_string(read_small_file(root / "setup.cfg").decode("utf-8"))
         name = _person(config.get("metadata", "author", fallback=None))
         if name:
             return name
     except (OSError, UnicodeDecodeError, configparser.Error):
         pass
     try:
-        package = json.loads((root / "package.json").read_text(encoding="utf-8"))
+        package = json.loads(read_small_file(root / "package.json").decode("utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
         package = {}
     if isinstance(package, dict):
@@ -422,6 +544,24 @@ def repo_at(root: Path, rel: str, *, name: str, owner: str | None) -> Repo:
     return Repo(root=root, rel=rel, name=name, owner=owner, licence=licence, licence_file=licence_file)
 
 
+def _links_to_folder(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # a loop of links, or a name too long
+        return False
+
+
+def _is_text(name: str) -> bool:
+    """Whether a file name decoded by the OS holds only real text (no escaped undecodable bytes)."""
+    if name.isascii():
+        return True
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class CodeCorpus(Corpus):
     """One document per code file of a folder holding one repository or many.
 
@@ -433,6 +573,11 @@ class CodeCorpus(Corpus):
 
     A document's id is its path below the folder; ``meta["path"]`` and ``fields["path"]`` are
     its path inside its repository (the same thing for a single repository).
+
+    Files that look like code but are not read are counted in ``skipped`` by reason:
+    "too_large", "binary", "not_utf8", "unreadable", "symlink" (links are never followed; links
+    to folders count too), "special_file" (FIFOs, sockets, devices), "unreadable_folder" and
+    "name_not_utf8" (a file name that is not UTF-8 cannot be an id).
 
     Args:
         folder: The repository folder, or a folder of repositories.
@@ -490,24 +635,47 @@ class CodeCorpus(Corpus):
         return description
 
     def _files(self) -> Iterator[tuple[Path, Repo]]:
-        """Each file below the folder (sorted, hidden entries skipped) with the repository holding it."""
+        """Each file below the folder (sorted, hidden entries skipped) with the repository holding it.
+
+        Links are never followed (a link to ``/etc/passwd`` or ``~/.ssh`` must not end up in a
+        bundle that is served publicly); links, FIFOs, sockets and devices that look like code
+        files, links to folders and folders that cannot be listed are counted in ``skipped``.
+        """
         top_is_repo = is_git_root(self.folder) or self.top.licence_file is not None
+        top = scan_folder(self.folder)
+        if top is None:
+            self._skip_path("unreadable_folder", self.folder)
+            return
+        # Each level: (its entries, the repository holding it, its depth below the folder).
+        stack: list[tuple[Iterator[os.DirEntry[str]], Repo, int]] = [(iter(top), self.top, 0)]
+        while stack:
+            entries, repo, depth = stack[-1]
+            entry = next(entries, None)
+            if entry is None:
+                stack.pop()
+                continue
+            path = Path(entry.path)
+            kind = entry_kind(entry)
+            if kind == "file":
+                yield path, repo
+            elif kind == "dir":
+                inner = repo
+                if is_git_root(path) or (
+                    depth == 0 and not top_is_repo and folder_licence(path)[1] is not None
+                ):
+                    rel = path.relative_to(self.folder).as_posix()
+                    inner = repo_at(path, rel, name=rel, owner=self.owner)
+                listed = scan_folder(path)
+                if listed is None:
+                    self._skip_path("unreadable_folder", path)
+                    continue
+                stack.append((iter(listed), inner, depth + 1))
+            elif language_of(path) is not None or (kind == "symlink" and _links_to_folder(path)):
+                self._skip_path(kind, path)
 
-        def walk(folder: Path, repo: Repo, depth: int) -> Iterator[tuple[Path, Repo]]:
-            for entry in visible_entries(folder):
-                path = Path(entry.path)
-                if entry.is_dir(follow_symlinks=False):
-                    inner = repo
-                    if is_git_root(path) or (
-                        depth == 0 and not top_is_repo and folder_licence(path)[1] is not None
-                    ):
-                        rel = path.relative_to(self.folder).as_posix()
-                        inner = repo_at(path, rel, name=rel, owner=self.owner)
-                    yield from walk(path, inner, depth + 1)
-                elif entry.is_file(follow_symlinks=False):
-                    yield path, repo
-
-        yield from walk(self.folder, self.top, 0)
+    def _skip_path(self, reason: str, path: Path) -> None:
+        self._skip(reason)
+        logger.debug("skipped %s (%s)", path, reason)
 
     def _located_docs(self) -> Iterator[tuple[Doc, Location]]:
         self.repos = {}
@@ -516,9 +684,12 @@ class CodeCorpus(Corpus):
             if language is None:
                 continue
             rel = path.relative_to(self.folder).as_posix()
+            if not _is_text(rel):  # a name with bytes that are not UTF-8 cannot be a document id
+                self._skip_path("name_not_utf8", path)
+                continue
             data, text, reason = read_code_file(path, max_file_bytes=self.max_file_bytes)
             if data is None or text is None:
-                self._skip(reason)
+                self._skip_path(reason, path)
                 continue
             self.repos.setdefault(repo.rel, repo)
             in_repo = path.relative_to(repo.root).as_posix()

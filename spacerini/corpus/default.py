@@ -192,7 +192,7 @@ class PythonSourceCorpus(Corpus):
             package = provenance["package"]
             package_total = 0
             for rel, path in files:
-                data, text, reason = read_code_file(path, max_file_bytes=self.max_file_bytes)
+                data, text, reason = read_code_file(path, max_file_bytes=self.max_file_bytes, follow_symlinks=True)
                 if data is None or text is None:
                     self._skip(reason)
                     continue

@@ -11,6 +11,7 @@ import codecs
 import csv
 import gzip
 import json
+import logging
 import os
 import re
 import sys
@@ -22,6 +23,8 @@ import orjson
 
 from spacerini.corpus.base import LocatedRecords
 from spacerini.errors import CorpusError, EmptyCorpusError, MalformedRecordError
+
+logger = logging.getLogger(__name__)
 
 #: File name endings -> format. Longest endings are matched first.
 SUFFIXES: dict[str, str] = {
@@ -198,7 +201,10 @@ def parse_json_line(
             else "; each line must be one complete JSON object: fix or remove the line"
         )
         raise MalformedRecordError(
-            f"malformed JSON: {exc.msg} (column {exc.colno}){hint}", path=name, line=line(number)
+            # The line's own newline would put an error at its end in column 1 of the next line.
+            f"malformed JSON: {exc.msg} (column {min(exc.pos, len(text.rstrip(chr(13) + chr(10)))) + 1}){hint}",
+            path=name,
+            line=line(number),
         ) from None
     try:
         _check_surrogates(record, text, name, number)
@@ -427,17 +433,21 @@ def read_delimited(path: Path, *, delimiter: str) -> LocatedRecords:
             numbers[0] = number
             yield text
 
-    reader = csv.reader(text_lines(), delimiter=delimiter, strict=False)
+    # strict: an unclosed quote must be an error, not a cell that swallows every later row.
+    reader = csv.reader(text_lines(), delimiter=delimiter, strict=True)
     try:
         header = next(reader)
     except StopIteration:
         return
     except csv.Error as exc:
-        raise MalformedRecordError(f"malformed header row ({exc})", path=name, line=1) from None
+        raise MalformedRecordError(
+            f"malformed header row ({exc}){_csv_hint(str(exc), delimiter)}", path=name, line=1
+        ) from None
     duplicates = sorted({column for column in header if header.count(column) > 1})
     if duplicates:
         raise MalformedRecordError(
-            f"the header repeats column(s) {', '.join(duplicates)}; column names must be unique",
+            f"the header repeats column(s) {', '.join(c or '(an empty name)' for c in duplicates)}; "
+            "column names must be unique",
             path=name,
             line=1,
         )
@@ -450,7 +460,9 @@ def read_delimited(path: Path, *, delimiter: str) -> LocatedRecords:
             return
         except csv.Error as exc:
             raise MalformedRecordError(
-                f"malformed {'TSV' if delimiter == chr(9) else 'CSV'} row ({exc})", path=name, line=start
+                f"malformed {'TSV' if delimiter == chr(9) else 'CSV'} row ({exc}){_csv_hint(str(exc), delimiter)}",
+                path=name,
+                line=start,
             ) from None
         if not cells:  # a blank line
             continue
@@ -462,6 +474,20 @@ def read_delimited(path: Path, *, delimiter: str) -> LocatedRecords:
                 line=start,
             )
         yield dict(zip(header, cells, strict=True)), name, start
+
+
+def _csv_hint(message: str, delimiter: str) -> str:
+    """What to do about a quoting error of :mod:`csv` (empty for other errors)."""
+    if "unexpected end of data" in message:
+        hint = "a quoted cell that starts here is never closed; add the closing '\"'"
+    elif "expected after" in message:
+        hint = "text follows the closing '\"' of a quoted cell; quote the whole cell"
+    else:
+        return ""
+    hint += " and write a '\"' inside a quoted cell as '\"\"'"
+    if delimiter == "\t":
+        hint += " (a TSV cell that starts with '\"' is read as quoted, as Python's csv and pandas write them; if its quotes are plain text, convert the file to JSON lines)"
+    return ": " + hint
 
 
 # -- dispatch -----------------------------------------------------------------------------------
@@ -483,7 +509,9 @@ def reader_for(fmt: str) -> Callable[[Path], LocatedRecords]:
 def list_data_files(folder: Path, *, fmt: str | None = None) -> list[tuple[Path, str]]:
     """Lists the data files under a folder, recursively, in a deterministic (sorted) order.
 
-    Hidden files and folders (names starting with ".") are ignored.
+    Hidden files and folders (names starting with ".") are ignored. Links to files and to
+    folders are followed (a link back to a folder being walked is not walked twice). The walk
+    keeps its own stack, so a tree of any depth is listed.
 
     Args:
         folder: The folder to walk.
@@ -495,17 +523,47 @@ def list_data_files(folder: Path, *, fmt: str | None = None) -> list[tuple[Path,
 
     Raises:
         EmptyCorpusError: No data file is found.
+        CorpusError: A folder below ``folder`` cannot be listed (its files would be lost).
     """
     found: list[tuple[tuple[str, ...], Path, str]] = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        for filename in files:
-            if filename.startswith("."):
+    # Each level: (folder, the real folders on the way down to it, for links that loop).
+    stack: list[tuple[Path, frozenset[tuple[int, int]]]] = [(folder, frozenset())]
+    while stack:
+        current, above = stack.pop()
+        try:
+            status = current.stat()
+            with os.scandir(current) as scan:
+                entries = list(scan)
+        except OSError as exc:
+            raise CorpusError(
+                f"cannot list this folder ({exc.strerror or exc}); its files would be left out: "
+                "fix its permissions, or move it out of the corpus folder",
+                path=str(current),
+            ) from None
+        inside = above | {(status.st_dev, status.st_ino)}
+        for entry in entries:
+            if entry.name.startswith("."):
                 continue
-            path = Path(root, filename)
+            path = Path(entry.path)
+            try:
+                is_dir = entry.is_dir()  # follows links
+            except OSError:
+                is_dir = False
+            if is_dir:
+                if entry.is_symlink():
+                    try:
+                        target = path.stat()
+                    except OSError:
+                        target = None
+                    if target is not None and (target.st_dev, target.st_ino) in inside:
+                        logger.warning("%s: not followed, it links back to a folder above it", path)
+                        continue
+                stack.append((path, inside))
+                continue
             implied = format_of(path)
             if implied is None or (fmt is not None and implied != fmt and not _compatible(fmt, implied)):
                 continue
+            _check_regular(entry, path)
             found.append((path.relative_to(folder).parts, path, fmt or implied))
     if not found:
         wanted = sorted(s for s, f in SUFFIXES.items() if fmt is None or f == fmt or _compatible(fmt, f))
@@ -516,6 +574,22 @@ def list_data_files(folder: Path, *, fmt: str | None = None) -> list[tuple[Path,
         )
     found.sort(key=lambda item: item[0])
     return [(path, kind) for _, path, kind in found]
+
+
+def _check_regular(entry: os.DirEntry[str], path: Path) -> None:
+    """Refuses a data file that is not a regular file: reading a FIFO would wait forever."""
+    try:
+        if entry.is_file():  # follows links
+            return
+    except OSError:
+        pass
+    if entry.is_symlink():
+        raise CorpusError(
+            f"this link leads to no regular file ({os.readlink(path)}); fix it or remove it", path=str(path)
+        )
+    raise CorpusError(
+        "not a regular file (a FIFO, socket or device): move it out of the corpus folder", path=str(path)
+    )
 
 
 def _compatible(fmt: str, implied: str) -> bool:

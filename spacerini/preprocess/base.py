@@ -211,3 +211,33 @@ def check_choice(value: Any, choices: tuple[str, ...], *, what: str) -> str:
     if value not in choices:
         raise StepOptionError(f"{what} must be one of {', '.join(choices)}, got {value!r}")
     return str(value)
+
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+def check_bool(value: Any, *, what: str) -> bool:
+    """Returns ``value`` as a bool or raises a clear error.
+
+    Accepts True/False, 1/0 and the strings true/false, yes/no, on/off, 1/0 (any case): a
+    command-line ``verify=no`` arrives as the string "no", which ``bool()`` would read as True.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str):
+        key = value.strip().lower()
+        if key in _TRUE:
+            return True
+        if key in _FALSE:
+            return False
+    raise StepOptionError(f"{what} must be true or false, got {value!r}")
+
+
+def check_seed(value: Any, *, what: str) -> int:
+    """Returns ``value`` as a non-negative int (a random seed) or raises a clear error."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise StepOptionError(f"{what} must be a non-negative integer, got {value!r}")
+    return int(value)

@@ -39,9 +39,11 @@ import numpy as np
 from spacerini.preprocess.base import (
     BaseStep,
     StepOptionError,
+    check_bool,
     check_choice,
     check_fraction,
     check_positive_int,
+    check_seed,
 )
 from spacerini.records import Doc
 
@@ -114,7 +116,7 @@ class MinHasher:
     ) -> None:
         self.num_perm = check_positive_int(num_perm, what="num_perm")
         self.ngram = check_positive_int(ngram, what="ngram")
-        self.seed = seed
+        self.seed = check_seed(seed, what="seed")
         self.chunk = chunk
         rng = np.random.default_rng(seed)
         self._byte_table = rng.integers(0, 2**64, size=256, dtype=np.uint64, endpoint=False)
@@ -327,8 +329,9 @@ class NearDedup(BaseStep):
         self.threshold = check_fraction(threshold, what="near-dedup threshold")
         if not 0.0 < self.threshold < 1.0:
             raise StepOptionError(f"near-dedup threshold must be strictly between 0 and 1, got {threshold!r}")
+        seed = check_seed(seed, what="near-dedup seed")
         self.hasher = MinHasher(num_perm=num_perm, ngram=ngram, seed=seed)
-        self.verify = bool(verify)
+        self.verify = check_bool(verify, what="near-dedup verify")
         self.bands, self.rows = lsh_params(self.threshold, self.hasher.num_perm)
         self.params = {
             "threshold": self.threshold,

@@ -23,6 +23,7 @@ Each drops documents and counts why; none rewrites text.
 from __future__ import annotations
 
 import functools
+import math
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import PurePosixPath
@@ -32,6 +33,7 @@ from spacerini.preprocess.base import (
     BaseStep,
     StepOptionError,
     as_names,
+    check_bool,
     check_choice,
     check_fraction,
     check_positive_int,
@@ -256,7 +258,7 @@ class LanguageFilter(BaseStep):
         if not names:
             raise StepOptionError("the language step needs languages, e.g. languages=['Python'] (language.languages=Python)")
         self.languages = frozenset(n.lower() for n in names)
-        self.keep_unknown = bool(keep_unknown)
+        self.keep_unknown = check_bool(keep_unknown, what="language keep_unknown")
         self.params = {"languages": list(names), "keep_unknown": self.keep_unknown}
         self._seen = _Tally()
 
@@ -332,7 +334,11 @@ class QualityFilter(BaseStep):
         only_code: bool = True,
     ) -> None:
         super().__init__()
-        if isinstance(max_avg_line_length, bool) or not isinstance(max_avg_line_length, int | float) or max_avg_line_length <= 0:
+        if (
+            isinstance(max_avg_line_length, bool)
+            or not isinstance(max_avg_line_length, int | float)
+            or not 0 < max_avg_line_length < math.inf  # NaN too: it would turn the check off
+        ):
             raise StepOptionError(f"quality max_avg_line_length must be a positive number, got {max_avg_line_length!r}")
         self.max_avg_line_length = float(max_avg_line_length)
         self.max_line_length = check_positive_int(max_line_length, what="quality max_line_length")
@@ -340,7 +346,7 @@ class QualityFilter(BaseStep):
         markers = as_names(generated_markers, what="quality generated_markers")
         self.generated_markers = GENERATED_MARKERS if markers is None else tuple(m.lower() for m in markers)
         self.marker_lines = check_positive_int(marker_lines, what="quality marker_lines")
-        self.only_code = bool(only_code)
+        self.only_code = check_bool(only_code, what="quality only_code")
         self.params = {
             "max_avg_line_length": self.max_avg_line_length,
             "max_line_length": self.max_line_length,

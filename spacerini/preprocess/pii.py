@@ -67,7 +67,7 @@ from pathlib import Path
 from typing import Any
 
 from spacerini.errors import DependencyMissingError
-from spacerini.preprocess.base import BaseStep, StepOptionError, as_names, check_choice
+from spacerini.preprocess.base import BaseStep, StepOptionError, as_names, check_bool, check_choice
 from spacerini.records import Doc
 
 logger = logging.getLogger(__name__)
@@ -946,13 +946,17 @@ class PiiStep(BaseStep):
         super().__init__()
         self.mode = check_choice(mode, ("index", "display"), what="pii mode")
         self.kinds = _check_kinds(kinds)
+        if kinds is not None and not self.kinds:
+            raise StepOptionError(f"pii kinds is empty: name at least one of {', '.join(KINDS)}")
+        if kinds is not None and NAME in self.kinds and names_model is None:
+            raise StepOptionError("the PII kind NAME needs a names model: pass pii.names_model=FOLDER, or leave NAME out")
         if names_model is None or callable(names_model):
             self.names = names_model
         else:
             self.names = NameDetector(names_model)
         if self.names is None:
             self.kinds = self.kinds - {NAME}
-        self.fields = bool(fields)
+        self.fields = check_bool(fields, what="pii fields")
         self.params = {
             "mode": self.mode,
             "kinds": [k for k in KINDS if k in self.kinds],
