@@ -318,3 +318,36 @@ def test_data_folder_with_a_fifo_or_a_dangling_link_is_one_error(tmp_path: Path)
     (tmp_path / "c.jsonl").symlink_to(tmp_path / "gone.jsonl")
     with pytest.raises(CorpusError, match="c.jsonl: this link leads to no regular file"):
         list_data_files(tmp_path)
+
+
+def test_co_owner_lists_reach_the_owners_lookup_and_dropped_columns_are_said(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A JSON list of co-owners (as the owners backend documents them) was dropped without a
+    word, so those documents had no owner: no lookup found them and no opt-out could remove them."""
+    import json
+    import logging
+
+    from spacerini.bundle import build_bundle, optout
+
+    rows = [
+        {"id": "d1", "text": "shared work", "owner": ["Jane Smith", "John Smith"], "tags": ["a", 2, None], "extra": {"x": 1}},
+        {"id": "d2", "text": "john alone", "owner": "John Smith", "extra": {"x": 2}, "deep": [["no"]]},
+    ]
+    source = tmp_path / "co.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    docs = list(load_corpus(source, progress=False))
+    assert docs[0].meta["owner"] == ["Jane Smith", "John Smith"] and docs[0].fields["tags"] == ["a", 2, None]
+    assert "extra" not in docs[0].fields and "deep" not in docs[1].fields
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="spacerini.corpus.base"):
+        list(load_corpus(source, progress=False))
+    said = [r.getMessage() for r in caplog.records]
+    assert len([m for m in said if "'extra'" in m]) == 1 and "co.jsonl:1" in said[0]  # once per column
+    assert any("'deep'" in m and "co.jsonl:2" in m for m in said)
+    with build_bundle(source, tmp_path / "b", backends=["bm25", "owners"], progress=False) as bundle:
+        jane = bundle.searcher("owners").owner("Jane Smith")
+        assert jane.matches[0].owner == "Jane Smith" and jane.matches[0].docs == 1
+    optout(tmp_path / "b", owners=["jane smith"], progress=False)
+    with build_bundle(source, tmp_path / "b", backends=["bm25", "owners"], progress=False) as bundle:
+        assert {d.id for d in bundle} == {"d2"}  # the co-owned document stays out after a rebuild

@@ -59,7 +59,16 @@ def _display_value(value: Any) -> tuple[bool, Any]:
         return True, value if math.isfinite(value) else None
     if isinstance(value, datetime | date | time):
         return True, value.isoformat()
+    if isinstance(value, list | tuple) and len(value) <= MAX_LIST_ITEMS:
+        # a list of co-owners, authors or tags (numpy arrays from Parquet are lists by then)
+        items = [_display_value(item) for item in value]
+        if all(keep and not isinstance(clean, list) for keep, clean in items):
+            return True, [clean for _, clean in items]
     return False, None
+
+
+#: Longest list of plain values (co-owners, tags) a column may hold to be kept for display.
+MAX_LIST_ITEMS = 1_000
 
 
 class Corpus:
@@ -232,6 +241,7 @@ class FieldMap:
         # Short contents columns such as a title stay displayable; the main text columns do not
         # (they are Doc.text already, and repeating them would double the docstore).
         self._skip = {id_field, *(f for f in self.fields if f in CONTENTS_CANDIDATES or len(self.fields) == 1)}
+        self._dropped: set[str] = set()  # columns whose values are not kept for display (warned once)
 
     @classmethod
     def resolve(
@@ -323,6 +333,13 @@ class FieldMap:
                 continue
             keep, clean = _display_value(value)
             if not keep:
+                if key not in self._dropped:  # said once per column, never silently
+                    self._dropped.add(key)
+                    logger.warning(
+                        "%s: column %r holds %s, which is not kept for display (only text, numbers, dates "
+                        "and lists of up to %d of them are)",
+                        format_location(location), key, _type_name(value), MAX_LIST_ITEMS,
+                    )  # fmt: skip
                 continue
             display[key] = clean
             meta_key = META_COLUMNS.get(key.lower())

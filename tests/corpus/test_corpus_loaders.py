@@ -19,17 +19,17 @@ JSONL = DATA / "corpus_docs.jsonl"
 FIRST = Doc(
     id="d1",
     text="alpha is word number 1. bravo charlie delta echo foxtrot",
-    fields={"title": "Title 1: Alpha", "url": "https://example.org/1", "year": 2001, "score": 0.25},
+    fields={"title": "Title 1: Alpha", "url": "https://example.org/1", "year": 2001, "score": 0.25, "tags": ["alpha", "nato"]},
 )
 TENTH = Doc(
     id="d10",
     text="juliet is word number 10. kilo lima mike november oscar",
-    fields={"title": "Title 10: Juliet", "url": None, "year": 2010, "score": 2.5},
+    fields={"title": "Title 10: Juliet", "url": None, "year": 2010, "score": 2.5, "tags": ["juliet", "nato"]},
 )
 LAST = Doc(
     id="d25",
     text="yankee is word number 25. zulu alpha bravo charlie delta",
-    fields={"title": "Title 25: Yankee", "url": "https://example.org/25", "year": 2025, "score": 6.25},
+    fields={"title": "Title 25: Yankee", "url": "https://example.org/25", "year": 2025, "score": 6.25, "tags": ["yankee", "nato"]},
 )
 
 
