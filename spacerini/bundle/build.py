@@ -26,6 +26,7 @@ from spacerini.bundle.manifest import (
 from spacerini.bundle.open import Bundle, open_bundle
 from spacerini.bundle.publish import building_folder, bundle_lock, publish, remove_stale, remove_tree
 from spacerini.bundle.shards import build_sharded, is_shardable
+from spacerini.bundle.shards import check_options as check_shard_options
 from spacerini.bundle.shards import plan as plan_shards
 from spacerini.docstore import Docstore, DocstoreWriter
 from spacerini.errors import (
@@ -156,6 +157,9 @@ def _build_locked(
         raise BackendParameterError(f"unknown engine {engine!r}: choose local or ray")
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
         raise BackendParameterError(f"threads must be a positive integer, not {threads!r}")
+    check_shard_options(
+        shards=shards, shard_size=shard_size, engine=engine, ray_address=ray_address, memory_budget=memory_budget
+    )
     remove_stale(out_path, locked=True)
     names = _check_backends(backends)
     params = _check_backend_params(backend_params)

@@ -50,6 +50,11 @@ def merge_bm25(path: str | os.PathLike[str], *, wait: bool = True, progress: boo
         bundle = open_bundle(root)
         try:
             manifest = dict(bundle.manifest)
+            if "bm25" not in manifest["backends"]:
+                raise BundleError(
+                    f"{root} has no BM25 index to merge (its backends: {', '.join(manifest['backends']) or 'none'}); "
+                    "build one with `spacerini index SOURCE --out BUNDLE --backends bm25 --shards N`"
+                )
             report = dict(manifest["backends"].get("bm25") or {})
             shards = report.get("shards")
             if not shards:

@@ -95,6 +95,41 @@ def parse_shard_size(value: str | int) -> tuple[int, str]:
     return amount, unit
 
 
+def check_options(
+    *,
+    shards: int | None = None,
+    shard_size: str | int | None = None,
+    engine: str = "local",
+    ray_address: str | None = None,
+    memory_budget: str | int | None = None,
+) -> None:
+    """Refuses nonsense sharding and engine options before any document is read (a build only
+    plans its shards, and Ray only reads the budget, once the whole corpus is in the docstore).
+
+    Raises:
+        BackendParameterError: A bad value, ``--shards`` with ``--shard-size``, or a Ray option
+            (``--ray-address``, ``--memory-budget``) without ``--engine ray``, where it would be ignored.
+    """
+    if shards is not None and (isinstance(shards, bool) or not isinstance(shards, int) or shards < 1):
+        raise BackendParameterError(f"--shards must be a positive integer, not {shards!r}")
+    if shards is not None and shard_size is not None:
+        raise BackendParameterError("give --shards or --shard-size, not both")
+    if shard_size is not None:
+        if isinstance(shard_size, bool) or not isinstance(shard_size, int | str):
+            raise BackendParameterError(f"--shard-size {shard_size!r} is not a size: give documents (50000) or bytes (2GB, 512MiB)")
+        parse_shard_size(shard_size)
+    if engine != "ray":
+        for flag, value in (("--ray-address", ray_address), ("--memory-budget", memory_budget)):
+            if value is not None:
+                raise BackendParameterError(f"{flag} needs --engine ray: add --engine ray or leave {flag} out")
+    if ray_address is not None and (not isinstance(ray_address, str) or not ray_address.strip()):
+        raise BackendParameterError(f"--ray-address {ray_address!r} is not an address: give HOST:PORT (ray start --head prints it)")
+    if memory_budget is not None:
+        from spacerini.distributed.engine import parse_memory  # plain values: Ray is not imported
+
+        parse_memory(memory_budget)
+
+
 def plan(store: Docstore, *, shards: int | None = None, shard_size: str | int | None = None) -> list[Shard]:
     """Splits the docstore's rows into contiguous shards.
 

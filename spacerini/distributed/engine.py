@@ -31,6 +31,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import sys
 import threading
 import time
@@ -46,6 +47,7 @@ from spacerini import errors
 from spacerini.errors import (
     BackendParameterError,
     BundleError,
+    CorpusError,
     DependencyMissingError,
     SpaceriniError,
     one_line,
@@ -73,6 +75,9 @@ CANCEL_WAIT = 30.0
 #: was cancelled: shard tasks that fail together (a memory budget no worker can keep, a bad
 #: option) end within this wait and are never cancelled.
 CANCEL_GRACE = 2.0
+#: Seconds :func:`_probe` waits for a cluster's address to accept a connection.
+PROBE_SECONDS = 5.0
+_ADDRESS = re.compile(r"^(?P<host>\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):(?P<port>\d+)$")
 _MARKER = ".over-budget.json"
 _ATTEMPTS = ".attempts"
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*$", re.IGNORECASE)
@@ -191,6 +196,8 @@ def _init(ray: Any, address: str | None, threads: int) -> None:
         options.update(
             num_cpus=max(1, threads), object_store_memory=EMBEDDED_OBJECT_STORE, include_dashboard=False
         )
+    if address is not None:
+        _probe(address)
     faults_on = faulthandler.is_enabled()
     try:
         ray.init(address=address or "local", **options)
@@ -201,6 +208,30 @@ def _init(ray: Any, address: str | None, threads: int) -> None:
         # ray.init enables Python's faulthandler, over the handlers of a JVM started before it;
         # its handler re-raises the JVM's deliberate SIGSEGVs: leave them as they were.
         faulthandler.disable()
+
+
+def _probe(address: str) -> None:
+    """Fails at once when nothing listens at a ``HOST:PORT`` address: Ray itself retries a dead
+    address for minutes before it gives up. Other forms (``auto``, ``ray://...``) go to Ray as given.
+
+    Raises:
+        BundleError: The address refuses connections, or does not answer within :data:`PROBE_SECONDS`.
+    """
+    match = _ADDRESS.match(address.strip())
+    if match is None:
+        return
+    host, port = match.group("host").strip("[]"), int(match.group("port"))
+    if not 0 < port < 2**16:
+        raise BundleError(f"cannot join the Ray cluster at {address}: {port} is not a port (1-65535)")
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_SECONDS):
+            pass
+    except (OSError, OverflowError, ValueError) as exc:
+        reason = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or one_line(exc)).lower()
+        raise BundleError(
+            f"cannot join the Ray cluster at {address}: nothing answers there ({reason}): start its head with "
+            "`ray start --head`, and give the address it prints"
+        ) from None
 
 
 def _release_refs(exc: BaseException | None = None) -> None:
@@ -385,6 +416,13 @@ def _rebuild_error(record: dict[str, Any]) -> SpaceriniError:
     cls = getattr(errors, record["error"], None)
     if not (isinstance(cls, type) and issubclass(cls, SpaceriniError)):
         return BundleError(record["message"])
+    corpus = record.get("corpus")
+    if corpus and issubclass(cls, CorpusError):
+        where = {"path": corpus.get("path"), "line": corpus.get("line")}
+        if issubclass(cls, errors.DocumentTooLargeError):
+            where["doc_id"] = corpus.get("doc_id")
+        with suppress(Exception):  # a subclass with another signature: the message alone, below
+            return cls(str(corpus.get("detail") or record["message"]), **where)
     try:
         return cls(record["message"])
     except Exception:  # noqa: BLE001 - a class with another signature
@@ -459,7 +497,10 @@ def _run_shard(task: ShardTask, budget: int | None) -> dict[str, Any]:
     except _OverBudget as exc:
         return {"error": "BundleError", "message": _over_budget(task, exc.args[0], budget or 0, killed=False)}
     except SpaceriniError as exc:
-        return {"error": type(exc).__name__, "message": one_line(exc), "node": node}
+        record = {"error": type(exc).__name__, "message": one_line(exc), "node": node}
+        if isinstance(exc, CorpusError):  # where the document is: the driver names its file and line
+            record["corpus"] = {"detail": exc.detail, "path": exc.path, "line": exc.line, "doc_id": getattr(exc, "doc_id", None)}
+        return record
     return {
         "report": report, "node": node, "pid": os.getpid(), "seconds": time.perf_counter() - started,
         "peak_rss": _peak_rss(),

@@ -95,7 +95,10 @@ class RayServing:
         address: The Ray cluster to join (``"HOST:PORT"``, ``"auto"``); ``None`` starts Ray embedded
             on this machine (with this machine's CPUs), stopped again by :meth:`close`. A Ray
             connection already open in this process is used as it is and left open.
-        shards_per_actor: Contiguous shards served by one actor.
+        shards_per_actor: Contiguous shards served by one actor. ``None`` (the default): one
+            shard per actor, or as few more as make the actors fit in half the cluster's CPUs
+            (the other half lets a new generation's actors start while the old ones still serve;
+            actors that do not fit would wait for CPUs that never come free).
         actor_cpus: CPUs each actor reserves (Ray places actors where they fit, spread over nodes).
 
     Raises:
@@ -104,8 +107,12 @@ class RayServing:
         BundleError: The cluster cannot be joined or Ray cannot start.
     """
 
-    def __init__(self, *, address: str | None = None, shards_per_actor: int = 1, actor_cpus: float = ACTOR_CPUS) -> None:
-        if not isinstance(shards_per_actor, int) or shards_per_actor < 1:
+    def __init__(
+        self, *, address: str | None = None, shards_per_actor: int | None = None, actor_cpus: float = ACTOR_CPUS
+    ) -> None:
+        if shards_per_actor is not None and (
+            isinstance(shards_per_actor, bool) or not isinstance(shards_per_actor, int) or shards_per_actor < 1
+        ):
             raise BackendParameterError(f"shards_per_actor must be a positive integer, not {shards_per_actor!r}")
         if not actor_cpus > 0:
             raise BackendParameterError(f"actor_cpus must be positive, not {actor_cpus!r}")
@@ -159,12 +166,20 @@ class RayServing:
             pool = self._pools.get(key)
             if pool is None or pool.dead:
                 pool = self._pools[key] = _ShardActors(
-                    self._ray, root, shards, self.shards_per_actor, self.actor_cpus, on_empty=self._forget
+                    self._ray, root, shards, self._per_actor(shards), self.actor_cpus, on_empty=self._forget
                 )
             elif pool.shards != shards:
                 raise BundleCorruptError(f"{root}: the backends list {pool.shards} and {shards} shards")
             pool.refs += 1
             return pool
+
+    def _per_actor(self, shards: int) -> int:
+        """Shards per actor: as given, or the fewest that fit the actors in half the cluster's CPUs."""
+        if self.shards_per_actor is not None:
+            return self.shards_per_actor
+        cpus = float(self._ray.cluster_resources().get("CPU", 0))
+        actors = max(1, min(shards, int(cpus / 2 / self.actor_cpus)))
+        return -(-shards // actors)
 
     def _forget(self, pool: _ShardActors) -> None:
         with self._lock:
