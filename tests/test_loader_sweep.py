@@ -351,3 +351,16 @@ def test_co_owner_lists_reach_the_owners_lookup_and_dropped_columns_are_said(
     optout(tmp_path / "b", owners=["jane smith"], progress=False)
     with build_bundle(source, tmp_path / "b", backends=["bm25", "owners"], progress=False) as bundle:
         assert {d.id for d in bundle} == {"d2"}  # the co-owned document stays out after a rebuild
+
+
+def test_preprocessing_that_removes_everything_says_so(tmp_path: Path) -> None:
+    """It said the source "holds no documents", which sent people looking at a full file."""
+    from spacerini.bundle import build_bundle
+    from spacerini.errors import EmptyCorpusError
+
+    docs = [Doc(id=f"d{i}", text=f"text {i}") for i in range(3)]
+    with pytest.raises(EmptyCorpusError, match=r"the preprocessing removed all 3 documents .*\(optout removed 3\)"):
+        build_bundle(docs, tmp_path / "b", backends=["exact"], preprocess=["optout"],
+                     preprocess_options={"optout": {"ids": ["d0", "d1", "d2"]}}, progress=False)  # fmt: skip
+    with pytest.raises(EmptyCorpusError, match="holds no (documents|records)"):
+        build_bundle([], tmp_path / "b", backends=["exact"], preprocess=["dedup"], progress=False)

@@ -230,7 +230,7 @@ def _build_locked(
                 for doc in docs:
                     add(doc)
             if writer.count == 0 and not allow_empty and not (earlier and earlier.left_out):
-                raise EmptyCorpusError(f"{source_info.get('source', 'the source')} holds no documents")
+                raise EmptyCorpusError(_nothing_left(source_info, steps))
             if writer.count == 0:  # opt-outs removed everything: the backends get empty folders
                 for stream in streamed.values():
                     stream.abort()
@@ -374,6 +374,18 @@ def _make_steps(names: Sequence[str] | str | None, options: Mapping[str, Mapping
     from spacerini.preprocess import make_steps
 
     return make_steps(names, **dict(options or {}))
+
+
+def _nothing_left(source_info: Mapping[str, Any], steps: Sequence[Any]) -> str:
+    """Why a build has no document: the source holds none, or the preprocessing removed them all."""
+    source = source_info.get("source", "the source")
+    read = getattr(steps[0], "docs_in", 0) if steps else 0
+    if not read:
+        return f"{source} holds no documents"
+    removed = ", ".join(
+        f"{report['name']} removed {report['removed']:,}" for report in _step_reports(steps) if report.get("removed")
+    )  # fmt: skip
+    return f"the preprocessing removed all {read:,} documents of {source} ({removed}): check its steps and options"
 
 
 def _step_reports(steps: Sequence[Any]) -> list[dict[str, Any]]:
