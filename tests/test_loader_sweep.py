@@ -364,3 +364,19 @@ def test_preprocessing_that_removes_everything_says_so(tmp_path: Path) -> None:
                      preprocess_options={"optout": {"ids": ["d0", "d1", "d2"]}}, progress=False)  # fmt: skip
     with pytest.raises(EmptyCorpusError, match="holds no (documents|records)"):
         build_bundle([], tmp_path / "b", backends=["exact"], preprocess=["dedup"], progress=False)
+
+
+@pytest.mark.parametrize("step", ["dedup", "near-dedup"])
+def test_dedup_counts_each_cluster_once_past_the_listed_ones(step: str) -> None:
+    """150 texts with 4 copies each reported 250 clusters: each removal past the 100 listed
+    clusters counted as a new one."""
+    from spacerini.preprocess import apply, reports
+
+    words = ["alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel"]
+    texts = [" ".join(random.Random(i).choices(words, k=40)) + f" unique{i}" for i in range(150)]
+    docs = [Doc(id=f"d{i}-{j}", text=texts[i]) for i in range(150) for j in range(4)]
+    steps = make_steps([step])
+    kept = list(apply(docs, steps))
+    report = reports(steps)[0]
+    assert len(kept) == 150 and report["removed"] == 450
+    assert report["clusters_total"] == 150 and len(report["clusters"]) == 100

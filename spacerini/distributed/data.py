@@ -1061,8 +1061,7 @@ def _fill_clusters(step: Any, clusters: Sequence[dict[str, Any]], total: int, *,
         )
         step.examples[reason] = [doc_id for _, doc_id in firsts[: _max_examples()]]
     report = _Clusters()
-    # _Clusters counts each removal of a cluster past the first MAX_CLUSTERS as one more cluster.
-    report.total = len(clusters) + removed - sum(cluster["size"] - 1 for cluster in clusters) if total > len(clusters) else total
+    report.total = total
     for i, cluster in enumerate(clusters):
         report.kept[i] = {"kept": cluster["kept"], "removed": cluster["removed"], "size": cluster["size"]}
     step._clusters = report

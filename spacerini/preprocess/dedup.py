@@ -234,13 +234,17 @@ class _Clusters:
     def __init__(self) -> None:
         self.kept: dict[Any, dict[str, Any]] = {}
         self.total = 0
+        self._past_cap: set[Any] = set()  # keys of the clusters not listed, each counted once
 
     def add(self, key: Any, kept_id: str, removed_id: str) -> None:
         cluster = self.kept.get(key)
         if cluster is None:
-            self.total += 1
             if len(self.kept) >= MAX_CLUSTERS:
+                if key not in self._past_cap:  # a second removal from it is not a new cluster
+                    self._past_cap.add(key)
+                    self.total += 1
                 return
+            self.total += 1
             cluster = self.kept[key] = {"kept": kept_id, "removed": [], "size": 1}
         cluster["size"] += 1
         if len(cluster["removed"]) < MAX_CLUSTER_IDS:
