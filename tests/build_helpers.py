@@ -28,3 +28,15 @@ def wait_until_indexing(parent: Path, name: str = "b", *, timeout: float = 120, 
                 return folder
         time.sleep(0.01)
     raise AssertionError(f"no build of {name} reached Lucene indexing in {timeout} s")
+
+
+def occurrences(docs: object, needle: str) -> list[tuple[str, int]]:
+    """All ``(docid, character offset)`` of ``needle`` in ``docs`` (objects with ``id`` and
+    ``text``), overlapping ones included, in corpus order: the brute force exact search must match."""
+    out = []
+    for doc in docs:  # type: ignore[attr-defined]
+        i = doc.text.find(needle)
+        while i >= 0:
+            out.append((doc.id, i))
+            i = doc.text.find(needle, i + 1)
+    return out

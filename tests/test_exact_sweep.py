@@ -9,6 +9,7 @@ import random
 from pathlib import Path
 
 import pytest
+from build_helpers import occurrences
 
 from spacerini.bundle import build_bundle
 from spacerini.errors import QueryError
@@ -60,13 +61,7 @@ def bundle(request, tmp_path_factory):
 
 def positions(needle: str) -> list[tuple[str, int]]:
     """All (docid, character offset) of ``needle``, overlapping ones included, in corpus order."""
-    out = []
-    for doc in DOCS:
-        i = doc.text.find(needle)
-        while i >= 0:
-            out.append((doc.id, i))
-            i = doc.text.find(needle, i + 1)
-    return out
+    return occurrences(DOCS, needle)
 
 
 WHITESPACE = [" ", "  ", "\n", "\r\n", "\n\n", "\t", "\r", "\u00a0", "\u2028", "\x85 \x0b"]

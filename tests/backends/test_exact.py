@@ -8,6 +8,7 @@ import random
 from pathlib import Path
 
 import pytest
+from build_helpers import occurrences
 
 from spacerini.backends import exact
 from spacerini.errors import BundleCorruptError, QueryError
@@ -26,13 +27,7 @@ DOCS = load_docs()
 
 def brute_positions(needle: str) -> list[tuple[str, int]]:
     """All (docid, char offset) of ``needle``, overlapping ones included, in corpus order."""
-    out = []
-    for doc in DOCS:
-        i = doc.text.find(needle)
-        while i >= 0:
-            out.append((doc.id, i))
-            i = doc.text.find(needle, i + 1)
-    return out
+    return occurrences(DOCS, needle)
 
 
 def brute_count(needle: str) -> int:
