@@ -1,7 +1,7 @@
 """An IR experiment with Spacerini: BM25, dense and hybrid retrieval, with significance tests.
 
 An IR researcher wants reproducible runs, standard measures and an honest comparison. This
-notebook builds a small code-search test collection on the fly, in the style of CodeSearchNet:
+script builds a small code-search test collection on the fly, in the style of CodeSearchNet:
 each query is the first sentence of a docstring from the Python standard library, and the
 relevant document is that function's code with its docstring removed. It then indexes the
 collection with Lucene BM25 (Anserini) and with dense vectors (all-MiniLM-L6-v2, shipped offline),
@@ -92,9 +92,9 @@ print(docs[next(iter(qrels[qid]))])
 
 # ## 2. One bundle, two indexes
 #
-# `build_bundle` writes a Parquet docstore, an Anserini Lucene index (`bm25`) and a Faiss index of
-# passage vectors (`dense`). The manifest records every parameter, so the bundle states how it was
-# built.
+# `build_bundle` writes a docstore (LZ4 blocks with an id index), an Anserini Lucene index (`bm25`)
+# and a Faiss index of passage vectors (`dense`). The manifest records every parameter, so the
+# bundle states how it was built.
 bundle = spacerini.build_bundle(corpus_path, work / "bundle", backends=["bm25", "dense"], fields=["code"], progress=False)
 print(repr(bundle))
 for name, report in bundle.manifest["backends"].items():

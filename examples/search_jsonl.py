@@ -1,9 +1,11 @@
 """Build a BM25 bundle from a JSONL file, search it and write a TREC run.
 
 Usage:
-    .venv/bin/python examples/search_jsonl.py [CORPUS.jsonl] [QUERY]
+    .venv/bin/python examples/search_jsonl.py [CORPUS.jsonl [QUERY [QUERIES.tsv]]]
 
-With no arguments it uses the tiny test corpus shipped in tests/data/.
+With no arguments it uses the tiny test corpus shipped in tests/data/ and its queries
+(tests/data/tiny_queries.tsv, ``qid<TAB>text`` lines) for the run. The bundle and the run go to a
+new temporary folder, which the script prints and leaves in place.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ def main() -> None:
     print(f"{bundle!r}")
     for hit in bundle.search(query, k=5):
         print(f"{hit.rank:>2}  {hit.score:7.4f}  {hit.docid:<6} {hit.fields.get('title', '')}")
-    queries = read_queries(ROOT / "tests" / "data" / "tiny_queries.tsv")
+    queries = read_queries(Path(sys.argv[3]) if len(sys.argv) > 3 else ROOT / "tests" / "data" / "tiny_queries.tsv")
     run = bundle.batch_search(queries, k=100)
     n = write_trec_run(run, out.parent / "run.trec", tag="example")
     print(f"wrote {n} run lines to {out.parent / 'run.trec'}")

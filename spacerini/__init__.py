@@ -6,7 +6,8 @@ pyserini. The public names below load on first use through a module ``__getattr_
 Example:
     >>> import spacerini
     >>> bundle = spacerini.build_bundle("tests/data/tiny.jsonl", "/tmp/tiny-bundle")  # doctest: +SKIP
-    >>> [hit.docid for hit in bundle.search("fox", k=3)]  # doctest: +SKIP
+    >>> [hit.docid for hit in bundle.search("bloom filter membership", k=3)]  # doctest: +SKIP
+    ['d07', 'd20']
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import errno
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 from collections.abc import Callable
@@ -300,7 +301,10 @@ def search(
     as_json: bool,
     **backend_flags: Any,
 ) -> None:
-    """Search BUNDLE for QUERY, or run a batch of --queries into a TREC --output run."""
+    """Search BUNDLE for QUERY, or run a batch of --queries into a TREC --output run.
+
+    A QUERY that starts with - follows --, as in grep: spacerini search BUNDLE -- "-x y".
+    """
     from spacerini.bundle import open_bundle
 
     if queries is None and query is None:
@@ -460,7 +464,7 @@ def _plain(snippet: str) -> str:
 @click.option("--hybrid-method", default=None, type=click.Choice(["rrf", "weighted"]), help="Fusion for --backend hybrid.")
 @click.option("--alpha", default=None, type=click.FloatRange(0, 1), help="BM25 weight for --hybrid-method weighted.")
 @_backend_options(search=True)
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def eval_cmd(
     bundle: str,
     queries: str,
@@ -500,9 +504,12 @@ def eval_cmd(
 @cli.command()
 @click.argument("bundle")
 @click.argument("text")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def count(bundle: str, text: str, as_json: bool) -> None:
-    """Count exact occurrences of TEXT in BUNDLE (overlapping ones included)."""
+    """Count exact occurrences of TEXT in BUNDLE (overlapping ones included).
+
+    A TEXT that starts with - follows --, as in grep: spacerini count BUNDLE -- "-x".
+    """
     from spacerini.bundle import open_bundle
 
     result = _service(open_bundle(bundle)).count(text)
@@ -517,9 +524,12 @@ def count(bundle: str, text: str, as_json: bool) -> None:
 @click.argument("text")
 @click.option("--k", default=10, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(0))
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def find(bundle: str, text: str, k: int, offset: int, as_json: bool) -> None:
-    """Find exact occurrences of TEXT: documents, offsets and context."""
+    """Find exact occurrences of TEXT: documents, offsets and context.
+
+    A TEXT that starts with - follows --, as in grep: spacerini find BUNDLE -- "-x".
+    """
     from spacerini.bundle import open_bundle
 
     page = _service(open_bundle(bundle)).find(text, k, offset)
@@ -559,7 +569,7 @@ def _read_file_bytes(path: str) -> bytes:
 @cli.command()
 @click.argument("bundle")
 @click.argument("source")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def member(bundle: str, source: str, as_json: bool) -> None:
     """Which spans of the text in SOURCE (a file, or - for stdin) are in the corpus."""
     from spacerini.bundle import open_bundle
@@ -589,7 +599,7 @@ def member(bundle: str, source: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("bundle")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def owner(bundle: str, name: str, as_json: bool) -> None:
     """Am I in the corpus? Repositories and files of owner NAME (case- and typo-tolerant)."""
     from spacerini.bundle import open_bundle
@@ -625,7 +635,7 @@ def owner(bundle: str, name: str, as_json: bool) -> None:
 )
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--no-wait", is_flag=True, help="Fail at once if another command is changing the bundle (default: wait for it).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def optout_cmd(
     bundle: str,
     owners: tuple[str, ...],
@@ -758,7 +768,7 @@ def flags(bundle: str, flags_path: str | None, as_json: bool) -> None:
 @cli.command()
 @click.argument("bundle")
 @click.option("--no-wait", is_flag=True, help="Fail at once if another command is changing the bundle (default: wait for it).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def merge(bundle: str, no_wait: bool, as_json: bool) -> None:
     """Merge a sharded BUNDLE's BM25 shards into one Lucene index (plain pyserini opens bundle/lucene)."""
     from spacerini.bundle.merge import merge_bm25
@@ -1001,7 +1011,7 @@ def model() -> None:
     help="Then trace the generated text back to BUNDLE's documents (spans found verbatim, with licences).",
 )
 @click.option("--min-len", default=32, show_default=True, type=click.IntRange(1), help="With --trace: shortest span reported (characters).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def model_generate(
     prompt: str,
     suffix: str | None,
@@ -1056,7 +1066,7 @@ def model_generate(
 
 @model.command(name="info")
 @click.option("--model", "model_name", default=None, help="A causal LM name (local cache) or path.")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def model_info_cmd(model_name: str | None, as_json: bool) -> None:
     """Architecture, parameter count and FIM support of the model."""
     from spacerini.model import model_info
@@ -1073,7 +1083,7 @@ def model_info_cmd(model_name: str | None, as_json: bool) -> None:
 @click.argument("bundle")
 @click.argument("source")
 @click.option("--min-len", default=32, show_default=True, type=click.IntRange(1), help="Shortest span reported (characters).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def model_trace(bundle: str, source: str, min_len: int, as_json: bool) -> None:
     """Trace the code in SOURCE (a file, or - for stdin) back to BUNDLE's documents, with licences."""
     from spacerini.bundle import open_bundle
@@ -1118,7 +1128,7 @@ def _trace(bundle: Any, text: str, min_len: int) -> Any:
 @click.option("--fixed-sample", is_flag=True, help="The same --doc-fraction sample every epoch (a small set seen several times).")
 @click.option("--sequence-shuffle", default=0, show_default=True, type=click.IntRange(0),
               help="Packed sequences held in a shuffle buffer, so a batch mixes files (0: packing order).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def model_train(
     bundle_path: str,
     out_dir: str,
@@ -1172,7 +1182,7 @@ def model_train(
 @click.option("--k", "k", default=0.2, show_default=True, type=float, help="Share of tokens Min-K% and Min-K%++ average.")
 @click.option("--max-tokens", default=None, type=click.IntRange(1), help="Score only the first N tokens.")
 @click.option("--device", default=None, help="Torch device, e.g. cpu or cuda (default: the best one).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def model_membership(
     source: str, bundle_path: str | None, model_name: str | None, k: float, max_tokens: int | None,
     device: str | None, as_json: bool,
@@ -1231,6 +1241,26 @@ def _handle_termination() -> None:
                 signal.signal(sig, _raise_terminated)
 
 
+#: Arguments that take free text, which may start with "-" (then it follows "--", as in grep).
+_TEXT_ARGUMENTS = ("query", "text", "name", "prompt")
+
+
+def _dash_hint(exc: click.NoSuchOption, argv: list[str]) -> str:
+    """For ``spacerini count B "-x"``: how to pass a text that starts with "-" (after ``--``)."""
+    ctx, token = exc.ctx, exc.option_name
+    if ctx is None or token.startswith("--"):  # "--kk" is a mistyped option, not a text
+        return ""
+    # click names only the first letter of "-bloom filter" ("-b"): show the whole argument.
+    token = next((a for a in argv if a.startswith(token)), token)
+    args = [p for p in ctx.command.params if isinstance(p, click.Argument)]
+    text = next((p for p in args if p.name in _TEXT_ARGUMENTS), None)
+    if text is None:
+        return ""
+    before = [p.human_readable_name for p in args[: args.index(text)]]
+    example = " ".join([ctx.command_path, *before, "--", shlex.quote(token)])
+    return f"; a {text.human_readable_name} that starts with - follows --, as in grep: `{example}`"
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: usage errors too are one line on stderr with exit status 2."""
     _handle_termination()
@@ -1244,7 +1274,10 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as exc:
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
-            hint = f" (see `{exc.ctx.command_path} --help`)"
+            dash = ""
+            if isinstance(exc, click.NoSuchOption):
+                dash = _dash_hint(exc, sys.argv[1:] if argv is None else argv)
+            hint = f" (see `{exc.ctx.command_path} --help`{dash})"
         click.echo(f"spacerini: error: {exc.format_message()}{hint}", err=True)
         sys.exit(EXIT_ERROR)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -1,11 +1,14 @@
 """Evaluation: TREC run files, query/qrels files, and metrics through ir-measures.
 
 Example:
+    The tiny test corpus, built with ``spacerini index tests/data/tiny.jsonl --out /tmp/tiny
+    --fields title,contents``:
+
     >>> from spacerini import open_bundle
     >>> from spacerini.eval import evaluate, read_queries, read_qrels
-    >>> bundle = open_bundle("my-bundle")  # doctest: +SKIP
-    >>> evaluate(bundle, read_queries("q.tsv"), read_qrels("qrels.txt"))  # doctest: +SKIP
-    {'nDCG@10': 0.61, 'AP': 0.42, 'R@100': 0.88}
+    >>> bundle = open_bundle("/tmp/tiny")  # doctest: +SKIP
+    >>> evaluate(bundle, read_queries("tests/data/tiny_queries.tsv"), read_qrels("tests/data/tiny_qrels.txt"))  # doctest: +SKIP
+    {'nDCG@10': 0.9900468833579671, 'AP': 0.9666666666666666, 'R@100': 1.0}
 """
 
 from __future__ import annotations
