@@ -78,8 +78,8 @@ class PreprocessError(SpaceriniError, ValueError):
 
 
 # -- bundle ---------------------------------------------------------------------------------
-class BundleError(SpaceriniError):
-    """A bundle cannot be built or opened."""
+class BundleError(SpaceriniError, RuntimeError):
+    """A bundle cannot be built or opened (its subclasses add the builtin that fits them)."""
 
 
 class BundleNotFoundError(BundleError, FileNotFoundError):
