@@ -94,6 +94,58 @@ def model_path(name: str = DEFAULT_ENCODER) -> str:
     return name
 
 
+def check_encoder(name: str = DEFAULT_ENCODER, *, runtime: str = "torch") -> str:
+    """Checks, without loading anything heavy, that encoder ``name`` can be loaded offline.
+
+    It fails in a fraction of a second where a load would first import torch and
+    sentence-transformers (10 s and more) or export the model, and it names what is wrong: a
+    folder that is missing or holds no model, or a hub name that is not in the local cache.
+
+    Args:
+        name: See :func:`model_path`.
+        runtime: ``torch``, ``onnx`` or ``onnx-int8``: the ONNX runtimes also need the folder's
+            ``tokenizer.json`` (a fast tokenizer); ``auto`` is checked as ``onnx``.
+
+    Returns:
+        The model's folder (for a hub name, its snapshot in the local cache).
+
+    Raises:
+        DependencyMissingError: The model is not available offline, or its folder is not a model.
+    """
+    source = model_path(name)
+    folder: Path | None = Path(source)
+    if not folder.is_dir():
+        if name.startswith(("/", "./", "../", "~")) or name.endswith(("/", os.sep)):
+            raise DependencyMissingError(f"encoder {name!r}: no such folder; pass a model folder or a cached hub name")
+        try:
+            from huggingface_hub import snapshot_download
+
+            with offline_hub():
+                folder = Path(snapshot_download(source, local_files_only=True))
+        except Exception:  # noqa: BLE001 - any hub failure (bad name, not cached) means: not offline
+            folder = None
+        if folder is None and runtime == "torch" and "/" not in source:
+            # sentence-transformers also looks a bare name up as sentence-transformers/<name>.
+            with contextlib.suppress(Exception), offline_hub():
+                folder = Path(snapshot_download(f"sentence-transformers/{source}", local_files_only=True))
+        if folder is None:
+            raise DependencyMissingError(
+                f"encoder {name!r} is not available offline (not a local folder, not in the local Hugging Face "
+                f"cache): pass a local model folder, or download it once with `huggingface-cli download {name}`"
+            )
+    if not any((folder / marker).is_file() for marker in ("config.json", "modules.json")):
+        raise DependencyMissingError(
+            f"encoder {name!r}: {folder} holds no model (no config.json or modules.json): pass a "
+            "sentence-transformers or Hugging Face model folder, or leave the encoder out for all-MiniLM-L6-v2"
+        )
+    if runtime != "torch" and not (folder / "tokenizer.json").is_file():
+        raise DependencyMissingError(
+            f"encoder {name!r}: {folder} has no tokenizer.json, which the {runtime} runtime needs; "
+            "use the torch runtime (--dense-runtime torch)"
+        )
+    return str(folder)
+
+
 @contextlib.contextmanager
 def offline_hub() -> Iterator[None]:
     """Makes the Hugging Face hub offline for the duration of the block, then restores it.
@@ -194,6 +246,8 @@ def load_encoder(name: str = DEFAULT_ENCODER, *, device: str | None = None, runt
             if encoder is None:
                 from spacerini.encoders_onnx import make_onnx_encoder
 
+                check_encoder(name, runtime=runtime)
+
                 encoder = make_onnx_encoder(name, source, runtime)
                 _CACHE[key] = encoder
             return encoder
@@ -204,6 +258,7 @@ def load_encoder(name: str = DEFAULT_ENCODER, *, device: str | None = None, runt
     with _CACHE_LOCK:
         encoder = _CACHE.get(key)
         if encoder is None:
+            check_encoder(name, runtime=runtime)
             encoder = Encoder(name, source, _load_sentence_transformer(name, source, device), device)
             _CACHE[key] = encoder
         return encoder

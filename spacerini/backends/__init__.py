@@ -165,10 +165,13 @@ def check_params(name: str, params: Mapping[str, Any]) -> None:
 
     Raises:
         BackendParameterError: An unknown option, a wrong type or a value out of range.
+        DependencyMissingError: The dense encoder is not available offline, or the device is not here.
     """
     from spacerini.backends.options import check_build_options
 
     check_build_options(name, params)
+    if name == "dense":  # what the dense build would find only after reading the corpus
+        get_backend(name).check_options(params)
 
 
 def open_params(name: str) -> frozenset[str]:

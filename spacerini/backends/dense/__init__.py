@@ -99,12 +99,19 @@ from spacerini.backends.dense import tune as _dense_tune
 from spacerini.encoders import (
     DEFAULT_ENCODER,
     Encoder,
+    check_encoder,
     load_encoder,
     model_path,
     query_runtime,
     resolve_runtime,
 )
-from spacerini.errors import BundleCorruptError, DependencyMissingError, EmptyCorpusError, QueryError
+from spacerini.errors import (
+    BackendParameterError,
+    BundleCorruptError,
+    DependencyMissingError,
+    EmptyCorpusError,
+    QueryError,
+)
 from spacerini.records import BuildReport, Hit
 
 logger = logging.getLogger(__name__)
@@ -246,17 +253,21 @@ def build(
     folder.mkdir(parents=True, exist_ok=True)
 
     plan = _read_plan(Path(shard_plan)) if shard_plan is not None else None
-    ids, fingerprint = _fingerprint(docs_factory)
-    if not ids and plan is None:
-        raise EmptyCorpusError("the dense backend got no documents")
     if plan is not None and runtime == "auto":
         runtime = plan.get("runtime", "torch")
     runtime = resolve_runtime(runtime, device)
+    # The encoder first: one that cannot load fails before the corpus is read.
     enc = load_encoder(encoder, device=device, runtime=runtime)
+    ids, fingerprint = _fingerprint(docs_factory)
+    if not ids and plan is None:
+        raise EmptyCorpusError("the dense backend got no documents")
     _export_query_model(encoder, runtime)
     passage_tokens = min(passage_tokens, enc.max_tokens)
     if overlap >= passage_tokens:
-        raise ValueError(f"overlap ({overlap}) must be below passage_tokens ({passage_tokens}, the encoder's limit)")
+        raise BackendParameterError(
+            f"dense: --overlap {overlap} must be below the passage length, {passage_tokens} tokens "
+            "(--passage-tokens, clipped to the encoder's window): give a smaller --overlap"
+        )
     if plan is not None:
         _check_plan(
             plan, Path(str(shard_plan)), encoder=encoder, dim=enc.dim, index=index, passage_tokens=passage_tokens,
@@ -344,6 +355,44 @@ def build(
     return BuildReport(backend=NAME, docs=len(ids), seconds=seconds, params=params, stats=stats)
 
 
+def check_options(params: Mapping[str, Any]) -> None:
+    """Checks, before any document is read, what :func:`build` would otherwise refuse only after
+    the corpus was read (and, in a bundle, after the backends built before this one): the
+    encoder can be loaded offline and is a model, and the device and runtime fit each other and
+    this machine. Loads no model (torch is imported only to check a ``device`` other than cpu).
+
+    Args:
+        params: The dense build options given (names already checked).
+
+    Raises:
+        DependencyMissingError: The encoder is not available offline or is not a model, or torch
+            sees no such device.
+        BackendParameterError: An ONNX runtime with a non-CPU device, or options that do not fit
+            together (``overlap`` not below ``passage_tokens``).
+    """
+    options = _build_options({k: v for k, v in params.items() if k not in ("threads", "progress", "shard_plan")})
+    _check_build_params(
+        options["index"], options["passage_tokens"], options["overlap"], options["batch_size"], options["chunk_docs"],
+        options["hnsw_m"] or HNSW_DEFAULTS["hnsw_m"], options["ef_construction"] or HNSW_DEFAULTS["ef_construction"],
+        options["ef_search"], options["nlist"], options["nprobe"], options["refine_factor"], options["target_recall"],
+    )  # fmt: skip
+    encoder = options["encoder"] or DEFAULT_ENCODER
+    runtime = options["runtime"] or "auto"
+    device = options["device"]
+    if device is not None and str(device).strip().lower() != "cpu":
+        from spacerini.device import check_device
+
+        check_device(str(device))
+    if runtime == "auto" and device is None:
+        runtime = "torch"  # which one auto picks needs torch to tell: check what both need
+    else:
+        try:
+            runtime = resolve_runtime(runtime, device)
+        except ValueError as exc:
+            raise BackendParameterError(f"dense: {exc} (--dense-runtime / --device)") from exc
+    check_encoder(str(encoder), runtime=runtime)
+
+
 def auto_index(n_passages: int) -> tuple[str, dict[str, int]]:
     """The index kind, and its default parameters, that ``index="auto"`` builds for ``n_passages``.
 
@@ -388,6 +437,13 @@ def _resolve_kind(index: str, n_passages: int, nlist: int | None) -> tuple[str, 
         )
         kind = "flat"
     if kind in _IVF_KINDS:
+        if nlist is not None and nlist > n_passages:
+            # Faiss's k-means needs a point per list; it would fail with an assertion from C++.
+            raise BackendParameterError(
+                f"dense: --nlist {nlist} is more than the {n_passages} passages to cluster: give --nlist "
+                f"{n_passages} or less (about {max(1, n_passages // 39)} lists keeps 39 passages a list), "
+                "or leave it out (default 4*sqrt(passages))"
+            )
         nlist = nlist or default_nlist(n_passages)
     return kind, nlist
 
@@ -429,22 +485,24 @@ def _check_build_params(
     refine_factor: int | None, target_recall: float | None,
 ) -> None:
     if index not in INDEX_KINDS:
-        raise ValueError(f"index must be one of {', '.join(INDEX_KINDS)}, not {index!r}")
+        raise BackendParameterError(f"dense: index must be one of {', '.join(INDEX_KINDS)}, not {index!r}")
     for name, value in (
         ("passage_tokens", passage_tokens), ("batch_size", batch_size), ("chunk_docs", chunk_docs),
         ("hnsw_m", hnsw_m), ("ef_construction", ef_construction),
     ):
         if not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, not {value!r}")
+            raise BackendParameterError(f"dense: {name} must be a positive integer, not {value!r}")
     if not isinstance(overlap, int) or not 0 <= overlap < passage_tokens:
-        raise ValueError(f"overlap must be an integer in [0, passage_tokens), not {overlap!r}")
+        raise BackendParameterError(
+            f"dense: --overlap must be an integer from 0 to below --passage-tokens ({passage_tokens}), not {overlap!r}"
+        )
     if target_recall is not None and (
         isinstance(target_recall, bool) or not isinstance(target_recall, (int, float)) or not 0 < target_recall <= 1
     ):
-        raise ValueError(f"target_recall must be in (0, 1] or None, not {target_recall!r}")
+        raise BackendParameterError(f"dense: target_recall must be in (0, 1] or None, not {target_recall!r}")
     for name, maybe in (("nlist", nlist), ("nprobe", nprobe), ("ef_search", ef_search), ("refine_factor", refine_factor)):
         if maybe is not None and (not isinstance(maybe, int) or maybe < 1):
-            raise ValueError(f"{name} must be a positive integer, not {maybe!r}")
+            raise BackendParameterError(f"dense: {name} must be a positive integer, not {maybe!r}")
 
 
 def _import_faiss() -> Any:
@@ -838,7 +896,10 @@ def prepare_shards(
     passage_tokens = min(options["passage_tokens"], enc.max_tokens)
     overlap = options["overlap"]
     if overlap >= passage_tokens:
-        raise ValueError(f"overlap ({overlap}) must be below passage_tokens ({passage_tokens}, the encoder's limit)")
+        raise BackendParameterError(
+            f"dense: --overlap {overlap} must be below the passage length, {passage_tokens} tokens "
+            "(--passage-tokens, clipped to the encoder's window): give a smaller --overlap"
+        )
     counts: np.ndarray | None = None
     kind = index
     if index not in ("flat", "hnsw"):
@@ -1192,6 +1253,7 @@ def open(  # noqa: A001 - the backend contract names it open
 
     Raises:
         BundleCorruptError: Files are missing or disagree with each other.
+        BackendParameterError: ``nprobe``, ``ef_search`` or ``refine_factor`` is not a positive integer.
     """
     return DenseSearcher(
         Path(folder), report, device=device, nprobe=nprobe, ef_search=ef_search, refine_factor=refine_factor
@@ -1214,6 +1276,13 @@ class DenseSearcher:
         ef_search: int | None = None,
         refine_factor: int | None = None,
     ) -> None:
+        for name, value in (("nprobe", nprobe), ("ef_search", ef_search), ("refine_factor", refine_factor)):
+            # Checked here too (Bundle.configure checks them; this is the backend's own API):
+            # Faiss takes efSearch -1 and then returns fewer hits than asked, and nprobe -1 fails
+            # in its SWIG layer.
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                flag = "--" + name.replace("_", "-")
+                raise BackendParameterError(f"dense {flag} must be a positive integer, not {value!r}")
         faiss = _import_faiss()
         params = dict(report.get("params", {}))
         if not params and (folder / PARAMS_FILE).is_file():
@@ -1330,10 +1399,10 @@ class DenseSearcher:
             scores, rows = self._faiss_search(vectors[pending], fetch)
             still = []
             for i, qi in enumerate(pending):
-                ranked = self._aggregate(scores[i], rows[i], n)
+                ranked, complete = self._aggregate(scores[i], rows[i], n)
                 # Ask again for more passages only if the index had more to give: a row of -1
                 # means it returned every candidate it had (the IVF lists probed ran out).
-                if len(ranked) < n and fetch < ntotal and rows[i][-1] >= 0:
+                if not complete and fetch < ntotal and rows[i][-1] >= 0:
                     still.append(qi)
                 else:
                     results[qi] = ranked
@@ -1347,21 +1416,37 @@ class DenseSearcher:
                 return self._index.search(vectors, fetch)
         return self._index.search(vectors, fetch)
 
-    def _aggregate(self, scores: np.ndarray, rows: np.ndarray, n: int) -> list[Hit]:
+    def _aggregate(self, scores: np.ndarray, rows: np.ndarray, n: int) -> tuple[list[Hit], bool]:
+        """The top ``n`` documents among one query's fetched passages, best first, ties in
+        docstore order; and whether they are final.
+
+        Faiss returns equal scores in no set order and, at the cut of its ``k``, keeps any of
+        them (measured with faiss 1.15: which of several equal passages a flat search returns
+        depends on ``k``). So the answer is final only once a passage scoring below the ``n``-th
+        document has been seen: every passage not fetched scores at most that, so it can
+        neither beat nor tie the documents kept, whatever ``k`` was. The result then does not
+        depend on how many passages were fetched, and a page is a slice of a longer list.
+        """
         best: dict[int, float] = {}
-        owners = self._passage_doc[rows].tolist()  # rows of -1 (no result) are skipped below
+        owners = self._passage_doc[rows].tolist()
+        threshold = -math.inf
+        complete = False
         for score, row, ordinal in zip(scores.tolist(), rows.tolist(), owners, strict=True):
-            if row < 0:
-                continue
-            if ordinal not in best:
+            if row < 0:  # no more results (they come last)
+                break
+            if score < threshold:
+                complete = True
+                break
+            if ordinal not in best:  # passages come best first: a doc's first is its best
                 best[ordinal] = score
-                if len(best) >= n:
-                    break
-        ordered = sorted(best.items(), key=lambda item: (-item[1], item[0]))
-        return [
+                if len(best) == n:
+                    threshold = score  # from here on only ties of the n-th document matter
+        ordered = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:n]
+        hits = [
             Hit(docid=self._ids[ordinal], score=round(float(score), 6), rank=rank, backend=NAME)
             for rank, (ordinal, score) in enumerate(ordered, start=1)
         ]
+        return hits, complete
 
     def close(self) -> None:
         """Drops the reference to the encoder (it stays cached for the process) and GPU resources."""
