@@ -539,19 +539,68 @@ class Encoder:
         if not getattr(self._tokenizer, "is_fast", False):
             return [[(part, None) for part in _split_words(text, max_tokens=max_tokens, overlap=overlap)]
                     if text.strip() else [] for text in texts]
-        encoded = self._tokenizer(
-            list(texts), add_special_tokens=False, return_offsets_mapping=True, verbose=False
-        )
+        long = {i for i, text in enumerate(texts) if len(text) > BLOCK_CHARS and self._splits_at_spaces()}
+        short = [text for i, text in enumerate(texts) if i not in long]
+        encoded = (
+            self._tokenizer(short, add_special_tokens=False, return_offsets_mapping=True, verbose=False)
+            if short else {"input_ids": [], "offset_mapping": []}
+        )  # fmt: skip
+        pending = iter(zip(encoded["input_ids"], encoded["offset_mapping"], strict=True))
         out: list[list[tuple[str, list[int] | None]]] = []
-        for text, ids, offsets in zip(texts, encoded["input_ids"], encoded["offset_mapping"], strict=True):
-            n = len(ids)
+        for i, text in enumerate(texts):
+            if i in long:  # token offsets in numpy, a block of text at a time: no list of millions of tuples
+                starts, ends = self._token_offsets(text)
+                n, ids = len(starts), None
+            else:
+                ids, offsets = next(pending)
+                n = len(ids)
             if n == 0 or not text.strip():
                 out.append([])
             elif n <= max_tokens:
+                if ids is None:  # a long text of few tokens (one huge word is one [UNK])
+                    ids = self._tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
                 out.append([(text, [*self._prefix, *ids, *self._suffix])])
+            elif ids is None:
+                out.append([(text[starts[a] : ends[b - 1]], None) for a, b in _windows(n, max_tokens, overlap)])
             else:
                 out.append([(text[offsets[a][0] : offsets[b - 1][1]], None) for a, b in _windows(n, max_tokens, overlap)])
         return out
+
+    def _splits_at_spaces(self) -> bool:
+        """True when the tokenizer never makes a token across a space or a line break (BERT's
+        pre-tokenizer splits on them first), so a text tokenized a block at a time, cut there,
+        gives exactly the tokens of the whole."""
+        backend = getattr(self._tokenizer, "backend_tokenizer", None)
+        pre = getattr(backend, "pre_tokenizer", None)
+        return type(pre).__name__ in ("BertPreTokenizer", "WhitespaceSplit", "Whitespace")
+
+    def _token_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
+        """Start and end character offsets of the tokens of a long ``text``: the tokenizer runs on
+        blocks of about :data:`BLOCK_CHARS` cut at a space or a line break (a 12 MB document took
+        1.6 GB of Python tuples whole)."""
+        backend = self._tokenizer.backend_tokenizer
+        starts: list[np.ndarray] = []
+        ends: list[np.ndarray] = []
+        at = 0
+        while at < len(text):
+            stop = len(text) if len(text) - at <= BLOCK_CHARS else max(
+                text.rfind(" ", at, at + BLOCK_CHARS), text.rfind("\n", at, at + BLOCK_CHARS)
+            )  # fmt: skip
+            if stop <= at:  # no space in a whole block: up to the next one
+                found = [j for j in (text.find(" ", at + BLOCK_CHARS), text.find("\n", at + BLOCK_CHARS)) if j >= 0]
+                stop = min(found) if found else len(text)
+            offsets = np.asarray(backend.encode(text[at:stop], add_special_tokens=False).offsets, dtype=np.int64)
+            if len(offsets):
+                starts.append(offsets[:, 0] + at)
+                ends.append(offsets[:, 1] + at)
+            at = stop
+        if not starts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return np.concatenate(starts), np.concatenate(ends)
+
+
+#: Texts longer than this (characters) are tokenized a block at a time when splitting passages.
+BLOCK_CHARS = 1_000_000
 
 
 def _special_tokens(tokenizer: Any) -> tuple[list[int], list[int]] | None:
