@@ -22,6 +22,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -209,8 +210,26 @@ class Corpora(Mapping[str, Any]):
         columns = [self._column(name, svc, query, text, owner, backend) for name, svc in self._services.items()]
         return Comparison(query, text, owner, tuple(columns))
 
+    @classmethod
+    def _column(cls, name: str, svc: Any, query: str, text: str, owner: str, backend: str) -> CorpusColumn:
+        """One corpus's column, every part of it from one generation of the bundle."""
+        from spacerini.bundle import StaleGenerationError
+
+        same = getattr(svc, "same_generation", None)
+        for attempt in (0, 1):
+            try:
+                with same() if same is not None else contextlib.nullcontext():
+                    return cls._column_once(name, svc, query, text, owner, backend)
+            except StaleGenerationError:
+                if attempt:
+                    raise
+                svc.bundle.reload()
+        raise AssertionError("unreachable")  # pragma: no cover
+
     @staticmethod
-    def _column(name: str, svc: Any, query: str, text: str, owner: str, backend: str) -> CorpusColumn:
+    def _column_once(name: str, svc: Any, query: str, text: str, owner: str, backend: str) -> CorpusColumn:
+        from spacerini.bundle import StaleGenerationError
+
         missing: dict[str, str] = {}
         errors: dict[str, str] = {}
         caps = set(svc.capabilities)
@@ -223,6 +242,8 @@ class Corpora(Mapping[str, Any]):
                 return call()
             except BackendNotAvailableError as exc:
                 missing[what] = one_line(exc)
+            except StaleGenerationError:
+                raise  # the whole column is asked again, on the new generation
             except SpaceriniError as exc:
                 errors[what] = one_line(exc)
             return None

@@ -20,12 +20,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import threading
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, TypeVar
@@ -219,6 +220,7 @@ class Service:
         self._display = LRUCache(DISPLAY_CACHE_DOCS)
         # (generation, docid) -> the document's redacted text, which snippets are cut from.
         self._texts = LRUCache(DISPLAY_CACHE_TEXTS)
+        self._held = threading.local()  # .snap: the generation same_generation() holds in this thread
 
     # -- what the bundle can do -------------------------------------------------------------
     @property
@@ -247,9 +249,30 @@ class Service:
         caps.append("stats")
         return caps
 
+    @contextlib.contextmanager
+    def same_generation(self) -> Iterator[None]:
+        """Answers every call of this thread inside the block from one generation of the bundle
+        (one answer made of several calls, such as a column of :meth:`Corpora.compare
+        <spacerini.corpora.Corpora.compare>`, never mixes two). A switch that makes the held
+        generation unreadable raises :class:`~spacerini.bundle.StaleGenerationError` out of the
+        block; the caller retries the whole block."""
+        pin = getattr(self.bundle, "pin", None)
+        if pin is None or getattr(self._held, "snap", None) is not None:  # nothing to pin, or held already
+            yield
+            return
+        with pin() as snap:
+            self._held.snap = snap
+            try:
+                yield
+            finally:
+                self._held.snap = None
+
     def _pinned(self, answer: Callable[[Any], _A]) -> _A:
         """Runs ``answer(snapshot)`` on one generation of the bundle: every searcher, document
         and cache entry it reads is of that generation, and a switch in between is retried."""
+        held = getattr(self._held, "snap", None)
+        if held is not None:  # inside same_generation(): the caller retries the whole block
+            return answer(held)
         pin = getattr(self.bundle, "pin", None)
         if pin is None:  # a plain object with the Bundle API (tests, custom front ends)
             return answer(self.bundle)

@@ -131,6 +131,46 @@ def test_a_pinned_generation_never_mixes_with_the_next(bundle_path: Path) -> Non
     live.close()
 
 
+def _deleted_files_held(folder: Path) -> list[str]:
+    """Deleted files under ``folder`` that this process still holds open or mapped."""
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # closed meanwhile
+            continue
+        if target.endswith("(deleted)") and target.startswith(str(folder)):
+            held.append(target)
+    with open("/proc/self/maps") as maps:
+        held += [line.split(None, 5)[-1] for line in maps if "(deleted)" in line and str(folder) in line]
+    return held
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc")
+def test_an_idle_bundle_closes_a_replaced_generation_without_another_call(
+    bundle_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An idle server held the old generation's files (deleted, but open: the opted-out
+    documents' bytes stay on disk and readable) until some call came after the grace period."""
+    import spacerini.bundle.open as bundle_open
+
+    monkeypatch.setattr(bundle_open, "RETIRE_SECONDS", 0.5)
+    live = open_bundle(bundle_path)
+    try:
+        assert {h.docid for h in live.search("owner3", k=10)} == _owned(3)  # bm25 and the docstore
+        assert live.searcher("exact").count("owner3 ") == 2
+        optout(bundle_path, owners=["Owner 3"], progress=False)
+        assert live.reload() is True
+        assert _deleted_files_held(bundle_path.parent), "the old generation should still be open for its grace period"
+        deadline = time.monotonic() + 20  # no call to the bundle meanwhile
+        while _deleted_files_held(bundle_path.parent) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _deleted_files_held(bundle_path.parent) == []
+        assert live.search("owner3", k=10) == [] and live.searcher("exact").count("owner3 ") == 0
+    finally:
+        live.close()
+
+
 def test_stale_folders_of_dead_builds_are_removed(bundle_path: Path, tmp_path: Path) -> None:
     done = subprocess.run(["true"], check=True)
     assert done.returncode == 0

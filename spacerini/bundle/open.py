@@ -434,13 +434,17 @@ class BundleSnapshot:
         }
 
     def close(self) -> None:
-        """Closes every opened searcher."""
+        """Closes every opened searcher and the docstore's files (reopened if used again)."""
         with self._lock:
             for searcher in self._searchers.values():
                 close: Callable[[], None] | None = getattr(searcher, "close", None)
                 if close is not None:
                     close()
             self._searchers.clear()
+            docstore, self._docstore = self._docstore, None
+        close_docstore: Callable[[], None] | None = getattr(docstore, "close", None)
+        if close_docstore is not None:
+            close_docstore()
 
 
 
@@ -451,7 +455,8 @@ class StaleGenerationError(BundleError):
     """
 
     def __init__(self, path: Path) -> None:
-        super().__init__(f"{path}: the bundle changed while it was being read; try again")
+        # The folder's name only: the app shows this line to visitors, who must not learn paths.
+        super().__init__(f"{Path(path).name}: the bundle changed while it was being read; try again")
 
 
 #: How often (seconds) an open :class:`Bundle` checks whether a new generation was published.
@@ -488,6 +493,7 @@ class Bundle:
         self._lock = threading.Lock()
         self._current = self._snapshot(manifest, key)
         self._retired: list[BundleSnapshot] = []
+        self._retire_timer: threading.Timer | None = None
         self._checked = time.monotonic()
 
     def _snapshot(self, manifest: Mapping[str, Any], key: tuple[int, ...] | None) -> BundleSnapshot:
@@ -522,8 +528,20 @@ class Bundle:
             old.retired_at = time.monotonic()
             self._retired.append(old)
             logger.info("%s: now serving generation %s (was %s)", self.path, self._current.generation, old.generation)
+            self._schedule_close()
         self._close_retired()
         return True
+
+    def _schedule_close(self) -> None:
+        """Closes the replaced generations once their grace period is over, even when no call
+        comes: an idle server must not keep the files of an old generation (those of documents
+        an opt-out removed, deleted from disk but still open) indefinitely. Called with the lock held."""
+        if self._retire_timer is not None:
+            self._retire_timer.cancel()
+        timer = self._retire_timer = threading.Timer(RETIRE_SECONDS + 0.05, self._close_retired)
+        timer.daemon = True
+        timer.name = "spacerini-retire"
+        timer.start()
 
     def _maybe_reload(self) -> None:
         if time.monotonic() - self._checked < RELOAD_SECONDS:
@@ -667,6 +685,10 @@ class Bundle:
 
     def close(self) -> None:
         """Closes every opened searcher, of this generation and of replaced ones, and the engine."""
+        with self._lock:
+            timer, self._retire_timer = self._retire_timer, None
+        if timer is not None:
+            timer.cancel()
         self._current.close()
         self._close_retired(force=True)
         if self.engine is not None:
