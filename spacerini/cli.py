@@ -39,6 +39,12 @@ def _split(value: str | None) -> list[str] | None:
     return items or None
 
 
+#: Commands that write a bundle, a report or a folder (an interrupted one says nothing was left half-written).
+_WRITING_COMMANDS = frozenset(
+    {"index", "optout", "merge", "analyze", "contamination", "space", "demo", "model", "push", "deploy", "search"}
+)
+
+
 class _Group(click.Group):
     """Turns every error into one line on stderr (exit 2) unless --debug was given."""
 
@@ -49,7 +55,10 @@ class _Group(click.Group):
             raise
         except KeyboardInterrupt as exc:
             signum = getattr(exc, "signum", signal.SIGINT)
-            click.echo(f"spacerini: interrupted ({signal.Signals(signum).name}); nothing half-written was kept", err=True)
+            # Only the commands that write say what became of their output (serve just stops).
+            writes = ctx.invoked_subcommand in _WRITING_COMMANDS
+            done = "nothing half-written was kept" if writes else "stopped"
+            click.echo(f"spacerini: interrupted ({signal.Signals(signum).name}); {done}", err=True)
             ctx.exit(128 + int(signum))
         except BrokenPipeError:
             # The reader went away (`spacerini search ... | head`): stop quietly, as Unix tools do,

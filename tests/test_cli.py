@@ -575,3 +575,23 @@ def test_a_run_cannot_hold_ids_with_white_space(tmp_path: Path, capsys) -> None:
         ["search", str(bundle), "--queries", str(queries), "--output", str(out_file), "--run-tag", "my run"], capsys
     )
     assert_one_line_error(code, err, "run tag 'my run' must be one word")
+
+
+@pytest.mark.parametrize(("command", "said"), [("count", "stopped"), ("index", "nothing half-written was kept")])
+def test_an_interrupted_command_says_what_became_of_its_output(
+    command: str, said: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A read-only command (serve, count) said "nothing half-written was kept" on Ctrl-C."""
+    import spacerini.bundle
+    import spacerini.corpus
+
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(spacerini.bundle, "open_bundle", interrupt)
+    monkeypatch.setattr(spacerini.corpus, "load_corpus", interrupt)
+    args = ["count", str(tmp_path), "x"] if command == "count" else ["index", str(tmp_path / "c.jsonl"), "--out", str(tmp_path / "b")]
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 130
+    assert capsys.readouterr().err.strip() == f"spacerini: interrupted (SIGINT); {said}"
