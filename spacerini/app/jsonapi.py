@@ -17,7 +17,11 @@ when the app serves several corpora (default: the first):
 * ``GET /api/ui/search`` and ``GET /api/ui/find``: the Search and Exact tabs' pages, rendered
   (the page's own buttons call them; see :func:`ui_routes`);
 * ``POST /api/optout-request`` with a JSON body ``{"name", "contact", "message"}`` (owners
-  backend): :meth:`~spacerini.service.Service.optout_request`, its id and status.
+  backend): :meth:`~spacerini.service.Service.optout_request`, its id and status;
+* ``POST /api/member`` with ``{"text"}`` (bloom or exact backend): "is this text in the corpus?",
+  :meth:`~spacerini.service.Service.member`; ``POST /api/trace`` with ``{"text", "min_len"}``
+  (exact backend): :meth:`~spacerini.service.Service.trace`. A text is pasted code or prose, too
+  long for a query string, hence a body (at most :data:`MAX_TEXT_BODY_BYTES`).
 
 The limits are the app's: query length, ``k`` and ``offset`` are checked by the service (and the
 bundle), a route exists only when the bundle has the backend, at most ``concurrency`` calls run
@@ -49,6 +53,9 @@ __all__ = ["Busy", "Limiter", "NoFilesMiddleware", "json_api_routes", "ui_routes
 
 #: Largest JSON body a POST route reads, in bytes.
 MAX_BODY_BYTES = 16_384
+#: Largest JSON body of ``/api/member`` and ``/api/trace``: the service's longest text (100,000
+#: characters) in UTF-8 and JSON escapes.
+MAX_TEXT_BODY_BYTES = 1_048_576
 
 logger = logging.getLogger(__name__)
 
@@ -193,6 +200,10 @@ def json_api_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list
             fields = [body.get(k, "") for k in ("name", "contact", "message")]
             return await answer(on(corpus, "optout_request", client=client_key(request)), *fields)
 
+    for cap, route in (("member", "/member"), ("trace", "/trace")):
+        if cap in caps:
+            router.add_api_route(route, _text_route(cap, on, answer), methods=["POST"], response_model=None)
+
     @get("/stats")
     async def stats(corpus: str = "") -> JSONResponse:
         return await answer(on(corpus, "stats"))
@@ -295,8 +306,31 @@ def _flag(value: str, name: str) -> bool:
     raise QueryError(f"{name} must be true or false, not {value[:20]!r}")
 
 
-async def _json_body(request: Any) -> dict[str, Any]:
-    """A POST's JSON object, read up to :data:`MAX_BODY_BYTES`.
+def _text_route(cap: str, on: Callable[..., Any], answer: Callable[..., Awaitable[Any]]) -> Callable[..., Any]:
+    """``POST /api/member`` or ``/api/trace``: the text (and ``min_len``) from a JSON body."""
+    from fastapi.responses import JSONResponse
+
+    async def route(request: Request, corpus: str = "") -> JSONResponse:
+        try:
+            body = await _json_body(request, limit=MAX_TEXT_BODY_BYTES, example='{"text": "..."}')
+            text = body.get("text", "")
+            if not isinstance(text, str):
+                raise QueryError(f"\"text\" must be a string, not {type(text).__name__}")
+        except QueryError as exc:
+            logger.info("refused %s: %s", cap, one_line(exc))
+            return JSONResponse({"error": one_line(exc)}, status_code=400)
+        if cap == "trace":
+            return await answer(on(corpus, "trace"), text, body.get("min_len", 32))
+        return await answer(on(corpus, "member"), text)
+
+    route.__name__ = f"api_{cap}"
+    return route
+
+
+async def _json_body(
+    request: Any, *, limit: int = MAX_BODY_BYTES, example: str = '{"name": ..., "contact": ...}'
+) -> dict[str, Any]:
+    """A POST's JSON object, read up to ``limit`` bytes.
 
     Raises:
         QueryError: Too large, not JSON, or not an object.
@@ -304,12 +338,12 @@ async def _json_body(request: Any) -> dict[str, Any]:
     data = b""
     async for chunk in request.stream():
         data += chunk
-        if len(data) > MAX_BODY_BYTES:
-            raise QueryError(f"the request body is larger than {MAX_BODY_BYTES:,} bytes")
+        if len(data) > limit:
+            raise QueryError(f"the request body is larger than {limit:,} bytes")
     try:
         body = json.loads(data or b"{}")
     except (json.JSONDecodeError, UnicodeDecodeError):
-        raise QueryError("the request body is not JSON: send {\"name\": ..., \"contact\": ...}") from None
+        raise QueryError(f"the request body is not JSON: send {example}") from None
     if not isinstance(body, dict):
         raise QueryError("the request body must be a JSON object")
     return body

@@ -59,7 +59,7 @@ def test_bad_and_oversize_queries_are_refused(app_server: str) -> None:
         r = httpx.get(app_server + route, params=params, timeout=30)
         assert r.status_code == 400, (route, params, r.status_code)
         assert message in r.json()["error"] and "Traceback" not in r.text
-    assert httpx.get(app_server + "api/member", timeout=10).status_code == 404  # long texts stay on Gradio's endpoint
+    assert httpx.get(app_server + "api/member", timeout=10).status_code == 405  # long texts go in a POST body
 
 
 # ------------------------------------------------------------------------------ concurrency
@@ -258,3 +258,43 @@ def test_build_app_launch_serves_the_page_routes(app_bundle: Any, tmp_path: Any)
         assert httpx.get(f"http://127.0.0.1:{port}/api/search", params={"q": "x"}, timeout=30).status_code == 404
     finally:
         app.close()
+
+
+def test_member_and_trace_routes_answer_like_the_service(app_bundle: Any, tmp_path: Any) -> None:
+    """Membership ("is this text in the corpus?") had no JSON route: only Gradio's queue, or
+    /api/compare, answered it."""
+    from fastapi import FastAPI
+
+    svc = Service(app_bundle, flags_path=tmp_path / "flags.jsonl")
+    app = FastAPI(routes=json_api_routes(svc, limiter=Limiter(2, 8)))
+    doc = next(iter(app_bundle.iter_docs()))
+    text = doc.text[:400] + "\nand a line that is in no document of this corpus 8f3a\n"
+
+    async def calls() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return [
+                await client.post("/api/member", json={"text": text}),
+                await client.post("/api/trace", json={"text": text, "min_len": 16}),
+                await client.post("/api/member", json={"text": "   "}),
+                await client.post("/api/member", json={"text": 5}),
+                await client.post("/api/member", content=b"not json"),
+                await client.post("/api/member", json={"text": "x" * 100_001}),
+                await client.post("/api/member", content=b'{"text": "' + b"y" * 1_100_000 + b'"}'),
+                await client.get("/api/member", params={"text": text}),
+            ]
+
+    member, trace, blank, number, junk, long, huge, get = asyncio.run(calls())
+    assert member.status_code == 200 and member.json() == json.loads(json.dumps(_as_json(svc.member(text))))
+    untimed = {k: v for k, v in _as_json(svc.trace(text, min_len=16)).items() if k != "seconds"}
+    assert trace.status_code == 200 and {k: v for k, v in trace.json().items() if k != "seconds"} == json.loads(json.dumps(untimed))
+    assert member.json()["coverage"] > 0 and trace.json()["spans"]
+    for refused, says in ((blank, "empty"), (number, "must be a string"), (junk, "not JSON"), (long, "at most 100,000"), (huge, "larger than")):
+        assert refused.status_code == 400 and says in refused.json()["error"], refused.json()
+    assert get.status_code == 405
+
+
+def _as_json(record: Any) -> Any:
+    from spacerini.records import to_json
+
+    return to_json(record)
