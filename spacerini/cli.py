@@ -897,6 +897,8 @@ def serve(
     from spacerini.app import serve as serve_app
     from spacerini.bundle import open_bundle
 
+    if flags_path is not None:
+        _check_writable(flags_path, parents=True)  # else every report would fail while serving
     if len(bundles) == 1 and not names:
         opened = open_bundle(bundles[0], engine=engine, ray_address=ray_address)
         try:
@@ -995,6 +997,10 @@ def demo(port: int, host: str, out: str | None, rebuild: bool, build_only: bool)
 
     if out is not None:
         _check_writable(out, parents=True)
+    if not build_only:  # a port in use fails now, not after a build of minutes
+        from spacerini.app.server import bind
+
+        bind(host, port).close()
     bundle = demo_bundle(out=out, rebuild=rebuild, progress=_progress())
     click.echo(f"Demo bundle: {bundle.path} ({len(bundle):,} documents)", err=True)
     if not build_only:
@@ -1121,11 +1127,12 @@ def _trace(bundle: Any, text: str, min_len: int) -> Any:
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Model and checkpoint folder.")
 @click.option("--steps", default=1000, show_default=True, type=click.IntRange(1))
 @click.option("--batch-size", default=8, show_default=True, type=click.IntRange(1))
-@click.option("--seq-len", default=512, show_default=True, type=click.IntRange(16))
+@click.option("--seq-len", default=512, show_default=True, type=click.IntRange(16, 512),
+              help="Tokens per sequence (at most the model's 512 positions).")
 @click.option("--lr", default=1e-3, show_default=True, type=float)
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--no-resume", is_flag=True, help="Start again instead of resuming from the last checkpoint.")
-@click.option("--time-limit", default=None, type=float, help="Stop (with a checkpoint) after this many seconds.")
+@click.option("--time-limit", default=None, type=click.FloatRange(0), help="Stop (with a checkpoint) after this many seconds.")
 @click.option("--device", default=None, help="Torch device, e.g. cpu or cuda (default: the best one).")
 @click.option("--threads", default=None, type=click.IntRange(1, 256), help="CPU threads for torch (default: torch's own).")
 @click.option(
@@ -1198,9 +1205,15 @@ def model_membership(
 ) -> None:  # fmt: skip
     """Was TEXT (or the text of FILE; - for stdin) in the model's training data? Model-based
     scores (loss, zlib ratio, Min-K% Prob, Min-K%++), and the exact answer of --bundle."""
-    from spacerini.model.membership import exact_answer, read_text_or_file, score_text
+    from spacerini.errors import QueryError
+    from spacerini.model.membership import MAX_SCORED_CHARS, exact_answer, read_text_or_file, score_text
 
     text = read_text_or_file(source)
+    if max_tokens is None and len(text) > MAX_SCORED_CHARS:
+        raise QueryError(
+            f"the text has {len(text):,} characters, more than the {MAX_SCORED_CHARS:,} scored at once "
+            "(minutes of CPU per million); pass --max-tokens N to score its beginning, or split it"
+        )
     service = None
     if bundle_path is not None:
         from spacerini.bundle import open_bundle
@@ -1208,11 +1221,11 @@ def model_membership(
         service = _service(open_bundle(bundle_path))  # opened first: a bad bundle fails before the model loads
     # the exact answer first: text the bundle refuses (too long) fails at once, not after scoring
     exact = exact_answer(service, text) if service is not None else None
-    scores = score_text(text, model=model_name, k=k, max_tokens=max_tokens, device=device)
+    scores = score_text(text, model=model_name, k=k, max_tokens=max_tokens, device=device, progress=_progress())
     if as_json:
         _echo_json({"scores": scores, "member_scores": scores.oriented(), "exact": exact})
         return
-    pct = f"{k:.0%}"
+    pct = f"{k * 100:.3g}%"  # k=0.001 is Min-0.1%, not Min-0%
     click.echo(f"tokens           {scores.tokens:,} ({scores.chars:,} characters)")
     click.echo(f"loss             {scores.loss:.4f}  mean NLL per token (perplexity {scores.perplexity:.1f}); lower: more likely a member")
     click.echo(f"zlib             {scores.zlib:.6f}  loss / {scores.zlib_bytes:,} zlib bytes; lower: more likely a member")

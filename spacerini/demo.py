@@ -17,6 +17,9 @@ logger = logging.getLogger(__name__)
 
 #: Backends of the demo bundle, in build order; those not available in this version are left out.
 DEMO_BACKENDS: tuple[str, ...] = ("bm25", "exact", "bloom", "owners")
+#: The ``source`` of a demo bundle's manifest (:func:`~spacerini.corpus.default.python_source_corpus`):
+#: a bundle of any other corpus is never rebuilt over.
+DEMO_SOURCE = "python-source (standard library + installed distributions)"
 
 
 def default_demo_path() -> Path:
@@ -48,21 +51,35 @@ def demo_bundle(
 
     Returns:
         The opened :class:`~spacerini.bundle.Bundle`.
+
+    Raises:
+        BundleError: The folder holds a bundle of another corpus (it is neither served as the
+            demo nor replaced by it).
     """
     from spacerini.bundle import build_bundle, open_bundle
     from spacerini.corpus.default import python_source_corpus
 
     path = Path(out).expanduser() if out else default_demo_path()
     backends = available_demo_backends()
-    if path.exists() and not rebuild:
+    if path.exists():
         try:
             bundle = open_bundle(path)
         except BundleError as exc:
             logger.warning("rebuilding the demo bundle: %s", exc)
         else:
-            if set(backends) <= set(bundle.backends):
+            source = bundle.manifest.get("source")
+            what = source.get("source") if isinstance(source, dict) else None
+            if what != DEMO_SOURCE:
+                bundle.close()
+                raise BundleError(
+                    f"{path} holds a bundle of another corpus ({what or 'unknown source'}), not the demo bundle: "
+                    "choose another --out (the demo neither serves nor replaces it)"
+                )
+            if not rebuild and set(backends) <= set(bundle.backends):
                 return bundle
-            logger.info("rebuilding the demo bundle to add %s", ", ".join(sorted(set(backends) - set(bundle.backends))))
+            bundle.close()
+            if not rebuild:
+                logger.info("rebuilding the demo bundle to add %s", ", ".join(sorted(set(backends) - set(bundle.backends))))
     kwargs = {"progress": progress}
     if max_bytes is not None:
         kwargs["max_bytes"] = max_bytes

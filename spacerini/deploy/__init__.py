@@ -176,6 +176,13 @@ def _yaml_str(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _json_str(value: str) -> str:
+    """A JSON string literal, which is also a Python string literal (for app.py)."""
+    import json
+
+    return json.dumps(value)
+
+
 def render_space(
     bundle_path: str | os.PathLike[str] | Bundle | Sequence[str | os.PathLike[str] | Bundle],
     out_dir: str | os.PathLike[str],
@@ -224,7 +231,8 @@ def render_space(
         colors: ``(colorFrom, colorTo)`` of the Space card.
         space_id: ``OWNER/NAME`` of the Space, used in the README's client example.
         overwrite: Replace an existing ``out_dir``.
-        names: ``{bundle as given: corpus name}`` for several bundles (default: folder names).
+        names: ``{bundle as given: corpus name}`` (default: folder names, as ``spacerini serve``
+            names them).
         sdk: ``"gradio"`` (default) or ``"docker"``.
 
     Returns:
@@ -243,7 +251,9 @@ def render_space(
     if not given:
         raise DeployError("no bundle given: name at least one bundle folder")
     bundles = [_opened(b) for b in given]
-    corpus_names = _corpus_names(given, bundles, names) if len(bundles) > 1 else []
+    # A single bundle is named too, as `spacerini serve BUNDLE [--name BUNDLE=LABEL]` names it: a
+    # client's corpus= and the page's title are the same on the Space as on the local server.
+    corpus_names = _corpus_names(given, bundles, names)
     out = Path(out_dir).expanduser().resolve()
     if bundle_repo is not None:
         if len(bundles) > 1:
@@ -283,7 +293,7 @@ def render_space(
             "gradio is not installed, so the Space's sdk_version is unknown: pip install gradio"
         )
     python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    name = title or (bundles[0].path.name if len(bundles) == 1 else " · ".join(corpus_names))
+    name = title or (bundles[0].path.name if len(bundles) == 1 and not names else " · ".join(corpus_names))
     wheel = None if spacerini_requirement else spacerini_wheel()
     values = {
         "title": _yaml_str(name[:60]),
@@ -313,6 +323,7 @@ def render_space(
         "redaction": "on" if redact_pii else "off",
         "bundle_repo": bundle_repo or "",  # checked by check_repo_id: no quotes or backslashes
         "redact_pii": str(bool(redact_pii)),
+        "corpus_name": _json_str(corpus_names[0]),
         "requirements": "\n".join(pinned_requirements(spacerini_requirement=spacerini_requirement)),
         "image": re.sub(r"[^a-z0-9._-]+", "-", (space_id or bundles[0].path.name).lower()).strip("-._") or "spacerini",
         "wheel_install": (
@@ -353,7 +364,7 @@ def render_space(
 
 
 def _corpus_names(given: Sequence[Any], bundles: Sequence[Bundle], names: Mapping[str, str] | None) -> list[str]:
-    """The corpus names of a Space over several bundles, as :func:`spacerini.open_bundles` gives them."""
+    """The corpus names of a Space's bundles, as :func:`spacerini.open_bundles` gives them."""
     from spacerini.corpora import default_name, parse_names, unique_names
 
     keys = [str(b.path) if isinstance(g, Bundle) else str(g) for g, b in zip(given, bundles, strict=True)]
