@@ -167,13 +167,14 @@ def follow_hub_bundle(
         while not done.wait(interval):
             try:
                 newest = Path(resolve(spec))
+                if newest != current:
+                    logger.info("%s: new revision at %s", spec, newest)
+                    point(link, newest)
+                    current = newest
             except BundleNotFoundError as exc:  # offline for a while: keep serving what we have
                 logger.warning("cannot check %s for a new revision: %s", spec, exc)
-                continue
-            if newest != current:
-                logger.info("%s: new revision at %s", spec, newest)
-                point(link, newest)
-                current = newest
+            except Exception:  # noqa: BLE001 - the thread must live on: a revision with an opt-out may come next
+                logger.exception("following %s failed this time; trying again in %.0f s", spec, interval)
 
     threading.Thread(target=watch, name="spacerini-hub-follow", daemon=True).start()
     return link

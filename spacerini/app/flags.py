@@ -124,7 +124,9 @@ def default_flags_path(bundle_path: Path, destination: Destination | None = None
     explicit = os.environ.get("SPACERINI_FLAGS")
     if explicit:
         return Path(explicit).expanduser()
-    tag = hashlib.sha1(str(Path(bundle_path).resolve()).encode()).hexdigest()[:10]
+    # The path as given, links not followed: a Space's followed Hub bundle is a link that moves
+    # to each revision's snapshot, and its reports must stay in one file (see default_requests_path).
+    tag = hashlib.sha1(os.path.abspath(Path(bundle_path).expanduser()).encode()).hexdigest()[:10]
     name = f"{Path(bundle_path).name}-{tag}.jsonl"
     if destination is not None:
         return destination.folder / "flags" / name

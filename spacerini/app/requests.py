@@ -61,7 +61,9 @@ def default_requests_path(bundle_path: Path, destination: Destination | None = N
     explicit = os.environ.get("SPACERINI_OPTOUT_REQUESTS")
     if explicit:
         return Path(explicit).expanduser()
-    bundle = Path(bundle_path).resolve()
+    # Not resolve(): a Space serves a followed Hub bundle through a link that moves to each new
+    # revision's snapshot, and the store must stay one file across revisions (and out of the cache).
+    bundle = Path(os.path.abspath(Path(bundle_path).expanduser()))
     if destination is not None:
         return destination.folder / "optout-requests" / f"{bundle.name}.jsonl"
     return bundle.parent / f"{bundle.name}.optout-requests.jsonl"
