@@ -215,6 +215,7 @@ class Service:
             RateLimiter(REQUESTS_PER_WINDOW, RATE_WINDOW_S, what="opt-out requests from everyone"),
         )
         self._stats: Stats | None = None
+        self._stats_key: Any = None
         # docid -> (fields, meta) as shown: redacted when redact_pii is set. Shared by every
         # answer, so the values are treated as read-only.
         self._display = LRUCache(DISPLAY_CACHE_DOCS)
@@ -301,12 +302,12 @@ class Service:
 
     def _shown(self, snap: Any, docid: str, fields: Mapping[str, Any], meta: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
         """A document's display fields and provenance, redacted when asked (cached per generation)."""
-        return self._display.get_or_make((_generation(snap), docid), lambda: self._redacted(fields, meta))
+        return self._display.get_or_make((_cache_key(snap), docid), lambda: self._redacted(fields, meta))
 
     def _display_text(self, snap: Any) -> Callable[[Any], str]:
         """The text snippets are cut from: the document's, PII redacted (cached per generation)."""
-        generation = _generation(snap)
-        return lambda doc: self._texts.get_or_make((generation, doc.id), lambda: redacted_text(doc.text))
+        key = _cache_key(snap)
+        return lambda doc: self._texts.get_or_make((key, doc.id), lambda: redacted_text(doc.text))
 
     def _meta(self, snap: Any, docid: str) -> dict[str, Any]:
         def make() -> tuple[dict[str, Any], dict[str, Any]]:
@@ -314,7 +315,7 @@ class Service:
             return self._redacted(doc.fields, doc.meta)
 
         try:
-            return dict(self._display.get_or_make((_generation(snap), docid), make)[1])
+            return dict(self._display.get_or_make((_cache_key(snap), docid), make)[1])
         except KeyError:
             return {}
 
@@ -554,7 +555,7 @@ class Service:
 
         def answer(snap: Any) -> Stats:
             cached = self._stats
-            if cached is not None and cached.generation == _generation(snap):
+            if cached is not None and self._stats_key == _cache_key(snap):
                 return cached
             manifest = snap.manifest
             counts = manifest.get("counts", {})
@@ -567,6 +568,7 @@ class Service:
                     licence, language = licence_and_language(meta, fields)
                     licences[licence] += 1
                     languages[language] += 1
+            self._stats_key = _cache_key(snap)
             stats = self._stats = Stats(
                 generation=_generation(snap),
                 docs=len(snap),
@@ -587,6 +589,13 @@ class Service:
 
 def _generation(snap: Any) -> int:
     return int(getattr(snap, "generation", 1))
+
+
+def _cache_key(snap: Any) -> tuple[int, Any]:
+    """What the service's caches are keyed by: the generation and the manifest file's identity
+    (a Space following a Hub bundle can switch to a revision built elsewhere that has the same
+    generation number; its documents must not be shown from the old one's cache)."""
+    return _generation(snap), getattr(snap, "key", None)
 
 
 def _redacted_source(source: Any) -> Any:

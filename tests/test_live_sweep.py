@@ -98,3 +98,29 @@ def test_a_stale_generation_error_names_no_folder_of_the_server(tmp_path: Path) 
         assert "changed while it was being read" in line and str(tmp_path) not in line, line
     finally:
         bundle.close()
+
+
+def test_caches_follow_a_revision_with_the_same_generation_number(tmp_path: Path) -> None:
+    """A Space following a Hub bundle can switch to a revision built elsewhere, whose generation
+    number is the same: the stats, display fields and snippet texts were cached by that number
+    and kept showing the old revision's."""
+    import shutil
+
+    from spacerini.bundle import build_bundle, open_bundle
+    from spacerini.records import Doc
+    from spacerini.service import Service
+
+    path = tmp_path / "b"
+    build_bundle([Doc(id="d1", text="old secret text", fields={"title": "Old title"})], path, backends=["bm25", "exact"], progress=False).close()
+    with open_bundle(path) as bundle:
+        svc = Service(bundle, flags_path=tmp_path / "flags.jsonl")
+        before = svc.search("text")
+        assert svc.stats()["docs"] == 1 and before.hits[0].fields["title"] == "Old title"
+        shutil.rmtree(path)
+        docs = [Doc(id="d1", text="new text", fields={"title": "New title"}), Doc(id="d2", text="more text")]
+        build_bundle(docs, path, backends=["bm25", "exact"], progress=False).close()
+        assert bundle.reload() and bundle.generation == 1  # the same number, another revision
+        after = svc.search("text")
+        assert svc.stats()["docs"] == 2
+        assert {h.docid: h.fields.get("title") for h in after.hits} == {"d1": "New title", "d2": None}
+        assert all("secret" not in h.snippet for h in after.hits)

@@ -550,12 +550,12 @@ def _stats_panel(gr: Any, svc: Service, suffix: str) -> tuple[list[Any], Callabl
     """
     from spacerini.audit import plots
 
-    rendered: dict[int, list[Any]] = {}  # generation -> values (the charts are drawn once)
+    rendered: dict[str, Any] = {}  # the values for the stats record in use (the charts are drawn once)
 
     def values() -> list[Any]:
-        s = svc.stats()
-        if s["generation"] in rendered:
-            return rendered[s["generation"]]
+        s = svc.stats()  # one record per bundle revision, kept by the service
+        if rendered.get("for") is s:
+            return rendered["values"]
         charts = []
         for key, title in (("licences", "Licences"), ("languages", "Languages")):
             fig = plots.bar_chart(title, [(str(k), int(v)) for k, v in s[key]])
@@ -572,8 +572,7 @@ def _stats_panel(gr: Any, svc: Service, suffix: str) -> tuple[list[Any], Callabl
             gr.update(visible=bool(s["audit_log"])),
             s["audit_log"] or None,
         ]
-        rendered.clear()
-        rendered[s["generation"]] = out
+        rendered.update({"for": s, "values": out})
         return out
 
     first = values()
