@@ -59,7 +59,8 @@ def parse_names(items: Sequence[str], paths: Sequence[str | os.PathLike[str]]) -
     ``B`` is matched against the bundle arguments as given, or against their folder name.
 
     Raises:
-        UsageError: An item without ``=``, a ``B`` that names no bundle, or a bad label.
+        UsageError: An item without ``=``, a ``B`` that names no bundle or one named twice, or a
+            bad label.
     """
     out: dict[str, str] = {}
     given = [str(p) for p in paths]
@@ -70,6 +71,8 @@ def parse_names(items: Sequence[str], paths: Sequence[str | os.PathLike[str]]) -
         matches = [p for p in given if p == key or Path(p).name == key or Path(p).resolve() == Path(key).resolve()]
         if not matches:
             raise UsageError(f"--name {item!r}: {key!r} is not one of the bundles given ({', '.join(given)})")
+        if matches[0] in out:  # the second would silently win
+            raise UsageError(f"--name {item!r}: {key!r} is named twice; give one --name per bundle")
         out[matches[0]] = check_name(label)
     return out
 

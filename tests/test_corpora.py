@@ -101,6 +101,8 @@ def test_names_and_errors(corpora_paths: dict[str, Path]) -> None:
         parse_names(["b"], paths)
     with pytest.raises(UsageError, match="is not one of the bundles"):
         parse_names(["c=x"], paths)
+    with pytest.raises(UsageError, match="named twice"):  # the second used to win silently
+        parse_names(["b=X", "b=Y"], paths)
 
 
 def test_an_optout_changes_only_its_corpus(tmp_path: Path) -> None:
