@@ -1209,11 +1209,6 @@ def model_membership(
     from spacerini.model.membership import MAX_SCORED_CHARS, exact_answer, read_text_or_file, score_text
 
     text = read_text_or_file(source)
-    if max_tokens is None and len(text) > MAX_SCORED_CHARS:
-        raise QueryError(
-            f"the text has {len(text):,} characters, more than the {MAX_SCORED_CHARS:,} scored at once "
-            "(minutes of CPU per million); pass --max-tokens N to score its beginning, or split it"
-        )
     service = None
     if bundle_path is not None:
         from spacerini.bundle import open_bundle
@@ -1221,6 +1216,11 @@ def model_membership(
         service = _service(open_bundle(bundle_path))  # opened first: a bad bundle fails before the model loads
     # the exact answer first: text the bundle refuses (too long) fails at once, not after scoring
     exact = exact_answer(service, text) if service is not None else None
+    if max_tokens is None and len(text) > MAX_SCORED_CHARS:
+        raise QueryError(
+            f"the text has {len(text):,} characters, more than the {MAX_SCORED_CHARS:,} scored at once "
+            "(some 15 s of CPU per 100,000 on 2 cores); pass --max-tokens N to score its beginning, or split it"
+        )
     scores = score_text(text, model=model_name, k=k, max_tokens=max_tokens, device=device, progress=_progress())
     if as_json:
         _echo_json({"scores": scores, "member_scores": scores.oriented(), "exact": exact})

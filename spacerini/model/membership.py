@@ -60,6 +60,9 @@ DEFAULT_K = 0.2
 METHODS = ("loss", "zlib", "min_k", "min_k_plus_plus")
 #: Floor of ``sigma_t`` in Min-K%++ (a next-token distribution with all mass on one token).
 SIGMA_FLOOR = 1e-6
+#: Longest text ``spacerini model membership`` scores whole (without ``--max-tokens``): about
+#: 300k tokens, minutes on a CPU. A 20 MB file would take an hour and gigabytes to tokenize.
+MAX_SCORED_CHARS = 1_000_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -231,7 +234,7 @@ def token_stats(
     seqs: list[list[int]] = []
     for i, text in enumerate(texts):
         which = "the text" if len(texts) == 1 else f"text {i}"
-        ids = tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"][:max_tokens]
+        ids = head_ids(tokenizer, text, max_tokens)
         if not ids:
             raise QueryError(f"{which} has no tokens to score")
         seqs.append(([start] if start is not None else []) + list(ids))
@@ -247,7 +250,7 @@ def token_stats(
     sigma = [np.zeros(n, dtype=np.float64) for n in n_out]
     dev = next(lm.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    bar = tqdm(total=len(jobs), desc="score", unit="window", disable=not progress)
+    bar = tqdm(total=len(jobs), desc="score", unit="window", disable=not progress or len(jobs) <= batch_size)
     with torch.inference_mode():
         for b in range(0, len(jobs), batch_size):
             batch = jobs[b : b + batch_size]
@@ -274,6 +277,35 @@ def token_stats(
     return [
         TokenStats(np.asarray(seq[first_target:], dtype=np.int64), logp[t], mu[t], sigma[t]) for t, seq in enumerate(seqs)
     ]
+
+
+def head_ids(tokenizer: Any, text: str, max_tokens: int | None) -> list[int]:
+    """The first ``max_tokens`` token ids of ``text`` (all of them for None), as tokenizing the
+    whole text gives them, without tokenizing all of a long text.
+
+    A growing head of the text is tokenized; its tokens that end before the second-to-last
+    piece of the pre-tokenizer are those of the whole text (BPE merges within a piece, and
+    only the pieces that reach the cut depend on what follows it).
+    """
+
+    def encode(part: str) -> list[int]:
+        return tokenizer(part, add_special_tokens=False, verbose=False)["input_ids"]
+
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    pre = getattr(backend, "pre_tokenizer", None)
+    if max_tokens is None or pre is None or backend.normalizer is not None:
+        return encode(text)[:max_tokens]
+    chars = max(256, 8 * max_tokens)
+    while chars < len(text):
+        head = text[:chars]
+        pieces = pre.pre_tokenize_str(head)
+        if len(pieces) >= 3:
+            safe = pieces[-2][1][0]
+            enc = backend.encode(head[:safe], add_special_tokens=False)
+            if len(enc.ids) >= max_tokens:
+                return list(enc.ids[:max_tokens])
+        chars *= 2
+    return encode(text)[:max_tokens]
 
 
 def score_texts(

@@ -15,7 +15,10 @@ where the per-tensor loop, whose many small operations suffer most from busy cor
 
 A run started again with ``resume=True`` continues from the last checkpoint: the data stream
 is a function of the seed, so the sequences already seen are skipped and the step counter,
-the learning-rate schedule and the optimizer state continue where they were. The finished
+the learning-rate schedule and the optimizer state continue where they were. Ctrl-C (or
+SIGTERM under the CLI) writes a checkpoint of the steps completed before it stops (the last
+one stays when it lands inside an optimizer update), and a checkpoint or the finished model is
+written beside its destination and moved in, so no weights file is ever half-written. The finished
 model (config, weights, tokenizer, generation config) is saved in ``OUT`` itself, in the
 layout that ``AutoModelForCausalLM.from_pretrained(OUT)`` reads.
 """
@@ -359,6 +362,14 @@ def _load_pretrained(folder: Path, *, seq_len: int) -> tuple[Any, Any]:
     return tokenizer, model
 
 
+def _check_out_outside_bundle(out: Path, bundle_path: str | os.PathLike[str]) -> None:
+    """Refuses an output folder that is the bundle or inside it: the model, tokenizer and
+    checkpoints would be written among the bundle's files (and shipped with it)."""
+    out_r, bundle_r = out.resolve(), Path(bundle_path).expanduser().resolve()
+    if out_r == bundle_r or bundle_r in out_r.parents:
+        raise TrainingError(f"{out}: the output folder is inside the bundle {bundle_path}; choose a folder outside it")
+
+
 def _checkpoints(out: Path) -> list[Path]:
     folder = out / CHECKPOINTS
     if not folder.is_dir():
@@ -572,11 +583,16 @@ def train(
     from spacerini.bundle import open_bundle
     from spacerini.model.device import choose_device
 
-    if steps < 1 or batch_size < 1 or seq_len < 8 or lr <= 0 or checkpoint_every < 1:
-        raise TrainingError("steps, batch_size and checkpoint_every must be >= 1, seq_len >= 8 and lr > 0")
+    if steps < 1 or batch_size < 1 or seq_len < 8 or not 0 < lr < math.inf or checkpoint_every < 1:
+        raise TrainingError(
+            f"steps, batch_size and checkpoint_every must be >= 1, seq_len >= 8 and lr a number > 0 (lr is {lr!r})"
+        )
     if not (0 <= fim_rate <= 1 and 0 <= spm_rate <= 1 and 0 < doc_fraction <= 1):
         raise TrainingError("fim_rate and spm_rate must be in [0, 1] and doc_fraction in (0, 1]")
+    if time_limit is not None and not 0 <= time_limit <= math.inf:
+        raise TrainingError(f"time_limit must be a number of seconds >= 0, not {time_limit!r}")
     bundle = open_bundle(bundle_path)
+    _check_out_outside_bundle(Path(out_dir).expanduser(), bundle.path)
     if threads:
         torch.set_num_threads(threads)
     dev = choose_device(device)
@@ -632,73 +648,98 @@ def train(
     bar = tqdm(total=steps, initial=start_step, desc="train", unit="step", disable=not progress)
     t0 = time.perf_counter()
     step = start_step
-    state: dict[str, Any] = {}
     last_ckpt = resumed_from
     tokens_this_run = 0
     tuner = ThreadTuner(torch.get_num_threads()) if adapt_threads and dev.type == "cpu" else None
-    while step < steps:
-        if tuner is not None:
-            n_threads = tuner.threads_for_next_step()
-            torch.set_num_threads(n_threads)
-            step_t0 = time.perf_counter()
-        batch = torch.from_numpy(np.stack([next(stream) for _ in range(batch_size)])).to(dev)
-        labels = batch.masked_fill(batch == pad_id, -100)
-        step_lr = (
-            lr_at(step, lr=lr, steps=steps, warmup_steps=warmup)
-            if lr_schedule is None
-            else float(lr_schedule(step, time.perf_counter() - t0))
-        )
-        for group in optimizer.param_groups:
-            group["lr"] = step_lr
-        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
-            loss = model(input_ids=batch, labels=labels).loss
-        if not torch.isfinite(loss):
-            raise TrainingError(f"loss became {loss.item()} at step {step + 1}: lower the learning rate")
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        if tuner is not None:
-            tuner.record(n_threads, time.perf_counter() - step_t0)
-        step += 1
-        tokens_this_run += batch.numel()
-        losses.append(round(float(loss.item()), 4))
-        bar.update(1)
-        bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
-        out_of_time = time_limit is not None and time.perf_counter() - t0 >= time_limit
-        if step % checkpoint_every == 0 or step == steps or out_of_time:
-            state = {
-                "step": step,
-                "steps": steps,
-                "seed": seed,
-                "batch_size": batch_size,
-                "seq_len": seq_len,
-                "doc_fraction": doc_fraction,
-                "fixed_sample": fixed_sample,
-                "sequence_shuffle": sequence_shuffle,
-                "lr": lr,
-                "losses": losses,
-                "train_seconds": round(seconds_before + time.perf_counter() - t0, 2),
-                "config": model.config.to_diff_dict() if hasattr(model.config, "to_diff_dict") else {},
-            }
-            last_ckpt = str(_save_checkpoint(out, model, optimizer, state, keep=keep_checkpoints))
-            elapsed = time.perf_counter() - t0
-            logger.info(
-                "step %d: loss %.3f (mean of the last 50: %.3f), lr %.2e, %.0f tokens/s",
-                step, losses[-1], sum(losses[-50:]) / len(losses[-50:]), optimizer.param_groups[0]["lr"],
-                tokens_this_run / elapsed if elapsed > 0 else float("nan"),
+
+    def checkpoint() -> str:
+        state = {
+            "step": step,
+            "steps": steps,
+            "seed": seed,
+            "batch_size": batch_size,
+            "seq_len": seq_len,
+            "doc_fraction": doc_fraction,
+            "fixed_sample": fixed_sample,
+            "sequence_shuffle": sequence_shuffle,
+            "lr": lr,
+            "losses": losses,
+            "train_seconds": round(seconds_before + time.perf_counter() - t0, 2),
+            "config": model.config.to_diff_dict() if hasattr(model.config, "to_diff_dict") else {},
+        }
+        return str(_save_checkpoint(out, model, optimizer, state, keep=keep_checkpoints))
+
+    # Ctrl-C (or SIGTERM, which the CLI raises as KeyboardInterrupt) writes a checkpoint of the
+    # steps completed, unless it arrived inside an optimizer update; then the last one stays.
+    consistent = True
+    try:
+        while step < steps:
+            if tuner is not None:
+                n_threads = tuner.threads_for_next_step()
+                torch.set_num_threads(n_threads)
+                step_t0 = time.perf_counter()
+            batch = torch.from_numpy(np.stack([next(stream) for _ in range(batch_size)])).to(dev)
+            labels = batch.masked_fill(batch == pad_id, -100)
+            step_lr = (
+                lr_at(step, lr=lr, steps=steps, warmup_steps=warmup)
+                if lr_schedule is None
+                else float(lr_schedule(step, time.perf_counter() - t0))
             )
-        if out_of_time:
-            logger.warning("stopping at step %d: time limit of %.0f s reached", step, time_limit)
-            break
+            for group in optimizer.param_groups:
+                group["lr"] = step_lr
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=use_amp):
+                loss = model(input_ids=batch, labels=labels).loss
+            if not torch.isfinite(loss):
+                raise TrainingError(f"loss became {loss.item()} at step {step + 1}: lower the learning rate")
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            consistent = False  # until the step is counted: a checkpoint now would hold a half-applied update
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            if tuner is not None:
+                tuner.record(n_threads, time.perf_counter() - step_t0)
+            step += 1
+            tokens_this_run += batch.numel()
+            losses.append(round(float(loss.item()), 4))
+            consistent = True
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", lr=f"{optimizer.param_groups[0]['lr']:.2e}")
+            out_of_time = time_limit is not None and time.perf_counter() - t0 >= time_limit
+            if step % checkpoint_every == 0 or step == steps or out_of_time:
+                last_ckpt = checkpoint()
+                elapsed = time.perf_counter() - t0
+                logger.info(
+                    "step %d: loss %.3f (mean of the last 50: %.3f), lr %.2e, %.0f tokens/s",
+                    step, losses[-1], sum(losses[-50:]) / len(losses[-50:]), optimizer.param_groups[0]["lr"],
+                    tokens_this_run / elapsed if elapsed > 0 else float("nan"),
+                )
+            if out_of_time:
+                logger.warning("stopping at step %d: time limit of %.0f s reached", step, time_limit)
+                break
+    except KeyboardInterrupt:
+        bar.close()
+        done = last_ckpt is not None and Path(last_ckpt).name == f"step-{step:07d}"
+        if consistent and step > start_step and not done:
+            written = checkpoint()  # a second Ctrl-C stops this too: the earlier checkpoint stays
+            logger.warning("interrupted at step %d: checkpoint %s written; run again to resume", step, written)
+        else:
+            logger.warning("interrupted at step %d; the last checkpoint is %s", step, last_ckpt)
+        raise
     bar.close()
     seconds = time.perf_counter() - t0
 
     model.eval()
-    model.save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
+    # Written beside OUT's files and moved in one by one: an interrupted save leaves no
+    # half-written weights file (each file is either the old one or the new one).
+    staging = out / ".final.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    model.save_pretrained(str(staging))
+    tokenizer.save_pretrained(str(staging))
     eos = tokenizer.convert_tokens_to_ids(EOS)
-    GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos).save_pretrained(str(out))
+    GenerationConfig(bos_token_id=eos, eos_token_id=eos, pad_token_id=eos).save_pretrained(str(staging))
+    for item in sorted(staging.iterdir(), key=lambda p: p.name == "model.safetensors"):
+        os.replace(item, out / item.name)
+    staging.rmdir()
     fed = ledger.fed(step * batch_size)
     docids = list(dict.fromkeys(docid for _, docid in fed))
     docs_sha256 = write_training_docs(out / TRAINING_DOCS, docids)
@@ -749,6 +790,8 @@ def train(
             "rule": "every document with at least one token in a sequence of the steps taken",
         },
     }
-    (out / "training_report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    report_tmp = out / "training_report.json.tmp"
+    report_tmp.write_text(json.dumps(report, indent=1), encoding="utf-8")
+    os.replace(report_tmp, out / "training_report.json")
     logger.info("trained to step %d in %.1f s (loss %.3f)", step, seconds, report["final_loss"] or float("nan"))
     return report
