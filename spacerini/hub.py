@@ -127,6 +127,33 @@ def point(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
+def forget_revision(snapshot: str | os.PathLike[str]) -> bool:
+    """Deletes a revision of a Hub bundle from the Hugging Face cache: its snapshot and the blobs
+    no other revision uses (``huggingface_hub``'s own cache cleaning). A path outside the cache (a
+    local folder) is left alone. Never raises: a failure is logged.
+
+    Returns:
+        True when the revision was deleted.
+    """
+    parts = Path(snapshot).parts
+    marks = [i for i, part in enumerate(parts) if part == "snapshots"]
+    if not marks or marks[-1] + 1 >= len(parts):
+        return False
+    repo_dir = Path(*parts[: marks[-1]])
+    if not repo_dir.name.startswith(("datasets--", "models--", "spaces--")):
+        return False
+    try:
+        from huggingface_hub import scan_cache_dir
+
+        strategy = scan_cache_dir(repo_dir.parent).delete_revisions(parts[marks[-1] + 1])
+        strategy.execute()
+    except Exception as exc:  # noqa: BLE001 - a cache that cannot be cleaned must not stop serving
+        logger.warning("could not delete the replaced revision %s from the cache: %s", snapshot, one_line(exc))
+        return False
+    logger.info("deleted the replaced revision %s from the cache (%s freed)", snapshot, strategy.expected_freed_size_str)
+    return True
+
+
 def follow_hub_bundle(
     spec: str,
     link: str | os.PathLike[str],
@@ -134,6 +161,7 @@ def follow_hub_bundle(
     interval: float = 300.0,
     stop: threading.Event | None = None,
     resolve: Callable[[str], Path] = resolve_hf_bundle,
+    forget_after: float | None = None,
 ) -> Path:
     """Keeps ``link`` pointing at the newest revision of a Hub bundle, for a Space that serves it.
 
@@ -142,7 +170,9 @@ def follow_hub_bundle(
     rebuild), downloads it and repoints ``link`` atomically. A :class:`~spacerini.bundle.Bundle`
     opened at ``link`` notices the new manifest within its reload interval and switches every
     backend at once, as it does when a bundle on disk is rebuilt; answers in flight finish on the
-    old revision, whose files stay in the Hub cache.
+    old revision. Once no answer can still be reading it (``forget_after`` seconds: twice the
+    bundle's grace period), the old revision is deleted from the Hugging Face cache
+    (:func:`forget_revision`): it holds the documents an opt-out removed.
 
     Args:
         spec: ``hf:OWNER/NAME`` (no ``@REVISION``: a pinned revision never changes).
@@ -150,6 +180,8 @@ def follow_hub_bundle(
         interval: Seconds between checks.
         stop: Set it to end the thread.
         resolve: Downloads a spec to a local folder (tests pass a stand-in).
+        forget_after: Seconds after a switch before the old revision leaves the cache (default:
+            twice :data:`spacerini.bundle.open.RETIRE_SECONDS`, plus 5).
 
     Returns:
         ``link``.
@@ -161,6 +193,10 @@ def follow_hub_bundle(
     current = Path(resolve(spec))
     point(link, current)
     done = stop or threading.Event()
+    if forget_after is None:
+        from spacerini.bundle.open import RETIRE_SECONDS
+
+        forget_after = 2 * RETIRE_SECONDS + 5
 
     def watch() -> None:
         nonlocal current
@@ -170,7 +206,11 @@ def follow_hub_bundle(
                 if newest != current:
                     logger.info("%s: new revision at %s", spec, newest)
                     point(link, newest)
-                    current = newest
+                    old, current = current, newest
+                    timer = threading.Timer(forget_after, forget_revision, args=(old,))
+                    timer.daemon = True
+                    timer.name = "spacerini-hub-forget"
+                    timer.start()
             except BundleNotFoundError as exc:  # offline for a while: keep serving what we have
                 logger.warning("cannot check %s for a new revision: %s", spec, exc)
             except Exception:  # noqa: BLE001 - the thread must live on: a revision with an opt-out may come next

@@ -67,3 +67,58 @@ def test_following_survives_a_failed_check_and_stores_stay_one_file_across_revis
         assert stores[0] == tmp_path / "live.optout-requests.jsonl"
     finally:
         stop.set()
+
+
+def _cache_revision(hub_dir: Path, repo_id: str, bundle: Path, sha: str) -> Path:
+    """Puts ``bundle`` in a Hugging Face cache as a download leaves it: each file a blob named by
+    its hash, linked from ``snapshots/SHA/``; ``refs/main`` names the revision."""
+    import hashlib
+    import os
+
+    repo = hub_dir / f"datasets--{repo_id.replace('/', '--')}"
+    (repo / "blobs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs").mkdir(exist_ok=True)
+    snapshot = repo / "snapshots" / sha
+    for file in sorted(p for p in bundle.rglob("*") if p.is_file()):
+        data = file.read_bytes()
+        blob = repo / "blobs" / hashlib.sha256(data).hexdigest()
+        blob.write_bytes(data)
+        target = snapshot / file.relative_to(bundle)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.symlink(os.path.relpath(blob, target.parent), target)
+    (repo / "refs" / "main").write_text(sha)
+    return snapshot
+
+
+def test_a_replaced_revision_leaves_the_cache_with_the_documents_it_held(tmp_path: Path) -> None:
+    """The Space's Hub cache kept every replaced revision, with the documents an opt-out removed."""
+    cache = tmp_path / "hub"
+    docs = [Doc(id=f"d{i}", text=f"shared text {i}") for i in range(3)]
+    first = build_bundle([*docs, Doc(id="gone", text="removed by an opt-out zanzibar")], tmp_path / "rev1", progress=False).path
+    second = build_bundle(docs, tmp_path / "rev2", progress=False).path
+    old = _cache_revision(cache, "me/b", first, "a" * 40)
+    answers = [old]
+
+    def resolve(spec: str) -> Path:
+        return answers[-1]
+
+    stop = threading.Event()
+    try:
+        link = follow_hub_bundle("hf:me/b", tmp_path / "live", interval=0.05, stop=stop, resolve=resolve, forget_after=0.2)
+        live = open_bundle(link)
+        assert [h.docid for h in live.search("zanzibar")] == ["gone"]
+        answers.append(_cache_revision(cache, "me/b", second, "b" * 40))
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and old.exists():
+            time.sleep(0.05)
+        assert not old.exists() and link.resolve() == answers[-1].resolve()
+        blobs = [p.read_bytes() for p in (cache / "datasets--me--b" / "blobs").iterdir()]
+        assert blobs and not any(b"zanzibar" in data for data in blobs)  # only the old revision held it
+        live.reload()  # (a call switches within RELOAD_SECONDS; the old revision left the cache sooner here)
+        assert live.search("zanzibar") == [] and len(live.search("shared")) == 3
+    finally:
+        stop.set()
+    from spacerini.hub import forget_revision
+
+    assert forget_revision(first) is False  # a folder outside the cache is never touched
+    assert first.is_dir()
