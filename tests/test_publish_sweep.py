@@ -434,3 +434,17 @@ def test_an_optout_names_the_published_copies_that_still_hold_the_documents(
     with open_bundle(path) as now:
         assert stale_copies(path, now.generation) == [f"spacerini deploy {path} --space me/s"]
     optout(path, owners=["bob"], progress=False)  # the Python API says it too (a warning), and it still works
+
+
+def test_a_bundle_from_the_hub_cache_gets_no_copies_record_inside_the_cache(tmp_path: Path) -> None:
+    """A record beside a bundle opened as hf:NAME would land in the cache's snapshots/ folder."""
+    from spacerini.bundle.copies import read_copies, record_copy
+
+    snapshot = tmp_path / "hub" / "datasets--me--b" / "snapshots" / ("a" * 40)
+    snapshot.mkdir(parents=True)
+    record_copy(snapshot, "dataset", "me/other", 3)
+    assert list(snapshot.parent.iterdir()) == [snapshot] and read_copies(snapshot) == []
+    plain = tmp_path / "b"
+    plain.mkdir()
+    record_copy(plain, "dataset", "me/other", 3)
+    assert [e["repo_id"] for e in read_copies(plain)] == ["me/other"]

@@ -40,7 +40,11 @@ def read_copies(bundle: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 def record_copy(bundle: str | os.PathLike[str], kind: str, repo_id: str, generation: int) -> None:
     """Records that generation ``generation`` of the bundle was sent to ``repo_id`` (best effort:
-    a folder that cannot be written only loses the reminder, which is logged)."""
+    a folder that cannot be written only loses the reminder, which is logged). A bundle opened
+    from the Hugging Face cache (``hf:NAME``) gets no record: a file in the cache's ``snapshots/``
+    folder would make ``huggingface_hub`` see the cache as corrupt."""
+    if _in_hub_cache(bundle):
+        return
     entries = [e for e in read_copies(bundle) if (e["kind"], e["repo_id"]) != (kind, repo_id)]
     entries.append({
         "kind": kind, "repo_id": repo_id, "generation": int(generation),
@@ -54,6 +58,14 @@ def record_copy(bundle: str | os.PathLike[str], kind: str, repo_id: str, generat
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         logger.warning("could not record where %s was published (%s): an opt-out will not remind you of it", bundle, exc)
+
+
+def _in_hub_cache(bundle: str | os.PathLike[str]) -> bool:
+    parts = Path(bundle).expanduser().resolve().parts
+    return any(
+        part == "snapshots" and i > 0 and parts[i - 1].startswith(("datasets--", "models--", "spaces--"))
+        for i, part in enumerate(parts)
+    )
 
 
 def stale_copies(bundle: str | os.PathLike[str], generation: int) -> list[str]:
