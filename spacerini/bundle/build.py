@@ -177,8 +177,9 @@ def _build_locked(
     generation = _previous_generation(out_path) + 1
     from spacerini.bundle.optout import EarlierOptouts, optout_key_path
 
-    # A rebuild over an existing bundle never brings back what its opt-outs removed.
-    earlier = EarlierOptouts.of(out_path)
+    # A rebuild over an existing bundle never brings back what its opt-outs removed. An opt-out's
+    # own rebuild reads the bundle's docstore, which they have already left (and writes the log).
+    earlier = None if isinstance(source, _StoredDocs) else EarlierOptouts.of(out_path)
     if earlier is not None and earlier.owners_unmatched:
         logger.warning(
             "%s: earlier opt-outs named owners, but their key (%s) is gone: the documents they removed stay out, "

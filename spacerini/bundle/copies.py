@@ -23,8 +23,9 @@ _COMMANDS = {"dataset": "spacerini push {bundle} --repo {repo}", "space": "space
 
 def copies_path(bundle: str | os.PathLike[str]) -> Path:
     """``.NAME.published.json`` beside the bundle."""
-    root = Path(bundle).expanduser().resolve()
-    return root.parent / f".{root.name}.published.json"
+    from spacerini.bundle.publish import beside
+
+    return beside(bundle, "published.json")
 
 
 def read_copies(bundle: str | os.PathLike[str]) -> list[dict[str, Any]]:
@@ -43,7 +44,9 @@ def record_copy(bundle: str | os.PathLike[str], kind: str, repo_id: str, generat
     a folder that cannot be written only loses the reminder, which is logged). A bundle opened
     from the Hugging Face cache (``hf:NAME``) gets no record: a file in the cache's ``snapshots/``
     folder would make ``huggingface_hub`` see the cache as corrupt."""
-    if _in_hub_cache(bundle):
+    from spacerini.hub import cache_revision
+
+    if cache_revision(Path(bundle).expanduser().resolve()) is not None:
         return
     entries = [e for e in read_copies(bundle) if (e["kind"], e["repo_id"]) != (kind, repo_id)]
     entries.append({
@@ -58,14 +61,6 @@ def record_copy(bundle: str | os.PathLike[str], kind: str, repo_id: str, generat
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         logger.warning("could not record where %s was published (%s): an opt-out will not remind you of it", bundle, exc)
-
-
-def _in_hub_cache(bundle: str | os.PathLike[str]) -> bool:
-    parts = Path(bundle).expanduser().resolve().parts
-    return any(
-        part == "snapshots" and i > 0 and parts[i - 1].startswith(("datasets--", "models--", "spaces--"))
-        for i, part in enumerate(parts)
-    )
 
 
 def stale_copies(bundle: str | os.PathLike[str], generation: int) -> list[str]:

@@ -16,8 +16,9 @@ from typing import Any
 from spacerini.backends import build_params
 from spacerini.bundle.build import _build_locked, _StoredDocs
 from spacerini.bundle.open import Bundle, open_bundle
-from spacerini.bundle.publish import bundle_lock
+from spacerini.bundle.publish import beside, bundle_lock
 from spacerini.errors import BundleError
+from spacerini.preprocess.optout import owners_of
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +102,7 @@ def optout(
             for name, report in old.manifest["backends"].items():
                 accepted = build_params(name)
                 params[name] = {k: v for k, v in (report.get("params") or {}).items() if k in accepted}
+            secret = optout_key(root, create=True) if wanted_owners else b""  # read (or made) once
             entry: dict[str, Any] = {
                 "action": "optout",
                 "at": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -115,7 +117,7 @@ def optout(
                 # from its source leaves out their documents too, new ones included; keyed by a
                 # secret kept beside the bundle, so that the log never tells who (a plain hash of a
                 # name can be confirmed by guessing it)
-                "removed_owner_hmac": sorted({_owner_hmac(key, optout_key(root, create=True)) for key in wanted_owners}),
+                "removed_owner_hmac": sorted({_owner_hmac(key, secret) for key in wanted_owners}),
             }
             before = dict(old.manifest)
 
@@ -154,8 +156,7 @@ def _owner_hmac(key: str, secret: bytes) -> str:
 def optout_key_path(bundle: str | os.PathLike[str]) -> Path:
     """The secret that keys the owner entries of a bundle's audit log: ``.NAME.optout-key``
     beside the bundle (like its lock), never inside it, so it is not published with it."""
-    root = Path(bundle).expanduser().resolve()
-    return root.parent / f".{root.name}.optout-key"
+    return beside(bundle, "optout-key")
 
 
 def optout_key(bundle: str | os.PathLike[str], *, create: bool = False) -> bytes | None:
@@ -224,8 +225,6 @@ class EarlierOptouts:
 
     def removes(self, doc: Any) -> bool:
         """True (and counted) when an earlier opt-out removed ``doc``."""
-        from spacerini.preprocess.optout import owners_of
-
         digest = _sha256(doc.id)
         hit = digest in self.id_hashes
         if not hit and self.owner_hashes:

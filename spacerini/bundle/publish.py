@@ -74,10 +74,16 @@ def _exchange(a: Path, b: Path) -> bool:
     return rc == 0
 
 
+def beside(bundle: str | os.PathLike[str], suffix: str) -> Path:
+    """``.NAME.SUFFIX`` beside the bundle folder: where a bundle's own files that must never be
+    published with it live (its lock, its opt-out key, the record of where it was pushed)."""
+    root = Path(bundle).expanduser().resolve()
+    return root.parent / f".{root.name}.{suffix}"
+
+
 def lock_path(bundle: str | os.PathLike[str]) -> Path:
     """The lock file of a bundle: ``.NAME.lock`` beside the bundle folder (never inside it)."""
-    root = Path(bundle).expanduser().resolve()
-    return root.parent / f".{root.name}.lock"
+    return beside(bundle, "lock")
 
 
 @contextlib.contextmanager
