@@ -214,8 +214,7 @@ class Service:
             RateLimiter(REQUESTS_PER_CLIENT, RATE_WINDOW_S, what="opt-out requests"),
             RateLimiter(REQUESTS_PER_WINDOW, RATE_WINDOW_S, what="opt-out requests from everyone"),
         )
-        self._stats: Stats | None = None
-        self._stats_key: Any = None
+        self._stats: tuple[Any, Stats] | None = None  # (the revision's cache key, its stats)
         # docid -> (fields, meta) as shown: redacted when redact_pii is set. Shared by every
         # answer, so the values are treated as read-only.
         self._display = LRUCache(DISPLAY_CACHE_DOCS)
@@ -554,9 +553,10 @@ class Service:
         audit log, without the build machine's paths (computed once per generation)."""
 
         def answer(snap: Any) -> Stats:
-            cached = self._stats
-            if cached is not None and self._stats_key == _cache_key(snap):
-                return cached
+            key = _cache_key(snap)
+            cached = self._stats  # one read: the key and the stats it was computed for
+            if cached is not None and cached[0] == key:
+                return cached[1]
             manifest = snap.manifest
             counts = manifest.get("counts", {})
             licences: Counter[str] = Counter(counts.get("licences") or {})
@@ -568,8 +568,7 @@ class Service:
                     licence, language = licence_and_language(meta, fields)
                     licences[licence] += 1
                     languages[language] += 1
-            self._stats_key = _cache_key(snap)
-            stats = self._stats = Stats(
+            stats = Stats(
                 generation=_generation(snap),
                 docs=len(snap),
                 text_bytes=int(counts.get("text_bytes", 0)),
@@ -582,6 +581,7 @@ class Service:
                 preprocess=strip_paths(list(manifest.get("preprocess", []))),
                 audit_log=strip_paths(list(manifest.get("audit_log", []))),
             )
+            self._stats = (key, stats)
             return stats
 
         return self._pinned(answer)
