@@ -127,6 +127,16 @@ def point(link: Path, target: Path) -> None:
     os.replace(tmp, link)
 
 
+def cache_revision(path: str | os.PathLike[str]) -> tuple[Path, str] | None:
+    """``(repo folder, revision)`` when ``path`` is in a revision's snapshot in a Hugging Face
+    cache (``.../datasets--OWNER--NAME/snapshots/REVISION[/...]``), else None."""
+    parts = Path(path).parts
+    for i in range(len(parts) - 2, 0, -1):
+        if parts[i] == "snapshots" and parts[i - 1].startswith(("datasets--", "models--", "spaces--")):
+            return Path(*parts[:i]), parts[i + 1]
+    return None
+
+
 def forget_revision(snapshot: str | os.PathLike[str]) -> bool:
     """Deletes a revision of a Hub bundle from the Hugging Face cache: its snapshot and the blobs
     no other revision uses (``huggingface_hub``'s own cache cleaning). A path outside the cache (a
@@ -135,17 +145,14 @@ def forget_revision(snapshot: str | os.PathLike[str]) -> bool:
     Returns:
         True when the revision was deleted.
     """
-    parts = Path(snapshot).parts
-    marks = [i for i, part in enumerate(parts) if part == "snapshots"]
-    if not marks or marks[-1] + 1 >= len(parts):
+    found = cache_revision(snapshot)
+    if found is None:
         return False
-    repo_dir = Path(*parts[: marks[-1]])
-    if not repo_dir.name.startswith(("datasets--", "models--", "spaces--")):
-        return False
+    repo_dir, revision = found
     try:
         from huggingface_hub import scan_cache_dir
 
-        strategy = scan_cache_dir(repo_dir.parent).delete_revisions(parts[marks[-1] + 1])
+        strategy = scan_cache_dir(repo_dir.parent).delete_revisions(revision)
         strategy.execute()
     except Exception as exc:  # noqa: BLE001 - a cache that cannot be cleaned must not stop serving
         logger.warning("could not delete the replaced revision %s from the cache: %s", snapshot, one_line(exc))
