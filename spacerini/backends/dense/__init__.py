@@ -262,12 +262,7 @@ def build(
     if not ids and plan is None:
         raise EmptyCorpusError("the dense backend got no documents")
     _export_query_model(encoder, runtime)
-    passage_tokens = min(passage_tokens, enc.max_tokens)
-    if overlap >= passage_tokens:
-        raise BackendParameterError(
-            f"dense: --overlap {overlap} must be below the passage length, {passage_tokens} tokens "
-            "(--passage-tokens, clipped to the encoder's window): give a smaller --overlap"
-        )
+    passage_tokens = _passage_tokens(passage_tokens, overlap, enc)
     if plan is not None:
         _check_plan(
             plan, Path(str(shard_plan)), encoder=encoder, dim=enc.dim, index=index, passage_tokens=passage_tokens,
@@ -391,6 +386,22 @@ def check_options(params: Mapping[str, Any]) -> None:
         except ValueError as exc:
             raise BackendParameterError(f"dense: {exc} (--dense-runtime / --device)") from exc
     check_encoder(str(encoder), runtime=runtime)
+
+
+def _passage_tokens(passage_tokens: int, overlap: int, enc: Encoder) -> int:
+    """The passage length the encoder allows (``passage_tokens`` clipped to its window), which the
+    overlap must stay below.
+
+    Raises:
+        BackendParameterError: ``overlap`` is not below it.
+    """
+    passage_tokens = min(passage_tokens, enc.max_tokens)
+    if overlap >= passage_tokens:
+        raise BackendParameterError(
+            f"dense: --overlap {overlap} must be below the passage length, {passage_tokens} tokens "
+            "(--passage-tokens, clipped to the encoder's window): give a smaller --overlap"
+        )
+    return passage_tokens
 
 
 def auto_index(n_passages: int) -> tuple[str, dict[str, int]]:
@@ -893,13 +904,8 @@ def prepare_shards(
     runtime = resolve_runtime(options["runtime"], options["device"])
     enc = load_encoder(options["encoder"], device=options["device"], runtime=runtime)
     _export_query_model(options["encoder"], runtime)
-    passage_tokens = min(options["passage_tokens"], enc.max_tokens)
     overlap = options["overlap"]
-    if overlap >= passage_tokens:
-        raise BackendParameterError(
-            f"dense: --overlap {overlap} must be below the passage length, {passage_tokens} tokens "
-            "(--passage-tokens, clipped to the encoder's window): give a smaller --overlap"
-        )
+    passage_tokens = _passage_tokens(options["passage_tokens"], overlap, enc)
     counts: np.ndarray | None = None
     kind = index
     if index not in ("flat", "hnsw"):
