@@ -331,14 +331,31 @@ class BundleSnapshot:
                 pass ``list(d.items())``), a qid repeats, a text is not a string or too long,
                 or k or threads is out of range.
         """
+        queries, name = self._batch_args(queries, k, backend, threads)
+        return self._batch_hits(queries, k, name, threads)
+
+    def _batch_args(
+        self, queries: Any, k: int, backend: str | None, threads: int
+    ) -> tuple[list[tuple[str, str]], str]:
+        """The checks of every batch call, made once: the queries as a list, and the backend."""
         _check_page(k, 0)
         _check_threads(threads)
-        queries = check_queries(queries)
-        name = self._ranked_backend(backend)
+        return check_queries(queries), self._ranked_backend(backend)
+
+    def _batch_hits(self, queries: list[tuple[str, str]], k: int, name: str, threads: int) -> dict[str, list[Hit]]:
         searcher = self.searcher(name)
         if isinstance(searcher, BatchSearcher):
             return searcher.batch_search(queries, k=k, threads=threads)
         return {qid: searcher.search(text, k=k) for qid, text in queries}
+
+    def _batch_pairs(
+        self, queries: list[tuple[str, str]], k: int, name: str, threads: int
+    ) -> dict[str, list[tuple[str, float]]]:
+        pairs = getattr(self.searcher(name), "batch_search_pairs", None)
+        if pairs is None:
+            hits = self._batch_hits(queries, k, name, threads)
+            return {qid: [(h.docid, h.score) for h in hs] for qid, hs in hits.items()}
+        return pairs(queries, k=k, threads=threads)
 
     def batch_search_pairs(
         self, queries: Sequence[tuple[str, str]], *, k: int = 1000, backend: str | None = None, threads: int = 1
@@ -349,15 +366,8 @@ class BundleSnapshot:
         Raises:
             QueryError: As :meth:`batch_search`.
         """
-        _check_page(k, 0)
-        _check_threads(threads)
-        queries = check_queries(queries)
-        name = self._ranked_backend(backend)
-        pairs = getattr(self.searcher(name), "batch_search_pairs", None)
-        if pairs is None:
-            hits = self.batch_search(queries, k=k, backend=name, threads=threads)
-            return {qid: [(h.docid, h.score) for h in hs] for qid, hs in hits.items()}
-        return pairs(queries, k=k, threads=threads)
+        queries, name = self._batch_args(queries, k, backend, threads)
+        return self._batch_pairs(queries, k, name, threads)
 
     def batch_search_trec(
         self, queries: Sequence[tuple[str, str]], *, k: int = 1000, backend: str | None = None, threads: int = 1
@@ -370,13 +380,10 @@ class BundleSnapshot:
         Raises:
             QueryError: As :meth:`batch_search`.
         """
-        _check_page(k, 0)
-        _check_threads(threads)
-        queries = check_queries(queries)
-        name = self._ranked_backend(backend)
+        queries, name = self._batch_args(queries, k, backend, threads)
         searcher = self.searcher(name)
         if not getattr(searcher, "ranks_arrays", False):
-            return self.batch_search_pairs(queries, k=k, backend=name, threads=threads)
+            return self._batch_pairs(queries, k, name, threads)
         return searcher.batch_search_arrays(queries, k=k, threads=threads)
 
     def _enrich(
