@@ -39,6 +39,9 @@ def _split(value: str | None) -> list[str] | None:
     return items or None
 
 
+#: ``--json`` of the commands whose JSON is their answer's record (others say what theirs holds).
+_json_flag = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+
 #: Commands that write a bundle, a report or a folder (an interrupted one says nothing was left half-written).
 _WRITING_COMMANDS = frozenset(
     {"index", "optout", "merge", "analyze", "contamination", "space", "demo", "model", "push", "deploy", "search"}
@@ -294,7 +297,7 @@ def index(
 @click.option("--hybrid-method", default=None, type=click.Choice(["rrf", "weighted"]), help="Fusion for --backend hybrid.")
 @click.option("--alpha", default=None, type=click.FloatRange(0, 1), help="BM25 weight for --hybrid-method weighted.")
 @_backend_options(search=True)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_flag
 def search(
     bundle: str,
     query: str | None,
@@ -473,7 +476,7 @@ def _plain(snippet: str) -> str:
 @click.option("--hybrid-method", default=None, type=click.Choice(["rrf", "weighted"]), help="Fusion for --backend hybrid.")
 @click.option("--alpha", default=None, type=click.FloatRange(0, 1), help="BM25 weight for --hybrid-method weighted.")
 @_backend_options(search=True)
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_flag
 def eval_cmd(
     bundle: str,
     queries: str,
@@ -513,7 +516,7 @@ def eval_cmd(
 @cli.command()
 @click.argument("bundle")
 @click.argument("text")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_flag
 def count(bundle: str, text: str, as_json: bool) -> None:
     """Count exact occurrences of TEXT in BUNDLE (overlapping ones included).
 
@@ -533,7 +536,7 @@ def count(bundle: str, text: str, as_json: bool) -> None:
 @click.argument("text")
 @click.option("--k", default=10, show_default=True, type=click.IntRange(1, 10_000))
 @click.option("--offset", default=0, show_default=True, type=click.IntRange(0))
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_flag
 def find(bundle: str, text: str, k: int, offset: int, as_json: bool) -> None:
     """Find exact occurrences of TEXT: documents, offsets and context.
 
@@ -578,7 +581,7 @@ def _read_file_bytes(path: str) -> bytes:
 @cli.command()
 @click.argument("bundle")
 @click.argument("source")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_flag
 def member(bundle: str, source: str, as_json: bool) -> None:
     """Which spans of the text in SOURCE (a file, or - for stdin) are in the corpus."""
     from spacerini.bundle import open_bundle
@@ -608,7 +611,7 @@ def member(bundle: str, source: str, as_json: bool) -> None:
 @cli.command()
 @click.argument("bundle")
 @click.argument("name")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_flag
 def owner(bundle: str, name: str, as_json: bool) -> None:
     """Am I in the corpus? Repositories and files of owner NAME (case- and typo-tolerant)."""
     from spacerini.bundle import open_bundle
@@ -644,7 +647,7 @@ def owner(bundle: str, name: str, as_json: bool) -> None:
 )
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--no-wait", is_flag=True, help="Fail at once if another command is changing the bundle (default: wait for it).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_flag
 def optout_cmd(
     bundle: str,
     owners: tuple[str, ...],
@@ -777,7 +780,7 @@ def flags(bundle: str, flags_path: str | None, as_json: bool) -> None:
 @cli.command()
 @click.argument("bundle")
 @click.option("--no-wait", is_flag=True, help="Fail at once if another command is changing the bundle (default: wait for it).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_flag
 def merge(bundle: str, no_wait: bool, as_json: bool) -> None:
     """Merge a sharded BUNDLE's BM25 shards into one Lucene index (plain pyserini opens bundle/lucene)."""
     from spacerini.bundle.merge import merge_bm25
@@ -1026,7 +1029,7 @@ def model() -> None:
     help="Then trace the generated text back to BUNDLE's documents (spans found verbatim, with licences).",
 )
 @click.option("--min-len", default=32, show_default=True, type=click.IntRange(1), help="With --trace: shortest span reported (characters).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_flag
 def model_generate(
     prompt: str,
     suffix: str | None,
@@ -1081,7 +1084,7 @@ def model_generate(
 
 @model.command(name="info")
 @click.option("--model", "model_name", default=None, help="A causal LM name (local cache) or path.")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_flag
 def model_info_cmd(model_name: str | None, as_json: bool) -> None:
     """Architecture, parameter count and FIM support of the model."""
     from spacerini.model import model_info
@@ -1098,7 +1101,7 @@ def model_info_cmd(model_name: str | None, as_json: bool) -> None:
 @click.argument("bundle")
 @click.argument("source")
 @click.option("--min-len", default=32, show_default=True, type=click.IntRange(1), help="Shortest span reported (characters).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_flag
 def model_trace(bundle: str, source: str, min_len: int, as_json: bool) -> None:
     """Trace the code in SOURCE (a file, or - for stdin) back to BUNDLE's documents, with licences."""
     from spacerini.bundle import open_bundle
@@ -1144,7 +1147,7 @@ def _trace(bundle: Any, text: str, min_len: int) -> Any:
 @click.option("--fixed-sample", is_flag=True, help="The same --doc-fraction sample every epoch (a small set seen several times).")
 @click.option("--sequence-shuffle", default=0, show_default=True, type=click.IntRange(0),
               help="Packed sequences held in a shuffle buffer, so a batch mixes files (0: packing order).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_flag
 def model_train(
     bundle_path: str,
     out_dir: str,
@@ -1198,7 +1201,7 @@ def model_train(
 @click.option("--k", "k", default=0.2, show_default=True, type=float, help="Share of tokens Min-K% and Min-K%++ average.")
 @click.option("--max-tokens", default=None, type=click.IntRange(1), help="Score only the first N tokens.")
 @click.option("--device", default=None, help="Torch device, e.g. cpu or cuda (default: the best one).")
-@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_json_flag
 def model_membership(
     source: str, bundle_path: str | None, model_name: str | None, k: float, max_tokens: int | None,
     device: str | None, as_json: bool,
