@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -108,12 +109,20 @@ def test_a_replaced_revision_leaves_the_cache_with_the_documents_it_held(tmp_pat
         live = open_bundle(link)
         assert [h.docid for h in live.search("zanzibar")] == ["gone"]
         answers.append(_cache_revision(cache, "me/b", second, "b" * 40))
+        blob_dir = cache / "datasets--me--b" / "blobs"
+
+        def blobs() -> list[bytes]:  # read while the deletion may still be removing blobs
+            out = []
+            for path in blob_dir.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    out.append(path.read_bytes())
+            return out
+
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and old.exists():
+        while time.monotonic() < deadline and (old.exists() or any(b"zanzibar" in data for data in blobs())):
             time.sleep(0.05)
         assert not old.exists() and link.resolve() == answers[-1].resolve()
-        blobs = [p.read_bytes() for p in (cache / "datasets--me--b" / "blobs").iterdir()]
-        assert blobs and not any(b"zanzibar" in data for data in blobs)  # only the old revision held it
+        assert blobs() and not any(b"zanzibar" in data for data in blobs())  # only the old revision held it
         live.reload()  # (a call switches within RELOAD_SECONDS; the old revision left the cache sooner here)
         assert live.search("zanzibar") == [] and len(live.search("shared")) == 3
     finally:
