@@ -3,7 +3,9 @@
 Sources:
 
 * a file: ``.jsonl``/``.json`` (JSON lines, or one top-level JSON array), ``.jsonl.gz``/``.json.gz``,
-  ``.parquet``, ``.csv``, ``.tsv`` (a header row first);
+  ``.parquet``, ``.csv``, ``.tsv`` (a header row first; or, for TSV, ``id<TAB>text`` lines with
+  no header, as MS MARCO's ``collection.tsv``: recognised when the first line is two cells, an id
+  and a text with spaces, and names no known column);
 * a folder of such files (recursive, sorted; hidden files ignored);
 * a folder of source code with ``format="code"`` (one document per code file, with provenance);
 * ``hf:NAME[:CONFIG][@SPLIT]`` - a Hugging Face dataset, streamed; ``hf:/path`` or a plain path to

@@ -267,7 +267,8 @@ class FieldMap:
             if id_field is None:
                 raise MissingFieldError(
                     f"no id field: looked for {', '.join(ID_CANDIDATES)}; the record has "
-                    f"{_names(present)}; pass --id-field NAME (Python: id_field=NAME)",
+                    f"{_names(present)}; pass --id-field NAME (Python: id_field=NAME)"
+                    f"{_headerless_hint(location)}",
                     path=location[0],
                     line=location[1],
                 )
@@ -422,6 +423,17 @@ def _type_name(value: Any) -> str:
     if isinstance(value, int | float):
         return f"a number ({value!r})"
     return f"a {type(value).__name__}"
+
+
+def _headerless_hint(location: Location) -> str:
+    """For a TSV file: how to have its lines read as ``id<TAB>text`` when it has no header."""
+    if not str(location[0]).lower().endswith((".tsv", ".tsv.gz")):
+        return ""
+    return (
+        "; if this TSV has no header row and each line is `id<TAB>text`, add the header line "
+        "`id<TAB>contents` (a headerless TSV is recognised only when its first text has a space "
+        "in it; --id-field would read its first document as the header)"
+    )
 
 
 def _names(names: Sequence[Any], limit: int = 12) -> str:

@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import orjson
 
-from spacerini.corpus.base import LocatedRecords
+from spacerini.corpus.base import CONTENTS_CANDIDATES, ID_CANDIDATES, LocatedRecords
 from spacerini.errors import CorpusError, EmptyCorpusError, MalformedRecordError
 
 logger = logging.getLogger(__name__)
@@ -415,10 +415,62 @@ def _raise_field_size_limit() -> None:
             limit //= 2
 
 
+#: The names a header row of a headerless-looking TSV may hold: such a row is a header.
+_FIELD_NAMES = frozenset(name.lower() for name in (*ID_CANDIDATES, *CONTENTS_CANDIDATES))
+
+
+def _is_document_line(cells: Sequence[str]) -> bool:
+    """Whether the first row of a TSV file is a document, ``id<TAB>text``, rather than a header.
+
+    It is when it has two cells, the first a non-empty id without whitespace, the second a text
+    with whitespace in it (column names have none), and neither is a field name Spacerini looks
+    for (``id``, ``docid``, ``contents``, ``text``...). That is the layout of MS MARCO's
+    ``collection.tsv`` and of Pyserini's ``TsvCollection``.
+    """
+    if len(cells) != 2:
+        return False
+    doc_id, text = cells[0], cells[1].strip()
+    if not doc_id or any(char.isspace() for char in doc_id):
+        return False
+    if doc_id.lower() in _FIELD_NAMES or text.lower() in _FIELD_NAMES:
+        return False
+    return any(char.isspace() for char in text)
+
+
+def _read_headerless_tsv(path: Path) -> LocatedRecords:
+    """Streams a TSV file of ``id<TAB>text`` lines with no header row, read literally.
+
+    Quotes are plain text and a line is one record, as in Pyserini's ``TsvCollection`` and MS
+    MARCO's files (whose passages may start with a quote). Records are ``{"id", "contents"}``.
+
+    Raises:
+        MalformedRecordError: A line with more or fewer than two cells, or bytes that are not UTF-8.
+    """
+    name = str(path)
+    for text, number in _lines(path):
+        line = text.rstrip("\r\n")
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        if len(cells) != 2:
+            raise MalformedRecordError(
+                f"row has {len(cells)} cells; this TSV has no header row (its first line is a "
+                "document), so every line must be `id<TAB>text`: remove the extra tabs, or add "
+                "a header row naming the columns",
+                path=name,
+                line=number,
+            )
+        yield {"id": cells[0], "contents": cells[1]}, name, number
+
+
 def read_delimited(path: Path, *, delimiter: str) -> LocatedRecords:
     """Streams a CSV or TSV file whose first row is a header; records are dicts of strings.
 
-    The line of a record is the line it starts on (the header is line 1).
+    The line of a record is the line it starts on (the header is line 1). A TSV file whose first
+    line is a document rather than a header (``_is_document_line``: two cells, an id and a text
+    with spaces, no known column name) is read as ``id<TAB>text`` lines with quotes as plain
+    text (MS MARCO's ``collection.tsv``, Pyserini's ``TsvCollection``); records are then
+    ``{"id", "contents"}``.
 
     Raises:
         MalformedRecordError: A row has more or fewer cells than the header, a CSV syntax error,
@@ -426,6 +478,16 @@ def read_delimited(path: Path, *, delimiter: str) -> LocatedRecords:
     """
     _raise_field_size_limit()
     name = str(path)
+    if delimiter == "\t":
+        first = next((text for text, _ in _lines(path) if text.strip()), None)
+        if first is not None and _is_document_line(first.rstrip("\r\n").split("\t")):
+            logger.info(
+                "%s has no header row (its first line is a document): reading `id<TAB>text` "
+                "lines, quotes as plain text (MS MARCO, Pyserini's TsvCollection)",
+                name,
+            )
+            yield from _read_headerless_tsv(path)
+            return
     numbers: list[int] = [0]
 
     def text_lines() -> Iterator[str]:

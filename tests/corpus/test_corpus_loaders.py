@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from spacerini.corpus import load_corpus
+from spacerini.corpus.files import read_delimited
 from spacerini.errors import CorpusError, DuplicateIdError, MalformedRecordError
 from spacerini.records import Doc
 
@@ -136,6 +137,53 @@ def test_csv_with_quoted_comma_and_line_break() -> None:
         Doc("c12", "CSV row 12, with a comma", {"title": "Row 12", "views": "120"}),
     )
     assert docs[2].text == "first line\nsecond line of row 3"
+
+
+def test_a_headerless_tsv_of_id_and_text_lines_keeps_its_first_document(tmp_path: Path) -> None:
+    """MS MARCO's collection.tsv: `pid<TAB>passage`, no header, passages that start with a quote."""
+    path = tmp_path / "collection.tsv"
+    lines = [
+        "0\tThe presence of communication amid scientific minds",
+        '1\t"Atomic" was the word, he said "twice"',
+        '2\tA cell with a "quote" inside',
+    ]
+    path.write_text("\n".join(lines) + "\r\n", encoding="utf-8")
+    corpus = load_corpus(path, progress=False)
+    docs = list(corpus)
+    assert (corpus.id_field, corpus.fields) == ("id", ("contents",))
+    assert [(d.id, d.text) for d in docs] == [tuple(line.split("\t")) for line in lines]
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        "pid\tpassage",  # column names have no spaces: a header, whatever they are called
+        "id\tsome title words",  # a known column name: a header
+        "doc id\tpassage text",  # an id with a space: a header
+        "a\tb\tc d",  # three cells: a header
+    ],
+)
+def test_a_tsv_whose_first_row_may_be_a_header_is_read_with_it(tmp_path: Path, first: str) -> None:
+    path = tmp_path / "h.tsv"
+    width = first.count("\t") + 1
+    path.write_text(first + "\n" + "\t".join(["x1"] + ["some text"] * (width - 1)) + "\n", encoding="utf-8")
+    rows = list(read_delimited(path, delimiter="\t"))
+    assert [record for record, _, _ in rows] == [dict(zip(first.split("\t"), ["x1"] + ["some text"] * (width - 1)))]
+
+
+def test_a_headerless_tsv_line_with_a_third_cell_is_one_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "c.tsv"
+    path.write_text("0\tfine text here\n1\ttoo\tmany tabs\n", encoding="utf-8")
+    with pytest.raises(MalformedRecordError, match=r"row has 3 cells; this TSV has no header row") as err:
+        list(load_corpus(path, progress=False))
+    assert err.value.line == 2
+
+
+def test_a_tsv_that_looks_headed_but_has_no_id_column_says_how_to_add_a_header(tmp_path: Path) -> None:
+    path = tmp_path / "one.tsv"
+    path.write_text("42\thello\n43\tworld\n", encoding="utf-8")
+    with pytest.raises(Exception, match="add the header line `id<TAB>contents`"):
+        list(load_corpus(path, progress=False))
 
 
 def test_csv_cells_over_the_default_field_size_limit(tmp_path: Path) -> None:
