@@ -246,6 +246,20 @@ def test_deploy_against_a_fake_hub_ships_no_token_and_no_machine_paths(bundle: P
     assert {auth for _, auth in posts} == {f"Bearer {TOKEN}"}  # the token goes to the Hub, and only there
 
 
+def test_deploy_and_push_answer_with_the_address_of_the_hub_they_wrote_to(
+    bundle: Path, hub: FakeHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With HF_ENDPOINT set (a private Hub), the printed URLs and the card's link lead there."""
+    from spacerini.deploy import deploy, push
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    assert push(bundle, "me/data") == f"{hub.url}/datasets/me/data"
+    url = deploy(bundle, "me/follows", bundle_repo="me/data", spacerini_requirement="spacerini")
+    assert url == f"{hub.url}/spaces/me/follows"
+    card = hub.commits["spaces/me/follows"]["README.md"].decode()
+    assert f"]({hub.url}/datasets/me/data)" in card and "huggingface.co" not in card
+
+
 def test_hub_refusals_that_quote_the_token_never_show_it(
     bundle: Path, hub: FakeHub, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:

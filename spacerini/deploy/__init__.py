@@ -40,6 +40,7 @@ from typing import Any
 
 from spacerini.bundle import MANIFEST, Bundle
 from spacerini.bundle.copies import record_copy
+from spacerini.corpus.hf import hub_endpoint
 from spacerini.errors import DeployError, SpaceriniError, one_line
 from spacerini.hub import check_repo_id, resolve_hf_bundle
 
@@ -311,7 +312,7 @@ def render_space(
         "backends": ", ".join(dict.fromkeys(x for b in bundles for x in b.backends)),
         "spacerini_version": __version__,
         "bundle_note": (
-            f"The bundle is downloaded at start from the dataset repo [`{bundle_repo}`](https://huggingface.co/datasets/{bundle_repo})."
+            f"The bundle is downloaded at start from the dataset repo [`{bundle_repo}`]({hub_endpoint()}/datasets/{bundle_repo})."
             if bundle_repo
             else "The bundle is in `bundle/`."
             if len(bundles) == 1
@@ -615,7 +616,7 @@ def _upload_bundle(
             _squash_after_optouts(api, bundle, repo_id, "dataset", branch=revision, keep_history=keep_history)
     record_copy(bundle.path, "dataset", repo_id, bundle.generation)  # so that an opt-out can remind of it
     logger.info("pushed %s to datasets/%s", bundle.path, repo_id)
-    return f"https://huggingface.co/datasets/{repo_id}"
+    return f"{hub_endpoint()}/datasets/{repo_id}"
 
 
 def deploy(
@@ -704,5 +705,6 @@ def deploy(
                 _squash_after_optouts(api, bundle, space_id, "space", branch=None, keep_history=keep_history)
     if bundle_repo is None:  # else the Space follows the dataset repo, recorded by its push
         record_copy(bundle.path, "space", space_id, bundle.generation)
-    logger.info("deployed https://huggingface.co/spaces/%s", space_id)
-    return f"https://huggingface.co/spaces/{space_id}"
+    url = f"{hub_endpoint()}/spaces/{space_id}"
+    logger.info("deployed %s", url)
+    return url

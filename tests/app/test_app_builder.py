@@ -60,9 +60,9 @@ def test_builder_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 
     from tests.hub_helpers import fake_hub
 
-    with fake_hub(monkeypatch):  # answers the reachability probe; the calls go to FakeApi
+    with fake_hub(monkeypatch) as fake:  # answers the reachability probe; the calls go to FakeApi
         monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
-        assert b.deploy(bundle, " me/rows ", "hf_tok") == "https://huggingface.co/spaces/me/rows"
+        assert b.deploy(bundle, " me/rows ", "hf_tok") == f"{fake.url}/spaces/me/rows"
     assert calls == [("token", "hf_tok"), ("create", "me/rows"), ("upload", "me/rows")]
 
     big = tmp_path / "big.jsonl"

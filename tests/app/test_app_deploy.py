@@ -130,7 +130,7 @@ def hub(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[Recorder]]:
 
 def test_deploy_creates_a_gradio_space(app_bundle: Any, hub: type[Recorder]) -> None:
     url = deploy(app_bundle.path, "me/code-search", private=True, token=TOKEN)
-    assert url == "https://huggingface.co/spaces/me/code-search"
+    assert url == f"{os.environ['HF_ENDPOINT']}/spaces/me/code-search"  # the Hub it wrote to
     (create, c), (upload, u) = hub.calls
     assert create == "create_repo" and c == {
         "repo_id": "me/code-search", "repo_type": "space", "space_sdk": "gradio", "private": True, "exist_ok": True
@@ -177,7 +177,7 @@ def test_no_token_offline_and_hub_failures_are_one_clear_error(
 def test_push_uploads_only_bundle_files(app_bundle: Any, hub: type[Recorder]) -> None:
     (Path(app_bundle.path) / "stray.txt").write_text("not part of the bundle")
     try:
-        assert push(app_bundle.path, "me/data", token=TOKEN) == "https://huggingface.co/datasets/me/data"
+        assert push(app_bundle.path, "me/data", token=TOKEN) == f"{os.environ['HF_ENDPOINT']}/datasets/me/data"
     finally:
         os.unlink(Path(app_bundle.path) / "stray.txt")
     files = hub.calls[1][1]["files"]
