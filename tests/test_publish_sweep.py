@@ -127,6 +127,25 @@ def test_space_out_never_replaces_or_sits_inside_a_bundle(copy: Path, tmp_path: 
     open_bundle(copy, verify=True)
 
 
+@pytest.mark.parametrize("emoji", ["", " ", "ab", "search 🔎", "🔎\x00"])
+def test_a_space_emoji_that_is_not_an_emoji_is_refused_before_anything_is_written(
+    bundle: Path, tmp_path: Path, emoji: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.cli_helpers import run
+
+    code, _, err = run(["space", str(bundle), "--out", str(tmp_path / "s"), "--emoji", emoji], capsys)
+    assert code == 2 and err.count("\n") == 1 and "must be one emoji" in err, err
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.mark.parametrize("emoji", ["🔎", "📚", "👩‍💻", "🇫🇷", "1️⃣"])
+def test_space_emojis_of_several_code_points_are_taken(bundle: Path, tmp_path: Path, emoji: str) -> None:
+    from spacerini.deploy import render_space
+
+    out = render_space(bundle, tmp_path / "s", emoji=emoji)
+    assert emoji in (out / "README.md").read_text(encoding="utf-8").split("---")[1]  # in the front matter
+
+
 def test_force_replaces_only_a_rendered_space(bundle: Path, tmp_path: Path) -> None:
     from spacerini.deploy import render_space
 

@@ -170,6 +170,22 @@ def _fill(template: str, values: Mapping[str, str]) -> str:
     return re.sub(r"\{\{(\w+)\}\}", sub, template)
 
 
+def _check_emoji(emoji: str) -> str:
+    """Returns the Space emoji without surrounding whitespace, or refuses one that is not one
+    emoji: the Hub's card shows only an emoji there."""
+    import unicodedata
+
+    text = emoji.strip() if isinstance(emoji, str) else ""
+    symbols = [char for char in text if unicodedata.category(char) == "So" or char == "\u20e3"]  # or a keycap
+    if (
+        not symbols
+        or len(text) > 16
+        or any(unicodedata.category(char)[0] in "LZ" or unicodedata.category(char) == "Cc" for char in text)
+    ):
+        raise DeployError(f"the Space emoji must be one emoji, such as 🔎 or 📚, not {emoji!r} (--emoji)")
+    return text
+
+
 def _yaml_str(value: str) -> str:
     """A YAML double-quoted scalar (JSON string syntax is valid YAML)."""
     import json
@@ -262,6 +278,7 @@ def render_space(
         check_repo_id(bundle_repo)
     if any(c not in COLORS for c in colors):
         raise DeployError(f"Space colours must be among {', '.join(COLORS)}, not {colors}")
+    emoji = _check_emoji(emoji)
     size = sum(bundle_bytes(b) for b in bundles)
     if bundle_repo is None and size > max_bundle_bytes:
         where = bundles[0].path if len(bundles) == 1 else "the bundles together"
