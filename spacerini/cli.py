@@ -133,7 +133,9 @@ def _progress() -> bool:
     root = ctx.find_root() if ctx is not None else None
     if root is not None and root.obj and root.obj.get("quiet"):
         return False
-    return not os.environ.get("SPACERINI_NO_PROGRESS")
+    from spacerini.progress import wanted
+
+    return wanted(True)
 
 
 def _backend_options(*, search: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

@@ -53,6 +53,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from spacerini.errors import UsageError
+from spacerini.progress import wanted
 
 logger = logging.getLogger(__name__)
 
@@ -361,7 +362,7 @@ def analyze(
         totals = np.zeros(6, dtype=np.int64)
         boiler = docs_seen = 0
         bar = None
-        if progress:
+        if wanted(progress):
             from tqdm.auto import tqdm
 
             bar = tqdm(total=docs_expected, unit="doc", desc="analyze", dynamic_ncols=True)

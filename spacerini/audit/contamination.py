@@ -47,6 +47,7 @@ from spacerini.errors import (
     MissingFieldError,
     UsageError,
 )
+from spacerini.progress import wanted
 
 logger = logging.getLogger(__name__)
 
@@ -424,7 +425,7 @@ def contamination(
     started = time.perf_counter()
     results: list[ExampleResult] = []
     iterator: Any = examples
-    if progress:
+    if wanted(progress):
         from tqdm.auto import tqdm
 
         iterator = tqdm(examples, unit="ex", desc="contamination", dynamic_ncols=True)

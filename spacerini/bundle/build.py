@@ -36,6 +36,7 @@ from spacerini.errors import (
     DocumentTooLargeError,
     EmptyCorpusError,
 )
+from spacerini.progress import wanted
 from spacerini.records import Doc, licence_and_language, top_counts
 
 logger = logging.getLogger(__name__)
@@ -113,7 +114,7 @@ def build_bundle(
         return _build_locked(
             source, out_path, backends=backends, backend_params=backend_params, format=format,
             id_field=id_field, fields=fields, preprocess=preprocess, preprocess_options=preprocess_options,
-            threads=threads, progress=progress, finish_manifest=finish_manifest, shards=shards,
+            threads=threads, progress=wanted(progress), finish_manifest=finish_manifest, shards=shards,
             shard_size=shard_size, engine=engine, ray_address=ray_address, memory_budget=memory_budget,
         )  # fmt: skip
 

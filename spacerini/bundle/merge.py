@@ -20,6 +20,7 @@ from spacerini.bundle.manifest import MANIFEST, _previous_generation, backend_fo
 from spacerini.bundle.open import open_bundle
 from spacerini.bundle.publish import building_folder, bundle_lock, publish, remove_stale, remove_tree
 from spacerini.errors import BundleError
+from spacerini.progress import wanted
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ def merge_bm25(path: str | os.PathLike[str], *, wait: bool = True, progress: boo
             params = dict(report.get("params") or {})
             stats = bm25._write_sidecar(
                 merged, merged / bm25.SIDECAR_DIR, ids, k1=float(params.get("k1", 0.9)), b=float(params.get("b", 0.4)),
-                threads=1, progress=progress, extra={"analyzer": params.get("analyzer", "en")},
+                threads=1, progress=wanted(progress), extra={"analyzer": params.get("analyzer", "en")},
             )  # fmt: skip
             stats["merged_from_shards"] = len(shard_dirs)
             entry = {

@@ -30,6 +30,7 @@ from typing import Any
 from spacerini.corpus.base import CONTENTS_CANDIDATES, ID_CANDIDATES, Corpus, TableCorpus, iterable_records
 from spacerini.corpus.default import python_source_corpus
 from spacerini.errors import CorpusError, CorpusNotFoundError
+from spacerini.progress import wanted
 
 __all__ = [
     "CONTENTS_CANDIDATES",
@@ -93,6 +94,7 @@ def load_corpus(
     if format != "code" and (owner is not None or max_file_bytes is not None):
         raise CorpusError("owner= and max_file_bytes= apply only to format='code'")
 
+    progress = wanted(progress)
     if isinstance(source, str | Path):
         return _load_path(
             source,

@@ -50,6 +50,7 @@ import numpy as np
 from spacerini.errors import QueryError
 from spacerini.model.errors import ModelError
 from spacerini.model.generation import context_length, resolve_model
+from spacerini.progress import wanted
 from spacerini.records import Answer
 
 logger = logging.getLogger(__name__)
@@ -250,7 +251,7 @@ def token_stats(
     sigma = [np.zeros(n, dtype=np.float64) for n in n_out]
     dev = next(lm.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    bar = tqdm(total=len(jobs), desc="score", unit="window", disable=not progress or len(jobs) <= batch_size)
+    bar = tqdm(total=len(jobs), desc="score", unit="window", disable=not wanted(progress) or len(jobs) <= batch_size)
     with torch.inference_mode():
         for b in range(0, len(jobs), batch_size):
             batch = jobs[b : b + batch_size]

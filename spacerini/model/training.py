@@ -43,6 +43,7 @@ from spacerini.backends import iter_batches
 from spacerini.model.errors import TrainingError
 from spacerini.model.fim import FimTokens, apply_fim
 from spacerini.model.tokenizer import EOS, FIM_MIDDLE, FIM_PAD, FIM_PREFIX, FIM_SUFFIX
+from spacerini.progress import wanted
 
 logger = logging.getLogger(__name__)
 
@@ -645,7 +646,7 @@ def train(
     pad_id = tokenizer.convert_tokens_to_ids(FIM_PAD)
     use_amp = dev.type == "cuda"
     model.train()
-    bar = tqdm(total=steps, initial=start_step, desc="train", unit="step", disable=not progress)
+    bar = tqdm(total=steps, initial=start_step, desc="train", unit="step", disable=not wanted(progress))
     t0 = time.perf_counter()
     step = start_step
     last_ckpt = resumed_from
