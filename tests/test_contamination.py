@@ -164,6 +164,15 @@ def test_testset_formats(tmp_path: Path) -> None:
     assert len(load_testset(tmp_path / "t.jsonl", field="question", limit=1)) == 1
 
 
+def test_a_headerless_tsv_of_queries_is_a_test_set(tmp_path: Path) -> None:
+    """MS MARCO's query files: `qid<TAB>text`, no header; quotes are text."""
+    path = tmp_path / "queries.dev.tsv"
+    path.write_text("1048585\twhat is paula deen's brother\n2\t\"cost\" of a new roof\n", encoding="utf-8")
+    assert load_testset(path) == [Example("1048585", "what is paula deen's brother"), Example("2", '"cost" of a new roof')]
+    with pytest.raises(Exception, match="no 'question' field"):
+        load_testset(path, field="question")
+
+
 def test_hf_saved_dataset(bundle, tmp_path: Path) -> None:
     datasets = pytest.importorskip("datasets")
     cases = planted()

@@ -166,7 +166,9 @@ def load_testset(
     Args:
         source: A ``.jsonl``/``.json``/``.csv``/``.tsv``/``.parquet`` file (or a folder of them),
             ``hf:NAME[:CONFIG][@SPLIT]``, or a list of dicts.
-        field: The column holding the text to check.
+        field: The column holding the text to check. With the default, ``text``, records that
+            have no ``text`` but a ``contents`` column (a headerless ``id<TAB>text`` TSV, such as
+            MS MARCO's query files, reads so) use ``contents``.
         id_field: The id column (default: the first of :data:`ID_FIELDS` present, else the row
             number).
         limit: Read at most this many examples.
@@ -191,7 +193,10 @@ def load_testset(
     examples: list[Example] = []
     seen: dict[str, str] = {}  # id -> where it first was
     chosen_id = id_field
+    asked = field
     for row, where, line in itertools.islice(records, limit):
+        if not examples and asked == "text" and isinstance(row, Mapping) and "text" not in row and "contents" in row:
+            field = "contents"  # the loaders' name for the text of a headerless TSV
         if not isinstance(row, Mapping):
             raise MalformedRecordError(
                 f"a test set record must be an object with a {field!r} field, not {type(row).__name__}",
