@@ -55,7 +55,7 @@ from spacerini.backends.bm25 import NAME as BM25
 from spacerini.backends.bm25 import BM25Searcher, shard_stats
 from spacerini.backends.bm25.scorer import adjust_ties, merge_doc_freqs
 from spacerini.backends.exact import NAME as EXACT
-from spacerini.backends.exact import ExactHit, Span, validate_query
+from spacerini.backends.exact import ExactHit, Span, char_bounds, match_runs, validate_query
 from spacerini.bundle.shards import fanout_folders, open_fanout
 from spacerini.distributed.engine import _import_ray, _rebuild_error, _worker_env, session
 from spacerini.errors import (
@@ -552,8 +552,7 @@ class RayExactSearcher:
         pool = self._actors()
         # The longest prefix at each start found in the corpus is the longest found in any shard.
         lengths = [max(column) for column in zip(*pool.call("exact_lengths", raw), strict=True)]
-        arr = np.frombuffer(raw, dtype=np.uint8)
-        bounds = np.append(np.flatnonzero((arr & 0xC0) != 0x80), len(raw)).tolist()
+        bounds = char_bounds(raw)
         found: list[tuple[int, int]] = []
         max_end = 0
         for i, length in enumerate(lengths):
@@ -690,16 +689,11 @@ class _ShardServer:
         least the one at ``i`` minus one character.
         """
         index = self._exact_index()
-        arr = np.frombuffer(raw, dtype=np.uint8)
-        bounds = np.append(np.flatnonzero((arr & 0xC0) != 0x80), len(raw)).tolist()
-        n = len(bounds) - 1
-        lengths = []
-        length = 0
-        for i in range(n):
-            length = max(length - 1, 0)
-            while i + length < n and index._contains(raw[bounds[i] : bounds[i + length + 1]]):
-                length += 1
-            lengths.append(length)
+        bounds = char_bounds(raw)
+        runs = match_runs(raw, bounds, index._contains)
+        lengths: list[int] = []
+        for (start, end), (after, _) in zip(runs, [*runs[1:], (len(bounds) - 1, 0)], strict=True):
+            lengths.extend(end - i for i in range(start, after))  # the end stays until the next run
         return lengths
 
     @_answer

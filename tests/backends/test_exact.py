@@ -253,3 +253,53 @@ def test_numpy_integers_page_like_ints(one_shard):
 
     s, _ = one_shard
     assert s.find("a", k=np.int64(3), offset=np.int32(2)) == s.find("a", k=3, offset=2) == s.find("a", k=5)[2:5]
+
+
+def _matching_statistics(raw: bytes, contains) -> list[int]:
+    """The longest match at every character, one extension at a time (the reference)."""
+    bounds = exact.char_bounds(raw)
+    n, out, length = len(bounds) - 1, [], 0
+    for i in range(n):
+        length = max(length - 1, 0)
+        while i + length < n and contains(raw[bounds[i] : bounds[i + length + 1]]):
+            length += 1
+        out.append(length)
+    return out
+
+
+def test_match_runs_give_the_matching_statistics_of_every_character():
+    corpus = ["the quick brown fox jumps over the lazy dog", "héllo wörld ⟦naïve⟧ café", "abcabcabcabd", "aaaaaaaaab"]
+    blob = "\x00".join(corpus)
+
+    def contains(pat: bytes) -> bool:
+        return pat.decode("utf-8") in blob
+
+    rng = random.Random(11)
+    for _ in range(2000):
+        pieces = []
+        for _ in range(rng.randint(0, 5)):
+            if rng.random() < 0.5:
+                doc = rng.choice(corpus)
+                i = rng.randrange(len(doc))
+                pieces.append(doc[i : i + rng.randint(0, 15)])
+            else:
+                pieces.append("".join(rng.choice("abcdhéloöw ⟦⟧ qu") for _ in range(rng.randint(0, 6))))
+        raw = "".join(pieces).encode()
+        bounds = exact.char_bounds(raw)
+        runs = exact.match_runs(raw, bounds, contains)
+        lengths = []
+        for (start, end), (after, _) in zip(runs, [*runs[1:], (len(bounds) - 1, 0)]):
+            lengths.extend(end - i for i in range(start, after))
+        assert lengths == _matching_statistics(raw, contains), raw
+
+
+def test_a_text_copied_whole_from_the_corpus_is_traced_in_a_few_searches(one_shard, monkeypatch):
+    """A copied document used to cost one search of its whole length per character."""
+    s, _ = one_shard
+    doc = max(DOCS, key=lambda d: len(d.text))
+    calls = []
+    real = s._contains
+    monkeypatch.setattr(s, "_contains", lambda pat: calls.append(len(pat)) or real(pat))
+    spans = s.longest_matches(doc.text, min_len=20)
+    assert [(sp.start, sp.end) for sp in spans] == [(0, len(doc.text))] and doc.id in spans[0].docids
+    assert len(calls) <= 4 * len(doc.text).bit_length(), len(calls)
