@@ -38,6 +38,7 @@ from typing import Any
 
 import numpy as np
 
+from spacerini.backends.exact import match_runs, run_lengths
 from spacerini.errors import (
     BackendNotAvailableError,
     CorpusError,
@@ -305,13 +306,7 @@ def check_example(
         return ExampleResult(example.id, False, 0.0, 0, 0, "", None, 0, 0, False, 0, len(text))
     S, E = starts.tolist(), ends.tolist()
     # k[i]: tokens matched from token i: raw[S[i]:E[i+k-1]] occurs, raw[S[i]:E[i+k]] does not.
-    k = [0] * t
-    e = 0
-    for i in range(t):
-        e = max(e, i)
-        while e < t and matcher.contains(raw[S[i] : E[e]]):
-            e += 1
-        k[i] = e - i
+    k = run_lengths(match_runs(t, lambda a, b: b <= a or matcher.contains(raw[S[a] : E[b - 1]])), t)
     n = min(ngram, t)
     total = t - n + 1
     found = sum(1 for i in range(total) if k[i] >= n)

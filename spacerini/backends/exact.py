@@ -342,33 +342,24 @@ def char_bounds(raw: bytes) -> list[int]:
     return np.append(np.flatnonzero((arr & 0xC0) != 0x80), len(raw)).tolist()
 
 
-def match_runs(raw: bytes, bounds: Sequence[int], contains: Callable[[bytes], bool]) -> list[tuple[int, int]]:
+def match_runs(n: int, occurs: Callable[[int, int], bool]) -> list[tuple[int, int]]:
     """Where the longest match found in the corpus reaches further than from any earlier start.
 
-    With ``end(i)`` the end of the longest prefix of the text at character ``i`` that
-    ``contains`` finds, ``end`` never decreases (a match at ``i`` less its first character is a
-    match at ``i + 1``). So the starts that reach further than every earlier one, with their
-    ends, give every ``end(i)``: between two such starts it stays that of the first. Each is
-    found by binary search (the first start after ``i`` whose match passes ``end(i)``: "the
-    text from ``j`` to ``end(i) + 1`` occurs" holds from some ``j`` on), and each end by
-    galloping. So a text copied whole from the corpus costs a few dozen searches, not one
-    search of its whole length per character (23 s for a copied 100 KB file, now 0.04 s).
-
-    Args:
-        raw: The UTF-8 text.
-        bounds: :func:`char_bounds` of ``raw``.
-        contains: Whether the corpus holds a byte string (monotone: what holds a string holds
-            its substrings).
+    The text is ``n`` units (characters, or word tokens); ``occurs(a, b)`` says whether the
+    corpus holds units ``a`` to ``b`` (``b`` excluded; true when ``b <= a``). With ``end(i)`` the
+    end of the longest match at unit ``i``, ``end`` never decreases (a match at ``i`` less its
+    first unit is a match at ``i + 1``). So the starts that reach further than every earlier one,
+    with their ends, give every ``end(i)``: between two such starts it stays that of the first.
+    Each is found by binary search (the first start after ``i`` whose match passes ``end(i)``:
+    "units ``j`` to ``end(i) + 1`` occur" holds from some ``j`` on), and each end by galloping.
+    So a text copied whole from the corpus costs a few dozen searches, not one search of its
+    whole length per unit (23 s for a copied 100 KB file, now 0.04 s).
 
     Returns:
-        ``(start, end)`` pairs in characters, starts increasing, ends strictly increasing; the
-        first start is 0 (an end equal to its start: no match there) and the last end is the
-        text's length.
+        ``(start, end)`` pairs, starts increasing, ends strictly increasing; the first start is
+        0 (an end equal to its start: no match there) and the last end is ``n``; none when
+        ``n`` is 0.
     """
-    n = len(bounds) - 1
-
-    def occurs(a: int, b: int) -> bool:
-        return b <= a or contains(raw[bounds[a] : bounds[b]])
 
     def reach(start: int, known: int) -> int:
         """The end of the longest match at ``start``, knowing the text up to ``known`` occurs."""
@@ -402,6 +393,14 @@ def match_runs(raw: bytes, bounds: Sequence[int], contains: Callable[[bytes], bo
         start, end = lo, reach(lo, end + 1)
         runs.append((start, end))
     return runs
+
+
+def run_lengths(runs: Sequence[tuple[int, int]], n: int) -> list[int]:
+    """The longest match at every unit, ``end(i) - i``, from :func:`match_runs` of ``n`` units."""
+    lengths: list[int] = []
+    for (start, end), (after, _) in zip(runs, [*runs[1:], (n, 0)][: len(runs)], strict=True):
+        lengths.extend(range(end - start, end - after, -1))  # the end stays until the next run
+    return lengths
 
 
 def _check_counts(**values: Any) -> None:
@@ -584,11 +583,15 @@ class ExactSearcher:
             raise QueryError("min_len must be at least 1")
         bounds = char_bounds(raw)
         spans: list[Span] = []
-        for i, end in match_runs(raw, bounds, self._contains):
+        for i, end in match_runs(len(query), self.char_occurs(raw, bounds)):
             if end - i >= min_len:
                 pat = raw[bounds[i] : bounds[end]]
                 spans.append(Span(i, end, query[i:end], self._count(pat), self._first_docs(pat, max_docs)))
         return spans
+
+    def char_occurs(self, raw: bytes, bounds: Sequence[int]) -> Callable[[int, int], bool]:
+        """``occurs(a, b)`` of :func:`match_runs` for the characters of ``raw`` (``char_bounds``)."""
+        return lambda a, b: b <= a or self._contains(raw[bounds[a] : bounds[b]])
 
     def _first_docs(self, pat: bytes, limit: int) -> tuple[str, ...]:
         out: list[str] = []

@@ -55,7 +55,7 @@ from spacerini.backends.bm25 import NAME as BM25
 from spacerini.backends.bm25 import BM25Searcher, shard_stats
 from spacerini.backends.bm25.scorer import adjust_ties, merge_doc_freqs
 from spacerini.backends.exact import NAME as EXACT
-from spacerini.backends.exact import ExactHit, Span, char_bounds, match_runs, validate_query
+from spacerini.backends.exact import ExactHit, Span, char_bounds, match_runs, run_lengths, validate_query
 from spacerini.bundle.shards import fanout_folders, open_fanout
 from spacerini.distributed.engine import _import_ray, _rebuild_error, _worker_env, session
 from spacerini.errors import (
@@ -690,11 +690,8 @@ class _ShardServer:
         """
         index = self._exact_index()
         bounds = char_bounds(raw)
-        runs = match_runs(raw, bounds, index._contains)
-        lengths: list[int] = []
-        for (start, end), (after, _) in zip(runs, [*runs[1:], (len(bounds) - 1, 0)], strict=True):
-            lengths.extend(end - i for i in range(start, after))  # the end stays until the next run
-        return lengths
+        n = len(bounds) - 1
+        return run_lengths(match_runs(n, index.char_occurs(raw, bounds)), n)
 
     @_answer
     def exact_spans(self, patterns: list[bytes], max_docs: int) -> list[tuple[int, tuple[str, ...]]]:

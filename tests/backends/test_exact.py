@@ -286,11 +286,9 @@ def test_match_runs_give_the_matching_statistics_of_every_character():
                 pieces.append("".join(rng.choice("abcdhéloöw ⟦⟧ qu") for _ in range(rng.randint(0, 6))))
         raw = "".join(pieces).encode()
         bounds = exact.char_bounds(raw)
-        runs = exact.match_runs(raw, bounds, contains)
-        lengths = []
-        for (start, end), (after, _) in zip(runs, [*runs[1:], (len(bounds) - 1, 0)]):
-            lengths.extend(end - i for i in range(start, after))
-        assert lengths == _matching_statistics(raw, contains), raw
+        n = len(bounds) - 1
+        runs = exact.match_runs(n, lambda a, b, raw=raw, bounds=bounds: b <= a or contains(raw[bounds[a] : bounds[b]]))
+        assert exact.run_lengths(runs, n) == _matching_statistics(raw, contains), raw
 
 
 def test_a_text_copied_whole_from_the_corpus_is_traced_in_a_few_searches(one_shard, monkeypatch):
