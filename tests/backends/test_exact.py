@@ -301,3 +301,14 @@ def test_a_text_copied_whole_from_the_corpus_is_traced_in_a_few_searches(one_sha
     spans = s.longest_matches(doc.text, min_len=20)
     assert [(sp.start, sp.end) for sp in spans] == [(0, len(doc.text))] and doc.id in spans[0].docids
     assert len(calls) <= 4 * len(doc.text).bit_length(), len(calls)
+
+
+@pytest.mark.parametrize("needle", ["e", " ", "a"])
+def test_find_reads_a_common_patterns_rows_a_chunk_at_a_time_with_the_same_pages(one_shard, many_shards, monkeypatch, needle):
+    """Memory per page stays bounded by the chunk; the pages are those of one whole-range read."""
+    whole = {id(s): [s.find(needle, k=k, offset=o) for k, o in ((10, 0), (7, 13), (50, 200), (1000, 0))] for s, _ in (one_shard, many_shards)}
+    monkeypatch.setattr(exact, "FIND_CHUNK", 3)
+    for s, _ in (one_shard, many_shards):
+        assert s.count(needle) > 200
+        assert [s.find(needle, k=k, offset=o) for k, o in ((10, 0), (7, 13), (50, 200), (1000, 0))] == whole[id(s)]
+        assert [(h.docid, h.offset) for h in s.find(needle, k=1000)] == brute_positions(needle)[:1000]
