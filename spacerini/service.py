@@ -104,6 +104,9 @@ TOP_CATEGORIES = 15
 DISPLAY_CACHE_DOCS = 4_096
 #: Redacted document texts kept for snippets (a page of hits is shown again when paging).
 DISPLAY_CACHE_TEXTS = 256
+#: When redacting, an exact count, find or ranked exact search whose text occurs at most this
+#: often is answered from the occurrences that touch no PII (see :meth:`Service._clean_occurrences`).
+PII_CHECKED_OCCURRENCES = 1_000
 
 
 def has_trace() -> bool:
@@ -220,6 +223,8 @@ class Service:
         self._display = LRUCache(DISPLAY_CACHE_DOCS)
         # (generation, docid) -> the document's redacted text, which snippets are cut from.
         self._texts = LRUCache(DISPLAY_CACHE_TEXTS)
+        # (generation, text) -> the occurrences of an exact text that touch no PII (or None: all do not)
+        self._clean = LRUCache(DISPLAY_CACHE_TEXTS)
         self._held = threading.local()  # .snap: the generation same_generation() holds in this thread
 
     # -- what the bundle can do -------------------------------------------------------------
@@ -344,11 +349,18 @@ class Service:
             refuse_pii_query(check_query(query), verb="search for")
 
         def answer(snap: Any) -> SearchPage:
+            if not backend and not self.ranked_backends:  # said here: the bundle's own error names its path
+                raise BackendNotAvailableError("this bundle has no ranked backend (bm25, dense or exact): search is not available")
             name = backend or snap.default_backend()
             if name not in self.ranked_backends:
                 raise BackendNotAvailableError(
                     f"backend {name!r} is not available here: choose from {', '.join(self.ranked_backends)}"
                 )
+            if name == "exact" and self.redact_pii:
+                clean = self._clean_occurrences(snap, query)
+                if clean is not None:  # some occurrences lie inside PII: ranked from the others
+                    hits = self._exact_hits(snap, query, clean, k=k, offset=offset, snippets=snippets)
+                    return SearchPage(query, name, k, offset, tuple(hits), _generation(snap))
             hits = snap.search(
                 query, k=k, offset=offset, backend=name, snippets=snippets,
                 snippet_text=self._display_text(snap) if self.redact_pii else None,
@@ -375,9 +387,13 @@ class Service:
         text = _exact_text(text)
         if self.redact_pii:
             refuse_pii_query(text, verb="count")
-        return self._pinned(
-            lambda snap: CountResult(text, int(self._need(snap, "exact", "exact counting").count(text)), _generation(snap))
-        )
+
+        def answer(snap: Any) -> CountResult:
+            total = int(self._need(snap, "exact", "exact counting").count(text))
+            clean = self._clean_occurrences(snap, text, total) if self.redact_pii else None
+            return CountResult(text, total if clean is None else len(clean), _generation(snap))
+
+        return self._pinned(answer)
 
     def find(self, text: str, k: int = 10, offset: int = 0) -> FindPage:
         """The total count and one page of exact occurrences with snippets and provenance.
@@ -395,6 +411,13 @@ class Service:
 
         def answer(snap: Any) -> FindPage:
             exact = self._need(snap, "exact", "exact search")
+            clean = self._clean_occurrences(snap, text) if self.redact_pii else None
+            if clean is not None:  # some occurrences lie inside PII: paged from the others
+                page = []
+                for rank, (docid, at) in enumerate(clean[offset : offset + k], start=offset + 1):
+                    snippet = exact_snippet(snap.doc(docid).text, at, at + len(text))
+                    page.append(Occurrence(rank, docid, at, snippet, self._meta(snap, docid)))
+                return FindPage(text, len(clean), k, offset, tuple(page), _generation(snap))
             hits = []
             for h in exact.find(text, k=k, offset=offset):
                 snippet = h.snippet
@@ -576,15 +599,102 @@ class Service:
                 backends=tuple(snap.backends),
                 created=manifest.get("created"),
                 source=strip_paths(manifest.get("source")),
-                licences=_top(licences),
-                languages=_top(languages),
+                licences=_top(self._shown_counts(licences)),
+                languages=_top(self._shown_counts(languages)),
                 preprocess=strip_paths(list(manifest.get("preprocess", []))),
-                audit_log=strip_paths(list(manifest.get("audit_log", []))),
+                audit_log=public_audit_log(manifest.get("audit_log", [])),
             )
             self._stats = (key, stats)
             return stats
 
         return self._pinned(answer)
+
+
+    def _clean_occurrences(self, snap: Any, text: str, total: int | None = None) -> list[tuple[str, int]] | None:
+        """The occurrences of ``text`` that touch no PII of their documents, as ``(docid, char
+        offset)`` in the exact backend's order, when some do; None when none does (or when there
+        are more than :data:`PII_CHECKED_OCCURRENCES`).
+
+        A query is refused when it is itself PII (:func:`~spacerini.display.refuse_pii_query`),
+        but a part of a secret is not: without this check a count of ``AKIAIOSFODNN7EXAMP`` or
+        ``alice.jones@gmail`` confirmed, a character at a time, all of a key or an address but
+        its last character. An occurrence inside a span that is redacted on display is not
+        counted, found or ranked, as if the corpus held the placeholder (it shows only that).
+        A text that occurs more often than the limit is not part of one secret; it is answered
+        as it is.
+        """
+        exact = snap.searcher("exact")
+        total = int(exact.count(text)) if total is None else total
+        if total == 0 or total > PII_CHECKED_OCCURRENCES:
+            return None
+        found = self._clean.get_or_make((_cache_key(snap), text), lambda: self._check_occurrences(snap, exact, text, total))
+        return None if found is None else list(found)
+
+    def _check_occurrences(self, snap: Any, exact: Any, text: str, total: int) -> tuple[tuple[str, int], ...] | None:
+        texts: dict[str, str] = {}
+        clean: list[tuple[str, int]] = []
+        for hit in exact.find(text, k=total, offset=0, context=0):
+            body = texts.get(hit.docid)
+            if body is None:
+                try:
+                    body = texts[hit.docid] = snap.doc(hit.docid).text
+                except KeyError:
+                    continue  # not shown anywhere either
+            at = int(hit.offset)
+            # The window redacted as the whole document would be (PII reaching into it whole):
+            # anything but the window itself means the occurrence touches PII.
+            if redacted_window(body, at, at + len(text)) == body[at : at + len(text)]:
+                clean.append((hit.docid, at))
+        return None if len(clean) == total else tuple(clean)
+
+    def _exact_hits(
+        self, snap: Any, query: str, clean: list[tuple[str, int]], *, k: int, offset: int, snippets: bool
+    ) -> list[Any]:
+        """The exact backend's ranking (documents by occurrences, ties in corpus order) of the
+        occurrences in ``clean``, with the first one's snippet, redacted."""
+        from spacerini.records import Hit
+
+        per_doc: dict[str, list[int]] = {}
+        for docid, at in clean:  # in corpus order
+            per_doc.setdefault(docid, []).append(at)
+        ranked = sorted(per_doc.items(), key=lambda item: -len(item[1]))  # stable: ties keep corpus order
+        hits = []
+        for rank, (docid, offsets) in enumerate(ranked[offset : offset + k], start=offset + 1):
+            doc = snap.doc(docid)
+            snippet = exact_snippet(doc.text, offsets[0], offsets[0] + len(query), context=40) if snippets else ""
+            fields, meta = self._shown(snap, docid, doc.fields, doc.meta)
+            hits.append(Hit(docid, float(len(offsets)), rank, snippet, fields, meta, "exact"))
+        return hits
+
+    def _shown_counts(self, counts: Counter[str]) -> Counter[str]:
+        """A licence or language breakdown as shown: its names are corpus text (a licence field
+        may hold an author's email address), redacted when redacting, and the counts of names
+        that become one summed."""
+        if not self.redact_pii:
+            return counts
+        shown: Counter[str] = Counter()
+        for name, n in counts.items():
+            shown[redacted_text(str(name))] += n
+        return shown
+
+
+#: Audit log keys that list digests of what an opt-out removed. A SHA-256 of a document id is
+#: no secret where the ids can be listed (a public dataset, paths of a code corpus): hashing
+#: them tells which documents, and so whose, were removed. They stay in the manifest (a rebuild
+#: needs them) and are left out of what visitors see.
+AUDIT_DIGESTS = ("removed_id_sha256", "removed_owner_hmac")
+
+
+def public_audit_log(audit_log: Any) -> list[Any]:
+    """The audit log as the app shows it: each entry's counts, times and request ids, without
+    the build machine's paths and without the digests of :data:`AUDIT_DIGESTS`."""
+    entries = audit_log if isinstance(audit_log, list) else []
+    out = []
+    for entry in strip_paths(entries):
+        if isinstance(entry, Mapping):
+            entry = {k: v for k, v in entry.items() if k not in AUDIT_DIGESTS}
+        out.append(entry)
+    return out
 
 
 def _generation(snap: Any) -> int:

@@ -33,6 +33,7 @@ import html
 import json
 import logging
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -96,13 +97,15 @@ def _guard(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     import gradio as gr
 
+    from spacerini.app.jsonapi import public_message
+
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except SpaceriniError as exc:
-            message = one_line(exc)
-            logger.info("refused %s: %s", fn.__name__, message[:300])
+            logger.info("refused %s: %s", fn.__name__, one_line(exc)[:300])
+            message = public_message(exc)  # without the server's paths
             raise gr.Error(html.escape(message, quote=False), print_exception=False) from None
         except Exception:  # noqa: BLE001 - logged here; the visitor sees no Python text
             logger.exception("%s failed", fn.__name__)
@@ -231,17 +234,27 @@ def _corpus_picker(gr: Any, corpora: Any, prefix: str, cap: str | None = None) -
 
 
 def _launch_without_files(launch: Callable[..., Any], corpora: Any) -> Callable[..., Any]:
-    """``launch`` with :class:`~spacerini.app.jsonapi.NoFilesMiddleware` added to the server, and
+    """``launch`` with :class:`~spacerini.app.jsonapi.NoFilesMiddleware` added to the server,
+    Gradio's run history turned off (it would use the host's Hugging Face token for visitors), and
     the page's own routes (:func:`~spacerini.app.jsonapi.ui_routes`) unless routes are given
     (:func:`serve` gives all the JSON routes, which include them)."""
     import functools
+    import inspect
 
     from starlette.middleware import Middleware
 
     from spacerini.app.jsonapi import Limiter, NoFilesMiddleware, ui_routes, unknown_endpoint_handlers
 
+    takes_run_history = "run_history" in inspect.signature(launch).parameters
+
     @functools.wraps(launch)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if takes_run_history:
+            # Gradio's run history (on by default) answers a visitor whose request reaches the
+            # server over loopback (a local reverse proxy, a tunnel, a browser on the host) with
+            # the host's own Hugging Face token: it lists, creates, reads and writes buckets with
+            # it. The app records no runs and lends no token.
+            kwargs["run_history"] = False
         app_kwargs = dict(kwargs.pop("app_kwargs", None) or {})
         app_kwargs["middleware"] = [*app_kwargs.get("middleware", []), Middleware(NoFilesMiddleware)]
         app_kwargs["exception_handlers"] = {**unknown_endpoint_handlers(), **app_kwargs.get("exception_handlers", {})}
@@ -370,12 +383,29 @@ def _page_number(page: Any) -> int:
     return max(1, number)
 
 
+#: Characters that Markdown reads as markup (links, images, emphasis, code, headings, HTML).
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~:])")
+
+
+def markdown_text(value: Any) -> str:
+    """``value`` as literal text inside a ``gr.Markdown``: HTML-escaped, then every Markdown
+    character backslash-escaped, so that a document id or a reason such as
+    ``![x](https://tracker/pixel.png)`` is shown as written, not rendered (an image fetched from
+    another site by every visitor who flags that document, or a link)."""
+    return _MARKDOWN.sub(r"\\\1", html.escape(str(value), quote=False).replace("\n", " "))
+
+
+def flag_receipt(rec: Any) -> str:
+    """The Markdown thanking a visitor for a report: the document id and the reason as text."""
+    return f"Thank you: result {markdown_text(rec['docid'])} was flagged ({markdown_text(rec['reason'])})."
+
+
 def _search_tab(gr: Any, corpora: Any) -> None:
     from spacerini.app.flags import client_key
 
     def flag(corpus: str, query: str, docid: str, reason: str, request: Any = None) -> str:
         rec = corpora.service(corpus).flag(query, docid or "", reason, client=client_key(request))
-        return f"Thank you: result {html.escape(rec['docid'])} was flagged ({html.escape(rec['reason'])})."
+        return flag_receipt(rec)
 
     _with_request(flag, gr)
 
@@ -498,9 +528,10 @@ def _max_text(corpora: Any) -> int:
 
 def _compare_tab(gr: Any, corpora: Any) -> None:
     from spacerini.app.compare import counts_frame, render_comparison
+    from spacerini.app.jsonapi import public_comparison
 
     def run(query: str, text: str, owner: str) -> tuple[Any, str]:
-        result = to_json(corpora.compare(query, text=text or None, owner=owner or None))
+        result = public_comparison(corpora.compare(query, text=text or None, owner=owner or None))
         return counts_frame(result), render_comparison(result)
 
     with gr.Tab("Compare", id="compare"):
@@ -556,13 +587,7 @@ def _stats_panel(gr: Any, svc: Service, suffix: str) -> tuple[list[Any], Callabl
         s = svc.stats()  # one record per bundle revision, kept by the service
         if rendered.get("for") is s:
             return rendered["values"]
-        charts = []
-        for key, title in (("licences", "Licences"), ("languages", "Languages")):
-            fig = plots.bar_chart(title, [(str(k), int(v)) for k, v in s[key]])
-            try:
-                charts.append(plots.svg_text(fig))
-            finally:
-                plots.close(fig)
+        charts = [_chart(plots, title, s[key]) for key, title in (("licences", "Licences"), ("languages", "Languages"))]
         out = [
             f"**{s['docs']:,}** documents · **{_size(s['text_bytes'])}** of text · bundle "
             f"**{_size(s['bundle_bytes'])}** on disk · backends: {', '.join(s['backends'])} · built {s['created'] or '?'}",
@@ -587,6 +612,26 @@ def _stats_panel(gr: Any, svc: Service, suffix: str) -> tuple[list[Any], Callabl
     with gr.Accordion("Audit log (opt-outs)", open=False, visible=bool(s["audit_log"])) as audit:
         log = gr.JSON(s["audit_log"] or None, elem_id=f"sp-audit-log{suffix}")
     return [summary, licences, languages, report, none, audit, log], values
+
+
+def _chart(plots: Any, title: str, counts: Any) -> str:
+    """A breakdown's bar chart as inline SVG. Its labels are corpus text (licence and language
+    names): matplotlib read a label with two ``$`` as TeX math, and a malformed one stopped the
+    chart, the Stats tab and with them the whole app from being built; :func:`plots.bar_chart`
+    draws them as text now. A chart that still fails is logged and shown as a table of escaped
+    names, so one chart cannot take the app down."""
+    pairs = [(str(k), int(v)) for k, v in counts]
+    fig = None
+    try:
+        fig = plots.bar_chart(title, pairs)  # its labels are drawn as text, "$" included
+        return str(plots.svg_text(fig))
+    except Exception:  # noqa: BLE001 - one chart must not take the app down
+        logger.warning("the %s chart could not be drawn; shown as a table", title, exc_info=True)
+        rows = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:,}</td></tr>" for k, v in pairs)
+        return f"<table class='sp-chart-table'><caption>{html.escape(title)}</caption>{rows}</table>"
+    finally:
+        if fig is not None:
+            plots.close(fig)
 
 
 def _size(n: int) -> str:
@@ -673,7 +718,9 @@ def _api(gr: Any, corpora: Any, caps: list[str]) -> None:
 
     def compare(query: str, text: str = "", owner: str = "", backend: str = "") -> str:
         """Every corpus side by side: exact count, top hit, membership coverage, owner lookup (a JSON string)."""
-        return dumps(corpora.compare(query, text=text or None, owner=owner or None, backend=backend))
+        from spacerini.app.jsonapi import public_comparison
+
+        return dumps(public_comparison(corpora.compare(query, text=text or None, owner=owner or None, backend=backend)))
 
     endpoint(stats, "stats")
     endpoint(corpora_list, "corpora")

@@ -40,6 +40,7 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
@@ -138,10 +139,10 @@ def json_api_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list
             return JSONResponse({"error": one_line(exc)}, status_code=503, headers={"Retry-After": "1"})
         except RateLimitedError as exc:
             logger.info("refused %s: %s", _name(fn), one_line(exc))
-            return JSONResponse({"error": one_line(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
+            return JSONResponse({"error": public_message(exc)}, status_code=429, headers={"Retry-After": str(exc.retry_after)})
         except SpaceriniError as exc:
             logger.info("refused %s: %s", _name(fn), one_line(exc)[:300])
-            return JSONResponse({"error": one_line(exc)}, status_code=400)
+            return JSONResponse({"error": public_message(exc)}, status_code=400)
         except Exception:  # noqa: BLE001 - logged here; the client gets no traceback
             logger.exception("JSON API call failed")
             return JSONResponse({"error": "internal error"}, status_code=500)
@@ -214,7 +215,10 @@ def json_api_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list
 
     @get("/compare")
     async def compare(q: str = "", text: str = "", owner: str = "", backend: str = "") -> JSONResponse:
-        return await answer(functools.partial(corpora.compare, text=text or None, owner=owner or None, backend=backend), q)
+        def compare_columns(query: str) -> Any:
+            return public_comparison(corpora.compare(query, text=text or None, owner=owner or None, backend=backend))
+
+        return await answer(compare_columns, q)
 
     return list(router.routes) + ui_routes(corpora, limiter=limiter, prefix=prefix)
 
@@ -251,7 +255,7 @@ def ui_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list[Any]:
             return JSONResponse({"error": one_line(exc)}, status_code=503, headers={"Retry-After": "1"})
         except SpaceriniError as exc:
             logger.info("refused %s: %s", _name(fn), one_line(exc)[:300])
-            return JSONResponse({"error": one_line(exc)}, status_code=400)
+            return JSONResponse({"error": public_message(exc)}, status_code=400)
         except Exception:  # noqa: BLE001 - logged here; the visitor sees no Python text
             logger.exception("%s failed", _name(fn))
             from spacerini.app import INTERNAL_ERROR
@@ -272,6 +276,45 @@ def ui_routes(svc: Any, *, limiter: Limiter, prefix: str = "/api") -> list[Any]:
             return await answer(find_page, corpus, q, page)
 
     return list(router.routes)
+
+
+#: An absolute POSIX path in a message: a ``/`` that starts no URL and ends no word, then its parts.
+_PATH = re.compile(r"(?<![\w/.:~-])/(?:[^\s/'\"<>`]+/)*[^\s/'\"<>`:,;()]*")
+
+
+def scrub_paths(text: str) -> str:
+    """``text`` with each absolute path of this machine replaced by its last part
+    (``/srv/bundles/c4/bloom: cannot read`` -> ``bloom: cannot read``).
+
+    A path counts when its first part exists here (``/srv``, ``/home``, ``/tmp``...), so that
+    routes such as ``/api/search`` named in a message stay as they are.
+    """
+
+    def name(match: re.Match[str]) -> str:
+        path = match.group(0)
+        parts = [p for p in path.split("/") if p]
+        if len(parts) < 2 or not os.path.exists("/" + parts[0]):
+            return path
+        return parts[-1]
+
+    return _PATH.sub(name, text)
+
+
+def public_message(exc: BaseException) -> str:
+    """What a visitor is told of a refusal: its first line (:func:`~spacerini.errors.one_line`)
+    without this machine's paths (a corrupt or changing bundle names its files in its errors)."""
+    return scrub_paths(one_line(exc))
+
+
+def public_comparison(result: Any) -> Any:
+    """A comparison's JSON (:meth:`~spacerini.corpora.Corpora.compare`) with the refusals of
+    its columns told as :func:`public_message` tells them."""
+    data = to_json(result)
+    for column in data.get("corpora") or ():
+        for key in ("errors", "missing"):
+            if isinstance(column.get(key), dict):
+                column[key] = {k: scrub_paths(str(v)) for k, v in column[key].items()}
+    return data
 
 
 def as_corpora(svc: Any) -> Any:
@@ -351,8 +394,10 @@ async def _json_body(
 
 # ------------------------------------------------------------------------------ no files
 #: Gradio routes that take uploads or serve files or other servers' content; the app has no
-#: upload or file component, so none of them has a use here.
-_FILE_ROUTES = re.compile(r"^/(?:gradio_api/)?(?:upload|file=|file/|proxy=)")
+#: upload, file or recording component, so none of them has a use here. ``process_recording``
+#: takes an anonymous upload, writes it to a temporary file and runs ffmpeg on it with the
+#: caller's filter options.
+_FILE_ROUTES = re.compile(r"^/(?:gradio_api/)?(?:upload|file=|file/|proxy=|process_recording)")
 
 
 def unknown_endpoint_handlers() -> dict[Any, Callable[..., Any]]:
