@@ -540,3 +540,14 @@ def test_ngrams_of_long_tokens_sharing_prefixes(monkeypatch) -> None:
     top = counter.top(1000)
     for n in (1, 2, 3):
         assert [(g.ngram, g.count) for g in top[n]] == ref[n].most_common(1000), n
+
+
+def test_a_licence_or_owner_with_dollar_signs_is_charted_as_text(tmp_path: Path) -> None:
+    """matplotlib read a label holding two "$" as TeX: `a$\\frac{$b` raised and stopped the report."""
+    docs = [
+        Doc(f"d{i}", f"text number {i}", {"licence": "a$\\frac{$b" if i % 2 else "$x$", "owner": "c$\\d$"}) for i in range(4)
+    ]
+    bundle = build_bundle(docs, tmp_path / "b", backends=["bm25"], progress=False)
+    a, lengths = analyze(bundle, progress=False, keep_lengths=True)
+    report = write_report(a, lengths, tmp_path / "out")
+    assert report.exists() and {"by_licence.png", "by_owner.png"} <= {p.name for p in report.parent.glob("*.png")}

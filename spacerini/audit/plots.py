@@ -52,7 +52,9 @@ def bar_chart(
         labels = [_shorten(k) for k, _ in items][::-1]
         values = [float(v) for _, v in items][::-1]
         ax.barh(range(len(values)), values, color=BAR_COLOR, height=0.7)
-        ax.set_yticks(range(len(values)), labels)
+        # Labels are corpus text (licence, owner, domain names): a "$" is drawn as itself, not read
+        # as TeX math (a malformed one raised and stopped the report, and the app's Stats tab).
+        ax.set_yticks(range(len(values)), labels, parse_math=False)
         # Explicit limits: one category (or all zeros) still gets a visible, full-width bar.
         top = max(values) if max(values) > 0 else 1.0
         ax.set_xlim(0, top * 1.12)
