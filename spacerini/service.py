@@ -723,9 +723,15 @@ PATH_SECTIONS = ("source", "preprocess", "audit_log")
 
 
 def public_manifest(manifest: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of ``manifest`` without the build machine's paths in :data:`PATH_SECTIONS`; the
-    backends' parameters are kept as they are (the app needs them)."""
-    return {k: strip_paths(v) if k in PATH_SECTIONS else v for k, v in manifest.items()}
+    """A copy of ``manifest`` to publish (a Space, a dataset repo): without the build machine's
+    paths in :data:`PATH_SECTIONS`, and with the audit log as visitors see it
+    (:func:`public_audit_log`: no digests of what opt-outs removed). The backends' parameters
+    are kept as they are (the app needs them). The bundle's own manifest keeps the digests: a
+    rebuild of it from its source leaves those documents out again."""
+    out = {k: strip_paths(v) if k in PATH_SECTIONS else v for k, v in manifest.items()}
+    if "audit_log" in out:
+        out["audit_log"] = public_audit_log(manifest["audit_log"])
+    return out
 
 
 def strip_paths(value: Any) -> Any:

@@ -6,6 +6,7 @@ The Hub is a fake HTTP server on 127.0.0.1 (``tests/hub_helpers.py``) that the r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -439,6 +440,13 @@ def test_a_push_after_an_optout_leaves_no_copy_of_the_removed_documents_on_the_h
     deploy(path, "me/s", spacerini_requirement="spacerini @ git+https://example.org/spacerini.git")
     assert not any(secret.encode() in data for data in hub.commits["spaces/me/s"].values())
     assert hub.squashed[-1] == "spaces/me/s"
+    # nor a digest of what was removed: hashing a corpus's ids would tell whose documents left
+    digests = {hashlib.sha256(d.encode()).hexdigest().encode() for d in ("d0", "d1")}
+    assert digests <= {h.encode() for e in json.loads((path / "spacerini.json").read_text())["audit_log"] for h in e.get("removed_id_sha256", ())}
+    for copy in (hub.commits["datasets/me/data"], hub.commits["spaces/me/s"]):
+        assert not any(digest in data for data in copy.values() for digest in digests)
+        manifest = json.loads(copy["spacerini.json" if "spacerini.json" in copy else "bundle/spacerini.json"])
+        assert [e["removed"] for e in manifest["audit_log"] if e.get("action") == "optout"] == [2]
 
 
 def test_an_optout_names_the_published_copies_that_still_hold_the_documents(
