@@ -370,14 +370,29 @@ def _text_route(cap: str, on: Callable[..., Any], answer: Callable[..., Awaitabl
     return route
 
 
+#: The body types a cross-site page can POST without a CORS preflight (forms, ``text/plain``).
+_SIMPLE_TYPES = frozenset({"text/plain", "application/x-www-form-urlencoded", "multipart/form-data"})
+
+
 async def _json_body(
     request: Any, *, limit: int = MAX_BODY_BYTES, example: str = '{"name": ..., "contact": ...}'
 ) -> dict[str, Any]:
     """A POST's JSON object, read up to ``limit`` bytes.
 
+    A body sent as a form or as plain text is refused: those are the types another site's page
+    can make a visitor's browser POST here without asking (no CORS preflight), so that any page
+    could file opt-out requests from its visitors' addresses. ``application/json`` (or no type,
+    as scripts send) is read.
+
     Raises:
-        QueryError: Too large, not JSON, or not an object.
+        QueryError: A form or plain-text body, too large, not JSON, or not an object.
     """
+    kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if kind in _SIMPLE_TYPES:
+        raise QueryError(
+            f"the request body is sent as {kind}: send JSON with the header Content-Type: application/json "
+            "(curl: -H 'Content-Type: application/json')"
+        )
     data = b""
     async for chunk in request.stream():
         data += chunk

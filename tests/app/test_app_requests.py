@@ -171,3 +171,24 @@ def test_operator_lists_and_applies_requests_with_the_cli(tmp_path: Path) -> Non
         assert result.exit_code == 2 and needle in result.output and "Traceback" not in result.output, result.output
     named_ok = runner.invoke(cli, ["optout", str(bundle.path), "--requests", "--requests-file", str(store_path), "--json"])
     assert named_ok.exit_code == 0 and {r["id"] for r in json.loads(named_ok.output)} == {turing, ghost}
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"]
+)
+def test_a_body_another_site_could_post_without_asking_is_refused(svc: Service, content_type: str) -> None:
+    """A page on any site could make its visitors' browsers file opt-out requests here: a
+    form or a `text/plain` fetch needs no CORS preflight. JSON does."""
+    from fastapi import FastAPI
+
+    app = FastAPI(routes=json_api_routes(svc, limiter=Limiter(2, 8)))
+    body = json.dumps({"name": "Grace Hopper", "contact": "grace@example.org"}).encode()
+
+    async def post() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=("198.51.100.9", 1234))
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            return await client.post("/api/optout-request", content=body, headers={"Content-Type": content_type})
+
+    refused = asyncio.run(post())
+    assert refused.status_code == 400 and "Content-Type: application/json" in refused.json()["error"]
+    assert not any(r.get("name") == "Grace Hopper" for r in svc.requests.pending())
