@@ -12,12 +12,14 @@ folder as a zip or deploys it. The token field is a password field; the token is
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import os
 import re
 import shutil
 import tempfile
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,11 @@ class Builder:
         self.work_dir = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="spacerini-builder-"))
         self.work_dir.mkdir(parents=True, exist_ok=True)
         self.max_upload_bytes = max_upload_bytes
+        # The staging folder of each bundle's latest Space zip: a new zip replaces it, and all
+        # go when the process ends (each holds a copy of the whole bundle).
+        self._zips: dict[str, Path] = {}
+        self._zips_lock = threading.Lock()
+        atexit.register(self.remove_zips)
 
     def source_of(self, dataset: str | None, upload: str | None) -> str:
         """The source to build from: the uploaded file if any, else the ``hf:`` dataset name.
@@ -171,10 +178,25 @@ class Builder:
         from spacerini.deploy import render_space
 
         stage = Path(tempfile.mkdtemp(prefix="spacerini-space-"))  # the system temp folder, which Gradio may serve
-        folder = render_space(bundle.path, stage / "space", title=title)
-        archive = shutil.make_archive(str(stage / f"{_slug(title or bundle.path.name)}-space"), "zip", folder)
-        shutil.rmtree(folder)
+        try:
+            folder = render_space(bundle.path, stage / "space", title=title)
+            archive = shutil.make_archive(str(stage / f"{_slug(title or bundle.path.name)}-space"), "zip", folder)
+            shutil.rmtree(folder)
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        with self._zips_lock:  # the previous zip of this bundle has been handed out already
+            old, self._zips[str(bundle.path)] = self._zips.get(str(bundle.path)), stage
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
         return Path(archive)
+
+    def remove_zips(self) -> None:
+        """Deletes the staged Space zips (at exit; the page's copies are Gradio's to delete)."""
+        with self._zips_lock:
+            stages, self._zips = list(self._zips.values()), {}
+        for stage in stages:
+            shutil.rmtree(stage, ignore_errors=True)
 
     def deploy(self, bundle: Any, space_id: str, token: str | None, *, private: bool = False, title: str | None = None) -> str:
         """Deploys ``bundle`` as the Space ``space_id``; returns its URL."""
@@ -242,7 +264,8 @@ def build_builder_app(
             return f"Deployment failed: {one_line(exc)}"
         return f"Deployed: [{url}]({url})"
 
-    with gr.Blocks(title="Spacerini builder", analytics_enabled=False) as app:
+    # delete_cache: the copies of Space zips Gradio serves go after an hour (each is a whole bundle).
+    with gr.Blocks(title="Spacerini builder", analytics_enabled=False, delete_cache=(3600, 3600)) as app:
         gr.Markdown("## Spacerini builder\nTurn a dataset into a search engine and a Hugging Face Space, without code.")
         with gr.Row():
             dataset = gr.Textbox(label="Hugging Face dataset", placeholder="hf:NAME[:CONFIG][@SPLIT]", max_length=300, elem_id="sb-dataset")

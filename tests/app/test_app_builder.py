@@ -42,9 +42,13 @@ def test_builder_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     bundle = b.build(info["source"], id_field="id", fields=["title", "body"], backends=["bm25", "exact"], progress=False)
     assert len(bundle) == 20 and bundle.path.is_relative_to(tmp_path / "work")
     assert bundle.search("gamma", k=1)[0].docid in {"r3", "r7", "r11", "r15", "r19"}
-    archive = b.space_zip(bundle, title="Rows")
+    first = b.space_zip(bundle, title="Rows")
+    archive = b.space_zip(bundle, title="Rows")  # a second click: the first zip (a whole bundle) is gone
     names = set(zipfile.ZipFile(archive).namelist())
     assert {"README.md", "app.py", "requirements.txt", "packages.txt", "bundle/spacerini.json"} <= names
+    assert archive.exists() and not first.exists() and not first.parent.exists()
+    b.remove_zips()  # as at exit
+    assert not archive.parent.exists()
 
     calls: list[tuple[str, Any]] = []
 
