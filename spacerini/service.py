@@ -369,6 +369,13 @@ class Service:
             shown = []
             for h in hits:
                 fields, meta = self._shown(snap, h.docid, h.fields, h.meta)
+                if name == "exact" and self.redact_pii and snippets:
+                    # The exact backend's own snippet is cut from the stored text; redacting, the
+                    # bundle gave a plain one (no match shown): cut it around the first occurrence.
+                    text = snap.doc(h.docid).text
+                    at = text.find(query)
+                    if at >= 0:
+                        h = replace(h, snippet=exact_snippet(text, at, at + len(query), context=40))
                 shown.append(replace(h, fields=fields, meta=meta))  # the cached values stay untouched
             return SearchPage(query, name, k, offset, tuple(shown), _generation(snap))
 

@@ -222,3 +222,14 @@ def test_trace_uses_the_model_package(svc: Service, app_bundle: Any) -> None:
     assert [(s["start"], s["end"], s["count"]) for s in res["spans"]] == [(s.start, s.end, s.count) for s in ref]
     assert res["spans"][0]["sources"][0]["path"].startswith("src/module_")
     assert set(res["licences"]) <= {"MIT", "Apache-2.0", "BSD-3-Clause"}
+
+
+def test_exact_ranked_hits_show_their_match_when_redacting(app_bundle: Any, tmp_path: Path) -> None:
+    """Redacting, the exact backend's ranked hits came with a plain snippet of the document's
+    start, with no match marked; they show the first occurrence, marked, as without redaction."""
+    plain = Service(app_bundle, redact_pii=False, flags_path=tmp_path / "f.jsonl", requests_path=tmp_path / "r.jsonl")
+    redacting = Service(app_bundle, redact_pii=True, flags_path=tmp_path / "f2.jsonl", requests_path=tmp_path / "r2.jsonl")
+    query = "def __init__(self"
+    shown = redacting.search(query, backend="exact", k=5).hits
+    assert shown and all("<mark>" in h.snippet for h in shown)
+    assert [(h.docid, h.score) for h in shown] == [(h.docid, h.score) for h in plain.search(query, backend="exact", k=5).hits]
