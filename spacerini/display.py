@@ -17,7 +17,7 @@ Two rules keep a secret from leaking through what is shown:
 from __future__ import annotations
 
 import html
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -55,11 +55,24 @@ def redacted_window(text: str, lo: int, hi: int) -> str:
         The window, redacted; it starts before ``lo`` or ends after ``hi`` only where a span
         reaches over the edge, and then with that span's placeholder.
     """
-    from spacerini.preprocess.pii import _PRIVATE_KEY, find_pii, redact
+    from spacerini.preprocess.pii import redact
 
     lo, hi = max(0, lo), min(len(text), hi)
     if lo == 0 and hi == len(text):
         return redacted_text(text)
+    spans = pii_spans_near(text, lo, hi)
+    if not spans:
+        return text[lo:hi]
+    start = min(lo, min(s.start for s in spans))
+    end = max(hi, max(s.end for s in spans))
+    return redact(text[start:end], [replace(s, start=s.start - start, end=s.end - start) for s in spans])
+
+
+def pii_spans_near(text: str, lo: int, hi: int) -> list[Any]:
+    """The PII spans of ``text`` that reach into ``text[lo:hi]``, as the whole text's detection
+    finds them (in offsets of ``text``), at the cost of a few lines (see :func:`redacted_window`)."""
+    from spacerini.preprocess.pii import _PRIVATE_KEY, find_pii
+
     # Whole lines, one more on each side (a few detectors look a little before a match).
     a = text.rfind("\n", 0, max(0, text.rfind("\n", 0, lo))) + 1
     line_end = text.find("\n", hi)
@@ -74,12 +87,11 @@ def redacted_window(text: str, lo: int, hi: int) -> str:
     scan = text[a:b]
     if "machine" in text and "machine" not in scan:
         scan += "\nmachine"  # the .netrc rule runs when the document names a machine
-    spans = [s for s in find_pii(scan) if s.start + a < hi and s.end + a > lo and s.start < b - a]
-    if not spans:
-        return text[lo:hi]
-    start = min(lo, min(s.start for s in spans) + a)
-    end = max(hi, max(s.end for s in spans) + a)
-    return redact(text[start:end], [replace(s, start=s.start + a - start, end=s.end + a - start) for s in spans])
+    return [
+        replace(s, start=s.start + a, end=s.end + a)
+        for s in find_pii(scan)
+        if s.start + a < hi and s.end + a > lo and s.start < b - a
+    ]
 
 
 def redacted_record(value: Any) -> Any:
@@ -120,6 +132,94 @@ def segment_matches(searcher: Any, text: str, segments: list[tuple[int, int]], *
         for span in searcher.longest_matches(part, min_len=min_len, max_docs=max_docs):
             out.append(replace(span, start=span.start + a, end=span.end + a))
     return out
+
+
+#: A span of pasted text found more often than this in the corpus is too common to be part of
+#: one secret: its occurrences are not checked for PII (see :func:`corpus_pii_free_segments`).
+PII_CHECKED_OCCURRENCES = 1_000
+
+
+def corpus_pii_free_segments(
+    searcher: Any,
+    doc_text: Callable[[str], str],
+    text: str,
+    segments: list[tuple[int, int]],
+    *,
+    min_len: int,
+    max_docs: int = 5,
+) -> tuple[list[tuple[int, int]], list[Any]]:
+    """``segments`` of ``text`` less the parts that the corpus holds only inside PII.
+
+    :func:`pii_free_segments` leaves out the secrets a pasted text shows whole. A part of one
+    (a key but its last characters, the line that holds a password) is no PII in the pasted
+    text, but a span of it found in the corpus would confirm it, a character at a time. So each
+    span the exact backend finds is looked up in the corpus: when every occurrence of it reaches
+    into PII of its document (as :func:`redacted_window` finds it), the characters of the first
+    one's PII are cut out of the segment, and what is left is matched again. A span with an
+    occurrence clear of PII, or found more than :data:`PII_CHECKED_OCCURRENCES` times, stays.
+
+    Args:
+        searcher: The exact backend.
+        doc_text: The stored text of a document id.
+        text: The pasted text.
+        segments: Its ``(start, end)`` stretches to check (from :func:`pii_free_segments`).
+        min_len: Shortest span reported (shorter ones are not looked up).
+        max_docs: Documents listed per span.
+
+    Returns:
+        The stretches to check instead, in order, and the exact backend's spans in them (as
+        :func:`segment_matches` gives them).
+    """
+    out: list[tuple[int, int]] = []
+    spans: list[Any] = []
+    pending = list(segments)
+    while pending:
+        a, b = pending.pop(0)
+        cut: list[tuple[int, int]] = []
+        found = segment_matches(searcher, text, [(a, b)], min_len=min_len, max_docs=max_docs)
+        for span in found:
+            cut = [(span.start + x, span.start + y) for x, y in _pii_in_every_occurrence(searcher, doc_text, span.text)]
+            if cut:
+                break
+        if not cut:
+            out.append((a, b))
+            spans.extend(found)
+            continue
+        pieces, at = [], a
+        for x, y in sorted(cut):
+            if x > at:
+                pieces.append((at, x))
+            at = max(at, y)
+        if at < b:
+            pieces.append((at, b))
+        pending[:0] = pieces
+    return out, spans
+
+
+def _pii_in_every_occurrence(searcher: Any, doc_text: Callable[[str], str], span: str) -> list[tuple[int, int]]:
+    """Where the PII of the first occurrence of ``span`` lies in it (offsets of ``span``), when
+    every occurrence reaches into PII of its document; else (or too common) an empty list."""
+    total = int(searcher.count(span))
+    if total == 0 or total > PII_CHECKED_OCCURRENCES:
+        return []
+    first: list[tuple[int, int]] = []
+    texts: dict[str, str] = {}
+    pages = [(0, 1)] + [(offset, 50) for offset in range(1, total, 50)]  # the first is most often clear
+    for offset, k in pages:
+        for hit in searcher.find(span, k=k, offset=offset, context=0):
+            body = texts.get(hit.docid)
+            if body is None:
+                try:
+                    body = texts[hit.docid] = doc_text(hit.docid)
+                except KeyError:
+                    continue
+            at = int(hit.offset)
+            found = pii_spans_near(body, at, at + len(span))
+            if not found:
+                return []  # an occurrence clear of PII: the span says nothing of a secret
+            if not first:
+                first = [(max(0, p.start - at), min(len(span), p.end - at)) for p in found]
+    return first
 
 
 def segment_member(bloom: Any, text: str, segments: list[tuple[int, int]]) -> Any:

@@ -57,6 +57,8 @@ from spacerini.app.requests import (
 )
 from spacerini.bundle import RANKED_BACKENDS
 from spacerini.display import (
+    PII_CHECKED_OCCURRENCES,
+    corpus_pii_free_segments,
     exact_snippet,
     pii_free_segments,
     redacted_record,
@@ -104,9 +106,6 @@ TOP_CATEGORIES = 15
 DISPLAY_CACHE_DOCS = 4_096
 #: Redacted document texts kept for snippets (a page of hits is shown again when paging).
 DISPLAY_CACHE_TEXTS = 256
-#: When redacting, an exact count, find or ranked exact search whose text occurs at most this
-#: often is answered from the occurrences that touch no PII (see :meth:`Service._clean_occurrences`).
-PII_CHECKED_OCCURRENCES = 1_000
 
 
 def has_trace() -> bool:
@@ -458,11 +457,13 @@ class Service:
                     "this bundle has neither a bloom nor an exact backend: membership is not available"
                 )
             # Redacting: the stretches around the PII of the text are checked alone, so that no
-            # answer confirms a pasted secret is in the corpus (display.pii_free_segments).
-            segments = pii_free_segments(text) if self.redact_pii else [(0, len(text))]
+            # answer confirms a pasted secret is in the corpus (display.pii_free_segments), nor a
+            # part of one that the corpus holds only inside PII (corpus_pii_free_segments).
+            segments, found = self._safe_segments(snap, text, MEMBER_MIN_LEN)
             exact_spans: list[MemberSpan] = []
             if "exact" in have:
-                found = segment_matches(snap.searcher("exact"), text, segments, min_len=MEMBER_MIN_LEN, max_docs=5)
+                if found is None:
+                    found = segment_matches(snap.searcher("exact"), text, segments, min_len=MEMBER_MIN_LEN, max_docs=5)
                 for span in found:
                     sources = tuple(Source(d, self._meta(snap, d)) for d in span.docids)
                     exact_spans.append(MemberSpan(span.start, span.end, span.text, span.count, sources))
@@ -531,7 +532,7 @@ class Service:
         from spacerini.model import trace
 
         def answer(snap: Any) -> Any:
-            segments = pii_free_segments(text) if self.redact_pii else None  # see member()
+            segments = self._safe_segments(snap, text, min_len)[0] if self.redact_pii else None  # see member()
             result = trace(snap, text, min_len=min_len, segments=segments)
             if not self.redact_pii:
                 return result
@@ -616,6 +617,20 @@ class Service:
 
         return self._pinned(answer)
 
+
+    def _safe_segments(self, snap: Any, text: str, min_len: int) -> tuple[list[tuple[int, int]], list[Any] | None]:
+        """The stretches of ``text`` that membership and tracing check: all of it, or when
+        redacting, those clear of its own PII and of what the corpus holds only inside PII; with
+        the exact backend's spans in them (5 documents each) when finding the stretches needed
+        them, else None."""
+        if not self.redact_pii:
+            return [(0, len(text))], None
+        segments = pii_free_segments(text)
+        if "exact" not in snap.backends:  # a Bloom sketch alone cannot tell where its n-grams were
+            return segments, None
+        return corpus_pii_free_segments(
+            snap.searcher("exact"), lambda docid: snap.doc(docid).text, text, segments, min_len=min_len
+        )
 
     def _clean_occurrences(self, snap: Any, text: str, total: int | None = None) -> list[tuple[str, int]] | None:
         """The occurrences of ``text`` that touch no PII of their documents, as ``(docid, char

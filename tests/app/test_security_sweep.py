@@ -185,6 +185,24 @@ def test_counts_finds_and_exact_search_do_not_confirm_part_of_a_secret(bundle: A
     assert svc.count("helper").count == plain.count("helper").count == 12  # text without PII is untouched
 
 
+def test_membership_and_tracing_do_not_confirm_part_of_a_secret(bundle: Any, tmp_path: Path) -> None:
+    """A pasted secret was left out of membership, but a part of one was not: the line that
+    holds a key, less its last character, came back as a span found in the corpus."""
+    plain = _service(bundle, tmp_path, redact_pii=False)
+    svc = _service(bundle, tmp_path)
+    for pasted in (f"config by alice\ncontact {EMAIL[:-1]}", f"contact {EMAIL}\naws_key = {KEY[:-1]}", f"token = {TOKEN[:-1]}"):
+        assert plain.member(pasted).exact_spans, pasted  # the oracle: the corpus holds it
+        for answer in (svc.member(pasted), svc.trace(pasted, min_len=8)):
+            spans = getattr(answer, "exact_spans", None) or answer.spans
+            shown = " ".join(s.text for s in spans)
+            assert not any(part in shown for part in (EMAIL[:8], KEY[:8], TOKEN[:8])), (pasted, shown)
+    # the text around the secret is still found, and text with no PII near it is untouched
+    around = svc.trace(f"config by alice\ncontact {EMAIL[:-1]}", min_len=8)
+    assert [s.text for s in around.spans] == ["config by alice\ncontact "]
+    code = "def helper_3(x):\n    return x + 3  # alice wrote this helper\n"
+    assert [(s.start, s.end) for s in svc.member(code).exact_spans] == [(s.start, s.end) for s in plain.member(code).exact_spans] == [(0, len(code))]
+
+
 def test_stats_redact_licence_and_language_names(bundle: Any, tmp_path: Path) -> None:
     stats = _service(bundle, tmp_path).stats()
     assert dict(stats["licences"]) == {"MIT": 6, "Copyright Bob <<EMAIL>>": 1}
