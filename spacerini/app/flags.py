@@ -305,7 +305,7 @@ class FlagStore:
         append_jsonl(self.path, record, self._lock)
         for hook in self.on_change:
             hook()
-        logger.info("flagged %s (%s)", record["docid"], record["reason"][:80])
+        logger.info("flagged %r (%r)", record["docid"][:200], record["reason"][:80])  # repr: a visitor's newline cannot forge log lines
         return record
 
     def read(self) -> list[dict[str, Any]]:

@@ -192,3 +192,12 @@ def test_hub_sync_names_are_per_process(tmp_path: Path) -> None:
     a = HubSync("me/d", token="t", files={f: "flags"}, api=RecordingApi())
     b = HubSync("me/d", token="t", files={f: "flags"}, api=RecordingApi())
     assert a.targets[f] != b.targets[f] and a.targets[f].startswith("flags/") and a.targets[f].endswith(".jsonl")
+
+
+def test_a_flag_reason_cannot_forge_log_lines(svc: Service, caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="spacerini.app.flags"):
+        svc.flag("parser", "f01", "spam\nERROR spacerini.app: the admin token is hf_x", client="10.0.0.9")
+    [record] = [r for r in caplog.records if r.getMessage().startswith("flagged")]
+    assert "\n" not in record.getMessage() and "\\n" in record.getMessage()
