@@ -168,7 +168,7 @@ def test_a_tsv_whose_first_row_may_be_a_header_is_read_with_it(tmp_path: Path, f
     width = first.count("\t") + 1
     path.write_text(first + "\n" + "\t".join(["x1"] + ["some text"] * (width - 1)) + "\n", encoding="utf-8")
     rows = list(read_delimited(path, delimiter="\t"))
-    assert [record for record, _, _ in rows] == [dict(zip(first.split("\t"), ["x1"] + ["some text"] * (width - 1)))]
+    assert [record for record, _, _ in rows] == [dict(zip(first.split("\t"), ["x1"] + ["some text"] * (width - 1), strict=True))]
 
 
 def test_a_headerless_tsv_line_with_a_third_cell_is_one_clear_error(tmp_path: Path) -> None:
@@ -276,7 +276,8 @@ def test_float_nan_becomes_null_and_dates_become_strings() -> None:
     json.dumps(dict(doc.fields), allow_nan=False)
 
 
-def test_progress_bar_counts_docs_on_stderr(capsys: pytest.CaptureFixture[str]) -> None:
+def test_progress_bar_counts_docs_on_stderr(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SPACERINI_NO_PROGRESS", raising=False)  # tests/conftest.py sets it
     list(load_corpus(JSONL, progress=True))
     err = capsys.readouterr().err
     assert "25 docs" in err and "docs/s" in err
