@@ -327,6 +327,14 @@ def search(
         raise click.UsageError("give either a QUERY or --queries, not both")
     if queries is not None and output is None and not as_json:
         raise click.UsageError("--queries needs --output RUN.trec (or --json)")
+    # Options the other mode would ignore: a user who gave them expects them to act.
+    if queries is None and output is not None:
+        raise click.UsageError("--output writes the TREC run of --queries QUERIES.tsv; a single QUERY prints its hits (add --json for JSON)")
+    if queries is not None and offset:
+        raise click.UsageError("--offset pages the hits of a single QUERY; a --queries run ranks from the first hit (drop --offset)")
+    tag_given = click.get_current_context().get_parameter_source("run_tag") is not click.core.ParameterSource.DEFAULT
+    if tag_given and output is None:
+        raise click.UsageError("--run-tag names the run written to --output; add --queries QUERIES.tsv --output RUN.trec")
     _check_hybrid_options(backend, hybrid_method, alpha)
     if output is not None:
         _check_writable(output)  # before the batch runs, not after
@@ -336,10 +344,11 @@ def search(
         from spacerini.eval import read_queries, write_trec_run
 
         qs = read_queries(queries)
-        if as_json:
-            results: Any = b.batch_search(qs, k=k or 1000, backend=backend, threads=threads)
-        else:  # a run needs only (docid, score): bm25 writes it straight from its arrays
-            results = b.batch_search_trec(qs, k=k or 1000, backend=backend, threads=threads)
+        with _query_file_errors(queries):
+            if as_json:
+                results: Any = b.batch_search(qs, k=k or 1000, backend=backend, threads=threads)
+            else:  # a run needs only (docid, score): bm25 writes it straight from its arrays
+                results = b.batch_search_trec(qs, k=k or 1000, backend=backend, threads=threads)
         if output is not None:
             try:
                 n = write_trec_run(results, output, tag=run_tag)
@@ -358,6 +367,22 @@ def search(
         click.echo("No results.")
     for h in page["hits"]:
         _echo_hit(h["rank"], h["docid"], h.get("fields") or {}, h.get("meta") or {}, h["snippet"], score=h["score"])
+
+
+@contextlib.contextmanager
+def _query_file_errors(path: str) -> Any:
+    """Names the file and line of the query that a batch refused (a backend knows only its qid)."""
+    from spacerini.errors import MalformedRecordError, QueryError
+
+    try:
+        yield
+    except QueryError as exc:
+        from spacerini.eval import query_line
+
+        line = query_line(path, exc.qid) if exc.qid is not None else None
+        if line is None:
+            raise
+        raise MalformedRecordError(str(exc), path=path, line=line) from exc
 
 
 def _service(bundle: Any) -> Any:
@@ -503,9 +528,9 @@ def eval_cmd(
     _check_hybrid_options(backend, hybrid_method, alpha)
     b = open_bundle(bundle)
     _search_options(b, hybrid_method, alpha, backend_flags)
-    scores = evaluate(
-        b, read_queries(queries), read_qrels(qrels), metrics=metrics, k=k, backend=backend, threads=threads
-    )
+    judged, judgments = read_queries(queries), read_qrels(qrels)
+    with _query_file_errors(queries):
+        scores = evaluate(b, judged, judgments, metrics=metrics, k=k, backend=backend, threads=threads)
     if as_json:
         _echo_json(scores)
         return

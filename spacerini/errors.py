@@ -119,7 +119,17 @@ class DeployError(BundleError, RuntimeError):
 
 # -- queries --------------------------------------------------------------------------------
 class QueryError(SpaceriniError, ValueError):
-    """A query is empty, too long or otherwise unusable."""
+    """A query is empty, too long or otherwise unusable.
+
+    Args:
+        message: What is wrong and what to do.
+        qid: The query's id when it came in a batch, so that a caller reading the queries from
+            a file can name the file and line.
+    """
+
+    def __init__(self, message: str, *, qid: str | int | None = None) -> None:
+        self.qid = qid
+        super().__init__(message)
 
 
 class UsageError(SpaceriniError, ValueError):

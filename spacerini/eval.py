@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,11 @@ from spacerini.records import Hit
 
 #: The metrics printed when none are asked for (MAP is ir-measures' "AP").
 DEFAULT_METRICS: tuple[str, ...] = ("nDCG@10", "AP", "R@100")
+
+#: Line ends, as Java's ``BufferedReader.readLine`` (Anserini's topic readers) and trec_eval see
+#: them. ``str.splitlines`` also splits at U+0085, U+2028, form feeds and other separators, which
+#: cut a query in two and shifted every later line number.
+_LINE_END = re.compile(r"\r\n|\r|\n")
 
 
 def _lines(path: str | os.PathLike[str]) -> list[str]:
@@ -39,7 +45,7 @@ def _lines(path: str | os.PathLike[str]) -> list[str]:
         raise MalformedRecordError(
             f"invalid UTF-8 at byte {start}: re-encode the file as UTF-8 (e.g. with iconv)", path=str(p), line=line
         ) from exc
-    lines = text.splitlines()
+    lines = _LINE_END.split(text)
     if not any(line.strip() for line in lines):
         raise EvaluationError(f"{p}: the file is empty")
     return lines
@@ -92,8 +98,29 @@ def read_queries(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
                 path=str(path),
                 line=n,
             )
+        if "\x00" in text:  # refused as a single query is (check_query), not searched as a blank
+            raise MalformedRecordError(
+                f"query {qid!r} holds a NUL byte: the file is not plain text; remove it", path=str(path), line=n
+            )
         out.append((qid, text))
     return out
+
+
+def query_line(path: str | os.PathLike[str], qid: str | int) -> int | None:
+    """The line of ``path`` (a :func:`read_queries` file) that holds query ``qid``, or ``None``
+    (an ``irds:`` name, or no such query): what an error about one query of a batch names.
+    """
+    if isinstance(path, str) and path.startswith("irds:"):
+        return None
+    try:
+        lines = _lines(path)
+    except (OSError, EvaluationError, MalformedRecordError):
+        return None
+    for n, line in enumerate(lines, start=1):
+        head, sep, _ = line.partition("\t")
+        if sep and head.strip() == str(qid):
+            return n
+    return None
 
 
 def read_qrels(path: str | os.PathLike[str]) -> dict[str, dict[str, int]]:
@@ -160,7 +187,9 @@ def write_trec_run(
 
     Raises:
         EvaluationError: A document id, query id or the tag holds white space, which would
-            break the run's space-separated columns (nothing is written).
+            break the run's space-separated columns (nothing is written). Other characters
+            (a soft hyphen or a zero-width joiner in an id) are written as they are: readers
+            of runs (trec_eval, ir-measures) split a line at white space only.
     """
     if not tag or any(char.isspace() for char in tag):
         raise EvaluationError(f"run tag {tag!r} must be one word: a TREC run separates its columns by spaces")
@@ -170,7 +199,9 @@ def write_trec_run(
     try:
         with tmp.open("w", encoding="utf-8") as fh:
             for line in trec_lines(results, tag=tag):
-                if line.count(" ") != 5 or not line.isprintable():  # white space inside a column
+                # White space inside a column. isprintable() is the fast test; it is also false
+                # for characters that are no white space (U+00AD, U+200D), so split() decides.
+                if line.count(" ") != 5 or (not line.isprintable() and len(line.split()) != 6):
                     qid = line.split(" ", 1)[0]
                     raise EvaluationError(
                         f"cannot write a TREC run: a hit of query {qid!r} has a document id with white space "
@@ -254,6 +285,9 @@ def evaluate(
     if not judged:
         raise EvaluationError("no query id in the queries file has judgments in the qrels: check both files")
     results = bundle.batch_search(judged, k=k, backend=backend, threads=threads)
-    run = {qid: {h.docid: float(h.score) for h in hits} for qid, hits in results.items()}
+    # A query without hits has no line in a TREC run, so it is left out here too: ir-measures then
+    # scores it 0, as it does reading the run file (an empty ranking raised ZeroDivisionError in
+    # its Judged@k).
+    run = {qid: {h.docid: float(h.score) for h in hits} for qid, hits in results.items() if hits}
     agg = ir_measures.calc_aggregate(measures, dict(qrels), run)
     return {str(m): float(agg.get(m, 0.0)) for m in measures}

@@ -119,6 +119,39 @@ _JAVA_TRIM = "".join(chr(c) for c in range(33))
 
 _WORD = re.compile(r"\w+")
 
+#: A lone surrogate: a ``str`` can hold one (a JSON ``"\ud800"`` escape, a command-line byte that is
+#: not UTF-8, read with ``surrogateescape``), but it is not Unicode text and Java cannot take it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_text(text: str, qid: str | int | None = None) -> None:
+    """Refuses a query that holds a lone surrogate, in every path alike: a short one would fail
+    in pyjnius' UTF-16 encoder, while a long one (or a batch joined past
+    :attr:`~spacerini.backends.bm25.lucene.JavaAnalyzer.BYTES_THRESHOLD`) would reach Java as
+    U+FFFD. ``str.isascii`` reads a flag, so ASCII queries cost nothing.
+
+    Raises:
+        QueryError: The text holds a lone surrogate.
+    """
+    if text.isascii():
+        return
+    found = _SURROGATE.search(text)
+    if found is not None:
+        who = "the query" if qid is None else f"query {qid!r}"
+        raise QueryError(
+            f"{who} holds a lone surrogate (U+{ord(found.group()):04X}) at character {found.start() + 1}, "
+            "which is not Unicode text (on a command line: a byte that is not UTF-8); pass valid UTF-8 text",
+            qid=qid,
+        )
+
+
+def _check_batch(queries: Sequence[tuple[str, str]], k: int) -> None:
+    """:func:`~spacerini.backends.check_batch` (k may be 0), and :func:`_check_text` on every query."""
+    check_batch(queries, k, min_k=0)
+    for qid, text in queries:
+        if not text.isascii():  # the common case costs one flag read, no call
+            _check_text(text, qid)
+
 
 @dataclass(frozen=True)
 class _SnippetKeys:
@@ -546,18 +579,20 @@ class BM25Searcher:
         self._last_analyzed = (text, tuple(terms))
         return terms
 
-    def _term_counts(self, query: str) -> list[tuple[str, int]]:
-        return self._count_terms(self.analyze(query))
+    def _term_counts(self, query: str, qid: str | int | None = None) -> list[tuple[str, int]]:
+        return self._count_terms(self.analyze(query), qid)
 
     @staticmethod
-    def _count_terms(terms: list[str]) -> list[tuple[str, int]]:
+    def _count_terms(terms: list[str], qid: str | int | None = None) -> list[tuple[str, int]]:
         counts: dict[str, int] = {}
         for term in terms:  # a plain dict: several times cheaper than Counter for a short query
             counts[term] = counts.get(term, 0) + 1
         if len(counts) > MAX_QUERY_TERMS:
+            who = "the query" if qid is None else f"query {qid!r}"  # a batch names which one
             raise QueryError(
-                f"the query has {len(counts):,} distinct terms after analysis; Lucene allows at most "
-                f"{MAX_QUERY_TERMS:,}: shorten it"
+                f"{who} has {len(counts):,} distinct terms after analysis; Lucene allows at most "
+                f"{MAX_QUERY_TERMS:,}: shorten it",
+                qid=qid,
             )
         return list(counts.items())
 
@@ -566,12 +601,14 @@ class BM25Searcher:
         """Returns hits ``offset+1 .. offset+k`` for ``query`` (bag of words; Lucene syntax is text).
 
         Raises:
-            QueryError: The query is empty, ``k``/``offset`` are invalid, or it has too many terms.
+            QueryError: The query is empty, ``k``/``offset`` are invalid, it has too many terms, or it
+                holds a lone surrogate.
         """
         if not isinstance(query, str) or not query.strip():
             raise QueryError("the query is empty: type some words to search for")
         if k < 0 or offset < 0:
             raise QueryError(f"k and offset must be >= 0, got k={k}, offset={offset}")
+        _check_text(query)
         if k == 0:
             return []
         return self._ranked(query, offset + k, offset)
@@ -593,21 +630,25 @@ class BM25Searcher:
             raise BundleError("the searcher is closed")
         return exact.rank_many(self._analyze_many(queries), n)
 
-    def _analyze_many(self, queries: list[str]) -> list[list[tuple[str, int]]]:
-        """Each query's (term, count) pairs, analyzed in one JNI call."""
+    def _analyze_many(
+        self, queries: list[str], qids: Sequence[str | int] | None = None
+    ) -> list[list[tuple[str, int]]]:
+        """Each query's (term, count) pairs, analyzed in one JNI call (``qids``: what an error names)."""
         if len(queries) == 1:
             term_lists = [self.analyze(queries[0])]
         else:
             term_lists = self._batch.analyze_many([self._prepare(q) for q in queries])
         count = self._count_terms
-        return [count(terms) for terms in term_lists]
+        if qids is None:
+            return [count(terms) for terms in term_lists]
+        return [count(terms, qid) for terms, qid in zip(term_lists, qids, strict=True)]
 
-    def _lucene_ranked(self, query: str, n: int) -> list[Hit]:
+    def _lucene_ranked(self, query: str, n: int, qid: str | int | None = None) -> list[Hit]:
         import jnius
 
         if self._lucene is None:
             raise BundleError("the searcher is closed")
-        self._term_counts(query)  # same QueryError as the exact scorer
+        self._term_counts(query, qid)  # same QueryError as the exact scorer
         try:
             results = self._lucene.search(self._prepare(query), n)
         except jnius.JavaException as exc:
@@ -629,14 +670,15 @@ class BM25Searcher:
                 release the GIL for most of their work.
 
         Raises:
-            QueryError: A query is empty or has too many terms.
+            QueryError: A query is empty, has too many terms or holds a lone surrogate; its ``qid``
+                attribute names it.
         """
-        check_batch(queries, k, min_k=0)
+        _check_batch(queries, k)
         if self._exact is None:
             out: dict[str, list[Hit]] = {}
             chunk = max(1, min(128, len(queries) // (threads * 4) or 1))
             batches = [list(queries[i : i + chunk]) for i in range(0, len(queries), chunk)]
-            ranked = _ordered_map(lambda qs: self._ranked_many([t for _, t in qs], k), batches, threads)
+            ranked = _ordered_map(lambda qs: [self._lucene_ranked(t, k, qid) for qid, t in qs], batches, threads)
             for batch, hits in zip(batches, ranked, strict=True):
                 for (qid, _), result in zip(batch, hits, strict=True):
                     out[qid] = result
@@ -655,9 +697,10 @@ class BM25Searcher:
         (``spacerini search --queries``) use :meth:`batch_search_arrays`, which builds neither.
 
         Raises:
-            QueryError: A query is empty or has too many terms.
+            QueryError: A query is empty, has too many terms or holds a lone surrogate; its ``qid``
+                attribute names it.
         """
-        check_batch(queries, k, min_k=0)
+        _check_batch(queries, k)
         if self._exact is None:
             hits = self.batch_search(queries, k=k, threads=threads)
             return {q: [(h.docid, h.score) for h in hs] for q, hs in hits.items()}
@@ -679,12 +722,13 @@ class BM25Searcher:
                 chunks of queries.
 
         Raises:
-            QueryError: A query is empty or has too many terms.
+            QueryError: A query is empty, has too many terms or holds a lone surrogate; its ``qid``
+                attribute names it.
             BundleError: The searcher is closed, or it searches through Lucene (``scorer="lucene"``).
         """
         from spacerini.backends.bm25.scorer import _concat_ranked
 
-        check_batch(queries, k, min_k=0)
+        _check_batch(queries, k)
         exact = self._exact
         if exact is None:
             raise BundleError("batch_search_arrays needs the sidecar scorer (open with scorer='exact')")
@@ -701,21 +745,23 @@ class BM25Searcher:
             # gained little on a small index, where a batch takes a few milliseconds and their
             # start and the Python around each kernel call are much of it (Python stdlib, k=10:
             # 2 threads as fast as 1).
+            step = self.BATCH_CHUNK
             analyzed = [
                 terms
-                for i in range(0, len(texts), self.BATCH_CHUNK)
-                for terms in self._analyze_many(texts[i : i + self.BATCH_CHUNK])
+                for i in range(0, len(texts), step)
+                for terms in self._analyze_many(texts[i : i + step], qids[i : i + step])
             ]
             rows, scores, bounds = exact.rank_arrays(analyzed, k, threads=threads)
             return RankedBatch(qids, rows, scores, bounds, exact.docids)
         # One chunk per thread at most: each chunk costs a JNI call and a kernel call per sidecar.
         chunk = max(1, min(self.BATCH_CHUNK, -(-len(texts) // max(1, threads))))
-        batches = [texts[i : i + chunk] for i in range(0, len(texts), chunk)]
+        starts = list(range(0, len(texts), chunk))
 
-        def rank(batch: list[str]) -> tuple[Any, Any, Any]:
-            return exact.rank_arrays(self._analyze_many(batch), k)
+        def rank(start: int) -> tuple[Any, Any, Any]:
+            end = start + chunk
+            return exact.rank_arrays(self._analyze_many(texts[start:end], qids[start:end]), k)
 
-        parts = list(_ordered_map(rank, batches, threads))
+        parts = list(_ordered_map(rank, starts, threads))
         rows, scores, bounds = parts[0] if len(parts) == 1 else _concat_ranked(parts)
         return RankedBatch(qids, rows, scores, bounds, exact.docids)
 
