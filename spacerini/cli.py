@@ -293,7 +293,7 @@ def index(
 @click.option(
     "--queries", type=click.Path(dir_okay=False), help="TSV file of qid<TAB>text (or irds:NAME) for a batch run."
 )
-@click.option("--output", type=click.Path(dir_okay=False), help="TREC run file to write (with --queries).")
+@click.option("--output", type=click.Path(dir_okay=False), help="TREC run file to write (with --queries); - for standard output.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--run-tag", default="spacerini", show_default=True)
 @click.option("--hybrid-method", default=None, type=click.Choice(["rrf", "weighted"]), help="Fusion for --backend hybrid.")
@@ -335,8 +335,10 @@ def search(
     tag_given = click.get_current_context().get_parameter_source("run_tag") is not click.core.ParameterSource.DEFAULT
     if tag_given and output is None:
         raise click.UsageError("--run-tag names the run written to --output; add --queries QUERIES.tsv --output RUN.trec")
+    if output == "-" and as_json:
+        raise click.UsageError("--output - writes the run to standard output, where --json goes too: choose one")
     _check_hybrid_options(backend, hybrid_method, alpha)
-    if output is not None:
+    if output is not None and output != "-":
         _check_writable(output)  # before the batch runs, not after
     b = open_bundle(bundle)
     _search_options(b, hybrid_method, alpha, backend_flags)
@@ -355,7 +357,8 @@ def search(
             except OSError as exc:  # the run goes through a temporary file: name the user's path
                 raise click.FileError(output, hint=f"{exc.strerror or exc}; choose a file in a folder you can write to") from None
             if not as_json:
-                click.echo(f"Wrote {n:,} lines for {len(qs):,} queries to {output}", err=True)
+                where = "standard output" if output == "-" else output
+                click.echo(f"Wrote {n:,} lines for {len(qs):,} queries to {where}", err=True)
         if as_json:
             _echo_json({qid: [h.to_dict() for h in hits] for qid, hits in results.items()})
         return
@@ -496,8 +499,8 @@ def _plain(snippet: str) -> str:
 @click.option(
     "--qrels", default=None, type=click.Path(dir_okay=False), help="TREC qrels file, or irds:NAME (default: --queries' irds:NAME)."
 )
-@click.option("--metrics", default=None, help="Comma-separated ir-measures names (default nDCG@10,AP,R@100).")
-@click.option("--k", default=1000, show_default=True, type=int)
+@click.option("--metrics", default=None, help="Comma-separated ir-measures names (default nDCG@10,AP,R@100), or trec_eval's (ndcg_cut_10,map).")
+@click.option("--k", default=1000, show_default=True, type=click.IntRange(1, 10_000), help="Hits per query.")
 @click.option("--backend", default=None, help="bm25 (default), dense or hybrid.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.option("--hybrid-method", default=None, type=click.Choice(["rrf", "weighted"]), help="Fusion for --backend hybrid.")

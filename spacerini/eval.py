@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -21,6 +22,8 @@ from typing import Any
 
 from spacerini.errors import CorpusNotFoundError, EvaluationError, MalformedRecordError
 from spacerini.records import Hit
+
+logger = logging.getLogger(__name__)
 
 #: The metrics printed when none are asked for (MAP is ir-measures' "AP").
 DEFAULT_METRICS: tuple[str, ...] = ("nDCG@10", "AP", "R@100")
@@ -53,7 +56,9 @@ def _lines(path: str | os.PathLike[str]) -> list[str]:
 
 def read_queries(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
     """Reads a query file: one ``qid<TAB>text`` per line (blank lines are ignored), or the
-    queries of an ir_datasets dataset named ``irds:NAME`` (from its local cache).
+    queries of an ir_datasets dataset named ``irds:NAME`` (from its local cache). On a line with
+    more columns the query is the second, as Anserini's ``TsvString`` topic reader takes it (a
+    warning names the first such line).
 
     Raises:
         CorpusNotFoundError: No such file.
@@ -70,10 +75,20 @@ def read_queries(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
         return irds.read_queries(path)
     out: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
+    extra = 0  # lines with more than two columns
     for n, line in enumerate(_lines(path), start=1):
         if not line.strip():
             continue
         qid, sep, text = line.partition("\t")
+        if "\t" in text:  # Anserini's TsvString topics: the query is the second column
+            if not extra:
+                logger.warning(
+                    "%s:%d: more than two columns; the query is the second, as Anserini reads it "
+                    "(the later columns are left out, here and on every such line)",
+                    path, n,
+                )  # fmt: skip
+            extra += 1
+            text = text.split("\t", 1)[0]
         qid = qid.strip()
         if not sep or not qid:
             raise MalformedRecordError("expected `qid<TAB>query text`", path=str(path), line=n)
@@ -180,7 +195,8 @@ def write_trec_run(
     tag: str = "spacerini",
 ) -> int:
     """Writes a TREC run (:func:`trec_lines`), to a temporary file renamed into place, so a
-    crash leaves no half-written run.
+    crash leaves no half-written run; ``-`` writes it to standard output (for a pipe into
+    ``trec_eval``), once every line has been checked.
 
     Returns:
         The number of lines written.
@@ -193,20 +209,19 @@ def write_trec_run(
     """
     if not tag or any(char.isspace() for char in tag):
         raise EvaluationError(f"run tag {tag!r} must be one word: a TREC run separates its columns by spaces")
+    if str(path) == "-":
+        import sys
+
+        lines = list(_checked_lines(results, tag))
+        sys.stdout.write("".join(line + "\n" for line in lines))
+        sys.stdout.flush()
+        return len(lines)
     p = Path(path)
     tmp = p.with_name(f".{p.name}.tmp")
     n = 0
     try:
         with tmp.open("w", encoding="utf-8") as fh:
-            for line in trec_lines(results, tag=tag):
-                # White space inside a column. isprintable() is the fast test; it is also false
-                # for characters that are no white space (U+00AD, U+200D), so split() decides.
-                if line.count(" ") != 5 or (not line.isprintable() and len(line.split()) != 6):
-                    qid = line.split(" ", 1)[0]
-                    raise EvaluationError(
-                        f"cannot write a TREC run: a hit of query {qid!r} has a document id with white space "
-                        f"in it ({line!r}), and a run separates its columns by spaces; use --json instead"
-                    )
+            for line in _checked_lines(results, tag):
                 fh.write(line + "\n")
                 n += 1
         os.replace(tmp, p)
@@ -214,6 +229,20 @@ def write_trec_run(
         tmp.unlink(missing_ok=True)
         raise
     return n
+
+
+def _checked_lines(results: Mapping[str, Sequence[Hit] | Sequence[tuple[str, float]]], tag: str) -> Iterator[str]:
+    """:func:`trec_lines`, refusing a line whose columns would hold white space."""
+    for line in trec_lines(results, tag=tag):
+        # White space inside a column. isprintable() is the fast test; it is also false
+        # for characters that are no white space (U+00AD, U+200D), so split() decides.
+        if line.count(" ") != 5 or (not line.isprintable() and len(line.split()) != 6):
+            qid = line.split(" ", 1)[0]
+            raise EvaluationError(
+                f"cannot write a TREC run: a hit of query {qid!r} has a document id with white space "
+                f"in it ({line!r}), and a run separates its columns by spaces; use --json instead"
+            )
+        yield line
 
 
 def parse_metrics(metrics: Sequence[str] | str | None) -> list[Any]:
@@ -235,12 +264,18 @@ def parse_metrics(metrics: Sequence[str] | str | None) -> list[Any]:
     for name in names:
         alias = "AP" if name.upper() == "MAP" else name
         try:
-            measure = ir_measures.parse_measure(alias)
+            try:
+                measure = ir_measures.parse_measure(alias)
+            except (ValueError, NameError, SyntaxError):
+                measure = _trec_eval_measure(alias)  # trec_eval's names: ndcg_cut_10, map, P_10, recip_rank
             measure.validate_params()  # ir-measures checks them with assert: only when computing
         except AssertionError as exc:  # a known measure with a parameter it does not take
             raise EvaluationError(f"metric {name!r}: {exc}; see the ir-measures documentation of its parameters") from exc
         except (ValueError, NameError, SyntaxError) as exc:
-            raise EvaluationError(f"unknown metric {name!r}: use ir-measures names such as nDCG@10, AP, R@100") from exc
+            raise EvaluationError(
+                f"unknown metric {name!r}: use ir-measures names such as nDCG@10, AP, R@100 "
+                "(or trec_eval's, such as ndcg_cut_10, map, recall_100)"
+            ) from exc
         # trec_eval aborts the whole process (a C assert) on a cutoff below 1, and rejects rel < 1.
         for param in ("cutoff", "rel"):
             value = measure.params.get(param)
@@ -249,6 +284,23 @@ def parse_metrics(metrics: Sequence[str] | str | None) -> list[Any]:
                 raise EvaluationError(f"metric {name!r}: its {what} must be a whole number >= 1, not {value!r}")
         parsed.append(measure)
     return parsed
+
+
+def _trec_eval_measure(name: str) -> Any:
+    """The one ir-measures measure a trec_eval name (``ndcg_cut_10``, ``map``, ``P_10``) stands for.
+
+    Raises:
+        ValueError: Not a trec_eval name, or one that stands for several measures (``ndcg_cut``).
+    """
+    import ir_measures
+
+    try:
+        found = list(ir_measures.parse_trec_measure(name))
+    except Exception as exc:  # noqa: BLE001 - ir-measures raises several kinds for an unknown name
+        raise ValueError(name) from exc
+    if len(found) != 1:
+        raise ValueError(name)
+    return found[0]
 
 
 def evaluate(

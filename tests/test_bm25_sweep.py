@@ -11,13 +11,14 @@ one-word documents (whole blocks of tied scores), unicode, a document of 30,000 
 from __future__ import annotations
 
 import json
+import logging
 import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from spacerini.errors import MalformedRecordError, QueryError
+from spacerini.errors import EvaluationError, MalformedRecordError, QueryError
 from tests.cli_helpers import run
 
 WORDS = (
@@ -398,3 +399,35 @@ def _one_line_error(code: int, err: str, *needles: str) -> None:
     assert lines[0].startswith("spacerini: error: ") and "Traceback" not in err
     for needle in needles:
         assert needle in lines[0], lines[0]
+
+
+def test_eval_takes_trec_eval_metric_names() -> None:
+    from spacerini.eval import parse_metrics
+
+    assert [str(m) for m in parse_metrics("ndcg_cut_10,map,P_10,recall_100,recip_rank,nDCG@10")] == [
+        "nDCG@10", "AP", "P@10", "R@100", "RR", "nDCG@10"
+    ]  # fmt: skip
+    with pytest.raises(EvaluationError, match="trec_eval's"):
+        parse_metrics("ndcg_cut")  # several measures: not one metric
+
+
+def test_a_queries_line_with_more_columns_searches_the_second_as_anserini(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from spacerini.eval import read_queries
+
+    path = tmp_path / "q.tsv"
+    path.write_text("q1\tlucene ranking\tits answer\nq2\tbm25\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="spacerini.eval"):
+        assert read_queries(path) == [("q1", "lucene ranking"), ("q2", "bm25")]
+    assert "q.tsv:1: more than two columns" in caplog.text
+
+
+def test_a_run_goes_to_standard_output_with_output_dash(bundles: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bundle_path = bundles["one"].path
+    queries = tmp_path / "q.tsv"
+    queries.write_text("q1\tlucene ranking\nq2\tbm25 scoring\n", encoding="utf-8")
+    code, out, err = run(["search", str(bundle_path), "--queries", str(queries), "--output", "-", "--k", "5"], capsys)
+    run(["search", str(bundle_path), "--queries", str(queries), "--output", str(tmp_path / "r.trec"), "--k", "5"], capsys)
+    assert code == 0 and out == (tmp_path / "r.trec").read_text() and "to standard output" in err
+    assert not (tmp_path / "-").exists()
+    code, _, err = run(["search", str(bundle_path), "--queries", str(queries), "--output", "-", "--json"], capsys)
+    assert code == 2 and "choose one" in err
