@@ -64,6 +64,7 @@ def test_searcher_batch_search_arrays_checks_its_input(tiny) -> None:
         ([("q1", None)], "must be text, not NoneType"),
         ([("q1", 5)], "must be text, not int"),
         ([(None, "search")], "qid None"),
+        ([("q1", "search"), ("q2", "bin\x00ary")], "'q2' holds NUL bytes"),  # as a single query is refused
     ],
 )
 def test_batch_bad_queries(tiny, queries, message: str) -> None:

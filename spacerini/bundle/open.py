@@ -753,6 +753,7 @@ def check_queries(queries: Any) -> list[tuple[str, str]]:
                 type(text) is str
                 and len(text) <= limit
                 and text.strip()
+                and "\x00" not in text
                 and (type(qid) is str and qid.strip() or type(qid) is int)
             ):
                 continue
@@ -790,6 +791,8 @@ def _bad_query(n: int, pair: Any) -> None:
         raise QueryError(f"query {qid!r} is {len(text):,} characters long; the limit is {MAX_QUERY_CHARS:,}")
     if not text.strip():
         raise QueryError(f"query {qid!r} is empty: give it some text, or leave it out of the batch")
+    if "\x00" in text:  # as a single query (check_query): binary data, not text
+        raise QueryError(f"query {qid!r} holds NUL bytes: pass text, not binary data", qid=qid)
 
 
 def _check_threads(threads: int) -> None:
