@@ -142,3 +142,16 @@ def test_a_blank_query_in_a_batch_is_refused_by_every_backend(tiny, backend: str
     for call in (tiny.batch_search, tiny.batch_search_pairs, tiny.batch_search_trec):
         with pytest.raises(QueryError, match="query 'q2' is empty"):
             call([("q1", "search engine"), ("q2", "   ")], k=5, backend=backend)
+
+
+def test_a_lone_surrogate_is_one_query_error_for_every_backend(tmp_path: Path) -> None:
+    """BM25 refused it, the exact backend too, but the dense tokenizers raised a raw TypeError
+    (hybrid too): the bundle refuses it for all of them, named by its qid in a batch."""
+    bundle = build_bundle(DATA / "tiny.jsonl", tmp_path / "b", backends=["bm25", "exact", "dense"], progress=False)
+    for backend in ("bm25", "exact", "dense", "hybrid"):
+        with pytest.raises(QueryError, match=r"lone surrogate \(U\+DCFF\) at character 8"):
+            bundle.search("search \udcff engine", backend=backend)
+        with pytest.raises(QueryError, match="query 'q2' holds a lone surrogate") as info:
+            bundle.batch_search([("q1", "search engine"), ("q2", "caf\udce9")], k=3, backend=backend)
+        assert info.value.qid == "q2"
+    assert bundle.search("café naïve search", backend="dense")  # other non-ASCII text is searched

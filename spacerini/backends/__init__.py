@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
@@ -203,6 +204,32 @@ def iter_batches(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
             batch = []
     if batch:
         yield batch
+
+
+#: A lone surrogate: a ``str`` can hold one (a JSON ``"\ud800"`` escape, a command-line byte that is
+#: not UTF-8, read with ``surrogateescape``), but it is not Unicode text: Java, the tokenizers of
+#: the dense encoders and UTF-8 all refuse it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_text(text: str, qid: str | int | None = None) -> None:
+    """Refuses a query that holds a lone surrogate, for every backend alike (BM25's Java analyzer
+    failed in pyjnius' UTF-16 encoder or read U+FFFD, the dense tokenizers raised TypeError).
+    ``str.isascii`` reads a flag, so ASCII queries cost nothing.
+
+    Raises:
+        QueryError: The text holds a lone surrogate (its ``qid`` names the query of a batch).
+    """
+    if text.isascii():
+        return
+    found = _SURROGATE.search(text)
+    if found is not None:
+        who = "the query" if qid is None else f"query {qid!r}"
+        raise QueryError(
+            f"{who} holds a lone surrogate (U+{ord(found.group()):04X}) at character {found.start() + 1}, "
+            "which is not Unicode text (on a command line: a byte that is not UTF-8); pass valid UTF-8 text",
+            qid=qid,
+        )
 
 
 def check_batch(queries: Iterable[tuple[str, str]], k: int, *, min_k: int = 1) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from spacerini.backends import REGISTRY, BatchSearcher, Snippeter, get_backend
+from spacerini.backends import REGISTRY, BatchSearcher, Snippeter, check_text, get_backend
 from spacerini.bundle.manifest import (
     MAX_QUERY_CHARS,
     RANKED_BACKENDS,
@@ -725,6 +725,7 @@ def check_query(query: Any) -> str:
         )
     if "\x00" in query:
         raise QueryError("the query holds NUL bytes: pass text, not binary data")
+    check_text(query)
     return query
 
 
@@ -756,6 +757,8 @@ def check_queries(queries: Any) -> list[tuple[str, str]]:
                 and "\x00" not in text
                 and (type(qid) is str and qid.strip() or type(qid) is int)
             ):
+                if not text.isascii():  # one flag read for the common case
+                    check_text(text, qid)
                 continue
         _bad_query(n, pair)
     qids = [pair[0] for pair in out]
@@ -793,6 +796,7 @@ def _bad_query(n: int, pair: Any) -> None:
         raise QueryError(f"query {qid!r} is empty: give it some text, or leave it out of the batch")
     if "\x00" in text:  # as a single query (check_query): binary data, not text
         raise QueryError(f"query {qid!r} holds NUL bytes: pass text, not binary data", qid=qid)
+    check_text(text, qid)
 
 
 def _check_threads(threads: int) -> None:

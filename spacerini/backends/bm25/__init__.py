@@ -84,7 +84,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from spacerini.backends import check_batch
+from spacerini.backends import check_batch, check_text
 from spacerini.backends.bm25.scorer import ExactScorer, SidecarWriter, parallel_threads, write_sidecar
 from spacerini.errors import (
     BundleCorruptError,
@@ -119,38 +119,13 @@ _JAVA_TRIM = "".join(chr(c) for c in range(33))
 
 _WORD = re.compile(r"\w+")
 
-#: A lone surrogate: a ``str`` can hold one (a JSON ``"\ud800"`` escape, a command-line byte that is
-#: not UTF-8, read with ``surrogateescape``), but it is not Unicode text and Java cannot take it.
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _check_text(text: str, qid: str | int | None = None) -> None:
-    """Refuses a query that holds a lone surrogate, in every path alike: a short one would fail
-    in pyjnius' UTF-16 encoder, while a long one (or a batch joined past
-    :attr:`~spacerini.backends.bm25.lucene.JavaAnalyzer.BYTES_THRESHOLD`) would reach Java as
-    U+FFFD. ``str.isascii`` reads a flag, so ASCII queries cost nothing.
-
-    Raises:
-        QueryError: The text holds a lone surrogate.
-    """
-    if text.isascii():
-        return
-    found = _SURROGATE.search(text)
-    if found is not None:
-        who = "the query" if qid is None else f"query {qid!r}"
-        raise QueryError(
-            f"{who} holds a lone surrogate (U+{ord(found.group()):04X}) at character {found.start() + 1}, "
-            "which is not Unicode text (on a command line: a byte that is not UTF-8); pass valid UTF-8 text",
-            qid=qid,
-        )
-
-
 def _check_batch(queries: Sequence[tuple[str, str]], k: int) -> None:
-    """:func:`~spacerini.backends.check_batch` (k may be 0), and :func:`_check_text` on every query."""
+    """:func:`~spacerini.backends.check_batch` (k may be 0), and
+    :func:`~spacerini.backends.check_text` on every query."""
     check_batch(queries, k, min_k=0)
     for qid, text in queries:
         if not text.isascii():  # the common case costs one flag read, no call
-            _check_text(text, qid)
+            check_text(text, qid)
 
 
 @dataclass(frozen=True)
@@ -608,7 +583,7 @@ class BM25Searcher:
             raise QueryError("the query is empty: type some words to search for")
         if k < 0 or offset < 0:
             raise QueryError(f"k and offset must be >= 0, got k={k}, offset={offset}")
-        _check_text(query)
+        check_text(query)
         if k == 0:
             return []
         return self._ranked(query, offset + k, offset)
