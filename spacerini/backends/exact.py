@@ -297,11 +297,12 @@ class _Shard:
         self.text.close()
 
 
-def validate_query(query: str | bytes) -> tuple[str, bytes]:
+def validate_query(query: str | bytes, *, traced: bool = False) -> tuple[str, bytes]:
     """Checks an exact-search query and returns it as text and as UTF-8 bytes.
 
     Args:
         query: The text, or raw bytes that must be UTF-8.
+        traced: A text to trace (membership, ``longest_matches``), for the messages.
 
     Returns:
         ``(text, utf8_bytes)``.
@@ -332,7 +333,12 @@ def validate_query(query: str | bytes) -> tuple[str, bytes]:
     if not raw:
         raise QueryError("empty query: give the exact text to look for")
     if len(raw) > MAX_QUERY_BYTES:
-        raise QueryError(f"query is {len(raw)} bytes long; the exact backend accepts at most {MAX_QUERY_BYTES}")
+        if traced:
+            raise QueryError(
+                f"the text is {len(raw):,} bytes long; membership and tracing take at most "
+                f"{MAX_QUERY_BYTES:,} bytes (1 MiB) at a time: split it into parts"
+            )
+        raise QueryError(f"query is {len(raw):,} bytes long; the exact backend accepts at most {MAX_QUERY_BYTES:,}")
     return text, raw
 
 
@@ -596,7 +602,7 @@ class ExactSearcher:
         Raises:
             QueryError: See :func:`validate_query`; or ``min_len`` < 1.
         """
-        query, raw = validate_query(text)
+        query, raw = validate_query(text, traced=True)
         if min_len < 1:
             raise QueryError("min_len must be at least 1")
         bounds = char_bounds(raw)

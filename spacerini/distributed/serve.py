@@ -546,7 +546,7 @@ class RayExactSearcher:
         Raises:
             QueryError: See :func:`~spacerini.backends.exact.validate_query`; or ``min_len`` < 1.
         """
-        query, raw = validate_query(text)
+        query, raw = validate_query(text, traced=True)
         if min_len < 1:
             raise QueryError("min_len must be at least 1")
         pool = self._actors()

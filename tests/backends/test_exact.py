@@ -312,3 +312,11 @@ def test_find_reads_a_common_patterns_rows_a_chunk_at_a_time_with_the_same_pages
         assert s.count(needle) > 200
         assert [s.find(needle, k=k, offset=o) for k, o in ((10, 0), (7, 13), (50, 200), (1000, 0))] == whole[id(s)]
         assert [(h.docid, h.offset) for h in s.find(needle, k=1000)] == brute_positions(needle)[:1000]
+
+
+def test_a_text_too_long_to_trace_says_so_in_one_line(one_shard):
+    s, _ = one_shard
+    with pytest.raises(QueryError, match=r"the text is 1,048,577 bytes long; membership and tracing take at most 1,048,576 bytes \(1 MiB\)"):
+        s.longest_matches("a" * (exact.MAX_QUERY_BYTES + 1))
+    with pytest.raises(QueryError, match=r"query is 1,048,577 bytes long; the exact backend accepts at most 1,048,576"):
+        s.count("a" * (exact.MAX_QUERY_BYTES + 1))
