@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from typing import Any
 
 from spacerini.records import Doc
 
@@ -53,3 +54,21 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def api_get(svc: Any, path: str, **params: Any) -> Any:
+    """``GET path`` on the JSON routes of ``svc`` (in process, no server), as an httpx response."""
+    import asyncio
+
+    import httpx
+    from fastapi import FastAPI
+
+    from spacerini.app.jsonapi import Limiter, json_api_routes
+
+    app = FastAPI(routes=json_api_routes(svc, limiter=Limiter(1, 4)))
+
+    async def call() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
+            return await client.get(path, params=params)
+
+    return asyncio.run(call())

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-import httpx
 import pytest
+from app_fixtures import api_get
 
-from spacerini.app.jsonapi import Limiter, json_api_routes
 from spacerini.errors import QueryError
 from spacerini.service import Service
 
@@ -16,16 +14,7 @@ EMAIL = "bob.smith@gmail.com"  # in the hostile document (app_fixtures.HOSTILE_T
 KEY = "AKIAIOSFODNN7EXAMPLQ"
 
 
-def _get(svc: Service, path: str, **params: Any) -> httpx.Response:
-    from fastapi import FastAPI
-
-    app = FastAPI(routes=json_api_routes(svc, limiter=Limiter(1, 4)))
-
-    async def call() -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-            return await client.get(path, params=params)
-
-    return asyncio.run(call())
+_get = api_get
 
 
 def test_search_does_not_confirm_a_pii_query_when_redacting(app_bundle: Any, tmp_path: Any) -> None:

@@ -4,7 +4,6 @@ redacts PII on display in every answer)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 from pathlib import Path
@@ -12,8 +11,9 @@ from typing import Any
 
 import httpx
 import pytest
+from app_fixtures import api_get
 
-from spacerini.app.jsonapi import Limiter, NoFilesMiddleware, json_api_routes
+from spacerini.app.jsonapi import NoFilesMiddleware
 from spacerini.errors import BundleCorruptError, SpaceriniError
 from spacerini.records import Doc
 from spacerini.service import Service
@@ -62,16 +62,7 @@ def _service(bundle: Any, tmp_path: Path, **kwargs: Any) -> Service:
     return Service(bundle, flags_path=tmp_path / "f.jsonl", requests_path=tmp_path / "r.jsonl", **kwargs)
 
 
-def _get(svc: Any, path: str, **params: Any) -> httpx.Response:
-    from fastapi import FastAPI
-
-    app = FastAPI(routes=json_api_routes(svc, limiter=Limiter(1, 4)))
-
-    async def call() -> httpx.Response:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as client:
-            return await client.get(path, params=params)
-
-    return asyncio.run(call())
+_get = api_get
 
 
 # ------------------------------------------------------------------------------- the token
