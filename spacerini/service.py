@@ -61,6 +61,7 @@ from spacerini.display import (
     corpus_pii_free_segments,
     exact_snippet,
     pii_free_segments,
+    pii_spans_near_many,
     redacted_record,
     redacted_text,
     redacted_window,
@@ -654,7 +655,8 @@ class Service:
 
     def _check_occurrences(self, snap: Any, exact: Any, text: str, total: int) -> tuple[tuple[str, int], ...] | None:
         texts: dict[str, str] = {}
-        clean: list[tuple[str, int]] = []
+        windows: list[tuple[str, int, int]] = []
+        where: list[tuple[str, int]] = []
         for hit in exact.find(text, k=total, offset=0, context=0):
             body = texts.get(hit.docid)
             if body is None:
@@ -663,10 +665,11 @@ class Service:
                 except KeyError:
                     continue  # not shown anywhere either
             at = int(hit.offset)
-            # The window redacted as the whole document would be (PII reaching into it whole):
-            # anything but the window itself means the occurrence touches PII.
-            if redacted_window(body, at, at + len(text)) == body[at : at + len(text)]:
-                clean.append((hit.docid, at))
+            windows.append((body, at, at + len(text)))
+            where.append((hit.docid, at))
+        # An occurrence touches PII when a span redacted on display reaches into it (one RE2
+        # pass over all the windows; find_pii only where it could find something).
+        clean = [place for place, found in zip(where, pii_spans_near_many(windows), strict=True) if not found]
         return None if len(clean) == total else tuple(clean)
 
     def _exact_hits(

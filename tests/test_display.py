@@ -117,3 +117,39 @@ def test_cli_search_and_find_redact_a_display_mode_bundle(tmp_path: Path) -> Non
             assert re.search(r"KEY|PASSWORD", result.output)
     refused = runner.invoke(cli, ["count", str(out), f"aws_secret_access_key = {SECRET}"])
     assert refused.exit_code == 2 and "does not count such text" in refused.output
+
+
+def test_pii_windows_checked_in_one_prefiltered_pass_find_the_same_spans() -> None:
+    """Count, find and membership check up to 1,000 occurrences for PII: one RE2 pass over all
+    their windows, find_pii only where it could find something, must give find_pii's spans."""
+    import random
+
+    from spacerini.display import pii_spans_near, pii_spans_near_many
+    from tests.test_analyze import _pii_texts
+
+    rng = random.Random(5)
+    windows = []
+    for text in _pii_texts()[:1500]:
+        doc = f"intro line\n{text}\nplain closing words here\n"
+        lo = rng.randrange(len(doc))
+        windows.append((doc, lo, min(len(doc), lo + rng.randint(1, 40))))
+        windows.append((doc, 0, 10))  # the intro, near or far from the PII
+    assert pii_spans_near_many(windows) == [pii_spans_near(*w) for w in windows]
+    assert any(pii_spans_near_many(windows))
+
+
+def test_a_common_word_is_counted_without_scanning_every_occurrence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Redacting, a count of a word with hundreds of occurrences ran find_pii on each (~3 ms):
+    seconds for one new query. Only the windows that could hold PII are scanned now."""
+    import spacerini.preprocess.pii as pii
+
+    docs = [Doc(f"d{i}", f"Fix the parser, take {i}.\nSee the notes of release {i}.\n") for i in range(400)]
+    docs.append(Doc("mail", "Fix by alice.jones@gmail.com\n"))
+    bundle = build_bundle(docs, tmp_path / "b", backends=["exact"], progress=False)
+    calls = []
+    real = pii.find_pii
+    monkeypatch.setattr(pii, "find_pii", lambda *a, **k: calls.append(1) or real(*a, **k))
+    svc = Service(bundle, redact_pii=True, flags_path=tmp_path / "f", requests_path=tmp_path / "r")
+    assert svc.count("Fix").count == 401  # the mail's occurrence touches no PII: counted
+    assert svc.count("Fix by alice").count == 0  # reaches into the address
+    assert len(calls) <= 5, len(calls)
