@@ -17,19 +17,22 @@ bundle with the exact backend.
   paraphrases and fresh text (paragraphs left out of the corpus). Agreement of the two on
   ``contaminated`` is printed.
 
-Rounds interleave ours and the peer; figures are medians of ``--rounds``.
+Rounds interleave ours and the peer; figures are medians of ``--rounds``. The tables are printed,
+then the same figures as one JSON line (the last line).
 
-Any other corpus: ``--corpus PATH`` (whatever ``spacerini index`` reads; ``2 * --mb`` MB of it,
-and up to 2,000 documents after those held out).
+Any other corpus: ``--corpus PATH`` (whatever ``spacerini index`` reads, with its ``--format``,
+``--id-field`` and ``--fields``; ``2 * --mb`` MB of it, and up to 2,000 documents after those held
+out).
 
 Usage: python benchmarks/audit_bench.py [--mb 10] [--examples 300] [--rounds 3] [--only analyze|contamination]
-       [--corpus PATH]
+       [--corpus PATH [--format FMT] [--id-field NAME] [--fields NAME,...]]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import random
 import statistics
@@ -42,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_queries import add_corpus_args  # noqa: E402
 from debian_corpus import iter_docs as debian_docs  # noqa: E402
 from preprocess_bench import stdlib_docs  # noqa: E402
 
@@ -130,24 +134,35 @@ def peer_overlap(grams: set[tuple[str, ...]], text: str) -> float:
     return sum(g in grams for g in mine) / len(mine)
 
 
-def corpus_from(source: str, mb: float) -> tuple[list[Doc], list[str]]:
+def corpus_from(
+    source: str, mb: float, *, format: str | None = None, id_field: str | None = None, fields: str | None = None
+) -> tuple[list[Doc], list[str]]:
     """Up to ``2 * mb`` MB of any corpus ``spacerini index`` reads (a JSONL/Parquet/CSV file, a
-    folder, ``hf:NAME``), and the texts of up to 2,000 documents after those as held-out text (the
-    last twentieth of a smaller corpus)."""
+    folder, ``hf:NAME``; ``format``, ``id_field`` and ``fields`` as its ``--format``, ``--id-field``
+    and ``--fields``), and the texts of up to 2,000 documents after those as held-out text (the
+    last twentieth of a smaller corpus).
+
+    Raises:
+        SystemExit: The corpus cannot be read (the library's error, on one line), or is too small.
+    """
     from spacerini.corpus import load_corpus
+    from spacerini.errors import SpaceriniError
 
     limit = int(2 * mb * 1e6)
     docs: list[Doc] = []
     held_out: list[str] = []
     size = 0
-    for doc in load_corpus(source, progress=False):
-        if size < limit:
-            docs.append(doc)
-            size += len(doc.text.encode("utf-8", "surrogatepass"))
-        elif len(held_out) < 2000:
-            held_out.append(doc.text)
-        else:
-            break
+    try:
+        for doc in load_corpus(source, format=format, id_field=id_field, fields=fields, progress=False):
+            if size < limit:
+                docs.append(doc)
+                size += len(doc.text.encode("utf-8", "surrogatepass"))
+            elif len(held_out) < 2000:
+                held_out.append(doc.text)
+            else:
+                break
+    except SpaceriniError as exc:
+        raise SystemExit(str(exc)) from None
     if not held_out:
         cut = max(1, len(docs) // 20)
         held_out = [d.text for d in docs[-cut:]]
@@ -160,21 +175,25 @@ def corpus_from(source: str, mb: float) -> tuple[list[Doc], list[str]]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=10.0, help="MB of text and MB of Python source")
-    ap.add_argument(
-        "--corpus", default=None,
-        help="any corpus spacerini reads (JSONL, Parquet, CSV, a folder, hf:NAME) instead of Debian + Python: 2 x --mb MB of it",
-    )  # fmt: skip
+    add_corpus_args(ap, "any corpus spacerini reads (JSONL, Parquet, CSV, a folder, hf:NAME) instead of Debian + Python: 2 x --mb MB of it")
     ap.add_argument("--examples", type=int, default=300)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--only", choices=("analyze", "contamination"), default=None, help="run one part")
     args = ap.parse_args()
     os.environ.setdefault("SPACERINI_NO_PROGRESS", "1")
     print(f"load average before: {os.getloadavg()}; {os.cpu_count()} cores")
-    docs, held_out = corpus(args.mb) if args.corpus is None else corpus_from(args.corpus, args.mb)
+    if args.corpus is None:
+        docs, held_out = corpus(args.mb)
+    else:
+        docs, held_out = corpus_from(
+            args.corpus, args.mb, format=args.format, id_field=args.id_field, fields=args.fields
+        )
     texts = [d.text for d in docs]
     mb = sum(len(t.encode("utf-8", "surrogatepass")) for t in texts) / 1e6
     name = "Debian text + Python source" if args.corpus is None else args.corpus
     print(f"corpus: {len(docs):,} documents, {mb:.1f} MB ({name}); {len(held_out):,} held-out texts")
+    summary: dict[str, object] = {"benchmark": "audit", "corpus": name, "docs": len(docs), "mb": round(mb, 2),
+                                  "rounds": args.rounds}  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         bundle = build_bundle(docs, Path(tmp) / "b", backends=["exact"], progress=False)
@@ -182,16 +201,18 @@ def main() -> None:
 
         # -- analyze -----------------------------------------------------------------------
         if args.only != "contamination":
-            analyze_part(bundle, texts, docs, mb, args.rounds)
+            summary["analyze"] = analyze_part(bundle, texts, docs, mb, args.rounds)
 
         # -- contamination -----------------------------------------------------------------
         if args.only != "analyze":
-            contamination_part(bundle, texts, docs, held_out, args.examples, args.rounds)
+            summary["contamination"] = contamination_part(bundle, texts, docs, held_out, args.examples, args.rounds)
         bundle.close()
     print(f"load average after: {os.getloadavg()}")
+    summary["load_after"] = os.getloadavg()
+    print(json.dumps(summary))  # one JSON line, for run_all.py
 
 
-def analyze_part(bundle, texts: list[str], docs: list[Doc], mb: float, rounds: int) -> None:
+def analyze_part(bundle, texts: list[str], docs: list[Doc], mb: float, rounds: int) -> dict[str, object]:
     runs = {
         "peer": lambda: peer_counter(texts),
         "ngrams": lambda: ours_counter(texts, threads=1).top(20),
@@ -225,6 +246,7 @@ def analyze_part(bundle, texts: list[str], docs: list[Doc], mb: float, rounds: i
         "wall: MB/s and its ratio to the peer's; CPU: seconds of CPU time, all threads (ratio: peer / ours)"
     )
     print(f"{'what':<56}{'MB/s (median)':>14}{'runs':>20}{'vs Counter':>11}{'CPU s':>8}{'CPU vs':>8}")
+    summary: dict[str, object] = {}
     for key, label in (
         ("peer", "plain Counter, n = 1..3 (peer, one thread)"),
         ("ngrams", "n-gram part: NgramCounter (threads=1, the default)"),
@@ -240,11 +262,15 @@ def analyze_part(bundle, texts: list[str], docs: list[Doc], mb: float, rounds: i
             f"{label:<56}{mb / med:>14.1f}{runs_s:>20}{peer / med:>10.1f}x{c:>8.2f}"
             f"{statistics.median(cpu['peer']) / c:>7.1f}x"
         )
+        summary[key] = {"mb_s": round(mb / med, 2), "vs_counter": round(peer / med, 2),
+                        "cpu_s": round(c, 3), "cpu_vs_counter": round(statistics.median(cpu["peer"]) / c, 2)}  # fmt: skip
+    summary["top20_equal_counter"] = True  # asserted above
+    return summary
 
 
 def contamination_part(
     bundle, texts: list[str], docs: list[Doc], held_out: list[str], n: int, rounds: int
-) -> None:
+) -> dict[str, object]:
     tests = examples(docs, held_out, n)
     ct: dict[str, list[float]] = {"ours": [], "peer_total": [], "peer_lookup": []}
     report = None
@@ -283,6 +309,11 @@ def contamination_part(
         runs = ", ".join(f"{t:.2f}" for t in ct[key])
         print(f"{label:<52}{len(tests) / med:>12.1f}{runs:>26}")
     print(f"ours vs peer (build + lookups): {statistics.median(ct['peer_total']) / ours:.1f}x")
+    return {
+        "examples": len(tests), "agreement": round(agree, 4),
+        **{f"{key}_examples_s": round(len(tests) / statistics.median(v), 1) for key, v in ct.items()},
+        "ours_vs_peer_total": round(statistics.median(ct["peer_total"]) / ours, 2),
+    }  # fmt: skip
 
 
 if __name__ == "__main__":

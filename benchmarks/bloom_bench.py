@@ -1,5 +1,7 @@
 """Benchmark of the bloom membership sketch with Data Portraits' parameters (50-char n-grams,
-stride 50, false-positive rate 0.001) on Python source from this machine (~40 MB).
+stride 50, false-positive rate 0.001) on Python source from this machine (~40 MB), or on the
+first ``--mb`` MB of ``--corpus`` (any corpus ``spacerini index`` reads, with its ``--format``,
+``--id-field`` and ``--fields``).
 
 Measured in the same run:
 
@@ -11,7 +13,8 @@ Measured in the same run:
 * measured false-positive rate on 1,000,000 random n-grams vs the configured rate;
 * sketch size as a share of the corpus vs Data Portraits' published ~3% overhead.
 
-Prints one JSON line. Usage: ``python benchmarks/bloom_bench.py [--mb 40]``.
+Prints one JSON line. Usage: ``python benchmarks/bloom_bench.py [--mb 40]
+[--corpus PATH [--format FMT] [--id-field NAME] [--fields NAME,...]]``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from exact_bench import collect_docs  # noqa: E402
+from exact_bench import add_corpus_args, docs_for  # noqa: E402
 
 from spacerini.backends import bloom  # noqa: E402
 
@@ -46,12 +49,13 @@ def main() -> None:
     parser.add_argument("--mb", type=float, default=40.0, help="corpus size in MB")
     parser.add_argument("--fp-rate", type=float, default=0.001)
     parser.add_argument("--width", type=int, default=50)
+    add_corpus_args(parser)
     args = parser.parse_args()
 
     from rbloom import Bloom
 
     OUT.mkdir(parents=True, exist_ok=True)
-    docs = collect_docs(int(args.mb * 1e6))
+    docs = docs_for(args)
     n_bytes = sum(len(d.text.encode("utf-8")) for d in docs)
     folder = OUT / "bloom_index"
     shutil.rmtree(folder, ignore_errors=True)
@@ -65,10 +69,16 @@ def main() -> None:
     rng = random.Random(1)
     long_docs = [d.text for d in docs if len(d.text) > 600]
     queries = []
-    for _ in range(2000):
-        t = rng.choice(long_docs)
-        i = rng.randrange(len(t) - 500)
-        queries.append(t[i : i + 500])
+    if long_docs:
+        for _ in range(2000):
+            t = rng.choice(long_docs)
+            i = rng.randrange(len(t) - 500)
+            queries.append(t[i : i + 500])
+    else:  # a corpus of short texts: whole documents that hold a window at least
+        short = [d.text for d in docs if len(d.text) >= args.width]
+        if not short:
+            raise SystemExit(f"no document of {args.width} characters or more: use a corpus of longer texts")
+        queries = [rng.choice(short) for _ in range(2000)]
     searcher.member(queries[0])
     t0 = time.perf_counter()
     checked = found = 0
@@ -95,7 +105,8 @@ def main() -> None:
     sum(map(str_contains, strings))
     raw_str_seconds = time.perf_counter() - t0
 
-    # False positives: windows of a random CJK text cannot be in a corpus of Python source.
+    # False positives: windows of a random CJK text cannot be in a corpus of Python source (nor,
+    # 50 random characters long, in any natural text).
     codes = np.random.default_rng(7).integers(0x4E00, 0x9FFF, size=1_000_000 + width - 1)
     noise = "".join(map(chr, codes.tolist()))
     fp = searcher.member(noise)
@@ -105,6 +116,7 @@ def main() -> None:
     items = report.params["items"]
     result = {
         "bench": "bloom",
+        "corpus": args.corpus or "python files of this machine",
         "corpus_docs": len(docs),
         "corpus_mb": round(n_bytes / 1e6, 2),
         "width": width,

@@ -92,7 +92,32 @@ def corpus_path(name: str) -> Path:
         return path if path.exists() else debian_corpus.build(100_000, path)
     if name == "python":
         return code_corpus()
-    return Path(name)
+    path = Path(name)
+    if not path.is_file():
+        raise SystemExit(f"{name}: no such file; use debian, python or a JSONL file with id and contents")
+    return path
+
+
+#: Prints the number of documents in the Lucene index at ``sys.argv[1]`` (the peer's ``-quiet``
+#: run logs no counts, and skips a document it cannot index without failing).
+_COUNT_DOCS = (
+    "import sys\n"
+    "from spacerini.java import autoclass, ensure_jvm\n"
+    "ensure_jvm()\n"
+    "Paths = autoclass('java.nio.file.Paths')\n"
+    "directory = autoclass('org.apache.lucene.store.FSDirectory').open(Paths.get(sys.argv[1]))\n"
+    "print(autoclass('org.apache.lucene.index.DirectoryReader').open(directory).numDocs())\n"
+)
+
+
+def lucene_docs(index: Path) -> int:
+    """Documents in the Lucene index at ``index`` (counted in a child process, not timed)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", _COUNT_DOCS, str(index)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"counting the documents of {index} failed: {proc.stderr[-2000:]}")
+    return int(proc.stdout.split()[-1])
 
 
 def jvm_flags() -> list[str]:
@@ -148,7 +173,7 @@ def timed(cmd: list[str], *, cwd: Path | None = None) -> dict[str, Any]:
     done.set()
     sampler.join()
     if proc.returncode != 0:
-        raise RuntimeError(f"{cmd[:3]} exited {proc.returncode}: {stderr.decode(errors='replace')[-2000:]}")
+        raise SystemExit(f"{cmd[:3]} exited {proc.returncode}: {stderr.decode(errors='replace')[-2000:]}")
     return {
         "wall_s": round(wall, 2),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
@@ -169,7 +194,9 @@ def split(corpus: Path, folder: Path, parts: int) -> None:
         h.close()
 
 
-def run_peer(corpus: Path, work: Path, threads: int, memory_buffer: int, flags: list[str]) -> dict[str, Any]:
+def run_peer(
+    corpus: Path, work: Path, threads: int, memory_buffer: int, flags: list[str], *, count: bool = False
+) -> dict[str, Any]:
     from spacerini.backends.bm25 import lucene as jl
     from spacerini.java import anserini_jar, java_home
 
@@ -193,6 +220,8 @@ def run_peer(corpus: Path, work: Path, threads: int, memory_buffer: int, flags: 
     result["index_mb"] = round(
         sum(p.stat().st_size for p in (work / "index").rglob("*") if p.is_file()) / 1e6, 1
     )
+    if count:
+        result["docs"] = lucene_docs(work / "index")
     return result
 
 
@@ -215,8 +244,21 @@ def run_ours(corpus: Path, work: Path, threads: int) -> dict[str, Any]:
 
 
 def docs_in(corpus: Path) -> int:
+    """Non-blank lines of ``corpus``.
+
+    Raises:
+        SystemExit: Its first line is not a JSON object with ``id`` and ``contents`` (the fields
+            Anserini's ``JsonCollection`` reads).
+    """
     with corpus.open("rb") as fh:
-        return sum(1 for line in fh if line.strip())
+        first = next((line for line in fh if line.strip()), b"{}")
+        try:
+            record = json.loads(first)
+        except ValueError as exc:
+            raise SystemExit(f"{corpus}: not JSON lines ({exc})") from None
+        if not isinstance(record, dict) or not {"id", "contents"} <= record.keys():
+            raise SystemExit(f"{corpus}:1: no id and contents (what IndexCollection's JsonCollection reads)")
+        return 1 + sum(1 for line in fh if line.strip())
 
 
 def main() -> None:
@@ -248,12 +290,20 @@ def main() -> None:
                 work = Path(tempfile.mkdtemp(prefix=f"bm25-ingest-{side}-", dir=OUT))
                 try:
                     if side == "peer":
-                        result = run_peer(path, work, args.threads, MEMORY_BUFFER, flags)
+                        result = run_peer(path, work, args.threads, MEMORY_BUFFER, flags, count=round_ == 0)
                     else:
                         result = run_ours(path, work, args.threads)
                 finally:
                     shutil.rmtree(work, ignore_errors=True)
                 runs[name][side].append(result)
+                # Both sides must index the same documents (Anserini skips, and logs under -quiet
+                # nothing about, a line without "id" or "contents"): else the ratio means nothing.
+                done = {s: r[0]["docs"] for s, r in runs[name].items() if r}
+                if len(done) == 2 and done["peer"] != done["ours"]:
+                    raise SystemExit(
+                        f"{path}: IndexCollection indexed {done['peer']:,} documents and spacerini "
+                        f"{done['ours']:,} of {sizes[name]:,} lines: use a JSONL with id and contents"
+                    )
                 print(
                     f"# {name} round {round_ + 1} {side}: {json.dumps(result)}", file=sys.stderr, flush=True
                 )
@@ -277,10 +327,12 @@ def main() -> None:
             return round(statistics.median(r[key] for r in side), 2)
 
         docs = ours[-1]["docs"]
+        peer_docs = peer[0]["docs"]
         report["corpora"][name] = {
             "path": str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path),
             "docs": docs,
             "source_docs": sizes[name],
+            "peer_docs": peer_docs,
             "corpus_mb": round(path.stat().st_size / 1e6, 1),
             "ours_wall_s": med(ours, "wall_s"),
             "peer_wall_s": med(peer, "wall_s"),

@@ -40,6 +40,7 @@ from __future__ import annotations
 import argparse
 import copy
 import gc
+import hashlib
 import json
 import os
 import statistics
@@ -69,19 +70,40 @@ KS = (10, 100, 1000)
 THREADS = (1, 2)
 
 
+def read_records(path: Path) -> Iterator[tuple[str, str]]:
+    """The ``(id, contents)`` of each JSON line of ``path``.
+
+    Raises:
+        SystemExit: A line is not a JSON object with ``id`` and a string ``contents`` (one line
+            saying where).
+    """
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+                doc_id, text = record["id"], record["contents"]
+            except (ValueError, KeyError, TypeError) as exc:
+                raise SystemExit(
+                    f"{path}:{number}: not a JSON object with id and contents ({type(exc).__name__}: {exc})"
+                ) from None
+            if not isinstance(text, str):
+                raise SystemExit(f"{path}:{number}: contents is not a string")
+            yield str(doc_id), text
+
+
 def read_docs(path: Path) -> Iterator:
     """The ``{"id", "contents"}`` JSON lines of ``path`` as :class:`~spacerini.records.Doc`."""
     from spacerini.records import Doc
 
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            yield Doc(id=str(record["id"]), text=record["contents"])
+    for doc_id, text in read_records(path):
+        yield Doc(id=doc_id, text=text)
 
 
 def make_queries(corpus: Path, n: int, seed: int = 0) -> list[tuple[str, str]]:
     """Samples 1-4 words from random documents: realistic, always-matching queries."""
-    texts = [json.loads(line)["contents"][:5000] for line in corpus.open(encoding="utf-8")]
+    texts = [text[:5000] for _, text in read_records(corpus)]
     return [(f"q{i}", q) for i, q in enumerate(sample_queries(texts, n, seed=seed, source=str(corpus)))]
 
 
@@ -109,18 +131,36 @@ def open_ours(corpus: Path):
     from spacerini.backends.bm25.scorer import FORMAT_VERSION
 
     root = OUT / f"bm25_bundle_{corpus.stem}"
+    source = None
+    if not corpus.resolve().is_relative_to(OUT.resolve()):
+        # A corpus from outside: its location names the bundle (two files of one name do not share
+        # it), and its size and modification time say when the file has changed since the build.
+        where = corpus.resolve()
+        root = root.with_name(f"{root.name}-{hashlib.sha256(str(where).encode()).hexdigest()[:8]}")
+        stat = where.stat()
+        source = {"path": str(where), "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
     folder = root / "lucene"
     report_path = root / "report.json"
+    source_path = root / "source.json"
     meta = folder / bm25.SIDECAR_DIR / "meta.json"
     if report_path.exists() and (
-        not meta.exists() or json.loads(meta.read_text(encoding="utf-8")).get("format") != FORMAT_VERSION
+        not meta.exists()
+        or json.loads(meta.read_text(encoding="utf-8")).get("format") != FORMAT_VERSION
+        or (source is not None and (not source_path.exists() or json.loads(source_path.read_text()) != source))
     ):
         report_path.unlink()
     if not report_path.exists():
         shutil.rmtree(folder, ignore_errors=True)
         folder.mkdir(parents=True)
-        report = bm25.build(lambda: read_docs(corpus), folder, threads=2, progress=False)
+        from spacerini.errors import SpaceriniError
+
+        try:
+            report = bm25.build(lambda: read_docs(corpus), folder, threads=2, progress=False)
+        except SpaceriniError as exc:  # duplicate ids, say: one line, as the CLI says it
+            raise SystemExit(f"{corpus}: {exc}") from None
         report_path.write_text(json.dumps(report.to_dict()), encoding="utf-8")
+        if source is not None:
+            source_path.write_text(json.dumps(source), encoding="utf-8")
     report = json.loads(report_path.read_text(encoding="utf-8"))
     return folder, bm25.open(folder, report)
 
@@ -216,7 +256,7 @@ def bench_corpus(name: str, corpus: Path, args: argparse.Namespace) -> dict:
 
     queries = make_queries(corpus, args.queries)
     q1000 = queries[: args.k1000_queries]
-    lucene_q1000 = queries[: args.lucene_k1000_queries]
+    lucene_q1000 = q1000[: args.lucene_k1000_queries]
     folder, ours = open_ours(corpus)
     where = corpus.resolve()
     out: dict = {"corpus": str(where.relative_to(ROOT) if where.is_relative_to(ROOT) else where), "docs": ours._exact.rows, "queries": len(queries),
@@ -419,7 +459,10 @@ def main() -> None:
     parser.add_argument("--lucene-k1000-queries", type=int, default=40)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--scale", type=int, default=4)
-    parser.add_argument("--corpora", default="debian,python", help="debian, python and/or paths of JSONL files with id and contents")
+    parser.add_argument(
+        "--corpora", "--corpus", dest="corpora", default="debian,python",
+        help="debian, python and/or paths of JSONL files with id and contents, comma-separated",
+    )  # fmt: skip
     parser.add_argument(
         "--no-lucene-timing", dest="time_lucene", action="store_false",
         help="rank with LuceneSearcher only to compare rankings, not in the timed rounds (a quicker re-run)",

@@ -11,10 +11,13 @@ searcher (``bm25.open`` on the 1-shard folder), one thread each, best of ``--rep
 
 The corpus: paragraphs (blocks between blank lines) of the Python standard library's ``.py``
 files, read in sorted path order from this interpreter's stdlib (deterministic), ids
-``path#n``; shards are contiguous ranges of those paragraphs, as a bundle cuts its docstore. The
-indexes are cached in ``benchmarks/out/bm25_shards_<docs>/`` between runs.
+``path#n``; or the first ``--docs`` documents of ``--corpus`` (any corpus ``spacerini index``
+reads, with its ``--format``, ``--id-field`` and ``--fields``). Shards are contiguous ranges of
+those documents, as a bundle cuts its docstore. The indexes are cached in
+``benchmarks/out/bm25_shards_<docs>/`` between runs.
 
 Usage: python benchmarks/bm25_shards_bench.py [--docs 50000] [--shards 8] [--queries 1000] [--repeat 3]
+       [--corpus PATH [--format FMT] [--id-field NAME] [--fields NAME,...]]
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench_queries import sample_queries  # noqa: E402
+from bench_queries import add_corpus_args, sample_queries  # noqa: E402
 
 from spacerini.records import Doc  # noqa: E402
 
@@ -50,6 +53,45 @@ def stdlib_paragraphs(limit: int) -> list[Doc]:
                 if len(docs) >= limit:
                     return docs
     return docs
+
+
+def corpus_docs(source: str, limit: int, *, format: str | None, id_field: str | None, fields: str | None) -> list[Doc]:
+    """The first ``limit`` documents of any corpus ``spacerini index`` reads (``format``,
+    ``id_field`` and ``fields`` as its ``--format``, ``--id-field`` and ``--fields``).
+
+    Raises:
+        SystemExit: The corpus cannot be read (the library's error, on one line), or has fewer
+            documents than shards are asked for.
+    """
+    import itertools
+
+    from spacerini.corpus import load_corpus
+    from spacerini.errors import SpaceriniError
+
+    try:
+        return list(itertools.islice(load_corpus(source, format=format, id_field=id_field, fields=fields, progress=False), limit))
+    except SpaceriniError as exc:
+        raise SystemExit(str(exc)) from None
+
+
+def cache_root(source: str | None, docs: list[Doc]) -> Path:
+    """The folder the indexes of ``docs`` are cached in: by count for the stdlib paragraphs; by
+    location and count for ``--corpus``, emptied when the file has changed since."""
+    if source is None:
+        return OUT / f"bm25_shards_{len(docs)}"
+    import hashlib
+
+    where = str(Path(source).resolve()) if Path(source).exists() else source
+    stem = re.sub(r"[^A-Za-z0-9_.-]", "_", Path(source).stem if Path(source).exists() else source)
+    root = OUT / f"bm25_shards_{stem}-{hashlib.sha256(where.encode()).hexdigest()[:8]}_{len(docs)}"
+    stamp = {"path": where, "first": docs[0].id, "last": docs[-1].id}
+    if Path(source).exists():
+        stamp.update(bytes=Path(source).stat().st_size, mtime_ns=Path(source).stat().st_mtime_ns)
+    if not (root / "source.json").exists() or json.loads((root / "source.json").read_text()) != stamp:
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        (root / "source.json").write_text(json.dumps(stamp))
+    return root
 
 
 def make_queries(docs: list[Doc], n: int, seed: int = 0) -> list[tuple[str, str]]:
@@ -103,20 +145,27 @@ def main() -> None:
     parser.add_argument("--shards", type=int, default=8)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
+    add_corpus_args(parser, "any corpus spacerini index reads (JSONL, Parquet, CSV, a folder, hf:NAME): its first --docs documents, instead of stdlib paragraphs")
     args = parser.parse_args()
 
     from spacerini.backends import bm25
     from spacerini.java import ensure_jvm
 
     ensure_jvm()
-    docs = stdlib_paragraphs(args.docs)
+    if args.corpus is None:
+        docs = stdlib_paragraphs(args.docs)
+    else:
+        docs = corpus_docs(args.corpus, args.docs, format=args.format, id_field=args.id_field, fields=args.fields)
+    if len(docs) < args.shards:
+        raise SystemExit(f"{len(docs)} documents: fewer than --shards {args.shards}")
     queries = make_queries(docs, args.queries)
-    root = OUT / f"bm25_shards_{len(docs)}"
+    root = cache_root(args.corpus, docs)
     one = build_shards(docs, root / "1", 1)
     many = build_shards(docs, root / str(args.shards), args.shards)
     del docs
     result: dict = {
         "benchmark": "bm25_shards",
+        "corpus": args.corpus or "stdlib paragraphs",
         "docs": sum(r["docs"] for r in one[1]),
         "queries": len(queries),
     }

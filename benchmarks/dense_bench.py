@@ -7,7 +7,8 @@ Measured in the same run:
   ``--encode-docs`` standard-library functions of every length (long ones split into several
   passages), and ``lines``, ``--encode-lines`` short comment/docstring lines (6-40 words, one
   passage each); ``debian``, ``--encode-paras`` paragraphs of the real-text Debian corpus
-  (``benchmarks/debian_corpus.py``), against plain sentence-transformers ``model.encode`` with the same model object (the
+  (``benchmarks/debian_corpus.py``); or a PATH, its first ``--encode-paras`` documents (any corpus
+  ``spacerini index`` reads, with ``--format``, ``--id-field`` and ``--fields``), against plain sentence-transformers ``model.encode`` with the same model object (the
   packaged all-MiniLM-L6-v2: same weights, device and torch threads), the same batch size and
   ``normalize_embeddings=True``, given **the same texts: our passages** (each document split
   with ``Encoder.split`` beforehand, outside the peer's timing), so both do the same model work
@@ -199,15 +200,38 @@ def debian_paragraphs(n: int, *, seed: int) -> list[Doc]:
     return [Doc(id=f"p{i}", text=texts[i]) for i in picked]
 
 
+def corpus_documents(source: str, n: int, *, format: str | None, id_field: str | None, fields: str | None) -> list[Doc]:
+    """The first ``n`` documents of any corpus ``spacerini index`` reads (``format``, ``id_field``
+    and ``fields`` as its ``--format``, ``--id-field`` and ``--fields``).
+
+    Raises:
+        SystemExit: The corpus cannot be read (the library's error, on one line).
+    """
+    import itertools
+
+    from spacerini.corpus import load_corpus
+    from spacerini.errors import SpaceriniError
+
+    try:
+        corpus = load_corpus(source, format=format, id_field=id_field, fields=fields, progress=False)
+        return list(itertools.islice(corpus, n))
+    except SpaceriniError as exc:
+        raise SystemExit(str(exc)) from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--parts", default="encoding,ann,quality")
     parser.add_argument("--collections", default="manpages,stdlib")
     parser.add_argument("--encode-corpus", default="stdlib,lines",
-                        help="stdlib functions, short text lines, and/or debian paragraphs")
+                        help="stdlib functions, short text lines, debian paragraphs and/or a PATH to any corpus spacerini index reads")
     parser.add_argument("--encode-docs", type=int, default=160, help="stdlib functions to encode")
     parser.add_argument("--encode-lines", type=int, default=4000, help="text lines to encode")
-    parser.add_argument("--encode-paras", type=int, default=400, help="Debian paragraphs to encode (--encode-corpus debian)")
+    parser.add_argument("--encode-paras", type=int, default=400,
+                        help="Debian paragraphs (--encode-corpus debian), or first documents of a PATH, to encode")
+    parser.add_argument("--format", default=None, help="a PATH's format, as for spacerini index (e.g. code for a source folder)")
+    parser.add_argument("--id-field", default=None, help="a PATH's id field (default: id/docid/_id/doc_id)")
+    parser.add_argument("--fields", default=None, help="a PATH's contents fields, comma-separated (default: contents/text/content/body)")
     parser.add_argument("--trials", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--vectors", type=int, default=100_000)
@@ -236,8 +260,13 @@ def main() -> None:
                 docs = dense_collections.stdlib_functions(docs=args.encode_docs, seed=1).docs
             elif corpus == "debian":  # real text: paragraphs of the Debian documentation corpus
                 docs = debian_paragraphs(args.encode_paras, seed=3)
-            else:  # short natural-language lines (comments and docstrings), one per document
+            elif corpus == "lines":  # short natural-language lines (comments and docstrings), one per document
                 docs = [Doc(id=f"l{i}", text=line) for i, line in enumerate(dense_ann.text_lines(args.encode_lines, seed=2))]
+            elif Path(corpus).exists() or ":" in corpus:  # a file, a folder, hf:NAME, irds:NAME
+                docs = corpus_documents(corpus, args.encode_paras, format=args.format, id_field=args.id_field,
+                                        fields=args.fields)
+            else:
+                raise SystemExit(f"--encode-corpus {corpus}: not stdlib, lines, debian, nor a corpus path")
             result[f"encoding_{corpus}"] = bench_encoding(
                 docs, batch_size=args.batch_size, trials=args.trials, runtimes=runtimes,
                 peer_batch_sizes=[int(x) for x in args.peer_batch_sizes.split(",")],

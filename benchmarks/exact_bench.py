@@ -1,6 +1,8 @@
 """Benchmark of the exact backend: suffix-array build speed and query latency.
 
-Measured in the same run, on the same bytes (Python source on this machine, ~40 MB):
+Measured in the same run, on the same bytes (Python source on this machine, ~40 MB, or the first
+``--mb`` MB of ``--corpus``: any corpus ``spacerini index`` reads, with its ``--format``,
+``--id-field`` and ``--fields``):
 
 * build MB/s of ``spacerini.backends.exact.build`` vs raw ``pydivsufsort.divsufsort`` (goal:
   ratio >= 0.8) and vs infini-gram's own indexer (``--token_dtype u8``, raw bytes, 0xFF
@@ -9,7 +11,8 @@ Measured in the same run, on the same bytes (Python source on this machine, ~40 
 * count p50/p95 and find top-10 p50 latency (goal: count p50 <= 1 ms), and the same for the
   infini-gram engine when it is available; counts are checked to agree.
 
-Prints one JSON line. Usage: ``python benchmarks/exact_bench.py [--mb 40] [--queries 300]``.
+Prints one JSON line. Usage: ``python benchmarks/exact_bench.py [--mb 40] [--queries 300]
+[--corpus PATH [--format FMT] [--id-field NAME] [--fields NAME,...]]``.
 """
 
 from __future__ import annotations
@@ -75,6 +78,22 @@ def collect_docs(target_bytes: int) -> list[Doc]:
     return docs
 
 
+def add_corpus_args(parser: argparse.ArgumentParser) -> None:
+    """``--corpus`` and the options that say how to read it (those of ``spacerini index``)."""
+    from bench_queries import add_corpus_args as add
+
+    add(parser, "any corpus spacerini index reads (JSONL, Parquet, CSV, a folder, hf:NAME) instead of this machine's Python files")
+
+
+def docs_for(args: argparse.Namespace) -> list[Doc]:
+    """``args.mb`` MB of ``--corpus``, or of this machine's Python files without it."""
+    if args.corpus is None:
+        return collect_docs(int(args.mb * 1e6))
+    from bench_queries import corpus_docs
+
+    return corpus_docs(args.corpus, int(args.mb * 1e6), format=args.format, id_field=args.id_field, fields=args.fields)
+
+
 def pct(values: list[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 4)
 
@@ -82,6 +101,8 @@ def pct(values: list[float], q: float) -> float:
 def sample_queries(docs: list[Doc], n: int, seed: int) -> list[str]:
     rng = random.Random(seed)
     queries = []
+    if not any(len(d.text) >= 80 for d in docs):
+        raise SystemExit("no document of 80 characters or more to cut queries from: use a corpus of longer texts")
     while len(queries) < n:
         text = rng.choice(docs).text
         if len(text) < 80:
@@ -158,10 +179,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--repeats", type=int, default=2, help="build runs of each kind (fastest kept)")
     parser.add_argument("--no-infini", action="store_true", help="skip the infini-gram peer")
+    add_corpus_args(parser)
     args = parser.parse_args()
 
     OUT.mkdir(parents=True, exist_ok=True)
-    docs = collect_docs(int(args.mb * 1e6))
+    docs = docs_for(args)
     docs_bytes = [d.text.encode("utf-8") for d in docs]
     n_bytes = sum(len(b) for b in docs_bytes)
 
@@ -213,6 +235,7 @@ def main() -> None:
 
     result = {
         "bench": "exact",
+        "corpus": args.corpus or "python files of this machine",
         "corpus_docs": len(docs),
         "corpus_mb": round(n_bytes / 1e6, 2),
         "shards": report.stats["shards"],

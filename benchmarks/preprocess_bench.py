@@ -10,7 +10,12 @@ Measured in the same run:
   insert when nothing was found. Goal: ratio >= 0.9. The removed sets are compared too;
 * PII precision/recall/F1 per kind on ``tests/data/preprocess_pii_labelled.jsonl``.
 
-Prints one JSON line. Usage: ``python benchmarks/preprocess_bench.py [--mb 20]``.
+Any other corpus: ``--corpus PATH`` (whatever ``spacerini index`` reads, with its ``--format``,
+``--id-field`` and ``--fields``; its first ``--mb`` MB). The language and opt-out steps keep their
+options (Python; owners ``email``, ``json``), so on another corpus only their speed is telling.
+
+Prints one JSON line. Usage: ``python benchmarks/preprocess_bench.py [--mb 20]
+[--corpus PATH [--format FMT] [--id-field NAME] [--fields NAME,...]]``.
 """
 
 from __future__ import annotations
@@ -92,8 +97,16 @@ def _one(cls, values):  # noqa: ANN001, ANN202
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mb", type=float, default=20.0, help="corpus size in millions of characters")
+    from bench_queries import corpus_docs
+    from exact_bench import add_corpus_args
+
+    add_corpus_args(parser)
     args = parser.parse_args()
-    docs = stdlib_docs(int(args.mb * 1_000_000))
+    if args.corpus is None:
+        docs = stdlib_docs(int(args.mb * 1_000_000))
+    else:  # up to --mb MB of UTF-8 (the same as characters for ASCII text)
+        docs = corpus_docs(args.corpus, int(args.mb * 1_000_000), format=args.format, id_field=args.id_field,
+                           fields=args.fields)  # fmt: skip
     chars = sum(len(d.text) for d in docs)
     mb = chars / 1e6
 
@@ -128,7 +141,7 @@ def main() -> None:
 
     result = {
         "bench": "preprocess",
-        "corpus": {"docs": len(docs), "mchars": round(mb, 2), "source": "python stdlib .py"},
+        "corpus": {"docs": len(docs), "mchars": round(mb, 2), "source": args.corpus or "python stdlib .py"},
         "steps": per_step,
         "near_dedup_vs_datasketch": {
             "ours_mb_per_s": round(mb / ours, 2),

@@ -7,6 +7,9 @@ copy deduplicates away and term statistics stay realistic. Each size is built wi
 ``spacerini index ... --shard-size`` in a child process whose peak RSS (the JVM is inside it)
 is sampled every 0.1 s with psutil.
 
+``--corpus PATH`` takes the documents of any corpus ``spacerini index`` reads (with its
+``--format``, ``--id-field`` and ``--fields``) as that text instead.
+
 Run (figures go to benchmarks/RESULTS.md by hand, with this command):
     .venv/bin/python benchmarks/scale_bench.py --sizes 1,2,5 --shard-size 256MB
 """
@@ -27,6 +30,9 @@ from pathlib import Path
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from bench_queries import add_corpus_args  # noqa: E402
+
 OUT = ROOT / "benchmarks" / "out" / "scale"
 SOURCES = [Path("/usr/share/doc"), Path(sys.prefix), Path("/usr/lib/python3"), Path("/usr/lib/python3.11")]
 SUFFIXES = {".py", ".txt", ".rst", ".md", ""}
@@ -55,6 +61,28 @@ def paragraphs(limit_bytes: int = 300_000_000) -> list[tuple[str, str]]:
                     total += len(para)
             if total >= limit_bytes:
                 return found
+    return found
+
+
+def corpus_paragraphs(
+    source: str, *, format: str | None, id_field: str | None, fields: str | None, limit_bytes: int = 300_000_000
+) -> list[tuple[str, str]]:
+    """(owner, text) of the documents of any corpus ``spacerini index`` reads, up to ``limit_bytes``
+    (the owner: the document's meta owner, else its id's first path part, else ``corpus``).
+
+    Raises:
+        SystemExit: The corpus cannot be read (the library's error, on one line) or has no text.
+    """
+    from bench_queries import corpus_docs
+
+    docs = corpus_docs(source, limit_bytes, format=format, id_field=id_field, fields=fields)
+    found = [
+        (str(doc.meta.get("owner") or (doc.id.split("/", 1)[0] if "/" in doc.id else "corpus")), doc.text)
+        for doc in docs
+        if doc.text.strip()
+    ]
+    if not found:
+        raise SystemExit(f"{source}: no text")
     return found
 
 
@@ -130,9 +158,13 @@ def main() -> None:
     parser.add_argument("--shard-size", default="256MB")
     parser.add_argument("--backends", default="bm25,exact,bloom,owners")
     parser.add_argument("--keep", action="store_true", help="keep corpora and bundles in benchmarks/out/scale")
+    add_corpus_args(parser, "any corpus spacerini index reads (JSONL, Parquet, CSV, a folder, hf:NAME): its documents, repeated, instead of this machine's text")
     args = parser.parse_args()
+    if args.corpus is None:
+        paras = paragraphs()
+    else:
+        paras = corpus_paragraphs(args.corpus, format=args.format, id_field=args.id_field, fields=args.fields)
     OUT.mkdir(parents=True, exist_ok=True)
-    paras = paragraphs()
     print(f"{len(paras):,} real paragraphs, {sum(len(p) for _, p in paras) / 1e6:.0f} MB", flush=True)
     results = {}
     for size in [float(s) for s in args.sizes.split(",")]:
