@@ -14,8 +14,7 @@ Measured in the same run:
   with ``Encoder.split`` beforehand, outside the peer's timing), so both do the same model work
   and the peer gets no splitting cost. After one untimed round of each, trials alternate peer,
   ours, peer, ours, ... and the ratio is median(peer seconds) / median(our seconds) over
-  ``--trials`` of each (goal >= 1.0). The tokens each side feeds the model, padding included,
-  are counted too: unlike seconds, that count does not depend on the load on the machine.
+  ``--trials`` of each (goal >= 1.0).
 * **ANN** (``--parts ann``). 100k 384-d vectors + 1,000 held-out queries
   (``benchmarks/dense_ann.py`` describes both sets: ``text`` = mean MiniLM input embeddings of
   real text lines, ``gaussian`` = clustered synthetic): the index ``index="auto"`` builds at that
