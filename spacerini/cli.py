@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import sys
@@ -29,7 +31,18 @@ EXIT_ERROR = 2
 def _echo_json(data: Any) -> None:
     from spacerini.records import to_json
 
-    click.echo(json.dumps(to_json(data), ensure_ascii=False, indent=None))
+    text = json.dumps(to_json(data), ensure_ascii=False, indent=None)
+    # A path with bytes that are not UTF-8 holds lone surrogates (surrogate escapes): as JSON
+    # escapes they keep the document valid UTF-8, and json.loads gives the same str back.
+    click.echo(_SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _shown(name: str) -> str:
+    """``name`` (a path) for a text that is written as UTF-8: bytes that are not UTF-8 become U+FFFD."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -48,7 +61,32 @@ _WRITING_COMMANDS = frozenset(
 )
 
 
-class _Group(click.Group):
+#: Parameters that name a file or folder: an empty one is refused (it would mean the current folder).
+_PATH_PARAMS = frozenset({
+    "bundle", "bundles", "source", "testset", "out", "out_dir", "bundle_path", "trace_bundle", "queries", "output",
+    "qrels", "ids_file", "optout_file", "flags_path", "requests_file",
+})  # fmt: skip
+
+
+class _Command(click.Command):
+    """A command whose path parameters may not be empty: ``--out ""`` would write into the current
+    folder and ``BUNDLE ""`` would open it."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        for param in self.params:
+            if param.name not in _PATH_PARAMS or "TEXT" in (param.metavar or ""):  # TEXT|FILE: a text
+                continue
+            value = ctx.params.get(param.name)
+            if any(isinstance(v, str) and not v.strip() for v in (value if isinstance(value, tuple) else (value,))):
+                raise click.BadParameter("is empty: give a path", ctx=ctx, param=param)
+        return super().invoke(ctx)
+
+
+class _CommandGroup(click.Group):
+    command_class = _Command
+
+
+class _Group(_CommandGroup):
     """Turns every error into one line on stderr (exit 2) unless --debug was given."""
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -72,21 +110,35 @@ class _Group(click.Group):
         except SpaceriniError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"spacerini: error: {exc}", err=True)
+            _error_line(str(exc))
             ctx.exit(EXIT_ERROR)
         except OSError as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo(f"spacerini: error: {_os_error(exc)} (run with --debug for the traceback)", err=True)
+            if exc.filename is None and _writing_stdout(exc):  # > /dev/full: not the bundle's disk
+                exc.filename = "standard output"
+            _error_line(f"{_os_error(exc)} (run with --debug for the traceback)")
             ctx.exit(EXIT_ERROR)
         except Exception as exc:  # noqa: BLE001 - the CLI never shows a traceback without --debug
             if ctx.obj and ctx.obj.get("debug"):
                 raise
+            # pathlib before Python 3.13 reports a link loop (ELOOP) as a RuntimeError
+            loop = _LINK_LOOP.fullmatch(str(exc)) if isinstance(exc, RuntimeError) else None
+            if loop is not None:
+                _error_line(_os_error(OSError(errno.ELOOP, os.strerror(errno.ELOOP), loop[1])))
+                ctx.exit(EXIT_ERROR)
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-            click.echo(
-                f"spacerini: error: {type(exc).__name__}: {first} (run with --debug for the traceback)", err=True
-            )
+            _error_line(f"{type(exc).__name__}: {first} (run with --debug for the traceback)")
             ctx.exit(EXIT_ERROR)
+
+
+def _error_line(message: str) -> None:
+    """The one line of an error on stderr; bytes of a path that are not UTF-8 are shown as ``\\xff``."""
+    try:
+        raw = message.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is no escaped byte
+        raw = message.encode("utf-8", "backslashreplace")
+    click.echo(f"spacerini: error: {raw.decode('utf-8', 'backslashreplace')}", err=True)
 
 
 #: What to do about a file-system error, by its errno.
@@ -99,7 +151,41 @@ _OS_HINTS = {
     errno.EDQUOT: "free some space or choose another disk",
     errno.ENOTDIR: "a part of the path is a file, not a folder",
     errno.EISDIR: "give a file, not a folder",
+    errno.EBADF: "give the command somewhere to write (> FILE, or > /dev/null to discard)",
+    errno.EEXIST: "a file or link of that name is in the way; remove it or choose another name",
+    errno.ELOOP: "a symbolic link in the path points back at itself; fix or remove the link",
 }
+
+_LINK_LOOP = re.compile(r"Symlink loop from '(.*)'")
+
+
+def _writing_stdout(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by ``click.echo`` writing to standard output."""
+    import click.utils
+
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code is click.utils.echo.__code__ and not frame.f_locals.get("err"):
+            return True
+        tb = tb.tb_next
+    return False
+
+
+class _ClosedOutput(io.TextIOBase):
+    """Standard output of a process started with it closed (``>&-``): a command's output written to
+    it is an error, where ``click.echo`` would drop it without a word. What libraries print (a
+    server's banner) is dropped, as before."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        import click.utils
+
+        if sys._getframe(1).f_code is click.utils.echo.__code__:
+            raise OSError(errno.EBADF, "it is closed")
+        return len(text)
 
 
 def _os_error(exc: OSError) -> str:
@@ -235,7 +321,11 @@ def index(
     """Build a bundle from SOURCE: a file, a folder, a code folder (--format code), hf:NAME[:CONFIG][@SPLIT] or irds:NAME."""
     from spacerini.bundle import build_bundle
 
-    names = _split(backends) or ["bm25"]
+    names = _split(backends)
+    if not names:  # --backends "": not a silent default
+        raise click.UsageError("--backends names no backend: give one or more of bm25,exact,bloom,owners,dense")
+    if fields is not None and not _split(fields):
+        raise click.UsageError("--fields names no field: give the fields to join, e.g. --fields title,text")
     params = _backend_params(backend_flags, names)
     steps = _split(preprocess) or []
     step_options: dict[str, Any] = {}
@@ -256,22 +346,27 @@ def index(
         source, format=fmt, id_field=id_field, fields=_split(fields), progress=_progress(), **code_options
     )
     _check_writable(out, parents=True)  # before the corpus is read, not when the bundle is published
-    bundle = build_bundle(
-        corpus,
-        out,
-        backends=names,
-        backend_params=params,
-        preprocess=steps,
-        preprocess_options=step_options,
-        threads=threads,
-        progress=_progress(),
-        wait=not no_wait,
-        shards=shards,
-        shard_size=shard_size,
-        engine=engine,
-        ray_address=ray_address,
-        memory_budget=memory_budget,
-    )
+    if "bm25" in names:
+        from spacerini.java import java_path
+
+        java_path(Path(out).expanduser().absolute())  # Lucene writes there: a name Java can open
+    with _disk_of(out):  # a full disk names the bundle, not no file
+        bundle = build_bundle(
+            corpus,
+            out,
+            backends=names,
+            backend_params=params,
+            preprocess=steps,
+            preprocess_options=step_options,
+            threads=threads,
+            progress=_progress(),
+            wait=not no_wait,
+            shards=shards,
+            shard_size=shard_size,
+            engine=engine,
+            ray_address=ray_address,
+            memory_budget=memory_budget,
+        )
     info = bundle.info()
     if as_json:
         _echo_json(info)
@@ -444,6 +539,17 @@ def _check_writable(path: str, *, parents: bool = False) -> None:
         raise _unwritable(path, "permission denied; choose a place you can write to")
 
 
+@contextlib.contextmanager
+def _disk_of(path: str) -> Any:
+    """Names ``path`` in a full-disk error that names no file (a write to an open file)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and path and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            exc.filename = path
+        raise
+
+
 def _unwritable(path: str, why: str) -> SpaceriniError:
     from spacerini.errors import UsageError
 
@@ -584,9 +690,23 @@ def find(bundle: str, text: str, k: int, offset: int, as_json: bool) -> None:
         _echo_hit(h["rank"], h["docid"], {}, h.get("meta") or {}, h["snippet"], where=f" @{h['offset']}")
 
 
+def _check_stdin() -> None:
+    """Before a SOURCE of ``-`` is read: standard input must be open, and a person typing the text
+    at a terminal is told how to end it (rather than a command that seems to hang)."""
+    from spacerini.errors import QueryError
+
+    if sys.stdin is None:
+        raise QueryError("-: standard input is closed; pipe the text in, or pass a file path instead of -")
+    with contextlib.suppress(AttributeError, ValueError, OSError):
+        if sys.stdin.isatty():
+            click.echo("spacerini: reading the text from the terminal; end it with Ctrl-D", err=True)
+
+
 def _read_text_arg(source: str) -> str:
     from spacerini.errors import QueryError
 
+    if source == "-":
+        _check_stdin()
     data = sys.stdin.buffer.read() if source == "-" else _read_file_bytes(source)
     try:
         return data.decode("utf-8")
@@ -711,9 +831,10 @@ def optout_cmd(
             from spacerini.errors import CorpusError
 
             raise CorpusError("the opt-out file lists no ids (one id per line; # starts a comment)", path=ids_file)
-    entry = optout(
-        bundle, owners=list(owners), ids=sorted(ids), threads=threads, progress=_progress(), wait=not no_wait
-    )
+    with _disk_of(bundle):
+        entry = optout(
+            bundle, owners=list(owners), ids=sorted(ids), threads=threads, progress=_progress(), wait=not no_wait
+        )
     if as_json:
         _echo_json(entry)
     else:
@@ -815,7 +936,8 @@ def merge(bundle: str, no_wait: bool, as_json: bool) -> None:
     """Merge a sharded BUNDLE's BM25 shards into one Lucene index (plain pyserini opens bundle/lucene)."""
     from spacerini.bundle.merge import merge_bm25
 
-    entry = merge_bm25(bundle, wait=not no_wait, progress=_progress())
+    with _disk_of(bundle):
+        entry = merge_bm25(bundle, wait=not no_wait, progress=_progress())
     if as_json:
         _echo_json(entry)
     else:
@@ -842,7 +964,8 @@ def analyze(bundle: str, out: str, top_k: int, skip: str | None, no_redact: bool
     analysis, lengths = run_analysis(
         bundle, top_k=top_k, skip=skip, progress=_progress(), keep_lengths=True, redact_pii=not no_redact
     )
-    path = write_report(analysis, lengths, out, title=f"Corpus report: {Path(bundle).name}")
+    with _disk_of(out):
+        path = write_report(analysis, lengths, out, title=f"Corpus report: {_shown(Path(bundle).name)}")
     if as_json:
         _echo_json(analysis.to_dict())
         return
@@ -883,7 +1006,8 @@ def contamination(
         bundle, testset, field=field, id_field=id_field, ngram=ngram, min_overlap=min_overlap, limit=limit,
         progress=_progress(), redact_pii=not no_redact,
     )  # fmt: skip
-    path = write_report(report, out) if out else None
+    with _disk_of(out or ""):
+        path = write_report(report, out) if out else None
     if as_json:
         _echo_json(report.to_dict())
         return
@@ -900,7 +1024,8 @@ def contamination(
 @cli.command()
 @click.argument("bundle")
 @click.option("--verify", is_flag=True, help="Check every file's SHA-256.")
-def info(bundle: str, verify: bool) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Accepted as by the other commands: the output is JSON anyway.")
+def info(bundle: str, verify: bool, as_json: bool) -> None:
     """Print BUNDLE's manifest summary as JSON."""
     from spacerini.bundle import open_bundle
 
@@ -970,10 +1095,11 @@ def space(bundles: tuple[str, ...], out: str, names: tuple[str, ...], sdk: str, 
     from spacerini.deploy import render_space
 
     _check_writable(out, parents=True)  # before the wheel is built
-    path = render_space(
-        list(bundles) if len(bundles) > 1 else bundles[0], out, title=title, emoji=emoji, bundle_repo=bundle_repo,
-        redact_pii=not no_redact, overwrite=force, names=parse_names(names, bundles), sdk=sdk,
-    )  # fmt: skip
+    with _disk_of(out):
+        path = render_space(
+            list(bundles) if len(bundles) > 1 else bundles[0], out, title=title, emoji=emoji, bundle_repo=bundle_repo,
+            redact_pii=not no_redact, overwrite=force, names=parse_names(names, bundles), sdk=sdk,
+        )  # fmt: skip
     click.echo(f"Space folder written to {path}")
 
 
@@ -1041,7 +1167,7 @@ def demo(port: int, host: str, out: str | None, rebuild: bool, build_only: bool)
 
 
 # ---------------------------------------------------------------------------------- model
-@cli.group()
+@cli.group(cls=_CommandGroup)
 def model() -> None:
     """The bundled StarCoder-style code model: generate, trace, info, train, membership."""
 
@@ -1241,6 +1367,8 @@ def model_membership(
     from spacerini.errors import QueryError
     from spacerini.model.membership import MAX_SCORED_CHARS, exact_answer, read_text_or_file, score_text
 
+    if source == "-":
+        _check_stdin()
     text = read_text_or_file(source)
     service = None
     if bundle_path is not None:
@@ -1319,6 +1447,13 @@ def _dash_hint(exc: click.NoSuchOption, argv: list[str]) -> str:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: usage errors too are one line on stderr with exit status 2."""
     _handle_termination()
+    # A path named in the output may hold bytes that are not UTF-8 (surrogate escapes): they are
+    # written back as they were, as ls does, and not a UnicodeEncodeError after the work is done.
+    if sys.stdout is None:
+        sys.stdout = _ClosedOutput()
+    with contextlib.suppress(AttributeError, ValueError):
+        if sys.stdout.errors == "strict":
+            sys.stdout.reconfigure(errors="surrogateescape")
     try:
         rc = cli.main(args=argv, prog_name="spacerini", standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -1326,6 +1461,15 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         click.echo("spacerini: interrupted", err=True)
         sys.exit(130)
+    except BrokenPipeError:  # `spacerini --help | head -1`: as a command's output does (_Group)
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(141)
+    except OSError as exc:  # --help or --version written to a full disk or a closed output
+        if exc.filename is None and _writing_stdout(exc):
+            exc.filename = "standard output"
+        _error_line(_os_error(exc))
+        sys.exit(EXIT_ERROR)
     except click.ClickException as exc:
         hint = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:
@@ -1333,6 +1477,6 @@ def main(argv: list[str] | None = None) -> None:
             if isinstance(exc, click.NoSuchOption):
                 dash = _dash_hint(exc, sys.argv[1:] if argv is None else argv)
             hint = f" (see `{exc.ctx.command_path} --help`{dash})"
-        click.echo(f"spacerini: error: {exc.format_message()}{hint}", err=True)
+        _error_line(f"{exc.format_message()}{hint}")
         sys.exit(EXIT_ERROR)
     sys.exit(rc if isinstance(rc, int) else 0)

@@ -98,6 +98,41 @@ def jvm_options(heap: str | None = None) -> list[str]:
     return options
 
 
+def java_path(path: Path | str) -> str:
+    """``path`` as a string Java can open.
+
+    Java decodes file names as UTF-8: a name holding other bytes (a surrogate escape in Python)
+    reaches it with U+FFFD in their place, so Lucene would write into another folder than ours.
+
+    Raises:
+        JavaError: ``path`` holds bytes that are not UTF-8.
+    """
+    text = str(path)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raw = os.fsencode(text)[exc.start : exc.start + 1]
+        raise JavaError(
+            f"{text}: the path holds a byte that is not UTF-8 ({raw!r}), and Java (Lucene, for bm25) "
+            "cannot open such a path; rename the folder, or choose a UTF-8 name"
+        ) from None
+    return text
+
+
+def java_env() -> dict[str, str]:
+    """The environment of a Java process Spacerini starts: this one's, with a UTF-8 locale.
+
+    Java decodes and encodes file names by the locale's character set: under ``LC_ALL=C`` it
+    cannot open a folder named ``bündle`` (measured: "Malformed input or input contains
+    unmappable characters").
+    """
+    env = dict(os.environ)
+    ctype = env.get("LC_ALL") or env.get("LC_CTYPE") or env.get("LANG") or ""
+    if "utf-8" not in ctype.lower().replace("utf8", "utf-8"):
+        env["LC_ALL"] = "C.UTF-8"
+    return env
+
+
 def ensure_jvm(*, heap: str | None = None) -> None:
     """Starts the JVM once per process with Anserini on the class path.
 

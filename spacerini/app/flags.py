@@ -126,7 +126,8 @@ def default_flags_path(bundle_path: Path, destination: Destination | None = None
         return Path(explicit).expanduser()
     # The path as given, links not followed: a Space's followed Hub bundle is a link that moves
     # to each revision's snapshot, and its reports must stay in one file (see default_requests_path).
-    tag = hashlib.sha1(os.path.abspath(Path(bundle_path).expanduser()).encode()).hexdigest()[:10]
+    # fsencode: a folder name with bytes that are not UTF-8 (surrogate escapes) hashes too.
+    tag = hashlib.sha1(os.fsencode(os.path.abspath(Path(bundle_path).expanduser()))).hexdigest()[:10]
     name = f"{Path(bundle_path).name}-{tag}.jsonl"
     if destination is not None:
         return destination.folder / "flags" / name

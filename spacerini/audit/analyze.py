@@ -35,6 +35,7 @@ bytes per permutation). The sections:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import html
 import itertools
@@ -772,8 +773,10 @@ def write_report(analysis: Analysis, lengths: np.ndarray, out: str | Path, *, ti
     folder = Path(out)
     if folder.exists() and not folder.is_dir():
         raise UsageError(f"{folder} is a file: --out needs a folder")
+    created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     files = plots.StagedFiles(folder)  # renamed into place together, the page last
+    published = False
     try:
         sections: list[str] = []
         for stem, caption, fig in _charts(analysis, lengths):
@@ -790,8 +793,12 @@ def write_report(analysis: Analysis, lengths: np.ndarray, out: str | Path, *, ti
         files.add("analysis.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n")
         files.add("report.html", _html(data, sections, title))
         files.publish()
+        published = True
     finally:
         files.discard()
+        if created and not published:  # a full disk or Ctrl-C leaves no empty folder either
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     return folder / "report.html"
 
 

@@ -19,8 +19,13 @@ BAR_COLOR = "#3b6ea5"
 def _figure(width: float, height: float) -> tuple[Any, Any]:
     """A figure and its axes, made without pyplot: pyplot's global state (and a backend switch,
     which in a notebook stops later figures from showing) is never touched."""
+    import warnings
+
     from matplotlib.figure import Figure
 
+    # A label in a script the font lacks (CJK n-grams) is drawn as a box; matplotlib's warning
+    # for each glyph would put lines of source code on the command's stderr.
+    warnings.filterwarnings("ignore", message=r"Glyph \d+ .* missing from font", category=UserWarning)
     fig = Figure(figsize=(width, height), dpi=100)
     return fig, fig.subplots()
 

@@ -46,6 +46,9 @@ def merge_bm25(path: str | os.PathLike[str], *, wait: bool = True, progress: boo
     from spacerini.backends import bm25, get_backend
 
     root = Path(path).expanduser().resolve()
+    from spacerini.java import java_path
+
+    java_path(root)  # Lucene writes the merged index there: a name Java can open
     with bundle_lock(root, wait=wait):
         remove_stale(root, locked=True)
         bundle = open_bundle(root)

@@ -568,6 +568,10 @@ def reader_for(fmt: str) -> Callable[[Path], LocatedRecords]:
     raise CorpusError(f"unknown file format {fmt!r}: choose from {', '.join(FILE_FORMATS)}")
 
 
+#: A bundle's manifest (spacerini.bundle.MANIFEST; not imported here, the corpus sits below the bundle).
+_BUNDLE_MANIFEST = "spacerini.json"
+
+
 def list_data_files(folder: Path, *, fmt: str | None = None) -> list[tuple[Path, str]]:
     """Lists the data files under a folder, recursively, in a deterministic (sorted) order.
 
@@ -585,7 +589,8 @@ def list_data_files(folder: Path, *, fmt: str | None = None) -> list[tuple[Path,
 
     Raises:
         EmptyCorpusError: No data file is found.
-        CorpusError: A folder below ``folder`` cannot be listed (its files would be lost).
+        CorpusError: A folder below ``folder`` cannot be listed (its files would be lost), or
+            ``folder`` is or holds a bundle.
     """
     found: list[tuple[tuple[str, ...], Path, str]] = []
     # Each level: (folder, the real folders on the way down to it, for links that loop).
@@ -603,6 +608,15 @@ def list_data_files(folder: Path, *, fmt: str | None = None) -> list[tuple[Path,
                 path=str(current),
             ) from None
         inside = above | {(status.st_dev, status.st_ino)}
+        if any(entry.name == _BUNDLE_MANIFEST and entry.is_file() for entry in entries):
+            # its manifest, charts and sidecars would be read as documents
+            raise CorpusError(
+                "a Spacerini bundle, not a folder of data files: pass the files it was built from "
+                "(its spacerini.json names them)"
+                if current == folder
+                else "a Spacerini bundle inside the corpus folder: its files are not data; move it out of the folder",
+                path=str(current),
+            )
         for entry in entries:
             if entry.name.startswith("."):
                 continue

@@ -174,11 +174,17 @@ def code_tokens(text: str) -> str:
 
 
 # -- build -------------------------------------------------------------------------------------------
+#: The largest finite 32-bit float: Lucene's BM25Similarity takes k1 and b as floats.
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
 def _check_params(analyzer: str, k1: float, b: float, threads: int, memory_buffer: int) -> None:
     if not isinstance(analyzer, str) or not analyzer:
         raise BundleError(f"analyzer must be a non-empty string, got {analyzer!r}")
     if not (k1 >= 0) or not (0 <= b <= 1):
         raise BundleError(f"BM25 needs k1 >= 0 and 0 <= b <= 1, got k1={k1}, b={b}")
+    if not k1 <= _FLOAT32_MAX:  # inf, or 1e308 (inf as a float): every score would be 0
+        raise BundleError(f"BM25 needs a finite k1 (Lucene keeps it as a 32-bit float), got k1={k1}")
     if threads < 1:
         raise BundleError(f"threads must be >= 1, got {threads}")
     if memory_buffer < 16:

@@ -102,6 +102,9 @@ class BM25Writer:
         self._java_trim = bm25._JAVA_TRIM
         self._started = time.perf_counter()
         folder = Path(folder)
+        from spacerini.java import java_path
+
+        java_path(folder.absolute())  # before a folder is made: Java would write into another one
         if folder.exists() and any(folder.iterdir()):
             raise BundleError(f"{folder} is not empty: build into a fresh folder")
         folder.mkdir(parents=True, exist_ok=True)
@@ -395,7 +398,7 @@ class _IndexerProcess:
     def __init__(self, folder: Path, *, threads: int, memory_buffer: int, language: str, pretokenized: bool) -> None:
         import subprocess
 
-        from spacerini.java import anserini_jar, helpers_jar, java_home, jvm_options
+        from spacerini.java import anserini_jar, helpers_jar, java_env, java_home, jvm_options
 
         # Inside the folder being built (Lucene ignores it; removed once the sidecar is written),
         # so that a build killed outright leaves it where the next build's clean-up looks.
@@ -417,7 +420,7 @@ class _IndexerProcess:
         try:
             self._proc = subprocess.Popen(
                 cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0,
-                env={**os.environ, "SPACERINI_PARENT_PID": str(os.getpid())},  # it halts once this process is gone
+                env={**java_env(), "SPACERINI_PARENT_PID": str(os.getpid())},  # it halts once this process is gone
             )  # fmt: skip
         except OSError as exc:
             shutil.rmtree(self._dump_dir, ignore_errors=True)
