@@ -1466,6 +1466,8 @@ def main(argv: list[str] | None = None) -> None:
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(141)
     except OSError as exc:  # --help or --version written to a full disk or a closed output
+        if "--debug" in (sys.argv[1:] if argv is None else argv):
+            raise  # re-raised by _Group for --debug (a BundleNotFoundError is an OSError): the traceback
         if exc.filename is None and _writing_stdout(exc):
             exc.filename = "standard output"
         _error_line(_os_error(exc))

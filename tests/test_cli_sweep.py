@@ -230,3 +230,13 @@ def test_merge_of_a_bundle_not_utf8_is_refused(tmp_path: Path, capsys: pytest.Ca
     code, _, err = run(["merge", str(bad)], capsys)
     assert_one_line_error(code, err, "not UTF-8", "rename")
     assert len(json.loads(run(["info", str(bad)], capsys)[1])["shards"]) == 2  # untouched
+
+
+def test_debug_shows_the_traceback_of_a_bundle_error(tmp_path: Path) -> None:
+    """A BundleNotFoundError is an OSError: the handler main() gained for --help on a full disk
+    printed it as one line, and --debug showed no traceback, as DESIGN promises it does."""
+    missing = str(tmp_path / "nope")
+    plain = _cli("count", missing, "x")
+    assert plain.returncode == 2 and b"Traceback" not in plain.stderr and plain.stderr.count(b"\n") == 1
+    debug = _cli("--debug", "count", missing, "x")
+    assert debug.returncode != 0 and b"Traceback" in debug.stderr and b"BundleNotFoundError" in debug.stderr
