@@ -241,21 +241,44 @@ def _pii_in_every_occurrence(searcher: Any, doc_text: Callable[[str], str], span
     texts: dict[str, str] = {}
     pages = [(0, 1)] + [(offset, 200) for offset in range(1, total, 200)]  # the first is most often clear
     for offset, k in pages:
-        windows: list[tuple[str, int, int]] = []
-        for hit in searcher.find(span, k=k, offset=offset, context=0):
-            body = texts.get(hit.docid)
-            if body is None:
-                try:
-                    body = texts[hit.docid] = doc_text(hit.docid)
-                except KeyError:
-                    continue
-            windows.append((body, int(hit.offset), int(hit.offset) + len(span)))
-        for (_, at, _), found in zip(windows, pii_spans_near_many(windows), strict=True):
+        for _, at, found in occurrences_pii(searcher, doc_text, span, k=k, offset=offset, texts=texts):
             if not found:
                 return []  # an occurrence clear of PII: the span says nothing of a secret
             if not first:
                 first = [(max(0, p.start - at), min(len(span), p.end - at)) for p in found]
     return first
+
+
+def occurrences_pii(
+    searcher: Any,
+    doc_text: Callable[[str], str],
+    text: str,
+    *,
+    k: int,
+    offset: int = 0,
+    texts: dict[str, str] | None = None,
+) -> list[tuple[str, int, list[Any]]]:
+    """``(docid, char offset, PII spans reaching into it)`` of the exact backend's occurrences
+    ``offset + 1 .. offset + k`` of ``text``, in its order; an occurrence whose document is gone
+    is left out.
+
+    The spans are :func:`pii_spans_near`'s, found in one prefiltered pass over all the windows
+    (:func:`pii_spans_near_many`). ``texts`` caches the documents' texts across calls.
+    """
+    texts = {} if texts is None else texts
+    where: list[tuple[str, int]] = []
+    windows: list[tuple[str, int, int]] = []
+    for hit in searcher.find(text, k=k, offset=offset, context=0):
+        body = texts.get(hit.docid)
+        if body is None:
+            try:
+                body = texts[hit.docid] = doc_text(hit.docid)
+            except KeyError:
+                continue
+        at = int(hit.offset)
+        where.append((hit.docid, at))
+        windows.append((body, at, at + len(text)))
+    return [(docid, at, found) for (docid, at), found in zip(where, pii_spans_near_many(windows), strict=True)]
 
 
 def segment_member(bloom: Any, text: str, segments: list[tuple[int, int]]) -> Any:

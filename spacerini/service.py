@@ -60,8 +60,9 @@ from spacerini.display import (
     PII_CHECKED_OCCURRENCES,
     corpus_pii_free_segments,
     exact_snippet,
+    occurrences_pii,
     pii_free_segments,
-    pii_spans_near_many,
+    plain_snippet,
     redacted_record,
     redacted_text,
     redacted_window,
@@ -361,21 +362,26 @@ class Service:
                 if clean is not None:  # some occurrences lie inside PII: ranked from the others
                     hits = self._exact_hits(snap, query, clean, k=k, offset=offset, snippets=snippets)
                     return SearchPage(query, name, k, offset, tuple(hits), _generation(snap))
+            # Redacting, an exact hit's snippet is cut below around its first occurrence: the
+            # bundle's own (a plain one, no match shown) would be made only to be replaced.
+            recut = name == "exact" and self.redact_pii and snippets
             hits = snap.search(
-                query, k=k, offset=offset, backend=name, snippets=snippets,
+                query, k=k, offset=offset, backend=name, snippets=snippets and not recut,
                 snippet_text=self._display_text(snap) if self.redact_pii else None,
                 snippet_redact=redacted_window if self.redact_pii else None,
             )  # fmt: skip
             shown = []
             for h in hits:
                 fields, meta = self._shown(snap, h.docid, h.fields, h.meta)
-                if name == "exact" and self.redact_pii and snippets:
-                    # The exact backend's own snippet is cut from the stored text; redacting, the
-                    # bundle gave a plain one (no match shown): cut it around the first occurrence.
-                    text = snap.doc(h.docid).text
-                    at = text.find(query)
-                    if at >= 0:
-                        h = replace(h, snippet=exact_snippet(text, at, at + len(query), context=40))
+                if recut:
+                    doc = snap.doc(h.docid)
+                    at = doc.text.find(query)
+                    snippet = (
+                        exact_snippet(doc.text, at, at + len(query), context=40)
+                        if at >= 0
+                        else plain_snippet(self._display_text(snap)(doc))  # as the bundle cuts it
+                    )
+                    h = replace(h, snippet=snippet)
                 shown.append(replace(h, fields=fields, meta=meta))  # the cached values stay untouched
             return SearchPage(query, name, k, offset, tuple(shown), _generation(snap))
 
@@ -618,7 +624,6 @@ class Service:
 
         return self._pinned(answer)
 
-
     def _safe_segments(self, snap: Any, text: str, min_len: int) -> tuple[list[tuple[int, int]], list[Any] | None]:
         """The stretches of ``text`` that membership and tracing check: all of it, or when
         redacting, those clear of its own PII and of what the corpus holds only inside PII; with
@@ -654,22 +659,9 @@ class Service:
         return None if found is None else list(found)
 
     def _check_occurrences(self, snap: Any, exact: Any, text: str, total: int) -> tuple[tuple[str, int], ...] | None:
-        texts: dict[str, str] = {}
-        windows: list[tuple[str, int, int]] = []
-        where: list[tuple[str, int]] = []
-        for hit in exact.find(text, k=total, offset=0, context=0):
-            body = texts.get(hit.docid)
-            if body is None:
-                try:
-                    body = texts[hit.docid] = snap.doc(hit.docid).text
-                except KeyError:
-                    continue  # not shown anywhere either
-            at = int(hit.offset)
-            windows.append((body, at, at + len(text)))
-            where.append((hit.docid, at))
-        # An occurrence touches PII when a span redacted on display reaches into it (one RE2
-        # pass over all the windows; find_pii only where it could find something).
-        clean = [place for place, found in zip(where, pii_spans_near_many(windows), strict=True) if not found]
+        # An occurrence touches PII when a span redacted on display reaches into it.
+        occurrences = occurrences_pii(exact, lambda docid: snap.doc(docid).text, text, k=total)
+        clean = [(docid, at) for docid, at, found in occurrences if not found]
         return None if len(clean) == total else tuple(clean)
 
     def _exact_hits(
