@@ -75,19 +75,19 @@ def read_queries(path: str | os.PathLike[str]) -> list[tuple[str, str]]:
         return irds.read_queries(path)
     out: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
-    extra = 0  # lines with more than two columns
+    warned = False  # of a line with more than two columns
     for n, line in enumerate(_lines(path), start=1):
         if not line.strip():
             continue
         qid, sep, text = line.partition("\t")
         if "\t" in text:  # Anserini's TsvString topics: the query is the second column
-            if not extra:
+            if not warned:
+                warned = True
                 logger.warning(
                     "%s:%d: more than two columns; the query is the second, as Anserini reads it "
                     "(the later columns are left out, here and on every such line)",
                     path, n,
                 )  # fmt: skip
-            extra += 1
             text = text.split("\t", 1)[0]
         qid = qid.strip()
         if not sep or not qid:
