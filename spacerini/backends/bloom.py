@@ -18,6 +18,14 @@ How it works (Marone & Van Durme, "Data Portraits", 2023):
   not exactly 1.
 * **Normalisation.** None: text is compared character by character, as the exact backend does
   (so a re-indented copy of code is not found). Both sides run the same code.
+* **No secrets in the sketch.** By default (``skip_pii``) an n-gram that touches a span
+  :func:`~spacerini.preprocess.pii.find_pii` reports in its document (a key, a password, an
+  email or IP address) is not stored. The sketch is published with the bundle, and a membership
+  answer from it could otherwise confirm a guessed secret, or a part of one (a key but its last
+  characters), a window at a time: the app's redaction cuts the PII a pasted text shows, not a
+  part of a secret that only the corpus knows to be one. The guarantee above holds for copied
+  spans whose source n-grams are clear of PII; the n-grams left out are counted
+  (``pii_skipped``).
 
 Hashing is stable across processes (Python's own ``str`` hash is salted per process, so the
 built-in hash cannot be saved): the n-gram hashes are a polynomial rolling hash of the code
@@ -39,13 +47,14 @@ import json
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from spacerini.audit.pii_prefilter import find_pii_many
 from spacerini.backends import DocsFactory, read_json
 from spacerini.errors import (
     BackendParameterError,
@@ -160,6 +169,7 @@ def build(
     stride: int | None = None,
     fp_rate: float = 0.001,
     capacity: int | None = None,
+    skip_pii: bool = True,
 ) -> BuildReport:
     """Builds the n-gram Bloom sketch of the corpus into ``folder`` (two passes over the docs).
 
@@ -177,10 +187,13 @@ def build(
         fp_rate: False-positive rate the filter is sized for.
         capacity: N-grams the filter is sized for; ``None`` means the n-grams of these docs.
             It must not be below them (the false-positive rate would exceed ``fp_rate``).
+        skip_pii: Leave out the n-grams that touch PII of their document (see the module
+            docstring); ``False`` stores every n-gram.
 
     Returns:
         The report; ``params`` holds width, stride, fp_rate, items (n-grams added), bits (filter
-        size), the hash name and, when given, capacity.
+        size), the hash name, skip_pii and, when given, capacity; ``stats`` the n-grams left out
+        for PII (``pii_skipped``).
 
     Raises:
         ValueError: A parameter is out of range.
@@ -216,32 +229,76 @@ def build(
     sized_for = max(items if capacity is None else capacity, 1)
     Bloom = _bloom_class()
     bloom = Bloom(sized_for, fp_rate, hash_func=int)
-    added = 0
-    for doc in tqdm(docs_factory(), desc="bloom: adding n-grams", unit="doc", disable=not progress):
-        hashes = ngram_hashes(doc.text, width, stride)
-        if len(hashes):
-            bloom.update(hashes.tolist())
-            added += len(hashes)
-    if added != items:
-        raise CorpusError(f"the corpus changed between the two passes ({items} then {added} n-grams)")
-    _write(folder, bloom, width=width, stride=stride, fp_rate=fp_rate, items=items, capacity=sized_for)
+    added = skipped = 0
+    docs = tqdm(docs_factory(), desc="bloom: adding n-grams", unit="doc", disable=not progress)
+    for texts in _batches(doc.text for doc in docs):
+        spans = find_pii_many(texts) if skip_pii else [[] for _ in texts]
+        for text, pii in zip(texts, spans, strict=True):
+            hashes = ngram_hashes(text, width, stride)
+            if pii and len(hashes):
+                keep = _clear_of(pii, len(hashes), width, stride)
+                skipped += len(hashes) - int(keep.sum())
+                hashes = hashes[keep]
+            if len(hashes):
+                bloom.update(hashes.tolist())
+                added += len(hashes)
+    if added + skipped != items:
+        raise CorpusError(f"the corpus changed between the two passes ({items} then {added + skipped} n-grams)")
+    _write(
+        folder, bloom, width=width, stride=stride, fp_rate=fp_rate, items=added, capacity=sized_for,
+        skip_pii=skip_pii, pii_skipped=skipped,
+    )  # fmt: skip
     seconds = time.perf_counter() - t0
-    log.info("bloom: %d n-grams of %d docs in %d bits (%.1f s)", items, n_docs, int(bloom.size_in_bits), seconds)
+    log.info(
+        "bloom: %d n-grams of %d docs in %d bits, %d touching PII left out (%.1f s)",
+        added, n_docs, int(bloom.size_in_bits), skipped, seconds,
+    )  # fmt: skip
     return _report(
         bits=int(bloom.size_in_bits), approx_items=float(bloom.approx_items), docs=n_docs, seconds=seconds,
-        chars=chars, width=width, stride=stride, fp_rate=fp_rate, items=items, capacity=capacity,
+        chars=chars, width=width, stride=stride, fp_rate=fp_rate, items=added, capacity=capacity,
+        skip_pii=skip_pii, pii_skipped=skipped,
     )  # fmt: skip
 
 
-def _write(folder: Path, bloom: Any, *, width: int, stride: int, fp_rate: float, items: int, capacity: int) -> None:
+def _batches(texts: Iterable[str], *, max_docs: int = 1024, max_chars: int = 8 << 20) -> Iterator[list[str]]:
+    """``texts`` in lists of at most ``max_docs`` texts or about ``max_chars`` characters (one RE2
+    pass each for the PII prefilter)."""
+    batch: list[str] = []
+    size = 0
+    for text in texts:
+        batch.append(text)
+        size += len(text)
+        if len(batch) >= max_docs or size >= max_chars:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _clear_of(pii: Sequence[Any], n: int, width: int, stride: int) -> np.ndarray:
+    """Which of the ``n`` stored windows (starts ``0, stride, ...``, ``width`` characters) touch
+    none of the ``pii`` spans: a window ``[s, s + width)`` touches ``[a, b)`` when
+    ``a - width < s < b``."""
+    touched = np.zeros(n + 1, dtype=np.int32)
+    for span in pii:
+        lo = max(0, -(-(span.start - width + 1) // stride))  # first start > a - width
+        hi = min(n, -(-span.end // stride))  # first start >= b
+        if lo < hi:
+            touched[lo] += 1
+            touched[hi] -= 1
+    return np.cumsum(touched[:n]) == 0
+
+
+def _write(folder: Path, bloom: Any, **meta: Any) -> None:
     """Saves the filter and its ``meta.json`` (the same bytes for a merged sketch as for a built one)."""
     bloom.save(str(folder / "filter.bloom"))
-    _write_meta(
-        folder, width=width, stride=stride, fp_rate=fp_rate, items=items, bits=int(bloom.size_in_bits), capacity=capacity
-    )
+    _write_meta(folder, bits=int(bloom.size_in_bits), **meta)
 
 
-def _write_meta(folder: Path, *, width: int, stride: int, fp_rate: float, items: int, bits: int, capacity: int) -> None:
+def _write_meta(
+    folder: Path, *, width: int, stride: int, fp_rate: float, items: int, bits: int, capacity: int,
+    skip_pii: bool | None, pii_skipped: int,
+) -> None:  # fmt: skip
     meta = {
         "format": FORMAT_VERSION,
         "hash": HASH_NAME,
@@ -252,6 +309,8 @@ def _write_meta(folder: Path, *, width: int, stride: int, fp_rate: float, items:
         "bits": bits,
         "capacity": capacity,
     }
+    if skip_pii is not None:  # None: shards of a build from before the option
+        meta.update(skip_pii=skip_pii, pii_skipped=pii_skipped)
     (folder / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
 
 
@@ -267,12 +326,16 @@ def _report(
     fp_rate: float,
     items: int,
     capacity: int | None,
+    skip_pii: bool | None,
+    pii_skipped: int,
 ) -> BuildReport:
     params: dict[str, Any] = {
         "width": width, "stride": stride, "fp_rate": fp_rate, "items": items, "bits": bits, "hash": HASH_NAME,
     }
     if capacity is not None:
         params["capacity"] = capacity
+    if skip_pii is not None:
+        params["skip_pii"] = skip_pii
     return BuildReport(
         backend=NAME,
         docs=docs,
@@ -283,6 +346,7 @@ def _report(
             "bytes": bits // 8,
             "bits_per_ngram": round(bits / items, 3) if items else 0.0,
             "approx_items": round(float(approx_items), 1),
+            "pii_skipped": pii_skipped,
         },
     )
 
@@ -367,16 +431,16 @@ def merge_shards(
         raise BundleCorruptError("no bloom shard holds a sketch: nothing to merge")
     first: dict[str, Any] = {}
     header = b""
-    items = docs = chars = 0
+    items = docs = chars = skipped = 0
     for folder, report in kept:
         meta = _read_meta(folder)
-        shape = {key: meta.get(key) for key in ("width", "stride", "fp_rate", "capacity", "bits")}
+        shape = {key: meta.get(key) for key in ("width", "stride", "fp_rate", "capacity", "bits", "skip_pii")}
         if not first:
             first = shape
         elif shape != first:
             raise BackendParameterError(
                 f"{folder}: bloom shard built with {shape}, the first shard with {first}: build every shard "
-                "with the same width, stride, fp_rate and capacity (the n-grams of the whole corpus)"
+                "with the same width, stride, fp_rate, capacity (the n-grams of the whole corpus) and skip_pii"
             )
         hashes = _check_file(folder / "filter.bloom", meta)
         if not header:
@@ -387,6 +451,7 @@ def merge_shards(
                 f"shard {int.from_bytes(header, 'little')}: its filter cannot be merged"
             )
         items += int(meta["items"])
+        skipped += int(meta.get("pii_skipped") or 0)
         docs += int(report.get("docs") or 0)
         chars += int((report.get("stats") or {}).get("chars") or 0)
     out = Path(out)
@@ -394,15 +459,19 @@ def merge_shards(
     bits = int(first["bits"])
     ones = _or_files([folder / "filter.bloom" for folder, _ in kept], out / "filter.bloom", header, bits // 8)
     width, stride, fp_rate, capacity = first["width"], first["stride"], first["fp_rate"], first["capacity"]
+    skip_pii = first["skip_pii"]
     if capacity is None:  # shards of an older build: the filter was sized for its own n-grams
         capacity = max(items, 1)
-    _write_meta(out, width=width, stride=stride, fp_rate=fp_rate, items=items, bits=bits, capacity=capacity)
+    _write_meta(
+        out, width=width, stride=stride, fp_rate=fp_rate, items=items, bits=bits, capacity=capacity,
+        skip_pii=skip_pii, pii_skipped=skipped,
+    )  # fmt: skip
     seconds = time.perf_counter() - t0
     log.info("bloom: merged %d shards, %d n-grams in %d bits (%.1f s)", len(kept), items, bits, seconds)
     return _report(
         bits=bits, approx_items=_approx_items(ones, bits, int.from_bytes(header, "little")), docs=docs,
         seconds=seconds, chars=chars, width=width, stride=stride, fp_rate=fp_rate, items=items,
-        capacity=None if capacity == max(items, 1) else capacity,
+        capacity=None if capacity == max(items + skipped, 1) else capacity, skip_pii=skip_pii, pii_skipped=skipped,
     )  # fmt: skip
 
 

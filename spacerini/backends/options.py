@@ -60,6 +60,7 @@ class BloomOptions:
     stride: int | None = _opt(None, "Distance between stored n-grams (default: the width).", min=1)
     fp_rate: float = _opt(0.001, "Target false-positive rate.", min=1e-12, max=0.5)
     capacity: int | None = _opt(None, "N-grams the filter is sized for (default: those of the corpus).", min=1)
+    skip_pii: bool = _opt(True, "Leave out the n-grams that touch PII, so the published sketch cannot confirm a secret.")
 
 
 @dataclass(frozen=True)

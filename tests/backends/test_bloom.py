@@ -187,3 +187,65 @@ def test_open_rejects_another_hash(tmp_path, sketch):
         bloom.open(tmp_path, {})
     with pytest.raises(BundleCorruptError):
         bloom.open(tmp_path / "missing", {})
+
+
+SECRET_DOC = (
+    "import boto3\n\n"
+    "def client():\n"
+    "    # the production account, do not share this with anyone outside the team please\n"
+    "    return boto3.client('s3', aws_access_key_id='AKIAIOSFODNN7EXAMPLE', region_name='eu-west-1')\n\n"
+    "def owner():\n"
+    "    return 'alice.jones@gmail.com'  # who to ask about the bucket and its retention policy\n"
+)
+
+
+@pytest.mark.parametrize("stride", [50, 7, 1])
+def test_ngrams_touching_pii_are_not_stored(tmp_path, stride):
+    """The published sketch holds no n-gram of a secret: a pasted part of a key (which is no PII
+    alone) or the text around an address is not confirmed where its windows reach into the PII,
+    while the code around it still is."""
+    from spacerini.preprocess.pii import find_pii
+
+    docs = [Doc("secret.py", SECRET_DOC), *DOCS[:50]]
+    report = bloom.build(lambda: iter(docs), tmp_path, progress=False, stride=stride)
+    pii = find_pii(SECRET_DOC)
+    assert {s.kind for s in pii} == {"KEY", "EMAIL"}
+    starts = range(0, len(SECRET_DOC) - 49, stride)
+    touching = [s for s in starts if any(p.start - 50 < s < p.end for p in pii)]
+    assert report.stats["pii_skipped"] == len(touching) > 0
+    assert report.params["skip_pii"] is True
+    with bloom.open(tmp_path, report.to_dict()) as searcher:
+        # Each stored window: found exactly when it touches no PII.
+        for s in starts:
+            found = searcher.contains_hashes(bloom.ngram_hashes(SECRET_DOC[s : s + 50], 50))[0]
+            assert found == (s not in touching), s
+        key = SECRET_DOC.index("AKIA")
+        partial = SECRET_DOC[key - 80 : key + 16]  # the key but its last four characters
+        assert not find_pii(partial)  # nothing for the app's own redaction of the pasted text to cut
+        res = searcher.member(partial)
+        for a, b in res.spans:  # no covered character is part of the key
+            assert b <= key - (key - 80) or a >= key + 20 - (key - 80)
+        assert searcher.member(SECRET_DOC[:60]).ngrams_found >= 1  # code clear of PII is found
+    # With skip_pii=False every n-gram is stored (the sketch of a corpus already redacted).
+    kept = bloom.build(lambda: iter(docs), tmp_path / "all", progress=False, stride=stride, skip_pii=False)
+    assert kept.stats["pii_skipped"] == 0
+    assert kept.params["items"] == report.params["items"] + len(touching)
+    with bloom.open(tmp_path / "all", kept.to_dict()) as searcher:
+        assert searcher.member(partial).ngrams_found > 0
+
+
+def test_a_bloom_only_bundle_does_not_confirm_part_of_a_secret(tmp_path):
+    """End to end through the service: a bundle with only the sketch."""
+    from spacerini.bundle import build_bundle, open_bundle
+    from spacerini.service import Service
+
+    docs = [Doc("secret.py", SECRET_DOC), *DOCS[:30]]
+    build_bundle(docs, tmp_path / "b", backends=["bloom"], progress=False).close()
+    key = SECRET_DOC.index("AKIA")
+    partial = SECRET_DOC[key - 80 : key + 16]
+    with open_bundle(tmp_path / "b") as b:
+        service = Service(b, requests_path=tmp_path / "r.jsonl", flags_path=tmp_path / "f.jsonl")
+        m = service.member(partial)
+        assert all(s.end <= 80 for s in m.spans), m.spans
+        whole = service.member(SECRET_DOC[:90])
+        assert whole.spans

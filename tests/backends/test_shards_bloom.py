@@ -23,6 +23,12 @@ def make_docs() -> list[Doc]:
         docs = [Doc(id=r["id"], text=r["text"]) for r in map(json.loads, f)]
     for i in range(400):
         docs.append(Doc(id=f"syn-{i}", text=" ".join(rng.choice(WORDS) for _ in range(rng.randint(0, 90)))))
+    # Documents with secrets: their n-grams that touch one are left out of every shard alike.
+    for i in range(0, 400, 37):
+        words = " ".join(rng.choice(WORDS) for _ in range(40))
+        key = "AKIA" + "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567") for _ in range(16))
+        text = f"{words}\naws_key = '{key}'\n{words} mail bob.smith{i}@posteo.de {words}"
+        docs.insert(i, Doc(id=f"pii-{i}", text=text))
     return docs
 
 
@@ -68,9 +74,10 @@ CASES = [(3, {}), (7, {}), (7, {"width": 20, "stride": 7, "fp_rate": 0.01})]
 def test_merged_sketch_is_byte_identical_to_unsharded(tmp_path, parts, options):
     whole = bloom.build(lambda: iter(DOCS), tmp_path / "whole", progress=False, **options)
     capacity = bloom.count_ngrams(DOCS, width=options.get("width", 50), stride=options.get("stride"))
-    assert capacity == whole.params["items"] > 100
+    assert capacity == whole.params["items"] + whole.stats["pii_skipped"] > 100
+    assert whole.stats["pii_skipped"] > 20
     folders, reports = build_shards(tmp_path, parts, capacity=capacity, **options)
-    assert sum(r.params["items"] for r in reports) == capacity
+    assert sum(r.params["items"] + r.stats["pii_skipped"] for r in reports) == capacity
     assert all(r.params["bits"] == whole.params["bits"] for r in reports)
     # Reports as the manifest keeps them (plain dicts) and as build returns them.
     merged = bloom.merge_shards(folders, tmp_path / "merged", [reports[0].to_dict(), *reports[1:]])
@@ -93,8 +100,9 @@ def test_merged_sketch_is_byte_identical_to_unsharded(tmp_path, parts, options):
 
 def test_every_stored_ngram_of_every_shard_is_in_the_merged_sketch(tmp_path):
     capacity = bloom.count_ngrams(DOCS)
-    folders, reports = build_shards(tmp_path, 3, capacity=capacity)
+    folders, reports = build_shards(tmp_path, 3, capacity=capacity, skip_pii=False)
     merged = bloom.merge_shards(folders, tmp_path / "merged", reports)
+    assert merged.params["skip_pii"] is False and merged.stats["pii_skipped"] == 0
     with bloom.open(tmp_path / "merged", merged.to_dict()) as searcher:
         for doc in DOCS:
             hashes = bloom.ngram_hashes(doc.text, 50, 50)
@@ -149,7 +157,7 @@ def test_capacity_option(tmp_path):
     # rbloom rounds the optimal size up to whole bytes.
     assert 0 <= bigger.params["bits"] - bloom.estimate_bits(10 * items, 0.001) < 8
     assert bigger.params["bits"] > 9 * default.params["bits"]
-    assert bigger.params["items"] == items
+    assert bigger.params["items"] + bigger.stats["pii_skipped"] == items
     # A merge of shards sized for more than the corpus says so in its params.
     folders, reports = build_shards(tmp_path / "big", 3, capacity=10 * items)
     merged = bloom.merge_shards(folders, tmp_path / "merged", reports)
