@@ -21,9 +21,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import hmac
 import importlib.util
 import json
 import logging
+import os
 import threading
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator, Mapping
@@ -108,6 +111,8 @@ TOP_CATEGORIES = 15
 DISPLAY_CACHE_DOCS = 4_096
 #: Redacted document texts kept for snippets (a page of hits is shown again when paging).
 DISPLAY_CACHE_TEXTS = 256
+#: Document ids shown redacted (they hold PII) that :meth:`Service.flag` can still take back.
+SHOWN_IDS_KEPT = 65_536
 
 
 def has_trace() -> bool:
@@ -139,6 +144,14 @@ class LRUCache:
 
     def __len__(self) -> int:
         return len(self._data)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value for ``key`` (marked as used), or ``default``; a miss stores nothing."""
+        with self._lock:
+            if key not in self._data:
+                return default
+            self._data.move_to_end(key)
+            return self._data[key]
 
     def get_or_make(self, key: Any, make: Callable[[], Any]) -> Any:
         """Returns the value for ``key``, calling ``make()`` (outside the lock) on a miss."""
@@ -227,6 +240,11 @@ class Service:
         # (generation, text) -> the occurrences of an exact text that touch no PII (or None: all do not)
         self._clean = LRUCache(DISPLAY_CACHE_TEXTS)
         self._held = threading.local()  # .snap: the generation same_generation() holds in this thread
+        # Document ids as shown (see _id): an id holding PII is shown redacted, with a tag keyed
+        # by this process's secret; flag() maps the shown id back to the document.
+        self._id_key = os.urandom(16)
+        self._shown_ids = LRUCache(DISPLAY_CACHE_DOCS)  # docid -> shown id
+        self._real_ids = LRUCache(SHOWN_IDS_KEPT)  # shown id -> docid, for ids that differ
 
     # -- what the bundle can do -------------------------------------------------------------
     @property
@@ -314,6 +332,31 @@ class Service:
         key = _cache_key(snap)
         return lambda doc: self._texts.get_or_make((key, doc.id), lambda: redacted_text(doc.text))
 
+    def _id(self, docid: str) -> str:
+        """A document id as shown. When redacting, an id that holds PII (an email in a path, a
+        key in a URL) is shown redacted, followed by ``~`` and a tag that tells such ids apart:
+        10 hex digits of an HMAC of the id under a key this process drew at random, so the tag
+        cannot be checked against a guessed id. :meth:`flag` takes a shown id back."""
+        if not self.redact_pii:
+            return docid
+
+        def make() -> str:
+            text = redacted_text(docid)
+            if text == docid:
+                return docid
+            tag = hmac.new(self._id_key, docid.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()[:10]
+            shown = f"{text}~{tag}"
+            self._real_ids.get_or_make(shown, lambda: docid)
+            return shown
+
+        return self._shown_ids.get_or_make(docid, make)
+
+    def _real_id(self, shown: str) -> str:
+        """The document a shown id names (:meth:`_id`): itself unless it was shown redacted."""
+        if not self.redact_pii:
+            return shown
+        return self._real_ids.get(shown, shown)
+
     def _meta(self, snap: Any, docid: str) -> dict[str, Any]:
         def make() -> tuple[dict[str, Any], dict[str, Any]]:
             doc = snap.doc(docid)
@@ -382,7 +425,7 @@ class Service:
                         else plain_snippet(self._display_text(snap)(doc))  # as the bundle cuts it
                     )
                     h = replace(h, snippet=snippet)
-                shown.append(replace(h, fields=fields, meta=meta))  # the cached values stay untouched
+                shown.append(replace(h, docid=self._id(h.docid), fields=fields, meta=meta))  # cached values untouched
             return SearchPage(query, name, k, offset, tuple(shown), _generation(snap))
 
         return self._pinned(answer)
@@ -429,7 +472,7 @@ class Service:
                 page = []
                 for rank, (docid, at) in enumerate(clean[offset : offset + k], start=offset + 1):
                     snippet = exact_snippet(snap.doc(docid).text, at, at + len(text))
-                    page.append(Occurrence(rank, docid, at, snippet, self._meta(snap, docid)))
+                    page.append(Occurrence(rank, self._id(docid), at, snippet, self._meta(snap, docid)))
                 return FindPage(text, len(clean), k, offset, tuple(page), _generation(snap))
             hits = []
             for h in exact.find(text, k=k, offset=offset):
@@ -439,7 +482,7 @@ class Service:
                         snippet = exact_snippet(snap.doc(h.docid).text, h.offset, h.offset + len(text))
                     except KeyError:
                         snippet = redact_snippet(h.snippet)
-                hits.append(Occurrence(h.rank, h.docid, h.offset, snippet, self._meta(snap, h.docid)))
+                hits.append(Occurrence(h.rank, self._id(h.docid), h.offset, snippet, self._meta(snap, h.docid)))
             return FindPage(text, int(exact.count(text)), k, offset, tuple(hits), _generation(snap))
 
         return self._pinned(answer)
@@ -472,7 +515,7 @@ class Service:
                 if found is None:
                     found = segment_matches(snap.searcher("exact"), text, segments, min_len=MEMBER_MIN_LEN, max_docs=5)
                 for span in found:
-                    sources = tuple(Source(d, self._meta(snap, d)) for d in span.docids)
+                    sources = tuple(Source(self._id(d), self._meta(snap, d)) for d in span.docids)
                     exact_spans.append(MemberSpan(span.start, span.end, span.text, span.count, sources))
             if "bloom" not in have:
                 covered = union_length([(s.start, s.end) for s in exact_spans])
@@ -518,7 +561,7 @@ class Service:
                 files = []
                 for docid in m.files:
                     meta = self._meta(snap, docid)
-                    files.append(OwnedFile(docid, str(meta.get("path", "")), str(meta.get("repo", ""))))
+                    files.append(OwnedFile(self._id(docid), str(meta.get("path", "")), str(meta.get("repo", ""))))
                 repos = [(redacted_record(r) if self.redact_pii else r, c) for r, c in m.repos]
                 matches.append(OwnerMatch(owner, m.score, m.docs, tuple(repos), tuple(files)))
                 shown.append(m.owner)
@@ -544,7 +587,8 @@ class Service:
             if not self.redact_pii:
                 return result
             spans = tuple(
-                replace(span, sources=tuple(_redacted_source(src) for src in span.sources)) for span in result.spans
+                replace(span, sources=tuple(replace(_redacted_source(src), docid=self._id(src.docid)) for src in span.sources))
+                for span in result.spans
             )
             return replace(result, spans=spans)
 
@@ -563,13 +607,17 @@ class Service:
         checked_text(reason, "reason", MAX_REASON_CHARS)
         if not docid:
             raise QueryError("pick a result to flag (its document id)")
+        shown, docid = docid, self._real_id(docid)  # the report names the document, the receipt what was shown
+        missing = f"this corpus has no document {redacted_text(shown[:100])!r}: pick a result to flag"
         try:
             self.bundle.doc(docid)
         except KeyError:
-            raise QueryError(f"this corpus has no document {docid[:100]!r}: pick a result to flag") from None
+            raise QueryError(missing) from None
+        if self._id(docid) != shown:  # an id that holds PII answers only to how it was shown
+            raise QueryError(missing)
         _limit(self.flag_limits, client)
         rec = self.flags.add(query=query, docid=docid, reason=reason)
-        return FlagReceipt(rec["at"], rec["bundle"], rec["query"], rec["docid"], rec["reason"])
+        return FlagReceipt(rec["at"], rec["bundle"], rec["query"], shown, rec["reason"])
 
     def optout_request(self, name: str, contact: str, message: str = "", *, client: str = "local") -> RequestReceipt:
         """Files an opt-out request (pending until an operator applies it); returns its id and status.
@@ -680,7 +728,7 @@ class Service:
             doc = snap.doc(docid)
             snippet = exact_snippet(doc.text, offsets[0], offsets[0] + len(query), context=40) if snippets else ""
             fields, meta = self._shown(snap, docid, doc.fields, doc.meta)
-            hits.append(Hit(docid, float(len(offsets)), rank, snippet, fields, meta, "exact"))
+            hits.append(Hit(self._id(docid), float(len(offsets)), rank, snippet, fields, meta, "exact"))
         return hits
 
     def _shown_counts(self, counts: Counter[str]) -> Counter[str]:

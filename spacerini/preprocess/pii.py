@@ -190,7 +190,7 @@ class _Text:
 
 # ------------------------------------------------------------------------------------- emails
 _EMAIL = re.compile(
-    r"(?<![\w.%+\-/])"
+    r"(?<![\w.%+\-])(?<!//)"  # not the user of scheme://user@host; a path's /alice@mail.org/ is an address
     r"([A-Za-z0-9][A-Za-z0-9._%+\-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24})"
     r"(?![\w\-@]|\.[A-Za-z0-9])"
 )

@@ -404,3 +404,19 @@ def test_overlapping_spans_resolve_as_one_greedy_pass() -> None:
         assert _resolve(spans) == reference(spans), spans
     many = [PiiSpan(10 * i, 10 * i + 5, KINDS[i % len(KINDS)], "x") for i in range(50_000)]
     assert _resolve(list(reversed(many))) == many
+
+
+@pytest.mark.parametrize(
+    ("text", "found"),
+    [
+        ("users/alice.jones@posteo.de/tools/fetch.py", "alice.jones@posteo.de"),  # a path that names its owner
+        ("https://host.org/people/bob.smith@mailbox.org/cv.pdf", "bob.smith@mailbox.org"),
+        ("ssh://git@github.com/owner/repo.git", None),  # the user of scheme://user@host
+        ("https://carol@bitbucket.org/team/repo.git", None),
+        ("git+ssh://git@gitlab.com/group/project", None),
+        ("https://cdn.jsdelivr.net/npm/bootstrap@5.3.0/dist/css", None),
+    ],
+)
+def test_emails_in_paths_but_not_url_users(text: str, found: str | None) -> None:
+    spans = [s.text for s in find_pii(text) if s.kind == "EMAIL"]
+    assert spans == ([found] if found else [])
