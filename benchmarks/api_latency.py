@@ -53,6 +53,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_queries import sample_queries  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out" / "api_latency"
+OUT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/out
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]{2,}")
 
 

@@ -38,6 +38,7 @@ from exact_bench import add_corpus_args, docs_for  # noqa: E402
 from spacerini.backends import bloom  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "out"
+OUT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/out
 
 
 def blake_hash(s: str) -> int:

@@ -53,6 +53,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 OUT = ROOT / "benchmarks" / "out"
+OUT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/out
 #: Lucene's RAM buffer (MB) on both sides: the bm25 backend's default ``memory_buffer``.
 MEMORY_BUFFER = 512
 

@@ -57,6 +57,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_queries import sample_queries  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"
+OUT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/out
 
 os.environ.setdefault("OPENAI_API_KEY", "unused")  # pyserini builds an OpenAI client at import
 os.environ.setdefault("SPACERINI_JVM_HEAP", "6g")  # LuceneSearcher's k=1000 hits carry whole documents

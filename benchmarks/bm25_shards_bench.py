@@ -38,6 +38,7 @@ from bench_queries import add_corpus_args, sample_queries  # noqa: E402
 from spacerini.records import Doc  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"
+OUT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/out
 _BLANK = re.compile(r"\n[ \t]*\n")
 
 

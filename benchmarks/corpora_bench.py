@@ -38,6 +38,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out" / "corpora"
+OUT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/out
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from app_load import WORDS, free_port  # noqa: E402

@@ -22,6 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out"
+OUT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/out
 MIN_CHARS = 120
 _DOC_SUFFIXES = {"", ".txt", ".md", ".rst", ".Debian", ".gz", ".NEWS", ".html"}
 _ESCAPE = re.compile(r"\\f(\[[^\]]*\]|\(..|.)|\\\(..|\\\*(\(..|\[[^\]]*\]|.)|\\[&|^%/,~0:]")

@@ -36,6 +36,7 @@ from spacerini.backends import exact
 from spacerini.records import Doc
 
 OUT = Path(__file__).resolve().parent / "out"
+OUT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/out
 
 INFINI_CHILD = r"""
 import json, sys, time

@@ -72,6 +72,7 @@ from collections import Counter
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
+OUT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/out
 PROMPTS = [
     "import os\n",
     "def main():\n",

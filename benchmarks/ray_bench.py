@@ -61,6 +61,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out" / "ray_bench"
+OUT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/out
 _TASKS = re.compile(r"ray: \d+ (\w+) tasks in ([\d.]+) s on (\d+) nodes")
 _READ = re.compile(r"ray: read(?: and preprocessed)? \d+ documents in ([\d.]+) s|ray: read in ([\d.]+) s")
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]{3,}")

@@ -41,6 +41,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "out" / "reduce_memory"
+OUT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/out
 
 
 class Phases:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 OUT = HERE / "out" / "rss_long_run"
+OUT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/out
 
 
 def bundle_path(docs: int) -> Path:

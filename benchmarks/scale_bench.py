@@ -34,6 +34,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_queries import add_corpus_args  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out" / "scale"
+OUT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/out
 SOURCES = [Path("/usr/share/doc"), Path(sys.prefix), Path("/usr/lib/python3"), Path("/usr/lib/python3.11")]
 SUFFIXES = {".py", ".txt", ".rst", ".md", ""}
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9_]{2,}")

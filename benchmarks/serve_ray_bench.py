@@ -37,6 +37,7 @@ from bm25_shards_bench import make_queries, stdlib_paragraphs  # noqa: E402
 from spacerini.bundle import build_bundle, open_bundle  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"
+OUT.mkdir(parents=True, exist_ok=True)  # a fresh clone has no benchmarks/out
 
 
 def _qps(fn: Any, items: list[Any]) -> float:
