@@ -362,6 +362,8 @@ class Encoder:
         overlap: int,
         batch_size: int = 32,
         on_progress: Callable[[int, int], None] | None = None,
+        max_passages: int | None = None,
+        on_capped: Callable[[int, int], None] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Splits documents into passages (see :meth:`split`) and encodes every passage.
 
@@ -378,15 +380,24 @@ class Encoder:
             on_progress: Called with ``(passages encoded, passages in all)`` after each forward
                 pass (a long document is thousands of passages: a bar over documents alone
                 would stand still); not called when the model is not encoded directly.
+            max_passages: Encode at most this many passages of a document, its first ones; the
+                others are neither tokenized again nor encoded. ``None``: all of them.
+            on_capped: Called with ``(index of the text, passages it has in all)`` for each text
+                that had more than ``max_passages`` passages.
 
         Returns:
             The ``(passages, dim)`` unit vectors, in document order, and the number of passages
-            of each document (0 for a document with no tokens).
+            encoded for each document (0 for a document with no tokens).
 
         Raises:
-            ValueError: ``overlap`` is negative or not below ``max_tokens``.
+            ValueError: ``overlap`` is negative or not below ``max_tokens``, or ``max_passages``
+                is below 1.
         """
-        split = self._split_many(texts, max_tokens=max_tokens, overlap=overlap)
+        split, totals = self._split_counted(texts, max_tokens=max_tokens, overlap=overlap, max_passages=max_passages)
+        if on_capped is not None:
+            for i, (parts, total) in enumerate(zip(split, totals, strict=True)):
+                if total > len(parts):
+                    on_capped(i, total)
         counts = np.fromiter((len(parts) for parts in split), dtype=np.int64, count=len(split))
         passages = [part for parts in split for part in parts]
         if not passages:
@@ -400,7 +411,9 @@ class Encoder:
                 ids_list[i] = ids
         return self.encode_ids(ids_list, batch_size=batch_size, on_progress=on_progress), counts
 
-    def passage_counts(self, texts: Sequence[str], *, max_tokens: int, overlap: int) -> np.ndarray:
+    def passage_counts(
+        self, texts: Sequence[str], *, max_tokens: int, overlap: int, max_passages: int | None = None
+    ) -> np.ndarray:
         """How many passages :meth:`encode_docs` cuts each text into, without encoding any.
 
         One tokenizer pass: a fraction of the cost of encoding.
@@ -409,14 +422,17 @@ class Encoder:
             texts: The documents.
             max_tokens: Passage length in tokens (without special tokens).
             overlap: Tokens shared by consecutive passages of a document.
+            max_passages: Count at most this many a text (what ``encode_docs`` encodes with the
+                same cap); ``None``: all of them.
 
         Returns:
             An int64 array, one count per text (0 for a text with no tokens).
 
         Raises:
-            ValueError: ``overlap`` is negative or not below ``max_tokens``.
+            ValueError: ``overlap`` is negative or not below ``max_tokens``, or ``max_passages``
+                is below 1.
         """
-        split = self._split_many(texts, max_tokens=max_tokens, overlap=overlap)
+        split, _ = self._split_counted(texts, max_tokens=max_tokens, overlap=overlap, max_passages=max_passages)
         return np.fromiter((len(parts) for parts in split), dtype=np.int64, count=len(split))
 
     def encode_ids(
@@ -534,11 +550,20 @@ class Encoder:
         self, texts: Sequence[str], *, max_tokens: int, overlap: int
     ) -> list[list[tuple[str, list[int] | None]]]:
         """Passages of each text, with model-ready token ids where the passage is the whole text."""
+        return self._split_counted(texts, max_tokens=max_tokens, overlap=overlap)[0]
+
+    def _split_counted(
+        self, texts: Sequence[str], *, max_tokens: int, overlap: int, max_passages: int | None = None
+    ) -> tuple[list[list[tuple[str, list[int] | None]]], list[int]]:
+        """:meth:`_split_many`'s passages, at most ``max_passages`` (the first ones) a text, and
+        how many passages each text has in all. Only the passages kept are cut out of the text."""
         if max_tokens < 1 or not 0 <= overlap < max_tokens:
             raise ValueError(f"need 0 <= overlap < max_tokens, got overlap={overlap}, max_tokens={max_tokens}")
+        if max_passages is not None and max_passages < 1:
+            raise ValueError(f"need max_passages >= 1 or None, got {max_passages}")
         if not getattr(self._tokenizer, "is_fast", False):
-            return [[(part, None) for part in _split_words(text, max_tokens=max_tokens, overlap=overlap)]
-                    if text.strip() else [] for text in texts]
+            words = [_split_words(text, max_tokens=max_tokens, overlap=overlap) if text.strip() else [] for text in texts]
+            return [[(part, None) for part in parts[:max_passages]] for parts in words], [len(parts) for parts in words]
         long = {i for i, text in enumerate(texts) if len(text) > BLOCK_CHARS and self._splits_at_spaces()}
         short = [text for i, text in enumerate(texts) if i not in long]
         encoded = (
@@ -547,6 +572,7 @@ class Encoder:
         )  # fmt: skip
         pending = iter(zip(encoded["input_ids"], encoded["offset_mapping"], strict=True))
         out: list[list[tuple[str, list[int] | None]]] = []
+        totals: list[int] = []
         for i, text in enumerate(texts):
             if i in long:  # token offsets in numpy, a block of text at a time: no list of millions of tuples
                 starts, ends = self._token_offsets(text)
@@ -556,15 +582,21 @@ class Encoder:
                 n = len(ids)
             if n == 0 or not text.strip():
                 out.append([])
+                totals.append(0)
             elif n <= max_tokens:
                 if ids is None:  # a long text of few tokens (one huge word is one [UNK])
                     ids = self._tokenizer(text, add_special_tokens=False, verbose=False)["input_ids"]
                 out.append([(text, [*self._prefix, *ids, *self._suffix])])
-            elif ids is None:
-                out.append([(text[starts[a] : ends[b - 1]], None) for a, b in _windows(n, max_tokens, overlap)])
+                totals.append(1)
             else:
-                out.append([(text[offsets[a][0] : offsets[b - 1][1]], None) for a, b in _windows(n, max_tokens, overlap)])
-        return out
+                windows = _windows(n, max_tokens, overlap)
+                totals.append(len(windows))
+                kept = windows[:max_passages]
+                if ids is None:
+                    out.append([(text[starts[a] : ends[b - 1]], None) for a, b in kept])
+                else:
+                    out.append([(text[offsets[a][0] : offsets[b - 1][1]], None) for a, b in kept])
+        return out, totals
 
     def _splits_at_spaces(self) -> bool:
         """True when the tokenizer never makes a token across a space or a line break (BERT's
@@ -574,11 +606,30 @@ class Encoder:
         pre = getattr(backend, "pre_tokenizer", None)
         return type(pre).__name__ in ("BertPreTokenizer", "WhitespaceSplit", "Whitespace")
 
+    def _offsets_tokenizer(self) -> Any:
+        """A private copy of the backend (``tokenizers``) tokenizer, never truncating.
+
+        transformers sets truncation on the shared backend tokenizer for a call with
+        ``truncation=True`` (:meth:`_tokenize`) and leaves it set until its next call through the
+        wrapper, so the backend used directly afterwards cut every block of a long text to the
+        model's window: a second chunk of a build kept about 256 tokens a megabyte of its long
+        documents (an 8 MB text gave 10 passages instead of 20,283).
+        """
+        copy = getattr(self, "_untruncated", None)
+        if copy is None:
+            from tokenizers import Tokenizer
+
+            copy = Tokenizer.from_str(self._tokenizer.backend_tokenizer.to_str())
+            copy.no_truncation()
+            copy.no_padding()
+            self._untruncated = copy
+        return copy
+
     def _token_offsets(self, text: str) -> tuple[np.ndarray, np.ndarray]:
         """Start and end character offsets of the tokens of a long ``text``: the tokenizer runs on
         blocks of about :data:`BLOCK_CHARS` cut at a space or a line break (a 12 MB document took
         1.6 GB of Python tuples whole)."""
-        backend = self._tokenizer.backend_tokenizer
+        backend = self._offsets_tokenizer()
         starts: list[np.ndarray] = []
         ends: list[np.ndarray] = []
         at = 0

@@ -322,6 +322,13 @@ class FastTokenizer:
                 self._prefix, self._suffix = full[:start], full[start + len(bare) :]
                 break
 
+    @property
+    def backend_tokenizer(self) -> Any:
+        """The ``tokenizers`` tokenizer, as transformers' fast tokenizers name it: with it, a long
+        text is split a block at a time (:meth:`Encoder._token_offsets`) rather than whole into
+        millions of offset tuples."""
+        return self._tok
+
     def num_special_tokens_to_add(self, pair: bool = False) -> int:
         """Special tokens around a single text."""
         return len(self._prefix) + len(self._suffix)

@@ -83,6 +83,10 @@ class DenseOptions:
     )  # fmt: skip
     passage_tokens: int = _opt(256, "Dense passage length in tokens (clipped to the encoder's).", flag="--passage-tokens", min=1)
     overlap: int = _opt(32, "Tokens shared by consecutive passages.", flag="--overlap", min=0)
+    max_passages: int | None = _opt(
+        4096, "Most passages encoded per document; a longer one's others are left out of the dense index "
+        "(one warning each), not of the other backends.", flag="--max-passages", min=1,
+    )  # fmt: skip
     batch_size: int = _opt(32, "Encoding batch size.", min=1)
     chunk_docs: int = _opt(1024, "Documents per encoding checkpoint.", min=1)
     hnsw_m: int | None = _opt(None, "HNSW graph degree M (default 16).", flag="--hnsw-m", min=2, max=512)

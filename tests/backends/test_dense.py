@@ -383,13 +383,25 @@ def test_ivfpq_build_tunes_and_stores_its_knobs(tmp_path: Path, monkeypatch: pyt
     got = searcher.search_vectors(queries, 10)
     recall = np.mean([len({int(h.docid[1:]) for h in hits} & set(exact[i].tolist())) / 10 for i, hits in enumerate(got)])
     assert recall >= 0.95, recall
-    # Deep searches: when the probed lists run out of candidates, the search is not repeated.
-    calls: list[int] = []
+    # Deep searches: once the probed lists have run out of candidates for a query (a row of -1),
+    # that query is not searched again (an ivfpq ranking is built in levels of growing depth).
+    calls: list[tuple[list[bytes], list[bool]]] = []
     narrow = dense.open(tmp_path / "q", report.to_dict(), nprobe=1)
     real_search = narrow._faiss_search
-    monkeypatch.setattr(narrow, "_faiss_search", lambda v, fetch: calls.append(fetch) or real_search(v, fetch))
+
+    def spy(vectors: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
+        scores, rows = real_search(vectors, fetch)
+        calls.append(([row.tobytes() for row in vectors], (rows[:, -1] < 0).tolist()))
+        return scores, rows
+
+    monkeypatch.setattr(narrow, "_faiss_search", spy)
     deep = narrow.search_vectors(queries[:3], 500)
-    assert len(calls) == 1 and all(0 < len(hits) < 500 for hits in deep)
+    assert all(0 < len(hits) < 500 for hits in deep)
+    ran_out: set[bytes] = set()
+    for searched, exhausted in calls:
+        assert not ran_out & set(searched)
+        ran_out |= {key for key, done in zip(searched, exhausted, strict=True) if done}
+    assert len(ran_out) == 3
     # Knobs given explicitly are kept, not tuned.
     fixed = dense.build(
         _factory(docs), tmp_path / "f", index="ivfpq", nprobe=3, progress=False, checkpoint_dir=tmp_path / "ck"

@@ -14,6 +14,14 @@ Design choices, and why:
   clipped to what the encoder reads) sharing ``overlap`` tokens (default 32), with the encoder's
   own tokenizer, so nothing past the model's window is silently truncated. A document's score is
   its best passage's score. Documents with no tokens get no passage and can never match.
+* **Passage cap** (``max_passages``, default :data:`DEFAULT_MAX_PASSAGES` = 4,096 a document,
+  4 to 5 MB of English prose). Encoding is linear in the passages, and on a CPU it is nearly all the
+  cost: splitting a document is ~1-1.5 s per MB, encoding its ~1,000 passages per MB of text takes
+  50-90 ms each with all-MiniLM-L6-v2 on two cores (a 20 MB document: about an hour). So only a
+  document's first ``max_passages`` passages are encoded (the others are not even cut out of its
+  text); the build logs one warning line per such document, naming it and the passages left out,
+  and counts them in its stats (``capped_docs``, ``passages_left_out``). The document stays
+  whole in the docstore and in the other backends. ``None`` encodes everything.
 * **Index kind** (``index=``): ``"flat"`` (``IndexFlatIP``, exact); ``"ivf"`` (``IndexIVFFlat``,
   ``nlist`` defaults to 4·√passages, at most passages/39 so k-means has enough points);
   ``"ivfpq"`` (``IVF{nlist},PQ{dim/2}x4fs,RFlat``: the same lists over 4-bit product-quantized
@@ -32,6 +40,14 @@ Design choices, and why:
   get a wider search instead of a silent recall loss. The chosen knobs and the sampled recall
   are stored in the manifest; ``open(..., nprobe=, ef_search=, refine_factor=)`` (CLI
   ``--nprobe``/``--ef-search``) overrides them at search time.
+* **Pages of an approximate search.** HNSW and ``ivfpq`` explore more of the index the deeper
+  they are asked to go (``max(efSearch, k)`` candidates; ``refine_factor·k`` re-ranked), so a
+  search for the top 20 could rank a document that a search for the top 10 had missed above
+  one on page 1, and page 2 (``offset=10``) would repeat it. Their ranking is therefore built
+  in levels of fixed depths (:data:`ANN_LEVEL_DOCS` = 10 documents, then 40, 160, ...), each
+  level appending the documents the ones before did not rank: every page is a slice of one
+  ranking, and the first page of 10 costs one search, as before. Exact searches (``flat``;
+  ``ivf`` over its fixed probed lists) do not depend on the depth and are unchanged.
 * **Why ivfpq.** ``benchmarks/dense_ann.py`` at 100k vectors, 1,000 batched held-out queries,
   same Faiss threads as flat (benchmarks/RESULTS.md): the default as built and tuned reached
   recall@10 0.962 at 7.1x flat's QPS on MiniLM encodings and 0.965 at 7.3x on a harder clustered
@@ -135,6 +151,8 @@ IVFPQ_PROBE_SHARE = 12
 IVFPQ_REFINE_FACTOR = 4
 #: Fewer passages than this cannot train 4-bit product quantizers well: ``ivfpq`` builds flat.
 IVFPQ_MIN_PASSAGES = 1_000
+#: Passages encoded per document unless ``max_passages`` says otherwise (see the module docstring).
+DEFAULT_MAX_PASSAGES = 4_096
 #: Recall@10 that ``build`` tunes the ANN search knobs to, unless they are given.
 DEFAULT_TARGET_RECALL = 0.95
 #: Smaller indexes keep the fixed defaults: a sample of a few hundred passages measures little.
@@ -147,6 +165,14 @@ CODEC_FILE = "dense-codec.faiss"
 SHARD_CHUNKS = "chunks"
 _PLAN_VERSION = 1
 _IVF_KINDS = ("ivf", "ivfpq")
+#: Index kinds whose search explores more of the index the deeper it goes (HNSW: ``max(efSearch,
+#: k)`` candidates; ``ivfpq``: ``refine_factor * k`` re-ranked), so that their top documents
+#: depend on ``k``: :meth:`DenseSearcher.search_vectors` ranks them in levels of fixed depths.
+_ANN_KINDS = ("hnsw", "hnsw_sq8", "ivfpq")
+#: The first level's depth, in documents (a first page of 10 costs one search, as before), and
+#: how many times deeper each next level searches.
+ANN_LEVEL_DOCS = 10
+ANN_LEVEL_GROWTH = 4
 
 
 # ------------------------------------------------------------------------------------- build
@@ -171,6 +197,7 @@ def build(
     index: str = "auto",
     passage_tokens: int = 256,
     overlap: int = 32,
+    max_passages: int | None = 4_096,
     batch_size: int = 32,
     chunk_docs: int = 1024,
     hnsw_m: int | None = None,
@@ -200,6 +227,10 @@ def build(
         index: ``"auto"``, ``"flat"``, ``"ivf"``, ``"ivfpq"`` or ``"hnsw"``.
         passage_tokens: Passage length in tokens; clipped to the encoder's input size.
         overlap: Tokens shared by consecutive passages of a document.
+        max_passages: Passages encoded per document, its first ones (default
+            :data:`DEFAULT_MAX_PASSAGES`); a longer document's others are left out of the dense
+            index with a warning naming it, and counted in the stats (``capped_docs``,
+            ``passages_left_out``). ``None``: no cap.
         batch_size: Encoder batch size.
         chunk_docs: Documents per checkpoint chunk.
         hnsw_m: HNSW graph degree ``M``; ``None`` means :data:`HNSW_DEFAULTS`.
@@ -246,7 +277,7 @@ def build(
     ef_construction = HNSW_DEFAULTS["ef_construction"] if ef_construction is None else ef_construction
     _check_build_params(
         index, passage_tokens, overlap, batch_size, chunk_docs, hnsw_m, ef_construction, ef_search, nlist, nprobe,
-        refine_factor, target_recall,
+        refine_factor, target_recall, max_passages=max_passages,
     )
     faiss = _import_faiss()
     folder = Path(folder)
@@ -266,16 +297,17 @@ def build(
     if plan is not None:
         _check_plan(
             plan, Path(str(shard_plan)), encoder=encoder, dim=enc.dim, index=index, passage_tokens=passage_tokens,
-            overlap=overlap, runtime=runtime,
+            overlap=overlap, runtime=runtime, max_passages=max_passages,
         )  # fmt: skip
-    key = _checkpoint_key(encoder, passage_tokens, overlap, chunk_docs, fingerprint, runtime)
+    key = _checkpoint_key(encoder, passage_tokens, overlap, chunk_docs, fingerprint, runtime, max_passages)
     parent = Path(checkpoint_dir) if checkpoint_dir is not None else _cache_root() / "dense-checkpoints"
     with _checkpoint_folder(parent, key) as ckpt:
         encode_started = time.perf_counter()
-        chunks, resumed = _encode_chunks(
+        chunks, resumed, capped = _encode_chunks(
             docs_factory, enc, ckpt, n_docs=len(ids), passage_tokens=passage_tokens, overlap=overlap,
-            batch_size=batch_size, chunk_docs=chunk_docs, progress=progress,
+            batch_size=batch_size, chunk_docs=chunk_docs, progress=progress, max_passages=max_passages,
         )
+        left_out = sum(total - int(max_passages or total) for _, total in capped)
         encode_seconds = time.perf_counter() - encode_started
         # One row per passage, naming its document: the passage count and the documents without a
         # passage follow from it.
@@ -287,7 +319,7 @@ def build(
                 encoder=encoder, runtime=runtime, dim=enc.dim, kind=plan["index"], index_requested=index,
                 passage_tokens=passage_tokens,
                 overlap=overlap, batch_size=batch_size, chunk_docs=chunk_docs, hnsw_m=hnsw_m,
-                ef_construction=ef_construction, nlist=plan["nlist"],
+                ef_construction=ef_construction, nlist=plan["nlist"], max_passages=max_passages,
             )
             params["shard"] = {
                 "plan": plan["id"], "corpus_docs": plan["docs"], "corpus_passages": plan["passages"],
@@ -299,9 +331,9 @@ def build(
             )
             encode_seconds = time.perf_counter() - encode_started - index_seconds
             stats = {
-                "passages": n_passages, "empty_docs": empty, "resumed_chunks": resumed,
-                "encode_seconds": round(encode_seconds, 3), "index_seconds": round(index_seconds, 3),
-                "device": enc.device,
+                "passages": n_passages, "empty_docs": empty, "capped_docs": len(capped), "passages_left_out": left_out,
+                "resumed_chunks": resumed, "encode_seconds": round(encode_seconds, 3),
+                "index_seconds": round(index_seconds, 3), "device": enc.device,
             }
             seconds = time.perf_counter() - started
             logger.info("dense: shard of %d docs, %d passages (%s) in %.1fs", len(ids), n_passages, params["index"], seconds)
@@ -327,7 +359,7 @@ def build(
         params = _params_record(
             encoder=encoder, runtime=runtime, dim=enc.dim, kind=kind, index_requested=index, passage_tokens=passage_tokens,
             overlap=overlap, batch_size=batch_size, chunk_docs=chunk_docs, hnsw_m=hnsw_m,
-            ef_construction=ef_construction, nlist=nlist,
+            ef_construction=ef_construction, nlist=nlist, max_passages=max_passages,
         )
         params.update(knobs)
         if tuned is not None:
@@ -338,6 +370,8 @@ def build(
     stats = {
         "passages": n_passages,
         "empty_docs": empty,
+        "capped_docs": len(capped),
+        "passages_left_out": left_out,
         "resumed_chunks": resumed,
         "encode_seconds": round(encode_seconds, 3),
         "index_seconds": round(index_seconds, 3),
@@ -370,6 +404,7 @@ def check_options(params: Mapping[str, Any]) -> None:
         options["index"], options["passage_tokens"], options["overlap"], options["batch_size"], options["chunk_docs"],
         options["hnsw_m"] or HNSW_DEFAULTS["hnsw_m"], options["ef_construction"] or HNSW_DEFAULTS["ef_construction"],
         options["ef_search"], options["nlist"], options["nprobe"], options["refine_factor"], options["target_recall"],
+        max_passages=options["max_passages"],
     )  # fmt: skip
     encoder = options["encoder"] or DEFAULT_ENCODER
     runtime = options["runtime"] or "auto"
@@ -461,7 +496,7 @@ def _resolve_kind(index: str, n_passages: int, nlist: int | None) -> tuple[str, 
 
 def _params_record(
     *, encoder: str, runtime: str, dim: int, kind: str, index_requested: str, passage_tokens: int, overlap: int, batch_size: int,
-    chunk_docs: int, hnsw_m: int, ef_construction: int, nlist: int | None,
+    chunk_docs: int, hnsw_m: int, ef_construction: int, nlist: int | None, max_passages: int | None,
 ) -> dict[str, Any]:
     """The build parameters stored in ``dense.json`` and the manifest (before the search knobs)."""
     params: dict[str, Any] = {
@@ -474,6 +509,7 @@ def _params_record(
         "index_requested": index_requested,
         "passage_tokens": passage_tokens,
         "overlap": overlap,
+        "max_passages": max_passages,
         "batch_size": batch_size,
         "chunk_docs": chunk_docs,
     }
@@ -493,7 +529,7 @@ def _passage_doc(chunks: Sequence[tuple[Path, Path]]) -> np.ndarray:
 def _check_build_params(
     index: str, passage_tokens: int, overlap: int, batch_size: int, chunk_docs: int, hnsw_m: int,
     ef_construction: int, ef_search: int | None, nlist: int | None, nprobe: int | None,
-    refine_factor: int | None, target_recall: float | None,
+    refine_factor: int | None, target_recall: float | None, *, max_passages: int | None = None,
 ) -> None:
     if index not in INDEX_KINDS:
         raise BackendParameterError(f"dense: index must be one of {', '.join(INDEX_KINDS)}, not {index!r}")
@@ -511,8 +547,11 @@ def _check_build_params(
         isinstance(target_recall, bool) or not isinstance(target_recall, (int, float)) or not 0 < target_recall <= 1
     ):
         raise BackendParameterError(f"dense: target_recall must be in (0, 1] or None, not {target_recall!r}")
-    for name, maybe in (("nlist", nlist), ("nprobe", nprobe), ("ef_search", ef_search), ("refine_factor", refine_factor)):
-        if maybe is not None and (not isinstance(maybe, int) or maybe < 1):
+    for name, maybe in (
+        ("nlist", nlist), ("nprobe", nprobe), ("ef_search", ef_search), ("refine_factor", refine_factor),
+        ("max_passages", max_passages),
+    ):
+        if maybe is not None and (isinstance(maybe, bool) or not isinstance(maybe, int) or maybe < 1):
             raise BackendParameterError(f"dense: {name} must be a positive integer, not {maybe!r}")
 
 
@@ -541,7 +580,8 @@ def _fingerprint(docs_factory: DocsFactory) -> tuple[list[str], str]:
 
 
 def _checkpoint_key(
-    encoder: str, passage_tokens: int, overlap: int, chunk_docs: int, fingerprint: str, runtime: str = "torch"
+    encoder: str, passage_tokens: int, overlap: int, chunk_docs: int, fingerprint: str, runtime: str = "torch",
+    max_passages: int | None = None,
 ) -> str:
     source = model_path(encoder)
     # A local folder is identified by its name and config, not by where this machine keeps it.
@@ -550,6 +590,8 @@ def _checkpoint_key(
     fields: list[Any] = [_CHECKPOINT_VERSION, ident, passage_tokens, overlap, chunk_docs, fingerprint]
     if runtime != "torch":  # torch checkpoints keep their old keys
         fields.append(runtime)
+    if max_passages is not None:  # uncapped checkpoints keep their old keys
+        fields.append(["max_passages", int(max_passages)])
     blob = json.dumps(fields, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:24]
 
@@ -594,6 +636,20 @@ def _chunk_paths(ckpt: Path, number: int) -> tuple[Path, Path]:
     return ckpt / f"chunk_{number:07d}.vec.npy", ckpt / f"chunk_{number:07d}.doc.npy"
 
 
+def _capped_path(ckpt: Path, number: int) -> Path:
+    """A chunk's record of its capped documents (``[[id, passages in all], ...]``), written only
+    when it has one, so that a resumed build reports them as the first run did."""
+    return ckpt / f"chunk_{number:07d}.capped.json"
+
+
+def _warn_capped(doc_id: str, total: int, max_passages: int) -> None:
+    logger.warning(
+        "dense: document %r has %d passages; only its first %d (max_passages) are encoded, %d are left out of "
+        "the dense index (the document stays whole for the other backends)",
+        doc_id, total, max_passages, total - max_passages,
+    )
+
+
 def _save_npy(path: Path, array: np.ndarray) -> None:
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("wb") as fh:
@@ -603,49 +659,75 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 
 def _encode_chunks(
     docs_factory: DocsFactory, enc: Encoder, ckpt: Path, *, n_docs: int, passage_tokens: int, overlap: int,
-    batch_size: int, chunk_docs: int, progress: bool,
-) -> tuple[list[tuple[Path, Path]], int]:
+    batch_size: int, chunk_docs: int, progress: bool, max_passages: int | None = None,
+) -> tuple[list[tuple[Path, Path]], int, list[tuple[str, int]]]:
     """Encodes chunk after chunk, skipping chunks already checkpointed.
 
+    At most ``max_passages`` passages of a document are encoded; each document that had more is
+    logged in one warning line (again when its chunk is resumed).
+
     Returns:
-        The (vectors, passage->doc) file pairs in order, and the number of chunks reused.
+        The (vectors, passage->doc) file pairs in order, the number of chunks reused, and the
+        capped documents as ``(id, passages in all)``, in corpus order.
     """
     n_chunks = (n_docs + chunk_docs - 1) // chunk_docs
     done = {number for number in range(n_chunks) if all(p.is_file() for p in _chunk_paths(ckpt, number))}
     if done:
         logger.info("dense: resuming, %d of %d chunks already encoded in %s", len(done), n_chunks, ckpt)
+    capped: list[tuple[str, int]] = []
     bar = tqdm(total=n_docs, desc="dense: encoding", unit=" docs", disable=not progress)
     try:
         texts: list[str] = []
+        chunk_ids: list[str] = []
         first = 0
         for ordinal, doc in enumerate(docs_factory()):
             number = ordinal // chunk_docs
             if number in done:
                 if ordinal % chunk_docs == 0:
                     bar.update(min(chunk_docs, n_docs - ordinal))
+                    record = _capped_path(ckpt, number)
+                    if max_passages is not None and record.is_file():
+                        for doc_id, total in json.loads(record.read_text(encoding="utf-8")):
+                            _warn_capped(doc_id, int(total), max_passages)
+                            capped.append((doc_id, int(total)))
                 continue
             if not texts:
                 first = ordinal
             texts.append(doc.text)
+            chunk_ids.append(doc.id)
             if ordinal % chunk_docs == chunk_docs - 1 or ordinal == n_docs - 1:
                 passages = _PassageBar(len(texts), progress)
+                chunk_capped: list[tuple[str, int]] = []
+                options: dict[str, Any] = {}
+                if max_passages is not None:
+                    options = {
+                        "max_passages": max_passages,
+                        "on_capped": lambda i, total: chunk_capped.append((chunk_ids[i], int(total))),  # noqa: B023
+                    }
                 try:
                     vectors, counts = enc.encode_docs(
-                        texts, max_tokens=passage_tokens, overlap=overlap, batch_size=batch_size, on_progress=passages
+                        texts, max_tokens=passage_tokens, overlap=overlap, batch_size=batch_size, on_progress=passages,
+                        **options,
                     )
                 finally:
                     passages.close()
+                for doc_id, total in chunk_capped:
+                    _warn_capped(doc_id, total, int(max_passages or total))
+                capped.extend(chunk_capped)
                 owners = np.repeat(np.arange(first, first + len(texts), dtype=np.int32), counts)
                 vec_path, doc_path = _chunk_paths(ckpt, number)
                 _save_npy(doc_path, owners)
+                if chunk_capped:
+                    _capped_path(ckpt, number).write_text(json.dumps(chunk_capped, ensure_ascii=False), encoding="utf-8")
                 _save_npy(vec_path, vectors)  # written last: its presence marks the chunk done
                 bar.update(len(texts))
                 texts = []
+                chunk_ids = []
         bar.close()
     except BaseException:
         bar.close()
         raise
-    return [_chunk_paths(ckpt, number) for number in range(n_chunks)], len(done)
+    return [_chunk_paths(ckpt, number) for number in range(n_chunks)], len(done), capped
 
 
 #: A chunk whose passages number at least this many, and this many times its documents, shows
@@ -896,7 +978,7 @@ def prepare_shards(
     _check_build_params(
         index, options["passage_tokens"], options["overlap"], options["batch_size"], options["chunk_docs"], hnsw_m,
         ef_construction, options["ef_search"], nlist, options["nprobe"], options["refine_factor"],
-        options["target_recall"],
+        options["target_recall"], max_passages=options["max_passages"],
     )
     faiss = _import_faiss()
     work_folder = Path(work_folder)
@@ -909,7 +991,9 @@ def prepare_shards(
     counts: np.ndarray | None = None
     kind = index
     if index not in ("flat", "hnsw"):
-        counts = _passage_counts(docs_factory, enc, passage_tokens, overlap, options["chunk_docs"], progress)
+        counts = _passage_counts(
+            docs_factory, enc, passage_tokens, overlap, options["chunk_docs"], progress, options["max_passages"]
+        )
         if len(counts) == 0:
             raise EmptyCorpusError("the dense backend got no documents")
         if int(counts.sum()) == 0:
@@ -939,6 +1023,7 @@ def prepare_shards(
         "nlist": nlist if kind in _IVF_KINDS else None,
         "passage_tokens": passage_tokens,
         "overlap": overlap,
+        "max_passages": options["max_passages"],
         "docs": None if counts is None else len(counts),
         "passages": None if counts is None else int(counts.sum()),
         "codec": codec,
@@ -1053,6 +1138,8 @@ def merge_shards(
     stats = {
         "passages": n_passages,
         "empty_docs": len(ids) - len(np.unique(passage_doc)),
+        "capped_docs": sum(int(stats.get("capped_docs") or 0) for stats in shard_stats),
+        "passages_left_out": sum(int(stats.get("passages_left_out") or 0) for stats in shard_stats),
         "resumed_chunks": sum(int(stats.get("resumed_chunks") or 0) for stats in shard_stats),
         "encode_seconds": round(encode_seconds, 3),
         "index_seconds": round(merge_seconds + sum(float(stats.get("index_seconds") or 0) for stats in shard_stats), 3),
@@ -1081,13 +1168,18 @@ def _build_options(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _passage_counts(
-    docs_factory: DocsFactory, enc: Encoder, passage_tokens: int, overlap: int, chunk_docs: int, progress: bool
+    docs_factory: DocsFactory, enc: Encoder, passage_tokens: int, overlap: int, chunk_docs: int, progress: bool,
+    max_passages: int | None = None,
 ) -> np.ndarray:
-    """Passages per document over the whole corpus (tokenized, not encoded)."""
+    """Passages per document over the whole corpus (tokenized, not encoded), at most
+    ``max_passages`` a document: the passages a build encodes. (The shard builds warn of the
+    documents capped, each of its own.)"""
     parts: list[np.ndarray] = []
+    options = {} if max_passages is None else {"max_passages": max_passages}
     bar = tqdm(desc="dense: counting passages", unit=" docs", disable=not progress)
     for batch in iter_batches((doc.text for doc in docs_factory()), chunk_docs):
-        parts.append(enc.passage_counts(batch, max_tokens=passage_tokens, overlap=overlap))
+        counts = enc.passage_counts(batch, max_tokens=passage_tokens, overlap=overlap, **options)
+        parts.append(counts if max_passages is None else np.minimum(counts, max_passages))
         bar.update(len(batch))
     bar.close()
     return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
@@ -1113,8 +1205,10 @@ def _training_sample(
 
     def flush() -> None:
         nonlocal filled
+        capped = {} if options["max_passages"] is None else {"max_passages": options["max_passages"]}
         vectors, _ = enc.encode_docs(
-            texts, max_tokens=passage_tokens, overlap=int(options["overlap"]), batch_size=int(options["batch_size"])
+            texts, max_tokens=passage_tokens, overlap=int(options["overlap"]), batch_size=int(options["batch_size"]),
+            **capped,
         )
         local = np.concatenate([[0], np.cumsum(counts[ordinals])])  # each doc's first row in ``vectors``
         lo, hi = np.searchsorted(owners, [ordinals[0], ordinals[-1] + 1])
@@ -1154,10 +1248,13 @@ def _read_plan(path: Path) -> dict[str, Any]:
 
 def _check_plan(
     plan: Mapping[str, Any], path: Path, *, encoder: str, dim: int, index: str, passage_tokens: int, overlap: int,
-    runtime: str,
+    runtime: str, max_passages: int | None,
 ) -> None:
     """Refuses a shard build whose options differ from the ones the plan was made with."""
-    given = {"encoder": encoder, "dim": dim, "index_requested": index, "passage_tokens": passage_tokens, "overlap": overlap}
+    given = {
+        "encoder": encoder, "dim": dim, "index_requested": index, "passage_tokens": passage_tokens, "overlap": overlap,
+        "max_passages": max_passages,
+    }
     if plan.get("runtime", "torch") != runtime:
         given["runtime"] = runtime
     differ = [f"{key}={value!r} (plan: {plan.get(key)!r})" for key, value in given.items() if plan.get(key) != value]
@@ -1392,14 +1489,58 @@ class DenseSearcher:
         return out
 
     def search_vectors(self, vectors: np.ndarray, n: int) -> list[list[Hit]]:
-        """Returns the top ``n`` documents for each query vector (rows of ``vectors``)."""
-        ntotal = int(self._index.ntotal)
+        """Returns the top ``n`` documents for each query vector (rows of ``vectors``).
+
+        The top ``n`` of a query is always the first ``n`` of one ranking, whatever ``n``, so
+        pages (``search(q, k, offset)`` is ``search_vectors(q, offset + k)[offset:]``) never
+        overlap and never skip a document. An exact search (``flat``, and ``ivf``, exact over
+        the lists its fixed ``nprobe`` picks) gets it by construction. An HNSW or ``ivfpq``
+        search explores more of the index the deeper it is asked to go (HNSW searches
+        ``max(efSearch, k)`` candidates; ``ivfpq`` re-ranks ``refine_factor * k``), so its top
+        documents would depend on ``n``: its ranking is built in levels of fixed depths that do
+        not depend on ``n`` (:data:`ANN_LEVEL_DOCS` documents, then 4 times as many at each
+        level). Each level's documents not already ranked follow the ones before, and a search
+        runs the levels it needs to reach ``n`` documents. Page 1 of 10 costs the search it
+        always did; a document that only a deeper level finds ranks after the shallower
+        levels' documents, even if its score is higher.
+        """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if self.kind not in _ANN_KINDS:
+            return [self._hits(ranked) for ranked in self._top_docs(vectors, n)[0]]
+        ranked: list[list[tuple[int, float]]] = [[] for _ in range(len(vectors))]
+        seen: list[set[int]] = [set() for _ in range(len(vectors))]
+        pending = list(range(len(vectors)))
+        depth = ANN_LEVEL_DOCS
+        while pending:
+            level, ran_out = self._top_docs(vectors[pending], depth, rest=True)
+            still = []
+            for qi, docs, done in zip(pending, level, ran_out, strict=True):
+                for ordinal, score in docs:
+                    if ordinal not in seen[qi]:
+                        seen[qi].add(ordinal)
+                        ranked[qi].append((ordinal, score))
+                # A search that reached every candidate it could gave them all (``rest``): a
+                # deeper one would find the same, so it is not run.
+                if len(ranked[qi]) < n and not done:
+                    still.append(qi)
+            pending = still
+            depth *= ANN_LEVEL_GROWTH
+        return [self._hits(docs[:n]) for docs in ranked]
+
+    def _top_docs(
+        self, vectors: np.ndarray, n: int, *, rest: bool = False
+    ) -> tuple[list[list[tuple[int, float]]], list[bool]]:
+        """The top ``n`` (doc ordinal, score) of each query vector from one search of depth ``n``,
+        best first, ties in docstore order; and, for each, whether that search ran out of
+        candidates (a row of -1, or every passage fetched). With ``rest``, a query whose search
+        ran out gets every document among its candidates, not only the top ``n``."""
+        ntotal = int(self._index.ntotal)
         if ntotal == 0 or len(vectors) == 0:
-            return [[] for _ in range(len(vectors))]
+            return [[] for _ in range(len(vectors))], [True] * len(vectors)
         # Passages of one doc can fill the top of the list, so fetch more until n docs are seen.
         fetch = min(ntotal, max(2 * n, n + 16))
-        results: list[list[Hit] | None] = [None] * len(vectors)
+        results: list[list[tuple[int, float]] | None] = [None] * len(vectors)
+        ran_out = [False] * len(vectors)
         pending = list(range(len(vectors)))
         while pending:
             scores, rows = self._faiss_search(vectors[pending], fetch)
@@ -1408,13 +1549,23 @@ class DenseSearcher:
                 ranked, complete = self._aggregate(scores[i], rows[i], n)
                 # Ask again for more passages only if the index had more to give: a row of -1
                 # means it returned every candidate it had (the IVF lists probed ran out).
-                if not complete and fetch < ntotal and rows[i][-1] >= 0:
+                exhausted = fetch >= ntotal or rows[i][-1] < 0
+                if not complete and not exhausted:
                     still.append(qi)
                 else:
+                    if rest and exhausted:
+                        ranked, _ = self._aggregate(scores[i], rows[i], ntotal)
                     results[qi] = ranked
+                    ran_out[qi] = exhausted
             pending = still
             fetch = min(ntotal, fetch * 4)
-        return [r or [] for r in results]
+        return [r or [] for r in results], ran_out
+
+    def _hits(self, ranked: Sequence[tuple[int, float]]) -> list[Hit]:
+        return [
+            Hit(docid=self._ids[ordinal], score=round(float(score), 6), rank=rank, backend=NAME)
+            for rank, (ordinal, score) in enumerate(ranked, start=1)
+        ]
 
     def _faiss_search(self, vectors: np.ndarray, fetch: int) -> tuple[np.ndarray, np.ndarray]:
         if self._gpu_lock is not None:
@@ -1422,7 +1573,7 @@ class DenseSearcher:
                 return self._index.search(vectors, fetch)
         return self._index.search(vectors, fetch)
 
-    def _aggregate(self, scores: np.ndarray, rows: np.ndarray, n: int) -> tuple[list[Hit], bool]:
+    def _aggregate(self, scores: np.ndarray, rows: np.ndarray, n: int) -> tuple[list[tuple[int, float]], bool]:
         """The top ``n`` documents among one query's fetched passages, best first, ties in
         docstore order; and whether they are final.
 
@@ -1447,12 +1598,7 @@ class DenseSearcher:
                 best[ordinal] = score
                 if len(best) == n:
                     threshold = score  # from here on only ties of the n-th document matter
-        ordered = sorted(best.items(), key=lambda item: (-item[1], item[0]))[:n]
-        hits = [
-            Hit(docid=self._ids[ordinal], score=round(float(score), 6), rank=rank, backend=NAME)
-            for rank, (ordinal, score) in enumerate(ordered, start=1)
-        ]
-        return hits, complete
+        return sorted(best.items(), key=lambda item: (-item[1], item[0]))[:n], complete
 
     def close(self) -> None:
         """Drops the reference to the encoder (it stays cached for the process) and GPU resources."""
