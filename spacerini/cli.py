@@ -270,7 +270,10 @@ def _backend_params(flags: dict[str, Any], names: list[str]) -> dict[str, dict[s
 @click.option("--fields", default=None, help="Comma-separated fields joined with a newline into the contents.")
 @click.option("--id-field", default=None, help="Field holding the document id (default: id/docid/_id).")
 @click.option("--backends", default="bm25", show_default=True, help="Comma-separated: bm25,exact,bloom,owners,dense.")
-@click.option("--format", "fmt", default=None, help="Source format: jsonl, json, parquet, csv, tsv, or code.")
+@click.option(
+    "--format", "fmt", default=None,
+    help="Source format: jsonl, json, parquet, csv, tsv, or code (SOURCE - needs it unless it is JSON or Parquet).",
+)
 @click.option("--owner", default=None, help="Owner recorded for every file of a code folder (--format code).")
 @click.option("--max-file-bytes", default=None, type=click.IntRange(1), help="Skip (and count) larger code files.")
 @click.option(
@@ -289,7 +292,7 @@ def _backend_params(flags: dict[str, Any], names: list[str]) -> dict[str, dict[s
 @click.option("--optout", "optout_file", default=None, type=click.Path(dir_okay=False), help="File of ids to leave out (one per line).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
 @_backend_options()
-@click.option("--shards", default=None, type=click.IntRange(1), help="Split the corpus into N contiguous shards (answers equal the unsharded ones).")
+@click.option("--shards", default=None, type=click.IntRange(1), help="Split the corpus into N contiguous shards (answers equal the unsharded ones; at most one per document).")
 @click.option("--shard-size", default=None, help="Or split by size: documents (50000) or bytes of text (2GB, 512MiB).")
 @click.option("--engine", default="local", show_default=True, type=click.Choice(["local", "ray"]), help="Where shard indexes are built (ray: the [distributed] extra).")
 @click.option("--ray-address", default=None, help="Ray cluster to join with --engine ray (default: start one on this machine).")
@@ -318,7 +321,11 @@ def index(
     as_json: bool,
     **backend_flags: Any,
 ) -> None:
-    """Build a bundle from SOURCE: a file, a folder, a code folder (--format code), hf:NAME[:CONFIG][@SPLIT] or irds:NAME."""
+    """Build a bundle from SOURCE: a file, a folder, a code folder (--format code), hf:NAME[:CONFIG][@SPLIT] or irds:NAME.
+
+    SOURCE - reads the corpus from standard input (give --format unless it is JSON or Parquet):
+    spacerini index - --format csv --out BUNDLE < corpus.csv
+    """
     from spacerini.bundle import build_bundle
 
     names = _split(backends)
@@ -342,9 +349,19 @@ def index(
     from spacerini.corpus import load_corpus
 
     code_options = {k: v for k, v in {"owner": owner, "max_file_bytes": max_file_bytes}.items() if v is not None}
-    corpus = load_corpus(
-        source, format=fmt, id_field=id_field, fields=_split(fields), progress=_progress(), **code_options
-    )
+    corpus: Any
+    if source == "-":  # spooled into the build's temporary folder by build_bundle
+        if fmt == "code" or code_options:
+            raise click.UsageError(
+                "--format code, --owner and --max-file-bytes read a folder of source code, which standard input "
+                "cannot hold: give the folder instead of -"
+            )
+        _check_stdin()
+        corpus = sys.stdin
+    else:
+        corpus = load_corpus(
+            source, format=fmt, id_field=id_field, fields=_split(fields), progress=_progress(), **code_options
+        )
     _check_writable(out, parents=True)  # before the corpus is read, not when the bundle is published
     if "bm25" in names:
         from spacerini.java import java_path
@@ -354,6 +371,9 @@ def index(
         bundle = build_bundle(
             corpus,
             out,
+            format=fmt if source == "-" else None,
+            id_field=id_field if source == "-" else None,
+            fields=_split(fields) if source == "-" else None,
             backends=names,
             backend_params=params,
             preprocess=steps,
@@ -368,12 +388,33 @@ def index(
             memory_budget=memory_budget,
         )
     info = bundle.info()
-    if as_json:
-        _echo_json(info)
-    else:
-        layout = info.get("shards") or []
-        in_shards = f" in {len(layout)} shards" if len(layout) > 1 else ""
-        click.echo(f"Built {bundle.path}: {len(bundle):,} documents{in_shards}, backends {', '.join(bundle.backends)}")
+    layout = info.get("shards") or []
+    in_shards = f" in {len(layout)} shards" if len(layout) > 1 else ""
+    summary = f"Built {bundle.path}: {len(bundle):,} documents{in_shards}, backends {', '.join(bundle.backends)}"
+    with _done_anyway(summary):
+        if as_json:
+            _echo_json(info)
+        else:
+            click.echo(summary)
+
+
+@contextlib.contextmanager
+def _done_anyway(summary: str) -> Any:
+    """The output of a command whose work is done (a bundle built): where standard output cannot
+    take it (closed with ``>&-``, a full disk, a reader gone), ``summary`` goes to stderr instead
+    (not with -q) and the command still succeeds, as its result is there."""
+    try:
+        yield
+    except OSError as exc:
+        if not _writing_stdout(exc):
+            raise
+        # What stays in stdout's buffer would fail again when Python flushes it at exit.
+        with contextlib.suppress(AttributeError, ValueError, OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        root = click.get_current_context().find_root()
+        if not (root.obj and root.obj.get("quiet")):
+            with contextlib.suppress(OSError):
+                click.echo(summary, err=True)
 
 
 # --------------------------------------------------------------------------------- search
@@ -386,7 +427,8 @@ def index(
     "--backend", default=None, type=click.Choice(["bm25", "dense", "hybrid", "exact"]), help="bm25 (default), dense, hybrid or exact."
 )
 @click.option(
-    "--queries", type=click.Path(dir_okay=False), help="TSV file of qid<TAB>text (or irds:NAME) for a batch run."
+    "--queries", type=click.Path(dir_okay=False),
+    help="TSV file of qid<TAB>text (or irds:NAME, or - for standard input) for a batch run.",
 )
 @click.option("--output", type=click.Path(dir_okay=False), help="TREC run file to write (with --queries); - for standard output.")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(1, 256))
@@ -413,6 +455,7 @@ def search(
     """Search BUNDLE for QUERY, or run a batch of --queries into a TREC --output run.
 
     A QUERY that starts with - follows --, as in grep: spacerini search BUNDLE -- "-x y".
+    --queries - reads the qid<TAB>text lines from standard input.
     """
     from spacerini.bundle import open_bundle
 
@@ -440,12 +483,13 @@ def search(
     if queries is not None:
         from spacerini.eval import read_queries, write_trec_run
 
-        qs = read_queries(queries)
-        with _query_file_errors(queries):
-            if as_json:
-                results: Any = b.batch_search(qs, k=k or 1000, backend=backend, threads=threads)
-            else:  # a run needs only (docid, score): bm25 writes it straight from its arrays
-                results = b.batch_search_trec(qs, k=k or 1000, backend=backend, threads=threads)
+        with _file_or_stdin(queries) as queries_file:
+            qs = read_queries(queries_file)
+            with _query_file_errors(queries_file):
+                if as_json:
+                    results: Any = b.batch_search(qs, k=k or 1000, backend=backend, threads=threads)
+                else:  # a run needs only (docid, score): bm25 writes it straight from its arrays
+                    results = b.batch_search_trec(qs, k=k or 1000, backend=backend, threads=threads)
         if output is not None:
             try:
                 n = write_trec_run(results, output, tag=run_tag)
@@ -601,7 +645,9 @@ def _plain(snippet: str) -> str:
 # ----------------------------------------------------------------------------------- eval
 @cli.command(name="eval")
 @click.argument("bundle")
-@click.option("--queries", required=True, type=click.Path(dir_okay=False), help="TSV: qid<TAB>text, or irds:NAME.")
+@click.option(
+    "--queries", required=True, type=click.Path(dir_okay=False), help="TSV: qid<TAB>text, irds:NAME, or - for standard input."
+)
 @click.option(
     "--qrels", default=None, type=click.Path(dir_okay=False), help="TREC qrels file, or irds:NAME (default: --queries' irds:NAME)."
 )
@@ -637,9 +683,10 @@ def eval_cmd(
     _check_hybrid_options(backend, hybrid_method, alpha)
     b = open_bundle(bundle)
     _search_options(b, hybrid_method, alpha, backend_flags)
-    judged, judgments = read_queries(queries), read_qrels(qrels)
-    with _query_file_errors(queries):
-        scores = evaluate(b, judged, judgments, metrics=metrics, k=k, backend=backend, threads=threads)
+    with _file_or_stdin(queries) as queries_file:
+        judged, judgments = read_queries(queries_file), read_qrels(qrels)
+        with _query_file_errors(queries_file):
+            scores = evaluate(b, judged, judgments, metrics=metrics, k=k, backend=backend, threads=threads)
     if as_json:
         _echo_json(scores)
         return
@@ -700,6 +747,34 @@ def _check_stdin() -> None:
     with contextlib.suppress(AttributeError, ValueError, OSError):
         if sys.stdin.isatty():
             click.echo("spacerini: reading the text from the terminal; end it with Ctrl-D", err=True)
+
+
+@contextlib.contextmanager
+def _file_or_stdin(path: str) -> Any:
+    """``path``; for ``-``, standard input copied to a temporary file (the readers take a path, and
+    an error about one query of a batch reads the file again for its line), named ``<stdin>`` in
+    errors."""
+    if path != "-":
+        yield path
+        return
+    import shutil
+    import tempfile
+
+    from spacerini.bundle.build import STDIN_NAME
+    from spacerini.errors import CorpusError
+
+    _check_stdin()
+    with tempfile.TemporaryDirectory(prefix="spacerini-stdin-") as folder:
+        file = os.path.join(folder, "stdin")
+        with open(file, "wb") as copy:
+            shutil.copyfileobj(getattr(sys.stdin, "buffer", sys.stdin), copy)
+        try:
+            yield file
+        except SpaceriniError as exc:
+            if isinstance(exc, CorpusError) and exc.path == file:
+                exc.path = STDIN_NAME
+            exc.args = tuple(a.replace(file, STDIN_NAME) if isinstance(a, str) else a for a in exc.args)
+            raise
 
 
 def _read_text_arg(source: str) -> str:
@@ -783,7 +858,10 @@ def owner(bundle: str, name: str, as_json: bool) -> None:
 @cli.command(name="optout")
 @click.argument("bundle")
 @click.option("--owner", "owners", multiple=True, help="Owner whose documents are removed (repeatable).")
-@click.option("--ids", "ids_file", type=click.Path(dir_okay=False), help="File of document ids to remove, one per line.")
+@click.option(
+    "--ids", "ids_file", type=click.Path(dir_okay=False),
+    help="File of document ids to remove, one per line (- for standard input).",
+)
 @click.option(
     "--requests", "list_requests", is_flag=True,
     help="List the opt-out requests filed in the app (pending ones; with --json, all).",
@@ -809,7 +887,8 @@ def optout_cmd(
     no_wait: bool,
     as_json: bool,
 ) -> None:
-    """Remove an owner's documents (--owner NAME) or listed ids (--ids FILE) from every backend of BUNDLE.
+    """Remove an owner's documents (--owner NAME) or listed ids (--ids FILE, or - for standard input) from every
+    backend of BUNDLE.
 
     --requests lists the opt-out requests people filed in the app; --apply ID[,ID] applies them.
     """
@@ -826,11 +905,12 @@ def optout_cmd(
     if ids_file is not None:
         from spacerini.preprocess import read_optout_file
 
-        ids = read_optout_file(ids_file)
-        if not ids and not owners:
-            from spacerini.errors import CorpusError
+        with _file_or_stdin(ids_file) as path:
+            ids = read_optout_file(path)
+            if not ids and not owners:
+                from spacerini.errors import CorpusError
 
-            raise CorpusError("the opt-out file lists no ids (one id per line; # starts a comment)", path=ids_file)
+                raise CorpusError("the opt-out file lists no ids (one id per line; # starts a comment)", path=path)
     with _disk_of(bundle):
         entry = optout(
             bundle, owners=list(owners), ids=sorted(ids), threads=threads, progress=_progress(), wait=not no_wait
@@ -957,9 +1037,11 @@ def merge(bundle: str, no_wait: bool, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the numbers as JSON.")
 def analyze(bundle: str, out: str, top_k: int, skip: str | None, no_redact: bool, as_json: bool) -> None:
     """Report what is in BUNDLE: sizes, lengths, top n-grams, duplicates, PII, breakdowns (DIR/report.html)."""
+    from spacerini.audit.analyze import REPORT_FILES, write_report
     from spacerini.audit.analyze import analyze as run_analysis
-    from spacerini.audit.analyze import write_report
+    from spacerini.audit.plots import check_report_folder
 
+    check_report_folder(out, REPORT_FILES, bundle=bundle)  # before the pass: a bad --out fails at once
     _check_writable(out, parents=True)
     analysis, lengths = run_analysis(
         bundle, top_k=top_k, skip=skip, progress=_progress(), keep_lengths=True, redact_pii=not no_redact
@@ -996,11 +1078,13 @@ def contamination(
     bundle: str, testset: str, field: str, id_field: str | None, ngram: int, min_overlap: float, limit: int | None,
     out: str | None, no_redact: bool, as_json: bool,
 ) -> None:  # fmt: skip
-    """Which examples of TESTSET (JSONL/CSV/Parquet file or hf:NAME) appear verbatim in BUNDLE (needs the exact backend)."""
+    """Which examples of TESTSET (JSONL/CSV/Parquet file, hf:NAME, or irds:NAME: its queries) appear verbatim in BUNDLE (needs the exact backend)."""
+    from spacerini.audit.contamination import REPORT_FILES, write_report
     from spacerini.audit.contamination import contamination as check
-    from spacerini.audit.contamination import write_report
+    from spacerini.audit.plots import check_report_folder
 
     if out:
+        check_report_folder(out, REPORT_FILES, bundle=bundle)  # before the check: a bad --out fails at once
         _check_writable(out, parents=True)
     report = check(
         bundle, testset, field=field, id_field=id_field, ngram=ngram, min_overlap=min_overlap, limit=limit,
@@ -1055,6 +1139,7 @@ def serve(
     from spacerini.app import serve as serve_app
     from spacerini.bundle import open_bundle
 
+    _distinct_bundles(bundles)
     if flags_path is not None:
         _check_writable(flags_path, parents=True)  # else every report would fail while serving
     if len(bundles) == 1 and not names:
@@ -1094,6 +1179,7 @@ def space(bundles: tuple[str, ...], out: str, names: tuple[str, ...], sdk: str, 
     from spacerini.corpora import parse_names
     from spacerini.deploy import render_space
 
+    _distinct_bundles(bundles)
     _check_writable(out, parents=True)  # before the wheel is built
     with _disk_of(out):
         path = render_space(
@@ -1101,6 +1187,24 @@ def space(bundles: tuple[str, ...], out: str, names: tuple[str, ...], sdk: str, 
             redact_pii=not no_redact, overwrite=force, names=parse_names(names, bundles), sdk=sdk,
         )  # fmt: skip
     click.echo(f"Space folder written to {path}")
+
+
+def _distinct_bundles(bundles: tuple[str, ...]) -> None:
+    """Refuses one bundle given twice (``B ./B/``, or ``B`` and a link to it): it would be opened
+    twice and shown as two corpora that are one."""
+    seen: dict[Any, str] = {}
+    for given in bundles:
+        key: Any = given
+        if ":" not in given or Path(given).exists():  # not hf:NAME: the folder itself
+            try:
+                st = os.stat(given)
+                key = (st.st_dev, st.st_ino)
+            except OSError:  # missing or unreadable: opening it names the problem
+                key = os.path.realpath(os.path.expanduser(given))
+        if key in seen:
+            same = f"{given} is given twice" if seen[key] == given else f"{seen[key]} and {given} are the same bundle"
+            raise click.UsageError(f"{same}: give each bundle once")
+        seen[key] = given
 
 
 _KEEP_HISTORY = (

@@ -4,9 +4,11 @@ empty arguments. Each case is one clear line on stderr with exit status 2, or a 
 from __future__ import annotations
 
 import errno
+import gzip
 import io
 import json
 import os
+import shlex
 import subprocess
 import sys
 import warnings
@@ -240,3 +242,193 @@ def test_debug_shows_the_traceback_of_a_bundle_error(tmp_path: Path) -> None:
     assert plain.returncode == 2 and b"Traceback" not in plain.stderr and plain.stderr.count(b"\n") == 1
     debug = _cli("--debug", "count", missing, "x")
     assert debug.returncode != 0 and b"Traceback" in debug.stderr and b"BundleNotFoundError" in debug.stderr
+
+
+# ------------------------------------------------------------------------- loose ends
+def _stdin(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    """Standard input holding ``data``, as `spacerini ... < FILE` starts."""
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(data)))
+
+
+def _docs(path: Path, n: int) -> Path:
+    path.write_text("".join(json.dumps({"id": f"d{i}", "text": f"document {i} of the corpus"}) + "\n" for i in range(n)))
+    return path
+
+
+@pytest.fixture(scope="module")
+def plain_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny corpus with exact only, in a folder with a plain name."""
+    from spacerini import build_bundle
+
+    out = tmp_path_factory.mktemp("plain") / "plain"
+    build_bundle(TINY, str(out), backends=["exact"], progress=False)
+    return out
+
+
+@pytest.mark.parametrize("spelling", ["same", "dotted", "link"])
+def test_serve_refuses_one_bundle_given_twice(
+    spelling: str, plain_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `serve B ./B/` opened the bundle twice and served it as two corpora, "B" and "B-2".
+    import spacerini.app
+
+    served: list[object] = []
+    monkeypatch.setattr(spacerini.app, "serve", lambda corpora, **_: served.append(corpora))
+    monkeypatch.chdir(plain_bundle.parent)
+    (tmp_path / "link").symlink_to(plain_bundle)
+    other = {"same": "plain", "dotted": "./plain/", "link": str(tmp_path / "link")}[spelling]
+    code, _, err = run(["serve", "plain", other], capsys)
+    assert_one_line_error(code, err, "give each bundle once", f"plain {'is given twice' if spelling == 'same' else f'and {other} are'}")
+    code, _, err = run(["space", "plain", other, "--out", str(tmp_path / "space")], capsys)
+    assert_one_line_error(code, err, "give each bundle once")
+    assert served == [] and not (tmp_path / "space").exists()
+
+
+def test_serve_takes_two_bundles(
+    plain_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import spacerini.app
+
+    served: list[list[str]] = []
+    monkeypatch.setattr(spacerini.app, "serve", lambda corpora, **_: served.append(list(corpora.names)))
+    code, _, err = run(["-q", "index", str(_docs(tmp_path / "c.jsonl", 3)), "--out", str(tmp_path / "two"), "--backends", "exact"], capsys)
+    assert code == 0, err
+    code, _, err = run(["serve", str(plain_bundle), str(tmp_path / "two")], capsys)
+    assert code == 0, err
+    assert served == [["plain", "two"]]
+
+
+@pytest.mark.parametrize("under", [False, True])
+def test_index_out_dangling_symlink_is_refused(under: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # The build resolved the link and created its target's missing folders (missing/deep/target).
+    (tmp_path / "link").symlink_to(tmp_path / "missing" / "deep" / "target")
+    out = tmp_path / "link" / "sub" if under else tmp_path / "link"
+    code, _, err = run(["-q", "index", TINY, "--out", str(out), "--backends", "exact"], capsys)
+    assert_one_line_error(code, err, f"{tmp_path / 'link'}: a symbolic link to", "does not exist", "remove the link")
+    assert [p.name for p in tmp_path.iterdir()] == ["link"]  # nothing created, no lock left
+
+
+def test_more_shards_than_documents_are_capped_with_a_warning(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # --shards 99999 on 5 documents made 5 one-document shards without a word.
+    corpus = _docs(tmp_path / "c.jsonl", 5)
+    code, out, err = run(["-q", "index", str(corpus), "--out", str(tmp_path / "b"), "--backends", "exact", "--shards", "99999"], capsys)
+    assert code == 0, err
+    assert "5 documents in 5 shards" in out
+    warned = [r.getMessage() for r in caplog.records if "--shards" in r.getMessage()]
+    assert warned == ["--shards 99,999 is more than the 5 documents in the corpus: the bundle has 5 shards of one document each"]
+    assert len(json.loads(run(["info", str(tmp_path / "b")], capsys)[1])["shards"]) == 5
+    caplog.clear()
+    code, _, err = run(["-q", "index", str(corpus), "--out", str(tmp_path / "b2"), "--backends", "exact", "--shards", "5"], capsys)
+    assert code == 0, err
+    assert not [r for r in caplog.records if "--shards" in r.getMessage()]  # as many as documents: no warning
+
+
+@pytest.mark.parametrize(
+    ("data", "options", "docs"),
+    [
+        ((DATA / "tiny.jsonl").read_bytes(), [], 25),  # sniffed: JSON lines
+        (b'[{"id": "a", "text": "one"}, {"id": "b", "text": "two"}]', [], 2),  # sniffed: a JSON array
+        (gzip.compress((DATA / "tiny.jsonl").read_bytes()), [], 25),
+        (b"id,text\na,hello world\nb,second document\nc,third\n", ["--format", "csv"], 3),
+        ((DATA / "tiny.jsonl").read_bytes(), ["--backends", "bm25"], 25),  # indexed while stdin's copy is read
+    ],
+    ids=["jsonl", "json", "jsonl.gz", "csv", "bm25"],
+)
+def test_index_reads_standard_input(
+    data: bytes, options: list[str], docs: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stdin(monkeypatch, data)
+    code, out, err = run(["-q", "index", "-", "--out", str(tmp_path / "b"), "--backends", "exact", *options], capsys)
+    assert code == 0, err
+    assert f"{docs} documents" in out
+    if "bm25" in options:
+        assert json.loads(run(["search", str(tmp_path / "b"), "Lucene", "--json"], capsys)[1])["hits"][0]["docid"] == "d02"
+    info = json.loads(run(["info", str(tmp_path / "b")], capsys)[1])
+    assert info["counts"]["docs"] == docs
+    assert info["source"]["source"] == "<stdin>"  # not the temporary file it was spooled to
+    assert [p.name for p in tmp_path.iterdir()] == ["b"]  # the spooled copy went with the build's folder
+    assert not list((tmp_path / "b").rglob("*stdin*"))
+
+
+@pytest.mark.parametrize(
+    ("data", "options", "needles"),
+    [
+        (b"id,text\na,hello\n", [], ["<stdin>: cannot tell its format", "--format"]),
+        (b"", [], ["<stdin>: empty"]),
+        (b'{"id": "a", "text": "x"}\n{"id": "b"\n', [], ["<stdin>:2: malformed JSON"]),
+        (b"id,text\na,hello\n", ["--format", "code"], ["--format code", "instead of -"]),
+    ],
+    ids=["unsniffable", "empty", "malformed", "code"],
+)
+def test_index_of_bad_standard_input_is_one_line(
+    data: bytes, options: list[str], needles: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    _stdin(monkeypatch, data)
+    code, _, err = run(["-q", "index", "-", "--out", str(tmp_path / "b"), "--backends", "exact", *options], capsys)
+    assert_one_line_error(code, err, *needles)
+    assert ".stdin" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_search_queries_from_standard_input(
+    exact_bundle: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _stdin(monkeypatch, b"q1\tLucene\nq2\tinverted index\n")
+    code, out, err = run(["search", str(exact_bundle), "--queries", "-", "--output", "-", "--backend", "exact"], capsys)
+    assert code == 0, err
+    run_lines = [line.split() for line in out.splitlines()]
+    assert [line[:3] for line in run_lines] == [["q1", "Q0", "d02"], ["q1", "Q0", "d22"], ["q2", "Q0", "d03"]]
+    _stdin(monkeypatch, b"q1\tLucene\nq2\n")
+    code, _, err = run(["search", str(exact_bundle), "--queries", "-", "--json", "--backend", "exact"], capsys)
+    assert_one_line_error(code, err, "<stdin>:2: expected `qid<TAB>query text`")
+
+
+def test_optout_ids_from_standard_input(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["-q", "index", TINY, "--out", str(tmp_path / "b"), "--backends", "exact"], capsys)
+    assert code == 0, err
+    _stdin(monkeypatch, b"d01\n# a comment\nd02\n")
+    code, out, err = run(["-q", "optout", str(tmp_path / "b"), "--ids", "-"], capsys)
+    assert code == 0, err
+    assert "Removed 2 documents" in out
+    assert json.loads(run(["info", str(tmp_path / "b")], capsys)[1])["counts"]["docs"] == 23
+    _stdin(monkeypatch, b"# nothing\n")
+    code, _, err = run(["-q", "optout", str(tmp_path / "b"), "--ids", "-"], capsys)
+    assert_one_line_error(code, err, "<stdin>: the opt-out file lists no ids")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["index", "-", "--out", "{b}-new", "--backends", "exact"], ["search", "{b}", "--queries", "-", "--json"], ["optout", "{b}", "--ids", "-"]],
+    ids=["index", "search", "optout"],
+)
+def test_closed_stdin_for_dash_options(
+    argv: list[str], exact_bundle: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "stdin", None)
+    code, _, err = run([a.replace("{b}", str(exact_bundle)) for a in argv], capsys)
+    assert_one_line_error(code, err, "standard input is closed")
+    assert not Path(f"{exact_bundle}-new").exists()
+
+
+def test_dash_is_in_the_help(capsys: pytest.CaptureFixture[str]) -> None:
+    for command, needle in (("index", "SOURCE - reads"), ("search", "--queries - reads"), ("optout", "- for standard input")):
+        code, out, err = run([command, "--help"], capsys)
+        assert code == 0, err
+        assert needle in " ".join(out.split()), out
+
+
+@pytest.mark.parametrize(("redirect", "quiet"), [(">&-", False), (">&-", True), ("> /dev/full", False)])
+def test_index_whose_summary_cannot_be_written_succeeds(redirect: str, quiet: bool, tmp_path: Path) -> None:
+    # The bundle was built, then the summary line failed: exit 2, as if the build had.
+    out = tmp_path / "b"
+    flags = "-q " if quiet else ""
+    argv = f"{flags}index {shlex.quote(TINY)} --out {shlex.quote(str(out))} --backends exact"
+    done = subprocess.run(f"{shlex.quote(sys.executable)} -m spacerini {argv} {redirect}", shell=True, stderr=subprocess.PIPE)
+    err = done.stderr.decode()
+    assert done.returncode == 0, err
+    assert (out / "spacerini.json").is_file()
+    assert "error" not in err and "Traceback" not in err
+    assert (f"Built {out}: 25 documents" in err) is not quiet  # the summary goes to stderr (not with -q)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import io
 import logging
 import os
+import re
 import shutil
 import time
 from collections import Counter
@@ -33,8 +35,10 @@ from spacerini.errors import (
     BackendNotAvailableError,
     BackendParameterError,
     BundleError,
+    CorpusError,
     DocumentTooLargeError,
     EmptyCorpusError,
+    SpaceriniError,
 )
 from spacerini.progress import wanted
 from spacerini.records import Doc, licence_and_language, top_counts
@@ -73,10 +77,14 @@ def build_bundle(
 
     Args:
         source: A path or ``hf:`` spec (see :func:`spacerini.corpus.load_corpus`), a
-            :class:`~spacerini.corpus.Corpus`, a ``datasets`` dataset, or an iterable of
-            :class:`~spacerini.records.Doc`.
+            :class:`~spacerini.corpus.Corpus`, a ``datasets`` dataset, an iterable of
+            :class:`~spacerini.records.Doc`, or a binary stream such as ``sys.stdin.buffer``
+            (read as ``format``, or sniffed when it is JSON or Parquet; it is spooled to a file in
+            the build's temporary folder, as the loader reads a corpus more than once, and named
+            ``<stdin>`` in errors and in the manifest).
         out: The bundle folder. An existing bundle there is replaced only once the new one is
-            complete; an existing folder that is not a bundle is never touched.
+            complete; an existing folder that is not a bundle is never touched. A symbolic link
+            whose target does not exist is refused (its target's folders are not created).
         backends: Registry keys of the backends to build, e.g. ``["bm25", "exact"]``.
         backend_params: Per-backend keyword options, e.g. ``{"bm25": {"k1": 1.2}}``.
         format: Source format override (``"code"`` for a folder of source code).
@@ -104,11 +112,14 @@ def build_bundle(
         The opened bundle.
 
     Raises:
-        BundleError: ``out`` exists and is not a bundle.
-        CorpusError: The source cannot be read (one clear line naming file and line).
+        BundleError: ``out`` exists and is not a bundle, or it (or a folder above it) is a
+            symbolic link to nothing.
+        CorpusError: The source cannot be read (one clear line naming file and line), or a
+            stream's format is not given and cannot be sniffed.
         BackendNotAvailableError: An unknown backend was named.
         BundleLockedError: ``wait`` is False and another command holds the bundle's lock.
     """
+    check_not_dangling(out)
     out_path = Path(out).expanduser().resolve()
     with bundle_lock(out_path, wait=wait):
         return _build_locked(
@@ -173,7 +184,11 @@ def _build_locked(
         if out_path.is_file() or any(out_path.iterdir()):
             raise BundleError(f"{out_path} exists and is not a Spacerini bundle: choose another --out or remove it")
     steps = _make_steps(preprocess, preprocess_options)  # bad names fail before any work is done
-    corpus, source_info = _as_docs(source, format=format, id_field=id_field, fields=fields, progress=progress)
+    from_stream = _is_stream(source)
+    corpus: Iterable[Doc] = ()
+    source_info: dict[str, Any] = {}
+    if not from_stream:  # a stream is read once the build's folder, where it is spooled, exists
+        corpus, source_info = _as_docs(source, format=format, id_field=id_field, fields=fields, progress=progress)
 
     generation = _previous_generation(out_path) + 1
     from spacerini.bundle.optout import EarlierOptouts, optout_key_path
@@ -188,8 +203,13 @@ def _build_locked(
             out_path, optout_key_path(out_path),
         )  # fmt: skip
     tmp = building_folder(out_path)
+    spool = tmp / _SPOOL
     ray_session = contextlib.ExitStack()
     try:
+        if from_stream:
+            file, format = _spool(source, spool, format=format)
+            corpus, source_info = _as_docs(str(file), format=format, id_field=id_field, fields=fields, progress=progress)
+            source_info["source"] = STDIN_NAME
         started = time.perf_counter()
         licences: Counter[str] = Counter()
         languages: Counter[str] = Counter()
@@ -248,9 +268,17 @@ def _build_locked(
         describe = getattr(corpus, "describe", None)
         if describe is not None:  # after the pass, so skip counts and inclusions are filled in
             source_info = describe()
+            if from_stream:
+                source_info["source"] = STDIN_NAME
         skipped = getattr(corpus, "skipped", None)
         store = Docstore(tmp / "docs")
         layout = plan_shards(store, shards=shards, shard_size=shard_size)
+        if shards is not None and shards > writer.count > 0:  # plan_shards makes at most one per document
+            made = "one shard" if len(layout) == 1 else f"{len(layout):,} shards of one document each"
+            logger.warning(
+                "--shards %s is more than the %s document%s in the corpus: the bundle has %s",
+                f"{shards:,}", f"{writer.count:,}", "" if writer.count == 1 else "s", made,
+            )  # fmt: skip
         reports: dict[str, Any] = {}
         engine_session: contextlib.AbstractContextManager[Any] = contextlib.nullcontext()
         if engine == "ray" and len(layout) > 1:  # one Ray start (and warm workers) for every backend
@@ -291,12 +319,15 @@ def _build_locked(
                 manifest["audit_log"].append(earlier.entry())
         if finish_manifest is not None:
             finish_manifest(manifest)
+        if from_stream:  # no longer read (a too-large document's line is found in it until here)
+            remove_tree(spool)
     except BaseException as exc:
+        located = _with_location(exc, corpus) if isinstance(exc, DocumentTooLargeError) else None
         remove_tree(tmp)
-        if isinstance(exc, DocumentTooLargeError):
-            located = _with_location(exc, corpus)
-            if located is not None:
-                raise located from None
+        if from_stream:
+            _name_stdin(located or exc, spool)
+        if located is not None:
+            raise located from None
         raise
     finally:
         ray_session.close()
@@ -432,6 +463,113 @@ def _check_backends(backends: Sequence[str] | str) -> list[str]:
     if not names:
         raise BackendNotAvailableError(f"no backend chosen: choose from {', '.join(REGISTRY)}")
     return names
+
+
+def check_not_dangling(out: str | os.PathLike[str]) -> None:
+    """Refuses a bundle folder that is, or lies under, a symbolic link whose target does not
+    exist: building through it would create the target and its missing folders, a place the
+    user never named.
+
+    Raises:
+        BundleError: ``out`` or a folder above it is such a link.
+    """
+    path = Path(out).expanduser().absolute()
+    for link in (path, *path.parents):
+        if not link.is_symlink():
+            continue
+        try:
+            link.stat()
+        except FileNotFoundError:
+            shown = out if link == path else link
+            raise BundleError(
+                f"{os.fspath(shown)}: a symbolic link to {os.readlink(link)}, which does not exist (nothing was "
+                "created); remove the link or point it at a folder that exists"
+            ) from None
+        except OSError:  # a link loop or a folder that cannot be read: the build names it
+            return
+
+
+#: How a stream source (standard input) is named in errors and in the manifest.
+STDIN_NAME = "<stdin>"
+#: The folder in a build's temporary folder that a stream source is spooled to.
+_SPOOL = ".stdin"
+_SNIFF_BYTES = 1 << 16
+_STREAM_FORMATS = ("jsonl", "json", "parquet", "csv", "tsv")
+
+
+def _is_stream(source: Any) -> bool:
+    return isinstance(source, io.IOBase)
+
+
+def _chunks(stream: Any) -> Iterator[bytes]:
+    """The bytes of a binary or text stream (a text one's underlying bytes where it has them)."""
+    stream = getattr(stream, "buffer", stream)
+    while chunk := stream.read(1 << 20):
+        yield chunk.encode("utf-8", "surrogateescape") if isinstance(chunk, str) else chunk
+
+
+def _sniff(head: bytes) -> str | None:
+    """The format the first bytes of a stream show: Parquet, a JSON array, or JSON lines."""
+    if head.startswith(b"PAR1"):
+        return "parquet"
+    if head.startswith(b"\x1f\x8b"):  # gzip: look at what it holds
+        import zlib
+
+        with contextlib.suppress(zlib.error):
+            head = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(head, _SNIFF_BYTES)
+    first = head.removeprefix(b"\xef\xbb\xbf").lstrip(b" \t\r\n")[:1]
+    return {b"{": "jsonl", b"[": "json"}.get(first)
+
+
+def _spool(stream: Any, folder: Path, *, format: str | None) -> tuple[Path, str]:
+    """Copies a stream into a file in ``folder`` (the loader reads a corpus more than once).
+
+    Returns:
+        The file and its format: ``format``, or the one its first bytes show.
+
+    Raises:
+        CorpusError: A format that is no single file's, or none given and none shown.
+        EmptyCorpusError: The stream holds nothing.
+    """
+    if format is not None and format not in _STREAM_FORMATS:
+        raise CorpusError(
+            f"format {format!r} cannot be read from standard input: give one of {', '.join(_STREAM_FORMATS)}, "
+            "or a path instead of -",
+            path=STDIN_NAME,
+        )
+    chunks = _chunks(stream)
+    head = b""
+    for chunk in chunks:  # enough to sniff, before the rest is copied
+        head += chunk
+        if len(head) >= _SNIFF_BYTES:
+            break
+    if not head:
+        raise EmptyCorpusError("empty: pipe a corpus in, e.g. spacerini index - --out BUNDLE < corpus.jsonl", path=STDIN_NAME)
+    kind = format or _sniff(head)
+    if kind is None:
+        raise CorpusError(
+            f"cannot tell its format (neither JSON nor Parquet): give --format {'|'.join(_STREAM_FORMATS)}",
+            path=STDIN_NAME,
+        )
+    gz = ".gz" if head.startswith(b"\x1f\x8b") and kind != "parquet" else ""
+    folder.mkdir()
+    file = folder / f"stdin.{kind}{gz}"
+    with file.open("wb") as out:
+        out.write(head)
+        for chunk in chunks:
+            out.write(chunk)
+    return file, kind
+
+
+def _name_stdin(exc: BaseException, spool: Path) -> None:
+    """Names standard input in ``exc``'s message, not the file in ``spool`` it was copied to."""
+    if not isinstance(exc, SpaceriniError):
+        return
+    where = str(spool / "stdin.")
+    pattern = re.compile(re.escape(where) + r"[a-z.]+")
+    if isinstance(exc, CorpusError) and exc.path is not None:
+        exc.path = pattern.sub(STDIN_NAME, exc.path)
+    exc.args = tuple(pattern.sub(STDIN_NAME, a) if isinstance(a, str) else a for a in exc.args)
 
 
 class _StoredDocs:
