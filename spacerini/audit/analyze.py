@@ -77,6 +77,8 @@ BOILERPLATE_PATTERN = (
     r"|skip to (?:main )?content|sign up for (?:our|the) newsletter|javascript is disabled|enable javascript"
     r"|click here to|share on (?:facebook|twitter)"
 )
+#: The files of every report (the charts of the breakdowns come only when there are categories).
+REPORT_FILES = ("report.html", "analysis.json", "lengths.png")
 #: The same phrases for Python's ``re``, on lower-cased bytes (faster than ``re.IGNORECASE``).
 BOILERPLATE = re.compile(BOILERPLATE_PATTERN.encode())
 
@@ -767,33 +769,41 @@ def write_report(analysis: Analysis, lengths: np.ndarray, out: str | Path, *, ti
 
     Returns:
         The path of ``report.html``.
+
+    Raises:
+        UsageError: ``out`` is a file or inside a bundle, or a report file's name is a folder
+            there (:func:`spacerini.audit.plots.check_report_folder`).
     """
     from spacerini.audit import plots
 
     folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{folder} is a file: --out needs a folder")
+    plots.check_report_folder(folder, REPORT_FILES)
     created = not folder.exists()
     folder.mkdir(parents=True, exist_ok=True)
     files = plots.StagedFiles(folder)  # renamed into place together, the page last
     published = False
     try:
-        sections: list[str] = []
-        for stem, caption, fig in _charts(analysis, lengths):
-            try:
-                png = plots.png_bytes(fig)
-            finally:
-                plots.close(fig)
-            files.add(f"{stem}.png", png)
-            sections.append(
-                f'<figure id="{stem}"><img alt="{html.escape(caption)}" src="{plots.data_uri(png)}">'
-                f"<figcaption>{html.escape(caption)}</figcaption></figure>"
-            )
-        data = analysis.to_dict()
-        files.add("analysis.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-        files.add("report.html", _html(data, sections, title))
-        files.publish()
-        published = True
+        # Ctrl-C is held while matplotlib draws (it swallowed or garbled it) and while the files
+        # are renamed (all or none), and delivered between charts.
+        with plots.DeferredSignals() as signals:
+            sections: list[str] = []
+            for stem, caption, fig in _charts(analysis, lengths):
+                try:
+                    png = plots.png_bytes(fig)
+                finally:
+                    plots.close(fig)
+                signals.check()
+                files.add(f"{stem}.png", png)
+                sections.append(
+                    f'<figure id="{stem}"><img alt="{html.escape(caption)}" src="{plots.data_uri(png)}">'
+                    f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+                )
+            data = analysis.to_dict()
+            files.add("analysis.json", json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+            files.add("report.html", _html(data, sections, title))
+            signals.check()
+            files.publish()
+            published = True
     finally:
         files.discard()
         if created and not published:  # a full disk or Ctrl-C leaves no empty folder either

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -58,6 +59,8 @@ NGRAM = 13
 MIN_OVERLAP = 0.5
 #: Id columns looked for when none is named (else the row number is the id).
 ID_FIELDS = ("id", "_id", "docid", "doc_id", "qid", "question_id", "example_id", "idx")
+#: The files of a report (``--out``).
+REPORT_FILES = ("contamination.json", "overlap.png", "contamination.html")
 #: Longest example text checked, in characters (the exact index accepts 1 MiB queries).
 MAX_CHARS = 100_000
 
@@ -128,20 +131,38 @@ class ContaminationReport:
 
 # ------------------------------------------------------------------------------ test sets
 def _records(source: str) -> Iterator[tuple[Any, str, int | None]]:
-    """Streams the raw records of a file, a folder of files or an ``hf:`` dataset."""
+    """Streams the raw records of a file, a folder of files, an ``hf:`` dataset (or a folder
+    written by ``save_to_disk``) or the queries of an ``irds:`` dataset."""
     from spacerini.corpus.files import check_file, file_records, format_of, list_data_files
 
-    if source.startswith("hf:"):
-        from spacerini.corpus.hf import dataset_records, describe_dataset, open_source
+    if source.startswith("irds:"):
+        from spacerini.corpus import irds
 
-        _, dataset, _, _ = open_source(source)
-        yield from dataset_records(dataset, describe_dataset(dataset) if dataset is not None else source)()
+        yield from irds.open_queries(source)()
+        return
+    from spacerini.corpus import hf
+
+    if source.startswith("hf:"):
+        # Records are named as the corpus loader names them: the source as given, and the row.
+        spec, dataset, saved, _ = hf.open_source(source)
+        yield from hf.dataset_records(dataset, source if saved is not None else str(spec))()
         return
     path = Path(source).expanduser()
+    if source == "-" and not path.exists():
+        raise CorpusNotFoundError(
+            "a test set is not read from standard input: write it to a .jsonl, .csv or .parquet file and pass its path",
+            path=source,
+        )
     if not path.exists():
         raise CorpusNotFoundError(
-            "no such test set file or folder (for a Hugging Face dataset use hf:NAME)", path=source
+            "no such test set file or folder (for a Hugging Face dataset use hf:NAME, for the queries of "
+            "an ir_datasets dataset irds:NAME)",
+            path=source,
         )
+    if path.is_dir() and hf.is_saved_dataset(path):  # a folder written by Dataset.save_to_disk
+        dataset, _ = hf.load_saved(path, None)
+        yield from hf.dataset_records(dataset, source)()
+        return
     if path.is_dir():
         files = list_data_files(path)
     else:
@@ -166,7 +187,8 @@ def load_testset(
 
     Args:
         source: A ``.jsonl``/``.json``/``.csv``/``.tsv``/``.parquet`` file (or a folder of them),
-            ``hf:NAME[:CONFIG][@SPLIT]``, or a list of dicts.
+            ``hf:NAME[:CONFIG][@SPLIT]``, ``irds:NAME`` (the queries of an ir_datasets
+            dataset, from its local cache: ``id`` and ``text``), or a list of dicts.
         field: The column holding the text to check. With the default, ``text``, records that
             have no ``text`` but a ``contents`` column (a headerless ``id<TAB>text`` TSV, such as
             MS MARCO's query files, reads so) use ``contents``.
@@ -178,13 +200,22 @@ def load_testset(
         The examples, in order.
 
     Raises:
-        CorpusNotFoundError: No such file, folder or dataset.
+        UsageError: ``field`` or ``id_field`` is empty, or ``limit`` is not a positive integer.
+        CorpusNotFoundError: No such file, folder or dataset (or its queries are not cached).
         EmptyCorpusError: The test set is empty.
         MalformedRecordError: A record cannot be parsed (bad JSON, not an object), two
             examples share an id, or an example's text is longer than :data:`MAX_CHARS`.
         MissingFieldError: A record lacks ``field`` (or the named ``id_field``), its text is not
             text, or its id is null, empty, a float, a boolean or a container.
     """
+    for option, value in (("field", field), ("id_field", id_field)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            flag = "--" + option.replace("_", "-")
+            raise UsageError(f"{flag} is empty: name a column of the test set (e.g. {flag} text)")
+    if limit is not None:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise UsageError(f"limit must be a positive integer, not {limit!r}")
+        limit = min(limit, sys.maxsize)  # more than any test set holds: all of it
     if isinstance(source, str | Path):
         name = str(source)
         records: Iterator[tuple[Any, str, int | None]] = _records(name)
@@ -270,7 +301,11 @@ def _tokens(raw: bytes) -> tuple[np.ndarray, np.ndarray]:
 
 class _Matcher:
     """Exact-substring lookups on the exact backend: one binary search per suffix-array shard
-    when the searcher is in this process, else its ``count`` (a searcher in Ray actors)."""
+    when the searcher is in this process, else its ``count`` (a searcher in Ray actors).
+
+    The corpus text keeps its NUL characters, so a span holding one is looked up as it is in the
+    shards; the searcher's ``count`` and ``find`` refuse such a query, so through them it is
+    taken as not found (an n-gram across a NUL is then not counted, never a false match)."""
 
     def __init__(self, searcher: Any) -> None:
         self.searcher = searcher
@@ -281,9 +316,17 @@ class _Matcher:
         self.lookups += 1
         if self.shards is not None:
             return any(shard.contains(pat) for shard in self.shards)
+        if b"\x00" in pat:
+            return False
         return bool(self.searcher.count(pat))
 
     def first_doc(self, pat: bytes) -> str | None:
+        first_docs = getattr(self.searcher, "_first_docs", None)
+        if self.shards is not None and first_docs is not None:
+            found = first_docs(pat, 1)
+            return found[0] if found else None
+        if b"\x00" in pat:
+            return None
         hits = self.searcher.find(pat, k=1)
         return hits[0].docid if hits else None
 
@@ -298,7 +341,7 @@ def check_example(
 ) -> ExampleResult:
     """Scores one example (see the module docstring for the definitions); with ``redact_pii``,
     the matched text shown has its PII redacted (a span that reaches into it, whole)."""
-    text = example.text[:MAX_CHARS].replace("\x00", " ")
+    text = example.text[:MAX_CHARS]
     raw = text.encode("utf-8", "replace")
     starts, ends = _tokens(raw)
     t = int(starts.size)
@@ -434,6 +477,13 @@ def contamination(
             check_example(matcher, example, ngram=ngram, min_overlap=min_overlap, redact_pii=redact_pii)
         )
     seconds = time.perf_counter() - started
+    wordless = [r.id for r in results if r.tokens == 0]
+    if wordless:  # reported clean, as nothing of them can be matched: said, not hidden in the counts
+        shown = ", ".join(repr(i) for i in wordless[:5]) + (f" and {len(wordless) - 5:,} more" if len(wordless) > 5 else "")
+        logger.warning(
+            "%d of %d examples have no word to match (empty or only punctuation): %s; they are reported clean "
+            "with overlap 0", len(wordless), len(results), shown,
+        )  # fmt: skip
     dirty = sum(r.contaminated for r in results)
     summary = {
         "examples": len(results),
@@ -455,17 +505,23 @@ def contamination(
 def write_report(report: ContaminationReport, out: str | Path) -> Path:
     """Writes ``out/contamination.json``, ``out/overlap.png`` and a self-contained
     ``out/contamination.html``, renamed into place together (the page last); returns the HTML
-    page's path."""
+    page's path.
+
+    Raises:
+        UsageError: ``out`` is a file or inside a bundle, or a report file's name is a folder
+            there (:func:`spacerini.audit.plots.check_report_folder`).
+    """
     from spacerini.audit import plots
 
     folder = Path(out)
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"{folder} is a file: --out needs a folder")
+    plots.check_report_folder(folder, REPORT_FILES)
     folder.mkdir(parents=True, exist_ok=True)
     files = plots.StagedFiles(folder)  # renamed into place together, the page last
     try:
-        _stage_report(report, files)
-        files.publish()
+        with plots.DeferredSignals() as signals:  # as in analyze.write_report: no Ctrl-C inside matplotlib
+            _stage_report(report, files)
+            signals.check()
+            files.publish()
     finally:
         files.discard()
     return folder / "contamination.html"

@@ -138,6 +138,109 @@ def close(fig: Any) -> None:
     fig.clear()
 
 
+def check_report_folder(out: Any, names: Sequence[str] = (), *, bundle: Any = None) -> None:
+    """Refuses a report folder that would lose or damage something, before any work is done.
+
+    Args:
+        out: The report folder (it need not exist).
+        names: The report's file names: none of them may be a folder there.
+        bundle: The bundle the report is about (its path), if any.
+
+    Raises:
+        UsageError: ``out`` is a file, is a bundle or inside one (the report's files would be
+            written among the bundle's, and ``info --verify`` then fails), or one of ``names``
+            is a folder in it.
+    """
+    from pathlib import Path
+
+    from spacerini.bundle.manifest import MANIFEST
+    from spacerini.errors import UsageError
+
+    folder = Path(out).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{out}: is a file; --out needs a folder (a new one, or one holding an earlier report)")
+    resolved = folder.resolve()
+    inside = [resolved, *resolved.parents]
+    home = Path(bundle).expanduser().resolve() if bundle is not None else None
+    for place in inside:
+        if place == home or (place / MANIFEST).is_file():
+            what = "the bundle" if place == resolved else "inside the bundle"
+            raise UsageError(
+                f"{out}: is {what} {bundle if place == home else place}; write the report to a folder outside "
+                "it (among the bundle's files, `spacerini info --verify` would fail on them)"
+            )
+    for name in names:
+        if (folder / name).is_dir():
+            raise UsageError(f"{folder / name}: is a folder where the report writes a file; remove it or choose another --out")
+
+
+class DeferredSignals:
+    """Holds Ctrl-C, SIGTERM and SIGHUP while a report is drawn and renamed into place, and
+    delivers them at :meth:`check` (between charts) or on leaving the block.
+
+    Raised wherever it lands, a ``KeyboardInterrupt`` inside matplotlib was turned into
+    ``ValueError: Invalid bounding box`` (exit 2 with a wrong message), or, in one of its weakref
+    callbacks, printed as "Exception ignored" with a traceback and lost: the command went on.
+    Held, it is raised by the handler the command had (``KeyboardInterrupt``, the CLI's
+    termination error), at a point where the staged files can be discarded. Outside the main
+    thread (where no handler can be set) nothing is held.
+    """
+
+    _NAMES = ("SIGINT", "SIGTERM", "SIGHUP")
+
+    def __init__(self) -> None:
+        self._old: dict[int, Any] = {}
+        self.pending: int | None = None
+
+    def __enter__(self) -> DeferredSignals:
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for name in self._NAMES:
+                sig = getattr(signal, name, None)
+                if sig is None:
+                    continue
+                try:
+                    self._old[sig] = signal.signal(sig, self._hold)
+                except (ValueError, OSError):  # pragma: no cover - not settable here
+                    continue
+        return self
+
+    def _hold(self, signum: int, frame: Any) -> None:
+        if self.pending is None:
+            self.pending = signum
+
+    def _restore(self) -> None:
+        import signal
+
+        for sig, old in self._old.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        self._old = {}
+
+    def check(self) -> None:
+        """Delivers a signal held so far (raising as the command's own handler does)."""
+        import os
+        import signal
+
+        if self.pending is None:
+            return
+        signum, self.pending = self.pending, None
+        old = self._old.get(signum)
+        self._restore()
+        if callable(old):
+            old(signum, None)
+        elif old is None or old == signal.SIG_DFL:
+            os.kill(os.getpid(), signum)
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is None:
+                self.check()
+        finally:
+            self._restore()
+
+
 class StagedFiles:
     """The files of a report, written beside their final names and renamed into place together
     (the page last) by :meth:`publish`: a failure or Ctrl-C while writing leaves the folder's
@@ -164,9 +267,19 @@ class StagedFiles:
         tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
 
     def publish(self) -> None:
-        """Renames every staged file into place, in the order added."""
+        """Renames every staged file into place, in the order added; none is when one of their
+        names is taken by a folder (one rename would fail after others were done).
+
+        Raises:
+            UsageError: A file's name is taken by a folder.
+        """
         import os
 
+        from spacerini.errors import UsageError
+
+        for _, final in self._staged:
+            if final.is_dir():
+                raise UsageError(f"{final}: is a folder where the report writes a file; remove it or choose another --out")
         while self._staged:
             tmp, final = self._staged[0]
             os.replace(tmp, final)

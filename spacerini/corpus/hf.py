@@ -82,7 +82,8 @@ def load_saved(folder: Path, split: str | None) -> tuple[Any, str]:
     """Opens a ``save_to_disk`` folder; returns the Dataset and the split read.
 
     Raises:
-        CorpusNotFoundError: The folder cannot be read, or the split is not in a DatasetDict.
+        CorpusNotFoundError: The folder cannot be read, or the split is not in a DatasetDict (or
+            is not the split of a single saved Dataset).
     """
     datasets = _datasets()
     try:
@@ -102,7 +103,16 @@ def load_saved(folder: Path, split: str | None) -> tuple[Any, str]:
                 path=str(folder),
             )
         return loaded[chosen], chosen
-    return loaded, split or "train"
+    own = str(loaded.split) if getattr(loaded, "split", None) is not None else None
+    if split is not None and split != (own or "train"):
+        # One Dataset, not a DatasetDict: reading it all for another split name would be a silent mix-up.
+        raise CorpusNotFoundError(
+            f"no split {split!r} in the saved dataset: it is one Dataset"
+            + (f" (split {own!r})" if own else "")
+            + f", not a DatasetDict; leave out @{split}",
+            path=str(folder),
+        )
+    return loaded, split or own or "train"
 
 
 def open_source(text: str) -> tuple[HfSpec, Any, Path | None, str]:

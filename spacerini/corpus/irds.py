@@ -1,4 +1,5 @@
-"""ir_datasets sources: ``irds:NAME`` (documents), and its queries and qrels for ``eval``.
+"""ir_datasets sources: ``irds:NAME`` (documents), its queries and qrels for ``eval``, and its
+queries as a test set for ``contamination``.
 
 ``NAME`` is an ir_datasets id (``irds:msmarco-passage/dev/small``, ``irds:cranfield``) or a
 dataset registered in this process with ``ir_datasets.registry.register``. Loading never
@@ -221,6 +222,43 @@ def open_docs(source: str) -> tuple[str, Callable[[], LocatedRecords], int | Non
     except Exception:  # metadata is optional, and custom datasets have none
         total = None
     return name, records, total
+
+
+def open_queries(source: str) -> Callable[[], LocatedRecords]:
+    """Opens the queries of ``irds:NAME`` as records (a test set: ``spacerini contamination``),
+    checked to be in the cache first.
+
+    Each query becomes ``{"id": query_id, "text": ..., <other scalar fields>}``, ``text`` as for
+    documents (its ``text`` field, else ``default_text()``).
+
+    Returns:
+        A factory of located records (``irds:NAME`` and the query's number).
+
+    Raises:
+        CorpusNotFoundError: Unknown dataset, no queries, or queries not in the cache.
+    """
+    name = parse_irds(source)
+    dataset = open_dataset(name)
+    has = getattr(dataset, "has_queries", None)
+    if has is None or not has():
+        raise CorpusNotFoundError(
+            f"irds:{name} has no queries: an ir_datasets test set is read as its queries; "
+            "export the texts to check to a JSONL file instead"
+        )
+    handler = dataset.queries_handler()
+    _check_cached(name, "queries", handler)
+    label = f"{PREFIX}{name}"
+
+    def records() -> LocatedRecords:
+        for number, query in enumerate(_records(name, handler, "queries", "query"), 1):
+            row: dict[str, Any] = {"id": str(query.query_id), "text": _text_of(query)}
+            for key in getattr(query, "_fields", ()):
+                value = getattr(query, key)
+                if key not in ("query_id", "text") and (value is None or isinstance(value, _SCALARS)):
+                    row.setdefault(key, value)
+            yield row, label, number
+
+    return records
 
 
 def _read_error(name: str, what: str, number: int, exc: BaseException) -> CorpusError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any, cast
@@ -17,6 +18,24 @@ _CACHE: dict[tuple[str, str], tuple[Any, Any]] = {}
 _LOCK = threading.Lock()
 
 ModelLike = str | os.PathLike[str] | tuple[Any, Any] | None
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate(text: str, what: str) -> str | None:
+    """Why ``text`` cannot be tokenized, or None: a lone surrogate (a JSON ``"\\ud800"`` escape,
+    or a command-line byte that is not UTF-8, read with ``surrogateescape``) is no Unicode
+    text, and the tokenizer raised a ``TypeError`` on it after the model had loaded."""
+    if text.isascii():
+        return None
+    found = _SURROGATE.search(text)
+    if found is None:
+        return None
+    return (
+        f"{what} holds a lone surrogate (U+{ord(found.group()):04X}) at character {found.start() + 1}, which is "
+        "not Unicode text (on a command line: a byte that is not UTF-8); pass valid UTF-8 text"
+    )
 
 
 def default_model_path() -> Path:
@@ -157,7 +176,8 @@ def generate(
         The generated text only (neither the prompt nor the suffix).
 
     Raises:
-        ModelError: Bad options, or ``suffix`` given for a tokenizer without FIM tokens.
+        ModelError: Bad options, a prompt or suffix holding a lone surrogate, or ``suffix`` given
+            for a tokenizer without FIM tokens.
     """
     import torch
 
@@ -170,6 +190,12 @@ def generate(
         raise ModelError(f"temperature must be a number >= 0 (0: greedy decoding), not {temperature!r}")
     if not 0 < top_p <= 1:
         raise ModelError(f"top_p must be in (0, 1], not {top_p!r}")
+    if suffix is not None and not isinstance(suffix, str):
+        raise ModelError(f"the suffix must be text, not {type(suffix).__name__}")
+    for what, text in (("the prompt", prompt), ("the suffix", suffix or "")):
+        why = lone_surrogate(text, what)  # before the model loads
+        if why is not None:
+            raise ModelError(why)
     lm, tokenizer = resolve_model(model)
     fim = fim_ids(tokenizer) if suffix is not None else None
     if suffix is not None and fim is None:

@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ import numpy as np
 
 from spacerini.errors import QueryError
 from spacerini.model.errors import ModelError
-from spacerini.model.generation import context_length, resolve_model
+from spacerini.model.generation import context_length, lone_surrogate, resolve_model
 from spacerini.progress import wanted
 from spacerini.records import Answer
 
@@ -213,7 +214,7 @@ def token_stats(
         One :class:`TokenStats` per text, in order.
 
     Raises:
-        QueryError: An empty text, or one with no tokens.
+        QueryError: An empty text, one holding a lone surrogate, or one with no tokens.
         ModelError: Bad options, or the model cannot be loaded.
     """
     import torch
@@ -226,6 +227,9 @@ def token_stats(
             which = "the text" if len(texts) == 1 else f"text {i}"
             blank = "empty" if not isinstance(text, str) or not text else "blank (only white space)"
             raise QueryError(f"{which} is {blank}: membership needs some text to score")
+        why = lone_surrogate(text, "the text" if len(texts) == 1 else f"text {i}")
+        if why is not None:
+            raise QueryError(why)
     lm, tokenizer = resolve_model(model, device=device)
     context = context_length(lm)
     stride = context // 2 if stride is None else stride
@@ -399,9 +403,16 @@ def exact_answer(service: Any, text: str) -> ExactAnswer:
         QueryError: Empty text, or text the service refuses.
         BackendNotAvailableError: The bundle has neither the exact nor the bloom backend.
     """
+    from spacerini.errors import BackendNotAvailableError
     from spacerini.model.tracing import union_length
     from spacerini.service import MEMBER_MIN_LEN
 
+    have = list(service.bundle.backends)
+    if not {"bloom", "exact"} & set(have):
+        raise BackendNotAvailableError(
+            f"{service.bundle.path}: the exact answer needs the exact (or bloom) backend, which this bundle lacks: "
+            f"rebuild it with --backends {','.join([*have, 'exact'])}, or leave out --bundle"
+        )
     m = service.member(text)
     if "exact" not in service.bundle.backends:
         return ExactAnswer(None, None, m.coverage, 0, m.method, m.generation)
@@ -422,21 +433,49 @@ def exact_answer(service: Any, text: str) -> ExactAnswer:
 def read_text_or_file(value: str) -> str:
     """``value`` itself, or the UTF-8 contents of the file it names (``-``: standard input).
 
+    A one-line ``value`` that names no file but reads like a file name (``x.py``, ``src/x``) is
+    scored as the text itself, with a warning on the log.
+
     Raises:
-        QueryError: The file is not UTF-8 text, or ``value`` names a folder.
+        QueryError: The file cannot be read, is empty or is not UTF-8 text, or ``value`` names a
+            folder.
     """
     import sys
 
+    one_line = "\n" not in value and "\x00" not in value and len(value) < 4096
     if value == "-":
         data = sys.stdin.buffer.read()
-    elif "\n" not in value and len(value) < 4096 and os.path.isdir(value):
+    elif one_line and os.path.isdir(value):
         raise QueryError(f"{value}: is a folder, not a file; pass a file path, - for standard input, or the text itself")
-    elif "\n" not in value and len(value) < 4096 and os.path.isfile(value):
-        with open(value, "rb") as f:
-            data = f.read()
+    elif one_line and os.path.exists(value):  # a file, or a device or pipe (/dev/stdin), read as one
+        try:
+            with open(value, "rb") as f:
+                data = f.read()
+        except OSError as exc:
+            raise QueryError(f"{value}: cannot be read ({exc.strerror or exc}); pass a text or code file") from None
+        if not data:
+            raise QueryError(f"{value}: the file is empty; pass a file with some text or code to score")
     else:
+        if one_line and _looks_like_a_path(value):
+            logger.warning("no file named %s: scoring these %d characters as the text itself", value, len(value))
         return value
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise QueryError(f"{value}: not UTF-8 text (byte {exc.start}); pass a text or code file") from exc
+
+
+def _looks_like_a_path(value: str) -> bool:
+    """Whether ``value`` (which names no file) reads like a file name someone mistyped: one word
+    with a folder separator or a file extension, not code (no brackets, quotes or operators)."""
+    if not value or any(c.isspace() for c in value) or any(c in value for c in "()[]{}=:;,'\"<>+*"):
+        return False
+    return os.sep in value or bool(_FILE_NAME.fullmatch(value))
+
+
+#: A file name with the extension of a text or code file (``os.path`` is code, ``x.py`` a file).
+_FILE_NAME = re.compile(
+    r"[^/]+\.(?:py|pyi|txt|md|rst|json|jsonl|ndjson|csv|tsv|js|ts|c|h|cc|cpp|hpp|java|rs|go|rb|sh|"
+    r"html|css|yaml|yml|toml|ipynb|php|swift|kt|scala|sql|xml|tex)",
+    re.IGNORECASE,
+)
