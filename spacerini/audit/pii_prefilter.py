@@ -42,7 +42,8 @@ PARTS: dict[str, str] = {
         rf"(?i:key|secret|token|credential){_W}*[\"']?{_S}*(?::[^\n]*)?[=:][>=]?{_S}*(?:[rRbBuU]?[\"'`])?"
         r"[A-Za-z0-9+/=_\-.~:]{16}"
     ),
-    "_AWS_SECRET": r"(?i:aws|secret)",
+    # A 40-character base64 word on a line that names aws or secret (either order).
+    "_AWS_SECRET": r"(?i:aws|secret)[^\n]*[A-Za-z0-9/+]{40}|[A-Za-z0-9/+]{40}[^\n]*(?i:aws|secret)",
     "_AUTHORIZATION": r"(?i:authorization)",
     "_QUOTED_PASSWORD": rf"(?i:pass|pwd){_W}*[\"']?{_S}*(?::[^\n]*)?[=:][>=]?{_S}*[rRbBuUfF]?[\"'`]",
     "_PASSWORD_ARGUMENT": rf"(?i:pass|pwd)[A-Za-z\x80-\xff]*[\"']{_S}*,",
