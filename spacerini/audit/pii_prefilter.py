@@ -122,20 +122,3 @@ def pii_candidates(raw: bytes | np.ndarray, offsets: np.ndarray) -> list[tuple[i
             out.append((row, kinds))
     return out
 
-
-def find_pii_many(texts: list[str]) -> list[list[Any]]:
-    """``find_pii(text)`` of each text, with one RE2 pass over them all (:func:`pii_candidates`):
-    the Python detectors run only on the texts that could hold PII, for the kinds they could
-    hold, so the spans are the same and a batch without PII costs one scan."""
-    from spacerini.preprocess.pii import find_pii
-
-    out: list[list[Any]] = [[] for _ in texts]
-    if not texts:
-        return out
-    blobs = [t.encode("utf-8", "surrogatepass") for t in texts]
-    offsets = np.cumsum([0, *map(len, blobs)], dtype=np.int64)
-    raw = b"".join(blobs)
-    del blobs  # one copy of the batch's bytes at a time
-    for i, kinds in pii_candidates(raw, offsets):
-        out[i] = find_pii(texts[i], kinds=kinds)
-    return out
