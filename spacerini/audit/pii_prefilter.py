@@ -121,4 +121,3 @@ def pii_candidates(raw: bytes | np.ndarray, offsets: np.ndarray) -> list[tuple[i
         if kinds:
             out.append((row, kinds))
     return out
-
